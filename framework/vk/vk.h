@@ -1,0 +1,69 @@
+/* vk.h - the Vulkan backend's context: instance, device choice, memory blocks, pipelines built
+ * from the embedded SPIR-V, one command buffer that ops record into, the dispatch helper,
+ * read-back, validation and the timestamp profiler. Ops never touch Vulkan objects directly:
+ * they call vkctx_dispatch() with blocks and a push-constant struct. */
+#ifndef POLYAK_VK_H
+#define POLYAK_VK_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "device.h"
+
+typedef struct vkctx vkctx;
+
+/* Options read from the environment by the device layer and passed in. */
+typedef struct vkctx_options {
+    bool validate; /* POLYAK_VALIDATE=1: validation layer + debug messenger */
+    bool profile;  /* POLYAK_PROFILE=1: timestamp query per dispatch, table at destroy */
+} vkctx_options;
+
+/* Lists the Vulkan physical devices (backend PK_BACKEND_VK). Returns PK_OK with *count = 0
+ * when no loader or no driver exists. */
+pk_status vkctx_enumerate(pk_device_info *out, int max, int *count);
+
+/* Creates a context on physical device `index` (as listed by vkctx_enumerate). */
+pk_status vkctx_create(int index, const vkctx_options *opt, vkctx **out);
+
+/* Destroys the context (prints the profile table when profiling); accepts NULL. */
+void vkctx_destroy(vkctx *ctx);
+
+/* Returns the device description and capabilities read at creation. */
+const pk_device_info *vkctx_info(const vkctx *ctx);
+
+/* Allocates a storage buffer block (device-local; host-visible when the device is unified). */
+pk_status vkctx_block_alloc(vkctx *ctx, size_t bytes, pk_block *out);
+
+/* Frees a block after the work using it has completed; accepts a zeroed block. */
+void vkctx_block_free(vkctx *ctx, pk_block *blk);
+
+/* Host -> block copy (ordered after recorded work that reads the old bytes). */
+pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *src, size_t n);
+
+/* Block -> host copy; submits recorded work and waits first. */
+pk_status vkctx_block_read(vkctx *ctx, pk_block *blk, size_t off, void *dst, size_t n);
+
+/* A buffer binding for a dispatch: the whole block is bound; shaders add element offsets that
+ * arrive in their push constants. */
+typedef struct vk_binding {
+    pk_block *block;
+} vk_binding;
+
+/* Records one dispatch of the embedded shader `name` (see shaders/shader_registry.h) with
+ * `nbuf` storage-buffer bindings (set 0, bindings 0..nbuf-1) and push constants. The pipeline
+ * is created on first use and cached. Checks that nbuf and push_size match what the shader
+ * declares before recording anything. Inserts the barrier that makes earlier writes visible. */
+pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
+                         const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
+                         uint32_t gz);
+
+/* Submits the recorded command buffer and waits for completion. */
+pk_status vkctx_sync(vkctx *ctx);
+
+/* Returns the number of validation-layer messages of warning or error severity so far. */
+int vkctx_validation_errors(const vkctx *ctx);
+
+/* Prints the per-shader profile table (count, total ms) to `f` (no-op unless profiling). */
+void vkctx_profile_report(vkctx *ctx, FILE *f);
+
+#endif
