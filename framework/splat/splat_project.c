@@ -137,19 +137,16 @@ static int project_core(const splat_cam_derived *cd, const splat_scene_view *s, 
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
             t->M[i * 3 + j] = t->Rq[i * 3 + j] * t->s[j];
-    float Sig[9], WS[9];
+    /* Sc = W Sigma W^T = (W M)(W M)^T */
+    float WM[9];
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
-            Sig[i * 3 + j] = t->M[i * 3] * t->M[j * 3] + t->M[i * 3 + 1] * t->M[j * 3 + 1] +
-                             t->M[i * 3 + 2] * t->M[j * 3 + 2];
+            WM[i * 3 + j] = cd->R[i * 3] * t->M[j] + cd->R[i * 3 + 1] * t->M[3 + j] +
+                            cd->R[i * 3 + 2] * t->M[6 + j];
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
-            WS[i * 3 + j] = cd->R[i * 3] * Sig[j] + cd->R[i * 3 + 1] * Sig[3 + j] +
-                            cd->R[i * 3 + 2] * Sig[6 + j];
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++)
-            t->Sc[i * 3 + j] = WS[i * 3] * cd->R[j * 3] + WS[i * 3 + 1] * cd->R[j * 3 + 1] +
-                               WS[i * 3 + 2] * cd->R[j * 3 + 2];
+            t->Sc[i * 3 + j] = WM[i * 3] * WM[j * 3] + WM[i * 3 + 1] * WM[j * 3 + 1] +
+                               WM[i * 3 + 2] * WM[j * 3 + 2];
     float z = t->pv[2];
     t->u = t->pv[0] / z, t->v = t->pv[1] / z;
     t->uc = fminf(cd->limx, fmaxf(-cd->limx, t->u));
@@ -157,18 +154,23 @@ static int project_core(const splat_cam_derived *cd, const splat_scene_view *s, 
     /* J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]] with tx = uc z */
     t->J[0] = cd->fx / z, t->J[1] = 0.f, t->J[2] = -cd->fx * t->uc / z;
     t->J[3] = 0.f, t->J[4] = cd->fy / z, t->J[5] = -cd->fy * t->vc / z;
-    float JS[6];
+    /* cov2D = J Sc J^T = P P^T with P = J W M (2, 3). Its entries are dot products of P's
+     * rows and, by the Lagrange identity, det(P P^T) = |P0 x P1|^2: no cancellation, so
+     * needle-like Gaussians keep an accurate determinant (3DGS's float A C - B^2 loses it) */
+    float P[6];
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 3; j++)
-            JS[i * 3 + j] = t->J[i * 3] * t->Sc[j] + t->J[i * 3 + 1] * t->Sc[3 + j] +
-                            t->J[i * 3 + 2] * t->Sc[6 + j];
-    float c00 = JS[0] * t->J[0] + JS[1] * t->J[1] + JS[2] * t->J[2];
-    float c01 = JS[0] * t->J[3] + JS[1] * t->J[4] + JS[2] * t->J[5];
-    float c11 = JS[3] * t->J[3] + JS[4] * t->J[4] + JS[5] * t->J[5];
+            P[i * 3 + j] =
+                t->J[i * 3] * WM[j] + t->J[i * 3 + 1] * WM[3 + j] + t->J[i * 3 + 2] * WM[6 + j];
+    float c00 = P[0] * P[0] + P[1] * P[1] + P[2] * P[2];
+    float c01 = P[0] * P[3] + P[1] * P[4] + P[2] * P[5];
+    float c11 = P[3] * P[3] + P[4] * P[4] + P[5] * P[5];
+    float x0 = P[1] * P[5] - P[2] * P[4], x1 = P[2] * P[3] - P[0] * P[5];
+    float x2 = P[0] * P[4] - P[1] * P[3];
     t->A = c00 + 0.3f, t->B = c01, t->C = c11 + 0.3f; /* 3DGS low-pass dilation */
-    t->det = t->A * t->C - t->B * t->B;
-    /* 3DGS drops det == 0; with the dilation det >= 0.09 mathematically, so anything not
-     * positive (or NaN) is round-off on a degenerate covariance and is dropped too. */
+    /* = A C - B^2 */
+    t->det = (x0 * x0 + x1 * x1 + x2 * x2) + 0.3f * (c00 + c11) + 0.09f;
+    /* 3DGS drops det == 0; here det >= 0.09 unless it overflowed or is NaN */
     if (!(t->det > 0.f) || !isfinite(t->det)) return 0;
     return 1;
 }
