@@ -22,7 +22,7 @@ typedef struct splat_entry {
     float lo;         // power below this gives alpha < 1/255 for sure (skips the exp)
     float r, g, b;    // colour
     float depth;      // view z
-    int32_t gid;      // Gaussian index
+    int32_t src;      // source (Gaussian-order) index of this pair: its gradient slot
 } splat_entry;
 
 struct splat_state {
@@ -30,7 +30,8 @@ struct splat_state {
     int64_t pairs;
     /* capacities (elements) of the arrays below, in declaration order */
     size_t cap_proj, cap_offset, cap_src_tile, cap_src_to_k, cap_keys, cap_keys_tmp;
-    size_t cap_entries, cap_egrad, cap_tile_start, cap_tile_fill, cap_final_T, cap_n_contrib;
+    size_t cap_entries, cap_boxes, cap_egrad, cap_tile_start, cap_tile_fill, cap_final_T,
+        cap_n_contrib;
     /* per Gaussian */
     splat_proj *proj; // (n)
     int64_t *offset;  // (n + 1) first pair of each Gaussian in Gaussian order
@@ -40,7 +41,9 @@ struct splat_state {
     /* per pair, sorted order */
     uint64_t *keys, *keys_tmp; // (pairs) depth bits << 32 | source index
     splat_entry *entries;      // (pairs)
-    float *egrad;              // (pairs, SPLAT_GRAD_STRIDE)
+    uint8_t *boxes;            // (pairs, 4) tile-relative pixels [x0, x1) x [y0, y1) outside
+                               // which alpha < 1/255 for sure (scanned apart from entries)
+    float *egrad;              // (pairs, SPLAT_GRAD_STRIDE) in source order
     /* per tile */
     int64_t *tile_start; // (tiles + 1)
     int64_t *tile_fill;  // (tiles)
@@ -54,7 +57,7 @@ splat_state *splat_state_create(void) { return calloc(1, sizeof(splat_state)); }
 void splat_state_destroy(splat_state *st) {
     if (!st) return;
     free(st->proj), free(st->offset), free(st->src_tile), free(st->src_to_k);
-    free(st->keys), free(st->keys_tmp), free(st->entries), free(st->egrad);
+    free(st->keys), free(st->keys_tmp), free(st->entries), free(st->boxes), free(st->egrad);
     free(st->tile_start), free(st->tile_fill), free(st->final_T), free(st->n_contrib);
     free(st);
 }
@@ -184,76 +187,246 @@ static void pack_range(void *arg, int64_t b, int64_t e) {
     splat_state *st = c->st;
     for (int64_t g = b; g < e; g++) {
         const splat_proj *p = &st->proj[g];
+        if (st->offset[g + 1] == st->offset[g]) continue;
+        splat_entry en;
+        en.x = p->xy[0], en.y = p->xy[1];
+        en.ca = p->conic[0], en.cb = p->conic[1], en.cc = p->conic[2];
+        en.op = p->opacity;
+        /* o exp(power) < 1/255 <=> power < -h with h = log(255 o); the margin keeps this a
+         * strict subset of the exact test, so results are unchanged */
+        float h = logf(255.f * p->opacity);
+        en.lo = -h - 1e-3f;
+        en.r = p->rgb[0], en.g = p->rgb[1], en.b = p->rgb[2];
+        en.depth = p->depth;
+        /* power >= -h is the ellipse d^T conic d <= 2h, whose bounding box has half-sides
+         * sqrt(2h A), sqrt(2h C). Enlarged by 0.1% and a pixel it contains every pixel the
+         * exact test can accept; when h is tiny rounding could matter, so use whole tiles. */
+        float bx0 = -1.f, bx1 = 1e9f, by0 = -1.f, by1 = 1e9f;
+        if (h > 1e-2f) {
+            float hx = 1.001f * sqrtf(2.f * h * p->cov[0]) + 1.f;
+            float hy = 1.001f * sqrtf(2.f * h * p->cov[1]) + 1.f;
+            /* pixel x is sampled at x + 0.5 */
+            bx0 = floorf(en.x - 0.5f - hx), bx1 = ceilf(en.x - 0.5f + hx) + 1.f;
+            by0 = floorf(en.y - 0.5f - hy), by1 = ceilf(en.y - 0.5f + hy) + 1.f;
+        }
         for (int64_t src = st->offset[g]; src < st->offset[g + 1]; src++) {
-            splat_entry *en = &st->entries[st->src_to_k[src]];
-            en->x = p->xy[0], en->y = p->xy[1];
-            en->ca = p->conic[0], en->cb = p->conic[1], en->cc = p->conic[2];
-            en->op = p->opacity;
-            /* o exp(power) < 1/255 <=> power < log(1 / (255 o)); the margin keeps this a
-             * strict subset of the exact test below, so results are unchanged */
-            en->lo = logf(1.f / (255.f * p->opacity)) - 1e-3f;
-            en->r = p->rgb[0], en->g = p->rgb[1], en->b = p->rgb[2];
-            en->depth = p->depth;
-            en->gid = (int32_t)g;
+            int64_t k = st->src_to_k[src];
+            en.src = (int32_t)src;
+            st->entries[k] = en;
+            int tile = st->src_tile[src];
+            float ox = (float)(tile % st->tiles_x * SPLAT_TILE);
+            float oy = (float)(tile / st->tiles_x * SPLAT_TILE), TS = (float)SPLAT_TILE;
+            uint8_t *b = st->boxes + 4 * k;
+            b[0] = (uint8_t)fminf(TS, fmaxf(0.f, bx0 - ox));
+            b[1] = (uint8_t)fminf(TS, fmaxf(0.f, bx1 - ox));
+            b[2] = (uint8_t)fminf(TS, fmaxf(0.f, by0 - oy));
+            b[3] = (uint8_t)fminf(TS, fmaxf(0.f, by1 - oy));
         }
     }
 }
 
 /* ------------------------------------------------------------------ forward: blending */
 
-/* The blend's per-(pixel, Gaussian) test, shared by forward and backward so both make the
- * same decisions: returns alpha, or 0 when the pair is skipped (power > 0, alpha < 1/255). */
-static inline float entry_alpha(const splat_entry *en, float px, float py, float *dx, float *dy,
-                                float *G) {
-    float ddx = en->x - px, ddy = en->y - py;
-    float power = -0.5f * (en->ca * ddx * ddx + en->cc * ddy * ddy) - en->cb * ddx * ddy;
-    if (power > 0.f || power < en->lo) return 0.f;
-    float g = expf(power);
-    float alpha = fminf(0.99f, en->op * g);
-    if (alpha < 1.f / 255.f) return 0.f;
-    *dx = ddx, *dy = ddy, *G = g;
-    return alpha;
+/* The blend works on quads, 4 horizontally adjacent pixels, with GCC/Clang vector
+ * extensions (SSE on x86-64, NEON on arm64). Each lane does exactly the per-pixel algorithm;
+ * forward and backward evaluate alpha with the same function, so they make the same
+ * decisions. */
+#if !defined(__GNUC__)
+#error "splat.c uses GCC/Clang vector extensions"
+#endif
+#define QUAD 4
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f vbc(float x) { return (v4f){x, x, x, x}; }
+static inline v4i vbci(int32_t x) { return (v4i){x, x, x, x}; }
+/* m ? a : b per lane (m all ones or zero) */
+static inline v4f vsel(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
+static inline int vany(v4i m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
+static inline float vsum(v4f v) { return ((v[0] + v[1]) + v[2]) + v[3]; }
+
+/* exp(x) for x in [-87, 0] (the blend needs [-5.6, 0]), Cephes expf: x = n ln2 + r, a degree 5
+ * polynomial for exp(r), 2^n through the exponent bits. Within 2 ulp of expf; the rounding
+ * uses the 1.5 * 2^23 trick, so no float-to-int conversion instructions are needed. */
+static inline v4f vexp(v4f x) {
+    v4f t = x * vbc(1.44269504088896341f) + vbc(12582912.f);
+    v4f n = t - vbc(12582912.f);
+    v4i ni = (v4i)t - vbci(0x4B400000);
+    v4f r = x - n * vbc(0.693359375f);
+    r = r - n * vbc(-2.12194440e-4f);
+    v4f z = r * r;
+    v4f p = vbc(1.9875691500e-4f);
+    p = p * r + vbc(1.3981999507e-3f);
+    p = p * r + vbc(8.3334519073e-3f);
+    p = p * r + vbc(4.1665795894e-2f);
+    p = p * r + vbc(1.6666665459e-1f);
+    p = p * r + vbc(5.0000001201e-1f);
+    p = p * z + r + vbc(1.f);
+    return p * (v4f)((ni + vbci(127)) << 23);
+}
+
+/* One Gaussian at a quad: dx (QUAD), power (QUAD), the lanes it passes (power <= 0 and not
+ * below lo, which guarantees alpha < 1/255), alpha = min(0.99, o G) and G = exp(power); lanes
+ * with alpha < 1/255 are cleared from the returned mask. */
+static inline v4i quad_alpha(const splat_entry *en, v4f px, float py, v4i lanes, v4f *dx,
+                             v4f *alpha, v4f *G) {
+    float dy = en->y - py;
+    *dx = vbc(en->x) - px;
+    v4f d = *dx;
+    v4f p = vbc(-0.5f) * (vbc(en->ca) * d * d + vbc(en->cc * dy * dy)) - vbc(en->cb) * d * dy;
+    v4i ok = ~((p > vbc(0.f)) | (p < vbc(en->lo))) & lanes;
+    if (!vany(ok)) return ok;
+    *G = vexp(p);
+    v4f a = vbc(en->op) * *G;
+    *alpha = vsel(a < vbc(0.99f), a, vbc(0.99f));
+    return ok & (*alpha >= vbc(1.f / 255.f));
+}
+
+/* A pixel rectangle [x0, x1) x [y0, y1). */
+typedef struct px_rect {
+    int x0, x1, y0, y1;
+} px_rect;
+
+/* A tile is split into blocks of BLK x BLK pixels (BLK = QUAD: one quad per block row). The
+ * tile list is read CHUNK entries at a time and each entry is appended to the lists of the
+ * blocks its pixel box meets; a block walks its list, which keeps the tile list's order, so
+ * every pixel sees exactly the Gaussians (and order) of the per-pixel algorithm, minus ones
+ * whose box proves alpha < 1/255 there. */
+#define BLK QUAD
+#define NBLK (SPLAT_TILE / BLK)
+#define CHUNK 1024
+
+typedef struct tile_lists {
+    int nbx, nby;                  // blocks per row, per column (fewer at the image border)
+    int cnt[NBLK * NBLK];          // entries in each block's list
+    int32_t k[NBLK * NBLK][CHUNK]; // sorted indices of the entries
+} tile_lists;
+
+static px_rect tile_pixels(const splat_state *st, int64_t t) {
+    px_rect r;
+    r.x0 = (int)(t % st->tiles_x) * SPLAT_TILE, r.y0 = (int)(t / st->tiles_x) * SPLAT_TILE;
+    r.x1 = r.x0 + SPLAT_TILE < st->width ? r.x0 + SPLAT_TILE : st->width;
+    r.y1 = r.y0 + SPLAT_TILE < st->height ? r.y0 + SPLAT_TILE : st->height;
+    return r;
+}
+
+/* Fills the block lists with the entries [k0, k1) of the tile. */
+static void lists_fill(tile_lists *L, const uint8_t *boxes, int64_t k0, int64_t k1) {
+    memset(L->cnt, 0, sizeof L->cnt);
+    for (int64_t k = k0; k < k1; k++) {
+        const uint8_t *b = boxes + 4 * k;
+        if (b[0] >= b[1] || b[2] >= b[3]) continue;
+        int bx0 = b[0] / BLK, bx1 = (b[1] - 1) / BLK, by0 = b[2] / BLK, by1 = (b[3] - 1) / BLK;
+        if (bx1 >= L->nbx) bx1 = L->nbx - 1;
+        if (by1 >= L->nby) by1 = L->nby - 1;
+        for (int by = by0; by <= by1; by++)
+            for (int bx = bx0; bx <= bx1; bx++) {
+                int q = by * NBLK + bx;
+                L->k[q][L->cnt[q]++] = (int32_t)k;
+            }
+    }
+}
+
+/* Forward state of one block. */
+typedef struct fwd_block {
+    px_rect bk; // pixels
+    v4f px;     // pixel centres x of the quad
+    v4f T[BLK], cr[BLK], cg[BLK], cb[BLK], cd[BLK];
+    v4i last[BLK], open[BLK]; // entries up to the last contributor; lanes still blending
+    int any;                  // some lane still open
+} fwd_block;
+
+/* Forward of one block over one list: each pixel walks it front to back as 3DGS's
+ * renderCUDA, stopping where T would fall below 1e-4. */
+static void blend_block(const splat_state *st, fwd_block *B, int64_t s0, const int32_t *list,
+                        int cnt) {
+    const splat_entry *ents = st->entries;
+    const uint8_t *boxes = st->boxes;
+    int rows = B->bk.y1 - B->bk.y0, yr0 = B->bk.y0 % SPLAT_TILE;
+    B->any = 0;
+    for (int r = 0; r < rows; r++) {
+        float py = (float)(B->bk.y0 + r) + 0.5f;
+        int yr = yr0 + r;
+        v4f T = B->T[r], cr = B->cr[r], cg = B->cg[r], cb = B->cb[r], cd = B->cd[r];
+        v4i last = B->last[r], open = B->open[r];
+        for (int j = 0; j < cnt && vany(open); j++) {
+            const uint8_t *bx = boxes + 4 * (int64_t)list[j];
+            if (yr < bx[2] || yr >= bx[3]) continue;
+            const splat_entry *en = &ents[list[j]];
+            v4f dx, alpha, G;
+            v4i ok = quad_alpha(en, B->px, py, open, &dx, &alpha, &G);
+            if (!vany(ok)) continue;
+            v4f test_T = T * (vbc(1.f) - alpha);
+            v4i term = ok & (test_T < vbc(1e-4f));
+            open &= ~term;
+            ok &= ~term;
+            v4f w = alpha * T;
+            cr = vsel(ok, cr + w * en->r, cr);
+            cg = vsel(ok, cg + w * en->g, cg);
+            cb = vsel(ok, cb + w * en->b, cb);
+            cd = vsel(ok, cd + w * en->depth, cd);
+            T = vsel(ok, test_T, T);
+            last = (ok & vbci(list[j] - (int32_t)s0 + 1)) | (last & ~ok);
+        }
+        B->T[r] = T, B->cr[r] = cr, B->cg[r] = cg, B->cb[r] = cb, B->cd[r] = cd;
+        B->last[r] = last, B->open[r] = open;
+        B->any |= vany(open);
+    }
 }
 
 static void blend_range(void *arg, int64_t b, int64_t e) {
     fwd_ctx *c = arg;
     splat_state *st = c->st;
-    int W = st->width, H = st->height;
-    int64_t HW = (int64_t)W * H;
+    int W = st->width;
+    int64_t HW = (int64_t)W * st->height;
     const splat_outputs *out = c->out;
+    tile_lists L;
+    fwd_block blocks[NBLK * NBLK];
     for (int64_t t = b; t < e; t++) {
-        int tx = (int)(t % st->tiles_x), ty = (int)(t / st->tiles_x);
+        px_rect tp = tile_pixels(st, t);
         int64_t s0 = st->tile_start[t], s1 = st->tile_start[t + 1];
-        const splat_entry *ents = st->entries;
-        int x1 = tx * SPLAT_TILE + SPLAT_TILE, y1 = ty * SPLAT_TILE + SPLAT_TILE;
-        if (x1 > W) x1 = W;
-        if (y1 > H) y1 = H;
-        for (int y = ty * SPLAT_TILE; y < y1; y++) {
-            for (int x = tx * SPLAT_TILE; x < x1; x++) {
-                float px = (float)x + 0.5f, py = (float)y + 0.5f;
-                float T = 1.f, cr = 0.f, cg = 0.f, cb = 0.f, cd = 0.f;
-                int32_t last = 0;
-                for (int64_t k = s0; k < s1; k++) {
-                    const splat_entry *en = &ents[k];
-                    float dx, dy, G;
-                    float alpha = entry_alpha(en, px, py, &dx, &dy, &G);
-                    if (alpha == 0.f) continue;
-                    float test_T = T * (1.f - alpha);
-                    if (test_T < 1e-4f) break;
-                    float w = alpha * T;
-                    cr += w * en->r, cg += w * en->g, cb += w * en->b, cd += w * en->depth;
-                    T = test_T;
-                    last = (int32_t)(k - s0 + 1);
+        L.nbx = (tp.x1 - tp.x0 + BLK - 1) / BLK, L.nby = (tp.y1 - tp.y0 + BLK - 1) / BLK;
+        for (int by = 0; by < L.nby; by++)
+            for (int bx = 0; bx < L.nbx; bx++) {
+                fwd_block *B = &blocks[by * NBLK + bx];
+                int x0 = tp.x0 + bx * BLK, y0 = tp.y0 + by * BLK;
+                B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
+                                  y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
+                B->px = vbc((float)x0) + (v4f){0.5f, 1.5f, 2.5f, 3.5f};
+                v4i lanes = (v4i){0, 1, 2, 3} < vbci(B->bk.x1 - B->bk.x0);
+                for (int r = 0; r < BLK; r++) {
+                    B->T[r] = vbc(1.f), B->last[r] = vbci(0);
+                    B->cr[r] = B->cg[r] = B->cb[r] = B->cd[r] = vbc(0.f);
+                    B->open[r] = r < B->bk.y1 - B->bk.y0 ? lanes : vbci(0);
                 }
-                int64_t i = (int64_t)y * W + x;
-                st->final_T[i] = T;
-                st->n_contrib[i] = last;
-                out->rgb[i] = cr + T * c->bg[0];
-                out->rgb[HW + i] = cg + T * c->bg[1];
-                out->rgb[2 * HW + i] = cb + T * c->bg[2];
-                out->alpha[i] = 1.f - T;
-                if (out->depth) out->depth[i] = cd;
+                B->any = 1;
             }
+        int open_blocks = L.nbx * L.nby;
+        for (int64_t c0 = s0; c0 < s1 && open_blocks > 0; c0 += CHUNK) {
+            lists_fill(&L, st->boxes, c0, c0 + CHUNK < s1 ? c0 + CHUNK : s1);
+            open_blocks = 0;
+            for (int by = 0; by < L.nby; by++)
+                for (int bx = 0; bx < L.nbx; bx++) {
+                    int q = by * NBLK + bx;
+                    if (blocks[q].any) blend_block(st, &blocks[q], s0, L.k[q], L.cnt[q]);
+                    open_blocks += blocks[q].any;
+                }
+        }
+        for (int q = 0; q < NBLK * NBLK; q++) {
+            if (q % NBLK >= L.nbx || q / NBLK >= L.nby) continue;
+            const fwd_block *B = &blocks[q];
+            for (int r = 0; r < B->bk.y1 - B->bk.y0; r++)
+                for (int l = 0; l < B->bk.x1 - B->bk.x0; l++) {
+                    int64_t i = (int64_t)(B->bk.y0 + r) * W + B->bk.x0 + l;
+                    float T = B->T[r][l];
+                    st->final_T[i] = T;
+                    st->n_contrib[i] = B->last[r][l];
+                    out->rgb[i] = B->cr[r][l] + T * c->bg[0];
+                    out->rgb[HW + i] = B->cg[r][l] + T * c->bg[1];
+                    out->rgb[2 * HW + i] = B->cb[r][l] + T * c->bg[2];
+                    out->alpha[i] = 1.f - T;
+                    if (out->depth) out->depth[i] = B->cd[r][l];
+                }
         }
     }
 }
@@ -292,7 +465,7 @@ pk_status splat_forward(splat_state *st, pk_pool *pool, const splat_camera *cam,
     st->pairs = pairs;
     size_t np = (size_t)pairs + 1;
     if (!GROW(st, src_tile, np) || !GROW(st, src_to_k, np) || !GROW(st, keys, np) ||
-        !GROW(st, keys_tmp, np) || !GROW(st, entries, np))
+        !GROW(st, keys_tmp, np) || !GROW(st, entries, np) || !GROW(st, boxes, 4 * np))
         return pk_error(PK_ERR_NOMEM, "splat_forward: out of memory (%lld pairs)",
                         (long long)pairs);
 
@@ -337,73 +510,145 @@ typedef struct bwd_ctx {
     float bg[3];
 } bwd_ctx;
 
-/* Per tile: walks each pixel's list back to front from its last contributor, recovering T
- * by division as 3DGS's renderCUDA backward, and adds into the tile's pair slots. */
+/* Backward state of one block. */
+typedef struct bwd_block {
+    px_rect bk;
+    v4f px;
+    v4f T[BLK], T_final[BLK], dfinal[BLK], dr[BLK], dg[BLK], db[BLK], dd[BLK];
+    v4f acc_r[BLK], acc_g[BLK], acc_b[BLK], acc_d[BLK]; // what lies behind, as 3DGS accum_rec
+    v4f last_a[BLK], last_r[BLK], last_g[BLK], last_b[BLK], last_d[BLK];
+    v4i last[BLK]; // entries up to the last contributor
+} bwd_block;
+
+/* Backward of one block over one list, back to front: each pixel starts at its last
+ * contributor and recovers T by division as 3DGS's renderCUDA backward; adds into the
+ * pairs' gradient slots (one tile per thread, so no two threads share a slot; lanes are
+ * summed in a fixed order). */
+static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s0, const int32_t *list,
+                             int cnt) {
+    const splat_state *st = c->st;
+    const splat_entry *ents = st->entries;
+    const uint8_t *boxes = st->boxes;
+    float *eg = st->egrad;
+    int rows = B->bk.y1 - B->bk.y0, yr0 = B->bk.y0 % SPLAT_TILE;
+    for (int r = 0; r < rows; r++) {
+        float py = (float)(B->bk.y0 + r) + 0.5f;
+        int yr = yr0 + r;
+        v4f T = B->T[r], T_final = B->T_final[r], dfinal = B->dfinal[r];
+        v4f dr = B->dr[r], dg = B->dg[r], db = B->db[r], dd = B->dd[r];
+        v4f acc_r = B->acc_r[r], acc_g = B->acc_g[r], acc_b = B->acc_b[r], acc_d = B->acc_d[r];
+        v4f last_a = B->last_a[r], last_r = B->last_r[r], last_g = B->last_g[r];
+        v4f last_b = B->last_b[r], last_d = B->last_d[r];
+        v4i last = B->last[r];
+        for (int j = cnt - 1; j >= 0; j--) {
+            const uint8_t *bx = boxes + 4 * (int64_t)list[j];
+            if (yr < bx[2] || yr >= bx[3]) continue;
+            /* a pixel uses the entry when its rank is below the pixel's last contributor */
+            v4i use = vbci(list[j] - (int32_t)s0) < last;
+            if (!vany(use)) continue;
+            const splat_entry *en = &ents[list[j]];
+            v4f dx, alpha, G;
+            v4i ok = quad_alpha(en, B->px, py, use, &dx, &alpha, &G);
+            if (!vany(ok)) continue;
+            v4f one_m = vbc(1.f) - alpha;
+            T = vsel(ok, T / one_m, T);
+            v4f w = alpha * T;
+            v4f ka = vbc(1.f) - last_a;
+            acc_r = vsel(ok, last_a * last_r + ka * acc_r, acc_r);
+            acc_g = vsel(ok, last_a * last_g + ka * acc_g, acc_g);
+            acc_b = vsel(ok, last_a * last_b + ka * acc_b, acc_b);
+            acc_d = vsel(ok, last_a * last_d + ka * acc_d, acc_d);
+            v4f dL_da = (vbc(en->r) - acc_r) * dr + (vbc(en->g) - acc_g) * dg +
+                        (vbc(en->b) - acc_b) * db + (vbc(en->depth) - acc_d) * dd;
+            dL_da = dL_da * T + T_final / one_m * dfinal;
+            last_a = vsel(ok, alpha, last_a);
+            last_r = vsel(ok, vbc(en->r), last_r);
+            last_g = vsel(ok, vbc(en->g), last_g);
+            last_b = vsel(ok, vbc(en->b), last_b);
+            last_d = vsel(ok, vbc(en->depth), last_d);
+            /* alpha = min(0.99, o G): no gradient through the clamp */
+            v4i grad = ok & ~(vbc(en->op) * G > vbc(0.99f));
+            v4f dL_dp = vbc(en->op) * dL_da * G; /* d loss / d power */
+            v4f dy = vbc(en->y - py), zero = vbc(0.f);
+            float *g = eg + (int64_t)en->src * SPLAT_GRAD_STRIDE;
+            g[0] += vsum(vsel(grad, dL_dp * (-vbc(en->ca) * dx - vbc(en->cb) * dy), zero));
+            g[1] += vsum(vsel(grad, dL_dp * (-vbc(en->cc) * dy - vbc(en->cb) * dx), zero));
+            g[2] += vsum(vsel(grad, dL_dp * (vbc(-0.5f) * dx * dx), zero));
+            g[3] += vsum(vsel(grad, dL_dp * (-dx * dy), zero));
+            g[4] += vsum(vsel(grad, dL_dp * (vbc(-0.5f) * dy * dy), zero));
+            g[5] += vsum(vsel(grad, G * dL_da, zero));
+            g[6] += vsum(vsel(ok, w * dr, zero));
+            g[7] += vsum(vsel(ok, w * dg, zero));
+            g[8] += vsum(vsel(ok, w * db, zero));
+            g[9] += vsum(vsel(ok, w * dd, zero));
+        }
+        B->T[r] = T, B->acc_r[r] = acc_r, B->acc_g[r] = acc_g, B->acc_b[r] = acc_b;
+        B->acc_d[r] = acc_d, B->last_a[r] = last_a, B->last_r[r] = last_r;
+        B->last_g[r] = last_g, B->last_b[r] = last_b, B->last_d[r] = last_d;
+    }
+}
+
 static void blend_back_range(void *arg, int64_t b, int64_t e) {
     bwd_ctx *c = arg;
     splat_state *st = c->st;
-    int W = st->width, H = st->height;
-    int64_t HW = (int64_t)W * H;
+    int W = st->width;
+    int64_t HW = (int64_t)W * st->height;
+    tile_lists L;
+    bwd_block blocks[NBLK * NBLK];
     for (int64_t t = b; t < e; t++) {
-        int tx = (int)(t % st->tiles_x), ty = (int)(t / st->tiles_x);
         int64_t s0 = st->tile_start[t], s1 = st->tile_start[t + 1];
         if (s1 == s0) continue;
-        float *eg = st->egrad;
-        memset(eg + s0 * SPLAT_GRAD_STRIDE, 0, (size_t)(s1 - s0) * SPLAT_GRAD_STRIDE * sizeof *eg);
-        const splat_entry *ents = st->entries;
-        int x1 = tx * SPLAT_TILE + SPLAT_TILE, y1 = ty * SPLAT_TILE + SPLAT_TILE;
-        if (x1 > W) x1 = W;
-        if (y1 > H) y1 = H;
-        for (int y = ty * SPLAT_TILE; y < y1; y++) {
-            for (int x = tx * SPLAT_TILE; x < x1; x++) {
-                int64_t i = (int64_t)y * W + x;
-                int32_t last = st->n_contrib[i];
-                if (last == 0) continue;
-                float px = (float)x + 0.5f, py = (float)y + 0.5f;
-                float dr = c->d_rgb[i], dg = c->d_rgb[HW + i], db = c->d_rgb[2 * HW + i];
-                float dd = c->d_depth ? c->d_depth[i] : 0.f;
-                float T_final = st->final_T[i], T = T_final;
-                /* d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j) times
-                 * this */
-                float dfinal = (c->d_alpha ? c->d_alpha[i] : 0.f) -
-                               (c->bg[0] * dr + c->bg[1] * dg + c->bg[2] * db);
-                float acc_r = 0.f, acc_g = 0.f, acc_b = 0.f, acc_d = 0.f;
-                float last_a = 0.f, last_r = 0.f, last_g = 0.f, last_b = 0.f, last_d = 0.f;
-                for (int64_t k = s0 + last - 1; k >= s0; k--) {
-                    const splat_entry *en = &ents[k];
-                    float dx, dy, G;
-                    float alpha = entry_alpha(en, px, py, &dx, &dy, &G);
-                    if (alpha == 0.f) continue;
-                    float one_m = 1.f - alpha;
-                    T = T / one_m;
-                    float w = alpha * T;
-                    float *g = eg + k * SPLAT_GRAD_STRIDE;
-                    g[6] += w * dr, g[7] += w * dg, g[8] += w * db, g[9] += w * dd;
-                    acc_r = last_a * last_r + (1.f - last_a) * acc_r;
-                    acc_g = last_a * last_g + (1.f - last_a) * acc_g;
-                    acc_b = last_a * last_b + (1.f - last_a) * acc_b;
-                    acc_d = last_a * last_d + (1.f - last_a) * acc_d;
-                    float dL_da = (en->r - acc_r) * dr + (en->g - acc_g) * dg +
-                                  (en->b - acc_b) * db + (en->depth - acc_d) * dd;
-                    dL_da = dL_da * T + T_final / one_m * dfinal;
-                    last_a = alpha, last_r = en->r, last_g = en->g, last_b = en->b;
-                    last_d = en->depth;
-                    /* alpha = min(0.99, o G): no gradient through the clamp */
-                    if (en->op * G > 0.99f) continue;
-                    g[5] += G * dL_da;
-                    float dL_dG = en->op * dL_da * G; /* d loss / d power */
-                    g[0] += dL_dG * (-en->ca * dx - en->cb * dy);
-                    g[1] += dL_dG * (-en->cc * dy - en->cb * dx);
-                    g[2] += dL_dG * (-0.5f * dx * dx);
-                    g[3] += dL_dG * (-dx * dy);
-                    g[4] += dL_dG * (-0.5f * dy * dy);
+        for (int64_t k = s0; k < s1; k++)
+            memset(st->egrad + (int64_t)st->entries[k].src * SPLAT_GRAD_STRIDE, 0,
+                   SPLAT_GRAD_STRIDE * sizeof(float));
+        px_rect tp = tile_pixels(st, t);
+        L.nbx = (tp.x1 - tp.x0 + BLK - 1) / BLK, L.nby = (tp.y1 - tp.y0 + BLK - 1) / BLK;
+        int32_t max_last = 0;
+        for (int by = 0; by < L.nby; by++)
+            for (int bx = 0; bx < L.nbx; bx++) {
+                bwd_block *B = &blocks[by * NBLK + bx];
+                int x0 = tp.x0 + bx * BLK, y0 = tp.y0 + by * BLK;
+                B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
+                                  y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
+                B->px = vbc((float)x0) + (v4f){0.5f, 1.5f, 2.5f, 3.5f};
+                for (int r = 0; r < BLK; r++) {
+                    v4f z = vbc(0.f);
+                    B->T[r] = B->T_final[r] = B->dfinal[r] = z;
+                    B->dr[r] = B->dg[r] = B->db[r] = B->dd[r] = z;
+                    B->acc_r[r] = B->acc_g[r] = B->acc_b[r] = B->acc_d[r] = z;
+                    B->last_a[r] = B->last_r[r] = B->last_g[r] = B->last_b[r] = z;
+                    B->last_d[r] = z;
+                    B->last[r] = vbci(0);
+                    for (int l = 0; l < B->bk.x1 - B->bk.x0 && r < B->bk.y1 - B->bk.y0; l++) {
+                        int64_t i = (int64_t)(y0 + r) * W + x0 + l;
+                        int32_t n = st->n_contrib[i];
+                        B->last[r][l] = n;
+                        if (n > max_last) max_last = n;
+                        B->T[r][l] = B->T_final[r][l] = st->final_T[i];
+                        float dr = c->d_rgb[i], dg = c->d_rgb[HW + i], db = c->d_rgb[2 * HW + i];
+                        B->dr[r][l] = dr, B->dg[r][l] = dg, B->db[r][l] = db;
+                        B->dd[r][l] = c->d_depth ? c->d_depth[i] : 0.f;
+                        /* d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j)
+                         * times this */
+                        B->dfinal[r][l] = (c->d_alpha ? c->d_alpha[i] : 0.f) -
+                                          (c->bg[0] * dr + c->bg[1] * dg + c->bg[2] * db);
+                    }
                 }
             }
+        for (int64_t c1 = s0 + max_last; c1 > s0; c1 -= CHUNK) {
+            int64_t c0 = c1 - CHUNK > s0 ? c1 - CHUNK : s0;
+            lists_fill(&L, st->boxes, c0, c1);
+            for (int by = 0; by < L.nby; by++)
+                for (int bx = 0; bx < L.nbx; bx++) {
+                    int q = by * NBLK + bx;
+                    blend_back_block(c, &blocks[q], s0, L.k[q], L.cnt[q]);
+                }
         }
     }
 }
 
-/* Per Gaussian: sums its pair slots in source order, then the projection backward. */
+/* Per Gaussian: sums its pair slots (contiguous, in its tiles' row-major order), then the
+ * projection backward. */
 static void project_back_range(void *arg, int64_t b, int64_t e) {
     bwd_ctx *c = arg;
     splat_state *st = c->st;
@@ -412,7 +657,7 @@ static void project_back_range(void *arg, int64_t b, int64_t e) {
         if (o0 == o1) continue;
         float d[SPLAT_GRAD_STRIDE] = {0};
         for (int64_t src = o0; src < o1; src++) {
-            const float *eg = st->egrad + (int64_t)st->src_to_k[src] * SPLAT_GRAD_STRIDE;
+            const float *eg = st->egrad + src * SPLAT_GRAD_STRIDE;
             for (int j = 0; j < SPLAT_GRAD_STRIDE; j++)
                 d[j] += eg[j];
         }

@@ -183,6 +183,7 @@ int splat_project_one(const splat_cam_derived *cd, const splat_scene_view *s, in
     if (!project_core(cd, s, g, &t)) return 0;
     float inv_det = 1.f / t.det;
     p->conic[0] = t.C * inv_det, p->conic[1] = -t.B * inv_det, p->conic[2] = t.A * inv_det;
+    p->cov[0] = t.A, p->cov[1] = t.C;
     float mid = 0.5f * (t.A + t.C);
     float lambda1 = mid + sqrtf(fmaxf(0.1f, mid * mid - t.det));
     float rf = ceilf(3.f * sqrtf(lambda1));

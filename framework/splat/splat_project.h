@@ -18,6 +18,7 @@ typedef struct splat_cam_derived {
 typedef struct splat_proj {
     float xy[2];    // mean2D in pixels
     float conic[3]; // inverse of the dilated 2D covariance: (a, b, c) = [[a, b], [b, c]]
+    float cov[2];   // diagonal (A, C) of the dilated 2D covariance
     float depth;    // view-space z
     float opacity;  // sigmoid(logit)
     float rgb[3];   // colour after the SH clamp
