@@ -337,41 +337,49 @@ typedef struct fwd_block {
 } fwd_block;
 
 /* Forward of one block over one list: each pixel walks it front to back as 3DGS's
- * renderCUDA, stopping where T would fall below 1e-4. */
+ * renderCUDA, stopping where T would fall below 1e-4. Entries outer, block rows inner, so an
+ * entry's broadcasts are made once per block. */
 static void blend_block(const splat_state *st, fwd_block *B, int64_t s0, const int32_t *list,
                         int cnt) {
     const splat_entry *ents = st->entries;
     const uint8_t *boxes = st->boxes;
     int rows = B->bk.y1 - B->bk.y0, yr0 = B->bk.y0 % SPLAT_TILE;
-    B->any = 0;
-    for (int r = 0; r < rows; r++) {
-        float py = (float)(B->bk.y0 + r) + 0.5f;
-        int yr = yr0 + r;
-        v4f T = B->T[r], cr = B->cr[r], cg = B->cg[r], cb = B->cb[r], cd = B->cd[r];
-        v4i last = B->last[r], open = B->open[r];
-        for (int j = 0; j < cnt && vany(open); j++) {
-            const uint8_t *bx = boxes + 4 * (int64_t)list[j];
-            if (yr < bx[2] || yr >= bx[3]) continue;
-            const splat_entry *en = &ents[list[j]];
+    v4i any = vbci(0);
+    for (int r = 0; r < rows; r++)
+        any |= B->open[r];
+    for (int j = 0; j < cnt && vany(any); j++) {
+        const uint8_t *bx = boxes + 4 * (int64_t)list[j];
+        int r0 = bx[2] - yr0, r1 = bx[3] - yr0;
+        if (r0 < 0) r0 = 0;
+        if (r1 > rows) r1 = rows;
+        const splat_entry *en = &ents[list[j]];
+        v4i kk = vbci(list[j] - (int32_t)s0 + 1);
+        for (int r = r0; r < r1; r++) {
+            v4i open = B->open[r];
+            if (!vany(open)) continue;
             v4f dx, alpha, G;
-            v4i ok = quad_alpha(en, B->px, py, open, &dx, &alpha, &G);
+            v4i ok = quad_alpha(en, B->px, (float)(B->bk.y0 + r) + 0.5f, open, &dx, &alpha, &G);
             if (!vany(ok)) continue;
+            v4f T = B->T[r];
             v4f test_T = T * (vbc(1.f) - alpha);
             v4i term = ok & (test_T < vbc(1e-4f));
-            open &= ~term;
-            ok &= ~term;
+            if (vany(term)) {
+                B->open[r] = open & ~term;
+                ok &= ~term;
+                any = vbci(0);
+                for (int q = 0; q < rows; q++)
+                    any |= B->open[q];
+            }
             v4f w = alpha * T;
-            cr = vsel(ok, cr + w * en->r, cr);
-            cg = vsel(ok, cg + w * en->g, cg);
-            cb = vsel(ok, cb + w * en->b, cb);
-            cd = vsel(ok, cd + w * en->depth, cd);
-            T = vsel(ok, test_T, T);
-            last = (ok & vbci(list[j] - (int32_t)s0 + 1)) | (last & ~ok);
+            B->cr[r] = vsel(ok, B->cr[r] + w * en->r, B->cr[r]);
+            B->cg[r] = vsel(ok, B->cg[r] + w * en->g, B->cg[r]);
+            B->cb[r] = vsel(ok, B->cb[r] + w * en->b, B->cb[r]);
+            B->cd[r] = vsel(ok, B->cd[r] + w * en->depth, B->cd[r]);
+            B->T[r] = vsel(ok, test_T, T);
+            B->last[r] = (ok & kk) | (B->last[r] & ~ok);
         }
-        B->T[r] = T, B->cr[r] = cr, B->cg[r] = cg, B->cb[r] = cb, B->cd[r] = cd;
-        B->last[r] = last, B->open[r] = open;
-        B->any |= vany(open);
     }
+    B->any = vany(any);
 }
 
 static void blend_range(void *arg, int64_t b, int64_t e) {
@@ -521,9 +529,10 @@ typedef struct bwd_block {
 } bwd_block;
 
 /* Backward of one block over one list, back to front: each pixel starts at its last
- * contributor and recovers T by division as 3DGS's renderCUDA backward; adds into the
- * pairs' gradient slots (one tile per thread, so no two threads share a slot; lanes are
- * summed in a fixed order). */
+ * contributor and recovers T by division as 3DGS's renderCUDA backward. Entries outer, block
+ * rows inner: an entry's gradient is summed over the block's pixels in vectors, then across
+ * lanes in a fixed order, and added to the pair's slot (one tile per thread, so no two
+ * threads share a slot). */
 static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s0, const int32_t *list,
                              int cnt) {
     const splat_state *st = c->st;
@@ -531,60 +540,68 @@ static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s0, const i
     const uint8_t *boxes = st->boxes;
     float *eg = st->egrad;
     int rows = B->bk.y1 - B->bk.y0, yr0 = B->bk.y0 % SPLAT_TILE;
-    for (int r = 0; r < rows; r++) {
-        float py = (float)(B->bk.y0 + r) + 0.5f;
-        int yr = yr0 + r;
-        v4f T = B->T[r], T_final = B->T_final[r], dfinal = B->dfinal[r];
-        v4f dr = B->dr[r], dg = B->dg[r], db = B->db[r], dd = B->dd[r];
-        v4f acc_r = B->acc_r[r], acc_g = B->acc_g[r], acc_b = B->acc_b[r], acc_d = B->acc_d[r];
-        v4f last_a = B->last_a[r], last_r = B->last_r[r], last_g = B->last_g[r];
-        v4f last_b = B->last_b[r], last_d = B->last_d[r];
-        v4i last = B->last[r];
-        for (int j = cnt - 1; j >= 0; j--) {
-            const uint8_t *bx = boxes + 4 * (int64_t)list[j];
-            if (yr < bx[2] || yr >= bx[3]) continue;
+    v4f zero = vbc(0.f);
+    for (int j = cnt - 1; j >= 0; j--) {
+        const uint8_t *bx = boxes + 4 * (int64_t)list[j];
+        int r0 = bx[2] - yr0, r1 = bx[3] - yr0;
+        if (r0 < 0) r0 = 0;
+        if (r1 > rows) r1 = rows;
+        const splat_entry *en = &ents[list[j]];
+        v4i rank = vbci(list[j] - (int32_t)s0);
+        v4f ga[SPLAT_GRAD_STRIDE];
+        int hit = 0;
+        for (int r = r0; r < r1; r++) {
             /* a pixel uses the entry when its rank is below the pixel's last contributor */
-            v4i use = vbci(list[j] - (int32_t)s0) < last;
+            v4i use = rank < B->last[r];
             if (!vany(use)) continue;
-            const splat_entry *en = &ents[list[j]];
+            float py = (float)(B->bk.y0 + r) + 0.5f;
             v4f dx, alpha, G;
             v4i ok = quad_alpha(en, B->px, py, use, &dx, &alpha, &G);
             if (!vany(ok)) continue;
+            if (!hit) {
+                for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
+                    ga[q] = zero;
+                hit = 1;
+            }
             v4f one_m = vbc(1.f) - alpha;
-            T = vsel(ok, T / one_m, T);
+            v4f T = vsel(ok, B->T[r] / one_m, B->T[r]);
+            B->T[r] = T;
             v4f w = alpha * T;
-            v4f ka = vbc(1.f) - last_a;
-            acc_r = vsel(ok, last_a * last_r + ka * acc_r, acc_r);
-            acc_g = vsel(ok, last_a * last_g + ka * acc_g, acc_g);
-            acc_b = vsel(ok, last_a * last_b + ka * acc_b, acc_b);
-            acc_d = vsel(ok, last_a * last_d + ka * acc_d, acc_d);
+            v4f la = B->last_a[r], ka = vbc(1.f) - la;
+            v4f acc_r = vsel(ok, la * B->last_r[r] + ka * B->acc_r[r], B->acc_r[r]);
+            v4f acc_g = vsel(ok, la * B->last_g[r] + ka * B->acc_g[r], B->acc_g[r]);
+            v4f acc_b = vsel(ok, la * B->last_b[r] + ka * B->acc_b[r], B->acc_b[r]);
+            v4f acc_d = vsel(ok, la * B->last_d[r] + ka * B->acc_d[r], B->acc_d[r]);
+            B->acc_r[r] = acc_r, B->acc_g[r] = acc_g, B->acc_b[r] = acc_b, B->acc_d[r] = acc_d;
+            v4f dr = B->dr[r], dg = B->dg[r], db = B->db[r], dd = B->dd[r];
             v4f dL_da = (vbc(en->r) - acc_r) * dr + (vbc(en->g) - acc_g) * dg +
                         (vbc(en->b) - acc_b) * db + (vbc(en->depth) - acc_d) * dd;
-            dL_da = dL_da * T + T_final / one_m * dfinal;
-            last_a = vsel(ok, alpha, last_a);
-            last_r = vsel(ok, vbc(en->r), last_r);
-            last_g = vsel(ok, vbc(en->g), last_g);
-            last_b = vsel(ok, vbc(en->b), last_b);
-            last_d = vsel(ok, vbc(en->depth), last_d);
+            dL_da = dL_da * T + B->T_final[r] / one_m * B->dfinal[r];
+            B->last_a[r] = vsel(ok, alpha, la);
+            B->last_r[r] = vsel(ok, vbc(en->r), B->last_r[r]);
+            B->last_g[r] = vsel(ok, vbc(en->g), B->last_g[r]);
+            B->last_b[r] = vsel(ok, vbc(en->b), B->last_b[r]);
+            B->last_d[r] = vsel(ok, vbc(en->depth), B->last_d[r]);
             /* alpha = min(0.99, o G): no gradient through the clamp */
             v4i grad = ok & ~(vbc(en->op) * G > vbc(0.99f));
             v4f dL_dp = vbc(en->op) * dL_da * G; /* d loss / d power */
-            v4f dy = vbc(en->y - py), zero = vbc(0.f);
-            float *g = eg + (int64_t)en->src * SPLAT_GRAD_STRIDE;
-            g[0] += vsum(vsel(grad, dL_dp * (-vbc(en->ca) * dx - vbc(en->cb) * dy), zero));
-            g[1] += vsum(vsel(grad, dL_dp * (-vbc(en->cc) * dy - vbc(en->cb) * dx), zero));
-            g[2] += vsum(vsel(grad, dL_dp * (vbc(-0.5f) * dx * dx), zero));
-            g[3] += vsum(vsel(grad, dL_dp * (-dx * dy), zero));
-            g[4] += vsum(vsel(grad, dL_dp * (vbc(-0.5f) * dy * dy), zero));
-            g[5] += vsum(vsel(grad, G * dL_da, zero));
-            g[6] += vsum(vsel(ok, w * dr, zero));
-            g[7] += vsum(vsel(ok, w * dg, zero));
-            g[8] += vsum(vsel(ok, w * db, zero));
-            g[9] += vsum(vsel(ok, w * dd, zero));
+            v4f dy = vbc(en->y - py);
+            ga[0] += vsel(grad, dL_dp * (-vbc(en->ca) * dx - vbc(en->cb) * dy), zero);
+            ga[1] += vsel(grad, dL_dp * (-vbc(en->cc) * dy - vbc(en->cb) * dx), zero);
+            ga[2] += vsel(grad, dL_dp * (vbc(-0.5f) * dx * dx), zero);
+            ga[3] += vsel(grad, dL_dp * (-dx * dy), zero);
+            ga[4] += vsel(grad, dL_dp * (vbc(-0.5f) * dy * dy), zero);
+            ga[5] += vsel(grad, G * dL_da, zero);
+            ga[6] += vsel(ok, w * dr, zero);
+            ga[7] += vsel(ok, w * dg, zero);
+            ga[8] += vsel(ok, w * db, zero);
+            ga[9] += vsel(ok, w * dd, zero);
         }
-        B->T[r] = T, B->acc_r[r] = acc_r, B->acc_g[r] = acc_g, B->acc_b[r] = acc_b;
-        B->acc_d[r] = acc_d, B->last_a[r] = last_a, B->last_r[r] = last_r;
-        B->last_g[r] = last_g, B->last_b[r] = last_b, B->last_d[r] = last_d;
+        if (hit) {
+            float *g = eg + (int64_t)en->src * SPLAT_GRAD_STRIDE;
+            for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
+                g[q] += vsum(ga[q]);
+        }
     }
 }
 
