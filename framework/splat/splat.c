@@ -11,6 +11,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "splat_project.h"
 
@@ -182,6 +185,9 @@ static void sort_pack_range(void *arg, int64_t b, int64_t e) {
 }
 
 /* Fills the packed entries; the Gaussian of each source pair is found by walking offsets. */
+/* x clamped to [lo, hi]; NaN gives lo (fminf / fmaxf would be libm calls). */
+static inline float clampf(float x, float lo, float hi) { return x > lo ? (x < hi ? x : hi) : lo; }
+
 static void pack_range(void *arg, int64_t b, int64_t e) {
     fwd_ctx *c = arg;
     splat_state *st = c->st;
@@ -217,10 +223,8 @@ static void pack_range(void *arg, int64_t b, int64_t e) {
             float ox = (float)(tile % st->tiles_x * SPLAT_TILE);
             float oy = (float)(tile / st->tiles_x * SPLAT_TILE), TS = (float)SPLAT_TILE;
             uint8_t *b = st->boxes + 4 * k;
-            b[0] = (uint8_t)fminf(TS, fmaxf(0.f, bx0 - ox));
-            b[1] = (uint8_t)fminf(TS, fmaxf(0.f, bx1 - ox));
-            b[2] = (uint8_t)fminf(TS, fmaxf(0.f, by0 - oy));
-            b[3] = (uint8_t)fminf(TS, fmaxf(0.f, by1 - oy));
+            b[0] = (uint8_t)clampf(bx0 - ox, 0.f, TS), b[1] = (uint8_t)clampf(bx1 - ox, 0.f, TS);
+            b[2] = (uint8_t)clampf(by0 - oy, 0.f, TS), b[3] = (uint8_t)clampf(by1 - oy, 0.f, TS);
         }
     }
 }
@@ -242,7 +246,12 @@ static inline v4f vbc(float x) { return (v4f){x, x, x, x}; }
 static inline v4i vbci(int32_t x) { return (v4i){x, x, x, x}; }
 /* m ? a : b per lane (m all ones or zero) */
 static inline v4f vsel(v4i m, v4f a, v4f b) { return (v4f)(((v4i)a & m) | ((v4i)b & ~m)); }
+#if defined(__SSE__)
+/* one movmskps instead of four lane extractions */
+static inline int vany(v4i m) { return _mm_movemask_ps((__m128)m) != 0; }
+#else
 static inline int vany(v4i m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
+#endif
 static inline float vsum(v4f v) { return ((v[0] + v[1]) + v[2]) + v[3]; }
 
 /* exp(x) for x in [-87, 0] (the blend needs [-5.6, 0]), Cephes expf: x = n ln2 + r, a degree 5
