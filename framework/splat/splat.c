@@ -541,7 +541,8 @@ typedef struct bwd_block {
     v4f T[BLK], T_final[BLK], dfinal[BLK], dr[BLK], dg[BLK], db[BLK], dd[BLK];
     v4f acc_r[BLK], acc_g[BLK], acc_b[BLK], acc_d[BLK]; // what lies behind, as 3DGS accum_rec
     v4f last_a[BLK], last_r[BLK], last_g[BLK], last_b[BLK], last_d[BLK];
-    v4i last[BLK]; // entries up to the last contributor
+    v4i last[BLK];    // entries up to the last contributor
+    int32_t max_last; // largest of last over the block
 } bwd_block;
 
 /* Backward of one block over one list, back to front: each pixel starts at its last
@@ -563,6 +564,7 @@ static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s0, const i
         if (r0 < 0) r0 = 0;
         if (r1 > rows) r1 = rows;
         const splat_entry *en = &ents[list[j]];
+        if (list[j] - (int32_t)s0 >= B->max_last) continue; /* behind every pixel's last */
         v4i rank = vbci(list[j] - (int32_t)s0);
         v4f ga[SPLAT_GRAD_STRIDE];
         int hit = 0;
@@ -644,6 +646,7 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
                 B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
                                   y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
                 B->px = vbc((float)x0) + (v4f){0.5f, 1.5f, 2.5f, 3.5f};
+                B->max_last = 0;
                 for (int r = 0; r < BLK; r++) {
                     v4f z = vbc(0.f);
                     B->T[r] = B->T_final[r] = B->dfinal[r] = z;
@@ -657,6 +660,7 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
                         int32_t n = st->n_contrib[i];
                         B->last[r][l] = n;
                         if (n > max_last) max_last = n;
+                        if (n > B->max_last) B->max_last = n;
                         B->T[r][l] = B->T_final[r][l] = st->final_T[i];
                         float dr = c->d_rgb[i], dg = c->d_rgb[HW + i], db = c->d_rgb[2 * HW + i];
                         B->dr[r][l] = dr, B->dg[r][l] = dg, B->db[r][l] = db;
