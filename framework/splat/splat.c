@@ -10,6 +10,11 @@
  * the thread blending that tile writes it, summing pixels in a fixed order. The projection
  * backward then sums each Gaussian's slots (contiguous, in its tiles' row-major order).
  * Results are bit-identical for any thread count. */
+#if defined(__clang__)
+/* forward and backward must make identical blend decisions: no FMA contraction (GCC does not
+ * contract in ISO C mode) */
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include "splat.h"
 
 #include <math.h>

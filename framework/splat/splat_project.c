@@ -2,6 +2,11 @@
  * tile rectangle, SH colour) and its exact backward. Follows graphdeco-inria/
  * diff-gaussian-rasterization cuda_rasterizer/forward.cu (preprocessCUDA, computeCov2D,
  * computeCov3D, computeColorFromSH) and backward.cu; see splat.h for where we differ. */
+#if defined(__clang__)
+/* forward and backward must make identical blend decisions: no FMA contraction (GCC does not
+ * contract in ISO C mode) */
+#pragma STDC FP_CONTRACT OFF
+#endif
 #include "splat_project.h"
 
 #include <math.h>
