@@ -19,7 +19,11 @@
  *   passes it through); (2) for a Gaussian whose x/z or y/z was clamped, the clamped
  *   coordinate has zero gradient (as 3DGS) and J's dependence on z is differentiated through
  *   the clamp (3DGS treats the clamped t.x as independent of z).
+ * - det of the dilated 2D covariance is computed as |P0 x P1|^2 + 0.3 (A + C) + 0.09 with
+ *   P = J W R S (the same number as 3DGS's A C - B^2, without its float cancellation, which
+ *   garbles needle-shaped Gaussians).
  * - d(mean2D) is in pixels; 3DGS's NDC-space gradient is this times (W/2, H/2).
+ * - A state serves one render at a time; results are bit-identical for any thread count.
  */
 #ifndef POLYAK_SPLAT_H
 #define POLYAK_SPLAT_H
