@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include "common/selftest.h"
+#include "common/selftest_reflect.h"
 #include "vk/vk.h"
 #include "vk/vk_internal.h"
 
 _Static_assert(sizeof(pc_selftest) == 16, "pc_selftest must match the GLSL block");
+_Static_assert(sizeof(pc_selftest_reflect) == 20, "pc_selftest_reflect must match the GLSL block");
 
 #define SELFTEST "common/selftest"
 
@@ -359,6 +361,55 @@ START_TEST(test_validation_counts) {
 }
 END_TEST
 
+/* Reflection of a push-constant array and a binding gap: 4 bindings, 20 bytes, and the kernel
+ * sees the array elements where C put them. */
+START_TEST(test_reflection) {
+    vkctx *ctx = open_ctx(false);
+    const uint32_t n = 300, off_c = 17;
+    pk_block a, b, unused, c;
+    ck_assert_int_eq(vkctx_block_alloc(ctx, n * 4, &a), PK_OK);
+    ck_assert_int_eq(vkctx_block_alloc(ctx, n * 4, &b), PK_OK);
+    ck_assert_int_eq(vkctx_block_alloc(ctx, 256, &unused), PK_OK);
+    ck_assert_int_eq(vkctx_block_alloc(ctx, (off_c + n) * 4, &c), PK_OK);
+    float *ha = malloc(n * 4), *hb = malloc(n * 4), *hc = malloc((off_c + n) * 4);
+    fill_random(ha, n);
+    fill_random(hb, n);
+    const float poison = nanf("");
+    for (uint32_t i = 0; i < off_c + n; i++)
+        hc[i] = poison;
+    ck_assert_int_eq(vkctx_block_write(ctx, &a, 0, ha, n * 4), PK_OK);
+    ck_assert_int_eq(vkctx_block_write(ctx, &b, 0, hb, n * 4), PK_OK);
+    ck_assert_int_eq(vkctx_block_write(ctx, &c, 0, hc, (off_c + n) * 4), PK_OK);
+    pc_selftest_reflect pc = {.n = n, .w = {0.75f, -1.25f, 0.3125f}, .off_c = off_c};
+    vk_binding bind[4] = {{&a}, {&b}, {&unused}, {&c}};
+    const char *name = "common/selftest_reflect";
+    ck_assert_int_eq(vkctx_dispatch(ctx, name, 3, bind, &pc, sizeof pc, 5, 1, 1), PK_ERR_INVALID);
+    ck_assert_msg(strstr(polyak_error(), name) && strstr(polyak_error(), "4"), "message: %s",
+                  polyak_error());
+    ck_assert_int_eq(vkctx_dispatch(ctx, name, 4, bind, &pc, 16, 5, 1, 1), PK_ERR_INVALID);
+    ck_assert_msg(strstr(polyak_error(), "20"), "message: %s", polyak_error());
+    pk_status s = vkctx_dispatch(ctx, name, 4, bind, &pc, sizeof pc, (n + 63) / 64, 1, 1);
+    ck_assert_msg(s == PK_OK, "%s", polyak_error());
+    float *got = malloc((off_c + n) * 4);
+    ck_assert_int_eq(vkctx_block_read(ctx, &c, 0, got, (off_c + n) * 4), PK_OK);
+    for (uint32_t i = 0; i < off_c; i++)
+        ck_assert_msg(isnan(got[i]), "c[%u] overwritten", i);
+    for (uint32_t i = 0; i < n; i++) {
+        float s0 = pc.w[0] * ha[i], s1 = pc.w[1] * hb[i], s2 = s0 + s1, s3 = s2 + pc.w[2];
+        ck_assert_msg(got[off_c + i] == s3, "c[%u] = %a, want %a", off_c + i, got[off_c + i], s3);
+    }
+    vkctx_block_free(ctx, &a);
+    vkctx_block_free(ctx, &b);
+    vkctx_block_free(ctx, &unused);
+    vkctx_block_free(ctx, &c);
+    free(ha);
+    free(hb);
+    free(hc);
+    free(got);
+    close_ctx(ctx);
+}
+END_TEST
+
 START_TEST(test_destroy_null) { vkctx_destroy(NULL); }
 END_TEST
 
@@ -383,6 +434,7 @@ int main(void) {
     tcase_add_test(tc, test_write_ordering);
     tcase_add_test(tc, test_profile);
     tcase_add_test(tc, test_validation_counts);
+    tcase_add_test(tc, test_reflection);
     tcase_add_test(tc, test_destroy_null);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
