@@ -451,13 +451,15 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
         for (int i = 0; i < nbuf; i++)
             bi[i] = (VkDescriptorBufferInfo){
                 .buffer = blocks[i]->buffer, .offset = 0, .range = VK_WHOLE_SIZE};
-        VkWriteDescriptorSet w = {.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                                  .dstSet = set,
-                                  .dstBinding = 0,
-                                  .descriptorCount = (uint32_t)nbuf, /* consecutive bindings */
-                                  .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                  .pBufferInfo = bi};
-        vkUpdateDescriptorSets(ctx->device, 1, &w, 0, NULL);
+        VkWriteDescriptorSet w[VK_MAX_BINDINGS];
+        for (int i = 0; i < nbuf; i++)
+            w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                          .dstSet = set,
+                                          .dstBinding = (uint32_t)i,
+                                          .descriptorCount = 1,
+                                          .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                          .pBufferInfo = &bi[i]};
+        vkUpdateDescriptorSets(ctx->device, (uint32_t)nbuf, w, 0, NULL);
     }
     /* data flows only through blocks: wait only when this dispatch binds one written since the
      * last barrier (binding counts as read+write, so this also orders write-after-read) */
