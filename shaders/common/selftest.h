@@ -5,10 +5,10 @@
 #include "common/pc.h"
 
 PK_PC_BEGIN(pc_selftest)
-PK_U32 off_x; /* element offset of x in binding 0 */
-PK_U32 off_y; /* element offset of y in binding 1 */
-PK_U32 n;     /* elements */
-PK_F32 a;     /* scale */
+PC_U32 off_x; /* element offset of x in binding 0 */
+PC_U32 off_y; /* element offset of y in binding 1 */
+PC_U32 n;     /* elements */
+PC_F32 a;     /* scale */
 PK_PC_END(pc_selftest)
 
 #endif

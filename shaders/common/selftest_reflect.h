@@ -5,9 +5,9 @@
 #include "common/pc.h"
 
 PK_PC_BEGIN(pc_selftest_reflect)
-PK_U32 n;     /* elements */
-PK_F32 w[3];  /* c = w[0] * a + w[1] * b + w[2] */
-PK_U32 off_c; /* element offset of c in binding 3 */
+PC_U32 n;     /* elements */
+PC_F32 w[3];  /* c = w[0] * a + w[1] * b + w[2] */
+PC_U32 off_c; /* element offset of c in binding 3 */
 PK_PC_END(pc_selftest_reflect)
 
 #endif

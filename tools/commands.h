@@ -1,0 +1,13 @@
+/* commands.h - the `polyak` subcommands (one cmd_*.c each). */
+#ifndef POLYAK_COMMANDS_H
+#define POLYAK_COMMANDS_H
+
+/* polyak devices: lists devices and the chosen one. */
+int cmd_devices(int argc, char **argv);
+
+/* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
+
+/* polyak bench ops|...: benchmarks with ratios against a peer. */
+int cmd_bench(int argc, char **argv);
+
+#endif
