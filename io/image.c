@@ -181,7 +181,7 @@ pk_status png_write(const char *path, const pk_image *img) {
 static uint32_t tiff_u(const uint8_t *p, int n, int le) {
     uint32_t v = 0;
     for (int i = 0; i < n; i++)
-        v |= (uint32_t)p[le ? i : n - 1 - i] << (8 * (le ? i : n - 1 - i));
+    for (int i = 0; i < n; i++) v |= (uint32_t)p[i] << (8 * (le ? i : n - 1 - i));
     return v;
 }
 
@@ -265,9 +265,11 @@ pk_status jpeg_decode(const char *name, const uint8_t *buf, size_t len, pk_image
         tjDestroy(tj);
         return pk_error(PK_ERR_FORMAT, "%s: unsupported JPEG size %dx%d", name, w, h);
     }
+    /* Warnings are tolerated (phone JPEGs often carry stray bytes), except a premature end of
+     * data: a truncated file must not decode as a grey-padded image. */
     if (tjDecompress2(tj, buf, (unsigned long)len, img->data, w, 0, h, gray ? TJPF_GRAY : TJPF_RGB,
                       TJFLAG_ACCURATEDCT) != 0 &&
-        tjGetErrorCode(tj) == TJERR_FATAL) {
+        (tjGetErrorCode(tj) == TJERR_FATAL || strstr(tjGetErrorStr2(tj), "Premature end"))) {
         s = pk_error(PK_ERR_FORMAT, "%s: corrupt JPEG data: %s", name, tjGetErrorStr2(tj));
         tjDestroy(tj);
         image_free(img);
