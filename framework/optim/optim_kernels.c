@@ -21,41 +21,51 @@
 
 #include "cpu/threads.h"
 
+/* PyTorch's AVX2 CPU kernels compute `a.add_(b, alpha)`, addcmul and lerp with fused
+ * multiply-adds; the hot loops call fmaf in the same places so that the trajectories agree to
+ * the last bit or so. Hot loops are cloned for x86-64-v3 (AVX2 + FMA, where fmaf is one
+ * instruction and vectorises) and a baseline version (fmaf from libm: exact, slower). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define OPTIM_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define OPTIM_HOT
+#endif
+
 /* elements per parallel chunk: large enough that a chunk costs far more than a pool hand-off */
 #define OPTIM_GRAIN 32768
 /* target elements per unit for the per-tensor optimizers */
 #define OPTIM_UNIT 32768
 
-static float dflt(float v, float d) { return v == 0.0f ? d : v; }
+static double dflt(double v, double d) { return v == 0.0 ? d : v; }
 
 pk_adamw_params optim_adamw_defaults(pk_adamw_params p) {
     /* torch.optim.AdamW defaults, except weight_decay (0 means none, not torch's 1e-2) */
-    p.lr = dflt(p.lr, 1e-3f);
-    p.beta1 = dflt(p.beta1, 0.9f);
-    p.beta2 = dflt(p.beta2, 0.999f);
-    p.eps = dflt(p.eps, 1e-8f);
+    p.lr = dflt(p.lr, 1e-3);
+    p.beta1 = dflt(p.beta1, 0.9);
+    p.beta2 = dflt(p.beta2, 0.999);
+    p.eps = dflt(p.eps, 1e-8);
     return p;
 }
 
 pk_adamp_params optim_adamp_defaults(pk_adamp_params p) {
     /* clovaai/AdamP adamp.py / sgdp.py constructor defaults */
-    p.lr = dflt(p.lr, 1e-3f);
-    p.beta1 = dflt(p.beta1, 0.9f);
-    p.beta2 = dflt(p.beta2, 0.999f);
-    p.eps = dflt(p.eps, 1e-8f);
-    p.delta = dflt(p.delta, 0.1f);
-    p.wd_ratio = dflt(p.wd_ratio, 0.1f);
+    p.lr = dflt(p.lr, 1e-3);
+    p.beta1 = dflt(p.beta1, 0.9);
+    p.beta2 = dflt(p.beta2, 0.999);
+    p.eps = dflt(p.eps, 1e-8);
+    p.delta = dflt(p.delta, 0.1);
+    p.wd_ratio = dflt(p.wd_ratio, 0.1);
     return p;
 }
 
 pk_spam_params optim_spam_defaults(pk_spam_params p) {
     /* SPAM-Optimizer README/code: DeltaT 500, threshold 5000, warmup 150, grad_accu_steps 20,
      * eps 1e-6 */
-    p.lr = dflt(p.lr, 1e-3f);
-    p.beta1 = dflt(p.beta1, 0.9f);
-    p.beta2 = dflt(p.beta2, 0.999f);
-    p.eps = dflt(p.eps, 1e-6f);
-    p.threshold = dflt(p.threshold, 5000.0f);
+    p.lr = dflt(p.lr, 1e-3);
+    p.beta1 = dflt(p.beta1, 0.9);
+    p.beta2 = dflt(p.beta2, 0.999);
+    p.eps = dflt(p.eps, 1e-6);
+    p.threshold = dflt(p.threshold, 5000.0);
     if (p.delta_t == 0) p.delta_t = 500;
     if (p.warmup == 0) p.warmup = 150;
     if (p.grad_accu == 0) p.grad_accu = 20;
@@ -64,13 +74,13 @@ pk_spam_params optim_spam_defaults(pk_spam_params p) {
 
 pk_stable_spam_params optim_stable_spam_defaults(pk_stable_spam_params p) {
     /* Stable-SPAM paper/code: gamma1 0.7, gamma2 0.9, theta 0.999, update_proj_gap 1000 */
-    p.lr = dflt(p.lr, 1e-3f);
-    p.beta1 = dflt(p.beta1, 0.9f);
-    p.beta2 = dflt(p.beta2, 0.999f);
-    p.gamma1 = dflt(p.gamma1, 0.7f);
-    p.gamma2 = dflt(p.gamma2, 0.9f);
-    p.gamma3 = dflt(p.gamma3, 0.999f);
-    p.eps = dflt(p.eps, 1e-8f);
+    p.lr = dflt(p.lr, 1e-3);
+    p.beta1 = dflt(p.beta1, 0.9);
+    p.beta2 = dflt(p.beta2, 0.999);
+    p.gamma1 = dflt(p.gamma1, 0.7);
+    p.gamma2 = dflt(p.gamma2, 0.9);
+    p.gamma3 = dflt(p.gamma3, 0.999);
+    p.eps = dflt(p.eps, 1e-8);
     if (p.delta_t == 0) p.delta_t = 1000;
     return p;
 }
@@ -85,7 +95,7 @@ typedef struct sgd_job {
     int first, nesterov, use_mom;
 } sgd_job;
 
-static void sgd_range(void *arg, int64_t b, int64_t e) {
+OPTIM_HOT static void sgd_range(void *arg, int64_t b, int64_t e) {
     const sgd_job *j = arg;
     float *restrict p = j->param;
     float *restrict buf = j->buf;
@@ -93,26 +103,26 @@ static void sgd_range(void *arg, int64_t b, int64_t e) {
     const float neg_lr = j->neg_lr, wd = j->wd, mom = j->mom, omd = j->one_minus_damp;
     if (!j->use_mom) {
         for (int64_t i = b; i < e; i++) {
-            float d = g[i] + wd * p[i]; /* d_p.add(param, alpha=wd); exact d when wd = 0 */
-            p[i] = p[i] + neg_lr * d;
+            float d = fmaf(p[i], wd, g[i]); /* d_p.add(param, alpha=wd); exact when wd = 0 */
+            p[i] = fmaf(d, neg_lr, p[i]);
         }
     } else if (j->first) {
         /* torch: buf = clone(d_p) on the first step, no dampening */
         const int nest = j->nesterov;
         for (int64_t i = b; i < e; i++) {
-            float d = g[i] + wd * p[i];
+            float d = fmaf(p[i], wd, g[i]);
             buf[i] = d;
-            float u = nest ? d + mom * d : d;
-            p[i] = p[i] + neg_lr * u;
+            float u = nest ? fmaf(d, mom, d) : d;
+            p[i] = fmaf(u, neg_lr, p[i]);
         }
     } else {
         const int nest = j->nesterov;
         for (int64_t i = b; i < e; i++) {
-            float d = g[i] + wd * p[i];
-            float bb = buf[i] * mom + omd * d;
+            float d = fmaf(p[i], wd, g[i]);
+            float bb = fmaf(d, omd, buf[i] * mom);
             buf[i] = bb;
-            float u = nest ? d + mom * bb : bb;
-            p[i] = p[i] + neg_lr * u;
+            float u = nest ? fmaf(bb, mom, d) : bb;
+            p[i] = fmaf(u, neg_lr, p[i]);
         }
     }
 }
@@ -156,7 +166,7 @@ typedef struct adam_job {
     int eps_inside;
 } adam_job;
 
-static void adam_range(void *arg, int64_t b, int64_t e) {
+OPTIM_HOT static void adam_range(void *arg, int64_t b, int64_t e) {
     const adam_job *j = arg;
     float *restrict p = j->param;
     float *restrict m = j->m;
@@ -166,25 +176,25 @@ static void adam_range(void *arg, int64_t b, int64_t e) {
                 omb2 = j->omb2, bc2 = j->bc2_sqrt, eps = j->eps, nss = j->neg_step_size;
     if (!j->eps_inside) {
         for (int64_t i = b; i < e; i++) {
-            float gi = g[i] + l2 * p[i];
+            float gi = fmaf(p[i], l2, g[i]);
             float pi = p[i] * decay;
-            float mi = m[i] * b1 + omb1 * gi;
-            float vi = v[i] * b2 + omb2 * gi * gi;
+            float mi = fmaf(gi, omb1, m[i] * b1);
+            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
             m[i] = mi;
             v[i] = vi;
             float den = sqrtf(vi) / bc2 + eps;
-            p[i] = pi + nss * mi / den;
+            p[i] = pi + nss * mi / den; /* addcdiv: (value * t1) / t2 */
         }
     } else {
         for (int64_t i = b; i < e; i++) {
-            float gi = g[i] + l2 * p[i];
+            float gi = fmaf(p[i], l2, g[i]);
             float pi = p[i] * decay;
-            float mi = m[i] * b1 + omb1 * gi;
-            float vi = v[i] * b2 + omb2 * gi * gi;
+            float mi = fmaf(gi, omb1, m[i] * b1);
+            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
             m[i] = mi;
             v[i] = vi;
             float den = sqrtf(vi / bc2 + eps);
-            p[i] = pi + nss * mi / den;
+            p[i] = pi + nss * mi / den; /* addcdiv: (value * t1) / t2 */
         }
     }
 }
@@ -349,7 +359,8 @@ static inline float adamp_dir(const adamp_job *j, float mi, float vi, float gi) 
 
 /* Pass 1 over one range of elements: state update, the update direction and, for rows,
  * the row statistics. For vectors (no projection) it also writes the parameters. */
-static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, double *st, int write_p) {
+OPTIM_HOT static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, double *st,
+                                      int write_p) {
     float *restrict p = j->param;
     float *restrict m = j->m;
     float *restrict v = j->v;
@@ -362,8 +373,8 @@ static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, double *st
         const int nest = j->nesterov;
         for (int64_t i = b; i < e; i++) {
             float gi = g[i], wi = p[i];
-            float mi = m[i] * b1 + omb1 * gi;
-            float vi = v[i] * b2 + omb2 * gi * gi;
+            float mi = fmaf(gi, omb1, m[i] * b1);
+            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
             m[i] = mi;
             v[i] = vi;
             float den = sqrtf(vi) / bc2 + eps;
@@ -372,21 +383,21 @@ static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, double *st
             gg += (double)gi * gi;
             ww += (double)wi * wi;
             wd += (double)wi * d;
-            if (write_p) p[i] = wi * dec + nss * d;
+            if (write_p) p[i] = fmaf(d, nss, wi * dec);
         }
     } else {
         const float mom = j->mom, omd = j->omd, nlr = j->neg_lr, dec = j->decay_full;
         const int nest = j->nesterov;
         for (int64_t i = b; i < e; i++) {
             float gi = g[i], wi = p[i];
-            float bb = m[i] * mom + omd * gi;
+            float bb = fmaf(gi, omd, m[i] * mom);
             m[i] = bb;
             float d = nest ? gi + mom * bb : bb;
             gw += (double)gi * wi;
             gg += (double)gi * gi;
             ww += (double)wi * wi;
             wd += (double)wi * d;
-            if (write_p) p[i] = wi * dec + nlr * d;
+            if (write_p) p[i] = fmaf(d, nlr, wi * dec);
         }
     }
     if (st) {
@@ -414,7 +425,7 @@ static void adamp_pass1(void *arg, int64_t ub, int64_t ue) {
     }
 }
 
-static void adamp_pass2(void *arg, int64_t ub, int64_t ue) {
+OPTIM_HOT static void adamp_pass2(void *arg, int64_t ub, int64_t ue) {
     const adamp_job *j = arg;
     float *restrict p = j->param;
     const float *restrict m = j->m;
@@ -438,7 +449,7 @@ static void adamp_pass2(void *arg, int64_t ub, int64_t ue) {
                     float den = sqrtf(v[i]) / bc2 + eps;
                     float d = (nest ? b1 * m[i] + omb1 * g[i] : m[i]) / den;
                     d = d - (wi / ne) * dot;
-                    p[i] = wi * dec + nss * d;
+                    p[i] = fmaf(d, nss, wi * dec);
                 }
             } else {
                 const float mom = j->mom, nlr = j->neg_lr;
@@ -447,7 +458,7 @@ static void adamp_pass2(void *arg, int64_t ub, int64_t ue) {
                     float wi = p[i];
                     float d = nest ? g[i] + mom * m[i] : m[i];
                     d = d - (wi / ne) * dot;
-                    p[i] = wi * dec + nlr * d;
+                    p[i] = fmaf(d, nlr, wi * dec);
                 }
             }
         }
@@ -619,7 +630,7 @@ typedef struct spam_job {
     int64_t *clipped; /* total count, added atomically once per chunk */
 } spam_job;
 
-static void spam_range(void *arg, int64_t b, int64_t e) {
+OPTIM_HOT static void spam_range(void *arg, int64_t b, int64_t e) {
     const spam_job *j = arg;
     float *restrict p = j->param;
     float *restrict m = j->m;
@@ -636,13 +647,13 @@ static void spam_range(void *arg, int64_t b, int64_t e) {
         clipped += spike;
         float gs = gi > 0.0f ? lim : -lim; /* sign(g) * sqrt(theta v); g = 0 is never a spike */
         gi = spike ? gs : gi;
-        float mi = mo * b1 + omb1 * gi;
-        float vi = vo * b2 + omb2 * gi * gi;
+        float mi = fmaf(gi, omb1, mo * b1);
+        float vi = fmaf(omb2 * gi, gi, vo * b2);
         m[i] = mi;
         v[i] = vi;
         float den = sqrtf(vi) + eps;
         float pi = p[i] + ns * mi / den;
-        p[i] = pi + dsc * pi; /* p.add_(p, alpha=-lr*wd) after the step, as the code */
+        p[i] = fmaf(pi, dsc, pi); /* p.add_(p, alpha=-lr*wd) after the step, as the code */
     }
     __atomic_fetch_add(j->clipped, clipped, __ATOMIC_RELAXED);
 }
@@ -698,7 +709,7 @@ typedef struct sspam_job {
     float keep, decay, b1, omb1, b2, omb2, bc2_sqrt, eps, neg_step_size;
 } sspam_job;
 
-static void sspam_pass1(void *arg, int64_t ub, int64_t ue) {
+OPTIM_HOT static void sspam_pass1(void *arg, int64_t ub, int64_t ue) {
     const sspam_job *j = arg;
     const float *restrict g = j->grad;
     for (int64_t u = ub; u < ue; u++) {
@@ -712,7 +723,7 @@ static void sspam_pass1(void *arg, int64_t ub, int64_t ue) {
     }
 }
 
-static void sspam_pass2(void *arg, int64_t ub, int64_t ue) {
+OPTIM_HOT static void sspam_pass2(void *arg, int64_t ub, int64_t ue) {
     const sspam_job *j = arg;
     const float *restrict g = j->grad;
     for (int64_t u = ub; u < ue; u++) {
@@ -728,7 +739,7 @@ static void sspam_pass2(void *arg, int64_t ub, int64_t ue) {
     }
 }
 
-static void sspam_pass3(void *arg, int64_t ub, int64_t ue) {
+OPTIM_HOT static void sspam_pass3(void *arg, int64_t ub, int64_t ue) {
     const sspam_job *j = arg;
     float *restrict p = j->param;
     float *restrict m = j->m;
@@ -756,8 +767,8 @@ static void sspam_pass3(void *arg, int64_t ub, int64_t ue) {
             float gc = fabsf(gi) > mh ? gi / mg * mh : gi;
             float gn = gc / nrm * c;
             float mo = m[i] * keep, vo = v[i] * keep;
-            float mi = mo + omb1 * (gn - mo); /* exp_avg.lerp_(grad, 1 - beta1), weight < 0.5 */
-            float vi = vo * b2 + omb2 * gn * gn;
+            float mi = fmaf(omb1, gn - mo, mo); /* exp_avg.lerp_(grad, 1 - beta1), w < 0.5 */
+            float vi = fmaf(omb2 * gn, gn, vo * b2);
             m[i] = mi;
             v[i] = vi;
             float den = sqrtf(vi) / bc2 + eps;
@@ -768,7 +779,7 @@ static void sspam_pass3(void *arg, int64_t ub, int64_t ue) {
 
 /* torch's CPU lerp for one scalar: exact at both ends, as aten's lerp kernel */
 static float lerp_f(float a, float b, float w) {
-    return fabsf(w) < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w);
+    return fabsf(w) < 0.5f ? fmaf(w, b - a, a) : fmaf(-(b - a), 1.0f - w, b);
 }
 
 pk_status optim_stable_spam_step(pk_pool *pool, const pk_stable_spam_params *hp0, int64_t step,
@@ -847,7 +858,7 @@ pk_status optim_stable_spam_step(pk_pool *pool, const pk_stable_spam_params *hp0
     }
     for (int u = 0; u < pl.nunits; u++)
         segsum[pl.units[u].seg] += unit_sumsq[u];
-    const float g1 = hp.gamma1, g2 = hp.gamma2;
+    const double g1 = hp.gamma1, g2 = hp.gamma2;
     const float m_bc = (float)(1.0 - pow((double)g1, (double)step));
     const float v_bc = (float)(1.0 - pow((double)g2, (double)step));
     for (int s = 0; s < nseg; s++) {
@@ -860,7 +871,7 @@ pk_status optim_stable_spam_step(pk_pool *pool, const pk_stable_spam_params *hp0
         ts[s].v_norm = lerp_f(ts[s].v_norm, nrm * nrm, (float)(1.0 - (double)g2));
         float m_hat = ts[s].m_norm / m_bc;
         float v_hat = ts[s].v_norm / v_bc;
-        j.seg_c[s] = m_hat / (sqrtf(v_hat) + hp.eps);
+        j.seg_c[s] = m_hat / (sqrtf(v_hat) + (float)hp.eps);
     }
     pk_parallel_for(pool, pl.nunits, 1, sspam_pass3, &j);
     free(segsum);

@@ -10,8 +10,9 @@
  * Conventions shared by every kernel:
  * - `step` is the 1-based number of the step being taken (the caller counts; checkpoints store
  *   it). Bias corrections and resets are functions of it, so a resumed run is bit-identical.
- * - Scalars are computed in double and rounded to float once, then the per-element arithmetic
- *   is float in the same operation order as PyTorch 1.13's single-tensor CPU implementation.
+ * - Hyper-parameters are doubles, as Python floats: scalars such as 1 - beta1 or lr / bc1 are
+ *   computed in double and rounded to float once, then the per-element arithmetic is float in
+ *   the operation order (and fused multiply-adds) of PyTorch 1.13's CPU kernels.
  * - Hyper-parameter structs are meant to be written with designated initialisers; a field
  *   documented "0: default" takes the paper/PyTorch default when left zero.
  * - State arrays (momentum, exp_avg, ...) start zeroed; kernels never allocate them. */
@@ -35,57 +36,57 @@ typedef struct pk_optim_segment {
 
 /* torch.optim.SGD. Zero fields are torch's defaults (momentum 0, dampening 0, wd 0). */
 typedef struct pk_sgd_params {
-    float lr;
-    float momentum;
-    float dampening;
-    float weight_decay; /* L2: added to the gradient, as torch.optim.SGD */
+    double lr;
+    double momentum;
+    double dampening;
+    double weight_decay; /* L2: added to the gradient, as torch.optim.SGD */
     bool nesterov;
 } pk_sgd_params;
 
 /* torch.optim.AdamW / Adam. */
 typedef struct pk_adamw_params {
-    float lr;             /* 0: 1e-3 */
-    float beta1, beta2;   /* 0: 0.9, 0.999 (a beta of exactly 0 is not expressible) */
-    float eps;            /* 0: 1e-8; 3DGS uses 1e-15 */
-    float weight_decay;   /* decoupled for AdamW (p *= 1 - lr*wd), L2 for Adam; 0 means none */
+    double lr;            /* 0: 1e-3 */
+    double beta1, beta2;  /* 0: 0.9, 0.999 (a beta of exactly 0 is not expressible) */
+    double eps;           /* 0: 1e-8; 3DGS uses 1e-15 */
+    double weight_decay;  /* decoupled for AdamW (p *= 1 - lr*wd), L2 for Adam; 0 means none */
     bool eps_inside_sqrt; /* denominator sqrt(v_hat + eps) instead of sqrt(v_hat) + eps */
 } pk_adamw_params;
 
 /* clovaai/AdamP AdamP and SGDP (adamp/adamp.py, adamp/sgdp.py). */
 typedef struct pk_adamp_params {
-    float lr;                  /* 0: 1e-3 */
-    float beta1, beta2;        /* AdamP; 0: 0.9, 0.999 */
-    float momentum, dampening; /* SGDP; 0 means 0 (as the reference code) */
-    float eps;          /* 0: 1e-8 (both the Adam eps and the cosine/norm eps, as the code) */
-    float weight_decay; /* decoupled; SGDP divides it by (1 - momentum) as the code does */
-    float delta;        /* 0: 0.1, projection when max |cos| < delta / sqrt(cols) */
-    float wd_ratio;     /* 0: 0.1, weight-decay factor on projected tensors */
+    double lr;                  /* 0: 1e-3 */
+    double beta1, beta2;        /* AdamP; 0: 0.9, 0.999 */
+    double momentum, dampening; /* SGDP; 0 means 0 (as the reference code) */
+    double eps;          /* 0: 1e-8 (both the Adam eps and the cosine/norm eps, as the code) */
+    double weight_decay; /* decoupled; SGDP divides it by (1 - momentum) as the code does */
+    double delta;        /* 0: 0.1, projection when max |cos| < delta / sqrt(cols) */
+    double wd_ratio;     /* 0: 0.1, weight-decay factor on projected tensors */
     bool nesterov;
 } pk_adamp_params;
 
 /* SPAM (TianjinYellow/SPAM-Optimizer), dense (density 1, no random masks). */
 typedef struct pk_spam_params {
-    float lr;           /* 0: 1e-3 */
-    float beta1, beta2; /* 0: 0.9, 0.999 */
-    float eps;          /* 0: 1e-6 (the SPAM code's default) */
-    float weight_decay; /* decoupled, applied after the step as the code does */
-    float threshold;    /* 0: 5000, clip where g^2 > threshold * v */
-    bool no_clip;       /* disables spike clipping (the code's threshold = 0) */
-    int delta_t;        /* 0: 500, moments reset every delta_t steps */
-    int warmup;         /* 0: 150, cosine warmup of the step scale after each reset */
-    int grad_accu;      /* 0: 20, no clipping in the first grad_accu steps after a reset */
+    double lr;           /* 0: 1e-3 */
+    double beta1, beta2; /* 0: 0.9, 0.999 */
+    double eps;          /* 0: 1e-6 (the SPAM code's default) */
+    double weight_decay; /* decoupled, applied after the step as the code does */
+    double threshold;    /* 0: 5000, clip where g^2 > threshold * v */
+    bool no_clip;        /* disables spike clipping (the code's threshold = 0) */
+    int delta_t;         /* 0: 500, moments reset every delta_t steps */
+    int warmup;          /* 0: 150, cosine warmup of the step scale after each reset */
+    int grad_accu;       /* 0: 20, no clipping in the first grad_accu steps after a reset */
 } pk_spam_params;
 
 /* Stable-SPAM (TianjinYellow/StableSPAM), without the optional beta1 cosine decay. */
 typedef struct pk_stable_spam_params {
-    float lr;           /* 0: 1e-3 */
-    float beta1, beta2; /* 0: 0.9, 0.999 */
-    float gamma1;       /* 0: 0.7, EMA of the gradient norm */
-    float gamma2;       /* 0: 0.9, EMA of the squared gradient norm */
-    float gamma3;       /* 0: 0.999, EMA of max |g| (the code's `theta`) */
-    float eps;          /* 0: 1e-8 */
-    float weight_decay; /* decoupled, applied before the step */
-    int delta_t;        /* 0: 1000, reset m, v and the Adam step every delta_t steps */
+    double lr;           /* 0: 1e-3 */
+    double beta1, beta2; /* 0: 0.9, 0.999 */
+    double gamma1;       /* 0: 0.7, EMA of the gradient norm */
+    double gamma2;       /* 0: 0.9, EMA of the squared gradient norm */
+    double gamma3;       /* 0: 0.999, EMA of max |g| (the code's `theta`) */
+    double eps;          /* 0: 1e-8 */
+    double weight_decay; /* decoupled, applied before the step */
+    int delta_t;         /* 0: 1000, reset m, v and the Adam step every delta_t steps */
 } pk_stable_spam_params;
 
 /* Per-tensor scalar state of Stable-SPAM (zero-initialised, one per segment). */

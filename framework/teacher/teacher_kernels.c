@@ -13,13 +13,22 @@
 
 #include "cpu/threads.h"
 
+/* PyTorch's AVX2 kernels compute lerp_ and add_(alpha) with fused multiply-adds; so do these
+ * loops (fmaf), cloned for x86-64-v3 (one instruction, vectorised) and a baseline (libm fmaf:
+ * the same results, slower). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define TEACHER_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define TEACHER_HOT
+#endif
+
 /* elements per chunk: 64K floats = 256 KB per stream, far above the pool's hand-off cost */
 #define TEACHER_GRAIN 65536
 /* multi-source updates with k > 2 sweep the sources over L1-sized blocks of t */
 #define TEACHER_BLOCK 1024
 
 /* t = lerp(t, s, w) exactly as aten's CPU lerp kernel */
-static void ema_lerp(float *restrict t, const float *restrict s, int64_t n, float w) {
+TEACHER_HOT static void ema_lerp(float *restrict t, const float *restrict s, int64_t n, float w) {
     if (fabsf(w) < 0.5f) {
         for (int64_t i = 0; i < n; i++)
             t[i] = t[i] + w * (s[i] - t[i]);
@@ -31,8 +40,8 @@ static void ema_lerp(float *restrict t, const float *restrict s, int64_t n, floa
 }
 
 /* t = m t + sum_i w_i s_i, left to right */
-static void ema_multi(float *restrict t, int k, const float *const *src, const float *w, int64_t n,
-                      float m) {
+TEACHER_HOT static void ema_multi(float *restrict t, int k, const float *const *src, const float *w,
+                                  int64_t n, float m) {
     if (k == 1) {
         const float *restrict s0 = src[0];
         const float w0 = w[0];
