@@ -17,7 +17,9 @@ static inline uint64_t pk_rng_next(pk_rng *r) {
 }
 
 /* Returns a uniform double in [0, 1). */
-static inline double pk_rng_uniform(pk_rng *r) { return (double)(pk_rng_next(r) >> 11) * 0x1.0p-53; }
+static inline double pk_rng_uniform(pk_rng *r) {
+    return (double)(pk_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 /* Returns a uniform integer in [0, n). */
 static inline uint64_t pk_rng_below(pk_rng *r, uint64_t n) { return pk_rng_next(r) % n; }

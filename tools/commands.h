@@ -7,6 +7,9 @@ int cmd_devices(int argc, char **argv);
 
 /* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
 
+/* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
+int cmd_mlp(int argc, char **argv);
+
 /* polyak bench ops|...: benchmarks with ratios against a peer. */
 int cmd_bench(int argc, char **argv);
 

@@ -11,6 +11,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"devices", cmd_devices, "list compute devices and the one chosen"},
+    {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
     {"bench", cmd_bench, "benchmarks: ops (ratios against PyTorch/OpenBLAS)"},
 };
 

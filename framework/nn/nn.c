@@ -19,7 +19,8 @@ pk_status nn_init_uniform(tensor *t, double bound, pk_rng *rng) {
     int64_t n = tensor_numel(t);
     float *h = malloc(sizeof(float) * (size_t)(n ? n : 1));
     if (!h) return pk_error(PK_ERR_NOMEM, "init: out of host memory");
-    for (int64_t i = 0; i < n; i++) h[i] = (float)((2.0 * pk_rng_uniform(rng) - 1.0) * bound);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = (float)((2.0 * pk_rng_uniform(rng) - 1.0) * bound);
     pk_status s = tensor_upload(t, h);
     free(h);
     return s;

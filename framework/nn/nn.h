@@ -33,7 +33,7 @@ pk_status nn_conv2d_init(pk_ctx *c, const char *prefix, int64_t cin, int64_t cou
 tensor *nn_conv2d_forward(pk_ctx *c, const nn_conv2d *l, tensor *x);
 
 typedef struct nn_batchnorm {
-    tensor *gamma, *beta;             /* (C) parameters */
+    tensor *gamma, *beta;               /* (C) parameters */
     tensor *running_mean, *running_var; /* (C) buffers (teachers copy them, never average) */
     float momentum, eps;
 } nn_batchnorm;

@@ -9,8 +9,8 @@
 /* A run: parameters adjacent in one block whose gradients are adjacent in the same way. */
 typedef struct optim_run {
     int group;
-    tensor param, grad; /* 1-D views over the run: [first offset, last offset + numel) */
-    tensor *state[2];   /* moment buffers (SGD: momentum; Adam family: exp_avg, exp_avg_sq) */
+    tensor param, grad;     /* 1-D views over the run: [first offset, last offset + numel) */
+    tensor *state[2];       /* moment buffers (SGD: momentum; Adam family: exp_avg, exp_avg_sq) */
     pk_optim_segment *segs; /* the tensors of the run, relative to its start */
     int nseg;
     pk_stable_spam_tensor_state *ss; /* Stable-SPAM per-tensor state (nseg) */
@@ -46,8 +46,13 @@ static int cmp_tensor(const void *a, const void *b) {
 
 /* 1-D view of elements [begin, end) of the block holding t. */
 static tensor range_view(const tensor *t, int64_t begin, int64_t end) {
-    tensor v = {.dtype = PK_F32, .ndim = 1, .shape = {end - begin}, .strides = {1},
-                .offset = begin, .block = t->block, .arena = t->arena};
+    tensor v = {.dtype = PK_F32,
+                .ndim = 1,
+                .shape = {end - begin},
+                .strides = {1},
+                .offset = begin,
+                .block = t->block,
+                .arena = t->arena};
     return v;
 }
 
@@ -109,8 +114,8 @@ pk_status optim_create(pk_ctx *c, const pk_optim_options *opt, const pk_param_gr
     o->groups = calloc((size_t)ngroups + 1, sizeof *o->groups);
     o->runs = calloc((size_t)(total ? total : 1), sizeof *o->runs);
     tensor **sorted = calloc((size_t)(total ? total : 1), sizeof *sorted);
-    pk_status s = o->groups && o->runs && sorted ? PK_OK
-                                                  : pk_error(PK_ERR_NOMEM, "optimizer: no memory");
+    pk_status s =
+        o->groups && o->runs && sorted ? PK_OK : pk_error(PK_ERR_NOMEM, "optimizer: no memory");
     for (int g = 0; g < ngroups && s == PK_OK; g++) {
         o->groups[g].lr = groups[g].lr;
         o->groups[g].wd = groups[g].weight_decay;
@@ -126,8 +131,7 @@ pk_status optim_create(pk_ctx *c, const pk_optim_options *opt, const pk_param_gr
                  * parameters and in the gradients alike */
                 int64_t gap = b->offset - (a->offset + tensor_numel(a));
                 split = a->block != b->block || a->grad->block != b->grad->block || gap < 0 ||
-                        gap > 64 ||
-                        b->grad->offset - b->offset != a->grad->offset - a->offset ||
+                        gap > 64 || b->grad->offset - b->offset != a->grad->offset - a->offset ||
                         a == b;
             }
             if (split) {
@@ -179,7 +183,8 @@ tensor *optim_state_get(pk_optimizer *o, int i, char *name, size_t name_size) {
 }
 
 pk_status optim_zero_grad(pk_optimizer *o) {
-    for (int i = 0; i < o->nruns; i++) PK_TRY(tensor_fill(&o->runs[i].grad, 0.0f));
+    for (int i = 0; i < o->nruns; i++)
+        PK_TRY(tensor_fill(&o->runs[i].grad, 0.0f));
     return PK_OK;
 }
 
@@ -233,11 +238,10 @@ static pk_status step_cpu(pk_optimizer *o, optim_run *r, int64_t step) {
 }
 
 /* Vulkan updates live in optim_vk.c; absent there, say so rather than fall back silently. */
-__attribute__((weak)) pk_status optim_vk_step_run(pk_ctx *c, const pk_optim_options *opt,
-                                                  double lr, double wd, int64_t step,
-                                                  tensor *param, tensor *grad, tensor *s0,
-                                                  tensor *s1, const pk_optim_segment *segs,
-                                                  int nseg);
+__attribute__((weak)) pk_status optim_vk_step_run(pk_ctx *c, const pk_optim_options *opt, double lr,
+                                                  double wd, int64_t step, tensor *param,
+                                                  tensor *grad, tensor *s0, tensor *s1,
+                                                  const pk_optim_segment *segs, int nseg);
 
 pk_status optim_step(pk_optimizer *o) {
     int64_t step = o->steps + 1;
