@@ -22,5 +22,7 @@ PC_U32 stride;
 PC_U32 pad;
 PC_U32 groups;   /* 1 or Cin (depthwise) */
 PC_U32 has_bias; /* forward: start from b */
+PC_U32 k_chunk;  /* conv2d_gemm:weight: 0 adds all of K into dW; else grid slice z writes the
+                    partial sum of K elements [z k_chunk, (z + 1) k_chunk) to dW + z Cout CKK */
 PK_PC_END(pc_conv2d)
 #endif
