@@ -54,6 +54,9 @@ static tensor *b_softmax1(pk_ctx *c, tensor **x, const void *a) { return pk_soft
 static tensor *b_logsoftmax1(pk_ctx *c, tensor **x, const void *a) {
     return pk_log_softmax(c, x[0], 1);
 }
+static tensor *b_logsoftmax_last(pk_ctx *c, tensor **x, const void *a) {
+    return pk_log_softmax(c, x[0], -1);
+}
 static tensor *b_softmax_last(pk_ctx *c, tensor **x, const void *a) {
     return pk_softmax(c, x[0], -1);
 }
@@ -93,6 +96,8 @@ static const struct {
     {"conv1x1", b_conv, &C_1X1},
     {"conv1x1_s2", b_conv, &C_1X1_S2},
     {"conv_nobias", b_conv, &C_NB},
+    {"conv5x5_pad1", b_conv, &C_P1},
+    {"conv3x3_pad0", b_conv, &C_NB},
     {"conv_depthwise", b_conv, &C_DW},
     {"conv_depthwise_s2_m2", b_conv, &C_DW_S2},
     {"maxpool_k2", b_maxpool, &P_K2},
@@ -106,8 +111,10 @@ static const struct {
     {"batchnorm_train", b_bn_train, NULL},
     {"batchnorm_eval", b_bn_eval, NULL},
     {"layernorm", b_layernorm, NULL},
+    {"layernorm_odd", b_layernorm, NULL},
     {"softmax_axis1", b_softmax1, NULL},
     {"log_softmax_axis1", b_logsoftmax1, NULL},
+    {"log_softmax_last", b_logsoftmax_last, NULL},
     {"softmax_last", b_softmax_last, NULL},
     {"l2norm", b_l2norm, NULL},
     {"embedding", b_embedding, NULL},
