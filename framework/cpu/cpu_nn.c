@@ -418,12 +418,14 @@ static float row_max(const float *x, int64_t n) {
 
 /* exp(x) for x <= 0 (softmax shifts by the maximum): x = n ln2 + r with |r| <= ln2/2 and
  * e^r from Cephes' expf polynomial (relative error ~2e-7); 2^n is built in the exponent bits.
- * Below -87 the result would be subnormal: clamp (e^-87 ~ 1.6e-38 is zero for every use
- * here). exp_neg4 is the same arithmetic on four lanes (GCC/Clang vector extensions: glibc's
- * expf is a call per element and never vectorises); the scalar version serves tails and
- * strided lines, and gives the same bits as a lane (ISO C mode: no FMA contraction). */
+ * Below -87 the result would be subnormal: it is 0 (so masked -inf logits give exactly 0);
+ * NaN stays NaN. exp_neg4 is the same arithmetic on four lanes (GCC/Clang vector
+ * extensions: glibc's expf is a call per element and never vectorises); the scalar version
+ * serves tails and strided lines and gives the same bits as a lane (ISO C mode: no FMA
+ * contraction). */
 static inline float exp_neg(float x) {
-    x = x > -87.0f ? x : -87.0f;
+    if (x != x) return x;
+    if (x < -87.0f) return 0.0f;
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round via 1.5 * 2^23 */
     float r = x - n * 0.693359375f - n * -2.12194440e-4f;
     float p = r * 1.9875691500e-4f + 1.3981999507e-3f;
@@ -440,11 +442,12 @@ static inline float exp_neg(float x) {
 }
 
 static inline v4f exp_neg4(v4f x) {
-    v4f lo = x * 0.0f - 87.0f;
+    const v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
+    v4i small = x < lo, nan = x != x;
     v4i keep = x > lo;
-    x = (v4f)(((v4i)x & keep) | ((v4i)lo & ~keep));
-    v4f n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    v4f r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    v4f xc = (v4f)(((v4i)x & keep) | ((v4i)lo & ~keep));
+    v4f n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v4f r = xc - n * 0.693359375f - n * -2.12194440e-4f;
     v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
@@ -452,7 +455,8 @@ static inline v4f exp_neg4(v4f x) {
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     v4i bits = (__builtin_convertvector(n, v4i) + 127) * (1 << 23);
-    return p * (v4f)bits;
+    v4f v = p * (v4f)bits;
+    return (v4f)(((v4i)v & ~small & ~nan) | ((v4i)x & nan));
 }
 
 /* y[i] = exp(x[i] - m) for i < n; returns the sum of the y[i]. y may alias x. */
