@@ -1,5 +1,6 @@
 // softmax.comp - softmax / log-softmax over the middle axis of (outer, r, inner).
-// Forward: y = exp(x - max) / sum, or x - (max + log sum). BACKWARD: softmax dx += y (dy -
+// Forward: y = exp(x - max) / sum, or x - (max + log sum); masked (-inf) entries give exactly
+// 0 (log: -inf), a NaN makes its line NaN. BACKWARD: softmax dx += y (dy -
 // sum dy y); log-softmax dx += dy - exp(y) sum dy. By default one work group per line with
 // shared-memory tree reductions (long lines: attention rows, class logits); LINE gives one
 // invocation per line for short lines (r small, many lines, e.g. over image channels).
@@ -30,6 +31,11 @@ layout(std430, set = 0, binding = 3) buffer GX { float gx[]; };        // dx (ac
 #define MAX(v) wg_max(v)
 #endif
 
+// exp(v) for v = x - max <= 0, as the CPU kernel takes it: 0 below -87 (where e^v would be
+// subnormal), so masked -inf logits get exactly 0 whatever the driver's exp does at -inf;
+// NaN stays NaN (the comparison is false) and poisons its line, as in PyTorch.
+float exp_shifted(float v) { return v < -87.0 ? 0.0 : exp(v); }
+
 void main() {
 #ifdef LINE
     uint li = pk_flat_index(256u);
@@ -44,14 +50,14 @@ void main() {
     for (uint k = START; k < pc.r; k += STEP) m = max(m, x[xb + k * st]);
     m = MAX(m);
     float s = 0.0;
-    for (uint k = START; k < pc.r; k += STEP) s += exp(x[xb + k * st] - m);
+    for (uint k = START; k < pc.r; k += STEP) s += exp_shifted(x[xb + k * st] - m);
     s = SUM(s);
     if (pc.log != 0u) {
         float lse = m + log(s);
         for (uint k = START; k < pc.r; k += STEP) y[yb + k * st] = x[xb + k * st] - lse;
     } else {
         float inv = 1.0 / s;
-        for (uint k = START; k < pc.r; k += STEP) y[yb + k * st] = exp(x[xb + k * st] - m) * inv;
+        for (uint k = START; k < pc.r; k += STEP) y[yb + k * st] = exp_shifted(x[xb + k * st] - m) * inv;
     }
 #else
     uint yb = pc.off_y + base, gb = pc.off_g + base, xb = pc.off_gx + base;
@@ -60,7 +66,7 @@ void main() {
         for (uint k = START; k < pc.r; k += STEP) s += g[gb + k * st];
         s = SUM(s);
         for (uint k = START; k < pc.r; k += STEP)
-            gx[xb + k * st] += g[gb + k * st] - exp(y[yb + k * st]) * s;
+            gx[xb + k * st] += g[gb + k * st] - exp_shifted(y[yb + k * st]) * s;
     } else {
         for (uint k = START; k < pc.r; k += STEP) s += g[gb + k * st] * y[yb + k * st];
         s = SUM(s);
