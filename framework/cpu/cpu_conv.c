@@ -313,9 +313,35 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
         return PK_OK;
     }
     if (!gx && !gw) return PK_OK;
-    float *col = malloc(sizeof(float) * (size_t)(2 * ckk * ohw)); // 2 x (CKK, OHW)
+    /* dX of a stride-1 square-kernel convolution is itself a convolution: of dY (Cout, OH, OW)
+     * by the flipped, transposed weights W' (Cin, Cout, K, K), padded by K - 1 - pad, giving
+     * (Cin, H, W). That is im2col + one SGEMM with the long Cout*K*K inner dimension instead of
+     * an SGEMM with inner dimension Cout and a col2im (measured faster here). */
+    bool as_conv = p->stride == 1 && p->kh == p->kw && p->pad <= p->kh - 1;
+    pk_conv2d_params tp = {.n = p->n,
+                           .cin = p->cout,
+                           .h = p->oh,
+                           .w = p->ow,
+                           .cout = p->cin,
+                           .kh = p->kh,
+                           .kw = p->kw,
+                           .oh = p->h,
+                           .ow = p->w,
+                           .stride = 1,
+                           .pad = (int)p->kh - 1 - p->pad,
+                           .groups = 1};
+    int64_t tkk = p->cout * p->kh * p->kw; /* rows of dY's column matrix */
+    size_t ncol = (size_t)(ckk * ohw), ndcol = gx ? (size_t)(as_conv ? tkk * hw : ckk * ohw) : 0;
+    size_t nwt = gx && as_conv ? (size_t)(p->cin * tkk) : 0;
+    float *col = malloc(sizeof(float) * (ncol + ndcol + nwt)); // (CKK, OHW) + scratch
     if (!col) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for im2col");
-    float *dcol = col + ckk * ohw;
+    float *dcol = col + ncol, *wt = dcol + ndcol;
+    if (nwt) // wt[ci][co][ky][kx] = w[co][ci][K-1-ky][K-1-kx]
+        for (int64_t co = 0; co < p->cout; co++)
+            for (int64_t ci = 0; ci < p->cin; ci++)
+                for (int64_t k = 0; k < p->kh * p->kw; k++)
+                    wt[(ci * p->cout + co) * p->kh * p->kw + k] =
+                        w[(co * p->cin + ci) * p->kh * p->kw + (p->kh * p->kw - 1 - k)];
     for (int64_t i = 0; i < p->n; i++) {
         const float *gi = g + i * p->cout * ohw;
         col_job j = {.p = p, .x = x + i * p->cin * hw, .col = col};
@@ -325,7 +351,13 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->cout, (int)ckk, (int)ohw,
                         1.0f, gi, (int)ohw, col, (int)ohw, 1.0f, gw, (int)ckk);
         }
-        if (gx) {
+        if (gx && as_conv) {
+            col_job k = {.p = &tp, .x = gi, .col = dcol};
+            pk_parallel_for(c->pool, tkk, 1 + (1 << 13) / hw, im2col_range, &k);
+            // dx_i (Cin, HW) += W' (Cin, Cout*K*K) dcol (Cout*K*K, HW)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p->cin, (int)hw, (int)tkk,
+                        1.0f, wt, (int)tkk, dcol, (int)hw, 1.0f, gx + i * p->cin * hw, (int)hw);
+        } else if (gx) {
             // dcol (CKK, OHW) = W^T (CKK, Cout) g_i (Cout, OHW)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)p->cout,
                         1.0f, w, (int)ckk, gi, (int)ohw, 0.0f, dcol, (int)ohw);

@@ -335,79 +335,235 @@ pk_status cpu_batchnorm_backward(pk_ctx *c, pk_node *n) {
     return PK_OK;
 }
 
+/* ---- row helpers: 8 independent lanes, so the compiler emits SIMD code at -O2 without
+ * -ffast-math (a single accumulator would need reassociation); the lane order is fixed, so
+ * results do not depend on threads ---- */
+
+#define LANES 8
+
+/* Four-float vectors (GCC/Clang vector extensions) for the elementwise loops of the row
+ * kernels: GCC's -O2 cost model does not vectorise loops of unknown trip count. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f ld4(const float *p) {
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void st4(float *p, v4f v) { memcpy(p, &v, sizeof v); }
+
+/* sum of x[0..n) */
+static float row_sum(const float *x, int64_t n) {
+    float acc[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += x[i + l];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += x[i];
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+/* sum of a[i] * b[i] */
+static float row_dot(const float *a, const float *b, int64_t n) {
+    float acc[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+/* sum of (x[i] - m)^2 */
+static float row_sqdev(const float *x, float m, int64_t n) {
+    float acc[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += (x[i + l] - m) * (x[i + l] - m);
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += (x[i] - m) * (x[i] - m);
+    for (int l = 0; l < LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+/* max of x[0..n), n >= 1 */
+static float row_max(const float *x, int64_t n) {
+    float acc[LANES];
+    for (int l = 0; l < LANES; l++)
+        acc[l] = x[0];
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] = x[i + l] > acc[l] ? x[i + l] : acc[l];
+    float m = x[0];
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int l = 0; l < LANES; l++)
+        m = acc[l] > m ? acc[l] : m;
+    return m;
+}
+
+/* exp(x) for x <= 0 (softmax shifts by the maximum): x = n ln2 + r with |r| <= ln2/2 and
+ * e^r from Cephes' expf polynomial (relative error ~2e-7); 2^n is built in the exponent bits.
+ * Below -87 the result would be subnormal: it is 0 (so masked -inf logits give exactly 0);
+ * NaN stays NaN. exp_neg4 is the same arithmetic on four lanes (GCC/Clang vector
+ * extensions: glibc's expf is a call per element and never vectorises); the scalar version
+ * serves tails and strided lines and gives the same bits as a lane (ISO C mode: no FMA
+ * contraction). */
+static inline float exp_neg(float x) {
+    if (x != x) return x;
+    if (x < -87.0f) return 0.0f;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round via 1.5 * 2^23 */
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    float p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } s = {.i = ((int32_t)n + 127) * (1 << 23)};
+    return p * s.f;
+}
+
+static inline v4f exp_neg4(v4f x) {
+    const v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
+    v4i small = x < lo, nan = x != x;
+    v4i keep = x > lo;
+    v4f xc = (v4f)(((v4i)x & keep) | ((v4i)lo & ~keep));
+    v4f n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v4f r = xc - n * 0.693359375f - n * -2.12194440e-4f;
+    v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    v4i bits = (__builtin_convertvector(n, v4i) + 127) * (1 << 23);
+    v4f v = p * (v4f)bits;
+    return (v4f)(((v4i)v & ~small & ~nan) | ((v4i)x & nan));
+}
+
+/* y[i] = exp(x[i] - m) for i < n; returns the sum of the y[i]. y may alias x. */
+static float row_exp(float *y, const float *x, float m, int64_t n) {
+    v4f acc = {0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        v4f v;
+        memcpy(&v, x + i, sizeof v);
+        v = exp_neg4(v - m);
+        memcpy(y + i, &v, sizeof v);
+        acc += v;
+    }
+    float s = 0.0f;
+    for (; i < n; i++) {
+        y[i] = exp_neg(x[i] - m);
+        s += y[i];
+    }
+    return s + (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
 /* ---- layer normalisation: x (rows, d) ---- */
 
 typedef struct {
     const pk_layernorm_params *p;
     pk_node *n;
+    float *part; /* (LN_CHUNKS, 2, d): per-chunk dgamma, dbeta */
+    int64_t chunk;
 } ln_job;
 
 static void ln_fwd_range(void *arg, int64_t b, int64_t e) {
     ln_job *j = arg;
     const pk_layernorm_params *p = j->p;
     pk_node *n = j->n;
-    const float *gamma = cpu_f32(n->in[1]), *beta = cpu_f32(n->in[2]);
+    const float *restrict gamma = cpu_f32(n->in[1]), *restrict beta = cpu_f32(n->in[2]);
     float *mean = cpu_f32(n->saved[0]), *rstd = cpu_f32(n->saved[1]);
     int64_t d = p->d;
     for (int64_t r = b; r < e; r++) {
         const float *x = cpu_f32(n->in[0]) + r * d; // (d)
         float *y = cpu_f32(n->out[0]) + r * d;      // (d)
-        float s = 0.0f;
-        for (int64_t i = 0; i < d; i++)
-            s += x[i];
-        float mu = s / (float)d, ss = 0.0f;
-        for (int64_t i = 0; i < d; i++)
-            ss += (x[i] - mu) * (x[i] - mu);
-        float rs = 1.0f / sqrtf(ss / (float)d + p->eps);
+        float mu = row_sum(x, d) / (float)d;
+        float rs = 1.0f / sqrtf(row_sqdev(x, mu, d) / (float)d + p->eps);
         mean[r] = mu;
         rstd[r] = rs;
-        for (int64_t i = 0; i < d; i++)
+        int64_t i = 0;
+        for (; i + 4 <= d; i += 4)
+            st4(y + i, (ld4(x + i) - mu) * rs * ld4(gamma + i) + ld4(beta + i));
+        for (; i < d; i++)
             y[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
     }
 }
 
-/* dx = rstd (dy g - mean(dy g) - xhat mean(dy g xhat)), per row. */
-static void ln_bwd_dx_range(void *arg, int64_t b, int64_t e) {
-    ln_job *j = arg;
-    const pk_layernorm_params *p = j->p;
-    pk_node *n = j->n;
-    const float *gamma = cpu_f32(n->in[1]);
-    const float *mean = cpu_f32(n->saved[0]), *rstd = cpu_f32(n->saved[1]);
-    int64_t d = p->d;
-    for (int64_t r = b; r < e; r++) {
-        const float *x = cpu_f32(n->in[0]) + r * d, *g = cpu_f32(n->out[0]->grad) + r * d;
-        float *gx = cpu_f32(n->in[0]->grad) + r * d;
-        float mu = mean[r], rs = rstd[r], s1 = 0.0f, s2 = 0.0f;
-        for (int64_t i = 0; i < d; i++) {
-            float dg = g[i] * gamma[i];
-            s1 += dg;
-            s2 += dg * (x[i] - mu) * rs;
-        }
-        s1 /= (float)d;
-        s2 /= (float)d;
-        for (int64_t i = 0; i < d; i++)
-            gx[i] += rs * (g[i] * gamma[i] - s1 - (x[i] - mu) * rs * s2);
-    }
-}
+/* Rows are split into fixed chunks (LN_CHUNKS at most, independent of the thread count); each
+ * chunk writes dx for its rows and its own partial dgamma/dbeta, summed in order afterwards.
+ * dx = rstd (dy g - mean(dy g) - xhat mean(dy g xhat)). */
+#define LN_CHUNKS 32
 
-/* dgamma, dbeta: each index is a block of 64 columns, summed over all rows. */
-static void ln_bwd_param_range(void *arg, int64_t b, int64_t e) {
+static void ln_bwd_range(void *arg, int64_t b, int64_t e) {
     ln_job *j = arg;
     const pk_layernorm_params *p = j->p;
     pk_node *n = j->n;
+    const float *restrict gamma = cpu_f32(n->in[1]);
     const float *mean = cpu_f32(n->saved[0]), *rstd = cpu_f32(n->saved[1]);
-    float *gg = cpu_wants_grad(n, 1) ? cpu_f32(n->in[1]->grad) : NULL;
-    float *gb = cpu_wants_grad(n, 2) ? cpu_f32(n->in[2]->grad) : NULL;
-    int64_t d = p->d, c0 = b * 64, c1 = e * 64 < d ? e * 64 : d;
-    for (int64_t r = 0; r < p->rows; r++) {
-        const float *x = cpu_f32(n->in[0]) + r * d, *g = cpu_f32(n->out[0]->grad) + r * d;
-        float mu = mean[r], rs = rstd[r];
-        if (gg)
-            for (int64_t i = c0; i < c1; i++)
-                gg[i] += g[i] * (x[i] - mu) * rs;
-        if (gb)
-            for (int64_t i = c0; i < c1; i++)
-                gb[i] += g[i];
+    float *gx = cpu_wants_grad(n, 0) ? cpu_f32(n->in[0]->grad) : NULL;
+    int64_t d = p->d;
+    for (int64_t ch = b; ch < e; ch++) {
+        float *restrict pg = j->part + ch * 2 * d, *restrict pb = pg + d; // (d), (d)
+        memset(pg, 0, sizeof(float) * 2 * (size_t)d);
+        int64_t r0 = ch * j->chunk, r1 = r0 + j->chunk < p->rows ? r0 + j->chunk : p->rows;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *restrict x = cpu_f32(n->in[0]) + r * d;
+            const float *restrict g = cpu_f32(n->out[0]->grad) + r * d;
+            float mu = mean[r], rs = rstd[r], s1 = 0.0f, s2 = 0.0f;
+            int64_t i = 0;
+            for (; i + 4 <= d; i += 4) {
+                st4(pg + i, ld4(pg + i) + ld4(g + i) * ((ld4(x + i) - mu) * rs));
+                st4(pb + i, ld4(pb + i) + ld4(g + i));
+            }
+            for (; i < d; i++) {
+                pg[i] += g[i] * ((x[i] - mu) * rs);
+                pb[i] += g[i];
+            }
+            if (!gx) continue;
+            float *restrict gxr = gx + r * d;
+            float acc1[LANES] = {0}, acc2[LANES] = {0};
+            i = 0;
+            for (; i + LANES <= d; i += LANES)
+                for (int l = 0; l < LANES; l++) {
+                    float dg = g[i + l] * gamma[i + l];
+                    acc1[l] += dg;
+                    acc2[l] += dg * (x[i + l] - mu);
+                }
+            for (; i < d; i++) {
+                float dg = g[i] * gamma[i];
+                s1 += dg;
+                s2 += dg * (x[i] - mu);
+            }
+            for (int l = 0; l < LANES; l++)
+                s1 += acc1[l], s2 += acc2[l];
+            s1 /= (float)d;
+            s2 *= rs / (float)d;
+            for (i = 0; i + 4 <= d; i += 4)
+                st4(gxr + i, ld4(gxr + i) + rs * (ld4(g + i) * ld4(gamma + i) - s1 -
+                                                  (ld4(x + i) - mu) * rs * s2));
+            for (; i < d; i++)
+                gxr[i] += rs * (g[i] * gamma[i] - s1 - (x[i] - mu) * rs * s2);
+        }
     }
 }
 
@@ -418,12 +574,23 @@ pk_status cpu_layernorm_forward(pk_ctx *c, pk_node *n) {
 }
 
 pk_status cpu_layernorm_backward(pk_ctx *c, pk_node *n) {
-    ln_job j = {.p = PK_PARAMS(n, pk_layernorm_params), .n = n};
-    if (cpu_wants_grad(n, 0))
-        pk_parallel_for(c->pool, j.p->rows, 1 + (1 << 13) / j.p->d, ln_bwd_dx_range, &j);
-    if (cpu_wants_grad(n, 1) || cpu_wants_grad(n, 2))
-        pk_parallel_for(c->pool, (j.p->d + 63) / 64, 1 + (1 << 13) / (64 * j.p->rows),
-                        ln_bwd_param_range, &j);
+    const pk_layernorm_params *p = PK_PARAMS(n, pk_layernorm_params);
+    bool wg = cpu_wants_grad(n, 1), wb = cpu_wants_grad(n, 2);
+    if (!cpu_wants_grad(n, 0) && !wg && !wb) return PK_OK;
+    int64_t chunk = (p->rows + LN_CHUNKS - 1) / LN_CHUNKS, nch = (p->rows + chunk - 1) / chunk;
+    ln_job j = {.p = p, .n = n, .chunk = chunk};
+    j.part = malloc(sizeof(float) * (size_t)(nch * 2 * p->d));
+    if (!j.part) return pk_error(PK_ERR_NOMEM, "layernorm: out of host memory");
+    pk_parallel_for(c->pool, nch, 1, ln_bwd_range, &j);
+    float *gg = wg ? cpu_f32(n->in[1]->grad) : NULL, *gb = wb ? cpu_f32(n->in[2]->grad) : NULL;
+    for (int64_t ch = 0; ch < nch; ch++) {
+        const float *pg = j.part + ch * 2 * p->d, *pb = pg + p->d;
+        for (int64_t i = 0; i < p->d; i++) {
+            if (gg) gg[i] += pg[i];
+            if (gb) gb[i] += pb[i];
+        }
+    }
+    free(j.part);
     return PK_OK;
 }
 
@@ -435,31 +602,50 @@ typedef struct {
     float *out, *gx;
 } sm_job;
 
-/* Each index is one (outer, inner) line of r elements, stride `inner`. */
+/* Each index is one (outer, inner) line of r elements, stride `inner`. Contiguous lines
+ * (inner == 1) take the SIMD row helpers. */
 static void sm_fwd_range(void *arg, int64_t b, int64_t e) {
     sm_job *j = arg;
     const pk_softmax_params *p = j->p;
     int64_t r = p->r, st = p->inner;
     for (int64_t li = b; li < e; li++) {
         int64_t base = (li / st) * r * st + li % st;
-        const float *x = j->x + base;
-        float *y = j->out + base;
+        const float *restrict x = j->x + base;
+        float *restrict y = j->out + base;
+        if (st == 1) {
+            float m = row_max(x, r);
+            float s = row_exp(y, x, m, r);
+            if (p->log) {
+                float lse = m + logf(s);
+                int64_t k = 0;
+                for (; k + 4 <= r; k += 4)
+                    st4(y + k, ld4(x + k) - lse);
+                for (; k < r; k++)
+                    y[k] = x[k] - lse;
+            } else {
+                float inv = 1.0f / s;
+                int64_t k = 0;
+                for (; k + 4 <= r; k += 4)
+                    st4(y + k, ld4(y + k) * inv);
+                for (; k < r; k++)
+                    y[k] *= inv;
+            }
+            continue;
+        }
         float m = -INFINITY;
         for (int64_t k = 0; k < r; k++)
             m = x[k * st] > m ? x[k * st] : m;
         float s = 0.0f;
+        for (int64_t k = 0; k < r; k++) {
+            float v = exp_neg(x[k * st] - m);
+            if (!p->log) y[k * st] = v;
+            s += v;
+        }
         if (p->log) {
-            for (int64_t k = 0; k < r; k++)
-                s += expf(x[k * st] - m);
             float lse = m + logf(s);
             for (int64_t k = 0; k < r; k++)
                 y[k * st] = x[k * st] - lse;
         } else {
-            for (int64_t k = 0; k < r; k++) {
-                float v = expf(x[k * st] - m);
-                y[k * st] = v;
-                s += v;
-            }
             float inv = 1.0f / s;
             for (int64_t k = 0; k < r; k++)
                 y[k * st] *= inv;
@@ -478,11 +664,25 @@ static void sm_bwd_range(void *arg, int64_t b, int64_t e) {
         float *gx = j->gx + base;
         float s = 0.0f;
         if (p->log) {
+            if (st == 1)
+                s = row_sum(g, r);
+            else
+                for (int64_t k = 0; k < r; k++)
+                    s += g[k * st];
             for (int64_t k = 0; k < r; k++)
-                s += g[k * st];
-            for (int64_t k = 0; k < r; k++)
-                gx[k * st] += g[k * st] - expf(y[k * st]) * s;
+                gx[k * st] += g[k * st] - exp_neg(y[k * st]) * s;
         } else {
+            if (st == 1) {
+                const float *restrict yc = y, *restrict gc = g;
+                float *restrict gxc = gx;
+                s = row_dot(gc, yc, r);
+                int64_t k = 0;
+                for (; k + 4 <= r; k += 4)
+                    st4(gxc + k, ld4(gxc + k) + ld4(yc + k) * (ld4(gc + k) - s));
+                for (; k < r; k++)
+                    gxc[k] += yc[k] * (gc[k] - s);
+                continue;
+            }
             for (int64_t k = 0; k < r; k++)
                 s += g[k * st] * y[k * st];
             for (int64_t k = 0; k < r; k++)

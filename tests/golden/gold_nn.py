@@ -60,6 +60,10 @@ def cases(g):
               lambda x, w: F.conv2d(x, w, None, stride=2)))
     c.append(("conv_nobias", [rand(1, 2, 6, 6, gen=g), rand(3, 2, 3, 2, gen=g)],
               lambda x, w: F.conv2d(x, w, None, stride=1, padding=0)))
+    c.append(("conv5x5_pad1", [rand(2, 3, 8, 9, gen=g), rand(4, 3, 5, 5, gen=g), rand(4, gen=g)],
+              lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=1)))
+    c.append(("conv3x3_pad0", [rand(1, 5, 6, 9, gen=g), rand(6, 5, 3, 3, gen=g)],
+              lambda x, w: F.conv2d(x, w, None, stride=1, padding=0)))
     c.append(("conv_depthwise", [rand(2, 4, 7, 7, gen=g), rand(4, 1, 3, 3, gen=g), rand(4, gen=g)],
               lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=1, groups=4)))
     c.append(("conv_depthwise_s2_m2", [rand(1, 3, 8, 7, gen=g), rand(6, 1, 3, 3, gen=g)],
@@ -90,10 +94,14 @@ def cases(g):
                                     rand(3, lo=0.5, hi=2.0, grad=False, gen=g)], bn_running))
     c.append(("layernorm", [rand(2, 3, 16, gen=g), rand(16, lo=0.5, hi=1.5, gen=g),
                             rand(16, gen=g)], lambda x, w, b: F.layer_norm(x, (16,), w, b, 1e-5)))
+    c.append(("layernorm_odd", [rand(7, 19, gen=g), rand(19, lo=0.5, hi=1.5, gen=g),
+                                rand(19, gen=g)], lambda x, w, b: F.layer_norm(x, (19,), w, b, 1e-5)))
     # softmax family
     c.append(("softmax_axis1", [rand(3, 5, 4, lo=-3, hi=3, gen=g)], lambda x: F.softmax(x, 1)))
     c.append(("log_softmax_axis1", [rand(3, 5, 4, lo=-3, hi=3, gen=g)],
               lambda x: F.log_softmax(x, 1)))
+    c.append(("log_softmax_last", [rand(5, 11, lo=-3, hi=3, gen=g)],
+              lambda x: F.log_softmax(x, -1)))
     c.append(("softmax_last", [rand(6, 9, lo=-3, hi=3, gen=g)], lambda x: F.softmax(x, -1)))
     c.append(("l2norm", [rand(5, 8, gen=g)], lambda x: F.normalize(x, dim=-1, eps=1e-12)))
     # embedding

@@ -54,6 +54,9 @@ static tensor *b_softmax1(pk_ctx *c, tensor **x, const void *a) { return pk_soft
 static tensor *b_logsoftmax1(pk_ctx *c, tensor **x, const void *a) {
     return pk_log_softmax(c, x[0], 1);
 }
+static tensor *b_logsoftmax_last(pk_ctx *c, tensor **x, const void *a) {
+    return pk_log_softmax(c, x[0], -1);
+}
 static tensor *b_softmax_last(pk_ctx *c, tensor **x, const void *a) {
     return pk_softmax(c, x[0], -1);
 }
@@ -93,6 +96,8 @@ static const struct {
     {"conv1x1", b_conv, &C_1X1},
     {"conv1x1_s2", b_conv, &C_1X1_S2},
     {"conv_nobias", b_conv, &C_NB},
+    {"conv5x5_pad1", b_conv, &C_P1},
+    {"conv3x3_pad0", b_conv, &C_NB},
     {"conv_depthwise", b_conv, &C_DW},
     {"conv_depthwise_s2_m2", b_conv, &C_DW_S2},
     {"maxpool_k2", b_maxpool, &P_K2},
@@ -106,8 +111,10 @@ static const struct {
     {"batchnorm_train", b_bn_train, NULL},
     {"batchnorm_eval", b_bn_eval, NULL},
     {"layernorm", b_layernorm, NULL},
+    {"layernorm_odd", b_layernorm, NULL},
     {"softmax_axis1", b_softmax1, NULL},
     {"log_softmax_axis1", b_logsoftmax1, NULL},
+    {"log_softmax_last", b_logsoftmax_last, NULL},
     {"softmax_last", b_softmax_last, NULL},
     {"l2norm", b_l2norm, NULL},
     {"embedding", b_embedding, NULL},
@@ -166,6 +173,32 @@ START_TEST(batchnorm_running_stats) {
     free(zeros);
     pkt_ctx_done(c);
     pkt_golden_free(g);
+}
+END_TEST
+
+/* Masked (-inf) logits get probability exactly 0, far-below logits underflow to 0, a NaN
+ * poisons its row (as in PyTorch); checked on rows long enough for the SIMD path and a tail. */
+START_TEST(softmax_extremes) {
+    pk_ctx *c = pkt_ctx("cpu");
+    ck_assert_int_eq(pk_step_begin(c), PK_OK);
+    const float rows[2][9] = {{1.0f, -INFINITY, 2.0f, -200.0f, 0.5f, 3.0f, -INFINITY, 0.0f, 1.0f},
+                              {1.0f, 2.0f, NAN, 0.0f, 1.0f, 0.5f, 0.2f, 0.1f, 0.3f}};
+    tensor *x = pkt_const(c, PK_F32, 2, (int64_t[]){2, 9}, rows);
+    float *y = pkt_download(pk_softmax(c, x, -1)), *ly = pkt_download(pk_log_softmax(c, x, -1));
+    double sum = 0.0;
+    for (int i = 0; i < 9; i++)
+        sum += exp((double)rows[0][i] - 3.0);
+    for (int i = 0; i < 9; i++) {
+        double want = exp((double)rows[0][i] - 3.0) / sum;
+        ck_assert_msg(fabs(y[i] - want) <= 1e-6 * want + 1e-30, "p[%d] = %g, want %g", i, y[i],
+                      want);
+        if (isinf(rows[0][i])) ck_assert(y[i] == 0.0f && isinf(ly[i]) && ly[i] < 0);
+        ck_assert_msg(isnan(y[9 + i]) && isnan(ly[9 + i]), "NaN row: element %d is %g", i,
+                      y[9 + i]);
+    }
+    free(y);
+    free(ly);
+    pkt_ctx_done(c);
 }
 END_TEST
 
@@ -351,6 +384,7 @@ int main(void) {
     tcase_set_timeout(cpu, 120);
     tcase_add_loop_test(cpu, cpu_case, 0, NCASES);
     tcase_add_test(cpu, batchnorm_running_stats);
+    tcase_add_test(cpu, softmax_extremes);
     tcase_add_test(cpu, dropout_mask);
     tcase_add_test(cpu, dropout_determinism);
     tcase_add_test(cpu, dropout_identity);
