@@ -419,10 +419,9 @@ static float row_max(const float *x, int64_t n) {
 /* exp(x) for x <= 0 (softmax shifts by the maximum): x = n ln2 + r with |r| <= ln2/2 and
  * e^r from Cephes' expf polynomial (relative error ~2e-7); 2^n is built in the exponent bits.
  * Below -87 the result would be subnormal: it is 0 (so masked -inf logits give exactly 0);
- * NaN stays NaN. exp_neg4 is the same arithmetic on four lanes (GCC/Clang vector
- * extensions: glibc's expf is a call per element and never vectorises); the scalar version
- * serves tails and strided lines and gives the same bits as a lane (ISO C mode: no FMA
- * contraction). */
+ * NaN stays NaN. row_exp below runs the same arithmetic on vector lanes (glibc's expf is
+ * a call per element and never vectorises); this scalar version serves tails and strided
+ * lines and gives the same bits as a lane (ISO C mode: no FMA contraction). */
 static inline float exp_neg(float x) {
     if (x != x) return x;
     if (x < -87.0f) return 0.0f;
@@ -441,41 +440,43 @@ static inline float exp_neg(float x) {
     return p * s.f;
 }
 
-static inline v4f exp_neg4(v4f x) {
-    const v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
-    v4i small = x < lo, nan = x != x;
-    v4i keep = x > lo;
-    v4f xc = (v4f)(((v4i)x & keep) | ((v4i)lo & ~keep));
-    v4f n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    v4f r = xc - n * 0.693359375f - n * -2.12194440e-4f;
-    v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    v4i bits = (__builtin_convertvector(n, v4i) + 127) * (1 << 23);
-    v4f v = p * (v4f)bits;
-    return (v4f)(((v4i)v & ~small & ~nan) | ((v4i)x & nan));
-}
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
 
-/* y[i] = exp(x[i] - m) for i < n; returns the sum of the y[i]. y may alias x. */
-static float row_exp(float *y, const float *x, float m, int64_t n) {
-    v4f acc = {0};
+/* y[i] = exp(x[i] - m) for i < n; returns the sum of the y[i]. y may alias x. Eight lanes of
+ * exp_neg's arithmetic per step; GCC builds an AVX2 clone (picked at load time, same bits: no
+ * FMA) and a baseline one that runs the eight lanes as two SSE halves. */
+__attribute__((target_clones("avx2", "default"))) static float row_exp(float *y, const float *x,
+                                                                       float m, int64_t n) {
+    const v8f lo = (v8f){0} - 87.0f;
+    v8f acc = {0};
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        v4f v;
+    for (; i + 8 <= n; i += 8) {
+        v8f v;
         memcpy(&v, x + i, sizeof v);
-        v = exp_neg4(v - m);
-        memcpy(y + i, &v, sizeof v);
-        acc += v;
+        v = v - m;
+        v8i small = v<lo, nan = v != v, keep = v> lo;
+        v8f xc = (v8f)(((v8i)v & keep) | ((v8i)lo & ~keep));
+        v8f e = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+        v8f r = xc - e * 0.693359375f - e * -2.12194440e-4f;
+        v8f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        v8i bits = (__builtin_convertvector(e, v8i) + 127) * (1 << 23);
+        v8f out = p * (v8f)bits;
+        out = (v8f)(((v8i)out & ~small & ~nan) | ((v8i)v & nan));
+        memcpy(y + i, &out, sizeof out);
+        acc += out;
     }
     float s = 0.0f;
     for (; i < n; i++) {
         y[i] = exp_neg(x[i] - m);
         s += y[i];
     }
-    return s + (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    return s + ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 /* ---- layer normalisation: x (rows, d) ---- */
