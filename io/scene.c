@@ -125,7 +125,7 @@ static pk_status cm_check_camera(const char *name, const cm_camera *c) {
 /* Builds the scene from a parsed model: cameras joined to images, sorted by name. */
 static pk_status cm_build(const char *name, cm_model *m, const char *images_dir, pk_scene *s) {
     memset(s, 0, sizeof *s);
-    qsort(m->cams, (size_t)m->ncam, sizeof *m->cams, cmp_cam_id);
+    if (m->ncam > 1) qsort(m->cams, (size_t)m->ncam, sizeof *m->cams, cmp_cam_id);
     for (int i = 1; i < m->ncam; i++)
         if (m->cams[i].id == m->cams[i - 1].id)
             return pk_error(PK_ERR_FORMAT, "%s: camera id %d appears twice", name, m->cams[i].id);
@@ -136,7 +136,8 @@ static pk_status cm_build(const char *name, cm_model *m, const char *images_dir,
     for (int i = 0; i < m->nimg; i++) {
         const cm_image *im = &m->imgs[i];
         cm_camera key = {.id = im->camera_id};
-        const cm_camera *c = bsearch(&key, m->cams, (size_t)m->ncam, sizeof key, cmp_cam_id);
+        const cm_camera *c =
+            m->ncam ? bsearch(&key, m->cams, (size_t)m->ncam, sizeof key, cmp_cam_id) : NULL;
         if (!c) {
             scene_free(s);
             return pk_error(PK_ERR_FORMAT,
@@ -195,7 +196,7 @@ static pk_status cm_build(const char *name, cm_model *m, const char *images_dir,
         }
         pc->w2c[15] = 1;
     }
-    qsort(s->cams, (size_t)s->n, sizeof *s->cams, cmp_cam_name);
+    if (s->n > 1) qsort(s->cams, (size_t)s->n, sizeof *s->cams, cmp_cam_name);
     for (int i = 1; i < s->n; i++)
         if (!strcmp(s->cams[i].name, s->cams[i - 1].name)) {
             pk_status st = pk_error(PK_ERR_FORMAT, "%s: image name \"%s\" appears twice", name,

@@ -271,6 +271,7 @@ START_TEST(colmap_bad) {
     memcpy(ib.p + 8 + 4 + 8 * tu_int(0, 6), &nan, 8);
     expect_bin_bad(&cb, &ib, &pb, PK_ERR_FORMAT, "finite");
     free(ib.p);
+    free(pb.p);
     model_to_bin(&m, &t, &ib, &pb);
     free(t.p);
     /* unknown camera model id */
