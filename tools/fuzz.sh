@@ -56,6 +56,9 @@ if os.path.isdir(m):
     small = sorted(os.listdir(jp))[0]
     # first 4 KB of a real JPEG: headers + EXIF, truncated scan
     open(os.path.join(corpus, 'fuzz_jpeg', 'head'), 'wb').write(open(os.path.join(jp, small), 'rb').read()[:4096])
+import gzip
+os.makedirs(os.path.join(corpus, 'fuzz_idx'), exist_ok=True)
+open(os.path.join(corpus, 'fuzz_idx', 'gz'), 'wb').write(gzip.compress(b'\0\0\x08\x02\0\0\0\x02\0\0\0\x03abcdef'))
 g = os.path.join(root, 'tests', 'io', 'golden', 'torch_small.safetensors')
 if os.path.exists(g):
     os.makedirs(os.path.join(corpus, 'fuzz_safetensors'), exist_ok=True)
