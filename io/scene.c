@@ -664,6 +664,24 @@ static const char *const tf_keys[12] = {"camera_angle_x",
                                         "p2"};
 
 static pk_status tf_read_intr(const char *name, const cJSON *obj, const char *where, tf_intr *in) {
+    /* Only the OPENCV subset (k1, k2, p1, p2) is undistorted; refuse what would be ignored. */
+    static const char *const unsupported[] = {"k3", "k4"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, unsupported[k]);
+        if (j && !(cJSON_IsNumber(j) && j->valuedouble == 0))
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "%s: %s: distortion coefficient %s is not supported (only k1, k2, p1, "
+                            "p2)",
+                            name, where, unsupported[k]);
+    }
+    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(obj, "camera_model");
+    if (cm && !(cJSON_IsString(cm) &&
+                (!strcmp(cm->valuestring, "OPENCV") || !strcmp(cm->valuestring, "PINHOLE"))))
+        return pk_error(
+            PK_ERR_UNSUPPORTED,
+            "%s: %s: camera_model must be OPENCV or PINHOLE (fisheye and equirectangular "
+            "are not supported)",
+            name, where);
     for (int k = 0; k < 12; k++) {
         double v = 0;
         int has = 0;
