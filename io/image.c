@@ -181,7 +181,8 @@ pk_status png_write(const char *path, const pk_image *img) {
 static uint32_t tiff_u(const uint8_t *p, int n, int le) {
     uint32_t v = 0;
     for (int i = 0; i < n; i++)
-    for (int i = 0; i < n; i++) v |= (uint32_t)p[i] << (8 * (le ? i : n - 1 - i));
+        for (int i = 0; i < n; i++)
+            v |= (uint32_t)p[i] << (8 * (le ? i : n - 1 - i));
     return v;
 }
 

@@ -25,12 +25,17 @@ typedef struct io_cursor {
 
 /* Copies n bytes out of the cursor, or sets bad and zero-fills when fewer remain. */
 void cursor_read(io_cursor *c, void *out, size_t n);
-/* Reads one little-endian unsigned 8/32/64-bit integer or double. */
+/* Reads one byte. */
 uint8_t cursor_u8(io_cursor *c);
+/* Reads a little-endian uint32. */
 uint32_t cursor_u32(io_cursor *c);
+/* Reads a little-endian uint64. */
 uint64_t cursor_u64(io_cursor *c);
+/* Reads a little-endian int32. */
 int32_t cursor_i32(io_cursor *c);
+/* Reads a little-endian int64. */
 int64_t cursor_i64(io_cursor *c);
+/* Reads a little-endian IEEE double. */
 double cursor_f64(io_cursor *c);
 /* Bytes left after the cursor's position. */
 size_t cursor_left(const io_cursor *c);
@@ -40,8 +45,9 @@ int io_mul_ok(size_t a, size_t b, size_t *out);
 
 /* Joins dir and name with one '/', into a malloc'd string (NULL when out of memory). */
 char *io_path_join(const char *dir, const char *name);
-/* Returns 1 when path names an existing regular file / directory. */
+/* Returns 1 when path names an existing regular file. */
 int io_is_file(const char *path);
+/* Returns 1 when path names an existing folder. */
 int io_is_dir(const char *path);
 /* strdup that records PK_ERR_NOMEM on failure (returns NULL). */
 char *io_strdup(const char *s);

@@ -40,8 +40,9 @@ typedef struct st_write_tensor {
     const void *data;
 } st_write_tensor;
 
-/* Returns the dtype's name ("F32", ...) and its size in bytes. */
+/* Returns the dtype's name as the header spells it ("F32", ...). */
 const char *st_dtype_name(st_dtype d);
+/* Returns the dtype's size in bytes. */
 size_t st_dtype_size(st_dtype d);
 
 /* Maps a file and checks its header; `*f` is valid until safetensors_close. */
@@ -62,10 +63,13 @@ pk_status st_tensor_to_f32(const st_tensor *t, float *out);
 pk_status safetensors_write(const char *path, const st_write_tensor *tensors, int n,
                             const char *const *meta_keys, const char *const *meta_values,
                             int n_meta);
-/* IEEE half / bfloat16 to float and float to half (round to nearest even). */
+/* Converts an IEEE half to float (exact). */
 float st_f16_to_f32(uint16_t h);
+/* Converts a bfloat16 to float (exact). */
 float st_bf16_to_f32(uint16_t h);
+/* Converts float to IEEE half, rounding to nearest even (overflow gives infinity). */
 uint16_t st_f32_to_f16(float f);
+/* Converts float to bfloat16, rounding to nearest even. */
 uint16_t st_f32_to_bf16(float f);
 
 #endif

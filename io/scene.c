@@ -125,7 +125,7 @@ static pk_status cm_check_camera(const char *name, const cm_camera *c) {
 /* Builds the scene from a parsed model: cameras joined to images, sorted by name. */
 static pk_status cm_build(const char *name, cm_model *m, const char *images_dir, pk_scene *s) {
     memset(s, 0, sizeof *s);
-    qsort(m->cams, (size_t)m->ncam, sizeof *m->cams, cmp_cam_id);
+    if (m->ncam > 1) qsort(m->cams, (size_t)m->ncam, sizeof *m->cams, cmp_cam_id);
     for (int i = 1; i < m->ncam; i++)
         if (m->cams[i].id == m->cams[i - 1].id)
             return pk_error(PK_ERR_FORMAT, "%s: camera id %d appears twice", name, m->cams[i].id);
@@ -136,7 +136,8 @@ static pk_status cm_build(const char *name, cm_model *m, const char *images_dir,
     for (int i = 0; i < m->nimg; i++) {
         const cm_image *im = &m->imgs[i];
         cm_camera key = {.id = im->camera_id};
-        const cm_camera *c = bsearch(&key, m->cams, (size_t)m->ncam, sizeof key, cmp_cam_id);
+        const cm_camera *c =
+            m->ncam ? bsearch(&key, m->cams, (size_t)m->ncam, sizeof key, cmp_cam_id) : NULL;
         if (!c) {
             scene_free(s);
             return pk_error(PK_ERR_FORMAT,
@@ -195,7 +196,7 @@ static pk_status cm_build(const char *name, cm_model *m, const char *images_dir,
         }
         pc->w2c[15] = 1;
     }
-    qsort(s->cams, (size_t)s->n, sizeof *s->cams, cmp_cam_name);
+    if (s->n > 1) qsort(s->cams, (size_t)s->n, sizeof *s->cams, cmp_cam_name);
     for (int i = 1; i < s->n; i++)
         if (!strcmp(s->cams[i].name, s->cams[i - 1].name)) {
             pk_status st = pk_error(PK_ERR_FORMAT, "%s: image name \"%s\" appears twice", name,
@@ -663,6 +664,24 @@ static const char *const tf_keys[12] = {"camera_angle_x",
                                         "p2"};
 
 static pk_status tf_read_intr(const char *name, const cJSON *obj, const char *where, tf_intr *in) {
+    /* Only the OPENCV subset (k1, k2, p1, p2) is undistorted; refuse what would be ignored. */
+    static const char *const unsupported[] = {"k3", "k4"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, unsupported[k]);
+        if (j && !(cJSON_IsNumber(j) && j->valuedouble == 0))
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "%s: %s: distortion coefficient %s is not supported (only k1, k2, p1, "
+                            "p2)",
+                            name, where, unsupported[k]);
+    }
+    const cJSON *cm = cJSON_GetObjectItemCaseSensitive(obj, "camera_model");
+    if (cm && !(cJSON_IsString(cm) &&
+                (!strcmp(cm->valuestring, "OPENCV") || !strcmp(cm->valuestring, "PINHOLE"))))
+        return pk_error(
+            PK_ERR_UNSUPPORTED,
+            "%s: %s: camera_model must be OPENCV or PINHOLE (fisheye and equirectangular "
+            "are not supported)",
+            name, where);
     for (int k = 0; k < 12; k++) {
         double v = 0;
         int has = 0;

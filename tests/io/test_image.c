@@ -143,6 +143,7 @@ START_TEST(downscale_area) {
                     ck_assert_double_le(fabs(mean - got),
                                         0.5 / (bits == 8 ? 255.0 : 65535.0) + 1e-7);
                 }
+        image_free(&d);
         ck_assert_int_eq(image_downscale(&img, 1000, &d) != PK_OK, 1);
         image_free(&img);
     }
@@ -156,6 +157,7 @@ START_TEST(resize_crop_f32) {
     /* identity resize is exact */
     ck_assert_int_eq(image_resize(&img, img.w, img.h, &r), PK_OK);
     ck_assert_mem_eq(r.data, img.data, (size_t)img.w * img.h * 3);
+    image_free(&r);
     int x0 = tu_int(0, img.w - 2), y0 = tu_int(0, img.h - 2);
     ck_assert_int_eq(image_crop(&img, x0, y0, 2, 2, &c), PK_OK);
     ck_assert_float_eq(image_get(&c, 1, 1, 2), image_get(&img, x0 + 1, y0 + 1, 2));

@@ -271,6 +271,7 @@ START_TEST(colmap_bad) {
     memcpy(ib.p + 8 + 4 + 8 * tu_int(0, 6), &nan, 8);
     expect_bin_bad(&cb, &ib, &pb, PK_ERR_FORMAT, "finite");
     free(ib.p);
+    free(pb.p);
     model_to_bin(&m, &t, &ib, &pb);
     free(t.p);
     /* unknown camera model id */
@@ -463,6 +464,13 @@ START_TEST(transforms_json) {
                             "not orthonormal",         "transform_matrix[1][3]",
                             "frames[1]: field split",  "no w/h",
                             "not valid JSON",          "positive"};
+    const char *fish = "{\"camera_model\": \"OPENCV_FISHEYE\", \"frames\": []}";
+    ck_assert_int_eq(transforms_parse("t.json", fish, strlen(fish), "/b", 0, &s),
+                     PK_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(polyak_error(), "camera_model"));
+    const char *k3 = "{\"fl_x\": 5, \"k3\": 0.1, \"frames\": []}";
+    ck_assert_int_eq(transforms_parse("t.json", k3, strlen(k3), "/b", 0, &s), PK_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(polyak_error(), "k3"));
     for (int i = 0; i < 8; i++) {
         ck_assert_int_eq(transforms_parse("t.json", bad[i], strlen(bad[i]), "/b", 0, &s),
                          PK_ERR_FORMAT);
