@@ -37,6 +37,11 @@ asan: $(DEPS_STAMP)
 goldens: $(DEPS_STAMP)
 	/usr/bin/python3 tests/golden/make_goldens.py
 
+# libFuzzer harnesses (tests/fuzz) for the readers, FUZZ_SECONDS each (default 60).
+FUZZ_SECONDS ?= 60
+fuzz: $(DEPS_STAMP)
+	./tools/fuzz.sh $(FUZZ_SECONDS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

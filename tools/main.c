@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_inspect.h"
 #include "commands.h"
 
 static const struct {
@@ -12,6 +13,7 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list compute devices and the one chosen"},
     {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
+    {"inspect", cmd_inspect, "say what a file or folder is and holds (images, datasets, scenes, PLY, safetensors, checkpoints)"},
     {"bench", cmd_bench, "benchmarks: ops (ratios against PyTorch/OpenBLAS)"},
 };
 
