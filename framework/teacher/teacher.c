@@ -12,7 +12,8 @@ struct pk_teacher {
     tensor **students;
     tensor **views;           /* teacher tensor i, a view into `all` */
     tensor *all;              /* the whole teacher: one allocation */
-    pk_teacher_segment *segs; /* per student: src offset within the student block, dst offset */
+    pk_teacher_segment *segs; /* per student: src offset from the base student, dst offset */
+    int base; /* the student with the lowest offset: segment source offsets count from it */
     int64_t updates;
     size_t bytes;
 };
@@ -57,6 +58,8 @@ pk_status teacher_create(pk_ctx *c, const pk_teacher_options *opt, tensor *const
                         o.name ? o.name : "?", (long long)total);
     }
     t->bytes = (size_t)total * sizeof(float);
+    for (int i = 1; i < n; i++)
+        if (students[i]->offset < students[t->base]->offset) t->base = i;
     int64_t at = 0;
     for (int i = 0; i < n; i++) {
         tensor *s = students[i];
@@ -69,7 +72,7 @@ pk_status teacher_create(pk_ctx *c, const pk_teacher_options *opt, tensor *const
         }
         t->views[i]->name = s->name;
         bool buffer = !s->requires_grad && !o.average_buffers;
-        t->segs[i] = (pk_teacher_segment){.src_offset = s->offset - students[0]->offset,
+        t->segs[i] = (pk_teacher_segment){.src_offset = s->offset - students[t->base]->offset,
                                           .dst_offset = at,
                                           .len = tensor_numel(s),
                                           .flags = buffer ? PK_TEACHER_COPY : 0u};
@@ -121,7 +124,7 @@ static pk_status update(pk_teacher *t, int k, tensor *const *first, const float 
 
 pk_status teacher_update(pk_teacher *t) {
     float m = (float)teacher_momentum_at(&t->opt.schedule, t->updates);
-    PK_TRY(update(t, 1, &t->students[0], NULL, m));
+    PK_TRY(update(t, 1, &t->students[t->base], NULL, m));
     t->updates++;
     return PK_OK;
 }
@@ -136,13 +139,13 @@ pk_status teacher_update_multi(pk_teacher *t, int k, tensor *const *const *sourc
         for (int i = 0; i < t->n; i++) {
             const tensor *s = sources[j][i];
             if (!s || !tensor_same_shape(s, t->students[i]) || s->block != sources[j][0]->block ||
-                s->offset - sources[j][0]->offset != t->segs[i].src_offset)
+                s->offset - sources[j][t->base]->offset != t->segs[i].src_offset)
                 return pk_error(PK_ERR_INVALID,
                                 "teacher: source %d tensor %d is not laid out like the student "
                                 "(same shapes, one block, same relative offsets)",
                                 j, i);
         }
-        first[j] = sources[j][0];
+        first[j] = sources[j][t->base];
     }
     PK_TRY(update(t, k, first, w, m));
     t->updates++;
