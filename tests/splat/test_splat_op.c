@@ -11,6 +11,10 @@
 #include "pk_test.h"
 #include "splat_ref.h"
 
+/* `polyak splat render` is tested here by compiling the CLI's files in (main lives elsewhere) */
+#include "../../tools/cli.c"
+#include "../../tools/cmd_splat.c"
+
 enum { W = 64, H = 48, HW = W * H, NG = 300 };
 
 /* Sums of a (3, H, W) or (1, H, W) tensor against weights: loss = sum(t * u). */
@@ -283,6 +287,194 @@ START_TEST(vulkan_unsupported_or_runs) {
 }
 END_TEST
 
+/* ---- polyak splat render ---- */
+
+enum { RW = 48, RH = 40, RN = 80 };
+
+/* A scene folder with transforms.json: two views named a_view (test) and b_view (train) with
+ * blank images (the loader wants them; render never reads them). OpenGL camera-to-world
+ * poses, as the format has. */
+static void write_scene(const char *dir) {
+    char path[512];
+    pk_image blank;
+    ck_assert_int_eq(image_create(&blank, RW, RH, 3, 8), PK_OK);
+    snprintf(path, sizeof path, "%s/images", dir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/images/a_view.png", dir);
+    ck_assert_int_eq(png_write(path, &blank), PK_OK);
+    snprintf(path, sizeof path, "%s/images/b_view.png", dir);
+    ck_assert_int_eq(png_write(path, &blank), PK_OK);
+    image_free(&blank);
+    snprintf(path, sizeof path, "%s/transforms.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "{\"w\": %d, \"h\": %d, \"fl_x\": 50, \"fl_y\": 52, \"cx\": 24.5, \"cy\": 19.25,\n"
+            " \"frames\": [\n"
+            "  {\"file_path\": \"images/a_view.png\", \"transform_matrix\": "
+            "[[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]},\n"
+            "  {\"file_path\": \"images/b_view.png\", \"transform_matrix\": "
+            "[[1,0,0,0.25],[0,1,0,-0.1],[0,0,1,0],[0,0,0,1]]}]}\n",
+            RW, RH);
+    fclose(f);
+}
+
+/* The OpenCV world-to-camera of the views above, derived by hand: flip y and z of
+ * [I | -t] for an OpenGL camera at t with identity rotation. */
+static splat_camera expected_camera(int view) {
+    float tx = view ? 0.25f : 0.f, ty = view ? -0.1f : 0.f;
+    splat_camera c = {.fx = 50, .fy = 52, .cx = 24.5f, .cy = 19.25f, .width = RW, .height = RH};
+    float m[16] = {1, 0, 0, -tx, 0, -1, 0, ty, 0, 0, -1, 0, 0, 0, 0, 1};
+    memcpy(c.world_to_cam, m, sizeof m);
+    return c;
+}
+
+/* Random Gaussians 2..5 units down the world's -z axis (in front of both cameras). */
+static void random_gaussians(pk_gaussians *g, int deg) {
+    rng r = {99};
+    ck_assert_int_eq(gaussians_create(g, RN, deg), PK_OK);
+    int K = sh_coeffs(deg);
+    for (int i = 0; i < RN; i++) {
+        float z = 2.f + 3.f * (float)rng_unif(&r);
+        g->xyz[3 * i] = (float)(rng_unif(&r) * 2 - 1) * 0.5f * z;
+        g->xyz[3 * i + 1] = (float)(rng_unif(&r) * 2 - 1) * 0.4f * z;
+        g->xyz[3 * i + 2] = -z;
+        for (int j = 0; j < 3; j++) {
+            g->scale[3 * i + j] = logf(0.05f + 0.2f * (float)rng_unif(&r));
+            g->f_dc[3 * i + j] = (float)rng_normal(&r);
+        }
+        for (int j = 0; j < 4; j++)
+            g->rot[4 * i + j] = (float)rng_normal(&r);
+        g->opacity[i] = (float)rng_normal(&r);
+        for (int j = 0; j < 3 * (K - 1); j++)
+            g->f_rest[3 * (K - 1) * i + j] = 0.3f * (float)rng_normal(&r);
+    }
+}
+
+static int run_render(const char *model, const char *data, const char *out, const char *split) {
+    char *argv[] = {"splat",        "render",      "--model",   (char *)model, "--data",
+                    (char *)data,   "--out",       (char *)out, "--split",     (char *)split,
+                    "--background", "0.2,0.4,0.6", "--device",  "cpu",         NULL};
+    return cmd_splat(14, argv);
+}
+
+/* Checks out/<name>.png against a direct splat_forward of g through the expected camera. */
+static void check_png(const char *out, const char *name, int view, const pk_gaussians *g) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.png", out, name);
+    pk_image img;
+    ck_assert_msg(png_read(path, &img) == PK_OK, "%s", polyak_error());
+    ck_assert_int_eq(img.w, RW);
+    ck_assert_int_eq(img.h, RH);
+    ck_assert_int_eq(img.c, 3);
+    int K = sh_coeffs(g->sh_degree);
+    float *sh = malloc(sizeof(float) * 3 * K * RN);
+    for (int i = 0; i < RN; i++)
+        for (int k = 0; k < K; k++)
+            for (int ch = 0; ch < 3; ch++)
+                sh[(i * K + k) * 3 + ch] = k == 0
+                                               ? g->f_dc[3 * i + ch]
+                                               : g->f_rest[3 * (K - 1) * i + ch * (K - 1) + k - 1];
+    splat_scene_view v = {.n = RN,
+                          .means = g->xyz,
+                          .log_scales = g->scale,
+                          .quats = g->rot,
+                          .opacity_logits = g->opacity,
+                          .sh = sh,
+                          .sh_degree = g->sh_degree,
+                          .background = {0.2f, 0.4f, 0.6f}};
+    splat_camera cam = expected_camera(view);
+    float *rgb = malloc(sizeof(float) * 3 * RW * RH), *al = malloc(sizeof(float) * RW * RH);
+    splat_state *st = splat_state_create();
+    splat_outputs o = {.rgb = rgb, .alpha = al};
+    ck_assert_int_eq(splat_forward(st, NULL, &cam, &v, &o), PK_OK);
+    const uint8_t *px = img.data;
+    int differ = 0, covered = 0;
+    for (int i = 0; i < RW * RH; i++) {
+        covered += al[i] > 0.5f;
+        for (int ch = 0; ch < 3; ch++) {
+            float e = fminf(fmaxf(rgb[ch * RW * RH + i], 0.f), 1.f) * 255.f;
+            differ += fabsf((float)px[3 * i + ch] - e) > 0.51f;
+        }
+    }
+    ck_assert_int_eq(differ, 0);
+    ck_assert_int_gt(covered, RW * RH / 10); /* the Gaussians really are in view */
+    splat_state_destroy(st);
+    free(rgb), free(al), free(sh);
+    image_free(&img);
+}
+
+/* A PLY written by io's 3DGS writer, rendered for every view of a transforms.json scene. */
+START_TEST(render_own_ply) {
+    char dir[] = "/tmp/polyak-render-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char model[600], out[600];
+    snprintf(model, sizeof model, "%s/model.ply", dir);
+    snprintf(out, sizeof out, "%s/renders/all", dir);
+    write_scene(dir);
+    pk_gaussians g;
+    random_gaussians(&g, 2);
+    ck_assert_int_eq(ply_write_3dgs(model, &g), PK_OK);
+    ck_assert_int_eq(run_render(model, dir, out, "all"), 0);
+    check_png(out, "a_view", 0, &g);
+    check_png(out, "b_view", 1, &g);
+    /* the default split is the test views only: a_view (every 8th view by name, from 0) */
+    snprintf(out, sizeof out, "%s/renders/test", dir);
+    ck_assert_int_eq(run_render(model, dir, out, "test"), 0);
+    check_png(out, "a_view", 0, &g);
+    char b[700];
+    snprintf(b, sizeof b, "%s/b_view.png", out);
+    ck_assert_int_ne(access(b, F_OK), 0);
+    /* a missing model fails with the file named */
+    snprintf(model, sizeof model, "%s/missing.ply", dir);
+    ck_assert_int_eq(run_render(model, dir, out, "test"), 1);
+    gaussians_free(&g);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* A PLY as another tool might write it: ASCII, properties in another order, extra properties
+ * (normals, colours, a custom field), SH degree 0. */
+START_TEST(render_foreign_ply) {
+    char dir[] = "/tmp/polyak-render-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char model[600], out[600];
+    snprintf(model, sizeof model, "%s/foreign.ply", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    write_scene(dir);
+    pk_gaussians g;
+    random_gaussians(&g, 0);
+    FILE *f = fopen(model, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "ply\nformat ascii 1.0\ncomment written by hand\nelement vertex %d\n", RN);
+    const char *props[] = {"rot_0",   "rot_1",   "rot_2",  "rot_3",  "scale_0", "scale_1",
+                           "scale_2", "opacity", "f_dc_0", "f_dc_1", "f_dc_2",  "nx",
+                           "ny",      "nz",      "x",      "y",      "z",       "age"};
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
+        fprintf(f, "property float %s\n", props[i]);
+    fprintf(f, "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n");
+    for (int i = 0; i < RN; i++) {
+        const float *q = g.rot + 4 * i, *s = g.scale + 3 * i, *d = g.f_dc + 3 * i,
+                    *x = g.xyz + 3 * i;
+        fprintf(f,
+                "%.9g %.9g %.9g %.9g %.9g %.9g %.9g %.9g %.9g %.9g %.9g 0 0 1 %.9g %.9g %.9g %d "
+                "%d %d %d\n",
+                q[0], q[1], q[2], q[3], s[0], s[1], s[2], g.opacity[i], d[0], d[1], d[2], x[0],
+                x[1], x[2], i, i % 256, 255 - i % 256, 7);
+    }
+    fclose(f);
+    ck_assert_int_eq(run_render(model, dir, out, "all"), 0);
+    check_png(out, "a_view", 0, &g);
+    check_png(out, "b_view", 1, &g);
+    gaussians_free(&g);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("splat_op");
     TCase *cpu = tcase_create("cpu");
@@ -293,6 +485,11 @@ int main(void) {
     tcase_add_test(cpu, chain_linear_splat_mse);
     tcase_add_test(cpu, bad_shapes);
     suite_add_tcase(s, cpu);
+    TCase *cli = tcase_create("render");
+    tcase_set_timeout(cli, 60);
+    tcase_add_test(cli, render_own_ply);
+    tcase_add_test(cli, render_foreign_ply);
+    suite_add_tcase(s, cli);
     if (pkt_have_vulkan()) {
         TCase *vk = tcase_create("vulkan");
         tcase_set_timeout(vk, 300);
