@@ -13,8 +13,9 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list compute devices and the one chosen"},
     {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
-    {"inspect", cmd_inspect, "say what a file or folder is and holds (images, datasets, scenes, PLY, safetensors, checkpoints)"},
-    {"bench", cmd_bench, "benchmarks: ops (ratios against PyTorch/OpenBLAS)"},
+    {"inspect", cmd_inspect, "say what a file or folder holds (images, datasets, scenes, PLY, ...)"},
+    {"splat", cmd_splat, "Gaussian splatting: render a 3DGS PLY through a scene's cameras"},
+    {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
 };
 
 static void usage(FILE *f) {
