@@ -17,6 +17,11 @@ static inline vk_binding vk_bind(const tensor *t) { return (vk_binding){t->block
 pk_status vk_dispatch_1d(pk_ctx *c, const char *name, int nbuf, const vk_binding *bufs,
                          const void *push, uint32_t push_size, uint64_t n);
 
+/* Records `groups` work groups of `name` on a 2-D grid (x at most 65535); the shader numbers
+ * them with wg_index() and returns from spare ones. */
+pk_status vk_dispatch_groups(pk_ctx *c, const char *name, int nbuf, const vk_binding *bufs,
+                             const void *push, uint32_t push_size, uint64_t groups);
+
 /* Records a dispatch with an explicit grid. */
 pk_status vk_dispatch_grid(pk_ctx *c, const char *name, int nbuf, const vk_binding *bufs,
                            const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,

@@ -28,6 +28,16 @@ pk_status vk_dispatch_grid(pk_ctx *c, const char *name, int nbuf, const vk_bindi
     return vkctx_dispatch(c->vk, name, nbuf, bufs, push, push_size, gx, gy, gz);
 }
 
+pk_status vk_dispatch_groups(pk_ctx *c, const char *name, int nbuf, const vk_binding *b,
+                             const void *push, uint32_t push_size, uint64_t groups) {
+    if (groups > (uint64_t)65535 * 65535)
+        return pk_error(PK_ERR_INVALID, "%s: %llu work groups exceed the grid", name,
+                        (unsigned long long)groups);
+    uint32_t gx = groups > 65535 ? 65535 : (uint32_t)groups;
+    uint32_t gy = gx ? (uint32_t)((groups + gx - 1) / gx) : 0;
+    return vk_dispatch_grid(c, name, nbuf, b, push, push_size, gx, gy, 1);
+}
+
 pk_status vk_dispatch_1d(pk_ctx *c, const char *name, int nbuf, const vk_binding *bufs,
                          const void *push, uint32_t push_size, uint64_t n) {
     if (n == 0) return PK_OK;

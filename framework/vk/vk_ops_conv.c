@@ -14,18 +14,6 @@
 static_assert(sizeof(pc_conv2d) == 72, "pc_conv2d layout");
 static_assert(sizeof(pc_reduce) == 32, "pc_reduce layout");
 
-/* Records `groups` work groups of shader `name` on a 2-D grid (x at most 65535); the shader
- * numbers them with wg_index() and returns from spare ones. */
-static pk_status conv_dispatch_groups(pk_ctx *c, const char *name, int nbuf, const vk_binding *b,
-                                      const void *push, uint32_t push_size, uint64_t groups) {
-    if (groups > (uint64_t)65535 * 65535)
-        return pk_error(PK_ERR_INVALID, "%s: %llu work groups exceed the grid", name,
-                        (unsigned long long)groups);
-    uint32_t gx = groups > 65535 ? 65535 : (uint32_t)groups;
-    uint32_t gy = gx ? (uint32_t)((groups + gx - 1) / gx) : 0;
-    return vk_dispatch_grid(c, name, nbuf, b, push, push_size, gx, gy, 1);
-}
-
 /* The 64 x 64 tile grid of an implicit GEMM with C (m, n) and `batch` images, or false when it
  * exceeds the dispatch limits (the direct kernels take over). */
 static bool gemm_grid(uint64_t m, uint64_t n, uint64_t batch, uint32_t g[3]) {
@@ -141,15 +129,15 @@ pk_status vk_conv2d_backward(pk_ctx *c, pk_node *n) {
         if (cp->groups == 1 && gemm_grid(p.cout, (uint64_t)p.cin * p.kh * p.kw, 1, gr))
             PK_TRY(conv_weight_gemm(c, p, x, gw, g, gr));
         else
-            PK_TRY(conv_dispatch_groups(c, "nn/conv2d_back:weight", 4, b, &p, sizeof p,
-                                        (uint64_t)tensor_numel(gw)));
+            PK_TRY(vk_dispatch_groups(c, "nn/conv2d_back:weight", 4, b, &p, sizeof p,
+                                      (uint64_t)tensor_numel(gw)));
     }
     if (vk_wants_grad(n, 2)) {
         tensor *gb = n->in[2]->grad; // (Cout)
         pc_conv2d p = conv_pc(n, g, g, gb, g);
         vk_binding b[4] = {vk_bind(g), vk_bind(g), vk_bind(gb), vk_bind(g)};
         PK_TRY(
-            conv_dispatch_groups(c, "nn/conv2d_back:bias", 4, b, &p, sizeof p, (uint64_t)cp->cout));
+            vk_dispatch_groups(c, "nn/conv2d_back:bias", 4, b, &p, sizeof p, (uint64_t)cp->cout));
     }
     return PK_OK;
 }

@@ -39,18 +39,6 @@ static_assert(sizeof(pc_gather) == 20, "pc_gather layout");
 static_assert(sizeof(pc_l2norm) == 28, "pc_l2norm layout");
 static_assert(sizeof(pc_dropout) == 28, "pc_dropout layout");
 
-/* Records `groups` work groups of shader `name` on a 2-D grid (x at most 65535); the shader
- * numbers them with wg_index() and returns from spare ones. */
-static pk_status dispatch_groups(pk_ctx *c, const char *name, int nbuf, const vk_binding *b,
-                                 const void *push, uint32_t push_size, uint64_t groups) {
-    if (groups > (uint64_t)65535 * 65535)
-        return pk_error(PK_ERR_INVALID, "%s: %llu work groups exceed the grid", name,
-                        (unsigned long long)groups);
-    uint32_t gx = groups > 65535 ? 65535 : (uint32_t)groups;
-    uint32_t gy = gx ? (uint32_t)((groups + gx - 1) / gx) : 0;
-    return vk_dispatch_grid(c, name, nbuf, b, push, push_size, gx, gy, 1);
-}
-
 /* A scratch f32 tensor of n elements in the step arena (lives until the step ends). */
 static pk_status scratch(pk_ctx *c, const char *op, int64_t n, tensor **out) {
     *out = tensor_new(c->step, PK_F32, 1, &n);
@@ -199,7 +187,7 @@ pk_status vk_batchnorm_forward(pk_ctx *c, pk_node *n) {
                       .eps = bp->eps};
     vk_binding b[8] = {vk_bind(x),  vk_bind(y),  vk_bind(gamma), vk_bind(beta),
                        vk_bind(rm), vk_bind(rv), vk_bind(mean),  vk_bind(rstd)};
-    PK_TRY(dispatch_groups(c, "nn/batchnorm", 8, b, &p, sizeof p, (uint64_t)bp->c));
+    PK_TRY(vk_dispatch_groups(c, "nn/batchnorm", 8, b, &p, sizeof p, (uint64_t)bp->c));
     return vk_dispatch_1d(c, "nn/batchnorm:apply", 8, b, &p, sizeof p, (uint64_t)tensor_numel(x));
 }
 
@@ -229,7 +217,7 @@ pk_status vk_batchnorm_backward(pk_ctx *c, pk_node *n) {
                            .want_beta = wb};
     vk_binding b[9] = {vk_bind(x),  vk_bind(g),  vk_bind(gamma), vk_bind(mean), vk_bind(rstd),
                        vk_bind(gx), vk_bind(gg), vk_bind(gb),    vk_bind(sums)};
-    PK_TRY(dispatch_groups(c, "nn/batchnorm_back", 9, b, &p, sizeof p, (uint64_t)bp->c));
+    PK_TRY(vk_dispatch_groups(c, "nn/batchnorm_back", 9, b, &p, sizeof p, (uint64_t)bp->c));
     if (!wx) return PK_OK;
     return vk_dispatch_1d(c, "nn/batchnorm_back:dx", 9, b, &p, sizeof p, (uint64_t)tensor_numel(x));
 }
@@ -252,7 +240,7 @@ pk_status vk_layernorm_forward(pk_ctx *c, pk_node *n) {
                       .eps = lp->eps};
     vk_binding b[6] = {vk_bind(x),    vk_bind(y),    vk_bind(gamma),
                        vk_bind(beta), vk_bind(mean), vk_bind(rstd)};
-    return dispatch_groups(c, "nn/layernorm", 6, b, &p, sizeof p, (uint64_t)lp->rows);
+    return vk_dispatch_groups(c, "nn/layernorm", 6, b, &p, sizeof p, (uint64_t)lp->rows);
 }
 
 /* dx: one work group per row; dgamma, dbeta: one work group per 32 columns over all rows. */
@@ -276,10 +264,11 @@ pk_status vk_layernorm_backward(pk_ctx *c, pk_node *n) {
                            .want_beta = wb};
     vk_binding b[8] = {vk_bind(x),    vk_bind(g),  vk_bind(gamma), vk_bind(mean),
                        vk_bind(rstd), vk_bind(gx), vk_bind(gg),    vk_bind(gb)};
-    if (wx) PK_TRY(dispatch_groups(c, "nn/layernorm_back", 8, b, &p, sizeof p, (uint64_t)lp->rows));
+    if (wx)
+        PK_TRY(vk_dispatch_groups(c, "nn/layernorm_back", 8, b, &p, sizeof p, (uint64_t)lp->rows));
     if (wg || wb)
-        PK_TRY(dispatch_groups(c, "nn/layernorm_back:param", 8, b, &p, sizeof p,
-                               (uint64_t)(lp->d + 31) / 32));
+        PK_TRY(vk_dispatch_groups(c, "nn/layernorm_back:param", 8, b, &p, sizeof p,
+                                  (uint64_t)(lp->d + 31) / 32));
     return PK_OK;
 }
 
@@ -305,8 +294,8 @@ static pk_status softmax_run(pk_ctx *c, pk_node *n, bool backward) {
     if (sp->r <= SOFTMAX_LINE_MAX)
         return vk_dispatch_1d(c, backward ? "nn/softmax:line_back" : "nn/softmax:line", 4, b, &p,
                               sizeof p, lines);
-    return dispatch_groups(c, backward ? "nn/softmax:back" : "nn/softmax", 4, b, &p, sizeof p,
-                           lines);
+    return vk_dispatch_groups(c, backward ? "nn/softmax:back" : "nn/softmax", 4, b, &p, sizeof p,
+                              lines);
 }
 
 /* y = softmax or log-softmax of x along the middle axis. */
@@ -334,7 +323,7 @@ pk_status vk_cross_entropy_forward(pk_ctx *c, pk_node *n) {
                           .lo = (uint32_t)cp->lo,
                           .hi = (uint32_t)cp->hi};
     vk_binding b[4] = {vk_bind(x), vk_bind(lab), vk_bind(probs), vk_bind(nll)};
-    PK_TRY(dispatch_groups(c, "nn/cross_entropy", 4, b, &p, sizeof p, (uint64_t)cp->rows));
+    PK_TRY(vk_dispatch_groups(c, "nn/cross_entropy", 4, b, &p, sizeof p, (uint64_t)cp->rows));
     return sum_scaled(c, nll, out, (uint32_t)cp->rows, (float)(1.0 / (double)cp->rows));
 }
 
@@ -377,7 +366,7 @@ pk_status vk_loss_forward(pk_ctx *c, pk_node *n) {
                  .kind = (uint32_t)lp->kind,
                  .scale = loss_scale(lp)};
     vk_binding b[5] = {vk_bind(a), vk_bind(bt), vk_bind(part), vk_bind(part), vk_bind(part)};
-    PK_TRY(dispatch_groups(c, "nn/loss", 5, b, &p, sizeof p, (uint64_t)chunks));
+    PK_TRY(vk_dispatch_groups(c, "nn/loss", 5, b, &p, sizeof p, (uint64_t)chunks));
     return sum_scaled(c, part, out, (uint32_t)chunks, p.scale);
 }
 
@@ -445,8 +434,8 @@ static pk_status l2norm_run(pk_ctx *c, pk_node *n, bool backward) {
                    .d = (uint32_t)lp->d,
                    .eps = lp->eps};
     vk_binding b[4] = {vk_bind(x), vk_bind(y), vk_bind(g), vk_bind(gx)};
-    return dispatch_groups(c, backward ? "nn/l2norm:back" : "nn/l2norm", 4, b, &p, sizeof p,
-                           (uint64_t)lp->rows);
+    return vk_dispatch_groups(c, backward ? "nn/l2norm:back" : "nn/l2norm", 4, b, &p, sizeof p,
+                              (uint64_t)lp->rows);
 }
 
 /* y = x / max(||x||, eps), one work group per row. */
