@@ -25,10 +25,12 @@ void main() {
         y[pc.off_y + i] = m;
         arg[pc.off_arg + i] = am;
     } else {
-        float s = 0.0, comp = 0.0; // Kahan summation: long sums stay close to the CPU's double
+        // Kahan summation: long sums stay close to the CPU's double. `precise` keeps the
+        // compiler from simplifying (t - s) - v to 0, which leaves a plain float sum.
+        precise float s = 0.0, comp = 0.0;
         for (uint k = 0u; k < pc.r; k++) {
-            float v = x[base + k * pc.inner] - comp;
-            float t = s + v;
+            precise float v = x[base + k * pc.inner] - comp;
+            precise float t = s + v;
             comp = (t - s) - v;
             s = t;
         }
