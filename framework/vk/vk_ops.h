@@ -47,4 +47,8 @@ pk_status vk_gemm(pk_ctx *c, const vk_gemm_args *g);
 /* y[i] += alpha * x[i] over n elements (both contiguous). */
 pk_status vk_axpy(pk_ctx *c, const tensor *x, const tensor *y, float alpha, uint64_t n);
 
+/* Records nn/reduce with push constants p (a pc_reduce, nn/reduce.h) and bindings b[3]: one
+ * invocation per output, or one work group per output when r is long (nn/reduce:wg). */
+pk_status vk_reduce_dispatch(pk_ctx *c, const void *p, const vk_binding *b);
+
 #endif

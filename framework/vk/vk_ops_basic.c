@@ -181,6 +181,19 @@ pk_status vk_unary_backward(pk_ctx *c, pk_node *n) {
 
 /* ---- reductions ---- */
 
+/* nn/reduce for r up to REDUCE_LINE_MAX, else nn/reduce:wg (see reduce.comp for why). */
+pk_status vk_reduce_dispatch(pk_ctx *c, const void *push, const vk_binding *b) {
+    const pc_reduce *p = push;
+    uint64_t outs = (uint64_t)p->outer * p->inner;
+    if (p->r <= REDUCE_LINE_MAX) return vk_dispatch_1d(c, "nn/reduce", 3, b, p, sizeof *p, outs);
+    if (outs > (uint64_t)65535 * 65535)
+        return pk_error(PK_ERR_INVALID, "reduce: %llu outputs exceed the grid",
+                        (unsigned long long)outs);
+    uint32_t gx = outs > 65535 ? 65535 : (uint32_t)outs;
+    uint32_t gy = gx ? (uint32_t)((outs + gx - 1) / gx) : 0;
+    return vk_dispatch_grid(c, "nn/reduce:wg", 3, b, p, sizeof *p, gx, gy, 1);
+}
+
 pk_status vk_reduce_forward(pk_ctx *c, pk_node *n) {
     const pk_reduce_params *rp = PK_PARAMS(n, pk_reduce_params);
     tensor *x = n->in[0], *y = n->out[0], *arg = n->saved[0] ? n->saved[0] : y;
@@ -192,7 +205,7 @@ pk_status vk_reduce_forward(pk_ctx *c, pk_node *n) {
                    .inner = (uint32_t)rp->inner,
                    .kind = (uint32_t)rp->kind};
     vk_binding b[3] = {vk_bind(x), vk_bind(y), vk_bind(arg)};
-    return vk_dispatch_1d(c, "nn/reduce", 3, b, &p, sizeof p, (uint64_t)(rp->outer * rp->inner));
+    return vk_reduce_dispatch(c, &p, b);
 }
 
 pk_status vk_reduce_backward(pk_ctx *c, pk_node *n) {
@@ -452,7 +465,7 @@ pk_status vk_linear_backward(pk_ctx *c, pk_node *n) {
                         .kind = PK_SUM,
                         .accumulate = 1};
         vk_binding b[3] = {vk_bind(g), vk_bind(gb), vk_bind(gb)};
-        PK_TRY(vk_dispatch_1d(c, "nn/reduce", 3, b, &rp, sizeof rp, Out));
+        PK_TRY(vk_reduce_dispatch(c, &rp, b));
     }
     return PK_OK;
 }

@@ -406,18 +406,26 @@ pk_status vk_gather_forward(pk_ctx *c, pk_node *n) {
     return vk_dispatch_1d(c, "nn/gather", 3, b, &p, sizeof p, (uint64_t)(gp->rows * gp->d));
 }
 
+/* Rows one gather:back dispatch walks: lavapipe (llvmpipe) silently stops a shader's loops
+ * after 65535 iterations in all, so longer index lists go in several dispatches, in order. */
+#define GATHER_BACK_ROWS 32768
+
 /* dtable[idx[r]] += dout[r]: one invocation per column walks the rows (no atomics). */
 pk_status vk_gather_backward(pk_ctx *c, pk_node *n) {
     if (!vk_wants_grad(n, 0)) return PK_OK;
     const pk_gather_params *gp = PK_PARAMS(n, pk_gather_params);
     tensor *gt = n->in[0]->grad, *idx = n->in[1], *g = n->out[0]->grad;
-    pc_gather p = {.off_t = vk_off(gt),
-                   .off_idx = vk_off(idx),
-                   .off_o = vk_off(g),
-                   .rows = (uint32_t)gp->rows,
-                   .d = (uint32_t)gp->d};
     vk_binding b[3] = {vk_bind(gt), vk_bind(idx), vk_bind(g)};
-    return vk_dispatch_1d(c, "nn/gather:back", 3, b, &p, sizeof p, (uint64_t)gp->d);
+    for (int64_t r0 = 0; r0 < gp->rows; r0 += GATHER_BACK_ROWS) {
+        int64_t rows = gp->rows - r0 < GATHER_BACK_ROWS ? gp->rows - r0 : GATHER_BACK_ROWS;
+        pc_gather p = {.off_t = vk_off(gt),
+                       .off_idx = (uint32_t)(vk_off(idx) + r0),
+                       .off_o = (uint32_t)(vk_off(g) + r0 * gp->d),
+                       .rows = (uint32_t)rows,
+                       .d = (uint32_t)gp->d};
+        PK_TRY(vk_dispatch_1d(c, "nn/gather:back", 3, b, &p, sizeof p, (uint64_t)gp->d));
+    }
+    return PK_OK;
 }
 
 /* ---- L2 normalisation of the rows of x (rows, d) ---- */

@@ -38,7 +38,7 @@ static pk_status mean_rows(pk_ctx *c, const tensor *x, const tensor *y, int64_t 
                    .inner = 1,
                    .kind = 1};
     vk_binding b[3] = {vk_bind(x), vk_bind(y), vk_bind(y)};
-    return vk_dispatch_1d(c, "nn/reduce", 3, b, &p, sizeof p, (uint64_t)outer);
+    return vk_reduce_dispatch(c, &p, b);
 }
 
 static pc_ssim base_pc(const pk_node *n) {

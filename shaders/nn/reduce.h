@@ -3,6 +3,8 @@
 #ifndef POLYAK_NN_REDUCE_H
 #define POLYAK_NN_REDUCE_H
 #include "common/pc.h"
+/* Longer r takes the work-group variant (nn/reduce:wg, one work group per output). */
+#define REDUCE_LINE_MAX 4096u
 PK_PC_BEGIN(pc_reduce)
 PC_U32 off_x;   /* forward: input; backward: gradient of the input (accumulated) */
 PC_U32 off_y;   /* forward: output; backward: gradient of the output */

@@ -128,4 +128,17 @@ def cases(g):
     p[0, 2] = 0.0  # a zero probability: its p log p term is 0
     c.append(("kl_div", [torch.log_softmax(rand(4, 6, lo=-2, hi=2, grad=False, gen=g), -1)
                          .requires_grad_(True), p], kl))
-    return c
+    return c + large_cases(g)  # last, so the earlier cases keep their random draws
+
+
+def large_cases(g):
+    """Shapes past the Vulkan kernels' small-case thresholds (test_ops_vk_large.c): softmax
+    lines longer than 64 (work-group path) and layernorm rows wider than 256."""
+    return [
+        ("vkl_softmax_r300_axis1", [rand(3, 300, 2, lo=-3, hi=3, gen=g)], lambda x: F.softmax(x, 1)),
+        ("vkl_log_softmax_r700_last", [rand(2, 700, lo=-3, hi=3, gen=g)],
+         lambda x: F.log_softmax(x, -1)),
+        ("vkl_layernorm_d300", [rand(4, 300, lo=-2, hi=2, gen=g), rand(300, lo=0.5, hi=1.5, gen=g),
+                                rand(300, gen=g)],
+         lambda x, w, b: F.layer_norm(x, (300,), w, b, 1e-5)),
+    ]
