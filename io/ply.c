@@ -438,7 +438,8 @@ pk_status ply_table_to_points(const char *name, const ply_table *t, float **xyz,
             }
             (*xyz)[v * 3 + k] = x;
             float col = c[3 + k] >= 0 ? row[c[3 + k]] : 255.0f;
-            (*rgb)[v * 3 + k] = (uint8_t)(col < 0 ? 0 : col > 255 ? 255 : col);
+            /* NaN colours become 0: casting NaN to an integer is undefined (found by fuzz_ply). */
+            (*rgb)[v * 3 + k] = (uint8_t)(!(col > 0) ? 0 : col > 255 ? 255 : col);
         }
     }
     return PK_OK;

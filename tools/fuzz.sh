@@ -70,9 +70,13 @@ for n in $names; do
     $CC $CFLAGS -fsanitize=fuzzer "$root/tests/fuzz/$n.c" $objs $LIBS -o "$out/$n"
     mkdir -p "$out/corpus/$n"
     echo "== $n: ${secs}s"
-    if ! (cd "$out" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    rc=0
+    (cd "$out" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         "./$n" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        "corpus/$n" 2>&1 | tail -n 25); then
+        "corpus/$n" > "$out/$n.log" 2>&1) || rc=$?
+    tail -n 25 "$out/$n.log"
+    if [ "$rc" -ne 0 ]; then
+        echo "!! $n failed (exit $rc); see $out/$n.log and the crash-* file in $out"
         status=1
     fi
 done

@@ -143,6 +143,18 @@ START_TEST(bad_input) {
     expect_bad(num, strlen(num), PK_ERR_FORMAT, "vertex 1");
     const char *first = "ply\nformat ascii 1.0\nelement face 1\nproperty float x\nend_header\n1\n";
     expect_bad(first, strlen(first), PK_ERR_UNSUPPORTED, "face");
+    /* a NaN colour is clamped, never cast (the fuzzer's first finding) */
+    const char *nanc = "ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float "
+                       "y\nproperty float z\nproperty float red\nend_header\n1 2 3 nan\n";
+    ck_assert_int_eq(ply_parse("nan.ply", (const uint8_t *)nanc, strlen(nanc), &t), PK_OK);
+    float *xyz;
+    uint8_t *rgb;
+    ck_assert_int_eq(ply_table_to_points("nan.ply", &t, &xyz, &rgb), PK_OK);
+    ck_assert_int_eq(rgb[0], 0);
+    ck_assert_int_eq(rgb[1], 255);
+    free(xyz);
+    free(rgb);
+    ply_table_free(&t);
     /* NaN where a finite value is required */
     pk_gaussians g;
     ck_assert_int_eq(gaussians_create(&g, 4, 1), PK_OK);
