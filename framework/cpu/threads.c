@@ -15,7 +15,7 @@ struct pk_pool {
     pk_range_fn fn;
     void *arg;
     int64_t n, chunk;
-    int64_t next;     /* next chunk index to take */
+    int64_t next; /* next chunk index to take */
     int64_t nchunks;
     int64_t finished; /* chunks finished */
     uint64_t generation;
@@ -41,7 +41,8 @@ static void *pool_worker(void *arg) {
     uint64_t seen = 0;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
+        while (!p->stop && p->generation == seen)
+            pthread_cond_wait(&p->wake, &p->mu);
         if (p->stop) {
             pthread_mutex_unlock(&p->mu);
             return NULL;
@@ -80,7 +81,8 @@ void pk_pool_destroy(pk_pool *p) {
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->nthreads; i++) pthread_join(p->workers[i], NULL);
+    for (int i = 1; i < p->nthreads; i++)
+        pthread_join(p->workers[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
@@ -114,6 +116,7 @@ void pk_parallel_for(pk_pool *p, int64_t n, int64_t grain, pk_range_fn fn, void 
     pthread_mutex_unlock(&p->mu);
     pool_run_chunks(p);
     pthread_mutex_lock(&p->mu);
-    while (p->finished < p->nchunks) pthread_cond_wait(&p->done, &p->mu);
+    while (p->finished < p->nchunks)
+        pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
