@@ -1,0 +1,86 @@
+/* splat_pc.h - push constants of the splat shaders (shaders/splat/), shared by GLSL and C.
+ *
+ * Buffers every splat shader may bind (the host allocates one block each; inputs may be views
+ * into larger blocks, hence the element offsets):
+ *   params (float): camera R (9, row-major world-to-camera), t (3), campos (3), fx, fy, cx,
+ *                   cy, limx, limy, near, background (3): SPLAT_PARAMS_FLOATS floats
+ *   proj (float):   (n, SPLAT_PROJ_STRIDE) per-Gaussian projection, see splat_common.glsl
+ * Keys of the (tile, depth) sort are two uint arrays (hi = tile, lo = depth bits) plus the
+ * Gaussian index as the value. A shader defines the SPLAT_PC_* name of its block before
+ * including this header, so GLSL sees exactly one push-constant block. */
+#ifndef POLYAK_SHADERS_SPLAT_PC_H
+#define POLYAK_SHADERS_SPLAT_PC_H
+#include "common/pc.h"
+
+#define SPLAT_PARAMS_FLOATS 25
+#define SPLAT_PROJ_STRIDE 16
+#define SPLAT_GRAD_STRIDE_GPU 10 /* d mean2D (2), d conic (3), d opacity, d colour (3), d depth */
+#define SPLAT_SORT_BLOCK 1024    /* keys per workgroup in the radix sort */
+#define SPLAT_SCAN_BLOCK 512     /* elements per workgroup in the scan */
+#define SPLAT_TILE_GPU 16        /* = SPLAT_TILE of framework/splat/splat.h */
+
+/* project.comp and project_back.comp: one invocation per Gaussian. */
+#if !defined(VULKAN) || defined(SPLAT_PC_PROJECT)
+PK_PC_BEGIN(splat_project_pc)
+PC_U32 n;
+PC_U32 width;
+PC_U32 height;
+PC_U32 tiles_x;
+PC_U32 tiles_y;
+PC_U32 sh_degree;
+PC_U32 use_sh; /* 1: sh (n, (deg+1)^2, 3), 0: colors (n, 3) */
+PC_U32 off_means;
+PC_U32 off_scales;
+PC_U32 off_quats;
+PC_U32 off_opacity;
+PC_U32 off_color;
+PK_PC_END(splat_project_pc)
+#endif
+
+/* emit.comp: writes each visible Gaussian's (tile, depth) keys at its scanned offset. */
+#if !defined(VULKAN) || defined(SPLAT_PC_EMIT)
+PK_PC_BEGIN(splat_emit_pc)
+PC_U32 n;
+PC_U32 tiles_x;
+PK_PC_END(splat_emit_pc)
+#endif
+
+/* scan.comp: exclusive prefix sum of `n` uints, in three passes (0: per block, writing block
+ * sums; 1: one workgroup scans the block sums; 2: adds them back). */
+#if !defined(VULKAN) || defined(SPLAT_PC_SCAN)
+PK_PC_BEGIN(splat_scan_pc)
+PC_U32 n;
+PC_U32 pass;
+PK_PC_END(splat_scan_pc)
+#endif
+
+/* sort_hist.comp / sort_scatter.comp: one 8-bit digit of the 64-bit key (hi:lo) at `shift`. */
+#if !defined(VULKAN) || defined(SPLAT_PC_SORT)
+PK_PC_BEGIN(splat_sort_pc)
+PC_U32 count;  /* keys */
+PC_U32 shift;  /* 0, 8, ..., 56 */
+PC_U32 blocks; /* ceil(count / SPLAT_SORT_BLOCK) */
+PK_PC_END(splat_sort_pc)
+#endif
+
+/* tile_ranges.comp: mode 0 clears `tiles` ranges, mode 1 sets them from the sorted keys. */
+#if !defined(VULKAN) || defined(SPLAT_PC_RANGES)
+PK_PC_BEGIN(splat_ranges_pc)
+PC_U32 count;
+PC_U32 tiles;
+PC_U32 mode;
+PK_PC_END(splat_ranges_pc)
+#endif
+
+/* blend.comp / blend_back.comp: one 16x16 workgroup per tile. */
+#if !defined(VULKAN) || defined(SPLAT_PC_BLEND)
+PK_PC_BEGIN(splat_blend_pc)
+PC_U32 width;
+PC_U32 height;
+PC_U32 tiles_x;
+PC_U32 has_d_alpha;
+PC_U32 has_d_depth;
+PK_PC_END(splat_blend_pc)
+#endif
+
+#endif
