@@ -36,6 +36,7 @@ asan: $(DEPS_STAMP)
 # Regenerates the PyTorch golden files (needs python3-torch; the files are committed).
 goldens: $(DEPS_STAMP)
 	/usr/bin/python3 tests/golden/make_goldens.py
+	/usr/bin/python3 tests/golden/splat/make_golden.py
 
 # libFuzzer harnesses (tests/fuzz) for the readers, FUZZ_SECONDS each (default 60).
 FUZZ_SECONDS ?= 60
