@@ -380,6 +380,17 @@ def write(name, t):
     return name
 
 
+# EMA teacher: torch's own lerp_ (both weight branches) and mul_ + add_(alpha) per source
+TEACHER_N = 4099
+teacher_t = torch.randn(TEACHER_N) * 3
+teacher_s = [torch.randn(TEACHER_N) * 3 for _ in range(2)]
+teacher_cases = []
+for m in (0.996, 0.2):
+    out = teacher_t.clone().lerp_(teacher_s[0], 1 - m)
+    teacher_cases.append(dict(kind="lerp", m=m, weights=[1 - m], out=out))
+out = teacher_t.clone().mul_(0.9).add_(teacher_s[0], alpha=0.05).add_(teacher_s[1], alpha=0.05)
+teacher_cases.append(dict(kind="mul_add", m=0.9, weights=[0.05, 0.05], out=out))
+
 index = dict(
     generator="tests/golden/optim/make_goldens.py",
     torch=torch.__version__,
@@ -393,6 +404,11 @@ index = dict(
     spiky_grads=write("grads_spiky.f32", spiky_grads),
     configs=[],
 )
+index["teacher"] = dict(n=TEACHER_N, t=write("teacher_t.f32", teacher_t),
+                        s=[write("teacher_s%d.f32" % i, x) for i, x in enumerate(teacher_s)],
+                        cases=[dict(kind=c["kind"], m=c["m"], weights=c["weights"],
+                                    out=write("teacher_out%d.f32" % i, c["out"]))
+                               for i, c in enumerate(teacher_cases)])
 for c in CONFIGS:
     e = dict(name=c["name"], kind=c["kind"], hp=c["hp"],
              snapshots=write("traj_%s.f32" % c["name"], c["snaps"]))
