@@ -9,9 +9,13 @@
  * pass 1 max|g|, pass 2 |clip(g)|^2, pass 3 the update.
  *
  * Hot loops are branch-free over restrict pointers; loop-invariant flags are hoisted by the
- * compiler (unswitching). The file asks GCC for O3 and no math errno so sqrtf vectorises. */
+ * compiler (unswitching). Loops with a square root work in tiles: sqrtf carries an errno
+ * path (a libm call for negative inputs) that keeps GCC from vectorising the loop around it,
+ * and a per-function -fno-math-errno does not reach the builtin; so each tile's radicands
+ * go through sqrt_tile (SSE2 sqrtps, correctly rounded, no errno) between two loops that
+ * vectorise. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3", "no-math-errno")
+#pragma GCC optimize("O3")
 #endif
 #include "optim/optim_kernels.h"
 
@@ -20,6 +24,24 @@
 #include <string.h>
 
 #include "cpu/threads.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* elements per square-root tile (a stack buffer that stays in L1) */
+#define OPTIM_TILE 256
+
+/* x[0..n) = sqrt(x[0..n)), correctly rounded */
+static inline void sqrt_tile(float *restrict x, int64_t n) {
+    int64_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++)
+        x[i] = sqrtf(x[i]);
+}
 
 /* PyTorch's AVX2 CPU kernels compute `a.add_(b, alpha)`, addcmul and lerp with fused
  * multiply-adds; the hot loops call fmaf in the same places so that the trajectories agree to
@@ -174,27 +196,24 @@ OPTIM_HOT static void adam_range(void *arg, int64_t b, int64_t e) {
     const float *restrict g = j->grad;
     const float decay = j->decay, l2 = j->l2, b1 = j->b1, omb1 = j->omb1, b2 = j->b2,
                 omb2 = j->omb2, bc2 = j->bc2_sqrt, eps = j->eps, nss = j->neg_step_size;
-    if (!j->eps_inside) {
-        for (int64_t i = b; i < e; i++) {
-            float gi = fmaf(p[i], l2, g[i]);
-            float pi = p[i] * decay;
-            float mi = fmaf(gi, omb1, m[i] * b1);
-            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi) / bc2 + eps;
-            p[i] = pi + nss * mi / den; /* addcdiv: (value * t1) / t2 */
+    const int inside = j->eps_inside;
+    float sq[OPTIM_TILE];
+    for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+        const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+        float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+        const float *restrict gt = g + t0;
+        for (int64_t i = 0; i < n; i++) {
+            float gi = fmaf(pt[i], l2, gt[i]); /* Adam: grad.add(param, alpha=wd) */
+            float mi = fmaf(gi, omb1, mt[i] * b1);
+            float vi = fmaf(omb2 * gi, gi, vt[i] * b2);
+            mt[i] = mi;
+            vt[i] = vi;
+            sq[i] = inside ? vi / bc2 + eps : vi;
         }
-    } else {
-        for (int64_t i = b; i < e; i++) {
-            float gi = fmaf(p[i], l2, g[i]);
-            float pi = p[i] * decay;
-            float mi = fmaf(gi, omb1, m[i] * b1);
-            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi / bc2 + eps);
-            p[i] = pi + nss * mi / den; /* addcdiv: (value * t1) / t2 */
+        sqrt_tile(sq, n);
+        for (int64_t i = 0; i < n; i++) {
+            float den = inside ? sq[i] : sq[i] / bc2 + eps;
+            pt[i] = pt[i] * decay + nss * mt[i] / den; /* addcdiv: (value * t1) / t2 */
         }
     }
 }
@@ -350,13 +369,6 @@ typedef struct adamp_job {
     float delta;
 } adamp_job;
 
-/* the unprojected update d for one element, given the already-updated state */
-static inline float adamp_dir(const adamp_job *j, float mi, float vi, float gi) {
-    float den = sqrtf(vi) / j->bc2_sqrt + j->eps;
-    float num = j->nesterov ? j->b1 * mi + j->omb1 * gi : mi;
-    return num / den;
-}
-
 /* Pass 1 over one range of elements: state update, the update direction and, for rows,
  * the row statistics. For vectors (no projection) it also writes the parameters. */
 OPTIM_HOT static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, double *st,
@@ -371,19 +383,30 @@ OPTIM_HOT static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, 
         const float bc2 = j->bc2_sqrt, eps = j->eps, nss = j->neg_step_size;
         const float dec = j->decay_full;
         const int nest = j->nesterov;
-        for (int64_t i = b; i < e; i++) {
-            float gi = g[i], wi = p[i];
-            float mi = fmaf(gi, omb1, m[i] * b1);
-            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi) / bc2 + eps;
-            float d = (nest ? b1 * mi + omb1 * gi : mi) / den;
-            gw += (double)gi * wi;
-            gg += (double)gi * gi;
-            ww += (double)wi * wi;
-            wd += (double)wi * d;
-            if (write_p) p[i] = fmaf(d, nss, wi * dec);
+        float sq[OPTIM_TILE];
+        for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+            float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i];
+                float mi = fmaf(gi, omb1, mt[i] * b1);
+                float vi = fmaf(omb2 * gi, gi, vt[i] * b2);
+                mt[i] = mi;
+                vt[i] = vi;
+                sq[i] = vi;
+            }
+            sqrt_tile(sq, n);
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i], wi = pt[i], mi = mt[i];
+                float den = sq[i] / bc2 + eps;
+                float d = (nest ? b1 * mi + omb1 * gi : mi) / den;
+                gw += (double)gi * wi;
+                gg += (double)gi * gi;
+                ww += (double)wi * wi;
+                wd += (double)wi * d;
+                if (write_p) pt[i] = fmaf(d, nss, wi * dec);
+            }
         }
     } else {
         const float mom = j->mom, omd = j->omd, nlr = j->neg_lr, dec = j->decay_full;
@@ -444,12 +467,21 @@ OPTIM_HOT static void adamp_pass2(void *arg, int64_t ub, int64_t ue) {
                 const float b1 = j->b1, omb1 = j->omb1, bc2 = j->bc2_sqrt, eps = j->eps;
                 const float nss = j->neg_step_size;
                 const int nest = j->nesterov;
-                for (int64_t i = b; i < e; i++) {
-                    float wi = p[i];
-                    float den = sqrtf(v[i]) / bc2 + eps;
-                    float d = (nest ? b1 * m[i] + omb1 * g[i] : m[i]) / den;
-                    d = d - (wi / ne) * dot;
-                    p[i] = fmaf(d, nss, wi * dec);
+                float sq[OPTIM_TILE];
+                for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+                    const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+                    for (int64_t i = 0; i < n; i++)
+                        sq[i] = v[t0 + i];
+                    sqrt_tile(sq, n);
+                    float *restrict pt = p + t0;
+                    const float *restrict mt = m + t0, *restrict gt = g + t0;
+                    for (int64_t i = 0; i < n; i++) {
+                        float wi = pt[i];
+                        float den = sq[i] / bc2 + eps;
+                        float d = (nest ? b1 * mt[i] + omb1 * gt[i] : mt[i]) / den;
+                        d = d - (wi / ne) * dot;
+                        pt[i] = fmaf(d, nss, wi * dec);
+                    }
                 }
             } else {
                 const float mom = j->mom, nlr = j->neg_lr;
@@ -639,21 +671,33 @@ OPTIM_HOT static void spam_range(void *arg, int64_t b, int64_t e) {
     const float keep = j->keep, thr = j->thr, b1 = j->b1, omb1 = j->omb1, b2 = j->b2,
                 omb2 = j->omb2, eps = j->eps, ns = j->neg_step, dsc = j->decay_scale;
     int64_t clipped = 0;
-    for (int64_t i = b; i < e; i++) {
-        float gi = g[i];
-        float vo = v[i] * keep, mo = m[i] * keep;
-        float lim = sqrtf(vo * thr);
-        int spike = gi * gi > thr * vo;
-        clipped += spike;
-        float gs = gi > 0.0f ? lim : -lim; /* sign(g) * sqrt(theta v); g = 0 is never a spike */
-        gi = spike ? gs : gi;
-        float mi = fmaf(gi, omb1, mo * b1);
-        float vi = fmaf(omb2 * gi, gi, vo * b2);
-        m[i] = mi;
-        v[i] = vi;
-        float den = sqrtf(vi) + eps;
-        float pi = p[i] + ns * mi / den;
-        p[i] = fmaf(pi, dsc, pi); /* p.add_(p, alpha=-lr*wd) after the step, as the code */
+    float sq[OPTIM_TILE], lim[OPTIM_TILE];
+    for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+        const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+        float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+        const float *restrict gt = g + t0;
+        for (int64_t i = 0; i < n; i++)
+            lim[i] = vt[i] * keep * thr;
+        sqrt_tile(lim, n); /* sqrt(theta v) with v before this step's update */
+        for (int64_t i = 0; i < n; i++) {
+            float gi = gt[i];
+            float vo = vt[i] * keep, mo = mt[i] * keep;
+            int spike = gi * gi > thr * vo;
+            clipped += spike;
+            float gs = gi > 0.0f ? lim[i] : -lim[i]; /* sign(g) sqrt(theta v); g = 0 never spikes */
+            gi = spike ? gs : gi;
+            float mi = fmaf(gi, omb1, mo * b1);
+            float vi = fmaf(omb2 * gi, gi, vo * b2);
+            mt[i] = mi;
+            vt[i] = vi;
+            sq[i] = vi;
+        }
+        sqrt_tile(sq, n);
+        for (int64_t i = 0; i < n; i++) {
+            float den = sq[i] + eps;
+            float pi = pt[i] + ns * mt[i] / den;
+            pt[i] = fmaf(pi, dsc, pi); /* p.add_(p, alpha=-lr*wd) after the step, as the code */
+        }
     }
     __atomic_fetch_add(j->clipped, clipped, __ATOMIC_RELAXED);
 }
@@ -762,17 +806,27 @@ OPTIM_HOT static void sspam_pass3(void *arg, int64_t ub, int64_t ue) {
             continue;
         }
         const float mg = j->seg_maxg[s], mh = j->seg_mhat[s], nrm = j->seg_norm[s], c = j->seg_c[s];
-        for (int64_t i = un->b; i < un->e; i++) {
-            float gi = g[i];
-            float gc = fabsf(gi) > mh ? gi / mg * mh : gi;
-            float gn = gc / nrm * c;
-            float mo = m[i] * keep, vo = v[i] * keep;
-            float mi = fmaf(omb1, gn - mo, mo); /* exp_avg.lerp_(grad, 1 - beta1), w < 0.5 */
-            float vi = fmaf(omb2 * gn, gn, vo * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi) / bc2 + eps;
-            p[i] = p[i] * dec + nss * mi / den;
+        float sq[OPTIM_TILE];
+        for (int64_t t0 = un->b; t0 < un->e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < un->e ? OPTIM_TILE : un->e - t0;
+            float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i];
+                float gc = fabsf(gi) > mh ? gi / mg * mh : gi;
+                float gn = gc / nrm * c;
+                float mo = mt[i] * keep, vo = vt[i] * keep;
+                float mi = fmaf(omb1, gn - mo, mo); /* exp_avg.lerp_(grad, 1 - beta1) */
+                float vi = fmaf(omb2 * gn, gn, vo * b2);
+                mt[i] = mi;
+                vt[i] = vi;
+                sq[i] = vi;
+            }
+            sqrt_tile(sq, n);
+            for (int64_t i = 0; i < n; i++) {
+                float den = sq[i] / bc2 + eps;
+                pt[i] = pt[i] * dec + nss * mt[i] / den;
+            }
         }
     }
 }
