@@ -9,13 +9,17 @@
 #define PK_I32 int
 #define PK_F32 float
 #define PK_PC_BEGIN(name) layout(push_constant) uniform name##_block {
-#define PK_PC_END(name) } pc;
+#define PK_PC_END(name)                                                                            \
+    }                                                                                              \
+    pc;
 #else
 #include <stdint.h>
 #define PK_U32 uint32_t
 #define PK_I32 int32_t
 #define PK_F32 float
 #define PK_PC_BEGIN(name) typedef struct name {
-#define PK_PC_END(name) } name;
+#define PK_PC_END(name)                                                                            \
+    }                                                                                              \
+    name;
 #endif
 #endif

@@ -1,0 +1,134 @@
+/* optim_vk.c - host side of the Vulkan optimizer dispatches (optim_vk.h): forms the per-step
+ * scalars exactly as optim_kernels.c does and records one dispatch. */
+#include "optim/optim_vk.h"
+
+#include <math.h>
+
+#include "optim/adam_pc.h"
+#include "optim/sgd_pc.h"
+#include "vk/vk.h"
+
+/* groups of 256 invocations; the shaders loop with a grid stride past this cap */
+#define OPTIM_VK_MAX_GROUPS 65535u
+
+static uint32_t groups_for(int64_t n) {
+    int64_t g = (n + 255) / 256;
+    return g > OPTIM_VK_MAX_GROUPS ? OPTIM_VK_MAX_GROUPS : (uint32_t)(g ? g : 1);
+}
+
+static pk_status check_ranges(int64_t n, const pk_vk_range *r, int nr, const char *who) {
+    if (n < 0 || n > (int64_t)UINT32_MAX)
+        return pk_error(PK_ERR_INVALID, "%s: %lld elements (at most 2^32 - 1)", who, (long long)n);
+    for (int i = 0; i < nr; i++) {
+        if (!r[i].block) return pk_error(PK_ERR_INVALID, "%s: binding %d has no block", who, i);
+        if (r[i].offset + (size_t)n > UINT32_MAX ||
+            (r[i].offset + (size_t)n) * sizeof(float) > r[i].block->size)
+            return pk_error(PK_ERR_INVALID,
+                            "%s: binding %d range [%zu, %zu) exceeds its block of %zu bytes", who,
+                            i, r[i].offset, r[i].offset + (size_t)n, r[i].block->size);
+    }
+    return PK_OK;
+}
+
+pk_status optim_sgd_step_vk(vkctx *ctx, const pk_sgd_params *hp, int64_t step, int64_t n,
+                            pk_vk_range param, pk_vk_range grad, pk_vk_range buf) {
+    const char *who = "optim_sgd_step_vk";
+    if (!ctx || !hp || step < 1) return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    if (hp->nesterov && (hp->momentum <= 0 || hp->dampening != 0))
+        return pk_error(PK_ERR_INVALID, "%s: Nesterov needs momentum > 0 and no dampening", who);
+    int use_mom = hp->momentum != 0;
+    pk_vk_range r[3] = {param, grad, use_mom ? buf : param};
+    PK_TRY(check_ranges(n, r, 3, who));
+    if (n == 0) return PK_OK;
+    pk_pc_sgd pc = {.n = (uint32_t)n,
+                    .p_offset = (uint32_t)param.offset,
+                    .g_offset = (uint32_t)grad.offset,
+                    .b_offset = (uint32_t)r[2].offset,
+                    .neg_lr = (float)-hp->lr,
+                    .wd = (float)hp->weight_decay,
+                    .momentum = (float)hp->momentum,
+                    .one_minus_damp = (float)(1.0 - hp->dampening),
+                    .flags =
+                        (use_mom ? 1u : 0u) | (step == 1 ? 2u : 0u) | (hp->nesterov ? 4u : 0u)};
+    vk_binding b[3] = {{param.block}, {grad.block}, {r[2].block}};
+    return vkctx_dispatch(ctx, "optim/sgd", 3, b, &pc, sizeof pc, groups_for(n), 1, 1);
+}
+
+static pk_status adam_vk(vkctx *ctx, const pk_adamw_params *hp0, int64_t step, int64_t n,
+                         pk_vk_range param, pk_vk_range grad, pk_vk_range m, pk_vk_range v,
+                         int decoupled, const char *who) {
+    if (!ctx || !hp0 || step < 1) return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    pk_adamw_params hp = optim_adamw_defaults(*hp0);
+    if (!(hp.beta1 > 0 && hp.beta1 < 1 && hp.beta2 > 0 && hp.beta2 < 1 && hp.eps > 0))
+        return pk_error(PK_ERR_INVALID, "%s: betas must be in (0,1) and eps > 0", who);
+    pk_vk_range r[4] = {param, grad, m, v};
+    PK_TRY(check_ranges(n, r, 4, who));
+    if (n == 0) return PK_OK;
+    double bc1 = 1.0 - pow(hp.beta1, (double)step), bc2 = 1.0 - pow(hp.beta2, (double)step);
+    pk_pc_adamw pc = {.n = (uint32_t)n,
+                      .p_offset = (uint32_t)param.offset,
+                      .g_offset = (uint32_t)grad.offset,
+                      .m_offset = (uint32_t)m.offset,
+                      .v_offset = (uint32_t)v.offset,
+                      .decay = decoupled ? (float)(1.0 - hp.lr * hp.weight_decay) : 1.0f,
+                      .l2 = decoupled ? 0.0f : (float)hp.weight_decay,
+                      .beta1 = (float)hp.beta1,
+                      .one_minus_beta1 = (float)(1.0 - hp.beta1),
+                      .beta2 = (float)hp.beta2,
+                      .one_minus_beta2 = (float)(1.0 - hp.beta2),
+                      .bc2 = hp.eps_inside_sqrt ? (float)bc2 : (float)sqrt(bc2),
+                      .eps = (float)hp.eps,
+                      .neg_step = (float)-(hp.lr / bc1),
+                      .flags = hp.eps_inside_sqrt ? 1u : 0u,
+                      .threshold = 0.0f};
+    vk_binding b[4] = {{param.block}, {grad.block}, {m.block}, {v.block}};
+    return vkctx_dispatch(ctx, decoupled ? "optim/adamw" : "optim/adamw:adam", 4, b, &pc, sizeof pc,
+                          groups_for(n), 1, 1);
+}
+
+pk_status optim_adamw_step_vk(vkctx *ctx, const pk_adamw_params *hp, int64_t step, int64_t n,
+                              pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                              pk_vk_range exp_avg_sq) {
+    return adam_vk(ctx, hp, step, n, param, grad, exp_avg, exp_avg_sq, 1, "optim_adamw_step_vk");
+}
+
+pk_status optim_adam_step_vk(vkctx *ctx, const pk_adamw_params *hp, int64_t step, int64_t n,
+                             pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                             pk_vk_range exp_avg_sq) {
+    return adam_vk(ctx, hp, step, n, param, grad, exp_avg, exp_avg_sq, 0, "optim_adam_step_vk");
+}
+
+pk_status optim_spam_step_vk(vkctx *ctx, const pk_spam_params *hp0, int64_t step, int64_t n,
+                             pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                             pk_vk_range exp_avg_sq) {
+    const char *who = "optim_spam_step_vk";
+    if (!ctx || !hp0 || step < 1) return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    pk_spam_params hp = optim_spam_defaults(*hp0);
+    if (hp.delta_t < 1 || hp.warmup < 0 || hp.grad_accu < 0)
+        return pk_error(PK_ERR_INVALID, "%s: delta_t %d warmup %d grad_accu %d", who, hp.delta_t,
+                        hp.warmup, hp.grad_accu);
+    pk_vk_range r[4] = {param, grad, exp_avg, exp_avg_sq};
+    PK_TRY(check_ranges(n, r, 4, who));
+    if (n == 0) return PK_OK;
+    /* the same step logic as optim_spam_step */
+    double bc1 = 1.0 - pow(hp.beta1, (double)step), bc2 = 1.0 - pow(hp.beta2, (double)step);
+    double scale = optim_spam_scale(&hp, step);
+    int reset = step % hp.delta_t == 0;
+    int clip = !hp.no_clip && step >= hp.grad_accu && step % hp.delta_t >= hp.grad_accu;
+    pk_pc_adamw pc = {.n = (uint32_t)n,
+                      .p_offset = (uint32_t)param.offset,
+                      .g_offset = (uint32_t)grad.offset,
+                      .m_offset = (uint32_t)exp_avg.offset,
+                      .v_offset = (uint32_t)exp_avg_sq.offset,
+                      .decay = (float)(-hp.lr * hp.weight_decay),
+                      .beta1 = (float)hp.beta1,
+                      .one_minus_beta1 = (float)(1.0 - hp.beta1),
+                      .beta2 = (float)hp.beta2,
+                      .one_minus_beta2 = (float)(1.0 - hp.beta2),
+                      .eps = (float)hp.eps,
+                      .neg_step = (float)(-(hp.lr * sqrt(bc2) / bc1) * scale),
+                      .flags = reset ? 2u : 0u,
+                      .threshold = clip ? (float)hp.threshold : INFINITY};
+    vk_binding b[4] = {{param.block}, {grad.block}, {exp_avg.block}, {exp_avg_sq.block}};
+    return vkctx_dispatch(ctx, "optim/spam", 4, b, &pc, sizeof pc, groups_for(n), 1, 1);
+}

@@ -1,0 +1,41 @@
+/* optim_vk.h - the optimizer updates on the Vulkan backend: one dispatch of
+ * shaders/optim/<name>.comp over a contiguous range of whole-bound blocks, with the same
+ * hyper-parameters, step convention and scalars as the CPU kernels (optim_kernels.h). Offsets
+ * and counts are in float elements. AdamP/SGDP and Stable-SPAM (per-tensor reductions) have
+ * no Vulkan version yet. Owns only the host side of the dispatch. */
+#ifndef POLYAK_OPTIM_VK_H
+#define POLYAK_OPTIM_VK_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "device.h"
+#include "optim/optim_kernels.h"
+
+typedef struct vkctx vkctx;
+
+/* A float range inside a device block: elements [offset, offset + n) of `block`. */
+typedef struct pk_vk_range {
+    pk_block *block;
+    size_t offset;
+} pk_vk_range;
+
+/* torch.optim.SGD step on the device (buf unused when momentum = 0; pass any range). */
+pk_status optim_sgd_step_vk(vkctx *ctx, const pk_sgd_params *hp, int64_t step, int64_t n,
+                            pk_vk_range param, pk_vk_range grad, pk_vk_range buf);
+
+/* torch.optim.AdamW step on the device. */
+pk_status optim_adamw_step_vk(vkctx *ctx, const pk_adamw_params *hp, int64_t step, int64_t n,
+                              pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                              pk_vk_range exp_avg_sq);
+
+/* torch.optim.Adam step on the device (decay as L2). */
+pk_status optim_adam_step_vk(vkctx *ctx, const pk_adamw_params *hp, int64_t step, int64_t n,
+                             pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                             pk_vk_range exp_avg_sq);
+
+/* SPAM step on the device (no clip count: that would need a read-back). */
+pk_status optim_spam_step_vk(vkctx *ctx, const pk_spam_params *hp, int64_t step, int64_t n,
+                             pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                             pk_vk_range exp_avg_sq);
+
+#endif
