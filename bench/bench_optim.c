@@ -302,6 +302,11 @@ static void run_ema(void *c) {
     teacher_ema(x->pool, x->t, x->s, x->n, 0.996);
 }
 
+static void run_ema_1thread(void *c) {
+    tctx *x = c;
+    teacher_ema(NULL, x->t, x->s, x->n, 0.996);
+}
+
 static void run_ema2(void *c) {
     tctx *x = c;
     const float *src[2] = {x->s, x->s2};
@@ -368,10 +373,11 @@ int cmd_bench_teacher(int argc, char **argv) {
         x.segs[i] = (pk_teacher_segment){
             .src_offset = os[i].offset, .dst_offset = os[i].offset, .len = os[i].rows * os[i].cols};
     x.nseg = o.tensors;
-    bench_fn fns[5] = {run_memcpy_1, run_memcpy_pool, run_ema, run_ema2, run_ema_segments};
-    void *ctxs[5] = {&x, &x, &x, &x, &x};
-    double ms[5];
-    medians_interleaved(5, fns, ctxs, o.runs, ms);
+    bench_fn fns[6] = {run_memcpy_1, run_memcpy_pool,  run_ema,
+                       run_ema2,     run_ema_segments, run_ema_1thread};
+    void *ctxs[6] = {&x, &x, &x, &x, &x, &x};
+    double ms[6];
+    medians_interleaved(6, fns, ctxs, o.runs, ms);
     double mc1 = ms[0], mcp = ms[1], t_ema = ms[2], t_ema2 = ms[3], t_seg = ms[4];
     double mc = mc1 < mcp ? mc1 : mcp;
     add_result(&l, "memcpy_1thread", mc1, bytes3, "GB/s", NULL, 0);
@@ -393,6 +399,7 @@ int cmd_bench_teacher(int argc, char **argv) {
     add_result(&l, "teacher_ema_2src", t_ema2, 4.0 * 4.0 * (double)n, "GB/s",
                fe2 > 0 ? "torch _foreach_mul_+2 add_" : NULL, fe2);
     add_result(&l, "teacher_ema_segments", t_seg, bytes3, "GB/s", "teacher_ema (1 range)", t_ema);
+    add_result(&l, "teacher_ema_1thread", ms[5], bytes3, "GB/s", "memcpy (best of 1t/pool)", mc);
     free(x.t);
     free(x.s);
     free(x.s2);
@@ -420,6 +427,12 @@ static void run_adamw(void *c) {
     octx *x = c;
     pk_adamw_params h = {.lr = 1e-3, .weight_decay = 1e-2};
     optim_adamw_step(x->pool, &h, ++x->step, x->n, x->p, x->g, x->m, x->v);
+}
+
+static void run_adamw_1thread(void *c) {
+    octx *x = c;
+    pk_adamw_params h = {.lr = 1e-3, .weight_decay = 1e-2};
+    optim_adamw_step(NULL, &h, ++x->step, x->n, x->p, x->g, x->m, x->v);
 }
 
 static void run_sgd(void *c) {
@@ -469,6 +482,9 @@ int cmd_bench_optim(int argc, char **argv) {
     const double P = 4.0 * (double)n;
     double t = median_ms(run_adamw, &x, o.runs);
     add_result(&l, "adamw", t, 7 * P, "GB/s", "torch AdamW(foreach=True)",
+               peer_ms(peer, "adamw_ms"));
+    t = median_ms(run_adamw_1thread, &x, o.runs);
+    add_result(&l, "adamw_1thread", t, 7 * P, "GB/s", "torch AdamW(foreach=True)",
                peer_ms(peer, "adamw_ms"));
     memset(x.m, 0, (size_t)n * sizeof *x.m);
     x.step = 0;
