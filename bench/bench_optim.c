@@ -10,7 +10,8 @@
  *
  * Timing: medians over --runs runs after two warm-up runs, CLOCK_MONOTONIC. Parameters are one
  * contiguous arena split into --tensors tensors (sizes cycle through weights 1..7, as the peer
- * script); our kernels update the whole arena in one call, the peer works per tensor. */
+ * script); our kernels update the whole arena in one call, the peer works per tensor.
+ * --vk adds rows for Vulkan device 0 (one dispatch + sync per update; peer = our CPU row). */
 #include "bench_optim.h"
 
 #include <cjson/cJSON.h>
@@ -23,11 +24,14 @@
 
 #include "cpu/threads.h"
 #include "optim/optim_kernels.h"
+#include "optim/optim_vk.h"
 #include "teacher/teacher_kernels.h"
+#include "teacher/teacher_vk.h"
+#include "vk/vk.h"
 
 typedef struct bench_opts {
     int64_t params;
-    int tensors, runs, peer;
+    int tensors, runs, peer, vk;
     const char *json, *peer_script;
 } bench_opts;
 
@@ -156,10 +160,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             i++;
         } else if (!strcmp(a, "--no-peer")) {
             o->peer = 0;
+        } else if (!strcmp(a, "--vk")) {
+            o->vk = 1;
         } else {
             fprintf(stderr,
                     "usage: polyak bench teacher|optim [--json FILE] [--params N] [--tensors N] "
-                    "[--runs N] [--no-peer] [--peer SCRIPT]\n");
+                    "[--runs N] [--no-peer] [--peer SCRIPT] [--vk]\n");
             return -1;
         }
     }
@@ -286,6 +292,72 @@ static int report(const bench_list *l, const bench_opts *o, int threads, const c
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Vulkan (--vk): the same updates as one dispatch each, timed to completion (dispatch + sync)  */
+
+typedef struct vctx {
+    vkctx *ctx;
+    pk_block a, b, c, d;
+    int64_t n, step;
+    pk_status st;
+} vctx;
+
+static void run_vk_ema(void *c) {
+    vctx *x = c;
+    if (x->st == PK_OK) x->st = teacher_ema_vk(x->ctx, &x->a, 0, &x->b, 0, x->n, 0.996);
+    if (x->st == PK_OK) x->st = vkctx_sync(x->ctx);
+}
+
+static void run_vk_adamw(void *c) {
+    vctx *x = c;
+    pk_adamw_params h = {.lr = 1e-3, .weight_decay = 1e-2};
+    if (x->st == PK_OK)
+        x->st = optim_adamw_step_vk(x->ctx, &h, ++x->step, x->n, (pk_vk_range){&x->a, 0},
+                                    (pk_vk_range){&x->b, 0}, (pk_vk_range){&x->c, 0},
+                                    (pk_vk_range){&x->d, 0});
+    if (x->st == PK_OK) x->st = vkctx_sync(x->ctx);
+}
+
+/* Adds "vk" rows for the teacher (which = 0) or AdamW (which = 1) on device 0; prints why not
+ * when there is no device. The CPU row of the same name is the peer. */
+static void bench_vk(const bench_opts *o, bench_list *l, int which, double cpu_ms) {
+    pk_device_info devs[8];
+    int count = 0;
+    if (vkctx_enumerate(devs, 8, &count) != PK_OK || count == 0) {
+        fprintf(stderr, "bench: no Vulkan device; no vk rows\n");
+        return;
+    }
+    vctx x = {.n = o->params};
+    vkctx_options opt = {0};
+    if (vkctx_create(0, &opt, &x.ctx) != PK_OK) {
+        fprintf(stderr, "bench: %s\n", polyak_error());
+        return;
+    }
+    size_t bytes = (size_t)x.n * sizeof(float);
+    float *h = bench_alloc(x.n, 1, 9);
+    pk_block *blks[4] = {&x.a, &x.b, &x.c, &x.d};
+    int nb = which == 0 ? 2 : 4;
+    for (int i = 0; i < nb && x.st == PK_OK && h; i++) {
+        x.st = vkctx_block_alloc(x.ctx, bytes, blks[i]);
+        if (x.st == PK_OK) x.st = vkctx_block_write(x.ctx, blks[i], 0, h, bytes);
+    }
+    if (x.st == PK_OK && h) {
+        int runs = o->runs < 5 ? o->runs : 5; /* lavapipe is slow; a few runs suffice */
+        double ms = median_ms(which == 0 ? run_vk_ema : run_vk_adamw, &x, runs);
+        if (x.st == PK_OK) {
+            add_result(l, which == 0 ? "teacher_ema" : "adamw", ms,
+                       (which == 0 ? 3.0 : 7.0) * (double)bytes, "GB/s", "cpu (this run)", cpu_ms);
+            snprintf(l->r[l->n - 1].backend, sizeof l->r[l->n - 1].backend, "vk");
+            fprintf(stderr, "bench: vk rows measured on %s\n", vkctx_info(x.ctx)->name);
+        }
+    }
+    if (x.st != PK_OK) fprintf(stderr, "bench: vk: %s\n", polyak_error());
+    for (int i = 0; i < nb; i++)
+        vkctx_block_free(x.ctx, blks[i]);
+    free(h);
+    vkctx_destroy(x.ctx);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* teacher                                                                                    */
 
 typedef struct tctx {
@@ -400,6 +472,7 @@ int cmd_bench_teacher(int argc, char **argv) {
                fe2 > 0 ? "torch _foreach_mul_+2 add_" : NULL, fe2);
     add_result(&l, "teacher_ema_segments", t_seg, bytes3, "GB/s", "teacher_ema (1 range)", t_ema);
     add_result(&l, "teacher_ema_1thread", ms[5], bytes3, "GB/s", "memcpy (best of 1t/pool)", mc);
+    if (o.vk) bench_vk(&o, &l, 0, t_ema);
     free(x.t);
     free(x.s);
     free(x.s2);
@@ -483,6 +556,7 @@ int cmd_bench_optim(int argc, char **argv) {
     double t = median_ms(run_adamw, &x, o.runs);
     add_result(&l, "adamw", t, 7 * P, "GB/s", "torch AdamW(foreach=True)",
                peer_ms(peer, "adamw_ms"));
+    if (o.vk) bench_vk(&o, &l, 1, t);
     t = median_ms(run_adamw_1thread, &x, o.runs);
     add_result(&l, "adamw_1thread", t, 7 * P, "GB/s", "torch AdamW(foreach=True)",
                peer_ms(peer, "adamw_ms"));
