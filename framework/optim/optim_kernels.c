@@ -32,6 +32,25 @@
 /* elements per square-root tile (a stack buffer that stays in L1) */
 #define OPTIM_TILE 256
 
+/* Reductions keep 8 independent lanes so that the compiler may vectorise them without
+ * reassociating (the lanes are combined in a fixed order: results do not depend on threads). */
+#define OPTIM_LANES 8
+
+/* sum_i a[i] b[i] in double, for n elements */
+static inline double dot_lanes(const float *restrict a, const float *restrict b, int64_t n) {
+    double acc[OPTIM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + OPTIM_LANES <= n; i += OPTIM_LANES)
+        for (int l = 0; l < OPTIM_LANES; l++)
+            acc[l] += (double)a[i + l] * (double)b[i + l];
+    double s = 0;
+    for (; i < n; i++)
+        s += (double)a[i] * (double)b[i];
+    for (int l = 0; l < OPTIM_LANES; l++)
+        s += acc[l];
+    return s;
+}
+
 /* x[0..n) = sqrt(x[0..n)), correctly rounded */
 static inline void sqrt_tile(float *restrict x, int64_t n) {
     int64_t i = 0;
@@ -397,30 +416,45 @@ OPTIM_HOT static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, 
                 sq[i] = vi;
             }
             sqrt_tile(sq, n);
+            float *restrict dt = sq; /* the update direction replaces the roots */
             for (int64_t i = 0; i < n; i++) {
-                float gi = gt[i], wi = pt[i], mi = mt[i];
+                float gi = gt[i], mi = mt[i];
                 float den = sq[i] / bc2 + eps;
-                float d = (nest ? b1 * mi + omb1 * gi : mi) / den;
-                gw += (double)gi * wi;
-                gg += (double)gi * gi;
-                ww += (double)wi * wi;
-                wd += (double)wi * d;
-                if (write_p) pt[i] = fmaf(d, nss, wi * dec);
+                dt[i] = (nest ? b1 * mi + omb1 * gi : mi) / den;
             }
+            if (st) {
+                gw += dot_lanes(gt, pt, n);
+                gg += dot_lanes(gt, gt, n);
+                ww += dot_lanes(pt, pt, n);
+                wd += dot_lanes(pt, dt, n);
+            }
+            if (write_p)
+                for (int64_t i = 0; i < n; i++)
+                    pt[i] = fmaf(dt[i], nss, pt[i] * dec);
         }
     } else {
         const float mom = j->mom, omd = j->omd, nlr = j->neg_lr, dec = j->decay_full;
         const int nest = j->nesterov;
-        for (int64_t i = b; i < e; i++) {
-            float gi = g[i], wi = p[i];
-            float bb = fmaf(gi, omd, m[i] * mom);
-            m[i] = bb;
-            float d = nest ? gi + mom * bb : bb;
-            gw += (double)gi * wi;
-            gg += (double)gi * gi;
-            ww += (double)wi * wi;
-            wd += (double)wi * d;
-            if (write_p) p[i] = fmaf(d, nlr, wi * dec);
+        float dt[OPTIM_TILE];
+        for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+            float *restrict pt = p + t0, *restrict mt = m + t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i];
+                float bb = fmaf(gi, omd, mt[i] * mom);
+                mt[i] = bb;
+                dt[i] = nest ? gi + mom * bb : bb;
+            }
+            if (st) {
+                gw += dot_lanes(gt, pt, n);
+                gg += dot_lanes(gt, gt, n);
+                ww += dot_lanes(pt, pt, n);
+                wd += dot_lanes(pt, dt, n);
+            }
+            if (write_p)
+                for (int64_t i = 0; i < n; i++)
+                    pt[i] = fmaf(dt[i], nlr, pt[i] * dec);
         }
     }
     if (st) {
@@ -758,12 +792,26 @@ OPTIM_HOT static void sspam_pass1(void *arg, int64_t ub, int64_t ue) {
     const float *restrict g = j->grad;
     for (int64_t u = ub; u < ue; u++) {
         const optim_unit *un = &j->pl->units[u];
-        float mx = 0.0f;
-        for (int64_t i = un->b; i < un->e; i++) {
-            float a = fabsf(g[i]);
+        /* max |g| on the bit patterns: for sign-cleared floats the unsigned order is the float
+         * order (a NaN wins, as in torch.max), and an integer max vectorises */
+        uint32_t lane[OPTIM_LANES] = {0}, mx = 0;
+        int64_t i = un->b;
+        for (; i + OPTIM_LANES <= un->e; i += OPTIM_LANES)
+            for (int l = 0; l < OPTIM_LANES; l++) {
+                uint32_t a;
+                memcpy(&a, &g[i + l], sizeof a);
+                a &= 0x7fffffffu;
+                lane[l] = a > lane[l] ? a : lane[l];
+            }
+        for (; i < un->e; i++) {
+            uint32_t a;
+            memcpy(&a, &g[i], sizeof a);
+            a &= 0x7fffffffu;
             mx = a > mx ? a : mx;
         }
-        j->unit_max[u] = mx;
+        for (int l = 0; l < OPTIM_LANES; l++)
+            mx = lane[l] > mx ? lane[l] : mx;
+        memcpy(&j->unit_max[u], &mx, sizeof mx);
     }
 }
 
@@ -774,10 +822,17 @@ OPTIM_HOT static void sspam_pass2(void *arg, int64_t ub, int64_t ue) {
         const optim_unit *un = &j->pl->units[u];
         const float mg = j->seg_maxg[un->seg], mh = j->seg_mhat[un->seg];
         double s = 0;
-        for (int64_t i = un->b; i < un->e; i++) {
-            float gi = g[i];
-            float gc = fabsf(gi) > mh ? gi / mg * mh : gi;
-            s += (double)gc * gc;
+        float gc[OPTIM_TILE];
+        for (int64_t t0 = un->b; t0 < un->e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < un->e ? OPTIM_TILE : un->e - t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float q = gt[i] / mg * mh; /* unconditional, so the loop vectorises */
+                float gi = gt[i];
+                int big = fabsf(gi) > mh;
+                gc[i] = big ? q : gi;
+            }
+            s += dot_lanes(gc, gc, n);
         }
         j->unit_sumsq[u] = s;
     }
@@ -813,7 +868,9 @@ OPTIM_HOT static void sspam_pass3(void *arg, int64_t ub, int64_t ue) {
             const float *restrict gt = g + t0;
             for (int64_t i = 0; i < n; i++) {
                 float gi = gt[i];
-                float gc = fabsf(gi) > mh ? gi / mg * mh : gi;
+                float q = gi / mg * mh;
+                int big = fabsf(gi) > mh;
+                float gc = big ? q : gi;
                 float gn = gc / nrm * c;
                 float mo = mt[i] * keep, vo = vt[i] * keep;
                 float mi = fmaf(omb1, gn - mo, mo); /* exp_avg.lerp_(grad, 1 - beta1) */
