@@ -8,7 +8,9 @@
  * read p, g, b and write p, b = 5 streams. The ratio is our rate over the peer's rate, so for
  * the same work it is the peer's time over ours.
  *
- * Timing: medians over --runs runs after two warm-up runs, CLOCK_MONOTONIC. Parameters are one
+ * Timing: medians over --runs runs after two warm-up runs, CLOCK_MONOTONIC; --rounds rounds
+ * alternate a peer run and ours (the project's machines are shared: load moves the numbers by
+ * 2x within a minute) and each side keeps its best round. Parameters are one
  * contiguous arena split into --tensors tensors (sizes cycle through weights 1..7, as the peer
  * script); our kernels update the whole arena in one call, the peer works per tensor.
  * --vk adds rows for Vulkan device 0 (one dispatch + sync per update; peer = our CPU row). */
@@ -31,7 +33,7 @@
 
 typedef struct bench_opts {
     int64_t params;
-    int tensors, runs, peer, vk;
+    int tensors, runs, rounds, peer, vk;
     const char *json, *peer_script;
 } bench_opts;
 
@@ -139,7 +141,7 @@ static void add_result(bench_list *l, const char *name, double ms, double bytes_
 }
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
-    *o = (bench_opts){.params = 25000000, .tensors = 200, .runs = 9, .peer = 1};
+    *o = (bench_opts){.params = 25000000, .tensors = 200, .runs = 7, .rounds = 3, .peer = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -155,6 +157,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         } else if (!strcmp(a, "--runs") && v) {
             o->runs = atoi(v);
             i++;
+        } else if (!strcmp(a, "--rounds") && v) {
+            o->rounds = atoi(v) > 0 ? atoi(v) : 1;
+            i++;
         } else if (!strcmp(a, "--peer") && v) {
             o->peer_script = v;
             i++;
@@ -165,7 +170,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         } else {
             fprintf(stderr,
                     "usage: polyak bench teacher|optim [--json FILE] [--params N] [--tensors N] "
-                    "[--runs N] [--no-peer] [--peer SCRIPT] [--vk]\n");
+                    "[--runs N] [--rounds N] [--no-peer] [--peer SCRIPT] [--vk]\n");
             return -1;
         }
     }
@@ -217,28 +222,42 @@ static cJSON *run_peer_once(const bench_opts *o, const char *only, int threads) 
     return cJSON_Parse(buf);
 }
 
-/* The PyTorch peer at 1 thread and at our thread count, keeping the faster time of each entry
- * (on this project's shared 2-core machines torch's OpenMP is often slower with 2 threads).
- * Returns NULL when torch is unavailable (then the peer columns stay empty). */
-static cJSON *run_peer(const bench_opts *o, const char *only, int threads) {
-    cJSON *best = run_peer_once(o, only, 1);
-    if (!best || threads <= 1) return best;
-    cJSON *other = run_peer_once(o, only, threads);
-    if (!other) return best;
+/* Folds one peer result into *best, keeping the faster time of every "*_ms" entry (and noting
+ * the torch thread count that gave it). Takes ownership of `other`. */
+static void peer_merge(cJSON **best, cJSON *other, int threads) {
+    if (!other) return;
+    if (!*best) {
+        *best = other;
+        return;
+    }
     const cJSON *it;
     cJSON_ArrayForEach(it, other) {
         size_t len = strlen(it->string);
         if (len < 3 || strcmp(it->string + len - 3, "_ms") != 0) continue;
-        cJSON *mine = cJSON_GetObjectItemCaseSensitive(best, it->string);
+        cJSON *mine = cJSON_GetObjectItemCaseSensitive(*best, it->string);
         if (cJSON_IsNumber(mine) && cJSON_IsNumber(it) && it->valuedouble < mine->valuedouble) {
             cJSON_SetNumberValue(mine, it->valuedouble);
             char key[96];
             snprintf(key, sizeof key, "%s_threads", it->string);
-            cJSON_AddNumberToObject(best, key, threads);
+            cJSON_DeleteItemFromObjectCaseSensitive(*best, key);
+            cJSON_AddNumberToObject(*best, key, threads);
         }
     }
     cJSON_Delete(other);
-    return best;
+}
+
+/* Round r's peer run: torch at 1 thread on even rounds, at our thread count on odd ones (on
+ * this project's shared 2-core machines torch's OpenMP is often slower with 2 threads). */
+static void peer_round(const bench_opts *o, const char *only, int threads, int r, int *ok,
+                       cJSON **best) {
+    if (!*ok) return;
+    int t = r % 2 == 0 || threads <= 1 ? 1 : threads;
+    cJSON *p = run_peer_once(o, only, t);
+    if (!p) {
+        *ok = 0;
+        return;
+    }
+    peer_merge(best, p, t);
 }
 
 static double peer_ms(const cJSON *peer, const char *key) {
@@ -254,9 +273,9 @@ static int report(const bench_list *l, const bench_opts *o, int threads, const c
         printf("%-26s %-4s %10.2f %7.2f %-4s  %-28s %10.2f %7.2f\n", r->name, r->backend, r->ms,
                r->rate, r->unit, r->peer, r->peer_rate, r->ratio);
     }
-    printf("(%lld params in %d tensors, %d threads; torch: best of 1 and %d threads; medians of "
-           "%d runs)\n",
-           (long long)o->params, o->tensors, threads, threads, o->runs);
+    printf("(%lld params in %d tensors, %d threads; medians of %d runs, best of %d rounds that "
+           "alternate with the torch peer at 1 and %d threads)\n",
+           (long long)o->params, o->tensors, threads, o->runs, o->rounds, threads);
     if (!o->json) return 0;
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; i < l->n; i++) {
@@ -422,9 +441,8 @@ int cmd_bench_teacher(int argc, char **argv) {
     const int64_t n = o.params;
     const double bytes3 = 3.0 * 4.0 * (double)n;
 
-    cJSON *peer = run_peer(&o, "teacher", threads);
-    double lerp = peer_ms(peer, "lerp_ms"), fe = peer_ms(peer, "foreach_ema_ms");
-    double fe2 = peer_ms(peer, "foreach_ema2_ms");
+    cJSON *peer = NULL;
+    int peer_ok = o.peer;
 
     /* memcpy of 1.5 x the parameter bytes: 3 x 4 bytes per parameter of read + write */
     tctx x = {.pool = pool, .n = n, .ncopy = n + n / 2};
@@ -448,8 +466,16 @@ int cmd_bench_teacher(int argc, char **argv) {
     bench_fn fns[6] = {run_memcpy_1, run_memcpy_pool,  run_ema,
                        run_ema2,     run_ema_segments, run_ema_1thread};
     void *ctxs[6] = {&x, &x, &x, &x, &x, &x};
-    double ms[6];
-    medians_interleaved(6, fns, ctxs, o.runs, ms);
+    double ms[6] = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    for (int r = 0; r < o.rounds; r++) {
+        peer_round(&o, "teacher", threads, r, &peer_ok, &peer);
+        double round_ms[6];
+        medians_interleaved(6, fns, ctxs, o.runs, round_ms);
+        for (int i = 0; i < 6; i++)
+            ms[i] = round_ms[i] < ms[i] ? round_ms[i] : ms[i];
+    }
+    double lerp = peer_ms(peer, "lerp_ms"), fe = peer_ms(peer, "foreach_ema_ms");
+    double fe2 = peer_ms(peer, "foreach_ema2_ms");
     double mc1 = ms[0], mcp = ms[1], t_ema = ms[2], t_ema2 = ms[3], t_seg = ms[4];
     double mc = mc1 < mcp ? mc1 : mcp;
     add_result(&l, "memcpy_1thread", mc1, bytes3, "GB/s", NULL, 0);
@@ -539,7 +565,8 @@ int cmd_bench_optim(int argc, char **argv) {
     int threads = pk_pool_threads(pool);
     bench_list l = {.n = 0};
     const int64_t n = o.params;
-    cJSON *peer = run_peer(&o, "optim", threads);
+    cJSON *peer = NULL;
+    int peer_ok = o.peer;
     octx x = {.pool = pool, .n = n, .nseg = o.tensors};
     x.p = bench_alloc(n, 1, 1);
     x.g = bench_alloc(n, 1e-2f, 2);
@@ -553,18 +580,31 @@ int cmd_bench_optim(int argc, char **argv) {
     }
     bench_segments(&o, x.segs);
     const double P = 4.0 * (double)n;
-    double t = median_ms(run_adamw, &x, o.runs);
-    add_result(&l, "adamw", t, 7 * P, "GB/s", "torch AdamW(foreach=True)",
+    /* rounds alternate the peer and us, so both see the same machine load; each keeps its
+     * best round */
+    double t_adamw = INFINITY, t_adamw1 = INFINITY, t_sgd = INFINITY;
+    for (int r = 0; r < o.rounds; r++) {
+        peer_round(&o, "optim", threads, r, &peer_ok, &peer);
+        memset(x.m, 0, (size_t)n * sizeof *x.m);
+        memset(x.v, 0, (size_t)n * sizeof *x.v);
+        x.step = 0;
+        double t = median_ms(run_adamw, &x, o.runs);
+        t_adamw = t < t_adamw ? t : t_adamw;
+        t = median_ms(run_adamw_1thread, &x, o.runs);
+        t_adamw1 = t < t_adamw1 ? t : t_adamw1;
+        memset(x.m, 0, (size_t)n * sizeof *x.m);
+        x.step = 0;
+        t = median_ms(run_sgd, &x, o.runs);
+        t_sgd = t < t_sgd ? t : t_sgd;
+    }
+    add_result(&l, "adamw", t_adamw, 7 * P, "GB/s", "torch AdamW(foreach=True)",
                peer_ms(peer, "adamw_ms"));
-    if (o.vk) bench_vk(&o, &l, 1, t);
-    t = median_ms(run_adamw_1thread, &x, o.runs);
-    add_result(&l, "adamw_1thread", t, 7 * P, "GB/s", "torch AdamW(foreach=True)",
+    if (o.vk) bench_vk(&o, &l, 1, t_adamw);
+    add_result(&l, "adamw_1thread", t_adamw1, 7 * P, "GB/s", "torch AdamW(foreach=True)",
                peer_ms(peer, "adamw_ms"));
-    memset(x.m, 0, (size_t)n * sizeof *x.m);
-    x.step = 0;
-    t = median_ms(run_sgd, &x, o.runs);
-    add_result(&l, "sgd_momentum", t, 5 * P, "GB/s", "torch SGD(0.9, foreach=True)",
+    add_result(&l, "sgd_momentum", t_sgd, 5 * P, "GB/s", "torch SGD(0.9, foreach=True)",
                peer_ms(peer, "sgd_ms"));
+    double t;
     memset(x.m, 0, (size_t)n * sizeof *x.m);
     memset(x.v, 0, (size_t)n * sizeof *x.v);
     x.step = 0;
