@@ -677,13 +677,13 @@ double optim_spam_scale(const pk_spam_params *hp0, int64_t step) {
     pk_spam_params hp = optim_spam_defaults(*hp0);
     /* The reference code sets its warmup counter to 0 at the end of step k*DeltaT - 1, so step
      * t = k*DeltaT + c (k >= 1) uses c; before the first reset the counter starts past the
-     * warmup. Its CosineDecay(0.99, W) is CosineAnnealingLR(T_max = W + 1) stepped once per
-     * step, whose chained form telescopes to 0.99 * (1 + cos(pi (c+1) / (W+1))) / 2 for c < W
-     * and 0 afterwards; the step scale is 1 minus that. */
+     * warmup. Its CosineDecay(0.99, W) steps a CosineAnnealingLR(T_max = W + 1) with the epoch
+     * argument, i.e. the closed form 0.99 (1 + cos(pi c / (W+1))) / 2 for c < W and 0 after;
+     * the step scale is 1 minus that: 0.01 on the reset step, rising to 1. */
     if (step < hp.delta_t) return 1.0;
     int64_t c = step % hp.delta_t;
     if (c >= hp.warmup) return 1.0;
-    double dr = 0.99 * (1.0 + cos(M_PI * (double)(c + 1) / (double)(hp.warmup + 1))) / 2.0;
+    double dr = 0.99 * (1.0 + cos(M_PI * (double)c / (double)(hp.warmup + 1))) / 2.0;
     return 1.0 - dr;
 }
 
@@ -729,7 +729,8 @@ OPTIM_HOT static void spam_range(void *arg, int64_t b, int64_t e) {
         sqrt_tile(sq, n);
         for (int64_t i = 0; i < n; i++) {
             float den = sq[i] + eps;
-            float pi = pt[i] + ns * mt[i] / den;
+            /* norm_grad = exp_avg / denom; p.add_(norm_grad, alpha=-step_size * scale) */
+            float pi = fmaf(mt[i] / den, ns, pt[i]);
             pt[i] = fmaf(pi, dsc, pi); /* p.add_(p, alpha=-lr*wd) after the step, as the code */
         }
     }

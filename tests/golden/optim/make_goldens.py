@@ -186,19 +186,21 @@ class SGDP:
 
 
 class SPAM:
-    """TianjinYellow/SPAM-Optimizer, dense (density 1). Defaults from its code/README:
-    DeltaT 500, threshold 5000, warmup_steps 150, grad_accu_steps 20, eps 1e-6. The official
-    source was not available offline; this follows REFERENCE.md and kozistr/pytorch_optimizer's
-    port of it (spam.py):
+    """TianjinYellow/SPAM-Optimizer, dense (density 1). Defaults from its code: DeltaT 500,
+    threshold 5000, warmup_steps 150, grad_accu_steps 20, eps 1e-6. Read in a mirror of the
+    official spam.py ("mirrored from the SPAM-Optimizer repository"), checked against
+    REFERENCE.md and kozistr/pytorch_optimizer's port:
     - the step counter (bias correction) is never reset; exp_avg/exp_avg_sq are zeroed on
       steps t with t % DeltaT == 0;
     - a gradient is clipped where g^2 > threshold * v (v before this step's update) to
       sign(g) sqrt(threshold v), only when t >= grad_accu and t % DeltaT >= grad_accu;
     - the step size is lr sqrt(bc2)/bc1 times scale = 1 - CosineDecay(0.99, W): the counter is
       set to 0 at the end of step t with (t+1) % DeltaT == 0 and starts at W+1; CosineDecay is
-      CosineAnnealingLR(T_max = W+1) stepped once per step (its chained form telescopes to
-      0.99 (1 + cos(pi (c+1)/(W+1)))/2 for c < W, 0 for c >= W);
-    - denominator sqrt(v) + eps; decoupled decay p += -lr wd p after the step."""
+      CosineAnnealingLR(T_max = W+1) stepped with the epoch argument, i.e. its closed form
+      0.99 (1 + cos(pi c/(W+1)))/2 for c < W, 0 for c >= W (kozistr's port steps it once more,
+      shifting the ramp by one step);
+    - norm_grad = m / (sqrt(v) + eps); p.add_(norm_grad, alpha=-step_size * scale);
+      decoupled decay p += -lr wd p after the step (only when wd > 0)."""
 
     def __init__(self, ps, lr, betas=(0.9, 0.999), eps=1e-6, wd=0.0, threshold=5000,
                  delta_t=500, warmup=150, grad_accu=20):
@@ -212,7 +214,7 @@ class SPAM:
     def death_rate(self, c):
         if c >= self.w:
             return 0.0
-        return 0.99 * (1 + math.cos(math.pi * (c + 1) / (self.w + 1))) / 2
+        return 0.99 * (1 + math.cos(math.pi * c / (self.w + 1))) / 2
 
     def step(self, t, grads):
         scale = 1.0 - self.death_rate(self.counter)
@@ -232,8 +234,10 @@ class SPAM:
             denom = v.sqrt().add_(self.eps)
             bc1, bc2 = 1 - self.b1 ** t, 1 - self.b2 ** t
             step_size = self.lr * math.sqrt(bc2) / bc1
-            p.addcdiv_(m, denom, value=-step_size * scale)
-            p.add_(p, alpha=-self.lr * self.wd)
+            norm_grad = m / denom
+            p.add_(norm_grad, alpha=-step_size * scale)
+            if self.wd > 0:
+                p.add_(p, alpha=-self.lr * self.wd)
         self.total += 1
         self.counter += 1
         if self.total != 0 and (self.total + 1) % self.dt == 0:
