@@ -109,7 +109,8 @@ pk_status teacher_ema_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_blo
                                   size_t s_base, pk_block *runs, int nseg, int64_t total,
                                   double m) {
     const char *who = "teacher_ema_segments_vk";
-    if (!ctx || !t || !s || !runs || nseg < 0 || total < 0 || total > (int64_t)UINT32_MAX)
+    if (!ctx || !t || !s || !runs || nseg < 0 || total < 0 || total > (int64_t)UINT32_MAX ||
+        t_base > UINT32_MAX || s_base > UINT32_MAX)
         return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
     PK_TRY(check_m(m, who));
     if (teacher_runs_words(nseg) * sizeof(uint32_t) > runs->size)
@@ -124,4 +125,32 @@ pk_status teacher_ema_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_blo
     vk_binding b[3] = {{t}, {s}, {runs}};
     return vkctx_dispatch(ctx, "teacher/ema:segments", 3, b, &pc, sizeof pc, groups_for(total), 1,
                           1);
+}
+
+pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_block *s0,
+                                   size_t s0_base, pk_block *s1, size_t s1_base, pk_block *runs,
+                                   int nseg, int64_t total, double m, double w0, double w1) {
+    const char *who = "teacher_ema2_segments_vk";
+    if (!ctx || !t || !s0 || !s1 || !runs || nseg < 0 || total < 0 || total > (int64_t)UINT32_MAX ||
+        t_base > UINT32_MAX || s0_base > UINT32_MAX || s1_base > UINT32_MAX)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    PK_TRY(check_m(m, who));
+    if (!(w0 + w1 + m > 1 - 1e-6 && w0 + w1 + m < 1 + 1e-6))
+        return pk_error(PK_ERR_INVALID,
+                        "%s: momentum %g plus source weights sum to %.9g, expected 1", who, m,
+                        m + w0 + w1);
+    if (teacher_runs_words(nseg) * sizeof(uint32_t) > runs->size)
+        return pk_error(PK_ERR_INVALID, "%s: run table of %d runs exceeds its block", who, nseg);
+    if (nseg == 0 || total == 0) return PK_OK;
+    pk_pc_ema pc = {.n = (uint32_t)total,
+                    .t_offset = (uint32_t)t_base,
+                    .s_offset = (uint32_t)s0_base,
+                    .s1_offset = (uint32_t)s1_base,
+                    .m = (float)m,
+                    .w0 = (float)w0,
+                    .w1 = (float)w1,
+                    .nseg = (uint32_t)nseg};
+    vk_binding b[4] = {{t}, {s0}, {s1}, {runs}};
+    return vkctx_dispatch(ctx, "teacher/ema:segments_multi", 4, b, &pc, sizeof pc,
+                          groups_for(total), 1, 1);
 }

@@ -33,4 +33,10 @@ pk_status teacher_runs_pack(const pk_teacher_segment *segs, int nseg, uint32_t *
 pk_status teacher_ema_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_block *s,
                                   size_t s_base, pk_block *runs, int nseg, int64_t total, double m);
 
+/* The two-source update (t = m t + w0 s0 + w1 s1) over a packed run table, one dispatch; both
+ * sources use the run's source offset, from their own bases s0_base and s1_base. */
+pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_block *s0,
+                                   size_t s0_base, pk_block *s1, size_t s1_base, pk_block *runs,
+                                   int nseg, int64_t total, double m, double w0, double w1);
+
 #endif

@@ -8,7 +8,7 @@ PK_PC_BEGIN(pk_pc_ema)
 PK_U32 n;         /* elements to update (SEGMENTS: total length of all runs) */
 PK_U32 t_offset;  /* teacher range start in binding 0 (SEGMENTS: base of dst offsets) */
 PK_U32 s_offset;  /* source 0 start in binding 1 (SEGMENTS: base of src offsets) */
-PK_U32 s1_offset; /* MULTI: source 1 start in binding 2 */
+PK_U32 s1_offset; /* MULTI: source 1 start (base of src offsets with SEGMENTS) in binding 2 */
 PK_F32 m;         /* momentum, as float */
 PK_F32 w0;        /* plain/SEGMENTS: lerp weight (float)(1 - m); MULTI: weight of source 0 */
 PK_F32 w1;        /* MULTI: weight of source 1 */
@@ -19,7 +19,7 @@ PK_PC_END(pk_pc_ema)
 _Static_assert(sizeof(pk_pc_ema) == 32, "pk_pc_ema layout");
 #endif
 
-/* SEGMENTS run table (binding 2, uint words, 5 per run, runs sorted by `start`):
+/* SEGMENTS run table (binding 2, or 3 with MULTI; uint words, 5 per run, sorted by `start`):
  * start (prefix sum of lengths), src offset, dst offset, length, flags (1: copy) */
 #define PK_EMA_RUN_WORDS 5
 #endif
