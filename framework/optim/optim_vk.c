@@ -3,8 +3,11 @@
 #include "optim/optim_vk.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "optim/adam_pc.h"
+#include "optim/adamp_pc.h"
 #include "optim/sgd_pc.h"
 #include "vk/vk.h"
 
@@ -131,4 +134,152 @@ pk_status optim_spam_step_vk(vkctx *ctx, const pk_spam_params *hp0, int64_t step
                       .threshold = clip ? (float)hp.threshold : INFINITY};
     vk_binding b[4] = {{param.block}, {grad.block}, {exp_avg.block}, {exp_avg_sq.block}};
     return vkctx_dispatch(ctx, "optim/spam", 4, b, &pc, sizeof pc, groups_for(n), 1, 1);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* AdamP / SGDP                                                                             */
+
+void optim_adamp_plan_free_vk(vkctx *ctx, pk_adamp_vk_plan *plan) {
+    if (!plan) return;
+    if (ctx) {
+        vkctx_block_free(ctx, &plan->rows);
+        vkctx_block_free(ctx, &plan->segs);
+        vkctx_block_free(ctx, &plan->scratch);
+    }
+    memset(plan, 0, sizeof *plan);
+}
+
+pk_status optim_adamp_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
+                              pk_adamp_vk_plan *out) {
+    const char *who = "optim_adamp_plan_vk";
+    if (!ctx || !out || nseg < 1 || !segs)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    memset(out, 0, sizeof *out);
+    int64_t nrows = 0, extent = 0;
+    for (int s = 0; s < nseg; s++) {
+        const pk_optim_segment *sg = &segs[s];
+        if (sg->offset < 0 || sg->rows < 1 || sg->cols < 1)
+            return pk_error(PK_ERR_INVALID, "%s: segment %d has rows %lld cols %lld", who, s,
+                            (long long)sg->rows, (long long)sg->cols);
+        nrows += sg->ndim >= 2 ? sg->rows : 1;
+        int64_t end = sg->offset + sg->rows * sg->cols;
+        extent = end > extent ? end : extent;
+    }
+    if (extent > (int64_t)UINT32_MAX || nrows > (int64_t)UINT32_MAX / 8)
+        return pk_error(PK_ERR_INVALID, "%s: layout too large for 32-bit offsets", who);
+    uint32_t *rows = malloc((size_t)nrows * 4 * sizeof *rows);
+    uint32_t *st = malloc((size_t)nseg * 4 * sizeof *st);
+    if (!rows || !st) {
+        free(rows);
+        free(st);
+        return pk_error(PK_ERR_NOMEM, "%s: no memory for %lld rows", who, (long long)nrows);
+    }
+    int64_t r = 0;
+    for (int s = 0; s < nseg; s++) {
+        const pk_optim_segment *sg = &segs[s];
+        int matrix = sg->ndim >= 2;
+        st[s * 4 + 0] = (uint32_t)r;
+        st[s * 4 + 1] = (uint32_t)(matrix ? sg->rows : 1);
+        st[s * 4 + 2] = (uint32_t)(matrix ? sg->cols : sg->rows * sg->cols);
+        st[s * 4 + 3] = (uint32_t)sg->ndim;
+        for (int64_t k = 0; k < (matrix ? sg->rows : 1); k++, r++) {
+            rows[r * 4 + 0] = (uint32_t)(sg->offset + k * sg->cols);
+            rows[r * 4 + 1] = (uint32_t)(matrix ? sg->cols : sg->rows * sg->cols);
+            rows[r * 4 + 2] = (uint32_t)s;
+            rows[r * 4 + 3] = matrix ? 0u : 1u;
+        }
+    }
+    out->nrows = (int)nrows;
+    out->nseg = nseg;
+    out->extent = extent;
+    size_t scratch = ((size_t)nrows * 6 + 2 * (size_t)nseg) * sizeof(float);
+    pk_status stt = vkctx_block_alloc(ctx, (size_t)nrows * 16, &out->rows);
+    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, (size_t)nseg * 16, &out->segs);
+    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, scratch, &out->scratch);
+    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->rows, 0, rows, (size_t)nrows * 16);
+    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->segs, 0, st, (size_t)nseg * 16);
+    free(rows);
+    free(st);
+    if (stt != PK_OK) optim_adamp_plan_free_vk(ctx, out);
+    return stt;
+}
+
+static pk_status adamp_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_adamp_params *hp0,
+                          int64_t step, pk_vk_range param, pk_vk_range grad, pk_vk_range m,
+                          pk_vk_range v, int sgdp, const char *who) {
+    if (!ctx || !plan || !plan->nseg || !hp0 || step < 1)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    pk_adamp_params hp = optim_adamp_defaults(*hp0);
+    if (sgdp && hp.momentum >= 1.0)
+        return pk_error(PK_ERR_INVALID, "%s: momentum %g must be < 1", who, hp.momentum);
+    pk_vk_range r[4] = {param, grad, m, v};
+    PK_TRY(check_ranges(plan->extent, r, sgdp ? 3 : 4, who));
+    double lr = hp.lr, wd = hp.weight_decay;
+    pk_pc_adamp pc = {.p_offset = (uint32_t)param.offset,
+                      .g_offset = (uint32_t)grad.offset,
+                      .m_offset = (uint32_t)m.offset,
+                      .v_offset = (uint32_t)(sgdp ? 0 : v.offset),
+                      .nrows = (uint32_t)plan->nrows,
+                      .nseg = (uint32_t)plan->nseg,
+                      .flags = (sgdp ? 1u : 0u) | (hp.nesterov ? 2u : 0u),
+                      .eps = (float)hp.eps,
+                      .delta = (float)hp.delta};
+    if (!sgdp) {
+        double bc1 = 1.0 - pow(hp.beta1, (double)step), bc2 = 1.0 - pow(hp.beta2, (double)step);
+        pc.b1 = (float)hp.beta1;
+        pc.omb1 = (float)(1.0 - hp.beta1);
+        pc.b2 = (float)hp.beta2;
+        pc.omb2 = (float)(1.0 - hp.beta2);
+        pc.bc2 = (float)sqrt(bc2);
+        pc.neg_step = (float)-(lr / bc1);
+        pc.dec_full = (float)(1.0 - lr * wd);
+        pc.dec_proj = (float)(1.0 - lr * wd * hp.wd_ratio);
+    } else {
+        pc.mom = (float)hp.momentum;
+        pc.omd = (float)(1.0 - hp.dampening);
+        pc.neg_step = (float)-lr;
+        pc.dec_full = (float)(1.0 - lr * wd / (1.0 - hp.momentum));
+        pc.dec_proj = (float)(1.0 - lr * wd * hp.wd_ratio / (1.0 - hp.momentum));
+        pc.bc2 = 1.0f;
+    }
+    if (wd <= 0) pc.dec_full = pc.dec_proj = 1.0f;
+    pk_block *vb = sgdp ? m.block : v.block; /* SGDP binds the buffer twice, reads neither as v */
+    vk_binding b[7] = {{param.block},
+                       {grad.block},
+                       {m.block},
+                       {vb},
+                       {(pk_block *)&plan->rows},
+                       {(pk_block *)&plan->segs},
+                       {(pk_block *)&plan->scratch}};
+    uint32_t rg = plan->nrows > 65535 ? 65535u : (uint32_t)plan->nrows;
+    PK_TRY(vkctx_dispatch(ctx, "optim/adamp", 7, b, &pc, sizeof pc, rg, 1, 1));
+    PK_TRY(vkctx_dispatch(ctx, "optim/adamp:decide", 7, b, &pc, sizeof pc,
+                          (uint32_t)((plan->nseg + 255) / 256), 1, 1));
+    return vkctx_dispatch(ctx, "optim/adamp:apply", 7, b, &pc, sizeof pc, rg, 1, 1);
+}
+
+pk_status optim_adamp_step_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_adamp_params *hp,
+                              int64_t step, pk_vk_range param, pk_vk_range grad,
+                              pk_vk_range exp_avg, pk_vk_range exp_avg_sq) {
+    return adamp_vk(ctx, plan, hp, step, param, grad, exp_avg, exp_avg_sq, 0,
+                    "optim_adamp_step_vk");
+}
+
+pk_status optim_sgdp_step_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_adamp_params *hp,
+                             int64_t step, pk_vk_range param, pk_vk_range grad, pk_vk_range buf) {
+    return adamp_vk(ctx, plan, hp, step, param, grad, buf, buf, 1, "optim_sgdp_step_vk");
+}
+
+pk_status optim_adamp_modes_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, int *modes) {
+    if (!ctx || !plan || !modes)
+        return pk_error(PK_ERR_INVALID, "optim_adamp_modes_vk: bad arguments");
+    float *f = malloc((size_t)plan->nseg * sizeof *f);
+    if (!f) return pk_error(PK_ERR_NOMEM, "optim_adamp_modes_vk: no memory");
+    size_t off = ((size_t)plan->nrows * 6 + (size_t)plan->nseg) * sizeof(float);
+    pk_status st =
+        vkctx_block_read(ctx, (pk_block *)&plan->scratch, off, f, (size_t)plan->nseg * sizeof *f);
+    for (int s = 0; st == PK_OK && s < plan->nseg; s++)
+        modes[s] = (int)f[s];
+    free(f);
+    return st;
 }

@@ -38,4 +38,31 @@ pk_status optim_spam_step_vk(vkctx *ctx, const pk_spam_params *hp, int64_t step,
                              pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
                              pk_vk_range exp_avg_sq);
 
+/* The device tables AdamP/SGDP need for one tensor layout (rows, tensors, scratch for the row
+ * statistics); build once per layout, reuse every step. */
+typedef struct pk_adamp_vk_plan {
+    pk_block rows, segs, scratch;
+    int nrows, nseg;
+    int64_t extent; /* elements the arrays must hold: max(offset + numel) */
+} pk_adamp_vk_plan;
+
+/* Builds and uploads the tables for `segs` (as the CPU optim_adamp_step takes them). */
+pk_status optim_adamp_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
+                              pk_adamp_vk_plan *out);
+
+/* Frees a plan's blocks; accepts a zeroed plan. */
+void optim_adamp_plan_free_vk(vkctx *ctx, pk_adamp_vk_plan *plan);
+
+/* AdamP step on the device: three dispatches (pass 1, decide, apply), no host round trip. */
+pk_status optim_adamp_step_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_adamp_params *hp,
+                              int64_t step, pk_vk_range param, pk_vk_range grad,
+                              pk_vk_range exp_avg, pk_vk_range exp_avg_sq);
+
+/* SGDP step on the device (buf: the momentum buffer). */
+pk_status optim_sgdp_step_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_adamp_params *hp,
+                             int64_t step, pk_vk_range param, pk_vk_range grad, pk_vk_range buf);
+
+/* Reads back the last step's projection mode per tensor (0 none, 1 per row, 2 whole). */
+pk_status optim_adamp_modes_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, int *modes);
+
 #endif
