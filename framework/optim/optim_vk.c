@@ -9,6 +9,7 @@
 #include "optim/adam_pc.h"
 #include "optim/adamp_pc.h"
 #include "optim/sgd_pc.h"
+#include "optim/sspam_pc.h"
 #include "vk/vk.h"
 
 /* groups of 256 invocations; the shaders loop with a grid stride past this cap */
@@ -282,4 +283,130 @@ pk_status optim_adamp_modes_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, int *mo
         modes[s] = (int)f[s];
     free(f);
     return st;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Stable-SPAM                                                                              */
+
+/* elements per chunk: one workgroup of 256 reduces it */
+#define SSPAM_VK_CHUNK 4096
+
+void optim_stable_spam_plan_free_vk(vkctx *ctx, pk_sspam_vk_plan *plan) {
+    if (!plan) return;
+    if (ctx) {
+        vkctx_block_free(ctx, &plan->chunks);
+        vkctx_block_free(ctx, &plan->segs);
+        vkctx_block_free(ctx, &plan->scratch);
+    }
+    memset(plan, 0, sizeof *plan);
+}
+
+pk_status optim_stable_spam_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
+                                    pk_sspam_vk_plan *out) {
+    const char *who = "optim_stable_spam_plan_vk";
+    if (!ctx || !out || nseg < 1 || !segs)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    memset(out, 0, sizeof *out);
+    int64_t nch = 0, extent = 0;
+    for (int s = 0; s < nseg; s++) {
+        const pk_optim_segment *sg = &segs[s];
+        if (sg->offset < 0 || sg->rows < 1 || sg->cols < 1)
+            return pk_error(PK_ERR_INVALID, "%s: segment %d has rows %lld cols %lld", who, s,
+                            (long long)sg->rows, (long long)sg->cols);
+        int64_t numel = sg->rows * sg->cols;
+        nch += (numel + SSPAM_VK_CHUNK - 1) / SSPAM_VK_CHUNK;
+        extent = sg->offset + numel > extent ? sg->offset + numel : extent;
+    }
+    if (extent > (int64_t)UINT32_MAX || nch > (int64_t)UINT32_MAX / 8)
+        return pk_error(PK_ERR_INVALID, "%s: layout too large for 32-bit offsets", who);
+    uint32_t *ch = malloc((size_t)nch * 4 * sizeof *ch);
+    uint32_t *st = malloc((size_t)nseg * 2 * sizeof *st);
+    if (!ch || !st) {
+        free(ch);
+        free(st);
+        return pk_error(PK_ERR_NOMEM, "%s: no memory for %lld chunks", who, (long long)nch);
+    }
+    int64_t c = 0;
+    for (int s = 0; s < nseg; s++) {
+        int64_t numel = segs[s].rows * segs[s].cols;
+        st[s * 2] = (uint32_t)c;
+        for (int64_t b = 0; b < numel; b += SSPAM_VK_CHUNK, c++) {
+            ch[c * 4 + 0] = (uint32_t)(segs[s].offset + b);
+            ch[c * 4 + 1] = (uint32_t)(numel - b < SSPAM_VK_CHUNK ? numel - b : SSPAM_VK_CHUNK);
+            ch[c * 4 + 2] = (uint32_t)s;
+            ch[c * 4 + 3] = 0;
+        }
+        st[s * 2 + 1] = (uint32_t)(c - st[s * 2]);
+    }
+    out->nchunks = (int)nch;
+    out->nseg = nseg;
+    out->extent = extent;
+    size_t scratch = ((size_t)nch + 5 * (size_t)nseg) * sizeof(float);
+    pk_status stt = vkctx_block_alloc(ctx, (size_t)nch * 16, &out->chunks);
+    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, (size_t)nseg * 8, &out->segs);
+    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, scratch, &out->scratch);
+    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->chunks, 0, ch, (size_t)nch * 16);
+    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->segs, 0, st, (size_t)nseg * 8);
+    free(ch);
+    free(st);
+    if (stt != PK_OK) optim_stable_spam_plan_free_vk(ctx, out);
+    return stt;
+}
+
+pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
+                                    const pk_stable_spam_params *hp0, int64_t step,
+                                    pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                                    pk_vk_range exp_avg_sq, pk_vk_range state) {
+    const char *who = "optim_stable_spam_step_vk";
+    if (!ctx || !plan || !plan->nseg || !hp0 || step < 1 || !state.block || state.offset != 0)
+        return pk_error(PK_ERR_INVALID,
+                        "%s: bad arguments (the state range must start its "
+                        "block)",
+                        who);
+    pk_stable_spam_params hp = optim_stable_spam_defaults(*hp0);
+    if (hp.delta_t < 1) return pk_error(PK_ERR_INVALID, "%s: delta_t %d", who, hp.delta_t);
+    pk_vk_range r[4] = {param, grad, exp_avg, exp_avg_sq};
+    PK_TRY(check_ranges(plan->extent, r, 4, who));
+    if ((size_t)plan->nseg * 3 * sizeof(float) > state.block->size)
+        return pk_error(PK_ERR_INVALID, "%s: state block holds fewer than %d tensors", who,
+                        plan->nseg);
+    /* the same step logic as optim_stable_spam_step */
+    int reset = step % hp.delta_t == 0;
+    int64_t astep = step < hp.delta_t ? step : step % hp.delta_t + 1;
+    double bc1 = 1.0 - pow(hp.beta1, (double)astep), bc2 = 1.0 - pow(hp.beta2, (double)astep);
+    pk_pc_sspam pc = {.p_offset = (uint32_t)param.offset,
+                      .g_offset = (uint32_t)grad.offset,
+                      .m_offset = (uint32_t)exp_avg.offset,
+                      .v_offset = (uint32_t)exp_avg_sq.offset,
+                      .nchunks = (uint32_t)plan->nchunks,
+                      .nseg = (uint32_t)plan->nseg,
+                      .keep = reset ? 0.0f : 1.0f,
+                      .omb1 = (float)(1.0 - hp.beta1),
+                      .b2 = (float)hp.beta2,
+                      .omb2 = (float)(1.0 - hp.beta2),
+                      .bc2 = (float)sqrt(bc2),
+                      .eps = (float)hp.eps,
+                      .neg_step = (float)-(hp.lr / bc1),
+                      .decay = (float)(1.0 - hp.weight_decay * hp.lr),
+                      .omg3 = (float)(1.0 - hp.gamma3),
+                      .theta_t = (float)(1.0 - pow(hp.gamma3, (double)step)),
+                      .omg1 = (float)(1.0 - hp.gamma1),
+                      .omg2 = (float)(1.0 - hp.gamma2),
+                      .m_bc = (float)(1.0 - pow(hp.gamma1, (double)step)),
+                      .v_bc = (float)(1.0 - pow(hp.gamma2, (double)step))};
+    vk_binding b[8] = {{param.block},
+                       {grad.block},
+                       {exp_avg.block},
+                       {exp_avg_sq.block},
+                       {(pk_block *)&plan->chunks},
+                       {(pk_block *)&plan->segs},
+                       {(pk_block *)&plan->scratch},
+                       {state.block}};
+    uint32_t cg = plan->nchunks > 65535 ? 65535u : (uint32_t)plan->nchunks;
+    uint32_t sg = (uint32_t)((plan->nseg + 255) / 256);
+    PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:max", 8, b, &pc, sizeof pc, cg, 1, 1));
+    PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:decide1", 8, b, &pc, sizeof pc, sg, 1, 1));
+    PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:sumsq", 8, b, &pc, sizeof pc, cg, 1, 1));
+    PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:decide2", 8, b, &pc, sizeof pc, sg, 1, 1));
+    return vkctx_dispatch(ctx, "optim/stable_spam", 8, b, &pc, sizeof pc, cg, 1, 1);
 }

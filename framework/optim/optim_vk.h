@@ -65,4 +65,26 @@ pk_status optim_sgdp_step_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_
 /* Reads back the last step's projection mode per tensor (0 none, 1 per row, 2 whole). */
 pk_status optim_adamp_modes_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, int *modes);
 
+/* The device tables Stable-SPAM needs for one tensor layout (element chunks, tensors,
+ * scratch for the per-tensor statistics); build once per layout. */
+typedef struct pk_sspam_vk_plan {
+    pk_block chunks, segs, scratch;
+    int nchunks, nseg;
+    int64_t extent;
+} pk_sspam_vk_plan;
+
+/* Builds and uploads the Stable-SPAM tables for `segs`. */
+pk_status optim_stable_spam_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
+                                    pk_sspam_vk_plan *out);
+
+/* Frees a plan's blocks; accepts a zeroed plan. */
+void optim_stable_spam_plan_free_vk(vkctx *ctx, pk_sspam_vk_plan *plan);
+
+/* Stable-SPAM step on the device: five dispatches, no host round trip. `state` holds one
+ * pk_stable_spam_tensor_state (3 floats) per tensor, zeroed before the first step. */
+pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
+                                    const pk_stable_spam_params *hp, int64_t step,
+                                    pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
+                                    pk_vk_range exp_avg_sq, pk_vk_range state);
+
 #endif
