@@ -14,15 +14,15 @@ typedef enum pk_backend { PK_BACKEND_CPU = 0, PK_BACKEND_VK = 1, PK_BACKEND_COUN
 /* What a device is and what it can do, read once when it is listed or opened. */
 typedef struct pk_device_info {
     pk_backend backend;
-    int index;          /* Vulkan physical-device index; -1 for the CPU backend */
-    char name[256];     /* e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "cpu (2 threads)" */
-    const char *type;   /* "discrete", "integrated", "virtual", "cpu" */
-    uint64_t memory;    /* bytes of device-local memory (host memory for the CPU backend) */
+    int index;        /* Vulkan physical-device index; -1 for the CPU backend */
+    char name[256];   /* e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "cpu (2 threads)" */
+    const char *type; /* "discrete", "integrated", "virtual", "cpu" */
+    uint64_t memory;  /* bytes of device-local memory (host memory for the CPU backend) */
     uint32_t subgroup_size;
-    bool float_atomics; /* shaderBufferFloat32AtomicAdd */
-    bool fp16;          /* shaderFloat16 */
+    bool float_atomics;                /* shaderBufferFloat32AtomicAdd */
+    bool fp16;                         /* shaderFloat16 */
     uint64_t max_storage_buffer_range; /* largest single binding (bytes) */
-    int threads;        /* CPU backend worker threads */
+    int threads;                       /* CPU backend worker threads */
 } pk_device_info;
 
 typedef struct pk_device pk_device;

@@ -52,6 +52,9 @@ void pk_arena_destroy(pk_arena *arena);
 /* Forgets every allocation (keeps the blocks): the step arena calls this each step. */
 void pk_arena_reset(pk_arena *arena);
 
+/* Makes the arena fill every new block with NaN (tests: outputs a kernel forgot show up). */
+void pk_arena_set_poison(pk_arena *arena, bool poison);
+
 /* Returns the arena's usage figures. */
 pk_arena_stats pk_arena_get_stats(const pk_arena *arena);
 

@@ -5,25 +5,25 @@
 #include "common/pc.h"
 
 PK_PC_BEGIN(pk_pc_adamp)
-PK_U32 p_offset;
-PK_U32 g_offset;
-PK_U32 m_offset; /* AdamP exp_avg, SGDP momentum buffer */
-PK_U32 v_offset; /* AdamP exp_avg_sq (SGDP: unused, bind any block) */
-PK_U32 nrows;    /* rows in the row table (0/1-D tensors count as one row each) */
-PK_U32 nseg;
-PK_U32 flags; /* 1: SGDP (else AdamP), 2: Nesterov */
-PK_F32 b1;
-PK_F32 omb1;
-PK_F32 b2;
-PK_F32 omb2;
-PK_F32 bc2; /* sqrt(1 - beta2^t) */
-PK_F32 eps;
-PK_F32 neg_step; /* AdamP: -lr / bc1; SGDP: -lr */
-PK_F32 mom;
-PK_F32 omd;      /* 1 - dampening */
-PK_F32 dec_full; /* 1 - lr wd (SGDP: / (1 - momentum)); 1 when wd = 0 */
-PK_F32 dec_proj; /* the same with wd * wd_ratio */
-PK_F32 delta;
+PC_U32 p_offset;
+PC_U32 g_offset;
+PC_U32 m_offset; /* AdamP exp_avg, SGDP momentum buffer */
+PC_U32 v_offset; /* AdamP exp_avg_sq (SGDP: unused, bind any block) */
+PC_U32 nrows;    /* rows in the row table (0/1-D tensors count as one row each) */
+PC_U32 nseg;
+PC_U32 flags; /* 1: SGDP (else AdamP), 2: Nesterov */
+PC_F32 b1;
+PC_F32 omb1;
+PC_F32 b2;
+PC_F32 omb2;
+PC_F32 bc2; /* sqrt(1 - beta2^t) */
+PC_F32 eps;
+PC_F32 neg_step; /* AdamP: -lr / bc1; SGDP: -lr */
+PC_F32 mom;
+PC_F32 omd;      /* 1 - dampening */
+PC_F32 dec_full; /* 1 - lr wd (SGDP: / (1 - momentum)); 1 when wd = 0 */
+PC_F32 dec_proj; /* the same with wd * wd_ratio */
+PC_F32 delta;
 PK_PC_END(pk_pc_adamp)
 
 #ifndef VULKAN

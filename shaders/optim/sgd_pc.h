@@ -7,15 +7,15 @@
 
 /* sgd.comp: bindings param, grad, momentum buffer */
 PK_PC_BEGIN(pk_pc_sgd)
-PK_U32 n;
-PK_U32 p_offset;
-PK_U32 g_offset;
-PK_U32 b_offset;
-PK_F32 neg_lr;
-PK_F32 wd; /* L2, added to the gradient */
-PK_F32 momentum;
-PK_F32 one_minus_damp;
-PK_U32 flags; /* 1: momentum on, 2: first step (buffer = d), 4: Nesterov */
+PC_U32 n;
+PC_U32 p_offset;
+PC_U32 g_offset;
+PC_U32 b_offset;
+PC_F32 neg_lr;
+PC_F32 wd; /* L2, added to the gradient */
+PC_F32 momentum;
+PC_F32 one_minus_damp;
+PC_U32 flags; /* 1: momentum on, 2: first step (buffer = d), 4: Nesterov */
 PK_PC_END(pk_pc_sgd)
 
 #ifndef VULKAN

@@ -5,14 +5,14 @@
 #include "common/pc.h"
 
 PK_PC_BEGIN(pk_pc_ema)
-PK_U32 n;         /* elements to update (SEGMENTS: total length of all runs) */
-PK_U32 t_offset;  /* teacher range start in binding 0 (SEGMENTS: base of dst offsets) */
-PK_U32 s_offset;  /* source 0 start in binding 1 (SEGMENTS: base of src offsets) */
-PK_U32 s1_offset; /* MULTI: source 1 start (base of src offsets with SEGMENTS) in binding 2 */
-PK_F32 m;         /* momentum, as float */
-PK_F32 w0;        /* plain/SEGMENTS: lerp weight (float)(1 - m); MULTI: weight of source 0 */
-PK_F32 w1;        /* MULTI: weight of source 1 */
-PK_U32 nseg;      /* SEGMENTS: number of runs in the table (binding 2) */
+PC_U32 n;         /* elements to update (SEGMENTS: total length of all runs) */
+PC_U32 t_offset;  /* teacher range start in binding 0 (SEGMENTS: base of dst offsets) */
+PC_U32 s_offset;  /* source 0 start in binding 1 (SEGMENTS: base of src offsets) */
+PC_U32 s1_offset; /* MULTI: source 1 start (base of src offsets with SEGMENTS) in binding 2 */
+PC_F32 m;         /* momentum, as float */
+PC_F32 w0;        /* plain/SEGMENTS: lerp weight (float)(1 - m); MULTI: weight of source 0 */
+PC_F32 w1;        /* MULTI: weight of source 1 */
+PC_U32 nseg;      /* SEGMENTS: number of runs in the table (binding 2) */
 PK_PC_END(pk_pc_ema)
 
 #ifndef VULKAN

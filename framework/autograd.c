@@ -1,0 +1,232 @@
+/* autograd.c - the training context, nodes, the tape and the backward walk. */
+#include "autograd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/threads.h"
+#include "ops/ops.h"
+
+#define NODES_PER_SLAB 512
+
+typedef struct pk_node_slab {
+    struct pk_node_slab *next;
+    int used;
+    pk_node items[NODES_PER_SLAB];
+} pk_node_slab;
+
+pk_status pk_ctx_create(const pk_ctx_options *opt, pk_ctx **out) {
+    pk_ctx_options o = opt ? *opt : (pk_ctx_options){0};
+    *out = NULL;
+    pk_ctx *c = calloc(1, sizeof *c);
+    if (!c) return pk_error(PK_ERR_NOMEM, "out of host memory creating a context");
+    pk_status s = pk_device_open(o.device, &c->dev);
+    if (s != PK_OK) {
+        free(c);
+        return s;
+    }
+    c->backend = pk_device_backend(c->dev);
+    c->vk = pk_device_impl(c->dev);
+    c->pool = pk_pool_create(o.threads);
+    c->grad_enabled = true;
+    c->training = true;
+    c->seed = o.seed;
+    c->poison = o.poison;
+    if (!c->pool || pk_arena_create(c->dev, "parameters", 0, &c->params) != PK_OK ||
+        pk_arena_create(c->dev, "gradients", 0, &c->grads) != PK_OK ||
+        pk_arena_create(c->dev, "optimizer state", 0, &c->state) != PK_OK ||
+        pk_arena_create(c->dev, "teachers", 0, &c->teachers) != PK_OK ||
+        pk_arena_create(c->dev, "activations", 0, &c->step) != PK_OK) {
+        s = c->pool ? PK_ERR_NOMEM : pk_error(PK_ERR_NOMEM, "cannot start worker threads");
+        pk_ctx_destroy(c);
+        return s;
+    }
+    pk_arena_set_poison(c->step, c->poison);
+    *out = c;
+    return PK_OK;
+}
+
+void pk_ctx_destroy(pk_ctx *c) {
+    if (!c) return;
+    if (c->dev) pk_device_sync(c->dev);
+    pk_arena_destroy(c->step);
+    pk_arena_destroy(c->teachers);
+    pk_arena_destroy(c->state);
+    pk_arena_destroy(c->grads);
+    pk_arena_destroy(c->params);
+    for (pk_node_slab *s = c->nodes; s;) {
+        pk_node_slab *n = s->next;
+        free(s);
+        s = n;
+    }
+    free(c->tape);
+    pk_pool_destroy(c->pool);
+    pk_device_close(c->dev);
+    free(c);
+}
+
+pk_pool *pk_ctx_pool(pk_ctx *c) { return c->pool; }
+
+pk_status pk_step_begin(pk_ctx *c) {
+    PK_TRY(pk_device_sync(c->dev));
+    c->tape_len = 0;
+    for (pk_node_slab *s = c->nodes; s; s = s->next)
+        s->used = 0;
+    pk_arena_reset(c->step);
+    if (c->poison) {
+        pk_block *b;
+        for (int i = 0; (b = pk_arena_block(c->step, i)) != NULL; i++) {
+            tensor whole = {.dtype = PK_F32,
+                            .ndim = 1,
+                            .shape = {(int64_t)(b->size / 4)},
+                            .strides = {1},
+                            .block = b,
+                            .arena = c->step};
+            PK_TRY(tensor_fill(&whole, NAN));
+        }
+    }
+    return PK_OK;
+}
+
+pk_node *pk_node_new(pk_ctx *c, pk_op op, tensor *const *in, int n_in, const void *params,
+                     size_t params_size) {
+    if (n_in > PK_MAX_IN || params_size > PK_PARAM_BYTES) {
+        pk_error(PK_ERR_INVALID, "op %s: too many inputs or parameters", pk_op_get(op)->name);
+        return NULL;
+    }
+    pk_node_slab *s = c->nodes;
+    while (s && s->used == NODES_PER_SLAB)
+        s = s->next;
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) {
+            pk_error(PK_ERR_NOMEM, "out of host memory for tape nodes");
+            return NULL;
+        }
+        s->next = c->nodes;
+        c->nodes = s;
+    }
+    pk_node *n = &s->items[s->used++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++)
+        n->in[i] = in[i];
+    if (params_size) memcpy(n->params, params, params_size);
+    return n;
+}
+
+/* Puts a node on the tape and marks its outputs as produced by it. */
+static pk_status tape_push(pk_ctx *c, pk_node *n) {
+    if (c->tape_len == c->tape_cap) {
+        int cap = c->tape_cap ? c->tape_cap * 2 : 1024;
+        pk_node **t = realloc(c->tape, sizeof *t * (size_t)cap);
+        if (!t) return pk_error(PK_ERR_NOMEM, "out of host memory for the tape");
+        c->tape = t;
+        c->tape_cap = cap;
+    }
+    c->tape[c->tape_len++] = n;
+    for (int i = 0; i < n->n_out; i++) {
+        n->out[i]->requires_grad = true;
+        n->out[i]->node = n;
+    }
+    return PK_OK;
+}
+
+static bool needs_tape(pk_ctx *c, const pk_node *n) {
+    if (!c->grad_enabled || !pk_op_get(n->op)->backward[c->backend]) return false;
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] && n->in[i]->requires_grad) return true;
+    return false;
+}
+
+pk_status pk_node_run(pk_ctx *c, pk_node *n) {
+    const pk_op_def *def = pk_op_get(n->op);
+    pk_kernel k = def->forward[c->backend];
+    if (!k)
+        return pk_error(PK_ERR_UNSUPPORTED, "op '%s' has no %s kernel", def->name,
+                        c->backend == PK_BACKEND_VK ? "Vulkan" : "CPU");
+    PK_TRY(k(c, n));
+    if (needs_tape(c, n)) PK_TRY(tape_push(c, n));
+    return PK_OK;
+}
+
+/* Records a node whose forward needs no kernel (views such as reshape). */
+pk_status pk_node_record(pk_ctx *c, pk_node *n) {
+    return needs_tape(c, n) ? tape_push(c, n) : PK_OK;
+}
+
+tensor *pk_param_new(pk_ctx *c, const char *name, int ndim, const int64_t *shape) {
+    tensor *t = tensor_new(c->params, PK_F32, ndim, shape);
+    if (!t) return NULL;
+    t->name = name;
+    t->requires_grad = true;
+    t->grad = tensor_new(c->grads, PK_F32, ndim, shape);
+    if (!t->grad || tensor_fill(t->grad, 0.0f) != PK_OK) return NULL;
+    return t;
+}
+
+pk_status pk_grad_ensure(pk_ctx *c, tensor *t) {
+    if (t->grad) return PK_OK;
+    t->grad = tensor_new(c->step, PK_F32, t->ndim, t->shape);
+    if (!t->grad) return PK_ERR_NOMEM;
+    return tensor_fill(t->grad, 0.0f);
+}
+
+pk_status pk_grad_zero(pk_ctx *c, tensor *param) {
+    (void)c;
+    return param->grad ? tensor_fill(param->grad, 0.0f) : PK_OK;
+}
+
+tensor *pk_detach(pk_ctx *c, tensor *t) {
+    if (!t) return NULL;
+    tensor *v = tensor_view(c->step, t, t->ndim, t->shape, t->strides, t->offset);
+    if (v) v->name = t->name;
+    return v;
+}
+
+bool pk_set_grad_enabled(pk_ctx *c, bool enabled) {
+    bool old = c->grad_enabled;
+    c->grad_enabled = enabled;
+    return old;
+}
+
+pk_status autograd_backward_from(pk_ctx *c, tensor *out, tensor *seed) {
+    if (!out || !seed) return pk_error(PK_ERR_INVALID, "backward from a NULL tensor");
+    if (!out->requires_grad)
+        return pk_error(PK_ERR_INVALID, "backward: the tensor does not depend on any parameter");
+    PK_TRY(pk_grad_ensure(c, out));
+    tensor *g = out->grad;
+    PK_TRY(pk_accumulate(c, g, seed));
+    bool old = pk_set_grad_enabled(c, false);
+    pk_status s = PK_OK;
+    for (int i = c->tape_len - 1; i >= 0 && s == PK_OK; i--) {
+        pk_node *n = c->tape[i];
+        bool any = false;
+        for (int j = 0; j < n->n_out; j++)
+            any |= n->out[j]->grad != NULL;
+        if (!any) continue;
+        for (int j = 0; j < n->n_out && s == PK_OK; j++)
+            s = pk_grad_ensure(c, n->out[j]);
+        for (int j = 0; j < n->n_in && s == PK_OK; j++)
+            if (n->in[j] && n->in[j]->requires_grad) s = pk_grad_ensure(c, n->in[j]);
+        if (s != PK_OK) break;
+        pk_kernel k = pk_op_get(n->op)->backward[c->backend];
+        s = k(c, n);
+    }
+    pk_set_grad_enabled(c, old);
+    return s;
+}
+
+pk_status autograd_backward(pk_ctx *c, tensor *loss) {
+    if (!loss)
+        return pk_error(PK_ERR_INVALID, "backward from a NULL loss (an op failed: %s)",
+                        polyak_error());
+    if (tensor_numel(loss) != 1)
+        return pk_error(PK_ERR_INVALID, "backward: the loss must have one element");
+    tensor *one = tensor_new(c->step, PK_F32, loss->ndim, loss->shape);
+    if (!one) return PK_ERR_NOMEM;
+    PK_TRY(tensor_fill(one, 1.0f));
+    return autograd_backward_from(c, loss, one);
+}

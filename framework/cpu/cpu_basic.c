@@ -1,0 +1,523 @@
+/* cpu_basic.c - CPU kernels of fill, accumulate, strided copy, broadcasting binary ops, unary
+ * ops, axis reductions, matmul and linear. Matmul and linear go through OpenBLAS. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "cpu_util.h"
+
+/* ---- fill / accum ---- */
+
+typedef struct {
+    float *x;
+    const float *y;
+    float v;
+} fill_job;
+
+static void fill_range(void *arg, int64_t b, int64_t e) {
+    fill_job *j = arg;
+    for (int64_t i = b; i < e; i++)
+        j->x[i] = j->v;
+}
+
+pk_status cpu_fill_forward(pk_ctx *c, pk_node *n) {
+    fill_job j = {.x = cpu_f32(n->out[0]), .v = PK_PARAMS(n, pk_unary_params)->beta};
+    pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 16, fill_range, &j);
+    return PK_OK;
+}
+
+static void accum_range(void *arg, int64_t b, int64_t e) {
+    fill_job *j = arg;
+    float *restrict x = j->x;
+    const float *restrict y = j->y;
+    for (int64_t i = b; i < e; i++)
+        x[i] += y[i];
+}
+
+pk_status cpu_accum_forward(pk_ctx *c, pk_node *n) {
+    fill_job j = {.x = cpu_f32(n->out[0]), .y = cpu_f32(n->in[0])};
+    pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 16, accum_range, &j);
+    return PK_OK;
+}
+
+/* Backward of a reshape view: in.grad += out.grad, elementwise over the same numel. */
+pk_status cpu_accum_backward(pk_ctx *c, pk_node *n) {
+    if (!cpu_wants_grad(n, 0)) return PK_OK;
+    fill_job j = {.x = cpu_f32(n->in[0]->grad), .y = cpu_f32(n->out[0]->grad)};
+    pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 16, accum_range, &j);
+    return PK_OK;
+}
+
+/* ---- strided copy ---- */
+
+typedef struct {
+    const pk_copy_params *p;
+    char *src; /* element 0 of the strided view */
+    char *dst; /* contiguous */
+    size_t esize;
+    int backward; /* 1: src[view] += dst (f32 only) */
+} copy_job;
+
+static void copy_range(void *arg, int64_t b, int64_t e) {
+    copy_job *j = arg;
+    const pk_copy_params *p = j->p;
+    int nd = p->ndim;
+    int64_t inner = nd ? p->shape[nd - 1] : 1, istride = nd ? p->strides[nd - 1] : 1;
+    /* b, e index rows of the innermost axis */
+    for (int64_t row = b; row < e; row++) {
+        int64_t rem = row, off = 0;
+        for (int d = nd - 2; d >= 0; d--) {
+            off += (rem % p->shape[d]) * p->strides[d];
+            rem /= p->shape[d];
+        }
+        if (j->backward) {
+            float *s = (float *)j->src + off;
+            const float *g = (const float *)j->dst + row * inner;
+            for (int64_t i = 0; i < inner; i++)
+                s[i * istride] += g[i];
+        } else if (j->esize == 4) {
+            const uint32_t *s = (const uint32_t *)j->src + off;
+            uint32_t *o = (uint32_t *)j->dst + row * inner;
+            for (int64_t i = 0; i < inner; i++)
+                o[i] = s[i * istride];
+        } else {
+            const uint8_t *s = (const uint8_t *)j->src + off;
+            uint8_t *o = (uint8_t *)j->dst + row * inner;
+            for (int64_t i = 0; i < inner; i++)
+                o[i] = s[i * istride];
+        }
+    }
+}
+
+static int64_t copy_rows(const pk_copy_params *p) {
+    int64_t rows = 1;
+    for (int d = 0; d < p->ndim - 1; d++)
+        rows *= p->shape[d];
+    return rows;
+}
+
+pk_status cpu_copy_forward(pk_ctx *c, pk_node *n) {
+    const pk_copy_params *p = PK_PARAMS(n, pk_copy_params);
+    tensor *in = n->in[0], *out = n->out[0];
+    size_t es = pk_dtype_size(in->dtype);
+    copy_job j = {.p = p,
+                  .src = (char *)in->block->host + (size_t)(in->offset + p->offset) * es,
+                  .dst = (char *)tensor_host(out),
+                  .esize = es};
+    pk_parallel_for(c->pool, copy_rows(p), 64, copy_range, &j);
+    return PK_OK;
+}
+
+pk_status cpu_copy_backward(pk_ctx *c, pk_node *n) {
+    if (!cpu_wants_grad(n, 0)) return PK_OK;
+    const pk_copy_params *p = PK_PARAMS(n, pk_copy_params);
+    copy_job j = {.p = p,
+                  .src = (char *)(cpu_f32(n->in[0]->grad) + p->offset),
+                  .dst = (char *)cpu_f32(n->out[0]->grad),
+                  .esize = 4,
+                  .backward = 1};
+    /* rows of a permutation or slice never overlap, so threads may split them */
+    pk_parallel_for(c->pool, copy_rows(p), 64, copy_range, &j);
+    return PK_OK;
+}
+
+/* ---- binary ---- */
+
+typedef struct {
+    const pk_binary_params *p;
+    const float *a, *b, *g;
+    float *out, *ga, *gb;
+} binary_job;
+
+/* Offsets into a and b of the first element of output row `row` (innermost axis rows). */
+static void binary_row_offsets(const pk_binary_params *p, int64_t row, int64_t *oa, int64_t *ob) {
+    int64_t ia = 0, ib = 0;
+    for (int d = p->ndim - 2; d >= 0; d--) {
+        int64_t k = row % p->shape[d];
+        row /= p->shape[d];
+        ia += k * p->a_strides[d];
+        ib += k * p->b_strides[d];
+    }
+    *oa = ia;
+    *ob = ib;
+}
+
+static inline float binary_apply(int kind, float a, float b) {
+    switch (kind) {
+    case PK_ADD: return a + b;
+    case PK_SUB: return a - b;
+    case PK_MUL: return a * b;
+    default: return a / b;
+    }
+}
+
+static void binary_fwd_range(void *arg, int64_t rb, int64_t re) {
+    binary_job *j = arg;
+    const pk_binary_params *p = j->p;
+    int nd = p->ndim;
+    int64_t inner = nd ? p->shape[nd - 1] : 1;
+    int64_t sa = nd ? p->a_strides[nd - 1] : 0, sb = nd ? p->b_strides[nd - 1] : 0;
+    for (int64_t row = rb; row < re; row++) {
+        int64_t oa, ob;
+        binary_row_offsets(p, row, &oa, &ob);
+        const float *a = j->a + oa, *b = j->b + ob;
+        float *o = j->out + row * inner;
+        if (sa == 1 && sb == 1) {
+            switch (p->kind) {
+            case PK_ADD:
+                for (int64_t i = 0; i < inner; i++)
+                    o[i] = a[i] + b[i];
+                break;
+            case PK_SUB:
+                for (int64_t i = 0; i < inner; i++)
+                    o[i] = a[i] - b[i];
+                break;
+            case PK_MUL:
+                for (int64_t i = 0; i < inner; i++)
+                    o[i] = a[i] * b[i];
+                break;
+            default:
+                for (int64_t i = 0; i < inner; i++)
+                    o[i] = a[i] / b[i];
+            }
+        } else {
+            for (int64_t i = 0; i < inner; i++)
+                o[i] = binary_apply(p->kind, a[i * sa], b[i * sb]);
+        }
+    }
+}
+
+static int64_t binary_rows(const pk_binary_params *p) {
+    int64_t rows = 1;
+    for (int d = 0; d < p->ndim - 1; d++)
+        rows *= p->shape[d];
+    return rows;
+}
+
+pk_status cpu_binary_forward(pk_ctx *c, pk_node *n) {
+    binary_job j = {.p = PK_PARAMS(n, pk_binary_params),
+                    .a = cpu_f32(n->in[0]),
+                    .b = cpu_f32(n->in[1]),
+                    .out = cpu_f32(n->out[0])};
+    int64_t inner = j.p->ndim ? j.p->shape[j.p->ndim - 1] : 1;
+    pk_parallel_for(c->pool, binary_rows(j.p), 1 + (1 << 14) / (inner ? inner : 1),
+                    binary_fwd_range, &j);
+    return PK_OK;
+}
+
+/* Gradient of one operand: which = 0 for a, 1 for b. Serial over rows when that operand is
+ * broadcast (several output rows add into the same elements), parallel otherwise. */
+typedef struct {
+    binary_job *j;
+    int which;
+} binary_grad_job;
+
+static void binary_bwd_range(void *arg, int64_t rb, int64_t re) {
+    binary_grad_job *bj = arg;
+    binary_job *j = bj->j;
+    const pk_binary_params *p = j->p;
+    int nd = p->ndim;
+    int64_t inner = nd ? p->shape[nd - 1] : 1;
+    int64_t sa = nd ? p->a_strides[nd - 1] : 0, sb = nd ? p->b_strides[nd - 1] : 0;
+    for (int64_t row = rb; row < re; row++) {
+        int64_t oa, ob;
+        binary_row_offsets(p, row, &oa, &ob);
+        const float *a = j->a + oa, *b = j->b + ob, *g = j->g + row * inner;
+        if (bj->which == 0) {
+            float *ga = j->ga + oa;
+            for (int64_t i = 0; i < inner; i++) {
+                float d = p->kind == PK_MUL   ? b[i * sb]
+                          : p->kind == PK_DIV ? 1.0f / b[i * sb]
+                                              : 1.0f;
+                ga[i * sa] += g[i] * d;
+            }
+        } else {
+            float *gb = j->gb + ob;
+            for (int64_t i = 0; i < inner; i++) {
+                float bv = b[i * sb], d;
+                switch (p->kind) {
+                case PK_ADD: d = 1.0f; break;
+                case PK_SUB: d = -1.0f; break;
+                case PK_MUL: d = a[i * sa]; break;
+                default: d = -a[i * sa] / (bv * bv);
+                }
+                gb[i * sb] += g[i] * d;
+            }
+        }
+    }
+}
+
+static bool operand_full(const pk_binary_params *p, const int64_t *strides) {
+    for (int d = 0; d < p->ndim; d++)
+        if (strides[d] == 0 && p->shape[d] != 1) return false;
+    return true;
+}
+
+pk_status cpu_binary_backward(pk_ctx *c, pk_node *n) {
+    binary_job j = {.p = PK_PARAMS(n, pk_binary_params),
+                    .a = cpu_f32(n->in[0]),
+                    .b = cpu_f32(n->in[1]),
+                    .g = cpu_f32(n->out[0]->grad)};
+    int64_t rows = binary_rows(j.p);
+    for (int which = 0; which < 2; which++) {
+        if (!cpu_wants_grad(n, which)) continue;
+        if (which == 0)
+            j.ga = cpu_f32(n->in[0]->grad);
+        else
+            j.gb = cpu_f32(n->in[1]->grad);
+        binary_grad_job bj = {&j, which};
+        bool full = operand_full(j.p, which ? j.p->b_strides : j.p->a_strides);
+        if (full)
+            pk_parallel_for(c->pool, rows, 16, binary_bwd_range, &bj);
+        else
+            binary_bwd_range(&bj, 0, rows);
+    }
+    return PK_OK;
+}
+
+/* ---- unary ---- */
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+
+static inline float unary_f(int kind, float x, float alpha, float beta) {
+    switch (kind) {
+    case PK_AFFINE: return alpha * x + beta;
+    case PK_EXP: return expf(x);
+    case PK_LOG: return logf(x);
+    case PK_SQRT: return sqrtf(x);
+    case PK_RELU: return x > 0.0f ? x : 0.0f;
+    case PK_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
+    case PK_GELU_ERF: return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case PK_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    case PK_TANH: return tanhf(x);
+    case PK_SQUARE: return x * x;
+    default: return fabsf(x);
+    }
+}
+
+/* d f / d x at x (y = f(x) given where that is cheaper). */
+static inline float unary_df(int kind, float x, float y, float alpha) {
+    switch (kind) {
+    case PK_AFFINE: return alpha;
+    case PK_EXP: return y;
+    case PK_LOG: return 1.0f / x;
+    case PK_SQRT: return 0.5f / y;
+    case PK_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case PK_GELU_TANH: {
+        float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
+        float t = tanhf(u);
+        float du = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+        return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+    }
+    case PK_GELU_ERF:
+        return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) +
+               x * 0.3989422804014327f * expf(-0.5f * x * x);
+    case PK_SIGMOID: return y * (1.0f - y);
+    case PK_TANH: return 1.0f - y * y;
+    case PK_SQUARE: return 2.0f * x;
+    default: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f;
+    }
+}
+
+typedef struct {
+    const pk_unary_params *p;
+    const float *x, *y, *g;
+    float *out;
+} unary_job;
+
+static void unary_fwd_range(void *arg, int64_t b, int64_t e) {
+    unary_job *j = arg;
+    int kind = j->p->kind;
+    float al = j->p->alpha, be = j->p->beta;
+    const float *restrict x = j->x;
+    float *restrict o = j->out;
+    if (kind == PK_AFFINE) {
+        for (int64_t i = b; i < e; i++)
+            o[i] = al * x[i] + be;
+    } else if (kind == PK_RELU) {
+        for (int64_t i = b; i < e; i++)
+            o[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    } else {
+        for (int64_t i = b; i < e; i++)
+            o[i] = unary_f(kind, x[i], al, be);
+    }
+}
+
+static void unary_bwd_range(void *arg, int64_t b, int64_t e) {
+    unary_job *j = arg;
+    int kind = j->p->kind;
+    float al = j->p->alpha;
+    for (int64_t i = b; i < e; i++)
+        j->out[i] += j->g[i] * unary_df(kind, j->x[i], j->y[i], al);
+}
+
+pk_status cpu_unary_forward(pk_ctx *c, pk_node *n) {
+    unary_job j = {
+        .p = PK_PARAMS(n, pk_unary_params), .x = cpu_f32(n->in[0]), .out = cpu_f32(n->out[0])};
+    pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 14, unary_fwd_range, &j);
+    return PK_OK;
+}
+
+pk_status cpu_unary_backward(pk_ctx *c, pk_node *n) {
+    if (!cpu_wants_grad(n, 0)) return PK_OK;
+    unary_job j = {.p = PK_PARAMS(n, pk_unary_params),
+                   .x = cpu_f32(n->in[0]),
+                   .y = cpu_f32(n->out[0]),
+                   .g = cpu_f32(n->out[0]->grad),
+                   .out = cpu_f32(n->in[0]->grad)};
+    pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 13, unary_bwd_range, &j);
+    return PK_OK;
+}
+
+/* ---- reductions over the middle axis of (outer, r, inner) ---- */
+
+typedef struct {
+    const pk_reduce_params *p;
+    const float *x, *g;
+    float *out;
+    int32_t *arg;
+} reduce_job;
+
+static void reduce_fwd_range(void *arg, int64_t b, int64_t e) {
+    reduce_job *j = arg;
+    const pk_reduce_params *p = j->p;
+    for (int64_t oi = b; oi < e; oi++) {
+        int64_t o = oi / p->inner, i = oi % p->inner;
+        const float *x = j->x + o * p->r * p->inner + i;
+        if (p->kind == PK_MAX) {
+            float m = x[0];
+            int32_t am = 0;
+            for (int64_t k = 1; k < p->r; k++)
+                if (x[k * p->inner] > m) m = x[k * p->inner], am = (int32_t)k;
+            j->out[oi] = m;
+            j->arg[oi] = am;
+        } else {
+            double s = 0.0; /* double: long sums (global pooling, losses) stay exact */
+            for (int64_t k = 0; k < p->r; k++)
+                s += x[k * p->inner];
+            j->out[oi] = (float)(p->kind == PK_MEAN ? s / (double)p->r : s);
+        }
+    }
+}
+
+static void reduce_bwd_range(void *arg, int64_t b, int64_t e) {
+    reduce_job *j = arg;
+    const pk_reduce_params *p = j->p;
+    for (int64_t oi = b; oi < e; oi++) {
+        int64_t o = oi / p->inner, i = oi % p->inner;
+        float *gx = j->out + o * p->r * p->inner + i;
+        float g = j->g[oi];
+        if (p->kind == PK_MAX) {
+            gx[(int64_t)j->arg[oi] * p->inner] += g;
+        } else {
+            if (p->kind == PK_MEAN) g /= (float)p->r;
+            for (int64_t k = 0; k < p->r; k++)
+                gx[k * p->inner] += g;
+        }
+    }
+}
+
+pk_status cpu_reduce_forward(pk_ctx *c, pk_node *n) {
+    reduce_job j = {.p = PK_PARAMS(n, pk_reduce_params),
+                    .x = cpu_f32(n->in[0]),
+                    .out = cpu_f32(n->out[0]),
+                    .arg = n->saved[0] ? cpu_i32(n->saved[0]) : NULL};
+    pk_parallel_for(c->pool, j.p->outer * j.p->inner, 1 + (1 << 14) / j.p->r, reduce_fwd_range, &j);
+    return PK_OK;
+}
+
+pk_status cpu_reduce_backward(pk_ctx *c, pk_node *n) {
+    if (!cpu_wants_grad(n, 0)) return PK_OK;
+    reduce_job j = {.p = PK_PARAMS(n, pk_reduce_params),
+                    .g = cpu_f32(n->out[0]->grad),
+                    .out = cpu_f32(n->in[0]->grad),
+                    .arg = n->saved[0] ? cpu_i32(n->saved[0]) : NULL};
+    pk_parallel_for(c->pool, j.p->outer * j.p->inner, 1 + (1 << 14) / j.p->r, reduce_bwd_range, &j);
+    return PK_OK;
+}
+
+/* ---- matmul ---- */
+
+pk_status cpu_matmul_forward(pk_ctx *c, pk_node *n) {
+    const pk_matmul_params *p = PK_PARAMS(n, pk_matmul_params);
+    const float *a = cpu_f32(n->in[0]), *b = cpu_f32(n->in[1]);
+    float *o = cpu_f32(n->out[0]);
+    int lda = (int)(p->trans_a ? p->m : p->k), ldb = (int)(p->trans_b ? p->k : p->n);
+    for (int64_t i = 0; i < p->batch; i++)
+        cblas_sgemm(CblasRowMajor, p->trans_a ? CblasTrans : CblasNoTrans,
+                    p->trans_b ? CblasTrans : CblasNoTrans, (int)p->m, (int)p->n, (int)p->k, 1.0f,
+                    a + (p->a_batched ? i * p->m * p->k : 0), lda,
+                    b + (p->b_batched ? i * p->k * p->n : 0), ldb, 0.0f, o + i * p->m * p->n,
+                    (int)p->n);
+    return PK_OK;
+}
+
+pk_status cpu_matmul_backward(pk_ctx *c, pk_node *n) {
+    const pk_matmul_params *p = PK_PARAMS(n, pk_matmul_params);
+    const float *a = cpu_f32(n->in[0]), *b = cpu_f32(n->in[1]), *g = cpu_f32(n->out[0]->grad);
+    int M = (int)p->m, N = (int)p->n, K = (int)p->k;
+    int lda = p->trans_a ? M : K, ldb = p->trans_b ? K : N;
+    for (int64_t i = 0; i < p->batch; i++) {
+        const float *ai = a + (p->a_batched ? i * p->m * p->k : 0);
+        const float *bi = b + (p->b_batched ? i * p->k * p->n : 0);
+        const float *gi = g + i * p->m * p->n;
+        if (cpu_wants_grad(n, 0)) {
+            float *ga = cpu_f32(n->in[0]->grad) + (p->a_batched ? i * p->m * p->k : 0);
+            if (!p->trans_a) /* dA (M,K) += dC (M,N) B'^T */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, p->trans_b ? CblasNoTrans : CblasTrans, M,
+                            K, N, 1.0f, gi, N, bi, ldb, 1.0f, ga, K);
+            else /* dA (K,M) += B' (K,N) dC^T */
+                cblas_sgemm(CblasRowMajor, p->trans_b ? CblasTrans : CblasNoTrans, CblasTrans, K, M,
+                            N, 1.0f, bi, ldb, gi, N, 1.0f, ga, M);
+        }
+        if (cpu_wants_grad(n, 1)) {
+            float *gb = cpu_f32(n->in[1]->grad) + (p->b_batched ? i * p->k * p->n : 0);
+            if (!p->trans_b) /* dB (K,N) += A'^T (K,M) dC */
+                cblas_sgemm(CblasRowMajor, p->trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, K,
+                            N, M, 1.0f, ai, lda, gi, N, 1.0f, gb, N);
+            else /* dB (N,K) += dC^T (N,M) A' */
+                cblas_sgemm(CblasRowMajor, CblasTrans, p->trans_a ? CblasTrans : CblasNoTrans, N, K,
+                            M, 1.0f, gi, N, ai, lda, 1.0f, gb, K);
+        }
+    }
+    return PK_OK;
+}
+
+/* ---- linear ---- */
+
+pk_status cpu_linear_forward(pk_ctx *c, pk_node *n) {
+    const pk_linear_params *p = PK_PARAMS(n, pk_linear_params);
+    const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]);
+    float *y = cpu_f32(n->out[0]);
+    int nr = (int)p->rows, ni = (int)p->in, no = (int)p->out;
+    float beta = 0.0f;
+    if (n->n_in > 2 && n->in[2]) {
+        const float *b = cpu_f32(n->in[2]);
+        for (int r = 0; r < nr; r++)
+            memcpy(y + (int64_t)r * no, b, sizeof(float) * (size_t)no);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, no, ni, 1.0f, x, ni, w, ni, beta, y,
+                no);
+    return PK_OK;
+}
+
+pk_status cpu_linear_backward(pk_ctx *c, pk_node *n) {
+    const pk_linear_params *p = PK_PARAMS(n, pk_linear_params);
+    const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]), *g = cpu_f32(n->out[0]->grad);
+    int nr = (int)p->rows, ni = (int)p->in, no = (int)p->out;
+    if (cpu_wants_grad(n, 0)) /* dx (nr,ni) += dy (nr,no) W (no,ni) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, ni, no, 1.0f, g, no, w, ni, 1.0f,
+                    cpu_f32(n->in[0]->grad), ni);
+    if (cpu_wants_grad(n, 1)) /* dW (no,ni) += dy^T (no,nr) x (nr,ni) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, nr, 1.0f, g, no, x, ni, 1.0f,
+                    cpu_f32(n->in[1]->grad), ni);
+    if (cpu_wants_grad(n, 2)) {
+        float *gb = cpu_f32(n->in[2]->grad);
+        for (int r = 0; r < nr; r++)
+            for (int o = 0; o < no; o++)
+                gb[o] += g[(int64_t)r * no + o];
+    }
+    return PK_OK;
+}

@@ -1,0 +1,24 @@
+/* cpu_util.h - small helpers shared by the CPU backend's kernels. */
+#ifndef POLYAK_CPU_UTIL_H
+#define POLYAK_CPU_UTIL_H
+#include "backend.h"
+#include "cpu/threads.h"
+#include "ops/ops.h"
+
+/* The f32 elements of a CPU tensor (block host pointer + offset). */
+static inline float *cpu_f32(const tensor *t) { return (float *)t->block->host + t->offset; }
+
+/* The i32 elements of a CPU tensor. */
+static inline int32_t *cpu_i32(const tensor *t) { return (int32_t *)t->block->host + t->offset; }
+
+/* True when input i exists and wants a gradient. */
+static inline bool cpu_wants_grad(const pk_node *n, int i) {
+    return i < n->n_in && n->in[i] && n->in[i]->requires_grad && n->in[i]->grad;
+}
+
+/* Runs fn over [0, n) on the context's pool. */
+static inline void cpu_for(pk_ctx *c, int64_t n, int64_t grain, pk_range_fn fn, void *arg) {
+    pk_parallel_for(c->pool, n, grain, fn, arg);
+}
+
+#endif

@@ -1,0 +1,185 @@
+/* device.c - device listing and choice, and the block-memory calls both backends answer.
+ * The CPU backend's blocks are aligned host allocations; Vulkan blocks come from vkctx.
+ * POLYAK_DEVICE, POLYAK_VALIDATE and POLYAK_PROFILE are read here and nowhere else. */
+#define _GNU_SOURCE /* strcasestr */
+#include "device.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "cpu/threads.h"
+#include "vk/vk.h"
+
+struct pk_device {
+    pk_device_info info;
+    vkctx *vk;
+};
+
+static void cpu_info(pk_device_info *d) {
+    memset(d, 0, sizeof *d);
+    d->backend = PK_BACKEND_CPU;
+    d->index = -1;
+    d->type = "cpu";
+    const char *env = getenv("POLYAK_THREADS");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    d->threads = env && atoi(env) > 0 ? atoi(env) : (int)(cores > 0 ? cores : 1);
+    snprintf(d->name, sizeof d->name, "cpu (%d threads, OpenBLAS)", d->threads);
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    d->memory = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+    d->subgroup_size = 1;
+    d->max_storage_buffer_range = UINT64_MAX;
+}
+
+pk_status pk_device_list(pk_device_info *out, int max, int *count) {
+    int nvk = 0;
+    PK_TRY(vkctx_enumerate(out, max, &nvk));
+    if (out && nvk < max) cpu_info(&out[nvk]);
+    *count = nvk + 1;
+    return PK_OK;
+}
+
+/* Rank of a Vulkan device type for the default choice (lower is better). */
+static int type_rank(const char *type) {
+    if (strcmp(type, "discrete") == 0) return 0;
+    if (strcmp(type, "integrated") == 0) return 1;
+    if (strcmp(type, "virtual") == 0) return 2;
+    if (strcmp(type, "cpu") == 0) return 3;
+    return 4;
+}
+
+static bool env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static pk_status open_vk(const pk_device_info *info, pk_device **out) {
+    pk_device *d = calloc(1, sizeof *d);
+    if (!d) return pk_error(PK_ERR_NOMEM, "out of host memory opening a device");
+    vkctx_options opt = {.validate = env_flag("POLYAK_VALIDATE"),
+                         .profile = env_flag("POLYAK_PROFILE")};
+    pk_status s = vkctx_create(info->index, &opt, &d->vk);
+    if (s != PK_OK) {
+        free(d);
+        return s;
+    }
+    d->info = *vkctx_info(d->vk);
+    *out = d;
+    return PK_OK;
+}
+
+pk_status pk_device_open(const char *spec, pk_device **out) {
+    *out = NULL;
+    if (!spec || !*spec) spec = getenv("POLYAK_DEVICE");
+    if (!spec || !*spec) spec = "auto";
+    if (strcmp(spec, "cpu") == 0) {
+        pk_device *d = calloc(1, sizeof *d);
+        if (!d) return pk_error(PK_ERR_NOMEM, "out of host memory opening a device");
+        cpu_info(&d->info);
+        *out = d;
+        return PK_OK;
+    }
+    bool want_vk = strncmp(spec, "vk", 2) == 0;
+    if (!want_vk && strcmp(spec, "auto") != 0)
+        return pk_error(PK_ERR_INVALID, "device '%s': expected cpu, vk, vk:N or vk:NAME-SUBSTRING",
+                        spec);
+    pk_device_info devs[16];
+    int n = 0;
+    PK_TRY(vkctx_enumerate(devs, 16, &n));
+    if (n > 16) n = 16;
+    int pick = -1;
+    if (strcmp(spec, "auto") == 0 || strcmp(spec, "vk") == 0) {
+        /* discrete > integrated > virtual > cpu-type Vulkan; the CPU backend beats a CPU-type
+         * Vulkan driver for `auto` (lavapipe is far slower than OpenBLAS, see DESIGN.md) */
+        for (int i = 0; i < n; i++)
+            if (pick < 0 || type_rank(devs[i].type) < type_rank(devs[pick].type)) pick = i;
+        if (strcmp(spec, "auto") == 0 && (pick < 0 || type_rank(devs[pick].type) >= 3))
+            return pk_device_open("cpu", out);
+    } else if (spec[2] == ':' && spec[3]) {
+        char *end = NULL;
+        long idx = strtol(spec + 3, &end, 10);
+        if (end && *end == '\0') {
+            if (idx >= 0 && idx < n) pick = (int)idx;
+        } else {
+            for (int i = 0; i < n && pick < 0; i++)
+                if (strcasestr(devs[i].name, spec + 3)) pick = i;
+        }
+    } else if (spec[2] != '\0') {
+        return pk_error(PK_ERR_INVALID, "device '%s': expected cpu, vk, vk:N or vk:NAME-SUBSTRING",
+                        spec);
+    }
+    if (pick < 0) {
+        char list[1024] = "";
+        for (int i = 0; i < n; i++) {
+            char item[300];
+            snprintf(item, sizeof item, "%svk:%d %s", i ? ", " : "", i, devs[i].name);
+            strncat(list, item, sizeof list - strlen(list) - 1);
+        }
+        return pk_error(PK_ERR_DEVICE, "no Vulkan device matches '%s'; available: %s%scpu", spec,
+                        list, n ? ", " : "");
+    }
+    return open_vk(&devs[pick], out);
+}
+
+void pk_device_close(pk_device *dev) {
+    if (!dev) return;
+    vkctx_destroy(dev->vk);
+    free(dev);
+}
+
+pk_backend pk_device_backend(const pk_device *dev) { return dev->info.backend; }
+
+const pk_device_info *pk_device_get_info(const pk_device *dev) { return &dev->info; }
+
+void *pk_device_impl(pk_device *dev) { return dev->vk; }
+
+pk_status pk_block_alloc(pk_device *dev, size_t bytes, pk_block *out) {
+    memset(out, 0, sizeof *out);
+    if (dev->vk) return vkctx_block_alloc(dev->vk, bytes, out);
+    /* 64-byte alignment: cache lines and AVX-512 loads */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (rounded == 0 || posix_memalign(&p, 64, rounded) != 0)
+        return pk_error(PK_ERR_NOMEM, "cannot allocate %zu bytes of host memory", bytes);
+    out->host = p;
+    out->size = bytes;
+    return PK_OK;
+}
+
+void pk_block_free(pk_device *dev, pk_block *blk) {
+    if (!blk) return;
+    if (dev->vk)
+        vkctx_block_free(dev->vk, blk);
+    else
+        free(blk->host);
+    memset(blk, 0, sizeof *blk);
+}
+
+static pk_status check_range(const pk_block *blk, size_t off, size_t n) {
+    if (off > blk->size || n > blk->size - off)
+        return pk_error(PK_ERR_INVALID, "block access [%zu, %zu) past its %zu bytes", off, off + n,
+                        blk->size);
+    return PK_OK;
+}
+
+pk_status pk_block_write(pk_device *dev, pk_block *blk, size_t off, const void *src, size_t n) {
+    PK_TRY(check_range(blk, off, n));
+    if (dev->vk) return vkctx_block_write(dev->vk, blk, off, src, n);
+    memcpy((char *)blk->host + off, src, n);
+    return PK_OK;
+}
+
+pk_status pk_block_read(pk_device *dev, pk_block *blk, size_t off, void *dst, size_t n) {
+    PK_TRY(check_range(blk, off, n));
+    if (dev->vk) return vkctx_block_read(dev->vk, blk, off, dst, n);
+    memcpy(dst, (const char *)blk->host + off, n);
+    return PK_OK;
+}
+
+pk_status pk_device_sync(pk_device *dev) { return dev->vk ? vkctx_sync(dev->vk) : PK_OK; }
+
+int pk_device_validation_errors(pk_device *dev) {
+    return dev->vk ? vkctx_validation_errors(dev->vk) : 0;
+}

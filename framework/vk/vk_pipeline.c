@@ -1,0 +1,487 @@
+/* vk_pipeline.c - compute pipelines built from the embedded SPIR-V and cached by name, a small
+ * SPIR-V reflection pass (storage-buffer bindings of set 0, push-constant block size), the
+ * per-recording descriptor pools, and vkctx_dispatch: check, bind, barrier, record. Memory and
+ * submission belong to vk_memory.c and vkctx.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shader_registry.h"
+#include "vk_internal.h"
+
+/* Sets and descriptors per pool; a recording chains more pools when it needs them. */
+#define VK_POOL_SETS 1024u
+#define VK_POOL_DESCRIPTORS (VK_POOL_SETS * 8u)
+
+/* ---- SPIR-V reflection ------------------------------------------------------------------- */
+
+enum {
+    SPV_MAGIC = 0x07230203,
+    OP_TYPE_BOOL = 20,
+    OP_TYPE_INT = 21,
+    OP_TYPE_FLOAT = 22,
+    OP_TYPE_VECTOR = 23,
+    OP_TYPE_MATRIX = 24,
+    OP_TYPE_ARRAY = 28,
+    OP_TYPE_RUNTIME_ARRAY = 29,
+    OP_TYPE_STRUCT = 30,
+    OP_TYPE_POINTER = 32,
+    OP_CONSTANT = 43,
+    OP_VARIABLE = 59,
+    OP_DECORATE = 71,
+    OP_MEMBER_DECORATE = 72,
+    DEC_BLOCK = 2,
+    DEC_BUFFER_BLOCK = 3,
+    DEC_ARRAY_STRIDE = 6,
+    DEC_BINDING = 33,
+    DEC_DESCRIPTOR_SET = 34,
+    DEC_OFFSET = 35,
+    SC_UNIFORM_CONSTANT = 0,
+    SC_UNIFORM = 2,
+    SC_PUSH_CONSTANT = 9,
+    SC_STORAGE_BUFFER = 12,
+};
+
+/* What one SPIR-V id is, as far as reflection cares. */
+typedef struct spv_id {
+    uint32_t op;          /* defining opcode (0: none seen) */
+    const uint32_t *inst; /* the defining instruction */
+    uint32_t len;         /* its word count */
+    int64_t binding, set; /* -1 when undecorated */
+    uint32_t stride;      /* ArrayStride */
+    bool buffer_block;
+} spv_id;
+
+typedef struct spv_member_offset {
+    uint32_t type, member, offset;
+} spv_member_offset;
+
+typedef struct spv_reflect {
+    spv_id *ids;
+    uint32_t bound;
+    spv_member_offset *offs;
+    size_t noffs;
+} spv_reflect;
+
+static bool member_offset(const spv_reflect *r, uint32_t type, uint32_t member, uint32_t *off) {
+    for (size_t i = 0; i < r->noffs; i++)
+        if (r->offs[i].type == type && r->offs[i].member == member) {
+            *off = r->offs[i].offset;
+            return true;
+        }
+    return false;
+}
+
+/* Size in bytes of a type as laid out by its Offset/ArrayStride decorations; 0 if unknown. */
+static uint64_t type_size(const spv_reflect *r, uint32_t id, int depth) {
+    if (id >= r->bound || depth > 16) return 0;
+    const spv_id *t = &r->ids[id];
+    const uint32_t *w = t->inst;
+    switch (t->op) {
+    case OP_TYPE_BOOL: return 4;
+    case OP_TYPE_INT:
+    case OP_TYPE_FLOAT: return t->len > 2 ? w[2] / 8 : 0;
+    case OP_TYPE_VECTOR:
+    case OP_TYPE_MATRIX: return t->len > 3 ? (uint64_t)w[3] * type_size(r, w[2], depth + 1) : 0;
+    case OP_TYPE_ARRAY: {
+        if (t->len < 4 || w[3] >= r->bound || r->ids[w[3]].op != OP_CONSTANT) return 0;
+        const spv_id *c = &r->ids[w[3]];
+        uint64_t n = c->len > 3 ? c->inst[3] : 0;
+        uint64_t stride = t->stride ? t->stride : type_size(r, w[2], depth + 1);
+        return n * stride;
+    }
+    case OP_TYPE_STRUCT: {
+        uint64_t size = 0, at = 0;
+        for (uint32_t m = 0; m + 2 < t->len; m++) {
+            uint32_t off;
+            uint64_t start = member_offset(r, id, m, &off) ? off : at;
+            at = start + type_size(r, w[2 + m], depth + 1);
+            if (at > size) size = at;
+        }
+        return size;
+    }
+    default: return 0;
+    }
+}
+
+/* Finds the storage buffers of set 0 (count = highest binding + 1) and the push-constant
+ * block size; refuses resources the dispatch helper cannot bind. */
+static pk_status reflect(const char *name, const uint32_t *code, size_t bytes, uint32_t *nbuf,
+                         uint32_t *push_size) {
+    *nbuf = 0;
+    *push_size = 0;
+    size_t nw = bytes / 4;
+    if (nw < 5 || code[0] != SPV_MAGIC)
+        return pk_error(PK_ERR_FORMAT, "vulkan: shader %s: not SPIR-V", name);
+    spv_reflect r = {.bound = code[3]};
+    r.ids = calloc(r.bound ? r.bound : 1, sizeof *r.ids);
+    size_t offs_cap = 64;
+    r.offs = malloc(offs_cap * sizeof *r.offs);
+    if (!r.ids || !r.offs) {
+        free(r.ids);
+        free(r.offs);
+        return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory reflecting %s", name);
+    }
+    for (uint32_t i = 0; i < r.bound; i++)
+        r.ids[i].binding = r.ids[i].set = -1;
+    pk_status s = PK_OK;
+    /* pass 1: definitions and decorations */
+    for (size_t i = 5; i < nw;) {
+        uint32_t len = code[i] >> 16, op = code[i] & 0xffff;
+        if (len == 0 || i + len > nw) {
+            s = pk_error(PK_ERR_FORMAT, "vulkan: shader %s: truncated SPIR-V", name);
+            break;
+        }
+        const uint32_t *w = code + i;
+        uint32_t result = 0;
+        switch (op) {
+        case OP_TYPE_BOOL:
+        case OP_TYPE_INT:
+        case OP_TYPE_FLOAT:
+        case OP_TYPE_VECTOR:
+        case OP_TYPE_MATRIX:
+        case OP_TYPE_ARRAY:
+        case OP_TYPE_RUNTIME_ARRAY:
+        case OP_TYPE_STRUCT:
+        case OP_TYPE_POINTER: result = len > 1 ? w[1] : 0; break;
+        case OP_CONSTANT:
+        case OP_VARIABLE: result = len > 2 ? w[2] : 0; break;
+        case OP_DECORATE:
+            if (len >= 3 && w[1] < r.bound) {
+                spv_id *d = &r.ids[w[1]];
+                if (w[2] == DEC_BINDING && len >= 4) d->binding = w[3];
+                if (w[2] == DEC_DESCRIPTOR_SET && len >= 4) d->set = w[3];
+                if (w[2] == DEC_ARRAY_STRIDE && len >= 4) d->stride = w[3];
+                if (w[2] == DEC_BUFFER_BLOCK) d->buffer_block = true;
+            }
+            break;
+        case OP_MEMBER_DECORATE:
+            if (len >= 5 && w[3] == DEC_OFFSET) {
+                if (r.noffs == offs_cap) {
+                    offs_cap *= 2;
+                    spv_member_offset *g = realloc(r.offs, offs_cap * sizeof *g);
+                    if (!g) {
+                        s = pk_error(PK_ERR_NOMEM, "vulkan: out of host memory reflecting %s",
+                                     name);
+                        break;
+                    }
+                    r.offs = g;
+                }
+                r.offs[r.noffs++] = (spv_member_offset){w[1], w[2], w[4]};
+            }
+            break;
+        default: break;
+        }
+        if (s != PK_OK) break;
+        if (result && result < r.bound) {
+            r.ids[result].op = op;
+            r.ids[result].inst = w;
+            r.ids[result].len = len;
+        }
+        i += len;
+    }
+    /* pass 2: the module's resource variables */
+    int64_t max_binding = -1;
+    for (uint32_t id = 0; id < r.bound && s == PK_OK; id++) {
+        const spv_id *v = &r.ids[id];
+        if (v->op != OP_VARIABLE || v->len < 4) continue;
+        uint32_t sc = v->inst[3], ptr = v->inst[1];
+        if (sc != SC_UNIFORM_CONSTANT && sc != SC_UNIFORM && sc != SC_PUSH_CONSTANT &&
+            sc != SC_STORAGE_BUFFER)
+            continue;
+        uint32_t pointee = 0;
+        if (ptr < r.bound && r.ids[ptr].op == OP_TYPE_POINTER && r.ids[ptr].len >= 4)
+            pointee = r.ids[ptr].inst[3];
+        if (pointee == 0 || pointee >= r.bound) {
+            s = pk_error(PK_ERR_FORMAT, "vulkan: shader %s: variable %%%u has no pointer type",
+                         name, id);
+            break;
+        }
+        if (sc == SC_PUSH_CONSTANT) {
+            *push_size = (uint32_t)type_size(&r, pointee, 0);
+            continue;
+        }
+        bool storage =
+            sc == SC_STORAGE_BUFFER || (sc == SC_UNIFORM && r.ids[pointee].op == OP_TYPE_STRUCT &&
+                                        r.ids[pointee].buffer_block);
+        if (!storage || r.ids[pointee].op != OP_TYPE_STRUCT) {
+            s = pk_error(PK_ERR_UNSUPPORTED,
+                         "vulkan: shader %s declares a resource other than a storage buffer "
+                         "(binding %lld); the dispatch helper binds storage buffers only",
+                         name, (long long)v->binding);
+            break;
+        }
+        if (v->set != 0 || v->binding < 0) {
+            s = pk_error(PK_ERR_UNSUPPORTED,
+                         "vulkan: shader %s: storage buffer in set %lld binding %lld; only set 0 "
+                         "is bound",
+                         name, (long long)v->set, (long long)v->binding);
+            break;
+        }
+        if (v->binding > max_binding) max_binding = v->binding;
+    }
+    if (s == PK_OK && max_binding + 1 > VK_MAX_BINDINGS)
+        s = pk_error(PK_ERR_UNSUPPORTED, "vulkan: shader %s uses %lld bindings (at most %d)", name,
+                     (long long)max_binding + 1, VK_MAX_BINDINGS);
+    *nbuf = (uint32_t)(max_binding + 1);
+    free(r.ids);
+    free(r.offs);
+    return s;
+}
+
+/* ---- pipeline cache ---------------------------------------------------------------------- */
+
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void pipeline_free(vkctx *ctx, vk_pipeline *p) {
+    if (!p) return;
+    if (p->pipeline) vkDestroyPipeline(ctx->device, p->pipeline, NULL);
+    if (p->layout) vkDestroyPipelineLayout(ctx->device, p->layout, NULL);
+    if (p->set_layout) vkDestroyDescriptorSetLayout(ctx->device, p->set_layout, NULL);
+    if (p->module) vkDestroyShaderModule(ctx->device, p->module, NULL);
+    free(p->name);
+    free(p);
+}
+
+static pk_status pipeline_build(vkctx *ctx, const pk_spirv *spv, vk_pipeline *p) {
+    PK_TRY(reflect(spv->name, spv->code, spv->size, &p->nbuf, &p->push_size));
+    if (p->push_size > ctx->props.limits.maxPushConstantsSize)
+        return pk_error(PK_ERR_UNSUPPORTED,
+                        "vulkan: shader %s: %u bytes of push constants exceed %s's limit %u",
+                        spv->name, p->push_size, ctx->info.name,
+                        ctx->props.limits.maxPushConstantsSize);
+    VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+                                   .codeSize = spv->size,
+                                   .pCode = spv->code};
+    VK_CHECK(vkCreateShaderModule(ctx->device, &mi, NULL, &p->module));
+    VkDescriptorSetLayoutBinding b[VK_MAX_BINDINGS];
+    for (uint32_t i = 0; i < p->nbuf; i++)
+        b[i] = (VkDescriptorSetLayoutBinding){.binding = i,
+                                              .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                              .descriptorCount = 1,
+                                              .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
+    VkDescriptorSetLayoutCreateInfo li = {.sType =
+                                              VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                                          .bindingCount = p->nbuf,
+                                          .pBindings = b};
+    VK_CHECK(vkCreateDescriptorSetLayout(ctx->device, &li, NULL, &p->set_layout));
+    VkPushConstantRange pr = {
+        .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = p->push_size};
+    VkPipelineLayoutCreateInfo pli = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+                                      .setLayoutCount = 1,
+                                      .pSetLayouts = &p->set_layout,
+                                      .pushConstantRangeCount = p->push_size ? 1 : 0,
+                                      .pPushConstantRanges = &pr};
+    VK_CHECK(vkCreatePipelineLayout(ctx->device, &pli, NULL, &p->layout));
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                  .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                  .module = p->module,
+                  .pName = "main"},
+        .layout = p->layout};
+    VK_CHECK(vkCreateComputePipelines(ctx->device, VK_NULL_HANDLE, 1, &ci, NULL, &p->pipeline));
+    return PK_OK;
+}
+
+static pk_status table_grow(vkctx *ctx) {
+    size_t cap = ctx->pipe_cap ? ctx->pipe_cap * 2 : 64;
+    vk_pipeline **t = calloc(cap, sizeof *t);
+    if (!t) return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory for the pipeline cache");
+    for (size_t i = 0; i < ctx->pipe_cap; i++) {
+        vk_pipeline *p = ctx->pipes[i];
+        if (!p) continue;
+        size_t j = p->hash & (cap - 1);
+        while (t[j])
+            j = (j + 1) & (cap - 1);
+        t[j] = p;
+    }
+    free(ctx->pipes);
+    ctx->pipes = t;
+    ctx->pipe_cap = cap;
+    return PK_OK;
+}
+
+/* Returns the cached pipeline for `name`, building it on first use. */
+static pk_status pipeline_get(vkctx *ctx, const char *name, vk_pipeline **out) {
+    uint64_t h = hash_name(name);
+    if (ctx->pipe_cap) {
+        for (size_t j = h & (ctx->pipe_cap - 1);; j = (j + 1) & (ctx->pipe_cap - 1)) {
+            vk_pipeline *p = ctx->pipes[j];
+            if (!p) break;
+            if (p->hash == h && strcmp(p->name, name) == 0) {
+                *out = p;
+                return PK_OK;
+            }
+        }
+    }
+    const pk_spirv *spv = pk_shader_find(name);
+    if (!spv)
+        return pk_error(PK_ERR_INVALID, "vulkan: no embedded shader named \"%s\" (%zu embedded)",
+                        name, pk_shader_count());
+    if ((ctx->pipe_count + 1) * 2 > ctx->pipe_cap) PK_TRY(table_grow(ctx));
+    vk_pipeline *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name))) {
+        free(p);
+        return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory for pipeline %s", name);
+    }
+    p->hash = h;
+    pk_status s = pipeline_build(ctx, spv, p);
+    if (s != PK_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", polyak_error());
+        pipeline_free(ctx, p);
+        return strstr(msg, name) ? pk_error(s, "%s", msg)
+                                 : pk_error(s, "vulkan: building shader %s: %s", name, msg);
+    }
+    size_t j = h & (ctx->pipe_cap - 1);
+    while (ctx->pipes[j])
+        j = (j + 1) & (ctx->pipe_cap - 1);
+    ctx->pipes[j] = p;
+    ctx->pipe_count++;
+    *out = p;
+    return PK_OK;
+}
+
+/* ---- descriptor pools -------------------------------------------------------------------- */
+
+static pk_status pool_add(vkctx *ctx) {
+    if (ctx->desc_pool_count == ctx->desc_pool_cap) {
+        int cap = ctx->desc_pool_cap ? ctx->desc_pool_cap * 2 : 4;
+        VkDescriptorPool *g = realloc(ctx->desc_pools, (size_t)cap * sizeof *g);
+        if (!g) return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory for descriptor pools");
+        ctx->desc_pools = g;
+        ctx->desc_pool_cap = cap;
+    }
+    VkDescriptorPoolSize size = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                 .descriptorCount = VK_POOL_DESCRIPTORS};
+    VkDescriptorPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                                     .maxSets = VK_POOL_SETS,
+                                     .poolSizeCount = 1,
+                                     .pPoolSizes = &size};
+    VkDescriptorPool pool;
+    VK_CHECK(vkCreateDescriptorPool(ctx->device, &ci, NULL, &pool));
+    ctx->desc_pools[ctx->desc_pool_count++] = pool;
+    return PK_OK;
+}
+
+/* Allocates a set for `nbuf` buffers from the pool chain. Usage is counted here so the chain
+ * moves on before a pool is exhausted instead of relying on each driver's out-of-pool error. */
+static pk_status desc_alloc(vkctx *ctx, VkDescriptorSetLayout layout, uint32_t nbuf,
+                            VkDescriptorSet *out) {
+    if (ctx->desc_pool_cur < ctx->desc_pool_count &&
+        (ctx->desc_sets_used + 1 > VK_POOL_SETS || ctx->desc_used + nbuf > VK_POOL_DESCRIPTORS)) {
+        ctx->desc_pool_cur++;
+        ctx->desc_sets_used = ctx->desc_used = 0;
+    }
+    if (ctx->desc_pool_cur == ctx->desc_pool_count) PK_TRY(pool_add(ctx));
+    VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                                      .descriptorPool = ctx->desc_pools[ctx->desc_pool_cur],
+                                      .descriptorSetCount = 1,
+                                      .pSetLayouts = &layout};
+    VK_CHECK(vkAllocateDescriptorSets(ctx->device, &ai, out));
+    ctx->desc_sets_used++;
+    ctx->desc_used += nbuf;
+    return PK_OK;
+}
+
+void vk_desc_reset(vkctx *ctx) {
+    for (int i = 0; i < ctx->desc_pool_count && i <= ctx->desc_pool_cur; i++)
+        vkResetDescriptorPool(ctx->device, ctx->desc_pools[i], 0);
+    ctx->desc_pool_cur = 0;
+    ctx->desc_sets_used = ctx->desc_used = 0;
+}
+
+void vk_pipelines_destroy(vkctx *ctx) {
+    for (int i = 0; i < ctx->desc_pool_count; i++)
+        vkDestroyDescriptorPool(ctx->device, ctx->desc_pools[i], NULL);
+    free(ctx->desc_pools);
+    ctx->desc_pools = NULL;
+    ctx->desc_pool_count = ctx->desc_pool_cap = ctx->desc_pool_cur = 0;
+    for (size_t i = 0; i < ctx->pipe_cap; i++)
+        pipeline_free(ctx, ctx->pipes[i]);
+    free(ctx->pipes);
+    ctx->pipes = NULL;
+    ctx->pipe_cap = ctx->pipe_count = 0;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
+                         const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
+                         uint32_t gz) {
+    PK_TRY(vk_check_usable(ctx));
+    if (!name) return pk_error(PK_ERR_INVALID, "vulkan: dispatch of a NULL shader name");
+    vk_pipeline *p = NULL;
+    PK_TRY(pipeline_get(ctx, name, &p));
+    if (nbuf < 0 || (uint32_t)nbuf != p->nbuf)
+        return pk_error(PK_ERR_INVALID,
+                        "vulkan: shader %s declares %u storage buffers but the dispatch binds %d",
+                        name, p->nbuf, nbuf);
+    if (push_size != p->push_size)
+        return pk_error(PK_ERR_INVALID,
+                        "vulkan: shader %s declares %u bytes of push constants but the dispatch "
+                        "passes %u",
+                        name, p->push_size, push_size);
+    if (push_size && !push)
+        return pk_error(PK_ERR_INVALID, "vulkan: shader %s: NULL push constants", name);
+    const uint32_t *lim = ctx->props.limits.maxComputeWorkGroupCount;
+    if (gx > lim[0] || gy > lim[1] || gz > lim[2])
+        return pk_error(PK_ERR_INVALID,
+                        "vulkan: shader %s: work-group count (%u, %u, %u) exceeds %s's limit "
+                        "(%u, %u, %u); split the x count into gx, gy",
+                        name, gx, gy, gz, ctx->info.name, lim[0], lim[1], lim[2]);
+    vk_block *blocks[VK_MAX_BINDINGS];
+    for (int i = 0; i < nbuf; i++) {
+        if (!bufs || !bufs[i].block || !bufs[i].block->impl)
+            return pk_error(PK_ERR_INVALID, "vulkan: shader %s: binding %d has no block", name, i);
+        blocks[i] = bufs[i].block->impl;
+    }
+    if (gx == 0 || gy == 0 || gz == 0) return PK_OK; /* nothing to run */
+
+    if (ctx->query_pool && !vk_profile_has_room(ctx)) PK_TRY(vkctx_sync(ctx));
+    VkDescriptorSet set = VK_NULL_HANDLE;
+    if (nbuf > 0) {
+        PK_TRY(desc_alloc(ctx, p->set_layout, p->nbuf, &set));
+        VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
+        for (int i = 0; i < nbuf; i++)
+            bi[i] = (VkDescriptorBufferInfo){
+                .buffer = blocks[i]->buffer, .offset = 0, .range = VK_WHOLE_SIZE};
+        VkWriteDescriptorSet w[VK_MAX_BINDINGS];
+        for (int i = 0; i < nbuf; i++)
+            w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                          .dstSet = set,
+                                          .dstBinding = (uint32_t)i,
+                                          .descriptorCount = 1,
+                                          .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                          .pBufferInfo = &bi[i]};
+        vkUpdateDescriptorSets(ctx->device, (uint32_t)nbuf, w, 0, NULL);
+    }
+    /* data flows only through blocks: wait only when this dispatch binds one written since the
+     * last barrier (binding counts as read+write, so this also orders write-after-read) */
+    for (int i = 0; i < nbuf; i++)
+        if (vk_block_dirty(ctx, blocks[i])) {
+            vk_record_barrier(ctx);
+            break;
+        }
+    if (ctx->bound_pipeline != p->pipeline) {
+        vkCmdBindPipeline(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipeline);
+        ctx->bound_pipeline = p->pipeline;
+    }
+    if (nbuf > 0)
+        vkCmdBindDescriptorSets(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0,
+                                NULL);
+    if (push_size)
+        vkCmdPushConstants(ctx->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
+    if (ctx->query_pool) vk_profile_before(ctx, p);
+    vkCmdDispatch(ctx->cmd, gx, gy, gz);
+    if (ctx->query_pool) vk_profile_after(ctx);
+    for (int i = 0; i < nbuf; i++)
+        vk_block_mark(ctx, blocks[i]);
+    ctx->pending = true;
+    return PK_OK;
+}

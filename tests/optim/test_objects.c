@@ -1,0 +1,165 @@
+/* test_objects.c - the optimizer and teacher objects over real parameter arenas: contiguous
+ * runs, per-group learning rates, teacher updates over a subset, the buffer copy rule, swap. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "optim/optimizer.h"
+#include "pk_test.h"
+#include "teacher/teacher.h"
+
+static float *host(const tensor *t) { return pkt_download(t); }
+
+static void set_random(tensor *t, uint64_t seed) {
+    pkt_rng r = {seed};
+    int64_t n = tensor_numel(t);
+    float *h = malloc(sizeof(float) * (size_t)n);
+    pkt_fill_uniform(&r, h, n, -1, 1);
+    ck_assert_int_eq(tensor_upload(t, h), PK_OK);
+    free(h);
+}
+
+/* SGD with momentum over two groups equals the update computed by hand per element. */
+START_TEST(sgd_groups_match_manual) {
+    pk_ctx *c = pkt_ctx("cpu");
+    tensor *a = pk_param_new(c, "a", 2, (int64_t[]){3, 5});
+    tensor *b = pk_param_new(c, "b", 1, (int64_t[]){7});
+    tensor *d = pk_param_new(c, "d", 2, (int64_t[]){4, 4});
+    tensor *all[3] = {a, b, d};
+    for (int i = 0; i < 3; i++)
+        set_random(all[i], 10 + i);
+    pk_param_group g[2] = {
+        {.name = "ab", .params = (tensor *[]){a, b}, .n = 2, .lr = 0.1},
+        {.name = "d", .params = (tensor *[]){d}, .n = 1, .lr = 0.01, .weight_decay = 0.5}};
+    pk_optim_options oo = {.kind = PK_OPTIM_SGD, .sgd = {.momentum = 0.9}};
+    pk_optimizer *o = NULL;
+    ck_assert_int_eq(optim_create(c, &oo, g, 2, &o), PK_OK);
+    double *ref[3], *mom[3];
+    for (int i = 0; i < 3; i++) {
+        int64_t n = tensor_numel(all[i]);
+        float *h = host(all[i]);
+        ref[i] = calloc((size_t)n, sizeof(double));
+        mom[i] = calloc((size_t)n, sizeof(double));
+        for (int64_t j = 0; j < n; j++)
+            ref[i][j] = h[j];
+        free(h);
+    }
+    for (int step = 1; step <= 3; step++) {
+        for (int i = 0; i < 3; i++)
+            set_random(all[i]->grad, 100 * step + i);
+        ck_assert_int_eq(optim_step(o), PK_OK);
+        for (int i = 0; i < 3; i++) {
+            float *gr = host(all[i]->grad);
+            double lr = i < 2 ? 0.1 : 0.01, wd = i < 2 ? 0 : 0.5;
+            for (int64_t j = 0; j < tensor_numel(all[i]); j++) {
+                double gg = gr[j] + wd * ref[i][j];
+                mom[i][j] = step == 1 ? gg : 0.9 * mom[i][j] + gg;
+                ref[i][j] -= lr * mom[i][j];
+            }
+            free(gr);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        float *h = host(all[i]);
+        for (int64_t j = 0; j < tensor_numel(all[i]); j++)
+            ck_assert_msg(fabs(h[j] - ref[i][j]) < 1e-5, "param %d elem %lld: %g vs %g", i,
+                          (long long)j, h[j], ref[i][j]);
+        free(h);
+        free(ref[i]);
+        free(mom[i]);
+    }
+    ck_assert_int_eq(optim_steps(o), 3);
+    ck_assert_int_eq(optim_zero_grad(o), PK_OK);
+    float *ga = host(a->grad);
+    for (int j = 0; j < 15; j++)
+        ck_assert(ga[j] == 0.0f);
+    free(ga);
+    optim_destroy(o);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+/* A teacher of a subset: parameters follow by EMA, a buffer is copied, the rest untouched;
+ * swapping twice restores both sides bit for bit. */
+START_TEST(teacher_subset_buffer_swap) {
+    pk_ctx *c = pkt_ctx("cpu");
+    tensor *w1 = pk_param_new(c, "w1", 2, (int64_t[]){6, 3});
+    tensor *w2 = pk_param_new(c, "w2", 1, (int64_t[]){9});
+    tensor *buf = tensor_new(c->params, PK_F32, 1, (int64_t[]){4}); /* running stats */
+    tensor *other = pk_param_new(c, "other", 1, (int64_t[]){5});
+    set_random(w1, 1), set_random(w2, 2), set_random(buf, 3), set_random(other, 4);
+    pk_teacher_options to = {.name = "ema", .schedule = {.kind = PK_MOMENTUM_CONSTANT, .m0 = 0.9}};
+    pk_teacher *t = NULL;
+    ck_assert_int_eq(teacher_create(c, &to, (tensor *[]){w2, buf, w1}, 3, &t), PK_OK);
+    ck_assert_int_eq(teacher_count(t), 3);
+    ck_assert(teacher_bytes(t) >= sizeof(float) * (18 + 9 + 4));
+    float *t0 = host(teacher_tensor(t, 2)), *s0 = host(w1);
+    ck_assert_mem_eq(t0, s0, sizeof(float) * 18); /* starts as a copy */
+    set_random(w1, 11), set_random(w2, 12), set_random(buf, 13);
+    ck_assert_msg(teacher_update(t) == PK_OK, "update: %s", polyak_error());
+    float *s1 = host(w1), *t1 = host(teacher_tensor(t, 2));
+    for (int j = 0; j < 18; j++) {
+        double want = 0.9 * (double)t0[j] + 0.1 * (double)s1[j];
+        ck_assert_msg(fabs(t1[j] - want) < 1e-6, "w1 teacher %d: %g vs %g", j, t1[j], want);
+    }
+    float *b1 = host(buf), *tb = host(teacher_tensor(t, 1));
+    ck_assert_mem_eq(b1, tb, sizeof(float) * 4); /* buffers are copied, not averaged */
+    /* swap in, swap back: bit-exact */
+    float *sw_before = host(w2), *tw_before = host(teacher_tensor(t, 0));
+    ck_assert_int_eq(teacher_swap(t), PK_OK);
+    float *sw_mid = host(w2);
+    ck_assert_mem_eq(sw_mid, tw_before, sizeof(float) * 9);
+    ck_assert_int_eq(teacher_swap(t), PK_OK);
+    float *sw_after = host(w2), *tw_after = host(teacher_tensor(t, 0));
+    ck_assert_mem_eq(sw_after, sw_before, sizeof(float) * 9);
+    ck_assert_mem_eq(tw_after, tw_before, sizeof(float) * 9);
+    ck_assert_int_eq(teacher_updates(t), 1);
+    free(t0), free(s0), free(s1), free(t1), free(b1), free(tb);
+    free(sw_before), free(tw_before), free(sw_mid), free(sw_after), free(tw_after);
+    teacher_destroy(t);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+/* CTP's rule: t = 0.9 t + 0.05 s_current + 0.05 s_previous, sources laid out like the student. */
+START_TEST(teacher_multi_source) {
+    pk_ctx *c = pkt_ctx("cpu");
+    tensor *s[2], *p[2];
+    s[0] = pk_param_new(c, "s0", 1, (int64_t[]){10});
+    s[1] = pk_param_new(c, "s1", 2, (int64_t[]){2, 3});
+    set_random(s[0], 5), set_random(s[1], 6);
+    pk_teacher *t = NULL;
+    pk_teacher_options to = {.name = "ctp"};
+    ck_assert_int_eq(teacher_create(c, &to, s, 2, &t), PK_OK);
+    pk_teacher *prev = NULL; /* the previous-task model: a frozen copy laid out alike */
+    ck_assert_int_eq(teacher_create(c, &to, s, 2, &prev), PK_OK);
+    p[0] = teacher_tensor(prev, 0), p[1] = teacher_tensor(prev, 1);
+    set_random(s[0], 7), set_random(s[1], 8);
+    float *t_old = host(teacher_tensor(t, 0)), *cur = host(s[0]), *pv = host(p[0]);
+    tensor *const *srcs[2] = {s, p};
+    ck_assert_int_eq(teacher_update_multi(t, 2, srcs, (float[]){0.05f, 0.05f}, 0.9f), PK_OK);
+    float *t_new = host(teacher_tensor(t, 0));
+    for (int j = 0; j < 10; j++) {
+        double want = 0.9 * t_old[j] + 0.05 * cur[j] + 0.05 * pv[j];
+        ck_assert_msg(fabs(t_new[j] - want) < 1e-6, "%d: %g vs %g", j, t_new[j], want);
+    }
+    /* weights that do not sum to 1 - m are refused */
+    ck_assert_int_ne(teacher_update_multi(t, 2, srcs, (float[]){0.1f, 0.05f}, 0.9f), PK_OK);
+    free(t_old), free(cur), free(pv), free(t_new);
+    teacher_destroy(t);
+    teacher_destroy(prev);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("optim_objects");
+    TCase *tc = tcase_create("cpu");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, sgd_groups_match_manual);
+    tcase_add_test(tc, teacher_subset_buffer_swap);
+    tcase_add_test(tc, teacher_multi_source);
+    suite_add_tcase(s, tc);
+    return pkt_run_suite(s);
+}

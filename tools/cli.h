@@ -1,0 +1,43 @@
+/* cli.h - what the subcommands of the `polyak` CLI share: option parsing helpers, the
+ * failure report, progress lines. Only tools/ prints errors and chooses exit codes. */
+#ifndef POLYAK_CLI_H
+#define POLYAK_CLI_H
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A subcommand: argv[0] is the subcommand's name. Returns the process exit code. */
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+/* Prints "polyak <cmd>: <what>: <polyak_error()>" to stderr and returns 1. */
+int cli_fail(const char *cmd, const char *what);
+
+/* Prints a usage error for cmd to stderr and returns 2. */
+int cli_usage(const char *cmd, const char *usage, const char *problem);
+
+/* Parses a base-10 integer option value; false (with a usage message) when malformed. */
+bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+
+/* Parses a float option value; false (with a usage message) when malformed. */
+bool cli_float(const char *cmd, const char *opt, const char *val, double *out);
+
+/* Seconds since an arbitrary fixed point (monotonic clock). */
+double cli_now(void);
+
+/* Progress reporting: a rewritten line on a terminal, plain periodic lines otherwise. */
+typedef struct cli_progress {
+    const char *label;
+    int64_t total;
+    double start, last_print;
+    bool tty;
+} cli_progress;
+
+/* Starts progress reporting for `total` units of work. */
+void cli_progress_start(cli_progress *p, const char *label, int64_t total);
+
+/* Reports that `done` units are finished; `extra` is appended (e.g. "loss 0.41"). */
+void cli_progress_update(cli_progress *p, int64_t done, const char *extra);
+
+/* Ends the progress line. */
+void cli_progress_end(cli_progress *p);
+
+#endif

@@ -1,0 +1,25 @@
+/* commands.h - the `polyak` subcommands (one cmd_*.c each). */
+#ifndef POLYAK_COMMANDS_H
+#define POLYAK_COMMANDS_H
+
+/* polyak devices: lists devices and the chosen one. */
+int cmd_devices(int argc, char **argv);
+
+/* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
+
+/* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
+int cmd_mlp(int argc, char **argv);
+
+/* polyak bench ops|...: benchmarks with ratios against a peer. */
+int cmd_bench(int argc, char **argv);
+
+/* polyak bench splat: rasterizer and SSIM timings (bench_splat.c). */
+int bench_splat(int argc, char **argv);
+
+/* polyak splat render|train: Gaussian splatting (render a 3DGS PLY through a scene's cameras). */
+int cmd_splat(int argc, char **argv);
+
+/* polyak splat train: defined in cmd_splat_train.c. */
+int cmd_splat_train(int argc, char **argv);
+
+#endif
