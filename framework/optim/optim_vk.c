@@ -10,6 +10,7 @@
 #include "optim/adamp_pc.h"
 #include "optim/sgd_pc.h"
 #include "optim/sspam_pc.h"
+#include "optim/optimizer.h"
 #include "vk/vk.h"
 
 /* groups of 256 invocations; the shaders loop with a grid stride past this cap */
@@ -409,4 +410,63 @@ pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
     PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:sumsq", 8, b, &pc, sizeof pc, cg, 1, 1));
     PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:decide2", 8, b, &pc, sizeof pc, sg, 1, 1));
     return vkctx_dispatch(ctx, "optim/stable_spam", 8, b, &pc, sizeof pc, cg, 1, 1);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The optimizer object's Vulkan hook (optimizer.c declares it weak): one run's update.     */
+
+pk_status optim_vk_step_run(pk_ctx *c, const pk_optim_options *opt, double lr, double wd,
+                            int64_t step, tensor *param, tensor *grad, tensor *s0, tensor *s1,
+                            const pk_optim_segment *segs, int nseg) {
+    vkctx *ctx = c ? c->vk : NULL;
+    if (!ctx || !opt || !param || !grad)
+        return pk_error(PK_ERR_INVALID, "optim_vk_step_run: bad arguments");
+    int64_t n = tensor_numel(param);
+    pk_vk_range rp = {param->block, (size_t)param->offset};
+    pk_vk_range rg = {grad->block, (size_t)grad->offset};
+    pk_vk_range r0 = {s0 ? s0->block : param->block, s0 ? (size_t)s0->offset : 0};
+    pk_vk_range r1 = {s1 ? s1->block : param->block, s1 ? (size_t)s1->offset : 0};
+    switch (opt->kind) {
+    case PK_OPTIM_SGD: {
+        pk_sgd_params hp = opt->sgd;
+        hp.lr = lr;
+        hp.weight_decay = wd;
+        return optim_sgd_step_vk(ctx, &hp, step, n, rp, rg, r0);
+    }
+    case PK_OPTIM_ADAMW:
+    case PK_OPTIM_ADAM: {
+        pk_adamw_params hp = opt->adamw;
+        hp.lr = lr;
+        hp.weight_decay = wd;
+        return opt->kind == PK_OPTIM_ADAMW ? optim_adamw_step_vk(ctx, &hp, step, n, rp, rg, r0, r1)
+                                           : optim_adam_step_vk(ctx, &hp, step, n, rp, rg, r0, r1);
+    }
+    case PK_OPTIM_SPAM: {
+        pk_spam_params hp = opt->spam;
+        hp.lr = lr;
+        hp.weight_decay = wd;
+        return optim_spam_step_vk(ctx, &hp, step, n, rp, rg, r0, r1);
+    }
+    case PK_OPTIM_ADAMP:
+    case PK_OPTIM_SGDP: {
+        pk_adamp_params hp = opt->adamp;
+        hp.lr = lr;
+        hp.weight_decay = wd;
+        /* the tables are rebuilt per call (freeing them waits for the step): an object that
+         * keeps a plan per run avoids that */
+        pk_adamp_vk_plan plan;
+        PK_TRY(optim_adamp_plan_vk(ctx, segs, nseg, &plan));
+        pk_status st = opt->kind == PK_OPTIM_ADAMP
+                           ? optim_adamp_step_vk(ctx, &plan, &hp, step, rp, rg, r0, r1)
+                           : optim_sgdp_step_vk(ctx, &plan, &hp, step, rp, rg, r0);
+        optim_adamp_plan_free_vk(ctx, &plan);
+        return st;
+    }
+    case PK_OPTIM_STABLE_SPAM:
+        return pk_error(PK_ERR_UNSUPPORTED,
+                        "optimizer: Stable-SPAM on Vulkan needs its per-tensor state on the "
+                        "device (optim_stable_spam_step_vk); the optimizer object keeps it on "
+                        "the host");
+    }
+    return pk_error(PK_ERR_INVALID, "optimizer: unknown kind %d", (int)opt->kind);
 }

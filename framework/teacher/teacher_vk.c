@@ -1,9 +1,12 @@
 /* teacher_vk.c - host side of the Vulkan EMA-teacher dispatches (teacher_vk.h). */
 #include "teacher/teacher_vk.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "teacher/ema_pc.h"
+#include "teacher/teacher.h"
 #include "vk/vk.h"
 
 #define TEACHER_VK_MAX_GROUPS 65535u
@@ -153,4 +156,42 @@ pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_bl
     vk_binding b[4] = {{t}, {s0}, {s1}, {runs}};
     return vkctx_dispatch(ctx, "teacher/ema:segments_multi", 4, b, &pc, sizeof pc,
                           groups_for(total), 1, 1);
+}
+
+/* The teacher object's Vulkan hook (teacher.c declares it weak): packs the run list into a
+ * small device table and records ONE dispatch for the whole teacher; k = 1 without weights
+ * is the lerp form, k = 2 the two-source form (more sources are CPU-only). */
+pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all, tensor *const *sources_first, int k,
+                            const double *w, double m, const pk_teacher_segment *segs, int nseg) {
+    const char *who = "teacher_vk_update";
+    vkctx *ctx = c ? c->vk : NULL;
+    if (!ctx || !teacher_all || !sources_first || nseg < 0)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    if (k > 2 || (k == 2 && !w) || k < 1)
+        return pk_error(PK_ERR_UNSUPPORTED, "%s: %d sources (Vulkan takes 1 or 2)", who, k);
+    if (nseg == 0) return PK_OK;
+    uint32_t *words = malloc(teacher_runs_words(nseg) * sizeof *words);
+    if (!words) return pk_error(PK_ERR_NOMEM, "%s: no memory for %d runs", who, nseg);
+    int64_t total = 0;
+    pk_status st = teacher_runs_pack(segs, nseg, words, &total);
+    pk_block runs = {0};
+    if (st == PK_OK) st = vkctx_block_alloc(ctx, teacher_runs_words(nseg) * 4, &runs);
+    if (st == PK_OK) st = vkctx_block_write(ctx, &runs, 0, words, teacher_runs_words(nseg) * 4);
+    free(words);
+    if (st == PK_OK && k == 1 && !w)
+        st = teacher_ema_segments_vk(ctx, teacher_all->block, (size_t)teacher_all->offset,
+                                     sources_first[0]->block, (size_t)sources_first[0]->offset,
+                                     &runs, nseg, total, m);
+    else if (st == PK_OK && k == 1)
+        st = teacher_ema2_segments_vk(ctx, teacher_all->block, (size_t)teacher_all->offset,
+                                      sources_first[0]->block, (size_t)sources_first[0]->offset,
+                                      sources_first[0]->block, (size_t)sources_first[0]->offset,
+                                      &runs, nseg, total, m, w[0], 0.0);
+    else if (st == PK_OK)
+        st = teacher_ema2_segments_vk(ctx, teacher_all->block, (size_t)teacher_all->offset,
+                                      sources_first[0]->block, (size_t)sources_first[0]->offset,
+                                      sources_first[1]->block, (size_t)sources_first[1]->offset,
+                                      &runs, nseg, total, m, w[0], w[1]);
+    vkctx_block_free(ctx, &runs); /* released once the recorded dispatch has completed */
+    return st;
 }
