@@ -9,9 +9,13 @@
  * pass 1 max|g|, pass 2 |clip(g)|^2, pass 3 the update.
  *
  * Hot loops are branch-free over restrict pointers; loop-invariant flags are hoisted by the
- * compiler (unswitching). The file asks GCC for O3 and no math errno so sqrtf vectorises. */
+ * compiler (unswitching). Loops with a square root work in tiles: sqrtf carries an errno
+ * path (a libm call for negative inputs) that keeps GCC from vectorising the loop around it,
+ * and a per-function -fno-math-errno does not reach the builtin; so each tile's radicands
+ * go through sqrt_tile (SSE2 sqrtps, correctly rounded, no errno) between two loops that
+ * vectorise. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3", "no-math-errno")
+#pragma GCC optimize("O3")
 #endif
 #include "optim/optim_kernels.h"
 
@@ -20,6 +24,43 @@
 #include <string.h>
 
 #include "cpu/threads.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* elements per square-root tile (a stack buffer that stays in L1) */
+#define OPTIM_TILE 256
+
+/* Reductions keep 8 independent lanes so that the compiler may vectorise them without
+ * reassociating (the lanes are combined in a fixed order: results do not depend on threads). */
+#define OPTIM_LANES 8
+
+/* sum_i a[i] b[i] in double, for n elements */
+static inline double dot_lanes(const float *restrict a, const float *restrict b, int64_t n) {
+    double acc[OPTIM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + OPTIM_LANES <= n; i += OPTIM_LANES)
+        for (int l = 0; l < OPTIM_LANES; l++)
+            acc[l] += (double)a[i + l] * (double)b[i + l];
+    double s = 0;
+    for (; i < n; i++)
+        s += (double)a[i] * (double)b[i];
+    for (int l = 0; l < OPTIM_LANES; l++)
+        s += acc[l];
+    return s;
+}
+
+/* x[0..n) = sqrt(x[0..n)), correctly rounded */
+static inline void sqrt_tile(float *restrict x, int64_t n) {
+    int64_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++)
+        x[i] = sqrtf(x[i]);
+}
 
 /* PyTorch's AVX2 CPU kernels compute `a.add_(b, alpha)`, addcmul and lerp with fused
  * multiply-adds; the hot loops call fmaf in the same places so that the trajectories agree to
@@ -174,27 +215,24 @@ OPTIM_HOT static void adam_range(void *arg, int64_t b, int64_t e) {
     const float *restrict g = j->grad;
     const float decay = j->decay, l2 = j->l2, b1 = j->b1, omb1 = j->omb1, b2 = j->b2,
                 omb2 = j->omb2, bc2 = j->bc2_sqrt, eps = j->eps, nss = j->neg_step_size;
-    if (!j->eps_inside) {
-        for (int64_t i = b; i < e; i++) {
-            float gi = fmaf(p[i], l2, g[i]);
-            float pi = p[i] * decay;
-            float mi = fmaf(gi, omb1, m[i] * b1);
-            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi) / bc2 + eps;
-            p[i] = pi + nss * mi / den; /* addcdiv: (value * t1) / t2 */
+    const int inside = j->eps_inside;
+    float sq[OPTIM_TILE];
+    for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+        const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+        float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+        const float *restrict gt = g + t0;
+        for (int64_t i = 0; i < n; i++) {
+            float gi = fmaf(pt[i], l2, gt[i]); /* Adam: grad.add(param, alpha=wd) */
+            float mi = fmaf(gi, omb1, mt[i] * b1);
+            float vi = fmaf(omb2 * gi, gi, vt[i] * b2);
+            mt[i] = mi;
+            vt[i] = vi;
+            sq[i] = inside ? vi / bc2 + eps : vi;
         }
-    } else {
-        for (int64_t i = b; i < e; i++) {
-            float gi = fmaf(p[i], l2, g[i]);
-            float pi = p[i] * decay;
-            float mi = fmaf(gi, omb1, m[i] * b1);
-            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi / bc2 + eps);
-            p[i] = pi + nss * mi / den; /* addcdiv: (value * t1) / t2 */
+        sqrt_tile(sq, n);
+        for (int64_t i = 0; i < n; i++) {
+            float den = inside ? sq[i] : sq[i] / bc2 + eps;
+            pt[i] = pt[i] * decay + nss * mt[i] / den; /* addcdiv: (value * t1) / t2 */
         }
     }
 }
@@ -350,13 +388,6 @@ typedef struct adamp_job {
     float delta;
 } adamp_job;
 
-/* the unprojected update d for one element, given the already-updated state */
-static inline float adamp_dir(const adamp_job *j, float mi, float vi, float gi) {
-    float den = sqrtf(vi) / j->bc2_sqrt + j->eps;
-    float num = j->nesterov ? j->b1 * mi + j->omb1 * gi : mi;
-    return num / den;
-}
-
 /* Pass 1 over one range of elements: state update, the update direction and, for rows,
  * the row statistics. For vectors (no projection) it also writes the parameters. */
 OPTIM_HOT static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, double *st,
@@ -371,33 +402,59 @@ OPTIM_HOT static void adamp_pass1_run(const adamp_job *j, int64_t b, int64_t e, 
         const float bc2 = j->bc2_sqrt, eps = j->eps, nss = j->neg_step_size;
         const float dec = j->decay_full;
         const int nest = j->nesterov;
-        for (int64_t i = b; i < e; i++) {
-            float gi = g[i], wi = p[i];
-            float mi = fmaf(gi, omb1, m[i] * b1);
-            float vi = fmaf(omb2 * gi, gi, v[i] * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi) / bc2 + eps;
-            float d = (nest ? b1 * mi + omb1 * gi : mi) / den;
-            gw += (double)gi * wi;
-            gg += (double)gi * gi;
-            ww += (double)wi * wi;
-            wd += (double)wi * d;
-            if (write_p) p[i] = fmaf(d, nss, wi * dec);
+        float sq[OPTIM_TILE];
+        for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+            float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i];
+                float mi = fmaf(gi, omb1, mt[i] * b1);
+                float vi = fmaf(omb2 * gi, gi, vt[i] * b2);
+                mt[i] = mi;
+                vt[i] = vi;
+                sq[i] = vi;
+            }
+            sqrt_tile(sq, n);
+            float *restrict dt = sq; /* the update direction replaces the roots */
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i], mi = mt[i];
+                float den = sq[i] / bc2 + eps;
+                dt[i] = (nest ? b1 * mi + omb1 * gi : mi) / den;
+            }
+            if (st) {
+                gw += dot_lanes(gt, pt, n);
+                gg += dot_lanes(gt, gt, n);
+                ww += dot_lanes(pt, pt, n);
+                wd += dot_lanes(pt, dt, n);
+            }
+            if (write_p)
+                for (int64_t i = 0; i < n; i++)
+                    pt[i] = fmaf(dt[i], nss, pt[i] * dec);
         }
     } else {
         const float mom = j->mom, omd = j->omd, nlr = j->neg_lr, dec = j->decay_full;
         const int nest = j->nesterov;
-        for (int64_t i = b; i < e; i++) {
-            float gi = g[i], wi = p[i];
-            float bb = fmaf(gi, omd, m[i] * mom);
-            m[i] = bb;
-            float d = nest ? gi + mom * bb : bb;
-            gw += (double)gi * wi;
-            gg += (double)gi * gi;
-            ww += (double)wi * wi;
-            wd += (double)wi * d;
-            if (write_p) p[i] = fmaf(d, nlr, wi * dec);
+        float dt[OPTIM_TILE];
+        for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+            float *restrict pt = p + t0, *restrict mt = m + t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i];
+                float bb = fmaf(gi, omd, mt[i] * mom);
+                mt[i] = bb;
+                dt[i] = nest ? gi + mom * bb : bb;
+            }
+            if (st) {
+                gw += dot_lanes(gt, pt, n);
+                gg += dot_lanes(gt, gt, n);
+                ww += dot_lanes(pt, pt, n);
+                wd += dot_lanes(pt, dt, n);
+            }
+            if (write_p)
+                for (int64_t i = 0; i < n; i++)
+                    pt[i] = fmaf(dt[i], nlr, pt[i] * dec);
         }
     }
     if (st) {
@@ -444,12 +501,21 @@ OPTIM_HOT static void adamp_pass2(void *arg, int64_t ub, int64_t ue) {
                 const float b1 = j->b1, omb1 = j->omb1, bc2 = j->bc2_sqrt, eps = j->eps;
                 const float nss = j->neg_step_size;
                 const int nest = j->nesterov;
-                for (int64_t i = b; i < e; i++) {
-                    float wi = p[i];
-                    float den = sqrtf(v[i]) / bc2 + eps;
-                    float d = (nest ? b1 * m[i] + omb1 * g[i] : m[i]) / den;
-                    d = d - (wi / ne) * dot;
-                    p[i] = fmaf(d, nss, wi * dec);
+                float sq[OPTIM_TILE];
+                for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+                    const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+                    for (int64_t i = 0; i < n; i++)
+                        sq[i] = v[t0 + i];
+                    sqrt_tile(sq, n);
+                    float *restrict pt = p + t0;
+                    const float *restrict mt = m + t0, *restrict gt = g + t0;
+                    for (int64_t i = 0; i < n; i++) {
+                        float wi = pt[i];
+                        float den = sq[i] / bc2 + eps;
+                        float d = (nest ? b1 * mt[i] + omb1 * gt[i] : mt[i]) / den;
+                        d = d - (wi / ne) * dot;
+                        pt[i] = fmaf(d, nss, wi * dec);
+                    }
                 }
             } else {
                 const float mom = j->mom, nlr = j->neg_lr;
@@ -611,13 +677,13 @@ double optim_spam_scale(const pk_spam_params *hp0, int64_t step) {
     pk_spam_params hp = optim_spam_defaults(*hp0);
     /* The reference code sets its warmup counter to 0 at the end of step k*DeltaT - 1, so step
      * t = k*DeltaT + c (k >= 1) uses c; before the first reset the counter starts past the
-     * warmup. Its CosineDecay(0.99, W) is CosineAnnealingLR(T_max = W + 1) stepped once per
-     * step, whose chained form telescopes to 0.99 * (1 + cos(pi (c+1) / (W+1))) / 2 for c < W
-     * and 0 afterwards; the step scale is 1 minus that. */
+     * warmup. Its CosineDecay(0.99, W) steps a CosineAnnealingLR(T_max = W + 1) with the epoch
+     * argument, i.e. the closed form 0.99 (1 + cos(pi c / (W+1))) / 2 for c < W and 0 after;
+     * the step scale is 1 minus that: 0.01 on the reset step, rising to 1. */
     if (step < hp.delta_t) return 1.0;
     int64_t c = step % hp.delta_t;
     if (c >= hp.warmup) return 1.0;
-    double dr = 0.99 * (1.0 + cos(M_PI * (double)(c + 1) / (double)(hp.warmup + 1))) / 2.0;
+    double dr = 0.99 * (1.0 + cos(M_PI * (double)c / (double)(hp.warmup + 1))) / 2.0;
     return 1.0 - dr;
 }
 
@@ -639,21 +705,34 @@ OPTIM_HOT static void spam_range(void *arg, int64_t b, int64_t e) {
     const float keep = j->keep, thr = j->thr, b1 = j->b1, omb1 = j->omb1, b2 = j->b2,
                 omb2 = j->omb2, eps = j->eps, ns = j->neg_step, dsc = j->decay_scale;
     int64_t clipped = 0;
-    for (int64_t i = b; i < e; i++) {
-        float gi = g[i];
-        float vo = v[i] * keep, mo = m[i] * keep;
-        float lim = sqrtf(vo * thr);
-        int spike = gi * gi > thr * vo;
-        clipped += spike;
-        float gs = gi > 0.0f ? lim : -lim; /* sign(g) * sqrt(theta v); g = 0 is never a spike */
-        gi = spike ? gs : gi;
-        float mi = fmaf(gi, omb1, mo * b1);
-        float vi = fmaf(omb2 * gi, gi, vo * b2);
-        m[i] = mi;
-        v[i] = vi;
-        float den = sqrtf(vi) + eps;
-        float pi = p[i] + ns * mi / den;
-        p[i] = fmaf(pi, dsc, pi); /* p.add_(p, alpha=-lr*wd) after the step, as the code */
+    float sq[OPTIM_TILE], lim[OPTIM_TILE];
+    for (int64_t t0 = b; t0 < e; t0 += OPTIM_TILE) {
+        const int64_t n = t0 + OPTIM_TILE < e ? OPTIM_TILE : e - t0;
+        float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+        const float *restrict gt = g + t0;
+        for (int64_t i = 0; i < n; i++)
+            lim[i] = vt[i] * keep * thr;
+        sqrt_tile(lim, n); /* sqrt(theta v) with v before this step's update */
+        for (int64_t i = 0; i < n; i++) {
+            float gi = gt[i];
+            float vo = vt[i] * keep, mo = mt[i] * keep;
+            int spike = gi * gi > thr * vo;
+            clipped += spike;
+            float gs = gi > 0.0f ? lim[i] : -lim[i]; /* sign(g) sqrt(theta v); g = 0 never spikes */
+            gi = spike ? gs : gi;
+            float mi = fmaf(gi, omb1, mo * b1);
+            float vi = fmaf(omb2 * gi, gi, vo * b2);
+            mt[i] = mi;
+            vt[i] = vi;
+            sq[i] = vi;
+        }
+        sqrt_tile(sq, n);
+        for (int64_t i = 0; i < n; i++) {
+            float den = sq[i] + eps;
+            /* norm_grad = exp_avg / denom; p.add_(norm_grad, alpha=-step_size * scale) */
+            float pi = fmaf(mt[i] / den, ns, pt[i]);
+            pt[i] = fmaf(pi, dsc, pi); /* p.add_(p, alpha=-lr*wd) after the step, as the code */
+        }
     }
     __atomic_fetch_add(j->clipped, clipped, __ATOMIC_RELAXED);
 }
@@ -714,12 +793,26 @@ OPTIM_HOT static void sspam_pass1(void *arg, int64_t ub, int64_t ue) {
     const float *restrict g = j->grad;
     for (int64_t u = ub; u < ue; u++) {
         const optim_unit *un = &j->pl->units[u];
-        float mx = 0.0f;
-        for (int64_t i = un->b; i < un->e; i++) {
-            float a = fabsf(g[i]);
+        /* max |g| on the bit patterns: for sign-cleared floats the unsigned order is the float
+         * order (a NaN wins, as in torch.max), and an integer max vectorises */
+        uint32_t lane[OPTIM_LANES] = {0}, mx = 0;
+        int64_t i = un->b;
+        for (; i + OPTIM_LANES <= un->e; i += OPTIM_LANES)
+            for (int l = 0; l < OPTIM_LANES; l++) {
+                uint32_t a;
+                memcpy(&a, &g[i + l], sizeof a);
+                a &= 0x7fffffffu;
+                lane[l] = a > lane[l] ? a : lane[l];
+            }
+        for (; i < un->e; i++) {
+            uint32_t a;
+            memcpy(&a, &g[i], sizeof a);
+            a &= 0x7fffffffu;
             mx = a > mx ? a : mx;
         }
-        j->unit_max[u] = mx;
+        for (int l = 0; l < OPTIM_LANES; l++)
+            mx = lane[l] > mx ? lane[l] : mx;
+        memcpy(&j->unit_max[u], &mx, sizeof mx);
     }
 }
 
@@ -730,10 +823,17 @@ OPTIM_HOT static void sspam_pass2(void *arg, int64_t ub, int64_t ue) {
         const optim_unit *un = &j->pl->units[u];
         const float mg = j->seg_maxg[un->seg], mh = j->seg_mhat[un->seg];
         double s = 0;
-        for (int64_t i = un->b; i < un->e; i++) {
-            float gi = g[i];
-            float gc = fabsf(gi) > mh ? gi / mg * mh : gi;
-            s += (double)gc * gc;
+        float gc[OPTIM_TILE];
+        for (int64_t t0 = un->b; t0 < un->e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < un->e ? OPTIM_TILE : un->e - t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float q = gt[i] / mg * mh; /* unconditional, so the loop vectorises */
+                float gi = gt[i];
+                int big = fabsf(gi) > mh;
+                gc[i] = big ? q : gi;
+            }
+            s += dot_lanes(gc, gc, n);
         }
         j->unit_sumsq[u] = s;
     }
@@ -762,17 +862,29 @@ OPTIM_HOT static void sspam_pass3(void *arg, int64_t ub, int64_t ue) {
             continue;
         }
         const float mg = j->seg_maxg[s], mh = j->seg_mhat[s], nrm = j->seg_norm[s], c = j->seg_c[s];
-        for (int64_t i = un->b; i < un->e; i++) {
-            float gi = g[i];
-            float gc = fabsf(gi) > mh ? gi / mg * mh : gi;
-            float gn = gc / nrm * c;
-            float mo = m[i] * keep, vo = v[i] * keep;
-            float mi = fmaf(omb1, gn - mo, mo); /* exp_avg.lerp_(grad, 1 - beta1), w < 0.5 */
-            float vi = fmaf(omb2 * gn, gn, vo * b2);
-            m[i] = mi;
-            v[i] = vi;
-            float den = sqrtf(vi) / bc2 + eps;
-            p[i] = p[i] * dec + nss * mi / den;
+        float sq[OPTIM_TILE];
+        for (int64_t t0 = un->b; t0 < un->e; t0 += OPTIM_TILE) {
+            const int64_t n = t0 + OPTIM_TILE < un->e ? OPTIM_TILE : un->e - t0;
+            float *restrict pt = p + t0, *restrict mt = m + t0, *restrict vt = v + t0;
+            const float *restrict gt = g + t0;
+            for (int64_t i = 0; i < n; i++) {
+                float gi = gt[i];
+                float q = gi / mg * mh;
+                int big = fabsf(gi) > mh;
+                float gc = big ? q : gi;
+                float gn = gc / nrm * c;
+                float mo = mt[i] * keep, vo = vt[i] * keep;
+                float mi = fmaf(omb1, gn - mo, mo); /* exp_avg.lerp_(grad, 1 - beta1) */
+                float vi = fmaf(omb2 * gn, gn, vo * b2);
+                mt[i] = mi;
+                vt[i] = vi;
+                sq[i] = vi;
+            }
+            sqrt_tile(sq, n);
+            for (int64_t i = 0; i < n; i++) {
+                float den = sq[i] / bc2 + eps;
+                pt[i] = pt[i] * dec + nss * mt[i] / den;
+            }
         }
     }
 }

@@ -107,10 +107,12 @@ void teacher_destroy(pk_teacher *t) {
 /* Vulkan updates live in teacher_vk.c. */
 __attribute__((weak)) pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all,
                                                   tensor *const *sources_first, int k,
-                                                  const float *w, float m,
+                                                  const double *w, double m,
                                                   const pk_teacher_segment *segs, int nseg);
 
-static pk_status update(pk_teacher *t, int k, tensor *const *first, const float *w, float m) {
+/* w NULL: single source with weight 1 - m (the lerp form, bit-identical to torch's lerp_);
+ * the kernels take doubles, as Python floats, and round each scalar to float once. */
+static pk_status update(pk_teacher *t, int k, tensor *const *first, const double *w, double m) {
     if (t->c->backend == PK_BACKEND_CPU) {
         const float *src[PK_TEACHER_MAX_SOURCES];
         for (int i = 0; i < k; i++)
@@ -123,7 +125,7 @@ static pk_status update(pk_teacher *t, int k, tensor *const *first, const float 
 }
 
 pk_status teacher_update(pk_teacher *t) {
-    float m = (float)teacher_momentum_at(&t->opt.schedule, t->updates);
+    double m = teacher_momentum_at(&t->opt.schedule, t->updates);
     PK_TRY(update(t, 1, &t->students[t->base], NULL, m));
     t->updates++;
     return PK_OK;
@@ -147,7 +149,10 @@ pk_status teacher_update_multi(pk_teacher *t, int k, tensor *const *const *sourc
         }
         first[j] = sources[j][t->base];
     }
-    PK_TRY(update(t, k, first, w, m));
+    double wd[PK_TEACHER_MAX_SOURCES];
+    for (int j = 0; j < k; j++)
+        wd[j] = w[j];
+    PK_TRY(update(t, k, first, wd, m));
     t->updates++;
     return PK_OK;
 }

@@ -3,7 +3,7 @@
  * segment lists: the concatenation of all runs) into contiguous chunks, so a list of many
  * small runs and one huge run parallelise equally well. */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3")
+#pragma GCC optimize("O3", "no-math-errno")
 #endif
 #include "teacher/teacher_kernels.h"
 
@@ -31,11 +31,11 @@
 TEACHER_HOT static void ema_lerp(float *restrict t, const float *restrict s, int64_t n, float w) {
     if (fabsf(w) < 0.5f) {
         for (int64_t i = 0; i < n; i++)
-            t[i] = t[i] + w * (s[i] - t[i]);
+            t[i] = fmaf(w, s[i] - t[i], t[i]);
     } else {
         const float omw = 1.0f - w;
         for (int64_t i = 0; i < n; i++)
-            t[i] = s[i] - (s[i] - t[i]) * omw;
+            t[i] = fmaf(-(s[i] - t[i]), omw, s[i]);
     }
 }
 
@@ -46,7 +46,7 @@ TEACHER_HOT static void ema_multi(float *restrict t, int k, const float *const *
         const float *restrict s0 = src[0];
         const float w0 = w[0];
         for (int64_t i = 0; i < n; i++)
-            t[i] = m * t[i] + w0 * s0[i];
+            t[i] = fmaf(s0[i], w0, m * t[i]);
         return;
     }
     if (k == 2) {
@@ -54,7 +54,7 @@ TEACHER_HOT static void ema_multi(float *restrict t, int k, const float *const *
         const float *restrict s1 = src[1];
         const float w0 = w[0], w1 = w[1];
         for (int64_t i = 0; i < n; i++)
-            t[i] = m * t[i] + w0 * s0[i] + w1 * s1[i];
+            t[i] = fmaf(s1[i], w1, fmaf(s0[i], w0, m * t[i]));
         return;
     }
     for (int64_t b = 0; b < n; b += TEACHER_BLOCK) {
@@ -62,12 +62,12 @@ TEACHER_HOT static void ema_multi(float *restrict t, int k, const float *const *
         const float *restrict s0 = src[0];
         const float w0 = w[0];
         for (int64_t i = b; i < e; i++)
-            t[i] = m * t[i] + w0 * s0[i];
+            t[i] = fmaf(s0[i], w0, m * t[i]);
         for (int j = 1; j < k; j++) {
             const float *restrict sj = src[j];
             const float wj = w[j];
             for (int64_t i = b; i < e; i++)
-                t[i] = t[i] + wj * sj[i];
+                t[i] = fmaf(sj[i], wj, t[i]);
         }
     }
 }
@@ -76,7 +76,8 @@ typedef struct teacher_job {
     float *t;
     int k;
     const float *const *src;
-    const float *w; /* NULL: single-source lerp with weight lerp_w */
+    int lerp; /* single source: lerp with weight lerp_w; else m and w */
+    float w[PK_TEACHER_MAX_SOURCES];
     float m, lerp_w;
     const pk_teacher_segment *segs;
     const int64_t *start; /* nseg + 1 prefix sums of run lengths; NULL: one plain range */
@@ -90,7 +91,7 @@ static void teacher_piece(const teacher_job *j, int64_t dst, int64_t so, int64_t
         s[i] = j->src[i] + so;
     if (copy)
         memcpy(j->t + dst, s[0], (size_t)n * sizeof(float));
-    else if (!j->w)
+    else if (j->lerp)
         ema_lerp(j->t + dst, s[0], n, j->lerp_w);
     else
         ema_multi(j->t + dst, j->k, s, j->w, n, j->m);
@@ -121,13 +122,13 @@ static void teacher_range(void *arg, int64_t b, int64_t e) {
     }
 }
 
-static pk_status check_momentum(float m, const char *who) {
-    if (!(m >= 0.0f && m <= 1.0f))
-        return pk_error(PK_ERR_INVALID, "%s: momentum %g outside [0, 1]", who, (double)m);
+static pk_status check_momentum(double m, const char *who) {
+    if (!(m >= 0.0 && m <= 1.0))
+        return pk_error(PK_ERR_INVALID, "%s: momentum %g outside [0, 1]", who, m);
     return PK_OK;
 }
 
-static pk_status check_sources(int k, const float *const *src, const float *w, float m,
+static pk_status check_sources(int k, const float *const *src, const double *w, double m,
                                const char *who) {
     if (k < 1 || k > PK_TEACHER_MAX_SOURCES || !src)
         return pk_error(PK_ERR_INVALID, "%s: %d sources (1..%d)", who, k, PK_TEACHER_MAX_SOURCES);
@@ -139,29 +140,31 @@ static pk_status check_sources(int k, const float *const *src, const float *w, f
             sum += w[i];
         if (fabs(sum - 1.0) > 1e-6)
             return pk_error(PK_ERR_INVALID,
-                            "%s: momentum %g plus source weights sum to %.9g, expected 1", who,
-                            (double)m, sum);
+                            "%s: momentum %g plus source weights sum to %.9g, expected 1", who, m,
+                            sum);
     }
     return PK_OK;
 }
 
-pk_status teacher_ema(pk_pool *pool, float *t, const float *s, int64_t n, float m) {
+pk_status teacher_ema(pk_pool *pool, float *t, const float *s, int64_t n, double m) {
     if (!t || !s || n < 0)
         return pk_error(PK_ERR_INVALID, "teacher_ema: bad arguments (n=%lld)", (long long)n);
     PK_TRY(check_momentum(m, "teacher_ema"));
     const float *src[1] = {s};
-    teacher_job j = {.t = t, .k = 1, .src = src, .m = m, .lerp_w = (float)(1.0 - (double)m)};
+    teacher_job j = {.t = t, .k = 1, .src = src, .lerp = 1, .lerp_w = (float)(1.0 - m)};
     pk_parallel_for(pool, n, TEACHER_GRAIN, teacher_range, &j);
     return PK_OK;
 }
 
-pk_status teacher_ema_multi(pk_pool *pool, float *t, int k, const float *const *src, const float *w,
-                            int64_t n, float m) {
+pk_status teacher_ema_multi(pk_pool *pool, float *t, int k, const float *const *src,
+                            const double *w, int64_t n, double m) {
     if (!t || !w || n < 0)
         return pk_error(PK_ERR_INVALID, "teacher_ema_multi: bad arguments (n=%lld)", (long long)n);
     PK_TRY(check_momentum(m, "teacher_ema_multi"));
     PK_TRY(check_sources(k, src, w, m, "teacher_ema_multi"));
-    teacher_job j = {.t = t, .k = k, .src = src, .w = w, .m = m};
+    teacher_job j = {.t = t, .k = k, .src = src, .m = (float)m};
+    for (int i = 0; i < k; i++)
+        j.w[i] = (float)w[i];
     pk_parallel_for(pool, n, TEACHER_GRAIN, teacher_range, &j);
     return PK_OK;
 }
@@ -173,7 +176,8 @@ static int cmp_dst(const void *a, const void *b) {
 }
 
 pk_status teacher_ema_segments(pk_pool *pool, float *t, int k, const float *const *src,
-                               const float *w, float m, const pk_teacher_segment *segs, int nseg) {
+                               const double *w, double m, const pk_teacher_segment *segs,
+                               int nseg) {
     const char *who = "teacher_ema_segments";
     if (!t || nseg < 0 || (nseg > 0 && !segs))
         return pk_error(PK_ERR_INVALID, "%s: bad arguments (nseg=%d)", who, nseg);
@@ -218,12 +222,14 @@ pk_status teacher_ema_segments(pk_pool *pool, float *t, int k, const float *cons
     teacher_job j = {.t = t,
                      .k = k,
                      .src = src,
-                     .w = w,
-                     .m = m,
-                     .lerp_w = (float)(1.0 - (double)m),
+                     .lerp = w == NULL,
+                     .m = (float)m,
+                     .lerp_w = (float)(1.0 - m),
                      .segs = segs,
                      .start = start,
                      .nseg = nseg};
+    for (int i = 0; w && i < k; i++)
+        j.w[i] = (float)w[i];
     pk_parallel_for(pool, start[nseg], TEACHER_GRAIN, teacher_range, &j);
     free(start);
     return PK_OK;

@@ -9,10 +9,13 @@
  * swap-in, checkpoints) wrap these.
  *
  * Rounding: the single-source update is computed exactly as PyTorch's CPU `t.lerp_(s, w)`
- * with w = (float)(1 - m): t + w (s - t) when |w| < 0.5, else s - (s - t)(1 - w). It is
- * therefore bit-identical to lerp_ and within an ulp or two of mul_(m).add_(s, alpha=1-m);
- * unlike the mul/add form it reproduces t exactly when s == t. The multi-source update is
- * m t + w_0 s_0 + w_1 s_1 + ... in float, left to right (as mul_ then add_ per source). */
+ * with w = (float)(1 - m): fma(w, s - t, t) when |w| < 0.5, else fma(-(s - t), 1 - w, s).
+ * It is bit-identical to lerp_ (tests/golden/optim) and within an ulp or two of
+ * mul_(m).add_(s, alpha=1-m); unlike the mul/add form it leaves t unchanged when s == t.
+ * The multi-source update is t = fma(s_0, w_0, m t), then t = fma(s_i, w_i, t) per source:
+ * bit-identical to torch's mul_(m) followed by add_(s_i, alpha=w_i) per source (whose AVX2
+ * kernels fuse the multiply-add). m and the weights are doubles (Python floats): 1 - m is formed in
+ * double and every scalar is rounded to float once, as torch does. */
 #ifndef POLYAK_TEACHER_KERNELS_H
 #define POLYAK_TEACHER_KERNELS_H
 #include <stdbool.h>
@@ -36,16 +39,16 @@ typedef struct pk_teacher_segment {
 } pk_teacher_segment;
 
 /* t[0..n) = m t + (1 - m) s, in place. */
-pk_status teacher_ema(pk_pool *pool, float *t, const float *s, int64_t n, float m);
+pk_status teacher_ema(pk_pool *pool, float *t, const float *s, int64_t n, double m);
 
 /* t[0..n) = m t + sum_{i<k} w[i] src[i]; fails unless |m + sum w - 1| <= 1e-6. */
-pk_status teacher_ema_multi(pk_pool *pool, float *t, int k, const float *const *src, const float *w,
-                            int64_t n, float m);
+pk_status teacher_ema_multi(pk_pool *pool, float *t, int k, const float *const *src,
+                            const double *w, int64_t n, double m);
 
 /* The segment-list update over `nseg` runs in one call (k sources, weights w; k = 1 with
  * w = NULL means w[0] = 1 - m). Runs must not overlap in the teacher. */
 pk_status teacher_ema_segments(pk_pool *pool, float *t, int k, const float *const *src,
-                               const float *w, float m, const pk_teacher_segment *segs, int nseg);
+                               const double *w, double m, const pk_teacher_segment *segs, int nseg);
 
 typedef enum pk_momentum_kind {
     PK_MOMENTUM_CONSTANT = 0, /* m0 */

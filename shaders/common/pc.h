@@ -9,13 +9,17 @@
 #define PC_I32 int
 #define PC_F32 float
 #define PK_PC_BEGIN(name) layout(push_constant) uniform name##_block {
-#define PK_PC_END(name) } pc;
+#define PK_PC_END(name)                                                                            \
+    }                                                                                              \
+    pc;
 #else
 #include <stdint.h>
 #define PC_U32 uint32_t
 #define PC_I32 int32_t
 #define PC_F32 float
 #define PK_PC_BEGIN(name) typedef struct name {
-#define PK_PC_END(name) } name;
+#define PK_PC_END(name)                                                                            \
+    }                                                                                              \
+    name;
 #endif
 #endif

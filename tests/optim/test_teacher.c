@@ -2,9 +2,12 @@
  * computation: plain, multi-source (CTP's 0.9/0.05/0.05 and the general k-source path),
  * scheduled (cosine ramp and table), and segment-list partial teachers with the copy rule for
  * buffers. Inputs are fresh random numbers each run (the seed is printed).
- * Error bound: a float update of terms a_i has error <= 2 ulp of sum |a_i| (one rounding per
- * operation, fused multiply-adds); we check |ours - exact| <= 4 * 2^-24 * sum_i |a_i|. */
+ * Bit-exactness against torch's own lerp_ and mul_/add_ (tests/golden/optim/index.json,
+ * "teacher") is checked too. Error bound: a float update of terms a_i has error <= 2 ulp of sum
+ * |a_i| (one rounding per operation, fused multiply-adds); we check |ours - exact| <= 4 * 2^-24 *
+ * sum_i |a_i|. */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +45,12 @@ static void setup(void) {
 
 START_TEST(plain_ema) {
     const int64_t n = 1000003; /* several chunks, odd tail */
-    const float ms[] = {0.996f, 0.9999f, 0.9f, 0.2f /* weight >= 0.5: the other lerp form */};
+    const double ms[] = {0.996, 0.9999, 0.9, 0.2 /* weight >= 0.5: the other lerp form */};
     pk_pool *pool = pk_pool_create(2);
     for (size_t c = 0; c < sizeof ms / sizeof ms[0]; c++) {
         float *t = rand_array(n), *s = rand_array(n), *t0 = copy_array(t, n);
         float *t1 = copy_array(t, n);
-        float m = ms[c];
+        double m = ms[c];
         ck_assert_int_eq(teacher_ema(pool, t, s, n, m), PK_OK);
         ck_assert_int_eq(teacher_ema(NULL, t1, s, n, m), PK_OK);
         ck_assert_msg(memcmp(t, t1, (size_t)n * sizeof *t) == 0, "threads change results");
@@ -68,16 +71,16 @@ START_TEST(plain_ema) {
     }
     /* s == t leaves t unchanged (the lerp form is exact there) */
     float *t = rand_array(1000), *t0 = copy_array(t, 1000);
-    ck_assert_int_eq(teacher_ema(pool, t, t0, 1000, 0.7f), PK_OK);
+    ck_assert_int_eq(teacher_ema(pool, t, t0, 1000, 0.7), PK_OK);
     ck_assert(memcmp(t, t0, 1000 * sizeof *t) == 0);
-    ck_assert_int_eq(teacher_ema(pool, t, t0, 1000, 1.5f), PK_ERR_INVALID);
+    ck_assert_int_eq(teacher_ema(pool, t, t0, 1000, 1.5), PK_ERR_INVALID);
     free(t);
     free(t0);
     pk_pool_destroy(pool);
 }
 END_TEST
 
-static void check_multi(pk_pool *pool, int k, const float *w, float m, int64_t n) {
+static void check_multi(pk_pool *pool, int k, const double *w, double m, int64_t n) {
     float *t = rand_array(n), *t0 = copy_array(t, n);
     float *src[PK_TEACHER_MAX_SOURCES];
     for (int i = 0; i < k; i++)
@@ -100,17 +103,17 @@ static void check_multi(pk_pool *pool, int k, const float *w, float m, int64_t n
 
 START_TEST(multi_source) {
     pk_pool *pool = pk_pool_create(2);
-    const float ctp[2] = {0.05f, 0.05f}; /* CTP: 0.9 t + 0.05 current + 0.05 previous task */
-    check_multi(pool, 2, ctp, 0.9f, 300007);
-    const float one[1] = {0.004f};
-    check_multi(pool, 1, one, 0.996f, 70001);
-    float w5[5] = {0.1f, 0.05f, 0.02f, 0.02f, 0.01f}; /* general path, m = 0.8 */
-    check_multi(pool, 5, w5, 0.8f, 200003);
+    const double ctp[2] = {0.05, 0.05}; /* CTP: 0.9 t + 0.05 current + 0.05 previous task */
+    check_multi(pool, 2, ctp, 0.9, 300007);
+    const double one[1] = {0.004};
+    check_multi(pool, 1, one, 0.996, 70001);
+    const double w5[5] = {0.1, 0.05, 0.02, 0.02, 0.01}; /* general path, m = 0.8 */
+    check_multi(pool, 5, w5, 0.8, 200003);
     /* weights that do not sum to 1 - m are refused with a message */
     float *t = rand_array(16), *s = rand_array(16);
     const float *src[2] = {s, s};
-    const float bad[2] = {0.05f, 0.06f};
-    ck_assert_int_eq(teacher_ema_multi(pool, t, 2, src, bad, 16, 0.9f), PK_ERR_INVALID);
+    const double bad[2] = {0.05, 0.06};
+    ck_assert_int_eq(teacher_ema_multi(pool, t, 2, src, bad, 16, 0.9), PK_ERR_INVALID);
     ck_assert(strstr(polyak_error(), "expected 1") != NULL);
     free(t);
     free(s);
@@ -149,7 +152,7 @@ START_TEST(momentum_schedules) {
     double worst = 0;
     for (int k = 0; k < K; k++) {
         float *s = rand_array(n);
-        float m = (float)teacher_momentum_at(&sch, k);
+        double m = teacher_momentum_at(&sch, k);
         ck_assert_int_eq(teacher_ema(pool, t, s, n, m), PK_OK);
         for (int64_t i = 0; i < n; i++)
             ref[i] = (double)m * ref[i] + (1.0 - (double)m) * s[i];
@@ -196,8 +199,8 @@ static void check_segments(int k) {
     }
     float *t = rand_array(nt), *t0 = copy_array(t, nt);
     float *src[2] = {rand_array(ns), rand_array(ns)};
-    const float m = 0.99f;
-    const float w2[2] = {0.006f, 0.004f};
+    const double m = 0.99;
+    const double w2[2] = {0.006, 0.004};
     pk_pool *pool = pk_pool_create(2);
     ck_assert_int_eq(teacher_ema_segments(pool, t, k, (const float *const *)src, k == 1 ? NULL : w2,
                                           m, segs, nseg),
@@ -251,12 +254,79 @@ END_TEST
 START_TEST(segments_multi) { check_segments(2); }
 END_TEST
 
+static float *golden_f32(const char *name, int64_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, POLYAK_GOLDEN_DIR "/optim/%s", name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    float *x = malloc((size_t)n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(fread(x, sizeof *x, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return x;
+}
+
+/* t.lerp_(s, 1 - m) for both lerp branches and t.mul_(0.9).add_(s0, 0.05).add_(s1, 0.05),
+ * computed by PyTorch 1.13: our kernels must give the same bits */
+START_TEST(torch_bitwise) {
+    FILE *f = fopen(POLYAK_GOLDEN_DIR "/optim/index.json", "rb");
+    ck_assert_ptr_nonnull(f);
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    cJSON *ix = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(ix);
+    const cJSON *tj = cJSON_GetObjectItemCaseSensitive(ix, "teacher");
+    ck_assert_ptr_nonnull(tj);
+    int64_t n = cJSON_GetObjectItemCaseSensitive(tj, "n")->valueint;
+    const cJSON *sj = cJSON_GetObjectItemCaseSensitive(tj, "s");
+    float *t0 = golden_f32(cJSON_GetObjectItemCaseSensitive(tj, "t")->valuestring, n);
+    float *s0 = golden_f32(cJSON_GetArrayItem(sj, 0)->valuestring, n);
+    float *s1 = golden_f32(cJSON_GetArrayItem(sj, 1)->valuestring, n);
+    const cJSON *c;
+    int ncase = 0;
+    pk_pool *pool = pk_pool_create(2);
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(tj, "cases")) {
+        const char *kind = cJSON_GetObjectItemCaseSensitive(c, "kind")->valuestring;
+        double m = cJSON_GetObjectItemCaseSensitive(c, "m")->valuedouble;
+        const cJSON *wj = cJSON_GetObjectItemCaseSensitive(c, "weights");
+        float *want = golden_f32(cJSON_GetObjectItemCaseSensitive(c, "out")->valuestring, n);
+        float *t = malloc((size_t)n * sizeof *t);
+        memcpy(t, t0, (size_t)n * sizeof *t);
+        if (!strcmp(kind, "lerp")) {
+            ck_assert_int_eq(teacher_ema(pool, t, s0, n, m), PK_OK);
+        } else {
+            const float *src[2] = {s0, s1};
+            double w[2] = {cJSON_GetArrayItem(wj, 0)->valuedouble,
+                           cJSON_GetArrayItem(wj, 1)->valuedouble};
+            ck_assert_int_eq(teacher_ema_multi(pool, t, 2, src, w, n, m), PK_OK);
+        }
+        int64_t diff = 0;
+        for (int64_t i = 0; i < n; i++)
+            diff += memcmp(&t[i], &want[i], sizeof *t) != 0;
+        ck_assert_msg(diff == 0, "%s m=%g: %lld of %lld elements differ from torch", kind,
+                      (double)m, (long long)diff, (long long)n);
+        free(t);
+        free(want);
+        ncase++;
+    }
+    ck_assert_int_eq(ncase, 3);
+    pk_pool_destroy(pool);
+    free(t0);
+    free(s0);
+    free(s1);
+    cJSON_Delete(ix);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("teacher");
     TCase *tc = tcase_create("cpu");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, plain_ema);
+    tcase_add_test(tc, torch_bitwise);
     tcase_add_test(tc, multi_source);
     tcase_add_test(tc, momentum_schedules);
     tcase_add_test(tc, segments_single);

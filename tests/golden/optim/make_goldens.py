@@ -186,19 +186,21 @@ class SGDP:
 
 
 class SPAM:
-    """TianjinYellow/SPAM-Optimizer, dense (density 1). Defaults from its code/README:
-    DeltaT 500, threshold 5000, warmup_steps 150, grad_accu_steps 20, eps 1e-6. The official
-    source was not available offline; this follows REFERENCE.md and kozistr/pytorch_optimizer's
-    port of it (spam.py):
+    """TianjinYellow/SPAM-Optimizer, dense (density 1). Defaults from its code: DeltaT 500,
+    threshold 5000, warmup_steps 150, grad_accu_steps 20, eps 1e-6. Read in a mirror of the
+    official spam.py ("mirrored from the SPAM-Optimizer repository"), checked against
+    REFERENCE.md and kozistr/pytorch_optimizer's port:
     - the step counter (bias correction) is never reset; exp_avg/exp_avg_sq are zeroed on
       steps t with t % DeltaT == 0;
     - a gradient is clipped where g^2 > threshold * v (v before this step's update) to
       sign(g) sqrt(threshold v), only when t >= grad_accu and t % DeltaT >= grad_accu;
     - the step size is lr sqrt(bc2)/bc1 times scale = 1 - CosineDecay(0.99, W): the counter is
       set to 0 at the end of step t with (t+1) % DeltaT == 0 and starts at W+1; CosineDecay is
-      CosineAnnealingLR(T_max = W+1) stepped once per step (its chained form telescopes to
-      0.99 (1 + cos(pi (c+1)/(W+1)))/2 for c < W, 0 for c >= W);
-    - denominator sqrt(v) + eps; decoupled decay p += -lr wd p after the step."""
+      CosineAnnealingLR(T_max = W+1) stepped with the epoch argument, i.e. its closed form
+      0.99 (1 + cos(pi c/(W+1)))/2 for c < W, 0 for c >= W (kozistr's port steps it once more,
+      shifting the ramp by one step);
+    - norm_grad = m / (sqrt(v) + eps); p.add_(norm_grad, alpha=-step_size * scale);
+      decoupled decay p += -lr wd p after the step (only when wd > 0)."""
 
     def __init__(self, ps, lr, betas=(0.9, 0.999), eps=1e-6, wd=0.0, threshold=5000,
                  delta_t=500, warmup=150, grad_accu=20):
@@ -212,7 +214,7 @@ class SPAM:
     def death_rate(self, c):
         if c >= self.w:
             return 0.0
-        return 0.99 * (1 + math.cos(math.pi * (c + 1) / (self.w + 1))) / 2
+        return 0.99 * (1 + math.cos(math.pi * c / (self.w + 1))) / 2
 
     def step(self, t, grads):
         scale = 1.0 - self.death_rate(self.counter)
@@ -232,8 +234,10 @@ class SPAM:
             denom = v.sqrt().add_(self.eps)
             bc1, bc2 = 1 - self.b1 ** t, 1 - self.b2 ** t
             step_size = self.lr * math.sqrt(bc2) / bc1
-            p.addcdiv_(m, denom, value=-step_size * scale)
-            p.add_(p, alpha=-self.lr * self.wd)
+            norm_grad = m / denom
+            p.add_(norm_grad, alpha=-step_size * scale)
+            if self.wd > 0:
+                p.add_(p, alpha=-self.lr * self.wd)
         self.total += 1
         self.counter += 1
         if self.total != 0 and (self.total + 1) % self.dt == 0:
@@ -380,6 +384,17 @@ def write(name, t):
     return name
 
 
+# EMA teacher: torch's own lerp_ (both weight branches) and mul_ + add_(alpha) per source
+TEACHER_N = 4099
+teacher_t = torch.randn(TEACHER_N) * 3
+teacher_s = [torch.randn(TEACHER_N) * 3 for _ in range(2)]
+teacher_cases = []
+for m in (0.996, 0.2):
+    out = teacher_t.clone().lerp_(teacher_s[0], 1 - m)
+    teacher_cases.append(dict(kind="lerp", m=m, weights=[1 - m], out=out))
+out = teacher_t.clone().mul_(0.9).add_(teacher_s[0], alpha=0.05).add_(teacher_s[1], alpha=0.05)
+teacher_cases.append(dict(kind="mul_add", m=0.9, weights=[0.05, 0.05], out=out))
+
 index = dict(
     generator="tests/golden/optim/make_goldens.py",
     torch=torch.__version__,
@@ -393,6 +408,11 @@ index = dict(
     spiky_grads=write("grads_spiky.f32", spiky_grads),
     configs=[],
 )
+index["teacher"] = dict(n=TEACHER_N, t=write("teacher_t.f32", teacher_t),
+                        s=[write("teacher_s%d.f32" % i, x) for i, x in enumerate(teacher_s)],
+                        cases=[dict(kind=c["kind"], m=c["m"], weights=c["weights"],
+                                    out=write("teacher_out%d.f32" % i, c["out"]))
+                               for i, c in enumerate(teacher_cases)])
 for c in CONFIGS:
     e = dict(name=c["name"], kind=c["kind"], hp=c["hp"],
              snapshots=write("traj_%s.f32" % c["name"], c["snaps"]))
