@@ -8,6 +8,7 @@
 
 #include "autograd.h"
 #include "bench_json.h"
+#include "bench_optim.h"
 #include "cli.h"
 #include "commands.h"
 #include "cpu/threads.h"
@@ -114,9 +115,11 @@ static bool run_peer(int threads, int reps, const char *const *names, double *pe
 #define NB 8
 
 int cmd_bench(int argc, char **argv) {
-    const char *usage = "ops|splat [--json FILE] [--device D] [--reps N] [--no-peer]";
+    const char *usage = "ops|splat|teacher|optim [--json FILE] [--device D] [--reps N] [--no-peer]";
     if (argc < 2) return cli_usage("bench", usage, "which benchmark?");
     if (strcmp(argv[1], "splat") == 0) return bench_splat(argc - 1, argv + 1);
+    if (strcmp(argv[1], "teacher") == 0) return cmd_bench_teacher(argc - 1, argv + 1);
+    if (strcmp(argv[1], "optim") == 0) return cmd_bench_optim(argc - 1, argv + 1);
     if (strcmp(argv[1], "ops") != 0) return cli_usage("bench", usage, "unknown benchmark");
     const char *json = NULL, *device = NULL;
     long reps = 5;
