@@ -1,6 +1,7 @@
 /* ops_splat.c - front end of the SPLAT op and the renderer object: checks the Gaussians'
  * tensors, allocates the outputs and runs one node with three outputs (rgb, alpha, depth).
- * The kernels are cpu_splat_* (framework/cpu/cpu_splat.c) and, when built, vk_splat_*. */
+ * The kernels are cpu_splat_* (framework/cpu/cpu_splat.c) and vk_splat_*
+ * (framework/vk/vk_ops_splat.c). */
 #include "ops_splat.h"
 
 #include <assert.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "op_util.h"
+#include "splat/splat_vk.h"
 
 static_assert(sizeof(pk_splat_params) <= PK_PARAM_BYTES, "pk_splat_params too large");
 static_assert(PK_MAX_OUT >= 3, "the splat node has three outputs");
@@ -17,12 +19,13 @@ pk_status pk_splat_renderer_create(pk_ctx *c, pk_splat_renderer **out) {
     pk_splat_renderer *r = calloc(1, sizeof *r);
     if (!r) return pk_error(PK_ERR_NOMEM, "splat: out of host memory for a renderer");
     r->backend = c->backend;
-    if (c->backend == PK_BACKEND_CPU) {
+    if (c->backend == PK_BACKEND_CPU)
         r->state = splat_state_create();
-        if (!r->state) {
-            free(r);
-            return pk_error(PK_ERR_NOMEM, "splat: out of host memory for a renderer");
-        }
+    else
+        r->vk = splat_vk_state_create(c->vk);
+    if (!r->state && !r->vk) {
+        free(r);
+        return pk_error(PK_ERR_NOMEM, "splat: out of host memory for a renderer");
     }
     *out = r;
     return PK_OK;
@@ -31,12 +34,14 @@ pk_status pk_splat_renderer_create(pk_ctx *c, pk_splat_renderer **out) {
 void pk_splat_renderer_destroy(pk_splat_renderer *r) {
     if (!r) return;
     splat_state_destroy(r->state);
+    splat_vk_state_destroy(r->vk);
     free(r->scratch);
     free(r);
 }
 
 int64_t pk_splat_renderer_pairs(const pk_splat_renderer *r) {
-    return r ? splat_state_pairs(r->state) : 0;
+    if (!r) return 0;
+    return r->vk ? splat_vk_state_pairs(r->vk) : splat_state_pairs(r->state);
 }
 
 /* Checks that t is a contiguous f32 tensor of shape (n, cols) (or (n) when cols == 0 is
@@ -63,11 +68,6 @@ pk_status pk_splat(pk_ctx *c, pk_splat_renderer *r, const splat_camera *cam,
     memset(out, 0, sizeof *out);
     if (r->backend != c->backend)
         return pk_error(PK_ERR_INVALID, "splat: the renderer was created for another backend");
-    if (!pk_op_get(PK_OP_SPLAT)->forward[c->backend])
-        return pk_error(PK_ERR_UNSUPPORTED,
-                        "splat: the %s backend has no Gaussian rasterizer yet; render with "
-                        "--device cpu",
-                        c->backend == PK_BACKEND_VK ? "Vulkan" : "CPU");
     if (!in->means || !in->log_scales || !in->quats || !in->opacity_logits)
         return pk_error(PK_ERR_INVALID,
                         "splat: means, log_scales, quats and opacity_logits are required (an "

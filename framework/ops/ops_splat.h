@@ -17,6 +17,7 @@
 typedef struct pk_splat_renderer {
     pk_backend backend;
     splat_state *state;        /* CPU: the saved state of the last forward */
+    struct splat_vk_state *vk; /* Vulkan: device buffers and saved state of the last forward */
     uint64_t generation;       /* forwards started with this renderer */
     uint64_t state_generation; /* the forward whose state `state` holds (0: none) */
     float *scratch;            /* CPU: (4, H, W) outputs of a recomputed forward */
@@ -60,11 +61,11 @@ pk_status pk_splat_renderer_create(pk_ctx *c, pk_splat_renderer **out);
 /* Frees a renderer; accepts NULL. */
 void pk_splat_renderer_destroy(pk_splat_renderer *r);
 
-/* (tile, Gaussian) pairs of the renderer's last forward (CPU), for statistics. */
+/* (tile, Gaussian) pairs of the renderer's last forward, for statistics. */
 int64_t pk_splat_renderer_pairs(const pk_splat_renderer *r);
 
 /* Renders the Gaussians of `in` through `cam` into `out` (recorded on the tape when an input
- * requires gradients). Returns PK_ERR_UNSUPPORTED on a backend without a rasterizer. */
+ * requires gradients). On Vulkan, inputs, outputs and gradients stay in device memory. */
 pk_status pk_splat(pk_ctx *c, pk_splat_renderer *r, const splat_camera *cam,
                    const pk_splat_inputs *in, pk_splat_outputs *out);
 

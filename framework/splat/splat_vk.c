@@ -1,23 +1,29 @@
 /* splat_vk.c - host side of the Vulkan rasterizer: device buffers, the dispatch sequence of
- * shaders/splat/ and the read-backs. Forward: project -> scan of tile counts -> (read the
- * pair count) -> emit keys -> LSD radix sort over the key bits in use (4 depth digits + the
- * tile-id digits) -> tile ranges -> blend. Backward: blend_back (atomics) -> project_back.
- * The math lives in the shaders (ports of splat_project.c and splat.c). */
+ * shaders/splat/ and the host-array wrappers. Forward: project -> scan of tile counts ->
+ * (read the pair count) -> emit keys -> LSD radix sort over the key bits in use (4 depth
+ * digits + the tile-id digits) -> tile ranges -> blend. Backward: blend_back (atomics) ->
+ * project_back. The math lives in the shaders (ports of splat_project.c and splat.c).
+ *
+ * The *_dev functions read and write caller arrays (block + element offset) in place; the
+ * host-array API uploads into the state's own input blocks and reads the state's output
+ * blocks back around them. */
 #include "splat_vk.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/fill.h"
 #include "splat/splat_pc.h"
 #include "splat_project.h"
 
-static_assert(sizeof(splat_project_pc) == 12 * 4, "push constants of project / project_back");
+static_assert(sizeof(splat_project_pc) == 20 * 4, "push constants of project / project_back");
 static_assert(sizeof(splat_emit_pc) == 2 * 4, "push constants of emit");
 static_assert(sizeof(splat_scan_pc) == 2 * 4, "push constants of scan");
 static_assert(sizeof(splat_sort_pc) == 3 * 4, "push constants of the sort");
 static_assert(sizeof(splat_ranges_pc) == 3 * 4, "push constants of tile_ranges");
-static_assert(sizeof(splat_blend_pc) == 5 * 4, "push constants of blend / blend_back");
+static_assert(sizeof(splat_blend_pc) == 8 * 4, "push constants of blend / blend_back");
+static_assert(sizeof(pc_fill) == 3 * 4, "push constants of nn/fill");
 static_assert(SPLAT_TILE_GPU == SPLAT_TILE, "tile size of the shaders");
 static_assert(SPLAT_GRAD_STRIDE_GPU == SPLAT_GRAD_STRIDE, "gradient row of the blend");
 
@@ -27,7 +33,7 @@ enum {
     B_SCALES,
     B_QUATS,
     B_OPAC,
-    B_COLOR, // inputs
+    B_COLOR, // inputs of the host-array API
     B_PROJ,
     B_TOUCHED,
     B_SUMS, // projection, scanned counts
@@ -43,18 +49,19 @@ enum {
     B_RGB,
     B_ALPHA,
     B_DEPTH,
+    B_RADII, // outputs: the host-array API's, or scratch for absent ones
     B_FINAL_T,
-    B_NCONTRIB, // blend
+    B_NCONTRIB, // blend state for the backward
     B_DRGB,
     B_DALPHA,
-    B_DDEPTH,
-    B_G2D, // backward
+    B_DDEPTH, // upstream gradients of the host-array API
+    B_G2D,    // per-Gaussian screen-space gradients
     B_GMEANS,
     B_GSCALES,
     B_GQUATS,
     B_GOPAC,
     B_GCOLOR,
-    B_GMEANS2D,
+    B_GMEANS2D, // gradients of the host-array API
     B_COUNT
 };
 
@@ -66,8 +73,6 @@ struct splat_vk_state {
     int force_cas; /* compare-and-swap blend_back even with float atomics */
     int val_buf;   /* B_VAL0 or B_VAL1: where the sorted Gaussian ids are */
     int hi_buf;    /* B_HI0 or B_HI1: sorted tile ids */
-    void *host;    /* zero-filled host scratch for clearing buffers */
-    size_t host_size;
 };
 
 splat_vk_state *splat_vk_state_create(vkctx *ctx) {
@@ -81,13 +86,14 @@ void splat_vk_state_destroy(splat_vk_state *st) {
     if (!st) return;
     for (int i = 0; i < B_COUNT; i++)
         vkctx_block_free(st->ctx, &st->b[i]);
-    free(st->host);
     free(st);
 }
 
 void splat_vk_state_force_cas(splat_vk_state *st, int on) {
     if (st) st->force_cas = on != 0;
 }
+
+int64_t splat_vk_state_pairs(const splat_vk_state *st) { return st && st->valid ? st->pairs : 0; }
 
 /* Makes block i at least `bytes` long (at least 16); contents are not kept. */
 static pk_status ensure(splat_vk_state *st, int i, size_t bytes) {
@@ -98,39 +104,52 @@ static pk_status ensure(splat_vk_state *st, int i, size_t bytes) {
     return vkctx_block_alloc(st->ctx, bytes + bytes / 4, &st->b[i]);
 }
 
-/* Makes block i `bytes` long and uploads src (zeros when src is NULL). */
+/* Makes block i `bytes` long and uploads src. */
 static pk_status upload(splat_vk_state *st, int i, const void *src, size_t bytes) {
     PK_TRY(ensure(st, i, bytes));
     if (bytes == 0) return PK_OK;
-    if (!src) {
-        if (st->host_size < bytes) {
-            void *h = calloc(1, bytes);
-            if (!h) return pk_error(PK_ERR_NOMEM, "splat_vk: out of host memory");
-            free(st->host);
-            st->host = h, st->host_size = bytes;
-        }
-        src = st->host;
-    }
     return vkctx_block_write(st->ctx, &st->b[i], 0, src, bytes);
 }
 
-static pk_status dispatch(splat_vk_state *st, const char *name, const int *bufs, int nbuf,
-                          const void *pc, uint32_t pc_size, uint32_t gx, uint32_t gy) {
+/* The state's block i as a device array at offset 0. */
+static splat_vk_array own(splat_vk_state *st, int i) { return (splat_vk_array){&st->b[i], 0}; }
+
+static pk_status dispatch_blocks(splat_vk_state *st, const char *name, pk_block *const *blocks,
+                                 int nbuf, const void *pc, uint32_t pc_size, uint32_t gx,
+                                 uint32_t gy) {
     vk_binding bind[16];
     for (int i = 0; i < nbuf; i++)
-        bind[i].block = &st->b[bufs[i]];
+        bind[i].block = blocks[i];
     if (gx == 0 || gy == 0) return PK_OK;
     return vkctx_dispatch(st->ctx, name, nbuf, bind, pc, pc_size, gx, gy, 1);
 }
 
+static pk_status dispatch(splat_vk_state *st, const char *name, const int *bufs, int nbuf,
+                          const void *pc, uint32_t pc_size, uint32_t gx, uint32_t gy) {
+    pk_block *blocks[16];
+    for (int i = 0; i < nbuf; i++)
+        blocks[i] = &st->b[bufs[i]];
+    return dispatch_blocks(st, name, blocks, nbuf, pc, pc_size, gx, gy);
+}
+
 static uint32_t div_up(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) / b); }
+
+/* Records zeroing of `count` elements of block i from element 0 (nn/fill: 0.0f is all-zero
+ * bits, so this clears uint buffers too). */
+static pk_status zero(splat_vk_state *st, int i, uint32_t count) {
+    if (count == 0) return PK_OK;
+    pc_fill pc = {.off = 0, .n = count, .v = 0.0f};
+    uint32_t groups = div_up(count, 256), gx = groups > 65535 ? 65535 : groups;
+    int bufs[1] = {i};
+    return dispatch(st, "nn/fill", bufs, 1, &pc, sizeof pc, gx, div_up(groups, gx));
+}
 
 /* Exclusive scan of n uints of block `data` in place; sums gets the block totals and, at
  * index ceil(n / SPLAT_SCAN_BLOCK), the grand total. */
 static pk_status scan(splat_vk_state *st, int data, int sums, uint32_t n) {
     uint32_t blocks = div_up(n, SPLAT_SCAN_BLOCK);
     PK_TRY(ensure(st, sums, ((size_t)blocks + 1) * 4));
-    if (n == 0) return upload(st, sums, NULL, 4);
+    if (n == 0) return zero(st, sums, 1);
     int bufs[2] = {data, sums};
     for (uint32_t pass = 0; pass < 3; pass++) {
         splat_scan_pc pc = {.n = n, .pass = pass};
@@ -149,62 +168,92 @@ static void camera_params(const splat_cam_derived *cd, const float bg[3],
     p[22] = bg[0], p[23] = bg[1], p[24] = bg[2];
 }
 
-static int color_floats(const splat_scene_view *s) {
-    return s->sh ? 3 * (s->sh_degree + 1) * (s->sh_degree + 1) : 3;
+static size_t color_floats(int use_sh, int sh_degree) {
+    return use_sh ? 3 * (size_t)(sh_degree + 1) * (size_t)(sh_degree + 1) : 3;
 }
 
-/* Uploads the camera and the scene and fills the projection push constants. */
-static pk_status upload_scene(splat_vk_state *st, const splat_cam_derived *cd,
-                              const splat_scene_view *s, splat_project_pc *pc) {
-    size_t n = (size_t)s->n;
-    float params[SPLAT_PARAMS_FLOATS];
-    camera_params(cd, s->background, params);
-    PK_TRY(upload(st, B_PARAMS, params, sizeof params));
-    PK_TRY(upload(st, B_MEANS, s->means, n * 3 * 4));
-    PK_TRY(upload(st, B_SCALES, s->log_scales, n * 3 * 4));
-    PK_TRY(upload(st, B_QUATS, s->quats, n * 4 * 4));
-    PK_TRY(upload(st, B_OPAC, s->opacity_logits, n * 4));
-    PK_TRY(upload(st, B_COLOR, s->sh ? s->sh : s->colors, n * (size_t)color_floats(s) * 4));
-    *pc = (splat_project_pc){.n = (uint32_t)n,
-                             .width = (uint32_t)cd->width,
-                             .height = (uint32_t)cd->height,
-                             .tiles_x = (uint32_t)cd->tiles_x,
-                             .tiles_y = (uint32_t)cd->tiles_y,
-                             .sh_degree = s->sh ? (uint32_t)s->sh_degree : 0,
-                             .use_sh = s->sh != NULL};
+/* Checks that array `a` holds `count` elements inside its block (or is absent when allowed). */
+static pk_status check_array(const splat_vk_array *a, size_t count, const char *what,
+                             int optional) {
+    if (!a->block) {
+        if (optional) return PK_OK;
+        return pk_error(PK_ERR_INVALID, "splat_vk: %s is missing", what);
+    }
+    if (!a->block->impl) return pk_error(PK_ERR_INVALID, "splat_vk: %s is a freed block", what);
+    if (((size_t)a->off + count) * 4 > a->block->size)
+        return pk_error(PK_ERR_INVALID, "splat_vk: %s needs elements [%u, %zu) of a %zu-byte block",
+                        what, a->off, (size_t)a->off + count, a->block->size);
     return PK_OK;
 }
 
-static pk_status check_scene_vk(const splat_scene_view *s) {
+static pk_status check_scene_dev(const splat_vk_scene *s) {
     if (!s || s->n < 0) return pk_error(PK_ERR_INVALID, "splat_vk: bad scene");
-    if (s->n > 0 &&
-        (!s->means || !s->log_scales || !s->quats || !s->opacity_logits || !s->sh == !s->colors))
-        return pk_error(PK_ERR_INVALID, "splat_vk: scene arrays missing or both sh and colors");
-    if (s->sh && (s->sh_degree < 0 || s->sh_degree > SPLAT_MAX_SH_DEGREE))
+    if (s->use_sh && (s->sh_degree < 0 || s->sh_degree > SPLAT_MAX_SH_DEGREE))
         return pk_error(PK_ERR_INVALID, "splat_vk: sh_degree %d, expected 0..3", s->sh_degree);
-    return PK_OK;
+    if (s->n == 0) return PK_OK;
+    size_t n = (size_t)s->n;
+    PK_TRY(check_array(&s->means, 3 * n, "means", 0));
+    PK_TRY(check_array(&s->log_scales, 3 * n, "log_scales", 0));
+    PK_TRY(check_array(&s->quats, 4 * n, "quats", 0));
+    PK_TRY(check_array(&s->opacity_logits, n, "opacity_logits", 0));
+    return check_array(&s->color, color_floats(s->use_sh, s->sh_degree) * n,
+                       s->use_sh ? "sh" : "colors", 0);
 }
 
-pk_status splat_vk_forward(splat_vk_state *st, const splat_camera *cam,
-                           const splat_scene_view *scene, const splat_outputs *out) {
-    if (!st) return pk_error(PK_ERR_INVALID, "splat_vk_forward: state is NULL");
+/* The projection push constants of a scene; input arrays absent when n == 0 are bound to
+ * the state's own (unread) blocks. */
+static splat_project_pc project_pc(splat_vk_state *st, const splat_cam_derived *cd,
+                                   const splat_vk_scene *s, pk_block *in[5]) {
+    const splat_vk_array *a[5] = {&s->means, &s->log_scales, &s->quats, &s->opacity_logits,
+                                  &s->color};
+    for (int i = 0; i < 5; i++)
+        in[i] = a[i]->block ? a[i]->block : &st->b[B_MEANS + i];
+    return (splat_project_pc){.n = (uint32_t)s->n,
+                              .width = (uint32_t)cd->width,
+                              .height = (uint32_t)cd->height,
+                              .tiles_x = (uint32_t)cd->tiles_x,
+                              .tiles_y = (uint32_t)cd->tiles_y,
+                              .sh_degree = s->use_sh ? (uint32_t)s->sh_degree : 0,
+                              .use_sh = s->use_sh != 0,
+                              .off_means = s->means.off,
+                              .off_scales = s->log_scales.off,
+                              .off_quats = s->quats.off,
+                              .off_opacity = s->opacity_logits.off,
+                              .off_color = s->color.off};
+}
+
+pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
+                               const splat_vk_scene *scene, const splat_vk_outputs *out) {
+    if (!st || !out) return pk_error(PK_ERR_INVALID, "splat_vk_forward: state or outputs NULL");
     st->valid = 0;
     splat_cam_derived cd;
     PK_TRY(splat_cam_derive(cam, &cd));
-    PK_TRY(check_scene_vk(scene));
-    if (!out || !out->rgb || !out->alpha)
-        return pk_error(PK_ERR_INVALID, "splat_vk_forward: outputs rgb and alpha are required");
+    PK_TRY(check_scene_dev(scene));
     uint32_t n = (uint32_t)scene->n, tiles = (uint32_t)(cd.tiles_x * cd.tiles_y);
     size_t HW = (size_t)cd.width * cd.height;
-    splat_project_pc ppc;
-    PK_TRY(upload_scene(st, &cd, scene, &ppc));
+    PK_TRY(check_array(&out->rgb, 3 * HW, "rgb", 1));
+    PK_TRY(check_array(&out->alpha, HW, "alpha", 1));
+    PK_TRY(check_array(&out->depth, HW, "depth", 1));
+    PK_TRY(check_array(&out->radii, n, "radii", 1));
+    for (int i = B_MEANS; i <= B_COLOR; i++)
+        PK_TRY(ensure(st, i, 16)); /* bound in place of absent inputs when n == 0 */
+    float params[SPLAT_PARAMS_FLOATS];
+    camera_params(&cd, scene->background, params);
+    PK_TRY(upload(st, B_PARAMS, params, sizeof params));
 
     /* 1. project, scan the tile counts, read back the number of pairs */
     PK_TRY(ensure(st, B_PROJ, (size_t)n * SPLAT_PROJ_STRIDE * 4));
     PK_TRY(ensure(st, B_TOUCHED, (size_t)n * 4));
-    int pb[8] = {B_PARAMS, B_MEANS, B_SCALES, B_QUATS, B_OPAC, B_COLOR, B_PROJ, B_TOUCHED};
-    PK_TRY(dispatch(st, "splat/project", pb, 8, &ppc, sizeof ppc, div_up(n, 256), 1));
+    if (!out->radii.block) PK_TRY(ensure(st, B_RADII, (size_t)n * 4));
+    splat_vk_array radii = out->radii.block ? out->radii : own(st, B_RADII);
+    pk_block *in[5];
+    splat_project_pc ppc = project_pc(st, &cd, scene, in);
+    ppc.off_radii = radii.off;
+    pk_block *pb[9] = {&st->b[B_PARAMS],  in[0],      in[1], in[2], in[3], in[4], &st->b[B_PROJ],
+                       &st->b[B_TOUCHED], radii.block};
+    PK_TRY(dispatch_blocks(st, "splat/project", pb, 9, &ppc, sizeof ppc, div_up(n, 256), 1));
     PK_TRY(scan(st, B_TOUCHED, B_SUMS, n));
+    /* The one host round trip: the sort's buffer sizes and grids depend on the pair count. */
     uint32_t pairs = 0;
     PK_TRY(vkctx_block_read(st->ctx, &st->b[B_SUMS], (size_t)div_up(n, SPLAT_SCAN_BLOCK) * 4,
                             &pairs, 4));
@@ -224,12 +273,12 @@ pk_status splat_vk_forward(splat_vk_state *st, const splat_camera *cam,
         while (tile_bits < 32 && (1u << tile_bits) < tiles)
             tile_bits++;
         for (uint32_t shift = 0; shift < 32u + (uint32_t)tile_bits; shift += 8) {
-            int in = cur ? B_HI1 : B_HI0, outb = cur ? B_HI0 : B_HI1;
+            int inb = cur ? B_HI1 : B_HI0, outb = cur ? B_HI0 : B_HI1;
             splat_sort_pc spc = {.count = pairs, .shift = shift, .blocks = sblocks};
-            int hb[3] = {in, in + 1, B_HIST};
+            int hb[3] = {inb, inb + 1, B_HIST};
             PK_TRY(dispatch(st, "splat/sort_hist", hb, 3, &spc, sizeof spc, sblocks, 1));
             PK_TRY(scan(st, B_HIST, B_HSUMS, 256 * sblocks));
-            int sb[7] = {in, in + 1, in + 2, B_HIST, outb, outb + 1, outb + 2};
+            int sb[7] = {inb, inb + 1, inb + 2, B_HIST, outb, outb + 1, outb + 2};
             PK_TRY(dispatch(st, "splat/sort_scatter", sb, 7, &spc, sizeof spc, sblocks, 1));
             cur ^= 1;
         }
@@ -245,41 +294,158 @@ pk_status splat_vk_forward(splat_vk_state *st, const splat_camera *cam,
     rpc.mode = 1;
     PK_TRY(dispatch(st, "splat/tile_ranges", rb, 2, &rpc, sizeof rpc, div_up(pairs, 256), 1));
 
-    /* 4. blend */
-    PK_TRY(ensure(st, B_RGB, 3 * HW * 4));
-    PK_TRY(ensure(st, B_ALPHA, HW * 4));
-    PK_TRY(ensure(st, B_DEPTH, HW * 4));
+    /* 4. blend into the caller's outputs (absent ones into the state's blocks) */
+    if (!out->rgb.block) PK_TRY(ensure(st, B_RGB, 3 * HW * 4));
+    if (!out->alpha.block) PK_TRY(ensure(st, B_ALPHA, HW * 4));
+    if (!out->depth.block) PK_TRY(ensure(st, B_DEPTH, HW * 4));
+    splat_vk_array rgb = out->rgb.block ? out->rgb : own(st, B_RGB);
+    splat_vk_array alpha = out->alpha.block ? out->alpha : own(st, B_ALPHA);
+    splat_vk_array depth = out->depth.block ? out->depth : own(st, B_DEPTH);
     PK_TRY(ensure(st, B_FINAL_T, HW * 4));
     PK_TRY(ensure(st, B_NCONTRIB, HW * 4));
-    int bb[9] = {B_PARAMS, B_PROJ,  B_RANGES,  st->val_buf, B_RGB,
-                 B_ALPHA,  B_DEPTH, B_FINAL_T, B_NCONTRIB};
+    pk_block *bb[9] = {&st->b[B_PARAMS],    &st->b[B_PROJ],    &st->b[B_RANGES],
+                       &st->b[st->val_buf], rgb.block,         alpha.block,
+                       depth.block,         &st->b[B_FINAL_T], &st->b[B_NCONTRIB]};
     splat_blend_pc bpc = {.width = (uint32_t)cd.width,
                           .height = (uint32_t)cd.height,
-                          .tiles_x = (uint32_t)cd.tiles_x};
-    PK_TRY(dispatch(st, "splat/blend", bb, 9, &bpc, sizeof bpc, (uint32_t)cd.tiles_x,
-                    (uint32_t)cd.tiles_y));
+                          .tiles_x = (uint32_t)cd.tiles_x,
+                          .off_rgb = rgb.off,
+                          .off_alpha = alpha.off,
+                          .off_depth = depth.off};
+    PK_TRY(dispatch_blocks(st, "splat/blend", bb, 9, &bpc, sizeof bpc, (uint32_t)cd.tiles_x,
+                           (uint32_t)cd.tiles_y));
+    st->n = scene->n, st->width = cd.width, st->height = cd.height;
+    st->valid = 1;
+    return PK_OK;
+}
 
-    /* 5. read back */
+pk_status splat_vk_backward_dev(splat_vk_state *st, const splat_camera *cam,
+                                const splat_vk_scene *scene, const splat_vk_upstream *up,
+                                const splat_vk_grads *grads) {
+    if (!st || !st->valid)
+        return pk_error(PK_ERR_INVALID, "splat_vk_backward: no successful forward on this state");
+    splat_cam_derived cd;
+    PK_TRY(splat_cam_derive(cam, &cd));
+    PK_TRY(check_scene_dev(scene));
+    if (scene->n != st->n || cd.width != st->width || cd.height != st->height)
+        return pk_error(PK_ERR_INVALID,
+                        "splat_vk_backward: scene/camera differ from the forward's");
+    if (!up || !grads) return pk_error(PK_ERR_INVALID, "splat_vk_backward: d_rgb and grads needed");
+    uint32_t n = (uint32_t)scene->n;
+    size_t HW = (size_t)cd.width * cd.height;
+    size_t nc = color_floats(scene->use_sh, scene->sh_degree) * n;
+    PK_TRY(check_array(&up->d_rgb, 3 * HW, "d_rgb", 0));
+    PK_TRY(check_array(&up->d_alpha, HW, "d_alpha", 1));
+    PK_TRY(check_array(&up->d_depth, HW, "d_depth", 1));
+    const splat_vk_array *g[6] = {&grads->means,          &grads->log_scales, &grads->quats,
+                                  &grads->opacity_logits, &grads->color,      &grads->means2d};
+    const size_t count[6] = {3 * (size_t)n, 3 * (size_t)n, 4 * (size_t)n, n, nc, 2 * (size_t)n};
+    static const char *names[6] = {"means grad",   "log_scales grad",  "quats grad",
+                                   "opacity grad", "sh / colors grad", "means2d grad"};
+    for (int i = 0; i < 6; i++)
+        PK_TRY(check_array(g[i], count[i], names[i], 1));
+    if (n == 0) return PK_OK;
+
+    PK_TRY(ensure(st, B_G2D, (size_t)n * SPLAT_GRAD_STRIDE * 4));
+    PK_TRY(zero(st, B_G2D, n * SPLAT_GRAD_STRIDE));
+    const pk_device_info *info = vkctx_info(st->ctx);
+    const char *back =
+        info && info->float_atomics && !st->force_cas ? "splat/blend_back" : "splat/blend_back:cas";
+    /* absent d_alpha / d_depth are not read (has_d_*): bind d_rgb's block in their place */
+    pk_block *bb[10] = {&st->b[B_PARAMS],
+                        &st->b[B_PROJ],
+                        &st->b[B_RANGES],
+                        &st->b[st->val_buf],
+                        &st->b[B_FINAL_T],
+                        &st->b[B_NCONTRIB],
+                        up->d_rgb.block,
+                        up->d_alpha.block ? up->d_alpha.block : up->d_rgb.block,
+                        up->d_depth.block ? up->d_depth.block : up->d_rgb.block,
+                        &st->b[B_G2D]};
+    splat_blend_pc bpc = {.width = (uint32_t)cd.width,
+                          .height = (uint32_t)cd.height,
+                          .tiles_x = (uint32_t)cd.tiles_x,
+                          .has_d_alpha = up->d_alpha.block != NULL,
+                          .has_d_depth = up->d_depth.block != NULL,
+                          .off_rgb = up->d_rgb.off,
+                          .off_alpha = up->d_alpha.off,
+                          .off_depth = up->d_depth.off};
+    PK_TRY(dispatch_blocks(st, back, bb, 10, &bpc, sizeof bpc, (uint32_t)cd.tiles_x,
+                           (uint32_t)cd.tiles_y));
+
+    /* project_back adds straight into the wanted gradients; unwanted ones are bound to g2d
+     * (not touched: their grad_mask bit is clear) */
+    pk_block *in[5];
+    splat_project_pc ppc = project_pc(st, &cd, scene, in);
+    uint32_t *offs[6] = {&ppc.off_g_means,   &ppc.off_g_scales, &ppc.off_g_quats,
+                         &ppc.off_g_opacity, &ppc.off_g_color,  &ppc.off_g_means2d};
+    pk_block *pb[13] = {&st->b[B_PARAMS], in[0], in[1], in[2], in[3], in[4], &st->b[B_G2D]};
+    for (int i = 0; i < 6; i++) {
+        pb[7 + i] = g[i]->block ? g[i]->block : &st->b[B_G2D];
+        *offs[i] = g[i]->off;
+        if (g[i]->block) ppc.grad_mask |= 1u << i;
+    }
+    return dispatch_blocks(st, "splat/project_back", pb, 13, &ppc, sizeof ppc, div_up(n, 256), 1);
+}
+
+/* ---- host-array API: the *_dev path on the state's own blocks ---------------------------- */
+
+static pk_status check_scene_host(const splat_scene_view *s) {
+    if (!s || s->n < 0) return pk_error(PK_ERR_INVALID, "splat_vk: bad scene");
+    if (s->n > 0 &&
+        (!s->means || !s->log_scales || !s->quats || !s->opacity_logits || !s->sh == !s->colors))
+        return pk_error(PK_ERR_INVALID, "splat_vk: scene arrays missing or both sh and colors");
+    if (s->sh && (s->sh_degree < 0 || s->sh_degree > SPLAT_MAX_SH_DEGREE))
+        return pk_error(PK_ERR_INVALID, "splat_vk: sh_degree %d, expected 0..3", s->sh_degree);
+    return PK_OK;
+}
+
+/* Uploads the host scene into the state's input blocks and describes them. */
+static pk_status upload_scene(splat_vk_state *st, const splat_scene_view *s, splat_vk_scene *dev) {
+    PK_TRY(check_scene_host(s));
+    size_t n = (size_t)s->n;
+    *dev = (splat_vk_scene){.n = s->n, .use_sh = s->sh != NULL, .sh_degree = s->sh_degree};
+    memcpy(dev->background, s->background, sizeof dev->background);
+    if (n == 0) return PK_OK;
+    PK_TRY(upload(st, B_MEANS, s->means, n * 3 * 4));
+    PK_TRY(upload(st, B_SCALES, s->log_scales, n * 3 * 4));
+    PK_TRY(upload(st, B_QUATS, s->quats, n * 4 * 4));
+    PK_TRY(upload(st, B_OPAC, s->opacity_logits, n * 4));
+    PK_TRY(upload(st, B_COLOR, s->sh ? s->sh : s->colors,
+                  n * color_floats(s->sh != NULL, s->sh_degree) * 4));
+    dev->means = own(st, B_MEANS), dev->log_scales = own(st, B_SCALES);
+    dev->quats = own(st, B_QUATS), dev->opacity_logits = own(st, B_OPAC);
+    dev->color = own(st, B_COLOR);
+    return PK_OK;
+}
+
+pk_status splat_vk_forward(splat_vk_state *st, const splat_camera *cam,
+                           const splat_scene_view *scene, const splat_outputs *out) {
+    if (!st) return pk_error(PK_ERR_INVALID, "splat_vk_forward: state is NULL");
+    st->valid = 0;
+    if (!out || !out->rgb || !out->alpha)
+        return pk_error(PK_ERR_INVALID, "splat_vk_forward: outputs rgb and alpha are required");
+    splat_cam_derived cd;
+    PK_TRY(splat_cam_derive(cam, &cd));
+    splat_vk_scene dev;
+    PK_TRY(upload_scene(st, scene, &dev));
+    splat_vk_outputs o = {{NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}}; /* the state's blocks */
+    PK_TRY(splat_vk_forward_dev(st, cam, &dev, &o));
+
+    size_t HW = (size_t)cd.width * cd.height, n = (size_t)scene->n;
     PK_TRY(vkctx_block_read(st->ctx, &st->b[B_RGB], 0, out->rgb, 3 * HW * 4));
     PK_TRY(vkctx_block_read(st->ctx, &st->b[B_ALPHA], 0, out->alpha, HW * 4));
     if (out->depth) PK_TRY(vkctx_block_read(st->ctx, &st->b[B_DEPTH], 0, out->depth, HW * 4));
     if ((out->radii || out->visible) && n > 0) {
-        float *proj = malloc((size_t)n * SPLAT_PROJ_STRIDE * 4);
-        if (!proj) return pk_error(PK_ERR_NOMEM, "splat_vk_forward: out of host memory");
-        pk_status s =
-            vkctx_block_read(st->ctx, &st->b[B_PROJ], 0, proj, (size_t)n * SPLAT_PROJ_STRIDE * 4);
-        for (uint32_t g = 0; s == PK_OK && g < n; g++) {
-            const float *p = proj + (size_t)g * SPLAT_PROJ_STRIDE;
-            /* the shader leaves the rectangle empty (all zero) for culled Gaussians */
-            int vis = (p[12] - p[11]) * (p[14] - p[13]) > 0.f;
-            if (out->radii) out->radii[g] = vis ? (int32_t)p[10] : 0;
-            if (out->visible) out->visible[g] = (uint8_t)vis;
-        }
-        free(proj);
+        int32_t *radii = out->radii ? out->radii : malloc(n * sizeof *radii);
+        if (!radii) return pk_error(PK_ERR_NOMEM, "splat_vk_forward: out of host memory");
+        pk_status s = vkctx_block_read(st->ctx, &st->b[B_RADII], 0, radii, n * 4);
+        /* project.comp writes radius 0 exactly for Gaussians that touch no tile */
+        for (size_t g = 0; s == PK_OK && out->visible && g < n; g++)
+            out->visible[g] = (uint8_t)(radii[g] > 0);
+        if (radii != out->radii) free(radii);
         PK_TRY(s);
     }
-    st->n = scene->n, st->width = cd.width, st->height = cd.height;
-    st->valid = 1;
     return PK_OK;
 }
 
@@ -288,35 +454,31 @@ pk_status splat_vk_backward(splat_vk_state *st, const splat_camera *cam,
                             const float *d_depth, const splat_grads *grads) {
     if (!st || !st->valid)
         return pk_error(PK_ERR_INVALID, "splat_vk_backward: no successful forward on this state");
-    splat_cam_derived cd;
-    PK_TRY(splat_cam_derive(cam, &cd));
-    PK_TRY(check_scene_vk(scene));
-    if (scene->n != st->n || cd.width != st->width || cd.height != st->height)
-        return pk_error(PK_ERR_INVALID,
-                        "splat_vk_backward: scene/camera differ from the forward's");
     if (!d_rgb || !grads)
         return pk_error(PK_ERR_INVALID, "splat_vk_backward: d_rgb and grads needed");
+    splat_cam_derived cd;
+    PK_TRY(splat_cam_derive(cam, &cd));
+    if (!scene || scene->n != st->n || cd.width != st->width || cd.height != st->height)
+        return pk_error(PK_ERR_INVALID,
+                        "splat_vk_backward: scene/camera differ from the forward's");
     uint32_t n = (uint32_t)scene->n;
-    size_t HW = (size_t)cd.width * cd.height, nc = (size_t)color_floats(scene) * n;
+    size_t HW = (size_t)cd.width * cd.height;
+    splat_vk_scene dev;
+    PK_TRY(upload_scene(st, scene, &dev));
+    splat_vk_upstream up = {.d_rgb = own(st, B_DRGB)};
     PK_TRY(upload(st, B_DRGB, d_rgb, 3 * HW * 4));
-    PK_TRY(upload(st, B_DALPHA, d_alpha, HW * 4));
-    PK_TRY(upload(st, B_DDEPTH, d_depth, HW * 4));
-    PK_TRY(upload(st, B_G2D, NULL, (size_t)n * SPLAT_GRAD_STRIDE * 4));
-    const pk_device_info *info = vkctx_info(st->ctx);
-    const char *back =
-        info && info->float_atomics && !st->force_cas ? "splat/blend_back" : "splat/blend_back:cas";
-    int bb[10] = {B_PARAMS,   B_PROJ, B_RANGES, st->val_buf, B_FINAL_T,
-                  B_NCONTRIB, B_DRGB, B_DALPHA, B_DDEPTH,    B_G2D};
-    splat_blend_pc bpc = {.width = (uint32_t)cd.width,
-                          .height = (uint32_t)cd.height,
-                          .tiles_x = (uint32_t)cd.tiles_x,
-                          .has_d_alpha = d_alpha != NULL,
-                          .has_d_depth = d_depth != NULL};
-    PK_TRY(
-        dispatch(st, back, bb, 10, &bpc, sizeof bpc, (uint32_t)cd.tiles_x, (uint32_t)cd.tiles_y));
+    if (d_alpha) {
+        PK_TRY(upload(st, B_DALPHA, d_alpha, HW * 4));
+        up.d_alpha = own(st, B_DALPHA);
+    }
+    if (d_depth) {
+        PK_TRY(upload(st, B_DDEPTH, d_depth, HW * 4));
+        up.d_depth = own(st, B_DDEPTH);
+    }
 
-    /* project_back adds into the gradients: upload the caller's (or zeros) and read back */
+    /* project_back adds into the gradients: upload the caller's and read them back */
     float *colors_grad = scene->sh ? grads->sh : grads->colors;
+    size_t nc = color_floats(scene->sh != NULL, scene->sh_degree) * n;
     struct {
         int buf;
         float *host;
@@ -327,13 +489,16 @@ pk_status splat_vk_backward(splat_vk_state *st, const splat_camera *cam,
               {B_GOPAC, grads->opacity_logits, n},
               {B_GCOLOR, colors_grad, nc},
               {B_GMEANS2D, grads->means2d, 2 * (size_t)n}};
+    splat_vk_array *ga[6];
+    splat_vk_grads dg = {{NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}};
+    ga[0] = &dg.means, ga[1] = &dg.log_scales, ga[2] = &dg.quats;
+    ga[3] = &dg.opacity_logits, ga[4] = &dg.color, ga[5] = &dg.means2d;
     for (int i = 0; i < 6; i++)
-        PK_TRY(upload(st, g[i].buf, g[i].host, g[i].count * 4));
-    splat_project_pc ppc;
-    PK_TRY(upload_scene(st, &cd, scene, &ppc));
-    int pb[13] = {B_PARAMS, B_MEANS,   B_SCALES, B_QUATS, B_OPAC,   B_COLOR,   B_G2D,
-                  B_GMEANS, B_GSCALES, B_GQUATS, B_GOPAC, B_GCOLOR, B_GMEANS2D};
-    PK_TRY(dispatch(st, "splat/project_back", pb, 13, &ppc, sizeof ppc, div_up(n, 256), 1));
+        if (g[i].host && g[i].count) {
+            PK_TRY(upload(st, g[i].buf, g[i].host, g[i].count * 4));
+            *ga[i] = own(st, g[i].buf);
+        }
+    PK_TRY(splat_vk_backward_dev(st, cam, &dev, &up, &dg));
     for (int i = 0; i < 6; i++)
         if (g[i].host && g[i].count)
             PK_TRY(vkctx_block_read(st->ctx, &st->b[g[i].buf], 0, g[i].host, g[i].count * 4));

@@ -1,7 +1,9 @@
 /* splat_vk.h - the Vulkan path of the Gaussian rasterizer (shaders/splat/): same inputs,
- * outputs and conventions as splat.h, on a vkctx. Inputs and outputs are host arrays here:
- * the call uploads, records the dispatches, and reads back (device-resident tensors are
- * the op layer's to add on top of the same dispatch sequence).
+ * outputs and conventions as splat.h, on a vkctx. Two interfaces over one dispatch sequence:
+ * the *_dev calls take device arrays (a block and an element offset each, e.g. the op's
+ * tensors) and only record work, except for one read-back of the (tile, Gaussian) pair count
+ * in the forward, which sizes the sort; splat_vk_forward / splat_vk_backward take host arrays,
+ * upload them into the state's own blocks, call the *_dev path and read the results back.
  *
  * Differences from the CPU path: gradients are summed with atomics (float atomic adds where
  * the device has shaderBufferFloat32AtomicAdd, a compare-and-swap loop otherwise), so they
@@ -22,6 +24,53 @@ void splat_vk_state_destroy(splat_vk_state *st);
 
 /* Uses the compare-and-swap blend_back even where float atomics exist (for tests). */
 void splat_vk_state_force_cas(splat_vk_state *st, int on);
+
+/* An array in device memory: a block and the element offset where the array starts. A NULL
+ * block means absent. */
+typedef struct splat_vk_array {
+    pk_block *block;
+    uint32_t off; /* in 4-byte elements */
+} splat_vk_array;
+
+/* The inputs of one render, on the device (the arrays of splat_scene_view). */
+typedef struct splat_vk_scene {
+    int n;
+    splat_vk_array means, log_scales, quats, opacity_logits; /* (n, 3) (n, 3) (n, 4) (n) */
+    splat_vk_array color; /* sh (n, (sh_degree+1)^2, 3) when use_sh, else colors (n, 3) */
+    int use_sh, sh_degree;
+    float background[3];
+} splat_vk_scene;
+
+/* Where the device forward writes; an absent output goes to the state's own scratch block. */
+typedef struct splat_vk_outputs {
+    splat_vk_array rgb;   /* (3, H, W) */
+    splat_vk_array alpha; /* (H, W) */
+    splat_vk_array depth; /* (H, W) */
+    splat_vk_array radii; /* (n) int32 */
+} splat_vk_outputs;
+
+/* The gradients the device backward ADDS into; absent ones are skipped. */
+typedef struct splat_vk_grads {
+    splat_vk_array means, log_scales, quats, opacity_logits, color, means2d;
+} splat_vk_grads;
+
+/* The upstream gradients of one backward: d_rgb required, d_alpha / d_depth may be absent. */
+typedef struct splat_vk_upstream {
+    splat_vk_array d_rgb, d_alpha, d_depth;
+} splat_vk_upstream;
+
+/* (tile, Gaussian) pairs of the state's last forward. */
+int64_t splat_vk_state_pairs(const splat_vk_state *st);
+
+/* Records a render of the device scene through `cam` into `out` (reads back the pair count). */
+pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
+                               const splat_vk_scene *scene, const splat_vk_outputs *out);
+
+/* Records the backward of the last splat_vk_forward_dev on `st` (same camera, same scene
+ * arrays with unchanged contents), adding into `grads`; no host traffic. */
+pk_status splat_vk_backward_dev(splat_vk_state *st, const splat_camera *cam,
+                                const splat_vk_scene *scene, const splat_vk_upstream *up,
+                                const splat_vk_grads *grads);
 
 /* As splat_forward, on the GPU. */
 pk_status splat_vk_forward(splat_vk_state *st, const splat_camera *cam,

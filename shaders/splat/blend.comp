@@ -13,7 +13,7 @@ layout(std430, binding = 0) readonly buffer Params { float params[SPLAT_PARAMS_F
 layout(std430, binding = 1) readonly buffer Proj { float proj[]; };        // (n, 16)
 layout(std430, binding = 2) readonly buffer Ranges { uvec2 ranges[]; };    // (tiles)
 layout(std430, binding = 3) readonly buffer Vals { uint vals[]; };         // (pairs) sorted ids
-layout(std430, binding = 4) writeonly buffer Rgb { float rgb[]; };         // (3, H, W)
+layout(std430, binding = 4) writeonly buffer Rgb { float rgb[]; };         // (3, H, W) at off_rgb
 layout(std430, binding = 5) writeonly buffer Alpha { float alpha_out[]; }; // (H, W)
 layout(std430, binding = 6) writeonly buffer Depth { float depth_out[]; }; // (H, W)
 layout(std430, binding = 7) writeonly buffer FinalT { float final_T[]; };  // (H, W)
@@ -78,9 +78,9 @@ void main() {
     uint i = pix.y * W + pix.x, HW = W * H;
     final_T[i] = T;
     n_contrib[i] = last;
-    rgb[i] = C.x + T * params[P_BG];
-    rgb[HW + i] = C.y + T * params[P_BG + 1];
-    rgb[2u * HW + i] = C.z + T * params[P_BG + 2];
-    alpha_out[i] = 1.0 - T;
-    depth_out[i] = D;
+    rgb[pc.off_rgb + i] = C.x + T * params[P_BG];
+    rgb[pc.off_rgb + HW + i] = C.y + T * params[P_BG + 1];
+    rgb[pc.off_rgb + 2u * HW + i] = C.z + T * params[P_BG + 2];
+    alpha_out[pc.off_alpha + i] = 1.0 - T;
+    depth_out[pc.off_depth + i] = D;
 }

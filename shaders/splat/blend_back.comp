@@ -21,7 +21,7 @@ layout(std430, binding = 2) readonly buffer Ranges { uvec2 ranges[]; };      // 
 layout(std430, binding = 3) readonly buffer Vals { uint vals[]; };           // (pairs)
 layout(std430, binding = 4) readonly buffer FinalT { float final_T[]; };     // (H, W)
 layout(std430, binding = 5) readonly buffer NContrib { uint n_contrib[]; };  // (H, W)
-layout(std430, binding = 6) readonly buffer DRgb { float d_rgb[]; };         // (3, H, W)
+layout(std430, binding = 6) readonly buffer DRgb { float d_rgb[]; };         // (3, H, W) at off_rgb
 layout(std430, binding = 7) readonly buffer DAlpha { float d_alpha[]; };     // (H, W) if has_d_alpha
 layout(std430, binding = 8) readonly buffer DDepth { float d_depth[]; };     // (H, W) if has_d_depth
 #ifndef PK_NO_FLOAT_ATOMICS
@@ -54,11 +54,12 @@ void main() {
     uint i = inside ? pix.y * W + pix.x : 0u, HW = W * H;
     uint last = inside ? n_contrib[i] : 0u;
     float T_final = inside ? final_T[i] : 1.0, T = T_final;
-    vec3 dpix = inside ? vec3(d_rgb[i], d_rgb[HW + i], d_rgb[2u * HW + i]) : vec3(0.0);
-    float dd = inside && pc.has_d_depth != 0u ? d_depth[i] : 0.0;
+    uint r = pc.off_rgb + i;
+    vec3 dpix = inside ? vec3(d_rgb[r], d_rgb[HW + r], d_rgb[2u * HW + r]) : vec3(0.0);
+    float dd = inside && pc.has_d_depth != 0u ? d_depth[pc.off_depth + i] : 0.0;
     vec3 bg = vec3(params[P_BG], params[P_BG + 1], params[P_BG + 2]);
     // d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j) times this
-    float dfinal = (inside && pc.has_d_alpha != 0u ? d_alpha[i] : 0.0) - dot(bg, dpix);
+    float dfinal = (inside && pc.has_d_alpha != 0u ? d_alpha[pc.off_alpha + i] : 0.0) - dot(bg, dpix);
     vec3 acc = vec3(0.0), last_c = vec3(0.0);
     float acc_d = 0.0, last_a = 0.0, last_d = 0.0;
     for (uint r0 = 0u; r0 < n_in; r0 += 256u) {

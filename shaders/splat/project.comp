@@ -1,7 +1,7 @@
 #version 450
 // project.comp - per-Gaussian projection (port of splat_project_one in
 // framework/splat/splat_project.c): mean2D, conic, radius, tile rectangle, opacity, SH colour,
-// depth; and the number of tiles each Gaussian touches (0 when culled), to be scanned.
+// depth, the pixel radius (0 when culled); and the number of tiles each Gaussian touches (0 when culled), to be scanned.
 #extension GL_GOOGLE_include_directive : require
 #define SPLAT_PC_PROJECT 1
 #include "splat/splat_pc.h"
@@ -16,6 +16,7 @@ layout(std430, binding = 4) readonly buffer Opac { float opacity[]; };      // (
 layout(std430, binding = 5) readonly buffer Color { float color[]; };       // (n, K, 3) or (n, 3)
 layout(std430, binding = 6) writeonly buffer Proj { float proj[]; };        // (n, 16)
 layout(std430, binding = 7) writeonly buffer Touched { uint touched[]; };   // (n)
+layout(std430, binding = 8) writeonly buffer Radii { int radii[]; };        // (n) at off_radii
 
 void main() {
     uint g = gl_GlobalInvocationID.x;
@@ -23,6 +24,7 @@ void main() {
     uint o = g * SPLAT_PROJ_STRIDE;
     for (uint i = 0; i < SPLAT_PROJ_STRIDE; i++) proj[o + i] = 0.0;
     touched[g] = 0u;
+    radii[pc.off_radii + g] = 0; // culled
     float pr[SPLAT_PARAMS_FLOATS];
     for (int i = 0; i < SPLAT_PARAMS_FLOATS; i++) pr[i] = params[i];
     Cam cam = load_cam_from(pr);
@@ -83,4 +85,5 @@ void main() {
     proj[o + PJ_RECT + 2] = float(ilo.y);
     proj[o + PJ_RECT + 3] = float(ihi.y);
     touched[g] = area;
+    radii[pc.off_radii + g] = int(rf);
 }

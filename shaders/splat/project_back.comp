@@ -4,7 +4,8 @@
 // (d mean2D, d conic, d opacity, d colour, d depth, summed by blend_back.comp) through the
 // conic inverse, the EWA Jacobian (clamped coordinates get no gradient), the covariance,
 // the rotation and the SH colour, and adds into the gradients (each Gaussian is one
-// invocation's, so no atomics). Gradient buffers start at element 0 of their blocks.
+// invocation's, so no atomics). Gradients sit at the off_g_* element offsets of their blocks
+// and only those whose grad_mask bit is set are touched.
 #extension GL_GOOGLE_include_directive : require
 #define SPLAT_PC_PROJECT 1
 #include "splat/splat_pc.h"
@@ -91,8 +92,8 @@ void main() {
             gM[i * 3 + j] = (gSig[i * 3] + gSig[i]) * t.M[j] +
                             (gSig[i * 3 + 1] + gSig[3 + i]) * t.M[3 + j] +
                             (gSig[i * 3 + 2] + gSig[6 + i]) * t.M[6 + j];
-    for (int j = 0; j < 3; j++)
-        g_scales[3u * g + uint(j)] +=
+    for (int j = 0; j < 3 && (pc.grad_mask & SPLAT_GRAD_SCALES) != 0u; j++)
+        g_scales[pc.off_g_scales + 3u * g + uint(j)] +=
             t.s[j] * (gM[j] * t.Rq[j] + gM[3 + j] * t.Rq[3 + j] + gM[6 + j] * t.Rq[6 + j]);
     float gR[9];
     for (int i = 0; i < 3; i++)
@@ -107,9 +108,12 @@ void main() {
     gq.w = 2.0 * (-2.0 * zq * gR[0] - w * gR[1] + x * gR[2] + w * gR[3] - 2.0 * zq * gR[4] +
                   y * gR[5] + x * gR[6] + y * gR[7]);
     vec4 gqo = (gq - t.q * dot(t.q, gq)) / t.qnorm;
-    for (uint i = 0u; i < 4u; i++) g_quats[4u * g + i] += gqo[i];
+    if ((pc.grad_mask & SPLAT_GRAD_QUATS) != 0u)
+        for (uint i = 0u; i < 4u; i++) g_quats[pc.off_g_quats + 4u * g + i] += gqo[i];
     float o = 1.0 / (1.0 + exp(-opacity[pc.off_opacity + g]));
-    g_opacity[g] += d[5] * o * (1.0 - o);
+    if ((pc.grad_mask & SPLAT_GRAD_OPACITY) != 0u)
+        g_opacity[pc.off_g_opacity + g] += d[5] * o * (1.0 - o);
+    bool want_color = (pc.grad_mask & SPLAT_GRAD_COLOR) != 0u;
     if (pc.use_sh != 0u) {
         uint K = (pc.sh_degree + 1u) * (pc.sh_degree + 1u);
         vec3 dv = m - vec3(cam.campos[0], cam.campos[1], cam.campos[2]);
@@ -127,7 +131,8 @@ void main() {
             gcol[c] = acc < 0.0 ? 0.0 : d[6u + c];
         }
         for (uint k = 0u; k < K; k++)
-            for (uint c = 0u; c < 3u; c++) g_color[g * K * 3u + k * 3u + c] += Y[k] * gcol[c];
+            for (uint c = 0u; c < 3u && want_color; c++)
+                g_color[pc.off_g_color + g * K * 3u + k * 3u + c] += Y[k] * gcol[c];
         vec3 gdir = vec3(0.0);
         for (uint k = 1u; k < K; k++) {
             vec3 shk = vec3(color[base + k * 3u], color[base + k * 3u + 1u],
@@ -136,9 +141,12 @@ void main() {
         }
         gm += (gdir - dir * dot(dir, gdir)) / len;
     } else {
-        for (uint c = 0u; c < 3u; c++) g_color[3u * g + c] += d[6u + c];
+        for (uint c = 0u; c < 3u && want_color; c++) g_color[pc.off_g_color + 3u * g + c] += d[6u + c];
     }
-    for (uint j = 0u; j < 3u; j++) g_means[3u * g + j] += gm[j];
-    g_means2d[2u * g] += d[0];
-    g_means2d[2u * g + 1u] += d[1];
+    if ((pc.grad_mask & SPLAT_GRAD_MEANS) != 0u)
+        for (uint j = 0u; j < 3u; j++) g_means[pc.off_g_means + 3u * g + j] += gm[j];
+    if ((pc.grad_mask & SPLAT_GRAD_MEANS2D) != 0u) {
+        g_means2d[pc.off_g_means2d + 2u * g] += d[0];
+        g_means2d[pc.off_g_means2d + 2u * g + 1u] += d[1];
+    }
 }

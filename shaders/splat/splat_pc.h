@@ -18,6 +18,12 @@
 #define SPLAT_SORT_BLOCK 1024    /* keys per workgroup in the radix sort */
 #define SPLAT_SCAN_BLOCK 512     /* elements per workgroup in the scan */
 #define SPLAT_TILE_GPU 16        /* = SPLAT_TILE of framework/splat/splat.h */
+#define SPLAT_GRAD_MEANS 1u
+#define SPLAT_GRAD_SCALES 2u
+#define SPLAT_GRAD_QUATS 4u
+#define SPLAT_GRAD_OPACITY 8u
+#define SPLAT_GRAD_COLOR 16u
+#define SPLAT_GRAD_MEANS2D 32u
 
 /* project.comp and project_back.comp: one invocation per Gaussian. */
 #if !defined(VULKAN) || defined(SPLAT_PC_PROJECT)
@@ -34,6 +40,15 @@ PC_U32 off_scales;
 PC_U32 off_quats;
 PC_U32 off_opacity;
 PC_U32 off_color;
+PC_U32 off_radii;      /* project: (n) i32 radii out */
+PC_U32 off_g_means;    /* project_back: gradients added into, element offsets */
+PC_U32 off_g_scales;
+PC_U32 off_g_quats;
+PC_U32 off_g_opacity;
+PC_U32 off_g_color;
+PC_U32 off_g_means2d;
+PC_U32 grad_mask; /* project_back: bit i set = gradient i (means, scales, quats, opacity,
+                     color, means2d) is wanted; unset ones are not touched */
 PK_PC_END(splat_project_pc)
 #endif
 
@@ -80,6 +95,9 @@ PC_U32 height;
 PC_U32 tiles_x;
 PC_U32 has_d_alpha;
 PC_U32 has_d_depth;
+PC_U32 off_rgb;   /* blend: of rgb (3, H, W) out; blend_back: of d_rgb in */
+PC_U32 off_alpha; /* blend: of alpha out; blend_back: of d_alpha */
+PC_U32 off_depth; /* blend: of depth out; blend_back: of d_depth */
 PK_PC_END(splat_blend_pc)
 #endif
 

@@ -1,13 +1,15 @@
 /* test_splat_op.c - the rasterizer as an autograd op (pk_splat): forward outputs and tape
  * gradients equal calling splat_forward / splat_backward directly, the means2d accumulator
  * is added into, a renderer reused before backward still gives exact gradients, gradients
- * flow through a linear layer that produces the colours (finite differences), and bad input
- * or a backend without a rasterizer is refused with a message. */
+ * flow through a linear layer that produces the colours (finite differences), bad input is
+ * refused with a message, and on Vulkan the op (tensors on the device, float atomics and the
+ * CAS fallback) matches the op on the CPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/ops_splat.h"
+#include "splat/splat_vk.h"
 #include "pk_test.h"
 #include "splat_ref.h"
 
@@ -183,7 +185,10 @@ static double chain_loss(pk_ctx *c, pk_splat_renderer *ren, const chain *k, cons
     return l;
 }
 
-START_TEST(chain_linear_splat_mse) {
+/* The chain on `device`: the tape's d loss / d w equals central differences of the loss; on
+ * Vulkan the colours come from a linear layer on the device and never leave it. Returns the
+ * tape's gradient in gw (3 NF) and gb (3). */
+static void chain_check(const char *device, float *gw, float *gb) {
     chain *k = calloc(1, sizeof *k);
     rng r = {21};
     test_camera(&r, W, H, 60.f, &k->cam);
@@ -196,10 +201,9 @@ START_TEST(chain_linear_splat_mse) {
         k->b[i] = 0.2f * (float)rng_normal(&r);
     for (int i = 0; i < 3 * HW; i++)
         k->target[i] = (float)rng_unif(&r);
-    pk_ctx *c = pkt_ctx("cpu");
+    pk_ctx *c = pkt_ctx(device);
     pk_splat_renderer *ren = NULL;
     ck_assert_int_eq(pk_splat_renderer_create(c, &ren), PK_OK);
-    float gw[3 * NF], gb[3];
     chain_loss(c, ren, k, k->w, gw, gb);
     double gmax = 0;
     for (int i = 0; i < 3 * NF; i++) {
@@ -214,14 +218,19 @@ START_TEST(chain_linear_splat_mse) {
         gmax = fmax(gmax, fabs(fd));
         /* colours enter rgb linearly, the loss is smooth in w: central differences hold to
          * float rounding of the loss (~1e-7 relative) divided by h */
-        ck_assert_msg(fabs(fd - gw[i]) <= 2e-3 * fabs(fd) + 2e-5, "w[%d]: tape %g, fd %g", i, gw[i],
-                      fd);
+        ck_assert_msg(fabs(fd - gw[i]) <= 2e-3 * fabs(fd) + 2e-5, "%s w[%d]: tape %g, fd %g",
+                      device, i, gw[i], fd);
     }
     ck_assert_double_gt(gmax, 1e-4);
     pk_splat_renderer_destroy(ren);
     pkt_ctx_done(c);
     test_scene_free(&k->s);
     free(k);
+}
+
+START_TEST(chain_linear_splat_mse) {
+    float gw[3 * NF], gb[3];
+    chain_check("cpu", gw, gb);
 }
 END_TEST
 
@@ -257,33 +266,155 @@ START_TEST(bad_shapes) {
 }
 END_TEST
 
-/* On Vulkan, without a rasterizer kernel the op says so instead of crashing. */
-START_TEST(vulkan_unsupported_or_runs) {
-    pk_ctx *c = pkt_ctx("vk");
+/* ---- Vulkan: the op on the device against the op on the CPU ---- */
+
+enum { VW = 131, VH = 83, VHW = VW * VH, VN = 2000 }; /* odd sizes, not multiples of 16 */
+
+/* What one run of the op gives: outputs, radii, every gradient and the means2d increment. */
+typedef struct op_result {
+    float *rgb, *al, *de, *gm, *gl, *gq, *go, *gc, *g2;
+    int32_t *radii;
+    int64_t pairs;
+} op_result;
+
+/* The inputs of a comparison: the scene, two cameras, upstream weights, accumulator start. */
+typedef struct op_case {
+    test_scene s;
+    splat_camera cam, cam2;
+    float *ur, *ua, *ud, *acc0;
+} op_case;
+
+/* Runs the op on `device`: loss = sum(rgb ur) + sum(alpha ua) + sum(depth ud), backward, and
+ * downloads everything. `cas` forces the compare-and-swap blend_back on Vulkan; `reuse`
+ * renders through cam2 before the backward, so the backward must recompute the forward. The
+ * opacities come from an op (x * 1) so that one input is a step-arena tensor at an offset. */
+static void op_run(const char *device, int cas, int reuse, const op_case *k, op_result *o) {
+    const test_scene *s = &k->s;
+    int n = s->n, K = s->use_sh ? sh_coeffs(s->deg) : 1;
+    pk_ctx *c = pkt_ctx(device);
     ck_assert_int_eq(pk_step_begin(c), PK_OK);
     pk_splat_renderer *ren = NULL;
     ck_assert_int_eq(pk_splat_renderer_create(c, &ren), PK_OK);
-    rng r = {5};
-    splat_camera cam;
-    test_camera(&r, W, H, 60.f, &cam);
-    test_scene s;
-    test_scene_make(&r, &s, 50, 0, 0, 0.05f, 0.2f, 1.0f);
-    pk_splat_inputs in = {.means = pkt_const(c, PK_F32, 2, (int64_t[]){50, 3}, s.means),
-                          .log_scales = pkt_const(c, PK_F32, 2, (int64_t[]){50, 3}, s.log_scales),
-                          .quats = pkt_const(c, PK_F32, 2, (int64_t[]){50, 4}, s.quats),
-                          .opacity_logits = pkt_const(c, PK_F32, 1, (int64_t[]){50}, s.opac),
-                          .colors = pkt_const(c, PK_F32, 2, (int64_t[]){50, 3}, s.colors)};
-    pk_splat_outputs out;
-    pk_status st = pk_splat(c, ren, &cam, &in, &out);
-    if (!pk_op_get(PK_OP_SPLAT)->forward[PK_BACKEND_VK]) {
-        ck_assert_int_eq(st, PK_ERR_UNSUPPORTED);
-        ck_assert_ptr_nonnull(strstr(polyak_error(), "Vulkan"));
-    } else {
-        ck_assert_msg(st == PK_OK, "%s", polyak_error());
-    }
+    if (cas) splat_vk_state_force_cas(ren->vk, 1);
+    tensor *tm = pkt_param(c, 2, (int64_t[]){n, 3}, s->means);
+    tensor *tl = pkt_param(c, 2, (int64_t[]){n, 3}, s->log_scales);
+    tensor *tq = pkt_param(c, 2, (int64_t[]){n, 4}, s->quats);
+    tensor *to = pkt_param(c, 2, (int64_t[]){n, 1}, s->opac);
+    tensor *tc = s->use_sh ? pkt_param(c, 3, (int64_t[]){n, K, 3}, s->sh)
+                           : pkt_param(c, 2, (int64_t[]){n, 3}, s->colors);
+    tensor *acc = pkt_const(c, PK_F32, 2, (int64_t[]){n, 2}, k->acc0);
+    tensor *one = pkt_const(c, PK_F32, 1, (int64_t[]){1}, (float[]){1.0f});
+    tensor *opac = pk_mul(c, to, one);
+    ck_assert_ptr_nonnull(opac);
+    pk_splat_inputs in = {.means = tm,
+                          .log_scales = tl,
+                          .quats = tq,
+                          .opacity_logits = opac,
+                          .sh = s->use_sh ? tc : NULL,
+                          .sh_degree = s->deg,
+                          .colors = s->use_sh ? NULL : tc,
+                          .means2d_grad = acc};
+    memcpy(in.background, s->bg, sizeof in.background);
+    pk_splat_outputs out, out2;
+    ck_assert_msg(pk_splat(c, ren, &k->cam, &in, &out) == PK_OK, "%s", polyak_error());
+    o->pairs = pk_splat_renderer_pairs(ren);
+    if (reuse) ck_assert_int_eq(pk_splat(c, ren, &k->cam2, &in, &out2), PK_OK);
+    tensor *ur = pkt_const(c, PK_F32, 3, (int64_t[]){3, VH, VW}, k->ur);
+    tensor *ua = pkt_const(c, PK_F32, 3, (int64_t[]){1, VH, VW}, k->ua);
+    tensor *ud = pkt_const(c, PK_F32, 3, (int64_t[]){1, VH, VW}, k->ud);
+    tensor *loss =
+        pk_add(c, pk_add(c, dot(c, out.rgb, ur), dot(c, out.alpha, ua)), dot(c, out.depth, ud));
+    ck_assert_msg(autograd_backward(c, loss) == PK_OK, "%s", polyak_error());
+    o->rgb = pkt_download(out.rgb), o->al = pkt_download(out.alpha);
+    o->de = pkt_download(out.depth);
+    o->radii = malloc(sizeof(int32_t) * n);
+    ck_assert_int_eq(tensor_download(out.radii, o->radii), PK_OK);
+    o->gm = pkt_download(tm->grad), o->gl = pkt_download(tl->grad);
+    o->gq = pkt_download(tq->grad), o->go = pkt_download(to->grad);
+    o->gc = pkt_download(tc->grad), o->g2 = pkt_download(acc);
+    for (int i = 0; i < 2 * n; i++)
+        o->g2[i] -= k->acc0[i];
     pk_splat_renderer_destroy(ren);
-    test_scene_free(&s);
-    pkt_ctx_done(c);
+    pkt_ctx_done(c); /* asserts zero validation messages on Vulkan */
+}
+
+static void op_result_free(op_result *o) {
+    free(o->rgb), free(o->al), free(o->de), free(o->gm), free(o->gl), free(o->gq);
+    free(o->go), free(o->gc), free(o->g2), free(o->radii);
+}
+
+/* The op on Vulkan (tensors on the device) matches the op on the CPU: images, radii, every
+ * gradient and the means2d accumulator, normalised error <= 1e-4. _i: 0 SH degree 3 with
+ * float atomics (where the device has them), 1 colours with the CAS fallback, 2 SH degree 1
+ * with the CAS fallback and a second render before the backward (recomputed forward). */
+START_TEST(vulkan_matches_cpu) {
+    op_case *k = calloc(1, sizeof *k);
+    rng r = {91u + (uint64_t)_i};
+    test_camera(&r, VW, VH, 120.f, &k->cam);
+    test_camera(&r, VW, VH, 100.f, &k->cam2);
+    test_scene_make(&r, &k->s, VN, _i != 1, _i == 0 ? 3 : 1, 0.01f, 0.12f, 1.2f);
+    for (int g = 0; g < 40; g++)
+        k->s.means[3 * g + 2] = -k->s.means[3 * g + 2]; /* behind the camera: culled */
+    k->ur = malloc(sizeof(float) * 3 * VHW), k->ua = malloc(sizeof(float) * VHW);
+    k->ud = malloc(sizeof(float) * VHW), k->acc0 = malloc(sizeof(float) * 2 * VN);
+    for (int i = 0; i < 3 * VHW; i++)
+        k->ur[i] = (float)rng_normal(&r);
+    for (int i = 0; i < VHW; i++)
+        k->ua[i] = (float)rng_normal(&r), k->ud[i] = 0.1f * (float)rng_normal(&r);
+    for (int i = 0; i < 2 * VN; i++)
+        k->acc0[i] = (float)rng_normal(&r);
+    int cas = _i != 0, reuse = _i == 2, n = k->s.n;
+    int64_t ncol = (int64_t)3 * (k->s.use_sh ? sh_coeffs(k->s.deg) : 1) * n;
+    op_result cpu, vk;
+    op_run("cpu", 0, reuse, k, &cpu);
+    op_run("vk", cas, reuse, k, &vk);
+    ck_assert_int_gt(cpu.pairs, n);
+    ck_assert_int_eq(vk.pairs, cpu.pairs);
+    int mism = 0, culled = 0;
+    for (int i = 0; i < n; i++)
+        mism += vk.radii[i] != cpu.radii[i], culled += cpu.radii[i] == 0;
+    ck_assert_int_eq(mism, 0);
+    ck_assert_int_ge(culled, 40);
+    struct {
+        const char *name;
+        const float *a, *b;
+        int64_t count;
+    } cmp[9] = {{"rgb", vk.rgb, cpu.rgb, 3 * VHW},
+                {"alpha", vk.al, cpu.al, VHW},
+                {"depth", vk.de, cpu.de, VHW},
+                {"d means", vk.gm, cpu.gm, 3 * n},
+                {"d log_scales", vk.gl, cpu.gl, 3 * n},
+                {"d quats", vk.gq, cpu.gq, 4 * n},
+                {"d opacity", vk.go, cpu.go, n},
+                {k->s.use_sh ? "d sh" : "d colors", vk.gc, cpu.gc, ncol},
+                {"d means2d", vk.g2, cpu.g2, 2 * n}};
+    fprintf(stderr, "op vk vs cpu (%s, %s%s, %d Gaussians, %dx%d, %lld pairs):\n",
+            k->s.use_sh ? "sh" : "colors", cas ? "CAS" : "float atomics",
+            reuse ? ", recomputed forward" : "", n, VW, VH, (long long)cpu.pairs);
+    for (int i = 0; i < 9; i++) {
+        double norm = 0;
+        for (int64_t j = 0; j < cmp[i].count; j++)
+            norm += fabs(cmp[i].b[j]);
+        double e = pkt_nerr(cmp[i].a, cmp[i].b, cmp[i].count);
+        fprintf(stderr, "  %-13s nerr %.2e\n", cmp[i].name, e);
+        ck_assert_msg(norm > 0, "%s is all zero on the CPU", cmp[i].name);
+        ck_assert_msg(e <= 1e-4, "%s: nerr %g", cmp[i].name, e);
+    }
+    op_result_free(&cpu), op_result_free(&vk);
+    free(k->ur), free(k->ua), free(k->ud), free(k->acc0);
+    test_scene_free(&k->s);
+    free(k);
+}
+END_TEST
+
+/* Linear layer -> splat -> MSE with every tensor on the device: finite differences hold, and
+ * the tape's gradients match the CPU's. */
+START_TEST(vulkan_chain_linear_splat_mse) {
+    float gw[3 * NF], gb[3], cw[3 * NF], cb[3];
+    chain_check("vk", gw, gb);
+    chain_check("cpu", cw, cb);
+    ck_assert_double_le(pkt_nerr(gw, cw, 3 * NF), 1e-4);
+    ck_assert_double_le(pkt_nerr(gb, cb, 3), 1e-4);
 }
 END_TEST
 
@@ -493,7 +624,8 @@ int main(void) {
     if (pkt_have_vulkan()) {
         TCase *vk = tcase_create("vulkan");
         tcase_set_timeout(vk, 300);
-        tcase_add_test(vk, vulkan_unsupported_or_runs);
+        tcase_add_loop_test(vk, vulkan_matches_cpu, 0, 3);
+        tcase_add_test(vk, vulkan_chain_linear_splat_mse);
         suite_add_tcase(s, vk);
     }
     return pkt_run_suite(s);
