@@ -114,15 +114,63 @@ static bool run_peer(int threads, int reps, const char *const *names, double *pe
 
 #define NB 8
 
+/* Median of n values (n >= 1; NAN when any is NAN). */
+static double median(double *v, int n) {
+    for (int i = 0; i < n; i++)
+        if (isnan(v[i])) return NAN;
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return v[n / 2];
+}
+
+/* Median milliseconds of benchmark b on context c; its work in flops goes to *flops. */
+static double measure(pk_ctx *c, int b, int reps, double *flops) {
+    pk_arena *a = NULL;
+    if (pk_arena_create(c->dev, "bench", 0, &a) != PK_OK) return NAN;
+    bench_state s = {0};
+    if (b < 2) {
+        int64_t n = b == 0 ? 1024 : 2048;
+        s.which = 0;
+        s.a = rnd(c, a, 2, (int64_t[]){n, n}, false);
+        s.b = rnd(c, a, 2, (int64_t[]){n, n}, false);
+        *flops = 2.0 * (double)n * (double)n * (double)n;
+    } else if (b < 6) {
+        static const int64_t C[4] = {64, 128, 64, 256}, H[4] = {32, 16, 32, 8};
+        static const int K[4] = {3, 3, 3, 1}, S[4] = {1, 1, 2, 1};
+        int q = b - 2;
+        s.which = 1;
+        s.k = K[q];
+        s.stride = S[q];
+        s.a = rnd(c, a, 4, (int64_t[]){32, C[q], H[q], H[q]}, true);
+        s.b = rnd(c, a, 4, (int64_t[]){C[q], C[q], K[q], K[q]}, true);
+        double oh = (double)((H[q] + 2 * (K[q] / 2) - K[q]) / S[q] + 1);
+        /* forward + input grad + weight grad: three GEMMs of the same size */
+        *flops = 3.0 * 2.0 * 32 * (double)C[q] * oh * oh * (double)C[q] * K[q] * K[q];
+    } else if (b == 6) {
+        s.which = 2;
+        s.a = rnd(c, a, 2, (int64_t[]){4096, 768}, true);
+        s.g = rnd(c, a, 1, (int64_t[]){768}, true);
+        s.b = rnd(c, a, 1, (int64_t[]){768}, true);
+        *flops = 4096.0 * 768 * 18; /* ~8 flops forward + ~10 backward per element */
+    } else {
+        s.which = 3;
+        s.a = rnd(c, a, 2, (int64_t[]){4096, 1024}, true);
+        *flops = 4096.0 * 1024 * 10;
+    }
+    double ms = s.a && (s.b || s.which == 3) ? time_median(c, &s, reps) : NAN;
+    pk_arena_destroy(a);
+    return ms;
+}
+
 int cmd_bench(int argc, char **argv) {
-    const char *usage = "ops|splat|teacher|optim [--json FILE] [--device D] [--reps N] [--no-peer]";
+    const char *usage =
+        "ops|splat|teacher|optim [--json FILE] [--device D] [--reps N] [--rounds N] [--no-peer]";
     if (argc < 2) return cli_usage("bench", usage, "which benchmark?");
     if (strcmp(argv[1], "splat") == 0) return bench_splat(argc - 1, argv + 1);
     if (strcmp(argv[1], "teacher") == 0) return cmd_bench_teacher(argc - 1, argv + 1);
     if (strcmp(argv[1], "optim") == 0) return cmd_bench_optim(argc - 1, argv + 1);
     if (strcmp(argv[1], "ops") != 0) return cli_usage("bench", usage, "unknown benchmark");
     const char *json = NULL, *device = NULL;
-    long reps = 5;
+    long reps = 5, rounds = 3;
     bool peer = true;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
@@ -131,6 +179,8 @@ int cmd_bench(int argc, char **argv) {
             device = argv[++i];
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
             if (!cli_int("bench", "--reps", argv[++i], 1, 32, &reps)) return 2;
+        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            if (!cli_int("bench", "--rounds", argv[++i], 1, 8, &rounds)) return 2;
         } else if (strcmp(argv[i], "--no-peer") == 0)
             peer = false;
         else
@@ -149,70 +199,41 @@ int cmd_bench(int argc, char **argv) {
     if (pk_ctx_create(&o, &c) != PK_OK) return cli_fail("bench", "creating the context");
     const char *backend = c->backend == PK_BACKEND_CPU ? "cpu" : "vulkan";
     int threads = pk_pool_threads(c->pool);
-    double peer_ms[NB];
-    bool have_peer =
-        peer && c->backend == PK_BACKEND_CPU && run_peer(threads, (int)reps, names, peer_ms, NB);
-    if (!have_peer)
-        for (int i = 0; i < NB; i++)
-            peer_ms[i] = NAN;
+    /* Rounds alternate the peer and us, and each figure is the median over rounds, so that
+     * load from other processes on a shared machine hits both sides alike. */
+    double ms_r[8][NB], peer_r[8][NB], flops[NB];
+    bool have_peer = peer && c->backend == PK_BACKEND_CPU;
+    for (long r = 0; r < rounds; r++) {
+        if (have_peer) have_peer = run_peer(threads, (int)reps, names, peer_r[r], NB);
+        for (int b = 0; b < NB; b++)
+            ms_r[r][b] = measure(c, b, (int)reps, &flops[b]);
+    }
     bench_json *bj = bench_json_open(json);
     printf("%-22s %-7s %10s %12s %12s %8s\n", "benchmark", "backend", "ms", "GFLOP/s", "pytorch ms",
            "ratio");
     double logsum = 0;
     int nratio = 0;
     for (int b = 0; b < NB; b++) {
-        pk_arena *a = NULL;
-        if (pk_arena_create(c->dev, "bench", 0, &a) != PK_OK) break;
-        bench_state s = {0};
-        double flops = 0;
-        if (b < 2) {
-            int64_t n = b == 0 ? 1024 : 2048;
-            s.which = 0;
-            s.a = rnd(c, a, 2, (int64_t[]){n, n}, false);
-            s.b = rnd(c, a, 2, (int64_t[]){n, n}, false);
-            flops = 2.0 * (double)n * (double)n * (double)n;
-        } else if (b < 6) {
-            static const int64_t C[4] = {64, 128, 64, 256}, H[4] = {32, 16, 32, 8};
-            static const int K[4] = {3, 3, 3, 1}, S[4] = {1, 1, 2, 1};
-            int q = b - 2;
-            s.which = 1;
-            s.k = K[q];
-            s.stride = S[q];
-            s.a = rnd(c, a, 4, (int64_t[]){32, C[q], H[q], H[q]}, true);
-            s.b = rnd(c, a, 4, (int64_t[]){C[q], C[q], K[q], K[q]}, true);
-            double oh = (double)((H[q] + 2 * (K[q] / 2) - K[q]) / S[q] + 1);
-            /* forward + input grad + weight grad: three GEMMs of the same size */
-            flops = 3.0 * 2.0 * 32 * (double)C[q] * oh * oh * (double)C[q] * K[q] * K[q];
-        } else if (b == 6) {
-            s.which = 2;
-            s.a = rnd(c, a, 2, (int64_t[]){4096, 768}, true);
-            s.g = rnd(c, a, 1, (int64_t[]){768}, true);
-            s.b = rnd(c, a, 1, (int64_t[]){768}, true);
-            flops = 4096.0 * 768 * 18; /* ~8 flops forward + ~10 backward per element */
-        } else {
-            s.which = 3;
-            s.a = rnd(c, a, 2, (int64_t[]){4096, 1024}, true);
-            flops = 4096.0 * 1024 * 10;
-        }
-        double ms = s.a && s.b ? time_median(c, &s, (int)reps) : NAN;
-        if (s.which == 3 && s.a) ms = time_median(c, &s, (int)reps);
-        pk_arena_destroy(a);
-        double rate = flops / (ms * 1e-3) / 1e9;
-        double peer_rate = flops / (peer_ms[b] * 1e-3) / 1e9;
+        double col[8], pcol[8];
+        for (long r = 0; r < rounds; r++)
+            col[r] = ms_r[r][b], pcol[r] = peer_r[r][b];
+        double ms = median(col, (int)rounds), pms = have_peer ? median(pcol, (int)rounds) : NAN;
+        double rate = flops[b] / (ms * 1e-3) / 1e9;
+        double peer_rate = flops[b] / (pms * 1e-3) / 1e9;
         double ratio = rate / peer_rate; /* >1: faster than PyTorch */
         if (isnan(ms)) {
             printf("%-22s %-7s %10s   (%s)\n", names[b], backend, "failed", polyak_error());
             continue;
         }
-        printf("%-22s %-7s %10.3f %12.2f %12.3f %8.2f\n", names[b], backend, ms, rate, peer_ms[b],
-               ratio);
-        if (!isnan(ratio)) logsum += log(ms / peer_ms[b]), nratio++;
+        printf("%-22s %-7s %10.3f %12.2f %12.3f %8.2f\n", names[b], backend, ms, rate, pms, ratio);
+        if (!isnan(ratio)) logsum += log(ms / pms), nratio++;
         bench_json_add(bj, names[b], backend, ms, rate, "GFLOP/s", have_peer ? "pytorch" : NULL,
                        peer_rate, ratio);
     }
     if (nratio)
-        printf("geometric mean of time / PyTorch time: %.2fx (%d benchmarks, %d threads)\n",
-               exp(logsum / nratio), nratio, threads);
+        printf("geometric mean of time / PyTorch time: %.2fx (%d benchmarks, %d threads, median "
+               "of %ld rounds x %ld runs)\n",
+               exp(logsum / nratio), nratio, threads, rounds, reps);
     int rc = bench_json_close(bj) ? 0 : cli_fail("bench", "writing the JSON file");
     pk_ctx_destroy(c);
     return rc;
