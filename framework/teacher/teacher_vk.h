@@ -1,7 +1,9 @@
 /* teacher_vk.h - the EMA-teacher updates on the Vulkan backend: ONE dispatch of
  * shaders/teacher/ema.comp (variants multi, segments) per update however many tensors the
  * range holds, with the arithmetic of teacher_kernels.h. Offsets and counts are in float
- * elements; blocks are bound whole. Owns only the host side of the dispatch. */
+ * elements (run tables: 32-bit words); blocks are bound whole. The teacher object packs its
+ * run table once into its arena (teacher_vk.c's hooks) and reuses it every update. Owns only
+ * the host side of the dispatch. */
 #ifndef POLYAK_TEACHER_VK_H
 #define POLYAK_TEACHER_VK_H
 #include <stddef.h>
