@@ -6,7 +6,6 @@
 #include "optim/optimizer.h"
 
 #include <assert.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
