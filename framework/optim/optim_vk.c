@@ -139,43 +139,90 @@ pk_status optim_spam_step_vk(vkctx *ctx, const pk_spam_params *hp0, int64_t step
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* AdamP / SGDP                                                                             */
+/* Plans: the tables of the per-tensor optimizers, one range of 32-bit words per plan        */
 
-void optim_adamp_plan_free_vk(vkctx *ctx, pk_adamp_vk_plan *plan) {
-    if (!plan) return;
-    if (ctx) {
-        vkctx_block_free(ctx, &plan->rows);
-        vkctx_block_free(ctx, &plan->segs);
-        vkctx_block_free(ctx, &plan->scratch);
+/* Puts `n` words into a block of their own (arena NULL; *own receives it) or into an int32
+ * tensor of `arena` (the optimizer object's state arena; *own stays NULL). */
+static pk_status place_words(vkctx *ctx, pk_arena *arena, const uint32_t *words, size_t n,
+                             pk_vk_range *out, pk_block **own, const char *who) {
+    *own = NULL;
+    if (arena) {
+        tensor *t = tensor_new(arena, PK_I32, 1, (int64_t[]){(int64_t)n});
+        if (!t) return PK_ERR_NOMEM;
+        PK_TRY(tensor_upload(t, words));
+        if ((size_t)t->offset + n > UINT32_MAX)
+            return pk_error(PK_ERR_INVALID, "%s: tables past 2^32 words of their block", who);
+        *out = (pk_vk_range){t->block, (size_t)t->offset};
+        return PK_OK;
     }
-    memset(plan, 0, sizeof *plan);
+    pk_block *b = calloc(1, sizeof *b);
+    if (!b) return pk_error(PK_ERR_NOMEM, "%s: out of host memory", who);
+    pk_status st = vkctx_block_alloc(ctx, n * sizeof(uint32_t), b);
+    if (st == PK_OK) st = vkctx_block_write(ctx, b, 0, words, n * sizeof(uint32_t));
+    if (st != PK_OK) {
+        vkctx_block_free(ctx, b);
+        free(b);
+        return st;
+    }
+    *own = b;
+    *out = (pk_vk_range){b, 0};
+    return PK_OK;
 }
 
-pk_status optim_adamp_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
-                              pk_adamp_vk_plan *out) {
-    const char *who = "optim_adamp_plan_vk";
-    if (!ctx || !out || nseg < 1 || !segs)
-        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
-    memset(out, 0, sizeof *out);
-    int64_t nrows = 0, extent = 0;
+/* Frees a plan's own block (NULL for tables in an arena: the arena keeps them). */
+static void free_own(vkctx *ctx, pk_block **own) {
+    if (*own && ctx) vkctx_block_free(ctx, *own);
+    free(*own);
+    *own = NULL;
+}
+
+/* Checks the segments and measures the layout: table rows (AdamP: one per matrix row or per
+ * 0/1-D tensor; Stable-SPAM: one per chunk of `chunk` elements, chunk 0 for AdamP) and the
+ * extent max(offset + numel). */
+static pk_status measure(const pk_optim_segment *segs, int nseg, int64_t chunk, int64_t *nrows,
+                         int64_t *extent, const char *who) {
+    *nrows = *extent = 0;
     for (int s = 0; s < nseg; s++) {
         const pk_optim_segment *sg = &segs[s];
         if (sg->offset < 0 || sg->rows < 1 || sg->cols < 1)
             return pk_error(PK_ERR_INVALID, "%s: segment %d has rows %lld cols %lld", who, s,
                             (long long)sg->rows, (long long)sg->cols);
-        nrows += sg->ndim >= 2 ? sg->rows : 1;
-        int64_t end = sg->offset + sg->rows * sg->cols;
-        extent = end > extent ? end : extent;
+        int64_t numel = sg->rows * sg->cols;
+        *nrows += chunk ? (numel + chunk - 1) / chunk : sg->ndim >= 2 ? sg->rows : 1;
+        *extent = sg->offset + numel > *extent ? sg->offset + numel : *extent;
     }
-    if (extent > (int64_t)UINT32_MAX || nrows > (int64_t)UINT32_MAX / 8)
+    if (*extent > (int64_t)UINT32_MAX || *nrows > (int64_t)UINT32_MAX / 16)
         return pk_error(PK_ERR_INVALID, "%s: layout too large for 32-bit offsets", who);
-    uint32_t *rows = malloc((size_t)nrows * 4 * sizeof *rows);
-    uint32_t *st = malloc((size_t)nseg * 4 * sizeof *st);
-    if (!rows || !st) {
-        free(rows);
-        free(st);
-        return pk_error(PK_ERR_NOMEM, "%s: no memory for %lld rows", who, (long long)nrows);
-    }
+    return PK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* AdamP / SGDP                                                                             */
+
+/* words of an AdamP plan: rows (4 each), tensors (4 each), scratch (see adamp.comp) */
+static size_t adamp_words(int64_t nrows, int nseg) {
+    return (size_t)nrows * 4 + (size_t)nseg * 4 + (size_t)nrows * 6 + 2 * (size_t)nseg;
+}
+
+void optim_adamp_plan_free_vk(vkctx *ctx, pk_adamp_vk_plan *plan) {
+    if (!plan) return;
+    free_own(ctx, &plan->own);
+    memset(plan, 0, sizeof *plan);
+}
+
+/* Builds an AdamP plan in its own block (arena NULL) or in `arena`. */
+static pk_status adamp_plan(vkctx *ctx, pk_arena *arena, const pk_optim_segment *segs, int nseg,
+                            pk_adamp_vk_plan *out) {
+    const char *who = "optim_adamp_plan_vk";
+    if (!ctx || !out || nseg < 1 || !segs)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    memset(out, 0, sizeof *out);
+    int64_t nrows = 0, extent = 0;
+    PK_TRY(measure(segs, nseg, 0, &nrows, &extent, who));
+    size_t nw = adamp_words(nrows, nseg);
+    uint32_t *w = calloc(nw, sizeof *w); /* the scratch part stays zero */
+    if (!w) return pk_error(PK_ERR_NOMEM, "%s: no memory for %lld rows", who, (long long)nrows);
+    uint32_t *rows = w, *st = w + nrows * 4;
     int64_t r = 0;
     for (int s = 0; s < nseg; s++) {
         const pk_optim_segment *sg = &segs[s];
@@ -194,22 +241,21 @@ pk_status optim_adamp_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg
     out->nrows = (int)nrows;
     out->nseg = nseg;
     out->extent = extent;
-    size_t scratch = ((size_t)nrows * 6 + 2 * (size_t)nseg) * sizeof(float);
-    pk_status stt = vkctx_block_alloc(ctx, (size_t)nrows * 16, &out->rows);
-    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, (size_t)nseg * 16, &out->segs);
-    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, scratch, &out->scratch);
-    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->rows, 0, rows, (size_t)nrows * 16);
-    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->segs, 0, st, (size_t)nseg * 16);
-    free(rows);
-    free(st);
+    pk_status stt = place_words(ctx, arena, w, nw, &out->tables, &out->own, who);
+    free(w);
     if (stt != PK_OK) optim_adamp_plan_free_vk(ctx, out);
     return stt;
+}
+
+pk_status optim_adamp_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
+                              pk_adamp_vk_plan *out) {
+    return adamp_plan(ctx, NULL, segs, nseg, out);
 }
 
 static pk_status adamp_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_adamp_params *hp0,
                           int64_t step, pk_vk_range param, pk_vk_range grad, pk_vk_range m,
                           pk_vk_range v, int sgdp, const char *who) {
-    if (!ctx || !plan || !plan->nseg || !hp0 || step < 1)
+    if (!ctx || !plan || !plan->nseg || !plan->tables.block || !hp0 || step < 1)
         return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
     pk_adamp_params hp = optim_adamp_defaults(*hp0);
     if (sgdp && hp.momentum >= 1.0)
@@ -217,6 +263,7 @@ static pk_status adamp_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_ada
     pk_vk_range r[4] = {param, grad, m, v};
     PK_TRY(check_ranges(plan->extent, r, sgdp ? 3 : 4, who));
     double lr = hp.lr, wd = hp.weight_decay;
+    size_t t0 = plan->tables.offset;
     pk_pc_adamp pc = {.p_offset = (uint32_t)param.offset,
                       .g_offset = (uint32_t)grad.offset,
                       .m_offset = (uint32_t)m.offset,
@@ -225,7 +272,11 @@ static pk_status adamp_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_ada
                       .nseg = (uint32_t)plan->nseg,
                       .flags = (sgdp ? 1u : 0u) | (hp.nesterov ? 2u : 0u),
                       .eps = (float)hp.eps,
-                      .delta = (float)hp.delta};
+                      .delta = (float)hp.delta,
+                      .r_offset = (uint32_t)t0,
+                      .s_offset = (uint32_t)(t0 + (size_t)plan->nrows * 4),
+                      .x_offset =
+                          (uint32_t)(t0 + (size_t)plan->nrows * 4 + (size_t)plan->nseg * 4)};
     if (!sgdp) {
         double bc1 = 1.0 - pow(hp.beta1, (double)step), bc2 = 1.0 - pow(hp.beta2, (double)step);
         pc.b1 = (float)hp.beta1;
@@ -246,13 +297,8 @@ static pk_status adamp_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_ada
     }
     if (wd <= 0) pc.dec_full = pc.dec_proj = 1.0f;
     pk_block *vb = sgdp ? m.block : v.block; /* SGDP binds the buffer twice, reads neither as v */
-    vk_binding b[7] = {{param.block},
-                       {grad.block},
-                       {m.block},
-                       {vb},
-                       {(pk_block *)&plan->rows},
-                       {(pk_block *)&plan->segs},
-                       {(pk_block *)&plan->scratch}};
+    pk_block *tb = plan->tables.block;       /* rows, tensors and scratch: one range */
+    vk_binding b[7] = {{param.block}, {grad.block}, {m.block}, {vb}, {tb}, {tb}, {tb}};
     uint32_t rg = plan->nrows > 65535 ? 65535u : (uint32_t)plan->nrows;
     PK_TRY(vkctx_dispatch(ctx, "optim/adamp", 7, b, &pc, sizeof pc, rg, 1, 1));
     PK_TRY(vkctx_dispatch(ctx, "optim/adamp:decide", 7, b, &pc, sizeof pc,
@@ -273,13 +319,14 @@ pk_status optim_sgdp_step_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_
 }
 
 pk_status optim_adamp_modes_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, int *modes) {
-    if (!ctx || !plan || !modes)
+    if (!ctx || !plan || !plan->tables.block || !modes)
         return pk_error(PK_ERR_INVALID, "optim_adamp_modes_vk: bad arguments");
     float *f = malloc((size_t)plan->nseg * sizeof *f);
     if (!f) return pk_error(PK_ERR_NOMEM, "optim_adamp_modes_vk: no memory");
-    size_t off = ((size_t)plan->nrows * 6 + (size_t)plan->nseg) * sizeof(float);
-    pk_status st =
-        vkctx_block_read(ctx, (pk_block *)&plan->scratch, off, f, (size_t)plan->nseg * sizeof *f);
+    /* the modes follow the rows, tensors, row statistics, projection inputs and decays */
+    size_t at = plan->tables.offset + (size_t)plan->nrows * 10 + (size_t)plan->nseg * 5;
+    pk_status st = vkctx_block_read(ctx, plan->tables.block, at * sizeof(float), f,
+                                    (size_t)plan->nseg * sizeof *f);
     for (int s = 0; st == PK_OK && s < plan->nseg; s++)
         modes[s] = (int)f[s];
     free(f);
@@ -292,41 +339,30 @@ pk_status optim_adamp_modes_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, int *mo
 /* elements per chunk: one workgroup of 256 reduces it */
 #define SSPAM_VK_CHUNK 4096
 
+/* words of a Stable-SPAM plan: chunks (4 each), tensors (2 each), scratch (see the shader) */
+static size_t sspam_words(int64_t nchunks, int nseg) {
+    return (size_t)nchunks * 4 + (size_t)nseg * 2 + (size_t)nchunks + 5 * (size_t)nseg;
+}
+
 void optim_stable_spam_plan_free_vk(vkctx *ctx, pk_sspam_vk_plan *plan) {
     if (!plan) return;
-    if (ctx) {
-        vkctx_block_free(ctx, &plan->chunks);
-        vkctx_block_free(ctx, &plan->segs);
-        vkctx_block_free(ctx, &plan->scratch);
-    }
+    free_own(ctx, &plan->own);
     memset(plan, 0, sizeof *plan);
 }
 
-pk_status optim_stable_spam_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
-                                    pk_sspam_vk_plan *out) {
+/* Builds a Stable-SPAM plan in its own block (arena NULL) or in `arena`. */
+static pk_status sspam_plan(vkctx *ctx, pk_arena *arena, const pk_optim_segment *segs, int nseg,
+                            pk_sspam_vk_plan *out) {
     const char *who = "optim_stable_spam_plan_vk";
     if (!ctx || !out || nseg < 1 || !segs)
         return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
     memset(out, 0, sizeof *out);
     int64_t nch = 0, extent = 0;
-    for (int s = 0; s < nseg; s++) {
-        const pk_optim_segment *sg = &segs[s];
-        if (sg->offset < 0 || sg->rows < 1 || sg->cols < 1)
-            return pk_error(PK_ERR_INVALID, "%s: segment %d has rows %lld cols %lld", who, s,
-                            (long long)sg->rows, (long long)sg->cols);
-        int64_t numel = sg->rows * sg->cols;
-        nch += (numel + SSPAM_VK_CHUNK - 1) / SSPAM_VK_CHUNK;
-        extent = sg->offset + numel > extent ? sg->offset + numel : extent;
-    }
-    if (extent > (int64_t)UINT32_MAX || nch > (int64_t)UINT32_MAX / 8)
-        return pk_error(PK_ERR_INVALID, "%s: layout too large for 32-bit offsets", who);
-    uint32_t *ch = malloc((size_t)nch * 4 * sizeof *ch);
-    uint32_t *st = malloc((size_t)nseg * 2 * sizeof *st);
-    if (!ch || !st) {
-        free(ch);
-        free(st);
-        return pk_error(PK_ERR_NOMEM, "%s: no memory for %lld chunks", who, (long long)nch);
-    }
+    PK_TRY(measure(segs, nseg, SSPAM_VK_CHUNK, &nch, &extent, who));
+    size_t nw = sspam_words(nch, nseg);
+    uint32_t *w = calloc(nw, sizeof *w); /* the scratch part stays zero */
+    if (!w) return pk_error(PK_ERR_NOMEM, "%s: no memory for %lld chunks", who, (long long)nch);
+    uint32_t *ch = w, *st = w + nch * 4;
     int64_t c = 0;
     for (int s = 0; s < nseg; s++) {
         int64_t numel = segs[s].rows * segs[s].cols;
@@ -342,16 +378,15 @@ pk_status optim_stable_spam_plan_vk(vkctx *ctx, const pk_optim_segment *segs, in
     out->nchunks = (int)nch;
     out->nseg = nseg;
     out->extent = extent;
-    size_t scratch = ((size_t)nch + 5 * (size_t)nseg) * sizeof(float);
-    pk_status stt = vkctx_block_alloc(ctx, (size_t)nch * 16, &out->chunks);
-    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, (size_t)nseg * 8, &out->segs);
-    if (stt == PK_OK) stt = vkctx_block_alloc(ctx, scratch, &out->scratch);
-    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->chunks, 0, ch, (size_t)nch * 16);
-    if (stt == PK_OK) stt = vkctx_block_write(ctx, &out->segs, 0, st, (size_t)nseg * 8);
-    free(ch);
-    free(st);
+    pk_status stt = place_words(ctx, arena, w, nw, &out->tables, &out->own, who);
+    free(w);
     if (stt != PK_OK) optim_stable_spam_plan_free_vk(ctx, out);
     return stt;
+}
+
+pk_status optim_stable_spam_plan_vk(vkctx *ctx, const pk_optim_segment *segs, int nseg,
+                                    pk_sspam_vk_plan *out) {
+    return sspam_plan(ctx, NULL, segs, nseg, out);
 }
 
 pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
@@ -359,22 +394,18 @@ pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
                                     pk_vk_range param, pk_vk_range grad, pk_vk_range exp_avg,
                                     pk_vk_range exp_avg_sq, pk_vk_range state) {
     const char *who = "optim_stable_spam_step_vk";
-    if (!ctx || !plan || !plan->nseg || !hp0 || step < 1 || !state.block || state.offset != 0)
-        return pk_error(PK_ERR_INVALID,
-                        "%s: bad arguments (the state range must start its "
-                        "block)",
-                        who);
+    if (!ctx || !plan || !plan->nseg || !plan->tables.block || !hp0 || step < 1 || !state.block)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
     pk_stable_spam_params hp = optim_stable_spam_defaults(*hp0);
     if (hp.delta_t < 1) return pk_error(PK_ERR_INVALID, "%s: delta_t %d", who, hp.delta_t);
     pk_vk_range r[4] = {param, grad, exp_avg, exp_avg_sq};
     PK_TRY(check_ranges(plan->extent, r, 4, who));
-    if ((size_t)plan->nseg * 3 * sizeof(float) > state.block->size)
-        return pk_error(PK_ERR_INVALID, "%s: state block holds fewer than %d tensors", who,
-                        plan->nseg);
+    PK_TRY(check_ranges((int64_t)plan->nseg * 3, &state, 1, who));
     /* the same step logic as optim_stable_spam_step */
     int reset = step % hp.delta_t == 0;
     int64_t astep = step < hp.delta_t ? step : step % hp.delta_t + 1;
     double bc1 = 1.0 - pow(hp.beta1, (double)astep), bc2 = 1.0 - pow(hp.beta2, (double)astep);
+    size_t t0 = plan->tables.offset;
     pk_pc_sspam pc = {.p_offset = (uint32_t)param.offset,
                       .g_offset = (uint32_t)grad.offset,
                       .m_offset = (uint32_t)exp_avg.offset,
@@ -394,15 +425,15 @@ pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
                       .omg1 = (float)(1.0 - hp.gamma1),
                       .omg2 = (float)(1.0 - hp.gamma2),
                       .m_bc = (float)(1.0 - pow(hp.gamma1, (double)step)),
-                      .v_bc = (float)(1.0 - pow(hp.gamma2, (double)step))};
-    vk_binding b[8] = {{param.block},
-                       {grad.block},
-                       {exp_avg.block},
-                       {exp_avg_sq.block},
-                       {(pk_block *)&plan->chunks},
-                       {(pk_block *)&plan->segs},
-                       {(pk_block *)&plan->scratch},
-                       {state.block}};
+                      .v_bc = (float)(1.0 - pow(hp.gamma2, (double)step)),
+                      .c_offset = (uint32_t)t0,
+                      .s_offset = (uint32_t)(t0 + (size_t)plan->nchunks * 4),
+                      .x_offset =
+                          (uint32_t)(t0 + (size_t)plan->nchunks * 4 + (size_t)plan->nseg * 2),
+                      .t_offset = (uint32_t)state.offset};
+    pk_block *tb = plan->tables.block; /* chunks, tensors and scratch: one range */
+    vk_binding b[8] = {{param.block}, {grad.block}, {exp_avg.block}, {exp_avg_sq.block}, {tb},
+                       {tb},          {tb},         {state.block}};
     uint32_t cg = plan->nchunks > 65535 ? 65535u : (uint32_t)plan->nchunks;
     uint32_t sg = (uint32_t)((plan->nseg + 255) / 256);
     PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:max", 8, b, &pc, sizeof pc, cg, 1, 1));
@@ -413,60 +444,75 @@ pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* The optimizer object's Vulkan hook (optimizer.c declares it weak): one run's update.     */
+/* The optimizer object's Vulkan hooks (optimizer.c declares them weak).                    */
 
-pk_status optim_vk_step_run(pk_ctx *c, const pk_optim_options *opt, double lr, double wd,
-                            int64_t step, tensor *param, tensor *grad, tensor *s0, tensor *s1,
-                            const pk_optim_segment *segs, int nseg) {
+/* Builds one run's tables once, at optim_create, as int32 tensors of c->state: AdamP/SGDP and
+ * Stable-SPAM plans (the other kinds need none), so a step records without waiting. */
+pk_status optim_vk_run_init(pk_ctx *c, pk_optim_kind kind, const pk_optim_segment *segs, int nseg,
+                            pk_optim_vk_run *out) {
     vkctx *ctx = c ? c->vk : NULL;
-    if (!ctx || !opt || !param || !grad)
+    memset(out, 0, sizeof *out);
+    if (!ctx) return pk_error(PK_ERR_INVALID, "optim_vk_run_init: no Vulkan context");
+    if (kind == PK_OPTIM_ADAMP || kind == PK_OPTIM_SGDP)
+        return adamp_plan(ctx, c->state, segs, nseg, &out->adamp);
+    if (kind == PK_OPTIM_STABLE_SPAM) return sspam_plan(ctx, c->state, segs, nseg, &out->sspam);
+    return PK_OK;
+}
+
+/* One run's update: the dispatches of its kind over the run's parameter range; st holds its
+ * state tensors (moments, then Stable-SPAM's per-tensor state), NULL where the kind has none. */
+pk_status optim_vk_step_run(pk_ctx *c, const pk_optim_options *opt, double lr, double wd,
+                            int64_t step, tensor *param, tensor *grad, tensor *const *st,
+                            const pk_optim_vk_run *run) {
+    vkctx *ctx = c ? c->vk : NULL;
+    if (!ctx || !opt || !param || !grad || !st || !run)
         return pk_error(PK_ERR_INVALID, "optim_vk_step_run: bad arguments");
     int64_t n = tensor_numel(param);
     pk_vk_range rp = {param->block, (size_t)param->offset};
     pk_vk_range rg = {grad->block, (size_t)grad->offset};
-    pk_vk_range r0 = {s0 ? s0->block : param->block, s0 ? (size_t)s0->offset : 0};
-    pk_vk_range r1 = {s1 ? s1->block : param->block, s1 ? (size_t)s1->offset : 0};
+    pk_vk_range rs[3];
+    for (int k = 0; k < 3; k++)
+        rs[k] = st[k] ? (pk_vk_range){st[k]->block, (size_t)st[k]->offset}
+                      : (pk_vk_range){param->block, 0};
     switch (opt->kind) {
     case PK_OPTIM_SGD: {
         pk_sgd_params hp = opt->sgd;
         hp.lr = lr;
         hp.weight_decay = wd;
-        return optim_sgd_step_vk(ctx, &hp, step, n, rp, rg, r0);
+        return optim_sgd_step_vk(ctx, &hp, step, n, rp, rg, rs[0]);
     }
     case PK_OPTIM_ADAMW:
     case PK_OPTIM_ADAM: {
         pk_adamw_params hp = opt->adamw;
         hp.lr = lr;
         hp.weight_decay = wd;
-        return opt->kind == PK_OPTIM_ADAMW ? optim_adamw_step_vk(ctx, &hp, step, n, rp, rg, r0, r1)
-                                           : optim_adam_step_vk(ctx, &hp, step, n, rp, rg, r0, r1);
+        return opt->kind == PK_OPTIM_ADAMW
+                   ? optim_adamw_step_vk(ctx, &hp, step, n, rp, rg, rs[0], rs[1])
+                   : optim_adam_step_vk(ctx, &hp, step, n, rp, rg, rs[0], rs[1]);
     }
     case PK_OPTIM_SPAM: {
         pk_spam_params hp = opt->spam;
         hp.lr = lr;
         hp.weight_decay = wd;
-        return optim_spam_step_vk(ctx, &hp, step, n, rp, rg, r0, r1);
+        return optim_spam_step_vk(ctx, &hp, step, n, rp, rg, rs[0], rs[1]);
     }
     case PK_OPTIM_ADAMP:
     case PK_OPTIM_SGDP: {
         pk_adamp_params hp = opt->adamp;
         hp.lr = lr;
         hp.weight_decay = wd;
-        /* the tables are rebuilt per call (freeing them waits for the step): an object that
-         * keeps a plan per run avoids that */
-        pk_adamp_vk_plan plan;
-        PK_TRY(optim_adamp_plan_vk(ctx, segs, nseg, &plan));
-        pk_status st = opt->kind == PK_OPTIM_ADAMP
-                           ? optim_adamp_step_vk(ctx, &plan, &hp, step, rp, rg, r0, r1)
-                           : optim_sgdp_step_vk(ctx, &plan, &hp, step, rp, rg, r0);
-        optim_adamp_plan_free_vk(ctx, &plan);
-        return st;
+        return opt->kind == PK_OPTIM_ADAMP
+                   ? optim_adamp_step_vk(ctx, &run->adamp, &hp, step, rp, rg, rs[0], rs[1])
+                   : optim_sgdp_step_vk(ctx, &run->adamp, &hp, step, rp, rg, rs[0]);
     }
-    case PK_OPTIM_STABLE_SPAM:
-        return pk_error(PK_ERR_UNSUPPORTED,
-                        "optimizer: Stable-SPAM on Vulkan needs its per-tensor state on the "
-                        "device (optim_stable_spam_step_vk); the optimizer object keeps it on "
-                        "the host");
+    case PK_OPTIM_STABLE_SPAM: {
+        if (!st[2])
+            return pk_error(PK_ERR_INVALID, "optim_vk_step_run: Stable-SPAM without its state");
+        pk_stable_spam_params hp = opt->stable_spam;
+        hp.lr = lr;
+        hp.weight_decay = wd;
+        return optim_stable_spam_step_vk(ctx, &run->sspam, &hp, step, rp, rg, rs[0], rs[1], rs[2]);
+    }
     }
     return pk_error(PK_ERR_INVALID, "optimizer: unknown kind %d", (int)opt->kind);
 }

@@ -1,19 +1,31 @@
 /* optimizer.c - parameter groups, contiguous runs, state allocation and the per-run dispatch
- * of the fused optimizer kernels. */
+ * of the fused optimizer kernels. Everything a run keeps between steps is a tensor of the
+ * state arena on both backends (moments, Stable-SPAM's per-tensor scalars, and on Vulkan the
+ * small tables of the per-tensor optimizers, built once here), so a Vulkan step only records
+ * dispatches and a checkpoint reads every piece of state through optim_state_get. */
 #include "optim/optimizer.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "optim/optim_vk.h"
+
+/* the state tensor of Stable-SPAM's per-tensor scalars is read as an array of these */
+static_assert(sizeof(pk_stable_spam_tensor_state) == 3 * sizeof(float),
+              "pk_stable_spam_tensor_state is three packed floats");
+
 /* A run: parameters adjacent in one block whose gradients are adjacent in the same way. */
 typedef struct optim_run {
     int group;
-    tensor param, grad;     /* 1-D views over the run: [first offset, last offset + numel) */
-    tensor *state[2];       /* moment buffers (SGD: momentum; Adam family: exp_avg, exp_avg_sq) */
+    tensor param, grad; /* 1-D views over the run: [first offset, last offset + numel) */
+    /* state: SGD/SGDP momentum; Adam family exp_avg, exp_avg_sq; Stable-SPAM adds its
+     * per-tensor scalars (nseg x pk_stable_spam_tensor_state as 3 floats) */
+    tensor *state[3];
     pk_optim_segment *segs; /* the tensors of the run, relative to its start */
     int nseg;
-    pk_stable_spam_tensor_state *ss; /* Stable-SPAM per-tensor state (nseg) */
+    pk_optim_vk_run vk; /* Vulkan: the run's device tables (in c->state), built at creation */
 } optim_run;
 
 typedef struct optim_group {
@@ -34,9 +46,19 @@ static int nstate(pk_optim_kind k) {
     switch (k) {
     case PK_OPTIM_SGD:
     case PK_OPTIM_SGDP: return 1;
+    case PK_OPTIM_STABLE_SPAM: return 3;
     default: return 2;
     }
 }
+
+/* Vulkan updates live in optim_vk.c; absent there, say so rather than fall back silently. */
+__attribute__((weak)) pk_status optim_vk_run_init(pk_ctx *c, pk_optim_kind kind,
+                                                  const pk_optim_segment *segs, int nseg,
+                                                  pk_optim_vk_run *out);
+__attribute__((weak)) pk_status optim_vk_step_run(pk_ctx *c, const pk_optim_options *opt, double lr,
+                                                  double wd, int64_t step, tensor *param,
+                                                  tensor *grad, tensor *const *st,
+                                                  const pk_optim_vk_run *run);
 
 static int cmp_tensor(const void *a, const void *b) {
     const tensor *x = *(tensor *const *)a, *y = *(tensor *const *)b;
@@ -66,8 +88,7 @@ static pk_status add_run(pk_optimizer *o, int g, tensor **ts, int n) {
     r->param = range_view(ts[0], begin, end);
     r->grad = range_view(ts[0]->grad, begin + gshift, end + gshift);
     r->segs = calloc((size_t)n, sizeof *r->segs);
-    r->ss = calloc((size_t)n, sizeof *r->ss);
-    if (!r->segs || !r->ss) return pk_error(PK_ERR_NOMEM, "optimizer: out of host memory");
+    if (!r->segs) return pk_error(PK_ERR_NOMEM, "optimizer: out of host memory");
     r->nseg = n;
     for (int i = 0; i < n; i++) {
         const tensor *t = ts[i];
@@ -77,12 +98,18 @@ static pk_status add_run(pk_optimizer *o, int g, tensor **ts, int n) {
         s->rows = t->ndim >= 2 ? t->shape[0] : 1;
         s->cols = tensor_numel(t) / (s->rows ? s->rows : 1);
     }
-    for (int k = 0; k < nstate(o->opt.kind); k++) {
-        r->state[k] = tensor_new(o->c->state, PK_F32, 1, (int64_t[]){end - begin});
-        if (!r->state[k]) return PK_ERR_NOMEM;
-        PK_TRY(tensor_fill(r->state[k], 0.0f));
+    o->nruns++; /* counted now so that optim_destroy frees the segments on failure */
+    if (o->c->backend != PK_BACKEND_CPU) {
+        if (!optim_vk_run_init)
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "optimizer: this build has no Vulkan optimizer kernels");
+        PK_TRY(optim_vk_run_init(o->c, o->opt.kind, r->segs, r->nseg, &r->vk));
     }
-    o->nruns++;
+    for (int k = 0; k < nstate(o->opt.kind); k++) {
+        int64_t len = k < 2 ? end - begin : (int64_t)n * 3;
+        r->state[k] = tensor_new(o->c->state, PK_F32, 1, (int64_t[]){len});
+        if (!r->state[k]) return PK_ERR_NOMEM;
+    }
     return PK_OK;
 }
 
@@ -141,6 +168,11 @@ pk_status optim_create(pk_ctx *c, const pk_optim_options *opt, const pk_param_gr
         }
     }
     free(sorted);
+    /* zeroed after every table is uploaded: a fill recorded before an upload into the same
+     * block would make the upload wait for it */
+    for (int i = 0; i < o->nruns && s == PK_OK; i++)
+        for (int k = 0; k < 3 && s == PK_OK; k++)
+            if (o->runs[i].state[k]) s = tensor_fill(o->runs[i].state[k], 0.0f);
     if (s != PK_OK) {
         optim_destroy(o);
         return s;
@@ -151,10 +183,8 @@ pk_status optim_create(pk_ctx *c, const pk_optim_options *opt, const pk_param_gr
 
 void optim_destroy(pk_optimizer *o) {
     if (!o) return;
-    for (int i = 0; i < o->nruns; i++) {
+    for (int i = 0; i < o->nruns; i++)
         free(o->runs[i].segs);
-        free(o->runs[i].ss);
-    }
     free(o->runs);
     free(o->groups);
     free(o);
@@ -177,7 +207,9 @@ int optim_state_count(const pk_optimizer *o) { return o->nruns * nstate(o->opt.k
 tensor *optim_state_get(pk_optimizer *o, int i, char *name, size_t name_size) {
     int k = nstate(o->opt.kind);
     if (i < 0 || i >= o->nruns * k) return NULL;
-    static const char *names[2][2] = {{"momentum", ""}, {"exp_avg", "exp_avg_sq"}};
+    static const char *names[3][3] = {{"momentum", "", ""},
+                                      {"exp_avg", "exp_avg_sq", ""},
+                                      {"exp_avg", "exp_avg_sq", "tensor_state"}};
     snprintf(name, name_size, "optim.run%d.%s", i / k, names[k - 1][i % k]);
     return o->runs[i / k].state[i % k];
 }
@@ -231,17 +263,12 @@ static pk_status step_cpu(pk_optimizer *o, optim_run *r, int64_t step) {
         pk_stable_spam_params hp = o->opt.stable_spam;
         hp.lr = g->lr;
         hp.weight_decay = g->wd;
-        return optim_stable_spam_step(pool, &hp, step, r->segs, r->nseg, p, gr, s0, s1, r->ss);
+        pk_stable_spam_tensor_state *ts = tensor_host(r->state[2]);
+        return optim_stable_spam_step(pool, &hp, step, r->segs, r->nseg, p, gr, s0, s1, ts);
     }
     }
     return pk_error(PK_ERR_INVALID, "optimizer: unknown kind %d", (int)o->opt.kind);
 }
-
-/* Vulkan updates live in optim_vk.c; absent there, say so rather than fall back silently. */
-__attribute__((weak)) pk_status optim_vk_step_run(pk_ctx *c, const pk_optim_options *opt, double lr,
-                                                  double wd, int64_t step, tensor *param,
-                                                  tensor *grad, tensor *s0, tensor *s1,
-                                                  const pk_optim_segment *segs, int nseg);
 
 pk_status optim_step(pk_optimizer *o) {
     int64_t step = o->steps + 1;
@@ -255,7 +282,7 @@ pk_status optim_step(pk_optimizer *o) {
                                 "optimizer: this build has no Vulkan optimizer kernels");
             const optim_group *g = &o->groups[r->group];
             PK_TRY(optim_vk_step_run(o->c, &o->opt, g->lr, g->wd, step, &r->param, &r->grad,
-                                     r->state[0], r->state[1], r->segs, r->nseg));
+                                     r->state, &r->vk));
         }
     }
     o->steps = step;

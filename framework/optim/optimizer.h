@@ -39,7 +39,8 @@ typedef struct pk_param_group {
 
 typedef struct pk_optimizer pk_optimizer;
 
-/* Creates an optimizer over the groups; state tensors are allocated zeroed in c->state. */
+/* Creates an optimizer over the groups; state tensors are allocated zeroed in c->state (on
+ * Vulkan with the device tables its kind needs, so that steps never wait for the device). */
 pk_status optim_create(pk_ctx *c, const pk_optim_options *opt, const pk_param_group *groups,
                        int ngroups, pk_optimizer **out);
 
@@ -64,10 +65,12 @@ int64_t optim_steps(const pk_optimizer *o);
 /* Restores the step count (after loading state from a checkpoint). */
 void optim_set_steps(pk_optimizer *o, int64_t steps);
 
-/* Number of state tensors (for checkpoints); each is one run's moment buffer. */
+/* Number of state tensors (for checkpoints): per run its moment buffers, and for Stable-SPAM
+ * its per-tensor scalars; with optim_steps that is all a resumed run needs to be bit-exact. */
 int optim_state_count(const pk_optimizer *o);
 
-/* The i-th state tensor, with a stable name written into `name` (e.g. "optim.run3.exp_avg"). */
+/* The i-th state tensor, with a stable name written into `name` (e.g. "optim.run3.exp_avg",
+ * "optim.run0.tensor_state"); write it back with tensor_upload to restore. */
 tensor *optim_state_get(pk_optimizer *o, int i, char *name, size_t name_size);
 
 #endif

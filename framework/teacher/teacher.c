@@ -1,5 +1,7 @@
 /* teacher.c - teacher objects: contiguous teacher storage, the segment list that maps student
- * tensors onto it, fused updates (CPU kernels here, Vulkan dispatches in teacher_vk.c), swap. */
+ * tensors onto it, fused updates (CPU kernels here, Vulkan dispatches in teacher_vk.c), swap.
+ * On Vulkan the segment list is packed into a device table once, at creation, and kept in the
+ * teacher arena, so an update only records a dispatch and never waits for the device. */
 #include "teacher/teacher.h"
 
 #include <stdlib.h>
@@ -13,12 +15,22 @@ struct pk_teacher {
     tensor **views;           /* teacher tensor i, a view into `all` */
     tensor *all;              /* the whole teacher: one allocation */
     pk_teacher_segment *segs; /* per student: src offset from the base student, dst offset */
+    tensor *runs;             /* Vulkan: the packed segment list (teacher_vk_prepare), else NULL */
+    int64_t runs_total;       /* Vulkan: elements the runs cover */
     int base; /* the student with the lowest offset: segment source offsets count from it */
     int64_t updates;
     size_t bytes;
 };
 
 #define TEACHER_ALIGN 64 /* elements: each teacher tensor starts on a 256-byte boundary */
+
+/* Vulkan updates live in teacher_vk.c: the run table built once, and the per-update dispatch. */
+__attribute__((weak)) pk_status teacher_vk_prepare(pk_ctx *c, const pk_teacher_segment *segs,
+                                                   int nseg, tensor **runs, int64_t *total);
+__attribute__((weak)) pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all,
+                                                  tensor *const *sources_first, int k,
+                                                  const double *w, double m, const tensor *runs,
+                                                  int nseg, int64_t total);
 
 pk_status teacher_create(pk_ctx *c, const pk_teacher_options *opt, tensor *const *students, int n,
                          pk_teacher **out) {
@@ -80,6 +92,11 @@ pk_status teacher_create(pk_ctx *c, const pk_teacher_options *opt, tensor *const
     }
     /* start from the student's current values: a copy-everything update */
     pk_status st = PK_OK;
+    if (c->backend != PK_BACKEND_CPU) {
+        st = teacher_vk_prepare ? teacher_vk_prepare(c, t->segs, n, &t->runs, &t->runs_total)
+                                : pk_error(PK_ERR_UNSUPPORTED,
+                                           "teacher: this build has no Vulkan teacher kernels");
+    }
     for (int i = 0; i < n && st == PK_OK; i++) {
         int64_t len = tensor_numel(students[i]);
         float *h = malloc(sizeof(float) * (size_t)(len ? len : 1));
@@ -104,12 +121,6 @@ void teacher_destroy(pk_teacher *t) {
     free(t);
 }
 
-/* Vulkan updates live in teacher_vk.c. */
-__attribute__((weak)) pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all,
-                                                  tensor *const *sources_first, int k,
-                                                  const double *w, double m,
-                                                  const pk_teacher_segment *segs, int nseg);
-
 /* w NULL: single source with weight 1 - m (the lerp form, bit-identical to torch's lerp_);
  * the kernels take doubles, as Python floats, and round each scalar to float once. */
 static pk_status update(pk_teacher *t, int k, tensor *const *first, const double *w, double m) {
@@ -121,7 +132,7 @@ static pk_status update(pk_teacher *t, int k, tensor *const *first, const double
     }
     if (!teacher_vk_update)
         return pk_error(PK_ERR_UNSUPPORTED, "teacher: this build has no Vulkan teacher kernels");
-    return teacher_vk_update(t->c, t->all, first, k, w, m, t->segs, t->n);
+    return teacher_vk_update(t->c, t->all, first, k, w, m, t->runs, t->n, t->runs_total);
 }
 
 pk_status teacher_update(pk_teacher *t) {

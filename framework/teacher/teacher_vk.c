@@ -108,23 +108,31 @@ pk_status teacher_runs_pack(const pk_teacher_segment *segs, int nseg, uint32_t *
     return PK_OK;
 }
 
+/* Checks a run table of `nseg` runs at word `off` of block `runs`. */
+static pk_status check_runs(const pk_block *runs, size_t off, int nseg, const char *who) {
+    if (off > UINT32_MAX || (off + teacher_runs_words(nseg)) * sizeof(uint32_t) > runs->size)
+        return pk_error(PK_ERR_INVALID, "%s: run table of %d runs at word %zu exceeds its block",
+                        who, nseg, off);
+    return PK_OK;
+}
+
 pk_status teacher_ema_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_block *s,
-                                  size_t s_base, pk_block *runs, int nseg, int64_t total,
-                                  double m) {
+                                  size_t s_base, pk_block *runs, size_t runs_off, int nseg,
+                                  int64_t total, double m) {
     const char *who = "teacher_ema_segments_vk";
     if (!ctx || !t || !s || !runs || nseg < 0 || total < 0 || total > (int64_t)UINT32_MAX ||
         t_base > UINT32_MAX || s_base > UINT32_MAX)
         return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
     PK_TRY(check_m(m, who));
-    if (teacher_runs_words(nseg) * sizeof(uint32_t) > runs->size)
-        return pk_error(PK_ERR_INVALID, "%s: run table of %d runs exceeds its block", who, nseg);
+    PK_TRY(check_runs(runs, runs_off, nseg, who));
     if (nseg == 0 || total == 0) return PK_OK;
     pk_pc_ema pc = {.n = (uint32_t)total,
                     .t_offset = (uint32_t)t_base,
                     .s_offset = (uint32_t)s_base,
                     .m = (float)m,
                     .w0 = (float)(1.0 - m),
-                    .nseg = (uint32_t)nseg};
+                    .nseg = (uint32_t)nseg,
+                    .r_offset = (uint32_t)runs_off};
     vk_binding b[3] = {{t}, {s}, {runs}};
     return vkctx_dispatch(ctx, "teacher/ema:segments", 3, b, &pc, sizeof pc, groups_for(total), 1,
                           1);
@@ -132,7 +140,8 @@ pk_status teacher_ema_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_blo
 
 pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_block *s0,
                                    size_t s0_base, pk_block *s1, size_t s1_base, pk_block *runs,
-                                   int nseg, int64_t total, double m, double w0, double w1) {
+                                   size_t runs_off, int nseg, int64_t total, double m, double w0,
+                                   double w1) {
     const char *who = "teacher_ema2_segments_vk";
     if (!ctx || !t || !s0 || !s1 || !runs || nseg < 0 || total < 0 || total > (int64_t)UINT32_MAX ||
         t_base > UINT32_MAX || s0_base > UINT32_MAX || s1_base > UINT32_MAX)
@@ -142,8 +151,7 @@ pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_bl
         return pk_error(PK_ERR_INVALID,
                         "%s: momentum %g plus source weights sum to %.9g, expected 1", who, m,
                         m + w0 + w1);
-    if (teacher_runs_words(nseg) * sizeof(uint32_t) > runs->size)
-        return pk_error(PK_ERR_INVALID, "%s: run table of %d runs exceeds its block", who, nseg);
+    PK_TRY(check_runs(runs, runs_off, nseg, who));
     if (nseg == 0 || total == 0) return PK_OK;
     pk_pc_ema pc = {.n = (uint32_t)total,
                     .t_offset = (uint32_t)t_base,
@@ -152,46 +160,55 @@ pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_bl
                     .m = (float)m,
                     .w0 = (float)w0,
                     .w1 = (float)w1,
-                    .nseg = (uint32_t)nseg};
+                    .nseg = (uint32_t)nseg,
+                    .r_offset = (uint32_t)runs_off};
     vk_binding b[4] = {{t}, {s0}, {s1}, {runs}};
     return vkctx_dispatch(ctx, "teacher/ema:segments_multi", 4, b, &pc, sizeof pc,
                           groups_for(total), 1, 1);
 }
 
-/* The teacher object's Vulkan hook (teacher.c declares it weak): packs the run list into a
- * small device table and records ONE dispatch for the whole teacher; k = 1 without weights
- * is the lerp form, k = 2 the two-source form (more sources are CPU-only). */
+/* The teacher object's Vulkan hooks (teacher.c declares them weak). */
+
+/* Packs the run list once, at teacher_create, into an int32 tensor of the teacher arena, so
+ * updates record their dispatch without allocating, uploading or waiting. */
+pk_status teacher_vk_prepare(pk_ctx *c, const pk_teacher_segment *segs, int nseg, tensor **runs,
+                             int64_t *total) {
+    const char *who = "teacher_vk_prepare";
+    *runs = NULL;
+    if (!c || !c->vk || nseg < 1 || !segs || !total)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    size_t nw = teacher_runs_words(nseg);
+    uint32_t *words = malloc(nw * sizeof *words);
+    if (!words) return pk_error(PK_ERR_NOMEM, "%s: no memory for %d runs", who, nseg);
+    pk_status st = teacher_runs_pack(segs, nseg, words, total);
+    tensor *r = st == PK_OK ? tensor_new(c->teachers, PK_I32, 1, (int64_t[]){(int64_t)nw}) : NULL;
+    if (st == PK_OK && !r) st = PK_ERR_NOMEM;
+    if (st == PK_OK) st = tensor_upload(r, words);
+    free(words);
+    if (st == PK_OK) *runs = r;
+    return st;
+}
+
+/* Records ONE dispatch for the whole teacher over the table teacher_vk_prepare built; k = 1
+ * without weights is the lerp form, k = 2 the two-source form (more sources are CPU-only). */
 pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all, tensor *const *sources_first, int k,
-                            const double *w, double m, const pk_teacher_segment *segs, int nseg) {
+                            const double *w, double m, const tensor *runs, int nseg,
+                            int64_t total) {
     const char *who = "teacher_vk_update";
     vkctx *ctx = c ? c->vk : NULL;
-    if (!ctx || !teacher_all || !sources_first || nseg < 0)
+    if (!ctx || !teacher_all || !sources_first || !runs || nseg < 0)
         return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
     if (k > 2 || (k == 2 && !w) || k < 1)
         return pk_error(PK_ERR_UNSUPPORTED, "%s: %d sources (Vulkan takes 1 or 2)", who, k);
-    if (nseg == 0) return PK_OK;
-    uint32_t *words = malloc(teacher_runs_words(nseg) * sizeof *words);
-    if (!words) return pk_error(PK_ERR_NOMEM, "%s: no memory for %d runs", who, nseg);
-    int64_t total = 0;
-    pk_status st = teacher_runs_pack(segs, nseg, words, &total);
-    pk_block runs = {0};
-    if (st == PK_OK) st = vkctx_block_alloc(ctx, teacher_runs_words(nseg) * 4, &runs);
-    if (st == PK_OK) st = vkctx_block_write(ctx, &runs, 0, words, teacher_runs_words(nseg) * 4);
-    free(words);
-    if (st == PK_OK && k == 1 && !w)
-        st = teacher_ema_segments_vk(ctx, teacher_all->block, (size_t)teacher_all->offset,
-                                     sources_first[0]->block, (size_t)sources_first[0]->offset,
-                                     &runs, nseg, total, m);
-    else if (st == PK_OK && k == 1)
-        st = teacher_ema2_segments_vk(ctx, teacher_all->block, (size_t)teacher_all->offset,
-                                      sources_first[0]->block, (size_t)sources_first[0]->offset,
-                                      sources_first[0]->block, (size_t)sources_first[0]->offset,
-                                      &runs, nseg, total, m, w[0], 0.0);
-    else if (st == PK_OK)
-        st = teacher_ema2_segments_vk(ctx, teacher_all->block, (size_t)teacher_all->offset,
-                                      sources_first[0]->block, (size_t)sources_first[0]->offset,
-                                      sources_first[1]->block, (size_t)sources_first[1]->offset,
-                                      &runs, nseg, total, m, w[0], w[1]);
-    vkctx_block_free(ctx, &runs); /* released once the recorded dispatch has completed */
-    return st;
+    pk_block *tb = teacher_all->block, *rb = runs->block;
+    size_t to = (size_t)teacher_all->offset, ro = (size_t)runs->offset;
+    pk_block *b0 = sources_first[0]->block;
+    size_t o0 = (size_t)sources_first[0]->offset;
+    if (k == 1 && !w) return teacher_ema_segments_vk(ctx, tb, to, b0, o0, rb, ro, nseg, total, m);
+    if (k == 1)
+        return teacher_ema2_segments_vk(ctx, tb, to, b0, o0, b0, o0, rb, ro, nseg, total, m, w[0],
+                                        0.0);
+    return teacher_ema2_segments_vk(ctx, tb, to, b0, o0, sources_first[1]->block,
+                                    (size_t)sources_first[1]->offset, rb, ro, nseg, total, m, w[0],
+                                    w[1]);
 }

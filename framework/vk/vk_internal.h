@@ -91,7 +91,8 @@ struct vkctx {
     VkDeviceMemory staging_mem;
     unsigned char *staging_ptr;
     size_t staging_cap, staging_used, staging_max;
-    bool force_unmapped; /* testing hook: allocate blocks unmapped even on unified devices */
+    bool force_unmapped;  /* testing hook: allocate blocks unmapped even on unified devices */
+    uint64_t submissions; /* testing hook: queue submissions (each one a host wait) so far */
 
     /* profiler */
     bool profile;
@@ -155,5 +156,9 @@ void vk_profile_destroy(vkctx *ctx);
 /* Testing hook: allocate later blocks without mapping them (so uploads and read-backs go
  * through the staging buffer) and cap the staging buffer at `staging_max` bytes (0: default). */
 void vkctx_debug_force_staging(vkctx *ctx, bool force_unmapped, size_t staging_max);
+
+/* Testing hook: number of queue submissions so far; each is a host wait, so a test can check
+ * that a stretch of recording (an optimizer step, a teacher update) did not sync. */
+uint64_t vkctx_debug_submissions(const vkctx *ctx);
 
 #endif

@@ -522,6 +522,7 @@ static pk_status submit_and_wait(vkctx *ctx) {
                        .commandBufferCount = 1,
                        .pCommandBuffers = &ctx->cmd};
     VK_CHECK(vkQueueSubmit(ctx->queue, 1, &si, ctx->fence));
+    ctx->submissions++;
     VK_CHECK(vkWaitForFences(ctx->device, 1, &ctx->fence, VK_TRUE, VK_FENCE_TIMEOUT_NS));
     VK_CHECK(vkResetFences(ctx->device, 1, &ctx->fence));
     return PK_OK;
@@ -558,3 +559,5 @@ void vkctx_debug_force_staging(vkctx *ctx, bool force_unmapped, size_t staging_m
     ctx->force_unmapped = force_unmapped;
     ctx->staging_max = staging_max;
 }
+
+uint64_t vkctx_debug_submissions(const vkctx *ctx) { return ctx ? ctx->submissions : 0; }

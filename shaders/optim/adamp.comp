@@ -7,8 +7,9 @@
 //             cosine against delta / sqrt(view size(1)); per-row projection inputs, per-tensor
 //             decay and mode (0 none, 1 per row, 2 whole tensor)
 //   apply     one workgroup per row: recompute d, d -= p_n <p_n, d>, p = p decay - step d
-// The scratch binding holds, from element 0: nrows x 4 row statistics, nrows x 2 projection
-// inputs (|w| + eps, <p_n, d>), nseg decays, nseg modes (as floats).
+// The scratch binding holds, from element x_offset: nrows x 4 row statistics, nrows x 2
+// projection inputs (|w| + eps, <p_n, d>), nseg decays, nseg modes (as floats). The tables and
+// the scratch start at push-constant offsets, so they can sit in an arena block.
 //! variant decide -DDECIDE=1
 //! variant apply -DAPPLY=1
 #extension GL_GOOGLE_include_directive : require
@@ -19,8 +20,8 @@ layout(std430, set = 0, binding = 0) buffer P { float p[]; };
 layout(std430, set = 0, binding = 1) readonly buffer G { float g[]; };
 layout(std430, set = 0, binding = 2) buffer M { float m[]; };
 layout(std430, set = 0, binding = 3) buffer V { float v[]; };
-layout(std430, set = 0, binding = 4) readonly buffer Rows { uint rows[]; }; // (nrows, 4)
-layout(std430, set = 0, binding = 5) readonly buffer Segs { uint segs[]; }; // (nseg, 4)
+layout(std430, set = 0, binding = 4) readonly buffer Rows { uint rows[]; }; // (nrows, 4) from r_offset
+layout(std430, set = 0, binding = 5) readonly buffer Segs { uint segs[]; }; // (nseg, 4) from s_offset
 layout(std430, set = 0, binding = 6) buffer Scratch { float scratch[]; };
 
 shared float red[4][256];
@@ -39,17 +40,20 @@ float direction(uint e) {
 
 void main() {
     uint lid = gl_LocalInvocationID.x;
+    uint X = pc.x_offset; // scratch base
 #if defined(DECIDE)
     uint s = gl_GlobalInvocationID.x;
     if (s >= pc.nseg) return;
-    uint row0 = segs[s * 4], nr = segs[s * 4 + 1], cols = segs[s * 4 + 2], ndim = segs[s * 4 + 3];
-    uint proj = pc.nrows * 4, dec = pc.nrows * 6, mode_at = pc.nrows * 6 + pc.nseg;
+    uint sb = pc.s_offset + s * 4;
+    uint row0 = segs[sb], nr = segs[sb + 1], cols = segs[sb + 2], ndim = segs[sb + 3];
+    uint proj = X + pc.nrows * 4, dec = X + pc.nrows * 6, mode_at = X + pc.nrows * 6 + pc.nseg;
     float cmax = 0.0, tgw = 0.0, tgg = 0.0, tww = 0.0, twd = 0.0;
     for (uint r = row0; r < row0 + nr; r++) {
-        float gw = scratch[r * 4], gg = scratch[r * 4 + 1], ww = scratch[r * 4 + 2];
+        uint st = X + r * 4;
+        float gw = scratch[st], gg = scratch[st + 1], ww = scratch[st + 2];
         float c = abs(gw / (max(sqrt(gg), pc.eps) * max(sqrt(ww), pc.eps)));
         cmax = max(cmax, c);
-        tgw += gw; tgg += gg; tww += ww; twd += scratch[r * 4 + 3];
+        tgw += gw; tgg += gg; tww += ww; twd += scratch[st + 3];
     }
     uint mode = 0u;
     if (ndim >= 2u) {
@@ -60,7 +64,8 @@ void main() {
     float wne = sqrt(tww) + pc.eps;
     for (uint r = row0; r < row0 + nr; r++) {
         float ne = 1.0, dot = 0.0;
-        if (mode == 1u) { ne = sqrt(scratch[r * 4 + 2]) + pc.eps; dot = scratch[r * 4 + 3] / ne; }
+        uint st = X + r * 4;
+        if (mode == 1u) { ne = sqrt(scratch[st + 2]) + pc.eps; dot = scratch[st + 3] / ne; }
         else if (mode == 2u) { ne = wne; dot = twd / wne; }
         scratch[proj + r * 2] = ne;
         scratch[proj + r * 2 + 1] = dot;
@@ -69,12 +74,13 @@ void main() {
     scratch[mode_at + s] = float(mode);
 #else
     for (uint r = gl_WorkGroupID.x; r < pc.nrows; r += gl_NumWorkGroups.x) {
-        uint off = rows[r * 4], cols = rows[r * 4 + 1], seg = rows[r * 4 + 2];
-        bool vec = (rows[r * 4 + 3] & 1u) != 0u;
+        uint rb = pc.r_offset + r * 4;
+        uint off = rows[rb], cols = rows[rb + 1], seg = rows[rb + 2];
+        bool vec = (rows[rb + 3] & 1u) != 0u;
 #if defined(APPLY)
         if (vec) continue;
-        float ne = scratch[pc.nrows * 4 + r * 2], dot = scratch[pc.nrows * 4 + r * 2 + 1];
-        float dec = scratch[pc.nrows * 6 + seg];
+        float ne = scratch[X + pc.nrows * 4 + r * 2], dot = scratch[X + pc.nrows * 4 + r * 2 + 1];
+        float dec = scratch[X + pc.nrows * 6 + seg];
         for (uint j = lid; j < cols; j += 256u) {
             uint e = off + j;
             float w = p[pc.p_offset + e];
@@ -111,7 +117,7 @@ void main() {
             barrier();
         }
         if (lid == 0u)
-            for (int k = 0; k < 4; k++) scratch[r * 4 + uint(k)] = red[k][0];
+            for (int k = 0; k < 4; k++) scratch[X + r * 4 + uint(k)] = red[k][0];
         barrier();
 #endif
     }

@@ -24,9 +24,12 @@ PC_F32 omd;      /* 1 - dampening */
 PC_F32 dec_full; /* 1 - lr wd (SGDP: / (1 - momentum)); 1 when wd = 0 */
 PC_F32 dec_proj; /* the same with wd * wd_ratio */
 PC_F32 delta;
+PC_U32 r_offset; /* first word of the row table in binding 4 */
+PC_U32 s_offset; /* first word of the tensor table in binding 5 */
+PC_U32 x_offset; /* first float of the scratch in binding 6 */
 PK_PC_END(pk_pc_adamp)
 
 #ifndef VULKAN
-_Static_assert(sizeof(pk_pc_adamp) == 76, "pk_pc_adamp layout");
+_Static_assert(sizeof(pk_pc_adamp) == 88, "pk_pc_adamp layout");
 #endif
 #endif

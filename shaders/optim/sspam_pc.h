@@ -25,9 +25,13 @@ PC_F32 omg1;     /* 1 - gamma1 */
 PC_F32 omg2;     /* 1 - gamma2 */
 PC_F32 m_bc;     /* 1 - gamma1^t */
 PC_F32 v_bc;     /* 1 - gamma2^t */
+PC_U32 c_offset; /* first word of the chunk table in binding 4 */
+PC_U32 s_offset; /* first word of the tensor table in binding 5 */
+PC_U32 x_offset; /* first float of the scratch in binding 6 */
+PC_U32 t_offset; /* first float of the per-tensor state in binding 7 */
 PK_PC_END(pk_pc_sspam)
 
 #ifndef VULKAN
-_Static_assert(sizeof(pk_pc_sspam) == 80, "pk_pc_sspam layout");
+_Static_assert(sizeof(pk_pc_sspam) == 96, "pk_pc_sspam layout");
 #endif
 #endif

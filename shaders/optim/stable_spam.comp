@@ -7,7 +7,9 @@
 //   decide2   per tensor: n = |clip(g)|; m_n, v_n EMAs; c = m_hat / (sqrt(v_hat) + eps)
 //   (default) one workgroup per chunk: clip, g n^-1 c, Adam with resets, decoupled decay
 // Scratch (floats): nchunks partials, then per tensor maxg, mhat, norm, c, active. State
-// (floats, persistent): per tensor m_norm, v_norm, m_max (pk_stable_spam_tensor_state).
+// (floats, persistent): per tensor m_norm, v_norm, m_max (pk_stable_spam_tensor_state). The
+// tables, the scratch and the state start at push-constant offsets, so they can sit in arena
+// blocks (the optimizer object keeps them in the state arena).
 //! variant max -DPASS_MAX=1
 //! variant decide1 -DDECIDE1=1
 //! variant sumsq -DPASS_SUMSQ=1
@@ -20,10 +22,10 @@ layout(std430, set = 0, binding = 0) buffer P { float p[]; };
 layout(std430, set = 0, binding = 1) readonly buffer G { float g[]; };
 layout(std430, set = 0, binding = 2) buffer M { float m[]; };
 layout(std430, set = 0, binding = 3) buffer V { float v[]; };
-layout(std430, set = 0, binding = 4) readonly buffer Chunks { uint chunks[]; }; // (nchunks, 4)
-layout(std430, set = 0, binding = 5) readonly buffer Segs { uint segs[]; };     // (nseg, 2)
-layout(std430, set = 0, binding = 6) buffer Scratch { float scratch[]; };
-layout(std430, set = 0, binding = 7) buffer State { float state[]; };           // (nseg, 3)
+layout(std430, set = 0, binding = 4) readonly buffer Chunks { uint chunks[]; }; // (nchunks, 4) from c_offset
+layout(std430, set = 0, binding = 5) readonly buffer Segs { uint segs[]; };     // (nseg, 2) from s_offset
+layout(std430, set = 0, binding = 6) buffer Scratch { float scratch[]; };     // from x_offset
+layout(std430, set = 0, binding = 7) buffer State { float state[]; };           // (nseg, 3) from t_offset
 
 shared float red[256];
 
@@ -36,35 +38,38 @@ float lerpf(float a, float b, float w) {
 
 void main() {
     uint lid = gl_LocalInvocationID.x;
-    uint S = pc.nchunks; // per-tensor scalars start here
+    uint X = pc.x_offset;          // chunk partials start here
+    uint S = X + pc.nchunks;       // per-tensor scalars start here
 #if defined(DECIDE1) || defined(DECIDE2)
     uint s = gl_GlobalInvocationID.x;
     if (s >= pc.nseg) return;
-    uint c0 = segs[s * 2], nc = segs[s * 2 + 1];
+    uint c0 = segs[pc.s_offset + s * 2], nc = segs[pc.s_offset + s * 2 + 1];
+    uint ts = pc.t_offset + s * 3; // this tensor's persistent state
 #if defined(DECIDE1)
     float mx = 0.0;
-    for (uint c = c0; c < c0 + nc; c++) mx = max(mx, scratch[c]);
-    float mm = lerpf(state[s * 3 + 2], mx, pc.omg3);
-    state[s * 3 + 2] = mm;
+    for (uint c = c0; c < c0 + nc; c++) mx = max(mx, scratch[X + c]);
+    float mm = lerpf(state[ts + 2], mx, pc.omg3);
+    state[ts + 2] = mm;
     scratch[S + s * 5] = mx;
     scratch[S + s * 5 + 1] = mm / pc.theta_t;
 #else
     float ss = 0.0;
-    for (uint c = c0; c < c0 + nc; c++) ss += scratch[c];
+    for (uint c = c0; c < c0 + nc; c++) ss += scratch[X + c];
     float n = sqrt(ss);
     scratch[S + s * 5 + 2] = n;
     scratch[S + s * 5 + 4] = n != 0.0 ? 1.0 : 0.0;
     if (n != 0.0) {
-        float mn = lerpf(state[s * 3], n, pc.omg1);
-        float vn = lerpf(state[s * 3 + 1], n * n, pc.omg2);
-        state[s * 3] = mn;
-        state[s * 3 + 1] = vn;
+        float mn = lerpf(state[ts], n, pc.omg1);
+        float vn = lerpf(state[ts + 1], n * n, pc.omg2);
+        state[ts] = mn;
+        state[ts + 1] = vn;
         scratch[S + s * 5 + 3] = (mn / pc.m_bc) / (sqrt(vn / pc.v_bc) + pc.eps);
     }
 #endif
 #else
     for (uint c = gl_WorkGroupID.x; c < pc.nchunks; c += gl_NumWorkGroups.x) {
-        uint off = chunks[c * 4], len = chunks[c * 4 + 1], seg = chunks[c * 4 + 2];
+        uint cb = pc.c_offset + c * 4;
+        uint off = chunks[cb], len = chunks[cb + 1], seg = chunks[cb + 2];
 #if defined(PASS_MAX) || defined(PASS_SUMSQ)
         float acc = 0.0;
 #if defined(PASS_SUMSQ)
@@ -89,7 +94,7 @@ void main() {
 #endif
             barrier();
         }
-        if (lid == 0u) scratch[c] = red[0];
+        if (lid == 0u) scratch[X + c] = red[0];
         barrier();
 #else
         float mg = scratch[S + seg * 5], mh = scratch[S + seg * 5 + 1];

@@ -25,7 +25,7 @@ layout(std430, set = 0, binding = 2) readonly buffer S1 { float s1[]; };
 #define RUNS_BINDING 2
 #endif
 #if defined(SEGMENTS)
-layout(std430, set = 0, binding = RUNS_BINDING) readonly buffer R { uint runs[]; }; // (nseg, 5)
+layout(std430, set = 0, binding = RUNS_BINDING) readonly buffer R { uint runs[]; }; // (nseg, 5) at r_offset
 #endif
 
 float ema_lerp(float a, float b, float w) {
@@ -43,10 +43,10 @@ void main() {
         uint lo = 0, hi = pc.nseg - 1;
         while (lo < hi) {
             uint mid = (lo + hi + 1) / 2;
-            if (runs[mid * PK_EMA_RUN_WORDS] <= i) lo = mid;
+            if (runs[pc.r_offset + mid * PK_EMA_RUN_WORDS] <= i) lo = mid;
             else hi = mid - 1;
         }
-        uint base = lo * PK_EMA_RUN_WORDS;
+        uint base = pc.r_offset + lo * PK_EMA_RUN_WORDS;
         uint off = i - runs[base];
         uint rel = runs[base + 1] + off;
         uint k = pc.t_offset + runs[base + 2] + off;

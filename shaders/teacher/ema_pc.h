@@ -13,13 +13,15 @@ PC_F32 m;         /* momentum, as float */
 PC_F32 w0;        /* plain/SEGMENTS: lerp weight (float)(1 - m); MULTI: weight of source 0 */
 PC_F32 w1;        /* MULTI: weight of source 1 */
 PC_U32 nseg;      /* SEGMENTS: number of runs in the table (binding 2) */
+PC_U32 r_offset;  /* SEGMENTS: first word of the run table in its binding */
 PK_PC_END(pk_pc_ema)
 
 #ifndef VULKAN
-_Static_assert(sizeof(pk_pc_ema) == 32, "pk_pc_ema layout");
+_Static_assert(sizeof(pk_pc_ema) == 36, "pk_pc_ema layout");
 #endif
 
-/* SEGMENTS run table (binding 2, or 3 with MULTI; uint words, 5 per run, sorted by `start`):
+/* SEGMENTS run table (binding 2, or 3 with MULTI, from word r_offset, so it can live in an
+ * arena block; uint words, 5 per run, sorted by `start`):
  * start (prefix sum of lengths), src offset, dst offset, length, flags (1: copy) */
 #define PK_EMA_RUN_WORDS 5
 #endif

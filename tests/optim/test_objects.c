@@ -1,5 +1,6 @@
 /* test_objects.c - the optimizer and teacher objects over real parameter arenas: contiguous
- * runs, per-group learning rates, teacher updates over a subset, the buffer copy rule, swap. */
+ * runs, per-group learning rates, teacher updates over a subset, the buffer copy rule, swap,
+ * and resuming from saved state (what a checkpoint holds) bit for bit. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,138 @@ START_TEST(teacher_multi_source) {
 }
 END_TEST
 
+/* A training run for the resume test: three parameters in two groups, an optimizer and a
+ * cosine-momentum teacher (its momentum depends on the update count) on the CPU backend. */
+typedef struct run {
+    pk_ctx *c;
+    tensor *p[3];
+    pk_optimizer *o;
+    pk_teacher *t;
+} run;
+
+static run run_make(pk_optim_kind kind) {
+    run r = {.c = pkt_ctx("cpu")};
+    r.p[0] = pk_param_new(r.c, "a", 2, (int64_t[]){9, 8});
+    r.p[1] = pk_param_new(r.c, "b", 1, (int64_t[]){5});
+    r.p[2] = pk_param_new(r.c, "d", 4, (int64_t[]){3, 2, 2, 2});
+    for (int i = 0; i < 3; i++)
+        set_random(r.p[i], 40 + i);
+    pk_param_group g[2] = {
+        {.name = "ab", .params = r.p, .n = 2, .lr = 0.05},
+        {.name = "d", .params = &r.p[2], .n = 1, .lr = 0.02, .weight_decay = 0.3}};
+    /* resets and warm-ups that fall on both sides of the save */
+    pk_optim_options oo = {.kind = kind,
+                           .sgd = {.momentum = 0.9, .nesterov = true},
+                           .adamp = {.momentum = 0.8},
+                           .spam = {.delta_t = 4, .grad_accu = 1, .warmup = 2},
+                           .stable_spam = {.delta_t = 5}};
+    ck_assert_msg(optim_create(r.c, &oo, g, 2, &r.o) == PK_OK, "%s", polyak_error());
+    pk_teacher_options to = {
+        .name = "ema",
+        .schedule = {.kind = PK_MOMENTUM_COSINE, .m0 = 0.9, .m1 = 1.0, .total_steps = 20}};
+    ck_assert_msg(teacher_create(r.c, &to, r.p, 3, &r.t) == PK_OK, "%s", polyak_error());
+    return r;
+}
+
+/* Steps from+1..to; step k's gradients depend on k alone, with a spike every fifth step. */
+static void run_steps(run *r, int from, int to) {
+    for (int k = from + 1; k <= to; k++) {
+        for (int i = 0; i < 3; i++) {
+            tensor *g = r->p[i]->grad;
+            float *h = malloc(sizeof(float) * (size_t)tensor_numel(g));
+            pkt_rng rng = {500 * (uint64_t)k + (uint64_t)i};
+            pkt_fill_uniform(&rng, h, tensor_numel(g), -1, 1);
+            if (k % 5 == 3) h[i] = 60.0f;
+            ck_assert_int_eq(tensor_upload(g, h), PK_OK);
+            free(h);
+        }
+        ck_assert_msg(optim_step(r->o) == PK_OK, "%s", polyak_error());
+        ck_assert_msg(teacher_update(r->t) == PK_OK, "%s", polyak_error());
+    }
+}
+
+static void run_done(run *r) {
+    teacher_destroy(r->t);
+    optim_destroy(r->o);
+    pkt_ctx_done(r->c);
+}
+
+/* Every tensor a checkpoint stores, in a fixed order: parameters, optimizer state, teacher. */
+static int run_tensors(run *r, tensor **out) {
+    int n = 0;
+    char name[64];
+    for (int i = 0; i < 3; i++)
+        out[n++] = r->p[i];
+    for (int i = 0; i < optim_state_count(r->o); i++)
+        out[n++] = optim_state_get(r->o, i, name, sizeof name);
+    for (int i = 0; i < teacher_count(r->t); i++)
+        out[n++] = teacher_tensor(r->t, i);
+    return n;
+}
+
+/* Saving every tensor optim_state_get and teacher_tensor expose plus the step and update
+ * counts after 7 steps, then rebuilding the objects in a fresh context, restoring and running
+ * 7 more, gives bit for bit what 14 uninterrupted steps give, for every optimizer kind. */
+START_TEST(resume_bit_exact) {
+    const pk_optim_kind kind = (pk_optim_kind)_i;
+    run ref = run_make(kind);
+    run_steps(&ref, 0, 14);
+
+    run a = run_make(kind);
+    run_steps(&a, 0, 7);
+    tensor *ts[32];
+    int n = run_tensors(&a, ts);
+    ck_assert_int_ge(n, 3 + 2 + 3);
+    float *saved[32];
+    for (int i = 0; i < n; i++)
+        saved[i] = host(ts[i]);
+    int64_t steps = optim_steps(a.o), updates = teacher_updates(a.t);
+    run_done(&a);
+
+    run b = run_make(kind); /* fresh objects: zero state, teacher = the initial parameters */
+    tensor *tb[32];
+    ck_assert_int_eq(run_tensors(&b, tb), n);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(tensor_upload(tb[i], saved[i]), PK_OK);
+        free(saved[i]);
+    }
+    optim_set_steps(b.o, steps);
+    teacher_set_updates(b.t, updates);
+    run_steps(&b, 7, 14);
+
+    tensor *tr[32];
+    ck_assert_int_eq(run_tensors(&ref, tr), n);
+    for (int i = 0; i < n; i++) {
+        float *x = host(tr[i]), *y = host(tb[i]);
+        ck_assert_msg(memcmp(x, y, sizeof(float) * (size_t)tensor_numel(tr[i])) == 0,
+                      "kind %d: tensor %d of %d differs after resuming", (int)kind, i, n);
+        free(x);
+        free(y);
+    }
+    ck_assert_int_eq(optim_steps(b.o), 14);
+    ck_assert_int_eq(teacher_updates(b.t), 14);
+    run_done(&ref);
+    run_done(&b);
+}
+END_TEST
+
+/* The state Stable-SPAM keeps per tensor is exposed, so the resume test above covers it. */
+START_TEST(stable_spam_state_exposed) {
+    run r = run_make(PK_OPTIM_STABLE_SPAM);
+    ck_assert_int_eq(optim_state_count(r.o), 2 * 3);
+    char name[64];
+    tensor *ts = optim_state_get(r.o, 2, name, sizeof name);
+    ck_assert_str_eq(name, "optim.run0.tensor_state");
+    ck_assert_int_eq(tensor_numel(ts), 2 * 3); /* run 0 holds a and b: three floats each */
+    run_steps(&r, 0, 2);
+    float *h = host(ts);
+    for (int j = 0; j < 6; j++)
+        ck_assert_msg(h[j] > 0.0f, "tensor_state[%d] = %g after two steps", j, h[j]);
+    free(h);
+    run_done(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("optim_objects");
     TCase *tc = tcase_create("cpu");
@@ -160,6 +293,8 @@ int main(void) {
     tcase_add_test(tc, sgd_groups_match_manual);
     tcase_add_test(tc, teacher_subset_buffer_swap);
     tcase_add_test(tc, teacher_multi_source);
+    tcase_add_loop_test(tc, resume_bit_exact, PK_OPTIM_SGD, PK_OPTIM_STABLE_SPAM + 1);
+    tcase_add_test(tc, stable_spam_state_exposed);
     suite_add_tcase(s, tc);
     return pkt_run_suite(s);
 }

@@ -137,9 +137,14 @@ START_TEST(ema_segments) {
     const float *src[1] = {s};
     ck_assert_int_eq(teacher_ema_segments(NULL, ref, 1, src, NULL, 0.99, segs, nseg), PK_OK);
     pk_block bt = upload(t, nt), bs = upload(s, ns), br = {0};
-    ck_assert_int_eq(vkctx_block_alloc(g_ctx, teacher_runs_words(nseg) * 4, &br), PK_OK);
-    ck_assert_int_eq(vkctx_block_write(g_ctx, &br, 0, words, teacher_runs_words(nseg) * 4), PK_OK);
-    ck_assert_int_eq(teacher_ema_segments_vk(g_ctx, &bt, 0, &bs, 0, &br, nseg, total, 0.99), PK_OK);
+    /* the table sits at word 7 of its block, as it does inside the teacher arena */
+    ck_assert_int_eq(vkctx_block_alloc(g_ctx, (teacher_runs_words(nseg) + 7) * 4, &br), PK_OK);
+    ck_assert_int_eq(vkctx_block_write(g_ctx, &br, 28, words, teacher_runs_words(nseg) * 4), PK_OK);
+    ck_assert_int_eq(teacher_ema_segments_vk(g_ctx, &bt, 0, &bs, 0, &br, 7, nseg, total, 0.99),
+                     PK_OK);
+    /* a table that would run past its block is refused before anything is recorded */
+    ck_assert_int_eq(teacher_ema_segments_vk(g_ctx, &bt, 0, &bs, 0, &br, 8, nseg, total, 0.99),
+                     PK_ERR_INVALID);
     float *got = download(&bt, nt);
     for (int64_t i = 0; i < nt; i++) {
         double mag = fabs((double)t[i]) + fabs((double)ref[i]) + 4;
@@ -159,9 +164,9 @@ START_TEST(ema_segments) {
     const double w[2] = {0.05, 0.05};
     memcpy(ref, got, (size_t)nt * sizeof(float));
     ck_assert_int_eq(teacher_ema_segments(NULL, ref, 2, src2, w, 0.9, segs, nseg), PK_OK);
-    ck_assert_int_eq(
-        teacher_ema2_segments_vk(g_ctx, &bt, 0, &bs, 0, &bs1, 9, &br, nseg, total, 0.9, 0.05, 0.05),
-        PK_OK);
+    ck_assert_int_eq(teacher_ema2_segments_vk(g_ctx, &bt, 0, &bs, 0, &bs1, 9, &br, 7, nseg, total,
+                                              0.9, 0.05, 0.05),
+                     PK_OK);
     free(got);
     got = download(&bt, nt);
     for (int64_t i = 0; i < nt; i++) {
