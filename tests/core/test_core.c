@@ -32,6 +32,11 @@ START_TEST(test_tensor_new_overflow) {
     ck_assert_msg(t == NULL, "a 2^62-element f32 tensor was allocated");
     ck_assert_msg(strstr(polyak_error(), "4611686018427387904") != NULL, "error: %s",
                   polyak_error());
+    /* 2^62 - 1 f32 elements: the byte count fits size_t but rounding it up to the arena's
+     * alignment wrapped to a 256-byte allocation */
+    t = tensor_new(c->step, PK_F32, 1, (int64_t[]){(1LL << 62) - 1});
+    ck_assert_msg(t == NULL, "a (2^62 - 1)-element f32 tensor was allocated");
+    ck_assert_msg(strstr(polyak_error(), "exceeds") != NULL, "error: %s", polyak_error());
     /* a zero dimension is fine, even next to a huge one */
     t = tensor_new(c->step, PK_F32, 2, (int64_t[]){0, 1LL << 62});
     ck_assert_msg(t && tensor_numel(t) == 0, "%s", polyak_error());
