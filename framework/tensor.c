@@ -250,9 +250,48 @@ tensor *tensor_new_like(pk_arena *a, const tensor *like) {
     return like ? tensor_new(a, like->dtype, like->ndim, like->shape) : NULL;
 }
 
+/* True when every element a view can address lies inside `t`'s block. Kernels index a block
+ * without checking, and the Vulkan kernels pass element offsets and counts as uint32 push
+ * constants: a block is at most maxStorageBufferRange (a uint32 of bytes), so an in-block
+ * offset always fits, and a Vulkan view may not claim 2^32 or more elements (stride-0 views
+ * could). */
+static bool view_in_block(const tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                          int64_t offset) {
+    int64_t lo = offset, hi = offset, numel = 1;
+    bool overflow = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0) return true; /* an empty view addresses nothing */
+        int64_t reach = 0;
+        overflow |= __builtin_mul_overflow(shape[i] - 1, strides[i], &reach);
+        overflow |= __builtin_add_overflow(reach < 0 ? lo : hi, reach, reach < 0 ? &lo : &hi);
+        overflow |= __builtin_mul_overflow(numel, shape[i], &numel);
+    }
+    int64_t cap = t->block ? (int64_t)(t->block->size / pk_dtype_size(t->dtype)) : 0;
+    if (overflow || lo < 0 || hi >= cap) {
+        tensor tmp = {.ndim = ndim};
+        memcpy(tmp.shape, shape, sizeof(int64_t) * (size_t)ndim);
+        char buf[160];
+        pk_error(PK_ERR_INVALID,
+                 "tensor_view: shape %s at offset %lld addresses elements [%lld, %lld], outside "
+                 "its block of %lld elements",
+                 tensor_shape_str(&tmp, buf, sizeof buf), (long long)offset, (long long)lo,
+                 (long long)hi, (long long)cap);
+        return false;
+    }
+    if (t->arena && pk_device_backend(pk_arena_device(t->arena)) == PK_BACKEND_VK &&
+        numel > (int64_t)UINT32_MAX) {
+        pk_error(PK_ERR_INVALID,
+                 "tensor_view: %lld elements; Vulkan kernels count elements in 32 bits",
+                 (long long)numel);
+        return false;
+    }
+    return true;
+}
+
 tensor *tensor_view(pk_arena *a, const tensor *t, int ndim, const int64_t *shape,
                     const int64_t *strides, int64_t offset) {
-    if (!t || !shape_ok(ndim, shape)) return NULL;
+    if (!t || !shape_ok(ndim, shape) || !view_in_block(t, ndim, shape, strides, offset))
+        return NULL;
     tensor *v = arena_header(a);
     if (!v) return NULL;
     v->dtype = t->dtype;
