@@ -196,6 +196,15 @@ pk_status autograd_backward_from(pk_ctx *c, tensor *out, tensor *seed) {
     if (!out || !seed) return pk_error(PK_ERR_INVALID, "backward from a NULL tensor");
     if (!out->requires_grad)
         return pk_error(PK_ERR_INVALID, "backward: the tensor does not depend on any parameter");
+    /* The gradients of tensors the tape produced are scratch for one walk. A second backward in
+     * the same step (the same loss again, or a second loss sharing the graph) would otherwise
+     * walk the first walk's gradients once more and count them twice; zeroed, it adds exactly
+     * its own contribution to the leaves (parameters, inputs), as PyTorch does. */
+    for (int i = 0; i < c->tape_len; i++)
+        for (int j = 0; j < c->tape[i]->n_out; j++) {
+            tensor *o = c->tape[i]->out[j];
+            if (o->grad) PK_TRY(tensor_fill(o->grad, 0.0f));
+        }
     PK_TRY(pk_grad_ensure(c, out));
     tensor *g = out->grad;
     PK_TRY(pk_accumulate(c, g, seed));
