@@ -2,6 +2,7 @@
 #include "autograd.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -221,17 +222,26 @@ pk_status autograd_backward_from(pk_ctx *c, tensor *out, tensor *seed) {
         for (int j = 0; j < n->n_in && s == PK_OK; j++)
             if (n->in[j] && n->in[j]->requires_grad) s = pk_grad_ensure(c, n->in[j]);
         if (s != PK_OK) break;
-        pk_kernel k = pk_op_get(n->op)->backward[c->backend];
-        s = k(c, n);
+        const pk_op_def *def = pk_op_get(n->op);
+        s = def->backward[c->backend](c, n);
+        if (s != PK_OK) {
+            /* name the op: a kernel's message alone does not say where in the graph it failed
+             * (copied out first: pk_error writes the buffer polyak_error() returns) */
+            char cause[1024];
+            snprintf(cause, sizeof cause, "%s", polyak_error());
+            pk_error(s, "backward of op '%s' (tape node %d): %s", def->name, i, cause);
+        }
     }
     pk_set_grad_enabled(c, old);
     return s;
 }
 
 pk_status autograd_backward(pk_ctx *c, tensor *loss) {
-    if (!loss)
-        return pk_error(PK_ERR_INVALID, "backward from a NULL loss (an op failed: %s)",
-                        polyak_error());
+    if (!loss) {
+        char cause[1024]; /* copied out: pk_error writes the buffer polyak_error() returns */
+        snprintf(cause, sizeof cause, "%s", polyak_error());
+        return pk_error(PK_ERR_INVALID, "backward from a NULL loss (an op failed: %s)", cause);
+    }
     if (tensor_numel(loss) != 1)
         return pk_error(PK_ERR_INVALID, "backward: the loss must have one element");
     tensor *one = tensor_new(c->step, PK_F32, loss->ndim, loss->shape);

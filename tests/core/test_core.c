@@ -18,6 +18,11 @@
 #include "cpu/threads.h"
 #include "pk_test.h"
 
+/* Under AddressSanitizer a failed allocation aborts the process unless told otherwise;
+ * test_arena_block_failure needs posix_memalign to return ENOMEM as it does without ASan. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
 /* ---- shapes and sizes ---- */
 
 START_TEST(test_tensor_new_overflow) {
@@ -238,6 +243,21 @@ START_TEST(test_reshape_and_detach) {
 }
 END_TEST
 
+START_TEST(test_backward_null_loss_message) {
+    pk_ctx *c = pkt_ctx("cpu");
+    ck_assert_int_eq(pk_step_begin(c), PK_OK);
+    tensor *a = tensor_new(c->step, PK_F32, 1, (int64_t[]){3});
+    tensor *b = tensor_new(c->step, PK_F32, 1, (int64_t[]){4});
+    /* the failed op's message must survive inside backward's own */
+    ck_assert_int_ne(autograd_backward(c, pk_sum_all(c, pk_add(c, a, b))), PK_OK);
+    const char *e = polyak_error();
+    ck_assert_msg(strstr(e, "backward from a NULL loss (an op failed: add: shapes (3,) and (4,) "
+                            "do not broadcast)") != NULL,
+                  "error: %s", e);
+    pkt_ctx_done(c);
+}
+END_TEST
+
 /* ---- worker pool ---- */
 
 typedef struct {
@@ -367,6 +387,7 @@ int main(void) {
     tcase_add_test(t, test_grad_used_twice_and_diamond);
     tcase_add_test(t, test_backward_twice_accumulates);
     tcase_add_test(t, test_reshape_and_detach);
+    tcase_add_test(t, test_backward_null_loss_message);
     tcase_add_test(t, test_pool_nested);
     tcase_add_test(t, test_pool_concurrent_callers);
     tcase_add_test(t, test_cli_bad_options);
