@@ -70,6 +70,25 @@ START_TEST(test_tensor_view_bounds) {
 }
 END_TEST
 
+START_TEST(test_view_u32_counts_on_vulkan) {
+    if (!pkt_have_vulkan()) return;
+    pk_ctx *c = pkt_ctx("vk");
+    tensor *t = tensor_new(c->step, PK_F32, 1, (int64_t[]){4});
+    ck_assert_ptr_nonnull(t);
+    /* a stride-0 view stays inside its block but counts 2^33 elements, which a uint32 push
+     * constant would truncate to 0 */
+    tensor *v = tensor_view(c->step, t, 1, (int64_t[]){1LL << 33}, (int64_t[]){0}, t->offset);
+    ck_assert_msg(v == NULL, "a 2^33-element Vulkan view was accepted");
+    ck_assert_msg(strstr(polyak_error(), "32 bits") != NULL, "error: %s", polyak_error());
+    pkt_ctx_done(c);
+    /* the CPU backend indexes in 64 bits: the same view is fine there */
+    c = pkt_ctx("cpu");
+    t = tensor_new(c->step, PK_F32, 1, (int64_t[]){4});
+    ck_assert_ptr_nonnull(tensor_view(c->step, t, 1, (int64_t[]){1LL << 33}, (int64_t[]){0}, 0));
+    pkt_ctx_done(c);
+}
+END_TEST
+
 START_TEST(test_reshape_bad_shapes) {
     pk_ctx *c = pkt_ctx("cpu");
     tensor *x = tensor_new(c->step, PK_F32, 1, (int64_t[]){6});
@@ -164,8 +183,18 @@ static void assert_grad(const tensor *p, const float *want, int64_t n, const cha
     free(g);
 }
 
+/* The autograd cases run on the CPU backend and, where a Vulkan driver exists (lavapipe in
+ * CI), on Vulkan, where two backward kernels adding into one gradient need a barrier. */
+static const char *const devices[] = {"cpu", "vk"};
+
+static pk_ctx *loop_ctx(int i) {
+    if (i > 0 && !pkt_have_vulkan()) return NULL;
+    return pkt_ctx(devices[i]);
+}
+
 START_TEST(test_grad_used_twice_and_diamond) {
-    pk_ctx *c = pkt_ctx("cpu");
+    pk_ctx *c = loop_ctx(_i);
+    if (!c) return;
     const float wv[4] = {0.5f, -1.25f, 2.0f, 0.75f};
     tensor *w = param_from(c, 4, wv);
     ck_assert_int_eq(pk_step_begin(c), PK_OK);
@@ -188,7 +217,8 @@ START_TEST(test_grad_used_twice_and_diamond) {
 END_TEST
 
 START_TEST(test_backward_twice_accumulates) {
-    pk_ctx *c = pkt_ctx("cpu");
+    pk_ctx *c = loop_ctx(_i);
+    if (!c) return;
     const float wv[3] = {0.3f, -0.7f, 1.1f}, xv[3] = {2.0f, -3.0f, 0.5f};
     tensor *w = param_from(c, 3, wv);
     ck_assert_int_eq(pk_step_begin(c), PK_OK);
@@ -218,7 +248,8 @@ START_TEST(test_backward_twice_accumulates) {
 END_TEST
 
 START_TEST(test_reshape_and_detach) {
-    pk_ctx *c = pkt_ctx("cpu");
+    pk_ctx *c = loop_ctx(_i);
+    if (!c) return;
     float wv[6];
     for (int i = 0; i < 6; i++)
         wv[i] = 0.25f * (float)i - 0.6f;
@@ -378,15 +409,16 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("core");
     TCase *t = tcase_create("core");
-    tcase_set_timeout(t, 60);
+    tcase_set_timeout(t, 120); /* lavapipe compiles pipelines slowly */
     tcase_add_test(t, test_tensor_new_overflow);
     tcase_add_test(t, test_tensor_view_bounds);
+    tcase_add_test(t, test_view_u32_counts_on_vulkan);
     tcase_add_test(t, test_reshape_bad_shapes);
     tcase_add_test(t, test_linear_degenerate);
     tcase_add_test(t, test_arena_block_failure);
-    tcase_add_test(t, test_grad_used_twice_and_diamond);
-    tcase_add_test(t, test_backward_twice_accumulates);
-    tcase_add_test(t, test_reshape_and_detach);
+    tcase_add_loop_test(t, test_grad_used_twice_and_diamond, 0, 2);
+    tcase_add_loop_test(t, test_backward_twice_accumulates, 0, 2);
+    tcase_add_loop_test(t, test_reshape_and_detach, 0, 2);
     tcase_add_test(t, test_backward_null_loss_message);
     tcase_add_test(t, test_pool_nested);
     tcase_add_test(t, test_pool_concurrent_callers);
