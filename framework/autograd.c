@@ -2,6 +2,7 @@
 #include "autograd.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,6 +197,15 @@ pk_status autograd_backward_from(pk_ctx *c, tensor *out, tensor *seed) {
     if (!out || !seed) return pk_error(PK_ERR_INVALID, "backward from a NULL tensor");
     if (!out->requires_grad)
         return pk_error(PK_ERR_INVALID, "backward: the tensor does not depend on any parameter");
+    /* The gradients of tensors the tape produced are scratch for one walk. A second backward in
+     * the same step (the same loss again, or a second loss sharing the graph) would otherwise
+     * walk the first walk's gradients once more and count them twice; zeroed, it adds exactly
+     * its own contribution to the leaves (parameters, inputs), as PyTorch does. */
+    for (int i = 0; i < c->tape_len; i++)
+        for (int j = 0; j < c->tape[i]->n_out; j++) {
+            tensor *o = c->tape[i]->out[j];
+            if (o->grad) PK_TRY(tensor_fill(o->grad, 0.0f));
+        }
     PK_TRY(pk_grad_ensure(c, out));
     tensor *g = out->grad;
     PK_TRY(pk_accumulate(c, g, seed));
@@ -212,17 +222,26 @@ pk_status autograd_backward_from(pk_ctx *c, tensor *out, tensor *seed) {
         for (int j = 0; j < n->n_in && s == PK_OK; j++)
             if (n->in[j] && n->in[j]->requires_grad) s = pk_grad_ensure(c, n->in[j]);
         if (s != PK_OK) break;
-        pk_kernel k = pk_op_get(n->op)->backward[c->backend];
-        s = k(c, n);
+        const pk_op_def *def = pk_op_get(n->op);
+        s = def->backward[c->backend](c, n);
+        if (s != PK_OK) {
+            /* name the op: a kernel's message alone does not say where in the graph it failed
+             * (copied out first: pk_error writes the buffer polyak_error() returns) */
+            char cause[1024];
+            snprintf(cause, sizeof cause, "%s", polyak_error());
+            pk_error(s, "backward of op '%s' (tape node %d): %s", def->name, i, cause);
+        }
     }
     pk_set_grad_enabled(c, old);
     return s;
 }
 
 pk_status autograd_backward(pk_ctx *c, tensor *loss) {
-    if (!loss)
-        return pk_error(PK_ERR_INVALID, "backward from a NULL loss (an op failed: %s)",
-                        polyak_error());
+    if (!loss) {
+        char cause[1024]; /* copied out: pk_error writes the buffer polyak_error() returns */
+        snprintf(cause, sizeof cause, "%s", polyak_error());
+        return pk_error(PK_ERR_INVALID, "backward from a NULL loss (an op failed: %s)", cause);
+    }
     if (tensor_numel(loss) != 1)
         return pk_error(PK_ERR_INVALID, "backward: the loss must have one element");
     tensor *one = tensor_new(c->step, PK_F32, loss->ndim, loss->shape);

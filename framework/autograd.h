@@ -9,7 +9,9 @@
  * the gradient arena. `name` must outlive the context (a string literal or owned copy). */
 tensor *pk_param_new(pk_ctx *c, const char *name, int ndim, const int64_t *shape);
 
-/* Back-propagates from scalar `loss` (seeded with d loss = 1) through the tape. */
+/* Back-propagates from scalar `loss` (seeded with d loss = 1) through the tape. Calling it
+ * again in the same step (or for a second loss sharing the graph) adds that walk's gradients
+ * to the leaves once more; gradients of intermediate tensors hold only the latest walk's. */
 pk_status autograd_backward(pk_ctx *c, tensor *loss);
 
 /* Back-propagates from `out` seeded with the gradient `seed` (same shape). */

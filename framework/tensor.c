@@ -93,16 +93,20 @@ pk_block *pk_arena_block(pk_arena *a, int i) {
 
 /* Finds room for `bytes`, adding a block when none of the remaining ones fits. */
 static pk_status arena_alloc(pk_arena *a, size_t bytes, pk_block **blk, size_t *off) {
-    size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (need == 0) need = ARENA_ALIGN;
-    if (need > a->block_max)
+    /* compare before rounding up: bytes near SIZE_MAX would wrap to a tiny `need` */
+    if (bytes > a->block_max)
         return pk_error(PK_ERR_INVALID,
                         "arena '%s': a tensor of %zu bytes exceeds the device's largest storage "
                         "binding (%zu bytes); split it into smaller tensors",
                         a->name, bytes, a->block_max);
-    for (; a->cur < a->nblocks; a->cur++) {
-        arena_block *b = &a->blocks[a->cur];
+    size_t need = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    if (need == 0) need = ARENA_ALIGN;
+    /* block_max is a multiple of ARENA_ALIGN, so `need` still fits in a block */
+    /* a local cursor: a failed allocation must not skip the room left in earlier blocks */
+    for (int i = a->cur; i < a->nblocks; i++) {
+        arena_block *b = &a->blocks[i];
         if (b->blk.size - b->used >= need) {
+            a->cur = i;
             *blk = &b->blk;
             *off = b->used;
             b->used += need;
@@ -117,11 +121,19 @@ static pk_status arena_alloc(pk_arena *a, size_t bytes, pk_block **blk, size_t *
     if (size > a->block_max) size = a->block_max;
     arena_block *b = &a->blocks[a->nblocks];
     pk_status s = pk_block_alloc(a->dev, size, &b->blk);
-    if (s != PK_OK)
-        return pk_error(s, "arena '%s': cannot allocate a block of %zu bytes (%zu in use): %s",
-                        a->name, size, a->reserved, polyak_error());
-    a->reserved += size;
-    a->cur = a->nblocks++;
+    if (s != PK_OK && size > need) {
+        /* the doubled block may be what does not fit; the tensor alone still might */
+        size = need;
+        s = pk_block_alloc(a->dev, size, &b->blk);
+    }
+    if (s != PK_OK) {
+        /* the cause lives in the same buffer pk_error writes to: copy it out first */
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", polyak_error());
+        return pk_error(
+            s, "arena '%s': cannot allocate a block of %zu bytes (%zu already reserved): %s",
+            a->name, size, a->reserved, cause);
+    }
     if (a->poison) {
         tensor whole = {.dtype = PK_F32,
                         .ndim = 1,
@@ -129,8 +141,15 @@ static pk_status arena_alloc(pk_arena *a, size_t bytes, pk_block **blk, size_t *
                         .strides = {1},
                         .block = &b->blk,
                         .arena = a};
-        PK_TRY(tensor_fill(&whole, NAN));
+        s = tensor_fill(&whole, NAN);
+        if (s != PK_OK) {
+            /* leave the arena as it was: no half-added block counted in `reserved` */
+            pk_block_free(a->dev, &b->blk);
+            return s;
+        }
     }
+    a->reserved += size;
+    a->cur = a->nblocks++;
     b->used = need;
     *blk = &b->blk;
     *off = 0;
@@ -179,8 +198,38 @@ static bool shape_ok(int ndim, const int64_t *shape) {
     return true;
 }
 
+/* Number of elements of `shape` and its size in bytes, or false (error recorded) when either
+ * does not fit: a wrapped product would silently allocate a tiny block for a huge tensor. The
+ * product of the non-zero dimensions must fit too, even for an empty tensor, because strides
+ * are that product. */
+static bool shape_bytes(pk_dtype dtype, int ndim, const int64_t *shape, size_t *bytes) {
+    int64_t nz = 1;
+    bool overflow = false, empty = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0)
+            empty = true;
+        else if (__builtin_mul_overflow(nz, shape[i], &nz))
+            overflow = true;
+    }
+    int64_t n = empty ? 0 : nz;
+    size_t b = 0;
+    if (!overflow && __builtin_mul_overflow((uint64_t)n, (uint64_t)pk_dtype_size(dtype), &b))
+        overflow = true;
+    if (overflow) {
+        tensor tmp = {.ndim = ndim};
+        memcpy(tmp.shape, shape, sizeof(int64_t) * (size_t)ndim);
+        char buf[160];
+        pk_error(PK_ERR_INVALID, "tensor of shape %s: element count or size in bytes overflows",
+                 tensor_shape_str(&tmp, buf, sizeof buf));
+        return false;
+    }
+    *bytes = b;
+    return true;
+}
+
 tensor *tensor_new(pk_arena *a, pk_dtype dtype, int ndim, const int64_t *shape) {
-    if (!a || !shape_ok(ndim, shape)) return NULL;
+    size_t bytes = 0;
+    if (!a || !shape_ok(ndim, shape) || !shape_bytes(dtype, ndim, shape, &bytes)) return NULL;
     tensor *t = arena_header(a);
     if (!t) return NULL;
     t->dtype = dtype;
@@ -192,8 +241,7 @@ tensor *tensor_new(pk_arena *a, pk_dtype dtype, int ndim, const int64_t *shape) 
         stride *= shape[i];
     }
     size_t off = 0;
-    if (arena_alloc(a, (size_t)stride * pk_dtype_size(dtype), &t->block, &off) != PK_OK)
-        return NULL;
+    if (arena_alloc(a, bytes, &t->block, &off) != PK_OK) return NULL;
     t->offset = (int64_t)(off / pk_dtype_size(dtype));
     return t;
 }
@@ -202,9 +250,48 @@ tensor *tensor_new_like(pk_arena *a, const tensor *like) {
     return like ? tensor_new(a, like->dtype, like->ndim, like->shape) : NULL;
 }
 
+/* True when every element a view can address lies inside `t`'s block. Kernels index a block
+ * without checking, and the Vulkan kernels pass element offsets and counts as uint32 push
+ * constants: a block is at most maxStorageBufferRange (a uint32 of bytes), so an in-block
+ * offset always fits, and a Vulkan view may not claim 2^32 or more elements (stride-0 views
+ * could). */
+static bool view_in_block(const tensor *t, int ndim, const int64_t *shape, const int64_t *strides,
+                          int64_t offset) {
+    int64_t lo = offset, hi = offset, numel = 1;
+    bool overflow = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0) return true; /* an empty view addresses nothing */
+        int64_t reach = 0;
+        overflow |= __builtin_mul_overflow(shape[i] - 1, strides[i], &reach);
+        overflow |= __builtin_add_overflow(reach < 0 ? lo : hi, reach, reach < 0 ? &lo : &hi);
+        overflow |= __builtin_mul_overflow(numel, shape[i], &numel);
+    }
+    int64_t cap = t->block ? (int64_t)(t->block->size / pk_dtype_size(t->dtype)) : 0;
+    if (overflow || lo < 0 || hi >= cap) {
+        tensor tmp = {.ndim = ndim};
+        memcpy(tmp.shape, shape, sizeof(int64_t) * (size_t)ndim);
+        char buf[160];
+        pk_error(PK_ERR_INVALID,
+                 "tensor_view: shape %s at offset %lld addresses elements [%lld, %lld], outside "
+                 "its block of %lld elements",
+                 tensor_shape_str(&tmp, buf, sizeof buf), (long long)offset, (long long)lo,
+                 (long long)hi, (long long)cap);
+        return false;
+    }
+    if (t->arena && pk_device_backend(pk_arena_device(t->arena)) == PK_BACKEND_VK &&
+        numel > (int64_t)UINT32_MAX) {
+        pk_error(PK_ERR_INVALID,
+                 "tensor_view: %lld elements; Vulkan kernels count elements in 32 bits",
+                 (long long)numel);
+        return false;
+    }
+    return true;
+}
+
 tensor *tensor_view(pk_arena *a, const tensor *t, int ndim, const int64_t *shape,
                     const int64_t *strides, int64_t offset) {
-    if (!t || !shape_ok(ndim, shape)) return NULL;
+    if (!t || !shape_ok(ndim, shape) || !view_in_block(t, ndim, shape, strides, offset))
+        return NULL;
     tensor *v = arena_header(a);
     if (!v) return NULL;
     v->dtype = t->dtype;

@@ -20,6 +20,12 @@ int cli_usage(const char *cmd, const char *usage, const char *problem) {
     return 2;
 }
 
+int cli_missing(const char *cmd, const char *usage, const char *opt) {
+    char why[128];
+    snprintf(why, sizeof why, "%s needs a value", opt);
+    return cli_usage(cmd, usage, why);
+}
+
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out) {
     char *end = NULL;
     errno = 0;

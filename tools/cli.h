@@ -14,6 +14,9 @@ int cli_fail(const char *cmd, const char *what);
 /* Prints a usage error for cmd to stderr and returns 2. */
 int cli_usage(const char *cmd, const char *usage, const char *problem);
 
+/* Reports that option `opt` came last without its value; prints usage and returns 2. */
+int cli_missing(const char *cmd, const char *usage, const char *opt);
+
 /* Parses a base-10 integer option value; false (with a usage message) when malformed. */
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
 

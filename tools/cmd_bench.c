@@ -173,18 +173,24 @@ int cmd_bench(int argc, char **argv) {
     long reps = 5, rounds = 3;
     bool peer = true;
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
-            json = argv[++i];
-        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
-            device = argv[++i];
-        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            if (!cli_int("bench", "--reps", argv[++i], 1, 32, &reps)) return 2;
-        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
-            if (!cli_int("bench", "--rounds", argv[++i], 1, 8, &rounds)) return 2;
-        } else if (strcmp(argv[i], "--no-peer") == 0)
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--no-peer") == 0) {
             peer = false;
-        else
+            continue;
+        }
+        if (strcmp(a, "--json") != 0 && strcmp(a, "--device") != 0 && strcmp(a, "--reps") != 0 &&
+            strcmp(a, "--rounds") != 0)
             return cli_usage("bench", usage, "unknown option");
+        if (!v) return cli_missing("bench", usage, a);
+        i++;
+        if (strcmp(a, "--json") == 0)
+            json = v;
+        else if (strcmp(a, "--device") == 0)
+            device = v;
+        else if (strcmp(a, "--reps") == 0) {
+            if (!cli_int("bench", a, v, 1, 32, &reps)) return cli_usage("bench", usage, NULL);
+        } else if (!cli_int("bench", a, v, 1, 8, &rounds))
+            return cli_usage("bench", usage, NULL);
     }
     static const char *names[NB] = {"gemm1024",
                                     "gemm2048",

@@ -8,11 +8,11 @@
 
 int cmd_devices(int argc, char **argv) {
     const char *spec = NULL;
+    const char *usage = "[--device SPEC]";
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
-            spec = argv[++i];
-        else
-            return cli_usage("devices", "[--device SPEC]", "unknown option");
+        if (strcmp(argv[i], "--device") != 0) return cli_usage("devices", usage, "unknown option");
+        if (i + 1 == argc) return cli_missing("devices", usage, argv[i]);
+        spec = argv[++i];
     }
     pk_device_info devs[17];
     int n = 0;

@@ -75,24 +75,28 @@ int cmd_mlp(int argc, char **argv) {
     double lr = 0.05;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--data") == 0 && v)
-            data = v, i++;
-        else if (strcmp(a, "--device") == 0 && v)
-            device = v, i++;
+        bool known = strcmp(a, "--data") == 0 || strcmp(a, "--device") == 0 ||
+                     strcmp(a, "--epochs") == 0 || strcmp(a, "--batch") == 0 ||
+                     strcmp(a, "--seed") == 0 || strcmp(a, "--lr") == 0;
+        if (!known) return cli_usage("mlp", usage, "unknown option");
+        if (!v) return cli_missing("mlp", usage, a);
+        i++;
+        if (strcmp(a, "--data") == 0)
+            data = v;
+        else if (strcmp(a, "--device") == 0)
+            device = v;
         else if (strcmp(a, "--epochs") == 0) {
-            if (!cli_int("mlp", a, v, 1, 1000, &epochs)) return 2;
-            i++;
+            if (!cli_int("mlp", a, v, 1, 1000, &epochs)) return cli_usage("mlp", usage, NULL);
         } else if (strcmp(a, "--batch") == 0) {
-            if (!cli_int("mlp", a, v, 1, 65536, &batch)) return 2;
-            i++;
+            if (!cli_int("mlp", a, v, 1, 65536, &batch)) return cli_usage("mlp", usage, NULL);
         } else if (strcmp(a, "--seed") == 0) {
-            if (!cli_int("mlp", a, v, 0, 1L << 30, &seed)) return 2;
-            i++;
-        } else if (strcmp(a, "--lr") == 0) {
-            if (!cli_float("mlp", a, v, &lr) || !(lr > 0)) return 2;
-            i++;
-        } else
-            return cli_usage("mlp", usage, "unknown option");
+            if (!cli_int("mlp", a, v, 0, 1L << 30, &seed)) return cli_usage("mlp", usage, NULL);
+        } else if (!cli_float("mlp", a, v, &lr) || !isfinite(lr) || !(lr > 0)) {
+            /* strtod accepts "nan", "inf" and negatives; none is a learning rate */
+            char why[160];
+            snprintf(why, sizeof why, "--lr expects a positive finite number, got '%s'", v);
+            return cli_usage("mlp", usage, why);
+        }
     }
     char ti[1024], tl[1024], vi[1024], vl[1024];
     snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte.gz", data);

@@ -20,6 +20,7 @@ struct pk_pool {
     int64_t finished; /* chunks finished */
     uint64_t generation;
     int stop;
+    int busy; /* a job is in flight: the pool runs one job at a time */
 };
 
 static void pool_run_chunks(pk_pool *p) {
@@ -61,11 +62,12 @@ pk_pool *pk_pool_create(int threads) {
     }
     pk_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->nthreads = threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     p->workers = calloc((size_t)threads, sizeof *p->workers);
+    if (!p->workers) threads = 1; /* no room to track workers: run every loop inline */
+    p->nthreads = threads;
     for (int i = 1; i < threads; i++) {
         if (pthread_create(&p->workers[i], NULL, pool_worker, p) != 0) {
             p->nthreads = i; /* run with the workers we got */
@@ -104,6 +106,15 @@ void pk_parallel_for(pk_pool *p, int64_t n, int64_t grain, pk_range_fn fn, void 
     int64_t chunk = (n + nchunks - 1) / nchunks;
     if (chunk < grain) chunk = grain;
     pthread_mutex_lock(&p->mu);
+    if (p->busy) {
+        /* A nested call (from inside a chunk) or a second thread calling concurrently would
+         * overwrite the job in flight. The pool's threads are already at work on it, so the
+         * caller runs its whole range inline, which is correct and no slower overall. */
+        pthread_mutex_unlock(&p->mu);
+        fn(arg, 0, n);
+        return;
+    }
+    p->busy = 1;
     p->fn = fn;
     p->arg = arg;
     p->n = n;
@@ -118,5 +129,6 @@ void pk_parallel_for(pk_pool *p, int64_t n, int64_t grain, pk_range_fn fn, void 
     pthread_mutex_lock(&p->mu);
     while (p->finished < p->nchunks)
         pthread_cond_wait(&p->done, &p->mu);
+    p->busy = 0;
     pthread_mutex_unlock(&p->mu);
 }

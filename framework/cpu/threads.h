@@ -18,7 +18,9 @@ void pk_pool_destroy(pk_pool *pool);
 int pk_pool_threads(const pk_pool *pool);
 
 /* Runs fn over [0, n) split into contiguous chunks of at least `grain` indices; returns when
- * all chunks are done. Runs inline when n is small or the pool has one thread. */
+ * all chunks are done. Runs inline when n is small or the pool has one thread. The pool runs
+ * one job at a time: a call made while another is in flight (nested inside fn, or from a
+ * second thread) runs its whole range inline on the calling thread. */
 void pk_parallel_for(pk_pool *pool, int64_t n, int64_t grain, pk_range_fn fn, void *arg);
 
 #endif

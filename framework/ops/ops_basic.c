@@ -139,10 +139,16 @@ tensor *pk_reshape(pk_ctx *c, tensor *x, int ndim, const int64_t *shape) {
         if (s[i] == -1) {
             if (infer >= 0) return op_fail("reshape", "more than one -1 in the shape");
             infer = i;
-        } else
-            n *= s[i];
+        } else if (s[i] < 0)
+            /* two negatives would multiply to a plausible element count */
+            return op_fail("reshape", "dimension %d is %lld", i, (long long)s[i]);
+        else if (__builtin_mul_overflow(n, s[i], &n))
+            return op_fail("reshape", "the shape's element count overflows");
     }
-    if (infer >= 0 && n > 0) s[infer] = tensor_numel(x) / n, n *= s[infer];
+    if (infer >= 0) {
+        if (n == 0) return op_fail("reshape", "-1 is ambiguous next to a zero dimension");
+        s[infer] = tensor_numel(x) / n, n *= s[infer];
+    }
     if (n != tensor_numel(x)) {
         char b[64];
         return op_fail("reshape", "cannot view %s (%lld elements) with %lld elements",
@@ -295,9 +301,12 @@ tensor *pk_linear(pk_ctx *c, tensor *x, tensor *w, tensor *b) {
     if (!x || !w) return NULL;
     if (!op_check_f32("linear", "x", x) || !op_check_f32("linear", "w", w)) return NULL;
     if (w->ndim != 2) return op_fail("linear", "weight must be (out, in)");
+    if (x->ndim < 1) return op_fail("linear", "input must have a feature axis, got a scalar");
     x = op_contig(c, x);
     if (!x) return NULL;
     int64_t in = w->shape[1], outf = w->shape[0];
+    /* rows = numel / in below; zero features would divide by zero */
+    if (in == 0) return op_fail("linear", "weight has zero input features");
     if (x->shape[x->ndim - 1] != in)
         return op_fail("linear", "input has %lld features, weight expects %lld",
                        (long long)x->shape[x->ndim - 1], (long long)in);

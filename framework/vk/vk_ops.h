@@ -7,7 +7,10 @@
 #include "ops/ops.h"
 #include "vk/vk.h"
 
-/* The element offset of a tensor within its block, for push constants. */
+/* The element offset of a tensor within its block, for push constants. The cast cannot
+ * truncate: a block is at most maxStorageBufferRange (a uint32 of bytes, and arenas cap it at
+ * 1 GiB), tensor_view refuses views outside their block and Vulkan views of 2^32 or more
+ * elements, so offsets and element counts of every tensor a kernel sees fit in 32 bits. */
 static inline uint32_t vk_off(const tensor *t) { return (uint32_t)t->offset; }
 
 /* The binding of a tensor's block. */
