@@ -31,7 +31,8 @@ test: build
 asan: $(DEPS_STAMP)
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPOLYAK_SANITIZE=ON
 	cmake --build build-asan -j $(JOBS)
-	cd build-asan && POLYAK_VALIDATE=1 ctest --output-on-failure -j $(JOBS)
+	cd build-asan && POLYAK_VALIDATE=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  ctest --output-on-failure -j $(JOBS)
 
 # Regenerates the PyTorch golden files (needs python3-torch; the files are committed).
 goldens: $(DEPS_STAMP)

@@ -3,14 +3,19 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char pk_last_error[2048];
 
 pk_status pk_error(pk_status status, const char *fmt, ...) {
+    /* format into a local buffer first: callers may pass polyak_error() itself as an argument
+     * to wrap the cause in context ("arena 'x': ...: <cause>") */
+    char msg[sizeof pk_last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pk_last_error, sizeof pk_last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(pk_last_error, msg, sizeof msg);
     return status;
 }
 

@@ -46,7 +46,10 @@ pk_status pk_arena_create(pk_device *dev, const char *name, size_t block_bytes, 
     a->dev = dev;
     snprintf(a->name, sizeof a->name, "%s", name);
     uint64_t range = pk_device_get_info(dev)->max_storage_buffer_range;
-    size_t cap = (size_t)1 << 30;
+    /* Vulkan: blocks stay within one storage binding and 2^28 floats, so element offsets fit
+     * the shaders' 32-bit push constants. CPU: no binding limit, so one block may hold a
+     * tensor of up to 64 GiB. */
+    size_t cap = pk_device_backend(dev) == PK_BACKEND_CPU ? (size_t)1 << 36 : (size_t)1 << 30;
     if (range < cap) cap = (size_t)range & ~(size_t)(ARENA_ALIGN - 1);
     a->block_max = cap;
     a->block_hint = block_bytes ? (block_bytes < cap ? block_bytes : cap) : ARENA_FIRST_BLOCK;

@@ -63,7 +63,7 @@ static pk_status evaluate(pk_ctx *c, const mlp *m, const pk_dataset *ds, int bat
         }
     }
     pk_set_grad_enabled(c, old);
-    *acc = (double)correct / ds->n;
+    *acc = ds->n > 0 ? (double)correct / ds->n : 0.0;
     free(x), free(y), free(idx), free(logits);
     return s;
 }
