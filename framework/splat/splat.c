@@ -307,9 +307,11 @@ static void pack_range(void *arg, int64_t b, int64_t e) {
 #else
 #define SPLAT_HOT
 #endif
-#if defined(__GNUC__) && !defined(__clang__)
-/* the helpers below pass 32-byte vectors by value; they are always inlined (VINLINE), so a
- * clone never calls one across the baseline ABI, which passes such vectors differently */
+#if defined(__GNUC__) /* GCC and Clang */
+/* the helpers below return 32-byte vectors by value; they are always inlined (VINLINE), so a
+ * clone never calls one across the baseline ABI, which returns such vectors differently.
+ * Vector arguments go by pointer (or through a macro): GCC prints an ABI note for by-value
+ * ones that this pragma does not silence. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 #define VINLINE static inline __attribute__((always_inline))
@@ -322,30 +324,30 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 VINLINE vf vbc(float x) { return (vf){x, x, x, x, x, x, x, x}; }
 VINLINE vi vbci(int32_t x) { return (vi){x, x, x, x, x, x, x, x}; }
 /* m ? a : b per lane (m all ones or zero) */
-VINLINE vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+#define vsel(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
 /* the two 4-lane halves of a slice (one vextractf128 under AVX2) */
-VINLINE v4i vlo(vi m) {
+VINLINE v4i vlo(const void *m) {
     v4i h;
-    memcpy(&h, &m, sizeof h);
+    memcpy(&h, m, sizeof h);
     return h;
 }
-VINLINE v4i vhi(vi m) {
+VINLINE v4i vhi(const void *m) {
     v4i h;
-    memcpy(&h, (const char *)&m + sizeof h, sizeof h);
+    memcpy(&h, (const char *)m + sizeof h, sizeof h);
     return h;
 }
 #if defined(__SSE__)
 /* one movmskps instead of eight lane extractions */
-VINLINE int vany(vi m) { return _mm_movemask_ps((__m128)(vlo(m) | vhi(m))) != 0; }
+VINLINE int vany(const vi *m) { return _mm_movemask_ps((__m128)(vlo(m) | vhi(m))) != 0; }
 #else
-VINLINE int vany(vi m) {
+VINLINE int vany(const vi *m) {
     v4i h = vlo(m) | vhi(m);
     return (h[0] | h[1] | h[2] | h[3]) != 0;
 }
 #endif
 /* lane sum in a fixed order: halves first, then ((0 + 1) + 2) + 3 */
-VINLINE float vsum(vf v) {
-    v4f h = (v4f)vlo((vi)v) + (v4f)vhi((vi)v);
+VINLINE float vsum(const vf *v) {
+    v4f h = (v4f)vlo(v) + (v4f)vhi(v);
     return ((h[0] + h[1]) + h[2]) + h[3];
 }
 
@@ -355,7 +357,8 @@ VINLINE float vsum(vf v) {
  * in Estrin's form (a z^2 + b z + c, three independent pairs) rather than Horner's, which
  * shortens the dependency chain from 10 to 6 operations: bench 100k, 1 thread, median CPU
  * 101.3 -> 98.3 ms. Checked on every float in [-87, 0]: within 1.01 ulp of exp in double. */
-VINLINE vf vexp(vf x) {
+VINLINE vf vexp(const vf *xp) {
+    vf x = *xp;
     vf t = x * vbc(1.44269504088896341f) + vbc(12582912.f);
     vf n = t - vbc(12582912.f);
     vi ni = (vi)t - vbci(0x4B400000);
@@ -374,15 +377,15 @@ VINLINE vf vexp(vf x) {
  * lo, which guarantees alpha < 1/255), alpha = min(0.99, o G) and G = exp(power); lanes with
  * alpha < 1/255 are cleared from the returned mask. The power is computed in the order of the
  * former per-row code (conic c dy^2 first), so the image is bit-identical to it. */
-VINLINE vi slice_alpha(const splat_entry *en, vf px, vf py, vi lanes, vf *dx, vf *dy, vf *alpha,
-                       vf *G) {
-    *dx = vbc(en->x) - px;
-    *dy = vbc(en->y) - py;
+VINLINE vi slice_alpha(const splat_entry *en, const vf *px, const vf *py, const vi *lanes, vf *dx,
+                       vf *dy, vf *alpha, vf *G) {
+    *dx = vbc(en->x) - *px;
+    *dy = vbc(en->y) - *py;
     vf d = *dx, e = *dy;
     vf p = vbc(-0.5f) * (vbc(en->ca) * d * d + vbc(en->cc) * e * e) - vbc(en->cb) * d * e;
-    vi ok = ~((p > vbc(0.f)) | (p < vbc(en->lo))) & lanes;
-    if (!vany(ok)) return ok;
-    *G = vexp(p);
+    vi ok = ~((p > vbc(0.f)) | (p < vbc(en->lo))) & *lanes;
+    if (!vany(&ok)) return ok;
+    *G = vexp(&p);
     vf a = vbc(en->op) * *G;
     *alpha = vsel(a < vbc(0.99f), a, vbc(0.99f));
     return ok & (*alpha >= vbc(1.f / 255.f));
@@ -464,7 +467,7 @@ SPLAT_HOT static void blend_block(const splat_state *st, fwd_block *B, int64_t s
     vi any = vbci(0);
     for (int s = 0; s < NS; s++)
         any |= B->open[s];
-    for (int j = 0; j < cnt && vany(any); j++) {
+    for (int j = 0; j < cnt && vany(&any); j++) {
         /* slices meeting the entry's box rows (rows outside it fail the exact test anyway) */
         const uint8_t *bx = boxes + 4 * (int64_t)list[j];
         int s0b = (bx[2] - yr0) / SROWS, s1b = (bx[3] - yr0 + SROWS - 1) / SROWS;
@@ -474,14 +477,14 @@ SPLAT_HOT static void blend_block(const splat_state *st, fwd_block *B, int64_t s
         vi kk = vbci(list[j] - (int32_t)s0 + 1);
         for (int s = s0b; s < s1b; s++) {
             vi open = B->open[s];
-            if (!vany(open)) continue;
+            if (!vany(&open)) continue;
             vf dx, dy, alpha, G;
-            vi ok = slice_alpha(en, B->px, B->py[s], open, &dx, &dy, &alpha, &G);
-            if (!vany(ok)) continue;
+            vi ok = slice_alpha(en, &B->px, &B->py[s], &open, &dx, &dy, &alpha, &G);
+            if (!vany(&ok)) continue;
             vf T = B->T[s];
             vf test_T = T * (vbc(1.f) - alpha);
             vi term = ok & (test_T < vbc(1e-4f));
-            if (vany(term)) {
+            if (vany(&term)) {
                 B->open[s] = open & ~term;
                 ok &= ~term;
                 any = vbci(0);
@@ -497,7 +500,7 @@ SPLAT_HOT static void blend_block(const splat_state *st, fwd_block *B, int64_t s
             B->last[s] = (ok & kk) | (B->last[s] & ~ok);
         }
     }
-    B->any = vany(any);
+    B->any = vany(&any);
 }
 
 static void blend_range(void *arg, int64_t b, int64_t e) {
@@ -677,10 +680,10 @@ SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s
         for (int s = s0b; s < s1b; s++) {
             /* a pixel uses the entry when its rank is below the pixel's last contributor */
             vi use = rank < B->last[s];
-            if (!vany(use)) continue;
+            if (!vany(&use)) continue;
             vf dx, dy, alpha, G;
-            vi ok = slice_alpha(en, B->px, B->py[s], use, &dx, &dy, &alpha, &G);
-            if (!vany(ok)) continue;
+            vi ok = slice_alpha(en, &B->px, &B->py[s], &use, &dx, &dy, &alpha, &G);
+            if (!vany(&ok)) continue;
             if (!hit) {
                 for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
                     ga[q] = zero;
@@ -722,7 +725,7 @@ SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s
         if (hit) {
             float *g = eg + (int64_t)en->src * SPLAT_GRAD_STRIDE;
             for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
-                g[q] += vsum(ga[q]);
+                g[q] += vsum(&ga[q]);
         }
     }
 }
