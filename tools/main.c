@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list compute devices and the one chosen"},
     {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
+    {"man", cmd_man, "local learning with momentum auxiliary networks (E2E/DGL/InfoPro/+MAN)"},
     {"bench", cmd_bench, "benchmarks: ops (ratios against PyTorch/OpenBLAS)"},
 };
 
