@@ -60,7 +60,7 @@ int cmd_man(int argc, char **argv) {
         "       [--method e2e|dgl|infopro|dgl+man|infopro+man] [--batch B] [--lr LR]\n"
         "       [--train-limit N] [--test-limit N] [--device D] [--threads T] [--seed S]\n"
         "       [--flip yes|no] [--ema M] [--lambda1 FIRST,LAST] [--lambda2 FIRST,LAST]\n"
-        "       [--warmup FRACTION] [--image-size S] [--resume]\n"
+        "       [--warmup FRACTION] [--image-size S] [--stop-after E] [--resume]\n"
         "DIR: a Fashion-MNIST/MNIST IDX folder (default " FMNIST "),\n"
         "     a CIFAR-10 binary folder, or train/ + test/ image-class folders";
     man_run_options o = {.data = FMNIST, .blocks = 8, .method = MAN_DGL_MAN, .flip = -1};
@@ -116,6 +116,9 @@ int cmd_man(int argc, char **argv) {
         } else if (strcmp(a, "--seed") == 0) {
             if (!cli_int("man", a, v, 1, 1L << 30, &n)) return 2;
             o.seed = (uint64_t)n;
+        } else if (strcmp(a, "--stop-after") == 0) {
+            if (!cli_int("man", a, v, 1, 100000, &n)) return 2;
+            o.stop_after = (int)n;
         } else if (strcmp(a, "--image-size") == 0) {
             if (!cli_int("man", a, v, 8, 4096, &n)) return 2;
             o.image_size = (int)n;

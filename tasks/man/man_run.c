@@ -375,7 +375,6 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
     for (int i = 0; i < r->train.n; i++)
         r->subset[i] = i;
     if (r->ntrain < r->train.n) pk_rng_shuffle(&data_rng, r->subset, r->train.n);
-    memcpy(r->order, r->subset, sizeof(int32_t) * (size_t)r->ntrain);
 
     snprintf(r->options_json, sizeof r->options_json,
              "{\"arch\":\"%s\",\"method\":\"%s\",\"blocks\":%d,\"epochs\":%d,\"batch\":%d,"
@@ -407,7 +406,8 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
     PK_TRY(schedule_validate(&sched));
     pk_optimizer *opt = man_model_optimizer(r->model);
 
-    for (int e = start; e < o->epochs; e++) {
+    int end = o->stop_after > 0 && o->stop_after < o->epochs ? o->stop_after : o->epochs;
+    for (int e = start; e < end; e++) {
         report(fn, user,
                (man_progress){.kind = MAN_PROGRESS_EPOCH_START,
                               .epoch = e + 1,
@@ -415,6 +415,8 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
                               .steps = steps});
         double t0 = now_s(), loss = 0, aux = 0, lr = 0;
         int64_t correct = 0;
+        /* each epoch permutes the fixed subset afresh: a resumed run sees the same order */
+        memcpy(r->order, r->subset, sizeof(int32_t) * (size_t)r->ntrain);
         pk_rng_shuffle(&data_rng, r->order, r->ntrain);
         for (int s = 0; s < steps; s++) {
             for (int i = 0; i < o->batch; i++) {
@@ -467,16 +469,18 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
                               .lr = lr,
                               .seconds = secs});
     }
+    int done = end > start ? end : start;
+    if (done < 1) return pk_error(PK_ERR_INVALID, "man: no epoch to report");
     double sum = 0;
-    for (int e = 0; e < o->epochs; e++)
+    for (int e = 0; e < done; e++)
         sum += r->hist[(size_t)e * HIST_COLS + 5];
-    *res = (man_result){.test_accuracy = r->hist[(size_t)(o->epochs - 1) * HIST_COLS + 4],
-                        .epoch_seconds = sum / o->epochs,
+    *res = (man_result){.test_accuracy = r->hist[(size_t)(done - 1) * HIST_COLS + 4],
+                        .epoch_seconds = sum / done,
                         .memory = man_model_memory(r->model),
                         .modules = man_module_count(r->model),
                         .train_samples = r->ntrain,
                         .test_samples = r->ntest};
-    return write_metrics(r, o->epochs, res);
+    return write_metrics(r, done, res);
 }
 
 pk_status man_run(const man_run_options *opt, man_progress_fn progress, void *user,

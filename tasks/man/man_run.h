@@ -25,6 +25,7 @@ typedef struct man_run_options {
     int image_size;      /* image folders: resize/crop size; 0: 32 */
     uint64_t seed;       /* 0: 1 */
     bool resume;         /* continue from the newest checkpoint in `out` */
+    int stop_after;      /* > 0: stop after this epoch (checkpoint kept; --resume continues) */
     double ema_momentum; /* 0: 0.995 */
     bool lambda_set;
     double lambda1[2], lambda2[2];
