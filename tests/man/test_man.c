@@ -305,7 +305,7 @@ static void short_run(man_method method) {
                          .batch = 8,
                          .lr = 0.05,
                          .train_limit = 400,
-                         .test_limit = 500,
+                         .test_limit = 300,
                          .flip = -1};
     man_result r;
     ck_assert_msg(man_run(&o, NULL, NULL, &r) == PK_OK, "%s", polyak_error());
