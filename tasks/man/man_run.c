@@ -323,6 +323,16 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
     if (r->train.c != 1 && r->train.c != 3)
         return pk_error(PK_ERR_FORMAT, "%s: images have %d channels; expected 1 or 3", o->data,
                         r->train.c);
+    if (r->kind == DATA_FOLDER) { /* labels are positions in each root's sorted class list */
+        bool same = r->train.num_classes == r->test.num_classes;
+        for (int k = 0; same && k < r->train.num_classes; k++)
+            same = strcmp(r->train.class_names[k], r->test.class_names[k]) == 0;
+        if (!same)
+            return pk_error(PK_ERR_FORMAT,
+                            "%s: the test folder's classes differ from train/'s %d classes; "
+                            "expected the same class subfolders in both",
+                            o->data, r->train.num_classes);
+    }
     int classes =
         r->train.num_classes > r->test.num_classes ? r->train.num_classes : r->test.num_classes;
     r->ntrain = o->train_limit > 0 && o->train_limit < r->train.n ? o->train_limit : r->train.n;
