@@ -143,6 +143,9 @@ pk_status pk_block_alloc(pk_device *dev, size_t bytes, pk_block *out) {
     void *p = NULL;
     if (rounded == 0 || posix_memalign(&p, 64, rounded) != 0)
         return pk_error(PK_ERR_NOMEM, "cannot allocate %zu bytes of host memory", bytes);
+    /* zero-filled like Vulkan blocks: optimizer runs span the alignment padding between
+     * parameters, so garbage there would be carried through every update */
+    memset(p, 0, rounded);
     out->host = p;
     out->size = bytes;
     return PK_OK;

@@ -10,6 +10,9 @@ int cmd_devices(int argc, char **argv);
 /* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
 int cmd_mlp(int argc, char **argv);
 
+/* polyak man: supervised local learning (E2E, DGL, InfoPro, +MAN) on a CIFAR ResNet. */
+int cmd_man(int argc, char **argv);
+
 /* polyak bench ops|...: benchmarks with ratios against a peer. */
 int cmd_bench(int argc, char **argv);
 

@@ -15,6 +15,7 @@ static const struct {
     {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
     {"inspect", cmd_inspect, "say what a file or folder holds (images, datasets, scenes, PLY, ...)"},
     {"splat", cmd_splat, "Gaussian splatting: render a 3DGS PLY through a scene's cameras"},
+    {"man", cmd_man, "local learning with momentum auxiliary networks (E2E/DGL/InfoPro/+MAN)"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
 };
 
