@@ -13,7 +13,7 @@
 #include "tensor.h"
 
 #define PK_MAX_IN 8
-#define PK_MAX_OUT 2
+#define PK_MAX_OUT 3
 #define PK_MAX_SAVED 4
 #define PK_PARAM_BYTES 192
 

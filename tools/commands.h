@@ -13,4 +13,10 @@ int cmd_mlp(int argc, char **argv);
 /* polyak bench ops|...: benchmarks with ratios against a peer. */
 int cmd_bench(int argc, char **argv);
 
+/* polyak splat render|train: Gaussian splatting (render a 3DGS PLY through a scene's cameras). */
+int cmd_splat(int argc, char **argv);
+
+/* polyak splat train: defined in cmd_splat_train.c. */
+int cmd_splat_train(int argc, char **argv);
+
 #endif

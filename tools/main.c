@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list compute devices and the one chosen"},
     {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
+    {"splat", cmd_splat, "Gaussian splatting: render a 3DGS PLY through a scene's cameras"},
     {"bench", cmd_bench, "benchmarks: ops (ratios against PyTorch/OpenBLAS)"},
 };
 
