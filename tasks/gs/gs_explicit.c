@@ -58,16 +58,17 @@ static pk_status reserve(gs_explicit *g, int64_t want) {
         for (int a = 0; a < A_COUNT; a++) {
             size_t w = (size_t)attr_width[a];
             float *q = realloc(arrays[k][a], sizeof(float) * w * (size_t)cap);
-            if (!q) return pk_error(PK_ERR_NOMEM, "3DGS: out of memory for %lld Gaussians",
-                                    (long long)want);
+            if (!q)
+                return pk_error(PK_ERR_NOMEM, "3DGS: out of memory for %lld Gaussians",
+                                (long long)want);
             memset(q + w * (size_t)g->cap, 0, sizeof(float) * w * (size_t)(cap - g->cap));
             arrays[k][a] = q;
         }
     struct {
         float **p;
         int w;
-    } extra[] = {{&g->sh, 48}, {&g->sh_grad, 48}, {&g->grad2d, 2},
-                 {&g->accum, 1}, {&g->denom, 1},  {&g->max_radii, 1}};
+    } extra[] = {{&g->sh, 48},   {&g->sh_grad, 48}, {&g->grad2d, 2},
+                 {&g->accum, 1}, {&g->denom, 1},    {&g->max_radii, 1}};
     for (size_t k = 0; k < sizeof extra / sizeof extra[0]; k++) {
         size_t w = (size_t)extra[k].w;
         float *q = realloc(*extra[k].p, sizeof(float) * w * (size_t)cap);
@@ -220,7 +221,6 @@ pk_status gs_knn3_scale(const float *xyz, int64_t n, float *out) {
 
 /* ---- creation ---- */
 
-
 static float logitf(double p) { return (float)log(p / (1.0 - p)); }
 
 pk_status gs_explicit_create(const float *xyz, const float *rgb, int64_t n, double extent,
@@ -318,8 +318,12 @@ static pk_status explicit_step(void *self, int64_t iteration) {
         if (K > 1) memcpy(r, d + 3, sizeof(float) * 3 * (size_t)(K - 1));
         memset(r + 3 * (K - 1), 0, sizeof(float) * (size_t)(REST - 3 * (K - 1)));
     }
-    double lr[A_COUNT] = {gs_explicit_means_lr(g, iteration), g->lr.sh_dc, g->lr.sh_rest,
-                          g->lr.opacity, g->lr.scaling, g->lr.rotation};
+    double lr[A_COUNT] = {gs_explicit_means_lr(g, iteration),
+                          g->lr.sh_dc,
+                          g->lr.sh_rest,
+                          g->lr.opacity,
+                          g->lr.scaling,
+                          g->lr.rotation};
     for (int a = 0; a < A_COUNT; a++) {
         pk_adamw_params hp = {.lr = lr[a], .eps = g->lr.eps};
         PK_TRY(optim_adam_step(g->pool, &hp, g->adam_step, g->n * attr_width[a], g->p[a], g->g[a],
@@ -350,8 +354,8 @@ static pk_status explicit_export(const void *self, pk_gaussians *out) {
 
 /* ---- densification ---- */
 
-void gs_explicit_add_stats(gs_explicit *g, const float *grad2d_px, const int32_t *radii,
-                           int width, int height) {
+void gs_explicit_add_stats(gs_explicit *g, const float *grad2d_px, const int32_t *radii, int width,
+                           int height) {
     float hx = 0.5f * (float)width, hy = 0.5f * (float)height;
     for (int64_t i = 0; i < g->n; i++) {
         if (radii[i] <= 0) continue;
@@ -451,9 +455,10 @@ pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng
             double w = q[0], x = q[1], y = q[2], z = q[3];
             double nq = sqrt(w * w + x * x + y * y + z * z);
             if (nq > 0) w /= nq, x /= nq, y /= nq, z /= nq;
-            double R[9] = {1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                           2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                           2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)};
+            double R[9] = {
+                1 - 2 * (y * y + z * z), 2 * (x * y - w * z),     2 * (x * z + w * y),
+                2 * (x * y + w * z),     1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                2 * (x * z - w * y),     2 * (y * z + w * x),     1 - 2 * (x * x + y * y)};
             double smp[3];
             for (int k = 0; k < 3; k++)
                 smp[k] = pk_rng_normal(rng) * exp((double)g->p[A_SCALES][i * 3 + k]);
@@ -461,8 +466,7 @@ pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng
                 g->p[A_MEANS][at * 3 + k] =
                     (float)(R[k * 3] * smp[0] + R[k * 3 + 1] * smp[1] + R[k * 3 + 2] * smp[2] +
                             g->p[A_MEANS][i * 3 + k]);
-                g->p[A_SCALES][at * 3 + k] =
-                    logf(expf(g->p[A_SCALES][i * 3 + k]) / (0.8f * 2.0f));
+                g->p[A_SCALES][at * 3 + k] = logf(expf(g->p[A_SCALES][i * 3 + k]) / (0.8f * 2.0f));
             }
             at++;
         }

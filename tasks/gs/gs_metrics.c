@@ -64,7 +64,7 @@ typedef struct ssim_job {
     float *d_a;
     int h, w;
     float scale;
-    double *sums; // (c) per-channel SSIM sums
+    double *sums;   // (c) per-channel SSIM sums
     float *scratch; // (c, 12, h, w)
     pk_status status;
 } ssim_job;
@@ -119,8 +119,8 @@ static void ssim_channels(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-pk_status gs_ssim(pk_pool *pool, const float *a, const float *b, int c, int h, int w,
-                  float scale, float *d_a, double *ssim) {
+pk_status gs_ssim(pk_pool *pool, const float *a, const float *b, int c, int h, int w, float scale,
+                  float *d_a, double *ssim) {
     if (c <= 0 || h <= 0 || w <= 0)
         return pk_error(PK_ERR_INVALID, "ssim: empty image (%d, %d, %d)", c, h, w);
     size_t hw = (size_t)h * (size_t)w;
@@ -131,8 +131,14 @@ pk_status gs_ssim(pk_pool *pool, const float *a, const float *b, int c, int h, i
         return pk_error(PK_ERR_NOMEM, "ssim: out of memory");
     }
     double n = (double)hw * c;
-    ssim_job j = {.a = a, .b = b, .d_a = d_a, .h = h, .w = w, .scale = (float)(scale / n),
-                  .sums = sums, .scratch = scratch};
+    ssim_job j = {.a = a,
+                  .b = b,
+                  .d_a = d_a,
+                  .h = h,
+                  .w = w,
+                  .scale = (float)(scale / n),
+                  .sums = sums,
+                  .scratch = scratch};
     pk_parallel_for(pool, c, 1, ssim_channels, &j);
     double s = 0;
     for (int ch = 0; ch < c; ch++)

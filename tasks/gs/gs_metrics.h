@@ -12,8 +12,8 @@
 double gs_psnr(const float *a, const float *b, int64_t n);
 
 /* SSIM of a against b (c, h, w); when d_a is not NULL, ADDS scale * d SSIM / d a into it. */
-pk_status gs_ssim(pk_pool *pool, const float *a, const float *b, int c, int h, int w,
-                  float scale, float *d_a, double *ssim);
+pk_status gs_ssim(pk_pool *pool, const float *a, const float *b, int c, int h, int w, float scale,
+                  float *d_a, double *ssim);
 
 /* 3DGS's loss 0.8 L1 + 0.2 (1 - SSIM) of render a against b; writes d loss / d a into d_a
  * (overwritten, may be NULL) and the L1 and SSIM terms into *l1, *ssim. */

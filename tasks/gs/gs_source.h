@@ -60,9 +60,9 @@ typedef struct gs_source {
 
 /* Learning rates and Adam settings (3DGS train.py / arguments/__init__.py defaults). */
 typedef struct gs_lr {
-    double means_init, means_final; /* 1.6e-4 -> 1.6e-6, multiplied by the scene extent */
-    int64_t means_max_steps;        /* exponential decay length */
-    double sh_dc, sh_rest;          /* 2.5e-3, 2.5e-3 / 20 */
+    double means_init, means_final;    /* 1.6e-4 -> 1.6e-6, multiplied by the scene extent */
+    int64_t means_max_steps;           /* exponential decay length */
+    double sh_dc, sh_rest;             /* 2.5e-3, 2.5e-3 / 20 */
     double opacity, scaling, rotation; /* 0.025 (newer 3DGS; 0.05 originally), 5e-3, 1e-3 */
     double eps;                        /* Adam eps 1e-15 */
 } gs_lr;
@@ -83,8 +83,8 @@ gs_source gs_explicit_source(gs_explicit *g);
 /* Adds one render's densification statistics: for every Gaussian with radius > 0, the norm
  * of its NDC-space 2D-mean gradient (pixel gradient times (W/2, H/2), 3DGS's
  * viewspace_point_tensor.grad) and the largest screen radius seen. */
-void gs_explicit_add_stats(gs_explicit *g, const float *grad2d_px, const int32_t *radii,
-                           int width, int height);
+void gs_explicit_add_stats(gs_explicit *g, const float *grad2d_px, const int32_t *radii, int width,
+                           int height);
 
 /* Densification settings (3DGS OptimizationParams). */
 typedef struct gs_densify_params {

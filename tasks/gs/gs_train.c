@@ -10,8 +10,8 @@
  * - Scenes without points start from random points in a cube centred on the cameras' focus
  *   point (least-squares intersection of their optical axes) with a half-side of half the
  *   mean camera-to-focus distance (3DGS's synthetic scenes: a fixed [-1.3, 1.3]^3).
- * The rasterizer and the loss run on the host; on a Vulkan device only the context is opened
- * until the Vulkan splat kernels exist. */
+ * The training render and loss are ops on the tape (pk_splat, pk_l1, pk_ssim) on the chosen
+ * device; evaluation renders call the CPU rasterizer directly and measure with gs_metrics. */
 #include "gs_train.h"
 
 #include <errno.h>
@@ -28,6 +28,8 @@
 #include "gs_source.h"
 #include "image.h"
 #include "io_util.h"
+#include "ops/ops_splat.h"
+#include "ops/ops_ssim.h"
 #include "ply.h"
 #include "rng.h"
 #include "scene.h"
@@ -45,7 +47,8 @@ struct gs_trainer {
     splat_camera *cams; // (scene.n)
     gs_explicit *gx;
     gs_source src;
-    splat_state *st;
+    splat_state *st;             // evaluation renders
+    pk_splat_renderer *renderer; // training renders (the op's saved state)
     pk_rng rng;
     int32_t *order; // (n_train) current epoch's camera order (positions into train_idx)
     int64_t order_pos;
@@ -94,8 +97,12 @@ static pk_status make_dir(const char *path) {
 
 /* The camera of a view as the rasterizer wants it (float, OpenCV axes). */
 static splat_camera to_splat_camera(const pk_camera *c) {
-    splat_camera s = {.fx = (float)c->fx, .fy = (float)c->fy, .cx = (float)c->cx,
-                      .cy = (float)c->cy, .width = c->width, .height = c->height};
+    splat_camera s = {.fx = (float)c->fx,
+                      .fy = (float)c->fy,
+                      .cx = (float)c->cx,
+                      .cy = (float)c->cy,
+                      .width = c->width,
+                      .height = c->height};
     for (int k = 0; k < 16; k++)
         s.world_to_cam[k] = (float)c->w2c[k];
     return s;
@@ -187,10 +194,9 @@ static pk_status load_images(gs_trainer *t) {
         t->images[i] = img;
         pk_camera cs = camera_scaled(&t->scene.cams[i], t->o.downscale);
         if (img.w != cs.width || img.h != cs.height)
-            return pk_error(PK_ERR_FORMAT,
-                            "%s: image is %dx%d after downscale %d but its camera says %dx%d",
-                            t->scene.cams[i].image_path, img.w, img.h, t->o.downscale, cs.width,
-                            cs.height);
+            return pk_error(
+                PK_ERR_FORMAT, "%s: image is %dx%d after downscale %d but its camera says %dx%d",
+                t->scene.cams[i].image_path, img.w, img.h, t->o.downscale, cs.width, cs.height);
         if (img.c != 3 && img.c != 4)
             return pk_error(PK_ERR_FORMAT, "%s: expected an RGB or RGBA image, got %d channels",
                             t->scene.cams[i].image_path, img.c);
@@ -258,16 +264,15 @@ static pk_status restore(gs_trainer *t) {
                      path, ck.options_json, t->options_json);
     if (s == PK_OK) s = t->src.restore(t->src.self, &ck);
     const st_tensor *ord = s == PK_OK ? safetensors_find(&ck.st, "train.order") : NULL;
-    if (s == PK_OK && (!ord || ord->dtype != ST_I32 || ord->ndim != 1 ||
-                       ord->shape[0] != t->n_train))
+    if (s == PK_OK &&
+        (!ord || ord->dtype != ST_I32 || ord->ndim != 1 || ord->shape[0] != t->n_train))
         s = pk_error(PK_ERR_FORMAT, "%s: tensor train.order (%d) I32 missing or wrong", path,
                      t->n_train);
     if (s == PK_OK) memcpy(t->order, ord->data, ord->nbytes);
     const st_tensor *lg = s == PK_OK ? safetensors_find(&ck.st, "train.log") : NULL;
     if (s == PK_OK && lg) {
         if (lg->dtype != ST_F32 || lg->ndim != 2 || lg->shape[1] != LOG_COLS)
-            s = pk_error(PK_ERR_FORMAT, "%s: tensor train.log must be F32 (n, %d)", path,
-                         LOG_COLS);
+            s = pk_error(PK_ERR_FORMAT, "%s: tensor train.log must be F32 (n, %d)", path, LOG_COLS);
         else {
             int64_t n = lg->shape[0];
             float *l = realloc(t->log, sizeof(float) * LOG_COLS * (size_t)(n + 1024));
@@ -353,6 +358,7 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     if (s != PK_OK) goto fail;
     t->src = gs_explicit_source(t->gx);
     t->st = splat_state_create();
+    FAIL(pk_splat_renderer_create(t->ctx, &t->renderer));
     int maxhw = 0;
     for (int i = 0; i < t->scene.n; i++)
         if (t->images[i].w * t->images[i].h > maxhw) maxhw = t->images[i].w * t->images[i].h;
@@ -387,6 +393,7 @@ void gs_trainer_destroy(gs_trainer *t) {
     if (!t) return;
     if (t->src.destroy) t->src.destroy(t->src.self);
     splat_state_destroy(t->st);
+    pk_splat_renderer_destroy(t->renderer);
     if (t->images)
         for (int i = 0; i < t->scene.n; i++)
             image_free(&t->images[i]);
@@ -418,8 +425,8 @@ gs_timing gs_trainer_timing(const gs_trainer *t) { return t->timing; }
 
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */
-static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr,
-                             gs_array_grads *gr, splat_scene_view *view) {
+static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, gs_array_grads *gr,
+                             splat_scene_view *view) {
     PK_TRY(t->src.produce(t->src.self, &t->cams[v], degree, arr, gr));
     PK_TRY(ensure_radii(t, arr->n));
     *view = (splat_scene_view){.n = arr->n,
@@ -447,6 +454,66 @@ static pk_status log_row(gs_trainer *t, double loss, double psnr) {
     return PK_OK;
 }
 
+/* Uploads host floats into a new step-arena tensor of the given shape that gradients reach. */
+static tensor *leaf(gs_trainer *t, const float *src, int ndim, const int64_t *shape) {
+    tensor *x = tensor_new(t->ctx->step, PK_F32, ndim, shape);
+    if (!x || tensor_upload(x, src) != PK_OK) return NULL;
+    x->requires_grad = true;
+    return x;
+}
+
+/* One training render on the tape: the source's Gaussians through pk_splat, the loss
+ * 0.8 L1 + 0.2 (1 - SSIM) with pk_l1 and pk_ssim, and the backward; the gradients land in the
+ * source's buffers `gr` (means2d in pixels) and the radii in t->radii; t->rgb gets the render. */
+static pk_status train_render(gs_trainer *t, int v, int degree, gs_array_grads *gr,
+                              double *loss_out) {
+    pk_ctx *c = t->ctx;
+    const splat_camera *cam = &t->cams[v];
+    int64_t H = cam->height, W = cam->width;
+    double t0 = now_s();
+    gs_arrays arr;
+    PK_TRY(pk_step_begin(c));
+    PK_TRY(t->src.produce(t->src.self, cam, degree, &arr, gr));
+    PK_TRY(ensure_radii(t, arr.n));
+    int64_t n = arr.n, K = (int64_t)(degree + 1) * (degree + 1);
+    pk_splat_inputs in = {.means = leaf(t, arr.means, 2, (int64_t[]){n, 3}),
+                          .log_scales = leaf(t, arr.log_scales, 2, (int64_t[]){n, 3}),
+                          .quats = leaf(t, arr.quats, 2, (int64_t[]){n, 4}),
+                          .opacity_logits = leaf(t, arr.opacity_logits, 1, (int64_t[]){n}),
+                          .sh = leaf(t, arr.sh, 3, (int64_t[]){n, K, 3}),
+                          .sh_degree = degree,
+                          .means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2})};
+    tensor *gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
+    if (!in.sh || !in.means2d_grad || !gt || tensor_fill(in.means2d_grad, 0) != PK_OK ||
+        tensor_upload(gt, t->gt) != PK_OK)
+        return pk_error(PK_ERR_NOMEM, "3DGS: cannot create the step's tensors: %s", polyak_error());
+    pk_splat_outputs out;
+    PK_TRY(pk_splat(c, t->renderer, cam, &in, &out));
+    double t1 = now_s();
+    /* 3DGS: (1 - lambda_dssim) L1 + lambda_dssim (1 - SSIM), lambda_dssim = 0.2 */
+    tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
+                          pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
+    float lv = 0;
+    if (!loss || tensor_download(loss, &lv) != PK_OK)
+        return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+    double t2 = now_s();
+    PK_TRY(autograd_backward(c, loss));
+    PK_TRY(tensor_download(in.means->grad, gr->means));
+    PK_TRY(tensor_download(in.log_scales->grad, gr->log_scales));
+    PK_TRY(tensor_download(in.quats->grad, gr->quats));
+    PK_TRY(tensor_download(in.opacity_logits->grad, gr->opacity_logits));
+    PK_TRY(tensor_download(in.sh->grad, gr->sh));
+    PK_TRY(tensor_download(in.means2d_grad, gr->means2d));
+    PK_TRY(tensor_download(out.radii, t->radii));
+    PK_TRY(tensor_download(out.rgb, t->rgb));
+    t->timing.raster_fwd += t1 - t0;
+    t->timing.loss += t2 - t1;
+    /* the backward time includes the L1/SSIM backward (the tape runs them in one walk) */
+    t->timing.raster_bwd += now_s() - t2;
+    *loss_out = lv;
+    return PK_OK;
+}
+
 pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     memset(r, 0, sizeof *r);
     double t0 = now_s();
@@ -461,23 +528,11 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     int W = img->w, H = img->h;
     int64_t npix = 3 * (int64_t)W * H;
     ground_truth(img, t->gt);
-    gs_arrays arr;
-    gs_array_grads gr;
-    splat_scene_view view;
     double t1 = now_s();
     t->timing.other += t1 - t0;
-    PK_TRY(render_view(t, v, degree, &arr, &gr, &view));
-    double t2 = now_s();
-    double loss, l1, ssim;
-    PK_TRY(gs_loss(t->pool, t->rgb, t->gt, 3, H, W, t->d_rgb, &loss, &l1, &ssim));
-    double t3 = now_s();
-    splat_grads sg = {.means = gr.means,
-                      .log_scales = gr.log_scales,
-                      .quats = gr.quats,
-                      .opacity_logits = gr.opacity_logits,
-                      .sh = gr.sh,
-                      .means2d = gr.means2d};
-    PK_TRY(splat_backward(t->st, t->pool, &t->cams[v], &view, t->d_rgb, NULL, NULL, &sg));
+    gs_array_grads gr;
+    double loss = 0;
+    PK_TRY(train_render(t, v, degree, &gr, &loss));
     double t4 = now_s();
     /* training PSNR of the clamped render, as 3DGS's training report */
     double se = 0;
@@ -510,9 +565,6 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     double t5 = now_s();
     if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
     double t6 = now_s();
-    t->timing.raster_fwd += t2 - t1;
-    t->timing.loss += t3 - t2;
-    t->timing.raster_bwd += t4 - t3;
     t->timing.densify += t5 - t4;
     t->timing.optimizer += t6 - t5;
     t->timing.steps++;
@@ -697,8 +749,13 @@ pk_status gs_render_ply(const char *ply_path, const char *data, int downscale, i
                     g.f_rest[i * 3 * (size_t)(K - 1) + (size_t)c * (size_t)(K - 1) + (size_t)k - 1];
         }
     }
-    splat_scene_view sv = {.n = (int)n, .means = g.xyz, .log_scales = g.scale, .quats = g.rot,
-                           .opacity_logits = g.opacity, .sh = sh, .sh_degree = g.sh_degree};
+    splat_scene_view sv = {.n = (int)n,
+                           .means = g.xyz,
+                           .log_scales = g.scale,
+                           .quats = g.rot,
+                           .opacity_logits = g.opacity,
+                           .sh = sh,
+                           .sh_degree = g.sh_degree};
     splat_outputs so = {.rgb = *rgb, .alpha = alpha};
     s = splat_forward(st, NULL, &cam, &sv, &so);
     *w = cam.width, *h = cam.height;

@@ -12,26 +12,26 @@
 
 /* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
 typedef struct gs_train_options {
-    const char *data;          /* scene folder (COLMAP or transforms.json) */
-    const char *out;           /* output folder (created) */
-    const char *device;        /* pk device spec; NULL: default */
-    int64_t iters;             /* 0: 30000 */
-    int downscale;             /* 0: 1 */
-    int test_every;            /* 0: 8 (ignored when the file has its own split); <0: none */
-    int64_t eval_interval;     /* 0: evaluate only at the end */
-    int64_t save_every;        /* 0: checkpoint only at the end (and when interrupted) */
-    int keep_checkpoints;      /* 0: 3 */
-    uint64_t seed;             /* RNG seed (camera order, random init, split samples) */
-    bool resume;               /* continue from the newest checkpoint in out/checkpoints */
-    int64_t max_gaussians;     /* 0: 5,000,000 */
-    int64_t init_points;       /* random init without SfM points; 0: 100,000 (3DGS synthetic) */
-    int threads;               /* 0: all cores */
-    int64_t densify_from;      /* 0: 500 */
-    int64_t densify_until;     /* 0: 15000, or iters / 2 when shorter (see gs_train.c) */
-    int64_t densify_interval;  /* 0: 100 */
-    int64_t opacity_reset;     /* 0: 3000 */
-    int64_t sh_interval;       /* 0: 1000 */
-    double grad_threshold;     /* 0: 2e-4 */
+    const char *data;         /* scene folder (COLMAP or transforms.json) */
+    const char *out;          /* output folder (created) */
+    const char *device;       /* pk device spec; NULL: default */
+    int64_t iters;            /* 0: 30000 */
+    int downscale;            /* 0: 1 */
+    int test_every;           /* 0: 8 (ignored when the file has its own split); <0: none */
+    int64_t eval_interval;    /* 0: evaluate only at the end */
+    int64_t save_every;       /* 0: checkpoint only at the end (and when interrupted) */
+    int keep_checkpoints;     /* 0: 3 */
+    uint64_t seed;            /* RNG seed (camera order, random init, split samples) */
+    bool resume;              /* continue from the newest checkpoint in out/checkpoints */
+    int64_t max_gaussians;    /* 0: 5,000,000 */
+    int64_t init_points;      /* random init without SfM points; 0: 100,000 (3DGS synthetic) */
+    int threads;              /* 0: all cores */
+    int64_t densify_from;     /* 0: 500 */
+    int64_t densify_until;    /* 0: 15000, or iters / 2 when shorter (see gs_train.c) */
+    int64_t densify_interval; /* 0: 100 */
+    int64_t opacity_reset;    /* 0: 3000 */
+    int64_t sh_interval;      /* 0: 1000 */
+    double grad_threshold;    /* 0: 2e-4 */
 } gs_train_options;
 
 /* Returns `o` with the zero fields set to their defaults. */

@@ -58,8 +58,10 @@ START_TEST(markers_reproject) {
             double du = su / sw - u, dv = sv / sw - v;
             worst = fmax(worst, hypot(du, dv));
             /* a half-pixel convention error alone would give 0.5 */
-            ck_assert_msg(hypot(du, dv) < 0.3, "%s marker %d: projected (%.2f, %.2f), drawn at "
-                          "(%.2f, %.2f)", cam->name, k, u, v, su / sw, sv / sw);
+            ck_assert_msg(hypot(du, dv) < 0.3,
+                          "%s marker %d: projected (%.2f, %.2f), drawn at "
+                          "(%.2f, %.2f)",
+                          cam->name, k, u, v, su / sw, sv / sw);
             checked++;
         }
         image_free(&img);
