@@ -6,7 +6,8 @@
  * - The position learning rate decays over the run's own length (gsplat does the same), not
  *   a fixed 30,000 steps, so short runs end with the small final rate.
  * - The densification window ends at 15,000 steps or at half the run when that is shorter
- *   (3DGS: 15,000 of 30,000), so short runs still settle after their last split.
+ *   (3DGS: 15,000 of 30,000), so short runs still settle after their last split; runs under
+ *   5,000 steps start densifying at a tenth of the run instead of step 500.
  * - Scenes without points start from random points in a cube centred on the cameras' focus
  *   point (least-squares intersection of their optical axes) with a half-side of half the
  *   mean camera-to-focus distance (3DGS's synthetic scenes: a fixed [-1.3, 1.3]^3).
@@ -80,7 +81,7 @@ gs_train_options gs_train_defaults(gs_train_options o) {
     if (!o.keep_checkpoints) o.keep_checkpoints = 3;
     if (!o.max_gaussians) o.max_gaussians = 5000000;
     if (!o.init_points) o.init_points = 100000;
-    if (!o.densify_from) o.densify_from = 500;
+    if (!o.densify_from) o.densify_from = o.iters >= 5000 ? 500 : o.iters / 10;
     if (!o.densify_until) o.densify_until = o.iters >= 30000 ? 15000 : o.iters / 2;
     if (!o.densify_interval) o.densify_interval = 100;
     if (!o.opacity_reset) o.opacity_reset = 3000;
