@@ -83,6 +83,9 @@ int cmd_splat_train(int argc, char **argv) {
             : info.from_points ? "from SfM points"
                                : "random",
             info.device_name);
+    if (info.device_fallback)
+        fprintf(stderr, "polyak splat train: the default device has no Gaussian rasterizer "
+                        "kernels yet; training on the CPU backend\n");
     int rc = 1;
     gs_eval ev;
     if (info.start_step)

@@ -56,6 +56,7 @@ struct gs_trainer {
     int64_t step;
     double extent;
     bool from_points;
+    bool device_fallback; // the default device lacked the rasterizer: CPU backend instead
     float *gt, *rgb, *alpha, *d_rgb; // (3, H, W) ... for the largest image
     int32_t *radii;
     int64_t radii_cap;
@@ -336,6 +337,20 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     FAIL(load_images(t));
     pk_ctx_options co = {.device = t->o.device, .seed = t->o.seed, .threads = t->o.threads};
     FAIL(pk_ctx_create(&co, &t->ctx));
+    if (!pk_op_get(PK_OP_SPLAT)->forward[t->ctx->backend]) {
+        /* the default device has no rasterizer kernels: train on the CPU backend rather than
+         * fail; a device asked for by name is an error */
+        if (t->o.device && *t->o.device)
+            FAIL(pk_error(PK_ERR_UNSUPPORTED,
+                          "device %s: the Gaussian rasterizer has no kernels for its backend "
+                          "yet; use --device cpu",
+                          t->o.device));
+        pk_ctx_destroy(t->ctx);
+        t->ctx = NULL;
+        co.device = "cpu";
+        FAIL(pk_ctx_create(&co, &t->ctx));
+        t->device_fallback = true;
+    }
     t->pool = pk_ctx_pool(t->ctx);
     t->extent = scene_extent(t);
     /* the initial Gaussians */
@@ -416,6 +431,7 @@ gs_train_info gs_trainer_info(const gs_trainer *t) {
                            .start_step = t->start_step,
                            .gaussians = t->src.count(t->src.self),
                            .from_points = t->from_points,
+                           .device_fallback = t->device_fallback,
                            .device_name = pk_device_get_info(t->ctx->dev)->name,
                            .scene_kind = t->scene.kind};
 }

@@ -43,7 +43,8 @@ typedef struct gs_train_info {
     double extent;
     int64_t start_step; /* > 0 when resumed */
     int64_t gaussians;
-    bool from_points; /* initialised from SfM points (else random) */
+    bool from_points;     /* initialised from SfM points (else random) */
+    bool device_fallback; /* the default device has no rasterizer kernels: CPU backend used */
     const char *device_name;
     const char *scene_kind;
 } gs_train_info;
