@@ -477,9 +477,8 @@ pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng
     int64_t keep = 0;
     for (int64_t i = 0; i < g->n; i++) {
         int drop = (i < n0 && kind[i] == 2) || g->p[A_OPACITY][i] < min_op;
-        if (p->max_screen_size > 0)
-            drop |= (i < n0 && g->max_radii[i] > (float)p->max_screen_size) ||
-                    max_scale(g, i) > (float)(0.1 * g->extent);
+        if (p->max_screen_size > 0) drop |= i < n0 && g->max_radii[i] > (float)p->max_screen_size;
+        if (p->prune_big_world) drop |= max_scale(g, i) > (float)(0.1 * g->extent);
         if (drop) continue;
         if (keep != i)
             for (int a = 0; a < A_COUNT; a++) {

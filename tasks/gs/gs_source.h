@@ -9,6 +9,7 @@
  * tensors). Leaves to others: rendering and losses (gs_train.c), files (io/). */
 #ifndef POLYAK_GS_SOURCE_H
 #define POLYAK_GS_SOURCE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,7 +92,8 @@ typedef struct gs_densify_params {
     double grad_threshold;  /* 2e-4 */
     double percent_dense;   /* 0.01: split when max scale > percent_dense * extent */
     double min_opacity;     /* 0.005 */
-    double max_screen_size; /* 20 px after the first opacity reset, 0 before: no screen test */
+    double max_screen_size; /* prune above this screen radius (px); 0: no screen test */
+    bool prune_big_world;   /* prune max scale > 0.1 extent (3DGS: after the first reset) */
     int64_t max_gaussians;  /* cap on the count; 0: none */
 } gs_densify_params;
 

@@ -567,7 +567,12 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
             gs_densify_params dp = {.grad_threshold = t->o.grad_threshold,
                                     .percent_dense = 0.01,
                                     .min_opacity = 0.005,
-                                    .max_screen_size = it > t->o.opacity_reset ? 20 : 0,
+                                    /* 3DGS passes 20 px after the first reset, but its
+                                     * densification_postfix has zeroed max_radii2D just
+                                     * before the test, so the screen test never fires;
+                                     * we follow the code (REFERENCE.md: code over paper) */
+                                    .max_screen_size = 0,
+                                    .prune_big_world = it > t->o.opacity_reset,
                                     .max_gaussians = t->o.max_gaussians};
             gs_densify_report rep;
             PK_TRY(gs_explicit_densify(t->gx, &dp, &t->rng, &rep));
