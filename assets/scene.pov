@@ -46,11 +46,12 @@ cone { <0, 0, 0>, 0.35, <0, 0.8, 0>, 0.0 pigment { color rgb <0.95, 0.8, 0.1> } 
 torus { 0.3, 0.09 pigment { color rgb <0.3, 0.2, 0.7> } finish { Matte }
         rotate <70, 0, 0> translate <0.8, 0.4, -0.9> }
 
-// Marker spheres: self-lit flat colours at known centres, used by tests/gs to check that
-// transforms.json reprojects them where the renderer drew them. Keep in sync with
-// make_scene.sh (MARKERS) and tests/gs/test_scene_poses.c.
+// Marker spheres: self-lit flat colours at known centres, resting on the disk, used by
+// tests/gs to check that transforms.json reprojects them where the renderer drew them (on the
+// floor rather than floating, so that they are scene content 3DGS can fit, not isolated
+// specks in empty space). Keep in sync with tests/gs/test_scene_poses.c.
 #declare Glow = finish { ambient 0 diffuse 0 emission 1 };
-sphere { <1.45, 1.0, -1.45>, 0.09 pigment { color rgb <1, 0, 1> } finish { Glow } }
-sphere { <-1.45, 1.0, -1.45>, 0.09 pigment { color rgb <0, 1, 1> } finish { Glow } }
-sphere { <-1.45, 1.0, 1.45>, 0.09 pigment { color rgb <1, 0, 1> } finish { Glow } }
-sphere { <1.45, 1.0, 1.45>, 0.09 pigment { color rgb <0, 1, 1> } finish { Glow } }
+sphere { <1.5, 0.1, -0.2>, 0.1 pigment { color rgb <1, 0, 1> } finish { Glow } }
+sphere { <-1.5, 0.1, -0.3>, 0.1 pigment { color rgb <0, 1, 1> } finish { Glow } }
+sphere { <0.2, 0.1, 1.5>, 0.1 pigment { color rgb <1, 0, 1> } finish { Glow } }
+sphere { <0.2, 0.1, -1.5>, 0.1 pigment { color rgb <0, 1, 1> } finish { Glow } }

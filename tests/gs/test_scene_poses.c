@@ -14,10 +14,10 @@
 #define SCENE_DIR POLYAK_SOURCE_DIR "/assets/scene"
 
 /* World (right-handed, z up) centres and colours; scene.pov lists them as (x, z, y). */
-static const double markers[4][6] = {{1.45, -1.45, 1.0, 1, 0, 1},
-                                     {-1.45, -1.45, 1.0, 0, 1, 1},
-                                     {-1.45, 1.45, 1.0, 1, 0, 1},
-                                     {1.45, 1.45, 1.0, 0, 1, 1}};
+static const double markers[4][6] = {{1.5, -0.2, 0.1, 1, 0, 1},
+                                     {-1.5, -0.3, 0.1, 0, 1, 1},
+                                     {0.2, 1.5, 0.1, 1, 0, 1},
+                                     {0.2, -1.5, 0.1, 0, 1, 1}};
 
 START_TEST(markers_reproject) {
     pk_scene sc;
@@ -52,8 +52,8 @@ START_TEST(markers_reproject) {
                     sw += w, su += w * (x + 0.5), sv += w * (y + 0.5);
                 }
             /* skip views where another object hides part of the marker: its disk should
-             * cover about pi (f r / z)^2 pixels (r = 0.09) */
-            double expect = M_PI * pow(cam->fx * 0.09 / p[2], 2);
+             * cover about pi (f r / z)^2 pixels (r = 0.1) */
+            double expect = M_PI * pow(cam->fx * 0.1 / p[2], 2);
             if (sw < 0.85 * expect) continue;
             double du = su / sw - u, dv = sv / sw - v;
             worst = fmax(worst, hypot(du, dv));
