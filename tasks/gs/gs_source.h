@@ -1,0 +1,122 @@
+/* gs_source.h - where the Gaussians of a 3DGS render come from. A source owns its trainable
+ * parameters, produces the per-Gaussian arrays the rasterizer reads for a camera, takes the
+ * gradients of those arrays back, and steps its own optimizer. The explicit source (one set of
+ * parameters per Gaussian, plain 3DGS) is the only one with densification; a decoder source
+ * (Momentum-GS: anchors + MLPs) plugs in through the same table later.
+ *
+ * Owns: the interface and the explicit source (parameters, Adam state, 3DGS initialisation from
+ * points, densification statistics, clone/split/prune, opacity reset, PLY export, checkpoint
+ * tensors). Leaves to others: rendering and losses (gs_train.c), files (io/). */
+#ifndef POLYAK_GS_SOURCE_H
+#define POLYAK_GS_SOURCE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checkpoint.h"
+#include "cpu/threads.h"
+#include "ply.h"
+#include "rng.h"
+#include "splat/splat.h"
+
+#define GS_SH_COEFFS 16 /* (3 + 1)^2: SH degree 3 */
+
+/* The arrays one render reads (host memory owned by the source, valid until its next call).
+ * sh is (n, (sh_degree+1)^2, 3), coefficient-major as the rasterizer wants. */
+typedef struct gs_arrays {
+    int n;
+    const float *means, *log_scales, *quats, *opacity_logits, *sh; // (n,3) (n,3) (n,4) (n) (n,K,3)
+    int sh_degree;
+} gs_arrays;
+
+/* Gradients of a render with respect to gs_arrays (same layouts); the source clears them. */
+typedef struct gs_array_grads {
+    float *means, *log_scales, *quats, *opacity_logits, *sh;
+    float *means2d; // (n, 2) pixels, the densification statistic
+} gs_array_grads;
+
+/* A Gaussian source: a table of functions over `self`. */
+typedef struct gs_source {
+    void *self;
+    /* Produces the Gaussians to render through `cam` at SH degree `sh_degree`, and zeroed
+     * gradient buffers for them. */
+    pk_status (*produce)(void *self, const splat_camera *cam, int sh_degree, gs_arrays *out,
+                         gs_array_grads *grads);
+    /* Applies one optimizer update from the gradients of the last produce; `iteration` is
+     * 3DGS's 1-based iteration (learning-rate schedules read it). */
+    pk_status (*step)(void *self, int64_t iteration);
+    /* Current number of Gaussians. */
+    int64_t (*count)(const void *self);
+    /* Fills the standard 3DGS layout (allocates g). */
+    pk_status (*export_gaussians)(const void *self, pk_gaussians *g);
+    /* Lists the tensors to checkpoint (pointers into the source, valid until it changes). */
+    pk_status (*checkpoint_tensors)(void *self, st_write_tensor *out, int max, int *n);
+    /* Restores from an opened checkpoint written from checkpoint_tensors. */
+    pk_status (*restore)(void *self, const ckpt_file *ck);
+    /* Frees the source. */
+    void (*destroy)(void *self);
+} gs_source;
+
+/* ---- the explicit source (plain 3DGS) ---- */
+
+/* Learning rates and Adam settings (3DGS train.py / arguments/__init__.py defaults). */
+typedef struct gs_lr {
+    double means_init, means_final;    /* 1.6e-4 -> 1.6e-6, multiplied by the scene extent */
+    int64_t means_max_steps;           /* exponential decay length */
+    double sh_dc, sh_rest;             /* 2.5e-3, 2.5e-3 / 20 */
+    double opacity, scaling, rotation; /* 0.025 (newer 3DGS; 0.05 originally), 5e-3, 1e-3 */
+    double eps;                        /* Adam eps 1e-15 */
+} gs_lr;
+
+/* Returns 3DGS's learning rates with the position decay over `max_steps`. */
+gs_lr gs_lr_defaults(int64_t max_steps);
+
+typedef struct gs_explicit gs_explicit;
+
+/* Creates Gaussians at `n` points (n, 3) with colours rgb (n, 3) in [0, 1] (NULL: grey),
+ * scales from the nearest neighbours, identity rotations, opacity 0.1 (3DGS create_from_pcd). */
+pk_status gs_explicit_create(const float *xyz, const float *rgb, int64_t n, double extent,
+                             const gs_lr *lr, pk_pool *pool, gs_explicit **out);
+
+/* The explicit source as a gs_source (the table points at `g`, which stays owned by it). */
+gs_source gs_explicit_source(gs_explicit *g);
+
+/* Adds one render's densification statistics: for every Gaussian with radius > 0, the norm
+ * of its NDC-space 2D-mean gradient (pixel gradient times (W/2, H/2), 3DGS's
+ * viewspace_point_tensor.grad) and the largest screen radius seen. */
+void gs_explicit_add_stats(gs_explicit *g, const float *grad2d_px, const int32_t *radii, int width,
+                           int height);
+
+/* Densification settings (3DGS OptimizationParams). */
+typedef struct gs_densify_params {
+    double grad_threshold;  /* 2e-4 */
+    double percent_dense;   /* 0.01: split when max scale > percent_dense * extent */
+    double min_opacity;     /* 0.005 */
+    double max_screen_size; /* prune above this screen radius (px); 0: no screen test */
+    bool prune_big_world;   /* prune max scale > 0.1 extent (3DGS: after the first reset) */
+    int64_t max_gaussians;  /* cap on the count; 0: none */
+} gs_densify_params;
+
+/* What one densification did (for logs and tests). */
+typedef struct gs_densify_report {
+    int64_t cloned, split, pruned, before, after;
+} gs_densify_report;
+
+/* 3DGS densify_and_prune: clone small / split large Gaussians whose mean statistic is above
+ * the threshold (highest first when the cap would be exceeded), prune transparent and
+ * oversized ones, and clear the statistics. `rng` draws the split positions. */
+pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng *rng,
+                              gs_densify_report *rep);
+
+/* 3DGS reset_opacity: opacity = min(opacity, 0.01), its Adam moments zeroed. */
+void gs_explicit_reset_opacity(gs_explicit *g);
+
+/* Current learning rate of the means (for logs). */
+double gs_explicit_means_lr(const gs_explicit *g, int64_t step);
+
+/* Mean distance-based initial scale helper, exposed for tests: for each of n points, the
+ * square root of the mean squared distance to its 3 nearest other points (3DGS distCUDA2),
+ * written to out (n). */
+pk_status gs_knn3_scale(const float *xyz, int64_t n, float *out);
+
+#endif

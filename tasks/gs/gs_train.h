@@ -1,0 +1,111 @@
+/* gs_train.h - training a 3DGS scene from posed photos (graphdeco-inria/gaussian-splatting
+ * train.py): scene loading and checks, initialisation, the step (render, 0.8 L1 + 0.2 D-SSIM,
+ * backward, densification, Adam), held-out evaluation, outputs (PLY, renders, metrics.json,
+ * log.csv) and bit-exact checkpoints. The caller (tools/cmd_splat_train.c) drives the loop,
+ * prints progress and handles signals; nothing here prints. */
+#ifndef POLYAK_GS_TRAIN_H
+#define POLYAK_GS_TRAIN_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "status.h"
+
+/* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
+typedef struct gs_train_options {
+    const char *data;         /* scene folder (COLMAP or transforms.json) */
+    const char *out;          /* output folder (created) */
+    const char *device;       /* pk device spec; NULL: default */
+    int64_t iters;            /* 0: 30000 */
+    int downscale;            /* 0: 1 */
+    int test_every;           /* 0: 8 (ignored when the file has its own split); <0: none */
+    int64_t eval_interval;    /* 0: evaluate only at the end */
+    int64_t save_every;       /* 0: checkpoint only at the end (and when interrupted) */
+    int keep_checkpoints;     /* 0: 3 */
+    uint64_t seed;            /* RNG seed (camera order, random init, split samples) */
+    bool resume;              /* continue from the newest checkpoint in out/checkpoints */
+    int64_t max_gaussians;    /* 0: 5,000,000 */
+    int64_t init_points;      /* random init without SfM points; 0: 100,000 (3DGS synthetic) */
+    int threads;              /* 0: all cores */
+    int64_t densify_from;     /* 0: 500 */
+    int64_t densify_until;    /* 0: 15000, or iters / 2 when shorter (see gs_train.c) */
+    int64_t densify_interval; /* 0: 100 */
+    int64_t opacity_reset;    /* 0: 3000 */
+    int64_t sh_interval;      /* 0: 1000 */
+    double grad_threshold;    /* 0: 2e-4 */
+} gs_train_options;
+
+/* Returns `o` with the zero fields set to their defaults. */
+gs_train_options gs_train_defaults(gs_train_options o);
+
+/* What the trainer knows about its run (for the caller's messages). */
+typedef struct gs_train_info {
+    int train_images, test_images, width, height; /* size of the first training image */
+    double extent;
+    int64_t start_step; /* > 0 when resumed */
+    int64_t gaussians;
+    bool from_points;     /* initialised from SfM points (else random) */
+    bool device_fallback; /* the default device has no rasterizer kernels: CPU backend used */
+    const char *device_name;
+    const char *scene_kind;
+} gs_train_info;
+
+/* One step's results. */
+typedef struct gs_step_result {
+    int64_t step; /* 1-based: steps done after this one */
+    double loss, psnr;
+    int64_t gaussians;
+    bool densified, evaluated, checkpointed;
+    double eval_psnr, eval_ssim;
+} gs_step_result;
+
+/* Held-out evaluation. */
+typedef struct gs_eval {
+    double psnr, ssim; /* means over test images (3DGS metrics.py averages per image) */
+    int images;
+} gs_eval;
+
+/* Seconds spent per phase since the start (or resume) of the run. */
+typedef struct gs_timing {
+    double raster_fwd, raster_bwd, loss, optimizer, densify, other;
+    int64_t steps;
+} gs_timing;
+
+typedef struct gs_trainer gs_trainer;
+
+/* Loads and checks the scene and its images, creates the Gaussians (or restores the newest
+ * checkpoint when o->resume), and prepares the output folder. Fails with a message naming the
+ * file and the problem before any training. */
+pk_status gs_trainer_create(const gs_train_options *o, gs_trainer **out);
+
+/* Frees everything; accepts NULL. */
+void gs_trainer_destroy(gs_trainer *t);
+
+/* Returns facts about the run. */
+gs_train_info gs_trainer_info(const gs_trainer *t);
+
+/* Number of steps done so far. */
+int64_t gs_trainer_step_count(const gs_trainer *t);
+
+/* Runs one training step (plus densification, evaluation and checkpoint when due). */
+pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r);
+
+/* Renders the held-out images and measures PSNR/SSIM; writes out/renders/<name>.png (ground
+ * truth | render) when write_renders. */
+pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev);
+
+/* Writes out/checkpoints/ckpt-<step>.safetensors (keeping the newest K) and out/log.csv. */
+pk_status gs_trainer_checkpoint(gs_trainer *t);
+
+/* Final outputs: evaluation with renders, point_cloud.ply, metrics.json, log.csv and a
+ * checkpoint. */
+pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
+
+/* Seconds per phase so far. */
+gs_timing gs_trainer_timing(const gs_trainer *t);
+
+/* Renders the Gaussians of a 3DGS PLY file through view `view` of the scene at `data`
+ * (downscale as given) into rgb (3, H, W); *w, *h receive the size. For checking outputs. */
+pk_status gs_render_ply(const char *ply_path, const char *data, int downscale, int view,
+                        float **rgb, int *w, int *h);
+
+#endif

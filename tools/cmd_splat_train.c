@@ -1,0 +1,163 @@
+/* cmd_splat_train.c - `polyak splat train`: trains a 3D Gaussian splatting scene from posed
+ * photos (COLMAP or transforms.json) with tasks/gs, prints progress, saves a checkpoint on
+ * Ctrl-C, and reports where the PLY, the renders and the held-out PSNR are. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "gs_train.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static const char *usage =
+    "--data SCENE --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
+    "[--eval-interval N] [--device D] [--resume] [--save-every N] [--seed S] "
+    "[--max-gaussians N] [--init-points N] [--threads T]";
+
+int cmd_splat_train(int argc, char **argv) {
+    gs_train_options o = {.seed = 0};
+    const char *C = "splat train";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n = 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("usage: polyak splat train %s\n", usage);
+            return 0;
+        } else if (strcmp(a, "--data") == 0 && v)
+            o.data = v, i++;
+        else if (strcmp(a, "--out") == 0 && v)
+            o.out = v, i++;
+        else if (strcmp(a, "--device") == 0 && v)
+            o.device = v, i++;
+        else if (strcmp(a, "--resume") == 0)
+            o.resume = true;
+        else if (strcmp(a, "--iters") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.iters = n, i++;
+        } else if (strcmp(a, "--downscale") == 0) {
+            if (!cli_int(C, a, v, 1, 64, &n)) return 2;
+            o.downscale = (int)n, i++;
+        } else if (strcmp(a, "--eval-every-nth") == 0) {
+            if (!cli_int(C, a, v, 0, 1000000, &n)) return 2;
+            o.test_every = n ? (int)n : -1, i++; /* 0: hold nothing out */
+        } else if (strcmp(a, "--eval-interval") == 0) {
+            if (!cli_int(C, a, v, 0, 100000000L, &n)) return 2;
+            o.eval_interval = n, i++;
+        } else if (strcmp(a, "--save-every") == 0) {
+            if (!cli_int(C, a, v, 0, 100000000L, &n)) return 2;
+            o.save_every = n, i++;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (!cli_int(C, a, v, 0, 1L << 62, &n)) return 2;
+            o.seed = (uint64_t)n, i++;
+        } else if (strcmp(a, "--max-gaussians") == 0) {
+            if (!cli_int(C, a, v, 1, 1L << 40, &n)) return 2;
+            o.max_gaussians = n, i++;
+        } else if (strcmp(a, "--init-points") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.init_points = n, i++;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (!cli_int(C, a, v, 1, 1024, &n)) return 2;
+            o.threads = (int)n, i++;
+        } else
+            return cli_usage(C, usage, "unknown option or missing value");
+    }
+    if (!o.data || !o.out) return cli_usage(C, usage, "--data and --out are required");
+    o = gs_train_defaults(o);
+    gs_trainer *t = NULL;
+    if (gs_trainer_create(&o, &t) != PK_OK) return cli_fail(C, "preparing the run");
+    gs_train_info info = gs_trainer_info(t);
+    fprintf(stderr,
+            "polyak splat train: %s scene %s: %d training + %d held-out images of %dx%d, extent "
+            "%.3f, %lld Gaussians (%s), device %s\n",
+            info.scene_kind, o.data, info.train_images, info.test_images, info.width, info.height,
+            info.extent, (long long)info.gaussians,
+            info.start_step    ? "resumed"
+            : info.from_points ? "from SfM points"
+                               : "random",
+            info.device_name);
+    if (info.device_fallback)
+        fprintf(stderr, "polyak splat train: the default device has no Gaussian rasterizer "
+                        "kernels yet; training on the CPU backend\n");
+    int rc = 1;
+    gs_eval ev;
+    if (info.start_step)
+        fprintf(stderr, "polyak splat train: resuming at step %lld of %lld\n",
+                (long long)info.start_step, (long long)o.iters);
+    else if (info.test_images) {
+        if (gs_trainer_evaluate(t, false, &ev) != PK_OK) {
+            rc = cli_fail(C, "evaluating the initial Gaussians");
+            goto done;
+        }
+        fprintf(stderr, "polyak splat train: held-out PSNR before training %.2f dB\n", ev.psnr);
+    }
+    struct sigaction sa = {.sa_handler = on_sigint}, old_int, old_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    cli_progress p;
+    int64_t first = gs_trainer_step_count(t);
+    cli_progress_start(&p, "steps", o.iters - first);
+    while (gs_trainer_step_count(t) < o.iters) {
+        if (interrupted) {
+            cli_progress_end(&p);
+            fprintf(stderr, "polyak splat train: interrupted at step %lld; saving a checkpoint\n",
+                    (long long)gs_trainer_step_count(t));
+            if (gs_trainer_checkpoint(t) != PK_OK) {
+                rc = cli_fail(C, "saving the checkpoint");
+                goto restore;
+            }
+            fprintf(stderr, "polyak splat train: saved in %s/checkpoints; continue with --resume\n",
+                    o.out);
+            rc = 130;
+            goto restore;
+        }
+        gs_step_result r;
+        if (gs_trainer_step(t, &r) != PK_OK) {
+            cli_progress_end(&p);
+            rc = cli_fail(C, "training step");
+            goto restore;
+        }
+        char extra[160];
+        snprintf(extra, sizeof extra, "step %lld loss %.4f psnr %.2f gaussians %lld",
+                 (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
+        if (r.evaluated) {
+            cli_progress_end(&p);
+            fprintf(stderr, "polyak splat train: step %lld held-out PSNR %.2f dB SSIM %.4f\n",
+                    (long long)r.step, r.eval_psnr, r.eval_ssim);
+        }
+        cli_progress_update(&p, r.step - first, extra);
+    }
+    cli_progress_end(&p);
+    if (gs_trainer_finish(t, &ev) != PK_OK) {
+        rc = cli_fail(C, "writing the outputs");
+        goto restore;
+    }
+    gs_timing tm = gs_trainer_timing(t);
+    double per = tm.steps ? 1e3 / (double)tm.steps : 0;
+    printf("trained %lld steps: %lld Gaussians\n", (long long)o.iters,
+           (long long)gs_trainer_info(t).gaussians);
+    if (ev.images)
+        printf("held-out PSNR %.2f dB, SSIM %.4f on %d images\n", ev.psnr, ev.ssim, ev.images);
+    printf("ms per step: raster forward %.1f, backward (raster + loss) %.1f, loss forward %.1f, "
+           "optimizer %.1f, densify %.1f, other %.1f\n",
+           tm.raster_fwd * per, tm.raster_bwd * per, tm.loss * per, tm.optimizer * per,
+           tm.densify * per, tm.other * per);
+    printf("PLY:     %s/point_cloud.ply\nrenders: %s/renders/ (ground truth | render)\n"
+           "metrics: %s/metrics.json\nlog:     %s/log.csv\n",
+           o.out, o.out, o.out, o.out);
+    rc = 0;
+restore:
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+done:
+    gs_trainer_destroy(t);
+    return rc;
+}
