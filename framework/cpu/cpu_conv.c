@@ -366,9 +366,10 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
     int64_t tkk = p->cout * p->kh * p->kw; /* rows of dY's column matrix */
     size_t ncol = (size_t)(ckk * ohw), ndcol = gx ? (size_t)(as_conv ? tkk * hw : ckk * ohw) : 0;
     size_t nwt = gx && as_conv ? (size_t)(p->cin * tkk) : 0;
-    float *col = malloc(sizeof(float) * (ncol + ndcol + nwt)); // (CKK, OHW) + scratch
+    size_t ndwt = gw ? (size_t)(ckk * p->cout) : 0;
+    float *col = malloc(sizeof(float) * (ncol + ndcol + nwt + ndwt)); // (CKK, OHW) + scratch
     if (!col) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for im2col");
-    float *dcol = col + ncol, *wt = dcol + ndcol;
+    float *dcol = col + ncol, *wt = dcol + ndcol, *dwt = wt + nwt; // dwt: dW^T (CKK, Cout)
     if (nwt) // wt[ci][co][ky][kx] = w[co][ci][K-1-ky][K-1-kx]
         for (int64_t co = 0; co < p->cout; co++)
             for (int64_t ci = 0; ci < p->cin; ci++)
@@ -380,9 +381,12 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
         col_job j = {.p = p, .x = x + i * p->cin * hw, .col = col};
         if (gw) {
             pk_parallel_for(c->pool, ckk, 1 + (1 << 13) / ohw, im2col_range, &j);
-            // dW (Cout, CKK) += g_i (Cout, OHW) col^T (OHW, CKK)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->cout, (int)ckk, (int)ohw,
-                        1.0f, gi, (int)ohw, col, (int)ohw, 1.0f, gw, (int)ckk);
+            /* dW^T rather than dW: OpenBLAS 0.3.21 runs (CKK x OHW) (OHW x Cout) at 99 GFLOP/s
+             * against 80 for (Cout x OHW) (OHW x CKK) on ResNet-32's 16-channel layer (1
+             * thread); the (CKK, Cout) sum is transposed into dW once, after the batch. */
+            // dW^T (CKK, Cout) (+)= col (CKK, OHW) g_i^T (OHW, Cout)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ckk, (int)p->cout, (int)ohw,
+                        1.0f, col, (int)ohw, gi, (int)ohw, i ? 1.0f : 0.0f, dwt, (int)p->cout);
         }
         if (gx && as_conv) {
             col_job k = {.p = &tp, .x = gi, .col = dcol};
@@ -399,6 +403,10 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
                             &k);
         }
     }
+    if (gw) // dW (Cout, CKK) += dW^T
+        for (int64_t co = 0; co < p->cout; co++)
+            for (int64_t r = 0; r < ckk; r++)
+                gw[co * ckk + r] += dwt[r * p->cout + co];
     free(col);
     return PK_OK;
 }
