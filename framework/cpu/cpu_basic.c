@@ -14,10 +14,21 @@ typedef struct {
     float v;
 } fill_job;
 
+/* The autograd engine zero-fills every activation gradient before a backward walk; the scalar
+ * loop (one store per element, v reloaded each time: x might alias the job) took 3.2 % of a
+ * 1-thread ResNet-32 epoch in perf. Zeros (+0.0f, all bits clear) go through memset; other
+ * values through a local copy of v that the compiler keeps in a register. */
 static void fill_range(void *arg, int64_t b, int64_t e) {
     fill_job *j = arg;
+    float v = j->v, *restrict x = j->x;
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    if (bits == 0) {
+        memset(x + b, 0, sizeof(float) * (size_t)(e - b));
+        return;
+    }
     for (int64_t i = b; i < e; i++)
-        j->x[i] = j->v;
+        x[i] = v;
 }
 
 pk_status cpu_fill_forward(pk_ctx *c, pk_node *n) {
