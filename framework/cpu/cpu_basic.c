@@ -14,10 +14,21 @@ typedef struct {
     float v;
 } fill_job;
 
+/* The autograd engine zero-fills every activation gradient before a backward walk; the scalar
+ * loop (one store per element, v reloaded each time: x might alias the job) took 3.2 % of a
+ * 1-thread ResNet-32 epoch in perf. Zeros (+0.0f, all bits clear) go through memset; other
+ * values through a local copy of v that the compiler keeps in a register. */
 static void fill_range(void *arg, int64_t b, int64_t e) {
     fill_job *j = arg;
+    float v = j->v, *restrict x = j->x;
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    if (bits == 0) {
+        memset(x + b, 0, sizeof(float) * (size_t)(e - b));
+        return;
+    }
     for (int64_t i = b; i < e; i++)
-        j->x[i] = j->v;
+        x[i] = v;
 }
 
 pk_status cpu_fill_forward(pk_ctx *c, pk_node *n) {
@@ -326,6 +337,41 @@ typedef struct {
     float *out;
 } unary_job;
 
+/* ReLU forward and backward on 4-float vectors. The build's -O2 (GCC 12) vectorises neither
+ * scalar loop: perf on a 1-thread ResNet-32 epoch showed a compare and branch per element, and
+ * the two took 15 % of the epoch. GCC and Clang lower these vector types to SSE or NEON. The
+ * backward masks dY where x <= 0 (PyTorch's threshold_backward), rather than multiplying it by
+ * 0, which differs from the scalar path only for infinite or NaN dY. */
+typedef float relu_v4f __attribute__((vector_size(16)));
+typedef int32_t relu_v4i __attribute__((vector_size(16)));
+
+static void relu_fwd(const float *restrict x, float *restrict o, int64_t b, int64_t e) {
+    int64_t i = b;
+    for (; i + 4 <= e; i += 4) {
+        relu_v4f xv, zero = {0.0f, 0.0f, 0.0f, 0.0f};
+        memcpy(&xv, x + i, sizeof xv);
+        relu_v4f ov = (relu_v4f)((relu_v4i)xv & (xv > zero)); /* NaN compares false: 0 */
+        memcpy(o + i, &ov, sizeof ov);
+    }
+    for (; i < e; i++)
+        o[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b,
+                     int64_t e) {
+    int64_t i = b;
+    for (; i + 4 <= e; i += 4) {
+        relu_v4f xv, gv, ov, zero = {0.0f, 0.0f, 0.0f, 0.0f};
+        memcpy(&xv, x + i, sizeof xv);
+        memcpy(&gv, g + i, sizeof gv);
+        memcpy(&ov, o + i, sizeof ov);
+        ov += (relu_v4f)((relu_v4i)gv & (xv > zero));
+        memcpy(o + i, &ov, sizeof ov);
+    }
+    for (; i < e; i++)
+        o[i] += x[i] > 0.0f ? g[i] : 0.0f;
+}
+
 static void unary_fwd_range(void *arg, int64_t b, int64_t e) {
     unary_job *j = arg;
     int kind = j->p->kind;
@@ -336,8 +382,7 @@ static void unary_fwd_range(void *arg, int64_t b, int64_t e) {
         for (int64_t i = b; i < e; i++)
             o[i] = al * x[i] + be;
     } else if (kind == PK_RELU) {
-        for (int64_t i = b; i < e; i++)
-            o[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        relu_fwd(x, o, b, e);
     } else {
         for (int64_t i = b; i < e; i++)
             o[i] = unary_f(kind, x[i], al, be);
@@ -348,6 +393,10 @@ static void unary_bwd_range(void *arg, int64_t b, int64_t e) {
     unary_job *j = arg;
     int kind = j->p->kind;
     float al = j->p->alpha;
+    if (kind == PK_RELU) {
+        relu_bwd(j->x, j->g, j->out, b, e);
+        return;
+    }
     for (int64_t i = b; i < e; i++)
         j->out[i] += j->g[i] * unary_df(kind, j->x[i], j->y[i], al);
 }
