@@ -24,7 +24,7 @@ build: $(DEPS_STAMP)
 # Trains 3DGS on the bundled POV-Ray scene (assets/scene, see its SOURCE.md) on the default
 # device; DEMO_ITERS steps take a few minutes on a 2-core CPU. Prints where the PLY, the
 # renders and the held-out PSNR are.
-DEMO_ITERS ?= 1000
+DEMO_ITERS ?= 3000
 DEMO_OUT ?= $(BUILD)/demo-splat
 demo: build
 	./$(BUILD)/polyak splat train --data assets/scene --out $(DEMO_OUT) --iters $(DEMO_ITERS) \
