@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,12 @@ int cli_missing(const char *cmd, const char *usage, const char *opt) {
     char why[128];
     snprintf(why, sizeof why, "%s needs a value", opt);
     return cli_usage(cmd, usage, why);
+}
+
+bool cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return true;
+    return false;
 }
 
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out) {

@@ -17,6 +17,10 @@ int cli_usage(const char *cmd, const char *usage, const char *problem);
 /* Reports that option `opt` came last without its value; prints usage and returns 2. */
 int cli_missing(const char *cmd, const char *usage, const char *opt);
 
+/* True when argv[1..] asks for help (-h or --help); the command then prints its usage to
+ * stdout and exits 0. */
+bool cli_wants_help(int argc, char **argv);
+
 /* Parses a base-10 integer option value; false (with a usage message) when malformed. */
 bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
 

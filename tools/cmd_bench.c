@@ -164,7 +164,10 @@ static double measure(pk_ctx *c, int b, int reps, double *flops) {
 int cmd_bench(int argc, char **argv) {
     const char *usage =
         "ops|splat|teacher|optim [--json FILE] [--device D] [--reps N] [--rounds N] [--no-peer]";
-    if (argc < 2) return cli_usage("bench", usage, "which benchmark?");
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        printf("usage: polyak bench %s\n", usage);
+        return argc < 2 ? 2 : 0;
+    }
     if (strcmp(argv[1], "splat") == 0) return bench_splat(argc - 1, argv + 1);
     if (strcmp(argv[1], "teacher") == 0) return cmd_bench_teacher(argc - 1, argv + 1);
     if (strcmp(argv[1], "optim") == 0) return cmd_bench_optim(argc - 1, argv + 1);

@@ -9,6 +9,10 @@
 int cmd_devices(int argc, char **argv) {
     const char *spec = NULL;
     const char *usage = "[--device SPEC]";
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: polyak devices %s\n", usage);
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") != 0) return cli_usage("devices", usage, "unknown option");
         if (i + 1 == argc) return cli_missing("devices", usage, argv[i]);

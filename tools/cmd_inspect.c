@@ -355,6 +355,10 @@ static pk_status inspect_path(const char *path) {
 }
 
 int cmd_inspect(int argc, char **argv) {
+    if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        printf("usage: polyak inspect FILE_OR_FOLDER...\n");
+        return 0;
+    }
     if (argc < 2) {
         fprintf(stderr, "usage: polyak inspect FILE_OR_FOLDER...\n");
         return 1;

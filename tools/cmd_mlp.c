@@ -70,6 +70,10 @@ static pk_status evaluate(pk_ctx *c, const mlp *m, const pk_dataset *ds, int bat
 
 int cmd_mlp(int argc, char **argv) {
     const char *usage = "[--data DIR] [--epochs N] [--batch B] [--lr LR] [--device D] [--seed S]";
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: polyak mlp %s\n", usage);
+        return 0;
+    }
     const char *data = FMNIST, *device = NULL;
     long epochs = 1, batch = 128, seed = 1;
     double lr = 0.05;
