@@ -62,12 +62,31 @@ void pk_ctx_destroy(pk_ctx *c) {
         s = n;
     }
     free(c->tape);
+    for (int i = 0; i < c->nnames; i++)
+        free(c->names[i]);
+    free(c->names);
     pk_pool_destroy(c->pool);
     pk_device_close(c->dev);
     free(c);
 }
 
 pk_pool *pk_ctx_pool(pk_ctx *c) { return c->pool; }
+
+const char *pk_ctx_name(pk_ctx *c, const char *prefix, const char *suffix) {
+    if (c->nnames == c->names_cap) {
+        int cap = c->names_cap ? c->names_cap * 2 : 64;
+        char **n = realloc(c->names, sizeof *n * (size_t)cap);
+        if (!n) return "?";
+        c->names = n;
+        c->names_cap = cap;
+    }
+    size_t len = strlen(prefix) + strlen(suffix) + 2;
+    char *s = malloc(len);
+    if (!s) return "?";
+    snprintf(s, len, "%s.%s", prefix, suffix);
+    c->names[c->nnames++] = s;
+    return s;
+}
 
 pk_status pk_step_begin(pk_ctx *c) {
     PK_TRY(pk_device_sync(c->dev));

@@ -63,6 +63,9 @@ struct pk_ctx {
     uint64_t seed; /* dropout: counter-based RNG, same masks on every backend */
     uint64_t rng_counter;
     bool poison;
+    /* names of parameters, owned by the context (see pk_ctx_name) */
+    char **names;
+    int nnames, names_cap;
     /* the tape */
     pk_node **tape;
     int tape_len, tape_cap;
@@ -97,6 +100,9 @@ pk_status pk_node_run(pk_ctx *c, pk_node *n);
 
 /* Records a node whose forward needs no kernel (views such as reshape) on the tape. */
 pk_status pk_node_record(pk_ctx *c, pk_node *n);
+
+/* Returns a copy of "prefix.suffix" that lives as long as the context (parameter names). */
+const char *pk_ctx_name(pk_ctx *c, const char *prefix, const char *suffix);
 
 /* Returns the CPU worker pool of the context. */
 pk_pool *pk_ctx_pool(pk_ctx *c);

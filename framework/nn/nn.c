@@ -7,12 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *nn_name(const char *prefix, const char *suffix) {
-    size_t n = strlen(prefix) + strlen(suffix) + 2;
-    char *s = malloc(n);
-    if (!s) return "?";
-    snprintf(s, n, "%s.%s", prefix, suffix);
-    return s; /* parameter names live as long as the process, by design (see header) */
+const char *nn_name(pk_ctx *c, const char *prefix, const char *suffix) {
+    return pk_ctx_name(c, prefix, suffix);
 }
 
 pk_status nn_init_uniform(tensor *t, double bound, pk_rng *rng) {
@@ -29,13 +25,13 @@ pk_status nn_init_uniform(tensor *t, double bound, pk_rng *rng) {
 pk_status nn_linear_init(pk_ctx *c, const char *prefix, int64_t in, int64_t out, bool bias,
                          pk_rng *rng, nn_linear *l) {
     memset(l, 0, sizeof *l);
-    l->w = pk_param_new(c, nn_name(prefix, "weight"), 2, (int64_t[]){out, in});
+    l->w = pk_param_new(c, nn_name(c, prefix, "weight"), 2, (int64_t[]){out, in});
     if (!l->w) return PK_ERR_NOMEM;
     /* kaiming_uniform(a=sqrt(5)) gives bound 1/sqrt(fan_in), as does the bias init */
     double bound = 1.0 / sqrt((double)in);
     PK_TRY(nn_init_uniform(l->w, bound, rng));
     if (bias) {
-        l->b = pk_param_new(c, nn_name(prefix, "bias"), 1, (int64_t[]){out});
+        l->b = pk_param_new(c, nn_name(c, prefix, "bias"), 1, (int64_t[]){out});
         if (!l->b) return PK_ERR_NOMEM;
         PK_TRY(nn_init_uniform(l->b, bound, rng));
     }
@@ -55,12 +51,12 @@ pk_status nn_conv2d_init(pk_ctx *c, const char *prefix, int64_t cin, int64_t cou
     l->stride = stride;
     l->pad = pad;
     l->groups = groups;
-    l->w = pk_param_new(c, nn_name(prefix, "weight"), 4, (int64_t[]){cout, cin / groups, k, k});
+    l->w = pk_param_new(c, nn_name(c, prefix, "weight"), 4, (int64_t[]){cout, cin / groups, k, k});
     if (!l->w) return PK_ERR_NOMEM;
     double bound = 1.0 / sqrt((double)(cin / groups * k * k));
     PK_TRY(nn_init_uniform(l->w, bound, rng));
     if (bias) {
-        l->b = pk_param_new(c, nn_name(prefix, "bias"), 1, (int64_t[]){cout});
+        l->b = pk_param_new(c, nn_name(c, prefix, "bias"), 1, (int64_t[]){cout});
         if (!l->b) return PK_ERR_NOMEM;
         PK_TRY(nn_init_uniform(l->b, bound, rng));
     }
@@ -75,13 +71,13 @@ pk_status nn_batchnorm_init(pk_ctx *c, const char *prefix, int64_t channels, nn_
     memset(l, 0, sizeof *l);
     l->momentum = 0.1f; /* PyTorch's default */
     l->eps = 1e-5f;
-    l->gamma = pk_param_new(c, nn_name(prefix, "weight"), 1, (int64_t[]){channels});
-    l->beta = pk_param_new(c, nn_name(prefix, "bias"), 1, (int64_t[]){channels});
+    l->gamma = pk_param_new(c, nn_name(c, prefix, "weight"), 1, (int64_t[]){channels});
+    l->beta = pk_param_new(c, nn_name(c, prefix, "bias"), 1, (int64_t[]){channels});
     l->running_mean = tensor_new(c->params, PK_F32, 1, (int64_t[]){channels});
     l->running_var = tensor_new(c->params, PK_F32, 1, (int64_t[]){channels});
     if (!l->gamma || !l->beta || !l->running_mean || !l->running_var) return PK_ERR_NOMEM;
-    l->running_mean->name = nn_name(prefix, "running_mean");
-    l->running_var->name = nn_name(prefix, "running_var");
+    l->running_mean->name = nn_name(c, prefix, "running_mean");
+    l->running_var->name = nn_name(c, prefix, "running_var");
     PK_TRY(tensor_fill(l->gamma, 1.0f));
     PK_TRY(tensor_fill(l->beta, 0.0f));
     PK_TRY(tensor_fill(l->running_mean, 0.0f));

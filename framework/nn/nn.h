@@ -48,8 +48,8 @@ tensor *nn_batchnorm_forward(pk_ctx *c, const nn_batchnorm *l, tensor *x);
 /* Fills a tensor with uniform values in [-bound, bound) drawn from rng (host generated). */
 pk_status nn_init_uniform(tensor *t, double bound, pk_rng *rng);
 
-/* Copies a NUL-terminated name into memory that lives as long as the process (names of
- * parameters outlive the builder's buffers). */
-const char *nn_name(const char *prefix, const char *suffix);
+/* Returns "prefix.suffix" owned by the context (parameter names outlive the builder's
+ * buffers and are freed with the context). */
+const char *nn_name(pk_ctx *c, const char *prefix, const char *suffix);
 
 #endif

@@ -263,21 +263,23 @@ static pk_status linear_new(man_model *m, const char *name, int in, int out, pk_
     return track(m, l->b);
 }
 
-static const char *sub(const char *prefix, const char *what) { return nn_name(prefix, what); }
+static const char *sub(man_model *m, const char *prefix, const char *what) {
+    return nn_name(m->c, prefix, what);
+}
 
 static pk_status block_new(man_model *m, const char *prefix, int cin, int cout, int stride,
                            pk_rng *rng, man_block *b) {
     memset(b, 0, sizeof *b);
     b->cin = cin, b->cout = cout, b->stride = stride;
     b->has_down = stride != 1 || cin != cout;
-    PK_TRY(conv_new(m, sub(prefix, "conv1"), cin, cout, 3, stride, false, rng, &b->conv1));
-    PK_TRY(bn_new(m, sub(prefix, "bn1"), cout, &b->bn1));
-    PK_TRY(conv_new(m, sub(prefix, "conv2"), cout, cout, 3, 1, false, rng, &b->conv2));
-    PK_TRY(bn_new(m, sub(prefix, "bn2"), cout, &b->bn2));
+    PK_TRY(conv_new(m, sub(m, prefix, "conv1"), cin, cout, 3, stride, false, rng, &b->conv1));
+    PK_TRY(bn_new(m, sub(m, prefix, "bn1"), cout, &b->bn1));
+    PK_TRY(conv_new(m, sub(m, prefix, "conv2"), cout, cout, 3, 1, false, rng, &b->conv2));
+    PK_TRY(bn_new(m, sub(m, prefix, "bn2"), cout, &b->bn2));
     if (b->has_down) {
-        PK_TRY(
-            conv_new(m, sub(prefix, "downsample.0"), cin, cout, 1, stride, false, rng, &b->down));
-        PK_TRY(bn_new(m, sub(prefix, "downsample.1"), cout, &b->down_bn));
+        PK_TRY(conv_new(m, sub(m, prefix, "downsample.0"), cin, cout, 1, stride, false, rng,
+                        &b->down));
+        PK_TRY(bn_new(m, sub(m, prefix, "downsample.1"), cout, &b->down_bn));
     }
     return PK_OK;
 }
@@ -333,12 +335,12 @@ static tensor *interp_matrix(pk_arena *a, int out, int in) {
 static pk_status head_new(man_model *m, const char *prefix, int cin, pk_rng *rng, man_head *h) {
     /* auxiliary_nets.py '2c2f': 16 -> 32 (stride 2), 32 -> 64 (stride 2), 64 -> 64 (stride 1) */
     int mid = cin == 64 ? 64 : 2 * cin, stride = cin == 64 ? 1 : 2;
-    PK_TRY(conv_new(m, sub(prefix, "conv1"), cin, mid, 3, stride, false, rng, &h->c1));
-    PK_TRY(bn_new(m, sub(prefix, "bn1"), mid, &h->b1));
-    PK_TRY(conv_new(m, sub(prefix, "conv2"), mid, mid, 3, 1, false, rng, &h->c2));
-    PK_TRY(bn_new(m, sub(prefix, "bn2"), mid, &h->b2));
-    PK_TRY(linear_new(m, sub(prefix, "fc1"), mid, 128, rng, &h->f1)); /* feature_dim 128 */
-    return linear_new(m, sub(prefix, "fc2"), 128, m->cfg.classes, rng, &h->f2);
+    PK_TRY(conv_new(m, sub(m, prefix, "conv1"), cin, mid, 3, stride, false, rng, &h->c1));
+    PK_TRY(bn_new(m, sub(m, prefix, "bn1"), mid, &h->b1));
+    PK_TRY(conv_new(m, sub(m, prefix, "conv2"), mid, mid, 3, 1, false, rng, &h->c2));
+    PK_TRY(bn_new(m, sub(m, prefix, "bn2"), mid, &h->b2));
+    PK_TRY(linear_new(m, sub(m, prefix, "fc1"), mid, 128, rng, &h->f1)); /* feature_dim 128 */
+    return linear_new(m, sub(m, prefix, "fc2"), 128, m->cfg.classes, rng, &h->f2);
 }
 
 static tensor *head_forward(pk_ctx *c, const man_head *h, tensor *y) {
@@ -350,9 +352,9 @@ static tensor *head_forward(pk_ctx *c, const man_head *h, tensor *y) {
 
 static pk_status decoder_new(man_model *m, const char *prefix, int cin, int stage, pk_rng *rng,
                              man_decoder *d) {
-    PK_TRY(conv_new(m, sub(prefix, "conv1"), cin, 12, 3, 1, true, rng, &d->c1));
-    PK_TRY(bn_new(m, sub(prefix, "bn1"), 12, &d->b1));
-    PK_TRY(conv_new(m, sub(prefix, "conv2"), 12, m->cfg.in_channels, 3, 1, true, rng, &d->c2));
+    PK_TRY(conv_new(m, sub(m, prefix, "conv1"), cin, 12, 3, 1, true, rng, &d->c1));
+    PK_TRY(bn_new(m, sub(m, prefix, "bn1"), 12, &d->b1));
+    PK_TRY(conv_new(m, sub(m, prefix, "conv2"), 12, m->cfg.in_channels, 3, 1, true, rng, &d->c2));
     int h = stage_size(stage, m->cfg.height), w = stage_size(stage, m->cfg.width);
     if (h != m->cfg.height || w != m->cfg.width) {
         d->uh = interp_matrix(m->carry, m->cfg.height, h);
