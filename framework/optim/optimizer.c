@@ -113,6 +113,22 @@ static pk_status add_run(pk_optimizer *o, int g, tensor **ts, int n) {
     return PK_OK;
 }
 
+/* Zeroes the alignment padding between the tensors of a run, in the parameters and the
+ * gradients: the run's kernels sweep it like the tensors, so whatever a fresh block held
+ * there would otherwise drift into the state (and into run-wide norms). */
+static pk_status zero_gaps(optim_run *r) {
+    for (int i = 0; i + 1 < r->nseg; i++) {
+        const pk_optim_segment *a = &r->segs[i], *b = &r->segs[i + 1];
+        int64_t lo = a->offset + a->rows * a->cols, hi = b->offset;
+        if (hi <= lo) continue;
+        tensor p = range_view(&r->param, r->param.offset + lo, r->param.offset + hi);
+        tensor g = range_view(&r->grad, r->grad.offset + lo, r->grad.offset + hi);
+        PK_TRY(tensor_fill(&p, 0.0f));
+        PK_TRY(tensor_fill(&g, 0.0f));
+    }
+    return PK_OK;
+}
+
 pk_status optim_create(pk_ctx *c, const pk_optim_options *opt, const pk_param_group *groups,
                        int ngroups, pk_optimizer **out) {
     *out = NULL;
@@ -170,9 +186,11 @@ pk_status optim_create(pk_ctx *c, const pk_optim_options *opt, const pk_param_gr
     free(sorted);
     /* zeroed after every table is uploaded: a fill recorded before an upload into the same
      * block would make the upload wait for it */
-    for (int i = 0; i < o->nruns && s == PK_OK; i++)
+    for (int i = 0; i < o->nruns && s == PK_OK; i++) {
         for (int k = 0; k < 3 && s == PK_OK; k++)
             if (o->runs[i].state[k]) s = tensor_fill(o->runs[i].state[k], 0.0f);
+        if (s == PK_OK) s = zero_gaps(&o->runs[i]);
+    }
     if (s != PK_OK) {
         optim_destroy(o);
         return s;
