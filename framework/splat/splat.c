@@ -321,8 +321,12 @@ typedef int32_t vi __attribute__((vector_size(4 * VL)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
-VINLINE vf vbc(float x) { return (vf){x, x, x, x, x, x, x, x}; }
-VINLINE vi vbci(int32_t x) { return (vi){x, x, x, x, x, x, x, x}; }
+/* Broadcasts, as scalar-vector arithmetic (x - 0 is x exactly) in macros: an inline function
+ * returning the constructor {x, x, ...} is lowered for the baseline target before it is
+ * inlined into the AVX2 clone, which then built each broadcast from two SSE halves
+ * (vinsertps x4 + vinsertf128 instead of one vbroadcastss; GCC 12). */
+#define vbc(x) ((float)(x) - (vf){0})
+#define vbci(x) ((int32_t)(x) + (vi){0})
 /* m ? a : b per lane (m all ones or zero) */
 #define vsel(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
 /* the two 4-lane halves of a slice (one vextractf128 under AVX2) */
@@ -648,19 +652,26 @@ typedef struct bwd_block {
     px_rect bk;
     vf px, py[NS];
     vf T[NS], T_final[NS], dfinal[NS], dr[NS], dg[NS], db[NS], dd[NS];
-    vf acc_r[NS], acc_g[NS], acc_b[NS], acc_d[NS]; // what lies behind, as 3DGS accum_rec
-    vf last_a[NS], last_r[NS], last_g[NS], last_b[NS], last_d[NS];
+    vf behind[NS];    // sum over the entries behind of w_j (c_j . d), see blend_back_block
     vi last[NS];      // entries up to the last contributor
     int32_t max_last; // largest of last over the block
+    int plain;        // dd and dfinal are zero at every pixel: the blend skips their terms
 } bwd_block;
 
 /* Backward of one block over one list, back to front: each pixel starts at its last
  * contributor and recovers T by division as 3DGS's renderCUDA backward. Entries outer, slices
  * inner: an entry's gradient is summed over the block's pixels in vectors, then across lanes
  * in a fixed order, and added to the pair's slot (one tile per thread, so no two threads
- * share a slot). */
-SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s0,
-                                       const int32_t *list, int cnt) {
+ * share a slot).
+ *
+ * With the pixel's upstream gradient d = (dr, dg, db, dd) and q_i = c_i . d, the colour part
+ * of d loss / d alpha_i is T_i q_i - (sum_{j behind i} w_j q_j) / (1 - alpha_i), which equals
+ * 3DGS's T_i (c_i - accum_rec_i) . d; so one running sum per pixel ("behind") replaces 3DGS's
+ * four accumulated colours and five last-entry registers. `plain` is a compile-time constant
+ * in each caller: 1 drops the depth and final-T terms (no depth or alpha loss, black
+ * background), which is the trainer's case. */
+VINLINE void blend_back_block_impl(const bwd_ctx *c, bwd_block *B, int64_t s0, const int32_t *list,
+                                   int cnt, const int plain) {
     const splat_state *st = c->st;
     const splat_entry *ents = st->entries;
     const uint8_t *boxes = st->boxes;
@@ -689,38 +700,32 @@ SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s
                     ga[q] = zero;
                 hit = 1;
             }
-            vf one_m = vbc(1.f) - alpha;
-            vf T = vsel(ok, B->T[s] / one_m, B->T[s]);
+            /* lanes outside ok keep their state; their alpha may be garbage, so every
+             * gradient term below is masked through w or dL_dp */
+            vf rcp = vbc(1.f) / (vbc(1.f) - alpha);
+            vf T = vsel(ok, B->T[s] * rcp, B->T[s]);
             B->T[s] = T;
-            vf w = alpha * T;
-            vf la = B->last_a[s], ka = vbc(1.f) - la;
-            vf acc_r = vsel(ok, la * B->last_r[s] + ka * B->acc_r[s], B->acc_r[s]);
-            vf acc_g = vsel(ok, la * B->last_g[s] + ka * B->acc_g[s], B->acc_g[s]);
-            vf acc_b = vsel(ok, la * B->last_b[s] + ka * B->acc_b[s], B->acc_b[s]);
-            vf acc_d = vsel(ok, la * B->last_d[s] + ka * B->acc_d[s], B->acc_d[s]);
-            B->acc_r[s] = acc_r, B->acc_g[s] = acc_g, B->acc_b[s] = acc_b, B->acc_d[s] = acc_d;
-            vf dr = B->dr[s], dg = B->dg[s], db = B->db[s], dd = B->dd[s];
-            vf dL_da = (vbc(en->r) - acc_r) * dr + (vbc(en->g) - acc_g) * dg +
-                       (vbc(en->b) - acc_b) * db + (vbc(en->depth) - acc_d) * dd;
-            dL_da = dL_da * T + B->T_final[s] / one_m * B->dfinal[s];
-            B->last_a[s] = vsel(ok, alpha, la);
-            B->last_r[s] = vsel(ok, vbc(en->r), B->last_r[s]);
-            B->last_g[s] = vsel(ok, vbc(en->g), B->last_g[s]);
-            B->last_b[s] = vsel(ok, vbc(en->b), B->last_b[s]);
-            B->last_d[s] = vsel(ok, vbc(en->depth), B->last_d[s]);
+            vf w = vsel(ok, alpha * T, zero);
+            vf dr = B->dr[s], dg = B->dg[s], db = B->db[s];
+            vf q = vbc(en->r) * dr + vbc(en->g) * dg + vbc(en->b) * db;
+            if (!plain) q += vbc(en->depth) * B->dd[s];
+            vf behind = B->behind[s];
+            vf dL_da = T * q - rcp * behind;
+            if (!plain) dL_da += B->T_final[s] * rcp * B->dfinal[s];
+            B->behind[s] = behind + w * q;
             /* alpha = min(0.99, o G): no gradient through the clamp */
             vi grad = ok & ~(vbc(en->op) * G > vbc(0.99f));
-            vf dL_dp = vbc(en->op) * dL_da * G; /* d loss / d power */
-            ga[0] += vsel(grad, dL_dp * (-vbc(en->ca) * dx - vbc(en->cb) * dy), zero);
-            ga[1] += vsel(grad, dL_dp * (-vbc(en->cc) * dy - vbc(en->cb) * dx), zero);
-            ga[2] += vsel(grad, dL_dp * (vbc(-0.5f) * dx * dx), zero);
-            ga[3] += vsel(grad, dL_dp * (-dx * dy), zero);
-            ga[4] += vsel(grad, dL_dp * (vbc(-0.5f) * dy * dy), zero);
+            vf dL_dp = vsel(grad, vbc(en->op) * dL_da * G, zero); /* d loss / d power */
+            ga[0] += dL_dp * (-vbc(en->ca) * dx - vbc(en->cb) * dy);
+            ga[1] += dL_dp * (-vbc(en->cc) * dy - vbc(en->cb) * dx);
+            ga[2] += dL_dp * (vbc(-0.5f) * dx * dx);
+            ga[3] += dL_dp * (-dx * dy);
+            ga[4] += dL_dp * (vbc(-0.5f) * dy * dy);
             ga[5] += vsel(grad, G * dL_da, zero);
-            ga[6] += vsel(ok, w * dr, zero);
-            ga[7] += vsel(ok, w * dg, zero);
-            ga[8] += vsel(ok, w * db, zero);
-            ga[9] += vsel(ok, w * dd, zero);
+            ga[6] += w * dr;
+            ga[7] += w * dg;
+            ga[8] += w * db;
+            if (!plain) ga[9] += w * B->dd[s];
         }
         if (hit) {
             float *g = eg + (int64_t)en->src * SPLAT_GRAD_STRIDE;
@@ -728,6 +733,16 @@ SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s
                 g[q] += vsum(&ga[q]);
         }
     }
+}
+
+SPLAT_HOT static void blend_back_block_full(const bwd_ctx *c, bwd_block *B, int64_t s0,
+                                            const int32_t *list, int cnt) {
+    blend_back_block_impl(c, B, s0, list, cnt, 0);
+}
+
+SPLAT_HOT static void blend_back_block_plain(const bwd_ctx *c, bwd_block *B, int64_t s0,
+                                             const int32_t *list, int cnt) {
+    blend_back_block_impl(c, B, s0, list, cnt, 1);
 }
 
 static void blend_back_range(void *arg, int64_t b, int64_t e) {
@@ -757,12 +772,10 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
                 vf z = vbc(0.f);
                 for (int s = 0; s < NS; s++) {
                     B->T[s] = B->T_final[s] = B->dfinal[s] = z;
-                    B->dr[s] = B->dg[s] = B->db[s] = B->dd[s] = z;
-                    B->acc_r[s] = B->acc_g[s] = B->acc_b[s] = B->acc_d[s] = z;
-                    B->last_a[s] = B->last_r[s] = B->last_g[s] = B->last_b[s] = z;
-                    B->last_d[s] = z;
+                    B->dr[s] = B->dg[s] = B->db[s] = B->dd[s] = B->behind[s] = z;
                     B->last[s] = vbci(0);
                 }
+                B->plain = 1;
                 for (int r = 0; r < B->bk.y1 - B->bk.y0; r++)
                     for (int l = 0; l < B->bk.x1 - B->bk.x0; l++) {
                         int s = r / SROWS, v = r % SROWS * BLK + l; /* slice, lane */
@@ -779,6 +792,7 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
                          * times this */
                         B->dfinal[s][v] = (c->d_alpha ? c->d_alpha[i] : 0.f) -
                                           (c->bg[0] * dr + c->bg[1] * dg + c->bg[2] * db);
+                        if (B->dd[s][v] != 0.f || B->dfinal[s][v] != 0.f) B->plain = 0;
                     }
             }
         for (int64_t c1 = s0 + max_last; c1 > s0; c1 -= CHUNK) {
@@ -787,7 +801,10 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
             for (int by = 0; by < L.nby; by++)
                 for (int bx = 0; bx < L.nbx; bx++) {
                     int q = by * NBLK + bx;
-                    blend_back_block(c, &blocks[q], s0, L.k[q], L.cnt[q]);
+                    if (blocks[q].plain)
+                        blend_back_block_plain(c, &blocks[q], s0, L.k[q], L.cnt[q]);
+                    else
+                        blend_back_block_full(c, &blocks[q], s0, L.k[q], L.cnt[q]);
                 }
         }
     }
