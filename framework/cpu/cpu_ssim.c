@@ -45,7 +45,10 @@ VINLINE vf vld(const float *p) {
 
 VINLINE void vst(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
-VINLINE vf vbc(float x) { return (vf){x, x, x, x, x, x, x, x}; }
+/* a broadcast as scalar-vector arithmetic in a macro: an inline function returning
+ * {x, x, ...} is lowered for the baseline target before inlining, which left the AVX2 clone
+ * building each broadcast from two SSE halves (GCC 12) */
+#define vbc(x) ((float)(x) - (vf){0})
 
 /* The five statistics of one vector of pixels. */
 typedef struct stats5 {
