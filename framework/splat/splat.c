@@ -349,10 +349,19 @@ VINLINE int vany(const vi *m) {
     return (h[0] | h[1] | h[2] | h[3]) != 0;
 }
 #endif
-/* lane sum in a fixed order: halves first, then ((0 + 1) + 2) + 3 */
-VINLINE float vsum(const vf *v) {
-    v4f h = (v4f)vlo(v) + (v4f)vhi(v);
-    return ((h[0] + h[1]) + h[2]) + h[3];
+/* Pairwise lane sums of x and y, as vhaddps: (x0+x1, x2+x3, y0+y1, y2+y3, x4+x5, ...). A
+ * macro, as vbc. */
+#define vhadd(x, y)                                                                                \
+    (__builtin_shufflevector((x), (y), 0, 2, 8, 10, 4, 6, 12, 14) +                                \
+     __builtin_shufflevector((x), (y), 1, 3, 9, 11, 5, 7, 13, 15))
+
+/* The lane sums of v[0..8) as one vector, in a fixed order (a tree: pairs, quads, halves), the
+ * same in every clone. */
+VINLINE vf vsum8(const vf *v) {
+    vf a = vhadd(v[0], v[1]), b = vhadd(v[2], v[3]), c = vhadd(v[4], v[5]), d = vhadd(v[6], v[7]);
+    vf e = vhadd(a, b), f = vhadd(c, d); /* e: v0..v3 low halves, then high halves */
+    return __builtin_shufflevector(e, f, 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(e, f, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 /* exp(x) for x in [-87, 0] (the blend needs [-5.6, 0]), Cephes expf: x = n ln2 + r, a degree 5
@@ -686,6 +695,9 @@ VINLINE void blend_back_block_impl(const bwd_ctx *c, bwd_block *B, int64_t s0, c
         if (s1b > NS) s1b = NS;
         const splat_entry *en = &ents[list[j]];
         vi rank = vbci(list[j] - (int32_t)s0);
+        /* per-pixel sums over the block: dL_dp dx, dL_dp dy, dL_dp dx^2, dL_dp dx dy,
+         * dL_dp dy^2 (d loss / d power times the power's derivatives, the conic applied after
+         * the sum), G dL_da, w dr, w dg, w db, w dd */
         vf ga[SPLAT_GRAD_STRIDE];
         int hit = 0;
         for (int s = s0b; s < s1b; s++) {
@@ -696,8 +708,8 @@ VINLINE void blend_back_block_impl(const bwd_ctx *c, bwd_block *B, int64_t s0, c
             vi ok = slice_alpha(en, &B->px, &B->py[s], &use, &dx, &dy, &alpha, &G);
             if (!vany(&ok)) continue;
             if (!hit) {
-                for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
-                    ga[q] = zero;
+                ga[0] = ga[1] = ga[2] = ga[3] = ga[4] = zero;
+                ga[5] = ga[6] = ga[7] = ga[8] = ga[9] = zero;
                 hit = 1;
             }
             /* lanes outside ok keep their state; their alpha may be garbage, so every
@@ -716,11 +728,12 @@ VINLINE void blend_back_block_impl(const bwd_ctx *c, bwd_block *B, int64_t s0, c
             /* alpha = min(0.99, o G): no gradient through the clamp */
             vi grad = ok & ~(vbc(en->op) * G > vbc(0.99f));
             vf dL_dp = vsel(grad, vbc(en->op) * dL_da * G, zero); /* d loss / d power */
-            ga[0] += dL_dp * (-vbc(en->ca) * dx - vbc(en->cb) * dy);
-            ga[1] += dL_dp * (-vbc(en->cc) * dy - vbc(en->cb) * dx);
-            ga[2] += dL_dp * (vbc(-0.5f) * dx * dx);
-            ga[3] += dL_dp * (-dx * dy);
-            ga[4] += dL_dp * (vbc(-0.5f) * dy * dy);
+            vf px = dL_dp * dx, py = dL_dp * dy;
+            ga[0] += px;
+            ga[1] += py;
+            ga[2] += px * dx;
+            ga[3] += px * dy;
+            ga[4] += py * dy;
             ga[5] += vsel(grad, G * dL_da, zero);
             ga[6] += w * dr;
             ga[7] += w * dg;
@@ -728,9 +741,20 @@ VINLINE void blend_back_block_impl(const bwd_ctx *c, bwd_block *B, int64_t s0, c
             if (!plain) ga[9] += w * B->dd[s];
         }
         if (hit) {
+            /* power = -0.5 (ca dx^2 + cc dy^2) - cb dx dy, dx = mean.x - px */
             float *g = eg + (int64_t)en->src * SPLAT_GRAD_STRIDE;
-            for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
-                g[q] += vsum(&ga[q]);
+            vf r = vsum8(ga), t = vhadd(ga[8], ga[9]);
+            t = vhadd(t, t); /* (s8, s9) low halves in lanes 0, 1; high halves in 4, 5 */
+            g[0] += -(en->ca * r[0] + en->cb * r[1]);
+            g[1] += -(en->cc * r[1] + en->cb * r[0]);
+            g[2] += -0.5f * r[2];
+            g[3] += -r[3];
+            g[4] += -0.5f * r[4];
+            g[5] += r[5];
+            g[6] += r[6];
+            g[7] += r[7];
+            g[8] += t[0] + t[4];
+            g[9] += t[1] + t[5];
         }
     }
 }
