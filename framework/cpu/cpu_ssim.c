@@ -1,18 +1,24 @@
 /* cpu_ssim.c - CPU kernels of the SSIM op: separable 11-tap Gaussian filtering with zero
- * padding (horizontal pass into scratch, vertical pass into the statistics), threaded over
- * image rows. Zero padding is handled by clipping each output's tap range.
+ * padding (a horizontal pass into a ring of rows, a vertical pass from it into the
+ * statistics), threaded over bands of image rows. Zero padding is handled by clipping each
+ * output's tap range. The op's saved scratch buffer (shared with the Vulkan kernels) is not
+ * used here.
  *
  * Speed: each pass does all of its maps in one sweep over a row, eight pixels per vector
  * (GCC/Clang vector extensions; the hot functions are built for AVX2 and for the baseline by
  * target_clones, where a vector is two SSE or NEON registers). The forward's horizontal pass
  * forms x^2, y^2 and xy in registers; its vertical pass computes the SSIM map while the five
  * statistics are in registers. The backward computes the per-pixel derivatives for one row and
- * filters them at once (the row is still in L1), and its vertical pass chains into the image
- * gradients without storing the filtered maps. Measured with tests/gs/bench_gs_loss.c (loss
- * forward + backward, 2 threads) before/after: see the commit that made this change.
+ * filters them at once, and its vertical pass chains into the image gradients without storing
+ * the filtered maps. Horizontal rows live in a per-band ring of 11 rows, so no full-size
+ * intermediate image is written. tests/gs/bench_gs_loss.c, loss 0.8 L1 + 0.2 (1 - SSIM) on
+ * (3, 360, 480), POLYAK_THREADS=1, best of 21 on a loaded 2-core machine, forward / backward:
+ * the former two-pass row kernels 5.7 / 11.9 ms, one sweep per pass 2.9 / 5.5 ms, ring of
+ * rows 2.4 / 5.4 ms (medians under load: 14 / 19 -> 6.5 / 13 ms, the L1 backward included).
  *
  * Deterministic for any thread count: every output is computed by one thread in a fixed tap
- * order, and the mean is summed per row (fixed lane order, double) then over rows in order. */
+ * order (the band split changes only which thread), and the mean is summed per row (fixed lane
+ * order, double) then over rows in order. */
 #include <string.h>
 
 #include "cpu_util.h"
@@ -76,13 +82,30 @@ VINLINE vf ssim_v(vf mu1, vf mu2, vf exx, vf eyy, vf exy) {
            ((mu1 * mu1 + mu2 * mu2 + C1) * (s11 + s22 + C2));
 }
 
+/* Work is split into parts of `band` rows of one plane. A part produces horizontally filtered
+ * rows on demand into its own ring of RR rows per map (row yy in slot yy % RR) and filters
+ * them vertically from there, so the horizontal pass's output stays in cache instead of
+ * going through a full-size scratch image; a part recomputes the 2R rows above and below its
+ * band. */
 typedef struct ssim_job {
     const pk_ssim_params *p;
     const float *x, *y; /* (planes, h, w) */
-    float *stats, *scratch, *map, *rows, *dmaps;
-    float *gx, *gy; /* NULL when not wanted */
-    float scale;    /* backward: d loss / d mean / count */
+    float *stats, *map, *rows;
+    float *gx, *gy;  /* NULL when not wanted */
+    float scale;     /* backward: d loss / d mean / count */
+    float *ring;     /* (parts, ring_floats) */
+    int64_t band;    /* rows per part */
+    int64_t rr;      /* ring rows: min(window, h) */
+    int64_t ring_fl; /* floats per part */
 } ssim_job;
+
+/* Parts of at most 64 rows, at least four per thread when the image allows (16 rows or
+ * more each): the halo costs 2R / band more horizontal work. */
+static int64_t ssim_band(const pk_ssim_params *p, int threads) {
+    int64_t want = 4 * (int64_t)threads, band = (p->planes * p->h + want - 1) / want;
+    band = band < 16 ? 16 : band > 64 ? 64 : band;
+    return band;
+}
 
 /* Forward, horizontal pass of one row: o[m * hw + x] for the maps x, y, x^2, y^2, xy. */
 VINLINE void fwd_h_row(const float *restrict xr, const float *restrict yr, float *restrict o,
@@ -116,65 +139,77 @@ VINLINE void fwd_h_row(const float *restrict xr, const float *restrict yr, float
     }
 }
 
-SSIM_HOT static void fwd_h_range(void *arg, int64_t b, int64_t e) {
+/* Forward of parts [b, e): stats, the SSIM map and each row's mean. */
+SSIM_HOT static void fwd_range(void *arg, int64_t b, int64_t e) {
     ssim_job *j = arg;
-    int64_t h = j->p->h, w = j->p->w, hw = h * w;
-    for (int64_t r = b; r < e; r++) {
-        int64_t pl = r / h, y = r % h;
-        fwd_h_row(j->x + r * w, j->y + r * w, j->scratch + pl * 5 * hw + y * w, w, hw, j->p->win);
+    int64_t h = j->p->h, w = j->p->w, hw = h * w, rr = j->rr, ms = rr * w;
+    const float *g = j->p->win;
+    int64_t bands = (h + j->band - 1) / j->band;
+    for (int64_t part = b; part < e; part++) {
+        int64_t pl = part / bands, y0 = part % bands * j->band;
+        int64_t y1 = y0 + j->band < h ? y0 + j->band : h;
+        float *ring = j->ring + part * j->ring_fl; /* (5, rr, w) */
+        const float *xp = j->x + pl * hw, *yp = j->y + pl * hw;
+        int64_t next = y0 > R ? y0 - R : 0; /* next row to filter horizontally */
+        for (int64_t y = y0; y < y1; y++) {
+            for (int64_t need = y + R < h ? y + R : h - 1; next <= need; next++)
+                fwd_h_row(xp + next * w, yp + next * w, ring + next % rr * w, w, ms, g);
+            int k0, k1;
+            tap_range(y, h, &k0, &k1);
+            const float *rp[PK_SSIM_WINDOW]; /* ring row of each tap */
+            for (int k = k0; k < k1; k++)
+                rp[k] = ring + (y + k - R) % rr * w;
+            float *st = j->stats + pl * 5 * hw + y * w, *map = j->map + pl * hw + y * w;
+            v4d acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
+            int64_t x = 0;
+            for (; x + VL <= w; x += VL) {
+                const float *p = rp[k0] + x;
+                vf gk = vbc(g[k0]);
+                vf s0 = gk * vld(p), s1 = gk * vld(p + ms), s2 = gk * vld(p + 2 * ms);
+                vf s3 = gk * vld(p + 3 * ms), s4 = gk * vld(p + 4 * ms);
+                for (int k = k0 + 1; k < k1; k++) {
+                    p = rp[k] + x, gk = vbc(g[k]);
+                    s0 += gk * vld(p), s1 += gk * vld(p + ms), s2 += gk * vld(p + 2 * ms);
+                    s3 += gk * vld(p + 3 * ms), s4 += gk * vld(p + 4 * ms);
+                }
+                vst(st + x, s0), vst(st + hw + x, s1), vst(st + 2 * hw + x, s2);
+                vst(st + 3 * hw + x, s3), vst(st + 4 * hw + x, s4);
+                vf v = ssim_v(s0, s1, s2, s3, s4);
+                vst(map + x, v);
+                acc0 += (v4d){v[0], v[1], v[2], v[3]};
+                acc1 += (v4d){v[4], v[5], v[6], v[7]};
+            }
+            acc0 += acc1;
+            double sum = (acc0[0] + acc0[1]) + (acc0[2] + acc0[3]);
+            for (; x < w; x++) {
+                float sv[5];
+                for (int m = 0; m < 5; m++)
+                    sv[m] = g[k0] * rp[k0][m * ms + x];
+                for (int k = k0 + 1; k < k1; k++)
+                    for (int m = 0; m < 5; m++)
+                        sv[m] += g[k] * rp[k][m * ms + x];
+                for (int m = 0; m < 5; m++)
+                    st[m * hw + x] = sv[m];
+                float v = ssim_px(sv[0], sv[1], sv[2], sv[3], sv[4]);
+                map[x] = v;
+                sum += v;
+            }
+            j->rows[pl * h + y] = (float)(sum / (double)w);
+        }
     }
 }
 
-/* Forward, vertical pass: stats, the SSIM map and each row's mean. */
-SSIM_HOT static void fwd_v_range(void *arg, int64_t b, int64_t e) {
-    ssim_job *j = arg;
-    int64_t h = j->p->h, w = j->p->w, hw = h * w;
-    const float *g = j->p->win;
-    for (int64_t r = b; r < e; r++) {
-        int64_t pl = r / h, y = r % h;
-        int k0, k1;
-        tap_range(y, h, &k0, &k1);
-        const float *sc = j->scratch + pl * 5 * hw + (y + k0 - R) * w; /* row of tap k0 */
-        float *st = j->stats + pl * 5 * hw + y * w, *map = j->map + r * w;
-        v4d acc0 = {0, 0, 0, 0}, acc1 = {0, 0, 0, 0};
-        int64_t x = 0;
-        for (; x + VL <= w; x += VL) {
-            const float *p = sc + x;
-            vf gk = vbc(g[k0]);
-            vf s0 = gk * vld(p), s1 = gk * vld(p + hw), s2 = gk * vld(p + 2 * hw);
-            vf s3 = gk * vld(p + 3 * hw), s4 = gk * vld(p + 4 * hw);
-            for (int k = k0 + 1; k < k1; k++) {
-                p += w, gk = vbc(g[k]);
-                s0 += gk * vld(p), s1 += gk * vld(p + hw), s2 += gk * vld(p + 2 * hw);
-                s3 += gk * vld(p + 3 * hw), s4 += gk * vld(p + 4 * hw);
-            }
-            vst(st + x, s0), vst(st + hw + x, s1), vst(st + 2 * hw + x, s2);
-            vst(st + 3 * hw + x, s3), vst(st + 4 * hw + x, s4);
-            vf v = ssim_v(s0, s1, s2, s3, s4);
-            vst(map + x, v);
-            acc0 += (v4d){v[0], v[1], v[2], v[3]};
-            acc1 += (v4d){v[4], v[5], v[6], v[7]};
-        }
-        acc0 += acc1;
-        double sum = (acc0[0] + acc0[1]) + (acc0[2] + acc0[3]);
-        for (; x < w; x++) {
-            const float *p = sc + x;
-            float s[5];
-            for (int m = 0; m < 5; m++)
-                s[m] = g[k0] * p[m * hw];
-            for (int k = k0 + 1; k < k1; k++) {
-                p += w;
-                for (int m = 0; m < 5; m++)
-                    s[m] += g[k] * p[m * hw];
-            }
-            for (int m = 0; m < 5; m++)
-                st[m * hw + x] = s[m];
-            float v = ssim_px(s[0], s[1], s[2], s[3], s[4]);
-            map[x] = v;
-            sum += v;
-        }
-        j->rows[r] = (float)(sum / (double)w);
-    }
+/* Sets up the parts and their rings (step memory) for a job over p. */
+static pk_status ssim_parts(pk_ctx *c, const pk_ssim_params *p, int maps, ssim_job *j,
+                            int64_t *parts) {
+    j->band = ssim_band(p, pk_pool_threads(c->pool));
+    j->rr = p->h < PK_SSIM_WINDOW ? p->h : PK_SSIM_WINDOW;
+    j->ring_fl = (maps * j->rr + 4) * p->w; /* + the backward's derivative row (4, w) */
+    *parts = p->planes * ((p->h + j->band - 1) / j->band);
+    tensor *ring = tensor_new(c->step, PK_F32, 1, (int64_t[]){*parts * j->ring_fl});
+    if (!ring) return PK_ERR_NOMEM;
+    j->ring = cpu_f32(ring);
+    return PK_OK;
 }
 
 pk_status cpu_ssim_forward(pk_ctx *c, pk_node *n) {
@@ -183,12 +218,11 @@ pk_status cpu_ssim_forward(pk_ctx *c, pk_node *n) {
                   .x = cpu_f32(n->in[0]),
                   .y = cpu_f32(n->in[1]),
                   .stats = cpu_f32(n->saved[0]),
-                  .scratch = cpu_f32(n->saved[1]),
                   .map = cpu_f32(n->saved[2]),
                   .rows = cpu_f32(n->saved[3])};
-    int64_t rows = p->planes * p->h;
-    pk_parallel_for(c->pool, rows, 8, fwd_h_range, &j);
-    pk_parallel_for(c->pool, rows, 8, fwd_v_range, &j);
+    int64_t rows = p->planes * p->h, parts;
+    PK_TRY(ssim_parts(c, p, 5, &j, &parts));
+    pk_parallel_for(c->pool, parts, 1, fwd_range, &j);
     double sum = 0;
     for (int64_t r = 0; r < rows; r++)
         sum += j.rows[r];
@@ -248,79 +282,88 @@ VINLINE void hfilter(const float *restrict in, float *restrict out, int64_t w, c
     }
 }
 
-/* Backward, per row: the derivative maps (dmaps (planes, 5, h, w) slots 0..3, times scale),
- * then their horizontal pass into scratch while the row is in cache. */
-SSIM_HOT static void bwd_h_range(void *arg, int64_t b, int64_t e) {
-    ssim_job *j = arg;
+/* Backward of one row's horizontal step: the derivative maps of row y of plane pl (times
+ * scale) into d (4, w), then their horizontal pass into ring rows o (map stride ms). */
+VINLINE void bwd_h_row(const ssim_job *j, int64_t pl, int64_t y, float *restrict d,
+                       float *restrict o, int64_t ms) {
     int64_t h = j->p->h, w = j->p->w, hw = h * w;
     float s = j->scale;
-    for (int64_t r = b; r < e; r++) {
-        int64_t pl = r / h, y = r % h;
-        const float *st = j->stats + pl * 5 * hw + y * w;
-        float *d = j->dmaps + pl * 5 * hw + y * w;
-        int64_t x = 0;
-        for (; x + VL <= w; x += VL) {
-            vf d0, d1, d2, d3;
-            ssim_dv(st + x, hw, vbc(s), &d0, &d1, &d2, &d3);
-            vst(d + x, d0), vst(d + hw + x, d1), vst(d + 2 * hw + x, d2), vst(d + 3 * hw + x, d3);
-        }
-        for (; x < w; x++) {
-            float dd[4];
-            ssim_d1(st + x, hw, s, dd);
-            for (int m = 0; m < 4; m++)
-                d[m * hw + x] = dd[m];
-        }
-        for (int m = 0; m < 4; m++) {
-            if ((m == 0 && !j->gx) || (m == 1 && !j->gy)) continue;
-            hfilter(d + m * hw, j->scratch + pl * 5 * hw + y * w + m * hw, w, j->p->win);
-        }
+    const float *st = j->stats + pl * 5 * hw + y * w;
+    int64_t x = 0;
+    for (; x + VL <= w; x += VL) {
+        vf d0, d1, d2, d3;
+        ssim_dv(st + x, hw, vbc(s), &d0, &d1, &d2, &d3);
+        vst(d + x, d0), vst(d + w + x, d1), vst(d + 2 * w + x, d2), vst(d + 3 * w + x, d3);
+    }
+    for (; x < w; x++) {
+        float dd[4];
+        ssim_d1(st + x, hw, s, dd);
+        for (int m = 0; m < 4; m++)
+            d[m * w + x] = dd[m];
+    }
+    for (int m = 0; m < 4; m++) {
+        if ((m == 0 && !j->gx) || (m == 1 && !j->gy)) continue;
+        hfilter(d + m * w, o + m * ms, w, j->p->win);
     }
 }
 
-/* Backward, vertical pass of the four maps and the chain through E[x], E[x^2], E[xy] into
- * the images: gx += f0 + 2 x f2 + y f3, gy += f1 + 2 y f2 + x f3. */
-SSIM_HOT static void bwd_v_range(void *arg, int64_t b, int64_t e) {
+/* Backward of parts [b, e): the four derivative maps filtered (horizontally into the ring,
+ * then vertically) and chained through E[x], E[x^2], E[xy] into the images:
+ * gx += f0 + 2 x f2 + y f3, gy += f1 + 2 y f2 + x f3. */
+SSIM_HOT static void bwd_range(void *arg, int64_t b, int64_t e) {
     ssim_job *j = arg;
-    int64_t h = j->p->h, w = j->p->w, hw = h * w;
+    int64_t h = j->p->h, w = j->p->w, rr = j->rr, ms = rr * w;
     const float *g = j->p->win;
-    for (int64_t r = b; r < e; r++) {
-        int64_t pl = r / h, y = r % h;
-        int k0, k1;
-        tap_range(y, h, &k0, &k1);
-        const float *sc = j->scratch + pl * 5 * hw + (y + k0 - R) * w; /* row of tap k0 */
-        const float *xr = j->x + r * w, *yr = j->y + r * w;
-        float *gx = j->gx ? j->gx + r * w : NULL, *gy = j->gy ? j->gy + r * w : NULL;
-        int64_t x = 0;
-        for (; x + VL <= w; x += VL) {
-            const float *p = sc + x;
-            vf gk = vbc(g[k0]);
-            /* a map whose gradient is not wanted was not filtered horizontally: skip it */
-            vf f0 = vbc(0.f), f1 = vbc(0.f);
-            if (gx) f0 = gk * vld(p);
-            if (gy) f1 = gk * vld(p + hw);
-            vf f2 = gk * vld(p + 2 * hw), f3 = gk * vld(p + 3 * hw);
-            for (int k = k0 + 1; k < k1; k++) {
-                p += w, gk = vbc(g[k]);
-                if (gx) f0 += gk * vld(p);
-                if (gy) f1 += gk * vld(p + hw);
-                f2 += gk * vld(p + 2 * hw), f3 += gk * vld(p + 3 * hw);
+    int64_t bands = (h + j->band - 1) / j->band;
+    for (int64_t part = b; part < e; part++) {
+        int64_t pl = part / bands, y0 = part % bands * j->band;
+        int64_t y1 = y0 + j->band < h ? y0 + j->band : h;
+        float *ring = j->ring + part * j->ring_fl, *drow = ring + 4 * ms; /* (4, rr, w), (4, w) */
+        int64_t next = y0 > R ? y0 - R : 0;
+        for (int64_t y = y0; y < y1; y++) {
+            for (int64_t need = y + R < h ? y + R : h - 1; next <= need; next++)
+                bwd_h_row(j, pl, next, drow, ring + next % rr * w, ms);
+            int k0, k1;
+            tap_range(y, h, &k0, &k1);
+            const float *rp[PK_SSIM_WINDOW];
+            for (int k = k0; k < k1; k++)
+                rp[k] = ring + (y + k - R) % rr * w;
+            int64_t r = pl * h + y;
+            const float *xr = j->x + r * w, *yr = j->y + r * w;
+            float *gx = j->gx ? j->gx + r * w : NULL, *gy = j->gy ? j->gy + r * w : NULL;
+            int64_t x = 0;
+            for (; x + VL <= w; x += VL) {
+                const float *p = rp[k0] + x;
+                vf gk = vbc(g[k0]);
+                /* a map whose gradient is not wanted was not filtered horizontally: skip it */
+                vf f0 = vbc(0.f), f1 = vbc(0.f);
+                if (gx) f0 = gk * vld(p);
+                if (gy) f1 = gk * vld(p + ms);
+                vf f2 = gk * vld(p + 2 * ms), f3 = gk * vld(p + 3 * ms);
+                for (int k = k0 + 1; k < k1; k++) {
+                    p = rp[k] + x, gk = vbc(g[k]);
+                    if (gx) f0 += gk * vld(p);
+                    if (gy) f1 += gk * vld(p + ms);
+                    f2 += gk * vld(p + 2 * ms), f3 += gk * vld(p + 3 * ms);
+                }
+                vf xv = vld(xr + x), yv = vld(yr + x), two = vbc(2.f);
+                if (gx) vst(gx + x, vld(gx + x) + (f0 + two * xv * f2 + yv * f3));
+                if (gy) vst(gy + x, vld(gy + x) + (f1 + two * yv * f2 + xv * f3));
             }
-            vf xv = vld(xr + x), yv = vld(yr + x), two = vbc(2.f);
-            if (gx) vst(gx + x, vld(gx + x) + (f0 + two * xv * f2 + yv * f3));
-            if (gy) vst(gy + x, vld(gy + x) + (f1 + two * yv * f2 + xv * f3));
-        }
-        for (; x < w; x++) {
-            const float *p = sc + x;
-            float f[4];
-            for (int m = 0; m < 4; m++)
-                f[m] = (m == 0 && !gx) || (m == 1 && !gy) ? 0.f : g[k0] * p[m * hw];
-            for (int k = k0 + 1; k < k1; k++) {
-                p += w;
-                for (int m = 0; m < 4; m++)
-                    if (!((m == 0 && !gx) || (m == 1 && !gy))) f[m] += g[k] * p[m * hw];
+            for (; x < w; x++) {
+                float f[4];
+                for (int m = 0; m < 4; m++) {
+                    if ((m == 0 && !gx) || (m == 1 && !gy)) {
+                        f[m] = 0.f;
+                        continue;
+                    }
+                    f[m] = g[k0] * rp[k0][m * ms + x];
+                    for (int k = k0 + 1; k < k1; k++)
+                        f[m] += g[k] * rp[k][m * ms + x];
+                }
+                if (gx) gx[x] += f[0] + 2 * xr[x] * f[2] + yr[x] * f[3];
+                if (gy) gy[x] += f[1] + 2 * yr[x] * f[2] + xr[x] * f[3];
             }
-            if (gx) gx[x] += f[0] + 2 * xr[x] * f[2] + yr[x] * f[3];
-            if (gy) gy[x] += f[1] + 2 * yr[x] * f[2] + xr[x] * f[3];
         }
     }
 }
@@ -329,19 +372,15 @@ pk_status cpu_ssim_backward(pk_ctx *c, pk_node *n) {
     const pk_ssim_params *p = PK_PARAMS(n, pk_ssim_params);
     bool wx = cpu_wants_grad(n, 0), wy = cpu_wants_grad(n, 1);
     if (!wx && !wy) return PK_OK;
-    tensor *dm = tensor_new(c->step, PK_F32, 4, n->saved[0]->shape);
-    if (!dm) return PK_ERR_NOMEM;
-    int64_t rows = p->planes * p->h;
+    int64_t rows = p->planes * p->h, parts;
     ssim_job j = {.p = p,
                   .x = cpu_f32(n->in[0]),
                   .y = cpu_f32(n->in[1]),
                   .stats = cpu_f32(n->saved[0]),
-                  .scratch = cpu_f32(n->saved[1]),
-                  .dmaps = cpu_f32(dm),
                   .gx = wx ? cpu_f32(n->in[0]->grad) : NULL,
                   .gy = wy ? cpu_f32(n->in[1]->grad) : NULL,
                   .scale = *cpu_f32(n->out[0]->grad) / (float)(rows * p->w)};
-    pk_parallel_for(c->pool, rows, 8, bwd_h_range, &j);
-    pk_parallel_for(c->pool, rows, 8, bwd_v_range, &j);
+    PK_TRY(ssim_parts(c, p, 4, &j, &parts));
+    pk_parallel_for(c->pool, parts, 1, bwd_range, &j);
     return PK_OK;
 }
