@@ -448,6 +448,35 @@ static void slice_centres(int x0, int y0, vf *px, vf py[NS]) {
             py[s][l] = (float)(y0 + s * SROWS + l / BLK) + 0.5f;
 }
 
+/* A block's arrays of NS slices are its BLK x BLK pixels row-major (slice s, lane v is row
+ * s SROWS + v / BLK, column v % BLK). Copies the block's pixels of the (H, W) plane src into
+ * dst (4-byte elements), zero outside the image: a fixed-size row copy (one vector) for a
+ * whole row instead of lane inserts. */
+static void block_gather(void *dst, const void *src, const px_rect *bk, int W) {
+    _Static_assert(NS * VL == BLK * BLK, "a block's slices are its pixels");
+    int w = bk->x1 - bk->x0, h = bk->y1 - bk->y0;
+    const char *s = (const char *)src + ((int64_t)bk->y0 * W + bk->x0) * 4;
+    char *d = dst;
+    if (w < BLK || h < BLK) memset(dst, 0, BLK * BLK * 4);
+    for (int r = 0; r < h; r++, d += BLK * 4, s += (int64_t)W * 4)
+        if (w == BLK)
+            memcpy(d, s, BLK * 4);
+        else
+            memcpy(d, s, (size_t)w * 4);
+}
+
+/* The inverse: copies the block's pixels that are in the image from src into the plane dst. */
+static void block_scatter(void *dst, const void *src, const px_rect *bk, int W) {
+    int w = bk->x1 - bk->x0, h = bk->y1 - bk->y0;
+    char *d = (char *)dst + ((int64_t)bk->y0 * W + bk->x0) * 4;
+    const char *s = src;
+    for (int r = 0; r < h; r++, s += BLK * 4, d += (int64_t)W * 4)
+        if (w == BLK)
+            memcpy(d, s, BLK * 4);
+        else
+            memcpy(d, s, (size_t)w * 4);
+}
+
 /* Fills the block lists with the entries [k0, k1) of the tile. */
 static void lists_fill(tile_lists *L, const uint8_t *boxes, int64_t k0, int64_t k1) {
     memset(L->cnt, 0, sizeof L->cnt);
@@ -564,19 +593,20 @@ static void blend_range(void *arg, int64_t b, int64_t e) {
         for (int q = 0; q < NBLK * NBLK; q++) {
             if (q % NBLK >= L.nbx || q / NBLK >= L.nby) continue;
             const fwd_block *B = &blocks[q];
-            for (int r = 0; r < B->bk.y1 - B->bk.y0; r++)
-                for (int l = 0; l < B->bk.x1 - B->bk.x0; l++) {
-                    int64_t i = (int64_t)(B->bk.y0 + r) * W + B->bk.x0 + l;
-                    int s = r / SROWS, v = r % SROWS * BLK + l; /* slice, lane */
-                    float T = B->T[s][v];
-                    st->final_T[i] = T;
-                    st->n_contrib[i] = B->last[s][v];
-                    out->rgb[i] = B->cr[s][v] + T * c->bg[0];
-                    out->rgb[HW + i] = B->cg[s][v] + T * c->bg[1];
-                    out->rgb[2 * HW + i] = B->cb[s][v] + T * c->bg[2];
-                    out->alpha[i] = 1.f - T;
-                    if (out->depth) out->depth[i] = B->cd[s][v];
-                }
+            vf rr[NS], gg[NS], bb[NS], aa[NS];
+            for (int s = 0; s < NS; s++) {
+                rr[s] = B->cr[s] + B->T[s] * c->bg[0];
+                gg[s] = B->cg[s] + B->T[s] * c->bg[1];
+                bb[s] = B->cb[s] + B->T[s] * c->bg[2];
+                aa[s] = 1.f - B->T[s];
+            }
+            block_scatter(st->final_T, B->T, &B->bk, W);
+            block_scatter(st->n_contrib, B->last, &B->bk, W);
+            block_scatter(out->rgb, rr, &B->bk, W);
+            block_scatter(out->rgb + HW, gg, &B->bk, W);
+            block_scatter(out->rgb + 2 * HW, bb, &B->bk, W);
+            block_scatter(out->alpha, aa, &B->bk, W);
+            if (out->depth) block_scatter(out->depth, B->cd, &B->bk, W);
         }
     }
 }
@@ -798,32 +828,37 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
                 B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
                                   y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
                 slice_centres(x0, y0, &B->px, B->py);
-                B->max_last = 0;
-                vf z = vbc(0.f);
+                block_gather(B->last, st->n_contrib, &B->bk, W);
+                block_gather(B->T_final, st->final_T, &B->bk, W);
+                block_gather(B->dr, c->d_rgb, &B->bk, W);
+                block_gather(B->dg, c->d_rgb + HW, &B->bk, W);
+                block_gather(B->db, c->d_rgb + 2 * HW, &B->bk, W);
+                vf da[NS];
+                if (c->d_depth)
+                    block_gather(B->dd, c->d_depth, &B->bk, W);
+                else
+                    memset(B->dd, 0, sizeof B->dd);
+                if (c->d_alpha)
+                    block_gather(da, c->d_alpha, &B->bk, W);
+                else
+                    memset(da, 0, sizeof da);
+                vi nz = vbci(0), mx = vbci(0);
                 for (int s = 0; s < NS; s++) {
-                    B->T[s] = B->T_final[s] = B->dfinal[s] = z;
-                    B->dr[s] = B->dg[s] = B->db[s] = B->dd[s] = B->behind[s] = z;
-                    B->last[s] = vbci(0);
+                    B->T[s] = B->T_final[s];
+                    B->behind[s] = vbc(0.f);
+                    /* d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j)
+                     * times this */
+                    B->dfinal[s] =
+                        da[s] - (c->bg[0] * B->dr[s] + c->bg[1] * B->dg[s] + c->bg[2] * B->db[s]);
+                    nz |= (B->dd[s] != 0.f) | (B->dfinal[s] != 0.f);
+                    vi gt = B->last[s] > mx;
+                    mx = (B->last[s] & gt) | (mx & ~gt);
                 }
-                B->plain = 1;
-                for (int r = 0; r < B->bk.y1 - B->bk.y0; r++)
-                    for (int l = 0; l < B->bk.x1 - B->bk.x0; l++) {
-                        int s = r / SROWS, v = r % SROWS * BLK + l; /* slice, lane */
-                        int64_t i = (int64_t)(y0 + r) * W + x0 + l;
-                        int32_t n = st->n_contrib[i];
-                        B->last[s][v] = n;
-                        if (n > max_last) max_last = n;
-                        if (n > B->max_last) B->max_last = n;
-                        B->T[s][v] = B->T_final[s][v] = st->final_T[i];
-                        float dr = c->d_rgb[i], dg = c->d_rgb[HW + i], db = c->d_rgb[2 * HW + i];
-                        B->dr[s][v] = dr, B->dg[s][v] = dg, B->db[s][v] = db;
-                        B->dd[s][v] = c->d_depth ? c->d_depth[i] : 0.f;
-                        /* d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j)
-                         * times this */
-                        B->dfinal[s][v] = (c->d_alpha ? c->d_alpha[i] : 0.f) -
-                                          (c->bg[0] * dr + c->bg[1] * dg + c->bg[2] * db);
-                        if (B->dd[s][v] != 0.f || B->dfinal[s][v] != 0.f) B->plain = 0;
-                    }
+                B->plain = !vany(&nz);
+                B->max_last = 0;
+                for (int v = 0; v < VL; v++)
+                    if (mx[v] > B->max_last) B->max_last = mx[v];
+                if (B->max_last > max_last) max_last = B->max_last;
             }
         for (int64_t c1 = s0 + max_last; c1 > s0; c1 -= CHUNK) {
             int64_t c0 = c1 - CHUNK > s0 ? c1 - CHUNK : s0;
