@@ -7,11 +7,12 @@
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -Iframework -Icommon -Iio -Itasks/gs \
  *      tests/splat/bench_splat_scene.c build/tasks/gs/libpolyak_gs.a \
  *      build/framework/libpolyak_framework_impl.a build/io/libpolyak_io.a \
- *      build/libpolyak_common.a -lpng -lturbojpeg -lcjson -lz -lpthread -lm -o
- * build/bench_splat_scene build/bench_splat_scene SCENE [downscale 4] [threads 2] [sh_degree 0]
- * [reps 5] [ply] Renders the first 8 training views (every 8th view held out, as the trainer) once
- * each per repetition; prints the median over repetitions of the summed view times, divided by the
- * views, as wall and CPU (all threads) times. Prints times, never asserts them. */
+ *      build/libpolyak_common.a -lpng -lturbojpeg -lcjson -lz -lpthread -lm \
+ *      -o build/bench_splat_scene
+ *   build/bench_splat_scene SCENE [downscale 4] [threads 2] [sh_degree 0] [reps 5] [ply]
+ * Renders the first 8 training views (every 8th view held out, as the trainer) once each per
+ * repetition; prints the median over repetitions of the per-view mean, as wall and CPU (all
+ * threads) times. Prints times, never asserts them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
