@@ -2,7 +2,7 @@
  * (tile, depth) sort, blending by tiles, and the backward in the reverse order. Per-Gaussian
  * math is in splat_project.c.
  *
- * Speed: a tile is blended in 8x8-pixel blocks, each walking only the entries whose
+ * Speed: a tile is blended in 8x16-pixel blocks, each walking only the entries whose
  * alpha >= 1/255 bounding box meets it (same order, same decisions as the per-pixel loop),
  * eight pixels (one block row) at a time in SIMD lanes, skipping rows outside the box.
  *
@@ -289,7 +289,7 @@ static void pack_range(void *arg, int64_t b, int64_t e) {
 
 /* ------------------------------------------------------------------ forward: blending */
 
-/* The blend works on vectors of VL = 8 pixels: a row of an 8x8 block (a "slice"), with
+/* The blend works on vectors of VL = 8 pixels: a row of an 8x16 block (a "slice"), with
  * GCC/Clang vector extensions. Each lane does exactly the per-pixel algorithm; forward and
  * backward evaluate alpha with the same function, so they make the same decisions. The hot
  * functions are built twice (target_clones): for AVX2, where a slice is one ymm register, and
@@ -409,26 +409,29 @@ typedef struct px_rect {
     int x0, x1, y0, y1;
 } px_rect;
 
-/* A tile is split into blocks of BLK x BLK pixels, NS slices of VL / BLK rows each. The tile
- * list is read CHUNK entries at a time and each entry is appended to the lists of the blocks
- * its pixel box meets; a block walks its list, which keeps the tile list's order, so every
- * pixel sees exactly the Gaussians (and order) of the per-pixel algorithm, minus ones whose
- * box proves alpha < 1/255 there. 8x8 blocks of one-row slices against the former 4x4 blocks
- * of two-row slices (bench_splat_scene, CPU ms forward / backward, 1 thread, medians): mouse
- * SfM init 7.6 / 11.3 -> 6.8 / 8.9, 300-step mouse PLY 10.8 / 16.3 -> 9.8 / 12.6; bench_splat
- * 100k 320x240: 37.0 / 40.0 -> 35.2 / 36.7. Per entry and block the list walk, the box test
- * and the broadcasts are paid once for eight slices instead of two, and the box culls single
- * rows; a small Gaussian wastes more lanes, but even the 100k case gains. */
-#define BLK 8
-#define SROWS (VL / BLK) /* block rows per slice */
-#define NS (BLK / SROWS) /* slices per block */
-#define NBLK (SPLAT_TILE / BLK)
+/* A tile is split into blocks of BLKX x BLKY pixels, NS slices of VL / BLKX rows each. The
+ * tile list is read CHUNK entries at a time and each entry is appended to the lists of the
+ * blocks its pixel box meets; a block walks its list, which keeps the tile list's order, so
+ * every pixel sees exactly the Gaussians (and order) of the per-pixel algorithm, minus ones
+ * whose box proves alpha < 1/255 there. Per entry and block the list walk, the box test and
+ * the broadcasts are paid once for all of the block's slices, and the box culls single rows;
+ * a narrow Gaussian wastes more lanes, yet even the 100k case gains. bench_splat_scene, CPU
+ * ms forward / backward, 1 thread, medians: 4x4 blocks of two-row slices -> 8x8 blocks of
+ * one-row slices, mouse SfM init 7.6 / 11.3 -> 6.8 / 8.9, 300-step mouse PLY 10.8 / 16.3 ->
+ * 9.8 / 12.6, bench_splat 100k 320x240 37.0 / 40.0 -> 35.2 / 36.7; 8x8 -> 8x16: SfM init
+ * 6.9 / 9.3 -> 6.6 / 8.7, PLY 9.9 / 13.3 -> 9.5 / 12.4, 100k 36.9 / 38.8 -> 35.7 / 37.1. */
+#define BLKX 8            /* block width: one slice row */
+#define BLKY 16           /* block height */
+#define SROWS (VL / BLKX) /* block rows per slice */
+#define NS (BLKY / SROWS) /* slices per block */
+#define NBX (SPLAT_TILE / BLKX)
+#define NBY (SPLAT_TILE / BLKY)
 #define CHUNK 1024
 
 typedef struct tile_lists {
-    int nbx, nby;                  // blocks per row, per column (fewer at the image border)
-    int cnt[NBLK * NBLK];          // entries in each block's list
-    int32_t k[NBLK * NBLK][CHUNK]; // sorted indices of the entries
+    int nbx, nby;                // blocks per row, per column (fewer at the image border)
+    int cnt[NBX * NBY];          // entries in each block's list
+    int32_t k[NBX * NBY][CHUNK]; // sorted indices of the entries
 } tile_lists;
 
 static px_rect tile_pixels(const splat_state *st, int64_t t) {
@@ -439,28 +442,28 @@ static px_rect tile_pixels(const splat_state *st, int64_t t) {
     return r;
 }
 
-/* Pixel centres of a block's slices: x (the block's BLK columns, repeated per row) and y. */
+/* Pixel centres of a block's slices: x (the block's BLKX columns, repeated per row) and y. */
 static void slice_centres(int x0, int y0, vf *px, vf py[NS]) {
     for (int l = 0; l < VL; l++)
-        (*px)[l] = (float)(x0 + l % BLK) + 0.5f;
+        (*px)[l] = (float)(x0 + l % BLKX) + 0.5f;
     for (int s = 0; s < NS; s++)
         for (int l = 0; l < VL; l++)
-            py[s][l] = (float)(y0 + s * SROWS + l / BLK) + 0.5f;
+            py[s][l] = (float)(y0 + s * SROWS + l / BLKX) + 0.5f;
 }
 
-/* A block's arrays of NS slices are its BLK x BLK pixels row-major (slice s, lane v is row
- * s SROWS + v / BLK, column v % BLK). Copies the block's pixels of the (H, W) plane src into
+/* A block's arrays of NS slices are its BLKX x BLKY pixels row-major (slice s, lane v is row
+ * s SROWS + v / BLKX, column v % BLKX). Copies the block's pixels of the (H, W) plane src into
  * dst (4-byte elements), zero outside the image: a fixed-size row copy (one vector) for a
  * whole row instead of lane inserts. */
 static void block_gather(void *dst, const void *src, const px_rect *bk, int W) {
-    _Static_assert(NS * VL == BLK * BLK, "a block's slices are its pixels");
+    _Static_assert(NS * VL == BLKX * BLKY, "a block's slices are its pixels");
     int w = bk->x1 - bk->x0, h = bk->y1 - bk->y0;
     const char *s = (const char *)src + ((int64_t)bk->y0 * W + bk->x0) * 4;
     char *d = dst;
-    if (w < BLK || h < BLK) memset(dst, 0, BLK * BLK * 4);
-    for (int r = 0; r < h; r++, d += BLK * 4, s += (int64_t)W * 4)
-        if (w == BLK)
-            memcpy(d, s, BLK * 4);
+    if (w < BLKX || h < BLKY) memset(dst, 0, BLKX * BLKY * 4);
+    for (int r = 0; r < h; r++, d += BLKX * 4, s += (int64_t)W * 4)
+        if (w == BLKX)
+            memcpy(d, s, BLKX * 4);
         else
             memcpy(d, s, (size_t)w * 4);
 }
@@ -470,9 +473,9 @@ static void block_scatter(void *dst, const void *src, const px_rect *bk, int W) 
     int w = bk->x1 - bk->x0, h = bk->y1 - bk->y0;
     char *d = (char *)dst + ((int64_t)bk->y0 * W + bk->x0) * 4;
     const char *s = src;
-    for (int r = 0; r < h; r++, s += BLK * 4, d += (int64_t)W * 4)
-        if (w == BLK)
-            memcpy(d, s, BLK * 4);
+    for (int r = 0; r < h; r++, s += BLKX * 4, d += (int64_t)W * 4)
+        if (w == BLKX)
+            memcpy(d, s, BLKX * 4);
         else
             memcpy(d, s, (size_t)w * 4);
 }
@@ -483,12 +486,12 @@ static void lists_fill(tile_lists *L, const uint8_t *boxes, int64_t k0, int64_t 
     for (int64_t k = k0; k < k1; k++) {
         const uint8_t *b = boxes + 4 * k;
         if (b[0] >= b[1] || b[2] >= b[3]) continue;
-        int bx0 = b[0] / BLK, bx1 = (b[1] - 1) / BLK, by0 = b[2] / BLK, by1 = (b[3] - 1) / BLK;
+        int bx0 = b[0] / BLKX, bx1 = (b[1] - 1) / BLKX, by0 = b[2] / BLKY, by1 = (b[3] - 1) / BLKY;
         if (bx1 >= L->nbx) bx1 = L->nbx - 1;
         if (by1 >= L->nby) by1 = L->nby - 1;
         for (int by = by0; by <= by1; by++)
             for (int bx = bx0; bx <= bx1; bx++) {
-                int q = by * NBLK + bx;
+                int q = by * NBX + bx;
                 L->k[q][L->cnt[q]++] = (int32_t)k;
             }
     }
@@ -558,24 +561,25 @@ static void blend_range(void *arg, int64_t b, int64_t e) {
     int64_t HW = (int64_t)W * st->height;
     const splat_outputs *out = c->out;
     tile_lists L;
-    fwd_block blocks[NBLK * NBLK];
+    fwd_block blocks[NBX * NBY];
     for (int64_t t = b; t < e; t++) {
         px_rect tp = tile_pixels(st, t);
         int64_t s0 = st->tile_start[t], s1 = st->tile_start[t + 1];
-        L.nbx = (tp.x1 - tp.x0 + BLK - 1) / BLK, L.nby = (tp.y1 - tp.y0 + BLK - 1) / BLK;
+        L.nbx = (tp.x1 - tp.x0 + BLKX - 1) / BLKX, L.nby = (tp.y1 - tp.y0 + BLKY - 1) / BLKY;
         for (int by = 0; by < L.nby; by++)
             for (int bx = 0; bx < L.nbx; bx++) {
-                fwd_block *B = &blocks[by * NBLK + bx];
-                int x0 = tp.x0 + bx * BLK, y0 = tp.y0 + by * BLK;
-                B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
-                                  y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
+                fwd_block *B = &blocks[by * NBX + bx];
+                int x0 = tp.x0 + bx * BLKX, y0 = tp.y0 + by * BLKY;
+                B->bk = (px_rect){x0, x0 + BLKX < tp.x1 ? x0 + BLKX : tp.x1, y0,
+                                  y0 + BLKY < tp.y1 ? y0 + BLKY : tp.y1};
                 slice_centres(x0, y0, &B->px, B->py);
                 for (int s = 0; s < NS; s++) {
                     B->T[s] = vbc(1.f), B->last[s] = vbci(0);
                     B->cr[s] = B->cg[s] = B->cb[s] = B->cd[s] = vbc(0.f);
                     for (int l = 0; l < VL; l++)
                         B->open[s][l] =
-                            x0 + l % BLK < B->bk.x1 && y0 + s * SROWS + l / BLK < B->bk.y1 ? -1 : 0;
+                            x0 + l % BLKX < B->bk.x1 && y0 + s * SROWS + l / BLKX < B->bk.y1 ? -1
+                                                                                             : 0;
                 }
                 B->any = 1;
             }
@@ -585,13 +589,13 @@ static void blend_range(void *arg, int64_t b, int64_t e) {
             open_blocks = 0;
             for (int by = 0; by < L.nby; by++)
                 for (int bx = 0; bx < L.nbx; bx++) {
-                    int q = by * NBLK + bx;
+                    int q = by * NBX + bx;
                     if (blocks[q].any) blend_block(st, &blocks[q], s0, L.k[q], L.cnt[q]);
                     open_blocks += blocks[q].any;
                 }
         }
-        for (int q = 0; q < NBLK * NBLK; q++) {
-            if (q % NBLK >= L.nbx || q / NBLK >= L.nby) continue;
+        for (int q = 0; q < NBX * NBY; q++) {
+            if (q % NBX >= L.nbx || q / NBX >= L.nby) continue;
             const fwd_block *B = &blocks[q];
             vf rr[NS], gg[NS], bb[NS], aa[NS];
             for (int s = 0; s < NS; s++) {
@@ -811,7 +815,7 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
     int W = st->width;
     int64_t HW = (int64_t)W * st->height;
     tile_lists L;
-    bwd_block blocks[NBLK * NBLK];
+    bwd_block blocks[NBX * NBY];
     for (int64_t t = b; t < e; t++) {
         int64_t s0 = st->tile_start[t], s1 = st->tile_start[t + 1];
         if (s1 == s0) continue;
@@ -819,14 +823,14 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
             memset(st->egrad + (int64_t)st->entries[k].src * SPLAT_GRAD_STRIDE, 0,
                    SPLAT_GRAD_STRIDE * sizeof(float));
         px_rect tp = tile_pixels(st, t);
-        L.nbx = (tp.x1 - tp.x0 + BLK - 1) / BLK, L.nby = (tp.y1 - tp.y0 + BLK - 1) / BLK;
+        L.nbx = (tp.x1 - tp.x0 + BLKX - 1) / BLKX, L.nby = (tp.y1 - tp.y0 + BLKY - 1) / BLKY;
         int32_t max_last = 0;
         for (int by = 0; by < L.nby; by++)
             for (int bx = 0; bx < L.nbx; bx++) {
-                bwd_block *B = &blocks[by * NBLK + bx];
-                int x0 = tp.x0 + bx * BLK, y0 = tp.y0 + by * BLK;
-                B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
-                                  y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
+                bwd_block *B = &blocks[by * NBX + bx];
+                int x0 = tp.x0 + bx * BLKX, y0 = tp.y0 + by * BLKY;
+                B->bk = (px_rect){x0, x0 + BLKX < tp.x1 ? x0 + BLKX : tp.x1, y0,
+                                  y0 + BLKY < tp.y1 ? y0 + BLKY : tp.y1};
                 slice_centres(x0, y0, &B->px, B->py);
                 block_gather(B->last, st->n_contrib, &B->bk, W);
                 block_gather(B->T_final, st->final_T, &B->bk, W);
@@ -865,7 +869,7 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
             lists_fill(&L, st->boxes, c0, c1);
             for (int by = 0; by < L.nby; by++)
                 for (int bx = 0; bx < L.nbx; bx++) {
-                    int q = by * NBLK + bx;
+                    int q = by * NBX + bx;
                     if (blocks[q].plain)
                         blend_back_block_plain(c, &blocks[q], s0, L.k[q], L.cnt[q]);
                     else
