@@ -227,10 +227,11 @@ static void gw_block(const gw_job *j, int64_t b, int64_t *co, int *nco) {
     __m512 a##c##0 = first ? z : _mm512_load_ps(buf + (3 * c) * VL),                               \
            a##c##1 = first ? z : _mm512_load_ps(buf + (3 * c + 1) * VL),                           \
            a##c##2 = first ? z : _mm512_load_ps(buf + (3 * c + 2) * VL)
-#define GW_FMA(c)                                                                                  \
+#define GW_FMA(c, load)                                                                            \
     do {                                                                                           \
         if (nco > c) {                                                                             \
-            __m512 gv = _mm512_maskz_loadu_ps(t, g + c * hw);                                      \
+            __m512 gv = load(g + c * hw);                                                          \
+            __asm__("" : "+v"(gv)); /* one load, not one folded into each of the 3 FMAs */         \
             a##c##0 = _mm512_fmadd_ps(gv, x0, a##c##0);                                            \
             a##c##1 = _mm512_fmadd_ps(gv, x1, a##c##1);                                            \
             a##c##2 = _mm512_fmadd_ps(gv, x2, a##c##2);                                            \
@@ -243,6 +244,22 @@ static void gw_block(const gw_job *j, int64_t b, int64_t *co, int *nco) {
         _mm512_store_ps(buf + (3 * c + 2) * VL, a##c##2);                                          \
     } while (0)
 
+/* One pixel vector of a weight-gradient tile: 3 tap loads (masked), 8 dY loads by `load`. */
+#define GW_VECTOR(load)                                                                            \
+    do {                                                                                           \
+        __m512 x0 = _mm512_maskz_loadu_ps(m[0], x - 1);                                            \
+        __m512 x1 = _mm512_maskz_loadu_ps(m[1], x);                                                \
+        __m512 x2 = _mm512_maskz_loadu_ps(m[2], x + 1);                                            \
+        GW_FMA(0, load);                                                                           \
+        GW_FMA(1, load);                                                                           \
+        GW_FMA(2, load);                                                                           \
+        GW_FMA(3, load);                                                                           \
+        GW_FMA(4, load);                                                                           \
+        GW_FMA(5, load);                                                                           \
+        GW_FMA(6, load);                                                                           \
+        GW_FMA(7, load);                                                                           \
+    } while (0)
+
 /* buf (8, 3, 16) (+)= the lane-wise sums over images [n0, n1) and pixels p of
  * g[n][co + c][p] x[n][ci][p + (ky - 1) W + kx - 1], for c < nco (8, 4, 2 or 1, a constant at
  * each call) and the 3 taps kx of kernel row ky: 8 x 3 accumulators; per pixel vector 3 tap
@@ -251,7 +268,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void
 gw_tile(const gw_job *j, int64_t co, int64_t ci, int ky, int64_t n0, int64_t n1, float *buf,
         bool first, const int nco) {
     const pk_conv2d_params *p = j->p;
-    int64_t hw = p->h * p->w, nvec = (hw + VL - 1) / VL, dy = (ky - 1) * p->w;
+    int64_t hw = p->h * p->w, nvec = (hw + VL - 1) / VL, nfull = hw / VL, dy = (ky - 1) * p->w;
     const __m512 z = _mm512_setzero_ps();
     GW_ROW(0);
     GW_ROW(1);
@@ -264,20 +281,15 @@ gw_tile(const gw_job *j, int64_t co, int64_t ci, int ky, int64_t n0, int64_t n1,
     for (int64_t n = n0; n < n1; n++) {
         const float *x = j->x + (n * p->cin + ci) * hw + dy, *g = j->g + (n * p->cout + co) * hw;
         const uint16_t *m = j->masks + ky * 3;
-        for (int64_t v = 0; v < nvec; v++, m += 9, x += VL, g += VL) {
-            __mmask16 t = j->masks[v * 9 + 4]; /* centre tap: the pixels in the plane */
-            __m512 x0 = _mm512_maskz_loadu_ps(m[0], x - 1);
-            __m512 x1 = _mm512_maskz_loadu_ps(m[1], x);
-            __m512 x2 = _mm512_maskz_loadu_ps(m[2], x + 1);
-            GW_FMA(0);
-            GW_FMA(1);
-            GW_FMA(2);
-            GW_FMA(3);
-            GW_FMA(4);
-            GW_FMA(5);
-            GW_FMA(6);
-            GW_FMA(7);
-        }
+        int64_t v = 0;
+        /* whole vectors load dY unmasked (the masked 512-bit loads were the tile's bottleneck,
+         * 11 per 24 FMAs); the tail vector, when the plane has one, masks it */
+        for (; v < nfull; v++, m += 9, x += VL, g += VL)
+            GW_VECTOR(_mm512_loadu_ps);
+        __mmask16 t = nvec > nfull ? j->masks[nfull * 9 + 4] : 0; /* the pixels in the plane */
+#define GW_TAIL_LOAD(ptr) _mm512_maskz_loadu_ps(t, ptr)
+        if (v < nvec) GW_VECTOR(GW_TAIL_LOAD);
+#undef GW_TAIL_LOAD
     }
     GW_SAVE(0);
     GW_SAVE(1);
