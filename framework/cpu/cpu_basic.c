@@ -217,52 +217,57 @@ static bool binary_flat(const pk_binary_params *p) {
     return true;
 }
 
-static void binary_flat_fwd_range(void *arg, int64_t b, int64_t e) {
+/* o = expr of xv = x[i], yv = y[i] and ov = o[i] over [b, e): 16 lanes at a time (cpu_util.h),
+ * the tail one by one. */
+#define FLAT_LOOP(expr)                                                                            \
+    do {                                                                                           \
+        int64_t i = b;                                                                             \
+        for (; i + 16 <= e; i += 16) {                                                             \
+            v16f xv = LD16(x + i), yv = LD16(y + i), ov = LD16(o + i);                             \
+            (void)xv, (void)yv, (void)ov;                                                          \
+            *(v16u *)(o + i) = expr;                                                               \
+        }                                                                                          \
+        for (; i < e; i++) {                                                                       \
+            float xv = x[i], yv = y[i], ov = o[i];                                                 \
+            (void)xv, (void)yv, (void)ov;                                                          \
+            o[i] = expr;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+binary_flat_fwd_range(void *arg, int64_t b, int64_t e) {
     binary_job *j = arg;
     const float *x = j->a, *y = j->b;
     float *o = j->out;
     switch (j->p->kind) {
-    case PK_ADD:
-        for (int64_t i = b; i < e; i++)
-            o[i] = x[i] + y[i];
-        break;
-    case PK_SUB:
-        for (int64_t i = b; i < e; i++)
-            o[i] = x[i] - y[i];
-        break;
-    case PK_MUL:
-        for (int64_t i = b; i < e; i++)
-            o[i] = x[i] * y[i];
-        break;
-    default:
-        for (int64_t i = b; i < e; i++)
-            o[i] = x[i] / y[i];
+    case PK_ADD: FLAT_LOOP(xv + yv); break;
+    case PK_SUB: FLAT_LOOP(xv - yv); break;
+    case PK_MUL: FLAT_LOOP(xv * yv); break;
+    default: FLAT_LOOP(xv / yv);
     }
 }
 
 /* Gradient of one operand (bj->which) of a flat binary op, elements [b, e). */
-static void binary_flat_bwd_range(void *arg, int64_t b, int64_t e) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+binary_flat_bwd_range(void *arg, int64_t b, int64_t e) {
     const binary_grad_job *bj = arg;
     const binary_job *j = bj->j;
-    const float *x = j->a, *y = j->b, *g = j->g;
+    const float *va = j->a, *vb = j->b, *g = j->g; /* the operands' values */
     int kind = j->p->kind;
     float *o = bj->which ? j->gb : j->ga;
-    if (kind == PK_ADD || (kind == PK_SUB && !bj->which)) {
+    /* FLAT_LOOP's operands: x is the gradient coming in, y the other factor */
+    const float *x = g, *y = kind == PK_MUL && bj->which ? va : vb;
+    if (kind == PK_ADD || (kind == PK_SUB && !bj->which))
+        FLAT_LOOP(ov + xv);
+    else if (kind == PK_SUB)
+        FLAT_LOOP(ov - xv);
+    else if (kind == PK_MUL)
+        FLAT_LOOP(ov + xv * yv);
+    else if (!bj->which)
+        FLAT_LOOP(ov + xv / yv);
+    else {
         for (int64_t i = b; i < e; i++)
-            o[i] += g[i];
-    } else if (kind == PK_SUB) {
-        for (int64_t i = b; i < e; i++)
-            o[i] -= g[i];
-    } else if (kind == PK_MUL) {
-        const float *other = bj->which ? x : y;
-        for (int64_t i = b; i < e; i++)
-            o[i] += g[i] * other[i];
-    } else if (!bj->which) {
-        for (int64_t i = b; i < e; i++)
-            o[i] += g[i] / y[i];
-    } else {
-        for (int64_t i = b; i < e; i++)
-            o[i] -= g[i] * x[i] / (y[i] * y[i]);
+            o[i] -= g[i] * va[i] / (vb[i] * vb[i]);
     }
 }
 
@@ -406,36 +411,31 @@ typedef struct {
     float *out;
 } unary_job;
 
-/* ReLU forward and backward on 4-float vectors. The build's -O2 (GCC 12) vectorises neither
- * scalar loop: perf on a 1-thread ResNet-32 epoch showed a compare and branch per element, and
- * the two took 15 % of the epoch. GCC and Clang lower these vector types to SSE or NEON. The
- * backward masks dY where x <= 0 (PyTorch's threshold_backward), rather than multiplying it by
- * 0, which differs from the scalar path only for infinite or NaN dY. */
-typedef float relu_v4f __attribute__((vector_size(16)));
-typedef int32_t relu_v4i __attribute__((vector_size(16)));
-
-static void relu_fwd(const float *restrict x, float *restrict o, int64_t b, int64_t e) {
+/* ReLU forward and backward on 16-float vectors (cpu_util.h), cloned for AVX-512, AVX2 and the
+ * baseline. The build's -O2 (GCC 12) vectorises neither scalar loop: perf on a 1-thread
+ * ResNet-32 epoch showed a compare and branch per element, and the two took 15 % of the epoch.
+ * The backward masks dY where x <= 0 (PyTorch's threshold_backward), rather than multiplying it
+ * by 0, which differs from the scalar path only for infinite or NaN dY. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+relu_fwd(const float *restrict x, float *restrict o, int64_t b, int64_t e) {
     int64_t i = b;
-    for (; i + 4 <= e; i += 4) {
-        relu_v4f xv, zero = {0.0f, 0.0f, 0.0f, 0.0f};
-        memcpy(&xv, x + i, sizeof xv);
-        relu_v4f ov = (relu_v4f)((relu_v4i)xv & (xv > zero)); /* NaN compares false: 0 */
-        memcpy(o + i, &ov, sizeof ov);
+    const v16f zero = {0};
+    for (; i + 16 <= e; i += 16) {
+        v16f xv = LD16(x + i);
+        *(v16u *)(o + i) = (v16f)((v16i)xv & (xv > zero)); /* NaN compares false: 0 */
     }
     for (; i < e; i++)
         o[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-static void relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b,
-                     int64_t e) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b,
+         int64_t e) {
     int64_t i = b;
-    for (; i + 4 <= e; i += 4) {
-        relu_v4f xv, gv, ov, zero = {0.0f, 0.0f, 0.0f, 0.0f};
-        memcpy(&xv, x + i, sizeof xv);
-        memcpy(&gv, g + i, sizeof gv);
-        memcpy(&ov, o + i, sizeof ov);
-        ov += (relu_v4f)((relu_v4i)gv & (xv > zero));
-        memcpy(o + i, &ov, sizeof ov);
+    const v16f zero = {0};
+    for (; i + 16 <= e; i += 16) {
+        v16f xv = LD16(x + i), gv = LD16(g + i);
+        *(v16u *)(o + i) = LD16(o + i) + (v16f)((v16i)gv & (xv > zero));
     }
     for (; i < e; i++)
         o[i] += x[i] > 0.0f ? g[i] : 0.0f;

@@ -376,16 +376,9 @@ __attribute__((target_clones("avx2", "default"))) static float row_exp(float *y,
 
 /* ---- batch normalisation: x (N, C, S) with S the product of the spatial dims ---- */
 
-/* Sixteen-float vectors for batch norm's plane loops. The range functions below are cloned for
- * AVX-512, AVX2 and the baseline (target_clones, picked at load time), and these helpers,
- * inlined into each clone, become one zmm, two ymm or four xmm operations. Batch norm ran at
- * 10 % of a ResNet-32 epoch on the 4-float loops once the convolutions had become direct. */
-typedef float v16f __attribute__((vector_size(64)));
-/* the same, at any float alignment: loads and stores are plain dereferences, `*(v16u *)p`
- * (helpers returning a 64-byte vector would change the ABI between the clones) */
-typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
-#define LD16(p) (*(const v16u *)(p))
-
+/* Batch norm's plane loops run on 16-float vectors (cpu_util.h), in range functions cloned for
+ * AVX-512, AVX2 and the baseline: it ran at 10 % of a ResNet-32 epoch on the 4-float loops once
+ * the convolutions had become direct. */
 static inline float hsum16(const v16f *v) {
     float s = 0.0f;
     for (int l = 0; l < 16; l++)

@@ -1,9 +1,11 @@
-/* test_ops_conv_cpu.c - the CPU convolution against a plain double-precision reference written
- * here (forward, dX, dW, db), on the shapes where the kernels choose between paths: 3x3
+/* test_ops_cpu_fast.c - the CPU backend's fast paths against plain references written here.
+ * Convolution (forward, dX, dW, db, in double precision) on the shapes where the kernels choose
+ * between paths: 3x3
  * stride-1 "same" convolutions (the AVX-512 direct kernels where the core has them), stride 2
  * and 1x1 (im2col + SGEMM), widths below, at and across the 16-float vector (3, 7, 14, 28),
  * channel counts that are not multiples of the kernels' blocks of 4 and 8, batch 1. Plus the
- * direct kernels called on their own with poisoned outputs, so every element must be written. */
+ * direct kernels called on their own with poisoned outputs, so every element must be written.
+ * Same-shape binary ops (one flat 16-lane loop plus a tail) and ReLU, forward and gradients. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,13 +209,64 @@ START_TEST(conv_direct_kernels_write_everything) {
 }
 END_TEST
 
+static tensor *b_binary(pk_ctx *c, tensor **x, const void *a) {
+    switch (*(const int *)a) {
+    case 0: return pk_add(c, x[0], x[1]);
+    case 1: return pk_sub(c, x[0], x[1]);
+    case 2: return pk_mul(c, x[0], x[1]);
+    case 3: return pk_div(c, x[0], x[1]);
+    default: return pk_relu(c, x[0]);
+    }
+}
+
+/* a op b with a, b of one shape (3, 5, 67): 1005 elements, 62 vectors of 16 and a tail of 13;
+ * kinds add, sub, mul, div, then relu (of a). Exact up to float rounding of one operation. */
+START_TEST(flat_elementwise) {
+    enum { N = 3 * 5 * 67 };
+    const int kind = _i;
+    float a[N], b[N], up[N];
+    pkt_rng r = {300 + (uint64_t)_i};
+    pkt_fill_uniform(&r, a, N, -2.0f, 2.0f);
+    pkt_fill_uniform(&r, b, N, 0.5f, 2.0f); /* away from 0: a divisor */
+    pkt_fill_uniform(&r, up, N, -1.0f, 1.0f);
+    pkt_case k = {.name = "flat",
+                  .build = b_binary,
+                  .arg = &kind,
+                  .n_in = kind == 4 ? 1 : 2,
+                  .in = {{.ndim = 3, .shape = {3, 5, 67}, .data = a},
+                         {.ndim = 3, .shape = {3, 5, 67}, .data = b}}};
+    pk_ctx *c = pkt_ctx("cpu");
+    pkt_result res = pkt_case_run(c, &k, up);
+    for (int i = 0; i < N; i++) {
+        double x = a[i], y = b[i], u = up[i], want, da, db;
+        switch (kind) {
+        case 0: want = x + y, da = u, db = u; break;
+        case 1: want = x - y, da = u, db = -u; break;
+        case 2: want = x * y, da = u * y, db = u * x; break;
+        case 3: want = x / y, da = u / y, db = -u * x / (y * y); break;
+        default: want = x > 0 ? x : 0, da = x > 0 ? u : 0, db = 0;
+        }
+        ck_assert_msg(fabs(res.out[i] - want) <= 1e-6 * (1 + fabs(want)),
+                      "kind %d y[%d] %g, want %g", kind, i, res.out[i], want);
+        ck_assert_msg(fabs(res.grad[0][i] - da) <= 1e-6 * (1 + fabs(da)),
+                      "kind %d da[%d] %g, want %g", kind, i, res.grad[0][i], da);
+        if (kind < 4)
+            ck_assert_msg(fabs(res.grad[1][i] - db) <= 1e-6 * (1 + fabs(db)),
+                          "kind %d db[%d] %g, want %g", kind, i, res.grad[1][i], db);
+    }
+    pkt_result_free(&res);
+    pkt_ctx_done(c);
+}
+END_TEST
+
 int main(void) {
-    Suite *s = suite_create("ops_conv_cpu");
+    Suite *s = suite_create("ops_cpu_fast");
     TCase *t = tcase_create("cpu");
     tcase_set_timeout(t, 120);
     tcase_add_loop_test(t, conv_vs_reference, 0, NSHAPES);
     tcase_add_test(t, conv_direct_finite_differences);
     tcase_add_loop_test(t, conv_direct_kernels_write_everything, 0, 8);
+    tcase_add_loop_test(t, flat_elementwise, 0, 5);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
 }
