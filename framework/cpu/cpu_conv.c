@@ -367,7 +367,7 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
     if (!gx && !gw) return PK_OK;
     bool direct = cpu_conv_direct_usable(p);
     if (direct && gw) PK_TRY(cpu_conv_direct_grad_w(c, p, x, g, gw));
-    if (direct && !gx) return PK_OK;
+    if (direct) return gx ? cpu_conv_direct_grad_x(c, p, w, g, gx) : PK_OK;
     /* dX of a stride-1 square-kernel convolution is itself a convolution: of dY (Cout, OH, OW)
      * by the flipped, transposed weights W' (Cin, Cout, K, K), padded by K - 1 - pad, giving
      * (Cin, H, W). That is im2col + one SGEMM with the long Cout*K*K inner dimension instead of
@@ -385,14 +385,6 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
                            .stride = 1,
                            .pad = (int)p->kh - 1 - p->pad,
                            .groups = 1};
-    if (direct) { /* dX: the direct forward kernel on dY with W', accumulated into dX */
-        float *wt = malloc(sizeof(float) * (size_t)(p->cin * p->cout * p->kh * p->kw));
-        if (!wt) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for weights");
-        flip_weights(p, w, wt);
-        pk_status st = cpu_conv_direct_forward(c, &tp, g, wt, NULL, gx, true);
-        free(wt);
-        return st;
-    }
     int64_t tkk = p->cout * p->kh * p->kw; /* rows of dY's column matrix */
     size_t ncol = (size_t)(ckk * ohw), ndcol = gx ? (size_t)(as_conv ? tkk * hw : ckk * ohw) : 0;
     size_t nwt = gx && as_conv ? (size_t)(p->cin * tkk) : 0;

@@ -1,11 +1,12 @@
 /* test_ops_cpu_fast.c - the CPU backend's fast paths against plain references written here.
  * Convolution (forward, dX, dW, db, in double precision) on the shapes where the kernels choose
- * between paths: 3x3
- * stride-1 "same" convolutions (the AVX-512 direct kernels where the core has them), stride 2
- * and 1x1 (im2col + SGEMM), widths below, at and across the 16-float vector (3, 7, 14, 28),
- * channel counts that are not multiples of the kernels' blocks of 4 and 8, batch 1. Plus the
- * direct kernels called on their own with poisoned outputs, so every element must be written.
- * Same-shape binary ops (one flat 16-lane loop plus a tail) and ReLU, forward and gradients. */
+ * between paths: 3x3 stride-1 "same" convolutions, 3x3 and 1x1 stride-2 ones on even planes
+ * (the AVX-512 direct kernels where the core has them), valid padding and odd stride-2 planes
+ * (im2col + SGEMM); widths below, at and across the 16-float vector (3, 7, 14, 28), channel
+ * counts that are not multiples of the kernels' blocks of 4 and 8, batch 1. Plus the direct
+ * kernels called on their own with poisoned outputs, so every element must be written, and
+ * accumulating gradients, so the starting values must survive. Same-shape binary ops (one flat
+ * 16-lane loop plus a tail) and ReLU, forward and gradients. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +28,18 @@ static const conv_shape shapes[] = {
     {1, 7, 6, 14, 14, 3, 1, 1, 1},   /* 6 = 4 + 2 */
     {2, 3, 11, 5, 3, 3, 1, 1, 1},    /* planes narrower than a vector, 11 = 8 + 2 + 1 */
     {1, 9, 17, 9, 21, 3, 1, 1, 0},   /* 17 = 8 + 8 + 1, odd non-square plane */
+    {16, 8, 12, 7, 7, 3, 1, 1, 1},   /* 16 images of 7x7 stacked: 49 vectors */
+    {4, 6, 9, 14, 14, 3, 1, 1, 0},   /* 4 images of 14x14 stacked */
+    {8, 3, 5, 6, 6, 3, 1, 1, 1},     /* 6x6: groups of 4, two of them */
     {2, 16, 32, 28, 28, 3, 2, 1, 0}, /* stage starts: stride 2 */
     {2, 32, 64, 14, 14, 3, 2, 1, 0},
     {2, 16, 32, 28, 28, 1, 2, 0, 0}, /* the 1x1 stride-2 shortcut */
+    {1, 5, 13, 14, 14, 3, 2, 1, 1},  /* stride 2, batch 1, 13 = 8 + 4 + 1, bias */
+    {2, 6, 10, 8, 6, 1, 2, 0, 1},    /* 1x1 stride 2, 10 = 8 + 2, bias */
     {1, 6, 10, 7, 7, 3, 1, 0, 1},    /* valid padding: not a direct shape */
+    {2, 3, 7, 7, 7, 3, 2, 1, 0},     /* stride 2 on an odd plane: not a direct shape */
 };
+#define NDIRECT 15 /* shapes [0, NDIRECT) are direct ones where the core has AVX-512 */
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
 static int64_t out_size(int64_t n, int k, int s, int pad) { return (n + 2 * pad - k) / s + 1; }
@@ -161,24 +169,30 @@ END_TEST
  * (forward without accumulate must write every element), dW accumulated onto a known start. */
 START_TEST(conv_direct_kernels_write_everything) {
     const conv_shape *s = &shapes[_i];
+    int64_t oh = out_size(s->h, s->k, s->stride, s->pad),
+            ow = out_size(s->w, s->k, s->stride, s->pad);
     pk_conv2d_params p = {.n = s->n,
                           .cin = s->cin,
                           .h = s->h,
                           .w = s->w,
                           .cout = s->cout,
-                          .kh = 3,
-                          .kw = 3,
-                          .oh = s->h,
-                          .ow = s->w,
-                          .stride = 1,
-                          .pad = 1,
+                          .kh = s->k,
+                          .kw = s->k,
+                          .oh = oh,
+                          .ow = ow,
+                          .stride = s->stride,
+                          .pad = s->pad,
                           .groups = 1};
-    if (!cpu_conv_direct_usable(&p)) return; /* a core without AVX-512 or a non-direct shape */
-    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * 9;
-    int64_t ny = s->n * s->cout * s->h * s->w;
+    if (!cpu_conv_direct_usable(&p)) { /* only a core without AVX-512 refuses these shapes */
+        ck_assert_msg(!__builtin_cpu_supports("avx512f"), "shape %d is not taken as direct", _i);
+        return;
+    }
+    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * s->k * s->k;
+    int64_t ny = s->n * s->cout * oh * ow;
     float *x = malloc(sizeof(float) * (size_t)nx), *w = malloc(sizeof(float) * (size_t)nw);
     float *b = malloc(sizeof(float) * (size_t)s->cout), *up = malloc(sizeof(float) * (size_t)ny);
     float *y = malloc(sizeof(float) * (size_t)ny), *gw = malloc(sizeof(float) * (size_t)nw);
+    float *gx = malloc(sizeof(float) * (size_t)nx);
     pkt_rng r = {2000 + (uint64_t)_i};
     pkt_fill_uniform(&r, x, nx, -1.0f, 1.0f);
     pkt_fill_uniform(&r, w, nw, -0.5f, 0.5f);
@@ -187,7 +201,9 @@ START_TEST(conv_direct_kernels_write_everything) {
     for (int64_t i = 0; i < ny; i++)
         y[i] = NAN;
     for (int64_t i = 0; i < nw; i++)
-        gw[i] = 0.25f; /* dW accumulates: the start must survive */
+        gw[i] = 0.25f; /* dW and dX accumulate: the start must survive */
+    for (int64_t i = 0; i < nx; i++)
+        gx[i] = -0.5f;
     double *ry = malloc(sizeof(double) * (size_t)ny), *rdx = malloc(sizeof(double) * (size_t)nx);
     double *rdw = malloc(sizeof(double) * (size_t)nw),
            *rdb = malloc(sizeof(double) * (size_t)s->cout);
@@ -196,16 +212,26 @@ START_TEST(conv_direct_kernels_write_everything) {
     reference(&sb, x, w, b, up, ry, rdx, rdw, rdb);
     for (int64_t i = 0; i < nw; i++)
         rdw[i] += 0.25;
+    for (int64_t i = 0; i < nx; i++)
+        rdx[i] -= 0.5;
     pk_ctx *c = pkt_ctx("cpu");
     ck_assert_int_eq(cpu_conv_direct_forward(c, &p, x, w, b, y, false), PK_OK);
     ck_assert_int_eq(cpu_conv_direct_grad_w(c, &p, x, up, gw), PK_OK);
+    ck_assert_int_eq(cpu_conv_direct_grad_x(c, &p, w, up, gx), PK_OK);
     for (int64_t i = 0; i < ny; i++)
         ck_assert_msg(isfinite(y[i]), "shape %d: y[%lld] was not written", _i, (long long)i);
-    double ey = max_err(y, ry, ny), ew = max_err(gw, rdw, nw);
-    ck_assert_msg(ey < 1e-5 && ew < 1e-5, "shape %d: errors y %.3g dw %.3g", _i, ey, ew);
+    double ey = max_err(y, ry, ny), ew = max_err(gw, rdw, nw), ex = max_err(gx, rdx, nx);
+    /* the forward again, accumulating: twice the reference */
+    ck_assert_int_eq(cpu_conv_direct_forward(c, &p, x, w, b, y, true), PK_OK);
+    for (int64_t i = 0; i < ny; i++)
+        ry[i] *= 2.0;
+    double ey2 = max_err(y, ry, ny);
+    ck_assert_msg(ey2 < 1e-5, "shape %d: accumulated forward error %.3g", _i, ey2);
+    ck_assert_msg(ey < 1e-5 && ew < 1e-5 && ex < 1e-5, "shape %d: errors y %.3g dw %.3g dx %.3g",
+                  _i, ey, ew, ex);
     pkt_ctx_done(c);
-    free(x), free(w), free(b), free(up), free(y), free(gw), free(ry), free(rdx), free(rdw),
-        free(rdb);
+    free(x), free(w), free(b), free(up), free(y), free(gw), free(gx), free(ry), free(rdx),
+        free(rdw), free(rdb);
 }
 END_TEST
 
@@ -265,7 +291,7 @@ int main(void) {
     tcase_set_timeout(t, 120);
     tcase_add_loop_test(t, conv_vs_reference, 0, NSHAPES);
     tcase_add_test(t, conv_direct_finite_differences);
-    tcase_add_loop_test(t, conv_direct_kernels_write_everything, 0, 8);
+    tcase_add_loop_test(t, conv_direct_kernels_write_everything, 0, NDIRECT);
     tcase_add_loop_test(t, flat_elementwise, 0, 5);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
