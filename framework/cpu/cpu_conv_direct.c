@@ -583,7 +583,8 @@ gw_tile(const gw_job *j, int64_t co, int64_t ci, int t0, int64_t n0, int64_t n1,
          * 11 per 24 FMAs); the tail vector, when the plane has one, masks it */
         for (; v < vf; v++, m += ms, x += VL, g += VL)
             GW_VECTOR(_mm512_loadu_ps);
-        __mmask16 tail = t->masks[v * ms + t->n]; /* read only when v < v1: the plane's pixels */
+        /* the plane's pixels in the tail vector, when the range ends with one */
+        __mmask16 tail = v < v1 ? t->masks[v * ms + t->n] : 0;
 #define GW_TAIL_LOAD(ptr) _mm512_maskz_loadu_ps(tail, ptr)
         if (v < v1) GW_VECTOR(GW_TAIL_LOAD);
 #undef GW_TAIL_LOAD
