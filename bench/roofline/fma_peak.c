@@ -20,7 +20,7 @@ static double now(void) {
 #define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
 __attribute__((target("avx2,fma"))) static double run_avx2(long iters, float *sink) {
-#define DECL(i) __m256 a##i = _mm256_set1_ps(1.0f + (float)(i) * 1e-3f);
+#define DECL(i) __m256 a##i = _mm256_set1_ps(1.0f + (float)(i)*1e-3f);
 #define STEP(i) a##i = _mm256_fmadd_ps(a##i, m, c);
 #define SUM(i) s = _mm256_add_ps(s, a##i);
     CHAINS(DECL)
@@ -41,7 +41,7 @@ __attribute__((target("avx2,fma"))) static double run_avx2(long iters, float *si
 }
 
 __attribute__((target("avx512f"))) static double run_avx512(long iters, float *sink) {
-#define DECL(i) __m512 a##i = _mm512_set1_ps(1.0f + (float)(i) * 1e-3f);
+#define DECL(i) __m512 a##i = _mm512_set1_ps(1.0f + (float)(i)*1e-3f);
 #define STEP(i) a##i = _mm512_fmadd_ps(a##i, m, c);
 #define SUM(i) s = _mm512_add_ps(s, a##i);
     CHAINS(DECL)
