@@ -164,12 +164,29 @@ static int64_t dc_group(const pk_conv2d_params *p) {
     return dc_kind_of(p) == DC_S1 && g > 1 && p->n % g == 0 ? g : 1;
 }
 
+/* d[0..P) = s[0..P), or += with add: vectors and a masked tail, inline (memcpy's call cost on
+ * 49-float planes was of the order of the copy itself). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+plane_copy(float *d, const float *s, int64_t P, bool add) {
+    int64_t k = 0;
+    for (; k + VL <= P; k += VL) {
+        __m512 v = _mm512_loadu_ps(s + k);
+        _mm512_storeu_ps(d + k, add ? _mm512_add_ps(v, _mm512_loadu_ps(d + k)) : v);
+    }
+    if (k < P) {
+        __mmask16 m = (__mmask16)((1u << (P - k)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, s + k);
+        _mm512_mask_storeu_ps(d + k, m,
+                              add ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, d + k)) : v);
+    }
+}
+
 /* t (N / G, C, G, P) = x (N, C, P). */
-static void to_groups(const float *x, int64_t n, int64_t c, int64_t P, int64_t G, float *t) {
+__attribute__((target("avx512f"))) static void to_groups(const float *x, int64_t n, int64_t c,
+                                                         int64_t P, int64_t G, float *t) {
     for (int64_t i = 0; i < n; i++)
         for (int64_t ch = 0; ch < c; ch++)
-            memcpy(t + ((i / G * c + ch) * G + i % G) * P, x + (i * c + ch) * P,
-                   sizeof(float) * (size_t)P);
+            plane_copy(t + ((i / G * c + ch) * G + i % G) * P, x + (i * c + ch) * P, P, false);
 }
 
 /* y (N, C, P) = t (N / G, C, G, P), or += with add. */
@@ -178,17 +195,10 @@ from_groups(const float *t, int64_t n, int64_t c, int64_t P, int64_t G, bool add
     for (int64_t i = 0; i < n; i++)
         for (int64_t ch = 0; ch < c; ch++) {
             const float *src = t + ((i / G * c + ch) * G + i % G) * P;
-            float *dst = y + (i * c + ch) * P;
-            if (!add) {
-                memcpy(dst, src, sizeof(float) * (size_t)P);
-                continue;
-            }
-            int64_t k = 0;
-            for (; k + VL <= P; k += VL)
-                _mm512_storeu_ps(dst + k,
-                                 _mm512_add_ps(_mm512_loadu_ps(dst + k), _mm512_loadu_ps(src + k)));
-            for (; k < P; k++)
-                dst[k] += src[k];
+            if (add)
+                plane_copy(y + (i * c + ch) * P, src, P, true);
+            else
+                plane_copy(y + (i * c + ch) * P, src, P, false);
         }
 }
 
