@@ -1,11 +1,13 @@
 /* cpu_conv.c - CPU kernels of 2-D convolution (NCHW, weights (Cout, Cin/groups, KH, KW)).
  *
- * groups == 1: im2col per image, then one OpenBLAS SGEMM; backward recomputes the columns,
- * takes dW from one SGEMM and dX from another followed by col2im. 1x1 stride-1 unpadded
- * convolutions skip im2col (the image already is its column matrix). im2col/col2im and the
- * bias loops run on the worker pool; SGEMM is always called outside pk_parallel_for, since
- * OpenBLAS threads itself. groups == Cin (depthwise, Cout = Cin * multiplier): direct loops,
- * parallel over (n, c) planes. Other group counts are refused by the front end. */
+ * groups == 1 on an AVX-512 core, 3x3 stride 1 or 2 and 1x1 stride 2 (a CIFAR ResNet's
+ * shapes): the direct kernels of cpu_conv_direct.c, forward and backward. Other groups == 1
+ * convolutions and cores: im2col per image, then one OpenBLAS SGEMM; backward recomputes the
+ * columns, takes dW from one SGEMM and dX from another followed by col2im. 1x1 stride-1
+ * unpadded convolutions skip im2col (the image already is its column matrix). im2col/col2im
+ * and the bias loops run on the worker pool; SGEMM is always called outside pk_parallel_for,
+ * since OpenBLAS threads itself. groups == Cin (depthwise, Cout = Cin * multiplier): direct
+ * loops, parallel over (n, c) planes. Other group counts are refused by the front end. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
