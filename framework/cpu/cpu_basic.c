@@ -198,6 +198,79 @@ static void binary_fwd_range(void *arg, int64_t rb, int64_t re) {
     }
 }
 
+/* Gradient of one operand: which = 0 for a, 1 for b. Serial over rows when that operand is
+ * broadcast (several output rows add into the same elements), parallel otherwise. */
+typedef struct binary_grad_job {
+    binary_job *j;
+    int which;
+} binary_grad_job;
+
+/* True when a and b both have the output's shape, contiguous: the op is one flat loop. The
+ * residual adds of a ResNet are that case, and the row-wise loops above ran them 7, 14 or 28
+ * floats at a time (a row is one image row), with the operand offsets recomputed per row. */
+static bool binary_flat(const pk_binary_params *p) {
+    int64_t s = 1;
+    for (int d = p->ndim - 1; d >= 0; d--) {
+        if (p->shape[d] != 1 && (p->a_strides[d] != s || p->b_strides[d] != s)) return false;
+        s *= p->shape[d];
+    }
+    return true;
+}
+
+/* o = expr of xv = x[i], yv = y[i] and ov = o[i] over [b, e): 16 lanes at a time (cpu_util.h),
+ * the tail one by one. */
+#define FLAT_LOOP(expr)                                                                            \
+    do {                                                                                           \
+        int64_t i = b;                                                                             \
+        for (; i + 16 <= e; i += 16) {                                                             \
+            v16f xv = LD16(x + i), yv = LD16(y + i), ov = LD16(o + i);                             \
+            (void)xv, (void)yv, (void)ov;                                                          \
+            *(v16u *)(o + i) = expr;                                                               \
+        }                                                                                          \
+        for (; i < e; i++) {                                                                       \
+            float xv = x[i], yv = y[i], ov = o[i];                                                 \
+            (void)xv, (void)yv, (void)ov;                                                          \
+            o[i] = expr;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+binary_flat_fwd_range(void *arg, int64_t b, int64_t e) {
+    binary_job *j = arg;
+    const float *x = j->a, *y = j->b;
+    float *o = j->out;
+    switch (j->p->kind) {
+    case PK_ADD: FLAT_LOOP(xv + yv); break;
+    case PK_SUB: FLAT_LOOP(xv - yv); break;
+    case PK_MUL: FLAT_LOOP(xv * yv); break;
+    default: FLAT_LOOP(xv / yv);
+    }
+}
+
+/* Gradient of one operand (bj->which) of a flat binary op, elements [b, e). */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+binary_flat_bwd_range(void *arg, int64_t b, int64_t e) {
+    const binary_grad_job *bj = arg;
+    const binary_job *j = bj->j;
+    const float *va = j->a, *vb = j->b, *g = j->g; /* the operands' values */
+    int kind = j->p->kind;
+    float *o = bj->which ? j->gb : j->ga;
+    /* FLAT_LOOP's operands: x is the gradient coming in, y the other factor */
+    const float *x = g, *y = kind == PK_MUL && bj->which ? va : vb;
+    if (kind == PK_ADD || (kind == PK_SUB && !bj->which))
+        FLAT_LOOP(ov + xv);
+    else if (kind == PK_SUB)
+        FLAT_LOOP(ov - xv);
+    else if (kind == PK_MUL)
+        FLAT_LOOP(ov + xv * yv);
+    else if (!bj->which)
+        FLAT_LOOP(ov + xv / yv);
+    else {
+        for (int64_t i = b; i < e; i++)
+            o[i] -= g[i] * va[i] / (vb[i] * vb[i]);
+    }
+}
+
 static int64_t binary_rows(const pk_binary_params *p) {
     int64_t rows = 1;
     for (int d = 0; d < p->ndim - 1; d++)
@@ -211,17 +284,14 @@ pk_status cpu_binary_forward(pk_ctx *c, pk_node *n) {
                     .b = cpu_f32(n->in[1]),
                     .out = cpu_f32(n->out[0])};
     int64_t inner = j.p->ndim ? j.p->shape[j.p->ndim - 1] : 1;
+    if (binary_flat(j.p)) {
+        pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 14, binary_flat_fwd_range, &j);
+        return PK_OK;
+    }
     pk_parallel_for(c->pool, binary_rows(j.p), 1 + (1 << 14) / (inner ? inner : 1),
                     binary_fwd_range, &j);
     return PK_OK;
 }
-
-/* Gradient of one operand: which = 0 for a, 1 for b. Serial over rows when that operand is
- * broadcast (several output rows add into the same elements), parallel otherwise. */
-typedef struct {
-    binary_job *j;
-    int which;
-} binary_grad_job;
 
 static void binary_bwd_range(void *arg, int64_t rb, int64_t re) {
     binary_grad_job *bj = arg;
@@ -277,6 +347,10 @@ pk_status cpu_binary_backward(pk_ctx *c, pk_node *n) {
         else
             j.gb = cpu_f32(n->in[1]->grad);
         binary_grad_job bj = {&j, which};
+        if (binary_flat(j.p)) {
+            pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 14, binary_flat_bwd_range, &bj);
+            continue;
+        }
         bool full = operand_full(j.p, which ? j.p->b_strides : j.p->a_strides);
         if (full)
             pk_parallel_for(c->pool, rows, 16, binary_bwd_range, &bj);
@@ -337,36 +411,31 @@ typedef struct {
     float *out;
 } unary_job;
 
-/* ReLU forward and backward on 4-float vectors. The build's -O2 (GCC 12) vectorises neither
- * scalar loop: perf on a 1-thread ResNet-32 epoch showed a compare and branch per element, and
- * the two took 15 % of the epoch. GCC and Clang lower these vector types to SSE or NEON. The
- * backward masks dY where x <= 0 (PyTorch's threshold_backward), rather than multiplying it by
- * 0, which differs from the scalar path only for infinite or NaN dY. */
-typedef float relu_v4f __attribute__((vector_size(16)));
-typedef int32_t relu_v4i __attribute__((vector_size(16)));
-
-static void relu_fwd(const float *restrict x, float *restrict o, int64_t b, int64_t e) {
+/* ReLU forward and backward on 16-float vectors (cpu_util.h), cloned for AVX-512, AVX2 and the
+ * baseline. The build's -O2 (GCC 12) vectorises neither scalar loop: perf on a 1-thread
+ * ResNet-32 epoch showed a compare and branch per element, and the two took 15 % of the epoch.
+ * The backward masks dY where x <= 0 (PyTorch's threshold_backward), rather than multiplying it
+ * by 0, which differs from the scalar path only for infinite or NaN dY. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+relu_fwd(const float *restrict x, float *restrict o, int64_t b, int64_t e) {
     int64_t i = b;
-    for (; i + 4 <= e; i += 4) {
-        relu_v4f xv, zero = {0.0f, 0.0f, 0.0f, 0.0f};
-        memcpy(&xv, x + i, sizeof xv);
-        relu_v4f ov = (relu_v4f)((relu_v4i)xv & (xv > zero)); /* NaN compares false: 0 */
-        memcpy(o + i, &ov, sizeof ov);
+    const v16f zero = {0};
+    for (; i + 16 <= e; i += 16) {
+        v16f xv = LD16(x + i);
+        *(v16u *)(o + i) = (v16f)((v16i)xv & (xv > zero)); /* NaN compares false: 0 */
     }
     for (; i < e; i++)
         o[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-static void relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b,
-                     int64_t e) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b,
+         int64_t e) {
     int64_t i = b;
-    for (; i + 4 <= e; i += 4) {
-        relu_v4f xv, gv, ov, zero = {0.0f, 0.0f, 0.0f, 0.0f};
-        memcpy(&xv, x + i, sizeof xv);
-        memcpy(&gv, g + i, sizeof gv);
-        memcpy(&ov, o + i, sizeof ov);
-        ov += (relu_v4f)((relu_v4i)gv & (xv > zero));
-        memcpy(o + i, &ov, sizeof ov);
+    const v16f zero = {0};
+    for (; i + 16 <= e; i += 16) {
+        v16f xv = LD16(x + i), gv = LD16(g + i);
+        *(v16u *)(o + i) = LD16(o + i) + (v16f)((v16i)gv & (xv > zero));
     }
     for (; i < e; i++)
         o[i] += x[i] > 0.0f ? g[i] : 0.0f;

@@ -1,15 +1,18 @@
 /* cpu_conv.c - CPU kernels of 2-D convolution (NCHW, weights (Cout, Cin/groups, KH, KW)).
  *
- * groups == 1: im2col per image, then one OpenBLAS SGEMM; backward recomputes the columns,
- * takes dW from one SGEMM and dX from another followed by col2im. 1x1 stride-1 unpadded
- * convolutions skip im2col (the image already is its column matrix). im2col/col2im and the
- * bias loops run on the worker pool; SGEMM is always called outside pk_parallel_for, since
- * OpenBLAS threads itself. groups == Cin (depthwise, Cout = Cin * multiplier): direct loops,
- * parallel over (n, c) planes. Other group counts are refused by the front end. */
+ * groups == 1 on an AVX-512 core, 3x3 stride 1 or 2 and 1x1 stride 2 (a CIFAR ResNet's
+ * shapes): the direct kernels of cpu_conv_direct.c, forward and backward. Other groups == 1
+ * convolutions and cores: im2col per image, then one OpenBLAS SGEMM; backward recomputes the
+ * columns, takes dW from one SGEMM and dX from another followed by col2im. 1x1 stride-1
+ * unpadded convolutions skip im2col (the image already is its column matrix). im2col/col2im
+ * and the bias loops run on the worker pool; SGEMM is always called outside pk_parallel_for,
+ * since OpenBLAS threads itself. groups == Cin (depthwise, Cout = Cin * multiplier): direct
+ * loops, parallel over (n, c) planes. Other group counts are refused by the front end. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_conv_direct.h"
 #include "cpu_util.h"
 
 /* The columns [lo, hi) of output positions whose input index o*s + k - pad lies in [0, n). */
@@ -283,12 +286,23 @@ static void dw_bwd_dw_range(void *arg, int64_t b, int64_t e) {
 
 /* ---- forward / backward ---- */
 
+/* wt (Cin, Cout, K, K): the flipped, transposed weights, wt[ci][co][ky][kx] =
+ * w[co][ci][K-1-ky][K-1-kx], with which dX of a stride-1 convolution is a convolution of dY. */
+static void flip_weights(const pk_conv2d_params *p, const float *w, float *wt) {
+    int64_t kk = p->kh * p->kw;
+    for (int64_t co = 0; co < p->cout; co++)
+        for (int64_t ci = 0; ci < p->cin; ci++)
+            for (int64_t k = 0; k < kk; k++)
+                wt[(ci * p->cout + co) * kk + k] = w[(co * p->cin + ci) * kk + (kk - 1 - k)];
+}
+
 pk_status cpu_conv2d_forward(pk_ctx *c, pk_node *n) {
     const pk_conv2d_params *p = PK_PARAMS(n, pk_conv2d_params);
     const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]); // (N,Cin,H,W), (Cout,Cin/g,KH,KW)
     const float *bias = n->n_in > 2 && n->in[2] ? cpu_f32(n->in[2]) : NULL;
     float *out = cpu_f32(n->out[0]); // (N, Cout, OH, OW)
     int64_t ohw = p->oh * p->ow, hw = p->h * p->w, ckk = p->cin / p->groups * p->kh * p->kw;
+    if (cpu_conv_direct_usable(p)) return cpu_conv_direct_forward(c, p, x, w, bias, out, false);
     /* out starts as the bias (or zero); the kernels below accumulate into it */
     bias_job bj = {.p = p, .b = bias, .out = out};
     pk_parallel_for(c->pool, p->n * p->cout, 1 + (1 << 14) / ohw, bias_fill_range, &bj);
@@ -353,6 +367,9 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
         return PK_OK;
     }
     if (!gx && !gw) return PK_OK;
+    bool direct = cpu_conv_direct_usable(p);
+    if (direct && gw) PK_TRY(cpu_conv_direct_grad_w(c, p, x, g, gw));
+    if (direct) return gx ? cpu_conv_direct_grad_x(c, p, w, g, gx) : PK_OK;
     /* dX of a stride-1 square-kernel convolution is itself a convolution: of dY (Cout, OH, OW)
      * by the flipped, transposed weights W' (Cin, Cout, K, K), padded by K - 1 - pad, giving
      * (Cin, H, W). That is im2col + one SGEMM with the long Cout*K*K inner dimension instead of
@@ -377,12 +394,7 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
     float *col = malloc(sizeof(float) * (ncol + ndcol + nwt + ndwt)); // (CKK, OHW) + scratch
     if (!col) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for im2col");
     float *dcol = col + ncol, *wt = dcol + ndcol, *dwt = wt + nwt; // dwt: dW^T (CKK, Cout)
-    if (nwt) // wt[ci][co][ky][kx] = w[co][ci][K-1-ky][K-1-kx]
-        for (int64_t co = 0; co < p->cout; co++)
-            for (int64_t ci = 0; ci < p->cin; ci++)
-                for (int64_t k = 0; k < p->kh * p->kw; k++)
-                    wt[(ci * p->cout + co) * p->kh * p->kw + k] =
-                        w[(co * p->cin + ci) * p->kh * p->kw + (p->kh * p->kw - 1 - k)];
+    if (nwt) flip_weights(p, w, wt);
     for (int64_t i = 0; i < p->n; i++) {
         const float *gi = g + i * p->cout * ohw;
         col_job j = {.p = p, .x = x + i * p->cin * hw, .col = col};

@@ -16,6 +16,16 @@ static inline bool cpu_wants_grad(const pk_node *n, int i) {
     return i < n->n_in && n->in[i] && n->in[i]->requires_grad && n->in[i]->grad;
 }
 
+/* Sixteen-float vectors (GCC/Clang vector extensions) for elementwise loops, which GCC's -O2
+ * cost model leaves scalar when the trip count is unknown. Functions using them are cloned with
+ * target_clones("avx512f", "avx2", "default"): one zmm, two ymm or four xmm operations each.
+ * v16u is the same at any float alignment, so loads and stores are plain dereferences
+ * (helpers returning a 64-byte vector would change the ABI between the clones). */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+#define LD16(p) (*(const v16u *)(p))
+
 /* Runs fn over [0, n) on the context's pool. */
 static inline void cpu_for(pk_ctx *c, int64_t n, int64_t grain, pk_range_fn fn, void *arg) {
     pk_parallel_for(c->pool, n, grain, fn, arg);

@@ -1,0 +1,745 @@
+/* cpu_conv_direct.c - direct convolution kernels for AVX-512 cores (see cpu_conv_direct.h):
+ * 3x3 stride-1 padding-1, 3x3 stride-2 padding-1 and 1x1 stride-2 (the shapes of a CIFAR
+ * ResNet); forward, input gradient and weight gradient. The shape checks' callers, the
+ * im2col + SGEMM fallback and the choice between the two are cpu_conv.c's.
+ *
+ * Layout trick: a "same" 3x3 convolution reads, for output pixel p = oy * W + ox of a plane,
+ * the input pixel p + (ky - 1) * W + (kx - 1). So over the flattened plane every tap is one
+ * constant shift, and a vector of 16 consecutive output pixels (spanning row ends, which is
+ * what makes 7-, 14- and 28-wide planes vectorise well) reads 16 consecutive inputs. The lanes
+ * whose tap falls off the image (the top and bottom rows, the wrapped-around columns, the tail
+ * past the plane) are zeroed by the load's mask, taken from a small table built per call:
+ * masks[v * (T + 1) + t] for pixel vector v and tap t, the last column the plane's own pixels.
+ * Masked-off lanes are never read, so no padded copy of the input is made.
+ *
+ * Stride 2 becomes the same thing after a polyphase split: the input's four phases
+ * x[2i + a][2j + b] are each an (OH, OW) plane, and tap (ky, kx) of a stride-2 padding-1
+ * convolution reads phase (ky != 1, kx != 1) shifted by (-1 if ky == 0, -1 if kx == 0). Its
+ * input gradient, phase by phase, is a convolution of dY with the taps that land on that phase
+ * (1, 2, 2 or 4 of them, shifted by 0 or +1). So every kernel here is one "tap convolution":
+ * out[co][p] = sum over taps t and channels ci of w[t][co][ci] in[ci][plane(t)][p + shift(t)].
+ *
+ * Forward tile: 4 output channels x up to 6 pixel vectors (24 accumulators of the 32 zmm
+ * registers), summed over taps and input channels: per input channel and tap, 6 loads and 4
+ * broadcasts feed 24 FMAs. Weights are packed as (Cout/4, T, Cin, 4) so the broadcasts walk
+ * memory in order. Weight-gradient tile: 8 output channels x 1 input channel x the 3 taps of one
+ * kernel row (24 accumulators), summed over the batch and the pixels, reduced across lanes once
+ * at the end. Both are parallel over independent tiles. */
+#include "cpu/cpu_conv_direct.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define VL 16   /* floats per zmm register */
+#define CO 4    /* output channels per forward tile */
+#define NVMAX 6 /* pixel vectors per forward tile */
+
+typedef enum { DC_NONE, DC_S1, DC_S2, DC_P2 } dc_kind;
+
+/* Which direct kernel family serves p, if any. */
+static dc_kind dc_kind_of(const pk_conv2d_params *p) {
+    if (p->groups != 1 || !__builtin_cpu_supports("avx512f")) return DC_NONE;
+    bool k3 = p->kh == 3 && p->kw == 3 && p->pad == 1, k1 = p->kh == 1 && p->kw == 1 && !p->pad;
+    if (k3 && p->stride == 1 && p->oh == p->h && p->ow == p->w) return DC_S1;
+    bool halves =
+        p->stride == 2 && p->h % 2 == 0 && p->w % 2 == 0 && p->oh == p->h / 2 && p->ow == p->w / 2;
+    if (k3 && halves) return DC_S2;
+    if (k1 && halves) return DC_P2;
+    return DC_NONE;
+}
+
+bool cpu_conv_direct_usable(const pk_conv2d_params *p) { return dc_kind_of(p) != DC_NONE; }
+
+/* ---- taps: where each tap reads, and the load masks ---- */
+
+typedef struct {
+    int64_t oh, ow, plane, nvec; /* the (OH, OW) plane every tap is laid over */
+    int n;                       /* taps */
+    int64_t xoff[9];             /* tap t reads input plane(t) at p + dy(t) * OW + dx(t) */
+    int kidx[9];                 /* the weight's kernel index ky * KW + kx of each tap */
+    uint16_t *masks;             /* (nvec, n + 1): lanes whose tap is inside, then the plane */
+} taps;
+
+/* Taps with input plane pl[t] (of `plane` floats each), shift (dy[t], dx[t]) and weight kernel
+ * index k[t], over `stack` (OH, OW) images one under the other (a channel of a (C, N, OH, OW)
+ * tensor, see cnhw below); a tap is valid where 0 <= oy + dy < OH and 0 <= ox + dx < OW, oy the
+ * row within its own image. */
+static pk_status taps_init(taps *t, int64_t oh, int64_t ow, int64_t stack, int n, const int *pl,
+                           const int *dy, const int *dx, const int *k) {
+    t->oh = oh, t->ow = ow, t->plane = stack * oh * ow, t->n = n;
+    t->nvec = (t->plane + VL - 1) / VL;
+    t->masks = malloc(sizeof(uint16_t) * (size_t)(t->nvec * (n + 1)));
+    if (!t->masks) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for tap masks");
+    for (int i = 0; i < n; i++) {
+        t->xoff[i] = pl[i] * t->plane + dy[i] * ow + dx[i];
+        t->kidx[i] = k[i];
+    }
+    /* pixel by pixel, (oy, ox) stepped rather than divided out (perf put this loop at 1 % of
+     * an epoch with the divisions) */
+    memset(t->masks, 0, sizeof(uint16_t) * (size_t)(t->nvec * (n + 1)));
+    int64_t oy = 0, ox = 0;
+    for (int64_t q = 0; q < t->plane; q++) {
+        uint16_t bit = (uint16_t)(1u << (q % VL)), *m = t->masks + q / VL * (n + 1);
+        for (int i = 0; i < n; i++)
+            if (oy + dy[i] >= 0 && oy + dy[i] < oh && ox + dx[i] >= 0 && ox + dx[i] < ow)
+                m[i] |= bit;
+        m[n] |= bit;
+        if (++ox == ow) ox = 0, oy = oy + 1 == oh ? 0 : oy + 1;
+    }
+    return PK_OK;
+}
+
+/* The 3x3 taps in kernel order, as a stride-1 convolution (over x itself) or a stride-2 one
+ * (over the four phases of x) reads them. */
+static pk_status taps_3x3(taps *t, int64_t oh, int64_t ow, int64_t stack, bool stride2) {
+    int pl[9], dy[9], dx[9], k[9];
+    for (int i = 0; i < 9; i++) {
+        int ky = i / 3, kx = i % 3;
+        k[i] = i;
+        pl[i] = stride2 ? (ky != 1) * 2 + (kx != 1) : 0;
+        dy[i] = stride2 ? -(ky == 0) : ky - 1;
+        dx[i] = stride2 ? -(kx == 0) : kx - 1;
+    }
+    return taps_init(t, oh, ow, stack, 9, pl, dy, dx, k);
+}
+
+/* ---- polyphase split and merge (even H and W) ---- */
+
+/* ph (N*C, 4, H/2, W/2): ph[.][a * 2 + b][i][j] = x[.][2i + a][2j + b] of x (N*C, H, W); only
+ * phase 0 when `only0` (what a 1x1 stride-2 kernel reads; the others are left unwritten). */
+static void phase_split(const float *x, int64_t planes, int64_t h, int64_t w, bool only0,
+                        float *ph) {
+    int64_t oh = h / 2, ow = w / 2, P = oh * ow;
+    for (int64_t pl = 0; pl < planes; pl++, x += h * w, ph += 4 * P)
+        for (int a = 0; a < (only0 ? 1 : 2); a++)
+            for (int64_t i = 0; i < oh; i++) {
+                const float *r = x + (2 * i + a) * w;
+                float *e = ph + (a * 2) * P + i * ow, *o = ph + (a * 2 + 1) * P + i * ow;
+                if (only0)
+                    for (int64_t j = 0; j < ow; j++)
+                        e[j] = r[2 * j];
+                else
+                    for (int64_t j = 0; j < ow; j++)
+                        e[j] = r[2 * j], o[j] = r[2 * j + 1];
+            }
+}
+
+/* gx (N*C, H, W) += the phases of ph (N*C, 4, H/2, W/2); only phase 0 when `only0`. */
+static void phase_merge_add(const float *ph, int64_t planes, int64_t h, int64_t w, bool only0,
+                            float *gx) {
+    int64_t oh = h / 2, ow = w / 2, P = oh * ow;
+    for (int64_t pl = 0; pl < planes; pl++, gx += h * w, ph += 4 * P)
+        for (int a = 0; a < 2; a++)
+            for (int64_t i = 0; i < oh; i++) {
+                float *r = gx + (2 * i + a) * w;
+                const float *e = ph + (a * 2) * P + i * ow, *o = ph + (a * 2 + 1) * P + i * ow;
+                if (only0 && a) break;
+                for (int64_t j = 0; j < ow; j++) {
+                    r[2 * j] += e[j];
+                    if (!only0) r[2 * j + 1] += o[j];
+                }
+            }
+}
+
+/* ---- stacking small planes: (N, C, P) <-> (N / G, C, G, P) ----
+ * A 7x7 plane is 3.06 vectors of 16, so a tile computes 4 (23 % of its lanes wasted), and a
+ * 14x14 one 12.25, in blocks of 4 or 5 vectors. Copied to (N / G, C, G, P), the G planes of a
+ * channel within a group of G images are one run of G * P pixels, a whole number of vectors
+ * when G = 16 / gcd(P, 16) (16 images of 7x7, 4 of 14x14), that vectors cross image boundaries
+ * in (the masks know each lane's own image). Groups rather than the whole batch: a group's
+ * channels stay cache-sized as one image's did (stacking all 64 images of a 14x14 layer
+ * streamed them from L2 and ran 1.5x slower). On ResNet-32's 7x7 layers this took dW from 1.8
+ * to 1.3 ms a layer; planes already whole vectors (28x28) stay as they are. */
+
+/* G for p: the images stacked per group, 1 when none are. */
+static int64_t dc_group(const pk_conv2d_params *p) {
+    int64_t P = p->h * p->w, g = 16;
+    while (g > 1 && P % g)
+        g /= 2; /* gcd(P, 16) */
+    g = 16 / g;
+    return dc_kind_of(p) == DC_S1 && g > 1 && p->n % g == 0 ? g : 1;
+}
+
+/* d[0..P) = s[0..P), or += with add: vectors and a masked tail, inline (memcpy's call cost on
+ * 49-float planes was of the order of the copy itself). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+plane_copy(float *d, const float *s, int64_t P, bool add) {
+    int64_t k = 0;
+    for (; k + VL <= P; k += VL) {
+        __m512 v = _mm512_loadu_ps(s + k);
+        _mm512_storeu_ps(d + k, add ? _mm512_add_ps(v, _mm512_loadu_ps(d + k)) : v);
+    }
+    if (k < P) {
+        __mmask16 m = (__mmask16)((1u << (P - k)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, s + k);
+        _mm512_mask_storeu_ps(d + k, m,
+                              add ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, d + k)) : v);
+    }
+}
+
+/* t (N / G, C, G, P) = x (N, C, P). */
+__attribute__((target("avx512f"))) static void to_groups(const float *x, int64_t n, int64_t c,
+                                                         int64_t P, int64_t G, float *t) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t ch = 0; ch < c; ch++)
+            plane_copy(t + ((i / G * c + ch) * G + i % G) * P, x + (i * c + ch) * P, P, false);
+}
+
+/* y (N, C, P) = t (N / G, C, G, P), or += with add. */
+__attribute__((target("avx512f"))) static void
+from_groups(const float *t, int64_t n, int64_t c, int64_t P, int64_t G, bool add, float *y) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            const float *src = t + ((i / G * c + ch) * G + i % G) * P;
+            if (add)
+                plane_copy(y + (i * c + ch) * P, src, P, true);
+            else
+                plane_copy(y + (i * c + ch) * P, src, P, false);
+        }
+}
+
+/* ---- tap convolution (forward, and input gradient) ---- */
+
+typedef struct {
+    const taps *t;
+    int64_t n, cin, cout;
+    const float *x; /* channel ci of image n at x + n * x_ns + ci * x_cs */
+    int64_t x_cs, x_ns;
+    const float *wp;   /* (ceil(Cout / 4), T, Cin, 4) */
+    const float *bias; /* (Cout) or NULL */
+    float *out;        /* channel co of image n at out + n * o_ns + co * o_cs */
+    int64_t o_cs, o_ns;
+    int64_t ncob, nblk; /* 4-channel blocks, pixel blocks per plane */
+    bool accumulate;
+} tc_job;
+
+/* wp[cob][t][i][c] = W[cob * 4 + c][i][kidx[t]] (zero past Cout) of W = w (Cout, Cin, KK), or of
+ * its transpose W[o][i] = w[i][o] (w then (Cin, Cout, KK): an input gradient's weights). */
+static float *tc_pack(const float *w, int64_t cout, int64_t cin, int kk, const taps *t,
+                      bool transposed) {
+    int64_t ncob = (cout + CO - 1) / CO;
+    float *wp = malloc(sizeof(float) * (size_t)(ncob * t->n * cin * CO));
+    if (!wp) return NULL;
+    for (int64_t cob = 0; cob < ncob; cob++)
+        for (int i = 0; i < t->n; i++)
+            for (int64_t ci = 0; ci < cin; ci++)
+                for (int c = 0; c < CO; c++) {
+                    int64_t co = cob * CO + c;
+                    float v = 0.0f;
+                    if (co < cout)
+                        v = transposed ? w[(ci * cout + co) * kk + t->kidx[i]]
+                                       : w[(co * cin + ci) * kk + t->kidx[i]];
+                    wp[((cob * t->n + i) * cin + ci) * CO + c] = v;
+                }
+    return wp;
+}
+
+/* Accumulators and their updates, written out per register: GCC kept loop-indexed __m512 arrays
+ * on the stack across the tap loop (a store per accumulator and tap in perf annotate), named
+ * variables stay in registers. Lines for vectors v >= nv vanish once nv is a constant. */
+#define FWD_ROW(c)                                                                                 \
+    __m512 a##c##0 = z, a##c##1 = z, a##c##2 = z, a##c##3 = z, a##c##4 = z, a##c##5 = z
+#define FWD_FMA(c)                                                                                 \
+    do {                                                                                           \
+        __m512 wb = _mm512_set1_ps(wk[c]);                                                         \
+        a##c##0 = _mm512_fmadd_ps(wb, x0, a##c##0);                                                \
+        if (nv > 1) a##c##1 = _mm512_fmadd_ps(wb, x1, a##c##1);                                    \
+        if (nv > 2) a##c##2 = _mm512_fmadd_ps(wb, x2, a##c##2);                                    \
+        if (nv > 3) a##c##3 = _mm512_fmadd_ps(wb, x3, a##c##3);                                    \
+        if (nv > 4) a##c##4 = _mm512_fmadd_ps(wb, x4, a##c##4);                                    \
+        if (nv > 5) a##c##5 = _mm512_fmadd_ps(wb, x5, a##c##5);                                    \
+    } while (0)
+#define FWD_STORE(c)                                                                               \
+    do {                                                                                           \
+        if (nco > c) {                                                                             \
+            float *o = out + c * j->o_cs;                                                          \
+            fwd_store(j, o, v0, co + c, a##c##0);                                                  \
+            if (nv > 1) fwd_store(j, o, v0 + 1, co + c, a##c##1);                                  \
+            if (nv > 2) fwd_store(j, o, v0 + 2, co + c, a##c##2);                                  \
+            if (nv > 3) fwd_store(j, o, v0 + 3, co + c, a##c##3);                                  \
+            if (nv > 4) fwd_store(j, o, v0 + 4, co + c, a##c##4);                                  \
+            if (nv > 5) fwd_store(j, o, v0 + 5, co + c, a##c##5);                                  \
+        }                                                                                          \
+    } while (0)
+
+/* o[v * 16 ...] (the pixels in the plane) = acc + bias[co] (+ o with accumulate). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fwd_store(const tc_job *j, float *o, int64_t v, int64_t co, __m512 acc) {
+    __mmask16 in = j->t->masks[v * (j->t->n + 1) + j->t->n];
+    if (j->bias) acc = _mm512_add_ps(acc, _mm512_set1_ps(j->bias[co]));
+    if (j->accumulate) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(in, o + v * VL));
+    _mm512_mask_storeu_ps(o + v * VL, in, acc);
+}
+
+/* out rows [co, co + nco) (4 at most), pixel vectors [v0, v0 + nv) of one image: the taps
+ * times Cin input channels, accumulated in 4 x nv registers. nv is a constant at each call, and
+ * so is nt, the number of taps (0: read it from j). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fwd_tile(const tc_job *j, const float *x, const float *wp, float *out, int64_t co, int nco,
+         int64_t v0, const int nv, const int nt) {
+    const taps *t = j->t;
+    int ntaps = nt ? nt : t->n; /* a constant 9 (the mask stride too) was measurably faster */
+    int64_t cin = j->cin, cs = j->x_cs, mstride = ntaps + 1;
+    const __m512 z = _mm512_setzero_ps();
+    FWD_ROW(0);
+    FWD_ROW(1);
+    FWD_ROW(2);
+    FWD_ROW(3);
+    for (int k = 0; k < ntaps; k++) {
+        const uint16_t *mk = t->masks + v0 * mstride + k;
+        __mmask16 m0 = mk[0], m1 = nv > 1 ? mk[mstride] : 0, m2 = nv > 2 ? mk[2 * mstride] : 0;
+        __mmask16 m3 = nv > 3 ? mk[3 * mstride] : 0, m4 = nv > 4 ? mk[4 * mstride] : 0;
+        __mmask16 m5 = nv > 5 ? mk[5 * mstride] : 0;
+        const float *xk = x + v0 * VL + t->xoff[k]; // tap k of the first vector, channel 0
+        const float *wk = wp + k * cin * CO;        // (Cin, 4)
+        for (int64_t ci = 0; ci < cin; ci++, xk += cs, wk += CO) {
+            __m512 x0 = _mm512_maskz_loadu_ps(m0, xk);
+            __m512 x1 = nv > 1 ? _mm512_maskz_loadu_ps(m1, xk + VL) : z;
+            __m512 x2 = nv > 2 ? _mm512_maskz_loadu_ps(m2, xk + 2 * VL) : z;
+            __m512 x3 = nv > 3 ? _mm512_maskz_loadu_ps(m3, xk + 3 * VL) : z;
+            __m512 x4 = nv > 4 ? _mm512_maskz_loadu_ps(m4, xk + 4 * VL) : z;
+            __m512 x5 = nv > 5 ? _mm512_maskz_loadu_ps(m5, xk + 5 * VL) : z;
+            FWD_FMA(0);
+            FWD_FMA(1);
+            FWD_FMA(2);
+            FWD_FMA(3);
+        }
+    }
+    FWD_STORE(0);
+    FWD_STORE(1);
+    FWD_STORE(2);
+    FWD_STORE(3);
+}
+
+/* Each index is one (image, 4-channel block): all its pixel blocks. */
+__attribute__((target("avx512f"))) static void tc_range(void *arg, int64_t b, int64_t e) {
+    const tc_job *j = arg;
+    int64_t nvec = j->t->nvec;
+    for (int64_t it = b; it < e; it++) {
+        int64_t n = it / j->ncob, cob = it % j->ncob, co = cob * CO;
+        int nco = (int)(j->cout - co < CO ? j->cout - co : CO);
+        const float *x = j->x + n * j->x_ns, *wp = j->wp + cob * j->t->n * j->cin * CO;
+        float *out = j->out + n * j->o_ns + co * j->o_cs;
+        for (int64_t bl = 0; bl < j->nblk; bl++) {
+            /* blocks of near-equal size: 49 vectors are 5,5,5,5,5,6,6,6,6, not 6 x 8 + 1 */
+            int64_t v0 = bl * nvec / j->nblk, v1 = (bl + 1) * nvec / j->nblk;
+            switch ((v1 - v0) * 2 + (j->t->n == 9)) {
+            case 2: fwd_tile(j, x, wp, out, co, nco, v0, 1, 0); break;
+            case 3: fwd_tile(j, x, wp, out, co, nco, v0, 1, 9); break;
+            case 4: fwd_tile(j, x, wp, out, co, nco, v0, 2, 0); break;
+            case 5: fwd_tile(j, x, wp, out, co, nco, v0, 2, 9); break;
+            case 6: fwd_tile(j, x, wp, out, co, nco, v0, 3, 0); break;
+            case 7: fwd_tile(j, x, wp, out, co, nco, v0, 3, 9); break;
+            case 8: fwd_tile(j, x, wp, out, co, nco, v0, 4, 0); break;
+            case 9: fwd_tile(j, x, wp, out, co, nco, v0, 4, 9); break;
+            case 10: fwd_tile(j, x, wp, out, co, nco, v0, 5, 0); break;
+            case 11: fwd_tile(j, x, wp, out, co, nco, v0, 5, 9); break;
+            case 12: fwd_tile(j, x, wp, out, co, nco, v0, 6, 0); break;
+            default: fwd_tile(j, x, wp, out, co, nco, v0, 6, 9); break;
+            }
+        }
+    }
+}
+
+/* Runs a tap convolution whose weights are packed (j->wp) and whose strides are set. */
+static void tc_run(pk_ctx *c, tc_job *j) {
+    j->ncob = (j->cout + CO - 1) / CO;
+    j->nblk = (j->t->nvec + NVMAX - 1) / NVMAX;
+    pk_parallel_for(c->pool, j->n * j->ncob, 1, tc_range, j);
+}
+
+pk_status cpu_conv_direct_forward(pk_ctx *c, const pk_conv2d_params *p, const float *x,
+                                  const float *w, const float *bias, float *out, bool accumulate) {
+    dc_kind kind = dc_kind_of(p);
+    int64_t G = dc_group(p);
+    taps t;
+    if (kind == DC_P2)
+        PK_TRY(taps_init(&t, p->oh, p->ow, 1, 1, (int[]){0}, (int[]){0}, (int[]){0}, (int[]){0}));
+    else
+        PK_TRY(taps_3x3(&t, p->oh, p->ow, G, kind == DC_S2));
+    int64_t P = p->oh * p->ow, nph = kind == DC_S1 ? 0 : p->n * p->cin * 4 * P;
+    if (G > 1) nph = p->n * (p->cin + p->cout) * P; /* x and out, stacked */
+    float *wp = tc_pack(w, p->cout, p->cin, (int)(p->kh * p->kw), &t, false);
+    float *ph = nph ? malloc(sizeof(float) * (size_t)nph) : NULL;
+    if (!wp || (nph && !ph)) {
+        free(t.masks), free(wp), free(ph);
+        return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for packed weights");
+    }
+    tc_job j = {.t = &t,
+                .n = p->n,
+                .cin = p->cin,
+                .cout = p->cout,
+                .x = x,
+                .x_cs = P,
+                .x_ns = p->cin * P,
+                .wp = wp,
+                .bias = bias,
+                .out = out,
+                .o_cs = P,
+                .o_ns = p->cout * P,
+                .accumulate = accumulate};
+    if (G > 1) { /* N / G "images" of G * P pixels */
+        to_groups(x, p->n, p->cin, P, G, ph);
+        j.n = p->n / G, j.x = ph, j.x_cs = G * P, j.x_ns = p->cin * G * P;
+        j.out = ph + p->n * p->cin * P, j.o_cs = G * P, j.o_ns = p->cout * G * P;
+        j.accumulate = false;
+    } else if (ph) { /* stride 2: the four phases of channel ci at ph[n][ci] */
+        phase_split(x, p->n * p->cin, p->h, p->w, kind == DC_P2, ph);
+        j.x = ph, j.x_cs = 4 * P, j.x_ns = p->cin * 4 * P;
+    }
+    tc_run(c, &j);
+    if (G > 1) from_groups(j.out, p->n, p->cout, P, G, accumulate, out);
+    free(t.masks), free(wp), free(ph);
+    return PK_OK;
+}
+
+/* dX of a stride-2 convolution, one phase (a, b) of dX at a time into ph (N, Cin, 4, OH, OW):
+ * the taps (ky, kx) whose input rows have parity a and columns parity b, reading dY shifted by
+ * +1 where ky (kx) is 0. A 1x1 kernel only reaches phase (0, 0). */
+static pk_status grad_x_phases(pk_ctx *c, const pk_conv2d_params *p, const float *w, const float *g,
+                               float *ph) {
+    int64_t P = p->oh * p->ow;
+    int nphase = p->kh == 1 ? 1 : 4;
+    for (int phase = 0; phase < nphase; phase++) {
+        int a = phase / 2, b = phase % 2, pl[4] = {0}, dy[4], dx[4], k[4], n = 0;
+        for (int ky = 0; ky < p->kh; ky++)
+            for (int kx = 0; kx < p->kw; kx++) {
+                /* the input row 2 oy + ky - pad has parity a: a 3x3 tap ky = 1 reaches even rows
+                 * from oy = i, ky = 0 odd rows from oy = i + 1, ky = 2 odd rows from oy = i */
+                int ry = p->kh == 1 ? 0 : (ky + 1) % 2, rx = p->kw == 1 ? 0 : (kx + 1) % 2;
+                if (ry != a || rx != b) continue;
+                dy[n] = p->kh == 3 && ky == 0, dx[n] = p->kw == 3 && kx == 0;
+                k[n++] = (int)(ky * p->kw + kx);
+            }
+        taps t;
+        PK_TRY(taps_init(&t, p->oh, p->ow, 1, n, pl, dy, dx, k));
+        float *wp = tc_pack(w, p->cin, p->cout, (int)(p->kh * p->kw), &t, true);
+        if (!wp) {
+            free(t.masks);
+            return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for packed weights");
+        }
+        tc_job j = {.t = &t,
+                    .n = p->n,
+                    .cin = p->cout,
+                    .cout = p->cin,
+                    .x = g,
+                    .x_cs = P,
+                    .x_ns = p->cout * P,
+                    .wp = wp,
+                    .out = ph + phase * P,
+                    .o_cs = 4 * P,
+                    .o_ns = p->cin * 4 * P};
+        tc_run(c, &j);
+        free(t.masks), free(wp);
+    }
+    return PK_OK;
+}
+
+pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const float *w,
+                                 const float *g, float *gx) {
+    dc_kind kind = dc_kind_of(p);
+    if (kind != DC_S1) {
+        float *ph = malloc(sizeof(float) * (size_t)(p->n * p->cin * 4 * p->oh * p->ow));
+        if (!ph) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for dX phases");
+        pk_status st = grad_x_phases(c, p, w, g, ph);
+        if (st == PK_OK) phase_merge_add(ph, p->n * p->cin, p->h, p->w, kind == DC_P2, gx);
+        free(ph);
+        return st;
+    }
+    /* stride 1: dX is the convolution of dY by the flipped, transposed weights, tap (ky, kx)
+     * of it reading weight (2 - ky, 2 - kx) */
+    int64_t G = dc_group(p);
+    taps t;
+    int pl[9] = {0}, dy[9], dx[9], k[9];
+    for (int i = 0; i < 9; i++)
+        dy[i] = i / 3 - 1, dx[i] = i % 3 - 1, k[i] = 8 - i;
+    PK_TRY(taps_init(&t, p->h, p->w, G, 9, pl, dy, dx, k));
+    int64_t P = p->h * p->w;
+    float *wp = tc_pack(w, p->cin, p->cout, 9, &t, true);
+    float *buf = G > 1 ? malloc(sizeof(float) * (size_t)(p->n * (p->cin + p->cout) * P)) : NULL;
+    if (!wp || (G > 1 && !buf)) {
+        free(t.masks), free(wp), free(buf);
+        return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for packed weights");
+    }
+    tc_job j = {.t = &t,
+                .n = p->n,
+                .cin = p->cout,
+                .cout = p->cin,
+                .x = g,
+                .x_cs = P,
+                .x_ns = p->cout * P,
+                .wp = wp,
+                .out = gx,
+                .o_cs = P,
+                .o_ns = p->cin * P,
+                .accumulate = true};
+    if (G > 1) { /* dY and dX stacked, as in the forward */
+        to_groups(g, p->n, p->cout, P, G, buf);
+        j.n = p->n / G, j.x = buf, j.x_cs = G * P, j.x_ns = p->cout * G * P;
+        j.out = buf + p->n * p->cout * P, j.o_cs = G * P, j.o_ns = p->cin * G * P;
+        j.accumulate = false;
+    }
+    tc_run(c, &j);
+    if (G > 1) from_groups(j.out, p->n, p->cin, P, G, true, gx);
+    free(t.masks), free(wp), free(buf);
+    return PK_OK;
+}
+
+/* ---- weight gradient ---- */
+
+typedef struct {
+    const taps *t;
+    int64_t n, cin, cout, kk; /* kk: kernel elements per (co, ci) in gw */
+    int row;                  /* taps per tile: 3 (a kernel row) or 1 */
+    const float *x;           /* as in tc_job */
+    int64_t x_cs, x_ns;
+    const float *g; /* channel co of image n at g + n * g_ns + co * g_cs */
+    int64_t g_cs, g_ns;
+    float *gw;     /* (Cout, Cin, KK) */
+    int64_t nfull; /* full blocks of 8 output channels; the rest goes in blocks of 4, 2, 1 */
+    int64_t nblocks;
+    int *failed; /* set by a worker that could not allocate its tile buffer */
+} gw_job;
+
+/* Output-channel block b: its first channel and size (8, or 4, 2, 1 for the remainder). */
+static void gw_block(const gw_job *j, int64_t b, int64_t *co, int *nco) {
+    if (b < j->nfull) {
+        *co = b * 8, *nco = 8;
+        return;
+    }
+    int64_t start = j->nfull * 8, rest = j->cout - start;
+    for (int size = 4; size >= 1; size /= 2)
+        if (rest & size) {
+            if (b == j->nfull) {
+                *co = start, *nco = size;
+                return;
+            }
+            b--, start += size;
+        }
+}
+
+/* The accumulators of one tile live in registers while it runs over a chunk of images, and in
+ * a per-block buffer (24 vectors per input channel and kernel row) between chunks. */
+#define GW_ROW(c)                                                                                  \
+    __m512 a##c##0 = first ? z : _mm512_load_ps(buf + (3 * c) * VL),                               \
+           a##c##1 = first || row < 3 ? z : _mm512_load_ps(buf + (3 * c + 1) * VL),                \
+           a##c##2 = first || row < 3 ? z : _mm512_load_ps(buf + (3 * c + 2) * VL)
+#define GW_FMA(c, load)                                                                            \
+    do {                                                                                           \
+        if (nco > c) {                                                                             \
+            __m512 gv = load(g + c * gcs);                                                         \
+            __asm__("" : "+v"(gv)); /* one load, not one folded into each of the 3 FMAs */         \
+            a##c##0 = _mm512_fmadd_ps(gv, x0, a##c##0);                                            \
+            if (row > 1) a##c##1 = _mm512_fmadd_ps(gv, x1, a##c##1);                               \
+            if (row > 2) a##c##2 = _mm512_fmadd_ps(gv, x2, a##c##2);                               \
+        }                                                                                          \
+    } while (0)
+#define GW_SAVE(c)                                                                                 \
+    do {                                                                                           \
+        _mm512_store_ps(buf + (3 * c) * VL, a##c##0);                                              \
+        if (row > 1) _mm512_store_ps(buf + (3 * c + 1) * VL, a##c##1);                             \
+        if (row > 2) _mm512_store_ps(buf + (3 * c + 2) * VL, a##c##2);                             \
+    } while (0)
+
+/* One pixel vector of a weight-gradient tile: `row` tap loads (masked), 8 dY loads by `load`. */
+#define GW_VECTOR(load)                                                                            \
+    do {                                                                                           \
+        __m512 x0 = _mm512_maskz_loadu_ps(m[0], x + o0);                                           \
+        __m512 x1 = row > 1 ? _mm512_maskz_loadu_ps(m[1], x + o1) : z;                             \
+        __m512 x2 = row > 2 ? _mm512_maskz_loadu_ps(m[2], x + o2) : z;                             \
+        GW_FMA(0, load);                                                                           \
+        GW_FMA(1, load);                                                                           \
+        GW_FMA(2, load);                                                                           \
+        GW_FMA(3, load);                                                                           \
+        GW_FMA(4, load);                                                                           \
+        GW_FMA(5, load);                                                                           \
+        GW_FMA(6, load);                                                                           \
+        GW_FMA(7, load);                                                                           \
+    } while (0)
+
+/* buf (8, 3, 16) (+)= the lane-wise sums over images [n0, n1) and pixel vectors [v0, v1) of
+ * g[n][co + c][p] in[n][ci][tap r][p] for c < nco (8, 4, 2 or 1) and the `row` taps r (3 or 1)
+ * starting at tap t0, both constants at each call: up to 8 x 3 accumulators; per pixel vector
+ * 3 tap loads and 8 dY loads feed 24 FMAs (accumulators named as in the forward tile). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+gw_tile(const gw_job *j, int64_t co, int64_t ci, int t0, int64_t n0, int64_t n1, int64_t v0,
+        int64_t v1, float *buf, bool first, const int nco, const int row) {
+    const taps *t = j->t;
+    /* rows of 3 taps come from 3x3 kernels (9 taps), rows of one from 1x1: the mask stride is
+     * a constant */
+    int64_t nfull = t->plane / VL, ms = (row == 3 ? 9 : 1) + 1, gcs = j->g_cs;
+    int64_t o0 = t->xoff[t0], o1 = row > 1 ? t->xoff[t0 + 1] : 0,
+            o2 = row > 2 ? t->xoff[t0 + 2] : 0;
+    int64_t vf = v1 < nfull ? v1 : nfull; /* whole vectors end */
+    const __m512 z = _mm512_setzero_ps();
+    GW_ROW(0);
+    GW_ROW(1);
+    GW_ROW(2);
+    GW_ROW(3);
+    GW_ROW(4);
+    GW_ROW(5);
+    GW_ROW(6);
+    GW_ROW(7);
+    for (int64_t n = n0; n < n1; n++) {
+        const float *x = j->x + n * j->x_ns + ci * j->x_cs + v0 * VL;
+        const float *g = j->g + n * j->g_ns + co * gcs + v0 * VL;
+        const uint16_t *m = t->masks + v0 * ms + t0;
+        int64_t v = v0;
+        /* whole vectors load dY unmasked (the masked 512-bit loads were the tile's bottleneck,
+         * 11 per 24 FMAs); the tail vector, when the plane has one, masks it */
+        for (; v < vf; v++, m += ms, x += VL, g += VL)
+            GW_VECTOR(_mm512_loadu_ps);
+        /* the plane's pixels in the tail vector, when the range ends with one */
+        __mmask16 tail = v < v1 ? t->masks[v * ms + t->n] : 0;
+#define GW_TAIL_LOAD(ptr) _mm512_maskz_loadu_ps(tail, ptr)
+        if (v < v1) GW_VECTOR(GW_TAIL_LOAD);
+#undef GW_TAIL_LOAD
+    }
+    GW_SAVE(0);
+    GW_SAVE(1);
+    GW_SAVE(2);
+    GW_SAVE(3);
+    GW_SAVE(4);
+    GW_SAVE(5);
+    GW_SAVE(6);
+    GW_SAVE(7);
+}
+
+/* Each index is one output-channel block. Its images go in chunks whose dY planes fit in L1
+ * (24 KiB of the 32-48 KiB of current x86 cores, leaving room for the input planes);
+ * within a chunk every (input channel, kernel row) tile runs over the chunk with its
+ * accumulators in registers. Running each tile over the whole batch instead streamed the dY
+ * planes from L2 for every tile and ran at less than half the forward kernel's FLOP rate. */
+__attribute__((target("avx512f"))) static void gw_range(void *arg, int64_t b, int64_t e) {
+    const gw_job *j = arg;
+    int64_t cin = j->cin, per = 24 * VL; /* buffer floats per tile */
+    int rows = j->t->n / j->row;
+    float *bufs = aligned_alloc(64, sizeof(float) * (size_t)(cin * rows * per));
+    if (!bufs) {
+        j->failed[0] = 1;
+        return;
+    }
+    for (int64_t it = b; it < e; it++) {
+        int64_t co = 0;
+        int nco = 1;
+        gw_block(j, it, &co, &nco);
+        /* a chunk: images whose dY planes fit the budget, or for one stacked image, a run of
+         * vectors that does */
+        int64_t budget = (24 << 10) / (int64_t)(sizeof(float) * VL * (size_t)nco); /* vectors */
+        int64_t nvec = j->t->nvec, chunk = j->n > 1 ? budget / nvec : budget;
+        if (chunk < 1) chunk = 1;
+        int64_t steps = j->n > 1 ? j->n : nvec;
+        for (int64_t s0 = 0; s0 < steps; s0 += chunk) {
+            int64_t s1 = s0 + chunk < steps ? s0 + chunk : steps;
+            int64_t n0 = j->n > 1 ? s0 : 0, n1 = j->n > 1 ? s1 : 1;
+            int64_t v0 = j->n > 1 ? 0 : s0, v1 = j->n > 1 ? nvec : s1;
+            bool first = s0 == 0;
+            for (int64_t ci = 0; ci < cin; ci++)
+                for (int r = 0; r < rows; r++) {
+                    float *buf = bufs + (ci * rows + r) * per;
+                    int t0 = r * j->row;
+                    if (j->row == 1) { /* the 1x1 kernel: one tap */
+                        switch (nco) {
+                        case 8: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 8, 1); break;
+                        case 4: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 4, 1); break;
+                        case 2: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 2, 1); break;
+                        default: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 1, 1); break;
+                        }
+                        continue;
+                    }
+                    switch (nco) {
+                    case 8: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 8, 3); break;
+                    case 4: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 4, 3); break;
+                    case 2: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 2, 3); break;
+                    default: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 1, 3); break;
+                    }
+                }
+        }
+        // gw[co + c][ci][kidx[t]] += the lanes of bufs[ci][row of t][c][t within the row] summed
+        for (int64_t ci = 0; ci < cin; ci++)
+            for (int i = 0; i < j->t->n; i++)
+                for (int c = 0; c < nco; c++) {
+                    const float *v =
+                        bufs + (ci * rows + i / j->row) * per + (c * 3 + i % j->row) * VL;
+                    j->gw[((co + c) * cin + ci) * j->kk + j->t->kidx[i]] +=
+                        _mm512_reduce_add_ps(_mm512_load_ps(v));
+                }
+    }
+    free(bufs);
+}
+
+pk_status cpu_conv_direct_grad_w(pk_ctx *c, const pk_conv2d_params *p, const float *x,
+                                 const float *g, float *gw) {
+    dc_kind kind = dc_kind_of(p);
+    int64_t G = dc_group(p);
+    taps t;
+    if (kind == DC_P2)
+        PK_TRY(taps_init(&t, p->oh, p->ow, 1, 1, (int[]){0}, (int[]){0}, (int[]){0}, (int[]){0}));
+    else
+        PK_TRY(taps_3x3(&t, p->oh, p->ow, G, kind == DC_S2));
+    int64_t P = p->oh * p->ow, rest = p->cout % 8, nph = 0;
+    if (kind != DC_S1) nph = p->n * p->cin * 4 * P;
+    if (G > 1) nph = p->n * (p->cin + p->cout) * P; /* x and dY, stacked */
+    float *ph = nph ? malloc(sizeof(float) * (size_t)nph) : NULL;
+    if (nph && !ph) {
+        free(t.masks);
+        return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for input phases");
+    }
+    int failed = 0;
+    gw_job j = {.t = &t,
+                .n = p->n,
+                .cin = p->cin,
+                .cout = p->cout,
+                .kk = p->kh * p->kw,
+                .row = kind == DC_P2 ? 1 : 3,
+                .x = x,
+                .x_cs = P,
+                .x_ns = p->cin * P,
+                .g = g,
+                .g_cs = P,
+                .g_ns = p->cout * P,
+                .gw = gw,
+                .nfull = p->cout / 8,
+                .failed = &failed};
+    j.nblocks = j.nfull + (rest & 1) + (rest >> 1 & 1) + (rest >> 2 & 1);
+    if (G > 1) { /* x and dY stacked, as in the forward */
+        to_groups(x, p->n, p->cin, P, G, ph);
+        to_groups(g, p->n, p->cout, P, G, ph + p->n * p->cin * P);
+        j.n = p->n / G, j.x = ph, j.x_cs = G * P, j.x_ns = p->cin * G * P;
+        j.g = ph + p->n * p->cin * P, j.g_cs = G * P, j.g_ns = p->cout * G * P;
+    } else if (ph) { /* stride 2: the four phases of channel ci at ph[n][ci] */
+        phase_split(x, p->n * p->cin, p->h, p->w, kind == DC_P2, ph);
+        j.x = ph, j.x_cs = 4 * P, j.x_ns = p->cin * 4 * P;
+    }
+    pk_parallel_for(c->pool, j.nblocks, 1, gw_range, &j);
+    free(t.masks), free(ph);
+    /* a worker that found no memory left its blocks out; no two workers write the flag's
+     * value differently, so the plain store is enough */
+    if (failed) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for dW tiles");
+    return PK_OK;
+}
+
+#else /* not x86-64 with GCC-style intrinsics: cpu_conv.c always takes im2col + SGEMM */
+
+bool cpu_conv_direct_usable(const pk_conv2d_params *p) { return false; }
+
+pk_status cpu_conv_direct_forward(pk_ctx *c, const pk_conv2d_params *p, const float *x,
+                                  const float *w, const float *bias, float *out, bool accumulate) {
+    return pk_error(PK_ERR_UNSUPPORTED, "conv2d: direct kernels need an x86-64 AVX-512 core");
+}
+
+pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const float *w,
+                                 const float *g, float *gx) {
+    return pk_error(PK_ERR_UNSUPPORTED, "conv2d: direct kernels need an x86-64 AVX-512 core");
+}
+
+pk_status cpu_conv_direct_grad_w(pk_ctx *c, const pk_conv2d_params *p, const float *x,
+                                 const float *g, float *gw) {
+    return pk_error(PK_ERR_UNSUPPORTED, "conv2d: direct kernels need an x86-64 AVX-512 core");
+}
+
+#endif

@@ -1,0 +1,298 @@
+/* test_ops_cpu_fast.c - the CPU backend's fast paths against plain references written here.
+ * Convolution (forward, dX, dW, db, in double precision) on the shapes where the kernels choose
+ * between paths: 3x3 stride-1 "same" convolutions, 3x3 and 1x1 stride-2 ones on even planes
+ * (the AVX-512 direct kernels where the core has them), valid padding and odd stride-2 planes
+ * (im2col + SGEMM); widths below, at and across the 16-float vector (3, 7, 14, 28), channel
+ * counts that are not multiples of the kernels' blocks of 4 and 8, batch 1. Plus the direct
+ * kernels called on their own with poisoned outputs, so every element must be written, and
+ * accumulating gradients, so the starting values must survive. Same-shape binary ops (one flat
+ * 16-lane loop plus a tail) and ReLU, forward and gradients. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu_conv_direct.h"
+#include "pk_test.h"
+
+typedef struct {
+    int64_t n, cin, cout, h, w;
+    int k, stride, pad, bias;
+} conv_shape;
+
+static const conv_shape shapes[] = {
+    {2, 16, 16, 28, 28, 3, 1, 1, 0}, /* ResNet-32 stage 1 */
+    {2, 32, 32, 14, 14, 3, 1, 1, 0}, /* stage 2 */
+    {3, 64, 64, 7, 7, 3, 1, 1, 0},   /* stage 3 */
+    {1, 1, 16, 28, 28, 3, 1, 1, 0},  /* the stem: one input channel, batch 1 */
+    {2, 5, 13, 7, 7, 3, 1, 1, 1},    /* 13 = 8 + 4 + 1 output channels, bias */
+    {1, 7, 6, 14, 14, 3, 1, 1, 1},   /* 6 = 4 + 2 */
+    {2, 3, 11, 5, 3, 3, 1, 1, 1},    /* planes narrower than a vector, 11 = 8 + 2 + 1 */
+    {1, 9, 17, 9, 21, 3, 1, 1, 0},   /* 17 = 8 + 8 + 1, odd non-square plane */
+    {16, 8, 12, 7, 7, 3, 1, 1, 1},   /* 16 images of 7x7 stacked: 49 vectors */
+    {4, 6, 9, 14, 14, 3, 1, 1, 0},   /* 4 images of 14x14 stacked */
+    {8, 3, 5, 6, 6, 3, 1, 1, 1},     /* 6x6: groups of 4, two of them */
+    {2, 16, 32, 28, 28, 3, 2, 1, 0}, /* stage starts: stride 2 */
+    {2, 32, 64, 14, 14, 3, 2, 1, 0},
+    {2, 16, 32, 28, 28, 1, 2, 0, 0}, /* the 1x1 stride-2 shortcut */
+    {1, 5, 13, 14, 14, 3, 2, 1, 1},  /* stride 2, batch 1, 13 = 8 + 4 + 1, bias */
+    {2, 6, 10, 8, 6, 1, 2, 0, 1},    /* 1x1 stride 2, 10 = 8 + 2, bias */
+    {1, 6, 10, 7, 7, 3, 1, 0, 1},    /* valid padding: not a direct shape */
+    {2, 3, 7, 7, 7, 3, 2, 1, 0},     /* stride 2 on an odd plane: not a direct shape */
+};
+#define NDIRECT 15 /* shapes [0, NDIRECT) are direct ones where the core has AVX-512 */
+#define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+static int64_t out_size(int64_t n, int k, int s, int pad) { return (n + 2 * pad - k) / s + 1; }
+
+static tensor *b_conv(pk_ctx *c, tensor **x, const void *a) {
+    const conv_shape *s = a;
+    return pk_conv2d(c, x[0], x[1], s->bias ? x[2] : NULL, s->stride, s->pad, 1);
+}
+
+/* y, dx, dw, db of the convolution in double precision, straight from the definition. */
+static void reference(const conv_shape *s, const float *x, const float *w, const float *b,
+                      const float *up, double *y, double *dx, double *dw, double *db) {
+    int64_t oh = out_size(s->h, s->k, s->stride, s->pad),
+            ow = out_size(s->w, s->k, s->stride, s->pad);
+    memset(dx, 0, sizeof(double) * (size_t)(s->n * s->cin * s->h * s->w));
+    memset(dw, 0, sizeof(double) * (size_t)(s->cout * s->cin * s->k * s->k));
+    memset(db, 0, sizeof(double) * (size_t)s->cout);
+    for (int64_t n = 0; n < s->n; n++)
+        for (int64_t co = 0; co < s->cout; co++)
+            for (int64_t oy = 0; oy < oh; oy++)
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    int64_t o = ((n * s->cout + co) * oh + oy) * ow + ox;
+                    double acc = s->bias ? b[co] : 0.0, u = up[o];
+                    db[co] += u;
+                    for (int64_t ci = 0; ci < s->cin; ci++)
+                        for (int ky = 0; ky < s->k; ky++)
+                            for (int kx = 0; kx < s->k; kx++) {
+                                int64_t iy = oy * s->stride + ky - s->pad;
+                                int64_t ix = ox * s->stride + kx - s->pad;
+                                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                                int64_t xi = ((n * s->cin + ci) * s->h + iy) * s->w + ix;
+                                int64_t wi = ((co * s->cin + ci) * s->k + ky) * s->k + kx;
+                                acc += (double)w[wi] * x[xi];
+                                dx[xi] += (double)w[wi] * u;
+                                dw[wi] += (double)x[xi] * u;
+                            }
+                    y[o] = acc;
+                }
+}
+
+/* Largest |a - b| over the largest |b|: a normalised error that a wrong element cannot hide in. */
+static double max_err(const float *a, const double *b, int64_t n) {
+    double e = 0.0, m = 1e-30;
+    for (int64_t i = 0; i < n; i++) {
+        e = fmax(e, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return e / m;
+}
+
+/* Forward and backward through the op on the CPU backend, against the reference. */
+START_TEST(conv_vs_reference) {
+    const conv_shape *s = &shapes[_i];
+    int64_t oh = out_size(s->h, s->k, s->stride, s->pad),
+            ow = out_size(s->w, s->k, s->stride, s->pad);
+    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * s->k * s->k;
+    int64_t ny = s->n * s->cout * oh * ow;
+    float *x = malloc(sizeof(float) * (size_t)nx), *w = malloc(sizeof(float) * (size_t)nw);
+    float *b = malloc(sizeof(float) * (size_t)s->cout), *up = malloc(sizeof(float) * (size_t)ny);
+    pkt_rng r = {1000 + (uint64_t)_i};
+    pkt_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, w, nw, -0.5f, 0.5f);
+    pkt_fill_uniform(&r, b, s->cout, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, up, ny, -1.0f, 1.0f);
+    pkt_case k = {.name = "conv",
+                  .build = b_conv,
+                  .arg = s,
+                  .n_in = s->bias ? 3 : 2,
+                  .in = {{.ndim = 4, .shape = {s->n, s->cin, s->h, s->w}, .data = x},
+                         {.ndim = 4, .shape = {s->cout, s->cin, s->k, s->k}, .data = w},
+                         {.ndim = 1, .shape = {s->cout}, .data = b}}};
+    double *y = malloc(sizeof(double) * (size_t)ny), *dx = malloc(sizeof(double) * (size_t)nx);
+    double *dw = malloc(sizeof(double) * (size_t)nw),
+           *db = malloc(sizeof(double) * (size_t)s->cout);
+    reference(s, x, w, b, up, y, dx, dw, db);
+    pk_ctx *c = pkt_ctx("cpu");
+    pkt_result res = pkt_case_run(c, &k, up);
+    ck_assert_int_eq(res.out_numel, ny);
+    double ey = max_err(res.out, y, ny), ex = max_err(res.grad[0], dx, nx);
+    double ew = max_err(res.grad[1], dw, nw), eb = s->bias ? max_err(res.grad[2], db, s->cout) : 0;
+    ck_assert_msg(ey < 1e-5 && ex < 1e-5 && ew < 1e-5 && eb < 1e-5,
+                  "shape %d (direct %d): errors y %.3g dx %.3g dw %.3g db %.3g", _i,
+                  cpu_conv_direct_usable(&(pk_conv2d_params){.n = s->n,
+                                                             .cin = s->cin,
+                                                             .h = s->h,
+                                                             .w = s->w,
+                                                             .cout = s->cout,
+                                                             .kh = s->k,
+                                                             .kw = s->k,
+                                                             .oh = oh,
+                                                             .ow = ow,
+                                                             .stride = s->stride,
+                                                             .pad = s->pad,
+                                                             .groups = 1}),
+                  ey, ex, ew, eb);
+    pkt_result_free(&res);
+    pkt_ctx_done(c);
+    free(x), free(w), free(b), free(up), free(y), free(dx), free(dw), free(db);
+}
+END_TEST
+
+/* Finite differences on one small direct shape: the gradients are those of the forward. */
+START_TEST(conv_direct_finite_differences) {
+    const conv_shape *s = &shapes[6];
+    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * 9;
+    float *x = malloc(sizeof(float) * (size_t)nx), *w = malloc(sizeof(float) * (size_t)nw);
+    float b[11];
+    pkt_rng r = {77};
+    pkt_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, w, nw, -0.5f, 0.5f);
+    pkt_fill_uniform(&r, b, 11, -1.0f, 1.0f);
+    pkt_case k = {.name = "conv_fd",
+                  .build = b_conv,
+                  .arg = s,
+                  .n_in = 3,
+                  .in = {{.ndim = 4, .shape = {s->n, s->cin, s->h, s->w}, .data = x},
+                         {.ndim = 4, .shape = {s->cout, s->cin, 3, 3}, .data = w},
+                         {.ndim = 1, .shape = {s->cout}, .data = b}}};
+    pk_ctx *c = pkt_ctx("cpu");
+    pkt_check_gradients(c, &k, 40, 2e-2);
+    pkt_ctx_done(c);
+    free(x), free(w);
+}
+END_TEST
+
+/* The direct kernels on their own, where the core has them: outputs poisoned with NaN first
+ * (forward without accumulate must write every element), dW accumulated onto a known start. */
+START_TEST(conv_direct_kernels_write_everything) {
+    const conv_shape *s = &shapes[_i];
+    int64_t oh = out_size(s->h, s->k, s->stride, s->pad),
+            ow = out_size(s->w, s->k, s->stride, s->pad);
+    pk_conv2d_params p = {.n = s->n,
+                          .cin = s->cin,
+                          .h = s->h,
+                          .w = s->w,
+                          .cout = s->cout,
+                          .kh = s->k,
+                          .kw = s->k,
+                          .oh = oh,
+                          .ow = ow,
+                          .stride = s->stride,
+                          .pad = s->pad,
+                          .groups = 1};
+    if (!cpu_conv_direct_usable(&p)) { /* only a core without AVX-512 refuses these shapes */
+        ck_assert_msg(!__builtin_cpu_supports("avx512f"), "shape %d is not taken as direct", _i);
+        return;
+    }
+    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * s->k * s->k;
+    int64_t ny = s->n * s->cout * oh * ow;
+    float *x = malloc(sizeof(float) * (size_t)nx), *w = malloc(sizeof(float) * (size_t)nw);
+    float *b = malloc(sizeof(float) * (size_t)s->cout), *up = malloc(sizeof(float) * (size_t)ny);
+    float *y = malloc(sizeof(float) * (size_t)ny), *gw = malloc(sizeof(float) * (size_t)nw);
+    float *gx = malloc(sizeof(float) * (size_t)nx);
+    pkt_rng r = {2000 + (uint64_t)_i};
+    pkt_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, w, nw, -0.5f, 0.5f);
+    pkt_fill_uniform(&r, b, s->cout, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, up, ny, -1.0f, 1.0f);
+    for (int64_t i = 0; i < ny; i++)
+        y[i] = NAN;
+    for (int64_t i = 0; i < nw; i++)
+        gw[i] = 0.25f; /* dW and dX accumulate: the start must survive */
+    for (int64_t i = 0; i < nx; i++)
+        gx[i] = -0.5f;
+    double *ry = malloc(sizeof(double) * (size_t)ny), *rdx = malloc(sizeof(double) * (size_t)nx);
+    double *rdw = malloc(sizeof(double) * (size_t)nw),
+           *rdb = malloc(sizeof(double) * (size_t)s->cout);
+    conv_shape sb = *s;
+    sb.bias = 1;
+    reference(&sb, x, w, b, up, ry, rdx, rdw, rdb);
+    for (int64_t i = 0; i < nw; i++)
+        rdw[i] += 0.25;
+    for (int64_t i = 0; i < nx; i++)
+        rdx[i] -= 0.5;
+    pk_ctx *c = pkt_ctx("cpu");
+    ck_assert_int_eq(cpu_conv_direct_forward(c, &p, x, w, b, y, false), PK_OK);
+    ck_assert_int_eq(cpu_conv_direct_grad_w(c, &p, x, up, gw), PK_OK);
+    ck_assert_int_eq(cpu_conv_direct_grad_x(c, &p, w, up, gx), PK_OK);
+    for (int64_t i = 0; i < ny; i++)
+        ck_assert_msg(isfinite(y[i]), "shape %d: y[%lld] was not written", _i, (long long)i);
+    double ey = max_err(y, ry, ny), ew = max_err(gw, rdw, nw), ex = max_err(gx, rdx, nx);
+    /* the forward again, accumulating: twice the reference */
+    ck_assert_int_eq(cpu_conv_direct_forward(c, &p, x, w, b, y, true), PK_OK);
+    for (int64_t i = 0; i < ny; i++)
+        ry[i] *= 2.0;
+    double ey2 = max_err(y, ry, ny);
+    ck_assert_msg(ey2 < 1e-5, "shape %d: accumulated forward error %.3g", _i, ey2);
+    ck_assert_msg(ey < 1e-5 && ew < 1e-5 && ex < 1e-5, "shape %d: errors y %.3g dw %.3g dx %.3g",
+                  _i, ey, ew, ex);
+    pkt_ctx_done(c);
+    free(x), free(w), free(b), free(up), free(y), free(gw), free(gx), free(ry), free(rdx),
+        free(rdw), free(rdb);
+}
+END_TEST
+
+static tensor *b_binary(pk_ctx *c, tensor **x, const void *a) {
+    switch (*(const int *)a) {
+    case 0: return pk_add(c, x[0], x[1]);
+    case 1: return pk_sub(c, x[0], x[1]);
+    case 2: return pk_mul(c, x[0], x[1]);
+    case 3: return pk_div(c, x[0], x[1]);
+    default: return pk_relu(c, x[0]);
+    }
+}
+
+/* a op b with a, b of one shape (3, 5, 67): 1005 elements, 62 vectors of 16 and a tail of 13;
+ * kinds add, sub, mul, div, then relu (of a). Exact up to float rounding of one operation. */
+START_TEST(flat_elementwise) {
+    enum { N = 3 * 5 * 67 };
+    const int kind = _i;
+    float a[N], b[N], up[N];
+    pkt_rng r = {300 + (uint64_t)_i};
+    pkt_fill_uniform(&r, a, N, -2.0f, 2.0f);
+    pkt_fill_uniform(&r, b, N, 0.5f, 2.0f); /* away from 0: a divisor */
+    pkt_fill_uniform(&r, up, N, -1.0f, 1.0f);
+    pkt_case k = {.name = "flat",
+                  .build = b_binary,
+                  .arg = &kind,
+                  .n_in = kind == 4 ? 1 : 2,
+                  .in = {{.ndim = 3, .shape = {3, 5, 67}, .data = a},
+                         {.ndim = 3, .shape = {3, 5, 67}, .data = b}}};
+    pk_ctx *c = pkt_ctx("cpu");
+    pkt_result res = pkt_case_run(c, &k, up);
+    for (int i = 0; i < N; i++) {
+        double x = a[i], y = b[i], u = up[i], want, da, db;
+        switch (kind) {
+        case 0: want = x + y, da = u, db = u; break;
+        case 1: want = x - y, da = u, db = -u; break;
+        case 2: want = x * y, da = u * y, db = u * x; break;
+        case 3: want = x / y, da = u / y, db = -u * x / (y * y); break;
+        default: want = x > 0 ? x : 0, da = x > 0 ? u : 0, db = 0;
+        }
+        ck_assert_msg(fabs(res.out[i] - want) <= 1e-6 * (1 + fabs(want)),
+                      "kind %d y[%d] %g, want %g", kind, i, res.out[i], want);
+        ck_assert_msg(fabs(res.grad[0][i] - da) <= 1e-6 * (1 + fabs(da)),
+                      "kind %d da[%d] %g, want %g", kind, i, res.grad[0][i], da);
+        if (kind < 4)
+            ck_assert_msg(fabs(res.grad[1][i] - db) <= 1e-6 * (1 + fabs(db)),
+                          "kind %d db[%d] %g, want %g", kind, i, res.grad[1][i], db);
+    }
+    pkt_result_free(&res);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("ops_cpu_fast");
+    TCase *t = tcase_create("cpu");
+    tcase_set_timeout(t, 120);
+    tcase_add_loop_test(t, conv_vs_reference, 0, NSHAPES);
+    tcase_add_test(t, conv_direct_finite_differences);
+    tcase_add_loop_test(t, conv_direct_kernels_write_everything, 0, NDIRECT);
+    tcase_add_loop_test(t, flat_elementwise, 0, 5);
+    suite_add_tcase(s, t);
+    return pkt_run_suite(s);
+}
