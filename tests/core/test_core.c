@@ -165,6 +165,40 @@ START_TEST(test_arena_block_failure) {
 }
 END_TEST
 
+/* A block of 4 MiB or more is a fresh mapping rather than a memset allocation: it must still
+ * read as zeros (the optimizer relies on zeroed padding) and round-trip data, and a second
+ * large block must not alias the first. */
+START_TEST(test_arena_large_block_zeroed) {
+    pk_ctx *c = pkt_ctx("cpu");
+    pk_arena *a = NULL;
+    ck_assert_int_eq(pk_arena_create(c->dev, "large", 6 << 20, &a), PK_OK);
+    const int64_t n = (6 << 20) / 4 - 16; /* fills the first block up to 64 bytes */
+    tensor *t = tensor_new(a, PK_F32, 1, (int64_t[]){n});
+    tensor *u = tensor_new(a, PK_F32, 1, (int64_t[]){n});
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(u);
+    ck_assert_ptr_ne(t->block, u->block);
+    float *v = malloc(sizeof(float) * (size_t)n);
+    ck_assert_ptr_nonnull(v);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = 1.0f;
+    ck_assert_int_eq(tensor_download(u, v), PK_OK);
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(v[i] == 0.0f, "element %lld of a fresh large block is %g", (long long)i,
+                      (double)v[i]);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (float)(i % 1000) - 500.0f;
+    ck_assert_int_eq(tensor_upload(t, v), PK_OK);
+    ck_assert_int_eq(tensor_fill(u, 3.0f), PK_OK);
+    ck_assert_int_eq(tensor_download(t, v), PK_OK);
+    for (int64_t i = 0; i < n; i += 997)
+        ck_assert_float_eq(v[i], (float)(i % 1000) - 500.0f);
+    free(v);
+    pk_arena_destroy(a);
+    pkt_ctx_done(c);
+}
+END_TEST
+
 /* ---- autograd ---- */
 
 /* A parameter (it outlives pk_step_begin, unlike pkt_param's step tensors). */
@@ -412,6 +446,7 @@ int main(void) {
     tcase_set_timeout(t, 120); /* lavapipe compiles pipelines slowly */
     tcase_add_test(t, test_tensor_new_overflow);
     tcase_add_test(t, test_tensor_view_bounds);
+    tcase_add_test(t, test_arena_large_block_zeroed);
     tcase_add_test(t, test_view_u32_counts_on_vulkan);
     tcase_add_test(t, test_reshape_bad_shapes);
     tcase_add_test(t, test_linear_degenerate);
