@@ -31,6 +31,9 @@ typedef struct tensor {
     struct tensor *grad; /* same shape, contiguous; NULL until needed */
     pk_node *node;       /* the op that produced this tensor, if recorded on the tape */
     bool requires_grad;
+    /* `grad` is unwritten in this backward walk (poison or stale bytes, not zeros): the first
+     * kernel that contributes to it writes it instead of adding (autograd.c) */
+    bool grad_fresh;
     const char *name; /* parameters: a stable name used by checkpoints and teachers */
 } tensor;
 

@@ -203,6 +203,7 @@ static void binary_fwd_range(void *arg, int64_t rb, int64_t re) {
 typedef struct binary_grad_job {
     binary_job *j;
     int which;
+    bool fresh; /* flat add, sub, mul and a's div: write the gradient instead of adding */
 } binary_grad_job;
 
 /* True when a and b both have the output's shape, contiguous: the op is one flat loop. The
@@ -257,7 +258,15 @@ binary_flat_bwd_range(void *arg, int64_t b, int64_t e) {
     float *o = bj->which ? j->gb : j->ga;
     /* FLAT_LOOP's operands: x is the gradient coming in, y the other factor */
     const float *x = g, *y = kind == PK_MUL && bj->which ? va : vb;
-    if (kind == PK_ADD || (kind == PK_SUB && !bj->which))
+    if (bj->fresh && (kind == PK_ADD || (kind == PK_SUB && !bj->which)))
+        FLAT_LOOP(xv);
+    else if (bj->fresh && kind == PK_SUB)
+        FLAT_LOOP(-xv);
+    else if (bj->fresh && kind == PK_MUL)
+        FLAT_LOOP(xv * yv);
+    else if (bj->fresh) /* a's div: cpu_binary_backward zero-fills b's */
+        FLAT_LOOP(xv / yv);
+    else if (kind == PK_ADD || (kind == PK_SUB && !bj->which))
         FLAT_LOOP(ov + xv);
     else if (kind == PK_SUB)
         FLAT_LOOP(ov - xv);
@@ -346,9 +355,15 @@ pk_status cpu_binary_backward(pk_ctx *c, pk_node *n) {
             j.ga = cpu_f32(n->in[0]->grad);
         else
             j.gb = cpu_f32(n->in[1]->grad);
-        binary_grad_job bj = {&j, which};
-        if (binary_flat(j.p)) {
+        binary_grad_job bj = {&j, which, false};
+        bool flat = binary_flat(j.p);
+        if (flat && (j.p->kind != PK_DIV || !which))
+            bj.fresh = cpu_grad_fresh(n, which);
+        else /* the broadcasting paths and b's div add: zeros first when fresh */
+            PK_TRY(cpu_grad_settle(n, which, true));
+        if (flat) {
             pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 14, binary_flat_bwd_range, &bj);
+            PK_TRY(cpu_grad_settle(n, which, false));
             continue;
         }
         bool full = operand_full(j.p, which ? j.p->b_strides : j.p->a_strides);
@@ -409,6 +424,7 @@ typedef struct {
     const pk_unary_params *p;
     const float *x, *y, *g;
     float *out;
+    bool fresh; /* ReLU's backward writes `out` instead of adding to it */
 } unary_job;
 
 /* ReLU forward and backward on 16-float vectors (cpu_util.h), cloned for AVX-512, AVX2 and the
@@ -429,10 +445,19 @@ relu_fwd(const float *restrict x, float *restrict o, int64_t b, int64_t e) {
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
-relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b,
-         int64_t e) {
+relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b, int64_t e,
+         bool fresh) {
     int64_t i = b;
     const v16f zero = {0};
+    if (fresh) { /* written: a fresh dX holds no zeros to add to */
+        for (; i + 16 <= e; i += 16) {
+            v16f xv = LD16(x + i), gv = LD16(g + i);
+            *(v16u *)(o + i) = (v16f)((v16i)gv & (xv > zero));
+        }
+        for (; i < e; i++)
+            o[i] = x[i] > 0.0f ? g[i] : 0.0f;
+        return;
+    }
     for (; i + 16 <= e; i += 16) {
         v16f xv = LD16(x + i), gv = LD16(g + i);
         *(v16u *)(o + i) = LD16(o + i) + (v16f)((v16i)gv & (xv > zero));
@@ -463,7 +488,7 @@ static void unary_bwd_range(void *arg, int64_t b, int64_t e) {
     int kind = j->p->kind;
     float al = j->p->alpha;
     if (kind == PK_RELU) {
-        relu_bwd(j->x, j->g, j->out, b, e);
+        relu_bwd(j->x, j->g, j->out, b, e, j->fresh);
         return;
     }
     for (int64_t i = b; i < e; i++)
@@ -479,13 +504,16 @@ pk_status cpu_unary_forward(pk_ctx *c, pk_node *n) {
 
 pk_status cpu_unary_backward(pk_ctx *c, pk_node *n) {
     if (!cpu_wants_grad(n, 0)) return PK_OK;
-    unary_job j = {.p = PK_PARAMS(n, pk_unary_params),
+    const pk_unary_params *p = PK_PARAMS(n, pk_unary_params);
+    if (p->kind != PK_RELU) PK_TRY(cpu_grad_settle(n, 0, true)); /* the others add */
+    unary_job j = {.p = p,
                    .x = cpu_f32(n->in[0]),
                    .y = cpu_f32(n->out[0]),
                    .g = cpu_f32(n->out[0]->grad),
-                   .out = cpu_f32(n->in[0]->grad)};
+                   .out = cpu_f32(n->in[0]->grad),
+                   .fresh = cpu_grad_fresh(n, 0)};
     pk_parallel_for(c->pool, tensor_numel(n->out[0]), 1 << 13, unary_bwd_range, &j);
-    return PK_OK;
+    return cpu_grad_settle(n, 0, false);
 }
 
 /* ---- reductions over the middle axis of (outer, r, inner) ---- */

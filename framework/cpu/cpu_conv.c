@@ -336,8 +336,14 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
     const pk_conv2d_params *p = PK_PARAMS(n, pk_conv2d_params);
     const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]);
     const float *g = cpu_f32(n->out[0]->grad); // (N, Cout, OH, OW)
+    /* dW and the bias gradient (parameters, normally) are added into: zeros when fresh */
+    PK_TRY(cpu_grad_settle(n, 1, true));
+    PK_TRY(cpu_grad_settle(n, 2, true));
     float *gx = cpu_wants_grad(n, 0) ? cpu_f32(n->in[0]->grad) : NULL;
     float *gw = cpu_wants_grad(n, 1) ? cpu_f32(n->in[1]->grad) : NULL;
+    /* only the direct kernels write a fresh dX; every other path adds into zeros */
+    if (!cpu_conv_direct_usable(p) || p->groups != 1 || conv_is_pointwise(p))
+        PK_TRY(cpu_grad_settle(n, 0, true));
     int64_t ohw = p->oh * p->ow, hw = p->h * p->w, ckk = p->cin / p->groups * p->kh * p->kw;
     if (cpu_wants_grad(n, 2)) {
         bias_job bj = {.p = p, .g = g, .gb = cpu_f32(n->in[2]->grad)};
@@ -369,7 +375,11 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
     if (!gx && !gw) return PK_OK;
     bool direct = cpu_conv_direct_usable(p);
     if (direct && gw) PK_TRY(cpu_conv_direct_grad_w(c, p, x, g, gw));
-    if (direct) return gx ? cpu_conv_direct_grad_x(c, p, w, g, gx) : PK_OK;
+    if (direct && gx) { /* a fresh dX is written, not added to */
+        PK_TRY(cpu_conv_direct_grad_x(c, p, w, g, gx, !cpu_grad_fresh(n, 0)));
+        return cpu_grad_settle(n, 0, false);
+    }
+    if (direct) return PK_OK;
     /* dX of a stride-1 square-kernel convolution is itself a convolution: of dY (Cout, OH, OW)
      * by the flipped, transposed weights W' (Cin, Cout, K, K), padded by K - 1 - pad, giving
      * (Cin, H, W). That is im2col + one SGEMM with the long Cout*K*K inner dimension instead of

@@ -440,12 +440,15 @@ static pk_status grad_x_phases(pk_ctx *c, const pk_conv2d_params *p, const float
 }
 
 pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const float *w,
-                                 const float *g, float *gx) {
+                                 const float *g, float *gx, bool accumulate) {
     dc_kind kind = dc_kind_of(p);
     if (kind != DC_S1) {
         float *ph = malloc(sizeof(float) * (size_t)(p->n * p->cin * 4 * p->oh * p->ow));
         if (!ph) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for dX phases");
         pk_status st = grad_x_phases(c, p, w, g, ph);
+        /* the merge adds (and for 1x1 kernels touches only phase 0): written, dX starts at 0 */
+        if (st == PK_OK && !accumulate)
+            memset(gx, 0, sizeof(float) * (size_t)(p->n * p->cin * p->h * p->w));
         if (st == PK_OK) phase_merge_add(ph, p->n * p->cin, p->h, p->w, kind == DC_P2, gx);
         free(ph);
         return st;
@@ -476,7 +479,7 @@ pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const flo
                 .out = gx,
                 .o_cs = P,
                 .o_ns = p->cin * P,
-                .accumulate = true};
+                .accumulate = accumulate};
     if (G > 1) { /* dY and dX stacked, as in the forward */
         to_groups(g, p->n, p->cout, P, G, buf);
         j.n = p->n / G, j.x = buf, j.x_cs = G * P, j.x_ns = p->cout * G * P;
@@ -484,7 +487,7 @@ pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const flo
         j.accumulate = false;
     }
     tc_run(c, &j);
-    if (G > 1) from_groups(j.out, p->n, p->cin, P, G, true, gx);
+    if (G > 1) from_groups(j.out, p->n, p->cin, P, G, accumulate, gx);
     free(t.masks), free(wp), free(buf);
     return PK_OK;
 }
@@ -733,7 +736,7 @@ pk_status cpu_conv_direct_forward(pk_ctx *c, const pk_conv2d_params *p, const fl
 }
 
 pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const float *w,
-                                 const float *g, float *gx) {
+                                 const float *g, float *gx, bool accumulate) {
     return pk_error(PK_ERR_UNSUPPORTED, "conv2d: direct kernels need an x86-64 AVX-512 core");
 }
 

@@ -16,9 +16,10 @@ bool cpu_conv_direct_usable(const pk_conv2d_params *p);
 pk_status cpu_conv_direct_forward(pk_ctx *c, const pk_conv2d_params *p, const float *x,
                                   const float *w, const float *bias, float *out, bool accumulate);
 
-/* gx (N, Cin, H, W) += the input gradient from w (Cout, Cin, KH, KW) and g (N, Cout, OH, OW). */
+/* gx (N, Cin, H, W) = (+= with accumulate) the input gradient from w (Cout, Cin, KH, KW) and
+ * g (N, Cout, OH, OW). */
 pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const float *w,
-                                 const float *g, float *gx);
+                                 const float *g, float *gx, bool accumulate);
 
 /* gw (Cout, Cin, KH, KW) += the weight gradient from x (N, Cin, H, W) and g (N, Cout, OH, OW). */
 pk_status cpu_conv_direct_grad_w(pk_ctx *c, const pk_conv2d_params *p, const float *x,

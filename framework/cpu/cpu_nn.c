@@ -411,6 +411,7 @@ static inline void plane_sum(const float *x, int64_t n, float m, double *s, doub
 typedef struct {
     const pk_batchnorm_params *p;
     pk_node *n;
+    bool fresh; /* the backward writes dX instead of adding to it */
 } bn_job;
 
 /* One channel per index: statistics (training), running-stat update, then y. Each plane is
@@ -505,6 +506,13 @@ bn_bwd_range(void *arg, int64_t b, int64_t e) {
             const float *xr = x + (i * p->c + ch) * S, *gr = g + (i * p->c + ch) * S;
             float *gxr = gx + (i * p->c + ch) * S;
             int64_t k = 0;
+            if (j->fresh) { /* written: the fresh dX holds no zeros to add to */
+                for (; k + 16 <= S; k += 16)
+                    *(v16u *)(gxr + k) = a * (LD16(gr + k) - mg - (LD16(xr + k) - mu) * rm);
+                for (; k < S; k++)
+                    gxr[k] = a * (gr[k] - mg - (xr[k] - mu) * rm);
+                continue;
+            }
             for (; k + 16 <= S; k += 16)
                 *(v16u *)(gxr + k) =
                     LD16(gxr + k) + a * (LD16(gr + k) - mg - (LD16(xr + k) - mu) * rm);
@@ -521,9 +529,12 @@ pk_status cpu_batchnorm_forward(pk_ctx *c, pk_node *n) {
 }
 
 pk_status cpu_batchnorm_backward(pk_ctx *c, pk_node *n) {
-    bn_job j = {.p = PK_PARAMS(n, pk_batchnorm_params), .n = n};
+    /* gamma and beta (parameters, normally) are added into: zeros when fresh */
+    PK_TRY(cpu_grad_settle(n, 1, true));
+    PK_TRY(cpu_grad_settle(n, 2, true));
+    bn_job j = {.p = PK_PARAMS(n, pk_batchnorm_params), .n = n, .fresh = cpu_grad_fresh(n, 0)};
     pk_parallel_for(c->pool, j.p->c, 1 + (1 << 14) / (j.p->n * j.p->spatial), bn_bwd_range, &j);
-    return PK_OK;
+    return cpu_grad_settle(n, 0, false);
 }
 
 /* ---- layer normalisation: x (rows, d) ---- */

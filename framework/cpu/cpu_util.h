@@ -16,6 +16,22 @@ static inline bool cpu_wants_grad(const pk_node *n, int i) {
     return i < n->n_in && n->in[i] && n->in[i]->requires_grad && n->in[i]->grad;
 }
 
+/* True when input i's gradient is fresh: unwritten in this walk, so this kernel's contribution
+ * must write every element instead of adding, then clear the flag (cpu_grad_settle). Only
+ * kernels that autograd.c lists as writing fresh gradients ever see one. */
+static inline bool cpu_grad_fresh(const pk_node *n, int i) {
+    return cpu_wants_grad(n, i) && n->in[i]->grad_fresh;
+}
+
+/* Marks input i's gradient written; zero-fills it first when `fill` (for a path that only adds
+ * into its gradient) and it is still fresh. */
+static inline pk_status cpu_grad_settle(const pk_node *n, int i, bool fill) {
+    if (!cpu_wants_grad(n, i) || !n->in[i]->grad_fresh) return PK_OK;
+    if (fill) PK_TRY(tensor_fill(n->in[i]->grad, 0.0f));
+    n->in[i]->grad_fresh = false;
+    return PK_OK;
+}
+
 /* Sixteen-float vectors (GCC/Clang vector extensions) for elementwise loops, which GCC's -O2
  * cost model leaves scalar when the trip count is unknown. Functions using them are cloned with
  * target_clones("avx512f", "avx2", "default"): one zmm, two ymm or four xmm operations each.

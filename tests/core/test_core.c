@@ -250,6 +250,34 @@ START_TEST(test_grad_used_twice_and_diamond) {
 }
 END_TEST
 
+/* Activation gradients start unwritten (NaN poison in tests) and the first contribution in
+ * the backward walk writes them, later ones add. With a = b = c = 1 w,
+ * y = sum((a + b) relu(a) - b) + sum(c c): relu writes a's gradient and add adds to it; sub
+ * writes b's (negated) and add adds; mul writes both of its operands' and the scalar add both
+ * of its; c c is one op using c twice. By hand: dy/dw = 6w - 1 where w > 0, 2w - 1 where
+ * w < 0. */
+START_TEST(test_fresh_grads_written_then_added) {
+    pk_ctx *c = loop_ctx(_i);
+    if (!c) return;
+    const float wv[5] = {0.5f, -1.25f, 2.0f, -0.75f, 1.5f};
+    tensor *w = param_from(c, 5, wv);
+    for (int step = 0; step < 2; step++) { /* the second step reuses the arena's bytes */
+        ck_assert_int_eq(pk_grad_zero(c, w), PK_OK);
+        ck_assert_int_eq(pk_step_begin(c), PK_OK);
+        tensor *a = pk_scale(c, w, 1.0f), *b = pk_scale(c, w, 1.0f), *cc = pk_scale(c, w, 1.0f);
+        tensor *s = pk_add(c, a, b), *r = pk_relu(c, a);
+        tensor *d = pk_sub(c, pk_mul(c, s, r), b);
+        tensor *y = pk_add(c, pk_sum_all(c, d), pk_sum_all(c, pk_mul(c, cc, cc)));
+        ck_assert_int_eq(autograd_backward(c, y), PK_OK);
+        float want[5];
+        for (int i = 0; i < 5; i++)
+            want[i] = wv[i] > 0 ? 6 * wv[i] - 1 : 2 * wv[i] - 1;
+        assert_grad(w, want, 5, "fresh gradients");
+    }
+    pkt_ctx_done(c);
+}
+END_TEST
+
 START_TEST(test_backward_twice_accumulates) {
     pk_ctx *c = loop_ctx(_i);
     if (!c) return;
@@ -452,6 +480,7 @@ int main(void) {
     tcase_add_test(t, test_linear_degenerate);
     tcase_add_test(t, test_arena_block_failure);
     tcase_add_loop_test(t, test_grad_used_twice_and_diamond, 0, 2);
+    tcase_add_loop_test(t, test_fresh_grads_written_then_added, 0, 2);
     tcase_add_loop_test(t, test_backward_twice_accumulates, 0, 2);
     tcase_add_loop_test(t, test_reshape_and_detach, 0, 2);
     tcase_add_test(t, test_backward_null_loss_message);

@@ -217,7 +217,7 @@ START_TEST(conv_direct_kernels_write_everything) {
     pk_ctx *c = pkt_ctx("cpu");
     ck_assert_int_eq(cpu_conv_direct_forward(c, &p, x, w, b, y, false), PK_OK);
     ck_assert_int_eq(cpu_conv_direct_grad_w(c, &p, x, up, gw), PK_OK);
-    ck_assert_int_eq(cpu_conv_direct_grad_x(c, &p, w, up, gx), PK_OK);
+    ck_assert_int_eq(cpu_conv_direct_grad_x(c, &p, w, up, gx, true), PK_OK);
     for (int64_t i = 0; i < ny; i++)
         ck_assert_msg(isfinite(y[i]), "shape %d: y[%lld] was not written", _i, (long long)i);
     double ey = max_err(y, ry, ny), ew = max_err(gw, rdw, nw), ex = max_err(gx, rdx, nx);
@@ -229,6 +229,14 @@ START_TEST(conv_direct_kernels_write_everything) {
     ck_assert_msg(ey2 < 1e-5, "shape %d: accumulated forward error %.3g", _i, ey2);
     ck_assert_msg(ey < 1e-5 && ew < 1e-5 && ex < 1e-5, "shape %d: errors y %.3g dw %.3g dx %.3g",
                   _i, ey, ew, ex);
+    /* dX written rather than accumulated (a fresh gradient): every element, over NaN poison */
+    for (int64_t i = 0; i < nx; i++)
+        gx[i] = NAN, rdx[i] += 0.5;
+    ck_assert_int_eq(cpu_conv_direct_grad_x(c, &p, w, up, gx, false), PK_OK);
+    for (int64_t i = 0; i < nx; i++) /* max_err's fmax would pass over a NaN */
+        ck_assert_msg(isfinite(gx[i]), "shape %d: dx[%lld] was not written", _i, (long long)i);
+    double ex2 = max_err(gx, rdx, nx);
+    ck_assert_msg(ex2 < 1e-5, "shape %d: written dx error %.3g", _i, ex2);
     pkt_ctx_done(c);
     free(x), free(w), free(b), free(up), free(y), free(gw), free(gx), free(ry), free(rdx),
         free(rdw), free(rdb);
