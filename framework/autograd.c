@@ -44,6 +44,7 @@ pk_status pk_ctx_create(const pk_ctx_options *opt, pk_ctx **out) {
         return s;
     }
     pk_arena_set_poison(c->step, c->poison);
+    if (c->backend == PK_BACKEND_CPU) pk_device_set_cpu_threads(c->dev, pk_pool_threads(c->pool));
     *out = c;
     return PK_OK;
 }

@@ -27,7 +27,8 @@ static void cpu_info(pk_device_info *d) {
     const char *env = getenv("POLYAK_THREADS");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     d->threads = env && atoi(env) > 0 ? atoi(env) : (int)(cores > 0 ? cores : 1);
-    snprintf(d->name, sizeof d->name, "cpu (%d threads, OpenBLAS)", d->threads);
+    snprintf(d->name, sizeof d->name, "cpu (%d thread%s, OpenBLAS)", d->threads,
+             d->threads == 1 ? "" : "s");
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     d->memory = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
     d->subgroup_size = 1;
@@ -133,6 +134,13 @@ void pk_device_close(pk_device *dev) {
 pk_backend pk_device_backend(const pk_device *dev) { return dev->info.backend; }
 
 const pk_device_info *pk_device_get_info(const pk_device *dev) { return &dev->info; }
+
+void pk_device_set_cpu_threads(pk_device *dev, int threads) {
+    if (dev->info.backend != PK_BACKEND_CPU || threads <= 0) return;
+    dev->info.threads = threads;
+    snprintf(dev->info.name, sizeof dev->info.name, "cpu (%d thread%s, OpenBLAS)", threads,
+             threads == 1 ? "" : "s");
+}
 
 void *pk_device_impl(pk_device *dev) { return dev->vk; }
 

@@ -53,6 +53,9 @@ pk_backend pk_device_backend(const pk_device *dev);
 /* Returns the device's description. */
 const pk_device_info *pk_device_get_info(const pk_device *dev);
 
+/* Records the worker-thread count a CPU context really runs with (its name says it). */
+void pk_device_set_cpu_threads(pk_device *dev, int threads);
+
 /* Returns the backend-specific context (vkctx* for Vulkan, NULL for the CPU backend). */
 void *pk_device_impl(pk_device *dev);
 

@@ -25,6 +25,23 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1";
 
 /* ---- shapes and sizes ---- */
 
+/* A CPU context made with an explicit thread count names that count, not the core count. */
+START_TEST(test_cpu_threads_in_device_name) {
+    for (int n = 1; n <= 3; n++) {
+        pk_ctx *c = NULL;
+        pk_ctx_options o = {.device = "cpu", .threads = n};
+        ck_assert_int_eq(pk_ctx_create(&o, &c), PK_OK);
+        const pk_device_info *d = pk_device_get_info(c->dev);
+        char want[64];
+        snprintf(want, sizeof want, "cpu (%d thread%s,", n, n == 1 ? "" : "s");
+        ck_assert_int_eq(d->threads, n);
+        ck_assert_int_eq(pk_pool_threads(c->pool), n);
+        ck_assert_msg(strncmp(d->name, want, strlen(want)) == 0, "name '%s'", d->name);
+        pk_ctx_destroy(c);
+    }
+}
+END_TEST
+
 START_TEST(test_tensor_new_overflow) {
     pk_ctx *c = pkt_ctx("cpu");
     /* 2^40 * 2^40 elements wraps int64 to 0: it must not become a 256-byte tensor */
@@ -473,6 +490,7 @@ int main(void) {
     TCase *t = tcase_create("core");
     tcase_set_timeout(t, 120); /* lavapipe compiles pipelines slowly */
     tcase_add_test(t, test_tensor_new_overflow);
+    tcase_add_test(t, test_cpu_threads_in_device_name);
     tcase_add_test(t, test_tensor_view_bounds);
     tcase_add_test(t, test_arena_large_block_zeroed);
     tcase_add_test(t, test_view_u32_counts_on_vulkan);
