@@ -20,7 +20,8 @@ static void on_sigint(int sig) {
 static const char *usage =
     "--data SCENE --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
     "[--eval-interval N] [--device D] [--resume] [--save-every N] [--seed S] "
-    "[--max-gaussians N] [--init-points N] [--threads T]";
+    "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
+    "[--resolution-schedule S]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -63,6 +64,12 @@ int cmd_splat_train(int argc, char **argv) {
         } else if (strcmp(a, "--init-points") == 0) {
             if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
             o.init_points = n, i++;
+        } else if (strcmp(a, "--num-downscales") == 0) {
+            if (!cli_int(C, a, v, 0, 8, &n)) return 2;
+            o.num_downscales = n ? (int)n : -1, i++; /* 0: always full size */
+        } else if (strcmp(a, "--resolution-schedule") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.resolution_schedule = n, i++;
         } else if (strcmp(a, "--threads") == 0) {
             if (!cli_int(C, a, v, 1, 1024, &n)) return 2;
             o.threads = (int)n, i++;
@@ -83,6 +90,12 @@ int cmd_splat_train(int argc, char **argv) {
             : info.from_points ? "from SfM points"
                                : "random",
             info.device_name);
+    if (info.levels)
+        fprintf(stderr,
+                "polyak splat train: coarse to fine: steps 1-%lld at 1/%d of the size, doubled "
+                "every %lld steps; held-out evaluation at full size\n",
+                (long long)info.resolution_schedule, 1 << info.levels,
+                (long long)info.resolution_schedule);
     if (info.device_fallback)
         fprintf(stderr, "polyak splat train: the default device has no Gaussian rasterizer "
                         "kernels yet; training on the CPU backend\n");
@@ -146,10 +159,12 @@ int cmd_splat_train(int argc, char **argv) {
            (long long)gs_trainer_info(t).gaussians);
     if (ev.images)
         printf("held-out PSNR %.2f dB, SSIM %.4f on %d images\n", ev.psnr, ev.ssim, ev.images);
-    printf("ms per step: raster forward %.1f, backward (raster + loss) %.1f, loss forward %.1f, "
-           "optimizer %.1f, densify %.1f, other %.1f\n",
-           tm.raster_fwd * per, tm.raster_bwd * per, tm.loss * per, tm.optimizer * per,
-           tm.densify * per, tm.other * per);
+    printf("ms per step: %.1f = raster forward %.1f + backward %.1f, loss (L1 + SSIM) forward %.1f "
+           "+ backward %.1f, optimizer %.1f, densify %.1f (+ statistics %.1f), data %.1f, "
+           "parameters in %.1f + gradients out %.1f, other %.1f\n",
+           tm.total * per, tm.raster_fwd * per, tm.raster_bwd * per, tm.loss_fwd * per,
+           tm.loss_bwd * per, tm.optimizer * per, tm.densify * per, tm.stats * per, tm.data * per,
+           tm.params_in * per, tm.grads_out * per, tm.other * per);
     printf("PLY:     %s/point_cloud.ply\nrenders: %s/renders/ (ground truth | render)\n"
            "metrics: %s/metrics.json\nlog:     %s/log.csv\n",
            o.out, o.out, o.out, o.out);

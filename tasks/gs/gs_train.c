@@ -37,6 +37,10 @@
 
 #define LOG_COLS 5 /* step, loss, psnr, gaussians, seconds */
 
+/* Coarse to fine by default? (see gs_train_defaults) */
+#define GS_DEFAULT_NUM_DOWNSCALES (-1)
+#define GS_DEFAULT_RESOLUTION_SCHEDULE(iters) 3000
+
 struct gs_trainer {
     gs_train_options o;
     pk_ctx *ctx;
@@ -44,8 +48,11 @@ struct gs_trainer {
     pk_scene scene;
     int n_train, n_test;
     int *train_idx, *test_idx;
-    pk_image *images;   // (scene.n) at the chosen downscale, test and train
-    splat_camera *cams; // (scene.n)
+    pk_image *images;         // (scene.n) at the chosen downscale, test and train
+    splat_camera *cams;       // (scene.n)
+    int levels;               // coarse-to-fine levels below full size (0: none)
+    float **pyramid;          // (scene.n, levels) planar ground truth at 1/2^(l+1); training views
+    splat_camera *level_cams; // (scene.n, levels) their cameras
     gs_explicit *gx;
     gs_source src;
     splat_state *st;             // evaluation renders
@@ -88,6 +95,8 @@ gs_train_options gs_train_defaults(gs_train_options o) {
     if (!o.opacity_reset) o.opacity_reset = 3000;
     if (!o.sh_interval) o.sh_interval = 1000;
     if (!o.grad_threshold) o.grad_threshold = 2e-4;
+    if (!o.num_downscales) o.num_downscales = GS_DEFAULT_NUM_DOWNSCALES;
+    if (!o.resolution_schedule) o.resolution_schedule = GS_DEFAULT_RESOLUTION_SCHEDULE(o.iters);
     return o;
 }
 
@@ -213,12 +222,76 @@ static pk_status load_images(gs_trainer *t) {
 /* Ground truth of view v as planar floats; RGBA is composited over the black background. */
 static void ground_truth(const pk_image *img, float *out) {
     int hw = img->w * img->h;
+    if (img->bits == 8 && img->c == 3) { /* the usual case: a table instead of image_get */
+        float lut[256];
+        for (int k = 0; k < 256; k++)
+            lut[k] = (float)k / 255.0f;
+        const uint8_t *px = img->data;
+        for (int i = 0; i < hw; i++)
+            for (int k = 0; k < 3; k++)
+                out[k * hw + i] = lut[px[3 * i + k]];
+        return;
+    }
     for (int y = 0; y < img->h; y++)
         for (int x = 0; x < img->w; x++) {
             float a = img->c == 4 ? image_get(img, x, y, 3) : 1.0f;
             for (int k = 0; k < 3; k++)
                 out[k * hw + y * img->w + x] = image_get(img, x, y, k) * a;
         }
+}
+
+/* Halves a planar (3, h, w) image by 2x2 box averages into (3, h/2, w/2) (the last odd row
+ * or column dropped): repeated, the area filter of scene_load_image with the cameras of
+ * camera_scaled. */
+static void halve(const float *in, int w, int h, float *out) {
+    int w2 = w / 2, h2 = h / 2;
+    for (int k = 0; k < 3; k++)
+        for (int y = 0; y < h2; y++) {
+            const float *r0 = in + ((size_t)k * h + 2 * (size_t)y) * (size_t)w, *r1 = r0 + w;
+            float *o = out + ((size_t)k * h2 + (size_t)y) * (size_t)w2;
+            for (int x = 0; x < w2; x++)
+                o[x] = 0.25f * ((r0[2 * x] + r0[2 * x + 1]) + (r1[2 * x] + r1[2 * x + 1]));
+        }
+}
+
+/* The coarse-to-fine levels: every training view's ground truth at 1/2, 1/4, ... of the
+ * training size (at most num_downscales levels, none smaller than 16 px on a side). */
+static pk_status build_pyramid(gs_trainer *t) {
+    int levels = t->o.num_downscales > 0 ? t->o.num_downscales : 0;
+    for (int i = 0; i < t->n_train; i++) {
+        const pk_image *img = &t->images[t->train_idx[i]];
+        while (levels > 0 && ((img->w >> levels) < 16 || (img->h >> levels) < 16))
+            levels--;
+    }
+    t->levels = levels;
+    if (!levels) return PK_OK;
+    t->pyramid = calloc((size_t)t->scene.n * (size_t)levels, sizeof(float *));
+    t->level_cams = calloc((size_t)t->scene.n * (size_t)levels, sizeof(splat_camera));
+    if (!t->pyramid || !t->level_cams) return pk_error(PK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < t->n_train; i++) {
+        int v = t->train_idx[i];
+        const pk_image *img = &t->images[v];
+        ground_truth(img, t->gt);
+        const float *prev = t->gt;
+        int w = img->w, h = img->h;
+        for (int l = 0; l < levels; l++) {
+            float *o = malloc(sizeof(float) * 3 * (size_t)(w / 2) * (size_t)(h / 2));
+            if (!o) return pk_error(PK_ERR_NOMEM, "out of memory for the image pyramid");
+            halve(prev, w, h, o);
+            t->pyramid[(size_t)v * levels + l] = o;
+            w /= 2, h /= 2;
+            prev = o;
+            pk_camera cs = camera_scaled(&t->scene.cams[v], t->o.downscale << (l + 1));
+            t->level_cams[(size_t)v * levels + l] = to_splat_camera(&cs);
+        }
+    }
+    return PK_OK;
+}
+
+/* The coarse-to-fine level of 1-based iteration `it` (0: full size). */
+static int level_at(const gs_trainer *t, int64_t it) {
+    int64_t l = t->levels - (it - 1) / t->o.resolution_schedule;
+    return l > 0 ? (int)l : 0;
 }
 
 static pk_status ensure_radii(gs_trainer *t, int64_t n) {
@@ -241,11 +314,12 @@ static void format_options(gs_trainer *t) {
              "{\"iters\":%lld,\"seed\":%llu,\"downscale\":%d,\"test_every\":%d,"
              "\"max_gaussians\":%lld,\"init_points\":%lld,\"densify_from\":%lld,"
              "\"densify_until\":%lld,\"densify_interval\":%lld,\"opacity_reset\":%lld,"
-             "\"sh_interval\":%lld}",
+             "\"sh_interval\":%lld,\"num_downscales\":%d,\"resolution_schedule\":%lld}",
              (long long)o->iters, (unsigned long long)o->seed, o->downscale, o->test_every,
              (long long)o->max_gaussians, (long long)o->init_points, (long long)o->densify_from,
              (long long)o->densify_until, (long long)o->densify_interval,
-             (long long)o->opacity_reset, (long long)o->sh_interval);
+             (long long)o->opacity_reset, (long long)o->sh_interval,
+             o->num_downscales > 0 ? o->num_downscales : 0, (long long)o->resolution_schedule);
 }
 
 static pk_status restore(gs_trainer *t) {
@@ -262,7 +336,8 @@ static pk_status restore(gs_trainer *t) {
     if (strcmp(ck.options_json, t->options_json) != 0)
         s = pk_error(PK_ERR_INVALID,
                      "%s: written with other training options %s; this run has %s (pass the same "
-                     "--iters, --seed, --downscale, --eval-every-nth, --max-gaussians)",
+                     "--iters, --seed, --downscale, --eval-every-nth, --max-gaussians, "
+                     "--num-downscales, --resolution-schedule)",
                      path, ck.options_json, t->options_json);
     if (s == PK_OK) s = t->src.restore(t->src.self, &ck);
     const st_tensor *ord = s == PK_OK ? safetensors_find(&ck.st, "train.order") : NULL;
@@ -384,6 +459,8 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     t->alpha = malloc(sizeof(float) * (size_t)maxhw);
     if (!t->st || !t->gt || !t->rgb || !t->d_rgb || !t->alpha)
         FAIL(pk_error(PK_ERR_NOMEM, "out of memory"));
+    FAIL(build_pyramid(t));
+    FAIL(pk_ctx_time_ops(t->ctx, true));
     for (int i = 0; i < t->n_train; i++)
         t->order[i] = i;
     t->order_pos = t->n_train; /* shuffled before the first step */
@@ -413,6 +490,10 @@ void gs_trainer_destroy(gs_trainer *t) {
     if (t->images)
         for (int i = 0; i < t->scene.n; i++)
             image_free(&t->images[i]);
+    if (t->pyramid)
+        for (int i = 0; i < t->scene.n * t->levels; i++)
+            free(t->pyramid[i]);
+    free(t->pyramid), free(t->level_cams);
     free(t->images), free(t->cams), free(t->train_idx), free(t->test_idx), free(t->order);
     free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii), free(t->log);
     free(t->ckpt_dir), free(t->renders_dir);
@@ -430,6 +511,8 @@ gs_train_info gs_trainer_info(const gs_trainer *t) {
                            .extent = t->extent,
                            .start_step = t->start_step,
                            .gaussians = t->src.count(t->src.self),
+                           .levels = t->levels,
+                           .resolution_schedule = t->o.resolution_schedule,
                            .from_points = t->from_points,
                            .device_fallback = t->device_fallback,
                            .device_name = pk_device_get_info(t->ctx->dev)->name,
@@ -479,17 +562,34 @@ static tensor *leaf(gs_trainer *t, const float *src, int ndim, const int64_t *sh
     return x;
 }
 
-/* One training render on the tape: the source's Gaussians through pk_splat, the loss
- * 0.8 L1 + 0.2 (1 - SSIM) with pk_l1 and pk_ssim, and the backward; the gradients land in the
- * source's buffers `gr` (means2d in pixels) and the radii in t->radii; t->rgb gets the render. */
-static pk_status train_render(gs_trainer *t, int v, int degree, gs_array_grads *gr,
-                              double *loss_out) {
+/* Kernel seconds of the splat op (forward, backward) and of all ops, from the context. */
+static void op_seconds(const pk_ctx *c, double splat[2], double all[2]) {
+    all[0] = all[1] = 0;
+    for (int op = 0; op < PK_OP_COUNT; op++)
+        for (int d = 0; d < 2; d++)
+            all[d] += c->op_seconds[op][d];
+    splat[0] = c->op_seconds[PK_OP_SPLAT][0];
+    splat[1] = c->op_seconds[PK_OP_SPLAT][1];
+}
+
+/* One training render on the tape: the source's Gaussians through pk_splat with camera `cam`,
+ * the loss 0.8 L1 + 0.2 (1 - SSIM) against `gt` (3, H, W) with pk_l1 and pk_ssim, and the
+ * backward; the gradients land in the source's buffers `gr` (means2d in pixels) and the radii
+ * in t->radii; t->rgb gets the render. Adds the phases' times to t->timing. */
+static pk_status train_render(gs_trainer *t, const splat_camera *cam, const float *gt_host,
+                              int degree, gs_array_grads *gr, double *loss_out) {
     pk_ctx *c = t->ctx;
-    const splat_camera *cam = &t->cams[v];
+    gs_timing *tm = &t->timing;
     int64_t H = cam->height, W = cam->width;
-    double t0 = now_s();
-    gs_arrays arr;
+    double sp0[2], all0[2], sp1[2], all1[2];
     PK_TRY(pk_step_begin(c));
+    op_seconds(c, sp0, all0);
+    double t0 = now_s();
+    tensor *gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
+    if (!gt || tensor_upload(gt, gt_host) != PK_OK)
+        return pk_error(PK_ERR_NOMEM, "3DGS: cannot upload the ground truth: %s", polyak_error());
+    double t1 = now_s();
+    gs_arrays arr;
     PK_TRY(t->src.produce(t->src.self, cam, degree, &arr, gr));
     PK_TRY(ensure_radii(t, arr.n));
     int64_t n = arr.n, K = (int64_t)(degree + 1) * (degree + 1);
@@ -500,21 +600,22 @@ static pk_status train_render(gs_trainer *t, int v, int degree, gs_array_grads *
                           .sh = leaf(t, arr.sh, 3, (int64_t[]){n, K, 3}),
                           .sh_degree = degree,
                           .means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2})};
-    tensor *gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
-    if (!in.sh || !in.means2d_grad || !gt || tensor_fill(in.means2d_grad, 0) != PK_OK ||
-        tensor_upload(gt, t->gt) != PK_OK)
+    if (!in.means || !in.log_scales || !in.quats || !in.opacity_logits || !in.sh ||
+        !in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
         return pk_error(PK_ERR_NOMEM, "3DGS: cannot create the step's tensors: %s", polyak_error());
+    double t2 = now_s();
     pk_splat_outputs out;
     PK_TRY(pk_splat(c, t->renderer, cam, &in, &out));
-    double t1 = now_s();
+    double t3 = now_s();
     /* 3DGS: (1 - lambda_dssim) L1 + lambda_dssim (1 - SSIM), lambda_dssim = 0.2 */
     tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
                           pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
     float lv = 0;
     if (!loss || tensor_download(loss, &lv) != PK_OK)
         return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
-    double t2 = now_s();
+    double t4 = now_s();
     PK_TRY(autograd_backward(c, loss));
+    double t5 = now_s();
     PK_TRY(tensor_download(in.means->grad, gr->means));
     PK_TRY(tensor_download(in.log_scales->grad, gr->log_scales));
     PK_TRY(tensor_download(in.quats->grad, gr->quats));
@@ -523,16 +624,25 @@ static pk_status train_render(gs_trainer *t, int v, int degree, gs_array_grads *
     PK_TRY(tensor_download(in.means2d_grad, gr->means2d));
     PK_TRY(tensor_download(out.radii, t->radii));
     PK_TRY(tensor_download(out.rgb, t->rgb));
-    t->timing.raster_fwd += t1 - t0;
-    t->timing.loss += t2 - t1;
-    /* the backward time includes the L1/SSIM backward (the tape runs them in one walk) */
-    t->timing.raster_bwd += now_s() - t2;
+    double t6 = now_s();
+    /* the tape walks the loss ops and the rasterizer in one backward: the splat op's kernel
+     * time (timed by the context) is the rasterizer's share, the rest of the walk the loss's */
+    op_seconds(c, sp1, all1);
+    double raster_bwd = sp1[1] - sp0[1];
+    tm->data += t1 - t0;
+    tm->params_in += t2 - t1;
+    tm->raster_fwd += t3 - t2;
+    tm->loss_fwd += t4 - t3;
+    tm->raster_bwd += raster_bwd;
+    tm->loss_bwd += (t5 - t4) - raster_bwd;
+    tm->grads_out += t6 - t5;
     *loss_out = lv;
     return PK_OK;
 }
 
 pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     memset(r, 0, sizeof *r);
+    gs_timing *tm = &t->timing;
     double t0 = now_s();
     int64_t it = t->step + 1; /* 3DGS's 1-based iteration */
     int degree = sh_degree_at(t, it);
@@ -541,28 +651,36 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         t->order_pos = 0;
     }
     int v = t->train_idx[t->order[t->order_pos++]];
-    const pk_image *img = &t->images[v];
-    int W = img->w, H = img->h;
-    int64_t npix = 3 * (int64_t)W * H;
-    ground_truth(img, t->gt);
+    /* the view at the run's current resolution (coarse to fine) */
+    int level = level_at(t, it);
+    const splat_camera *cam =
+        level ? &t->level_cams[(size_t)v * t->levels + level - 1] : &t->cams[v];
+    const float *gt = t->gt;
     double t1 = now_s();
-    t->timing.other += t1 - t0;
+    if (level)
+        gt = t->pyramid[(size_t)v * t->levels + level - 1];
+    else
+        ground_truth(&t->images[v], t->gt);
+    int W = cam->width, H = cam->height;
+    int64_t npix = 3 * (int64_t)W * H;
+    tm->data += now_s() - t1;
     gs_array_grads gr;
     double loss = 0;
-    PK_TRY(train_render(t, v, degree, &gr, &loss));
+    PK_TRY(train_render(t, cam, gt, degree, &gr, &loss));
     double t4 = now_s();
     /* training PSNR of the clamped render, as 3DGS's training report */
     double se = 0;
     for (int64_t i = 0; i < npix; i++) {
         float c = t->rgb[i] < 0 ? 0 : t->rgb[i] > 1 ? 1 : t->rgb[i];
-        se += ((double)c - t->gt[i]) * ((double)c - t->gt[i]);
+        se += ((double)c - gt[i]) * ((double)c - gt[i]);
     }
     double psnr = se > 0 ? 10 * log10((double)npix / se) : 100;
     /* densification (3DGS train.py: statistics, densify_and_prune, reset_opacity; a step that
      * replaced the parameters has no optimizer update, as torch skips tensors without .grad) */
     bool skip_update = false;
+    if (it < t->o.densify_until) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
+    double t5 = now_s();
     if (it < t->o.densify_until) {
-        gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
         if (it > t->o.densify_from && it % t->o.densify_interval == 0) {
             gs_densify_params dp = {.grad_threshold = t->o.grad_threshold,
                                     .percent_dense = 0.01,
@@ -584,16 +702,25 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
             skip_update = true;
         }
     }
-    double t5 = now_s();
-    if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
     double t6 = now_s();
-    t->timing.densify += t5 - t4;
-    t->timing.optimizer += t6 - t5;
-    t->timing.steps++;
-    t->seconds += t6 - t0;
+    if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
+    double t7 = now_s();
     t->step++;
-    PK_TRY(log_row(t, loss, psnr));
+    PK_TRY(log_row(t, loss, psnr)); /* seconds of this step added below, before the row is read */
+    double t8 = now_s();
+    tm->stats += t5 - t4;
+    tm->densify += t6 - t5;
+    tm->optimizer += t7 - t6;
+    tm->total += t8 - t0;
+    tm->steps++;
+    t->seconds += t8 - t0;
+    t->log[(t->log_n - 1) * LOG_COLS + 4] = (float)t->seconds;
+    /* everything not in a named phase */
+    tm->other =
+        tm->total - (tm->data + tm->params_in + tm->raster_fwd + tm->loss_fwd + tm->loss_bwd +
+                     tm->raster_bwd + tm->grads_out + tm->stats + tm->densify + tm->optimizer);
     r->step = t->step;
+    r->width = W, r->height = H;
     r->loss = loss;
     r->psnr = psnr;
     r->gaussians = t->src.count(t->src.self);
@@ -609,6 +736,20 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         r->checkpointed = true;
     }
     return PK_OK;
+}
+
+const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h) {
+    if (view < 0 || view >= t->scene.n || level < 0 || level > t->levels) return NULL;
+    if (level == 0) {
+        ground_truth(&t->images[view], t->gt);
+        *w = t->images[view].w, *h = t->images[view].h;
+        return t->gt;
+    }
+    const float *p = t->pyramid[(size_t)view * t->levels + level - 1];
+    if (!p) return NULL;
+    const splat_camera *c = &t->level_cams[(size_t)view * t->levels + level - 1];
+    *w = c->width, *h = c->height;
+    return p;
 }
 
 /* The file name (no folder, no extension) of a view's image. */
@@ -725,14 +866,17 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
             "{\n  \"psnr\": %s,\n  \"ssim\": %s,\n  \"gaussians\": %lld,\n  \"iters\": %lld,\n"
             "  \"seconds\": %.3f,\n  \"train_images\": %d,\n  \"test_images\": %d,\n"
             "  \"width\": %d,\n  \"height\": %d,\n  \"device\": \"%s\",\n"
-            "  \"ms_per_step\": {\"raster_forward\": %.3f, \"raster_backward\": %.3f, "
-            "\"loss\": %.3f, \"optimizer\": %.3f, \"densify\": %.3f, \"other\": %.3f},\n"
+            "  \"ms_per_step\": {\"data\": %.3f, \"params_in\": %.3f, \"raster_forward\": %.3f, "
+            "\"loss_forward\": %.3f, \"loss_backward\": %.3f, \"raster_backward\": %.3f, "
+            "\"grads_out\": %.3f, \"stats\": %.3f, \"densify\": %.3f, \"optimizer\": %.3f, "
+            "\"other\": %.3f, \"total\": %.3f},\n"
             "  \"timed_steps\": %lld\n}\n",
             psnr, ssim, (long long)t->src.count(t->src.self), (long long)t->step, t->seconds,
             t->n_train, t->n_test, t->images[t->train_idx[0]].w, t->images[t->train_idx[0]].h,
-            pk_device_get_info(t->ctx->dev)->name, tm->raster_fwd * per, tm->raster_bwd * per,
-            tm->loss * per, tm->optimizer * per, tm->densify * per, tm->other * per,
-            (long long)tm->steps);
+            pk_device_get_info(t->ctx->dev)->name, tm->data * per, tm->params_in * per,
+            tm->raster_fwd * per, tm->loss_fwd * per, tm->loss_bwd * per, tm->raster_bwd * per,
+            tm->grads_out * per, tm->stats * per, tm->densify * per, tm->optimizer * per,
+            tm->other * per, tm->total * per, (long long)tm->steps);
     return io_atomic_commit(&a);
 }
 
