@@ -21,7 +21,8 @@ static const char *usage =
     "--data SCENE --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
     "[--eval-interval N] [--device D] [--resume] [--save-every N] [--seed S] "
     "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
-    "[--resolution-schedule S]";
+    "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
+    "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -70,6 +71,26 @@ int cmd_splat_train(int argc, char **argv) {
         } else if (strcmp(a, "--resolution-schedule") == 0) {
             if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
             o.resolution_schedule = n, i++;
+        } else if (strcmp(a, "--densify-from") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.densify_from = n, i++;
+        } else if (strcmp(a, "--densify-until") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.densify_until = n, i++;
+        } else if (strcmp(a, "--densify-interval") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.densify_interval = n, i++;
+        } else if (strcmp(a, "--densify-grad-threshold") == 0) {
+            double g;
+            if (!cli_float(C, a, v, &g)) return 2;
+            if (!(g > 0)) return cli_usage(C, usage, "--densify-grad-threshold must be > 0");
+            o.grad_threshold = g, i++;
+        } else if (strcmp(a, "--opacity-reset") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.opacity_reset = n, i++;
+        } else if (strcmp(a, "--sh-interval") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            o.sh_interval = n, i++;
         } else if (strcmp(a, "--threads") == 0) {
             if (!cli_int(C, a, v, 1, 1024, &n)) return 2;
             o.threads = (int)n, i++;
