@@ -22,7 +22,8 @@ static const char *usage =
     "[--eval-interval N] [--device D] [--resume] [--save-every N] [--seed S] "
     "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
     "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
-    "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N]";
+    "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
+    "[--random-background]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -91,6 +92,14 @@ int cmd_splat_train(int argc, char **argv) {
         } else if (strcmp(a, "--sh-interval") == 0) {
             if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
             o.sh_interval = n, i++;
+        } else if (strcmp(a, "--background") == 0 && v) {
+            float *b = o.background;
+            char tail;
+            if (sscanf(v, "%f,%f,%f%c", &b[0], &b[1], &b[2], &tail) != 3)
+                return cli_usage(C, usage, "--background expects R,G,B (each in [0, 1])");
+            i++;
+        } else if (strcmp(a, "--random-background") == 0) {
+            o.random_background = true;
         } else if (strcmp(a, "--threads") == 0) {
             if (!cli_int(C, a, v, 1, 1024, &n)) return 2;
             o.threads = (int)n, i++;

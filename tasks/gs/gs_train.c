@@ -73,7 +73,7 @@ struct gs_trainer {
     int64_t start_step;
     gs_timing timing;
     char *ckpt_dir, *renders_dir;
-    char options_json[512];
+    char options_json[1024];
 };
 
 static double now_s(void) {
@@ -219,8 +219,8 @@ static pk_status load_images(gs_trainer *t) {
     return PK_OK;
 }
 
-/* Ground truth of view v as planar floats; RGBA is composited over the black background. */
-static void ground_truth(const pk_image *img, float *out) {
+/* Ground truth of view v as planar floats; RGBA is composited over the background bg. */
+static void ground_truth(const pk_image *img, const float bg[3], float *out) {
     int hw = img->w * img->h;
     if (img->bits == 8 && img->c == 3) { /* the usual case: a table instead of image_get */
         float lut[256];
@@ -236,7 +236,7 @@ static void ground_truth(const pk_image *img, float *out) {
         for (int x = 0; x < img->w; x++) {
             float a = img->c == 4 ? image_get(img, x, y, 3) : 1.0f;
             for (int k = 0; k < 3; k++)
-                out[k * hw + y * img->w + x] = image_get(img, x, y, k) * a;
+                out[k * hw + y * img->w + x] = image_get(img, x, y, k) * a + bg[k] * (1 - a);
         }
 }
 
@@ -271,7 +271,7 @@ static pk_status build_pyramid(gs_trainer *t) {
     for (int i = 0; i < t->n_train; i++) {
         int v = t->train_idx[i];
         const pk_image *img = &t->images[v];
-        ground_truth(img, t->gt);
+        ground_truth(img, t->o.background, t->gt);
         const float *prev = t->gt;
         int w = img->w, h = img->h;
         for (int l = 0; l < levels; l++) {
@@ -314,12 +314,14 @@ static void format_options(gs_trainer *t) {
              "{\"iters\":%lld,\"seed\":%llu,\"downscale\":%d,\"test_every\":%d,"
              "\"max_gaussians\":%lld,\"init_points\":%lld,\"densify_from\":%lld,"
              "\"densify_until\":%lld,\"densify_interval\":%lld,\"opacity_reset\":%lld,"
-             "\"sh_interval\":%lld,\"num_downscales\":%d,\"resolution_schedule\":%lld}",
+             "\"sh_interval\":%lld,\"num_downscales\":%d,\"resolution_schedule\":%lld,"
+             "\"background\":[%.9g,%.9g,%.9g],\"random_background\":%d}",
              (long long)o->iters, (unsigned long long)o->seed, o->downscale, o->test_every,
              (long long)o->max_gaussians, (long long)o->init_points, (long long)o->densify_from,
              (long long)o->densify_until, (long long)o->densify_interval,
              (long long)o->opacity_reset, (long long)o->sh_interval,
-             o->num_downscales > 0 ? o->num_downscales : 0, (long long)o->resolution_schedule);
+             o->num_downscales > 0 ? o->num_downscales : 0, (long long)o->resolution_schedule,
+             o->background[0], o->background[1], o->background[2], o->random_background ? 1 : 0);
 }
 
 static pk_status restore(gs_trainer *t) {
@@ -387,6 +389,9 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
         FAIL(pk_error(PK_ERR_INVALID, "3DGS: the scene (--data) and output (--out) are required"));
     if (t->o.iters < 1 || t->o.downscale < 1)
         FAIL(pk_error(PK_ERR_INVALID, "3DGS: iters and downscale must be >= 1"));
+    for (int k = 0; k < 3; k++)
+        if (!(t->o.background[k] >= 0 && t->o.background[k] <= 1))
+            FAIL(pk_error(PK_ERR_INVALID, "3DGS: background components must be in [0, 1]"));
     format_options(t);
     t->rng.state = t->o.seed;
     FAIL(scene_load(t->o.data, &(scene_options){.test_every = t->o.test_every}, &t->scene));
@@ -529,13 +534,15 @@ static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, g
                              splat_scene_view *view) {
     PK_TRY(t->src.produce(t->src.self, &t->cams[v], degree, arr, gr));
     PK_TRY(ensure_radii(t, arr->n));
-    *view = (splat_scene_view){.n = arr->n,
-                               .means = arr->means,
-                               .log_scales = arr->log_scales,
-                               .quats = arr->quats,
-                               .opacity_logits = arr->opacity_logits,
-                               .sh = arr->sh,
-                               .sh_degree = arr->sh_degree};
+    *view = (splat_scene_view){
+        .n = arr->n,
+        .means = arr->means,
+        .log_scales = arr->log_scales,
+        .quats = arr->quats,
+        .opacity_logits = arr->opacity_logits,
+        .sh = arr->sh,
+        .sh_degree = arr->sh_degree,
+        .background = {t->o.background[0], t->o.background[1], t->o.background[2]}};
     splat_outputs so = {.rgb = t->rgb, .alpha = t->alpha, .radii = t->radii};
     return splat_forward(t->st, t->pool, &t->cams[v], view, &so);
 }
@@ -577,7 +584,7 @@ static void op_seconds(const pk_ctx *c, double splat[2], double all[2]) {
  * backward; the gradients land in the source's buffers `gr` (means2d in pixels) and the radii
  * in t->radii; t->rgb gets the render. Adds the phases' times to t->timing. */
 static pk_status train_render(gs_trainer *t, const splat_camera *cam, const float *gt_host,
-                              int degree, gs_array_grads *gr, double *loss_out) {
+                              int degree, const float bg[3], gs_array_grads *gr, double *loss_out) {
     pk_ctx *c = t->ctx;
     gs_timing *tm = &t->timing;
     int64_t H = cam->height, W = cam->width;
@@ -599,6 +606,7 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
                           .opacity_logits = leaf(t, arr.opacity_logits, 1, (int64_t[]){n}),
                           .sh = leaf(t, arr.sh, 3, (int64_t[]){n, K, 3}),
                           .sh_degree = degree,
+                          .background = {bg[0], bg[1], bg[2]},
                           .means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2})};
     if (!in.means || !in.log_scales || !in.quats || !in.opacity_logits || !in.sh ||
         !in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
@@ -660,13 +668,17 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     if (level)
         gt = t->pyramid[(size_t)v * t->levels + level - 1];
     else
-        ground_truth(&t->images[v], t->gt);
+        ground_truth(&t->images[v], t->o.background, t->gt);
     int W = cam->width, H = cam->height;
+    float bg[3] = {t->o.background[0], t->o.background[1], t->o.background[2]};
+    if (t->o.random_background)
+        for (int k = 0; k < 3; k++)
+            bg[k] = (float)pk_rng_uniform(&t->rng);
     int64_t npix = 3 * (int64_t)W * H;
     tm->data += now_s() - t1;
     gs_array_grads gr;
     double loss = 0;
-    PK_TRY(train_render(t, cam, gt, degree, &gr, &loss));
+    PK_TRY(train_render(t, cam, gt, degree, bg, &gr, &loss));
     double t4 = now_s();
     /* training PSNR of the clamped render, as 3DGS's training report */
     double se = 0;
@@ -741,7 +753,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
 const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h) {
     if (view < 0 || view >= t->scene.n || level < 0 || level > t->levels) return NULL;
     if (level == 0) {
-        ground_truth(&t->images[view], t->gt);
+        ground_truth(&t->images[view], t->o.background, t->gt);
         *w = t->images[view].w, *h = t->images[view].h;
         return t->gt;
     }
@@ -769,7 +781,7 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
         const pk_image *img = &t->images[v];
         int W = img->w, H = img->h;
         int64_t npix = 3 * (int64_t)W * H;
-        ground_truth(img, t->gt);
+        ground_truth(img, t->o.background, t->gt);
         gs_arrays arr;
         gs_array_grads gr;
         splat_scene_view view;

@@ -36,6 +36,10 @@ typedef struct gs_train_options {
                                     and double it every resolution_schedule steps; 0: default (see
                                     gs_train_defaults), < 0: always full size */
     int64_t resolution_schedule; /* steps per resolution level; 0: default */
+    float background[3];         /* colour behind the Gaussians (renders, evaluation, RGBA ground
+                                    truth); zero: black, as 3DGS for real scenes */
+    bool random_background;      /* training renders over a random colour drawn each step (3DGS
+                                    --random_background); evaluation keeps `background` */
 } gs_train_options;
 
 /* Returns `o` with the zero fields set to their defaults. */

@@ -133,11 +133,12 @@ END_TEST
 /* Trains `iters` steps; stops after `stop_at` (0: never) and resumes in a new trainer.
  * num_downscales > 0: coarse to fine, one level per 50 steps. */
 static void run(const char *data, const char *out, int64_t iters, int64_t stop_at,
-                int num_downscales) {
+                int num_downscales, bool random_background) {
     gs_train_options o = tiny_options(data, out, iters);
     o.densify_from = 20, o.densify_interval = 20, o.densify_until = 100, o.opacity_reset = 60;
     o.sh_interval = 30;
     o.num_downscales = num_downscales, o.resolution_schedule = 50;
+    o.random_background = random_background;
     gs_trainer *t;
     ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
     gs_step_result r;
@@ -194,14 +195,45 @@ START_TEST(resume_is_bit_exact) {
     snprintf(d, sizeof d, "%s/d", dir);
     mkdir(data, 0777);
     ts_make(data);
-    run(data, a, 130, 0, -1);
+    run(data, a, 130, 0, -1, false);
     /* stop between two densifications, with statistics accumulated and SH degree 2 */
-    run(data, b, 130, 70, -1);
+    run(data, b, 130, 70, -1, false);
     same_outputs(a, b);
-    /* coarse to fine: stopped at half size, resumed across the switch to full size */
-    run(data, c, 130, 40, 1);
-    run(data, d, 130, 0, 1);
+    /* coarse to fine: stopped at half size, resumed across the switch to full size; random
+     * backgrounds drawn from the checkpointed generator */
+    run(data, c, 130, 40, 1, true);
+    run(data, d, 130, 0, 1, true);
     same_outputs(c, d);
+    rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* The background option reaches the evaluation renders; out-of-range colours are refused. */
+START_TEST(background_option) {
+    char *dir = tmpdir(), data[300], out[300];
+    snprintf(data, sizeof data, "%s/scene", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    mkdir(data, 0777);
+    ts_make(data); /* Gaussians over black */
+    gs_eval ev[2];
+    for (int k = 0; k < 2; k++) {
+        gs_train_options o = tiny_options(data, out, 10);
+        o.background[0] = o.background[1] = o.background[2] = (float)k;
+        gs_trainer *t;
+        ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
+        ck_assert_int_eq(gs_trainer_evaluate(t, false, &ev[k]), PK_OK);
+        gs_trainer_destroy(t);
+    }
+    /* the same initial Gaussians: a white background lowers the PSNR against black-backed
+     * ground truth */
+    ck_assert_msg(ev[1].psnr < ev[0].psnr - 0.1, "PSNR black %.2f white %.2f", ev[0].psnr,
+                  ev[1].psnr);
+    gs_train_options o = tiny_options(data, out, 10);
+    o.background[1] = 1.5f;
+    gs_trainer *t;
+    ck_assert_int_ne(gs_trainer_create(&o, &t), PK_OK);
+    ck_assert_msg(strstr(polyak_error(), "background"), "%s", polyak_error());
     rmrf(dir);
     free(dir);
 }
@@ -325,6 +357,7 @@ int main(void) {
     tcase_add_test(t, train_improves_and_ply_renders);
     tcase_add_test(t, resume_is_bit_exact);
     tcase_add_test(t, coarse_to_fine);
+    tcase_add_test(t, background_option);
     tcase_add_test(t, bad_scenes_fail_early);
     tcase_set_timeout(t, 600);
     suite_add_tcase(s, t);
