@@ -2,9 +2,9 @@
  * (tile, depth) sort, blending by tiles, and the backward in the reverse order. Per-Gaussian
  * math is in splat_project.c.
  *
- * Speed: a tile is blended in 4x4-pixel blocks, each walking only the entries whose
+ * Speed: a tile is blended in 8x16-pixel blocks, each walking only the entries whose
  * alpha >= 1/255 bounding box meets it (same order, same decisions as the per-pixel loop),
- * eight pixels (two block rows) at a time in SIMD lanes.
+ * eight pixels (one block row) at a time in SIMD lanes, skipping rows outside the box.
  *
  * Determinism without atomics: every (tile, Gaussian) pair has its own gradient slot; only
  * the thread blending that tile writes it, summing pixels in a fixed order. The projection
@@ -29,7 +29,7 @@
 /* One (tile, Gaussian) pair in sorted order, packed for the blend loops. */
 typedef struct splat_entry {
     float x, y;       // mean2D
-    float ca, cb, cc; // conic
+    float ha, hb, hc; // power coefficients -conic[0] / 2, -conic[1], -conic[2] / 2 (exact)
     float op;         // opacity
     float lo;         // power below this gives alpha < 1/255 for sure (skips the exp)
     float r, g, b;    // colour
@@ -247,7 +247,7 @@ static void pack_range(void *arg, int64_t b, int64_t e) {
         if (st->offset[g + 1] == st->offset[g]) continue;
         splat_entry en;
         en.x = p->xy[0], en.y = p->xy[1];
-        en.ca = p->conic[0], en.cb = p->conic[1], en.cc = p->conic[2];
+        en.ha = -0.5f * p->conic[0], en.hb = -p->conic[1], en.hc = -0.5f * p->conic[2];
         en.op = p->opacity;
         /* o exp(power) < 1/255 <=> power < -h with h = log(255 o); the margin keeps this a
          * strict subset of the exact test, so results are unchanged */
@@ -289,7 +289,7 @@ static void pack_range(void *arg, int64_t b, int64_t e) {
 
 /* ------------------------------------------------------------------ forward: blending */
 
-/* The blend works on vectors of VL = 8 pixels: two rows of a 4x4 block (a "slice"), with
+/* The blend works on vectors of VL = 8 pixels: a row of an 8x16 block (a "slice"), with
  * GCC/Clang vector extensions. Each lane does exactly the per-pixel algorithm; forward and
  * backward evaluate alpha with the same function, so they make the same decisions. The hot
  * functions are built twice (target_clones): for AVX2, where a slice is one ymm register, and
@@ -321,8 +321,12 @@ typedef int32_t vi __attribute__((vector_size(4 * VL)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
-VINLINE vf vbc(float x) { return (vf){x, x, x, x, x, x, x, x}; }
-VINLINE vi vbci(int32_t x) { return (vi){x, x, x, x, x, x, x, x}; }
+/* Broadcasts, as scalar-vector arithmetic (x - 0 is x exactly) in macros: an inline function
+ * returning the constructor {x, x, ...} is lowered for the baseline target before it is
+ * inlined into the AVX2 clone, which then built each broadcast from two SSE halves
+ * (vinsertps x4 + vinsertf128 instead of one vbroadcastss; GCC 12). */
+#define vbc(x) ((float)(x) - (vf){0})
+#define vbci(x) ((int32_t)(x) + (vi){0})
 /* m ? a : b per lane (m all ones or zero) */
 #define vsel(m, a, b) ((vf)(((vi)(a) & (m)) | ((vi)(b) & ~(m))))
 /* the two 4-lane halves of a slice (one vextractf128 under AVX2) */
@@ -345,10 +349,19 @@ VINLINE int vany(const vi *m) {
     return (h[0] | h[1] | h[2] | h[3]) != 0;
 }
 #endif
-/* lane sum in a fixed order: halves first, then ((0 + 1) + 2) + 3 */
-VINLINE float vsum(const vf *v) {
-    v4f h = (v4f)vlo(v) + (v4f)vhi(v);
-    return ((h[0] + h[1]) + h[2]) + h[3];
+/* Pairwise lane sums of x and y, as vhaddps: (x0+x1, x2+x3, y0+y1, y2+y3, x4+x5, ...). A
+ * macro, as vbc. */
+#define vhadd(x, y)                                                                                \
+    (__builtin_shufflevector((x), (y), 0, 2, 8, 10, 4, 6, 12, 14) +                                \
+     __builtin_shufflevector((x), (y), 1, 3, 9, 11, 5, 7, 13, 15))
+
+/* The lane sums of v[0..8) as one vector, in a fixed order (a tree: pairs, quads, halves), the
+ * same in every clone. */
+VINLINE vf vsum8(const vf *v) {
+    vf a = vhadd(v[0], v[1]), b = vhadd(v[2], v[3]), c = vhadd(v[4], v[5]), d = vhadd(v[6], v[7]);
+    vf e = vhadd(a, b), f = vhadd(c, d); /* e: v0..v3 low halves, then high halves */
+    return __builtin_shufflevector(e, f, 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(e, f, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 /* exp(x) for x in [-87, 0] (the blend needs [-5.6, 0]), Cephes expf: x = n ln2 + r, a degree 5
@@ -375,14 +388,14 @@ VINLINE vf vexp(const vf *xp) {
 
 /* One Gaussian at a slice: dx, dy, power (VL), the lanes it passes (power <= 0 and not below
  * lo, which guarantees alpha < 1/255), alpha = min(0.99, o G) and G = exp(power); lanes with
- * alpha < 1/255 are cleared from the returned mask. The power is computed in the order of the
- * former per-row code (conic c dy^2 first), so the image is bit-identical to it. */
+ * alpha < 1/255 are cleared from the returned mask. The power -0.5 (a dx^2 + c dy^2) - b dx dy
+ * is evaluated as (ha dx + hb dy) dx + hc dy dy: seven operations instead of nine. */
 VINLINE vi slice_alpha(const splat_entry *en, const vf *px, const vf *py, const vi *lanes, vf *dx,
                        vf *dy, vf *alpha, vf *G) {
     *dx = vbc(en->x) - *px;
     *dy = vbc(en->y) - *py;
     vf d = *dx, e = *dy;
-    vf p = vbc(-0.5f) * (vbc(en->ca) * d * d + vbc(en->cc) * e * e) - vbc(en->cb) * d * e;
+    vf p = (vbc(en->ha) * d + vbc(en->hb) * e) * d + vbc(en->hc) * e * e;
     vi ok = ~((p > vbc(0.f)) | (p < vbc(en->lo))) & *lanes;
     if (!vany(&ok)) return ok;
     *G = vexp(&p);
@@ -396,21 +409,29 @@ typedef struct px_rect {
     int x0, x1, y0, y1;
 } px_rect;
 
-/* A tile is split into blocks of BLK x BLK pixels, NS slices of VL / BLK rows each. The tile
- * list is read CHUNK entries at a time and each entry is appended to the lists of the blocks
- * its pixel box meets; a block walks its list, which keeps the tile list's order, so every
- * pixel sees exactly the Gaussians (and order) of the per-pixel algorithm, minus ones whose
- * box proves alpha < 1/255 there. */
-#define BLK 4
-#define SROWS (VL / BLK) /* block rows per slice */
-#define NS (BLK / SROWS) /* slices per block */
-#define NBLK (SPLAT_TILE / BLK)
+/* A tile is split into blocks of BLKX x BLKY pixels, NS slices of VL / BLKX rows each. The
+ * tile list is read CHUNK entries at a time and each entry is appended to the lists of the
+ * blocks its pixel box meets; a block walks its list, which keeps the tile list's order, so
+ * every pixel sees exactly the Gaussians (and order) of the per-pixel algorithm, minus ones
+ * whose box proves alpha < 1/255 there. Per entry and block the list walk, the box test and
+ * the broadcasts are paid once for all of the block's slices, and the box culls single rows;
+ * a narrow Gaussian wastes more lanes, yet even the 100k case gains. bench_splat_scene, CPU
+ * ms forward / backward, 1 thread, medians: 4x4 blocks of two-row slices -> 8x8 blocks of
+ * one-row slices, mouse SfM init 7.6 / 11.3 -> 6.8 / 8.9, 300-step mouse PLY 10.8 / 16.3 ->
+ * 9.8 / 12.6, bench_splat 100k 320x240 37.0 / 40.0 -> 35.2 / 36.7; 8x8 -> 8x16: SfM init
+ * 6.9 / 9.3 -> 6.6 / 8.7, PLY 9.9 / 13.3 -> 9.5 / 12.4, 100k 36.9 / 38.8 -> 35.7 / 37.1. */
+#define BLKX 8            /* block width: one slice row */
+#define BLKY 16           /* block height */
+#define SROWS (VL / BLKX) /* block rows per slice */
+#define NS (BLKY / SROWS) /* slices per block */
+#define NBX (SPLAT_TILE / BLKX)
+#define NBY (SPLAT_TILE / BLKY)
 #define CHUNK 1024
 
 typedef struct tile_lists {
-    int nbx, nby;                  // blocks per row, per column (fewer at the image border)
-    int cnt[NBLK * NBLK];          // entries in each block's list
-    int32_t k[NBLK * NBLK][CHUNK]; // sorted indices of the entries
+    int nbx, nby;                // blocks per row, per column (fewer at the image border)
+    int cnt[NBX * NBY];          // entries in each block's list
+    int32_t k[NBX * NBY][CHUNK]; // sorted indices of the entries
 } tile_lists;
 
 static px_rect tile_pixels(const splat_state *st, int64_t t) {
@@ -421,13 +442,42 @@ static px_rect tile_pixels(const splat_state *st, int64_t t) {
     return r;
 }
 
-/* Pixel centres of a block's slices: x (the block's 4 columns, repeated per row) and y (VL). */
+/* Pixel centres of a block's slices: x (the block's BLKX columns, repeated per row) and y. */
 static void slice_centres(int x0, int y0, vf *px, vf py[NS]) {
     for (int l = 0; l < VL; l++)
-        (*px)[l] = (float)(x0 + l % BLK) + 0.5f;
+        (*px)[l] = (float)(x0 + l % BLKX) + 0.5f;
     for (int s = 0; s < NS; s++)
         for (int l = 0; l < VL; l++)
-            py[s][l] = (float)(y0 + s * SROWS + l / BLK) + 0.5f;
+            py[s][l] = (float)(y0 + s * SROWS + l / BLKX) + 0.5f;
+}
+
+/* A block's arrays of NS slices are its BLKX x BLKY pixels row-major (slice s, lane v is row
+ * s SROWS + v / BLKX, column v % BLKX). Copies the block's pixels of the (H, W) plane src into
+ * dst (4-byte elements), zero outside the image: a fixed-size row copy (one vector) for a
+ * whole row instead of lane inserts. */
+static void block_gather(void *dst, const void *src, const px_rect *bk, int W) {
+    _Static_assert(NS * VL == BLKX * BLKY, "a block's slices are its pixels");
+    int w = bk->x1 - bk->x0, h = bk->y1 - bk->y0;
+    const char *s = (const char *)src + ((int64_t)bk->y0 * W + bk->x0) * 4;
+    char *d = dst;
+    if (w < BLKX || h < BLKY) memset(dst, 0, BLKX * BLKY * 4);
+    for (int r = 0; r < h; r++, d += BLKX * 4, s += (int64_t)W * 4)
+        if (w == BLKX)
+            memcpy(d, s, BLKX * 4);
+        else
+            memcpy(d, s, (size_t)w * 4);
+}
+
+/* The inverse: copies the block's pixels that are in the image from src into the plane dst. */
+static void block_scatter(void *dst, const void *src, const px_rect *bk, int W) {
+    int w = bk->x1 - bk->x0, h = bk->y1 - bk->y0;
+    char *d = (char *)dst + ((int64_t)bk->y0 * W + bk->x0) * 4;
+    const char *s = src;
+    for (int r = 0; r < h; r++, s += BLKX * 4, d += (int64_t)W * 4)
+        if (w == BLKX)
+            memcpy(d, s, BLKX * 4);
+        else
+            memcpy(d, s, (size_t)w * 4);
 }
 
 /* Fills the block lists with the entries [k0, k1) of the tile. */
@@ -436,12 +486,12 @@ static void lists_fill(tile_lists *L, const uint8_t *boxes, int64_t k0, int64_t 
     for (int64_t k = k0; k < k1; k++) {
         const uint8_t *b = boxes + 4 * k;
         if (b[0] >= b[1] || b[2] >= b[3]) continue;
-        int bx0 = b[0] / BLK, bx1 = (b[1] - 1) / BLK, by0 = b[2] / BLK, by1 = (b[3] - 1) / BLK;
+        int bx0 = b[0] / BLKX, bx1 = (b[1] - 1) / BLKX, by0 = b[2] / BLKY, by1 = (b[3] - 1) / BLKY;
         if (bx1 >= L->nbx) bx1 = L->nbx - 1;
         if (by1 >= L->nby) by1 = L->nby - 1;
         for (int by = by0; by <= by1; by++)
             for (int bx = bx0; bx <= bx1; bx++) {
-                int q = by * NBLK + bx;
+                int q = by * NBX + bx;
                 L->k[q][L->cnt[q]++] = (int32_t)k;
             }
     }
@@ -491,11 +541,12 @@ SPLAT_HOT static void blend_block(const splat_state *st, fwd_block *B, int64_t s
                 for (int q = 0; q < NS; q++)
                     any |= B->open[q];
             }
-            vf w = alpha * T;
-            B->cr[s] = vsel(ok, B->cr[s] + w * en->r, B->cr[s]);
-            B->cg[s] = vsel(ok, B->cg[s] + w * en->g, B->cg[s]);
-            B->cb[s] = vsel(ok, B->cb[s] + w * en->b, B->cb[s]);
-            B->cd[s] = vsel(ok, B->cd[s] + w * en->depth, B->cd[s]);
+            /* masked weight: adding 0 w leaves a lane unchanged (colours and depth are finite) */
+            vf w = vsel(ok, alpha * T, vbc(0.f));
+            B->cr[s] += w * en->r;
+            B->cg[s] += w * en->g;
+            B->cb[s] += w * en->b;
+            B->cd[s] += w * en->depth;
             B->T[s] = vsel(ok, test_T, T);
             B->last[s] = (ok & kk) | (B->last[s] & ~ok);
         }
@@ -510,24 +561,25 @@ static void blend_range(void *arg, int64_t b, int64_t e) {
     int64_t HW = (int64_t)W * st->height;
     const splat_outputs *out = c->out;
     tile_lists L;
-    fwd_block blocks[NBLK * NBLK];
+    fwd_block blocks[NBX * NBY];
     for (int64_t t = b; t < e; t++) {
         px_rect tp = tile_pixels(st, t);
         int64_t s0 = st->tile_start[t], s1 = st->tile_start[t + 1];
-        L.nbx = (tp.x1 - tp.x0 + BLK - 1) / BLK, L.nby = (tp.y1 - tp.y0 + BLK - 1) / BLK;
+        L.nbx = (tp.x1 - tp.x0 + BLKX - 1) / BLKX, L.nby = (tp.y1 - tp.y0 + BLKY - 1) / BLKY;
         for (int by = 0; by < L.nby; by++)
             for (int bx = 0; bx < L.nbx; bx++) {
-                fwd_block *B = &blocks[by * NBLK + bx];
-                int x0 = tp.x0 + bx * BLK, y0 = tp.y0 + by * BLK;
-                B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
-                                  y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
+                fwd_block *B = &blocks[by * NBX + bx];
+                int x0 = tp.x0 + bx * BLKX, y0 = tp.y0 + by * BLKY;
+                B->bk = (px_rect){x0, x0 + BLKX < tp.x1 ? x0 + BLKX : tp.x1, y0,
+                                  y0 + BLKY < tp.y1 ? y0 + BLKY : tp.y1};
                 slice_centres(x0, y0, &B->px, B->py);
                 for (int s = 0; s < NS; s++) {
                     B->T[s] = vbc(1.f), B->last[s] = vbci(0);
                     B->cr[s] = B->cg[s] = B->cb[s] = B->cd[s] = vbc(0.f);
                     for (int l = 0; l < VL; l++)
                         B->open[s][l] =
-                            x0 + l % BLK < B->bk.x1 && y0 + s * SROWS + l / BLK < B->bk.y1 ? -1 : 0;
+                            x0 + l % BLKX < B->bk.x1 && y0 + s * SROWS + l / BLKX < B->bk.y1 ? -1
+                                                                                             : 0;
                 }
                 B->any = 1;
             }
@@ -537,27 +589,28 @@ static void blend_range(void *arg, int64_t b, int64_t e) {
             open_blocks = 0;
             for (int by = 0; by < L.nby; by++)
                 for (int bx = 0; bx < L.nbx; bx++) {
-                    int q = by * NBLK + bx;
+                    int q = by * NBX + bx;
                     if (blocks[q].any) blend_block(st, &blocks[q], s0, L.k[q], L.cnt[q]);
                     open_blocks += blocks[q].any;
                 }
         }
-        for (int q = 0; q < NBLK * NBLK; q++) {
-            if (q % NBLK >= L.nbx || q / NBLK >= L.nby) continue;
+        for (int q = 0; q < NBX * NBY; q++) {
+            if (q % NBX >= L.nbx || q / NBX >= L.nby) continue;
             const fwd_block *B = &blocks[q];
-            for (int r = 0; r < B->bk.y1 - B->bk.y0; r++)
-                for (int l = 0; l < B->bk.x1 - B->bk.x0; l++) {
-                    int64_t i = (int64_t)(B->bk.y0 + r) * W + B->bk.x0 + l;
-                    int s = r / SROWS, v = r % SROWS * BLK + l; /* slice, lane */
-                    float T = B->T[s][v];
-                    st->final_T[i] = T;
-                    st->n_contrib[i] = B->last[s][v];
-                    out->rgb[i] = B->cr[s][v] + T * c->bg[0];
-                    out->rgb[HW + i] = B->cg[s][v] + T * c->bg[1];
-                    out->rgb[2 * HW + i] = B->cb[s][v] + T * c->bg[2];
-                    out->alpha[i] = 1.f - T;
-                    if (out->depth) out->depth[i] = B->cd[s][v];
-                }
+            vf rr[NS], gg[NS], bb[NS], aa[NS];
+            for (int s = 0; s < NS; s++) {
+                rr[s] = B->cr[s] + B->T[s] * c->bg[0];
+                gg[s] = B->cg[s] + B->T[s] * c->bg[1];
+                bb[s] = B->cb[s] + B->T[s] * c->bg[2];
+                aa[s] = 1.f - B->T[s];
+            }
+            block_scatter(st->final_T, B->T, &B->bk, W);
+            block_scatter(st->n_contrib, B->last, &B->bk, W);
+            block_scatter(out->rgb, rr, &B->bk, W);
+            block_scatter(out->rgb + HW, gg, &B->bk, W);
+            block_scatter(out->rgb + 2 * HW, bb, &B->bk, W);
+            block_scatter(out->alpha, aa, &B->bk, W);
+            if (out->depth) block_scatter(out->depth, B->cd, &B->bk, W);
         }
     }
 }
@@ -648,19 +701,26 @@ typedef struct bwd_block {
     px_rect bk;
     vf px, py[NS];
     vf T[NS], T_final[NS], dfinal[NS], dr[NS], dg[NS], db[NS], dd[NS];
-    vf acc_r[NS], acc_g[NS], acc_b[NS], acc_d[NS]; // what lies behind, as 3DGS accum_rec
-    vf last_a[NS], last_r[NS], last_g[NS], last_b[NS], last_d[NS];
+    vf behind[NS];    // sum over the entries behind of w_j (c_j . d), see blend_back_block
     vi last[NS];      // entries up to the last contributor
     int32_t max_last; // largest of last over the block
+    int plain;        // dd and dfinal are zero at every pixel: the blend skips their terms
 } bwd_block;
 
 /* Backward of one block over one list, back to front: each pixel starts at its last
  * contributor and recovers T by division as 3DGS's renderCUDA backward. Entries outer, slices
  * inner: an entry's gradient is summed over the block's pixels in vectors, then across lanes
  * in a fixed order, and added to the pair's slot (one tile per thread, so no two threads
- * share a slot). */
-SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s0,
-                                       const int32_t *list, int cnt) {
+ * share a slot).
+ *
+ * With the pixel's upstream gradient d = (dr, dg, db, dd) and q_i = c_i . d, the colour part
+ * of d loss / d alpha_i is T_i q_i - (sum_{j behind i} w_j q_j) / (1 - alpha_i), which equals
+ * 3DGS's T_i (c_i - accum_rec_i) . d; so one running sum per pixel ("behind") replaces 3DGS's
+ * four accumulated colours and five last-entry registers. `plain` is a compile-time constant
+ * in each caller: 1 drops the depth and final-T terms (no depth or alpha loss, black
+ * background), which is the trainer's case. */
+VINLINE void blend_back_block_impl(const bwd_ctx *c, bwd_block *B, int64_t s0, const int32_t *list,
+                                   int cnt, const int plain) {
     const splat_state *st = c->st;
     const splat_entry *ents = st->entries;
     const uint8_t *boxes = st->boxes;
@@ -675,6 +735,9 @@ SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s
         if (s1b > NS) s1b = NS;
         const splat_entry *en = &ents[list[j]];
         vi rank = vbci(list[j] - (int32_t)s0);
+        /* per-pixel sums over the block: dL_dp dx, dL_dp dy, dL_dp dx^2, dL_dp dx dy,
+         * dL_dp dy^2 (d loss / d power times the power's derivatives, the conic applied after
+         * the sum), G dL_da, w dr, w dg, w db, w dd */
         vf ga[SPLAT_GRAD_STRIDE];
         int hit = 0;
         for (int s = s0b; s < s1b; s++) {
@@ -685,49 +748,65 @@ SPLAT_HOT static void blend_back_block(const bwd_ctx *c, bwd_block *B, int64_t s
             vi ok = slice_alpha(en, &B->px, &B->py[s], &use, &dx, &dy, &alpha, &G);
             if (!vany(&ok)) continue;
             if (!hit) {
-                for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
-                    ga[q] = zero;
+                ga[0] = ga[1] = ga[2] = ga[3] = ga[4] = zero;
+                ga[5] = ga[6] = ga[7] = ga[8] = ga[9] = zero;
                 hit = 1;
             }
-            vf one_m = vbc(1.f) - alpha;
-            vf T = vsel(ok, B->T[s] / one_m, B->T[s]);
+            /* lanes outside ok keep their state; their alpha may be garbage, so every
+             * gradient term below is masked through w or dL_dp */
+            vf rcp = vbc(1.f) / (vbc(1.f) - alpha);
+            vf T = vsel(ok, B->T[s] * rcp, B->T[s]);
             B->T[s] = T;
-            vf w = alpha * T;
-            vf la = B->last_a[s], ka = vbc(1.f) - la;
-            vf acc_r = vsel(ok, la * B->last_r[s] + ka * B->acc_r[s], B->acc_r[s]);
-            vf acc_g = vsel(ok, la * B->last_g[s] + ka * B->acc_g[s], B->acc_g[s]);
-            vf acc_b = vsel(ok, la * B->last_b[s] + ka * B->acc_b[s], B->acc_b[s]);
-            vf acc_d = vsel(ok, la * B->last_d[s] + ka * B->acc_d[s], B->acc_d[s]);
-            B->acc_r[s] = acc_r, B->acc_g[s] = acc_g, B->acc_b[s] = acc_b, B->acc_d[s] = acc_d;
-            vf dr = B->dr[s], dg = B->dg[s], db = B->db[s], dd = B->dd[s];
-            vf dL_da = (vbc(en->r) - acc_r) * dr + (vbc(en->g) - acc_g) * dg +
-                       (vbc(en->b) - acc_b) * db + (vbc(en->depth) - acc_d) * dd;
-            dL_da = dL_da * T + B->T_final[s] / one_m * B->dfinal[s];
-            B->last_a[s] = vsel(ok, alpha, la);
-            B->last_r[s] = vsel(ok, vbc(en->r), B->last_r[s]);
-            B->last_g[s] = vsel(ok, vbc(en->g), B->last_g[s]);
-            B->last_b[s] = vsel(ok, vbc(en->b), B->last_b[s]);
-            B->last_d[s] = vsel(ok, vbc(en->depth), B->last_d[s]);
+            vf w = vsel(ok, alpha * T, zero);
+            vf dr = B->dr[s], dg = B->dg[s], db = B->db[s];
+            vf q = vbc(en->r) * dr + vbc(en->g) * dg + vbc(en->b) * db;
+            if (!plain) q += vbc(en->depth) * B->dd[s];
+            vf behind = B->behind[s];
+            vf dL_da = T * q - rcp * behind;
+            if (!plain) dL_da += B->T_final[s] * rcp * B->dfinal[s];
+            B->behind[s] = behind + w * q;
             /* alpha = min(0.99, o G): no gradient through the clamp */
             vi grad = ok & ~(vbc(en->op) * G > vbc(0.99f));
-            vf dL_dp = vbc(en->op) * dL_da * G; /* d loss / d power */
-            ga[0] += vsel(grad, dL_dp * (-vbc(en->ca) * dx - vbc(en->cb) * dy), zero);
-            ga[1] += vsel(grad, dL_dp * (-vbc(en->cc) * dy - vbc(en->cb) * dx), zero);
-            ga[2] += vsel(grad, dL_dp * (vbc(-0.5f) * dx * dx), zero);
-            ga[3] += vsel(grad, dL_dp * (-dx * dy), zero);
-            ga[4] += vsel(grad, dL_dp * (vbc(-0.5f) * dy * dy), zero);
+            vf dL_dp = vsel(grad, vbc(en->op) * dL_da * G, zero); /* d loss / d power */
+            vf px = dL_dp * dx, py = dL_dp * dy;
+            ga[0] += px;
+            ga[1] += py;
+            ga[2] += px * dx;
+            ga[3] += px * dy;
+            ga[4] += py * dy;
             ga[5] += vsel(grad, G * dL_da, zero);
-            ga[6] += vsel(ok, w * dr, zero);
-            ga[7] += vsel(ok, w * dg, zero);
-            ga[8] += vsel(ok, w * db, zero);
-            ga[9] += vsel(ok, w * dd, zero);
+            ga[6] += w * dr;
+            ga[7] += w * dg;
+            ga[8] += w * db;
+            if (!plain) ga[9] += w * B->dd[s];
         }
         if (hit) {
+            /* power = -0.5 (ca dx^2 + cc dy^2) - cb dx dy, dx = mean.x - px */
             float *g = eg + (int64_t)en->src * SPLAT_GRAD_STRIDE;
-            for (int q = 0; q < SPLAT_GRAD_STRIDE; q++)
-                g[q] += vsum(&ga[q]);
+            vf r = vsum8(ga), t = vhadd(ga[8], ga[9]);
+            t = vhadd(t, t); /* (s8, s9) low halves in lanes 0, 1; high halves in 4, 5 */
+            g[0] += 2.f * en->ha * r[0] + en->hb * r[1]; /* -(a r0 + b r1) */
+            g[1] += 2.f * en->hc * r[1] + en->hb * r[0]; /* -(c r1 + b r0) */
+            g[2] += -0.5f * r[2];
+            g[3] += -r[3];
+            g[4] += -0.5f * r[4];
+            g[5] += r[5];
+            g[6] += r[6];
+            g[7] += r[7];
+            g[8] += t[0] + t[4];
+            g[9] += t[1] + t[5];
         }
     }
+}
+
+SPLAT_HOT static void blend_back_block_full(const bwd_ctx *c, bwd_block *B, int64_t s0,
+                                            const int32_t *list, int cnt) {
+    blend_back_block_impl(c, B, s0, list, cnt, 0);
+}
+
+SPLAT_HOT static void blend_back_block_plain(const bwd_ctx *c, bwd_block *B, int64_t s0,
+                                             const int32_t *list, int cnt) {
+    blend_back_block_impl(c, B, s0, list, cnt, 1);
 }
 
 static void blend_back_range(void *arg, int64_t b, int64_t e) {
@@ -736,7 +815,7 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
     int W = st->width;
     int64_t HW = (int64_t)W * st->height;
     tile_lists L;
-    bwd_block blocks[NBLK * NBLK];
+    bwd_block blocks[NBX * NBY];
     for (int64_t t = b; t < e; t++) {
         int64_t s0 = st->tile_start[t], s1 = st->tile_start[t + 1];
         if (s1 == s0) continue;
@@ -744,50 +823,57 @@ static void blend_back_range(void *arg, int64_t b, int64_t e) {
             memset(st->egrad + (int64_t)st->entries[k].src * SPLAT_GRAD_STRIDE, 0,
                    SPLAT_GRAD_STRIDE * sizeof(float));
         px_rect tp = tile_pixels(st, t);
-        L.nbx = (tp.x1 - tp.x0 + BLK - 1) / BLK, L.nby = (tp.y1 - tp.y0 + BLK - 1) / BLK;
+        L.nbx = (tp.x1 - tp.x0 + BLKX - 1) / BLKX, L.nby = (tp.y1 - tp.y0 + BLKY - 1) / BLKY;
         int32_t max_last = 0;
         for (int by = 0; by < L.nby; by++)
             for (int bx = 0; bx < L.nbx; bx++) {
-                bwd_block *B = &blocks[by * NBLK + bx];
-                int x0 = tp.x0 + bx * BLK, y0 = tp.y0 + by * BLK;
-                B->bk = (px_rect){x0, x0 + BLK < tp.x1 ? x0 + BLK : tp.x1, y0,
-                                  y0 + BLK < tp.y1 ? y0 + BLK : tp.y1};
+                bwd_block *B = &blocks[by * NBX + bx];
+                int x0 = tp.x0 + bx * BLKX, y0 = tp.y0 + by * BLKY;
+                B->bk = (px_rect){x0, x0 + BLKX < tp.x1 ? x0 + BLKX : tp.x1, y0,
+                                  y0 + BLKY < tp.y1 ? y0 + BLKY : tp.y1};
                 slice_centres(x0, y0, &B->px, B->py);
-                B->max_last = 0;
-                vf z = vbc(0.f);
+                block_gather(B->last, st->n_contrib, &B->bk, W);
+                block_gather(B->T_final, st->final_T, &B->bk, W);
+                block_gather(B->dr, c->d_rgb, &B->bk, W);
+                block_gather(B->dg, c->d_rgb + HW, &B->bk, W);
+                block_gather(B->db, c->d_rgb + 2 * HW, &B->bk, W);
+                vf da[NS];
+                if (c->d_depth)
+                    block_gather(B->dd, c->d_depth, &B->bk, W);
+                else
+                    memset(B->dd, 0, sizeof B->dd);
+                if (c->d_alpha)
+                    block_gather(da, c->d_alpha, &B->bk, W);
+                else
+                    memset(da, 0, sizeof da);
+                vi nz = vbci(0), mx = vbci(0);
                 for (int s = 0; s < NS; s++) {
-                    B->T[s] = B->T_final[s] = B->dfinal[s] = z;
-                    B->dr[s] = B->dg[s] = B->db[s] = B->dd[s] = z;
-                    B->acc_r[s] = B->acc_g[s] = B->acc_b[s] = B->acc_d[s] = z;
-                    B->last_a[s] = B->last_r[s] = B->last_g[s] = B->last_b[s] = z;
-                    B->last_d[s] = z;
-                    B->last[s] = vbci(0);
+                    B->T[s] = B->T_final[s];
+                    B->behind[s] = vbc(0.f);
+                    /* d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j)
+                     * times this */
+                    B->dfinal[s] =
+                        da[s] - (c->bg[0] * B->dr[s] + c->bg[1] * B->dg[s] + c->bg[2] * B->db[s]);
+                    nz |= (B->dd[s] != 0.f) | (B->dfinal[s] != 0.f);
+                    vi gt = B->last[s] > mx;
+                    mx = (B->last[s] & gt) | (mx & ~gt);
                 }
-                for (int r = 0; r < B->bk.y1 - B->bk.y0; r++)
-                    for (int l = 0; l < B->bk.x1 - B->bk.x0; l++) {
-                        int s = r / SROWS, v = r % SROWS * BLK + l; /* slice, lane */
-                        int64_t i = (int64_t)(y0 + r) * W + x0 + l;
-                        int32_t n = st->n_contrib[i];
-                        B->last[s][v] = n;
-                        if (n > max_last) max_last = n;
-                        if (n > B->max_last) B->max_last = n;
-                        B->T[s][v] = B->T_final[s][v] = st->final_T[i];
-                        float dr = c->d_rgb[i], dg = c->d_rgb[HW + i], db = c->d_rgb[2 * HW + i];
-                        B->dr[s][v] = dr, B->dg[s][v] = dg, B->db[s][v] = db;
-                        B->dd[s][v] = c->d_depth ? c->d_depth[i] : 0.f;
-                        /* d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j)
-                         * times this */
-                        B->dfinal[s][v] = (c->d_alpha ? c->d_alpha[i] : 0.f) -
-                                          (c->bg[0] * dr + c->bg[1] * dg + c->bg[2] * db);
-                    }
+                B->plain = !vany(&nz);
+                B->max_last = 0;
+                for (int v = 0; v < VL; v++)
+                    if (mx[v] > B->max_last) B->max_last = mx[v];
+                if (B->max_last > max_last) max_last = B->max_last;
             }
         for (int64_t c1 = s0 + max_last; c1 > s0; c1 -= CHUNK) {
             int64_t c0 = c1 - CHUNK > s0 ? c1 - CHUNK : s0;
             lists_fill(&L, st->boxes, c0, c1);
             for (int by = 0; by < L.nby; by++)
                 for (int bx = 0; bx < L.nbx; bx++) {
-                    int q = by * NBLK + bx;
-                    blend_back_block(c, &blocks[q], s0, L.k[q], L.cnt[q]);
+                    int q = by * NBX + bx;
+                    if (blocks[q].plain)
+                        blend_back_block_plain(c, &blocks[q], s0, L.k[q], L.cnt[q]);
+                    else
+                        blend_back_block_full(c, &blocks[q], s0, L.k[q], L.cnt[q]);
                 }
         }
     }

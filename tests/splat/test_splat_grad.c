@@ -14,6 +14,7 @@ typedef struct fd_case {
     int n, W, H, use_sh, deg, outs;
     float scale_lo, scale_hi, spread;
     int clamps; /* nearly opaque Gaussians; assert both clamps happen */
+    int black;  /* black background: with an rgb-only loss the backward takes its plain path */
 } fd_case;
 
 static double ref_loss(const ref_params *p, const splat_camera *cam, ref_freeze *f, const float *wr,
@@ -55,6 +56,9 @@ static void run_fd_case(const fd_case *fc) {
     if (fc->clamps)
         for (int g = 0; g < n; g += 2)
             s.opac[g] = 6.f; /* sigmoid 0.9975 > 0.99 */
+    if (fc->black)
+        for (int c = 0; c < 3; c++)
+            s.bg[c] = 0.f;
     splat_scene_view v = test_scene_view(&s);
 
     float *rgb = malloc(sizeof(float) * 3 * HW), *al = malloc(sizeof(float) * HW);
@@ -204,6 +208,25 @@ START_TEST(test_grad_clamped) {
 }
 END_TEST
 
+/* The trainer's case: rgb-only loss over a black background (no depth or final-T terms in
+ * the backward's blend), SH degree 3, with and without the clamps. */
+START_TEST(test_grad_plain) {
+    fd_case fc = {.seed = 701u + (uint64_t)_i,
+                  .n = 20,
+                  .W = 37,
+                  .H = 21,
+                  .use_sh = 1,
+                  .deg = 3,
+                  .outs = OUT_RGB,
+                  .scale_lo = _i ? 0.2f : 0.05f,
+                  .scale_hi = _i ? 1.2f : 0.4f,
+                  .spread = _i ? 1.8f : 1.f,
+                  .clamps = _i,
+                  .black = 1};
+    run_fd_case(&fc);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("splat_grad");
     TCase *tc = tcase_create("fd");
@@ -211,6 +234,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_grad_colors, 0, 4);
     tcase_add_loop_test(tc, test_grad_sh, 0, 4);
     tcase_add_loop_test(tc, test_grad_clamped, 0, 2);
+    tcase_add_loop_test(tc, test_grad_plain, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
