@@ -82,18 +82,20 @@ pk_status pk_ctx_time_ops(pk_ctx *c, bool on) {
     return c->op_seconds ? PK_OK : pk_error(PK_ERR_NOMEM, "out of host memory for op timing");
 }
 
-static double seconds_now(void) {
+static double seconds_now(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Runs kernel k of node n, adding its wall time to c->op_seconds[n->op][dir] when timing. */
+/* Runs kernel k of node n, adding its wall and CPU time to c->op_seconds[n->op][dir] and
+ * [dir + 2] when timing. */
 static pk_status run_kernel(pk_ctx *c, pk_kernel k, pk_node *n, int dir) {
     if (!c->op_seconds) return k(c, n);
-    double t0 = seconds_now();
+    double w0 = seconds_now(CLOCK_MONOTONIC), c0 = seconds_now(CLOCK_PROCESS_CPUTIME_ID);
     pk_status s = k(c, n);
-    c->op_seconds[n->op][dir] += seconds_now() - t0;
+    c->op_seconds[n->op][dir] += seconds_now(CLOCK_MONOTONIC) - w0;
+    c->op_seconds[n->op][dir + 2] += seconds_now(CLOCK_PROCESS_CPUTIME_ID) - c0;
     return s;
 }
 

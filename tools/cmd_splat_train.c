@@ -189,12 +189,16 @@ int cmd_splat_train(int argc, char **argv) {
            (long long)gs_trainer_info(t).gaussians);
     if (ev.images)
         printf("held-out PSNR %.2f dB, SSIM %.4f on %d images\n", ev.psnr, ev.ssim, ev.images);
-    printf("ms per step: %.1f = raster forward %.1f + backward %.1f, loss (L1 + SSIM) forward %.1f "
-           "+ backward %.1f, optimizer %.1f, densify %.1f (+ statistics %.1f), data %.1f, "
-           "parameters in %.1f + gradients out %.1f, other %.1f\n",
-           tm.total * per, tm.raster_fwd * per, tm.raster_bwd * per, tm.loss_fwd * per,
-           tm.loss_bwd * per, tm.optimizer * per, tm.densify * per, tm.stats * per, tm.data * per,
-           tm.params_in * per, tm.grads_out * per, tm.other * per);
+    const gs_phases *ph[2] = {&tm.wall, &tm.cpu};
+    const char *clock[2] = {"ms per step (wall)", "ms per step (CPU) "};
+    for (int k = 0; k < 2; k++)
+        printf("%s: %.1f = raster fwd %.1f + bwd %.1f, loss fwd %.1f + bwd %.1f, optimizer %.1f, "
+               "densify %.1f + stats %.1f, data %.1f, params in %.1f + grads out %.1f, other "
+               "%.1f\n",
+               clock[k], ph[k]->total * per, ph[k]->raster_fwd * per, ph[k]->raster_bwd * per,
+               ph[k]->loss_fwd * per, ph[k]->loss_bwd * per, ph[k]->optimizer * per,
+               ph[k]->densify * per, ph[k]->stats * per, ph[k]->data * per, ph[k]->params_in * per,
+               ph[k]->grads_out * per, ph[k]->other * per);
     printf("PLY:     %s/point_cloud.ply\nrenders: %s/renders/ (ground truth | render)\n"
            "metrics: %s/metrics.json\nlog:     %s/log.csv\n",
            o.out, o.out, o.out, o.out);

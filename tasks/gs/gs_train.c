@@ -76,12 +76,6 @@ struct gs_trainer {
     char options_json[1024];
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 gs_train_options gs_train_defaults(gs_train_options o) {
     if (!o.iters) o.iters = 30000;
     if (!o.downscale) o.downscale = 1;
@@ -569,14 +563,35 @@ static tensor *leaf(gs_trainer *t, const float *src, int ndim, const int64_t *sh
     return x;
 }
 
-/* Kernel seconds of the splat op (forward, backward) and of all ops, from the context. */
-static void op_seconds(const pk_ctx *c, double splat[2], double all[2]) {
-    all[0] = all[1] = 0;
-    for (int op = 0; op < PK_OP_COUNT; op++)
-        for (int d = 0; d < 2; d++)
-            all[d] += c->op_seconds[op][d];
-    splat[0] = c->op_seconds[PK_OP_SPLAT][0];
-    splat[1] = c->op_seconds[PK_OP_SPLAT][1];
+/* A point in time on both clocks. */
+typedef struct stamp {
+    double wall, cpu;
+} stamp;
+
+static stamp stamp_now(void) {
+    struct timespec w, c;
+    clock_gettime(CLOCK_MONOTONIC, &w);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+    return (stamp){(double)w.tv_sec + 1e-9 * (double)w.tv_nsec,
+                   (double)c.tv_sec + 1e-9 * (double)c.tv_nsec};
+}
+
+/* Adds the time from a to b to phase field `f` of both clocks. */
+#define ADD_PHASE(tm, f, a, b)                                                                     \
+    do {                                                                                           \
+        (tm)->wall.f += (b).wall - (a).wall;                                                       \
+        (tm)->cpu.f += (b).cpu - (a).cpu;                                                          \
+    } while (0)
+
+/* Kernel time of the splat op's backward (wall, CPU) so far, from the context. */
+static stamp splat_backward_time(const pk_ctx *c) {
+    return (stamp){c->op_seconds[PK_OP_SPLAT][1], c->op_seconds[PK_OP_SPLAT][3]};
+}
+
+/* Sets `other` to what the named phases of p leave of its total. */
+static void phases_other(gs_phases *p) {
+    p->other = p->total - (p->data + p->params_in + p->raster_fwd + p->loss_fwd + p->loss_bwd +
+                           p->raster_bwd + p->grads_out + p->stats + p->densify + p->optimizer);
 }
 
 /* One training render on the tape: the source's Gaussians through pk_splat with camera `cam`,
@@ -588,14 +603,13 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     pk_ctx *c = t->ctx;
     gs_timing *tm = &t->timing;
     int64_t H = cam->height, W = cam->width;
-    double sp0[2], all0[2], sp1[2], all1[2];
     PK_TRY(pk_step_begin(c));
-    op_seconds(c, sp0, all0);
-    double t0 = now_s();
+    stamp sb0 = splat_backward_time(c);
+    stamp t0 = stamp_now();
     tensor *gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
     if (!gt || tensor_upload(gt, gt_host) != PK_OK)
         return pk_error(PK_ERR_NOMEM, "3DGS: cannot upload the ground truth: %s", polyak_error());
-    double t1 = now_s();
+    stamp t1 = stamp_now();
     gs_arrays arr;
     PK_TRY(t->src.produce(t->src.self, cam, degree, &arr, gr));
     PK_TRY(ensure_radii(t, arr.n));
@@ -611,19 +625,19 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     if (!in.means || !in.log_scales || !in.quats || !in.opacity_logits || !in.sh ||
         !in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
         return pk_error(PK_ERR_NOMEM, "3DGS: cannot create the step's tensors: %s", polyak_error());
-    double t2 = now_s();
+    stamp t2 = stamp_now();
     pk_splat_outputs out;
     PK_TRY(pk_splat(c, t->renderer, cam, &in, &out));
-    double t3 = now_s();
+    stamp t3 = stamp_now();
     /* 3DGS: (1 - lambda_dssim) L1 + lambda_dssim (1 - SSIM), lambda_dssim = 0.2 */
     tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
                           pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
     float lv = 0;
     if (!loss || tensor_download(loss, &lv) != PK_OK)
         return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
-    double t4 = now_s();
+    stamp t4 = stamp_now();
     PK_TRY(autograd_backward(c, loss));
-    double t5 = now_s();
+    stamp t5 = stamp_now();
     PK_TRY(tensor_download(in.means->grad, gr->means));
     PK_TRY(tensor_download(in.log_scales->grad, gr->log_scales));
     PK_TRY(tensor_download(in.quats->grad, gr->quats));
@@ -632,18 +646,18 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     PK_TRY(tensor_download(in.means2d_grad, gr->means2d));
     PK_TRY(tensor_download(out.radii, t->radii));
     PK_TRY(tensor_download(out.rgb, t->rgb));
-    double t6 = now_s();
+    stamp t6 = stamp_now();
     /* the tape walks the loss ops and the rasterizer in one backward: the splat op's kernel
      * time (timed by the context) is the rasterizer's share, the rest of the walk the loss's */
-    op_seconds(c, sp1, all1);
-    double raster_bwd = sp1[1] - sp0[1];
-    tm->data += t1 - t0;
-    tm->params_in += t2 - t1;
-    tm->raster_fwd += t3 - t2;
-    tm->loss_fwd += t4 - t3;
-    tm->raster_bwd += raster_bwd;
-    tm->loss_bwd += (t5 - t4) - raster_bwd;
-    tm->grads_out += t6 - t5;
+    stamp sb1 = splat_backward_time(c);
+    ADD_PHASE(tm, data, t0, t1);
+    ADD_PHASE(tm, params_in, t1, t2);
+    ADD_PHASE(tm, raster_fwd, t2, t3);
+    ADD_PHASE(tm, loss_fwd, t3, t4);
+    ADD_PHASE(tm, raster_bwd, sb0, sb1);
+    tm->wall.loss_bwd += (t5.wall - t4.wall) - (sb1.wall - sb0.wall);
+    tm->cpu.loss_bwd += (t5.cpu - t4.cpu) - (sb1.cpu - sb0.cpu);
+    ADD_PHASE(tm, grads_out, t5, t6);
     *loss_out = lv;
     return PK_OK;
 }
@@ -651,7 +665,7 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
 pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     memset(r, 0, sizeof *r);
     gs_timing *tm = &t->timing;
-    double t0 = now_s();
+    stamp t0 = stamp_now();
     int64_t it = t->step + 1; /* 3DGS's 1-based iteration */
     int degree = sh_degree_at(t, it);
     if (t->order_pos >= t->n_train) {
@@ -664,7 +678,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     const splat_camera *cam =
         level ? &t->level_cams[(size_t)v * t->levels + level - 1] : &t->cams[v];
     const float *gt = t->gt;
-    double t1 = now_s();
+    stamp t1 = stamp_now();
     if (level)
         gt = t->pyramid[(size_t)v * t->levels + level - 1];
     else
@@ -675,11 +689,12 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         for (int k = 0; k < 3; k++)
             bg[k] = (float)pk_rng_uniform(&t->rng);
     int64_t npix = 3 * (int64_t)W * H;
-    tm->data += now_s() - t1;
+    stamp t2 = stamp_now();
+    ADD_PHASE(tm, data, t1, t2);
     gs_array_grads gr;
     double loss = 0;
     PK_TRY(train_render(t, cam, gt, degree, bg, &gr, &loss));
-    double t4 = now_s();
+    stamp t4 = stamp_now();
     /* training PSNR of the clamped render, as 3DGS's training report */
     double se = 0;
     for (int64_t i = 0; i < npix; i++) {
@@ -691,7 +706,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
      * replaced the parameters has no optimizer update, as torch skips tensors without .grad) */
     bool skip_update = false;
     if (it < t->o.densify_until) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
-    double t5 = now_s();
+    stamp t5 = stamp_now();
     if (it < t->o.densify_until) {
         if (it > t->o.densify_from && it % t->o.densify_interval == 0) {
             gs_densify_params dp = {.grad_threshold = t->o.grad_threshold,
@@ -714,23 +729,21 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
             skip_update = true;
         }
     }
-    double t6 = now_s();
+    stamp t6 = stamp_now();
     if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
-    double t7 = now_s();
+    stamp t7 = stamp_now();
     t->step++;
-    PK_TRY(log_row(t, loss, psnr)); /* seconds of this step added below, before the row is read */
-    double t8 = now_s();
-    tm->stats += t5 - t4;
-    tm->densify += t6 - t5;
-    tm->optimizer += t7 - t6;
-    tm->total += t8 - t0;
+    PK_TRY(log_row(t, loss, psnr)); /* seconds of this step added below */
+    stamp t8 = stamp_now();
+    ADD_PHASE(tm, stats, t4, t5);
+    ADD_PHASE(tm, densify, t5, t6);
+    ADD_PHASE(tm, optimizer, t6, t7);
+    ADD_PHASE(tm, total, t0, t8);
     tm->steps++;
-    t->seconds += t8 - t0;
+    phases_other(&tm->wall);
+    phases_other(&tm->cpu);
+    t->seconds += t8.wall - t0.wall;
     t->log[(t->log_n - 1) * LOG_COLS + 4] = (float)t->seconds;
-    /* everything not in a named phase */
-    tm->other =
-        tm->total - (tm->data + tm->params_in + tm->raster_fwd + tm->loss_fwd + tm->loss_bwd +
-                     tm->raster_bwd + tm->grads_out + tm->stats + tm->densify + tm->optimizer);
     r->step = t->step;
     r->width = W, r->height = H;
     r->loss = loss;
@@ -851,6 +864,19 @@ pk_status gs_trainer_checkpoint(gs_trainer *t) {
     return write_log(t);
 }
 
+/* Writes `"name": {phase: ms per step, ...},` (a line of metrics.json). */
+static void write_phases(FILE *f, const char *name, const gs_phases *p, int64_t steps) {
+    double per = steps ? 1e3 / (double)steps : 0;
+    fprintf(f,
+            "  \"%s\": {\"data\": %.3f, \"params_in\": %.3f, \"raster_forward\": %.3f, "
+            "\"loss_forward\": %.3f, \"loss_backward\": %.3f, \"raster_backward\": %.3f, "
+            "\"grads_out\": %.3f, \"stats\": %.3f, \"densify\": %.3f, \"optimizer\": %.3f, "
+            "\"other\": %.3f, \"total\": %.3f},\n",
+            name, p->data * per, p->params_in * per, p->raster_fwd * per, p->loss_fwd * per,
+            p->loss_bwd * per, p->raster_bwd * per, p->grads_out * per, p->stats * per,
+            p->densify * per, p->optimizer * per, p->other * per, p->total * per);
+}
+
 pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     PK_TRY(gs_trainer_evaluate(t, true, ev));
     pk_gaussians g;
@@ -868,7 +894,6 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     free(path);
     PK_TRY(s);
     const gs_timing *tm = &t->timing;
-    double per = tm->steps ? 1e3 / (double)tm->steps : 0;
     char psnr[32] = "null", ssim[32] = "null";
     if (ev->images) {
         snprintf(psnr, sizeof psnr, "%.4f", ev->psnr);
@@ -877,18 +902,13 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     fprintf(a.f,
             "{\n  \"psnr\": %s,\n  \"ssim\": %s,\n  \"gaussians\": %lld,\n  \"iters\": %lld,\n"
             "  \"seconds\": %.3f,\n  \"train_images\": %d,\n  \"test_images\": %d,\n"
-            "  \"width\": %d,\n  \"height\": %d,\n  \"device\": \"%s\",\n"
-            "  \"ms_per_step\": {\"data\": %.3f, \"params_in\": %.3f, \"raster_forward\": %.3f, "
-            "\"loss_forward\": %.3f, \"loss_backward\": %.3f, \"raster_backward\": %.3f, "
-            "\"grads_out\": %.3f, \"stats\": %.3f, \"densify\": %.3f, \"optimizer\": %.3f, "
-            "\"other\": %.3f, \"total\": %.3f},\n"
-            "  \"timed_steps\": %lld\n}\n",
+            "  \"width\": %d,\n  \"height\": %d,\n  \"device\": \"%s\",\n",
             psnr, ssim, (long long)t->src.count(t->src.self), (long long)t->step, t->seconds,
             t->n_train, t->n_test, t->images[t->train_idx[0]].w, t->images[t->train_idx[0]].h,
-            pk_device_get_info(t->ctx->dev)->name, tm->data * per, tm->params_in * per,
-            tm->raster_fwd * per, tm->loss_fwd * per, tm->loss_bwd * per, tm->raster_bwd * per,
-            tm->grads_out * per, tm->stats * per, tm->densify * per, tm->optimizer * per,
-            tm->other * per, tm->total * per, (long long)tm->steps);
+            pk_device_get_info(t->ctx->dev)->name);
+    write_phases(a.f, "ms_per_step", &tm->wall, tm->steps);
+    write_phases(a.f, "cpu_ms_per_step", &tm->cpu, tm->steps);
+    fprintf(a.f, "  \"timed_steps\": %lld\n}\n", (long long)tm->steps);
     return io_atomic_commit(&a);
 }
 

@@ -76,9 +76,8 @@ typedef struct gs_eval {
 } gs_eval;
 
 /* Seconds spent per phase of the training steps since the start (or resume) of the run; the
- * phases add up to `total`, the steps' wall time (held-out evaluation and checkpoints are not
- * part of a step). */
-typedef struct gs_timing {
+ * phases add up to `total` (held-out evaluation and checkpoints are not part of a step). */
+typedef struct gs_phases {
     double data;       /* ground truth of the view (8-bit to planar floats, or the pyramid level)
                           and its upload */
     double params_in;  /* the source's arrays for the render and their upload as tensors */
@@ -91,7 +90,13 @@ typedef struct gs_timing {
     double densify;    /* clone / split / prune and opacity resets */
     double optimizer;  /* the source's Adam step */
     double other;      /* the rest of the step (camera choice, tape bookkeeping, log row) */
-    double total;      /* wall time of the steps */
+    double total;      /* time of the steps */
+} gs_phases;
+
+/* Step times on the wall clock and in process CPU time (all threads: with one thread, close
+ * to the time the step would take on an idle machine). */
+typedef struct gs_timing {
+    gs_phases wall, cpu;
     int64_t steps;
 } gs_timing;
 
