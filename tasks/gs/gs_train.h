@@ -1,7 +1,8 @@
 /* gs_train.h - training a 3DGS scene from posed photos (graphdeco-inria/gaussian-splatting
  * train.py): scene loading and checks, initialisation, the step (render, 0.8 L1 + 0.2 D-SSIM,
  * backward, densification, Adam), held-out evaluation, outputs (PLY, renders, metrics.json,
- * log.csv) and bit-exact checkpoints. The caller (tools/cmd_splat_train.c) drives the loop,
+ * log.csv), bit-exact checkpoints, coarse to fine and background options, and the per-phase
+ * step times. The caller (tools/cmd_splat_train.c) drives the loop,
  * prints progress and handles signals; nothing here prints. */
 #ifndef POLYAK_GS_TRAIN_H
 #define POLYAK_GS_TRAIN_H
@@ -33,9 +34,9 @@ typedef struct gs_train_options {
     int64_t sh_interval;         /* 0: 1000 */
     double grad_threshold;       /* 0: 2e-4 */
     int num_downscales;          /* coarse to fine: start at 1/2^num_downscales of the image size
-                                    and double it every resolution_schedule steps; 0: default (see
-                                    gs_train_defaults), < 0: always full size */
-    int64_t resolution_schedule; /* steps per resolution level; 0: default */
+                                    and double it every resolution_schedule steps (levels under
+                                    16 px are skipped); 0 or < 0: always full size */
+    int64_t resolution_schedule; /* steps per resolution level; 0: 3000 */
     float background[3];         /* colour behind the Gaussians (renders, evaluation, RGBA ground
                                     truth); zero: black, as 3DGS for real scenes */
     bool random_background;      /* training renders over a random colour drawn each step (3DGS
