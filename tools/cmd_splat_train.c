@@ -43,54 +43,54 @@ int cmd_splat_train(int argc, char **argv) {
         else if (strcmp(a, "--resume") == 0)
             o.resume = true;
         else if (strcmp(a, "--iters") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.iters = n, i++;
         } else if (strcmp(a, "--downscale") == 0) {
-            if (!cli_int(C, a, v, 1, 64, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 64, &n)) return cli_usage(C, usage, NULL);
             o.downscale = (int)n, i++;
         } else if (strcmp(a, "--eval-every-nth") == 0) {
-            if (!cli_int(C, a, v, 0, 1000000, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 1000000, &n)) return cli_usage(C, usage, NULL);
             o.test_every = n ? (int)n : -1, i++; /* 0: hold nothing out */
         } else if (strcmp(a, "--eval-interval") == 0) {
-            if (!cli_int(C, a, v, 0, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.eval_interval = n, i++;
         } else if (strcmp(a, "--save-every") == 0) {
-            if (!cli_int(C, a, v, 0, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.save_every = n, i++;
         } else if (strcmp(a, "--seed") == 0) {
-            if (!cli_int(C, a, v, 0, 1L << 62, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 1L << 62, &n)) return cli_usage(C, usage, NULL);
             o.seed = (uint64_t)n, i++;
         } else if (strcmp(a, "--max-gaussians") == 0) {
-            if (!cli_int(C, a, v, 1, 1L << 40, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 1L << 40, &n)) return cli_usage(C, usage, NULL);
             o.max_gaussians = n, i++;
         } else if (strcmp(a, "--init-points") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.init_points = n, i++;
         } else if (strcmp(a, "--num-downscales") == 0) {
-            if (!cli_int(C, a, v, 0, 8, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 8, &n)) return cli_usage(C, usage, NULL);
             o.num_downscales = n ? (int)n : -1, i++; /* 0: always full size */
         } else if (strcmp(a, "--resolution-schedule") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.resolution_schedule = n, i++;
         } else if (strcmp(a, "--densify-from") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.densify_from = n, i++;
         } else if (strcmp(a, "--densify-until") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.densify_until = n, i++;
         } else if (strcmp(a, "--densify-interval") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.densify_interval = n, i++;
         } else if (strcmp(a, "--densify-grad-threshold") == 0) {
             double g;
-            if (!cli_float(C, a, v, &g)) return 2;
+            if (!cli_float(C, a, v, &g)) return cli_usage(C, usage, NULL);
             if (!(g > 0)) return cli_usage(C, usage, "--densify-grad-threshold must be > 0");
             o.grad_threshold = g, i++;
         } else if (strcmp(a, "--opacity-reset") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.opacity_reset = n, i++;
         } else if (strcmp(a, "--sh-interval") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.sh_interval = n, i++;
         } else if (strcmp(a, "--background") == 0 && v) {
             float *b = o.background;
@@ -101,7 +101,7 @@ int cmd_splat_train(int argc, char **argv) {
         } else if (strcmp(a, "--random-background") == 0) {
             o.random_background = true;
         } else if (strcmp(a, "--threads") == 0) {
-            if (!cli_int(C, a, v, 1, 1024, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 1024, &n)) return cli_usage(C, usage, NULL);
             o.threads = (int)n, i++;
         } else
             return cli_usage(C, usage, "unknown option or missing value");

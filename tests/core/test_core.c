@@ -405,10 +405,28 @@ static int run_cli(const char *args, char *err, size_t n) {
 
 START_TEST(test_cli_bad_options) {
     static const char *bad[] = {
-        "mlp --epochs",    "mlp --epochs x",   "mlp --batch 0",      "mlp --lr",
-        "mlp --lr -1",     "mlp --lr nan",     "mlp --lr inf",       "mlp --data",
-        "mlp --device",    "mlp --seed 1e3",   "mlp --bogus",        "devices --device",
-        "devices --bogus", "bench ops --reps", "bench ops --reps 0", "nosuchcommand",
+        "mlp --epochs",
+        "mlp --epochs x",
+        "mlp --batch 0",
+        "mlp --lr",
+        "mlp --lr -1",
+        "mlp --lr nan",
+        "mlp --lr inf",
+        "mlp --data",
+        "mlp --device",
+        "mlp --seed 1e3",
+        "mlp --bogus",
+        "devices --device",
+        "devices --bogus",
+        "bench ops --reps",
+        "bench ops --reps 0",
+        "nosuchcommand",
+        "splat train --num-downscales 9",
+        "splat train --resolution-schedule 0",
+        "splat train --background 1,2",
+        "splat train --background red",
+        "splat train --densify-grad-threshold 0",
+        "splat train --opacity-reset x",
     };
     char err[4096];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
