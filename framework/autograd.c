@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu/threads.h"
 #include "ops/ops.h"
@@ -63,6 +64,7 @@ void pk_ctx_destroy(pk_ctx *c) {
         s = n;
     }
     free(c->tape);
+    free(c->op_seconds);
     for (int i = 0; i < c->nnames; i++)
         free(c->names[i]);
     free(c->names);
@@ -72,6 +74,31 @@ void pk_ctx_destroy(pk_ctx *c) {
 }
 
 pk_pool *pk_ctx_pool(pk_ctx *c) { return c->pool; }
+
+pk_status pk_ctx_time_ops(pk_ctx *c, bool on) {
+    free(c->op_seconds);
+    c->op_seconds = NULL;
+    if (!on) return PK_OK;
+    c->op_seconds = calloc(PK_OP_COUNT, sizeof *c->op_seconds);
+    return c->op_seconds ? PK_OK : pk_error(PK_ERR_NOMEM, "out of host memory for op timing");
+}
+
+static double seconds_now(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs kernel k of node n, adding its wall and CPU time to c->op_seconds[n->op][dir] and
+ * [dir + 2] when timing. */
+static pk_status run_kernel(pk_ctx *c, pk_kernel k, pk_node *n, int dir) {
+    if (!c->op_seconds) return k(c, n);
+    double w0 = seconds_now(CLOCK_MONOTONIC), c0 = seconds_now(CLOCK_PROCESS_CPUTIME_ID);
+    pk_status s = k(c, n);
+    c->op_seconds[n->op][dir] += seconds_now(CLOCK_MONOTONIC) - w0;
+    c->op_seconds[n->op][dir + 2] += seconds_now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    return s;
+}
 
 const char *pk_ctx_name(pk_ctx *c, const char *prefix, const char *suffix) {
     if (c->nnames == c->names_cap) {
@@ -168,7 +195,7 @@ pk_status pk_node_run(pk_ctx *c, pk_node *n) {
     if (!k)
         return pk_error(PK_ERR_UNSUPPORTED, "op '%s' has no %s kernel", def->name,
                         c->backend == PK_BACKEND_VK ? "Vulkan" : "CPU");
-    PK_TRY(k(c, n));
+    PK_TRY(run_kernel(c, k, n, 0));
     if (needs_tape(c, n)) PK_TRY(tape_push(c, n));
     return PK_OK;
 }
@@ -286,7 +313,7 @@ pk_status autograd_backward_from(pk_ctx *c, tensor *out, tensor *seed) {
         if (s == PK_OK) s = grad_ensure_inputs(c, n);
         if (s != PK_OK) break;
         const pk_op_def *def = pk_op_get(n->op);
-        s = def->backward[c->backend](c, n);
+        s = run_kernel(c, def->backward[c->backend], n, 1);
         if (s != PK_OK) {
             /* name the op: a kernel's message alone does not say where in the graph it failed
              * (copied out first: pk_error writes the buffer polyak_error() returns) */

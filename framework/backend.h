@@ -70,6 +70,9 @@ struct pk_ctx {
     pk_node **tape;
     int tape_len, tape_cap;
     struct pk_node_slab *nodes;
+    /* kernel seconds per op: [op][0] forward and [op][1] backward wall time, [op][2] forward
+     * and [op][3] backward process CPU time (all threads); NULL unless pk_ctx_time_ops */
+    double (*op_seconds)[4];
 };
 
 /* Options for pk_ctx_create; zero gives the defaults. */
@@ -86,6 +89,11 @@ pk_status pk_ctx_create(const pk_ctx_options *opt, pk_ctx **out);
 
 /* Destroys the context, its arenas and its device; accepts NULL. */
 void pk_ctx_destroy(pk_ctx *c);
+
+/* Starts (on) or stops (off) adding each kernel's wall and process CPU time into
+ * c->op_seconds, zeroed when switched on. On Vulkan a kernel only records work, so the times
+ * there are recording times. */
+pk_status pk_ctx_time_ops(pk_ctx *c, bool on);
 
 /* Starts a step: waits for the device, clears the tape, resets the step arena. */
 pk_status pk_step_begin(pk_ctx *c);

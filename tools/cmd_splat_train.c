@@ -20,7 +20,10 @@ static void on_sigint(int sig) {
 static const char *usage =
     "--data SCENE --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
     "[--eval-interval N] [--device D] [--resume] [--save-every N] [--seed S] "
-    "[--max-gaussians N] [--init-points N] [--threads T]";
+    "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
+    "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
+    "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
+    "[--random-background]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -40,31 +43,65 @@ int cmd_splat_train(int argc, char **argv) {
         else if (strcmp(a, "--resume") == 0)
             o.resume = true;
         else if (strcmp(a, "--iters") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.iters = n, i++;
         } else if (strcmp(a, "--downscale") == 0) {
-            if (!cli_int(C, a, v, 1, 64, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 64, &n)) return cli_usage(C, usage, NULL);
             o.downscale = (int)n, i++;
         } else if (strcmp(a, "--eval-every-nth") == 0) {
-            if (!cli_int(C, a, v, 0, 1000000, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 1000000, &n)) return cli_usage(C, usage, NULL);
             o.test_every = n ? (int)n : -1, i++; /* 0: hold nothing out */
         } else if (strcmp(a, "--eval-interval") == 0) {
-            if (!cli_int(C, a, v, 0, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.eval_interval = n, i++;
         } else if (strcmp(a, "--save-every") == 0) {
-            if (!cli_int(C, a, v, 0, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.save_every = n, i++;
         } else if (strcmp(a, "--seed") == 0) {
-            if (!cli_int(C, a, v, 0, 1L << 62, &n)) return 2;
+            if (!cli_int(C, a, v, 0, 1L << 62, &n)) return cli_usage(C, usage, NULL);
             o.seed = (uint64_t)n, i++;
         } else if (strcmp(a, "--max-gaussians") == 0) {
-            if (!cli_int(C, a, v, 1, 1L << 40, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 1L << 40, &n)) return cli_usage(C, usage, NULL);
             o.max_gaussians = n, i++;
         } else if (strcmp(a, "--init-points") == 0) {
-            if (!cli_int(C, a, v, 1, 100000000L, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.init_points = n, i++;
+        } else if (strcmp(a, "--num-downscales") == 0) {
+            if (!cli_int(C, a, v, 0, 8, &n)) return cli_usage(C, usage, NULL);
+            o.num_downscales = n ? (int)n : -1, i++; /* 0: always full size */
+        } else if (strcmp(a, "--resolution-schedule") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            o.resolution_schedule = n, i++;
+        } else if (strcmp(a, "--densify-from") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            o.densify_from = n, i++;
+        } else if (strcmp(a, "--densify-until") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            o.densify_until = n, i++;
+        } else if (strcmp(a, "--densify-interval") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            o.densify_interval = n, i++;
+        } else if (strcmp(a, "--densify-grad-threshold") == 0) {
+            double g;
+            if (!cli_float(C, a, v, &g)) return cli_usage(C, usage, NULL);
+            if (!(g > 0)) return cli_usage(C, usage, "--densify-grad-threshold must be > 0");
+            o.grad_threshold = g, i++;
+        } else if (strcmp(a, "--opacity-reset") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            o.opacity_reset = n, i++;
+        } else if (strcmp(a, "--sh-interval") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            o.sh_interval = n, i++;
+        } else if (strcmp(a, "--background") == 0 && v) {
+            float *b = o.background;
+            char tail;
+            if (sscanf(v, "%f,%f,%f%c", &b[0], &b[1], &b[2], &tail) != 3)
+                return cli_usage(C, usage, "--background expects R,G,B (each in [0, 1])");
+            i++;
+        } else if (strcmp(a, "--random-background") == 0) {
+            o.random_background = true;
         } else if (strcmp(a, "--threads") == 0) {
-            if (!cli_int(C, a, v, 1, 1024, &n)) return 2;
+            if (!cli_int(C, a, v, 1, 1024, &n)) return cli_usage(C, usage, NULL);
             o.threads = (int)n, i++;
         } else
             return cli_usage(C, usage, "unknown option or missing value");
@@ -83,6 +120,12 @@ int cmd_splat_train(int argc, char **argv) {
             : info.from_points ? "from SfM points"
                                : "random",
             info.device_name);
+    if (info.levels)
+        fprintf(stderr,
+                "polyak splat train: coarse to fine: steps 1-%lld at 1/%d of the size, doubled "
+                "every %lld steps; held-out evaluation at full size\n",
+                (long long)info.resolution_schedule, 1 << info.levels,
+                (long long)info.resolution_schedule);
     if (info.device_fallback)
         fprintf(stderr, "polyak splat train: the default device has no Gaussian rasterizer "
                         "kernels yet; training on the CPU backend\n");
@@ -146,10 +189,16 @@ int cmd_splat_train(int argc, char **argv) {
            (long long)gs_trainer_info(t).gaussians);
     if (ev.images)
         printf("held-out PSNR %.2f dB, SSIM %.4f on %d images\n", ev.psnr, ev.ssim, ev.images);
-    printf("ms per step: raster forward %.1f, backward (raster + loss) %.1f, loss forward %.1f, "
-           "optimizer %.1f, densify %.1f, other %.1f\n",
-           tm.raster_fwd * per, tm.raster_bwd * per, tm.loss * per, tm.optimizer * per,
-           tm.densify * per, tm.other * per);
+    const gs_phases *ph[2] = {&tm.wall, &tm.cpu};
+    const char *clock[2] = {"ms per step (wall)", "ms per step (CPU) "};
+    for (int k = 0; k < 2; k++)
+        printf("%s: %.1f = raster fwd %.1f + bwd %.1f, loss fwd %.1f + bwd %.1f, optimizer %.1f, "
+               "densify %.1f + stats %.1f, data %.1f, params in %.1f + grads out %.1f, other "
+               "%.1f\n",
+               clock[k], ph[k]->total * per, ph[k]->raster_fwd * per, ph[k]->raster_bwd * per,
+               ph[k]->loss_fwd * per, ph[k]->loss_bwd * per, ph[k]->optimizer * per,
+               ph[k]->densify * per, ph[k]->stats * per, ph[k]->data * per, ph[k]->params_in * per,
+               ph[k]->grads_out * per, ph[k]->other * per);
     printf("PLY:     %s/point_cloud.ply\nrenders: %s/renders/ (ground truth | render)\n"
            "metrics: %s/metrics.json\nlog:     %s/log.csv\n",
            o.out, o.out, o.out, o.out);

@@ -1,7 +1,8 @@
 /* gs_train.h - training a 3DGS scene from posed photos (graphdeco-inria/gaussian-splatting
  * train.py): scene loading and checks, initialisation, the step (render, 0.8 L1 + 0.2 D-SSIM,
  * backward, densification, Adam), held-out evaluation, outputs (PLY, renders, metrics.json,
- * log.csv) and bit-exact checkpoints. The caller (tools/cmd_splat_train.c) drives the loop,
+ * log.csv), bit-exact checkpoints, coarse to fine and background options, and the per-phase
+ * step times. The caller (tools/cmd_splat_train.c) drives the loop,
  * prints progress and handles signals; nothing here prints. */
 #ifndef POLYAK_GS_TRAIN_H
 #define POLYAK_GS_TRAIN_H
@@ -12,26 +13,34 @@
 
 /* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
 typedef struct gs_train_options {
-    const char *data;         /* scene folder (COLMAP or transforms.json) */
-    const char *out;          /* output folder (created) */
-    const char *device;       /* pk device spec; NULL: default */
-    int64_t iters;            /* 0: 30000 */
-    int downscale;            /* 0: 1 */
-    int test_every;           /* 0: 8 (ignored when the file has its own split); <0: none */
-    int64_t eval_interval;    /* 0: evaluate only at the end */
-    int64_t save_every;       /* 0: checkpoint only at the end (and when interrupted) */
-    int keep_checkpoints;     /* 0: 3 */
-    uint64_t seed;            /* RNG seed (camera order, random init, split samples) */
-    bool resume;              /* continue from the newest checkpoint in out/checkpoints */
-    int64_t max_gaussians;    /* 0: 5,000,000 */
-    int64_t init_points;      /* random init without SfM points; 0: 100,000 (3DGS synthetic) */
-    int threads;              /* 0: all cores */
-    int64_t densify_from;     /* 0: 500 */
-    int64_t densify_until;    /* 0: 15000, or iters / 2 when shorter (see gs_train.c) */
-    int64_t densify_interval; /* 0: 100 */
-    int64_t opacity_reset;    /* 0: 3000 */
-    int64_t sh_interval;      /* 0: 1000 */
-    double grad_threshold;    /* 0: 2e-4 */
+    const char *data;            /* scene folder (COLMAP or transforms.json) */
+    const char *out;             /* output folder (created) */
+    const char *device;          /* pk device spec; NULL: default */
+    int64_t iters;               /* 0: 30000 */
+    int downscale;               /* 0: 1 */
+    int test_every;              /* 0: 8 (ignored when the file has its own split); <0: none */
+    int64_t eval_interval;       /* 0: evaluate only at the end */
+    int64_t save_every;          /* 0: checkpoint only at the end (and when interrupted) */
+    int keep_checkpoints;        /* 0: 3 */
+    uint64_t seed;               /* RNG seed (camera order, random init, split samples) */
+    bool resume;                 /* continue from the newest checkpoint in out/checkpoints */
+    int64_t max_gaussians;       /* 0: 5,000,000 */
+    int64_t init_points;         /* random init without SfM points; 0: 100,000 (3DGS synthetic) */
+    int threads;                 /* 0: all cores */
+    int64_t densify_from;        /* 0: 500 */
+    int64_t densify_until;       /* 0: 15000, or iters / 2 when shorter (see gs_train.c) */
+    int64_t densify_interval;    /* 0: 100 */
+    int64_t opacity_reset;       /* 0: 3000 */
+    int64_t sh_interval;         /* 0: 1000 */
+    double grad_threshold;       /* 0: 2e-4 */
+    int num_downscales;          /* coarse to fine: start at 1/2^num_downscales of the image size
+                                    and double it every resolution_schedule steps (levels under
+                                    16 px are skipped); 0 or < 0: always full size */
+    int64_t resolution_schedule; /* steps per resolution level; 0: 3000 */
+    float background[3];         /* colour behind the Gaussians (renders, evaluation, RGBA ground
+                                    truth); zero: black, as 3DGS for real scenes */
+    bool random_background;      /* training renders over a random colour drawn each step (3DGS
+                                    --random_background); evaluation keeps `background` */
 } gs_train_options;
 
 /* Returns `o` with the zero fields set to their defaults. */
@@ -43,7 +52,9 @@ typedef struct gs_train_info {
     double extent;
     int64_t start_step; /* > 0 when resumed */
     int64_t gaussians;
-    bool from_points;     /* initialised from SfM points (else random) */
+    int levels;                  /* coarse-to-fine levels below full size (0: none) */
+    int64_t resolution_schedule; /* steps per level */
+    bool from_points;            /* initialised from SfM points (else random) */
     bool device_fallback; /* the default device has no rasterizer kernels: CPU backend used */
     const char *device_name;
     const char *scene_kind;
@@ -51,7 +62,8 @@ typedef struct gs_train_info {
 
 /* One step's results. */
 typedef struct gs_step_result {
-    int64_t step; /* 1-based: steps done after this one */
+    int64_t step;      /* 1-based: steps done after this one */
+    int width, height; /* size of the step's render (smaller while coarse to fine) */
     double loss, psnr;
     int64_t gaussians;
     bool densified, evaluated, checkpointed;
@@ -64,9 +76,28 @@ typedef struct gs_eval {
     int images;
 } gs_eval;
 
-/* Seconds spent per phase since the start (or resume) of the run. */
+/* Seconds spent per phase of the training steps since the start (or resume) of the run; the
+ * phases add up to `total` (held-out evaluation and checkpoints are not part of a step). */
+typedef struct gs_phases {
+    double data;       /* ground truth of the view (8-bit to planar floats, or the pyramid level)
+                          and its upload */
+    double params_in;  /* the source's arrays for the render and their upload as tensors */
+    double raster_fwd; /* pk_splat forward */
+    double loss_fwd;   /* L1 + SSIM forward and reading the loss */
+    double loss_bwd;   /* L1 + SSIM backward (the tape's walk over the loss ops) */
+    double raster_bwd; /* pk_splat backward */
+    double grads_out;  /* reading the gradients, radii and render back */
+    double stats;      /* training PSNR and densification statistics */
+    double densify;    /* clone / split / prune and opacity resets */
+    double optimizer;  /* the source's Adam step */
+    double other;      /* the rest of the step (camera choice, tape bookkeeping, log row) */
+    double total;      /* time of the steps */
+} gs_phases;
+
+/* Step times on the wall clock and in process CPU time (all threads: with one thread, close
+ * to the time the step would take on an idle machine). */
 typedef struct gs_timing {
-    double raster_fwd, raster_bwd, loss, optimizer, densify, other;
+    gs_phases wall, cpu;
     int64_t steps;
 } gs_timing;
 
@@ -102,6 +133,11 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
 
 /* Seconds per phase so far. */
 gs_timing gs_trainer_timing(const gs_trainer *t);
+
+/* The ground truth the trainer fits for view `view` at coarse-to-fine level `level` (0: full
+ * training size): a pointer to (3, *h, *w) floats owned by the trainer, valid until its next
+ * call; NULL for a level it does not have or a held-out view below full size. For checks. */
+const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h);
 
 /* Renders the Gaussians of a 3DGS PLY file through view `view` of the scene at `data`
  * (downscale as given) into rgb (3, H, W); *w, *h receive the size. For checking outputs. */

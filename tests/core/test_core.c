@@ -353,6 +353,32 @@ START_TEST(test_reshape_and_detach) {
 }
 END_TEST
 
+/* pk_ctx_time_ops: off by default; on, each op that ran forward or backward has its own
+ * kernel time and ops that never ran stay at zero; off frees the table. */
+START_TEST(test_op_timing) {
+    pk_ctx *c = pkt_ctx("cpu");
+    ck_assert_ptr_null(c->op_seconds);
+    ck_assert_int_eq(pk_ctx_time_ops(c, true), PK_OK);
+    ck_assert_ptr_nonnull(c->op_seconds);
+    const float wv[3] = {0.3f, -0.7f, 1.1f}, xv[3] = {2.0f, -3.0f, 0.5f};
+    tensor *w = param_from(c, 3, wv);
+    ck_assert_int_eq(pk_step_begin(c), PK_OK);
+    tensor *x = pkt_const(c, PK_F32, 1, (int64_t[]){3}, xv);
+    tensor *loss = pk_sum_all(c, pk_mul(c, w, x));
+    ck_assert_double_gt(c->op_seconds[PK_OP_BINARY][0], 0);
+    ck_assert_double_gt(c->op_seconds[PK_OP_REDUCE][0], 0);
+    ck_assert_double_eq(c->op_seconds[PK_OP_BINARY][1], 0);
+    ck_assert_int_eq(autograd_backward(c, loss), PK_OK);
+    ck_assert_double_gt(c->op_seconds[PK_OP_BINARY][1], 0);
+    ck_assert_double_gt(c->op_seconds[PK_OP_REDUCE][1], 0);
+    for (int k = 0; k < 4; k++)
+        ck_assert_double_eq(c->op_seconds[PK_OP_CONV2D][k], 0);
+    ck_assert_int_eq(pk_ctx_time_ops(c, false), PK_OK);
+    ck_assert_ptr_null(c->op_seconds);
+    pkt_ctx_done(c);
+}
+END_TEST
+
 START_TEST(test_backward_null_loss_message) {
     pk_ctx *c = pkt_ctx("cpu");
     ck_assert_int_eq(pk_step_begin(c), PK_OK);
@@ -458,10 +484,28 @@ static int run_cli(const char *args, char *err, size_t n) {
 
 START_TEST(test_cli_bad_options) {
     static const char *bad[] = {
-        "mlp --epochs",    "mlp --epochs x",   "mlp --batch 0",      "mlp --lr",
-        "mlp --lr -1",     "mlp --lr nan",     "mlp --lr inf",       "mlp --data",
-        "mlp --device",    "mlp --seed 1e3",   "mlp --bogus",        "devices --device",
-        "devices --bogus", "bench ops --reps", "bench ops --reps 0", "nosuchcommand",
+        "mlp --epochs",
+        "mlp --epochs x",
+        "mlp --batch 0",
+        "mlp --lr",
+        "mlp --lr -1",
+        "mlp --lr nan",
+        "mlp --lr inf",
+        "mlp --data",
+        "mlp --device",
+        "mlp --seed 1e3",
+        "mlp --bogus",
+        "devices --device",
+        "devices --bogus",
+        "bench ops --reps",
+        "bench ops --reps 0",
+        "nosuchcommand",
+        "splat train --num-downscales 9",
+        "splat train --resolution-schedule 0",
+        "splat train --background 1,2",
+        "splat train --background red",
+        "splat train --densify-grad-threshold 0",
+        "splat train --opacity-reset x",
     };
     char err[4096];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -502,6 +546,7 @@ int main(void) {
     tcase_add_loop_test(t, test_backward_twice_accumulates, 0, 2);
     tcase_add_loop_test(t, test_reshape_and_detach, 0, 2);
     tcase_add_test(t, test_backward_null_loss_message);
+    tcase_add_test(t, test_op_timing);
     tcase_add_test(t, test_pool_nested);
     tcase_add_test(t, test_pool_concurrent_callers);
     tcase_add_test(t, test_cli_bad_options);

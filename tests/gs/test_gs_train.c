@@ -16,6 +16,7 @@
 #include "io_util.h"
 #include "pk_test.h"
 #include "ply.h"
+#include "scene.h"
 
 static char *tmpdir(void) {
     char *p = malloc(64);
@@ -129,11 +130,15 @@ START_TEST(train_improves_and_ply_renders) {
 }
 END_TEST
 
-/* Trains `iters` steps; stops after `stop_at` (0: never) and resumes in a new trainer. */
-static void run(const char *data, const char *out, int64_t iters, int64_t stop_at) {
+/* Trains `iters` steps; stops after `stop_at` (0: never) and resumes in a new trainer.
+ * num_downscales > 0: coarse to fine, one level per 50 steps. */
+static void run(const char *data, const char *out, int64_t iters, int64_t stop_at,
+                int num_downscales, bool random_background) {
     gs_train_options o = tiny_options(data, out, iters);
     o.densify_from = 20, o.densify_interval = 20, o.densify_until = 100, o.opacity_reset = 60;
     o.sh_interval = 30;
+    o.num_downscales = num_downscales, o.resolution_schedule = 50;
+    o.random_background = random_background;
     gs_trainer *t;
     ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
     gs_step_result r;
@@ -153,16 +158,8 @@ static void run(const char *data, const char *out, int64_t iters, int64_t stop_a
     gs_trainer_destroy(t);
 }
 
-START_TEST(resume_is_bit_exact) {
-    char *dir = tmpdir(), data[300], a[300], b[300];
-    snprintf(data, sizeof data, "%s/scene", dir);
-    snprintf(a, sizeof a, "%s/a", dir);
-    snprintf(b, sizeof b, "%s/b", dir);
-    mkdir(data, 0777);
-    ts_make(data);
-    run(data, a, 130, 0);
-    /* stop between two densifications, with statistics accumulated and SH degree 2 */
-    run(data, b, 130, 70);
+/* The outputs of runs a and b are the same: PLY bytes and final checkpoint tensors. */
+static void same_outputs(const char *a, const char *b) {
     char *pa = io_path_join(a, "point_cloud.ply"), *pb = io_path_join(b, "point_cloud.ply");
     uint8_t *ba, *bb;
     size_t la, lb;
@@ -187,6 +184,114 @@ START_TEST(resume_is_bit_exact) {
     }
     checkpoint_close(&ka), checkpoint_close(&kb);
     free(ca), free(cb);
+}
+
+START_TEST(resume_is_bit_exact) {
+    char *dir = tmpdir(), data[300], a[300], b[300], c[300], d[300];
+    snprintf(data, sizeof data, "%s/scene", dir);
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    snprintf(c, sizeof c, "%s/c", dir);
+    snprintf(d, sizeof d, "%s/d", dir);
+    mkdir(data, 0777);
+    ts_make(data);
+    run(data, a, 130, 0, -1, false);
+    /* stop between two densifications, with statistics accumulated and SH degree 2 */
+    run(data, b, 130, 70, -1, false);
+    same_outputs(a, b);
+    /* coarse to fine: stopped at half size, resumed across the switch to full size; random
+     * backgrounds drawn from the checkpointed generator */
+    run(data, c, 130, 40, 1, true);
+    run(data, d, 130, 0, 1, true);
+    same_outputs(c, d);
+    rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* The background option reaches the evaluation renders; out-of-range colours are refused. */
+START_TEST(background_option) {
+    char *dir = tmpdir(), data[300], out[300];
+    snprintf(data, sizeof data, "%s/scene", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    mkdir(data, 0777);
+    ts_make(data); /* Gaussians over black */
+    gs_eval ev[2];
+    for (int k = 0; k < 2; k++) {
+        gs_train_options o = tiny_options(data, out, 10);
+        o.background[0] = o.background[1] = o.background[2] = (float)k;
+        gs_trainer *t;
+        ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
+        ck_assert_int_eq(gs_trainer_evaluate(t, false, &ev[k]), PK_OK);
+        gs_trainer_destroy(t);
+    }
+    /* the same initial Gaussians: a white background lowers the PSNR against black-backed
+     * ground truth */
+    ck_assert_msg(ev[1].psnr < ev[0].psnr - 0.1, "PSNR black %.2f white %.2f", ev[0].psnr,
+                  ev[1].psnr);
+    gs_train_options o = tiny_options(data, out, 10);
+    o.background[1] = 1.5f;
+    gs_trainer *t;
+    ck_assert_int_ne(gs_trainer_create(&o, &t), PK_OK);
+    ck_assert_msg(strstr(polyak_error(), "background"), "%s", polyak_error());
+    rmrf(dir);
+    free(dir);
+}
+END_TEST
+
+/* Coarse to fine: the first steps render at half size from ground truth that is the scene's
+ * own half-size image, later ones at full size; levels that would be under 16 px are not
+ * made; evaluation stays at full size. */
+START_TEST(coarse_to_fine) {
+    char *dir = tmpdir(), data[300], out[300];
+    snprintf(data, sizeof data, "%s/scene", dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    mkdir(data, 0777);
+    ts_make(data);
+    gs_train_options o = tiny_options(data, out, 30);
+    o.num_downscales = 3, o.resolution_schedule = 10; /* 64x48: 32x24 yes, 16x12 no */
+    gs_trainer *t;
+    ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
+    ck_assert_int_eq(gs_trainer_info(t).levels, 1);
+    /* the half-size ground truth of training view 1 against the scene's area downscale */
+    pk_scene sc;
+    ck_assert_int_eq(scene_load(data, &(scene_options){.test_every = 4}, &sc), PK_OK);
+    pk_image img;
+    ck_assert_int_eq(scene_load_image(&sc, 1, 2, &img), PK_OK);
+    int w = 0, h = 0;
+    const float *gt = gs_trainer_ground_truth(t, 1, 1, &w, &h);
+    ck_assert_ptr_nonnull(gt);
+    ck_assert_int_eq(w, TS_W / 2);
+    ck_assert_int_eq(h, TS_H / 2);
+    ck_assert_int_eq(img.w, w);
+    ck_assert_int_eq(img.h, h);
+    float worst = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int k = 0; k < 3; k++)
+                worst = fmaxf(worst, fabsf(gt[(k * h + y) * w + x] - image_get(&img, x, y, k)));
+    ck_assert_msg(worst <= 1.0f / 255.0f, "half-size ground truth off by %g", worst);
+    image_free(&img);
+    scene_free(&sc);
+    ck_assert_ptr_null(gs_trainer_ground_truth(t, 0, 1, &w, &h)); /* held out: full size only */
+    ck_assert_ptr_null(gs_trainer_ground_truth(t, 1, 2, &w, &h));
+    for (int s = 1; s <= 30; s++) {
+        gs_step_result r;
+        ck_assert_msg(gs_trainer_step(t, &r) == PK_OK, "%s", polyak_error());
+        ck_assert_int_eq(r.width, s <= 10 ? TS_W / 2 : TS_W);
+        ck_assert_int_eq(r.height, s <= 10 ? TS_H / 2 : TS_H);
+        ck_assert(isfinite(r.loss));
+    }
+    gs_eval ev;
+    ck_assert_int_eq(gs_trainer_finish(t, &ev), PK_OK);
+    gs_trainer_destroy(t);
+    char *png = io_path_join(out, "renders/v04.png");
+    pk_image side;
+    ck_assert_int_eq(png_read(png, &side), PK_OK);
+    ck_assert_int_eq(side.w, 2 * TS_W);
+    ck_assert_int_eq(side.h, TS_H);
+    image_free(&side);
+    free(png);
     rmrf(dir);
     free(dir);
 }
@@ -251,6 +356,8 @@ int main(void) {
     TCase *t = tcase_create("train");
     tcase_add_test(t, train_improves_and_ply_renders);
     tcase_add_test(t, resume_is_bit_exact);
+    tcase_add_test(t, coarse_to_fine);
+    tcase_add_test(t, background_option);
     tcase_add_test(t, bad_scenes_fail_early);
     tcase_set_timeout(t, 600);
     suite_add_tcase(s, t);
