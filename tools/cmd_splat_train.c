@@ -173,8 +173,11 @@ int cmd_splat_train(int argc, char **argv) {
                  (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
         if (r.evaluated) {
             cli_progress_end(&p);
-            fprintf(stderr, "polyak splat train: step %lld held-out PSNR %.2f dB SSIM %.4f\n",
-                    (long long)r.step, r.eval_psnr, r.eval_ssim);
+            fprintf(stderr, "polyak splat train: step %lld held-out PSNR %.2f dB SSIM %.4f%s\n",
+                    (long long)r.step, r.eval_psnr, r.eval_ssim,
+                    r.opacity_reset ? " (just after an opacity reset: it recovers within a few "
+                                      "hundred steps)"
+                                    : "");
         }
         cli_progress_update(&p, r.step - first, extra);
     }

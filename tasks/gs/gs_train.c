@@ -729,6 +729,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         }
         if (it % t->o.opacity_reset == 0) {
             gs_explicit_reset_opacity(t->gx);
+            r->opacity_reset = true;
             skip_update = true;
         }
     }

@@ -67,6 +67,8 @@ typedef struct gs_step_result {
     double loss, psnr;
     int64_t gaussians;
     bool densified, evaluated, checkpointed;
+    bool opacity_reset; /* opacities were reset at the end of this step (any evaluation of the
+                         * step sees the reset model, as the next steps start from it) */
     double eval_psnr, eval_ssim;
 } gs_step_result;
 
