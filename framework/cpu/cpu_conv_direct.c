@@ -352,6 +352,42 @@ static void tc_run(pk_ctx *c, tc_job *j) {
     pk_parallel_for(c->pool, j->n * j->ncob, 1, tc_range, j);
 }
 
+/* A job over n images of P pixels: x (n, cin, P) -> out (n, cout, P), dense planes. */
+static tc_job tc_job_images(const taps *t, int64_t n, int64_t cin, int64_t cout, const float *x,
+                            const float *wp, float *out, int64_t P, bool accumulate) {
+    return (tc_job){.t = t,
+                    .n = n,
+                    .cin = cin,
+                    .cout = cout,
+                    .x = x,
+                    .x_cs = P,
+                    .x_ns = cin * P,
+                    .wp = wp,
+                    .out = out,
+                    .o_cs = P,
+                    .o_ns = cout * P,
+                    .accumulate = accumulate};
+}
+
+/* Runs an image job (tc_job_images); with G > 1 the images are first stacked G at a time into
+ * buf (n * (cin + cout) * P floats: x, then out) so that small planes fill whole vectors, and
+ * the result is unstacked into the job's out (added when the job accumulates). */
+static void tc_run_stacked(pk_ctx *c, tc_job *j, int64_t P, int64_t G, float *buf) {
+    if (G <= 1) {
+        tc_run(c, j);
+        return;
+    }
+    int64_t n = j->n;
+    float *out = j->out;
+    bool accumulate = j->accumulate;
+    to_groups(j->x, n, j->cin, P, G, buf);
+    j->n = n / G, j->x = buf, j->x_cs = G * P, j->x_ns = j->cin * G * P;
+    j->out = buf + n * j->cin * P, j->o_cs = G * P, j->o_ns = j->cout * G * P;
+    j->accumulate = false;
+    tc_run(c, j);
+    from_groups(j->out, n, j->cout, P, G, accumulate, out);
+}
+
 pk_status cpu_conv_direct_forward(pk_ctx *c, const pk_conv2d_params *p, const float *x,
                                   const float *w, const float *bias, float *out, bool accumulate) {
     dc_kind kind = dc_kind_of(p);
@@ -369,30 +405,13 @@ pk_status cpu_conv_direct_forward(pk_ctx *c, const pk_conv2d_params *p, const fl
         free(t.masks), free(wp), free(ph);
         return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for packed weights");
     }
-    tc_job j = {.t = &t,
-                .n = p->n,
-                .cin = p->cin,
-                .cout = p->cout,
-                .x = x,
-                .x_cs = P,
-                .x_ns = p->cin * P,
-                .wp = wp,
-                .bias = bias,
-                .out = out,
-                .o_cs = P,
-                .o_ns = p->cout * P,
-                .accumulate = accumulate};
-    if (G > 1) { /* N / G "images" of G * P pixels */
-        to_groups(x, p->n, p->cin, P, G, ph);
-        j.n = p->n / G, j.x = ph, j.x_cs = G * P, j.x_ns = p->cin * G * P;
-        j.out = ph + p->n * p->cin * P, j.o_cs = G * P, j.o_ns = p->cout * G * P;
-        j.accumulate = false;
-    } else if (ph) { /* stride 2: the four phases of channel ci at ph[n][ci] */
+    tc_job j = tc_job_images(&t, p->n, p->cin, p->cout, x, wp, out, P, accumulate);
+    j.bias = bias;
+    if (G <= 1 && ph) { /* stride 2: the four phases of channel ci at ph[n][ci] */
         phase_split(x, p->n * p->cin, p->h, p->w, kind == DC_P2, ph);
         j.x = ph, j.x_cs = 4 * P, j.x_ns = p->cin * 4 * P;
     }
-    tc_run(c, &j);
-    if (G > 1) from_groups(j.out, p->n, p->cout, P, G, accumulate, out);
+    tc_run_stacked(c, &j, P, G, ph); /* G > 1 (stride 1 only): N / G images of G * P pixels */
     free(t.masks), free(wp), free(ph);
     return PK_OK;
 }
@@ -422,17 +441,8 @@ static pk_status grad_x_phases(pk_ctx *c, const pk_conv2d_params *p, const float
             free(t.masks);
             return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for packed weights");
         }
-        tc_job j = {.t = &t,
-                    .n = p->n,
-                    .cin = p->cout,
-                    .cout = p->cin,
-                    .x = g,
-                    .x_cs = P,
-                    .x_ns = p->cout * P,
-                    .wp = wp,
-                    .out = ph + phase * P,
-                    .o_cs = 4 * P,
-                    .o_ns = p->cin * 4 * P};
+        tc_job j = tc_job_images(&t, p->n, p->cout, p->cin, g, wp, ph + phase * P, P, false);
+        j.o_cs = 4 * P, j.o_ns = p->cin * 4 * P;
         tc_run(c, &j);
         free(t.masks), free(wp);
     }
@@ -468,26 +478,8 @@ pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const flo
         free(t.masks), free(wp), free(buf);
         return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for packed weights");
     }
-    tc_job j = {.t = &t,
-                .n = p->n,
-                .cin = p->cout,
-                .cout = p->cin,
-                .x = g,
-                .x_cs = P,
-                .x_ns = p->cout * P,
-                .wp = wp,
-                .out = gx,
-                .o_cs = P,
-                .o_ns = p->cin * P,
-                .accumulate = accumulate};
-    if (G > 1) { /* dY and dX stacked, as in the forward */
-        to_groups(g, p->n, p->cout, P, G, buf);
-        j.n = p->n / G, j.x = buf, j.x_cs = G * P, j.x_ns = p->cout * G * P;
-        j.out = buf + p->n * p->cout * P, j.o_cs = G * P, j.o_ns = p->cin * G * P;
-        j.accumulate = false;
-    }
-    tc_run(c, &j);
-    if (G > 1) from_groups(j.out, p->n, p->cin, P, G, accumulate, gx);
+    tc_job j = tc_job_images(&t, p->n, p->cout, p->cin, g, wp, gx, P, accumulate);
+    tc_run_stacked(c, &j, P, G, buf); /* dY and dX stacked, as in the forward */
     free(t.masks), free(wp), free(buf);
     return PK_OK;
 }
