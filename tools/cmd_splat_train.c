@@ -23,7 +23,7 @@ static const char *usage =
     "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
     "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
-    "[--random-background]";
+    "[--random-background] [--prune-big-scale F]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -86,6 +86,11 @@ int cmd_splat_train(int argc, char **argv) {
             if (!cli_float(C, a, v, &g)) return cli_usage(C, usage, NULL);
             if (!(g > 0)) return cli_usage(C, usage, "--densify-grad-threshold must be > 0");
             o.grad_threshold = g, i++;
+        } else if (strcmp(a, "--prune-big-scale") == 0) {
+            double g;
+            if (!cli_float(C, a, v, &g)) return cli_usage(C, usage, NULL);
+            if (!(g >= 0)) return cli_usage(C, usage, "--prune-big-scale must be >= 0 (0: never)");
+            o.prune_big_scale = g > 0 ? g : -1, i++;
         } else if (strcmp(a, "--opacity-reset") == 0) {
             if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             o.opacity_reset = n, i++;

@@ -474,11 +474,12 @@ pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng
     /* prune: split originals, transparent ones, and (after the first opacity reset) ones too
      * big on screen or in the world */
     float min_op = logitf(p->min_opacity);
+    float big = (float)((p->big_world_scale > 0 ? p->big_world_scale : 0.1) * g->extent);
     int64_t keep = 0;
     for (int64_t i = 0; i < g->n; i++) {
         int drop = (i < n0 && kind[i] == 2) || g->p[A_OPACITY][i] < min_op;
         if (p->max_screen_size > 0) drop |= i < n0 && g->max_radii[i] > (float)p->max_screen_size;
-        if (p->prune_big_world) drop |= max_scale(g, i) > (float)(0.1 * g->extent);
+        if (p->prune_big_world) drop |= max_scale(g, i) > big;
         if (drop) continue;
         if (keep != i)
             for (int a = 0; a < A_COUNT; a++) {

@@ -93,7 +93,9 @@ typedef struct gs_densify_params {
     double percent_dense;   /* 0.01: split when max scale > percent_dense * extent */
     double min_opacity;     /* 0.005 */
     double max_screen_size; /* prune above this screen radius (px); 0: no screen test */
-    bool prune_big_world;   /* prune max scale > 0.1 extent (3DGS: after the first reset) */
+    bool prune_big_world;   /* prune max scale > big_world_scale x extent (3DGS: after the
+                               first reset) */
+    double big_world_scale; /* 0: 0.1 (3DGS) */
     int64_t max_gaussians;  /* cap on the count; 0: none */
 } gs_densify_params;
 

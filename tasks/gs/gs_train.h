@@ -33,6 +33,9 @@ typedef struct gs_train_options {
     int64_t opacity_reset;       /* 0: 3000 */
     int64_t sh_interval;         /* 0: 1000 */
     double grad_threshold;       /* 0: 2e-4 */
+    double prune_big_scale;      /* after the first opacity reset, prune Gaussians whose largest
+                                    scale exceeds this fraction of the extent; 0: 0.1 (3DGS),
+                                    < 0: never */
     int num_downscales;          /* coarse to fine: start at 1/2^num_downscales of the image size
                                     and double it every resolution_schedule steps (levels under
                                     16 px are skipped); 0 or < 0: always full size */

@@ -97,6 +97,15 @@ START_TEST(train_improves_and_ply_renders) {
                           "\"test_images\": 2"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         ck_assert_msg(strstr((char *)mj, keys[i]), "metrics.json lacks %s", keys[i]);
+    /* per held-out view: names and values whose mean is the reported PSNR */
+    double view_psnr[2];
+    const char *views[2] = {"{\"name\": \"v00\", \"psnr\": ", "{\"name\": \"v04\", \"psnr\": "};
+    for (int k = 0; k < 2; k++) {
+        const char *at = strstr((char *)mj, views[k]);
+        ck_assert_msg(at, "metrics.json lacks %s", views[k]);
+        ck_assert_int_eq(sscanf(at + strlen(views[k]), "%lf", &view_psnr[k]), 1);
+    }
+    ck_assert_double_eq_tol((view_psnr[0] + view_psnr[1]) / 2, after.psnr, 1e-3);
     free(mj), free(mp);
 
     /* the PLY read back and rendered through held-out view 4 gives the saved render */

@@ -171,6 +171,22 @@ START_TEST(densify_clone_split_prune) {
     ck_assert_int_eq(rep.pruned, 14);
     ck_assert_int_eq(src.count(g), 0);
     src.destroy(g);
+
+    /* the world-size prune: scales 1.4-2.2 m against 0.1 x extent 10 = 1 m (3DGS) prune all;
+     * --prune-big-scale 0.25 (2.5 m) keeps all; no statistics, so nothing is densified */
+    g = line_of(n, 10);
+    src = gs_explicit_source(g);
+    dp = (gs_densify_params){.grad_threshold = 2e-4,
+                             .percent_dense = 0.01,
+                             .min_opacity = 0.005,
+                             .prune_big_world = true,
+                             .big_world_scale = 0.25};
+    ck_assert_int_eq(gs_explicit_densify(g, &dp, &rng, &rep), PK_OK);
+    ck_assert_int_eq(rep.pruned, 0);
+    dp.big_world_scale = 0; /* default 0.1 */
+    ck_assert_int_eq(gs_explicit_densify(g, &dp, &rng, &rep), PK_OK);
+    ck_assert_int_eq(rep.pruned, n);
+    src.destroy(g);
 }
 END_TEST
 
