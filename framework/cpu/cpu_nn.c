@@ -635,6 +635,7 @@ pk_status cpu_batchnorm_backward(pk_ctx *c, pk_node *n) {
     return bn_backward_run(c, &j);
 }
 
+/* y = relu(bn(x) + r): batch norm's statistics, then the fused apply. */
 pk_status cpu_batchnorm_act_forward(pk_ctx *c, pk_node *n) {
     const pk_batchnorm_act_params *p = PK_PARAMS(n, pk_batchnorm_act_params);
     bn_job j = {
@@ -643,6 +644,7 @@ pk_status cpu_batchnorm_act_forward(pk_ctx *c, pk_node *n) {
     return PK_OK;
 }
 
+/* Batch norm's backward of the masked dY, writing dr on its sums pass. */
 pk_status cpu_batchnorm_act_backward(pk_ctx *c, pk_node *n) {
     const pk_batchnorm_act_params *p = PK_PARAMS(n, pk_batchnorm_act_params);
     bn_job j = {.p = &p->bn, .n = n, .relu = p->relu != 0};
