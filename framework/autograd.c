@@ -246,7 +246,8 @@ bool pk_set_grad_enabled(pk_ctx *c, bool enabled) {
  * contribution read the zeros back. Every other kernel gets its input gradients zero-filled. */
 static bool writes_fresh_grads(const pk_ctx *c, pk_op op) {
     return c->backend == PK_BACKEND_CPU &&
-           (op == PK_OP_CONV2D || op == PK_OP_BATCHNORM || op == PK_OP_UNARY || op == PK_OP_BINARY);
+           (op == PK_OP_CONV2D || op == PK_OP_BATCHNORM || op == PK_OP_BATCHNORM_ACT ||
+            op == PK_OP_UNARY || op == PK_OP_BINARY);
 }
 
 /* Gives the inputs of n that want one a gradient before n's backward runs. A new gradient is

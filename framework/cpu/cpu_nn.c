@@ -1,6 +1,7 @@
 /* cpu_nn.c - CPU kernels of the neural-network ops other than convolution: concat, pooling,
- * bilinear upsampling, batch and layer normalisation, softmax, cross-entropy, the elementwise
- * losses, embedding gather, L2 normalisation and dropout. Convolution is in cpu_conv.c.
+ * bilinear upsampling, batch normalisation (alone and fused with a residual add and a ReLU),
+ * layer normalisation, softmax, cross-entropy, the elementwise losses, embedding gather, L2
+ * normalisation and dropout. Convolution is in cpu_conv.c.
  * Loops are split over independent rows/planes/channels with pk_parallel_for so that no two
  * threads write the same element; sums that end in a scalar are reduced per fixed chunk and
  * then in order, so results do not depend on the thread count. */
@@ -411,8 +412,36 @@ static inline void plane_sum(const float *x, int64_t n, float m, double *s, doub
 typedef struct {
     const pk_batchnorm_params *p;
     pk_node *n;
-    bool fresh; /* the backward writes dX instead of adding to it */
+    const float *res; /* batchnorm_act: r (N, C, S) added before the ReLU, or NULL */
+    bool relu;        /* batchnorm_act: y = max(., 0); the backward masks dY by y > 0 */
+    bool fresh;       /* the backward writes dX instead of adding to it */
+    float *gres;      /* batchnorm_act backward: dr (N, C, S), or NULL when r wants none */
+    bool gres_fresh;  /* dr is written, not added to */
+    bool g_from_gres; /* the dX pass reads the masked dY back from dr (written fresh above) */
 } bn_job;
+
+/* One plane of y = relu(a x + c0 + r), the residual and the ReLU optional. Always inlined: each
+ * call below passes constant flags and becomes its own branch-free loop. The arithmetic is the
+ * unfused ops' (batchnorm's a x + c0, then + r, then the ReLU's mask), so results are the same
+ * bits. */
+static inline __attribute__((always_inline)) void
+bn_apply_row(float *restrict y, const float *restrict x, const float *restrict r, float a, float c0,
+             int64_t S, bool res, bool relu) {
+    const v16f zero = {0};
+    int64_t k = 0;
+    for (; k + 16 <= S; k += 16) {
+        v16f v = a * LD16(x + k) + c0;
+        if (res) v += LD16(r + k);
+        if (relu) v = (v16f)((v16i)v & (v > zero)); /* NaN compares false: 0, as pk_relu */
+        *(v16u *)(y + k) = v;
+    }
+    for (; k < S; k++) {
+        float v = a * x[k] + c0;
+        if (res) v += r[k];
+        if (relu) v = v > 0.0f ? v : 0.0f;
+        y[k] = v;
+    }
+}
 
 /* One channel per index: statistics (training), running-stat update, then y. Each plane is
  * summed in float lanes (the per-element double sums were latency-bound) and the planes in
@@ -451,47 +480,107 @@ bn_fwd_range(void *arg, int64_t b, int64_t e) {
         rstd[ch] = r;
         float a = gamma[ch] * r, c0 = beta[ch] - mu * a; /* y = a x + c0 */
         for (int64_t i = 0; i < p->n; i++) {
-            const float *xr = x + (i * p->c + ch) * S;
-            float *yr = y + (i * p->c + ch) * S;
-            int64_t k = 0;
-            for (; k + 16 <= S; k += 16)
-                *(v16u *)(yr + k) = a * LD16(xr + k) + c0;
-            for (; k < S; k++)
-                yr[k] = a * xr[k] + c0;
+            int64_t o = (i * p->c + ch) * S;
+            const float *rr = j->res ? j->res + o : NULL;
+            if (!rr && !j->relu)
+                bn_apply_row(y + o, x + o, NULL, a, c0, S, false, false);
+            else if (!rr)
+                bn_apply_row(y + o, x + o, NULL, a, c0, S, false, true);
+            else if (!j->relu)
+                bn_apply_row(y + o, x + o, rr, a, c0, S, true, false);
+            else
+                bn_apply_row(y + o, x + o, rr, a, c0, S, true, true);
         }
     }
 }
 
-/* dgamma = sum dy xhat, dbeta = sum dy; training: dx = gamma rstd (dy - mean dy - xhat mean(dy
- * xhat)); evaluation (statistics are constants): dx = gamma rstd dy. */
+/* The backward's first pass over one plane: gm = dY, masked by y > 0 when relu; *sg += sum gm,
+ * *sgx += sum gm (x - mu), and gm goes into dr when gr_mode is 1 (written) or 2 (added). */
+static inline __attribute__((always_inline)) void
+bn_sums_row(const float *restrict g, const float *restrict y, const float *restrict x,
+            float *restrict gr, float mu, int64_t S, bool relu, int gr_mode, double *sg,
+            double *sgx) {
+    const v16f zero = {0};
+    v16f ag = {0}, agx = {0};
+    float tg = 0.0f, tgx = 0.0f;
+    int64_t k = 0;
+    for (; k + 16 <= S; k += 16) {
+        v16f gv = LD16(g + k);
+        if (relu) gv = (v16f)((v16i)gv & (LD16(y + k) > zero));
+        if (gr_mode == 1) *(v16u *)(gr + k) = gv;
+        if (gr_mode == 2) *(v16u *)(gr + k) = LD16(gr + k) + gv;
+        ag += gv;
+        agx += gv * (LD16(x + k) - mu);
+    }
+    for (; k < S; k++) {
+        float gv = g[k];
+        if (relu) gv = y[k] > 0.0f ? gv : 0.0f;
+        if (gr_mode == 1) gr[k] = gv;
+        if (gr_mode == 2) gr[k] += gv;
+        tg += gv;
+        tgx += gv * (x[k] - mu);
+    }
+    *sg += (double)(hsum16(&ag) + tg);
+    *sgx += (double)(hsum16(&agx) + tgx);
+}
+
+/* The dX pass over one plane: a (gm - mg - (x - mu) rm) written (fresh) or added into gx. */
+static inline __attribute__((always_inline)) void
+bn_dx_row(float *restrict gx, const float *restrict g, const float *restrict y,
+          const float *restrict x, float a, float mg, float mu, float rm, int64_t S, bool relu,
+          bool fresh) {
+    const v16f zero = {0};
+    int64_t k = 0;
+    for (; k + 16 <= S; k += 16) {
+        v16f gv = LD16(g + k);
+        if (relu) gv = (v16f)((v16i)gv & (LD16(y + k) > zero));
+        v16f d = a * (gv - mg - (LD16(x + k) - mu) * rm);
+        if (fresh) /* written: a fresh dX holds no zeros to add to */
+            *(v16u *)(gx + k) = d;
+        else
+            *(v16u *)(gx + k) = LD16(gx + k) + d;
+    }
+    for (; k < S; k++) {
+        float gv = g[k];
+        if (relu) gv = y[k] > 0.0f ? gv : 0.0f;
+        float d = a * (gv - mg - (x[k] - mu) * rm);
+        gx[k] = fresh ? d : gx[k] + d;
+    }
+}
+
+/* dgamma = sum gm xhat, dbeta = sum gm, dr = gm; training: dx = gamma rstd (gm - mean gm - xhat
+ * mean(gm xhat)); evaluation (statistics are constants): dx = gamma rstd gm. gm is dY, masked by
+ * y > 0 after a ReLU (y > 0 exactly where its input was, so no mask is saved). Two passes per
+ * channel: the sums (writing dr on the way), then dX, which reads gm back from dr when dr was
+ * written whole (one stream instead of dY and y). */
 __attribute__((target_clones("avx512f", "avx2", "default"))) static void
 bn_bwd_range(void *arg, int64_t b, int64_t e) {
     bn_job *j = arg;
     const pk_batchnorm_params *p = j->p;
     pk_node *n = j->n;
-    const float *x = cpu_f32(n->in[0]), *gamma = cpu_f32(n->in[1]);
+    const float *x = cpu_f32(n->in[0]), *gamma = cpu_f32(n->in[1]), *y = cpu_f32(n->out[0]);
     const float *g = cpu_f32(n->out[0]->grad);
     const float *mean = cpu_f32(n->saved[0]), *rstd = cpu_f32(n->saved[1]);
     int64_t S = p->spatial, m = p->n * S;
+    int gr_mode = !j->gres ? 0 : j->gres_fresh ? 1 : 2;
     for (int64_t ch = b; ch < e; ch++) {
         float mu = mean[ch], r = rstd[ch];
         double sg = 0.0, sgx = 0.0; /* planes in float lanes, the batch in double, as forward */
         for (int64_t i = 0; i < p->n; i++) {
-            const float *xr = x + (i * p->c + ch) * S, *gr = g + (i * p->c + ch) * S;
-            v16f ag = {0}, agx = {0};
-            float tg = 0.0f, tgx = 0.0f;
-            int64_t k = 0;
-            for (; k + 16 <= S; k += 16) {
-                v16f gv = LD16(gr + k);
-                ag += gv;
-                agx += gv * (LD16(xr + k) - mu);
-            }
-            for (; k < S; k++) {
-                tg += gr[k];
-                tgx += gr[k] * (xr[k] - mu);
-            }
-            sg += (double)(hsum16(&ag) + tg);
-            sgx += (double)(hsum16(&agx) + tgx);
+            int64_t o = (i * p->c + ch) * S;
+            float *gr = j->gres ? j->gres + o : NULL;
+            if (!j->relu && gr_mode == 0)
+                bn_sums_row(g + o, y + o, x + o, gr, mu, S, false, 0, &sg, &sgx);
+            else if (!j->relu && gr_mode == 1)
+                bn_sums_row(g + o, y + o, x + o, gr, mu, S, false, 1, &sg, &sgx);
+            else if (!j->relu)
+                bn_sums_row(g + o, y + o, x + o, gr, mu, S, false, 2, &sg, &sgx);
+            else if (gr_mode == 0)
+                bn_sums_row(g + o, y + o, x + o, gr, mu, S, true, 0, &sg, &sgx);
+            else if (gr_mode == 1)
+                bn_sums_row(g + o, y + o, x + o, gr, mu, S, true, 1, &sg, &sgx);
+            else
+                bn_sums_row(g + o, y + o, x + o, gr, mu, S, true, 2, &sg, &sgx);
         }
         sgx *= r;
         if (cpu_wants_grad(n, 1)) cpu_f32(n->in[1]->grad)[ch] += (float)sgx;
@@ -502,39 +591,70 @@ bn_bwd_range(void *arg, int64_t b, int64_t e) {
         float mg = p->training ? (float)(sg / (double)m) : 0.0f;
         float mgx = p->training ? (float)(sgx / (double)m) : 0.0f;
         float rm = r * mgx;
+        const float *gm = j->g_from_gres ? j->gres : g; /* dr holds the masked dY */
+        bool relu = j->relu && !j->g_from_gres;
         for (int64_t i = 0; i < p->n; i++) {
-            const float *xr = x + (i * p->c + ch) * S, *gr = g + (i * p->c + ch) * S;
-            float *gxr = gx + (i * p->c + ch) * S;
-            int64_t k = 0;
-            if (j->fresh) { /* written: the fresh dX holds no zeros to add to */
-                for (; k + 16 <= S; k += 16)
-                    *(v16u *)(gxr + k) = a * (LD16(gr + k) - mg - (LD16(xr + k) - mu) * rm);
-                for (; k < S; k++)
-                    gxr[k] = a * (gr[k] - mg - (xr[k] - mu) * rm);
-                continue;
-            }
-            for (; k + 16 <= S; k += 16)
-                *(v16u *)(gxr + k) =
-                    LD16(gxr + k) + a * (LD16(gr + k) - mg - (LD16(xr + k) - mu) * rm);
-            for (; k < S; k++)
-                gxr[k] += a * (gr[k] - mg - (xr[k] - mu) * rm);
+            int64_t o = (i * p->c + ch) * S;
+            if (!relu && j->fresh)
+                bn_dx_row(gx + o, gm + o, y + o, x + o, a, mg, mu, rm, S, false, true);
+            else if (!relu)
+                bn_dx_row(gx + o, gm + o, y + o, x + o, a, mg, mu, rm, S, false, false);
+            else if (j->fresh)
+                bn_dx_row(gx + o, gm + o, y + o, x + o, a, mg, mu, rm, S, true, true);
+            else
+                bn_dx_row(gx + o, gm + o, y + o, x + o, a, mg, mu, rm, S, true, false);
         }
     }
 }
 
+/* Runs the forward of a batchnorm or batchnorm_act node: one channel per index. */
+static void bn_forward_run(pk_ctx *c, bn_job *j) {
+    pk_parallel_for(c->pool, j->p->c, 1 + (1 << 14) / (j->p->n * j->p->spatial), bn_fwd_range, j);
+}
+
+/* Runs the backward: gamma and beta (parameters, normally) are added into, zeros when fresh;
+ * dX and dr are marked written afterwards. */
+static pk_status bn_backward_run(pk_ctx *c, bn_job *j) {
+    pk_node *n = j->n;
+    PK_TRY(cpu_grad_settle(n, 1, true));
+    PK_TRY(cpu_grad_settle(n, 2, true));
+    j->fresh = cpu_grad_fresh(n, 0);
+    pk_parallel_for(c->pool, j->p->c, 1 + (1 << 14) / (j->p->n * j->p->spatial), bn_bwd_range, j);
+    if (n->n_in > 5) PK_TRY(cpu_grad_settle(n, 5, false));
+    return cpu_grad_settle(n, 0, false);
+}
+
 pk_status cpu_batchnorm_forward(pk_ctx *c, pk_node *n) {
     bn_job j = {.p = PK_PARAMS(n, pk_batchnorm_params), .n = n};
-    pk_parallel_for(c->pool, j.p->c, 1 + (1 << 14) / (j.p->n * j.p->spatial), bn_fwd_range, &j);
+    bn_forward_run(c, &j);
     return PK_OK;
 }
 
 pk_status cpu_batchnorm_backward(pk_ctx *c, pk_node *n) {
-    /* gamma and beta (parameters, normally) are added into: zeros when fresh */
-    PK_TRY(cpu_grad_settle(n, 1, true));
-    PK_TRY(cpu_grad_settle(n, 2, true));
-    bn_job j = {.p = PK_PARAMS(n, pk_batchnorm_params), .n = n, .fresh = cpu_grad_fresh(n, 0)};
-    pk_parallel_for(c->pool, j.p->c, 1 + (1 << 14) / (j.p->n * j.p->spatial), bn_bwd_range, &j);
-    return cpu_grad_settle(n, 0, false);
+    bn_job j = {.p = PK_PARAMS(n, pk_batchnorm_params), .n = n};
+    return bn_backward_run(c, &j);
+}
+
+/* y = relu(bn(x) + r): batch norm's statistics, then the fused apply. */
+pk_status cpu_batchnorm_act_forward(pk_ctx *c, pk_node *n) {
+    const pk_batchnorm_act_params *p = PK_PARAMS(n, pk_batchnorm_act_params);
+    bn_job j = {
+        .p = &p->bn, .n = n, .res = p->residual ? cpu_f32(n->in[5]) : NULL, .relu = p->relu != 0};
+    bn_forward_run(c, &j);
+    return PK_OK;
+}
+
+/* Batch norm's backward of the masked dY, writing dr on its sums pass. */
+pk_status cpu_batchnorm_act_backward(pk_ctx *c, pk_node *n) {
+    const pk_batchnorm_act_params *p = PK_PARAMS(n, pk_batchnorm_act_params);
+    bn_job j = {.p = &p->bn, .n = n, .relu = p->relu != 0};
+    if (p->residual && cpu_wants_grad(n, 5)) {
+        j.gres = cpu_f32(n->in[5]->grad);
+        j.gres_fresh = cpu_grad_fresh(n, 5);
+        /* a fresh dr is r's alone: autograd zero-fills a gradient two inputs share */
+        j.g_from_gres = j.gres_fresh && n->in[5] != n->in[0];
+    }
+    return bn_backward_run(c, &j);
 }
 
 /* ---- layer normalisation: x (rows, d) ---- */

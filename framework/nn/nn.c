@@ -88,3 +88,9 @@ tensor *nn_batchnorm_forward(pk_ctx *c, const nn_batchnorm *l, tensor *x) {
     return pk_batchnorm(c, x, l->gamma, l->beta, l->running_mean, l->running_var, l->momentum,
                         l->eps);
 }
+
+tensor *nn_batchnorm_forward_act(pk_ctx *c, const nn_batchnorm *l, tensor *x, tensor *residual,
+                                 bool relu) {
+    return pk_batchnorm_act(c, x, l->gamma, l->beta, l->running_mean, l->running_var, l->momentum,
+                            l->eps, residual, relu);
+}

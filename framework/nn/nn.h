@@ -45,6 +45,11 @@ pk_status nn_batchnorm_init(pk_ctx *c, const char *prefix, int64_t channels, nn_
 /* Batch normalisation (batch statistics when c->training, running ones otherwise). */
 tensor *nn_batchnorm_forward(pk_ctx *c, const nn_batchnorm *l, tensor *x);
 
+/* relu(batchnorm(x) + residual) in one op (pk_batchnorm_act): residual NULL for none, relu
+ * false for none. */
+tensor *nn_batchnorm_forward_act(pk_ctx *c, const nn_batchnorm *l, tensor *x, tensor *residual,
+                                 bool relu);
+
 /* Fills a tensor with uniform values in [-bound, bound) drawn from rng (host generated). */
 pk_status nn_init_uniform(tensor *t, double bound, pk_rng *rng);
 

@@ -94,6 +94,16 @@ typedef struct pk_batchnorm_params {
     int training;
 } pk_batchnorm_params;
 
+/* Batch norm fused with an optional residual add and an optional ReLU: y = relu(bn(x) + r).
+ * in: pk_batchnorm's five, then r (same shape as x) when `residual`. Statistics, saved tensors
+ * and running-stat updates are pk_batchnorm's. The backward reads the ReLU mask back from y
+ * (y > 0), so nothing but mean and rstd is saved. */
+typedef struct pk_batchnorm_act_params {
+    pk_batchnorm_params bn;
+    int residual; /* in[5] = r is added before the ReLU */
+    int relu;
+} pk_batchnorm_act_params;
+
 /* Normalises the last axis: x (rows, d), gamma (d), beta (d); saves mean, rstd (rows). */
 typedef struct pk_layernorm_params {
     int64_t rows, d;
@@ -238,6 +248,10 @@ tensor *pk_upsample_bilinear(pk_ctx *c, tensor *x, int64_t oh, int64_t ow);
 /* Batch normalisation over N and spatial dims; running stats updated when c->training. */
 tensor *pk_batchnorm(pk_ctx *c, tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
                      tensor *running_var, float momentum, float eps);
+/* relu(batchnorm(x) + r) in one pass, r NULL for none, relu false for none: the forward and
+ * backward of pk_relu(pk_add(pk_batchnorm(...), r)) without the two passes between. */
+tensor *pk_batchnorm_act(pk_ctx *c, tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
+                         tensor *running_var, float momentum, float eps, tensor *r, bool relu);
 /* Layer normalisation over the last axis. */
 tensor *pk_layernorm(pk_ctx *c, tensor *x, tensor *gamma, tensor *beta, float eps);
 /* Softmax over `axis`. */

@@ -178,43 +178,75 @@ static bool check_vec(const char *op, const char *what, const tensor *t, int64_t
     return false;
 }
 
-tensor *pk_batchnorm(pk_ctx *c, tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
-                     tensor *running_var, float momentum, float eps) {
+/* Checks pk_batchnorm's arguments for op `name` and fills p; returns x made contiguous, or NULL
+ * with the error recorded. */
+static tensor *bn_check(pk_ctx *c, const char *name, tensor *x, tensor *gamma, tensor *beta,
+                        tensor *running_mean, tensor *running_var, float momentum, float eps,
+                        pk_batchnorm_params *p) {
     if (!x || !gamma || !beta) return NULL;
-    if (!op_check_f32("batchnorm", "x", x)) return NULL;
+    if (!op_check_f32(name, "x", x)) return NULL;
     char sx[64];
-    if (x->ndim < 2) return op_fail("batchnorm", "x %s must be (N, C, ...)", SHAPE(x, sx));
-    pk_batchnorm_params p = {.n = x->shape[0],
-                             .c = x->shape[1],
-                             .spatial = 1,
-                             .momentum = momentum,
-                             .eps = eps,
-                             .training = c->training};
+    if (x->ndim < 2) return op_fail(name, "x %s must be (N, C, ...)", SHAPE(x, sx));
+    *p = (pk_batchnorm_params){.n = x->shape[0],
+                               .c = x->shape[1],
+                               .spatial = 1,
+                               .momentum = momentum,
+                               .eps = eps,
+                               .training = c->training};
     for (int d = 2; d < x->ndim; d++)
-        p.spatial *= x->shape[d];
-    if (!check_vec("batchnorm", "gamma", gamma, p.c) || !check_vec("batchnorm", "beta", beta, p.c))
-        return NULL;
+        p->spatial *= x->shape[d];
+    if (!check_vec(name, "gamma", gamma, p->c) || !check_vec(name, "beta", beta, p->c)) return NULL;
     if ((running_mean == NULL) != (running_var == NULL))
-        return op_fail("batchnorm", "give both running statistics or neither");
+        return op_fail(name, "give both running statistics or neither");
     if (running_mean) {
-        if (!check_vec("batchnorm", "running_mean", running_mean, p.c) ||
-            !check_vec("batchnorm", "running_var", running_var, p.c))
+        if (!check_vec(name, "running_mean", running_mean, p->c) ||
+            !check_vec(name, "running_var", running_var, p->c))
             return NULL;
         if (running_mean->requires_grad || running_var->requires_grad)
-            return op_fail("batchnorm", "running statistics are buffers and must not require "
-                                        "gradients");
-    } else if (!p.training) {
-        return op_fail("batchnorm", "evaluation mode needs running statistics");
+            return op_fail(name, "running statistics are buffers and must not require "
+                                 "gradients");
+    } else if (!p->training) {
+        return op_fail(name, "evaluation mode needs running statistics");
     }
-    if (p.training && p.n * p.spatial < 2)
-        return op_fail("batchnorm", "training needs more than one value per channel, got x %s",
+    if (p->training && p->n * p->spatial < 2)
+        return op_fail(name, "training needs more than one value per channel, got x %s",
                        SHAPE(x, sx));
-    x = op_contig(c, x);
+    return op_contig(c, x);
+}
+
+tensor *pk_batchnorm(pk_ctx *c, tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
+                     tensor *running_var, float momentum, float eps) {
+    pk_batchnorm_params p;
+    x = bn_check(c, "batchnorm", x, gamma, beta, running_mean, running_var, momentum, eps, &p);
     if (!x) return NULL;
     tensor *out = tensor_new_like(c->step, x);
     tensor *saved[2] = {tensor_new(c->step, PK_F32, 1, &p.c), tensor_new(c->step, PK_F32, 1, &p.c)};
     return op_run_saved(c, PK_OP_BATCHNORM, (tensor *[]){x, gamma, beta, running_mean, running_var},
                         5, &p, sizeof p, out, saved, 2);
+}
+
+tensor *pk_batchnorm_act(pk_ctx *c, tensor *x, tensor *gamma, tensor *beta, tensor *running_mean,
+                         tensor *running_var, float momentum, float eps, tensor *r, bool relu) {
+    pk_batchnorm_act_params p = {.residual = r != NULL, .relu = relu};
+    x = bn_check(c, "batchnorm_act", x, gamma, beta, running_mean, running_var, momentum, eps,
+                 &p.bn);
+    if (!x) return NULL;
+    if (r) {
+        if (!op_check_f32("batchnorm_act", "the residual", r)) return NULL;
+        if (!tensor_same_shape(x, r)) {
+            char sx[64], sr[64];
+            return op_fail("batchnorm_act", "residual %s must have the shape of x %s", SHAPE(r, sr),
+                           SHAPE(x, sx));
+        }
+        r = op_contig(c, r);
+        if (!r) return NULL;
+    }
+    tensor *out = tensor_new_like(c->step, x);
+    tensor *saved[2] = {tensor_new(c->step, PK_F32, 1, &p.bn.c),
+                        tensor_new(c->step, PK_F32, 1, &p.bn.c)};
+    return op_run_saved(c, PK_OP_BATCHNORM_ACT,
+                        (tensor *[]){x, gamma, beta, running_mean, running_var, r}, r ? 6 : 5, &p,
+                        sizeof p, out, saved, 2);
 }
 
 tensor *pk_layernorm(pk_ctx *c, tensor *x, tensor *gamma, tensor *beta, float eps) {

@@ -1,14 +1,17 @@
 /* vk_ops_nn.c - Vulkan kernels of the neural-network ops other than convolution (that is
- * vk_ops_conv.c): concat, pooling, bilinear upsampling, batch and layer normalisation,
- * softmax, cross-entropy, the elementwise losses, embedding gather, L2 normalisation and
- * dropout. Each binds its tensors' blocks, fills the push constants its shader's header
- * defines and records one or a few dispatches. Semantics, saved tensors and their layouts are
- * the CPU kernels' (framework/cpu/cpu_nn.c). No kernel here uses float atomics: sums go through
- * fixed work-group trees or one owner per output, so every run gives the same bits. Scratch
- * space a kernel needs between two dispatches comes from the step arena. */
+ * vk_ops_conv.c): concat, pooling, bilinear upsampling, batch normalisation (alone and fused
+ * with a residual add and a ReLU), layer normalisation, softmax, cross-entropy, the elementwise
+ * losses, embedding gather, L2 normalisation and dropout. Each binds its tensors' blocks, fills the
+ * push constants its shader's header defines and records one or a few dispatches. Semantics, saved
+ * tensors and their layouts are the CPU kernels' (framework/cpu/cpu_nn.c). No kernel here uses
+ * float atomics: sums go through fixed work-group trees or one owner per output, so every run gives
+ * the same bits. Scratch space a kernel needs between two dispatches comes from the step arena. */
 #include <assert.h>
+#include <string.h>
 
 #include "nn/batchnorm.h"
+#include "nn/batchnorm_act.h"
+#include "nn/batchnorm_act_back.h"
 #include "nn/batchnorm_back.h"
 #include "nn/concat.h"
 #include "nn/cross_entropy.h"
@@ -29,6 +32,8 @@ static_assert(sizeof(pc_pool2d) == 48, "pc_pool2d layout");
 static_assert(sizeof(pc_upsample) == 36, "pc_upsample layout");
 static_assert(sizeof(pc_batchnorm) == 60, "pc_batchnorm layout");
 static_assert(sizeof(pc_batchnorm_back) == 60, "pc_batchnorm_back layout");
+static_assert(sizeof(pc_batchnorm_act) == 48, "pc_batchnorm_act layout");
+static_assert(sizeof(pc_batchnorm_act_back) == 76, "pc_batchnorm_act_back layout");
 static_assert(sizeof(pc_layernorm) == 36, "pc_layernorm layout");
 static_assert(sizeof(pc_layernorm_back) == 48, "pc_layernorm_back layout");
 static_assert(sizeof(pc_softmax) == 32, "pc_softmax layout");
@@ -161,34 +166,45 @@ pk_status vk_upsample_backward(pk_ctx *c, pk_node *n) {
 
 /* ---- batch normalisation: x (N, C, S); in: x, gamma, beta, running_mean, running_var ---- */
 
-/* Statistics (one work group per channel), then y = gamma xhat + beta per element. */
-pk_status vk_batchnorm_forward(pk_ctx *c, pk_node *n) {
-    const pk_batchnorm_params *bp = PK_PARAMS(n, pk_batchnorm_params);
+/* The statistics pass of nn/batchnorm.comp (one work group per channel): mean and rstd saved,
+ * running statistics updated in training; fills *p and b for the apply pass. */
+static pk_status bn_stats(pk_ctx *c, pk_node *n, const pk_batchnorm_params *bp, pc_batchnorm *p,
+                          vk_binding b[8]) {
     tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2], *y = n->out[0];
     tensor *rm = n->in[3], *rv = n->in[4], *mean = n->saved[0], *rstd = n->saved[1];
     bool running = rm && rv;
     if (!bp->training && !running)
         return pk_error(PK_ERR_INVALID, "batchnorm: evaluation needs running statistics");
     if (!running) rm = rv = mean; /* any valid binding: never read or written */
-    pc_batchnorm p = {.off_x = vk_off(x),
-                      .off_y = vk_off(y),
-                      .off_gamma = vk_off(gamma),
-                      .off_beta = vk_off(beta),
-                      .off_rm = vk_off(rm),
-                      .off_rv = vk_off(rv),
-                      .off_mean = vk_off(mean),
-                      .off_rstd = vk_off(rstd),
-                      .n = (uint32_t)bp->n,
-                      .c = (uint32_t)bp->c,
-                      .spatial = (uint32_t)bp->spatial,
-                      .training = bp->training != 0,
-                      .has_running = running,
-                      .momentum = bp->momentum,
-                      .eps = bp->eps};
-    vk_binding b[8] = {vk_bind(x),  vk_bind(y),  vk_bind(gamma), vk_bind(beta),
-                       vk_bind(rm), vk_bind(rv), vk_bind(mean),  vk_bind(rstd)};
-    PK_TRY(vk_dispatch_groups(c, "nn/batchnorm", 8, b, &p, sizeof p, (uint64_t)bp->c));
-    return vk_dispatch_1d(c, "nn/batchnorm:apply", 8, b, &p, sizeof p, (uint64_t)tensor_numel(x));
+    *p = (pc_batchnorm){.off_x = vk_off(x),
+                        .off_y = vk_off(y),
+                        .off_gamma = vk_off(gamma),
+                        .off_beta = vk_off(beta),
+                        .off_rm = vk_off(rm),
+                        .off_rv = vk_off(rv),
+                        .off_mean = vk_off(mean),
+                        .off_rstd = vk_off(rstd),
+                        .n = (uint32_t)bp->n,
+                        .c = (uint32_t)bp->c,
+                        .spatial = (uint32_t)bp->spatial,
+                        .training = bp->training != 0,
+                        .has_running = running,
+                        .momentum = bp->momentum,
+                        .eps = bp->eps};
+    vk_binding bind[8] = {vk_bind(x),  vk_bind(y),  vk_bind(gamma), vk_bind(beta),
+                          vk_bind(rm), vk_bind(rv), vk_bind(mean),  vk_bind(rstd)};
+    memcpy(b, bind, sizeof bind);
+    return vk_dispatch_groups(c, "nn/batchnorm", 8, b, p, sizeof *p, (uint64_t)bp->c);
+}
+
+/* Statistics (one work group per channel), then y = gamma xhat + beta per element. */
+pk_status vk_batchnorm_forward(pk_ctx *c, pk_node *n) {
+    const pk_batchnorm_params *bp = PK_PARAMS(n, pk_batchnorm_params);
+    pc_batchnorm p;
+    vk_binding b[8];
+    PK_TRY(bn_stats(c, n, bp, &p, b));
+    return vk_dispatch_1d(c, "nn/batchnorm:apply", 8, b, &p, sizeof p,
+                          (uint64_t)tensor_numel(n->in[0]));
 }
 
 /* Per-channel sums of dy and dy xhat (into dbeta, dgamma and scratch), then dx per element. */
@@ -220,6 +236,73 @@ pk_status vk_batchnorm_backward(pk_ctx *c, pk_node *n) {
     PK_TRY(vk_dispatch_groups(c, "nn/batchnorm_back", 9, b, &p, sizeof p, (uint64_t)bp->c));
     if (!wx) return PK_OK;
     return vk_dispatch_1d(c, "nn/batchnorm_back:dx", 9, b, &p, sizeof p, (uint64_t)tensor_numel(x));
+}
+
+/* ---- batch norm fused with a residual add and a ReLU; in: batchnorm's five, then r ---- */
+
+/* batchnorm's statistics pass, then y = relu(gamma xhat + beta + r) per element. */
+pk_status vk_batchnorm_act_forward(pk_ctx *c, pk_node *n) {
+    const pk_batchnorm_act_params *ap = PK_PARAMS(n, pk_batchnorm_act_params);
+    pc_batchnorm s;
+    vk_binding sb[8];
+    PK_TRY(bn_stats(c, n, &ap->bn, &s, sb));
+    tensor *x = n->in[0], *r = ap->residual ? n->in[5] : x; /* x: bound, never read */
+    pc_batchnorm_act p = {.off_x = s.off_x,
+                          .off_y = s.off_y,
+                          .off_gamma = s.off_gamma,
+                          .off_beta = s.off_beta,
+                          .off_mean = s.off_mean,
+                          .off_rstd = s.off_rstd,
+                          .off_r = vk_off(r),
+                          .n = s.n,
+                          .c = s.c,
+                          .spatial = s.spatial,
+                          .residual = ap->residual != 0,
+                          .relu = ap->relu != 0};
+    vk_binding b[7] = {sb[0], sb[1], sb[2], sb[3], sb[6], sb[7], vk_bind(r)};
+    return vk_dispatch_1d(c, "nn/batchnorm_act", 7, b, &p, sizeof p, (uint64_t)tensor_numel(x));
+}
+
+/* Per-channel sums of the masked dy and of it times xhat (into dbeta, dgamma and scratch; the
+ * masked dy added into dr on the way), then dx per element. */
+pk_status vk_batchnorm_act_backward(pk_ctx *c, pk_node *n) {
+    const pk_batchnorm_act_params *ap = PK_PARAMS(n, pk_batchnorm_act_params);
+    const pk_batchnorm_params *bp = &ap->bn;
+    bool wx = vk_wants_grad(n, 0), wg = vk_wants_grad(n, 1), wb = vk_wants_grad(n, 2);
+    bool wr = ap->residual && vk_wants_grad(n, 5);
+    if (!wx && !wg && !wb && !wr) return PK_OK;
+    tensor *x = n->in[0], *gamma = n->in[1], *g = n->out[0]->grad, *y = n->out[0];
+    tensor *mean = n->saved[0], *rstd = n->saved[1], *sums;
+    PK_TRY(scratch(c, "batchnorm_act backward", 2 * bp->c, &sums)); // (C, 2)
+    /* gradients not wanted bind some other buffer that the shader never writes */
+    tensor *gx = wx ? x->grad : g, *gg = wg ? gamma->grad : sums, *gb = wb ? n->in[2]->grad : sums;
+    tensor *gr = wr ? n->in[5]->grad : g;
+    pc_batchnorm_act_back p = {.off_x = vk_off(x),
+                               .off_g = vk_off(g),
+                               .off_y = vk_off(y),
+                               .off_gamma = vk_off(gamma),
+                               .off_mean = vk_off(mean),
+                               .off_rstd = vk_off(rstd),
+                               .off_gx = vk_off(gx),
+                               .off_ggamma = vk_off(gg),
+                               .off_gbeta = vk_off(gb),
+                               .off_sums = vk_off(sums),
+                               .off_gr = vk_off(gr),
+                               .n = (uint32_t)bp->n,
+                               .c = (uint32_t)bp->c,
+                               .spatial = (uint32_t)bp->spatial,
+                               .training = bp->training != 0,
+                               .relu = ap->relu != 0,
+                               .want_gamma = wg,
+                               .want_beta = wb,
+                               .want_r = wr};
+    vk_binding b[11] = {vk_bind(x),    vk_bind(g),    vk_bind(y),  vk_bind(gamma),
+                        vk_bind(mean), vk_bind(rstd), vk_bind(gx), vk_bind(gg),
+                        vk_bind(gb),   vk_bind(sums), vk_bind(gr)};
+    PK_TRY(vk_dispatch_groups(c, "nn/batchnorm_act_back", 11, b, &p, sizeof p, (uint64_t)bp->c));
+    if (!wx) return PK_OK;
+    return vk_dispatch_1d(c, "nn/batchnorm_act_back:dx", 11, b, &p, sizeof p,
+                          (uint64_t)tensor_numel(x));
 }
 
 /* ---- layer normalisation: x (rows, d), gamma (d), beta (d); saves mean, rstd (rows) ---- */

@@ -295,11 +295,12 @@ static int block_tensors(const man_block *b, tensor **out) {
 
 /* (N, cin, H, W) -> (N, cout, H / stride, W / stride). */
 static tensor *block_forward(pk_ctx *c, const man_block *b, tensor *x) {
-    tensor *o = pk_relu(c, nn_batchnorm_forward(c, &b->bn1, nn_conv2d_forward(c, &b->conv1, x)));
-    o = nn_batchnorm_forward(c, &b->bn2, nn_conv2d_forward(c, &b->conv2, o));
+    tensor *o =
+        nn_batchnorm_forward_act(c, &b->bn1, nn_conv2d_forward(c, &b->conv1, x), NULL, true);
     tensor *r =
         b->has_down ? nn_batchnorm_forward(c, &b->down_bn, nn_conv2d_forward(c, &b->down, x)) : x;
-    return pk_relu(c, pk_add(c, o, r));
+    /* relu(bn2(conv2(o)) + r) as one op: no passes over memory for the add and the ReLU */
+    return nn_batchnorm_forward_act(c, &b->bn2, nn_conv2d_forward(c, &b->conv2, o), r, true);
 }
 
 /* Width and spatial size of stage s (1..3) for an input of size hw. */
@@ -344,8 +345,8 @@ static pk_status head_new(man_model *m, const char *prefix, int cin, pk_rng *rng
 }
 
 static tensor *head_forward(pk_ctx *c, const man_head *h, tensor *y) {
-    tensor *o = pk_relu(c, nn_batchnorm_forward(c, &h->b1, nn_conv2d_forward(c, &h->c1, y)));
-    o = pk_relu(c, nn_batchnorm_forward(c, &h->b2, nn_conv2d_forward(c, &h->c2, o)));
+    tensor *o = nn_batchnorm_forward_act(c, &h->b1, nn_conv2d_forward(c, &h->c1, y), NULL, true);
+    o = nn_batchnorm_forward_act(c, &h->b2, nn_conv2d_forward(c, &h->c2, o), NULL, true);
     o = pk_relu(c, nn_linear_forward(c, &h->f1, pk_global_avgpool(c, o)));
     return nn_linear_forward(c, &h->f2, o);
 }
@@ -376,7 +377,7 @@ static tensor *decoder_loss(pk_ctx *c, const man_decoder *d, tensor *y, tensor *
         t = pk_matmul(c, t, d->uw, false, true);  /* (N C, H, W) */
         up = pk_reshape(c, t, 4, (int64_t[]){n, ch, H, W});
     }
-    tensor *o = pk_relu(c, nn_batchnorm_forward(c, &d->b1, nn_conv2d_forward(c, &d->c1, up)));
+    tensor *o = nn_batchnorm_forward_act(c, &d->b1, nn_conv2d_forward(c, &d->c1, up), NULL, true);
     o = pk_sigmoid(c, nn_conv2d_forward(c, &d->c2, o));
     return pk_bce(c, o, target);
 }
@@ -690,7 +691,7 @@ pk_optimizer *man_model_optimizer(man_model *m) { return m->opt; }
 static tensor *module_forward(man_model *m, int i, tensor *x) {
     pk_ctx *c = m->c;
     if (i == 0)
-        x = pk_relu(c, nn_batchnorm_forward(c, &m->stem_bn, nn_conv2d_forward(c, &m->stem, x)));
+        x = nn_batchnorm_forward_act(c, &m->stem_bn, nn_conv2d_forward(c, &m->stem, x), NULL, true);
     for (int b = i ? m->mod_end[i - 1] + 1 : 0; b <= m->mod_end[i]; b++)
         x = block_forward(c, &m->blocks[b], x);
     return x;
