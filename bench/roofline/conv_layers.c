@@ -3,8 +3,9 @@
  * the two 1x1 stride-2 shortcuts. Forward, input gradient and weight gradient, each the median
  * over REPS calls of thread CPU time (not wall time: the machine is shared), in ms per call and
  * GFLOP/s (2 * N * Cout * Cin * KH * KW * OH * OW; the stacking and copies of a call included).
- * Inputs live in 256-byte aligned buffers, as the framework's arenas place tensors.
- * Not part of the build (the CLI globs only bench/ itself, not this folder); after building:
+ * The fastest call's GFLOP/s follow in brackets. Inputs live in 256-byte aligned buffers, as the
+ * framework's arenas place tensors. Not part of the build (the CLI globs only bench/ itself, not
+ * this folder); after building:
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iframework -Icommon \
  *      -o /tmp/conv_layers bench/roofline/conv_layers.c build/framework/libpolyak_framework_impl.a
  * \
@@ -36,9 +37,10 @@ static float *buffer(size_t n) {
     return posix_memalign(&p, 256, 4 * n + 256) ? NULL : p;
 }
 
-/* The median thread CPU time of reps calls of one kernel (which: 0 forward, 1 dX, 2 dW). */
+/* The median thread CPU time of reps calls of one kernel (which: 0 forward, 1 dX, 2 dW), and in
+ * fastest the shortest (steadier than the median when other jobs share the cores' caches). */
 static double time_kernel(pk_ctx *c, const pk_conv2d_params *p, int which, int reps, const float *x,
-                          const float *w, float *y, float *gx, float *gw) {
+                          const float *w, float *y, float *gx, float *gw, double *fastest) {
     double *t = malloc(sizeof(double) * (size_t)reps);
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         double t0 = now();
@@ -49,6 +51,7 @@ static double time_kernel(pk_ctx *c, const pk_conv2d_params *p, int which, int r
     }
     qsort(t, (size_t)reps, sizeof(double), cmp_double);
     double m = t[reps / 2];
+    *fastest = t[0];
     free(t);
     return m;
 }
@@ -93,13 +96,14 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < nw; i++)
             w[i] = (float)(i % 7) * 0.1f - 0.3f;
         memset(gw, 0, 4 * nw);
-        double flop = 2.0 * (double)(n * cout * cin * k * k * ohw * ohw), t[3];
+        double flop = 2.0 * (double)(n * cout * cin * k * k * ohw * ohw), t[3], f[3];
         for (int which = 0; which < 3; which++)
-            t[which] = time_kernel(c, &p, which, reps, x, w, y, gx, gw);
+            t[which] = time_kernel(c, &p, which, reps, x, w, y, gx, gw, f + which);
         printf("%dx%d s%d %2d->%2d %2dx%-2d: fwd %.3f ms %3.0f GFLOP/s, dX %.3f ms %3.0f, dW %.3f "
-               "ms %3.0f\n",
+               "ms %3.0f (fastest: %3.0f %3.0f %3.0f)\n",
                (int)k, (int)k, (int)st, (int)cin, (int)cout, (int)hw, (int)hw, t[0] * 1e3,
-               flop / t[0] * 1e-9, t[1] * 1e3, flop / t[1] * 1e-9, t[2] * 1e3, flop / t[2] * 1e-9);
+               flop / t[0] * 1e-9, t[1] * 1e3, flop / t[1] * 1e-9, t[2] * 1e3, flop / t[2] * 1e-9,
+               flop / f[0] * 1e-9, flop / f[1] * 1e-9, flop / f[2] * 1e-9);
         free(x), free(gx), free(y), free(w), free(gw);
     }
     pk_ctx_destroy(c);
