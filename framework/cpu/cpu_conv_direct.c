@@ -522,25 +522,57 @@ static float *gw_alloc(int64_t n) {
     return aligned_alloc(64, bytes ? bytes : 64);
 }
 
+/* d[0, cnt) = the even (odd with `odd`) floats of s[0, 2 cnt), cnt <= 16: two loads and a
+ * permute. Loads and stores whole vectors where `room` (floats readable from s) and `space`
+ * (floats writable at d, what lies past d[cnt) being rewritten later) allow, masked ones
+ * elsewhere: a masked store costs many times a plain one on Zen 4 and 5. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+deinterleave(const float *s, int64_t cnt, int64_t room, float *d, int64_t space, __m512i ie,
+             __m512i io, float *d_odd) {
+    __m512 lo, hi;
+    if (room >= 2 * VL) {
+        lo = _mm512_loadu_ps(s), hi = _mm512_loadu_ps(s + VL);
+    } else {
+        int64_t n = 2 * cnt;
+        lo = _mm512_maskz_loadu_ps((__mmask16)((1u << (n < VL ? n : VL)) - 1), s);
+        hi = _mm512_maskz_loadu_ps((__mmask16)((1u << (n > VL ? n - VL : 0)) - 1), s + VL);
+    }
+    __m512 e = _mm512_permutex2var_ps(lo, ie, hi);
+    if (space >= VL)
+        _mm512_storeu_ps(d, e);
+    else
+        _mm512_mask_storeu_ps(d, (__mmask16)((1u << cnt) - 1), e);
+    if (!d_odd) return;
+    __m512 o = _mm512_permutex2var_ps(lo, io, hi);
+    if (space >= VL)
+        _mm512_storeu_ps(d_odd, o);
+    else
+        _mm512_mask_storeu_ps(d_odd, (__mmask16)((1u << cnt) - 1), o);
+}
+
 /* ph (N / G, C, nph, G, OH * OW) from x (N, C, H, W), OH = H / 2 and OW = W / 2: phase (a, b)
  * x[2i + a][2j + b] of image n's channel c at ph + ((n / G * C + c) * nph + a * 2 + b) * G * P
- * + n % G * P. nph is 4, or 1 for phase (0, 0) alone (all a 1x1 stride-2 kernel reads). */
-static void phase_split_groups(const float *x, int64_t n, int64_t c, int64_t h, int64_t w,
-                               int64_t G, int nph, float *ph) {
+ * + n % G * P. nph is 4, or 1 for phase (0, 0) alone (all a 1x1 stride-2 kernel reads). Rows
+ * are written in order, so a whole-vector store's spill past a row is overwritten by the next;
+ * only a plane's last vector is stored masked. */
+__attribute__((target("avx512f"))) static void phase_split_groups(const float *x, int64_t n,
+                                                                  int64_t c, int64_t h, int64_t w,
+                                                                  int64_t G, int nph, float *ph) {
     int64_t oh = h / 2, ow = w / 2, P = oh * ow;
+    __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
     for (int64_t i = 0; i < n; i++)
         for (int64_t ch = 0; ch < c; ch++, x += h * w) {
             float *d = ph + (i / G * c + ch) * nph * G * P + i % G * P;
             for (int a = 0; a < (nph == 4 ? 2 : 1); a++)
                 for (int64_t r = 0; r < oh; r++) {
-                    const float *s = x + (2 * r + a) * w;
-                    float *e = d + (a * 2) * G * P + r * ow, *o = e + G * P;
-                    if (nph == 1)
-                        for (int64_t q = 0; q < ow; q++)
-                            e[q] = s[2 * q];
-                    else
-                        for (int64_t q = 0; q < ow; q++)
-                            e[q] = s[2 * q], o[q] = s[2 * q + 1];
+                    int64_t at = (2 * r + a) * w;
+                    float *e = d + (a * 2) * G * P + r * ow;
+                    for (int64_t q = 0; q < ow; q += VL) {
+                        int64_t cnt = ow - q < VL ? ow - q : VL;
+                        deinterleave(x + at + 2 * q, cnt, h * w - at - 2 * q, e + q, P - r * ow - q,
+                                     ie, io, nph == 4 ? e + G * P + q : NULL);
+                    }
                 }
         }
 }
