@@ -348,6 +348,51 @@ START_TEST(conv_direct_grad_w_stays_inside) {
 }
 END_TEST
 
+/* dW is the same to the bit on every run and any thread count: each block of output channels is
+ * summed by one worker in a fixed order (the MAN and 3DGS resume tests rely on it). */
+START_TEST(conv_direct_grad_w_deterministic) {
+    const conv_shape *s = &shapes[_i == 0 ? 8 : 12]; /* 7x7 stacked by 16; stride 2, 8 blocks */
+    int64_t oh = out_size(s->h, s->k, s->stride, s->pad),
+            ow = out_size(s->w, s->k, s->stride, s->pad);
+    pk_conv2d_params p = {.n = s->n,
+                          .cin = s->cin,
+                          .h = s->h,
+                          .w = s->w,
+                          .cout = s->cout,
+                          .kh = s->k,
+                          .kw = s->k,
+                          .oh = oh,
+                          .ow = ow,
+                          .stride = s->stride,
+                          .pad = s->pad,
+                          .groups = 1};
+    if (!cpu_conv_direct_usable(&p)) return;
+    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * s->k * s->k;
+    int64_t ny = s->n * s->cout * oh * ow;
+    float *x = malloc(sizeof(float) * (size_t)nx), *up = malloc(sizeof(float) * (size_t)ny);
+    float *gw[3];
+    pkt_rng r = {4000 + (uint64_t)_i};
+    pkt_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, up, ny, -1.0f, 1.0f);
+    const int threads[3] = {1, 3, 3};
+    for (int k = 0; k < 3; k++) {
+        pk_ctx *c = NULL;
+        pk_ctx_options o = {.device = "cpu", .seed = 1, .threads = threads[k]};
+        ck_assert_int_eq(pk_ctx_create(&o, &c), PK_OK);
+        gw[k] = malloc(sizeof(float) * (size_t)nw);
+        for (int64_t i = 0; i < nw; i++)
+            gw[k][i] = 0.125f;
+        ck_assert_int_eq(cpu_conv_direct_grad_w(c, &p, x, up, gw[k]), PK_OK);
+        pk_ctx_destroy(c);
+    }
+    for (int k = 1; k < 3; k++)
+        ck_assert_msg(memcmp(gw[0], gw[k], sizeof(float) * (size_t)nw) == 0,
+                      "shape %d: dW of run %d (%d threads) differs from 1 thread", _i, k,
+                      threads[k]);
+    free(x), free(up), free(gw[0]), free(gw[1]), free(gw[2]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_cpu_fast");
     TCase *t = tcase_create("cpu");
@@ -356,6 +401,7 @@ int main(void) {
     tcase_add_test(t, conv_direct_finite_differences);
     tcase_add_loop_test(t, conv_direct_kernels_write_everything, 0, NDIRECT);
     tcase_add_test(t, conv_direct_grad_w_stays_inside);
+    tcase_add_loop_test(t, conv_direct_grad_w_deterministic, 0, 2);
     tcase_add_loop_test(t, flat_elementwise, 0, 5);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
