@@ -22,9 +22,10 @@
  * Forward tile: 4 output channels x up to 6 pixel vectors (24 accumulators of the 32 zmm
  * registers), summed over taps and input channels: per input channel and tap, 6 loads and 4
  * broadcasts feed 24 FMAs. Weights are packed as (Cout/4, T, Cin, 4) so the broadcasts walk
- * memory in order. Weight-gradient tile: 8 output channels x 1 input channel x the 3 taps of one
- * kernel row (24 accumulators), summed over the batch and the pixels, reduced across lanes once
- * at the end. Both are parallel over independent tiles. */
+ * memory in order. Weight-gradient tile: 8 output channels x 3 (input channel, tap) pairs, the
+ * taps of one kernel row or three input channels of a 1x1 kernel (24 accumulators), summed over
+ * the batch and the pixels, reduced across lanes once at the end. Both are parallel over
+ * independent tiles. */
 #include "cpu/cpu_conv_direct.h"
 
 #include <stdint.h>
@@ -60,6 +61,7 @@ typedef struct {
     int64_t oh, ow, plane, nvec; /* the (OH, OW) plane every tap is laid over */
     int n;                       /* taps */
     int64_t xoff[9];             /* tap t reads input plane(t) at p + dy(t) * OW + dx(t) */
+    int64_t shift[9];            /* dy(t) * OW + dx(t): the same, within the plane */
     int kidx[9];                 /* the weight's kernel index ky * KW + kx of each tap */
     uint16_t *masks;             /* (nvec, n + 1): lanes whose tap is inside, then the plane */
 } taps;
@@ -75,7 +77,8 @@ static pk_status taps_init(taps *t, int64_t oh, int64_t ow, int64_t stack, int n
     t->masks = malloc(sizeof(uint16_t) * (size_t)(t->nvec * (n + 1)));
     if (!t->masks) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for tap masks");
     for (int i = 0; i < n; i++) {
-        t->xoff[i] = pl[i] * t->plane + dy[i] * ow + dx[i];
+        t->shift[i] = dy[i] * ow + dx[i];
+        t->xoff[i] = pl[i] * t->plane + t->shift[i];
         t->kidx[i] = k[i];
     }
     /* pixel by pixel, (oy, ox) stepped rather than divided out (perf put this loop at 1 % of
@@ -484,18 +487,108 @@ pk_status cpu_conv_direct_grad_x(pk_ctx *c, const pk_conv2d_params *p, const flo
     return PK_OK;
 }
 
-/* ---- weight gradient ---- */
+/* ---- weight gradient ----
+ * dW[co][ci][k] = sum over images and pixels p of dY[co][p] x[ci][plane(t)][p + shift(t)], t the
+ * tap of kernel index k. The pixels are the vector lanes, so each accumulator is a lane-wise
+ * partial sum, reduced across lanes once at the end. A "stream" is one (input channel, tap)
+ * pair, numbered ci * T + t; a tile takes 3 consecutive streams (a kernel row of a 3x3 kernel,
+ * three input channels of a 1x1 one) times 8 output channels: per pixel vector 3 input loads
+ * and 8 dY loads feed 24 FMAs.
+ *
+ * Where a tap's read stays inside its plane, the input is loaded unmasked and the tap's mask
+ * goes on the FMA instead (lanes off the image leave the accumulator as it was). On Zen 5 a
+ * masked 512-bit load that crosses a cache line, which the shifted tap loads nearly all do, was
+ * the tile's bottleneck: the same tile with unmasked tap loads ran at 230-240 GFLOP/s against
+ * 170-200 (bench/roofline/conv_layers.c). The few vectors at a plane's ends, whose unmasked
+ * loads would leave it, keep the masked loads.
+ *
+ * Small planes are stacked G images at a time, as the forward does (see dc_group), for every
+ * kind here: the stride-2 kinds' phases are split straight into that layout, and dY is stacked
+ * too, so that the 14x14 and 7x7 output planes fill whole vectors. */
+
+/* The images stacked per group for dW: 16 / gcd(OH * OW, 16) when that divides the batch, else
+ * 1 (planes that are whole vectors, ResNet-32's 28x28, need none). */
+static int64_t gw_group(const pk_conv2d_params *p) {
+    int64_t P = p->oh * p->ow, g = 16;
+    while (g > 1 && P % g)
+        g /= 2; /* gcd(P, 16) */
+    g = 16 / g;
+    return g > 1 && p->n % g == 0 ? g : 1;
+}
+
+/* n floats, 64-byte aligned, so that dY rows of stacked planes load without crossing lines. */
+static float *gw_alloc(int64_t n) {
+    size_t bytes = (sizeof(float) * (size_t)n + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* d[0, cnt) = the even (odd with `odd`) floats of s[0, 2 cnt), cnt <= 16: two loads and a
+ * permute. Loads and stores whole vectors where `room` (floats readable from s) and `space`
+ * (floats writable at d, what lies past d[cnt) being rewritten later) allow, masked ones
+ * elsewhere: a masked store costs many times a plain one on Zen 4 and 5. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+deinterleave(const float *s, int64_t cnt, int64_t room, float *d, int64_t space, __m512i ie,
+             __m512i io, float *d_odd) {
+    __m512 lo, hi;
+    if (room >= 2 * VL) {
+        lo = _mm512_loadu_ps(s), hi = _mm512_loadu_ps(s + VL);
+    } else {
+        int64_t n = 2 * cnt;
+        lo = _mm512_maskz_loadu_ps((__mmask16)((1u << (n < VL ? n : VL)) - 1), s);
+        hi = _mm512_maskz_loadu_ps((__mmask16)((1u << (n > VL ? n - VL : 0)) - 1), s + VL);
+    }
+    __m512 e = _mm512_permutex2var_ps(lo, ie, hi);
+    if (space >= VL)
+        _mm512_storeu_ps(d, e);
+    else
+        _mm512_mask_storeu_ps(d, (__mmask16)((1u << cnt) - 1), e);
+    if (!d_odd) return;
+    __m512 o = _mm512_permutex2var_ps(lo, io, hi);
+    if (space >= VL)
+        _mm512_storeu_ps(d_odd, o);
+    else
+        _mm512_mask_storeu_ps(d_odd, (__mmask16)((1u << cnt) - 1), o);
+}
+
+/* ph (N / G, C, nph, G, OH * OW) from x (N, C, H, W), OH = H / 2 and OW = W / 2: phase (a, b)
+ * x[2i + a][2j + b] of image n's channel c at ph + ((n / G * C + c) * nph + a * 2 + b) * G * P
+ * + n % G * P. nph is 4, or 1 for phase (0, 0) alone (all a 1x1 stride-2 kernel reads). Rows
+ * are written in order, so a whole-vector store's spill past a row is overwritten by the next;
+ * only a plane's last vector is stored masked. */
+__attribute__((target("avx512f"))) static void phase_split_groups(const float *x, int64_t n,
+                                                                  int64_t c, int64_t h, int64_t w,
+                                                                  int64_t G, int nph, float *ph) {
+    int64_t oh = h / 2, ow = w / 2, P = oh * ow;
+    __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t ch = 0; ch < c; ch++, x += h * w) {
+            float *d = ph + (i / G * c + ch) * nph * G * P + i % G * P;
+            for (int a = 0; a < (nph == 4 ? 2 : 1); a++)
+                for (int64_t r = 0; r < oh; r++) {
+                    int64_t at = (2 * r + a) * w;
+                    float *e = d + (a * 2) * G * P + r * ow;
+                    for (int64_t q = 0; q < ow; q += VL) {
+                        int64_t cnt = ow - q < VL ? ow - q : VL;
+                        deinterleave(x + at + 2 * q, cnt, h * w - at - 2 * q, e + q, P - r * ow - q,
+                                     ie, io, nph == 4 ? e + G * P + q : NULL);
+                    }
+                }
+        }
+}
 
 typedef struct {
     const taps *t;
     int64_t n, cin, cout, kk; /* kk: kernel elements per (co, ci) in gw */
-    int row;                  /* taps per tile: 3 (a kernel row) or 1 */
     const float *x;           /* as in tc_job */
     int64_t x_cs, x_ns;
     const float *g; /* channel co of image n at g + n * g_ns + co * g_cs */
     int64_t g_cs, g_ns;
-    float *gw;     /* (Cout, Cin, KK) */
-    int64_t nfull; /* full blocks of 8 output channels; the rest goes in blocks of 4, 2, 1 */
+    float *gw;            /* (Cout, Cin, KK) */
+    int64_t ntiles;       /* tiles of 3 streams per output-channel block: ceil(Cin * T / 3) */
+    int64_t lo[9], hi[9]; /* tap t loads pixel vectors [lo, hi) unmasked without leaving its
+                             plane */
+    int64_t nfull;        /* full blocks of 8 output channels; the rest goes in blocks of 4, 2, 1 */
     int64_t nblocks;
     int *failed; /* set by a worker that could not allocate its tile buffer */
 } gw_job;
@@ -518,21 +611,11 @@ static void gw_block(const gw_job *j, int64_t b, int64_t *co, int *nco) {
 }
 
 /* The accumulators of one tile live in registers while it runs over a chunk of images, and in
- * a per-block buffer (24 vectors per input channel and kernel row) between chunks. */
+ * a per-tile buffer (24 vectors) between chunks. */
 #define GW_ROW(c)                                                                                  \
     __m512 a##c##0 = first ? z : _mm512_load_ps(buf + (3 * c) * VL),                               \
-           a##c##1 = first || row < 3 ? z : _mm512_load_ps(buf + (3 * c + 1) * VL),                \
+           a##c##1 = first || row < 2 ? z : _mm512_load_ps(buf + (3 * c + 1) * VL),                \
            a##c##2 = first || row < 3 ? z : _mm512_load_ps(buf + (3 * c + 2) * VL)
-#define GW_FMA(c, load)                                                                            \
-    do {                                                                                           \
-        if (nco > c) {                                                                             \
-            __m512 gv = load(g + c * gcs);                                                         \
-            __asm__("" : "+v"(gv)); /* one load, not one folded into each of the 3 FMAs */         \
-            a##c##0 = _mm512_fmadd_ps(gv, x0, a##c##0);                                            \
-            if (row > 1) a##c##1 = _mm512_fmadd_ps(gv, x1, a##c##1);                               \
-            if (row > 2) a##c##2 = _mm512_fmadd_ps(gv, x2, a##c##2);                               \
-        }                                                                                          \
-    } while (0)
 #define GW_SAVE(c)                                                                                 \
     do {                                                                                           \
         _mm512_store_ps(buf + (3 * c) * VL, a##c##0);                                              \
@@ -540,36 +623,68 @@ static void gw_block(const gw_job *j, int64_t b, int64_t *co, int *nco) {
         if (row > 2) _mm512_store_ps(buf + (3 * c + 2) * VL, a##c##2);                             \
     } while (0)
 
-/* One pixel vector of a weight-gradient tile: `row` tap loads (masked), 8 dY loads by `load`. */
-#define GW_VECTOR(load)                                                                            \
+/* Output channel c of a pixel vector: dY by gload(pointer), FMAs by fma(dy, input, acc, mask). */
+#define GW_FMA(c, gload, fma)                                                                      \
     do {                                                                                           \
-        __m512 x0 = _mm512_maskz_loadu_ps(m[0], x + o0);                                           \
-        __m512 x1 = row > 1 ? _mm512_maskz_loadu_ps(m[1], x + o1) : z;                             \
-        __m512 x2 = row > 2 ? _mm512_maskz_loadu_ps(m[2], x + o2) : z;                             \
-        GW_FMA(0, load);                                                                           \
-        GW_FMA(1, load);                                                                           \
-        GW_FMA(2, load);                                                                           \
-        GW_FMA(3, load);                                                                           \
-        GW_FMA(4, load);                                                                           \
-        GW_FMA(5, load);                                                                           \
-        GW_FMA(6, load);                                                                           \
-        GW_FMA(7, load);                                                                           \
+        if (nco > c) {                                                                             \
+            __m512 gv = gload(g + c * gcs);                                                        \
+            __asm__("" : "+v"(gv)); /* one load, not one folded into each of the 3 FMAs */         \
+            a##c##0 = fma(gv, x0, a##c##0, k0);                                                    \
+            if (row > 1) a##c##1 = fma(gv, x1, a##c##1, k1);                                       \
+            if (row > 2) a##c##2 = fma(gv, x2, a##c##2, k2);                                       \
+        }                                                                                          \
     } while (0)
 
+/* One pixel vector of a tile: inputs by xload(mask, pointer), then the 8 output channels. The
+ * asm statements pin the masks in mask registers: without them GCC moved the masks through
+ * general registers and copied them into mask registers again between FMAs (up to 13 kmovw a
+ * vector), which ran the tile 5-10 % slower on Zen 5. */
+#define GW_VECTOR(xload, gload, fma)                                                               \
+    do {                                                                                           \
+        __mmask16 k0 = m[0], k1 = row > 1 ? m[nt > 1] : 0, k2 = row > 2 ? m[2 * (nt > 1)] : 0;     \
+        __m512 x0 = xload(k0, x + o0);                                                             \
+        __m512 x1 = row > 1 ? xload(k1, x + o1) : z;                                               \
+        __m512 x2 = row > 2 ? xload(k2, x + o2) : z;                                               \
+        __asm__("" : "+v"(x0), "+v"(x1), "+v"(x2));    /* loaded once, not folded into 8 FMAs */   \
+        __asm__("" : "+Yk"(k0), "+Yk"(k1), "+Yk"(k2)); /* kept in mask registers */                \
+        GW_FMA(0, gload, fma);                                                                     \
+        GW_FMA(1, gload, fma);                                                                     \
+        GW_FMA(2, gload, fma);                                                                     \
+        GW_FMA(3, gload, fma);                                                                     \
+        GW_FMA(4, gload, fma);                                                                     \
+        GW_FMA(5, gload, fma);                                                                     \
+        GW_FMA(6, gload, fma);                                                                     \
+        GW_FMA(7, gload, fma);                                                                     \
+    } while (0)
+
+/* the inner (unmasked) vectors' loads and masked FMA, and the edge vectors' masked loads */
+#define GW_LOADU(k, p) _mm512_loadu_ps(p)
+#define GW_MASKZ(k, p) _mm512_maskz_loadu_ps(k, p)
+#define GW_GMASKZ(p) _mm512_maskz_loadu_ps(in, p)
+#define GW_FMA_MASKED(a, b, acc, k) _mm512_mask3_fmadd_ps(a, b, acc, k)
+#define GW_FMA_PLAIN(a, b, acc, k) _mm512_fmadd_ps(a, b, acc)
+
 /* buf (8, 3, 16) (+)= the lane-wise sums over images [n0, n1) and pixel vectors [v0, v1) of
- * g[n][co + c][p] in[n][ci][tap r][p] for c < nco (8, 4, 2 or 1) and the `row` taps r (3 or 1)
- * starting at tap t0, both constants at each call: up to 8 x 3 accumulators; per pixel vector
- * 3 tap loads and 8 dY loads feed 24 FMAs (accumulators named as in the forward tile). */
+ * g[n][co + c][p] in[n][stream s][p] for c < nco (8, 4, 2 or 1) and the `row` streams s (3, or
+ * fewer for the last tile of a 1x1 kernel) from 3 * tile; nco, row and nt (the taps: 9, or 1)
+ * are constants at each call, and so is pc, dY's channel stride, where it is not 0 (read from
+ * j then). Up to 8 x 3 accumulators, named as in the forward tile. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-gw_tile(const gw_job *j, int64_t co, int64_t ci, int t0, int64_t n0, int64_t n1, int64_t v0,
-        int64_t v1, float *buf, bool first, const int nco, const int row) {
+gw_tile(const gw_job *j, int64_t co, int64_t tile, int64_t n0, int64_t n1, int64_t v0, int64_t v1,
+        float *buf, bool first, const int nco, const int row, const int nt, const int64_t pc) {
     const taps *t = j->t;
-    /* rows of 3 taps come from 3x3 kernels (9 taps), rows of one from 1x1: the mask stride is
-     * a constant */
-    int64_t nfull = t->plane / VL, ms = (row == 3 ? 9 : 1) + 1, gcs = j->g_cs;
-    int64_t o0 = t->xoff[t0], o1 = row > 1 ? t->xoff[t0 + 1] : 0,
-            o2 = row > 2 ? t->xoff[t0 + 2] : 0;
-    int64_t vf = v1 < nfull ? v1 : nfull; /* whole vectors end */
+    int64_t ms = nt + 1, gcs = pc ? pc : j->g_cs, s0 = 3 * tile;
+    /* stream s reads tap s % nt of input channel s / nt; mask column c = the tap */
+    int c0 = (int)(s0 % nt), c1 = (int)((s0 + 1) % nt), c2 = (int)((s0 + 2) % nt);
+    int64_t o0 = s0 / nt * j->x_cs + t->xoff[c0];
+    int64_t o1 = row > 1 ? (s0 + 1) / nt * j->x_cs + t->xoff[c1] : 0;
+    int64_t o2 = row > 2 ? (s0 + 2) / nt * j->x_cs + t->xoff[c2] : 0;
+    /* [va, vb): the vectors every stream loads unmasked, whole vectors of the plane */
+    int64_t lo = j->lo[c0], hi = j->hi[c0], nfull = t->plane / VL;
+    if (row > 1) lo = lo > j->lo[c1] ? lo : j->lo[c1], hi = hi < j->hi[c1] ? hi : j->hi[c1];
+    if (row > 2) lo = lo > j->lo[c2] ? lo : j->lo[c2], hi = hi < j->hi[c2] ? hi : j->hi[c2];
+    hi = hi < nfull ? hi : nfull;
+    int64_t va = lo < v0 ? v0 : lo > v1 ? v1 : lo, vb = hi > v1 ? v1 : hi < va ? va : hi;
     const __m512 z = _mm512_setzero_ps();
     GW_ROW(0);
     GW_ROW(1);
@@ -580,19 +695,19 @@ gw_tile(const gw_job *j, int64_t co, int64_t ci, int t0, int64_t n0, int64_t n1,
     GW_ROW(6);
     GW_ROW(7);
     for (int64_t n = n0; n < n1; n++) {
-        const float *x = j->x + n * j->x_ns + ci * j->x_cs + v0 * VL;
+        const float *x = j->x + n * j->x_ns + v0 * VL;
         const float *g = j->g + n * j->g_ns + co * gcs + v0 * VL;
-        const uint16_t *m = t->masks + v0 * ms + t0;
+        /* the streams' masks: 3 consecutive taps of a 3x3 kernel, tap 0 of a 1x1 one */
+        const uint16_t *m = t->masks + v0 * ms + c0;
         int64_t v = v0;
-        /* whole vectors load dY unmasked (the masked 512-bit loads were the tile's bottleneck,
-         * 11 per 24 FMAs); the tail vector, when the plane has one, masks it */
-        for (; v < vf; v++, m += ms, x += VL, g += VL)
-            GW_VECTOR(_mm512_loadu_ps);
-        /* the plane's pixels in the tail vector, when the range ends with one */
-        __mmask16 tail = v < v1 ? t->masks[v * ms + t->n] : 0;
-#define GW_TAIL_LOAD(ptr) _mm512_maskz_loadu_ps(tail, ptr)
-        if (v < v1) GW_VECTOR(GW_TAIL_LOAD);
-#undef GW_TAIL_LOAD
+        for (; v < v1; v++, m += ms, x += VL, g += VL) {
+            if (v == va) /* the inner run: masks on the FMAs */
+                for (; v < vb; v++, m += ms, x += VL, g += VL)
+                    GW_VECTOR(GW_LOADU, _mm512_loadu_ps, GW_FMA_MASKED);
+            if (v == v1) break;
+            __mmask16 in = m[nt - c0]; /* the plane's pixels: dY past the tail is not read */
+            GW_VECTOR(GW_MASKZ, GW_GMASKZ, GW_FMA_PLAIN);
+        }
     }
     GW_SAVE(0);
     GW_SAVE(1);
@@ -604,16 +719,34 @@ gw_tile(const gw_job *j, int64_t co, int64_t ci, int t0, int64_t n0, int64_t n1,
     GW_SAVE(7);
 }
 
+/* gw_tile with nco (8, 4, 2 or 1) and the tile's streams made constants. A full block whose dY
+ * channels lie 784 floats apart (every ResNet-32 layer on 28x28 input: 28x28 planes, and 4 of
+ * 14x14 or 16 of 7x7 stacked) also gets the stride as a constant: the 8 dY loads then address
+ * off one register, and the loop keeps all its pointers in registers (with a run-time stride
+ * GCC 12 reloads four of them from the stack every vector). */
+#define GW_CALL(row, nt)                                                                           \
+    do {                                                                                           \
+        if (nco == 8 && j->g_cs == 784)                                                            \
+            gw_tile(j, co, k, n0, n1, v0, v1, buf, first, 8, row, nt, 784);                        \
+        else if (nco == 8)                                                                         \
+            gw_tile(j, co, k, n0, n1, v0, v1, buf, first, 8, row, nt, 0);                          \
+        else if (nco == 4)                                                                         \
+            gw_tile(j, co, k, n0, n1, v0, v1, buf, first, 4, row, nt, 0);                          \
+        else if (nco == 2)                                                                         \
+            gw_tile(j, co, k, n0, n1, v0, v1, buf, first, 2, row, nt, 0);                          \
+        else                                                                                       \
+            gw_tile(j, co, k, n0, n1, v0, v1, buf, first, 1, row, nt, 0);                          \
+    } while (0)
+
 /* Each index is one output-channel block. Its images go in chunks whose dY planes fit in L1
  * (24 KiB of the 32-48 KiB of current x86 cores, leaving room for the input planes);
- * within a chunk every (input channel, kernel row) tile runs over the chunk with its
- * accumulators in registers. Running each tile over the whole batch instead streamed the dY
- * planes from L2 for every tile and ran at less than half the forward kernel's FLOP rate. */
+ * within a chunk every tile runs over the chunk with its accumulators in registers. Running
+ * each tile over the whole batch instead streamed the dY planes from L2 for every tile and ran
+ * at less than half the forward kernel's FLOP rate. */
 __attribute__((target("avx512f"))) static void gw_range(void *arg, int64_t b, int64_t e) {
     const gw_job *j = arg;
-    int64_t cin = j->cin, per = 24 * VL; /* buffer floats per tile */
-    int rows = j->t->n / j->row;
-    float *bufs = aligned_alloc(64, sizeof(float) * (size_t)(cin * rows * per));
+    int64_t per = 24 * VL, nt = j->t->n, streams = j->cin * nt; /* buffer floats per tile */
+    float *bufs = aligned_alloc(64, sizeof(float) * (size_t)(j->ntiles * per));
     if (!bufs) {
         j->failed[0] = 1;
         return;
@@ -633,36 +766,26 @@ __attribute__((target("avx512f"))) static void gw_range(void *arg, int64_t b, in
             int64_t n0 = j->n > 1 ? s0 : 0, n1 = j->n > 1 ? s1 : 1;
             int64_t v0 = j->n > 1 ? 0 : s0, v1 = j->n > 1 ? nvec : s1;
             bool first = s0 == 0;
-            for (int64_t ci = 0; ci < cin; ci++)
-                for (int r = 0; r < rows; r++) {
-                    float *buf = bufs + (ci * rows + r) * per;
-                    int t0 = r * j->row;
-                    if (j->row == 1) { /* the 1x1 kernel: one tap */
-                        switch (nco) {
-                        case 8: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 8, 1); break;
-                        case 4: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 4, 1); break;
-                        case 2: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 2, 1); break;
-                        default: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 1, 1); break;
-                        }
-                        continue;
-                    }
-                    switch (nco) {
-                    case 8: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 8, 3); break;
-                    case 4: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 4, 3); break;
-                    case 2: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 2, 3); break;
-                    default: gw_tile(j, co, ci, t0, n0, n1, v0, v1, buf, first, 1, 3); break;
-                    }
-                }
+            for (int64_t k = 0; k < j->ntiles; k++) {
+                float *buf = bufs + k * per;
+                int64_t row = streams - 3 * k < 3 ? streams - 3 * k : 3;
+                if (nt == 9)
+                    GW_CALL(3, 9);
+                else if (row == 3)
+                    GW_CALL(3, 1);
+                else if (row == 2)
+                    GW_CALL(2, 1);
+                else
+                    GW_CALL(1, 1);
+            }
         }
-        // gw[co + c][ci][kidx[t]] += the lanes of bufs[ci][row of t][c][t within the row] summed
-        for (int64_t ci = 0; ci < cin; ci++)
-            for (int i = 0; i < j->t->n; i++)
-                for (int c = 0; c < nco; c++) {
-                    const float *v =
-                        bufs + (ci * rows + i / j->row) * per + (c * 3 + i % j->row) * VL;
-                    j->gw[((co + c) * cin + ci) * j->kk + j->t->kidx[i]] +=
-                        _mm512_reduce_add_ps(_mm512_load_ps(v));
-                }
+        // gw[co + c][ci][kidx[t]] += the lanes of stream ci * T + t's accumulator summed
+        for (int64_t s = 0; s < streams; s++)
+            for (int c = 0; c < nco; c++) {
+                const float *v = bufs + s / 3 * per + (c * 3 + s % 3) * VL;
+                j->gw[((co + c) * j->cin + s / nt) * j->kk + j->t->kidx[s % nt]] +=
+                    _mm512_reduce_add_ps(_mm512_load_ps(v));
+            }
     }
     free(bufs);
 }
@@ -670,48 +793,51 @@ __attribute__((target("avx512f"))) static void gw_range(void *arg, int64_t b, in
 pk_status cpu_conv_direct_grad_w(pk_ctx *c, const pk_conv2d_params *p, const float *x,
                                  const float *g, float *gw) {
     dc_kind kind = dc_kind_of(p);
-    int64_t G = dc_group(p);
+    int64_t G = gw_group(p), P = p->oh * p->ow, rest = p->cout % 8;
     taps t;
     if (kind == DC_P2)
-        PK_TRY(taps_init(&t, p->oh, p->ow, 1, 1, (int[]){0}, (int[]){0}, (int[]){0}, (int[]){0}));
+        PK_TRY(taps_init(&t, p->oh, p->ow, G, 1, (int[]){0}, (int[]){0}, (int[]){0}, (int[]){0}));
     else
         PK_TRY(taps_3x3(&t, p->oh, p->ow, G, kind == DC_S2));
-    int64_t P = p->oh * p->ow, rest = p->cout % 8, nph = 0;
-    if (kind != DC_S1) nph = p->n * p->cin * 4 * P;
-    if (G > 1) nph = p->n * (p->cin + p->cout) * P; /* x and dY, stacked */
-    float *ph = nph ? malloc(sizeof(float) * (size_t)nph) : NULL;
-    if (nph && !ph) {
-        free(t.masks);
+    /* the input's copy: stacked, or split into phases (and stacked); dY's: stacked */
+    int nph = kind == DC_S2 ? 4 : 1;
+    int64_t nx = kind != DC_S1 || G > 1 ? p->n * p->cin * nph * P : 0;
+    int64_t ng = G > 1 ? p->n * p->cout * P : 0;
+    float *xs = nx ? gw_alloc(nx) : NULL, *gs = ng ? gw_alloc(ng) : NULL;
+    if ((nx && !xs) || (ng && !gs)) {
+        free(t.masks), free(xs), free(gs);
         return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for input phases");
     }
     int failed = 0;
     gw_job j = {.t = &t,
-                .n = p->n,
+                .n = p->n / G,
                 .cin = p->cin,
                 .cout = p->cout,
                 .kk = p->kh * p->kw,
-                .row = kind == DC_P2 ? 1 : 3,
                 .x = x,
-                .x_cs = P,
-                .x_ns = p->cin * P,
+                .x_cs = nph * G * P,
+                .x_ns = p->cin * nph * G * P,
                 .g = g,
-                .g_cs = P,
-                .g_ns = p->cout * P,
+                .g_cs = G * P,
+                .g_ns = p->cout * G * P,
                 .gw = gw,
+                .ntiles = (p->cin * t.n + 2) / 3,
                 .nfull = p->cout / 8,
                 .failed = &failed};
     j.nblocks = j.nfull + (rest & 1) + (rest >> 1 & 1) + (rest >> 2 & 1);
-    if (G > 1) { /* x and dY stacked, as in the forward */
-        to_groups(x, p->n, p->cin, P, G, ph);
-        to_groups(g, p->n, p->cout, P, G, ph + p->n * p->cin * P);
-        j.n = p->n / G, j.x = ph, j.x_cs = G * P, j.x_ns = p->cin * G * P;
-        j.g = ph + p->n * p->cin * P, j.g_cs = G * P, j.g_ns = p->cout * G * P;
-    } else if (ph) { /* stride 2: the four phases of channel ci at ph[n][ci] */
-        phase_split(x, p->n * p->cin, p->h, p->w, kind == DC_P2, ph);
-        j.x = ph, j.x_cs = 4 * P, j.x_ns = p->cin * 4 * P;
+    for (int i = 0; i < t.n; i++) { /* vector v reads [16 v + shift, 16 v + shift + 16) */
+        int64_t s = t.shift[i];
+        j.lo[i] = s >= 0 ? 0 : (VL - 1 - s) / VL;
+        j.hi[i] = t.plane - s >= VL ? (t.plane - s - VL) / VL + 1 : 0;
     }
+    if (kind != DC_S1)
+        phase_split_groups(x, p->n, p->cin, p->h, p->w, G, nph, xs);
+    else if (G > 1)
+        to_groups(x, p->n, p->cin, P, G, xs);
+    if (xs) j.x = xs;
+    if (G > 1) to_groups(g, p->n, p->cout, P, G, gs), j.g = gs;
     pk_parallel_for(c->pool, j.nblocks, 1, gw_range, &j);
-    free(t.masks), free(ph);
+    free(t.masks), free(xs), free(gs);
     /* a worker that found no memory left its blocks out; no two workers write the flag's
      * value differently, so the plain store is enough */
     if (failed) return pk_error(PK_ERR_NOMEM, "conv2d: out of host memory for dW tiles");

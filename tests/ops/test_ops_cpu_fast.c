@@ -10,6 +10,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cpu/cpu_conv_direct.h"
 #include "pk_test.h"
@@ -36,10 +38,14 @@ static const conv_shape shapes[] = {
     {2, 16, 32, 28, 28, 1, 2, 0, 0}, /* the 1x1 stride-2 shortcut */
     {1, 5, 13, 14, 14, 3, 2, 1, 1},  /* stride 2, batch 1, 13 = 8 + 4 + 1, bias */
     {2, 6, 10, 8, 6, 1, 2, 0, 1},    /* 1x1 stride 2, 10 = 8 + 2, bias */
+    {4, 6, 13, 28, 28, 3, 2, 1, 0},  /* stride 2, dW stacks 4 images of 14x14 phases */
+    {16, 4, 9, 14, 14, 3, 2, 1, 1},  /* stride 2, dW stacks 16 images of 7x7 phases */
+    {4, 5, 10, 28, 28, 1, 2, 0, 1},  /* 1x1 stride 2 stacked, 5 channels: dW tiles of 3 + 2 */
+    {16, 7, 8, 14, 14, 1, 2, 0, 0},  /* 1x1 stride 2 stacked by 16, 7 channels: 3 + 3 + 1 */
     {1, 6, 10, 7, 7, 3, 1, 0, 1},    /* valid padding: not a direct shape */
     {2, 3, 7, 7, 7, 3, 2, 1, 0},     /* stride 2 on an odd plane: not a direct shape */
 };
-#define NDIRECT 15 /* shapes [0, NDIRECT) are direct ones where the core has AVX-512 */
+#define NDIRECT 19 /* shapes [0, NDIRECT) are direct ones where the core has AVX-512 */
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
 static int64_t out_size(int64_t n, int k, int s, int pad) { return (n + 2 * pad - k) / s + 1; }
@@ -293,6 +299,100 @@ START_TEST(flat_elementwise) {
 }
 END_TEST
 
+/* dW of a 28x28 stride-1 layer (the one case that reads the caller's input in place) with the
+ * input at each end of its mapping, next to a page that faults when touched: dW loads the
+ * inner pixel vectors unmasked, which must never reach outside the tensor. */
+START_TEST(conv_direct_grad_w_stays_inside) {
+    const conv_shape *s = &shapes[0];
+    pk_conv2d_params p = {.n = s->n,
+                          .cin = s->cin,
+                          .h = s->h,
+                          .w = s->w,
+                          .cout = s->cout,
+                          .kh = 3,
+                          .kw = 3,
+                          .oh = s->h,
+                          .ow = s->w,
+                          .stride = 1,
+                          .pad = 1,
+                          .groups = 1};
+    if (!cpu_conv_direct_usable(&p)) return;
+    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * 9, ny = s->n * s->cout * 784;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = sizeof(float) * (size_t)nx;
+    size_t span = (bytes + page - 1) / page * page;
+    /* guard page, the input's pages, guard page */
+    char *map =
+        mmap(NULL, span + 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(map != MAP_FAILED);
+    ck_assert_int_eq(mprotect(map, page, PROT_NONE), 0);
+    ck_assert_int_eq(mprotect(map + page + span, page, PROT_NONE), 0);
+    float *up = malloc(sizeof(float) * (size_t)ny), *gw = malloc(sizeof(float) * (size_t)nw);
+    double *ry = malloc(sizeof(double) * (size_t)ny), *rdx = malloc(sizeof(double) * (size_t)nx);
+    double *rdw = malloc(sizeof(double) * (size_t)nw), rdb[16];
+    pkt_rng r = {3000};
+    pkt_fill_uniform(&r, up, ny, -1.0f, 1.0f);
+    pk_ctx *c = pkt_ctx("cpu");
+    for (int end = 0; end < 2; end++) { /* the input right after the first guard, then right
+                                           before the second (span - bytes is a multiple of 64) */
+        float *x = (float *)(map + page + (end ? span - bytes : 0));
+        pkt_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+        memset(gw, 0, sizeof(float) * (size_t)nw);
+        reference(s, x, x, x, up, ry, rdx, rdw, rdb); /* weights unused by dW: any floats */
+        ck_assert_int_eq(cpu_conv_direct_grad_w(c, &p, x, up, gw), PK_OK);
+        double ew = max_err(gw, rdw, nw);
+        ck_assert_msg(ew < 1e-5, "input at end %d: dw error %.3g", end, ew);
+    }
+    pkt_ctx_done(c);
+    munmap(map, span + 2 * page);
+    free(up), free(gw), free(ry), free(rdx), free(rdw);
+}
+END_TEST
+
+/* dW is the same to the bit on every run and any thread count: each block of output channels is
+ * summed by one worker in a fixed order (the MAN and 3DGS resume tests rely on it). */
+START_TEST(conv_direct_grad_w_deterministic) {
+    const conv_shape *s = &shapes[_i == 0 ? 8 : 12]; /* 7x7 stacked by 16; stride 2, 8 blocks */
+    int64_t oh = out_size(s->h, s->k, s->stride, s->pad),
+            ow = out_size(s->w, s->k, s->stride, s->pad);
+    pk_conv2d_params p = {.n = s->n,
+                          .cin = s->cin,
+                          .h = s->h,
+                          .w = s->w,
+                          .cout = s->cout,
+                          .kh = s->k,
+                          .kw = s->k,
+                          .oh = oh,
+                          .ow = ow,
+                          .stride = s->stride,
+                          .pad = s->pad,
+                          .groups = 1};
+    if (!cpu_conv_direct_usable(&p)) return;
+    int64_t nx = s->n * s->cin * s->h * s->w, nw = s->cout * s->cin * s->k * s->k;
+    int64_t ny = s->n * s->cout * oh * ow;
+    float *x = malloc(sizeof(float) * (size_t)nx), *up = malloc(sizeof(float) * (size_t)ny);
+    float *gw[3];
+    pkt_rng r = {4000 + (uint64_t)_i};
+    pkt_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, up, ny, -1.0f, 1.0f);
+    const int threads[3] = {1, 3, 3};
+    for (int k = 0; k < 3; k++) {
+        pk_ctx *c = NULL;
+        pk_ctx_options o = {.device = "cpu", .seed = 1, .threads = threads[k]};
+        ck_assert_int_eq(pk_ctx_create(&o, &c), PK_OK);
+        gw[k] = malloc(sizeof(float) * (size_t)nw);
+        for (int64_t i = 0; i < nw; i++)
+            gw[k][i] = 0.125f;
+        ck_assert_int_eq(cpu_conv_direct_grad_w(c, &p, x, up, gw[k]), PK_OK);
+        pk_ctx_destroy(c);
+    }
+    for (int k = 1; k < 3; k++)
+        ck_assert_msg(memcmp(gw[0], gw[k], sizeof(float) * (size_t)nw) == 0,
+                      "shape %d: dW of run %d (%d threads) differs from 1 thread", _i, k,
+                      threads[k]);
+    free(x), free(up), free(gw[0]), free(gw[1]), free(gw[2]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_cpu_fast");
     TCase *t = tcase_create("cpu");
@@ -300,6 +400,8 @@ int main(void) {
     tcase_add_loop_test(t, conv_vs_reference, 0, NSHAPES);
     tcase_add_test(t, conv_direct_finite_differences);
     tcase_add_loop_test(t, conv_direct_kernels_write_everything, 0, NDIRECT);
+    tcase_add_test(t, conv_direct_grad_w_stays_inside);
+    tcase_add_loop_test(t, conv_direct_grad_w_deterministic, 0, 2);
     tcase_add_loop_test(t, flat_elementwise, 0, 5);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
