@@ -142,11 +142,10 @@ static inline __mmask16 lanes(int64_t n) {
     do {                                                                                           \
         for (int64_t c0 = 0; c0 < w; c0 += 2 * VL) {                                               \
             __mmask16 l0 = one ? m0 : lanes(w - c0), l1 = one ? m1 : lanes(w - c0 - VL);           \
-            __mmask16 st = one ? ms : lanes(tw - c0 / 2);                                          \
             __m512 lo = _mm512_maskz_loadu_ps(l0, (x) + c0);                                       \
             __m512 hi = _mm512_maskz_loadu_ps(l1, (x) + c0 + VL);                                  \
-            _mm512_mask_storeu_ps((e) + c0 / 2, st, _mm512_permutex2var_ps(lo, ev, hi));           \
-            _mm512_mask_storeu_ps((o) + c0 / 2, st, _mm512_permutex2var_ps(lo, od, hi));           \
+            _mm512_storeu_ps((e) + c0 / 2, _mm512_permutex2var_ps(lo, ev, hi));                    \
+            _mm512_storeu_ps((o) + c0 / 2, _mm512_permutex2var_ps(lo, od, hi));                    \
         }                                                                                          \
     } while (0)
 
@@ -157,7 +156,7 @@ __attribute__((target("avx512f"))) static void wg_split(const wg_job *j, const w
     const __m512i ev = _mm512_loadu_si512(EVEN), od = _mm512_loadu_si512(ODD);
     int64_t T = j->th * j->tw, tw = j->tw, ntp = j->ntp, w = j->w, h = j->h;
     bool one = w <= 2 * VL;
-    __mmask16 m0 = lanes(w), m1 = lanes(w - VL), ms = lanes(tw);
+    __mmask16 m0 = lanes(w), m1 = lanes(w - VL);
     for (int64_t i = 0; i < gr->gn; i++)
         for (int64_t ci = 0; ci < j->cin; ci++) {
             const float *x = j->x + ((gr->n0 + i) * j->cin + ci) * h * w; // (H, W)
@@ -182,9 +181,7 @@ __attribute__((target("avx512f"))) static void wg_split(const wg_job *j, const w
     do {                                                                                           \
         for (int64_t c0 = 0; c0 < w; c0 += 2 * VL) {                                               \
             __mmask16 l0 = one ? m0 : lanes(w - c0), l1 = one ? m1 : lanes(w - c0 - VL);           \
-            __mmask16 ld = one ? ms : lanes(tw - c0 / 2);                                          \
-            __m512 e0 = _mm512_maskz_loadu_ps(ld, (e) + c0 / 2);                                   \
-            __m512 o0 = _mm512_maskz_loadu_ps(ld, (od) + c0 / 2);                                  \
+            __m512 e0 = _mm512_loadu_ps((e) + c0 / 2), o0 = _mm512_loadu_ps((od) + c0 / 2);        \
             __m512 lo = _mm512_add_ps(bv, _mm512_permutex2var_ps(e0, zl, o0));                     \
             __m512 hi = _mm512_add_ps(bv, _mm512_permutex2var_ps(e0, zh, o0));                     \
             if (acc) {                                                                             \
@@ -201,7 +198,7 @@ __attribute__((target("avx512f"))) static void wg_merge(const wg_job *j, const w
     const __m512i zl = _mm512_loadu_si512(ZIPLO), zh = _mm512_loadu_si512(ZIPHI);
     int64_t T = j->th * j->tw, tw = j->tw, ntp = j->ntp, w = j->w, h = j->h;
     bool one = w <= 2 * VL, acc = j->accumulate;
-    __mmask16 m0 = lanes(w), m1 = lanes(w - VL), ms = lanes(tw);
+    __mmask16 m0 = lanes(w), m1 = lanes(w - VL);
     for (int64_t i = 0; i < gr->gn; i++)
         for (int64_t co = 0; co < j->cout; co++) {
             float *o = j->out + ((gr->n0 + i) * j->cout + co) * h * w; // (H, W)
@@ -220,28 +217,33 @@ __attribute__((target("avx512f"))) static void wg_merge(const wg_job *j, const w
 /* ---- tiles: transforms and products over one block ---- */
 
 /* gr->vb (16, cin, NVMAX * VL) = B^T d B of the nv tile vectors from v0, B^T = [1 0 -1 0; 0 1 1 0;
- * 0 -1 1 0; 0 1 0 -1]; patch element (r, s) is phase ((r + 1) % 2, (s + 1) % 2) shifted by
- * (SH[r], SH[s]) tiles. */
+ * 0 -1 1 0; 0 1 0 -1]. Patch row r is phase row (r + 1) % 2 shifted by (-1, 0, 0, 1)[r] tile
+ * rows, column s likewise in columns: one base pointer per patch row, and the four columns at
+ * +ntp - 1, 0, +ntp, +1 from it (base + index addressing; with 16 separate offsets the address
+ * arithmetic showed in perf). */
 __attribute__((target("avx512f"), always_inline)) static inline void
 wg_input(const wg_job *j, const wg_group *gr, int64_t v0, int nv) {
-    static const int SH[4] = {-1, 0, 0, 1};
-    int64_t off[16], tw = j->tw, ntp = j->ntp;
-    int mi[16];
-    for (int r = 0; r < 4; r++)
-        for (int s = 0; s < 4; s++) {
-            off[r * 4 + s] = (((r + 1) % 2) * 2 + (s + 1) % 2) * ntp + SH[r] * tw + SH[s];
-            mi[r * 4 + s] = (SH[r] + 1) * 3 + SH[s] + 1;
-        }
+    int64_t tw = j->tw, ntp = j->ntp, ks = WG_VBK(j->cin);
     for (int v = 0; v < nv; v++) {
-        __mmask16 m[16];
-        for (int q = 0; q < 16; q++)
-            m[q] = gr->mask[(v0 + v) * NMASK + mi[q]];
-        for (int64_t ci = 0; ci < j->cin; ci++) {
-            const float *x = gr->xph + ci * 4 * ntp + (v0 + v) * VL;
+        /* mask (dy + 1) * 3 + dx + 1 for the shifts (dy, dx) of patch rows and columns */
+        const uint16_t *mv = gr->mask + (v0 + v) * NMASK;
+        __mmask16 m[3][3];
+        for (int a = 0; a < 3; a++)
+            for (int c = 0; c < 3; c++)
+                m[a][c] = mv[a * 3 + c];
+        const float *x = gr->xph + (v0 + v) * VL; // (cin, 4, ntp) from this vector
+        float *o = gr->vb + v * VL; // element k of channel ci at o + k ks + ci NVMAX VL
+        for (int64_t ci = 0; ci < j->cin; ci++, x += 4 * ntp, o += NVMAX * VL) {
+            const float *b[4] = {x + 2 * ntp - tw, x, x + 2 * ntp, x + tw};
             __m512 d[16], t[16];
-#pragma GCC unroll 16
-            for (int q = 0; q < 16; q++)
-                d[q] = _mm512_maskz_loadu_ps(m[q], x + off[q]);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                int dy = r == 0 ? 0 : r == 3 ? 2 : 1; /* the mask row: shift + 1 */
+                d[r * 4 + 0] = _mm512_maskz_loadu_ps(m[dy][0], b[r] + ntp - 1);
+                d[r * 4 + 1] = _mm512_maskz_loadu_ps(m[dy][1], b[r]);
+                d[r * 4 + 2] = _mm512_maskz_loadu_ps(m[dy][1], b[r] + ntp);
+                d[r * 4 + 3] = _mm512_maskz_loadu_ps(m[dy][2], b[r] + 1);
+            }
 #pragma GCC unroll 4
             for (int s = 0; s < 4; s++) { /* t = B^T d, column s */
                 t[0 * 4 + s] = _mm512_sub_ps(d[0 * 4 + s], d[2 * 4 + s]);
@@ -249,8 +251,6 @@ wg_input(const wg_job *j, const wg_group *gr, int64_t v0, int nv) {
                 t[2 * 4 + s] = _mm512_sub_ps(d[2 * 4 + s], d[1 * 4 + s]);
                 t[3 * 4 + s] = _mm512_sub_ps(d[1 * 4 + s], d[3 * 4 + s]);
             }
-            float *o = gr->vb + ci * NVMAX * VL + v * VL; /* element k at o + k ks */
-            int64_t ks = WG_VBK(j->cin);
 #pragma GCC unroll 4
             for (int r = 0; r < 4; r++) { /* V = t B, row r */
                 _mm512_store_ps(o + (r * 4 + 0) * ks, _mm512_sub_ps(t[r * 4 + 0], t[r * 4 + 2]));
@@ -411,7 +411,7 @@ static pk_status wg_conv(pk_ctx *c, int64_t n, int64_t cin, int64_t cout, int64_
     int64_t per = (cin + cout) * 4 * j.th * j.tw;
     j.g = (1 << 16) / per;
     j.g = j.g < 1 ? 1 : j.g > n ? n : j.g;
-    j.ntp = (j.g * j.th * j.tw + VL - 1) / VL * VL;
+    j.ntp = (j.g * j.th * j.tw + VL - 1) / VL * VL + VL;
     int64_t ngroups = (n + j.g - 1) / j.g;
     size_t nu = (size_t)(16 * WG_KSTRIDE(j.ncob, cin));
     float *u = malloc(sizeof(float) * nu);
