@@ -143,7 +143,7 @@ static inline __mmask16 lanes(int64_t n) {
         for (int64_t c0 = 0; c0 < w; c0 += 2 * VL) {                                               \
             __mmask16 l0 = one ? m0 : lanes(w - c0), l1 = one ? m1 : lanes(w - c0 - VL);           \
             __m512 lo = _mm512_maskz_loadu_ps(l0, (x) + c0);                                       \
-            __m512 hi = _mm512_maskz_loadu_ps(l1, (x) + c0 + VL);                                  \
+            __m512 hi = l1 ? _mm512_maskz_loadu_ps(l1, (x) + c0 + VL) : _mm512_setzero_ps();       \
             _mm512_storeu_ps((e) + c0 / 2, _mm512_permutex2var_ps(lo, ev, hi));                    \
             _mm512_storeu_ps((o) + c0 / 2, _mm512_permutex2var_ps(lo, od, hi));                    \
         }                                                                                          \
@@ -170,7 +170,9 @@ __attribute__((target("avx512f"))) static void wg_split(const wg_job *j, const w
             }
             if (r < h) { /* odd h: the last tile row's second row is below the plane */
                 WG_SPLIT_ROW(x, p0, p1);
-                for (int64_t q = 0; q < tw; q++)
+                _mm512_storeu_ps(p2, _mm512_setzero_ps()); /* tw <= 16 floats, as above */
+                _mm512_storeu_ps(p3, _mm512_setzero_ps());
+                for (int64_t q = VL; q < tw; q++)
                     p2[q] = 0.0f, p3[q] = 0.0f;
             }
         }
@@ -408,9 +410,16 @@ static pk_status wg_conv(pk_ctx *c, int64_t n, int64_t cin, int64_t cout, int64_
      * channels). Measured with bench/roofline/conv_winograd.c over 32-512 KiB: 128 and 512 KiB
      * were slower on one layer each; one pass over all the images streamed the phases from L3
      * and ran up to 1.25x slower. */
-    int64_t per = (cin + cout) * 4 * j.th * j.tw;
-    j.g = (1 << 16) / per;
-    j.g = j.g < 1 ? 1 : j.g > n ? n : j.g;
+    int64_t T = j.th * j.tw, g0 = (1 << 16) / ((cin + cout) * 4 * T), best = 0;
+    g0 = g0 < 1 ? 1 : g0 > n ? n : g0;
+    /* within that, down to half of it, the group size whose blocks come nearest to full ones
+     * of NVMAX vectors: 7x7 planes (16 tiles each) in groups of 8 made blocks of 4 vectors, 16
+     * accumulators instead of 24, and ran 1.1x slower than groups of 6 */
+    for (int64_t g = g0; g >= 1 && 2 * g >= g0; g--) {
+        int64_t nvec = (g * T + VL - 1) / VL, nblk = (nvec + NVMAX - 1) / NVMAX;
+        int64_t score = g * T * 1000 / (nblk * NVMAX * VL); /* tiles per lane of full blocks */
+        if (score > best) best = score, j.g = g;
+    }
     j.ntp = (j.g * j.th * j.tw + VL - 1) / VL * VL + VL;
     int64_t ngroups = (n + j.g - 1) / j.g;
     size_t nu = (size_t)(16 * WG_KSTRIDE(j.ncob, cin));

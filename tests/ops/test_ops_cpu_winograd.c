@@ -31,7 +31,7 @@ typedef struct {
 static const wshape shapes[] = {
     {64, 16, 16, 28, 28}, /* ResNet-32 stage 1 */
     {64, 32, 32, 14, 14}, /* stage 2; groups of 5 images leave a last group of 4 */
-    {64, 64, 64, 7, 7},   /* stage 3 */
+    {64, 64, 64, 7, 7},   /* stage 3; groups of 6 images leave a last group of 4 */
     {64, 1, 16, 28, 28},  /* the stem (not chosen by cpu_conv.c, but the kernel must be right) */
     {1, 16, 16, 28, 28},  /* batch 1 */
     {3, 5, 13, 7, 9},     /* odd, non-square plane; 13 = 3 blocks of 4 + 1 */
