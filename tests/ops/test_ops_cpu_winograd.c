@@ -40,7 +40,7 @@ static const wshape shapes[] = {
     {2, 3, 10, 2, 1},     {2, 9, 17, 5, 3}, /* odd plane narrower than a tile vector */
     {3, 4, 5, 35, 37},                      /* wider than the 32-column chunks of the phase split */
     {5, 16, 20, 28, 28},                    /* groups of 2 images: a last group of 1 */
-    {11, 64, 61, 7, 7}, /* groups of 8 images of 7x7: a last group of 3; 61 = 15 x 4 + 1 */
+    {11, 64, 61, 7, 7}, /* groups of 6 images of 7x7: a last group of 5; 61 = 15 x 4 + 1 */
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
