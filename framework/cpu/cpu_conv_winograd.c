@@ -264,13 +264,38 @@ wg_input(const wg_job *j, const wg_group *gr, int64_t v0, int nv) {
     }
 }
 
+/* Lines still to prefetch: the next group's input, then this group's output, a few at a time
+ * between the products so that the split and the merge find them in L2. Without it, on data
+ * cold from a training step (bench/roofline/conv_winograd.c's rotating buffers), the split and
+ * merge waited on memory and Winograd lost its lead over the direct kernel, whose loads overlap
+ * its FMAs. */
+typedef struct {
+    const char *p[2]; /* next line of each region */
+    int64_t left[2];  /* lines left in each region */
+    int64_t per;      /* lines per call */
+} wg_pf;
+
+/* Issues pf->per prefetches (into L2), the first region first. */
+static inline void wg_prefetch(wg_pf *pf) {
+    for (int64_t i = 0; i < pf->per; i++) {
+        int r = pf->left[0] ? 0 : 1;
+        if (!pf->left[r]) return;
+        if (r)
+            __builtin_prefetch(pf->p[1], 1, 2);
+        else
+            __builtin_prefetch(pf->p[0], 0, 2);
+        pf->p[r] += 64, pf->left[r]--;
+    }
+}
+
 /* mb (16, CO, NVMAX * VL) = U_k (CO rows of block cob, cin) vb_k (cin, nv vectors) for each k:
  * CO x nv accumulators (nv a constant at each call), per input channel nv loads, CO broadcasts
  * and CO nv FMAs. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-wg_product(const wg_job *j, int64_t cob, const float *vb, float *mb, const int nv) {
+wg_product(const wg_job *j, int64_t cob, const float *vb, float *mb, wg_pf *pf, const int nv) {
     int64_t cin = j->cin;
     for (int k = 0; k < 16; k++) {
+        wg_prefetch(pf);
         __m512 acc[CO][NVMAX];
 #pragma GCC unroll 4
         for (int c = 0; c < CO; c++)
@@ -347,7 +372,12 @@ __attribute__((target("avx512f"))) static void wg_range(void *arg, int64_t b, in
         gr.nvec = (gr.gn * j->th * j->tw + VL - 1) / VL;
         gr.mask = j->mask + (gr.gn < j->g) * (j->ntp / VL) * NMASK;
         wg_split(j, &gr);
-        int64_t nblk = (gr.nvec + NVMAX - 1) / NVMAX;
+        int64_t nblk = (gr.nvec + NVMAX - 1) / NVMAX, hw = j->h * j->w;
+        int64_t next = gi + 1 < e ? (j->n - gr.n0 - gr.gn < j->g ? j->n - gr.n0 - gr.gn : j->g) : 0;
+        wg_pf pf = {.p = {(const char *)(j->x + (gr.n0 + gr.gn) * j->cin * hw),
+                          (const char *)(j->out + gr.n0 * j->cout * hw)},
+                    .left = {next * j->cin * hw / 16, gr.gn * j->cout * hw / 16}};
+        pf.per = (pf.left[0] + pf.left[1]) / (nblk * j->ncob * 16) + 1;
         for (int64_t bl = 0; bl < nblk; bl++) {
             /* blocks of near-equal size, as in the direct kernel */
             int64_t v0 = bl * gr.nvec / nblk, v1 = (bl + 1) * gr.nvec / nblk;
@@ -356,12 +386,12 @@ __attribute__((target("avx512f"))) static void wg_range(void *arg, int64_t b, in
             for (int64_t cob = 0; cob < j->ncob; cob++) {
                 int nco = (int)(j->cout - cob * CO < CO ? j->cout - cob * CO : CO);
                 switch (nv) {
-                case 1: wg_product(j, cob, gr.vb, gr.mb, 1); break;
-                case 2: wg_product(j, cob, gr.vb, gr.mb, 2); break;
-                case 3: wg_product(j, cob, gr.vb, gr.mb, 3); break;
-                case 4: wg_product(j, cob, gr.vb, gr.mb, 4); break;
-                case 5: wg_product(j, cob, gr.vb, gr.mb, 5); break;
-                default: wg_product(j, cob, gr.vb, gr.mb, 6); break;
+                case 1: wg_product(j, cob, gr.vb, gr.mb, &pf, 1); break;
+                case 2: wg_product(j, cob, gr.vb, gr.mb, &pf, 2); break;
+                case 3: wg_product(j, cob, gr.vb, gr.mb, &pf, 3); break;
+                case 4: wg_product(j, cob, gr.vb, gr.mb, &pf, 4); break;
+                case 5: wg_product(j, cob, gr.vb, gr.mb, &pf, 5); break;
+                default: wg_product(j, cob, gr.vb, gr.mb, &pf, 6); break;
                 }
                 wg_output(j, &gr, cob, nco, v0, nv);
             }

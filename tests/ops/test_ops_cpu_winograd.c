@@ -37,10 +37,11 @@ static const wshape shapes[] = {
     {3, 5, 13, 7, 9},     /* odd, non-square plane; 13 = 3 blocks of 4 + 1 */
     {2, 7, 6, 1, 1},      /* 1x1 plane: only the centre tap */
     {3, 6, 3, 1, 2},      /* 1x2 and 2x1 planes, fewer output channels than a block */
-    {2, 3, 10, 2, 1},     {2, 9, 17, 5, 3}, /* odd plane narrower than a tile vector */
-    {3, 4, 5, 35, 37},                      /* wider than the 32-column chunks of the phase split */
-    {5, 16, 20, 28, 28},                    /* groups of 2 images: a last group of 1 */
-    {11, 64, 61, 7, 7}, /* groups of 6 images of 7x7: a last group of 5; 61 = 15 x 4 + 1 */
+    {2, 3, 10, 2, 1},     /* 2x1 */
+    {2, 9, 17, 5, 3},     /* odd plane narrower than a tile vector */
+    {3, 4, 5, 35, 37},    /* wider than the 32-column chunks of the phase split */
+    {5, 16, 20, 28, 28},  /* groups of 2 images: a last group of 1 */
+    {11, 64, 61, 7, 7},   /* groups of 6 images of 7x7: a last group of 5; 61 = 15 x 4 + 1 */
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
