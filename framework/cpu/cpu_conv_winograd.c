@@ -436,11 +436,13 @@ static pk_status wg_conv(pk_ctx *c, int64_t n, int64_t cin, int64_t cout, int64_
                 .accumulate = accumulate,
                 .failed = &failed};
     /* images per group: the group's input and output phases ((cin + cout) 4 TH TW floats) near
-     * 256 KiB, a quarter of a Zen 5 core's L2, beside the block buffers (up to 400 KiB with 64
-     * channels). Measured with bench/roofline/conv_winograd.c over 32-512 KiB: 128 and 512 KiB
-     * were slower on one layer each; one pass over all the images streamed the phases from L3
-     * and ran up to 1.25x slower. */
-    int64_t T = j.th * j.tw, g0 = (1 << 16) / ((cin + cout) * 4 * T), best = 0;
+     * 256 KiB, a quarter of a Zen 5 core's L2, beside the block buffers and the transformed
+     * weights; 128 KiB where those weights alone take 256 KiB (64 channels in and out). Measured
+     * with bench/roofline/conv_winograd.c (cold data) over 128-512 KiB: 512 KiB was slower on
+     * 16 channels, 256 KiB on 64 channels (0.80 -> 0.87 ms); one pass over all the images
+     * streamed the phases from L3 and ran up to 1.25x slower. */
+    int64_t budget = 16 * cin * cout >= (1 << 16) ? 1 << 15 : 1 << 16; /* floats */
+    int64_t T = j.th * j.tw, g0 = budget / ((cin + cout) * 4 * T), best = 0;
     g0 = g0 < 1 ? 1 : g0 > n ? n : g0;
     /* within that, down to half of it, the group size whose blocks come nearest to full ones
      * of NVMAX vectors: 7x7 planes (16 tiles each) in groups of 8 made blocks of 4 vectors, 16

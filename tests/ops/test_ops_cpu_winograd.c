@@ -31,7 +31,7 @@ typedef struct {
 static const wshape shapes[] = {
     {64, 16, 16, 28, 28}, /* ResNet-32 stage 1 */
     {64, 32, 32, 14, 14}, /* stage 2; groups of 5 images leave a last group of 4 */
-    {64, 64, 64, 7, 7},   /* stage 3; groups of 6 images leave a last group of 4 */
+    {64, 64, 64, 7, 7},   /* stage 3 (groups of 4 images) */
     {64, 1, 16, 28, 28},  /* the stem (not chosen by cpu_conv.c, but the kernel must be right) */
     {1, 16, 16, 28, 28},  /* batch 1 */
     {3, 5, 13, 7, 9},     /* odd, non-square plane; 13 = 3 blocks of 4 + 1 */
@@ -41,7 +41,8 @@ static const wshape shapes[] = {
     {2, 9, 17, 5, 3},     /* odd plane narrower than a tile vector */
     {3, 4, 5, 35, 37},    /* wider than the 32-column chunks of the phase split */
     {5, 16, 20, 28, 28},  /* groups of 2 images: a last group of 1 */
-    {11, 64, 61, 7, 7},   /* groups of 6 images of 7x7: a last group of 5; 61 = 15 x 4 + 1 */
+    {11, 64, 65, 7, 7},   /* groups of 3 images of 7x7: a last group of 2; 65 = 16 x 4 + 1 */
+    {13, 40, 24, 7, 7},   /* groups of 12 images of 7x7: a last group of 1 */
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
