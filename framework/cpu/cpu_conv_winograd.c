@@ -18,11 +18,18 @@
  * transform is 16 masked loads and 32 vector adds per channel and 16 tiles, the output
  * transform 16 loads and 24 adds; its 2x2 results go to the output's phases, merged into NCHW.
  *
- * Work unit: a block of up to 6 vectors (96 tiles). Its input transform (16, Cin, 96) is written
- * to a per-thread buffer (Cin * 6 KiB, L2), then for each block of 4 output channels the 16
- * products run with 4 x 6 accumulators in registers (per input channel: 6 loads, 4 broadcasts,
- * 24 FMAs, the shape of the direct forward tile) into an L1 buffer (16, 4, 96) that the output
- * transform reads straight away. */
+ * Work unit: a group of images, sized so that its phases stay in L2, split, computed and
+ * merged by one worker; while it computes, the next group's input and its own output are
+ * prefetched (activations arrive cold in training). Within a group, blocks of up to 6 vectors
+ * (96 tiles): a block's input transform (16, Cin, 96) goes to a per-thread buffer (Cin * 6 KiB,
+ * L2), then for each block of 4 output channels the 16 products run with 4 x 6 accumulators in
+ * registers (per input channel: 6 loads, 4 broadcasts, 24 FMAs, the shape of the direct forward
+ * tile) into an L1 buffer (16, 4, 96) that the output transform reads straight away.
+ *
+ * Measured (bench/roofline/conv_winograd.c, one thread, batch 64, cold activations): 1.3-1.4x
+ * the direct kernel on ResNet-32's 16-, 32- and 64-channel layers, forward and dX alike; the
+ * 2.25x fewer multiplies are partly spent on the transforms, the phase split and merge, and on
+ * 7x7 planes on the 8x8 of tiles that cover them. */
 #include "cpu/cpu_conv_winograd.h"
 
 #include <stdint.h>
@@ -44,8 +51,9 @@ bool cpu_conv_winograd_shape_ok(const pk_conv2d_params *p) {
 }
 
 bool cpu_conv_winograd_usable(const pk_conv2d_params *p) {
-    /* bench/roofline/conv_winograd.c: faster than the direct kernel on ResNet-32's 16-, 32- and
-     * 64-channel layers; the stem (one input channel) spends its time in the transforms */
+    /* bench/roofline/conv_winograd.c: 1.3-1.4x the direct kernel on ResNet-32's 16-, 32- and
+     * 64-channel layers, 0.8-1.0x on the stem's forward (one input channel: the output transform
+     * and merge of 16 channels for one channel's products). 8 lies between the two, unmeasured. */
     return cpu_conv_winograd_shape_ok(p) && p->cin >= 8 && p->cout >= 8;
 }
 
@@ -60,7 +68,7 @@ bool cpu_conv_winograd_usable(const pk_conv2d_params *p) {
 typedef struct {
     int64_t n, cin, cout, h, w;
     int64_t th, tw;       /* tiles per column and row of an image */
-    int64_t g, ntp;       /* images per group; a group's tiles padded to whole vectors */
+    int64_t g, ntp;       /* images per group; its tiles padded to whole vectors, plus one */
     int64_t ncob;         /* output-channel blocks of CO */
     const uint16_t *mask; /* (2, ntp / VL, NMASK): a whole group's masks, then the last one's */
     const float *u;       /* (16, ncob, cin, CO) (WG_KSTRIDE): transformed weights, 0 past cout */
@@ -137,7 +145,9 @@ static inline __mmask16 lanes(int64_t n) {
 }
 
 /* One row x (w floats) split into its even and odd columns e and o (tw floats each), columns
- * past w zero; the masks of w <= 32 (one chunk of 32 columns) come from the caller. */
+ * past w zero; the masks of w <= 32 (one chunk of 32 columns) come from the caller. The stores
+ * are whole vectors (masked stores were the loop's bottleneck): the lanes past tw land where the
+ * next row, the next image or the plane's padding vector is written later. */
 #define WG_SPLIT_ROW(x, e, o)                                                                      \
     do {                                                                                           \
         for (int64_t c0 = 0; c0 < w; c0 += 2 * VL) {                                               \
@@ -149,9 +159,9 @@ static inline __mmask16 lanes(int64_t n) {
         }                                                                                          \
     } while (0)
 
-/* gr->xph = the phases of the group's input planes, a pair of rows (one tile row) at a time;
- * rows and columns past the plane are zeros. The row loop is the whole cost here, so its masks
- * are hoisted for planes up to 32 wide (perf: integer mask arithmetic was most of it). */
+/* gr->xph = the phases of the group's input planes, a pair of rows (one tile row) at a time, in
+ * memory order; rows and columns past the plane are zeros. The row loop is the whole cost here,
+ * so its masks are hoisted for planes up to 32 wide (perf: mask arithmetic was most of it). */
 __attribute__((target("avx512f"))) static void wg_split(const wg_job *j, const wg_group *gr) {
     const __m512i ev = _mm512_loadu_si512(EVEN), od = _mm512_loadu_si512(ODD);
     int64_t T = j->th * j->tw, tw = j->tw, ntp = j->ntp, w = j->w, h = j->h;
@@ -178,7 +188,9 @@ __attribute__((target("avx512f"))) static void wg_split(const wg_job *j, const w
         }
 }
 
-/* Row o (w floats) (+)= bias and the interleaved even and odd columns e and o. */
+/* Row o (w floats) (+)= bias and the interleaved even and odd columns e and od. The phase
+ * loads are whole vectors (the lanes past tw read the next row or the padding vector and are
+ * never stored); the stores into out are masked, since out is not this kernel's to overrun. */
 #define WG_MERGE_ROW(e, od, o)                                                                     \
     do {                                                                                           \
         for (int64_t c0 = 0; c0 < w; c0 += 2 * VL) {                                               \
@@ -290,7 +302,7 @@ static inline void wg_prefetch(wg_pf *pf) {
 
 /* mb (16, CO, NVMAX * VL) = U_k (CO rows of block cob, cin) vb_k (cin, nv vectors) for each k:
  * CO x nv accumulators (nv a constant at each call), per input channel nv loads, CO broadcasts
- * and CO nv FMAs. */
+ * and CO nv FMAs; a share of the prefetches before each k. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 wg_product(const wg_job *j, int64_t cob, const float *vb, float *mb, wg_pf *pf, const int nv) {
     int64_t cin = j->cin;
@@ -326,7 +338,7 @@ wg_product(const wg_job *j, int64_t cob, const float *vb, float *mb, wg_pf *pf, 
 }
 
 /* gr->oph, the output phases of channels cob * CO + c (c < nco), tile vectors v0 + [0, nv), from
- * mb: gr->mb: Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1]. */
+ * the products in gr->mb: Y = A^T M A, A^T = [1 1 1 0; 0 1 -1 -1]. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 wg_output(const wg_job *j, const wg_group *gr, int64_t cob, int nco, int64_t v0, int nv) {
     const float *mb = gr->mb;
