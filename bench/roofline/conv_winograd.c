@@ -1,7 +1,8 @@
 /* conv_winograd.c - times the Winograd F(2x2, 3x3) kernels (cpu_conv_winograd.c) against the
  * direct ones (cpu_conv_direct.c) on ResNet-32's 3x3 stride-1 layer shapes at batch 64, one
- * thread: forward and input gradient, median ms per call over REPS calls and the direct /
- * Winograd ratio, plus the largest difference between the two over the largest output. Each
+ * thread: forward and input gradient (written, and added into an existing gradient), median ms
+ * per call over REPS calls and the direct / Winograd ratio, plus the largest difference between
+ * the two over the largest output. Each
  * call reads and writes one of NBUF input/output pairs in turn (over 40 MiB in all, more than
  * the L3), so that activations arrive cold as they do in a training step: with one warm pair
  * the Winograd kernels looked up to 1.2x better than they are. Process CPU time, not wall time:
@@ -53,6 +54,15 @@ static pk_status dx_direct(pk_ctx *c, const pk_conv2d_params *p, const float *g,
 static pk_status dx_wino(pk_ctx *c, const pk_conv2d_params *p, const float *g, const float *w,
                          float *gx) {
     return cpu_conv_winograd_grad_x(c, p, w, g, gx, false);
+}
+
+static pk_status dx_direct_acc(pk_ctx *c, const pk_conv2d_params *p, const float *g, const float *w,
+                               float *gx) {
+    return cpu_conv_direct_grad_x(c, p, w, g, gx, true);
+}
+static pk_status dx_wino_acc(pk_ctx *c, const pk_conv2d_params *p, const float *g, const float *w,
+                             float *gx) {
+    return cpu_conv_winograd_grad_x(c, p, w, g, gx, true);
 }
 
 /* Median ms of reps calls of f (after one warm-up), call r on in[r % NBUF] and out[r % NBUF]. */
@@ -133,9 +143,15 @@ int main(int argc, char **argv) {
         memcpy(d0, gx[reps % NBUF], 4 * nx);
         double xw = time_ms(dx_wino, c, &p, g, w, gx, reps);
         double ex = rel_diff(gx[reps % NBUF], d0, nx);
+        /* dX added into an existing gradient (a block's first convolution, whose input also
+         * feeds the shortcut) */
+        double ad = time_ms(dx_direct_acc, c, &p, g, w, gx, reps);
+        double aw = time_ms(dx_wino_acc, c, &p, g, w, gx, reps);
         printf("Cin=%2d Cout=%2d HW=%2d: forward direct %5.2f ms (%3.0f GFLOP/s) winograd %5.2f ms"
-               " (%.2fx, diff %.1e); dX direct %5.2f ms winograd %5.2f ms (%.2fx, diff %.1e)\n",
-               (int)ci, (int)co, (int)hw, fd, flop / fd, fw, fd / fw, ey, xd, xw, xd / xw, ex);
+               " (%.2fx, diff %.1e); dX direct %5.2f ms winograd %5.2f ms (%.2fx, diff %.1e);"
+               " dX accumulated direct %5.2f ms winograd %5.2f ms (%.2fx)\n",
+               (int)ci, (int)co, (int)hw, fd, flop / fd, fw, fd / fw, ey, xd, xw, xd / xw, ex, ad,
+               aw, ad / aw);
         for (int b = 0; b < NBUF; b++)
             free(x[b]), free(g[b]), free(y[b]), free(gx[b]);
         free(w), free(y0), free(d0);
