@@ -2,12 +2,11 @@
  * direct ones (cpu_conv_direct.c) on ResNet-32's 3x3 stride-1 layer shapes at batch 64, one
  * thread: forward and input gradient (written, and added into an existing gradient), median ms
  * per call over REPS calls and the direct / Winograd ratio, plus the largest difference between
- * the two over the largest output. Each
- * call reads and writes one of NBUF input/output pairs in turn (over 40 MiB in all, more than
- * the L3), so that activations arrive cold as they do in a training step: with one warm pair
- * the Winograd kernels looked up to 1.2x better than they are. Process CPU time, not wall time:
- * the machine is shared. Not part of the build (the CLI globs only bench/ itself, not this
- * folder); after building:
+ * the two over the largest output. Each call reads and writes one of NBUF input/output pairs
+ * in turn (over 40 MiB in all, more than the L3), so that activations arrive cold as they do in
+ * a training step: with one warm pair the Winograd kernels looked up to 1.2x better than they
+ * are. Process CPU time, not wall time: the machine is shared. Not part of the build (the CLI
+ * globs only bench/ itself, not this folder); after building:
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iframework -Icommon \
  *      -o /tmp/conv_winograd bench/roofline/conv_winograd.c \
  *      build/framework/libpolyak_framework_impl.a build/shaders/libpolyak_shaders.a \
