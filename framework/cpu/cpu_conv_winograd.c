@@ -26,7 +26,7 @@
  * registers (per input channel: 6 loads, 4 broadcasts, 24 FMAs, the shape of the direct forward
  * tile) into an L1 buffer (16, 4, 96) that the output transform reads straight away.
  *
- * Measured (bench/roofline/conv_winograd.c, one thread, batch 64, cold activations): 1.3-1.4x
+ * Measured (bench/roofline/conv_winograd.c, one thread, batch 64, cold activations): 1.2-1.4x
  * the direct kernel on ResNet-32's 16-, 32- and 64-channel layers, forward and dX alike; the
  * 2.25x fewer multiplies are partly spent on the transforms, the phase split and merge, and on
  * 7x7 planes on the 8x8 of tiles that cover them. */
