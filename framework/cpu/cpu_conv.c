@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cpu_conv_direct.h"
+#include "cpu_conv_winograd.h"
 #include "cpu_util.h"
 
 /* The columns [lo, hi) of output positions whose input index o*s + k - pad lies in [0, n). */
@@ -302,6 +303,8 @@ pk_status cpu_conv2d_forward(pk_ctx *c, pk_node *n) {
     const float *bias = n->n_in > 2 && n->in[2] ? cpu_f32(n->in[2]) : NULL;
     float *out = cpu_f32(n->out[0]); // (N, Cout, OH, OW)
     int64_t ohw = p->oh * p->ow, hw = p->h * p->w, ckk = p->cin / p->groups * p->kh * p->kw;
+    /* 3x3 stride-1 layers with enough channels: Winograd F(2x2, 3x3) (cpu_conv_winograd.c) */
+    if (cpu_conv_winograd_usable(p)) return cpu_conv_winograd_forward(c, p, x, w, bias, out, false);
     if (cpu_conv_direct_usable(p)) return cpu_conv_direct_forward(c, p, x, w, bias, out, false);
     /* out starts as the bias (or zero); the kernels below accumulate into it */
     bias_job bj = {.p = p, .b = bias, .out = out};
@@ -376,7 +379,11 @@ pk_status cpu_conv2d_backward(pk_ctx *c, pk_node *n) {
     bool direct = cpu_conv_direct_usable(p);
     if (direct && gw) PK_TRY(cpu_conv_direct_grad_w(c, p, x, g, gw));
     if (direct && gx) { /* a fresh dX is written, not added to */
-        PK_TRY(cpu_conv_direct_grad_x(c, p, w, g, gx, !cpu_grad_fresh(n, 0)));
+        /* Winograd's shapes are a subset of the direct ones, so the settling above holds */
+        if (cpu_conv_winograd_usable(p))
+            PK_TRY(cpu_conv_winograd_grad_x(c, p, w, g, gx, !cpu_grad_fresh(n, 0)));
+        else
+            PK_TRY(cpu_conv_direct_grad_x(c, p, w, g, gx, !cpu_grad_fresh(n, 0)));
         return cpu_grad_settle(n, 0, false);
     }
     if (direct) return PK_OK;
