@@ -250,6 +250,43 @@ static bool writes_fresh_grads(const pk_ctx *c, pk_op op) {
             op == PK_OP_UNARY || op == PK_OP_BINARY);
 }
 
+/* Whether input j of n can take n's output gradient as its own instead of a copy: n is a CPU
+ * add whose input j has the output's shape (d out / d in_j is the identity) or a reshape (a
+ * view: the same elements in the same order), input j is an activation of this tape with no
+ * gradient yet and no other consumer (nothing else will add into it), and it is not n's other
+ * input too. PyTorch's AddBackward and ViewBackward hand the gradient on alike; here it saves a
+ * gradient-sized block of the step arena and a pass over memory per add or reshape. */
+static bool grad_passes_through(const pk_ctx *c, const pk_node *n, int j) {
+    const tensor *t = n->in[j], *o = n->out[0];
+    if (c->backend != PK_BACKEND_CPU || n->n_out != 1 || !t->node || t->grad) return false;
+    if (!o->grad || o->grad_fresh || t->dtype != o->dtype || tensor_numel(t) != tensor_numel(o))
+        return false;
+    if (n->op == PK_OP_BINARY) {
+        if (PK_PARAMS(n, pk_binary_params)->kind != PK_ADD || t->ndim != o->ndim) return false;
+        for (int d = 0; d < t->ndim; d++)
+            if (t->shape[d] != o->shape[d]) return false;
+    } else if (n->op != PK_OP_ACCUM) /* on the tape, ACCUM is pk_reshape */
+        return false;
+    for (int k = 0; k < n->n_in; k++)
+        if (k != j && n->in[k] == t) return false;
+    for (int i = 0; i < c->tape_len; i++) {
+        const pk_node *m = c->tape[i];
+        if (m == n) continue;
+        for (int k = 0; k < m->n_in; k++)
+            if (m->in[k] == t) return false;
+    }
+    return true;
+}
+
+/* The output gradient of n seen with input j's shape (contiguous, like every gradient). */
+static tensor *grad_pass_view(pk_ctx *c, const pk_node *n, int j) {
+    const tensor *t = n->in[j], *g = n->out[0]->grad;
+    int64_t st[PK_MAX_DIMS], acc = 1;
+    for (int d = t->ndim - 1; d >= 0; d--)
+        st[d] = acc, acc *= t->shape[d];
+    return tensor_view(c->step, g, t->ndim, t->shape, st, g->offset);
+}
+
 /* Gives the inputs of n that want one a gradient before n's backward runs. A new gradient is
  * left unwritten (fresh) for kernels that write it; it is zero-filled for the others and when
  * the tensor is two of n's inputs (its first contribution must not overwrite its second). */
@@ -258,6 +295,12 @@ static pk_status grad_ensure_inputs(pk_ctx *c, pk_node *n) {
     for (int j = 0; j < n->n_in; j++) {
         tensor *t = n->in[j];
         if (!t || !t->requires_grad || t->grad) continue;
+        if (grad_passes_through(c, n, j)) { /* the kernel leaves it alone */
+            t->grad = grad_pass_view(c, n, j);
+            if (!t->grad) return PK_ERR_NOMEM;
+            t->grad_fresh = false;
+            continue;
+        }
         if (!fresh_ok) {
             PK_TRY(pk_grad_ensure(c, t));
             continue;

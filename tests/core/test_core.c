@@ -326,6 +326,50 @@ START_TEST(test_backward_twice_accumulates) {
 }
 END_TEST
 
+/* The operands of an add, and the input of a reshape, that nothing else consumes take the
+ * output gradient as their own on the CPU (no copy, no block of the arena); the gradients must
+ * stay right, also through chained adds, a second backward walk and an operand that has another
+ * consumer. y = sum(((2w + 3w) + 4w) x) + sum(relu(5w) x) (5w also added in)
+ * + sum(reshape(6w, 2x2) reshape(x, 2x2)): dy/dw = 14x + 5x [w > 0] + 6x. */
+START_TEST(test_add_gradient_passes_through) {
+    pk_ctx *c = loop_ctx(_i);
+    if (!c) return;
+    const float wv[4] = {0.5f, -1.25f, 2.0f, -0.75f}, xv[4] = {1.5f, -2.0f, 0.25f, 3.0f};
+    const int64_t sq[2] = {2, 2};
+    tensor *w = param_from(c, 4, wv);
+    ck_assert_int_eq(pk_step_begin(c), PK_OK);
+    tensor *x = pkt_const(c, PK_F32, 1, (int64_t[]){4}, xv);
+    tensor *p = pk_scale(c, w, 2.0f), *q = pk_scale(c, w, 3.0f), *u = pk_scale(c, w, 4.0f);
+    tensor *v = pk_scale(c, w, 5.0f); /* consumed by the add and by relu: its own gradient */
+    tensor *z = pk_scale(c, w, 6.0f), *zr = pk_reshape(c, z, 2, sq);
+    tensor *s = pk_add(c, pk_add(c, pk_add(c, p, q), u), v);
+    tensor *y =
+        pk_add(c, pk_sum_all(c, pk_mul(c, s, x)), pk_sum_all(c, pk_mul(c, pk_relu(c, v), x)));
+    y = pk_add(c, y, pk_sum_all(c, pk_mul(c, zr, pk_reshape(c, x, 2, sq))));
+    ck_assert_int_eq(autograd_backward(c, y), PK_OK);
+    float want[4];
+    for (int i = 0; i < 4; i++)
+        want[i] = 20 * xv[i] + (wv[i] > 0 ? 5 * xv[i] : 0);
+    assert_grad(w, want, 4, "adds and a reshape");
+    if (_i == 0) { /* CPU: p and q share the inner add's output gradient; v does not */
+        ck_assert_ptr_eq(p->grad->block, q->grad->block);
+        ck_assert_int_eq(p->grad->offset, q->grad->offset);
+        ck_assert_ptr_eq(u->grad->block, s->grad->block);
+        ck_assert_int_eq(u->grad->offset, s->grad->offset);
+        ck_assert(v->grad->block != s->grad->block || v->grad->offset != s->grad->offset);
+        ck_assert_ptr_eq(z->grad->block, zr->grad->block);
+        ck_assert_int_eq(z->grad->offset, zr->grad->offset);
+        ck_assert_int_eq(z->grad->ndim, 1);
+    }
+    /* a second walk over the same graph adds the same again */
+    ck_assert_int_eq(autograd_backward(c, y), PK_OK);
+    for (int i = 0; i < 4; i++)
+        want[i] *= 2;
+    assert_grad(w, want, 4, "adds and a reshape, second walk");
+    pkt_ctx_done(c);
+}
+END_TEST
+
 START_TEST(test_reshape_and_detach) {
     pk_ctx *c = loop_ctx(_i);
     if (!c) return;
@@ -543,6 +587,7 @@ int main(void) {
     tcase_add_test(t, test_arena_block_failure);
     tcase_add_loop_test(t, test_grad_used_twice_and_diamond, 0, 2);
     tcase_add_loop_test(t, test_fresh_grads_written_then_added, 0, 2);
+    tcase_add_loop_test(t, test_add_gradient_passes_through, 0, 2);
     tcase_add_loop_test(t, test_backward_twice_accumulates, 0, 2);
     tcase_add_loop_test(t, test_reshape_and_detach, 0, 2);
     tcase_add_test(t, test_backward_null_loss_message);
