@@ -28,6 +28,7 @@ static const char *usage =
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
     const char *C = "splat train";
+    bool fixed_background = false; /* --background: a fixed colour unless --random-background */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n = 0;
@@ -102,9 +103,9 @@ int cmd_splat_train(int argc, char **argv) {
             char tail;
             if (sscanf(v, "%f,%f,%f%c", &b[0], &b[1], &b[2], &tail) != 3)
                 return cli_usage(C, usage, "--background expects R,G,B (each in [0, 1])");
-            i++;
+            fixed_background = true, i++;
         } else if (strcmp(a, "--random-background") == 0) {
-            o.random_background = true;
+            o.random_background = 1;
         } else if (strcmp(a, "--threads") == 0) {
             if (!cli_int(C, a, v, 1, 1024, &n)) return cli_usage(C, usage, NULL);
             o.threads = (int)n, i++;
@@ -112,6 +113,7 @@ int cmd_splat_train(int argc, char **argv) {
             return cli_usage(C, usage, "unknown option or missing value");
     }
     if (!o.data || !o.out) return cli_usage(C, usage, "--data and --out are required");
+    if (fixed_background && !o.random_background) o.random_background = -1;
     o = gs_train_defaults(o);
     gs_trainer *t = NULL;
     if (gs_trainer_create(&o, &t) != PK_OK) return cli_fail(C, "preparing the run");
@@ -125,6 +127,13 @@ int cmd_splat_train(int argc, char **argv) {
             : info.from_points ? "from SfM points"
                                : "random",
             info.device_name);
+    if (info.photos && !info.start_step)
+        fprintf(stderr,
+                "polyak splat train: settings for photos: %s background, densification from "
+                "step %lld, %s (--background R,G,B, --densify-from N, --prune-big-scale F "
+                "change them)\n",
+                info.random_background ? "random" : "fixed", (long long)info.densify_from,
+                info.prune_big_scale > 0 ? "world-size prune" : "no world-size prune");
     if (info.levels)
         fprintf(stderr,
                 "polyak splat train: coarse to fine: steps 1-%lld at 1/%d of the size, doubled "

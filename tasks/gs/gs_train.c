@@ -85,17 +85,24 @@ gs_train_options gs_train_defaults(gs_train_options o) {
     if (!o.keep_checkpoints) o.keep_checkpoints = 3;
     if (!o.max_gaussians) o.max_gaussians = 5000000;
     if (!o.init_points) o.init_points = 100000;
-    if (!o.densify_from) o.densify_from = o.iters >= 5000 ? 500 : o.iters / 10;
     if (!o.densify_until) o.densify_until = o.iters >= 30000 ? 15000 : o.iters / 2;
     if (!o.densify_interval) o.densify_interval = 100;
     if (!o.opacity_reset) o.opacity_reset = 3000;
     if (!o.sh_interval) o.sh_interval = 1000;
     if (!o.grad_threshold) o.grad_threshold = 2e-4;
-    if (!o.prune_big_scale) o.prune_big_scale = 0.1;
     /* coarse to fine is off unless asked for: it did not help on the mouse photos (RESULTS.md);
      * asked for without a schedule, OpenSplat's 3,000 steps per level */
     if (!o.num_downscales) o.num_downscales = -1;
     if (!o.resolution_schedule) o.resolution_schedule = 3000;
+    return o;
+}
+
+gs_train_options gs_train_for_scene(gs_train_options o, bool photos) {
+    if (!o.densify_from)
+        o.densify_from = photos ? (o.iters >= 2000 ? 200 : o.iters / 10)
+                                : (o.iters >= 5000 ? 500 : o.iters / 10);
+    if (!o.prune_big_scale) o.prune_big_scale = photos ? -1 : 0.1;
+    if (!o.random_background) o.random_background = photos ? 1 : -1;
     return o;
 }
 
@@ -320,7 +327,7 @@ static void format_options(gs_trainer *t) {
              (long long)o->densify_until, (long long)o->densify_interval,
              (long long)o->opacity_reset, (long long)o->sh_interval,
              o->num_downscales > 0 ? o->num_downscales : 0, (long long)o->resolution_schedule,
-             o->background[0], o->background[1], o->background[2], o->random_background ? 1 : 0,
+             o->background[0], o->background[1], o->background[2], o->random_background > 0 ? 1 : 0,
              o->prune_big_scale > 0 ? o->prune_big_scale : 0);
 }
 
@@ -392,9 +399,10 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     for (int k = 0; k < 3; k++)
         if (!(t->o.background[k] >= 0 && t->o.background[k] <= 1))
             FAIL(pk_error(PK_ERR_INVALID, "3DGS: background components must be in [0, 1]"));
-    format_options(t);
     t->rng.state = t->o.seed;
     FAIL(scene_load(t->o.data, &(scene_options){.test_every = t->o.test_every}, &t->scene));
+    t->o = gs_train_for_scene(t->o, strncmp(t->scene.kind, "colmap", 6) == 0);
+    format_options(t);
     t->train_idx = malloc(sizeof(int) * (size_t)t->scene.n);
     t->test_idx = malloc(sizeof(int) * (size_t)t->scene.n);
     t->test_psnr = calloc((size_t)t->scene.n, sizeof(double));
@@ -523,6 +531,10 @@ gs_train_info gs_trainer_info(const gs_trainer *t) {
                            .levels = t->levels,
                            .resolution_schedule = t->o.resolution_schedule,
                            .from_points = t->from_points,
+                           .photos = strncmp(t->scene.kind, "colmap", 6) == 0,
+                           .random_background = t->o.random_background > 0,
+                           .densify_from = t->o.densify_from,
+                           .prune_big_scale = t->o.prune_big_scale,
                            .device_fallback = t->device_fallback,
                            .device_name = pk_device_get_info(t->ctx->dev)->name,
                            .scene_kind = t->scene.kind};
@@ -695,7 +707,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         ground_truth(&t->images[v], t->o.background, t->gt);
     int W = cam->width, H = cam->height;
     float bg[3] = {t->o.background[0], t->o.background[1], t->o.background[2]};
-    if (t->o.random_background)
+    if (t->o.random_background > 0)
         for (int k = 0; k < 3; k++)
             bg[k] = (float)pk_rng_uniform(&t->rng);
     int64_t npix = 3 * (int64_t)W * H;

@@ -9,6 +9,7 @@
 
 #include "gs_metrics.h"
 #include "gs_source.h"
+#include "gs_train.h"
 #include "ops/ops_ssim.h"
 #include "pk_test.h"
 
@@ -190,12 +191,36 @@ START_TEST(densify_clone_split_prune) {
 }
 END_TEST
 
+/* The settings that depend on the scene: photos (COLMAP) against renders (transforms.json),
+ * and what the user set is kept. */
+START_TEST(settings_by_scene) {
+    gs_train_options o = gs_train_defaults((gs_train_options){.iters = 7000});
+    gs_train_options p = gs_train_for_scene(o, true), r = gs_train_for_scene(o, false);
+    ck_assert_int_eq(p.densify_from, 200);
+    ck_assert_int_eq(p.random_background, 1);
+    ck_assert(p.prune_big_scale < 0);
+    ck_assert_int_eq(r.densify_from, 500);
+    ck_assert_int_eq(r.random_background, -1);
+    ck_assert_double_eq(r.prune_big_scale, 0.1);
+    o.iters = 300;
+    ck_assert_int_eq(gs_train_for_scene(o, true).densify_from, 30);
+    ck_assert_int_eq(gs_train_for_scene(o, false).densify_from, 30);
+    o = (gs_train_options){
+        .iters = 7000, .densify_from = 500, .prune_big_scale = 0.1, .random_background = -1};
+    p = gs_train_for_scene(gs_train_defaults(o), true);
+    ck_assert_int_eq(p.densify_from, 500);
+    ck_assert_int_eq(p.random_background, -1);
+    ck_assert_double_eq(p.prune_big_scale, 0.1);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gs_units");
     TCase *t = tcase_create("units");
     tcase_add_test(t, knn_matches_brute_force);
     tcase_add_test(t, ssim_gradient_and_ops_agree);
     tcase_add_test(t, densify_clone_split_prune);
+    tcase_add_test(t, settings_by_scene);
     tcase_set_timeout(t, 120);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
