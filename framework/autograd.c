@@ -175,6 +175,8 @@ static pk_status tape_push(pk_ctx *c, pk_node *n) {
         c->tape_cap = cap;
     }
     c->tape[c->tape_len++] = n;
+    for (int i = 0; i < n->n_in; i++) /* consumers of tape-made tensors (grad_passes_through) */
+        if (n->in[i] && n->in[i]->node) n->in[i]->uses++;
     for (int i = 0; i < n->n_out; i++) {
         n->out[i]->requires_grad = true;
         n->out[i]->node = n;
@@ -267,15 +269,7 @@ static bool grad_passes_through(const pk_ctx *c, const pk_node *n, int j) {
             if (t->shape[d] != o->shape[d]) return false;
     } else if (n->op != PK_OP_ACCUM) /* on the tape, ACCUM is pk_reshape */
         return false;
-    for (int k = 0; k < n->n_in; k++)
-        if (k != j && n->in[k] == t) return false;
-    for (int i = 0; i < c->tape_len; i++) {
-        const pk_node *m = c->tape[i];
-        if (m == n) continue;
-        for (int k = 0; k < m->n_in; k++)
-            if (m->in[k] == t) return false;
-    }
-    return true;
+    return t->uses == 1; /* n alone (n taking t twice counts twice) */
 }
 
 /* The output gradient of n seen with input j's shape (contiguous, like every gradient). */
@@ -299,6 +293,7 @@ static pk_status grad_ensure_inputs(pk_ctx *c, pk_node *n) {
             t->grad = grad_pass_view(c, n, j);
             if (!t->grad) return PK_ERR_NOMEM;
             t->grad_fresh = false;
+            t->grad_borrowed = true;
             continue;
         }
         if (!fresh_ok) {
@@ -339,7 +334,10 @@ pk_status autograd_backward_from(pk_ctx *c, tensor *out, tensor *seed) {
     for (int i = 0; i < c->tape_len; i++)
         for (int j = 0; j < c->tape[i]->n_out; j++) {
             tensor *o = c->tape[i]->out[j];
-            if (o->grad) PK_TRY(tensor_fill(o->grad, 0.0f));
+            if (o->grad_borrowed) /* decided again: the tape may have grown since */
+                o->grad = NULL, o->grad_borrowed = false;
+            else if (o->grad)
+                PK_TRY(tensor_fill(o->grad, 0.0f));
         }
     PK_TRY(pk_grad_ensure(c, out));
     tensor *g = out->grad;

@@ -34,7 +34,10 @@ typedef struct tensor {
     /* `grad` is unwritten in this backward walk (poison or stale bytes, not zeros): the first
      * kernel that contributes to it writes it instead of adding (autograd.c) */
     bool grad_fresh;
-    const char *name; /* parameters: a stable name used by checkpoints and teachers */
+    int uses; /* tape nodes that take this tensor as an input (counted for tensors the tape
+                 made, whose headers live one step) */
+    bool grad_borrowed; /* `grad` is a consumer's output gradient, handed on (autograd.c) */
+    const char *name;   /* parameters: a stable name used by checkpoints and teachers */
 } tensor;
 
 /* Usage statistics of an arena, for memory reports. */

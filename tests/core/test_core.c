@@ -366,6 +366,17 @@ START_TEST(test_add_gradient_passes_through) {
     for (int i = 0; i < 4; i++)
         want[i] *= 2;
     assert_grad(w, want, 4, "adds and a reshape, second walk");
+    /* a second loss that uses p once more, recorded after the walks: p's gradient can no
+     * longer be the add's; d sum(3 p x) / dw = 6x on top */
+    tensor *y2 = pk_sum_all(c, pk_mul(c, pk_scale(c, p, 3.0f), x));
+    ck_assert_int_eq(autograd_backward(c, y2), PK_OK);
+    for (int i = 0; i < 4; i++)
+        want[i] += 6 * xv[i];
+    assert_grad(w, want, 4, "a later consumer");
+    ck_assert_int_eq(autograd_backward(c, y), PK_OK);
+    for (int i = 0; i < 4; i++)
+        want[i] += 20 * xv[i] + (wv[i] > 0 ? 5 * xv[i] : 0);
+    assert_grad(w, want, 4, "the first loss again");
     pkt_ctx_done(c);
 }
 END_TEST
