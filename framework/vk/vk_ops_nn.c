@@ -12,7 +12,6 @@
 #include "nn/batchnorm.h"
 #include "nn/batchnorm_act.h"
 #include "nn/batchnorm_act_back.h"
-#include "nn/batchnorm_back.h"
 #include "nn/concat.h"
 #include "nn/cross_entropy.h"
 #include "nn/dropout.h"
@@ -31,7 +30,6 @@ static_assert(sizeof(pc_concat) == 24, "pc_concat layout");
 static_assert(sizeof(pc_pool2d) == 48, "pc_pool2d layout");
 static_assert(sizeof(pc_upsample) == 36, "pc_upsample layout");
 static_assert(sizeof(pc_batchnorm) == 60, "pc_batchnorm layout");
-static_assert(sizeof(pc_batchnorm_back) == 60, "pc_batchnorm_back layout");
 static_assert(sizeof(pc_batchnorm_act) == 48, "pc_batchnorm_act layout");
 static_assert(sizeof(pc_batchnorm_act_back) == 76, "pc_batchnorm_act_back layout");
 static_assert(sizeof(pc_layernorm) == 36, "pc_layernorm layout");
@@ -207,37 +205,6 @@ pk_status vk_batchnorm_forward(pk_ctx *c, pk_node *n) {
                           (uint64_t)tensor_numel(n->in[0]));
 }
 
-/* Per-channel sums of dy and dy xhat (into dbeta, dgamma and scratch), then dx per element. */
-pk_status vk_batchnorm_backward(pk_ctx *c, pk_node *n) {
-    const pk_batchnorm_params *bp = PK_PARAMS(n, pk_batchnorm_params);
-    bool wx = vk_wants_grad(n, 0), wg = vk_wants_grad(n, 1), wb = vk_wants_grad(n, 2);
-    if (!wx && !wg && !wb) return PK_OK;
-    tensor *x = n->in[0], *gamma = n->in[1], *g = n->out[0]->grad;
-    tensor *mean = n->saved[0], *rstd = n->saved[1], *sums;
-    PK_TRY(scratch(c, "batchnorm backward", 2 * bp->c, &sums)); // (C, 2)
-    tensor *gx = wx ? x->grad : g, *gg = wg ? gamma->grad : sums, *gb = wb ? n->in[2]->grad : sums;
-    pc_batchnorm_back p = {.off_x = vk_off(x),
-                           .off_g = vk_off(g),
-                           .off_gamma = vk_off(gamma),
-                           .off_mean = vk_off(mean),
-                           .off_rstd = vk_off(rstd),
-                           .off_gx = vk_off(gx),
-                           .off_ggamma = vk_off(gg),
-                           .off_gbeta = vk_off(gb),
-                           .off_sums = vk_off(sums),
-                           .n = (uint32_t)bp->n,
-                           .c = (uint32_t)bp->c,
-                           .spatial = (uint32_t)bp->spatial,
-                           .training = bp->training != 0,
-                           .want_gamma = wg,
-                           .want_beta = wb};
-    vk_binding b[9] = {vk_bind(x),  vk_bind(g),  vk_bind(gamma), vk_bind(mean), vk_bind(rstd),
-                       vk_bind(gx), vk_bind(gg), vk_bind(gb),    vk_bind(sums)};
-    PK_TRY(vk_dispatch_groups(c, "nn/batchnorm_back", 9, b, &p, sizeof p, (uint64_t)bp->c));
-    if (!wx) return PK_OK;
-    return vk_dispatch_1d(c, "nn/batchnorm_back:dx", 9, b, &p, sizeof p, (uint64_t)tensor_numel(x));
-}
-
 /* ---- batch norm fused with a residual add and a ReLU; in: batchnorm's five, then r ---- */
 
 /* batchnorm's statistics pass, then y = relu(gamma xhat + beta + r) per element. */
@@ -263,17 +230,17 @@ pk_status vk_batchnorm_act_forward(pk_ctx *c, pk_node *n) {
     return vk_dispatch_1d(c, "nn/batchnorm_act", 7, b, &p, sizeof p, (uint64_t)tensor_numel(x));
 }
 
-/* Per-channel sums of the masked dy and of it times xhat (into dbeta, dgamma and scratch; the
- * masked dy added into dr on the way), then dx per element. */
-pk_status vk_batchnorm_act_backward(pk_ctx *c, pk_node *n) {
-    const pk_batchnorm_act_params *ap = PK_PARAMS(n, pk_batchnorm_act_params);
-    const pk_batchnorm_params *bp = &ap->bn;
+/* The backward of batch norm and of batch norm + residual + ReLU (one shader; plain batch norm
+ * runs it with both off): per-channel sums of gm (dy, masked by y > 0 after a ReLU) and of gm
+ * xhat (into dbeta, dgamma and scratch; gm added into dr on the way), then dx per element. */
+static pk_status bn_backward(pk_ctx *c, pk_node *n, const pk_batchnorm_params *bp, bool residual,
+                             bool relu) {
     bool wx = vk_wants_grad(n, 0), wg = vk_wants_grad(n, 1), wb = vk_wants_grad(n, 2);
-    bool wr = ap->residual && vk_wants_grad(n, 5);
+    bool wr = residual && vk_wants_grad(n, 5);
     if (!wx && !wg && !wb && !wr) return PK_OK;
     tensor *x = n->in[0], *gamma = n->in[1], *g = n->out[0]->grad, *y = n->out[0];
     tensor *mean = n->saved[0], *rstd = n->saved[1], *sums;
-    PK_TRY(scratch(c, "batchnorm_act backward", 2 * bp->c, &sums)); // (C, 2)
+    PK_TRY(scratch(c, "batchnorm backward", 2 * bp->c, &sums)); // (C, 2)
     /* gradients not wanted bind some other buffer that the shader never writes */
     tensor *gx = wx ? x->grad : g, *gg = wg ? gamma->grad : sums, *gb = wb ? n->in[2]->grad : sums;
     tensor *gr = wr ? n->in[5]->grad : g;
@@ -292,7 +259,7 @@ pk_status vk_batchnorm_act_backward(pk_ctx *c, pk_node *n) {
                                .c = (uint32_t)bp->c,
                                .spatial = (uint32_t)bp->spatial,
                                .training = bp->training != 0,
-                               .relu = ap->relu != 0,
+                               .relu = relu,
                                .want_gamma = wg,
                                .want_beta = wb,
                                .want_r = wr};
@@ -303,6 +270,17 @@ pk_status vk_batchnorm_act_backward(pk_ctx *c, pk_node *n) {
     if (!wx) return PK_OK;
     return vk_dispatch_1d(c, "nn/batchnorm_act_back:dx", 11, b, &p, sizeof p,
                           (uint64_t)tensor_numel(x));
+}
+
+/* Batch norm's backward: the fused shader without residual and ReLU. */
+pk_status vk_batchnorm_backward(pk_ctx *c, pk_node *n) {
+    return bn_backward(c, n, PK_PARAMS(n, pk_batchnorm_params), false, false);
+}
+
+/* The fused op's backward. */
+pk_status vk_batchnorm_act_backward(pk_ctx *c, pk_node *n) {
+    const pk_batchnorm_act_params *ap = PK_PARAMS(n, pk_batchnorm_act_params);
+    return bn_backward(c, n, &ap->bn, ap->residual != 0, ap->relu != 0);
 }
 
 /* ---- layer normalisation: x (rows, d), gamma (d), beta (d); saves mean, rstd (rows) ---- */

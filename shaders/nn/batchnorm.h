@@ -1,8 +1,9 @@
-/* batchnorm.h - push constants of nn/batchnorm.comp and nn/batchnorm_back.comp: batch
+/* batchnorm.h - push constants of nn/batchnorm.comp: batch
  * normalisation of x (N, C, S), S the product of the spatial dims; per-channel statistics
  * mean (C), rstd (C) saved for the backward.
  * Forward bindings: 0 x, 1 y, 2 gamma, 3 beta, 4 running_mean, 5 running_var, 6 mean, 7 rstd.
- * The backward's push constants are in batchnorm_back.h. */
+ * The backward (plain and fused) is nn/batchnorm_act_back.comp, push constants in
+ * batchnorm_act_back.h. */
 #ifndef POLYAK_NN_BATCHNORM_H
 #define POLYAK_NN_BATCHNORM_H
 #include "common/pc.h"

@@ -1,4 +1,5 @@
-/* batchnorm_act_back.h - push constants of nn/batchnorm_act_back.comp: the backward of
+/* batchnorm_act_back.h - push constants of nn/batchnorm_act_back.comp: the backward of batch
+ * norm (relu and want_r off) and of
  * y = relu(bn(x) + r) for x (N, C, S) with the saved mean (C) and rstd (C). gm = dy masked by
  * y > 0 (when relu) is the gradient of the residual and of the batch norm's output.
  * Bindings: 0 x, 1 dy, 2 y, 3 gamma, 4 mean, 5 rstd, 6 dx, 7 dgamma, 8 dbeta, 9 sums (C, 2):
