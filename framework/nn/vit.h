@@ -1,0 +1,100 @@
+/* vit.h - the Vision Transformer exactly as timm's VisionTransformer writes it, so timm
+ * checkpoints load unchanged and Polyak's own backbones load in timm.
+ *
+ * x (N, C, H, W) -> patch_embed.proj (conv, kernel = stride = patch) -> (N, L, D) tokens;
+ * prepend cls_token (1, 1, D); add pos_embed (1, 1 + G*G, D), its grid part resampled
+ * bicubically (align_corners false, as timm's resample_abs_pos_embed and DINO's
+ * interpolate_pos_encoding) when the input's patch grid is not the configured one; `depth`
+ * pre-norm blocks: x += attn.proj(attention(attn.qkv(norm1(x)))), x += mlp.fc2(gelu_erf(
+ * mlp.fc1(norm2(x)))); final norm; optional head on the class token. LayerNorm eps 1e-6.
+ * Parameter names are timm's (`patch_embed.proj.weight`, `cls_token`, `pos_embed`,
+ * `blocks.N.norm1.weight`, `blocks.N.attn.qkv.weight`, `blocks.N.mlp.fc1.weight`, `norm.weight`,
+ * `head.weight`, ...), under an optional prefix.
+ *
+ * Owns: configurations by timm name, parameter creation with timm's initialisation, the
+ * forward. Leaves to others: reading/writing checkpoint files (tasks/common/backbone.h, since
+ * framework/ never touches file formats), training loops. */
+#ifndef POLYAK_VIT_H
+#define POLYAK_VIT_H
+#include "nn/nn.h"
+
+/* A ViT configuration; the named ones are timm's (see vit_config_by_name). */
+typedef struct vit_config {
+    char name[48];   /* timm model name */
+    int img_size;    /* the size pos_embed is laid out for */
+    int patch;       /* patch size (kernel and stride of patch_embed.proj) */
+    int in_chans;    /* 3 for timm's models; 1 for grayscale data */
+    int dim;         /* embedding dimension D */
+    int depth;       /* number of blocks */
+    int heads;       /* attention heads (D divisible by heads) */
+    int mlp_hidden;  /* hidden width of the MLP (timm: 4 D) */
+    int num_classes; /* head outputs; 0: no head (features only) */
+    float ln_eps;    /* 1e-6 */
+} vit_config;
+
+/* Fills cfg with the timm configuration `name` (vit_tiny_patch16_224, vit_small_patch16_224,
+ * vit_base_patch16_224, and the small-image ones listed by vit_config_names); in_chans 3,
+ * num_classes 0. An unknown name is an error listing the known ones. */
+pk_status vit_config_by_name(const char *name, vit_config *cfg);
+
+/* A comma-separated list of the known configuration names. */
+const char *vit_config_names(void);
+
+typedef struct nn_layernorm {
+    tensor *weight, *bias; /* (D) */
+    float eps;
+} nn_layernorm;
+
+typedef struct vit_block {
+    nn_layernorm norm1, norm2;
+    nn_linear qkv;  /* D -> 3D, bias */
+    nn_linear proj; /* D -> D */
+    nn_linear fc1;  /* D -> hidden */
+    nn_linear fc2;  /* hidden -> D */
+} vit_block;
+
+typedef struct vit {
+    vit_config cfg;
+    nn_conv2d patch_embed; /* (D, C, P, P), bias */
+    tensor *cls_token;     /* (1, 1, D) */
+    tensor *pos_embed;     /* (1, 1 + G*G, D), G = img_size / patch */
+    vit_block *blocks;     /* depth */
+    nn_layernorm norm;
+    nn_linear head; /* num_classes > 0 only */
+} vit;
+
+/* Creates the parameters of a ViT named `prefix`.<timm name> ("" for none) with timm's
+ * initialisation: trunc_normal(std .02) for pos_embed, linear weights and the head
+ * (timm 'jax'-free default), cls_token normal(std 1e-6), zero biases, LayerNorm (1, 0), patch
+ * embedding as PyTorch's Conv2d default. */
+pk_status vit_create(pk_ctx *c, const vit_config *cfg, const char *prefix, pk_rng *rng,
+                     vit **out);
+
+/* Frees the module's bookkeeping (parameters stay in the context's arena); accepts NULL. */
+void vit_destroy(vit *m);
+
+/* All parameter tensors in timm's state_dict order; *n is their count. The array is owned by
+ * the module. */
+tensor *const *vit_params(const vit *m, int *n);
+
+/* Tokens after the final norm: x (N, C, H, W), H and W multiples of the patch -> (N, 1 + L, D). */
+tensor *vit_forward_tokens(pk_ctx *c, const vit *m, tensor *x);
+
+/* The final-norm class token: (N, D). */
+tensor *vit_forward_features(pk_ctx *c, const vit *m, tensor *x);
+
+/* head(features) when the model has a head, else the features. */
+tensor *vit_forward(pk_ctx *c, const vit *m, tensor *x);
+
+/* Layer normalisation module over the last axis (weight 1, bias 0), named prefix.weight/bias. */
+pk_status nn_layernorm_init(pk_ctx *c, const char *prefix, int64_t d, float eps, nn_layernorm *l);
+
+/* y = layernorm(x) over the last axis. */
+tensor *nn_layernorm_forward(pk_ctx *c, const nn_layernorm *l, tensor *x);
+
+/* The (oh*ow, ih*iw) matrix that resamples a row-major ih x iw grid to oh x ow by bicubic
+ * interpolation exactly as PyTorch's F.interpolate(mode='bicubic', align_corners=False)
+ * (A = -0.75, clamped borders); host memory the caller frees. */
+float *vit_bicubic_matrix(int ih, int iw, int oh, int ow);
+
+#endif

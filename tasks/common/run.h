@@ -1,0 +1,107 @@
+/* run.h - the run harness every task uses: one run folder laid out the same way for `splat
+ * train`, `man`, `pretrain` and the tasks after them.
+ *
+ * A run folder holds options.json (the options, echoed also to the progress stream when the
+ * run starts), log.csv (one row per logged step or epoch, named columns), metrics.json (a
+ * JSON object the task fills key by key), and ckpt-<step>.safetensors checkpoints written
+ * atomically (io/checkpoint.h), the newest `keep` kept. A resumed run checks that the
+ * checkpoint was written with the same resume-relevant options, reloads the tensors the task
+ * names and the log rows up to the checkpoint, so a CPU run continues bit-exactly.
+ *
+ * Owns: the folder, progress lines (a rewritten line with ETA on a terminal, plain periodic
+ * lines otherwise), log/metrics files, checkpoint save/load, and SIGINT/SIGTERM (a stop
+ * request the task polls, so Ctrl-C saves a checkpoint instead of losing the run).
+ * Leaves to the task: what a step is, which tensors make its state, what the metrics mean. */
+#ifndef POLYAK_RUN_H
+#define POLYAK_RUN_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "checkpoint.h"
+#include "tensor.h"
+
+typedef struct pk_run pk_run;
+
+/* Options of run_open; zero fields take the defaults noted. */
+typedef struct run_options {
+    const char *out;          /* run folder (required; created with its parents) */
+    const char *task;         /* "splat train", "man", "pretrain": message prefix, metrics */
+    const char *options_json; /* the run's options as a JSON object text (required) */
+    const char *resume_json;  /* the options a resumed run must share; NULL: options_json */
+    bool resume;              /* continue from the newest checkpoint in `out` */
+    int keep;                 /* checkpoints kept; 0: 2 */
+    FILE *progress;           /* where messages and progress go (stderr in the CLI); NULL: none */
+    bool catch_signals;       /* SIGINT/SIGTERM request a stop (run_stop_requested) */
+} run_options;
+
+/* Opens (creates) the run folder, writes options.json and echoes the options. */
+pk_status run_open(const run_options *o, pk_run **out);
+
+/* Closes the run, restoring signal handlers; accepts NULL. */
+void run_close(pk_run *r);
+
+/* The run folder. */
+const char *run_dir(const pk_run *r);
+
+/* Formats "<out>/<name>" into buf (size n). */
+void run_path(const pk_run *r, const char *name, char *buf, size_t n);
+
+/* Prints "polyak <task>: <message>" on the progress stream (ends any progress line first). */
+void run_info(pk_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Starts a progress line for `total` units of work, labelled (e.g. "epoch 3/10"). */
+void run_progress_start(pk_run *r, const char *label, int64_t total);
+
+/* Reports `done` units finished, with an extra text (e.g. "loss 0.41"); rate-limited. */
+void run_progress_update(pk_run *r, int64_t done, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Ends the progress line. */
+void run_progress_end(pk_run *r);
+
+/* Appends a row to log.csv: n named values. The first row fixes the columns; later rows must
+ * name the same ones. The rows live in memory too and travel in checkpoints, so a resumed
+ * run's log.csv holds the rows up to its checkpoint and continues from there. */
+pk_status run_log(pk_run *r, int n, const char *const *names, const double *values);
+
+/* Sets a number in metrics.json (a key set again is replaced). */
+void run_metric(pk_run *r, const char *key, double value);
+
+/* Sets a string in metrics.json. */
+void run_metric_str(pk_run *r, const char *key, const char *value);
+
+/* Sets an array of numbers in metrics.json. */
+void run_metric_array(pk_run *r, const char *key, const double *values, int n);
+
+/* Sets a JSON value given as text (an object, an array of objects, ...) in metrics.json. */
+void run_metric_json(pk_run *r, const char *key, const char *json);
+
+/* Writes metrics.json atomically with every key set so far, in the order first set. */
+pk_status run_metrics_write(pk_run *r);
+
+/* A tensor of the task's state: device tensors are downloaded to save and uploaded to load;
+ * host arrays (`host`, `numel` floats) are copied. */
+typedef struct run_tensor {
+    const char *name;
+    tensor *t;   /* a device tensor (contiguous f32), or NULL for a host array */
+    float *host; /* a host array when t is NULL */
+    int64_t numel;
+} run_tensor;
+
+/* Writes ckpt-<step>.safetensors: the tensors, the log rows, `rng` and the options; keeps
+ * the newest `keep`. */
+pk_status run_checkpoint_save(pk_run *r, int64_t step, const run_tensor *ts, int n,
+                              const uint64_t rng[CKPT_RNG_WORDS]);
+
+/* When the run was opened with `resume`: loads the newest checkpoint into the tensors (each
+ * must be present with its size; a clear error names the file and the tensor otherwise),
+ * restores the log rows and sets *step and rng. *step = -1 when there is no checkpoint or
+ * the run does not resume (nothing is touched). */
+pk_status run_checkpoint_load(pk_run *r, const run_tensor *ts, int n, int64_t *step,
+                              uint64_t rng[CKPT_RNG_WORDS]);
+
+/* True once SIGINT/SIGTERM arrived (with catch_signals): save a checkpoint and return. */
+bool run_stop_requested(const pk_run *r);
+
+#endif
