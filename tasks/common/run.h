@@ -26,7 +26,7 @@ typedef struct pk_run pk_run;
 /* Options of run_open; zero fields take the defaults noted. */
 typedef struct run_options {
     const char *out;          /* run folder (required; created with its parents) */
-    const char *task;         /* "splat train", "man", "pretrain": message prefix, metrics */
+    const char *task;         /* "splat train", "man", "pretrain": the messages' prefix */
     const char *options_json; /* the run's options as a JSON object text (required) */
     const char *resume_json;  /* the options a resumed run must share; NULL: options_json */
     bool resume;              /* continue from the newest checkpoint in `out` */
