@@ -14,6 +14,13 @@
  *      build/framework/libpolyak_framework_impl.a -Wl,--no-whole-archive \
  *      build/shaders/libpolyak_shaders.a build/libpolyak_common.a \
  *      $(pkg-config --libs openblas) -lvulkan -lm -lpthread
+ * Measured on 7aadbe5, 2026-12-07 13:33 UTC, 2-core VM at load 7-8 (other builds running), one
+ * thread (OPENBLAS_NUM_THREADS=1, THREADS 1), REPS 21, two rounds alternating with
+ * attention_torch.py, process CPU ms composed / fused (ratio) and PyTorch 1.13:
+ *   T=50  heads  10.20 / 7.49 (1.36x),  8.06 / 7.88 (1.02x)   PyTorch 10.13,  9.97
+ *   T=50  qkv    13.51 / 7.91 (1.71x), 15.24 / 8.84 (1.72x)   PyTorch 11.52, 12.08
+ *   T=197 heads  26.47 / 25.95 (1.02x), 28.34 / 27.42 (1.03x) PyTorch 47.11, 32.85
+ *   T=197 qkv    34.64 / 27.48 (1.26x), 35.31 / 26.52 (1.33x) PyTorch 36.40, 55.30
  * usage: OPENBLAS_NUM_THREADS=1 /tmp/attention [THREADS [REPS [SIZE INPUT]]]
  *   SIZE 0 or 1 and INPUT heads or qkv time one fused case alone (for perf); PyTorch's times at
  *   the same sizes: attention_torch.py. */
