@@ -12,6 +12,10 @@
 #define ATT_WANT_Q 2u
 #define ATT_WANT_K 4u
 #define ATT_WANT_V 8u
+/* dk and dv are the same elements (k and v one tensor, e.g. self-attention on x, x, x): the :kv
+ * pass adds both through gk. Bindings are assumed not to alias (SPIR-V without Aliased), so
+ * two read-modify-writes of one element through gk and gv could be reordered. */
+#define ATT_KV_SAME 16u
 /* Rows (query rows, or key rows in the :kv pass) per work group: one per vec4 component, so
  * each element of k, v (or q, dO) read from memory serves four rows. */
 #define ATT_R 4u
