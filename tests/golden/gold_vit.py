@@ -126,8 +126,11 @@ def vit_cases(prefix, cfg, dtype, batch, size, gen):
     w = make_weights(cfg, gen)
     # the checkpoint holds rounded values: the reference computes with exactly those
     w = {k: v.to(dtype).double() for k, v in w.items()}
-    meta = {"format": "pt", "arch": cfg.name, "img_size": str(cfg.img),
-            "in_chans": str(cfg.chans)}
+    # the metadata backbone_save writes, so the file describes its (hand-made) configuration
+    meta = {"format": "pt", "arch": cfg.name, "img_size": str(cfg.img), "patch": str(cfg.patch),
+            "in_chans": str(cfg.chans), "embed_dim": str(cfg.dim), "depth": str(cfg.depth),
+            "num_heads": str(cfg.heads), "mlp_hidden": str(cfg.mlp), "num_classes": "0",
+            "ln_eps": "1e-06"}
     write_safetensors(os.path.join(here, "vit", prefix + ".safetensors"), w, dtype, meta)
     x = rand(batch, cfg.chans, size, size, grad=False, gen=gen)
     # the class-token features are row 0 of the tokens (the C test compares both)
