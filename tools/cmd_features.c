@@ -131,8 +131,11 @@ int cmd_features(int argc, char **argv) {
     vit_config cfg;
     backbone_norm bn = {0};
     const char *source = arch ? "--arch" : "metadata";
-    if (backbone_config(backbone, arch, &cfg, &bn) != PK_OK) {
-        if (arch) return cli_fail("features", "backbone configuration");
+    pk_status cs = backbone_config(backbone, arch, &cfg, &bn);
+    if (cs != PK_OK) {
+        /* an unreadable file or a bad --arch is final; a file that names no usable
+         * configuration gets one inferred from its shapes */
+        if (arch || cs == PK_ERR_IO) return cli_fail("features", "backbone configuration");
         char first[512];
         snprintf(first, sizeof first, "%s", polyak_error());
         if (backbone_infer_config(backbone, &cfg) != PK_OK) {
@@ -151,6 +154,11 @@ int cmd_features(int argc, char **argv) {
     for (int k = 0; k < 3; k++) {
         fo.mean[k] = have_mean ? mean[k] : bn.present ? bn.mean[k] : 0.5f;
         fo.std[k] = have_std ? std[k] : bn.present ? bn.std[k] : 0.5f;
+    }
+    if (fo.image_size % cfg.patch) {
+        fprintf(stderr, "polyak features: image size %d is not a multiple of %s's patch %d\n",
+                fo.image_size, cfg.name, cfg.patch);
+        return 2;
     }
     int scale = (int)floor((double)fo.image_size / fo.crop_pct + 1e-9);
     fprintf(stderr,
