@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backbone_features.h"
 #include "safetensors.h"
 
 /* ---- problem lists: every offending name, grouped by kind ---- */
@@ -106,20 +107,29 @@ static bool pos_resamplable(const st_tensor *t, const tensor *p) {
            pos_grid(t->shape[1]) > 0 && pos_grid(p->shape[1]) > 0;
 }
 
-/* src (1 + g0*g0, D) -> dst (1 + g*g, D): class row copied, grid rows = M x grid. */
+/* src (1 + g0*g0, D) -> dst (1 + g*g, D) as timm's resample_abs_pos_embed (timm >= 0.9):
+ * class row kept, each of the D grid planes resized by F.interpolate(bicubic, antialias=True). */
 static pk_status pos_resample(const float *src, int64_t g0, int64_t g, int64_t d, float *dst) {
-    float *mat = vit_bicubic_matrix((int)g0, (int)g0, (int)g, (int)g);
-    if (!mat) return pk_error(PK_ERR_NOMEM, "backbone: out of host memory");
+    float *plane = malloc(sizeof(float) * (size_t)(g0 * g0));
+    float *tmp = malloc(sizeof(float) * (size_t)(g0 * g));
+    float *out = malloc(sizeof(float) * (size_t)(g * g));
+    if (!plane || !tmp || !out) {
+        free(plane);
+        free(tmp);
+        free(out);
+        return pk_error(PK_ERR_NOMEM, "backbone: out of host memory");
+    }
     memcpy(dst, src, sizeof(float) * (size_t)d);
-    int64_t in = g0 * g0;
-    for (int64_t o = 0; o < g * g; o++)
-        for (int64_t j = 0; j < d; j++) {
-            double s = 0.0;
-            for (int64_t i = 0; i < in; i++)
-                s += (double)mat[o * in + i] * (double)src[(1 + i) * d + j];
-            dst[(1 + o) * d + j] = (float)s;
-        }
-    free(mat);
+    for (int64_t j = 0; j < d; j++) {
+        for (int64_t i = 0; i < g0 * g0; i++)
+            plane[i] = src[(1 + i) * d + j];
+        features_resize(plane, (int)g0, (int)g0, (int)g, (int)g, tmp, out);
+        for (int64_t o = 0; o < g * g; o++)
+            dst[(1 + o) * d + j] = out[o];
+    }
+    free(plane);
+    free(tmp);
+    free(out);
     return PK_OK;
 }
 

@@ -1,10 +1,10 @@
 /* test_vit.c - the ViT (framework/nn/vit.c) and its files (tasks/common/backbone.c): forward
  * of random-weight timm checkpoints against the PyTorch transcription in
  * tests/golden/gold_vit.py (two configurations; pos_embed resampled at forward time and at load
- * time), the bicubic matrix against F.interpolate, gradients against finite differences,
- * Vulkan against the CPU (forward and every parameter's gradient), backbone_load's errors
- * (missing, unexpected, misshaped, each named; --partial skips), save -> load bit-exact and the
- * configuration read back from the metadata. */
+ * time, antialiased as timm's loader), the bicubic matrix against F.interpolate, gradients against
+ * finite differences, Vulkan against the CPU (forward and every parameter's gradient),
+ * backbone_load's errors (missing, unexpected, misshaped, each named; --partial skips), save ->
+ * load bit-exact and the configuration read back from the metadata. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,12 +116,18 @@ static void golden_forward(const char *dev) {
     vit *tiny = make_vit(c, &tc, "backbone", 2);
     load_ok(c, tiny, TINY_FILE, NULL, 0);
     check_forward(c, tiny, g, "vit_tiny16_tokens", 1e-5);
-    /* configured for 64x64: pos_embed resampled by backbone_load */
+    /* configured for 64x64: pos_embed resampled by backbone_load as timm's loader does */
     vit_config tc64 = tiny_cfg(64);
     vit *tiny64 = make_vit(c, &tc64, "", 3);
     load_ok(c, tiny64, TINY_FILE, NULL, 0);
     ck_assert_int_eq(tiny64->pos_embed->shape[1], 17);
-    check_forward(c, tiny64, g, "vit_tiny16_tokens", 1e-5);
+    const pkt_array *pos_ref = pkt_golden_get(g, "vit_tiny16_pos_load.out");
+    ck_assert_int_eq(pos_ref->numel, 17 * 48);
+    float *pos = pkt_download(tiny64->pos_embed);
+    double e = max_rel(pos, pos_ref->data, pos_ref->numel);
+    ck_assert_msg(e <= 1e-5, "pos_embed resampled on load: max rel error %.3g", e);
+    free(pos);
+    check_forward(c, tiny64, g, "vit_tiny16_load_tokens", 1e-5);
     vit_destroy(nano);
     vit_destroy(tiny);
     vit_destroy(tiny64);
