@@ -238,7 +238,9 @@ pk_status backbone_save(const vit *m, const char *path, const backbone_norm *nor
                       g->depth,    g->heads, g->mlp_hidden, g->num_classes};
         for (int i = 0; i < 8; i++)
             snprintf(v[i], sizeof v[i], "%d", ints[i]);
-        snprintf(v[8], sizeof v[8], "%.9g", (double)g->ln_eps);
+        /* the shortest text that reads back as the same float ("1e-06", not 9.99999997e-07) */
+        snprintf(v[8], sizeof v[8], "%g", (double)g->ln_eps);
+        if (strtof(v[8], NULL) != g->ln_eps) snprintf(v[8], sizeof v[8], "%.9g", (double)g->ln_eps);
         const char *keys[14] = {"format",     "arch",        "img_size", "patch",
                                 "in_chans",   "embed_dim",   "depth",    "num_heads",
                                 "mlp_hidden", "num_classes", "ln_eps"};
