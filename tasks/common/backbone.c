@@ -211,6 +211,12 @@ pk_status backbone_load(pk_ctx *c, vit *m, const char *path, const char *const *
 
 /* ---- writing ---- */
 
+/* The shortest text that reads back as the same float ("1e-06", not "9.99999997e-07"). */
+static void float_text(char *buf, size_t n, float x) {
+    snprintf(buf, n, "%g", (double)x);
+    if (strtof(buf, NULL) != x) snprintf(buf, n, "%.9g", (double)x);
+}
+
 pk_status backbone_save(const vit *m, const char *path, const backbone_norm *norm) {
     int np = 0;
     tensor *const *params = vit_params(m, &np);
@@ -238,9 +244,7 @@ pk_status backbone_save(const vit *m, const char *path, const backbone_norm *nor
                       g->depth,    g->heads, g->mlp_hidden, g->num_classes};
         for (int i = 0; i < 8; i++)
             snprintf(v[i], sizeof v[i], "%d", ints[i]);
-        /* the shortest text that reads back as the same float ("1e-06", not 9.99999997e-07) */
-        snprintf(v[8], sizeof v[8], "%g", (double)g->ln_eps);
-        if (strtof(v[8], NULL) != g->ln_eps) snprintf(v[8], sizeof v[8], "%.9g", (double)g->ln_eps);
+        float_text(v[8], sizeof v[8], g->ln_eps);
         const char *keys[14] = {"format",     "arch",        "img_size", "patch",
                                 "in_chans",   "embed_dim",   "depth",    "num_heads",
                                 "mlp_hidden", "num_classes", "ln_eps"};
@@ -250,17 +254,18 @@ pk_status backbone_save(const vit *m, const char *path, const backbone_norm *nor
         if (norm && norm->present) {
             size_t om = 0, os = 0;
             for (int i = 0; i < 3; i++) {
-                om += (size_t)snprintf(mean + om, sizeof mean - om, i ? ",%.9g" : "%.9g",
-                                       (double)norm->mean[i]);
-                os += (size_t)snprintf(std + os, sizeof std - os, i ? ",%.9g" : "%.9g",
-                                       (double)norm->std[i]);
+                char a[32], b[32];
+                float_text(a, sizeof a, norm->mean[i]);
+                float_text(b, sizeof b, norm->std[i]);
+                om += (size_t)snprintf(mean + om, sizeof mean - om, i ? ",%s" : "%s", a);
+                os += (size_t)snprintf(std + os, sizeof std - os, i ? ",%s" : "%s", b);
             }
             keys[nm] = "mean";
             vals[nm++] = mean;
             keys[nm] = "std";
             vals[nm++] = std;
             if (norm->crop_pct > 0.0f) {
-                snprintf(crop, sizeof crop, "%.9g", (double)norm->crop_pct);
+                float_text(crop, sizeof crop, norm->crop_pct);
                 keys[nm] = "crop_pct";
                 vals[nm++] = crop;
             }
