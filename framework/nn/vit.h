@@ -69,8 +69,7 @@ typedef struct vit {
  * initialisation: trunc_normal(std .02) for pos_embed, linear weights and the head
  * (timm 'jax'-free default), cls_token normal(std 1e-6), zero biases, LayerNorm (1, 0), patch
  * embedding as PyTorch's Conv2d default. */
-pk_status vit_create(pk_ctx *c, const vit_config *cfg, const char *prefix, pk_rng *rng,
-                     vit **out);
+pk_status vit_create(pk_ctx *c, const vit_config *cfg, const char *prefix, pk_rng *rng, vit **out);
 
 /* Frees the module's bookkeeping (parameters stay in the context's arena); accepts NULL. */
 void vit_destroy(vit *m);
