@@ -148,7 +148,8 @@ def vit_cases(prefix, cfg, dtype, batch, size, gen, load_grid=None):
                    cfg.mlp)
         out.append((prefix + "_pos_load", [w["pos_embed"].float()],
                     lambda p: resample_grid(p, g, g, True)))
-        out.append((prefix + "_load_tokens", [x], lambda x: vit_tokens(cfg2, w2, x.double()).float()))
+        # (no input stored: the C test feeds <prefix>_tokens.in0)
+        out.append((prefix + "_load_tokens", [], lambda: vit_tokens(cfg2, w2, x.double()).float()))
     return out
 
 
@@ -204,8 +205,10 @@ def cases(gen):
             (3, 31, 31, 28, 1.0, [0.5, 0.4, 0.3], [0.2, 0.3, 0.4])]:
         out.append((f"preproc_{c}x{h}x{w}_{size}_{crop}", [image(c, h, w, gen)],
                     timm_eval(size, crop, mean, std)))
-    # vit_nano_patch4_28 on 1-channel 28x28 images (depth 1 keeps the file small), BF16
-    nano = Cfg("vit_nano_patch4_28", 28, 4, 1, 128, 1, 4, 512)
+    # vit_nano_patch4_28's layout (28x28, patch 4, 4 heads) on 1-channel images, narrowed to
+    # D 64, MLP 256 and depth 2 to keep the file small (the metadata's fields override the
+    # name's), BF16
+    nano = Cfg("vit_nano_patch4_28", 28, 4, 1, 64, 2, 4, 256)
     out += vit_cases("vit_nano28", nano, torch.bfloat16, 2, 28, gen)
     # a small vit_tiny_patch16 variant (D 48, 3 heads, depth 2) laid out for 48x48, run at
     # 64x64: pos_embed's 3x3 grid is resampled to 4x4 by the forward (plain bicubic) or, for a
