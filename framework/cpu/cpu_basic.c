@@ -469,6 +469,97 @@ relu_bwd(const float *restrict x, const float *restrict g, float *restrict o, in
         o[i] += x[i] > 0.0f ? g[i] : 0.0f;
 }
 
+/* GELU (erf) on 16-float vectors: glibc's erff and expf are a call per element and never
+ * vectorise, and the scalar loops took 23 % of a 1-thread vit_nano_patch4_28 training step.
+ * With z = |x| / sqrt 2 and t = 1 / (1 + z / 2), erfc(z) = exp(-z^2) t Q(t), Q a degree-8
+ * polynomial fitted here (weighted least squares on the relative error over z in [0, 9.5]:
+ * 4e-8 in double); Phi(x) = erfc(z) / 2 for x < 0 and 1 - erfc(z) / 2 otherwise, gelu = x Phi,
+ * and gelu' = Phi + x phi with phi = exp(-x^2 / 2) / sqrt(2 pi), the same exponential. The
+ * exponential is exp_neg's arithmetic (cpu_nn.c: Cephes' polynomial, 2^n in the exponent bits,
+ * 0 below -87). Against double precision: Phi within 6e-7 relative for |x| < 3, 2e-6 for
+ * |x| < 9; gelu' within 3e-7 absolute. Tails run through a zero-padded vector, so every
+ * element gets the same arithmetic; NaN propagates (the comparisons below keep it). */
+static inline __attribute__((always_inline)) void gelu_exp_neg(v16f *out, const v16f *in) {
+    const v16f lo = (v16f){0} - 87.0f;
+    v16f a = *in;
+    v16i small = a < lo;
+    v16f ac = (v16f)(((v16i)a & ~small) | ((v16i)lo & small));
+    v16f n = (ac * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v16f r = ac - n * 0.693359375f - n * -2.12194440e-4f;
+    v16f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    v16i bits = (__builtin_convertvector(n, v16i) + 127) * (1 << 23);
+    *out = (v16f)((v16i)(p * (v16f)bits) & ~small);
+}
+
+/* *cdf = Phi(x) on 16 lanes; *pdf = phi(x) when pdf. (Pointers, not vector arguments and
+ * results: those would change the ABI between the clones.) */
+static inline __attribute__((always_inline)) void gelu_cdf(v16f *cdf, v16f *pdf, const v16f *xp) {
+    const v16f x = *xp, one = (v16f){0} + 1.0f;
+    v16f z = (v16f)((v16i)x & 0x7fffffff) * 0.70710678118654752f;
+    v16f t = one / (one + 0.5f * z);
+    v16f q = t * -5.889869854e-02f + 2.837363482e-01f;
+    q = q * t + -4.854461253e-01f;
+    q = q * t + 2.760395408e-01f;
+    q = q * t + -2.521316148e-02f;
+    q = q * t + 2.020820379e-01f;
+    q = q * t + 2.432586104e-01f;
+    q = q * t + 2.823537290e-01f;
+    q = q * t + 2.820876539e-01f;
+    v16f e, a = x * x * -0.5f;
+    gelu_exp_neg(&e, &a);
+    v16f half_erfc = 0.5f * (e * t * q);
+    v16i neg = x < (v16f){0};
+    *cdf = (v16f)(((v16i)half_erfc & neg) | ((v16i)(one - half_erfc) & ~neg));
+    if (pdf) *pdf = e * 0.39894228040143268f;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gelu_erf_fwd(const float *restrict x, float *restrict o, int64_t b, int64_t e) {
+    int64_t i = b;
+    for (; i + 16 <= e; i += 16) {
+        v16f xv = LD16(x + i), cdf;
+        gelu_cdf(&cdf, NULL, &xv);
+        *(v16u *)(o + i) = xv * cdf;
+    }
+    if (i < e) {
+        v16f xv = {0}, cdf;
+        memcpy(&xv, x + i, sizeof(float) * (size_t)(e - i));
+        gelu_cdf(&cdf, NULL, &xv);
+        v16f y = xv * cdf;
+        memcpy(o + i, &y, sizeof(float) * (size_t)(e - i));
+    }
+}
+
+/* o (+)= g gelu'(x); written when `fresh`, else added. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+gelu_erf_bwd(const float *restrict x, const float *restrict g, float *restrict o, int64_t b,
+             int64_t e, bool fresh) {
+    int64_t i = b;
+    for (; i < e; i += 16) {
+        int64_t m = e - i < 16 ? e - i : 16;
+        v16f xv = {0}, gv = {0}, ov = {0}, cdf, pdf;
+        if (m == 16) {
+            xv = LD16(x + i), gv = LD16(g + i);
+            if (!fresh) ov = LD16(o + i);
+        } else {
+            memcpy(&xv, x + i, sizeof(float) * (size_t)m);
+            memcpy(&gv, g + i, sizeof(float) * (size_t)m);
+            if (!fresh) memcpy(&ov, o + i, sizeof(float) * (size_t)m);
+        }
+        gelu_cdf(&cdf, &pdf, &xv);
+        ov += gv * (cdf + xv * pdf);
+        if (m == 16)
+            *(v16u *)(o + i) = ov;
+        else
+            memcpy(o + i, &ov, sizeof(float) * (size_t)m);
+    }
+}
+
 static void unary_fwd_range(void *arg, int64_t b, int64_t e) {
     unary_job *j = arg;
     int kind = j->p->kind;
@@ -480,6 +571,8 @@ static void unary_fwd_range(void *arg, int64_t b, int64_t e) {
             o[i] = al * x[i] + be;
     } else if (kind == PK_RELU) {
         relu_fwd(x, o, b, e);
+    } else if (kind == PK_GELU_ERF) {
+        gelu_erf_fwd(x, o, b, e);
     } else {
         for (int64_t i = b; i < e; i++)
             o[i] = unary_f(kind, x[i], al, be);
@@ -492,6 +585,10 @@ static void unary_bwd_range(void *arg, int64_t b, int64_t e) {
     float al = j->p->alpha;
     if (kind == PK_RELU) {
         relu_bwd(j->x, j->g, j->out, b, e, j->fresh);
+        return;
+    }
+    if (kind == PK_GELU_ERF) {
+        gelu_erf_bwd(j->x, j->g, j->out, b, e, j->fresh);
         return;
     }
     for (int64_t i = b; i < e; i++)
@@ -508,7 +605,8 @@ pk_status cpu_unary_forward(pk_ctx *c, pk_node *n) {
 pk_status cpu_unary_backward(pk_ctx *c, pk_node *n) {
     if (!cpu_wants_grad(n, 0)) return PK_OK;
     const pk_unary_params *p = PK_PARAMS(n, pk_unary_params);
-    if (p->kind != PK_RELU) PK_TRY(cpu_grad_settle(n, 0, true)); /* the others add */
+    if (p->kind != PK_RELU && p->kind != PK_GELU_ERF) /* the others add */
+        PK_TRY(cpu_grad_settle(n, 0, true));
     unary_job j = {.p = p,
                    .x = cpu_f32(n->in[0]),
                    .y = cpu_f32(n->out[0]),
