@@ -1,9 +1,11 @@
 /* cpu_basic.c - CPU kernels of fill, accumulate, strided copy, broadcasting binary ops, unary
- * ops, axis reductions, matmul and linear. Matmul and linear go through OpenBLAS. */
+ * ops, axis reductions, matmul and linear. Matmul goes through OpenBLAS; linear through
+ * cpu_gemm.c on AVX-512 cores, OpenBLAS elsewhere. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "cpu/cpu_gemm.h"
 #include "cpu_util.h"
 
 /* ---- fill / accum ---- */
@@ -733,21 +735,43 @@ pk_status cpu_matmul_backward(pk_ctx *c, pk_node *n) {
 
 /* ---- linear ---- */
 
+/* C (m, n) = (+= when add) op(A) op(B): cpu_gemm.c on AVX-512 cores at sizes worth it,
+ * OpenBLAS otherwise. */
+static pk_status linear_gemm(pk_ctx *c, bool ta, bool tb, int m, int n, int k, const float *a,
+                             int lda, const float *b, int ldb, bool add, float *out, int ldc) {
+    if (cpu_gemm_usable(m, n, k)) {
+        cpu_gemm_args g = {.trans_a = ta,
+                           .trans_b = tb,
+                           .accumulate = add,
+                           .m = m,
+                           .n = n,
+                           .k = k,
+                           .a = a,
+                           .b = b,
+                           .c = out,
+                           .lda = lda,
+                           .ldb = ldb,
+                           .ldc = ldc};
+        return cpu_gemm(c->pool, &g);
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+                k, 1.0f, a, lda, b, ldb, add ? 1.0f : 0.0f, out, ldc);
+    return PK_OK;
+}
+
 pk_status cpu_linear_forward(pk_ctx *c, pk_node *n) {
     const pk_linear_params *p = PK_PARAMS(n, pk_linear_params);
     const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]);
     float *y = cpu_f32(n->out[0]);
     int nr = (int)p->rows, ni = (int)p->in, no = (int)p->out;
-    float beta = 0.0f;
+    bool add = false;
     if (n->n_in > 2 && n->in[2]) {
         const float *b = cpu_f32(n->in[2]);
         for (int r = 0; r < nr; r++)
             memcpy(y + (int64_t)r * no, b, sizeof(float) * (size_t)no);
-        beta = 1.0f;
+        add = true;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, no, ni, 1.0f, x, ni, w, ni, beta, y,
-                no);
-    return PK_OK;
+    return linear_gemm(c, false, true, nr, no, ni, x, ni, w, ni, add, y, no);
 }
 
 pk_status cpu_linear_backward(pk_ctx *c, pk_node *n) {
@@ -755,11 +779,11 @@ pk_status cpu_linear_backward(pk_ctx *c, pk_node *n) {
     const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]), *g = cpu_f32(n->out[0]->grad);
     int nr = (int)p->rows, ni = (int)p->in, no = (int)p->out;
     if (cpu_wants_grad(n, 0)) /* dx (nr,ni) += dy (nr,no) W (no,ni) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, ni, no, 1.0f, g, no, w, ni, 1.0f,
-                    cpu_f32(n->in[0]->grad), ni);
+        PK_TRY(linear_gemm(c, false, false, nr, ni, no, g, no, w, ni, true, cpu_f32(n->in[0]->grad),
+                           ni));
     if (cpu_wants_grad(n, 1)) /* dW (no,ni) += dy^T (no,nr) x (nr,ni) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, nr, 1.0f, g, no, x, ni, 1.0f,
-                    cpu_f32(n->in[1]->grad), ni);
+        PK_TRY(linear_gemm(c, true, false, no, ni, nr, g, no, x, ni, true, cpu_f32(n->in[1]->grad),
+                           ni));
     if (cpu_wants_grad(n, 2)) {
         float *gb = cpu_f32(n->in[2]->grad);
         for (int r = 0; r < nr; r++)

@@ -7,7 +7,7 @@
  * kernels called on their own with poisoned outputs, so every element must be written, and
  * accumulating gradients, so the starting values must survive. Same-shape binary ops (one flat
  * 16-lane loop plus a tail) and ReLU, forward and gradients; GELU (erf) against double
- * precision. */
+ * precision; the AVX-512 SGEMM against a double-precision product. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cpu/cpu_conv_direct.h"
+#include "cpu/cpu_gemm.h"
 #include "pk_test.h"
 
 typedef struct {
@@ -332,6 +333,63 @@ START_TEST(gelu_erf_vs_reference) {
 }
 END_TEST
 
+/* cpu_gemm (the AVX-512 SGEMM behind linear) against a double-precision product, every
+ * transpose combination, written and accumulated, on shapes with partial 12-row and 32-column
+ * tiles, k past one 256 block and n past one 1536 block; the result must be the same to the
+ * bit on 1 and 3 threads. Skipped on cores without AVX-512 (linear uses OpenBLAS there). */
+START_TEST(gemm_vs_reference) {
+    static const int64_t shapes[][3] = {
+        {37, 45, 300}, {12, 32, 16}, {293, 1576, 70}, {64, 100, 513}};
+    const int64_t *sh = shapes[_i / 8];
+    const bool ta = _i & 1, tb = (_i >> 1) & 1, acc = (_i >> 2) & 1;
+    int64_t m = sh[0], n = sh[1], k = sh[2];
+    if (!cpu_gemm_usable(m, n, k)) return;
+    float *a = malloc(sizeof(float) * (size_t)(m * k)),
+          *b = malloc(sizeof(float) * (size_t)(k * n));
+    float *c1 = malloc(sizeof(float) * (size_t)(m * n)),
+          *c3 = malloc(sizeof(float) * (size_t)(m * n));
+    double *want = malloc(sizeof(double) * (size_t)(m * n));
+    pkt_rng r = {500 + (uint64_t)_i};
+    pkt_fill_uniform(&r, a, m * k, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, b, k * n, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, c1, m * n, -1.0f, 1.0f);
+    memcpy(c3, c1, sizeof(float) * (size_t)(m * n));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = acc ? c1[i * n + j] : 0.0;
+            for (int64_t q = 0; q < k; q++)
+                s += (double)(ta ? a[q * m + i] : a[i * k + q]) *
+                     (double)(tb ? b[j * k + q] : b[q * n + j]);
+            want[i * n + j] = s;
+        }
+    cpu_gemm_args g = {.trans_a = ta,
+                       .trans_b = tb,
+                       .accumulate = acc,
+                       .m = m,
+                       .n = n,
+                       .k = k,
+                       .a = a,
+                       .b = b,
+                       .lda = ta ? m : k,
+                       .ldb = tb ? k : n,
+                       .ldc = n};
+    pk_pool *p1 = pk_pool_create(1), *p3 = pk_pool_create(3);
+    g.c = c1;
+    ck_assert_int_eq(cpu_gemm(p1, &g), PK_OK);
+    g.c = c3;
+    ck_assert_int_eq(cpu_gemm(p3, &g), PK_OK);
+    for (int64_t i = 0; i < m * n; i++) {
+        ck_assert_msg(fabs(c1[i] - want[i]) <= 1e-5 * (double)k, "case %d c[%ld] %g, want %g", _i,
+                      (long)i, c1[i], want[i]);
+        ck_assert_msg(c1[i] == c3[i], "case %d c[%ld] differs between 1 and 3 threads", _i,
+                      (long)i);
+    }
+    pk_pool_destroy(p1);
+    pk_pool_destroy(p3);
+    free(a), free(b), free(c1), free(c3), free(want);
+}
+END_TEST
+
 /* dW of a 28x28 stride-1 layer (the one case that reads the caller's input in place) with the
  * input at each end of its mapping, next to a page that faults when touched: dW loads the
  * inner pixel vectors unmasked, which must never reach outside the tensor. */
@@ -437,6 +495,7 @@ int main(void) {
     tcase_add_loop_test(t, conv_direct_grad_w_deterministic, 0, 2);
     tcase_add_loop_test(t, flat_elementwise, 0, 5);
     tcase_add_test(t, gelu_erf_vs_reference);
+    tcase_add_loop_test(t, gemm_vs_reference, 0, 32);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
 }

@@ -1,0 +1,203 @@
+/* cpu_gemm.c - single-precision GEMM for AVX-512 cores, used by linear (the ViT's dominant op:
+ * 75-80 % of a 1-thread training step through OpenBLAS). Debian's OpenBLAS 0.3.21 runs its
+ * Haswell (AVX2) kernels on this machine (OPENBLAS_CORETYPE=Haswell is set there; the core is a
+ * Zen 5 with two 512-bit FMA pipes), and reached ~83 GFLOP/s at the ViT's shapes.
+ *
+ * Layout as BLIS: for each block of KC along k and NC along n, op(B) is packed into
+ * micro-panels of NR = 32 columns (kc x 32, k-major, zero-padded), shared by all threads; each
+ * thread takes blocks of MC rows, packs op(A) into micro-panels of MR = 12 rows (kc x 12,
+ * zero-padded) and runs the 12 x 32 register kernel (24 zmm accumulators) over them. The first
+ * k block writes or adds into C as asked, later ones add. Partial tiles at the edges of M and N
+ * go through a 12 x 32 tile on the stack. Every k block sums in the same order whatever the
+ * thread count (threads split rows only), so results do not depend on it. cblas_sgemm stays the
+ * path on other cores and the reference the tests compare against. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu_gemm.h"
+
+#define MR 12
+#define NR 32
+#define KC 256
+#define MC 144 /* multiple of MR */
+#define NC 1536
+
+bool cpu_gemm_usable(int64_t m, int64_t n, int64_t k) {
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return have && m >= MR && n >= 16 && k >= 16 && m * n * k >= (1 << 18);
+}
+
+/* Packs rows [i0, i0 + MR) x k [k0, k0 + kc) of op(A) into ap (kc x MR), zero rows past M. */
+static void pack_a(const cpu_gemm_args *g, int64_t i0, int64_t k0, int kc, float *restrict ap) {
+    int mr = g->m - i0 < MR ? (int)(g->m - i0) : MR;
+    if (!g->trans_a) {
+        for (int r = 0; r < MR; r++) {
+            const float *src = g->a + (i0 + r) * g->lda + k0;
+            if (r < mr)
+                for (int k = 0; k < kc; k++)
+                    ap[k * MR + r] = src[k];
+            else
+                for (int k = 0; k < kc; k++)
+                    ap[k * MR + r] = 0.0f;
+        }
+    } else {
+        for (int k = 0; k < kc; k++) {
+            const float *src = g->a + (k0 + k) * g->lda + i0;
+            int r = 0;
+            for (; r < mr; r++)
+                ap[k * MR + r] = src[r];
+            for (; r < MR; r++)
+                ap[k * MR + r] = 0.0f;
+        }
+    }
+}
+
+/* Packs k [k0, k0 + kc) x columns [j0, j0 + NR) of op(B) into bp (kc x NR), zero past N. */
+static void pack_b(const cpu_gemm_args *g, int64_t k0, int kc, int64_t j0, float *restrict bp) {
+    int nr = g->n - j0 < NR ? (int)(g->n - j0) : NR;
+    if (!g->trans_b) {
+        for (int k = 0; k < kc; k++) {
+            const float *src = g->b + (k0 + k) * g->ldb + j0;
+            if (nr == NR)
+                memcpy(bp + k * NR, src, sizeof(float) * NR);
+            else {
+                int c = 0;
+                for (; c < nr; c++)
+                    bp[k * NR + c] = src[c];
+                for (; c < NR; c++)
+                    bp[k * NR + c] = 0.0f;
+            }
+        }
+    } else {
+        for (int c = 0; c < NR; c++) {
+            const float *src = g->b + (j0 + c) * g->ldb + k0;
+            if (c < nr)
+                for (int k = 0; k < kc; k++)
+                    bp[k * NR + c] = src[k];
+            else
+                for (int k = 0; k < kc; k++)
+                    bp[k * NR + c] = 0.0f;
+        }
+    }
+}
+
+/* C tile (mr x nr at c, row stride ldc) = (add: +=) ap (kc x MR) . bp (kc x NR). Written
+ * with intrinsics and named accumulators: from vector-extension code GCC kept the 24
+ * accumulators in memory and split every FMA in two (ISO C mode does not contract). */
+#define ACC_DECL(r) __m512 c##r##a = _mm512_setzero_ps(), c##r##b = _mm512_setzero_ps()
+#define ACC_FMA(r)                                                                                 \
+    do {                                                                                           \
+        __m512 av = _mm512_set1_ps(a[r]);                                                          \
+        c##r##a = _mm512_fmadd_ps(av, b0, c##r##a);                                                \
+        c##r##b = _mm512_fmadd_ps(av, b1, c##r##b);                                                \
+    } while (0)
+#define ACC_OUT(r)                                                                                 \
+    do {                                                                                           \
+        _mm512_storeu_ps(tile[r], c##r##a);                                                        \
+        _mm512_storeu_ps(tile[r] + 16, c##r##b);                                                   \
+    } while (0)
+#define ACC_ALL(M)                                                                                 \
+    M(0);                                                                                          \
+    M(1);                                                                                          \
+    M(2);                                                                                          \
+    M(3);                                                                                          \
+    M(4);                                                                                          \
+    M(5);                                                                                          \
+    M(6);                                                                                          \
+    M(7);                                                                                          \
+    M(8);                                                                                          \
+    M(9);                                                                                          \
+    M(10);                                                                                         \
+    M(11)
+
+__attribute__((target("avx512f"))) static void kernel(int kc, const float *restrict ap,
+                                                      const float *restrict bp, float *c,
+                                                      int64_t ldc, int mr, int nr, bool add) {
+    ACC_ALL(ACC_DECL);
+    for (int k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
+        const float *a = ap + k * MR;
+        ACC_ALL(ACC_FMA);
+    }
+    _Alignas(64) float tile[MR][NR];
+    ACC_ALL(ACC_OUT);
+    if (mr == MR && nr == NR) {
+        for (int r = 0; r < MR; r++) {
+            float *row = c + r * ldc;
+            __m512 t0 = _mm512_load_ps(tile[r]), t1 = _mm512_load_ps(tile[r] + 16);
+            if (add) {
+                t0 = _mm512_add_ps(t0, _mm512_loadu_ps(row));
+                t1 = _mm512_add_ps(t1, _mm512_loadu_ps(row + 16));
+            }
+            _mm512_storeu_ps(row, t0);
+            _mm512_storeu_ps(row + 16, t1);
+        }
+        return;
+    }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nr; j++)
+            c[r * ldc + j] = add ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+}
+
+typedef struct {
+    const cpu_gemm_args *g;
+    const float *bpack; /* (NC / NR panels) x kc x NR */
+    float *bpack_w;
+    int64_t k0, j0, nc;
+    int kc;
+    bool add;
+} gemm_job;
+
+static void pack_b_range(void *arg, int64_t b, int64_t e) {
+    gemm_job *j = arg;
+    for (int64_t p = b; p < e; p++)
+        pack_b(j->g, j->k0, j->kc, j->j0 + p * NR, j->bpack_w + p * j->kc * NR);
+}
+
+/* Row blocks [b, e) of MC rows against the packed B block. */
+static void rows_range(void *arg, int64_t b, int64_t e) {
+    gemm_job *j = arg;
+    const cpu_gemm_args *g = j->g;
+    _Alignas(64) float ap[MC * KC];
+    int64_t npan = (j->nc + NR - 1) / NR;
+    for (int64_t blk = b; blk < e; blk++) {
+        int64_t i0 = blk * MC, i1 = i0 + MC < g->m ? i0 + MC : g->m;
+        for (int64_t i = i0; i < i1; i += MR)
+            pack_a(g, i, j->k0, j->kc, ap + (i - i0) * j->kc);
+        for (int64_t p = 0; p < npan; p++) {
+            int64_t jj = j->j0 + p * NR;
+            int nr = g->n - jj < NR ? (int)(g->n - jj) : NR;
+            const float *bp = j->bpack + p * j->kc * NR;
+            for (int64_t i = i0; i < i1; i += MR) {
+                int mr = i1 - i < MR ? (int)(i1 - i) : MR;
+                kernel(j->kc, ap + (i - i0) * j->kc, bp, g->c + i * g->ldc + jj, g->ldc, mr, nr,
+                       j->add);
+            }
+        }
+    }
+}
+
+pk_status cpu_gemm(pk_pool *pool, const cpu_gemm_args *g) {
+    float *bpack = aligned_alloc(64, sizeof(float) * KC * NC);
+    if (!bpack) return pk_error(PK_ERR_NOMEM, "gemm: out of host memory");
+    int64_t nblk = (g->m + MC - 1) / MC;
+    for (int64_t j0 = 0; j0 < g->n; j0 += NC) {
+        int64_t nc = g->n - j0 < NC ? g->n - j0 : NC;
+        for (int64_t k0 = 0; k0 < g->k; k0 += KC) {
+            gemm_job j = {.g = g,
+                          .bpack = bpack,
+                          .bpack_w = bpack,
+                          .k0 = k0,
+                          .j0 = j0,
+                          .nc = nc,
+                          .kc = g->k - k0 < KC ? (int)(g->k - k0) : KC,
+                          .add = g->accumulate || k0 > 0};
+            pk_parallel_for(pool, (nc + NR - 1) / NR, 4, pack_b_range, &j);
+            pk_parallel_for(pool, nblk, 1, rows_range, &j);
+        }
+    }
+    free(bpack);
+    return PK_OK;
+}
