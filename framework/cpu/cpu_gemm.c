@@ -19,9 +19,10 @@
 
 #define MR 12
 #define NR 32
-#define KC 256
+#define KC 384
 #define MC 144 /* multiple of MR */
 #define NC 1536
+#define PCH 4 /* column panels per work item */
 
 bool cpu_gemm_usable(int64_t m, int64_t n, int64_t k) {
     static int have = -1;
@@ -89,7 +90,7 @@ static void pack_b(const cpu_gemm_args *g, int64_t k0, int kc, int64_t j0, float
 #define ACC_DECL(r) __m512 c##r##a = _mm512_setzero_ps(), c##r##b = _mm512_setzero_ps()
 #define ACC_FMA(r)                                                                                 \
     do {                                                                                           \
-        __m512 av = _mm512_set1_ps(a[r]);                                                          \
+        __m512 av = _mm512_set1_ps(a[(r)*ars]);                                                    \
         c##r##a = _mm512_fmadd_ps(av, b0, c##r##a);                                                \
         c##r##b = _mm512_fmadd_ps(av, b1, c##r##b);                                                \
     } while (0)
@@ -97,6 +98,17 @@ static void pack_b(const cpu_gemm_args *g, int64_t k0, int kc, int64_t j0, float
     do {                                                                                           \
         _mm512_storeu_ps(tile[r], c##r##a);                                                        \
         _mm512_storeu_ps(tile[r] + 16, c##r##b);                                                   \
+    } while (0)
+#define ACC_SET(r)                                                                                 \
+    do {                                                                                           \
+        _mm512_storeu_ps(c + (r)*ldc, c##r##a);                                                    \
+        _mm512_storeu_ps(c + (r)*ldc + 16, c##r##b);                                               \
+    } while (0)
+#define ACC_ADD(r)                                                                                 \
+    do {                                                                                           \
+        _mm512_storeu_ps(c + (r)*ldc, _mm512_add_ps(c##r##a, _mm512_loadu_ps(c + (r)*ldc)));       \
+        _mm512_storeu_ps(c + (r)*ldc + 16,                                                         \
+                         _mm512_add_ps(c##r##b, _mm512_loadu_ps(c + (r)*ldc + 16)));               \
     } while (0)
 #define ACC_ALL(M)                                                                                 \
     M(0);                                                                                          \
@@ -112,33 +124,57 @@ static void pack_b(const cpu_gemm_args *g, int64_t k0, int kc, int64_t j0, float
     M(10);                                                                                         \
     M(11)
 
-__attribute__((target("avx512f"))) static void kernel(int kc, const float *restrict ap,
-                                                      const float *restrict bp, float *c,
-                                                      int64_t ldc, int mr, int nr, bool add) {
+/* The register kernel over A rows at a + r * ars + k * aks: packed panels (ars 1, aks MR) or
+ * the caller's row-major A in place (ars lda, aks 1), which saves packing where n is small. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+kernel_body(int kc, const float *restrict ap, int64_t ars, int64_t aks, const float *restrict bp,
+            float *c, int64_t ldc, int mr, int nr, bool add) {
     ACC_ALL(ACC_DECL);
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
-        const float *a = ap + k * MR;
+        const float *a = ap + k * aks;
         ACC_ALL(ACC_FMA);
     }
-    _Alignas(64) float tile[MR][NR];
-    ACC_ALL(ACC_OUT);
     if (mr == MR && nr == NR) {
-        for (int r = 0; r < MR; r++) {
-            float *row = c + r * ldc;
-            __m512 t0 = _mm512_load_ps(tile[r]), t1 = _mm512_load_ps(tile[r] + 16);
-            if (add) {
-                t0 = _mm512_add_ps(t0, _mm512_loadu_ps(row));
-                t1 = _mm512_add_ps(t1, _mm512_loadu_ps(row + 16));
-            }
-            _mm512_storeu_ps(row, t0);
-            _mm512_storeu_ps(row + 16, t1);
+        if (add) {
+            ACC_ALL(ACC_ADD);
+        } else {
+            ACC_ALL(ACC_SET);
         }
         return;
     }
+    if (mr == MR && nr == NR) {
+        if (add) {
+            ACC_ALL(ACC_ADD);
+        } else {
+            ACC_ALL(ACC_SET);
+        }
+        return;
+    }
+    _Alignas(64) float tile[MR][NR];
+    ACC_ALL(ACC_OUT);
     for (int r = 0; r < mr; r++)
         for (int j = 0; j < nr; j++)
             c[r * ldc + j] = add ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+}
+
+__attribute__((target("avx512f"))) static void kernel_packed(int kc, const float *ap,
+                                                             const float *bp, float *c, int64_t ldc,
+                                                             int mr, int nr, bool add) {
+    kernel_body(kc, ap, 1, MR, bp, c, ldc, mr, nr, add);
+}
+
+__attribute__((target("avx512f"))) static void kernel_direct(int kc, const float *a, int64_t lda,
+                                                             const float *bp, float *c, int64_t ldc,
+                                                             bool add) {
+    kernel_body(kc, a, lda, 1, bp, c, ldc, MR, NR, add);
+}
+
+/* A stored transposed (k, m): the 12 rows of a k step are contiguous. */
+__attribute__((target("avx512f"))) static void kernel_direct_t(int kc, const float *a, int64_t lda,
+                                                               const float *bp, float *c,
+                                                               int64_t ldc, bool add) {
+    kernel_body(kc, a, 1, lda, bp, c, ldc, MR, NR, add);
 }
 
 typedef struct {
@@ -157,23 +193,38 @@ static void pack_b_range(void *arg, int64_t b, int64_t e) {
 }
 
 /* Row blocks [b, e) of MC rows against the packed B block. */
-static void rows_range(void *arg, int64_t b, int64_t e) {
+/* Work items [b, e): item = row block (MC rows) x chunk of PCH column panels, so that a
+ * product with few rows (a weight gradient of 128 outputs) still spreads over the threads. Only
+ * a row block's last panel can be partial; it alone is packed. */
+static void items_range(void *arg, int64_t b, int64_t e) {
     gemm_job *j = arg;
     const cpu_gemm_args *g = j->g;
-    _Alignas(64) float ap[MC * KC];
-    int64_t npan = (j->nc + NR - 1) / NR;
-    for (int64_t blk = b; blk < e; blk++) {
+    _Alignas(64) float ap[MR * KC];
+    int64_t npan = (j->nc + NR - 1) / NR, nch = (npan + PCH - 1) / PCH;
+    for (int64_t it = b; it < e; it++) {
+        int64_t blk = it / nch, p0 = it % nch * PCH, p1 = p0 + PCH < npan ? p0 + PCH : npan;
         int64_t i0 = blk * MC, i1 = i0 + MC < g->m ? i0 + MC : g->m;
-        for (int64_t i = i0; i < i1; i += MR)
-            pack_a(g, i, j->k0, j->kc, ap + (i - i0) * j->kc);
-        for (int64_t p = 0; p < npan; p++) {
+        int64_t ipart = i0 + (i1 - i0) / MR * MR; /* start of the partial panel, if any */
+        if (ipart < i1) pack_a(g, ipart, j->k0, j->kc, ap);
+        for (int64_t p = p0; p < p1; p++) {
             int64_t jj = j->j0 + p * NR;
             int nr = g->n - jj < NR ? (int)(g->n - jj) : NR;
             const float *bp = j->bpack + p * j->kc * NR;
             for (int64_t i = i0; i < i1; i += MR) {
                 int mr = i1 - i < MR ? (int)(i1 - i) : MR;
-                kernel(j->kc, ap + (i - i0) * j->kc, bp, g->c + i * g->ldc + jj, g->ldc, mr, nr,
-                       j->add);
+                float *cij = g->c + i * g->ldc + jj;
+                if (mr < MR)
+                    kernel_packed(j->kc, ap, bp, cij, g->ldc, mr, nr, j->add);
+                else if (nr < NR) { /* a full row panel against a partial column panel */
+                    _Alignas(64) float apf[MR * KC];
+                    pack_a(g, i, j->k0, j->kc, apf);
+                    kernel_packed(j->kc, apf, bp, cij, g->ldc, mr, nr, j->add);
+                } else if (!g->trans_a)
+                    kernel_direct(j->kc, g->a + i * g->lda + j->k0, g->lda, bp, cij, g->ldc,
+                                  j->add);
+                else
+                    kernel_direct_t(j->kc, g->a + j->k0 * g->lda + i, g->lda, bp, cij, g->ldc,
+                                    j->add);
             }
         }
     }
@@ -195,7 +246,8 @@ pk_status cpu_gemm(pk_pool *pool, const cpu_gemm_args *g) {
                           .kc = g->k - k0 < KC ? (int)(g->k - k0) : KC,
                           .add = g->accumulate || k0 > 0};
             pk_parallel_for(pool, (nc + NR - 1) / NR, 4, pack_b_range, &j);
-            pk_parallel_for(pool, nblk, 1, rows_range, &j);
+            int64_t nch = ((nc + NR - 1) / NR + PCH - 1) / PCH;
+            pk_parallel_for(pool, nblk * nch, 1, items_range, &j);
         }
     }
     free(bpack);
