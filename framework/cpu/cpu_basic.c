@@ -774,6 +774,47 @@ pk_status cpu_linear_forward(pk_ctx *c, pk_node *n) {
     return linear_gemm(c, false, true, nr, no, ni, x, ni, w, ni, add, y, no);
 }
 
+typedef struct {
+    const float *g; /* (rows, cols) */
+    float *gb;      /* (cols) */
+    int64_t rows, cols;
+} bias_job;
+
+/* gb[o] += sum over rows of g[r][o] for the 64-column chunks [b, e): 16-float vectors down the
+ * rows (the scalar loop stays scalar at -O2 and took ~5 % of a 1-thread ViT step). Each column
+ * sums its rows in order, whatever the chunking. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+bias_grad_range(void *arg, int64_t b, int64_t e) {
+    bias_job *j = arg;
+    for (int64_t ch = b; ch < e; ch++) {
+        int64_t o = ch * 64, o1 = o + 64 < j->cols ? o + 64 : j->cols;
+        if (o1 - o == 64) { /* four vectors per row: one pass over the chunk's lines */
+            v16f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int64_t r = 0; r < j->rows; r++) {
+                const float *gr = j->g + r * j->cols + o;
+                a0 += LD16(gr), a1 += LD16(gr + 16), a2 += LD16(gr + 32), a3 += LD16(gr + 48);
+            }
+            *(v16u *)(j->gb + o) = LD16(j->gb + o) + a0;
+            *(v16u *)(j->gb + o + 16) = LD16(j->gb + o + 16) + a1;
+            *(v16u *)(j->gb + o + 32) = LD16(j->gb + o + 32) + a2;
+            *(v16u *)(j->gb + o + 48) = LD16(j->gb + o + 48) + a3;
+            continue;
+        }
+        for (; o + 16 <= o1; o += 16) {
+            v16f acc = {0};
+            for (int64_t r = 0; r < j->rows; r++)
+                acc += LD16(j->g + r * j->cols + o);
+            *(v16u *)(j->gb + o) = LD16(j->gb + o) + acc;
+        }
+        for (; o < o1; o++) {
+            float acc = 0.0f;
+            for (int64_t r = 0; r < j->rows; r++)
+                acc += j->g[r * j->cols + o];
+            j->gb[o] += acc;
+        }
+    }
+}
+
 pk_status cpu_linear_backward(pk_ctx *c, pk_node *n) {
     const pk_linear_params *p = PK_PARAMS(n, pk_linear_params);
     const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]), *g = cpu_f32(n->out[0]->grad);
@@ -785,10 +826,8 @@ pk_status cpu_linear_backward(pk_ctx *c, pk_node *n) {
         PK_TRY(linear_gemm(c, true, false, no, ni, nr, g, no, x, ni, true, cpu_f32(n->in[1]->grad),
                            ni));
     if (cpu_wants_grad(n, 2)) {
-        float *gb = cpu_f32(n->in[2]->grad);
-        for (int r = 0; r < nr; r++)
-            for (int o = 0; o < no; o++)
-                gb[o] += g[(int64_t)r * no + o];
+        bias_job bj = {.g = g, .gb = cpu_f32(n->in[2]->grad), .rows = nr, .cols = no};
+        pk_parallel_for(c->pool, (no + 63) / 64, 1 + (1 << 16) / (1 + nr), bias_grad_range, &bj);
     }
     return PK_OK;
 }

@@ -7,7 +7,8 @@
  * kernels called on their own with poisoned outputs, so every element must be written, and
  * accumulating gradients, so the starting values must survive. Same-shape binary ops (one flat
  * 16-lane loop plus a tail) and ReLU, forward and gradients; GELU (erf) against double
- * precision; the AVX-512 SGEMM against a double-precision product. */
+ * precision; the AVX-512 SGEMM and linear (with its bias gradient) against double-precision
+ * products. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,62 @@ START_TEST(gemm_vs_reference) {
 }
 END_TEST
 
+static tensor *b_linear(pk_ctx *c, tensor **x, const void *a) {
+    return pk_linear(c, x[0], x[1], x[2]);
+}
+
+/* pk_linear (through cpu_gemm on AVX-512 cores: 301 x 85 x 40 is past its size threshold)
+ * against double precision: y = x W^T + b, dx, dW and the bias gradient, whose column sums run
+ * as one 64-column chunk, one 16-float vector and a scalar tail of 5. */
+START_TEST(linear_vs_reference) {
+    enum { R = 301, I = 40, O = 85 };
+    static float x[R * I], w[O * I], b[O], up[R * O];
+    pkt_rng r = {600};
+    pkt_fill_uniform(&r, x, R * I, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, w, O * I, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, b, O, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, up, R * O, -1.0f, 1.0f);
+    pkt_case k = {.name = "linear",
+                  .build = b_linear,
+                  .n_in = 3,
+                  .in = {{.ndim = 2, .shape = {R, I}, .data = x},
+                         {.ndim = 2, .shape = {O, I}, .data = w},
+                         {.ndim = 1, .shape = {O}, .data = b}}};
+    pk_ctx *c = pkt_ctx("cpu");
+    pkt_result res = pkt_case_run(c, &k, up);
+    for (int i = 0; i < R; i++)
+        for (int o = 0; o < O; o++) {
+            double s = b[o];
+            for (int q = 0; q < I; q++)
+                s += (double)x[i * I + q] * w[o * I + q];
+            ck_assert_msg(fabs(res.out[i * O + o] - s) <= 1e-5 * I, "y[%d][%d] %g, want %g", i, o,
+                          res.out[i * O + o], s);
+        }
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < I; q++) {
+            double s = 0;
+            for (int o = 0; o < O; o++)
+                s += (double)up[i * O + o] * w[o * I + q];
+            ck_assert_msg(fabs(res.grad[0][i * I + q] - s) <= 1e-5 * O, "dx[%d][%d]", i, q);
+        }
+    for (int o = 0; o < O; o++) {
+        double sb = 0;
+        for (int i = 0; i < R; i++)
+            sb += up[i * O + o];
+        ck_assert_msg(fabs(res.grad[2][o] - sb) <= 1e-5 * R, "db[%d] %g, want %g", o,
+                      res.grad[2][o], sb);
+        for (int q = 0; q < I; q++) {
+            double s = 0;
+            for (int i = 0; i < R; i++)
+                s += (double)up[i * O + o] * x[i * I + q];
+            ck_assert_msg(fabs(res.grad[1][o * I + q] - s) <= 1e-5 * R, "dW[%d][%d]", o, q);
+        }
+    }
+    pkt_result_free(&res);
+    pkt_ctx_done(c);
+}
+END_TEST
+
 /* dW of a 28x28 stride-1 layer (the one case that reads the caller's input in place) with the
  * input at each end of its mapping, next to a page that faults when touched: dW loads the
  * inner pixel vectors unmasked, which must never reach outside the tensor. */
@@ -496,6 +553,7 @@ int main(void) {
     tcase_add_loop_test(t, flat_elementwise, 0, 5);
     tcase_add_test(t, gelu_erf_vs_reference);
     tcase_add_loop_test(t, gemm_vs_reference, 0, 32);
+    tcase_add_test(t, linear_vs_reference);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
 }
