@@ -819,13 +819,19 @@ pk_status cpu_linear_backward(pk_ctx *c, pk_node *n) {
     const pk_linear_params *p = PK_PARAMS(n, pk_linear_params);
     const float *x = cpu_f32(n->in[0]), *w = cpu_f32(n->in[1]), *g = cpu_f32(n->out[0]->grad);
     int nr = (int)p->rows, ni = (int)p->in, no = (int)p->out;
-    if (cpu_wants_grad(n, 0)) /* dx (nr,ni) += dy (nr,no) W (no,ni) */
-        PK_TRY(linear_gemm(c, false, false, nr, ni, no, g, no, w, ni, true, cpu_f32(n->in[0]->grad),
-                           ni));
-    if (cpu_wants_grad(n, 1)) /* dW (no,ni) += dy^T (no,nr) x (nr,ni) */
-        PK_TRY(linear_gemm(c, true, false, no, ni, nr, g, no, x, ni, true, cpu_f32(n->in[1]->grad),
-                           ni));
+    /* A fresh gradient (autograd.c: linear writes them) is written by the product, not added */
+    if (cpu_wants_grad(n, 0)) { /* dx (nr,ni) += dy (nr,no) W (no,ni) */
+        PK_TRY(linear_gemm(c, false, false, nr, ni, no, g, no, w, ni, !cpu_grad_fresh(n, 0),
+                           cpu_f32(n->in[0]->grad), ni));
+        PK_TRY(cpu_grad_settle(n, 0, false));
+    }
+    if (cpu_wants_grad(n, 1)) { /* dW (no,ni) += dy^T (no,nr) x (nr,ni) */
+        PK_TRY(linear_gemm(c, true, false, no, ni, nr, g, no, x, ni, !cpu_grad_fresh(n, 1),
+                           cpu_f32(n->in[1]->grad), ni));
+        PK_TRY(cpu_grad_settle(n, 1, false));
+    }
     if (cpu_wants_grad(n, 2)) {
+        PK_TRY(cpu_grad_settle(n, 2, true)); /* the column sums add */
         bias_job bj = {.g = g, .gb = cpu_f32(n->in[2]->grad), .rows = nr, .cols = no};
         pk_parallel_for(c->pool, (no + 63) / 64, 1 + (1 << 16) / (1 + nr), bias_grad_range, &bj);
     }
