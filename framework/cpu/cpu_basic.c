@@ -833,7 +833,8 @@ pk_status cpu_linear_backward(pk_ctx *c, pk_node *n) {
     if (cpu_wants_grad(n, 2)) {
         PK_TRY(cpu_grad_settle(n, 2, true)); /* the column sums add */
         bias_job bj = {.g = g, .gb = cpu_f32(n->in[2]->grad), .rows = nr, .cols = no};
-        pk_parallel_for(c->pool, (no + 63) / 64, 1 + (1 << 16) / (1 + nr), bias_grad_range, &bj);
+        pk_parallel_for(c->pool, (no + 63) / 64, 1 + (1 << 16) / (64 * (int64_t)nr + 1),
+                        bias_grad_range, &bj);
     }
     return PK_OK;
 }
