@@ -2,8 +2,9 @@
  * head over the class token, backward, AdamW step) on the CPU backend, timed after a warm-up,
  * the Polyak side of bench/vit_speed.sh (whose peer is bench/vit_peer.py). Prints the same
  * JSON line as the peer ({"config", "batch", "threads", "step_seconds", "cpu_seconds"}) and,
- * with --profile, a table of kernel seconds per step by op (forward and backward, wall and
- * process CPU time), the optimizer's share and the rest (tape, arena, zeroing). */
+ * with --profile, a table of kernel milliseconds per step by op (forward and backward, wall and
+ * process CPU time), the optimizer's and the rest (tape, arena, zeroing; wall and CPU), and each
+ * one's share of the wall time. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,7 @@ typedef struct vit_bench {
     float *x;   /* (B, C, H, W) host input */
     int32_t *y; /* (B) host labels */
     int64_t shape[4];
-    double optim_s; /* optimizer step seconds, accumulated */
+    double optim_s, optim_cpu; /* optimizer step wall and CPU seconds, accumulated */
 } vit_bench;
 
 /* One training step; the loss goes to *loss. */
@@ -61,9 +62,9 @@ static pk_status train_step(vit_bench *b, float *loss) {
     if (!l) return PK_ERR_INVALID;
     PK_TRY(optim_zero_grad(b->opt));
     PK_TRY(autograd_backward(c, l));
-    double t0 = cli_now();
+    double t0 = cli_now(), c0 = cpu_now();
     PK_TRY(optim_step(b->opt));
-    b->optim_s += cli_now() - t0;
+    b->optim_s += cli_now() - t0, b->optim_cpu += cpu_now() - c0;
     return tensor_download(l, loss);
 }
 
@@ -79,25 +80,27 @@ static double median_of(const double *v, int n) {
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
-/* Prints the per-op table of `steps` profiled steps of total wall time `total` seconds. */
-static void print_profile(const vit_bench *b, int steps, double total) {
+/* Prints the per-op table of `steps` profiled steps of total wall time `total` seconds and CPU
+ * time `total_cpu`. */
+static void print_profile(const vit_bench *b, int steps, double total, double total_cpu) {
     const double(*t)[4] = (const double(*)[4])b->c->op_seconds;
-    double sum = 0;
+    double sum = 0, sum_cpu = 0;
     fprintf(stderr, "%-14s %10s %10s %10s %10s %7s\n", "op (ms/step)", "fwd wall", "bwd wall",
             "fwd cpu", "bwd cpu", "share");
     for (int op = 0; op < PK_OP_COUNT; op++) {
         double w = t[op][0] + t[op][1];
         if (w <= 0) continue;
-        sum += w;
+        sum += w, sum_cpu += t[op][2] + t[op][3];
         fprintf(stderr, "%-14s %10.2f %10.2f %10.2f %10.2f %6.1f%%\n", pk_op_get(op)->name,
                 1e3 * t[op][0] / steps, 1e3 * t[op][1] / steps, 1e3 * t[op][2] / steps,
                 1e3 * t[op][3] / steps, 100 * w / total);
     }
-    fprintf(stderr, "%-14s %10.2f %43.1f%%\n", "adamw step", 1e3 * b->optim_s / steps,
-            100 * b->optim_s / total);
-    double rest = total - sum - b->optim_s;
-    fprintf(stderr, "%-14s %10.2f %43.1f%%\n", "rest", 1e3 * rest / steps, 100 * rest / total);
-    fprintf(stderr, "%-14s %10.2f\n", "step", 1e3 * total / steps);
+    fprintf(stderr, "%-14s %10.2f %21.2f %21.1f%%\n", "adamw step", 1e3 * b->optim_s / steps,
+            1e3 * b->optim_cpu / steps, 100 * b->optim_s / total);
+    double rest = total - sum - b->optim_s, rest_cpu = total_cpu - sum_cpu - b->optim_cpu;
+    fprintf(stderr, "%-14s %10.2f %21.2f %21.1f%%\n", "rest", 1e3 * rest / steps,
+            1e3 * rest_cpu / steps, 100 * rest / total);
+    fprintf(stderr, "%-14s %10.2f %21.2f\n", "step", 1e3 * total / steps, 1e3 * total_cpu / steps);
 }
 
 int cmd_bench_vit(int argc, char **argv) {
@@ -193,14 +196,14 @@ int cmd_bench_vit(int argc, char **argv) {
     printf("]}\n");
     if (profile) { /* extra steps with kernel timing on (it adds two clock reads per kernel) */
         if (pk_ctx_time_ops(b.c, true) != PK_OK) goto done;
-        b.optim_s = 0;
-        double t0 = cli_now();
+        b.optim_s = b.optim_cpu = 0;
+        double t0 = cli_now(), c0 = cpu_now();
         for (long s = 0; s < steps; s++)
             if (train_step(&b, &loss) != PK_OK) {
                 rc = cli_fail("bench", "a profiled step");
                 goto done;
             }
-        print_profile(&b, (int)steps, cli_now() - t0);
+        print_profile(&b, (int)steps, cli_now() - t0, cpu_now() - c0);
         fprintf(stderr, "median step %.2f ms wall, %.2f ms cpu (unprofiled)\n",
                 1e3 * median_of(wall, (int)steps), 1e3 * median_of(cpu, (int)steps));
     }
