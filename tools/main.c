@@ -13,9 +13,11 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list compute devices and the one chosen"},
     {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
-    {"inspect", cmd_inspect, "say what a file or folder holds (images, datasets, scenes, PLY, ...)"},
+    {"inspect", cmd_inspect,
+     "say what a file or folder holds (images, datasets, scenes, PLY, ...)"},
     {"splat", cmd_splat, "Gaussian splatting: render a 3DGS PLY through a scene's cameras"},
     {"man", cmd_man, "local learning with momentum auxiliary networks (E2E/DGL/InfoPro/+MAN)"},
+    {"features", cmd_features, "class-token features of a data set under a ViT backbone (timm)"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
 };
 
