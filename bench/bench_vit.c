@@ -27,8 +27,8 @@ static double cpu_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The bench's model: `name`'s timm configuration with the channel count of the data and a
- * 10-class head; nano is the Fashion-MNIST configuration. */
+/* The bench's model for `which` (nano, small): the timm configuration with the data's channels and
+ * a 10-class head; nano is the Fashion-MNIST configuration. */
 static pk_status bench_config(const char *which, vit_config *cfg) {
     bool nano = strcmp(which, "nano") == 0;
     if (!nano && strcmp(which, "small") != 0)
