@@ -243,13 +243,14 @@ bool pk_set_grad_enabled(pk_ctx *c, bool enabled) {
 }
 
 /* Backward kernels that write a fresh input gradient (cpu_grad_fresh) instead of adding into
- * zeros: the ops of a ResNet's activations. Zero-filling every activation gradient before its
- * first contribution cost ~3% of a 1-thread ResNet-32 epoch (perf: memset) and made each first
- * contribution read the zeros back. Every other kernel gets its input gradients zero-filled. */
+ * zeros: the ops of a ResNet's activations, and linear (a ViT's). Zero-filling every activation
+ * gradient before its first contribution cost ~3% of a 1-thread ResNet-32 epoch (perf: memset) and
+ * made each first contribution read the zeros back. Every other kernel gets its input gradients
+ * zero-filled. */
 static bool writes_fresh_grads(const pk_ctx *c, pk_op op) {
     return c->backend == PK_BACKEND_CPU &&
            (op == PK_OP_CONV2D || op == PK_OP_BATCHNORM || op == PK_OP_BATCHNORM_ACT ||
-            op == PK_OP_UNARY || op == PK_OP_BINARY);
+            op == PK_OP_UNARY || op == PK_OP_BINARY || op == PK_OP_LINEAR);
 }
 
 /* Whether input j of n can take n's output gradient as its own instead of a copy: n is a CPU

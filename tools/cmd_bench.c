@@ -1,6 +1,7 @@
-/* cmd_bench.c - `polyak bench ops`: GEMM, conv2d forward+backward, layernorm and softmax on
- * each backend, with ratios against PyTorch CPU (bench/peer_ops.py) run by the same command.
- * Prints a table; --json FILE writes one object per measurement. */
+/* cmd_bench.c - `polyak bench ops` (and the dispatch to splat, teacher, optim, vit): GEMM, conv2d
+ * forward+backward, layernorm and softmax on each backend, with ratios against PyTorch CPU
+ * (bench/peer_ops.py) run by the same command. Prints a table; --json FILE writes one object per
+ * measurement. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "autograd.h"
 #include "bench_json.h"
 #include "bench_optim.h"
+#include "bench_vit.h"
 #include "cli.h"
 #include "commands.h"
 #include "cpu/threads.h"
@@ -162,8 +164,8 @@ static double measure(pk_ctx *c, int b, int reps, double *flops) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *usage =
-        "ops|splat|teacher|optim [--json FILE] [--device D] [--reps N] [--rounds N] [--no-peer]";
+    const char *usage = "ops|splat|teacher|optim|vit [--json FILE] [--device D] [--reps N] "
+                        "[--rounds N] [--no-peer]";
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         printf("usage: polyak bench %s\n", usage);
         return argc < 2 ? 2 : 0;
@@ -171,6 +173,7 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(argv[1], "splat") == 0) return bench_splat(argc - 1, argv + 1);
     if (strcmp(argv[1], "teacher") == 0) return cmd_bench_teacher(argc - 1, argv + 1);
     if (strcmp(argv[1], "optim") == 0) return cmd_bench_optim(argc - 1, argv + 1);
+    if (strcmp(argv[1], "vit") == 0) return cmd_bench_vit(argc - 1, argv + 1);
     if (strcmp(argv[1], "ops") != 0) return cli_usage("bench", usage, "unknown benchmark");
     const char *json = NULL, *device = NULL;
     long reps = 5, rounds = 3;

@@ -6,7 +6,9 @@
  * counts that are not multiples of the kernels' blocks of 4 and 8, batch 1. Plus the direct
  * kernels called on their own with poisoned outputs, so every element must be written, and
  * accumulating gradients, so the starting values must survive. Same-shape binary ops (one flat
- * 16-lane loop plus a tail) and ReLU, forward and gradients. */
+ * 16-lane loop plus a tail) and ReLU, forward and gradients; GELU (erf) against double
+ * precision; the AVX-512 SGEMM and linear (with its bias gradient) against double-precision
+ * products. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "cpu/cpu_conv_direct.h"
+#include "cpu/cpu_gemm.h"
 #include "pk_test.h"
 
 typedef struct {
@@ -299,6 +302,151 @@ START_TEST(flat_elementwise) {
 }
 END_TEST
 
+static tensor *b_gelu_erf(pk_ctx *c, tensor **x, const void *a) { return pk_gelu_erf(c, x[0]); }
+
+/* GELU (erf) on its 16-lane polynomial path against double precision erf and exp: 1029
+ * elements (64 vectors and a tail of 5) over [-14, 14], where Phi underflows, plus 0, +-1e-30
+ * and the ends. Relative error 2e-6 on gelu (8e-6 past |x| = 9), 1e-6 absolute on gelu'. */
+START_TEST(gelu_erf_vs_reference) {
+    enum { N = 3 * 7 * 49 };
+    float a[N], up[N];
+    pkt_rng r = {400};
+    pkt_fill_uniform(&r, a, N, -14.0f, 14.0f);
+    pkt_fill_uniform(&r, up, N, -1.0f, 1.0f);
+    a[0] = 0.0f, a[1] = 1e-30f, a[2] = -1e-30f, a[3] = -14.0f, a[N - 1] = 14.0f;
+    pkt_case k = {.name = "gelu_erf",
+                  .build = b_gelu_erf,
+                  .n_in = 1,
+                  .in = {{.ndim = 3, .shape = {3, 7, 49}, .data = a}}};
+    pk_ctx *c = pkt_ctx("cpu");
+    pkt_result res = pkt_case_run(c, &k, up);
+    for (int i = 0; i < N; i++) {
+        double x = a[i], cdf = 0.5 * erfc(-x / sqrt(2.0)), pdf = exp(-0.5 * x * x) / sqrt(2 * M_PI);
+        double want = x * cdf, dwant = up[i] * (cdf + x * pdf);
+        double rel = fabs(x) < 9 ? 2e-6 : 8e-6;
+        ck_assert_msg(fabs(res.out[i] - want) <= rel * fabs(want) + 1e-37,
+                      "y[%d] %.9g, want %.9g (x %g)", i, res.out[i], want, x);
+        ck_assert_msg(fabs(res.grad[0][i] - dwant) <= 1e-6, "dx[%d] %.9g, want %.9g (x %g)", i,
+                      res.grad[0][i], dwant, x);
+    }
+    pkt_result_free(&res);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+/* cpu_gemm (the AVX-512 SGEMM behind linear) against a double-precision product, every
+ * transpose combination, written and accumulated, on shapes with partial 12-row and 32-column
+ * tiles, k past one 256 block and n past one 1536 block; the result must be the same to the
+ * bit on 1 and 3 threads. Skipped on cores without AVX-512 (linear uses OpenBLAS there). */
+START_TEST(gemm_vs_reference) {
+    static const int64_t shapes[][3] = {
+        {37, 45, 300}, {12, 32, 16}, {293, 1576, 70}, {64, 100, 513}};
+    const int64_t *sh = shapes[_i / 8];
+    const bool ta = _i & 1, tb = (_i >> 1) & 1, acc = (_i >> 2) & 1;
+    int64_t m = sh[0], n = sh[1], k = sh[2];
+    if (!cpu_gemm_usable(m, n, k)) return;
+    float *a = malloc(sizeof(float) * (size_t)(m * k)),
+          *b = malloc(sizeof(float) * (size_t)(k * n));
+    float *c1 = malloc(sizeof(float) * (size_t)(m * n)),
+          *c3 = malloc(sizeof(float) * (size_t)(m * n));
+    double *want = malloc(sizeof(double) * (size_t)(m * n));
+    pkt_rng r = {500 + (uint64_t)_i};
+    pkt_fill_uniform(&r, a, m * k, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, b, k * n, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, c1, m * n, -1.0f, 1.0f);
+    memcpy(c3, c1, sizeof(float) * (size_t)(m * n));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = acc ? c1[i * n + j] : 0.0;
+            for (int64_t q = 0; q < k; q++)
+                s += (double)(ta ? a[q * m + i] : a[i * k + q]) *
+                     (double)(tb ? b[j * k + q] : b[q * n + j]);
+            want[i * n + j] = s;
+        }
+    cpu_gemm_args g = {.trans_a = ta,
+                       .trans_b = tb,
+                       .accumulate = acc,
+                       .m = m,
+                       .n = n,
+                       .k = k,
+                       .a = a,
+                       .b = b,
+                       .lda = ta ? m : k,
+                       .ldb = tb ? k : n,
+                       .ldc = n};
+    pk_pool *p1 = pk_pool_create(1), *p3 = pk_pool_create(3);
+    g.c = c1;
+    ck_assert_int_eq(cpu_gemm(p1, &g), PK_OK);
+    g.c = c3;
+    ck_assert_int_eq(cpu_gemm(p3, &g), PK_OK);
+    for (int64_t i = 0; i < m * n; i++) {
+        ck_assert_msg(fabs(c1[i] - want[i]) <= 1e-5 * (double)k, "case %d c[%ld] %g, want %g", _i,
+                      (long)i, c1[i], want[i]);
+        ck_assert_msg(c1[i] == c3[i], "case %d c[%ld] differs between 1 and 3 threads", _i,
+                      (long)i);
+    }
+    pk_pool_destroy(p1);
+    pk_pool_destroy(p3);
+    free(a), free(b), free(c1), free(c3), free(want);
+}
+END_TEST
+
+static tensor *b_linear(pk_ctx *c, tensor **x, const void *a) {
+    return pk_linear(c, x[0], x[1], x[2]);
+}
+
+/* pk_linear (through cpu_gemm on AVX-512 cores: 301 x 85 x 40 is past its size threshold)
+ * against double precision: y = x W^T + b, dx, dW and the bias gradient, whose column sums run
+ * as one 64-column chunk, one 16-float vector and a scalar tail of 5. */
+START_TEST(linear_vs_reference) {
+    enum { R = 301, I = 40, O = 85 };
+    static float x[R * I], w[O * I], b[O], up[R * O];
+    pkt_rng r = {600};
+    pkt_fill_uniform(&r, x, R * I, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, w, O * I, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, b, O, -1.0f, 1.0f);
+    pkt_fill_uniform(&r, up, R * O, -1.0f, 1.0f);
+    pkt_case k = {.name = "linear",
+                  .build = b_linear,
+                  .n_in = 3,
+                  .in = {{.ndim = 2, .shape = {R, I}, .data = x},
+                         {.ndim = 2, .shape = {O, I}, .data = w},
+                         {.ndim = 1, .shape = {O}, .data = b}}};
+    pk_ctx *c = pkt_ctx("cpu");
+    pkt_result res = pkt_case_run(c, &k, up);
+    for (int i = 0; i < R; i++)
+        for (int o = 0; o < O; o++) {
+            double s = b[o];
+            for (int q = 0; q < I; q++)
+                s += (double)x[i * I + q] * w[o * I + q];
+            ck_assert_msg(fabs(res.out[i * O + o] - s) <= 1e-5 * I, "y[%d][%d] %g, want %g", i, o,
+                          res.out[i * O + o], s);
+        }
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < I; q++) {
+            double s = 0;
+            for (int o = 0; o < O; o++)
+                s += (double)up[i * O + o] * w[o * I + q];
+            ck_assert_msg(fabs(res.grad[0][i * I + q] - s) <= 1e-5 * O, "dx[%d][%d]", i, q);
+        }
+    for (int o = 0; o < O; o++) {
+        double sb = 0;
+        for (int i = 0; i < R; i++)
+            sb += up[i * O + o];
+        ck_assert_msg(fabs(res.grad[2][o] - sb) <= 1e-5 * R, "db[%d] %g, want %g", o,
+                      res.grad[2][o], sb);
+        for (int q = 0; q < I; q++) {
+            double s = 0;
+            for (int i = 0; i < R; i++)
+                s += (double)up[i * O + o] * x[i * I + q];
+            ck_assert_msg(fabs(res.grad[1][o * I + q] - s) <= 1e-5 * R, "dW[%d][%d]", o, q);
+        }
+    }
+    pkt_result_free(&res);
+    pkt_ctx_done(c);
+}
+END_TEST
+
 /* dW of a 28x28 stride-1 layer (the one case that reads the caller's input in place) with the
  * input at each end of its mapping, next to a page that faults when touched: dW loads the
  * inner pixel vectors unmasked, which must never reach outside the tensor. */
@@ -403,6 +551,9 @@ int main(void) {
     tcase_add_test(t, conv_direct_grad_w_stays_inside);
     tcase_add_loop_test(t, conv_direct_grad_w_deterministic, 0, 2);
     tcase_add_loop_test(t, flat_elementwise, 0, 5);
+    tcase_add_test(t, gelu_erf_vs_reference);
+    tcase_add_loop_test(t, gemm_vs_reference, 0, 32);
+    tcase_add_test(t, linear_vs_reference);
     suite_add_tcase(s, t);
     return pkt_run_suite(s);
 }
