@@ -161,6 +161,25 @@ typedef struct pk_dropout_params {
     uint32_t seed_lo, seed_hi, counter;
 } pk_dropout_params;
 
+/* Fused scaled dot-product attention, for each batch b and head h (pk_attention_heads):
+ *   out[b, i, h*dv + c] = sum_j P[b, h, i, j] v[b, j, v_col + h*dv + c],
+ *   P[b, h, i, :] = softmax_j(scale * q_i . k_j + mask[b, i, j]),
+ *   q_i = q[b, i, q_col + h*d : q_col + (h+1)*d], k_j likewise from k.
+ * q, k and v are rows of contiguous tensors n->in[q_in], n->in[k_in], n->in[v_in] (one tensor
+ * for pk_attention_qkv) with row strides q_rs, k_rs, v_rs and batch strides tq*q_rs, tk*k_rs,
+ * tk*v_rs; their gradients have the same layout. The mask is n->in[mask_in] (mask_in -1: none),
+ * read through broadcast strides over (B, Tq, Tk), and gets no gradient. out (B, Tq, H*dv) is
+ * contiguous; saved[0] = lse (B, H, Tq), the log-sum-exp of each row's logits, is all the
+ * forward keeps: the backward recomputes P from q, k and lse. */
+typedef struct pk_attention_params {
+    int64_t b, tq, tk, heads, d, dv;
+    int64_t q_rs, k_rs, v_rs;    /* row strides (elements) */
+    int64_t q_col, k_col, v_col; /* column of head 0's first element within a row */
+    int64_t m_bs, m_rs, m_cs;    /* mask strides over (B, Tq, Tk), 0 on broadcast dims */
+    int q_in, k_in, v_in, mask_in;
+    float scale;
+} pk_attention_params;
+
 /* ---- elementwise and shape ---- */
 
 /* Fills a contiguous f32 tensor with `value`. */
@@ -264,9 +283,19 @@ tensor *pk_l2_normalize(pk_ctx *c, tensor *x, float eps);
 tensor *pk_embedding(pk_ctx *c, tensor *table, tensor *idx);
 /* Inverted dropout with probability p (identity when !c->training or p == 0). */
 tensor *pk_dropout(pk_ctx *c, tensor *x, float p);
-/* softmax(q k^T * scale [+ mask]) v for q (B, Tq, D), k, v (B, Tk, D); mask NULL or
- * broadcastable to (B, Tq, Tk), added to the logits. */
+/* softmax(q k^T * scale [+ mask]) v for q (B, Tq, D), k (B, Tk, D), v (B, Tk, Dv) -> (B, Tq, Dv),
+ * one fused op (see pk_attention_params). mask: NULL or broadcastable to (B, Tq, Tk), added to
+ * the logits; it is a constant (no gradient flows to it: a mask that requires one is an error). */
 tensor *pk_attention(pk_ctx *c, tensor *q, tensor *k, tensor *v, tensor *mask, float scale);
+/* Multi-head attention without permute copies: q (B, Tq, H*d), k (B, Tk, H*d), v (B, Tk, H*dv)
+ * -> (B, Tq, H*dv); head h uses columns [h*d, (h+1)*d) of q and k and [h*dv, (h+1)*dv) of v
+ * (timm's reshape(B, T, H, d)). mask as in pk_attention, shared by all heads. */
+tensor *pk_attention_heads(pk_ctx *c, tensor *q, tensor *k, tensor *v, int heads, tensor *mask,
+                           float scale);
+/* Self-attention straight from timm's fused projection: qkv (B, T, 3*H*d) viewed as
+ * (B, T, 3, H, d), q = columns [0, D), k = [D, 2D), v = [2D, 3D) with D = H*d -> (B, T, D),
+ * ready for attn.proj. The backward writes d(qkv) in the same layout. */
+tensor *pk_attention_qkv(pk_ctx *c, tensor *qkv, int heads, float scale);
 
 /* ---- losses (scalar results, shape (1,)) ---- */
 

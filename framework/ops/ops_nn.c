@@ -370,16 +370,134 @@ tensor *pk_dropout(pk_ctx *c, tensor *x, float p) {
 
 /* ---- attention ---- */
 
-tensor *pk_attention(pk_ctx *c, tensor *q, tensor *k, tensor *v, tensor *mask, float scale) {
-    if (!q || !k || !v) return NULL;
+/* Checks the mask of attention op `name` against (B, Tq, Tk) and fills p's mask strides; returns
+ * the mask made contiguous, or NULL with the error recorded. */
+static tensor *attention_mask(pk_ctx *c, const char *name, tensor *mask, pk_attention_params *p) {
+    if (!op_check_f32(name, "mask", mask)) return NULL;
+    if (mask->requires_grad)
+        return op_fail(name, "the mask is a constant and gets no gradient; it must not require "
+                             "one (detach it)");
+    int64_t want[3] = {p->b, p->tq, p->tk}, st[3] = {0, 0, 0};
+    char sm[64];
+    if (mask->ndim > 3)
+        return op_fail(name, "mask %s must be broadcastable to (%lld, %lld, %lld)", SHAPE(mask, sm),
+                       (long long)p->b, (long long)p->tq, (long long)p->tk);
+    mask = op_contig(c, mask);
+    if (!mask) return NULL;
+    int64_t acc = 1;
+    for (int d = 2; d >= 3 - mask->ndim; d--) { // right-aligned, as broadcasting is
+        int64_t len = mask->shape[d - (3 - mask->ndim)];
+        if (len != 1 && len != want[d])
+            return op_fail(name, "mask %s must be broadcastable to (%lld, %lld, %lld)",
+                           SHAPE(mask, sm), (long long)p->b, (long long)p->tq, (long long)p->tk);
+        st[d] = len == 1 ? 0 : acc;
+        acc *= len;
+    }
+    p->m_bs = st[0];
+    p->m_rs = st[1];
+    p->m_cs = st[2];
+    return mask;
+}
+
+/* Runs the attention node: in[0..n_in) hold q, k, v as p says, the mask is appended. */
+static tensor *attention_run(pk_ctx *c, const char *name, tensor **in, int n_in, tensor *mask,
+                             pk_attention_params *p) {
+    p->mask_in = -1;
+    if (mask) {
+        mask = attention_mask(c, name, mask, p);
+        if (!mask) return NULL;
+        p->mask_in = n_in;
+        in[n_in++] = mask;
+    }
+    if (p->b < 1 || p->tq < 1 || p->tk < 1 || p->d < 1 || p->dv < 1)
+        return op_fail(name, "empty attention: B %lld, Tq %lld, Tk %lld, d %lld, dv %lld",
+                       (long long)p->b, (long long)p->tq, (long long)p->tk, (long long)p->d,
+                       (long long)p->dv);
+    tensor *out =
+        tensor_new(c->step, PK_F32, 3, (int64_t[]){p->b, p->tq, p->heads * p->dv}); // (B, Tq, H*dv)
+    tensor *lse = tensor_new(c->step, PK_F32, 3, (int64_t[]){p->b, p->heads, p->tq}); // (B, H, Tq)
+    return op_run_saved(c, PK_OP_ATTENTION, in, n_in, p, sizeof *p, out, &lse, 1);
+}
+
+/* Checks q, k, v of attention op `name` with `heads` heads and makes them contiguous in in[0..2];
+ * fills p's sizes and strides. false with the error recorded otherwise. */
+static bool attention_qkv_check(pk_ctx *c, const char *name, tensor *q, tensor *k, tensor *v,
+                                int heads, tensor **in, pk_attention_params *p) {
     char sq[64], sk[64], sv[64];
+    if (!op_check_f32(name, "q", q) || !op_check_f32(name, "k", k) || !op_check_f32(name, "v", v))
+        return false;
+    if (heads < 1) {
+        op_fail(name, "heads %d must be >= 1", heads);
+        return false;
+    }
     if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || k->shape[0] != q->shape[0] ||
-        v->shape[0] != q->shape[0] || k->shape[2] != q->shape[2] || v->shape[1] != k->shape[1])
-        return op_fail("attention", "q %s, k %s, v %s must be (B, Tq, D), (B, Tk, D), (B, Tk, Dv)",
-                       SHAPE(q, sq), SHAPE(k, sk), SHAPE(v, sv));
-    tensor *s = pk_scale(c, pk_matmul(c, q, k, false, true), scale); // (B, Tq, Tk)
-    if (mask) s = pk_add(c, s, mask);
-    return pk_matmul(c, pk_softmax(c, s, -1), v, false, false); // (B, Tq, Dv)
+        v->shape[0] != q->shape[0] || k->shape[2] != q->shape[2] || v->shape[1] != k->shape[1]) {
+        op_fail(name, "q %s, k %s, v %s must be (B, Tq, D), (B, Tk, D), (B, Tk, Dv)", SHAPE(q, sq),
+                SHAPE(k, sk), SHAPE(v, sv));
+        return false;
+    }
+    if (q->shape[2] % heads || v->shape[2] % heads) {
+        op_fail(name, "q %s and v %s: the last dims must be divisible by %d heads", SHAPE(q, sq),
+                SHAPE(v, sv), heads);
+        return false;
+    }
+    in[0] = op_contig(c, q);
+    in[1] = op_contig(c, k);
+    in[2] = op_contig(c, v);
+    if (!in[0] || !in[1] || !in[2]) return false;
+    *p = (pk_attention_params){.b = q->shape[0],
+                               .tq = q->shape[1],
+                               .tk = k->shape[1],
+                               .heads = heads,
+                               .d = q->shape[2] / heads,
+                               .dv = v->shape[2] / heads,
+                               .q_rs = q->shape[2],
+                               .k_rs = k->shape[2],
+                               .v_rs = v->shape[2],
+                               .q_in = 0,
+                               .k_in = 1,
+                               .v_in = 2};
+    return true;
+}
+
+tensor *pk_attention(pk_ctx *c, tensor *q, tensor *k, tensor *v, tensor *mask, float scale) {
+    return pk_attention_heads(c, q, k, v, 1, mask, scale);
+}
+
+tensor *pk_attention_heads(pk_ctx *c, tensor *q, tensor *k, tensor *v, int heads, tensor *mask,
+                           float scale) {
+    if (!q || !k || !v) return NULL;
+    tensor *in[4];
+    pk_attention_params p;
+    if (!attention_qkv_check(c, "attention", q, k, v, heads, in, &p)) return NULL;
+    p.scale = scale;
+    return attention_run(c, "attention", in, 3, mask, &p);
+}
+
+tensor *pk_attention_qkv(pk_ctx *c, tensor *qkv, int heads, float scale) {
+    if (!qkv) return NULL;
+    if (!op_check_f32("attention_qkv", "qkv", qkv)) return NULL;
+    char s[64];
+    if (qkv->ndim != 3 || heads < 1 || qkv->shape[2] % (3 * (int64_t)heads))
+        return op_fail("attention_qkv", "qkv %s must be (B, T, 3*H*d) with H = %d heads",
+                       SHAPE(qkv, s), heads);
+    tensor *in[2] = {op_contig(c, qkv)};
+    if (!in[0]) return NULL;
+    int64_t dim = qkv->shape[2] / 3; // D = H*d
+    pk_attention_params p = {.b = qkv->shape[0],
+                             .tq = qkv->shape[1],
+                             .tk = qkv->shape[1],
+                             .heads = heads,
+                             .d = dim / heads,
+                             .dv = dim / heads,
+                             .q_rs = qkv->shape[2],
+                             .k_rs = qkv->shape[2],
+                             .v_rs = qkv->shape[2],
+                             .q_col = 0,
+                             .k_col = dim,
+                             .v_col = 2 * dim,
+                             .scale = scale};
+    return attention_run(c, "attention_qkv", in, 1, NULL, &p);
 }
 
 /* ---- losses ---- */

@@ -32,7 +32,11 @@ typedef struct run_options {
     bool resume;              /* continue from the newest checkpoint in `out` */
     int keep;                 /* checkpoints kept; 0: 2 */
     FILE *progress;           /* where messages and progress go (stderr in the CLI); NULL: none */
-    bool catch_signals;       /* SIGINT/SIGTERM request a stop (run_stop_requested) */
+    bool catch_signals;       /* SIGINT/SIGTERM request a stop (run_stop_requested); the
+                                 first one also restores the default action, so a second
+                                 Ctrl-C ends the process at once (a message says so) */
+    const char *checkpoints;  /* subfolder of `out` for the checkpoints ("checkpoints" for
+                                 splat train); NULL: `out` itself (added to the first draft) */
 } run_options;
 
 /* Opens (creates) the run folder, writes options.json and echoes the options. */
@@ -65,7 +69,9 @@ void run_progress_end(pk_run *r);
  * run's log.csv holds the rows up to its checkpoint and continues from there. */
 pk_status run_log(pk_run *r, int n, const char *const *names, const double *values);
 
-/* Sets a number in metrics.json (a key set again is replaced). */
+/* Sets a number in metrics.json (a key set again is replaced). Numbers here and in log.csv are
+ * written with the fewest digits that read back to the same double (to the same float when
+ * the value is a float), integers without a fraction; JSON gets null for NaN and infinities. */
 void run_metric(pk_run *r, const char *key, double value);
 
 /* Sets a string in metrics.json. */
@@ -89,7 +95,8 @@ typedef struct run_tensor {
     int64_t numel;
 } run_tensor;
 
-/* Writes ckpt-<step>.safetensors: the tensors, the log rows, `rng` and the options; keeps
+/* Writes ckpt-<step>.safetensors: the tensors, the log rows (tensor "run.log": U8, the text
+ * of log.csv, header included), `rng` (NULL: zeros) and the resume-relevant options; keeps
  * the newest `keep`. */
 pk_status run_checkpoint_save(pk_run *r, int64_t step, const run_tensor *ts, int n,
                               const uint64_t rng[CKPT_RNG_WORDS]);
@@ -101,7 +108,47 @@ pk_status run_checkpoint_save(pk_run *r, int64_t step, const run_tensor *ts, int
 pk_status run_checkpoint_load(pk_run *r, const run_tensor *ts, int n, int64_t *step,
                               uint64_t rng[CKPT_RNG_WORDS]);
 
+/* run_checkpoint_save plus `extra` tensors written as given (any dtype and shape): state
+ * whose size the task decides, such as a set of Gaussians that densification grows. (Added
+ * to the first draft.) */
+pk_status run_checkpoint_save_ex(pk_run *r, int64_t step, const run_tensor *ts, int n,
+                                 const st_write_tensor *extra, int n_extra,
+                                 const uint64_t rng[CKPT_RNG_WORDS]);
+
+/* The task's reader of the state it saved as `extra`: called with the opened checkpoint. */
+typedef pk_status (*run_restore_fn)(void *user, const ckpt_file *ck, const char *path);
+
+/* run_checkpoint_load plus restore(user, checkpoint, path) for the extra tensors, called
+ * after the run_tensors are loaded (restore may be NULL). (Added to the first draft.) */
+pk_status run_checkpoint_load_ex(pk_run *r, const run_tensor *ts, int n, run_restore_fn restore,
+                                 void *user, int64_t *step, uint64_t rng[CKPT_RNG_WORDS]);
+
 /* True once SIGINT/SIGTERM arrived (with catch_signals): save a checkpoint and return. */
 bool run_stop_requested(const pk_run *r);
+
+/* A progress line on its own, for commands that write no run folder (`splat render`, `mlp`;
+ * tools/cli.h's cli_progress wraps it). run_progress_* use one inside the run. (Added to the
+ * first draft.) */
+typedef struct run_progress_line {
+    FILE *f; /* NULL: silent */
+    char label[96];
+    int64_t total;
+    double start, last_print;
+    bool tty;  /* f is a terminal: one line rewritten in place */
+    bool open; /* a rewritten line is on the terminal without its newline */
+} run_progress_line;
+
+/* Starts a line for `total` units of work on f. */
+void run_progress_line_start(run_progress_line *p, FILE *f, const char *label, int64_t total);
+
+/* Reports `done` units finished with an extra text (NULL: none): on a terminal at most 10
+ * times a second, otherwise a plain line every 10 s, and always when done reaches total. */
+void run_progress_line_update(run_progress_line *p, int64_t done, const char *extra);
+
+/* Ends the line (a newline on a terminal when one is open). */
+void run_progress_line_end(run_progress_line *p);
+
+/* Seconds on the monotonic clock since an arbitrary fixed point. */
+double run_now(void);
 
 #endif

@@ -1,0 +1,234 @@
+/* cpu_attention.c - the CPU kernels of the fused attention op (pk_attention_params, ops.h).
+ * Per (batch, head): S = scale Q K^T + mask (Tq, Tk), P = softmax(S) by rows, O = P V. The
+ * products are OpenBLAS SGEMMs on the head's columns in place (the leading dimension is the
+ * row stride), so no head is copied out and d(qkv) is written where qkv lives. The forward
+ * keeps only each row's log-sum-exp; the backward recomputes P from Q, K and it:
+ *   dV += P^T dO, dP = dO V^T, D_i = dO_i . O_i, dS = P (dP - D), dQ += scale dS K,
+ *   dK += scale dS^T Q.
+ * The worker pool splits the forward over (batch, head, block of query rows) and the backward
+ * over (batch, head): every gradient element a backward task adds to lies in its batch's rows
+ * and its head's columns, so no two tasks write the same element, whichever tensors alias.
+ * Gradients are added to (autograd zero-fills them first: this op is not one that writes fresh
+ * gradients). Scratch rows come from malloc, one block per parallel chunk. */
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu_util.h"
+
+/* Query rows per forward task: 64 rows of S (64 x Tk floats) stay in L2 beside K and V. */
+#define ATT_ROWS 64
+
+typedef float att_v8 __attribute__((vector_size(32)));
+typedef int32_t att_v8i __attribute__((vector_size(32)));
+
+/* exp(x) for x <= 0 as a polynomial on eight lanes (x = n ln2 + r, |r| <= ln2/2, Cephes' expf
+ * coefficients, relative error ~2e-7); below -87 (subnormal results, masked -inf logits) it is
+ * exactly 0, NaN stays NaN. glibc's expf is one call per element and never vectorises, and a
+ * T = 197 head takes 2 x 197^2 of them per step. */
+static inline __attribute__((always_inline)) void att_exp8(att_v8 *px) {
+    att_v8 x = *px; // through a pointer: a vector argument would change the ABI between clones
+    const att_v8 lo = (att_v8){0} - 87.0f;
+    att_v8i small = x<lo, nan = x != x, keep = x> lo;
+    att_v8 xc = (att_v8)(((att_v8i)x & keep) | ((att_v8i)lo & ~keep));
+    att_v8 n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round to integer
+    att_v8 r = xc - n * 0.693359375f - n * -2.12194440e-4f;
+    att_v8 e = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * r * r + r + 1.0f;
+    att_v8i bits = (__builtin_convertvector(n, att_v8i) + 127) * (1 << 23);
+    att_v8 out = e * (att_v8)bits;
+    *px = (att_v8)(((att_v8i)out & ~small & ~nan) | ((att_v8i)x & nan));
+}
+
+/* Logits of one row in place: s[j] = scale s[j] + m[j * mcs] (m NULL: no mask). */
+static void att_logits(float *s, int64_t n, float scale, const float *m, int64_t mcs) {
+    if (!m) {
+        for (int64_t j = 0; j < n; j++)
+            s[j] *= scale;
+    } else if (mcs == 0) {
+        for (int64_t j = 0; j < n; j++)
+            s[j] = s[j] * scale + m[0];
+    } else {
+        for (int64_t j = 0; j < n; j++)
+            s[j] = s[j] * scale + m[j];
+    }
+}
+
+/* s[j] = exp(s[j] - shift) in place for j < n; returns their sum. */
+__attribute__((target_clones("avx2", "default"))) static float att_exp_row(float *s, int64_t n,
+                                                                           float shift) {
+    att_v8 acc = {0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        att_v8 v;
+        memcpy(&v, s + j, sizeof v);
+        v -= shift;
+        att_exp8(&v);
+        memcpy(s + j, &v, sizeof v);
+        acc += v;
+    }
+    float sum = 0.0f;
+    if (j < n) { // the tail through the same lanes, padded with -inf (exp gives 0)
+        att_v8 v = (att_v8){0} - INFINITY;
+        memcpy(&v, s + j, sizeof(float) * (size_t)(n - j));
+        v -= shift;
+        att_exp8(&v);
+        memcpy(s + j, &v, sizeof(float) * (size_t)(n - j));
+        acc += v;
+    }
+    for (int l = 0; l < 8; l++)
+        sum += acc[l];
+    return sum;
+}
+
+typedef struct att_job {
+    const pk_attention_params *p;
+    const float *q, *k, *v, *m; // head 0's first column of batch 0 (m: NULL without a mask)
+    float *o, *lse;             // (B, Tq, H*dv), (B, H, Tq)
+    const float *go;            // dO, laid out as o
+    float *gq, *gk, *gv;        // NULL where no gradient is wanted; laid out as q, k, v
+    int64_t nqb;                // query-row blocks per (batch, head) in the forward
+    atomic_int failed;          // a chunk could not get scratch memory
+} att_job;
+
+/* Forward of tasks [t0, t1): task t is (batch, head, block of ATT_ROWS query rows). */
+static void att_fwd_range(void *arg, int64_t t0, int64_t t1) {
+    att_job *j = arg;
+    const pk_attention_params *p = j->p;
+    int64_t tk = p->tk, ro = p->heads * p->dv;
+    float *s = malloc(sizeof(float) * (size_t)(ATT_ROWS * tk));
+    if (!s) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t bh = t / j->nqb, b = bh / p->heads, h = bh % p->heads;
+        int64_t i0 = (t % j->nqb) * ATT_ROWS, rows = p->tq - i0 < ATT_ROWS ? p->tq - i0 : ATT_ROWS;
+        const float *q = j->q + (b * p->tq + i0) * p->q_rs + h * p->d;
+        const float *k = j->k + b * tk * p->k_rs + h * p->d;
+        const float *v = j->v + b * tk * p->v_rs + h * p->dv;
+        float *o = j->o + (b * p->tq + i0) * ro + h * p->dv;
+        float *lse = j->lse + bh * p->tq + i0;
+        // S (rows, Tk) = Q (rows, d) K^T (d, Tk)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)tk, (int)p->d, 1.0f, q,
+                    (int)p->q_rs, k, (int)p->k_rs, 0.0f, s, (int)tk);
+        for (int64_t i = 0; i < rows; i++) {
+            float *si = s + i * tk;
+            const float *m = j->m ? j->m + b * p->m_bs + (i0 + i) * p->m_rs : NULL;
+            att_logits(si, tk, p->scale, m, p->m_cs);
+            float mx = -INFINITY;
+            for (int64_t c = 0; c < tk; c++)
+                mx = si[c] > mx ? si[c] : mx;
+            float sum = att_exp_row(si, tk, mx);
+            float inv = 1.0f / sum;
+            for (int64_t c = 0; c < tk; c++)
+                si[c] *= inv;
+            lse[i] = mx + logf(sum);
+        }
+        // O (rows, dv) = P (rows, Tk) V (Tk, dv)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)p->dv, (int)tk, 1.0f,
+                    s, (int)tk, v, (int)p->v_rs, 0.0f, o, (int)ro);
+    }
+    free(s);
+}
+
+/* Backward of tasks [t0, t1): task t is (batch, head) over all its query and key rows. */
+static void att_bwd_range(void *arg, int64_t t0, int64_t t1) {
+    att_job *j = arg;
+    const pk_attention_params *p = j->p;
+    int64_t tq = p->tq, tk = p->tk, ro = p->heads * p->dv;
+    bool want_s = j->gq || j->gk; // dS is needed
+    float *s = malloc(sizeof(float) * (size_t)(tq * tk) * (want_s ? 2 : 1));
+    if (!s) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    float *dp = s + tq * tk;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t b = t / p->heads, h = t % p->heads;
+        int64_t qo = b * tq * p->q_rs + h * p->d, ko = b * tk * p->k_rs + h * p->d;
+        int64_t vo = b * tk * p->v_rs + h * p->dv, oo = b * tq * ro + h * p->dv;
+        const float *q = j->q + qo, *k = j->k + ko, *v = j->v + vo, *o = j->o + oo;
+        const float *go = j->go + oo, *lse = j->lse + t * tq;
+        // P (Tq, Tk) = exp(scale Q K^T + mask - lse), row by row
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tk, (int)p->d, 1.0f, q,
+                    (int)p->q_rs, k, (int)p->k_rs, 0.0f, s, (int)tk);
+        for (int64_t i = 0; i < tq; i++) {
+            float *si = s + i * tk;
+            const float *m = j->m ? j->m + b * p->m_bs + i * p->m_rs : NULL;
+            att_logits(si, tk, p->scale, m, p->m_cs);
+            att_exp_row(si, tk, lse[i]);
+        }
+        if (j->gv) // dV (Tk, dv) += P^T (Tk, Tq) dO (Tq, dv)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk, (int)p->dv, (int)tq, 1.0f,
+                        s, (int)tk, go, (int)ro, 1.0f, j->gv + vo, (int)p->v_rs);
+        if (!want_s) continue;
+        // dP (Tq, Tk) = dO (Tq, dv) V^T (dv, Tk)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tk, (int)p->dv, 1.0f, go,
+                    (int)ro, v, (int)p->v_rs, 0.0f, dp, (int)tk);
+        for (int64_t i = 0; i < tq; i++) { // dS = scale P (dP - D_i), into dp
+            float dsum = 0.0f;
+            for (int64_t c = 0; c < p->dv; c++)
+                dsum += go[i * ro + c] * o[i * ro + c];
+            const float *si = s + i * tk;
+            float *di = dp + i * tk;
+            for (int64_t c = 0; c < tk; c++)
+                di[c] = p->scale * si[c] * (di[c] - dsum);
+        }
+        if (j->gq) // dQ (Tq, d) += dS (Tq, Tk) K (Tk, d)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, (int)p->d, (int)tk,
+                        1.0f, dp, (int)tk, k, (int)p->k_rs, 1.0f, j->gq + qo, (int)p->q_rs);
+        if (j->gk) // dK (Tk, d) += dS^T (Tk, Tq) Q (Tq, d)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk, (int)p->d, (int)tq, 1.0f,
+                        dp, (int)tk, q, (int)p->q_rs, 1.0f, j->gk + ko, (int)p->k_rs);
+    }
+    free(s);
+}
+
+/* The job's inputs: q, k, v at head 0's column, the mask when there is one. */
+static void att_job_init(att_job *j, const pk_node *n) {
+    const pk_attention_params *p = PK_PARAMS(n, pk_attention_params);
+    j->p = p;
+    j->q = cpu_f32(n->in[p->q_in]) + p->q_col;
+    j->k = cpu_f32(n->in[p->k_in]) + p->k_col;
+    j->v = cpu_f32(n->in[p->v_in]) + p->v_col;
+    j->m = p->mask_in >= 0 ? cpu_f32(n->in[p->mask_in]) : NULL;
+    j->o = cpu_f32(n->out[0]);
+    j->lse = cpu_f32(n->saved[0]);
+    atomic_init(&j->failed, 0);
+}
+
+/* out and lse from q, k, v and the mask. */
+pk_status cpu_attention_forward(pk_ctx *c, pk_node *n) {
+    att_job j;
+    att_job_init(&j, n);
+    j.nqb = (j.p->tq + ATT_ROWS - 1) / ATT_ROWS;
+    cpu_for(c, j.p->b * j.p->heads * j.nqb, 1, att_fwd_range, &j);
+    if (atomic_load(&j.failed))
+        return pk_error(PK_ERR_NOMEM, "attention: out of host memory for a %lld x %lld score block",
+                        (long long)ATT_ROWS, (long long)j.p->tk);
+    return PK_OK;
+}
+
+/* Adds d(out)'s contribution into the gradients of q, k and v (never the mask). */
+pk_status cpu_attention_backward(pk_ctx *c, pk_node *n) {
+    att_job j;
+    att_job_init(&j, n);
+    const pk_attention_params *p = j.p;
+    j.go = cpu_f32(n->out[0]->grad);
+    j.gq = cpu_wants_grad(n, p->q_in) ? cpu_f32(n->in[p->q_in]->grad) + p->q_col : NULL;
+    j.gk = cpu_wants_grad(n, p->k_in) ? cpu_f32(n->in[p->k_in]->grad) + p->k_col : NULL;
+    j.gv = cpu_wants_grad(n, p->v_in) ? cpu_f32(n->in[p->v_in]->grad) + p->v_col : NULL;
+    if (!j.gq && !j.gk && !j.gv) return PK_OK;
+    cpu_for(c, p->b * p->heads, 1, att_bwd_range, &j);
+    if (atomic_load(&j.failed))
+        return pk_error(PK_ERR_NOMEM, "attention: out of host memory for two %lld x %lld blocks",
+                        (long long)p->tq, (long long)p->tk);
+    return PK_OK;
+}

@@ -1,0 +1,155 @@
+"""gold_vit.py - golden cases for the ViT (framework/nn/vit.c, tasks/common/backbone.c).
+
+A PyTorch transcription of timm's VisionTransformer (vision_transformer.py: PatchEmbed, Attention
+with one qkv linear reshaped (B, N, 3, H, d), pre-norm Block with LayerNorm eps 1e-6 and an
+erf-GELU Mlp, class token, learned pos_embed whose grid part is resized by
+F.interpolate(mode='bicubic', align_corners=False) when the input's grid differs, final norm,
+class-token pooling), written from timm's documented structure (no timm package here).
+
+Random weights (spread wider than timm's init so every part matters) are written with timm's
+names to tests/golden/vit/<case>.safetensors as a checkpoint would be (F16 / BF16, to exercise
+the loader's conversions; the reference uses the rounded values), with a __metadata__ entry
+naming the configuration. The ops/vit.bin cases hold the inputs and the float64 reference
+outputs (final-norm tokens; the class-token features are their row 0), plus F.interpolate(bicubic) of random
+grids for the bicubic matrix (outputs and input gradients).
+make_goldens.py imports this module and calls cases(gen)."""
+import json
+import os
+import struct
+
+import torch
+import torch.nn.functional as F
+
+from goldens import rand
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+class Cfg:
+    def __init__(self, name, img, patch, chans, dim, depth, heads, mlp):
+        self.name, self.img, self.patch, self.chans = name, img, patch, chans
+        self.dim, self.depth, self.heads, self.mlp = dim, depth, heads, mlp
+
+
+def make_weights(cfg, gen):
+    """timm's state_dict (names, shapes, order) with random values."""
+    D, G = cfg.dim, cfg.img // cfg.patch
+    w = {}
+
+    def r(*shape, s=0.2):
+        return (torch.rand(*shape, generator=gen, dtype=torch.float64) * 2 - 1) * s
+
+    w["cls_token"] = r(1, 1, D, s=1.0)
+    w["pos_embed"] = r(1, 1 + G * G, D, s=1.0)
+    fan = cfg.chans * cfg.patch * cfg.patch
+    w["patch_embed.proj.weight"] = r(D, cfg.chans, cfg.patch, cfg.patch, s=fan ** -0.5)
+    w["patch_embed.proj.bias"] = r(D, s=0.5)
+    for i in range(cfg.depth):
+        p = f"blocks.{i}."
+        w[p + "norm1.weight"] = 1 + r(D, s=0.5)
+        w[p + "norm1.bias"] = r(D, s=0.5)
+        w[p + "attn.qkv.weight"] = r(3 * D, D, s=2 * D ** -0.5)
+        w[p + "attn.qkv.bias"] = r(3 * D, s=0.5)
+        w[p + "attn.proj.weight"] = r(D, D, s=D ** -0.5)
+        w[p + "attn.proj.bias"] = r(D, s=0.5)
+        w[p + "norm2.weight"] = 1 + r(D, s=0.5)
+        w[p + "norm2.bias"] = r(D, s=0.5)
+        w[p + "mlp.fc1.weight"] = r(cfg.mlp, D, s=2 * D ** -0.5)
+        w[p + "mlp.fc1.bias"] = r(cfg.mlp, s=0.5)
+        w[p + "mlp.fc2.weight"] = r(D, cfg.mlp, s=cfg.mlp ** -0.5)
+        w[p + "mlp.fc2.bias"] = r(D, s=0.5)
+    w["norm.weight"] = 1 + r(D, s=0.5)
+    w["norm.bias"] = r(D, s=0.5)
+    return w
+
+
+def resample_grid(pos, gh, gw):
+    """timm's resample_abs_pos_embed for one class token: (1, 1+G*G, D) -> (1, 1+gh*gw, D)."""
+    D = pos.shape[-1]
+    G = int(round((pos.shape[1] - 1) ** 0.5))
+    if (gh, gw) == (G, G):
+        return pos
+    grid = pos[:, 1:].reshape(1, G, G, D).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, D)
+    return torch.cat([pos[:, :1], grid], dim=1)
+
+
+def vit_tokens(cfg, w, x):
+    """timm VisionTransformer.forward_features: x (B, C, H, W) -> (B, 1 + L, D)."""
+    B, D, H = x.shape[0], cfg.dim, cfg.heads
+    d = D // H
+    x = F.conv2d(x, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=cfg.patch)
+    gh, gw = x.shape[2], x.shape[3]
+    x = x.flatten(2).transpose(1, 2)  # (B, L, D)
+    x = torch.cat([w["cls_token"].expand(B, -1, -1), x], dim=1)
+    x = x + resample_grid(w["pos_embed"], gh, gw)
+    T = x.shape[1]
+    for i in range(cfg.depth):
+        p = f"blocks.{i}."
+        h = F.layer_norm(x, (D,), w[p + "norm1.weight"], w[p + "norm1.bias"], eps=1e-6)
+        qkv = F.linear(h, w[p + "attn.qkv.weight"], w[p + "attn.qkv.bias"])
+        qkv = qkv.reshape(B, T, 3, H, d).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B, H, T, d)
+        a = ((q * d ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        h = (a @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + F.linear(h, w[p + "attn.proj.weight"], w[p + "attn.proj.bias"])
+        h = F.layer_norm(x, (D,), w[p + "norm2.weight"], w[p + "norm2.bias"], eps=1e-6)
+        h = F.gelu(F.linear(h, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"]))
+        x = x + F.linear(h, w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
+    return F.layer_norm(x, (D,), w["norm.weight"], w["norm.bias"], eps=1e-6)
+
+
+def write_safetensors(path, tensors, dtype, meta):
+    """The safetensors layout by hand (the python package is not installed)."""
+    names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+    header, blobs, off = {"__metadata__": meta}, [], 0
+    for k, t in tensors.items():
+        t = t.to(dtype).contiguous()
+        b = t.view(torch.int16).numpy().tobytes() if dtype != torch.float32 else \
+            t.numpy().tobytes()
+        header[k] = {"dtype": names[dtype], "shape": list(t.shape),
+                     "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def vit_cases(prefix, cfg, dtype, batch, size, gen):
+    w = make_weights(cfg, gen)
+    # the checkpoint holds rounded values: the reference computes with exactly those
+    w = {k: v.to(dtype).double() for k, v in w.items()}
+    meta = {"format": "pt", "arch": cfg.name, "img_size": str(cfg.img),
+            "in_chans": str(cfg.chans)}
+    write_safetensors(os.path.join(here, "vit", prefix + ".safetensors"), w, dtype, meta)
+    x = rand(batch, cfg.chans, size, size, grad=False, gen=gen)
+    # the class-token features are row 0 of the tokens (the C test compares both)
+    return [(prefix + "_tokens", [x], lambda x: vit_tokens(cfg, w, x.double()).float())]
+
+
+def bicubic(oh, ow):
+    return lambda x: F.interpolate(x, size=(oh, ow), mode="bicubic", align_corners=False)
+
+
+def cases(gen):
+    out = []
+    # F.interpolate(bicubic) of one random grid: up, down, non-square, identity, from 2x2
+    for ih, iw, oh, ow in [(3, 3, 4, 4), (4, 4, 7, 7), (7, 5, 3, 6), (14, 14, 16, 16),
+                           (2, 2, 5, 5), (5, 5, 5, 5), (14, 14, 8, 8)]:
+        out.append((f"bicubic_{ih}x{iw}_{oh}x{ow}", [rand(1, 1, ih, iw, gen=gen)],
+                    bicubic(oh, ow)))
+    # vit_nano_patch4_28 on 1-channel 28x28 images (depth 1 keeps the file small), BF16
+    nano = Cfg("vit_nano_patch4_28", 28, 4, 1, 128, 1, 4, 512)
+    out += vit_cases("vit_nano28", nano, torch.bfloat16, 2, 28, gen)
+    # a small vit_tiny_patch16 variant (D 48, 3 heads, depth 2) laid out for 48x48, run at
+    # 64x64: pos_embed's 3x3 grid is resampled to 4x4; F16
+    tiny = Cfg("vit_tiny_patch16_48", 48, 16, 3, 48, 2, 3, 192)
+    out += vit_cases("vit_tiny16", tiny, torch.float16, 1, 64, gen)
+    return out
