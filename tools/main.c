@@ -16,6 +16,7 @@ static const struct {
     {"inspect", cmd_inspect, "say what a file or folder holds (images, datasets, scenes, PLY, ...)"},
     {"splat", cmd_splat, "Gaussian splatting: render a 3DGS PLY through a scene's cameras"},
     {"man", cmd_man, "local learning with momentum auxiliary networks (E2E/DGL/InfoPro/+MAN)"},
+    {"pretrain", cmd_pretrain, "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
 };
 

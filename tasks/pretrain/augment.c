@@ -191,7 +191,8 @@ static void adjust_hue(float *x, size_t hw, double f) {
         hue = fmod(hue + f + 2.0, 1.0);
         double h6 = hue * 6.0;
         int i = (int)floor(h6) % 6;
-        double fr = h6 - floor(h6), p = v * (1 - s), q = v * (1 - s * fr), t = v * (1 - s * (1 - fr));
+        double fr = h6 - floor(h6), p = v * (1 - s), q = v * (1 - s * fr),
+               t = v * (1 - s * (1 - fr));
         double o[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
         x[j] = clamp01(o[i][0]), x[hw + j] = clamp01(o[i][1]), x[2 * hw + j] = clamp01(o[i][2]);
     }
@@ -287,8 +288,8 @@ static void to_planar(const uint8_t *img, int h, int w, int c, float *out) {
             out[(size_t)k * hw + j] = img[j * c + k] / 255.0f;
 }
 
-bool aug_dino_views(const aug_config *a, const uint8_t *img, int h, int w, uint64_t seed,
-                    float *g0, float *g1, float *const *locals) {
+bool aug_dino_views(const aug_config *a, const uint8_t *img, int h, int w, uint64_t seed, float *g0,
+                    float *g1, float *const *locals) {
     int c = a->channels, big = h > w ? h : w;
     if (a->global_size > big) big = a->global_size;
     float *src = malloc(sizeof(float) * (size_t)c * h * w);

@@ -29,16 +29,16 @@ typedef struct pk_pool pk_pool;
 
 /* What the augmentation does; aug_config_default fills it from the data and crop sizes. */
 typedef struct aug_config {
-    int channels;                 /* 1 or 3 */
-    int global_size, local_size;  /* crop sizes in pixels */
-    int nlocal;                   /* local crops per image */
-    double global_scale[2];       /* RandomResizedCrop area scale of the global crops (0.4, 1) */
-    double local_scale[2];        /* (0.05, 0.4) */
-    double blur_sigma[2];         /* pixels of the crop; DINO: (0.1, 2) at 224 */
-    double blur_p[3];             /* first global, second global, local: 1.0, 0.1, 0.5 */
-    double solarize_p;            /* second global crop: 0.2 */
+    int channels;                    /* 1 or 3 */
+    int global_size, local_size;     /* crop sizes in pixels */
+    int nlocal;                      /* local crops per image */
+    double global_scale[2];          /* RandomResizedCrop area scale of the global crops (0.4, 1) */
+    double local_scale[2];           /* (0.05, 0.4) */
+    double blur_sigma[2];            /* pixels of the crop; DINO: (0.1, 2) at 224 */
+    double blur_p[3];                /* first global, second global, local: 1.0, 0.1, 0.5 */
+    double solarize_p;               /* second global crop: 0.2 */
     double flip_p, jitter_p, gray_p; /* 0.5, 0.8, 0.2 */
-    float mean[3], std[3];        /* normalisation */
+    float mean[3], std[3];           /* normalisation */
 } aug_config;
 
 /* DINO's augmentation for images of `channels` channels: crop sizes as given, scales and
@@ -57,14 +57,14 @@ void aug_resize_box(const float *src, int c, int h, int w, const int box[4], int
 /* Writes the views of one HWC uint8 image (h x w x channels), seeded by `seed`: g0, g1
  * (C, G, G) and locals[v] (C, L, L) for v < nlocal (locals may be NULL when nlocal is 0).
  * Returns false when host memory ran out. */
-bool aug_dino_views(const aug_config *a, const uint8_t *img, int h, int w, uint64_t seed,
-                    float *g0, float *g1, float *const *locals);
+bool aug_dino_views(const aug_config *a, const uint8_t *img, int h, int w, uint64_t seed, float *g0,
+                    float *g1, float *const *locals);
 
 /* The views of a batch of `b` images idx[0..b) of ds, crop-major: globals (2 b, C, G, G)
  * (rows [v b, (v + 1) b) are view v), locals (nlocal b, C, L, L); sample i is seeded by
  * (seed, i). Runs over the pool's threads; at most 64 local crops. */
-pk_status aug_dino_batch(pk_pool *pool, const aug_config *a, const pk_dataset *ds, const int32_t *idx,
-                    int b, uint64_t seed, float *globals, float *locals);
+pk_status aug_dino_batch(pk_pool *pool, const aug_config *a, const pk_dataset *ds,
+                         const int32_t *idx, int b, uint64_t seed, float *globals, float *locals);
 
 /* The evaluation view of image i: (C, G, G) normalised, resized bicubically when the image is
  * not G x G (a centre crop of the largest square first). */

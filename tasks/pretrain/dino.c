@@ -42,8 +42,8 @@ pk_status dino_head_create(pk_ctx *c, const dino_head_config *cfg, const char *p
     PK_TRY(mlp_layer(c, prefix, "mlp.4", cfg->hidden, cfg->bottleneck, rng, &h->fc3));
     /* weight_norm keeps Linear's default init in weight_v; weight_g = 1 is not a tensor here */
     nn_linear last;
-    PK_TRY(nn_linear_init(c, nn_name(c, prefix, "last_layer"), cfg->bottleneck, cfg->out_dim,
-                          false, rng, &last));
+    PK_TRY(nn_linear_init(c, nn_name(c, prefix, "last_layer"), cfg->bottleneck, cfg->out_dim, false,
+                          rng, &last));
     last.w->name = nn_name(c, prefix, "last_layer.weight_v");
     h->last_v = last.w;
     return PK_OK;
@@ -92,7 +92,8 @@ pk_status dino_center_update(pk_ctx *c, tensor *center, tensor *teacher, double 
         return pk_error(PK_ERR_INVALID, "dino centre: expected a (K) centre and (N, K) logits");
     bool g = pk_set_grad_enabled(c, false);
     /* DINO: center * m + sum(teacher, 0) / N * (1 - m) */
-    tensor *mean = pk_scale(c, pk_sum(c, teacher, 0, false), (float)(1.0 / (double)teacher->shape[0]));
+    tensor *mean =
+        pk_scale(c, pk_sum(c, teacher, 0, false), (float)(1.0 / (double)teacher->shape[0]));
     tensor *next = pk_add(c, pk_scale(c, center, (float)m), pk_scale(c, mean, (float)(1.0 - m)));
     pk_set_grad_enabled(c, g);
     if (!next) return PK_ERR_INVALID;
@@ -108,7 +109,11 @@ double dino_teacher_temp(int e, double warm, double final, int warm_epochs) {
 
 double dino_cosine(double base, double final, int epochs, int64_t niter, int warmup_epochs,
                    int64_t it) {
-    int64_t w = (int64_t)warmup_epochs * niter, total = (int64_t)epochs * niter;
+    return dino_cosine_steps(base, final, (int64_t)epochs * niter, (int64_t)warmup_epochs * niter,
+                             it);
+}
+
+double dino_cosine_steps(double base, double final, int64_t total, int64_t w, int64_t it) {
     if (it < w) return w <= 1 ? 0.0 : base * (double)it / (double)(w - 1);
     int64_t len = total - w;
     if (len < 1) return final;

@@ -61,4 +61,7 @@ double dino_teacher_temp(int e, double warm, double final, int warm_epochs);
 double dino_cosine(double base, double final, int epochs, int64_t niter, int warmup_epochs,
                    int64_t it);
 
+/* The same schedule in steps: `total` iterations, the first `warmup` of them linear from 0. */
+double dino_cosine_steps(double base, double final, int64_t total, int64_t warmup, int64_t it);
+
 #endif

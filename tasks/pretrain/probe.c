@@ -10,8 +10,8 @@
 #include "optim/optimizer.h"
 #include "rng.h"
 
-#define KNN_QUERIES 256  /* test rows per similarity block */
-#define KNN_BANK 8192    /* train rows per uploaded tensor */
+#define KNN_QUERIES 256 /* test rows per similarity block */
+#define KNN_BANK 8192   /* train rows per uploaded tensor */
 #define KNN_MAX_K 1024
 
 pk_status probe_classes(const probe_set *s, int *classes) {
@@ -76,8 +76,8 @@ pk_status probe_knn(pk_ctx *c, const probe_set *train, const probe_set *test, in
                     double temperature, double *top1) {
     PK_TRY(check_sets(train, test, classes));
     if (k < 1 || k > KNN_MAX_K || k > train->n)
-        return pk_error(PK_ERR_INVALID, "probe: k = %d must be in [1, min(%d, %lld train rows)]",
-                        k, KNN_MAX_K, (long long)train->n);
+        return pk_error(PK_ERR_INVALID, "probe: k = %d must be in [1, min(%d, %lld train rows)]", k,
+                        KNN_MAX_K, (long long)train->n);
     int64_t d = train->d;
     knn_state s = {0};
     pk_status st = PK_OK;
@@ -158,9 +158,9 @@ done:
 }
 
 /* Accuracy of argmax(x W^T + b) over a set, standardised rows fed in blocks. */
-static pk_status linear_accuracy(pk_ctx *c, tensor *w, tensor *b, const float *x,
-                                 const int32_t *y, int64_t n, int64_t d, int classes, float *buf,
-                                 float *logits, int block, double *acc) {
+static pk_status linear_accuracy(pk_ctx *c, tensor *w, tensor *b, const float *x, const int32_t *y,
+                                 int64_t n, int64_t d, int classes, float *buf, float *logits,
+                                 int block, double *acc) {
     int64_t correct = 0;
     bool g = pk_set_grad_enabled(c, false);
     pk_status st = PK_OK;
@@ -205,7 +205,8 @@ pk_status probe_linear(pk_ctx *c, const probe_set *train, const probe_set *test,
     float *xte = malloc(sizeof(float) * (size_t)(test->n * d));
     float *buf = malloc(sizeof(float) * (size_t)(bs > 1024 ? bs : 1024) * (size_t)d);
     float *logits = malloc(sizeof(float) * 1024 * (size_t)classes);
-    int32_t *order = malloc(sizeof(int32_t) * (size_t)n), *yb = malloc(sizeof(int32_t) * (size_t)bs);
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)n),
+            *yb = malloc(sizeof(int32_t) * (size_t)bs);
     pk_optimizer *opt_ = NULL;
     if (!mean || !sd || !xtr || !xte || !buf || !logits || !order || !yb) {
         st = pk_error(PK_ERR_NOMEM, "probe: out of host memory for the linear probe");
@@ -241,8 +242,8 @@ pk_status probe_linear(pk_ctx *c, const probe_set *train, const probe_set *test,
     }
     if ((st = tensor_fill(w, 0.0f)) != PK_OK || (st = tensor_fill(b, 0.0f)) != PK_OK) goto done;
     tensor *ps[2] = {w, b};
-    pk_param_group grp = {.name = "probe", .params = ps, .n = 2, .lr = o.lr,
-                          .weight_decay = o.weight_decay};
+    pk_param_group grp = {
+        .name = "probe", .params = ps, .n = 2, .lr = o.lr, .weight_decay = o.weight_decay};
     pk_optim_options oo = {.kind = PK_OPTIM_ADAMW, .adamw = {.lr = o.lr}};
     if ((st = optim_create(c, &oo, &grp, 1, &opt_)) != PK_OK) goto done;
     if ((st = optim_zero_grad(opt_)) != PK_OK) goto done;
