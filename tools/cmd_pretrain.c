@@ -31,6 +31,7 @@ int cmd_pretrain(int argc, char **argv) {
         "--out DIR [--method dino|supervised|raw|random] [--epochs E] [--arch NAME]\n"
         "       [--data DIR] [--batch B] [--train-limit N] [--test-limit N]\n"
         "       [--device D] [--threads T] [--seed S] [--resume] [--stop-after E]\n"
+        "       [--dim D] [--depth N] [--heads H] [--patch P] (override the arch's)\n"
         "  DINO: [--out-dim K] [--hidden H] [--bottleneck D] [--local-crops N]\n"
         "       [--global-size S] [--local-size S] [--global-scale LO,HI] [--local-scale LO,HI]\n"
         "       [--momentum-teacher M] [--teacher-temp T] [--warmup-teacher-temp T]\n"
@@ -108,6 +109,10 @@ int cmd_pretrain(int argc, char **argv) {
             if (!pair(a, v, o.local_scale)) return 2;
         }
         INT_OPT("--epochs", o.epochs, 1, 100000)
+        INT_OPT("--dim", o.dim, 1, 1 << 16)
+        INT_OPT("--depth", o.depth, 1, 1024)
+        INT_OPT("--heads", o.heads, 1, 1024)
+        INT_OPT("--patch", o.patch, 1, 1024)
         INT_OPT("--batch", o.batch, 2, 65536)
         INT_OPT("--threads", o.threads, 1, 1024)
         INT_OPT("--train-limit", o.train_limit, 1, 1L << 30)

@@ -33,7 +33,8 @@ const char *pretrain_method_name(pretrain_method m);
 /* Options; zero fields take the defaults noted (DINO's unless said). */
 typedef struct pretrain_options {
     pretrain_method method;
-    const char *arch;   /* ViT configuration name; NULL: vit_nano_patch4_28 */
+    const char *arch;             /* ViT configuration name; NULL: vit_nano_patch4_28 */
+    int dim, depth, heads, patch; /* override the configuration's (0: keep); mlp 4 dim */
     const char *data;   /* dataset folder (IDX, CIFAR binary, train/ + test/ image folders) */
     const char *out;    /* run folder */
     const char *device; /* NULL: the default device */

@@ -243,14 +243,16 @@ static void options_json(const pretrain_options *o, int ntrain, int ntest, char 
              "\"wd\":%g,\"wd_end\":%g,\"clip\":%g,\"warmup_epochs\":%g,\"freeze_last_layer\":%d,"
              "\"momentum_teacher\":%g,\"teacher_temp\":%g,\"warmup_teacher_temp\":%g,"
              "\"warmup_teacher_temp_epochs\":%d,\"student_temp\":%g,\"center_momentum\":%g,"
-             "\"knn_k\":%d,\"knn_t\":%g,\"knn_train\":%d,\"probe_epochs\":%d}",
+             "\"knn_k\":%d,\"knn_t\":%g,\"knn_train\":%d,\"probe_epochs\":%d,\"dim\":%d,"
+             "\"depth\":%d,\"heads\":%d,\"patch\":%d}",
              pretrain_method_name(o->method), o->arch, o->data, o->epochs, o->batch,
              (unsigned long long)o->seed, ntrain, ntest, o->out_dim, o->hidden, o->bottleneck,
              o->local_crops, o->global_size, o->local_size, o->global_scale[0], o->global_scale[1],
              o->local_scale[0], o->local_scale[1], o->lr, o->min_lr, o->wd, o->wd_end, o->clip,
              o->warmup_epochs, o->freeze_last_layer, o->momentum_teacher, o->teacher_temp,
              o->warmup_teacher_temp, o->warmup_teacher_temp_epochs, o->student_temp,
-             o->center_momentum, o->knn_k, o->knn_t, o->knn_train, o->probe_epochs);
+             o->center_momentum, o->knn_k, o->knn_t, o->knn_train, o->probe_epochs, o->dim,
+             o->depth, o->heads, o->patch);
 }
 
 /* ---- features ---- */
@@ -320,10 +322,24 @@ static bool regularized(const tensor *p) {
     return !(n >= 5 && strcmp(p->name + n - 5, ".bias") == 0) && p->ndim > 1;
 }
 
+/* The named configuration with the options' overrides. */
+static pk_status arch_config(const pretrain_options *o, vit_config *cfg) {
+    PK_TRY(vit_config_by_name(o->arch ? o->arch : "vit_nano_patch4_28", cfg));
+    if (o->dim > 0) cfg->dim = o->dim, cfg->mlp_hidden = 4 * o->dim;
+    if (o->depth > 0) cfg->depth = o->depth;
+    if (o->heads > 0) cfg->heads = o->heads;
+    if (o->patch > 0) cfg->patch = o->patch;
+    if (cfg->dim % cfg->heads)
+        return pk_error(PK_ERR_INVALID,
+                        "pretrain: embedding dimension %d is not divisible by %d heads", cfg->dim,
+                        cfg->heads);
+    return PK_OK;
+}
+
 static pk_status build_models(pt_state *s) {
     pretrain_options *o = &s->o;
     vit_config cfg;
-    PK_TRY(vit_config_by_name(o->arch, &cfg));
+    PK_TRY(arch_config(o, &cfg));
     cfg.in_chans = s->train.c;
     cfg.img_size = o->global_size;
     cfg.num_classes = 0;
@@ -649,7 +665,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         return pk_error(PK_ERR_FORMAT, "%s: images have %d channels; expected 1 or 3", o->data,
                         s->train.c);
     vit_config cfg;
-    PK_TRY(vit_config_by_name(o->arch ? o->arch : "vit_nano_patch4_28", &cfg));
+    PK_TRY(arch_config(o, &cfg));
     fill_defaults(o, s->train.h < s->train.w ? s->train.h : s->train.w, cfg.patch);
     if (o->global_size % cfg.patch || o->local_size % cfg.patch)
         return pk_error(PK_ERR_INVALID,
@@ -819,6 +835,10 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
             goto stopped;
         }
     }
+    if (st == PK_OK && end < o->epochs) { /* --stop-after: as a stop request at an epoch end */
+        res->stopped = true;
+        goto stopped;
+    }
     if (st == PK_OK) {
         res->epochs_done = end;
         /* the final evaluation: every training image in the memory bank */
@@ -852,11 +872,15 @@ stopped:
             for (int op = 0; op < PK_OP_COUNT && n < sizeof js - 200; op++) {
                 double *t = s->c->op_seconds[op];
                 if (t[0] + t[1] <= 0) continue;
-                n += (size_t)snprintf(js + n, sizeof js - n, "%s\"%s\":[%.4f,%.4f]",
-                                      n > 1 ? "," : "", pk_op_get((pk_op)op)->name, t[0], t[1]);
+                n += (size_t)snprintf(js + n, sizeof js - n, "%s\"%s\":[%.4f,%.4f,%.4f,%.4f]",
+                                      n > 1 ? "," : "", pk_op_get((pk_op)op)->name, t[0], t[1],
+                                      t[2], t[3]);
             }
             snprintf(js + n, sizeof js - n, "}");
-            run_metric_json(s->run, "op_seconds_forward_backward", js);
+            run_metric_json(s->run, "op_seconds", js);
+            run_metric_str(s->run, "op_seconds_columns",
+                           "forward wall, backward wall, forward CPU, backward CPU (seconds, all "
+                           "steps and evaluations)");
         }
         st = run_metrics_write(s->run);
     }
