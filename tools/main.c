@@ -13,10 +13,13 @@ static const struct {
 } commands[] = {
     {"devices", cmd_devices, "list compute devices and the one chosen"},
     {"mlp", cmd_mlp, "train a small MLP on Fashion-MNIST (the runtime's smoke test)"},
-    {"inspect", cmd_inspect, "say what a file or folder holds (images, datasets, scenes, PLY, ...)"},
+    {"inspect", cmd_inspect,
+     "say what a file or folder holds (images, datasets, scenes, PLY, ...)"},
     {"splat", cmd_splat, "Gaussian splatting: render a 3DGS PLY through a scene's cameras"},
     {"man", cmd_man, "local learning with momentum auxiliary networks (E2E/DGL/InfoPro/+MAN)"},
-    {"pretrain", cmd_pretrain, "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
+    {"probe", cmd_probe, "k-NN and linear-probe accuracy of `polyak features` files"},
+    {"pretrain", cmd_pretrain,
+     "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
 };
 

@@ -20,6 +20,13 @@
 #include "teacher/teacher.h"
 
 #define EVAL_BATCH 256
+
+/* Process CPU seconds (all threads): timings on a shared machine. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 #define MAX_TEACHERS 32
 
 /* The EMA teacher of every student parameter. framework/teacher follows tensors of one
@@ -761,7 +768,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     if (it0 < 0) memset(s->acc, 0, sizeof s->acc);
     set_counters(s, it);
     int end = o->stop_after > 0 && o->stop_after < o->epochs ? o->stop_after : o->epochs;
-    double train_secs = 0;
+    double train_secs = 0, train_cpu = 0;
     int64_t steps_timed = 0;
     static const char *cols[] = {"epoch",        "lr",   "wd",       "momentum",
                                  "teacher_temp", "loss", "knn_top1", "train_seconds",
@@ -779,7 +786,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                                         o->warmup_teacher_temp_epochs);
         for (int sidx = (int)(it - (int64_t)e * s->steps); sidx < s->steps && st == PK_OK;
              sidx++, it++) {
-            double t0 = run_now(), loss = 0;
+            double t0 = run_now(), c0 = cpu_now(), loss = 0;
             const int32_t *idx = s->order + (size_t)sidx * o->batch;
             st = aug_dino_batch(pk_ctx_pool(s->c), &s->aug, &s->train, idx, o->batch,
                                 aug_mix(o->seed ^ 0xA0A0A0A0ull, (uint64_t)it), s->globals,
@@ -804,6 +811,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
             double dt = run_now() - t0;
             s->acc[0] += (float)loss, s->acc[1] += 1, s->acc[2] += (float)dt;
             train_secs += dt, steps_timed++;
+            train_cpu += cpu_now() - c0;
             run_progress_update(s->run, sidx + 1, "loss %.4f lr %.2e", s->acc[0] / s->acc[1], lr);
             if (run_stop_requested(s->run) && sidx + 1 < s->steps) {
                 run_progress_end(s->run);
@@ -862,6 +870,8 @@ stopped:
         run_metric(s->run, "epochs_done", res->epochs_done);
         run_metric(s->run, "seconds_per_step", res->step_seconds);
         run_metric(s->run, "seconds_per_epoch", res->epoch_seconds);
+        run_metric(s->run, "cpu_seconds_per_step",
+                   steps_timed ? train_cpu / (double)steps_timed : 0);
         run_metric(s->run, "train_images", s->ntrain);
         run_metric(s->run, "test_images", s->ntest);
         run_metric(s->run, "crops", s->ncrops);

@@ -9,6 +9,7 @@
 #include "ops/ops.h"
 #include "optim/optimizer.h"
 #include "rng.h"
+#include "safetensors.h"
 
 #define KNN_QUERIES 256 /* test rows per similarity block */
 #define KNN_BANK 8192   /* train rows per uploaded tensor */
@@ -286,5 +287,52 @@ pk_status probe_linear(pk_ctx *c, const probe_set *train, const probe_set *test,
 done:
     optim_destroy(opt_);
     free(mean), free(sd), free(xtr), free(xte), free(buf), free(logits), free(order), free(yb);
+    return st;
+}
+
+pk_status probe_features_load(const char *path, float **x, int32_t **y, int64_t *n, int64_t *d) {
+    *x = NULL, *y = NULL;
+    st_file f;
+    PK_TRY(safetensors_open(path, &f));
+    pk_status st = PK_OK;
+    const st_tensor *ft = safetensors_find(&f, "features"), *lt = safetensors_find(&f, "labels");
+    if (!ft || ft->ndim != 2)
+        st = pk_error(PK_ERR_FORMAT, "%s: expected a tensor `features` of shape (N, D)", path);
+    else if (!lt || lt->ndim != 1 || lt->shape[0] != ft->shape[0] ||
+             (lt->dtype != ST_I32 && lt->dtype != ST_I64))
+        st = pk_error(PK_ERR_FORMAT,
+                      "%s: expected a tensor `labels` (I32 or I64) of shape (%lld) next to the "
+                      "features; probes need labelled features",
+                      path, ft ? (long long)ft->shape[0] : 0LL);
+    if (st == PK_OK) {
+        *n = ft->shape[0], *d = ft->shape[1];
+        *x = malloc(sizeof(float) * (size_t)(*n * *d + 1));
+        *y = malloc(sizeof(int32_t) * (size_t)(*n + 1));
+        if (!*x || !*y) st = pk_error(PK_ERR_NOMEM, "%s: out of host memory", path);
+    }
+    if (st == PK_OK) st = st_tensor_to_f32(ft, *x);
+    if (st == PK_OK) {
+        for (int64_t i = 0; i < *n; i++) {
+            int64_t v;
+            if (lt->dtype == ST_I32) {
+                int32_t w;
+                memcpy(&w, (const char *)lt->data + 4 * i, 4);
+                v = w;
+            } else {
+                memcpy(&v, (const char *)lt->data + 8 * i, 8);
+            }
+            if (v < 0 || v > INT32_MAX) {
+                st = pk_error(PK_ERR_FORMAT, "%s: label %lld of row %lld is out of range", path,
+                              (long long)v, (long long)i);
+                break;
+            }
+            (*y)[i] = (int32_t)v;
+        }
+    }
+    if (st != PK_OK) {
+        free(*x), free(*y);
+        *x = NULL, *y = NULL;
+    }
+    safetensors_close(&f);
     return st;
 }

@@ -43,6 +43,10 @@ typedef struct probe_linear_options {
 pk_status probe_linear(pk_ctx *c, const probe_set *train, const probe_set *test, int classes,
                        const probe_linear_options *o, double *test_acc, double *train_acc);
 
+/* Reads a `polyak features` file: `features` (N, D) F32/F16/BF16 and `labels` (N) I32 or
+ * I64 (required here); *x and *y are malloc'd (the caller frees them). */
+pk_status probe_features_load(const char *path, float **x, int32_t **y, int64_t *n, int64_t *d);
+
 /* Number of classes in a set: 1 + the largest label (an error for a negative label). */
 pk_status probe_classes(const probe_set *s, int *classes);
 
