@@ -31,4 +31,7 @@ int cmd_splat(int argc, char **argv);
 /* polyak splat train: defined in cmd_splat_train.c. */
 int cmd_splat_train(int argc, char **argv);
 
+/* polyak features: final-norm class tokens of a data set under a frozen ViT backbone. */
+int cmd_features(int argc, char **argv);
+
 #endif

@@ -14,7 +14,9 @@
  *      build/framework/libpolyak_framework_impl.a -Wl,--no-whole-archive \
  *      build/shaders/libpolyak_shaders.a build/libpolyak_common.a \
  *      $(pkg-config --libs openblas) -lvulkan -lm -lpthread
- * usage: OPENBLAS_NUM_THREADS=1 /tmp/attention [THREADS [REPS]]   (PyTorch: attention_torch.py) */
+ * usage: OPENBLAS_NUM_THREADS=1 /tmp/attention [THREADS [REPS [SIZE INPUT]]]
+ *   SIZE 0 or 1 and INPUT heads or qkv time one fused case alone (for perf); PyTorch's times at
+ *   the same sizes: attention_torch.py. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,9 +121,18 @@ int main(int argc, char **argv) {
         int64_t b, t, h, d;
     } sizes[] = {{"vit 28x28/4 (B=64, T=50, H=4, d=32)", 64, 50, 4, 32},
                  {"vit_small/16 (B=8, T=197, H=6, d=64)", 8, 197, 6, 64}};
+    if (argc > 4) { // one fused case alone
+        int s = atoi(argv[3]) != 0, qkv = strcmp(argv[4], "qkv") == 0;
+        double fc, fw;
+        if (run(c, 2 * qkv + 1, sizes[s].b, sizes[s].t, sizes[s].h, sizes[s].d, reps, &fc, &fw))
+            return 1;
+        printf("%s %s fused: %.2f ms process CPU, %.2f ms wall\n", sizes[s].name, argv[4], fc, fw);
+        pk_ctx_destroy(c);
+        return 0;
+    }
     printf("%d thread(s), median of %d steps, ms per forward + backward (process CPU / wall)\n",
            threads, reps);
-    printf("%-38s %-5s %18s %18s %8s", "size", "input", "composed", "fused", "ratio\n");
+    printf("%-38s %-5s %18s %18s %8s\n", "size", "input", "composed", "fused", "ratio");
     for (int s = 0; s < 2; s++)
         for (int qkv = 0; qkv < 2; qkv++) {
             double cc, cw, fc, fw;

@@ -23,13 +23,17 @@
 
 typedef float att_v8 __attribute__((vector_size(32)));
 typedef int32_t att_v8i __attribute__((vector_size(32)));
+typedef float att_v8u __attribute__((vector_size(32), aligned(4), may_alias)); // unaligned access
+#define ATT_LD(p) (*(const att_v8u *)(const void *)(p))
+#define ATT_ST(p, v) (*(att_v8u *)(void *)(p) = (v))
 
 /* exp(x) for x <= 0 as a polynomial on eight lanes (x = n ln2 + r, |r| <= ln2/2, Cephes' expf
  * coefficients, relative error ~2e-7); below -87 (subnormal results, masked -inf logits) it is
  * exactly 0, NaN stays NaN. glibc's expf is one call per element and never vectorises, and a
- * T = 197 head takes 2 x 197^2 of them per step. */
+ * T = 197 head takes 2 x 197^2 of them per step. In place through a pointer: a vector argument
+ * or result would change the ABI between the target clones. */
 static inline __attribute__((always_inline)) void att_exp8(att_v8 *px) {
-    att_v8 x = *px; // through a pointer: a vector argument would change the ABI between clones
+    att_v8 x = *px;
     const att_v8 lo = (att_v8){0} - 87.0f;
     att_v8i small = x<lo, nan = x != x, keep = x> lo;
     att_v8 xc = (att_v8)(((att_v8i)x & keep) | ((att_v8i)lo & ~keep));
@@ -46,45 +50,98 @@ static inline __attribute__((always_inline)) void att_exp8(att_v8 *px) {
     *px = (att_v8)(((att_v8i)out & ~small & ~nan) | ((att_v8i)x & nan));
 }
 
-/* Logits of one row in place: s[j] = scale s[j] + m[j * mcs] (m NULL: no mask). */
-static void att_logits(float *s, int64_t n, float scale, const float *m, int64_t mcs) {
-    if (!m) {
-        for (int64_t j = 0; j < n; j++)
-            s[j] *= scale;
-    } else if (mcs == 0) {
-        for (int64_t j = 0; j < n; j++)
-            s[j] = s[j] * scale + m[0];
-    } else {
-        for (int64_t j = 0; j < n; j++)
-            s[j] = s[j] * scale + m[j];
+/* att_exp8's arithmetic on one float, for the tails of rows. */
+static inline float att_exp1(float x) {
+    if (x != x) return x;
+    if (x < -87.0f) return 0.0f;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    float e = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    e = e * r + 8.3334519073e-3f;
+    e = e * r + 4.1665795894e-2f;
+    e = e * r + 1.6666665459e-1f;
+    e = e * r + 5.0000001201e-1f;
+    e = e * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } b = {.i = ((int32_t)n + 127) * (1 << 23)};
+    return e * b.f;
+}
+
+/* Logits of one row in place, s[j] = scale s[j] + m[j * mcs] (m NULL: no mask); returns their
+ * maximum (NaN logits left out of it, as PyTorch's max would not be: they poison the row
+ * through exp anyway). */
+static inline __attribute__((always_inline)) float att_logits(float *s, int64_t n, float scale,
+                                                              const float *m, int64_t mcs) {
+    float add = m && mcs == 0 ? m[0] : 0.0f;
+    const float *mr = m && mcs != 0 ? m : NULL; // a full mask row (mcs is 1 then)
+    att_v8 vmax = (att_v8){0} - INFINITY;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        att_v8 v = ATT_LD(s + j) * scale + add;
+        if (mr) v += ATT_LD(mr + j);
+        ATT_ST(s + j, v);
+        vmax =
+            (att_v8)(((att_v8i)v & (att_v8i)(v > vmax)) | ((att_v8i)vmax & ~(att_v8i)(v > vmax)));
     }
+    float mx = -INFINITY;
+    for (; j < n; j++) {
+        s[j] = s[j] * scale + add + (mr ? mr[j] : 0.0f);
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    for (int l = 0; l < 8; l++)
+        mx = vmax[l] > mx ? vmax[l] : mx;
+    return mx;
 }
 
 /* s[j] = exp(s[j] - shift) in place for j < n; returns their sum. */
-__attribute__((target_clones("avx2", "default"))) static float att_exp_row(float *s, int64_t n,
-                                                                           float shift) {
+static inline __attribute__((always_inline)) float att_exp_row(float *s, int64_t n, float shift) {
     att_v8 acc = {0};
     int64_t j = 0;
     for (; j + 8 <= n; j += 8) {
-        att_v8 v;
-        memcpy(&v, s + j, sizeof v);
-        v -= shift;
+        att_v8 v = ATT_LD(s + j) - shift;
         att_exp8(&v);
-        memcpy(s + j, &v, sizeof v);
+        ATT_ST(s + j, v);
         acc += v;
     }
     float sum = 0.0f;
-    if (j < n) { // the tail through the same lanes, padded with -inf (exp gives 0)
-        att_v8 v = (att_v8){0} - INFINITY;
-        memcpy(&v, s + j, sizeof(float) * (size_t)(n - j));
-        v -= shift;
-        att_exp8(&v);
-        memcpy(s + j, &v, sizeof(float) * (size_t)(n - j));
-        acc += v;
-    }
+    for (; j < n; j++)
+        sum += s[j] = att_exp1(s[j] - shift);
     for (int l = 0; l < 8; l++)
         sum += acc[l];
     return sum;
+}
+
+/* One forward row: the raw scores s (n) become probabilities; returns the log-sum-exp of the
+ * logits (scale s + mask). */
+__attribute__((target_clones("avx2", "default"))) static float
+att_row_softmax(float *s, int64_t n, float scale, const float *m, int64_t mcs) {
+    float mx = att_logits(s, n, scale, m, mcs);
+    float sum = att_exp_row(s, n, mx), inv = 1.0f / sum;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        ATT_ST(s + j, ATT_LD(s + j) * inv);
+    for (; j < n; j++)
+        s[j] *= inv;
+    return mx + logf(sum);
+}
+
+/* One backward row: the raw scores s (n) become the probabilities exp(logit - lse). */
+__attribute__((target_clones("avx2", "default"))) static void
+att_row_probs(float *s, int64_t n, float scale, const float *m, int64_t mcs, float lse) {
+    att_logits(s, n, scale, m, mcs);
+    att_exp_row(s, n, lse);
+}
+
+/* One backward row of dS: dp[j] = scale p[j] (dp[j] - dsum), with dsum = dO_i . O_i. */
+__attribute__((target_clones("avx2", "default"))) static void
+att_row_ds(float *dp, const float *p, int64_t n, float dsum, float scale) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        ATT_ST(dp + j, (ATT_LD(dp + j) - dsum) * ATT_LD(p + j) * scale);
+    for (; j < n; j++)
+        dp[j] = (dp[j] - dsum) * p[j] * scale;
 }
 
 typedef struct att_job {
@@ -119,17 +176,8 @@ static void att_fwd_range(void *arg, int64_t t0, int64_t t1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)tk, (int)p->d, 1.0f, q,
                     (int)p->q_rs, k, (int)p->k_rs, 0.0f, s, (int)tk);
         for (int64_t i = 0; i < rows; i++) {
-            float *si = s + i * tk;
             const float *m = j->m ? j->m + b * p->m_bs + (i0 + i) * p->m_rs : NULL;
-            att_logits(si, tk, p->scale, m, p->m_cs);
-            float mx = -INFINITY;
-            for (int64_t c = 0; c < tk; c++)
-                mx = si[c] > mx ? si[c] : mx;
-            float sum = att_exp_row(si, tk, mx);
-            float inv = 1.0f / sum;
-            for (int64_t c = 0; c < tk; c++)
-                si[c] *= inv;
-            lse[i] = mx + logf(sum);
+            lse[i] = att_row_softmax(s + i * tk, tk, p->scale, m, p->m_cs);
         }
         // O (rows, dv) = P (rows, Tk) V (Tk, dv)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)p->dv, (int)tk, 1.0f,
@@ -160,10 +208,8 @@ static void att_bwd_range(void *arg, int64_t t0, int64_t t1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tk, (int)p->d, 1.0f, q,
                     (int)p->q_rs, k, (int)p->k_rs, 0.0f, s, (int)tk);
         for (int64_t i = 0; i < tq; i++) {
-            float *si = s + i * tk;
             const float *m = j->m ? j->m + b * p->m_bs + i * p->m_rs : NULL;
-            att_logits(si, tk, p->scale, m, p->m_cs);
-            att_exp_row(si, tk, lse[i]);
+            att_row_probs(s + i * tk, tk, p->scale, m, p->m_cs, lse[i]);
         }
         if (j->gv) // dV (Tk, dv) += P^T (Tk, Tq) dO (Tq, dv)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk, (int)p->dv, (int)tq, 1.0f,
@@ -176,10 +222,7 @@ static void att_bwd_range(void *arg, int64_t t0, int64_t t1) {
             float dsum = 0.0f;
             for (int64_t c = 0; c < p->dv; c++)
                 dsum += go[i * ro + c] * o[i * ro + c];
-            const float *si = s + i * tk;
-            float *di = dp + i * tk;
-            for (int64_t c = 0; c < tk; c++)
-                di[c] = p->scale * si[c] * (di[c] - dsum);
+            att_row_ds(dp + i * tk, s + i * tk, tk, dsum, p->scale);
         }
         if (j->gq) // dQ (Tq, d) += dS (Tq, Tk) K (Tk, d)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, (int)p->d, (int)tk,

@@ -289,20 +289,10 @@ static tensor *vit_pos_embed(pk_ctx *c, const vit *m, int64_t gh, int64_t gw) {
 }
 
 /* Multi-head self-attention of the qkv linear's output (N, T, 3D), laid out as timm's
- * reshape(N, T, 3, H, d): -> (N, T, D) before attn.proj. */
+ * reshape(N, T, 3, H, d): -> (N, T, D) before attn.proj. One fused op reads the heads straight
+ * from qkv (no permute copies) and keeps no score matrix for the backward. */
 static tensor *vit_attention(pk_ctx *c, tensor *qkv, int heads, float scale) {
-    if (!qkv) return NULL;
-    int64_t N = qkv->shape[0], T = qkv->shape[1], D = qkv->shape[2] / 3, d = D / heads;
-    tensor *x = pk_reshape(c, qkv, 5, (int64_t[]){N, T, 3, heads, d}); // (N, T, 3, H, d)
-    x = pk_permute(c, x, (int[]){2, 0, 3, 1, 4});                      // (3, N, H, T, d)
-    int64_t bhtd[3] = {N * heads, T, d};
-    tensor *q = pk_reshape(c, pk_slice(c, x, 0, 0, 1), 3, bhtd); // (N*H, T, d)
-    tensor *k = pk_reshape(c, pk_slice(c, x, 0, 1, 1), 3, bhtd);
-    tensor *v = pk_reshape(c, pk_slice(c, x, 0, 2, 1), 3, bhtd);
-    tensor *o = pk_attention(c, q, k, v, NULL, scale);    // (N*H, T, d)
-    o = pk_reshape(c, o, 4, (int64_t[]){N, heads, T, d}); // (N, H, T, d)
-    o = pk_permute(c, o, (int[]){0, 2, 1, 3});            // (N, T, H, d)
-    return pk_reshape(c, o, 3, (int64_t[]){N, T, D});     // (N, T, D)
+    return pk_attention_qkv(c, qkv, heads, scale); // (N, T, 3D) -> (N, T, D)
 }
 
 static tensor *vit_block_forward(pk_ctx *c, const vit *m, const vit_block *b, tensor *x) {

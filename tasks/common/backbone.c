@@ -223,16 +223,16 @@ pk_status backbone_save(const vit *m, const char *path, const backbone_norm *nor
     }
     if (s == PK_OK) {
         const vit_config *g = &m->cfg;
-        char v[10][32], mean[96] = "", std[96] = "";
+        char v[10][32], mean[96] = "", std[96] = "", crop[32] = "";
         int ints[] = {g->img_size, g->patch, g->in_chans,   g->dim,
                       g->depth,    g->heads, g->mlp_hidden, g->num_classes};
         for (int i = 0; i < 8; i++)
             snprintf(v[i], sizeof v[i], "%d", ints[i]);
         snprintf(v[8], sizeof v[8], "%.9g", (double)g->ln_eps);
-        const char *keys[13] = {"format",     "arch",        "img_size", "patch",
+        const char *keys[14] = {"format",     "arch",        "img_size", "patch",
                                 "in_chans",   "embed_dim",   "depth",    "num_heads",
                                 "mlp_hidden", "num_classes", "ln_eps"};
-        const char *vals[13] = {"pt", g->name, v[0], v[1], v[2], v[3],
+        const char *vals[14] = {"pt", g->name, v[0], v[1], v[2], v[3],
                                 v[4], v[5],    v[6], v[7], v[8]};
         int nm = 11;
         if (norm && norm->present) {
@@ -247,6 +247,11 @@ pk_status backbone_save(const vit *m, const char *path, const backbone_norm *nor
             vals[nm++] = mean;
             keys[nm] = "std";
             vals[nm++] = std;
+            if (norm->crop_pct > 0.0f) {
+                snprintf(crop, sizeof crop, "%.9g", (double)norm->crop_pct);
+                keys[nm] = "crop_pct";
+                vals[nm++] = crop;
+            }
         }
         s = safetensors_write(path, wt, np, keys, vals, nm);
     }
@@ -348,6 +353,16 @@ pk_status backbone_config(const char *path, const char *arch, vit_config *cfg,
             s = meta_floats(path, "mean", mn, norm->mean);
             if (s == PK_OK) s = meta_floats(path, "std", sd, norm->std);
             norm->present = s == PK_OK;
+        }
+        const char *cp = safetensors_meta(&f, "crop_pct");
+        if (s == PK_OK && cp) {
+            char *end;
+            norm->crop_pct = strtof(cp, &end);
+            if (end == cp || *end || !(norm->crop_pct > 0.0f && norm->crop_pct <= 1.0f))
+                s = pk_error(PK_ERR_FORMAT,
+                             "%s: metadata crop_pct = '%s' (expected a number in "
+                             "(0, 1])",
+                             path, cp);
         }
     }
     safetensors_close(&f);

@@ -26,18 +26,21 @@ pk_status backbone_load(pk_ctx *c, vit *m, const char *path, const char *const *
 typedef struct backbone_norm {
     bool present;          /* mean/std were in the metadata */
     float mean[3], std[3]; /* per channel (in_chans of them used) */
+    float crop_pct;        /* evaluation centre-crop fraction; 0: not recorded */
 } backbone_norm;
 
 /* Writes m's parameters (F32, timm names, state_dict order) atomically to `path`, with
  * __metadata__ {format: pt, arch, img_size, patch, in_chans, embed_dim, depth, num_heads,
- * mlp_hidden, num_classes} and, when norm->present, mean and std ("m1,m2,m3"). */
+ * mlp_hidden, num_classes, ln_eps} and, when norm->present, mean and std ("m1,m2,m3") and
+ * crop_pct (when > 0). */
 pk_status backbone_save(const vit *m, const char *path, const backbone_norm *norm);
 
 /* The configuration of a backbone file: `arch` when given (a vit_config_by_name name), else
  * the metadata Polyak writes (arch and the numeric fields, which override the named ones);
  * in_chans, img_size and num_classes from the file's shapes always win over the name's (a
  * grayscale or resized backbone still loads under its timm name). An error says to pass
- * --arch when the file names no configuration. `norm` (may be NULL) gets mean/std if present. */
+ * --arch when the file names no configuration. `norm` (may be NULL) gets
+ * mean/std/crop_pct where present. */
 pk_status backbone_config(const char *path, const char *arch, vit_config *cfg, backbone_norm *norm);
 
 /* Infers a configuration from the tensor shapes alone (timm files without metadata): patch,

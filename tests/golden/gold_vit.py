@@ -126,8 +126,11 @@ def vit_cases(prefix, cfg, dtype, batch, size, gen):
     w = make_weights(cfg, gen)
     # the checkpoint holds rounded values: the reference computes with exactly those
     w = {k: v.to(dtype).double() for k, v in w.items()}
-    meta = {"format": "pt", "arch": cfg.name, "img_size": str(cfg.img),
-            "in_chans": str(cfg.chans)}
+    # the metadata backbone_save writes, so the file describes its (hand-made) configuration
+    meta = {"format": "pt", "arch": cfg.name, "img_size": str(cfg.img), "patch": str(cfg.patch),
+            "in_chans": str(cfg.chans), "embed_dim": str(cfg.dim), "depth": str(cfg.depth),
+            "num_heads": str(cfg.heads), "mlp_hidden": str(cfg.mlp), "num_classes": "0",
+            "ln_eps": "1e-06"}
     write_safetensors(os.path.join(here, "vit", prefix + ".safetensors"), w, dtype, meta)
     x = rand(batch, cfg.chans, size, size, grad=False, gen=gen)
     # the class-token features are row 0 of the tokens (the C test compares both)
@@ -138,6 +141,35 @@ def bicubic(oh, ow):
     return lambda x: F.interpolate(x, size=(oh, ow), mode="bicubic", align_corners=False)
 
 
+def timm_eval(size, crop_pct, mean, std):
+    """timm's default evaluation transform on a (1, C, H, W) image of 0..255 values, as
+    torchvision does it on tensors: Resize(floor(size / crop_pct)) of the shorter side (bicubic,
+    antialias), CenterCrop(size) (top = int(round((h - size) / 2))), ToTensor's / 255,
+    Normalize(mean, std)."""
+    def fn(x):
+        x = x / 255.0
+        h, w = x.shape[-2:]
+        scale = int(size / crop_pct)
+        nh, nw = (scale, int(scale * w / h)) if h <= w else (int(scale * h / w), scale)
+        if (nh, nw) != (h, w):
+            x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True,
+                              align_corners=False)
+        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+        x = x[:, :, top:top + size, left:left + size]
+        m = torch.tensor(mean).reshape(1, -1, 1, 1)
+        s = torch.tensor(std).reshape(1, -1, 1, 1)
+        return (x - m) / s
+    return fn
+
+
+def image(c, h, w, gen):
+    """Random 8-bit pixel values (as floats) with smooth structure plus noise."""
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    base = 127 + 100 * torch.sin(xx / 3.0 + yy / 5.0)
+    noise = torch.randint(-27, 28, (1, c, h, w), generator=gen)
+    return (base.round() + noise).clamp(0, 255).float()
+
+
 def cases(gen):
     out = []
     # F.interpolate(bicubic) of one random grid: up, down, non-square, identity, from 2x2
@@ -145,6 +177,18 @@ def cases(gen):
                            (2, 2, 5, 5), (5, 5, 5, 5), (14, 14, 8, 8)]:
         out.append((f"bicubic_{ih}x{iw}_{oh}x{ow}", [rand(1, 1, ih, iw, gen=gen)],
                     bicubic(oh, ow)))
+    # F.interpolate(bicubic, antialias=True): the resize of `polyak features` (down and up)
+    for ih, iw, oh, ow in [(28, 28, 32, 32), (32, 32, 28, 28), (37, 23, 16, 11), (9, 12, 20, 26)]:
+        out.append((f"resize_aa_{ih}x{iw}_{oh}x{ow}", [rand(1, 1, ih, iw, grad=False, gen=gen)],
+                    lambda x, oh=oh, ow=ow: F.interpolate(x, size=(oh, ow), mode="bicubic",
+                                                          antialias=True, align_corners=False)))
+    # the whole evaluation transform: C, H, W, size, crop_pct, mean, std
+    for c, h, w, size, crop, mean, std in [
+            (1, 28, 28, 24, 0.875, [0.5], [0.5]),
+            (3, 40, 52, 32, 0.9, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            (3, 31, 31, 28, 1.0, [0.5, 0.4, 0.3], [0.2, 0.3, 0.4])]:
+        out.append((f"preproc_{c}x{h}x{w}_{size}_{crop}", [image(c, h, w, gen)],
+                    timm_eval(size, crop, mean, std)))
     # vit_nano_patch4_28 on 1-channel 28x28 images (depth 1 keeps the file small), BF16
     nano = Cfg("vit_nano_patch4_28", 28, 4, 1, 128, 1, 4, 512)
     out += vit_cases("vit_nano28", nano, torch.bfloat16, 2, 28, gen)
