@@ -1,12 +1,12 @@
-/* cli.c - shared helpers of the CLI subcommands: errors, option values, progress lines. */
+/* cli.c - shared helpers of the CLI subcommands: errors, option values, and the progress line
+ * (a thin wrapper of the run harness's). */
 #include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include <unistd.h> /* tests/splat/test_splat_op.c includes this file and uses access() */
 
 #include "status.h"
 
@@ -59,34 +59,14 @@ bool cli_float(const char *cmd, const char *opt, const char *val, double *out) {
     return true;
 }
 
-double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+double cli_now(void) { return run_now(); }
 
 void cli_progress_start(cli_progress *p, const char *label, int64_t total) {
-    p->label = label;
-    p->total = total;
-    p->start = p->last_print = cli_now();
-    p->tty = isatty(STDERR_FILENO);
+    run_progress_line_start(p, stderr, label, total);
 }
 
 void cli_progress_update(cli_progress *p, int64_t done, const char *extra) {
-    double now = cli_now();
-    /* a terminal gets a fresh line 10 times a second; logs every 10 s */
-    double every = p->tty ? 0.1 : 10.0;
-    if (done < p->total && now - p->last_print < every) return;
-    p->last_print = now;
-    double el = now - p->start, rate = el > 0 ? (double)done / el : 0;
-    double eta = rate > 0 ? (double)(p->total - done) / rate : 0;
-    fprintf(stderr, "%s%s %lld/%lld (%.0f%%) %.2f it/s ETA %.0fs %s%s", p->tty ? "\r\033[K" : "",
-            p->label, (long long)done, (long long)p->total,
-            p->total ? 100.0 * (double)done / (double)p->total : 100.0, rate, eta,
-            extra ? extra : "", p->tty ? "" : "\n");
-    fflush(stderr);
+    run_progress_line_update(p, done, extra);
 }
 
-void cli_progress_end(cli_progress *p) {
-    if (p->tty) fputc('\n', stderr);
-}
+void cli_progress_end(cli_progress *p) { run_progress_line_end(p); }

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "run.h"
+
 /* A subcommand: argv[0] is the subcommand's name. Returns the process exit code. */
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 
@@ -30,13 +32,9 @@ bool cli_float(const char *cmd, const char *opt, const char *val, double *out);
 /* Seconds since an arbitrary fixed point (monotonic clock). */
 double cli_now(void);
 
-/* Progress reporting: a rewritten line on a terminal, plain periodic lines otherwise. */
-typedef struct cli_progress {
-    const char *label;
-    int64_t total;
-    double start, last_print;
-    bool tty;
-} cli_progress;
+/* Progress reporting on stderr: the harness's progress line (tasks/common/run.h) - a
+ * rewritten line with ETA on a terminal, plain periodic lines otherwise. */
+typedef run_progress_line cli_progress;
 
 /* Starts progress reporting for `total` units of work. */
 void cli_progress_start(cli_progress *p, const char *label, int64_t total);

@@ -1,6 +1,6 @@
 /* cmd_man.c - `polyak man`: supervised local learning (E2E, DGL, InfoPro, DGL+MAN,
- * InfoPro+MAN) on a CIFAR-style ResNet: parses options, shows progress, prints the result.
- * The run itself (data, training, files) is tasks/man/man_run.c's. */
+ * InfoPro+MAN) on a CIFAR-style ResNet: parses options and prints the result. The run itself
+ * (data, training, files, progress lines on stderr, Ctrl-C) is tasks/man/man_run.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,34 +10,6 @@
 #include "man_run.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
-
-typedef struct progress_state {
-    cli_progress bar;
-    char label[32];
-} progress_state;
-
-static void on_progress(void *user, const man_progress *p) {
-    progress_state *ps = user;
-    char extra[160];
-    switch (p->kind) {
-    case MAN_PROGRESS_INFO: fprintf(stderr, "polyak man: %s\n", p->message); break;
-    case MAN_PROGRESS_EPOCH_START:
-        snprintf(ps->label, sizeof ps->label, "epoch %d/%d", p->epoch, p->epochs);
-        cli_progress_start(&ps->bar, ps->label, p->steps);
-        break;
-    case MAN_PROGRESS_STEP:
-        snprintf(extra, sizeof extra, "loss %.4f aux %.4f acc %.3f lr %.4f", p->loss, p->aux_loss,
-                 p->train_acc, p->lr);
-        cli_progress_update(&ps->bar, p->step, extra);
-        break;
-    case MAN_PROGRESS_EPOCH_END:
-        cli_progress_end(&ps->bar);
-        fprintf(stderr,
-                "epoch %d/%d: loss %.4f aux %.4f train acc %.4f test acc %.4f (%.1f s training)\n",
-                p->epoch, p->epochs, p->loss, p->aux_loss, p->train_acc, p->test_acc, p->seconds);
-        break;
-    }
-}
 
 /* Parses "a,b" into two numbers. */
 static bool pair(const char *opt, const char *v, double out[2]) {
@@ -145,9 +117,11 @@ int cmd_man(int argc, char **argv) {
     }
     if (!o.out) return cli_usage("man", usage, "--out DIR is required");
     if (o.epochs < 1) return cli_usage("man", usage, "--epochs E is required");
-    progress_state ps = {0};
+    o.progress = stderr;
+    o.catch_signals = true; /* Ctrl-C saves a checkpoint within the epoch */
     man_result r;
-    if (man_run(&o, on_progress, &ps, &r) != PK_OK) return cli_fail("man", "training");
+    if (man_run(&o, &r) != PK_OK) return cli_fail("man", "training");
+    if (r.interrupted) return 130;
     printf("%s %s K=%d (%d modules): test accuracy %.2f%% on %lld images, peak memory %.1f MiB "
            "(activations %.1f MiB), %.1f s per epoch; results in %s\n",
            man_method_name(o.method), man_arch_name(o.arch), o.method == MAN_E2E ? 1 : o.blocks,

@@ -1,7 +1,7 @@
 /* cmd_splat_train.c - `polyak splat train`: trains a 3D Gaussian splatting scene from posed
- * photos (COLMAP or transforms.json) with tasks/gs, prints progress, saves a checkpoint on
- * Ctrl-C, and reports where the PLY, the renders and the held-out PSNR are. */
-#include <signal.h>
+ * photos (COLMAP or transforms.json) with tasks/gs, shows progress through the trainer's run
+ * (tasks/common/run.h), saves a checkpoint on Ctrl-C, and reports where the PLY, the renders
+ * and the held-out PSNR are. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,13 +9,6 @@
 #include "cli.h"
 #include "commands.h"
 #include "gs_train.h"
-
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static const char *usage =
     "--data SCENE --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
@@ -115,90 +108,81 @@ int cmd_splat_train(int argc, char **argv) {
     if (!o.data || !o.out) return cli_usage(C, usage, "--data and --out are required");
     if (fixed_background && !o.random_background) o.random_background = -1;
     o = gs_train_defaults(o);
+    o.progress = stderr;
+    o.catch_signals = true; /* Ctrl-C saves a checkpoint */
     gs_trainer *t = NULL;
     if (gs_trainer_create(&o, &t) != PK_OK) return cli_fail(C, "preparing the run");
+    pk_run *run = gs_trainer_run(t);
     gs_train_info info = gs_trainer_info(t);
-    fprintf(stderr,
-            "polyak splat train: %s scene %s: %d training + %d held-out images of %dx%d, extent "
-            "%.3f, %lld Gaussians (%s), device %s\n",
-            info.scene_kind, o.data, info.train_images, info.test_images, info.width, info.height,
-            info.extent, (long long)info.gaussians,
-            info.start_step    ? "resumed"
-            : info.from_points ? "from SfM points"
-                               : "random",
-            info.device_name);
+    run_info(run,
+             "%s scene %s: %d training + %d held-out images of %dx%d, extent "
+             "%.3f, %lld Gaussians (%s), device %s",
+             info.scene_kind, o.data, info.train_images, info.test_images, info.width, info.height,
+             info.extent, (long long)info.gaussians,
+             info.start_step    ? "resumed"
+             : info.from_points ? "from SfM points"
+                                : "random",
+             info.device_name);
     if (info.photos && !info.start_step)
-        fprintf(stderr,
-                "polyak splat train: settings for photos: %s background, densification from "
-                "step %lld, %s (--background R,G,B, --densify-from N, --prune-big-scale F "
-                "change them)\n",
-                info.random_background ? "random" : "fixed", (long long)info.densify_from,
-                info.prune_big_scale > 0 ? "world-size prune" : "no world-size prune");
+        run_info(run,
+                 "settings for photos: %s background, densification from "
+                 "step %lld, %s (--background R,G,B, --densify-from N, --prune-big-scale F "
+                 "change them)",
+                 info.random_background ? "random" : "fixed", (long long)info.densify_from,
+                 info.prune_big_scale > 0 ? "world-size prune" : "no world-size prune");
     if (info.levels)
-        fprintf(stderr,
-                "polyak splat train: coarse to fine: steps 1-%lld at 1/%d of the size, doubled "
-                "every %lld steps; held-out evaluation at full size\n",
-                (long long)info.resolution_schedule, 1 << info.levels,
-                (long long)info.resolution_schedule);
+        run_info(run,
+                 "coarse to fine: steps 1-%lld at 1/%d of the size, doubled "
+                 "every %lld steps; held-out evaluation at full size",
+                 (long long)info.resolution_schedule, 1 << info.levels,
+                 (long long)info.resolution_schedule);
     if (info.device_fallback)
-        fprintf(stderr, "polyak splat train: the default device has no Gaussian rasterizer "
-                        "kernels yet; training on the CPU backend\n");
+        run_info(run, "the default device has no Gaussian rasterizer "
+                      "kernels yet; training on the CPU backend");
     int rc = 1;
     gs_eval ev;
-    if (info.start_step)
-        fprintf(stderr, "polyak splat train: resuming at step %lld of %lld\n",
-                (long long)info.start_step, (long long)o.iters);
-    else if (info.test_images) {
+    if (!info.start_step && info.test_images) {
         if (gs_trainer_evaluate(t, false, &ev) != PK_OK) {
             rc = cli_fail(C, "evaluating the initial Gaussians");
             goto done;
         }
-        fprintf(stderr, "polyak splat train: held-out PSNR before training %.2f dB\n", ev.psnr);
+        run_info(run, "held-out PSNR before training %.2f dB", ev.psnr);
     }
-    struct sigaction sa = {.sa_handler = on_sigint}, old_int, old_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    cli_progress p;
     int64_t first = gs_trainer_step_count(t);
-    cli_progress_start(&p, "steps", o.iters - first);
+    run_progress_start(run, "steps", o.iters - first);
     while (gs_trainer_step_count(t) < o.iters) {
-        if (interrupted) {
-            cli_progress_end(&p);
-            fprintf(stderr, "polyak splat train: interrupted at step %lld; saving a checkpoint\n",
-                    (long long)gs_trainer_step_count(t));
+        if (run_stop_requested(run)) {
+            run_progress_end(run);
             if (gs_trainer_checkpoint(t) != PK_OK) {
                 rc = cli_fail(C, "saving the checkpoint");
-                goto restore;
+                goto done;
             }
-            fprintf(stderr, "polyak splat train: saved in %s/checkpoints; continue with --resume\n",
-                    o.out);
+            run_info(run,
+                     "interrupted at step %lld: checkpoint saved in %s/checkpoints; "
+                     "continue with --resume",
+                     (long long)gs_trainer_step_count(t), o.out);
             rc = 130;
-            goto restore;
+            goto done;
         }
         gs_step_result r;
         if (gs_trainer_step(t, &r) != PK_OK) {
-            cli_progress_end(&p);
+            run_progress_end(run);
             rc = cli_fail(C, "training step");
-            goto restore;
+            goto done;
         }
-        char extra[160];
-        snprintf(extra, sizeof extra, "step %lld loss %.4f psnr %.2f gaussians %lld",
-                 (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
-        if (r.evaluated) {
-            cli_progress_end(&p);
-            fprintf(stderr, "polyak splat train: step %lld held-out PSNR %.2f dB SSIM %.4f%s\n",
-                    (long long)r.step, r.eval_psnr, r.eval_ssim,
-                    r.opacity_reset ? " (just after an opacity reset: it recovers within a few "
-                                      "hundred steps)"
-                                    : "");
-        }
-        cli_progress_update(&p, r.step - first, extra);
+        if (r.evaluated)
+            run_info(run, "step %lld held-out PSNR %.2f dB SSIM %.4f%s", (long long)r.step,
+                     r.eval_psnr, r.eval_ssim,
+                     r.opacity_reset ? " (just after an opacity reset: it recovers within a few "
+                                       "hundred steps)"
+                                     : "");
+        run_progress_update(run, r.step - first, "step %lld loss %.4f psnr %.2f gaussians %lld",
+                            (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
     }
-    cli_progress_end(&p);
+    run_progress_end(run);
     if (gs_trainer_finish(t, &ev) != PK_OK) {
         rc = cli_fail(C, "writing the outputs");
-        goto restore;
+        goto done;
     }
     gs_timing tm = gs_trainer_timing(t);
     double per = tm.steps ? 1e3 / (double)tm.steps : 0;
@@ -220,9 +204,6 @@ int cmd_splat_train(int argc, char **argv) {
            "metrics: %s/metrics.json\nlog:     %s/log.csv\n",
            o.out, o.out, o.out, o.out);
     rc = 0;
-restore:
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
 done:
     gs_trainer_destroy(t);
     return rc;

@@ -331,6 +331,13 @@ pk_status run_open(const run_options *o, pk_run **out) {
     }
     if (s == PK_OK)
         run_info(r, "%s %s, options %s", r->resume ? "resuming in" : "run folder", r->out, flat);
+    int64_t earlier = -1;
+    if (s == PK_OK && !r->resume && checkpoint_find_latest(r->ckpt_dir, &earlier) == PK_OK &&
+        earlier >= 0)
+        run_info(r,
+                 "warning: %s holds checkpoints of an earlier run (the newest is step %lld); this "
+                 "run starts afresh, and a later --resume continues from the newest checkpoint",
+                 r->ckpt_dir, (long long)earlier);
     free(pretty);
     free(flat);
     if (s == PK_OK && o->catch_signals) s = install_signals(r);

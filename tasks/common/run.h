@@ -4,9 +4,12 @@
  * A run folder holds options.json (the options, echoed also to the progress stream when the
  * run starts), log.csv (one row per logged step or epoch, named columns), metrics.json (a
  * JSON object the task fills key by key), and ckpt-<step>.safetensors checkpoints written
- * atomically (io/checkpoint.h), the newest `keep` kept. A resumed run checks that the
- * checkpoint was written with the same resume-relevant options, reloads the tensors the task
- * names and the log rows up to the checkpoint, so a CPU run continues bit-exactly.
+ * atomically (io/checkpoint.h; in the folder or the subfolder run_options.checkpoints names),
+ * the newest `keep` kept. log.csv is written row by row and its whole text also lives in
+ * memory and in every checkpoint: log every N steps, not every step, in very long runs. A
+ * resumed run checks that the checkpoint was written with the same resume-relevant options,
+ * reloads the tensors the task names and the log rows up to the checkpoint, so a CPU run
+ * continues bit-exactly.
  *
  * Owns: the folder, progress lines (a rewritten line with ETA on a terminal, plain periodic
  * lines otherwise), log/metrics files, checkpoint save/load, and SIGINT/SIGTERM (a stop
@@ -26,7 +29,7 @@ typedef struct pk_run pk_run;
 /* Options of run_open; zero fields take the defaults noted. */
 typedef struct run_options {
     const char *out;          /* run folder (required; created with its parents) */
-    const char *task;         /* "splat train", "man", "pretrain": message prefix, metrics */
+    const char *task;         /* "splat train", "man", "pretrain": the messages' prefix */
     const char *options_json; /* the run's options as a JSON object text (required) */
     const char *resume_json;  /* the options a resumed run must share; NULL: options_json */
     bool resume;              /* continue from the newest checkpoint in `out` */

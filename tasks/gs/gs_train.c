@@ -28,6 +28,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "autograd.h"
 #include "checkpoint.h"
 #include "gs_metrics.h"
@@ -38,9 +40,11 @@
 #include "ops/ops_ssim.h"
 #include "ply.h"
 #include "rng.h"
+#include "run.h"
 #include "scene.h"
 
-#define LOG_COLS 5 /* step, loss, psnr, gaussians, seconds */
+#define LOG_COLS 5
+static const char *const log_cols[LOG_COLS] = {"step", "loss", "psnr", "gaussians", "seconds"};
 
 struct gs_trainer {
     gs_train_options o;
@@ -69,13 +73,12 @@ struct gs_trainer {
     float *gt, *rgb, *alpha, *d_rgb; // (3, H, W) ... for the largest image
     int32_t *radii;
     int64_t radii_cap;
-    float *log; // (log_n, LOG_COLS)
-    int64_t log_n, log_cap;
-    double seconds; // training seconds so far (restored from the log on resume)
+    double seconds; // training seconds so far (restored from the checkpoint on resume)
     int64_t start_step;
     gs_timing timing;
-    char *ckpt_dir, *renders_dir;
-    char options_json[1024];
+    char *renders_dir;
+    pk_run *run;       // the run folder: options, log.csv, metrics.json, checkpoints
+    char *resume_json; // the options a resumed run must share
 };
 
 gs_train_options gs_train_defaults(gs_train_options o) {
@@ -314,72 +317,70 @@ static int sh_degree_at(const gs_trainer *t, int64_t iteration) {
     return d > 3 ? 3 : (int)d;
 }
 
-static void format_options(gs_trainer *t) {
+/* The options a resume must share (as before the run harness, so older checkpoints resume),
+ * and all of them with the scene's choices filled in (options.json); malloc'd. */
+static char *format_options(const gs_trainer *t, bool all) {
     const gs_train_options *o = &t->o;
-    snprintf(t->options_json, sizeof t->options_json,
-             "{\"iters\":%lld,\"seed\":%llu,\"downscale\":%d,\"test_every\":%d,"
-             "\"max_gaussians\":%lld,\"init_points\":%lld,\"densify_from\":%lld,"
-             "\"densify_until\":%lld,\"densify_interval\":%lld,\"opacity_reset\":%lld,"
-             "\"sh_interval\":%lld,\"num_downscales\":%d,\"resolution_schedule\":%lld,"
-             "\"background\":[%.9g,%.9g,%.9g],\"random_background\":%d,\"prune_big_scale\":%.9g}",
-             (long long)o->iters, (unsigned long long)o->seed, o->downscale, o->test_every,
-             (long long)o->max_gaussians, (long long)o->init_points, (long long)o->densify_from,
-             (long long)o->densify_until, (long long)o->densify_interval,
-             (long long)o->opacity_reset, (long long)o->sh_interval,
-             o->num_downscales > 0 ? o->num_downscales : 0, (long long)o->resolution_schedule,
-             o->background[0], o->background[1], o->background[2], o->random_background > 0 ? 1 : 0,
-             o->prune_big_scale > 0 ? o->prune_big_scale : 0);
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddNumberToObject(j, "iters", (double)o->iters);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(j, "downscale", o->downscale);
+    cJSON_AddNumberToObject(j, "test_every", o->test_every);
+    cJSON_AddNumberToObject(j, "max_gaussians", (double)o->max_gaussians);
+    cJSON_AddNumberToObject(j, "init_points", (double)o->init_points);
+    cJSON_AddNumberToObject(j, "densify_from", (double)o->densify_from);
+    cJSON_AddNumberToObject(j, "densify_until", (double)o->densify_until);
+    cJSON_AddNumberToObject(j, "densify_interval", (double)o->densify_interval);
+    cJSON_AddNumberToObject(j, "opacity_reset", (double)o->opacity_reset);
+    cJSON_AddNumberToObject(j, "sh_interval", (double)o->sh_interval);
+    cJSON_AddNumberToObject(j, "num_downscales", o->num_downscales > 0 ? o->num_downscales : 0);
+    cJSON_AddNumberToObject(j, "resolution_schedule", (double)o->resolution_schedule);
+    double bg[3] = {o->background[0], o->background[1], o->background[2]};
+    cJSON_AddItemToObject(j, "background", cJSON_CreateDoubleArray(bg, 3));
+    cJSON_AddNumberToObject(j, "random_background", o->random_background > 0 ? 1 : 0);
+    cJSON_AddNumberToObject(j, "prune_big_scale", o->prune_big_scale > 0 ? o->prune_big_scale : 0);
+    if (all) {
+        cJSON_AddStringToObject(j, "data", o->data);
+        cJSON_AddStringToObject(j, "out", o->out);
+        cJSON_AddStringToObject(j, "device", o->device ? o->device : "");
+        cJSON_AddNumberToObject(j, "eval_interval", (double)o->eval_interval);
+        cJSON_AddNumberToObject(j, "save_every", (double)o->save_every);
+        cJSON_AddNumberToObject(j, "keep_checkpoints", o->keep_checkpoints);
+        cJSON_AddNumberToObject(j, "threads", o->threads);
+        cJSON_AddNumberToObject(j, "grad_threshold", o->grad_threshold);
+        cJSON_AddBoolToObject(j, "resume", o->resume);
+    }
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return text;
 }
 
+/* Reads the source's state and the camera order from an opened checkpoint (the harness's
+ * restore callback). */
+static pk_status restore_state(void *user, const ckpt_file *ck, const char *path) {
+    gs_trainer *t = user;
+    PK_TRY(t->src.restore(t->src.self, ck));
+    const st_tensor *ord = safetensors_find(&ck->st, "train.order");
+    if (!ord || ord->dtype != ST_I32 || ord->ndim != 1 || ord->shape[0] != t->n_train)
+        return pk_error(PK_ERR_FORMAT, "%s: tensor train.order (%d) I32 missing or wrong", path,
+                        t->n_train);
+    memcpy(t->order, ord->data, ord->nbytes);
+    return PK_OK;
+}
+
+/* Continues from the newest checkpoint: rng words {generator, camera order position,
+ * training seconds (bits of a double), 0}. */
 static pk_status restore(gs_trainer *t) {
-    if (!io_is_dir(t->ckpt_dir))
-        return pk_error(PK_ERR_IO, "--resume: no checkpoint folder %s", t->ckpt_dir);
-    int64_t step;
-    PK_TRY(checkpoint_find_latest(t->ckpt_dir, &step));
-    if (step < 0) return pk_error(PK_ERR_IO, "--resume: no checkpoint in %s", t->ckpt_dir);
-    char path[4096];
-    checkpoint_path(t->ckpt_dir, step, path, sizeof path);
-    ckpt_file ck;
-    PK_TRY(checkpoint_open(path, &ck));
-    pk_status s = PK_OK;
-    if (strcmp(ck.options_json, t->options_json) != 0)
-        s = pk_error(PK_ERR_INVALID,
-                     "%s: written with other training options %s; this run has %s (pass the same "
-                     "--iters, --seed, --downscale, --eval-every-nth, --max-gaussians, "
-                     "--num-downscales, --resolution-schedule)",
-                     path, ck.options_json, t->options_json);
-    if (s == PK_OK) s = t->src.restore(t->src.self, &ck);
-    const st_tensor *ord = s == PK_OK ? safetensors_find(&ck.st, "train.order") : NULL;
-    if (s == PK_OK &&
-        (!ord || ord->dtype != ST_I32 || ord->ndim != 1 || ord->shape[0] != t->n_train))
-        s = pk_error(PK_ERR_FORMAT, "%s: tensor train.order (%d) I32 missing or wrong", path,
-                     t->n_train);
-    if (s == PK_OK) memcpy(t->order, ord->data, ord->nbytes);
-    const st_tensor *lg = s == PK_OK ? safetensors_find(&ck.st, "train.log") : NULL;
-    if (s == PK_OK && lg) {
-        if (lg->dtype != ST_F32 || lg->ndim != 2 || lg->shape[1] != LOG_COLS)
-            s = pk_error(PK_ERR_FORMAT, "%s: tensor train.log must be F32 (n, %d)", path, LOG_COLS);
-        else {
-            int64_t n = lg->shape[0];
-            float *l = realloc(t->log, sizeof(float) * LOG_COLS * (size_t)(n + 1024));
-            if (!l)
-                s = pk_error(PK_ERR_NOMEM, "out of memory");
-            else {
-                t->log = l;
-                t->log_cap = n + 1024;
-                memcpy(t->log, lg->data, lg->nbytes);
-                t->log_n = n;
-                t->seconds = n ? t->log[(n - 1) * LOG_COLS + 4] : 0;
-            }
-        }
-    }
-    if (s == PK_OK) {
-        t->step = t->start_step = ck.step;
-        t->rng.state = ck.rng[0];
-        t->order_pos = (int64_t)ck.rng[1];
-    }
-    checkpoint_close(&ck);
-    return s;
+    int64_t step = -1;
+    uint64_t rng[CKPT_RNG_WORDS];
+    PK_TRY(run_checkpoint_load_ex(t->run, NULL, 0, restore_state, t, &step, rng));
+    if (step < 0) return pk_error(PK_ERR_IO, "--resume: no checkpoint in %s/checkpoints", t->o.out);
+    t->step = t->start_step = step;
+    t->rng.state = rng[0];
+    t->order_pos = (int64_t)rng[1];
+    memcpy(&t->seconds, &rng[2], sizeof t->seconds);
+    return PK_OK;
 }
 
 pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
@@ -402,7 +403,6 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     t->rng.state = t->o.seed;
     FAIL(scene_load(t->o.data, &(scene_options){.test_every = t->o.test_every}, &t->scene));
     t->o = gs_train_for_scene(t->o, strncmp(t->scene.kind, "colmap", 6) == 0);
-    format_options(t);
     t->train_idx = malloc(sizeof(int) * (size_t)t->scene.n);
     t->test_idx = malloc(sizeof(int) * (size_t)t->scene.n);
     t->test_psnr = calloc((size_t)t->scene.n, sizeof(double));
@@ -481,14 +481,30 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
         t->order[i] = i;
     t->order_pos = t->n_train; /* shuffled before the first step */
     /* outputs */
-    t->ckpt_dir = io_path_join(t->o.out, "checkpoints");
     t->renders_dir = io_path_join(t->o.out, "renders");
-    if (!t->ckpt_dir || !t->renders_dir) FAIL(pk_error(PK_ERR_NOMEM, "out of memory"));
-    if (t->o.resume)
-        FAIL(restore(t));
-    else
-        FAIL(make_dir(t->o.out));
-    FAIL(make_dir(t->ckpt_dir));
+    t->resume_json = format_options(t, false);
+    char *all = format_options(t, true);
+    if (!t->renders_dir || !t->resume_json || !all) {
+        free(all);
+        FAIL(pk_error(PK_ERR_NOMEM, "out of memory"));
+    }
+    if (t->o.resume && !io_is_dir(t->o.out)) {
+        free(all);
+        FAIL(pk_error(PK_ERR_IO, "--resume: no run folder %s", t->o.out));
+    }
+    run_options ro = {.out = t->o.out,
+                      .task = "splat train",
+                      .options_json = all,
+                      .resume_json = t->resume_json,
+                      .resume = t->o.resume,
+                      .keep = t->o.keep_checkpoints,
+                      .progress = t->o.progress,
+                      .catch_signals = t->o.catch_signals,
+                      .checkpoints = "checkpoints"};
+    s = run_open(&ro, &t->run);
+    free(all);
+    if (s != PK_OK) goto fail;
+    if (t->o.resume) FAIL(restore(t));
     FAIL(make_dir(t->renders_dir));
 #undef FAIL
     *out = t;
@@ -512,8 +528,9 @@ void gs_trainer_destroy(gs_trainer *t) {
     free(t->pyramid), free(t->level_cams);
     free(t->images), free(t->cams), free(t->train_idx), free(t->test_idx), free(t->order);
     free(t->test_psnr), free(t->test_ssim);
-    free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii), free(t->log);
-    free(t->ckpt_dir), free(t->renders_dir);
+    free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii);
+    free(t->renders_dir), free(t->resume_json);
+    run_close(t->run);
     scene_free(&t->scene);
     pk_ctx_destroy(t->ctx);
     free(t);
@@ -542,6 +559,8 @@ gs_train_info gs_trainer_info(const gs_trainer *t) {
 
 int64_t gs_trainer_step_count(const gs_trainer *t) { return t->step; }
 
+pk_run *gs_trainer_run(gs_trainer *t) { return t->run; }
+
 gs_timing gs_trainer_timing(const gs_trainer *t) { return t->timing; }
 
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
@@ -563,18 +582,11 @@ static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, g
     return splat_forward(t->st, t->pool, &t->cams[v], view, &so);
 }
 
+/* Appends the step's row to log.csv (the values as floats, as the log always held). */
 static pk_status log_row(gs_trainer *t, double loss, double psnr) {
-    if (t->log_n == t->log_cap) {
-        int64_t cap = t->log_cap ? 2 * t->log_cap : 4096;
-        float *l = realloc(t->log, sizeof(float) * LOG_COLS * (size_t)cap);
-        if (!l) return pk_error(PK_ERR_NOMEM, "out of memory");
-        t->log = l;
-        t->log_cap = cap;
-    }
-    float *r = t->log + t->log_n++ * LOG_COLS;
-    r[0] = (float)t->step, r[1] = (float)loss, r[2] = (float)psnr;
-    r[3] = (float)t->src.count(t->src.self), r[4] = (float)t->seconds;
-    return PK_OK;
+    double row[LOG_COLS] = {(double)t->step, (float)loss, (float)psnr,
+                            (double)t->src.count(t->src.self), round(t->seconds * 1e3) / 1e3};
+    return run_log(t->run, LOG_COLS, log_cols, row);
 }
 
 /* Uploads host floats into a new step-arena tensor of the given shape that gradients reach. */
@@ -758,7 +770,9 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
     stamp t7 = stamp_now();
     t->step++;
-    PK_TRY(log_row(t, loss, psnr)); /* seconds of this step added below */
+    stamp tl = stamp_now();
+    t->seconds += tl.wall - t0.wall; /* the log row's time is the next step's */
+    PK_TRY(log_row(t, loss, psnr));
     stamp t8 = stamp_now();
     ADD_PHASE(tm, stats, t4, t5);
     ADD_PHASE(tm, densify, t5, t6);
@@ -767,8 +781,6 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     tm->steps++;
     phases_other(&tm->wall);
     phases_other(&tm->cpu);
-    t->seconds += t8.wall - t0.wall;
-    t->log[(t->log_n - 1) * LOG_COLS + 4] = (float)t->seconds;
     r->step = t->step;
     r->width = W, r->height = H;
     r->loss = loss;
@@ -858,50 +870,43 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
     return PK_OK;
 }
 
-static pk_status write_log(gs_trainer *t) {
-    char *path = io_path_join(t->o.out, "log.csv");
-    if (!path) return pk_error(PK_ERR_NOMEM, "out of memory");
-    io_atomic a;
-    pk_status s = io_atomic_open(&a, path);
-    free(path);
-    PK_TRY(s);
-    fprintf(a.f, "step,loss,psnr,gaussians,seconds\n");
-    for (int64_t i = 0; i < t->log_n; i++) {
-        const float *r = t->log + i * LOG_COLS;
-        fprintf(a.f, "%lld,%.6f,%.4f,%lld,%.3f\n", (long long)r[0], r[1], r[2], (long long)r[3],
-                r[4]);
-    }
-    return io_atomic_commit(&a);
-}
-
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
     st_write_tensor ts[40];
     int n = 0;
     PK_TRY(t->src.checkpoint_tensors(t->src.self, ts, 38, &n));
-    int64_t ord_shape[1] = {t->n_train}, log_shape[2] = {t->log_n, LOG_COLS};
+    int64_t ord_shape[1] = {t->n_train};
     ts[n++] = (st_write_tensor){"train.order", ST_I32, 1, ord_shape, t->order};
-    if (t->log_n > 0) ts[n++] = (st_write_tensor){"train.log", ST_F32, 2, log_shape, t->log};
-    ckpt_meta meta = {.step = t->step,
-                      .rng = {t->rng.state, (uint64_t)t->order_pos, 0, 0},
-                      .options_json = t->options_json};
-    char path[4096];
-    checkpoint_path(t->ckpt_dir, t->step, path, sizeof path);
-    PK_TRY(checkpoint_write(path, ts, n, &meta));
-    PK_TRY(checkpoint_keep_last(t->ckpt_dir, t->o.keep_checkpoints));
-    return write_log(t);
+    uint64_t rng[CKPT_RNG_WORDS] = {t->rng.state, (uint64_t)t->order_pos, 0, 0};
+    memcpy(&rng[2], &t->seconds, sizeof t->seconds);
+    return run_checkpoint_save_ex(t->run, t->step, NULL, 0, ts, n, rng);
 }
 
-/* Writes `"name": {phase: ms per step, ...},` (a line of metrics.json). */
-static void write_phases(FILE *f, const char *name, const gs_phases *p, int64_t steps) {
+/* Sets metrics.json's `name`: {phase: ms per step, ...}. */
+static void phases_metric(pk_run *run, const char *name, const gs_phases *p, int64_t steps) {
     double per = steps ? 1e3 / (double)steps : 0;
-    fprintf(f,
-            "  \"%s\": {\"data\": %.3f, \"params_in\": %.3f, \"raster_forward\": %.3f, "
-            "\"loss_forward\": %.3f, \"loss_backward\": %.3f, \"raster_backward\": %.3f, "
-            "\"grads_out\": %.3f, \"stats\": %.3f, \"densify\": %.3f, \"optimizer\": %.3f, "
-            "\"other\": %.3f, \"total\": %.3f},\n",
-            name, p->data * per, p->params_in * per, p->raster_fwd * per, p->loss_fwd * per,
-            p->loss_bwd * per, p->raster_bwd * per, p->grads_out * per, p->stats * per,
-            p->densify * per, p->optimizer * per, p->other * per, p->total * per);
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"data\": %.3f, \"params_in\": %.3f, \"raster_forward\": %.3f, "
+             "\"loss_forward\": %.3f, \"loss_backward\": %.3f, \"raster_backward\": %.3f, "
+             "\"grads_out\": %.3f, \"stats\": %.3f, \"densify\": %.3f, \"optimizer\": %.3f, "
+             "\"other\": %.3f, \"total\": %.3f}",
+             p->data * per, p->params_in * per, p->raster_fwd * per, p->loss_fwd * per,
+             p->loss_bwd * per, p->raster_bwd * per, p->grads_out * per, p->stats * per,
+             p->densify * per, p->optimizer * per, p->other * per, p->total * per);
+    run_metric_json(run, name, text);
+}
+
+/* Appends s to a JSON text as a string literal (quotes, backslashes, controls escaped). */
+static size_t json_string_at(char *buf, size_t cap, size_t at, const char *s) {
+    at += (size_t)snprintf(buf + at, at < cap ? cap - at : 0, "\"");
+    for (const char *q = s; *q; q++)
+        if (*q == '"' || *q == '\\')
+            at += (size_t)snprintf(buf + at, at < cap ? cap - at : 0, "\\%c", *q);
+        else if ((unsigned char)*q < 0x20)
+            at += (size_t)snprintf(buf + at, at < cap ? cap - at : 0, "\\u%04x", (unsigned char)*q);
+        else
+            at += (size_t)snprintf(buf + at, at < cap ? cap - at : 0, "%c", *q);
+    return at + (size_t)snprintf(buf + at, at < cap ? cap - at : 0, "\"");
 }
 
 pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
@@ -914,43 +919,39 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     gaussians_free(&g);
     PK_TRY(s);
     PK_TRY(gs_trainer_checkpoint(t));
-    char *path = io_path_join(t->o.out, "metrics.json");
-    if (!path) return pk_error(PK_ERR_NOMEM, "out of memory");
-    io_atomic a;
-    s = io_atomic_open(&a, path);
-    free(path);
-    PK_TRY(s);
     const gs_timing *tm = &t->timing;
-    char psnr[32] = "null", ssim[32] = "null";
-    if (ev->images) {
-        snprintf(psnr, sizeof psnr, "%.4f", ev->psnr);
-        snprintf(ssim, sizeof ssim, "%.5f", ev->ssim);
-    }
-    fprintf(a.f,
-            "{\n  \"psnr\": %s,\n  \"ssim\": %s,\n  \"gaussians\": %lld,\n  \"iters\": %lld,\n"
-            "  \"seconds\": %.3f,\n  \"train_images\": %d,\n  \"test_images\": %d,\n"
-            "  \"width\": %d,\n  \"height\": %d,\n  \"device\": \"%s\",\n",
-            psnr, ssim, (long long)t->src.count(t->src.self), (long long)t->step, t->seconds,
-            t->n_train, t->n_test, t->images[t->train_idx[0]].w, t->images[t->train_idx[0]].h,
-            pk_device_get_info(t->ctx->dev)->name);
-    write_phases(a.f, "ms_per_step", &tm->wall, tm->steps);
-    write_phases(a.f, "cpu_ms_per_step", &tm->cpu, tm->steps);
-    fprintf(a.f, "  \"timed_steps\": %lld,\n  \"test_views\": [", (long long)tm->steps);
-    for (int k = 0; k < (ev->images ? t->n_test : 0); k++) {
+    pk_run *run = t->run;
+    run_metric(run, "psnr", ev->images ? round(ev->psnr * 1e4) / 1e4 : NAN);
+    run_metric(run, "ssim", ev->images ? round(ev->ssim * 1e5) / 1e5 : NAN);
+    run_metric(run, "gaussians", (double)t->src.count(t->src.self));
+    run_metric(run, "iters", (double)t->step);
+    run_metric(run, "seconds", round(t->seconds * 1e3) / 1e3);
+    run_metric(run, "train_images", t->n_train);
+    run_metric(run, "test_images", t->n_test);
+    run_metric(run, "width", t->images[t->train_idx[0]].w);
+    run_metric(run, "height", t->images[t->train_idx[0]].h);
+    run_metric_str(run, "device", pk_device_get_info(t->ctx->dev)->name);
+    phases_metric(run, "ms_per_step", &tm->wall, tm->steps);
+    phases_metric(run, "cpu_ms_per_step", &tm->cpu, tm->steps);
+    run_metric(run, "timed_steps", (double)tm->steps);
+    /* per held-out view: {"name": ..., "psnr": ..., "ssim": ...} */
+    int views = ev->images ? t->n_test : 0;
+    size_t cap = 64 + (size_t)views * 1200;
+    char *v = malloc(cap);
+    if (!v) return pk_error(PK_ERR_NOMEM, "out of memory");
+    size_t at = (size_t)snprintf(v, cap, "[");
+    for (int k = 0; k < views; k++) {
         char stem[256];
         view_stem(&t->scene.cams[t->test_idx[k]], stem, sizeof stem);
-        fprintf(a.f, "%s\n    {\"name\": \"", k ? "," : "");
-        for (const char *q = stem; *q; q++) /* JSON string: escape quotes, backslashes, controls */
-            if (*q == '"' || *q == '\\')
-                fprintf(a.f, "\\%c", *q);
-            else if ((unsigned char)*q < 0x20)
-                fprintf(a.f, "\\u%04x", (unsigned char)*q);
-            else
-                fputc(*q, a.f);
-        fprintf(a.f, "\", \"psnr\": %.4f, \"ssim\": %.5f}", t->test_psnr[k], t->test_ssim[k]);
+        at += (size_t)snprintf(v + at, cap - at, "%s\n    {\"name\": ", k ? "," : "");
+        at = json_string_at(v, cap, at, stem);
+        at += (size_t)snprintf(v + at, cap - at, ", \"psnr\": %.4f, \"ssim\": %.5f}",
+                               t->test_psnr[k], t->test_ssim[k]);
     }
-    fprintf(a.f, "%s]\n}\n", ev->images ? "\n  " : "");
-    return io_atomic_commit(&a);
+    snprintf(v + at, cap - at, "%s]", views ? "\n  " : "");
+    run_metric_json(run, "test_views", v);
+    free(v);
+    return run_metrics_write(run);
 }
 
 pk_status gs_render_ply(const char *ply_path, const char *data, int downscale, int view,

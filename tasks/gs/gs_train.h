@@ -1,14 +1,17 @@
 /* gs_train.h - training a 3DGS scene from posed photos (graphdeco-inria/gaussian-splatting
  * train.py): scene loading and checks, initialisation, the step (render, 0.8 L1 + 0.2 D-SSIM,
- * backward, densification, Adam), held-out evaluation, outputs (PLY, renders, metrics.json,
- * log.csv), bit-exact checkpoints, coarse to fine and background options, and the per-phase
- * step times. The caller (tools/cmd_splat_train.c) drives the loop,
- * prints progress and handles signals; nothing here prints. */
+ * backward, densification, Adam), held-out evaluation, outputs (PLY, renders; options.json,
+ * metrics.json, log.csv and bit-exact checkpoints through the run harness, tasks/common/run.h),
+ * coarse to fine and background options, and the per-phase step times. The caller
+ * (tools/cmd_splat_train.c) drives the loop and prints through the trainer's run
+ * (gs_trainer_run: progress lines, messages, the Ctrl-C stop request). */
 #ifndef POLYAK_GS_TRAIN_H
 #define POLYAK_GS_TRAIN_H
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "run.h"
 #include "status.h"
 
 /* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
@@ -45,6 +48,8 @@ typedef struct gs_train_options {
     int random_background;       /* 1: training renders over a random colour drawn each step
                                     (3DGS --random_background; evaluation keeps `background`);
                                     -1: over `background`; 0: by the scene (gs_train_for_scene) */
+    FILE *progress;              /* the run's options, messages and progress lines; NULL: none */
+    bool catch_signals;          /* SIGINT/SIGTERM request a stop (run_stop_requested) */
 } gs_train_options;
 
 /* Returns `o` with the zero fields set to their defaults, except the three that depend on the
@@ -133,6 +138,9 @@ void gs_trainer_destroy(gs_trainer *t);
 /* Returns facts about the run. */
 gs_train_info gs_trainer_info(const gs_trainer *t);
 
+/* The run (folder, progress lines, messages, stop request); owned by the trainer. */
+pk_run *gs_trainer_run(gs_trainer *t);
+
 /* Number of steps done so far. */
 int64_t gs_trainer_step_count(const gs_trainer *t);
 
@@ -143,7 +151,8 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r);
  * truth | render) when write_renders. */
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev);
 
-/* Writes out/checkpoints/ckpt-<step>.safetensors (keeping the newest K) and out/log.csv. */
+/* Writes out/checkpoints/ckpt-<step>.safetensors (keeping the newest K); log.csv is written
+ * row by row. */
 pk_status gs_trainer_checkpoint(gs_trainer *t);
 
 /* Final outputs: evaluation with renders, point_cloud.ply, metrics.json, log.csv and a

@@ -1,6 +1,7 @@
 /* man_run.c - a MAN training run: finds the dataset format of a folder, builds augmented
- * batches, runs the epochs with SGD + cosine/warmup, evaluates, checkpoints (resumable) and
- * writes metrics.json and log.csv. The model and its step are man_model.c's. */
+ * batches, runs the epochs with SGD + cosine/warmup, evaluates, and keeps its state,
+ * metrics.json and log.csv through the run harness (tasks/common/run.h), which resumes it
+ * bit-exactly, also from within an epoch. The model and its step are man_model.c's. */
 #include "man_run.h"
 
 #include <errno.h>
@@ -11,10 +12,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "checkpoint.h"
+#include <cjson/cJSON.h>
+
 #include "dataset.h"
 #include "optim/schedule.h"
 #include "rng.h"
+#include "run.h"
 
 #define HIST_COLS 6 /* lr, loss, aux loss, train accuracy, test accuracy, epoch seconds */
 
@@ -112,7 +115,7 @@ static void make_sample(const pk_dataset *ds, int idx, const norm *nm, int pad, 
             }
 }
 
-typedef struct run_state {
+typedef struct job {
     const man_run_options *o;
     pk_ctx *c;
     man_model *model;
@@ -123,11 +126,15 @@ typedef struct run_state {
     int ntrain, ntest;
     float *x, *t;
     int32_t *y, *pred;
-    float *hist; /* (epochs, HIST_COLS) */
-    char options_json[512];
-} run_state;
+    float *hist; /* (epochs, HIST_COLS); the row of an epoch in progress holds its correct
+                    predictions so far in column 3 and its seconds so far in column 5 */
+    pk_run *run;
+    man_state_entry *state; /* the model's persistent tensors */
+    int nstate;
+    run_tensor *ckpt; /* state + run.history */
+} job;
 
-static pk_status evaluate(run_state *r, double *acc) {
+static pk_status evaluate(job *r, double *acc) {
     int b = r->o->batch, correct = 0;
     int64_t img = (int64_t)r->test.c * r->test.h * r->test.w;
     for (int at = 0; at < r->ntest; at += b) {
@@ -146,44 +153,27 @@ static pk_status evaluate(run_state *r, double *acc) {
     return PK_OK;
 }
 
-static pk_status write_text(const char *path, const char *text) {
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return pk_error(PK_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    bool ok = fputs(text, f) >= 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0)
-        return pk_error(PK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return PK_OK;
+/* A double's bits, for the checkpoint's metadata words (exact). */
+static uint64_t bits_of(double v) {
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
 }
 
-/* Rewrites log.csv from the history of the epochs done. */
-static pk_status write_log(run_state *r, int done, size_t peak) {
-    size_t cap = 256 + (size_t)done * 160;
-    char *s = malloc(cap);
-    if (!s) return pk_error(PK_ERR_NOMEM, "out of host memory");
-    size_t at = (size_t)snprintf(s, cap,
-                                 "epoch,lr,train_loss,aux_loss,train_accuracy,test_accuracy,"
-                                 "epoch_seconds,peak_memory_bytes\n");
-    for (int e = 0; e < done; e++) {
-        const float *h = r->hist + (size_t)e * HIST_COLS;
-        at += (size_t)snprintf(s + at, cap - at, "%d,%.6g,%.6f,%.6f,%.6f,%.6f,%.3f,%zu\n", e + 1,
-                               h[0], h[1], h[2], h[3], h[4], h[5], peak);
-    }
-    char path[1200];
-    snprintf(path, sizeof path, "%s/log.csv", r->o->out);
-    pk_status st = write_text(path, s);
-    free(s);
-    return st;
+static double double_of(uint64_t u) {
+    double v;
+    memcpy(&v, &u, sizeof v);
+    return v;
 }
 
-static pk_status write_metrics(run_state *r, int done, const man_result *res) {
+/* Milliseconds-rounded seconds, for files. */
+static double ms(double s) { return round(s * 1e3) / 1e3; }
+
+/* Sets metrics.json's keys (as before the harness, in the same order) and writes it. */
+static pk_status write_metrics(job *r, int done, const man_result *res) {
     const man_run_options *o = r->o;
     const man_config *cfg = man_model_config(r->model);
-    size_t cap = 4096 + (size_t)done * 64;
-    char *s = malloc(cap);
-    if (!s) return pk_error(PK_ERR_NOMEM, "out of host memory");
+    pk_run *run = r->run;
     double l1[2] = {0, 0}, l2[2] = {0, 0};
     int nmod = man_module_count(r->model);
     if (nmod > 1) {
@@ -191,129 +181,87 @@ static pk_status write_metrics(run_state *r, int done, const man_result *res) {
         man_loss_weights(r->model, nmod - 2, &l1[1], &l2[1]);
     }
     const man_memory *m = &res->memory;
-    size_t at = (size_t)snprintf(
-        s, cap,
-        "{\n  \"method\": \"%s\",\n  \"arch\": \"%s\",\n  \"blocks\": %d,\n  \"modules\": %d,\n"
-        "  \"epochs\": %d,\n  \"batch\": %d,\n  \"lr\": %.6g,\n  \"train_samples\": %lld,\n"
-        "  \"test_samples\": %lld,\n  \"test_accuracy\": %.6f,\n  \"peak_memory_bytes\": %zu,\n"
-        "  \"memory_bytes\": {\"parameters\": %zu, \"gradients\": %zu, \"optimizer_state\": %zu, "
-        "\"teachers\": %zu, \"activations\": %zu, \"carry_buffers\": %zu},\n"
-        "  \"epoch_seconds\": %.3f,\n  \"device\": \"%s\",\n"
-        "  \"ema_momentum\": %.6g,\n  \"lambda1_first_last\": [%.6g, %.6g],\n"
-        "  \"lambda2_first_last\": [%.6g, %.6g],\n  \"epoch_seconds_each\": [",
-        man_method_name(cfg->method), man_arch_name(cfg->arch), cfg->blocks, nmod, o->epochs,
-        o->batch, cfg->lr, (long long)res->train_samples, (long long)res->test_samples,
-        res->test_accuracy, m->total, m->params, m->grads, m->state, m->teachers, m->activations,
-        m->buffers, res->epoch_seconds, pk_device_get_info(r->c->dev)->name, cfg->ema_momentum,
-        l1[0], l1[1], l2[0], l2[1]);
+    run_metric_str(run, "method", man_method_name(cfg->method));
+    run_metric_str(run, "arch", man_arch_name(cfg->arch));
+    run_metric(run, "blocks", cfg->blocks);
+    run_metric(run, "modules", nmod);
+    run_metric(run, "epochs", o->epochs);
+    run_metric(run, "batch", o->batch);
+    run_metric(run, "lr", cfg->lr);
+    run_metric(run, "train_samples", (double)res->train_samples);
+    run_metric(run, "test_samples", (double)res->test_samples);
+    run_metric(run, "test_accuracy", res->test_accuracy);
+    run_metric(run, "peak_memory_bytes", (double)m->total);
+    char mem[512];
+    snprintf(mem, sizeof mem,
+             "{\"parameters\": %zu, \"gradients\": %zu, \"optimizer_state\": %zu, "
+             "\"teachers\": %zu, \"activations\": %zu, \"carry_buffers\": %zu}",
+             m->params, m->grads, m->state, m->teachers, m->activations, m->buffers);
+    run_metric_json(run, "memory_bytes", mem);
+    run_metric(run, "epoch_seconds", ms(res->epoch_seconds));
+    run_metric_str(run, "device", pk_device_get_info(r->c->dev)->name);
+    run_metric(run, "ema_momentum", cfg->ema_momentum);
+    run_metric_array(run, "lambda1_first_last", l1, 2);
+    run_metric_array(run, "lambda2_first_last", l2, 2);
+    double *each = malloc(sizeof(double) * (size_t)done);
+    if (!each) return pk_error(PK_ERR_NOMEM, "out of host memory");
     for (int e = 0; e < done; e++)
-        at += (size_t)snprintf(s + at, cap - at, "%s%.3f", e ? ", " : "",
-                               r->hist[(size_t)e * HIST_COLS + 5]);
-    at += (size_t)snprintf(s + at, cap - at, "],\n  \"test_accuracy_each\": [");
+        each[e] = ms(r->hist[(size_t)e * HIST_COLS + 5]);
+    run_metric_array(run, "epoch_seconds_each", each, done);
     for (int e = 0; e < done; e++)
-        at += (size_t)snprintf(s + at, cap - at, "%s%.6f", e ? ", " : "",
-                               r->hist[(size_t)e * HIST_COLS + 4]);
-    snprintf(s + at, cap - at, "]\n}\n");
-    char path[1200];
-    snprintf(path, sizeof path, "%s/metrics.json", o->out);
-    pk_status st = write_text(path, s);
-    free(s);
-    return st;
+        each[e] = r->hist[(size_t)e * HIST_COLS + 4];
+    run_metric_array(run, "test_accuracy_each", each, done);
+    free(each);
+    return run_metrics_write(run);
 }
 
-/* Writes ckpt-<epoch>.safetensors: every model tensor, the history, the data RNG. */
-static pk_status save_checkpoint(run_state *r, int epoch, uint64_t rng) {
-    man_state_entry *e = NULL;
-    int n = 0;
-    PK_TRY(man_state_list(r->model, &e, &n));
-    st_write_tensor *w = calloc((size_t)n + 1, sizeof *w);
-    float **bufs = calloc((size_t)n, sizeof *bufs);
-    pk_status s = w && bufs ? PK_OK : pk_error(PK_ERR_NOMEM, "out of host memory");
-    for (int i = 0; i < n && s == PK_OK; i++) {
-        bufs[i] = malloc(sizeof(float) * (size_t)tensor_numel(e[i].t));
-        if (!bufs[i]) {
-            s = pk_error(PK_ERR_NOMEM, "out of host memory");
-            break;
+/* The checkpoint's tensors: every model tensor and the history. */
+static pk_status list_state(job *r) {
+    PK_TRY(man_state_list(r->model, &r->state, &r->nstate));
+    r->ckpt = calloc((size_t)r->nstate + 1, sizeof *r->ckpt);
+    if (!r->ckpt) return pk_error(PK_ERR_NOMEM, "out of host memory");
+    for (int i = 0; i < r->nstate; i++)
+        r->ckpt[i] = (run_tensor){.name = r->state[i].name, .t = r->state[i].t};
+    r->ckpt[r->nstate] = (run_tensor){
+        .name = "run.history", .host = r->hist, .numel = (int64_t)r->o->epochs * HIST_COLS};
+    return PK_OK;
+}
+
+/* The run's options as JSON: all of them (options.json) or those a resume must share. */
+static char *options_json(const man_run_options *o, const man_config *cfg, int ntrain, bool all) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddStringToObject(j, "arch", man_arch_name(cfg->arch));
+    cJSON_AddStringToObject(j, "method", man_method_name(cfg->method));
+    cJSON_AddNumberToObject(j, "blocks", cfg->blocks);
+    cJSON_AddNumberToObject(j, "epochs", o->epochs);
+    cJSON_AddNumberToObject(j, "batch", o->batch);
+    cJSON_AddNumberToObject(j, "train_limit", ntrain);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    if (all) {
+        cJSON_AddStringToObject(j, "data", o->data);
+        cJSON_AddStringToObject(j, "out", o->out);
+        cJSON_AddStringToObject(j, "device", o->device ? o->device : "");
+        cJSON_AddNumberToObject(j, "lr", cfg->lr);
+        cJSON_AddNumberToObject(j, "warmup", o->warmup > 0 ? o->warmup : 0.025);
+        cJSON_AddNumberToObject(j, "test_limit", o->test_limit);
+        cJSON_AddNumberToObject(j, "threads", o->threads);
+        cJSON_AddStringToObject(j, "flip", o->flip < 0 ? "auto" : o->flip ? "yes" : "no");
+        cJSON_AddNumberToObject(j, "image_size", o->image_size);
+        cJSON_AddNumberToObject(j, "ema_momentum", cfg->ema_momentum);
+        if (o->lambda_set) {
+            cJSON_AddItemToObject(j, "lambda1", cJSON_CreateDoubleArray(o->lambda1, 2));
+            cJSON_AddItemToObject(j, "lambda2", cJSON_CreateDoubleArray(o->lambda2, 2));
         }
-        s = tensor_download(e[i].t, bufs[i]);
-        w[i] = (st_write_tensor){.name = e[i].name,
-                                 .dtype = ST_F32,
-                                 .ndim = e[i].t->ndim,
-                                 .shape = e[i].t->shape,
-                                 .data = bufs[i]};
+        cJSON_AddNumberToObject(j, "stop_after", o->stop_after);
+        cJSON_AddBoolToObject(j, "resume", o->resume);
     }
-    int64_t hshape[2] = {r->o->epochs, HIST_COLS};
-    if (s == PK_OK) {
-        w[n] = (st_write_tensor){
-            .name = "run.history", .dtype = ST_F32, .ndim = 2, .shape = hshape, .data = r->hist};
-        char path[1200];
-        checkpoint_path(r->o->out, epoch, path, sizeof path);
-        ckpt_meta meta = {.step = epoch, .rng = {rng}, .options_json = r->options_json};
-        s = checkpoint_write(path, w, n + 1, &meta);
-        if (s == PK_OK) s = checkpoint_keep_last(r->o->out, 2);
-    }
-    for (int i = 0; bufs && i < n; i++)
-        free(bufs[i]);
-    free(bufs), free(w), free(e);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
     return s;
 }
 
-/* Loads the newest checkpoint of the output folder; *epoch = -1 when there is none. */
-static pk_status load_checkpoint(run_state *r, int *epoch, uint64_t *rng) {
-    int64_t step = -1;
-    *epoch = -1;
-    PK_TRY(checkpoint_find_latest(r->o->out, &step));
-    if (step < 0) return PK_OK;
-    char path[1200];
-    checkpoint_path(r->o->out, step, path, sizeof path);
-    ckpt_file ck = {0};
-    PK_TRY(checkpoint_open(path, &ck));
-    pk_status s = PK_OK;
-    if (!ck.options_json || strcmp(ck.options_json, r->options_json) != 0)
-        s = pk_error(PK_ERR_INVALID,
-                     "%s: written by a run with options %s; this run has %s (resume with the same "
-                     "method, arch, blocks, epochs, batch, train limit and seed)",
-                     path, ck.options_json ? ck.options_json : "{}", r->options_json);
-    man_state_entry *e = NULL;
-    int n = 0;
-    if (s == PK_OK) s = man_state_list(r->model, &e, &n);
-    for (int i = 0; i <= n && s == PK_OK; i++) {
-        const char *name = i < n ? e[i].name : "run.history";
-        int64_t want = i < n ? tensor_numel(e[i].t) : (int64_t)r->o->epochs * HIST_COLS;
-        const st_tensor *t = safetensors_find(&ck.st, name);
-        if (!t || t->dtype != ST_F32 || (int64_t)st_tensor_numel(t) != want) {
-            s = pk_error(PK_ERR_FORMAT, "%s: tensor %s: expected F32 with %lld elements, %s", path,
-                         name, (long long)want, t ? "found another dtype or size" : "missing");
-            break;
-        }
-        float *h = malloc(sizeof(float) * (size_t)want);
-        if (!h) {
-            s = pk_error(PK_ERR_NOMEM, "out of host memory");
-            break;
-        }
-        s = st_tensor_to_f32(t, h);
-        if (s == PK_OK) {
-            if (i < n)
-                s = tensor_upload(e[i].t, h);
-            else
-                memcpy(r->hist, h, sizeof(float) * (size_t)want);
-        }
-        free(h);
-    }
-    free(e);
-    if (s == PK_OK) {
-        *epoch = (int)ck.step;
-        *rng = ck.rng[0];
-    }
-    checkpoint_close(&ck);
-    return s;
-}
-
-static void report(man_progress_fn fn, void *user, man_progress p) {
-    if (fn) fn(user, &p);
-}
-
-static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_result *res) {
+static pk_status run_body(job *r, man_result *res) {
     const man_run_options *o = r->o;
     PK_TRY(load_data(o->data, o->image_size, &r->train, &r->test, &r->kind));
     if (r->train.c != r->test.c || r->train.h != r->test.h || r->train.w != r->test.w)
@@ -386,28 +334,44 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
         r->subset[i] = i;
     if (r->ntrain < r->train.n) pk_rng_shuffle(&data_rng, r->subset, r->train.n);
 
-    snprintf(r->options_json, sizeof r->options_json,
-             "{\"arch\":\"%s\",\"method\":\"%s\",\"blocks\":%d,\"epochs\":%d,\"batch\":%d,"
-             "\"train_limit\":%d,\"seed\":%llu}",
-             man_arch_name(cfg.arch), man_method_name(cfg.method),
-             man_model_config(r->model)->blocks, o->epochs, o->batch, r->ntrain,
-             (unsigned long long)o->seed);
-    if (mkdir(o->out, 0777) != 0 && errno != EEXIST)
-        return pk_error(PK_ERR_IO, "%s: cannot create the output folder: %s", o->out,
-                        strerror(errno));
-    int start = 0;
-    if (o->resume) {
-        int ep = -1;
-        uint64_t st = 0;
-        PK_TRY(load_checkpoint(r, &ep, &st));
-        if (ep >= 0) {
-            start = ep;
-            data_rng.state = st;
-            man_set_counters(r->model, (int64_t)ep * steps);
-            char msg[1300];
-            snprintf(msg, sizeof msg, "resuming %s after epoch %d", o->out, ep);
-            report(fn, user, (man_progress){.kind = MAN_PROGRESS_INFO, .message = msg});
-        }
+    const man_config *mc = man_model_config(r->model);
+    char *all = options_json(o, mc, r->ntrain, true);
+    char *same = options_json(o, mc, r->ntrain, false);
+    run_options ro = {.out = o->out,
+                      .task = "man",
+                      .options_json = all,
+                      .resume_json = same,
+                      .resume = o->resume,
+                      .keep = 2,
+                      .progress = o->progress,
+                      .catch_signals = o->catch_signals};
+    pk_status s = all && same ? run_open(&ro, &r->run) : pk_error(PK_ERR_NOMEM, "out of memory");
+    free(all);
+    free(same);
+    PK_TRY(s);
+    PK_TRY(list_state(r));
+
+    /* Checkpoint ckpt-E: after epoch E, rng {data state, 0, 0, 0}; within epoch E (a stop
+     * request) after s of its steps, rng {data state at the epoch's start, s, loss sum bits,
+     * aux loss sum bits}, its history row holding the correct count and seconds so far. */
+    int start = 0, resume_steps = 0;
+    int64_t ck_step = -1;
+    uint64_t ck_rng[CKPT_RNG_WORDS] = {0};
+    PK_TRY(run_checkpoint_load(r->run, r->ckpt, r->nstate + 1, &ck_step, ck_rng));
+    if (ck_step > o->epochs || (int64_t)ck_rng[1] >= steps)
+        return pk_error(PK_ERR_FORMAT,
+                        "%s: checkpoint of epoch %lld step %llu does not fit %d epochs of %d "
+                        "steps",
+                        o->out, (long long)ck_step, (unsigned long long)ck_rng[1], o->epochs,
+                        steps);
+    if (ck_step >= 0) {
+        data_rng.state = ck_rng[0];
+        resume_steps = (int)ck_rng[1];
+        start = resume_steps ? (int)ck_step - 1 : (int)ck_step;
+        man_set_counters(r->model, (int64_t)start * steps + resume_steps);
+        if (resume_steps)
+            run_info(r->run, "continuing epoch %d at step %d of %d", start + 1, resume_steps + 1,
+                     steps);
     }
     int64_t total = (int64_t)o->epochs * steps;
     int64_t warm = (int64_t)llround((o->warmup > 0 ? o->warmup : 0.025) * (double)total);
@@ -416,19 +380,55 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
     PK_TRY(schedule_validate(&sched));
     pk_optimizer *opt = man_model_optimizer(r->model);
 
+    const char *cols[HIST_COLS + 2] = {"epoch",          "lr",
+                                       "train_loss",     "aux_loss",
+                                       "train_accuracy", "test_accuracy",
+                                       "epoch_seconds",  "peak_memory_bytes"};
     int end = o->stop_after > 0 && o->stop_after < o->epochs ? o->stop_after : o->epochs;
-    for (int e = start; e < end; e++) {
-        report(fn, user,
-               (man_progress){.kind = MAN_PROGRESS_EPOCH_START,
-                              .epoch = e + 1,
-                              .epochs = o->epochs,
-                              .steps = steps});
-        double t0 = now_s(), loss = 0, aux = 0, lr = 0;
+    bool stopped = false;
+    int done = start; /* complete epochs */
+    for (int e = start; e < end && !stopped; e++) {
+        char label[48];
+        snprintf(label, sizeof label, "epoch %d/%d", e + 1, o->epochs);
+        double loss = 0, aux = 0, lr = 0, before = 0;
         int64_t correct = 0;
+        float *h = r->hist + (size_t)e * HIST_COLS;
         /* each epoch permutes the fixed subset afresh: a resumed run sees the same order */
+        uint64_t epoch_rng = data_rng.state;
         memcpy(r->order, r->subset, sizeof(int32_t) * (size_t)r->ntrain);
         pk_rng_shuffle(&data_rng, r->order, r->ntrain);
-        for (int s = 0; s < steps; s++) {
+        int first = 0;
+        if (e == start && resume_steps) { /* within the epoch: replay its draws */
+            first = resume_steps;
+            for (int64_t k = 0; k < (int64_t)first * o->batch; k++)
+                pk_rng_next(&data_rng);
+            loss = double_of(ck_rng[2]), aux = double_of(ck_rng[3]);
+            correct = (int64_t)h[3], before = h[5];
+        }
+        run_progress_start(r->run, label, steps);
+        double t0 = now_s();
+        for (int s = first; s < steps; s++) {
+            int64_t gstep = (int64_t)e * steps + s; /* steps of the run done */
+            if (s > 0 && (run_stop_requested(r->run) ||
+                          (o->stop_after_steps > 0 && gstep >= o->stop_after_steps))) {
+                /* save the epoch so far */
+                h[3] = (float)correct, h[5] = (float)(before + now_s() - t0);
+                uint64_t w[CKPT_RNG_WORDS] = {epoch_rng, (uint64_t)s, bits_of(loss), bits_of(aux)};
+                PK_TRY(run_checkpoint_save(r->run, e + 1, r->ckpt, r->nstate + 1, w));
+                run_info(r->run,
+                         "stopped in epoch %d after step %d of %d: checkpoint saved in %s; "
+                         "--resume continues",
+                         e + 1, s, steps, o->out);
+                stopped = true;
+                break;
+            }
+            if (s == 0 && run_stop_requested(r->run)) {
+                run_info(r->run, "stopped before epoch %d; %s", e + 1,
+                         e > 0 ? "--resume continues from the last epoch's checkpoint"
+                               : "no checkpoint yet");
+                stopped = true;
+                break;
+            }
             for (int i = 0; i < o->batch; i++) {
                 int idx = r->order[(size_t)s * o->batch + i];
                 uint64_t bits = pk_rng_next(&data_rng);
@@ -438,7 +438,7 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
                             r->t + i * img);
                 r->y[i] = r->train.labels[idx];
             }
-            lr = schedule_lr(&sched, (int64_t)e * steps + s);
+            lr = schedule_lr(&sched, gstep);
             optim_set_lr(opt, 0, lr);
             man_batch mb = {.x = r->x, .target = r->t, .labels = r->y, .n = o->batch};
             man_step_stats st;
@@ -449,52 +449,51 @@ static pk_status run_body(run_state *r, man_progress_fn fn, void *user, man_resu
                                 "try a smaller --lr",
                                 e + 1, s + 1, st.loss, st.aux_loss);
             loss += st.loss, aux += st.aux_loss, correct += st.correct;
-            report(fn, user,
-                   (man_progress){.kind = MAN_PROGRESS_STEP,
-                                  .epoch = e + 1,
-                                  .epochs = o->epochs,
-                                  .step = s + 1,
-                                  .steps = steps,
-                                  .loss = loss / (s + 1),
-                                  .aux_loss = aux / (s + 1),
-                                  .lr = lr,
-                                  .train_acc = (double)correct / ((double)(s + 1) * o->batch)});
+            run_progress_update(r->run, s + 1, "loss %.4f aux %.4f acc %.3f lr %.4f",
+                                loss / (s + 1), aux / (s + 1),
+                                (double)correct / ((double)(s + 1) * o->batch), lr);
         }
-        double secs = now_s() - t0, acc = 0;
+        run_progress_end(r->run);
+        if (stopped) break;
+        double secs = before + now_s() - t0, acc = 0;
         PK_TRY(evaluate(r, &acc));
-        float *h = r->hist + (size_t)e * HIST_COLS;
         h[0] = (float)lr, h[1] = (float)(loss / steps), h[2] = (float)(aux / steps);
         h[3] = (float)((double)correct / ((double)steps * o->batch));
         h[4] = (float)acc, h[5] = (float)secs;
-        PK_TRY(save_checkpoint(r, e + 1, data_rng.state));
-        PK_TRY(write_log(r, e + 1, man_model_memory(r->model).total));
-        report(fn, user,
-               (man_progress){.kind = MAN_PROGRESS_EPOCH_END,
-                              .epoch = e + 1,
-                              .epochs = o->epochs,
-                              .loss = h[1],
-                              .aux_loss = h[2],
-                              .train_acc = h[3],
-                              .test_acc = acc,
-                              .lr = lr,
-                              .seconds = secs});
+        double row[HIST_COLS + 2] = {
+            e + 1, h[0], h[1],     h[2],
+            h[3],  h[4], ms(h[5]), (double)man_model_memory(r->model).total};
+        PK_TRY(run_log(r->run, HIST_COLS + 2, cols, row));
+        uint64_t w[CKPT_RNG_WORDS] = {data_rng.state, 0, 0, 0};
+        PK_TRY(run_checkpoint_save(r->run, e + 1, r->ckpt, r->nstate + 1, w));
+        done = e + 1;
+        run_info(r->run,
+                 "epoch %d/%d: loss %.4f aux %.4f train acc %.4f test acc %.4f (%.1f s training)",
+                 e + 1, o->epochs, h[1], h[2], h[3], acc, secs);
+        if (o->stop_after_steps > 0 && (int64_t)(e + 1) * steps >= o->stop_after_steps) {
+            stopped = true;
+            run_info(r->run, "stopped after epoch %d; --resume continues", e + 1);
+        }
     }
-    int done = end > start ? end : start;
-    if (done < 1) return pk_error(PK_ERR_INVALID, "man: no epoch to report");
+    res->interrupted = stopped;
+    res->epochs_done = done;
+    res->memory = man_model_memory(r->model);
+    res->modules = man_module_count(r->model);
+    res->train_samples = r->ntrain;
+    res->test_samples = r->ntest;
+    if (done < 1) {
+        if (stopped) return PK_OK;
+        return pk_error(PK_ERR_INVALID, "man: no epoch to report");
+    }
     double sum = 0;
     for (int e = 0; e < done; e++)
         sum += r->hist[(size_t)e * HIST_COLS + 5];
-    *res = (man_result){.test_accuracy = r->hist[(size_t)(done - 1) * HIST_COLS + 4],
-                        .epoch_seconds = sum / done,
-                        .memory = man_model_memory(r->model),
-                        .modules = man_module_count(r->model),
-                        .train_samples = r->ntrain,
-                        .test_samples = r->ntest};
+    res->test_accuracy = r->hist[(size_t)(done - 1) * HIST_COLS + 4];
+    res->epoch_seconds = sum / done;
     return write_metrics(r, done, res);
 }
 
-pk_status man_run(const man_run_options *opt, man_progress_fn progress, void *user,
-                  man_result *result) {
+pk_status man_run(const man_run_options *opt, man_result *result) {
     man_run_options o = *opt;
     if (!o.data || !o.out) return pk_error(PK_ERR_INVALID, "man: --data and --out are required");
     if (o.epochs < 1) return pk_error(PK_ERR_INVALID, "man: epochs must be >= 1");
@@ -503,10 +502,12 @@ pk_status man_run(const man_run_options *opt, man_progress_fn progress, void *us
     if (o.lr == 0) o.lr = 0.8 * o.batch / 1024.0;
     if (o.seed == 0) o.seed = 1;
     if (o.image_size == 0) o.image_size = 32;
-    run_state r = {.o = &o};
+    job r = {.o = &o};
     man_result res = {0};
-    pk_status s = run_body(&r, progress, user, &res);
+    pk_status s = run_body(&r, &res);
     if (s == PK_OK && result) *result = res;
+    run_close(r.run);
+    free(r.state), free(r.ckpt);
     man_model_destroy(r.model);
     pk_ctx_destroy(r.c);
     dataset_free(&r.train);

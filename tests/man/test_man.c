@@ -1,7 +1,8 @@
 /* test_man.c - the MAN task: split tables against the network's parameter count (PyTorch's
  * count of the same ResNets, bench/man_peer.py), the EMA rule of MAN's momentum blocks,
  * gradient isolation between local modules, short real runs of every method on a
- * Fashion-MNIST subset, and bit-exact resume. Inputs are fresh random numbers each run. */
+ * Fashion-MNIST subset, and bit-exact resume (after an epoch and from within one). Inputs are fresh
+ * random numbers each run. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -308,7 +309,7 @@ static void short_run(man_method method) {
                          .test_limit = 300,
                          .flip = -1};
     man_result r;
-    ck_assert_msg(man_run(&o, NULL, NULL, &r) == PK_OK, "%s", polyak_error());
+    ck_assert_msg(man_run(&o, &r) == PK_OK, "%s", polyak_error());
     fprintf(stderr, "test_man: %s, 200 steps: test accuracy %.3f, peak memory %zu\n",
             man_method_name(method), r.test_accuracy, r.memory.total);
     ck_assert_msg(r.test_accuracy > 0.4, "%s: accuracy %.3f after 200 steps (chance 0.1)",
@@ -338,8 +339,56 @@ END_TEST
 START_TEST(run_infopro_man) { short_run(MAN_INFOPRO_MAN); }
 END_TEST
 
+/* The final checkpoints of runs a and b hold the same model, EMA and optimizer tensors. */
+static void same_checkpoints(const char *a, const char *b) {
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/ckpt-2.safetensors", a);
+    snprintf(pb, sizeof pb, "%s/ckpt-2.safetensors", b);
+    /* every model, EMA and optimizer tensor identical (the history and the log hold timings:
+     * skipped) */
+    ckpt_file ca = {0}, cb = {0};
+    ck_assert_int_eq(checkpoint_open(pa, &ca), PK_OK);
+    ck_assert_int_eq(checkpoint_open(pb, &cb), PK_OK);
+    ck_assert_int_eq(ca.st.n, cb.st.n);
+    ck_assert_mem_eq(ca.rng, cb.rng, sizeof ca.rng);
+    for (int i = 0; i < ca.st.n; i++) {
+        const st_tensor *x = &ca.st.tensors[i], *y = safetensors_find(&cb.st, x->name);
+        ck_assert_ptr_nonnull(y);
+        if (strcmp(x->name, "run.history") == 0 || strcmp(x->name, "run.log") == 0) continue;
+        ck_assert_msg(x->nbytes == y->nbytes && memcmp(x->data, y->data, x->nbytes) == 0,
+                      "tensor %s differs after resume", x->name);
+    }
+    checkpoint_close(&ca);
+    checkpoint_close(&cb);
+    /* log.csv: the same rows but for the seconds */
+    char text[2][4096];
+    for (int k = 0; k < 2; k++) {
+        snprintf(pa, sizeof pa, "%s/log.csv", k ? b : a);
+        FILE *f = fopen(pa, "r");
+        ck_assert_ptr_nonnull(f);
+        size_t n = fread(text[k], 1, sizeof text[k] - 1, f);
+        text[k][n] = 0;
+        fclose(f);
+        /* drop the epoch_seconds column's values (the 7th) */
+        int col = 0;
+        char *w = text[k];
+        for (char *p = text[k]; *p; p++) {
+            if (*p == '\n')
+                col = 0;
+            else if (*p == ',')
+                col++;
+            else if (col == 6)
+                continue;
+            *w++ = *p;
+        }
+        *w = 0;
+    }
+    ck_assert_msg(strchr(text[0], '\n') && strstr(text[0], "\n2,"), "%s", text[0]);
+    ck_assert_str_eq(text[0], text[1]);
+}
+
 START_TEST(resume_is_bit_exact) {
-    char *a = temp_dir(), *b = temp_dir();
+    char *a = temp_dir(), *b = temp_dir(), *c = temp_dir(), *d = temp_dir();
     man_run_options o = {.data = FMNIST,
                          .device = "cpu",
                          .method = MAN_INFOPRO_MAN,
@@ -352,32 +401,46 @@ START_TEST(resume_is_bit_exact) {
                          .flip = -1};
     man_result ra, rb;
     o.out = a;
-    ck_assert_msg(man_run(&o, NULL, NULL, &ra) == PK_OK, "%s", polyak_error());
+    ck_assert_msg(man_run(&o, &ra) == PK_OK, "%s", polyak_error());
+    ck_assert(!ra.interrupted);
+    ck_assert_int_eq(ra.epochs_done, 2);
+    /* stopped after epoch 1 */
     o.out = b;
     o.stop_after = 1;
-    ck_assert_msg(man_run(&o, NULL, NULL, &rb) == PK_OK, "%s", polyak_error());
+    ck_assert_msg(man_run(&o, &rb) == PK_OK, "%s", polyak_error());
     o.stop_after = 0;
     o.resume = true;
-    ck_assert_msg(man_run(&o, NULL, NULL, &rb) == PK_OK, "%s", polyak_error());
-    char pa[512], pb[512];
-    snprintf(pa, sizeof pa, "%s/ckpt-2.safetensors", a);
-    snprintf(pb, sizeof pb, "%s/ckpt-2.safetensors", b);
-    /* every model, EMA and optimizer tensor identical (the history holds timings: skipped) */
-    ckpt_file ca = {0}, cb = {0};
-    ck_assert_int_eq(checkpoint_open(pa, &ca), PK_OK);
-    ck_assert_int_eq(checkpoint_open(pb, &cb), PK_OK);
-    ck_assert_int_eq(ca.st.n, cb.st.n);
-    for (int i = 0; i < ca.st.n; i++) {
-        const st_tensor *x = &ca.st.tensors[i], *y = safetensors_find(&cb.st, x->name);
-        ck_assert_ptr_nonnull(y);
-        if (strcmp(x->name, "run.history") == 0) continue;
-        ck_assert_msg(x->nbytes == y->nbytes && memcmp(x->data, y->data, x->nbytes) == 0,
-                      "tensor %s differs after resume", x->name);
+    ck_assert_msg(man_run(&o, &rb) == PK_OK, "%s", polyak_error());
+    same_checkpoints(a, b);
+    /* stopped within an epoch, as Ctrl-C does: 4 steps per epoch, so step 2 of epoch 2 and
+     * step 1 of epoch 1 */
+    const char *dirs[2] = {c, d};
+    int64_t stops[2] = {6, 1};
+    for (int k = 0; k < 2; k++) {
+        o.out = dirs[k];
+        o.resume = false;
+        o.stop_after_steps = stops[k];
+        ck_assert_msg(man_run(&o, &rb) == PK_OK, "%s", polyak_error());
+        ck_assert(rb.interrupted);
+        ck_assert_int_eq(rb.epochs_done, k == 0 ? 1 : 0);
+        o.stop_after_steps = 0;
+        o.resume = true;
+        ck_assert_msg(man_run(&o, &rb) == PK_OK, "%s", polyak_error());
+        ck_assert(!rb.interrupted);
+        ck_assert_int_eq(rb.epochs_done, 2);
+        ck_assert(rb.test_accuracy == ra.test_accuracy);
+        same_checkpoints(a, dirs[k]);
     }
-    checkpoint_close(&ca);
-    checkpoint_close(&cb);
+    /* other options: refused, naming the checkpoint */
+    o.seed = 2;
+    ck_assert_int_ne(man_run(&o, &rb), PK_OK);
+    ck_assert_msg(strstr(polyak_error(), "ckpt-2.safetensors") &&
+                      strstr(polyak_error(), "\"seed\":2"),
+                  "%s", polyak_error());
     remove_dir(a);
     remove_dir(b);
+    remove_dir(c);
+    remove_dir(d);
 }
 END_TEST
 
