@@ -6,10 +6,13 @@
  *   dV += P^T dO, dP = dO V^T, D_i = dO_i . O_i, dS = P (dP - D), dQ += scale dS K,
  *   dK += scale dS^T Q.
  * The worker pool splits the forward over (batch, head, block of query rows) and the backward
- * over (batch, head): every gradient element a backward task adds to lies in its batch's rows
+ * over (batch, head), each backward task walking its query rows in the same blocks (dK and dV sum
+ * over all of them): every gradient element a backward task adds to lies in its batch's rows
  * and its head's columns, so no two tasks write the same element, whichever tensors alias.
- * Gradients are added to (autograd zero-fills them first: this op is not one that writes fresh
- * gradients). Scratch rows come from malloc, one block per parallel chunk. */
+ * Blocks are sized so that no SGEMM reaches the size from which a threaded OpenBLAS spreads a
+ * call over its own threads (see att_plan). Gradients are added to (autograd zero-fills them
+ * first: this op is not one that writes fresh gradients). Scratch: two blocks of rows x Tk
+ * floats per parallel chunk, from malloc. */
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -18,8 +21,13 @@
 
 #include "cpu/cpu_util.h"
 
-/* Query rows per forward task: 64 rows of S (64 x Tk floats) stay in L2 beside K and V. */
+/* Query rows per block at most: 64 rows of S (64 x Tk floats) stay in L2 beside K and V. */
 #define ATT_ROWS 64
+/* OpenBLAS threads an SGEMM call itself from m n k > 4 * 65536 on (GEMM_MULTITHREAD_THRESHOLD x
+ * SMP_THRESHOLD_MIN in its interface/gemm.c). Calls of that size made at once from the pool's
+ * workers into a threaded OpenBLAS measured ~10x slower than the composed ops (T = 197, d = 64,
+ * 2 threads: 377 ms against 33 ms per step), so blocks stay below it. */
+#define ATT_BLAS_SERIAL_MNK ((int64_t)4 * 65536)
 
 typedef float att_v8 __attribute__((vector_size(32)));
 typedef int32_t att_v8i __attribute__((vector_size(32)));
@@ -150,7 +158,8 @@ typedef struct att_job {
     float *o, *lse;             // (B, Tq, H*dv), (B, H, Tq)
     const float *go;            // dO, laid out as o
     float *gq, *gk, *gv;        // NULL where no gradient is wanted; laid out as q, k, v
-    int64_t nqb;                // query-row blocks per (batch, head) in the forward
+    int64_t rows, nqb;          // query rows per block, blocks per (batch, head)
+    bool serial;                // tasks run on the calling thread (see att_plan)
     atomic_int failed;          // a chunk could not get scratch memory
 } att_job;
 
@@ -158,15 +167,15 @@ typedef struct att_job {
 static void att_fwd_range(void *arg, int64_t t0, int64_t t1) {
     att_job *j = arg;
     const pk_attention_params *p = j->p;
-    int64_t tk = p->tk, ro = p->heads * p->dv;
-    float *s = malloc(sizeof(float) * (size_t)(ATT_ROWS * tk));
+    int64_t tk = p->tk, ro = p->heads * p->dv, nr = j->rows;
+    float *s = malloc(sizeof(float) * (size_t)(nr * tk));
     if (!s) {
         atomic_store(&j->failed, 1);
         return;
     }
     for (int64_t t = t0; t < t1; t++) {
         int64_t bh = t / j->nqb, b = bh / p->heads, h = bh % p->heads;
-        int64_t i0 = (t % j->nqb) * ATT_ROWS, rows = p->tq - i0 < ATT_ROWS ? p->tq - i0 : ATT_ROWS;
+        int64_t i0 = (t % j->nqb) * nr, rows = p->tq - i0 < nr ? p->tq - i0 : nr;
         const float *q = j->q + (b * p->tq + i0) * p->q_rs + h * p->d;
         const float *k = j->k + b * tk * p->k_rs + h * p->d;
         const float *v = j->v + b * tk * p->v_rs + h * p->dv;
@@ -186,52 +195,83 @@ static void att_fwd_range(void *arg, int64_t t0, int64_t t1) {
     free(s);
 }
 
-/* Backward of tasks [t0, t1): task t is (batch, head) over all its query and key rows. */
+/* Backward of tasks [t0, t1): task t is (batch, head), over its query rows block by block. */
 static void att_bwd_range(void *arg, int64_t t0, int64_t t1) {
     att_job *j = arg;
     const pk_attention_params *p = j->p;
-    int64_t tq = p->tq, tk = p->tk, ro = p->heads * p->dv;
+    int64_t tq = p->tq, tk = p->tk, ro = p->heads * p->dv, nr = j->rows;
     bool want_s = j->gq || j->gk; // dS is needed
-    float *s = malloc(sizeof(float) * (size_t)(tq * tk) * (want_s ? 2 : 1));
+    float *s = malloc(sizeof(float) * (size_t)(nr * tk) * 2);
     if (!s) {
         atomic_store(&j->failed, 1);
         return;
     }
-    float *dp = s + tq * tk;
+    float *dp = s + nr * tk;
     for (int64_t t = t0; t < t1; t++) {
         int64_t b = t / p->heads, h = t % p->heads;
-        int64_t qo = b * tq * p->q_rs + h * p->d, ko = b * tk * p->k_rs + h * p->d;
-        int64_t vo = b * tk * p->v_rs + h * p->dv, oo = b * tq * ro + h * p->dv;
-        const float *q = j->q + qo, *k = j->k + ko, *v = j->v + vo, *o = j->o + oo;
-        const float *go = j->go + oo, *lse = j->lse + t * tq;
-        // P (Tq, Tk) = exp(scale Q K^T + mask - lse), row by row
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tk, (int)p->d, 1.0f, q,
-                    (int)p->q_rs, k, (int)p->k_rs, 0.0f, s, (int)tk);
-        for (int64_t i = 0; i < tq; i++) {
-            const float *m = j->m ? j->m + b * p->m_bs + i * p->m_rs : NULL;
-            att_row_probs(s + i * tk, tk, p->scale, m, p->m_cs, lse[i]);
+        int64_t ko = b * tk * p->k_rs + h * p->d, vo = b * tk * p->v_rs + h * p->dv;
+        const float *k = j->k + ko, *v = j->v + vo;
+        for (int64_t i0 = 0; i0 < tq; i0 += nr) {
+            int rows = (int)(tq - i0 < nr ? tq - i0 : nr);
+            int64_t qo = (b * tq + i0) * p->q_rs + h * p->d, oo = (b * tq + i0) * ro + h * p->dv;
+            const float *q = j->q + qo, *o = j->o + oo, *go = j->go + oo;
+            const float *lse = j->lse + t * tq + i0;
+            // P (rows, Tk) = exp(scale Q K^T + mask - lse), row by row
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)tk, (int)p->d, 1.0f, q,
+                        (int)p->q_rs, k, (int)p->k_rs, 0.0f, s, (int)tk);
+            for (int64_t i = 0; i < rows; i++) {
+                const float *m = j->m ? j->m + b * p->m_bs + (i0 + i) * p->m_rs : NULL;
+                att_row_probs(s + i * tk, tk, p->scale, m, p->m_cs, lse[i]);
+            }
+            if (j->gv) // dV (Tk, dv) += P^T (Tk, rows) dO (rows, dv)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk, (int)p->dv, rows,
+                            1.0f, s, (int)tk, go, (int)ro, 1.0f, j->gv + vo, (int)p->v_rs);
+            if (!want_s) continue;
+            // dP (rows, Tk) = dO (rows, dv) V^T (dv, Tk)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)tk, (int)p->dv, 1.0f,
+                        go, (int)ro, v, (int)p->v_rs, 0.0f, dp, (int)tk);
+            for (int64_t i = 0; i < rows; i++) { // dS = scale P (dP - D_i), into dp
+                float dsum = 0.0f;
+                for (int64_t c = 0; c < p->dv; c++)
+                    dsum += go[i * ro + c] * o[i * ro + c];
+                att_row_ds(dp + i * tk, s + i * tk, tk, dsum, p->scale);
+            }
+            if (j->gq) // dQ (rows, d) += dS (rows, Tk) K (Tk, d)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)p->d, (int)tk,
+                            1.0f, dp, (int)tk, k, (int)p->k_rs, 1.0f, j->gq + qo, (int)p->q_rs);
+            if (j->gk) // dK (Tk, d) += dS^T (Tk, rows) Q (rows, d)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk, (int)p->d, rows, 1.0f,
+                            dp, (int)tk, q, (int)p->q_rs, 1.0f, j->gk + ko, (int)p->k_rs);
         }
-        if (j->gv) // dV (Tk, dv) += P^T (Tk, Tq) dO (Tq, dv)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk, (int)p->dv, (int)tq, 1.0f,
-                        s, (int)tk, go, (int)ro, 1.0f, j->gv + vo, (int)p->v_rs);
-        if (!want_s) continue;
-        // dP (Tq, Tk) = dO (Tq, dv) V^T (dv, Tk)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tk, (int)p->dv, 1.0f, go,
-                    (int)ro, v, (int)p->v_rs, 0.0f, dp, (int)tk);
-        for (int64_t i = 0; i < tq; i++) { // dS = scale P (dP - D_i), into dp
-            float dsum = 0.0f;
-            for (int64_t c = 0; c < p->dv; c++)
-                dsum += go[i * ro + c] * o[i * ro + c];
-            att_row_ds(dp + i * tk, s + i * tk, tk, dsum, p->scale);
-        }
-        if (j->gq) // dQ (Tq, d) += dS (Tq, Tk) K (Tk, d)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, (int)p->d, (int)tk,
-                        1.0f, dp, (int)tk, k, (int)p->k_rs, 1.0f, j->gq + qo, (int)p->q_rs);
-        if (j->gk) // dK (Tk, d) += dS^T (Tk, Tq) Q (Tq, d)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk, (int)p->d, (int)tq, 1.0f,
-                        dp, (int)tk, q, (int)p->q_rs, 1.0f, j->gk + ko, (int)p->k_rs);
     }
     free(s);
+}
+
+/* Picks the query rows per block and where the tasks run: blocks of ATT_ROWS when the pool has
+ * one thread (tasks run inline) or OpenBLAS runs one thread per call; with both threaded, blocks
+ * small enough to keep every SGEMM below OpenBLAS's threading size, if that leaves at least 8
+ * rows; otherwise (long keys and wide heads) blocks of ATT_ROWS on the calling thread, task
+ * after task, each SGEMM spread over OpenBLAS's threads. */
+static void att_plan(pk_ctx *c, att_job *j) {
+    const pk_attention_params *p = j->p;
+    int64_t width = p->tk * (p->d > p->dv ? p->d : p->dv);
+    bool both_threaded = pk_pool_threads(c->pool) > 1 && openblas_get_num_threads() > 1;
+    j->rows = ATT_ROWS;
+    j->serial = false;
+    if (both_threaded && ATT_ROWS * width > ATT_BLAS_SERIAL_MNK) {
+        j->rows = ATT_BLAS_SERIAL_MNK / width;
+        if (j->rows < 8) j->rows = ATT_ROWS, j->serial = true;
+    }
+    if (j->rows > p->tq) j->rows = p->tq;
+    j->nqb = (p->tq + j->rows - 1) / j->rows;
+}
+
+/* Runs fn over [0, n) as att_plan decided. */
+static void att_run(pk_ctx *c, att_job *j, int64_t n, pk_range_fn fn) {
+    if (j->serial)
+        fn(j, 0, n);
+    else
+        cpu_for(c, n, 1, fn, j);
 }
 
 /* The job's inputs: q, k, v at head 0's column, the mask when there is one. */
@@ -251,11 +291,11 @@ static void att_job_init(att_job *j, const pk_node *n) {
 pk_status cpu_attention_forward(pk_ctx *c, pk_node *n) {
     att_job j;
     att_job_init(&j, n);
-    j.nqb = (j.p->tq + ATT_ROWS - 1) / ATT_ROWS;
-    cpu_for(c, j.p->b * j.p->heads * j.nqb, 1, att_fwd_range, &j);
+    att_plan(c, &j);
+    att_run(c, &j, j.p->b * j.p->heads * j.nqb, att_fwd_range);
     if (atomic_load(&j.failed))
         return pk_error(PK_ERR_NOMEM, "attention: out of host memory for a %lld x %lld score block",
-                        (long long)ATT_ROWS, (long long)j.p->tk);
+                        (long long)j.rows, (long long)j.p->tk);
     return PK_OK;
 }
 
@@ -269,9 +309,10 @@ pk_status cpu_attention_backward(pk_ctx *c, pk_node *n) {
     j.gk = cpu_wants_grad(n, p->k_in) ? cpu_f32(n->in[p->k_in]->grad) + p->k_col : NULL;
     j.gv = cpu_wants_grad(n, p->v_in) ? cpu_f32(n->in[p->v_in]->grad) + p->v_col : NULL;
     if (!j.gq && !j.gk && !j.gv) return PK_OK;
-    cpu_for(c, p->b * p->heads, 1, att_bwd_range, &j);
+    att_plan(c, &j);
+    att_run(c, &j, p->b * p->heads, att_bwd_range);
     if (atomic_load(&j.failed))
         return pk_error(PK_ERR_NOMEM, "attention: out of host memory for two %lld x %lld blocks",
-                        (long long)p->tq, (long long)p->tk);
+                        (long long)j.rows, (long long)p->tk);
     return PK_OK;
 }

@@ -1,10 +1,10 @@
 /* vk_ops_attention.c - Vulkan kernels of the fused attention op (pk_attention_params, ops.h;
  * shaders nn/attention.comp and nn/attention_back.comp). The forward is one dispatch (a work
- * group per query row, online softmax over key blocks) writing out and the row log-sum-exp; the
- * backward two: dq (a work group per query row, which also saves D_i = dO_i . O_i) and :kv (a
- * work group per key row). No float atomics: every gradient element has one owner, so runs give
- * the same bits. Semantics and the saved lse are the CPU kernels' (framework/cpu/cpu_attention.c).
- * D lives in the step arena until the step ends. */
+ * group per four query rows, online softmax over key blocks) writing out and the row
+ * log-sum-exp; the backward two: dq (a work group per four query rows, which also saves
+ * D_i = dO_i . O_i) and :kv (a work group per four key rows). No float atomics: every gradient
+ * element has one owner, so runs give the same bits. Semantics and the saved lse are the CPU
+ * kernels' (framework/cpu/cpu_attention.c). D lives in the step arena until the step ends. */
 #include <assert.h>
 
 #include "nn/attention.h"
@@ -44,7 +44,12 @@ static pk_status att_pc(const pk_node *n, pc_attention *p) {
     return PK_OK;
 }
 
-/* out and lse: one work group per (batch, head, query row). */
+/* Work groups for rows: one per ATT_R of them in each (batch, head). */
+static uint64_t att_groups(const pk_attention_params *ap, int64_t rows) {
+    return (uint64_t)(ap->b * ap->heads * ((rows + ATT_R - 1) / ATT_R));
+}
+
+/* out and lse: one work group per (batch, head, four query rows). */
 pk_status vk_attention_forward(pk_ctx *c, pk_node *n) {
     const pk_attention_params *ap = PK_PARAMS(n, pk_attention_params);
     pc_attention p;
@@ -52,8 +57,7 @@ pk_status vk_attention_forward(pk_ctx *c, pk_node *n) {
     const tensor *q = n->in[ap->q_in], *m = ap->mask_in >= 0 ? n->in[ap->mask_in] : q;
     vk_binding b[6] = {vk_bind(q), vk_bind(n->in[ap->k_in]), vk_bind(n->in[ap->v_in]),
                        vk_bind(m), vk_bind(n->out[0]),       vk_bind(n->saved[0])};
-    return vk_dispatch_groups(c, "nn/attention", 6, b, &p, sizeof p,
-                              (uint64_t)(ap->b * ap->heads * ap->tq));
+    return vk_dispatch_groups(c, "nn/attention", 6, b, &p, sizeof p, att_groups(ap, ap->tq));
 }
 
 /* Adds into the gradients of q, k and v (never the mask): the dq pass, then the :kv pass. */
@@ -90,8 +94,8 @@ pk_status vk_attention_backward(pk_ctx *c, pk_node *n) {
                         vk_bind(gk),
                         vk_bind(gv),
                         vk_bind(dsum)};
-    PK_TRY(vk_dispatch_groups(c, "nn/attention_back", 11, b, &p, sizeof p, (uint64_t)rows));
+    PK_TRY(vk_dispatch_groups(c, "nn/attention_back", 11, b, &p, sizeof p, att_groups(ap, ap->tq)));
     if (!wk && !wv) return PK_OK;
     return vk_dispatch_groups(c, "nn/attention_back:kv", 11, b, &p, sizeof p,
-                              (uint64_t)(ap->b * ap->heads * ap->tk));
+                              att_groups(ap, ap->tk));
 }
