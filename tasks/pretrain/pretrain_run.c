@@ -237,6 +237,7 @@ static void fill_defaults(pretrain_options *o, int image_size, int patch) {
     if (o->center_momentum <= 0) o->center_momentum = 0.9;
     if (o->knn_k <= 0) o->knn_k = 20;
     if (o->knn_t <= 0) o->knn_t = 0.07;
+    if (o->knn_train <= 0) o->knn_train = 10000;
     if (o->probe_epochs <= 0) o->probe_epochs = 30;
 }
 
@@ -481,6 +482,20 @@ static void set_counters(pt_state *s, int64_t it) {
 
 /* ---- training steps ---- */
 
+/* Concatenates n (1)-shaped tensors along axis 0 in groups of PK_MAX_IN (pk_concat's limit);
+ * xs is overwritten. */
+static tensor *concat_many(pk_ctx *c, tensor **xs, int n) {
+    while (n > 1) {
+        int m = 0;
+        for (int i = 0; i < n; i += PK_MAX_IN) {
+            int k = n - i < PK_MAX_IN ? n - i : PK_MAX_IN;
+            xs[m++] = k == 1 ? xs[i] : pk_concat(c, xs + i, k, 0);
+        }
+        n = m;
+    }
+    return n == 1 ? xs[0] : NULL;
+}
+
 /* DINO's clip_gradients: every parameter's gradient scaled to norm <= clip. */
 static pk_status clip_gradients(pt_state *s) {
     if (s->o.clip <= 0) return PK_OK;
@@ -515,7 +530,7 @@ static pk_status clip_gradients(pt_state *s) {
         sq[i] = pk_sum_all(c, pk_unary(c, PK_SQUARE, flat));
         if (!sq[i]) st = PK_ERR_INVALID;
     }
-    tensor *all = st == PK_OK ? pk_concat(c, sq, s->nparams, 0) : NULL;
+    tensor *all = st == PK_OK ? concat_many(c, sq, s->nparams) : NULL;
     if (st == PK_OK && !all) st = PK_ERR_INVALID;
     if (st == PK_OK) st = tensor_download(all, norms);
     for (int i = 0; i < s->nparams && st == PK_OK; i++) {
