@@ -72,8 +72,8 @@ typedef struct pretrain_options {
     int knn_k;          /* 0: 20 */
     double knn_t;       /* 0: 0.07 */
     int knn_train;      /* memory bank of the per-epoch k-NN: the first N training images;
-                           0: 10,000 (a 60k bank would cost as much as a fifth of a
-                           training epoch); the final k-NN always uses every image */
+                           0: 10,000 (a 60k bank costs about an eighth of a DINO
+                           epoch in forwards); the final k-NN always uses every image */
     int probe_epochs;   /* linear probe epochs; 0: 30 */
     int stop_after;     /* stop (with a checkpoint) after this many epochs; 0: run all */
     FILE *progress;     /* messages and progress lines; NULL: none */
