@@ -182,8 +182,8 @@ typedef struct pt_state {
     int32_t *labels;               /* (2 B) supervised labels */
     float *feat_train, *feat_test; /* (ntrain, D), (ntest, D) */
     int32_t *y_train, *y_test;
-    double *knn_curve;
-    float acc[4]; /* this epoch so far: loss sum, steps, training seconds, unused */
+    float *knn_curve; /* (epochs) per-epoch k-NN top-1, in checkpoints */
+    float acc[4];     /* this epoch so far: loss sum, steps, training seconds, unused */
 } pt_state;
 
 static void state_free(pt_state *s) {
@@ -465,6 +465,8 @@ static pk_status ckpt_tensors(pt_state *s, ckpt_list *l) {
     }
     if (s->center) l->t[n++] = (run_tensor){.name = "dino.center", .t = s->center};
     l->t[n++] = (run_tensor){.name = "epoch.sums", .host = s->acc, .numel = 4};
+    l->t[n++] = (run_tensor){
+        .name = "knn.curve", .host = s->knn_curve, .numel = s->o.epochs > 0 ? s->o.epochs : 1};
     l->n = n;
     return PK_OK;
 }
@@ -732,7 +734,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     s->order = malloc(sizeof(int32_t) * (size_t)s->ntrain);
     s->y_train = malloc(sizeof(int32_t) * (size_t)s->ntrain);
     s->y_test = malloc(sizeof(int32_t) * (size_t)s->ntest);
-    s->knn_curve = calloc((size_t)(o->epochs > 0 ? o->epochs : 1), sizeof(double));
+    s->knn_curve = calloc((size_t)(o->epochs > 0 ? o->epochs : 1), sizeof(float));
     if (!s->subset || !s->order || !s->y_train || !s->y_test || !s->knn_curve)
         return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
     for (int i = 0; i < s->train.n; i++)
@@ -843,7 +845,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         st = evaluate_knn(s, nbank, &knn);
         if (st != PK_OK) break;
         double ev = run_now() - t1;
-        s->knn_curve[e] = knn;
+        s->knn_curve[e] = (float)knn;
         double row[9] = {e + 1, lr, wd, mom, temp, s->acc[0] / s->acc[1], knn, s->acc[2], ev};
         st = run_log(s->run, 9, cols, row);
         run_info(s->run,
@@ -880,8 +882,13 @@ stopped:
         res->train_images = s->ntrain, res->test_images = s->ntest;
         res->step_seconds = steps_timed ? train_secs / (double)steps_timed : 0;
         res->epoch_seconds = res->step_seconds * s->steps;
-        if (o->epochs > 0)
-            run_metric_array(s->run, "knn_top1_per_epoch", s->knn_curve, res->epochs_done);
+        if (o->epochs > 0) {
+            double curve[4096];
+            int ne = res->epochs_done < 4096 ? res->epochs_done : 4096;
+            for (int e = 0; e < ne; e++)
+                curve[e] = s->knn_curve[e];
+            run_metric_array(s->run, "knn_top1_per_epoch", curve, ne);
+        }
         run_metric(s->run, "epochs_done", res->epochs_done);
         run_metric(s->run, "seconds_per_step", res->step_seconds);
         run_metric(s->run, "seconds_per_epoch", res->epoch_seconds);
