@@ -21,6 +21,7 @@
 #include "pk_test.h"
 #include "pretrain.h"
 #include "probe.h"
+#include "safetensors.h"
 #include "teacher/teacher_kernels.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
@@ -242,6 +243,35 @@ START_TEST(linear_probe_separates_blobs) {
 }
 END_TEST
 
+START_TEST(feature_files_load) {
+    int64_t n = 5, d = 3;
+    float x[15];
+    int64_t y64[5];
+    pkt_fill_uniform(&g_rng, x, 15, -2.0f, 2.0f);
+    for (int i = 0; i < 5; i++)
+        y64[i] = (int64_t)((i * 3) % 4);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/pk_probe_feat_%d.safetensors", (int)getpid());
+    st_write_tensor ts[2] = {{"features", ST_F32, 2, (int64_t[]){n, d}, x},
+                             {"labels", ST_I64, 1, (int64_t[]){n}, y64}};
+    ck_assert_int_eq(safetensors_write(path, ts, 2, NULL, NULL, 0), PK_OK);
+    float *fx = NULL;
+    int32_t *fy = NULL;
+    int64_t fn = 0, fd = 0;
+    ck_assert_msg(probe_features_load(path, &fx, &fy, &fn, &fd) == PK_OK, "%s", polyak_error());
+    ck_assert(fn == n && fd == d && memcmp(fx, x, sizeof x) == 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(fy[i], y64[i]);
+    free(fx), free(fy);
+    /* without labels: an error that says so */
+    ck_assert_int_eq(safetensors_write(path, ts, 1, NULL, NULL, 0), PK_OK);
+    ck_assert_int_ne(probe_features_load(path, &fx, &fy, &fn, &fd), PK_OK);
+    ck_assert_msg(strstr(polyak_error(), "labels") != NULL, "%s", polyak_error());
+    ck_assert(fx == NULL && fy == NULL);
+    unlink(path);
+}
+END_TEST
+
 /* ---- augmentation ---- */
 
 START_TEST(augmentation_is_deterministic_and_sized) {
@@ -447,6 +477,7 @@ int main(void) {
     tcase_add_test(unit, schedules_match_dino);
     tcase_add_test(unit, knn_weights_votes_by_temperature);
     tcase_add_test(unit, linear_probe_separates_blobs);
+    tcase_add_test(unit, feature_files_load);
     tcase_add_test(unit, augmentation_is_deterministic_and_sized);
     suite_add_tcase(s, unit);
     TCase *runs = tcase_create("runs");
