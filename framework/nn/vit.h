@@ -3,8 +3,10 @@
  *
  * x (N, C, H, W) -> patch_embed.proj (conv, kernel = stride = patch) -> (N, L, D) tokens;
  * prepend cls_token (1, 1, D); add pos_embed (1, 1 + G*G, D), its grid part resampled
- * bicubically (align_corners false, as timm's resample_abs_pos_embed and DINO's
- * interpolate_pos_encoding) when the input's patch grid is not the configured one; `depth`
+ * bicubically (F.interpolate(size=grid, align_corners=False), A = -0.75: timm <= 0.6's
+ * resize_pos_embed; DINO's interpolate_pos_encoding uses the same filter with scale_factor
+ * (g + 0.1) / G; timm >= 0.9 antialiases, which tasks/common/backbone.c follows when it loads
+ * a checkpoint for another grid) when the input's patch grid is not the configured one; `depth`
  * pre-norm blocks: x += attn.proj(attention(attn.qkv(norm1(x)))), x += mlp.fc2(gelu_erf(
  * mlp.fc1(norm2(x)))); final norm; optional head on the class token. LayerNorm eps 1e-6.
  * Parameter names are timm's (`patch_embed.proj.weight`, `cls_token`, `pos_embed`,
@@ -67,8 +69,7 @@ typedef struct vit {
  * initialisation: trunc_normal(std .02) for pos_embed, linear weights and the head
  * (timm 'jax'-free default), cls_token normal(std 1e-6), zero biases, LayerNorm (1, 0), patch
  * embedding as PyTorch's Conv2d default. */
-pk_status vit_create(pk_ctx *c, const vit_config *cfg, const char *prefix, pk_rng *rng,
-                     vit **out);
+pk_status vit_create(pk_ctx *c, const vit_config *cfg, const char *prefix, pk_rng *rng, vit **out);
 
 /* Frees the module's bookkeeping (parameters stay in the context's arena); accepts NULL. */
 void vit_destroy(vit *m);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backbone_features.h"
 #include "safetensors.h"
 
 /* ---- problem lists: every offending name, grouped by kind ---- */
@@ -106,20 +107,29 @@ static bool pos_resamplable(const st_tensor *t, const tensor *p) {
            pos_grid(t->shape[1]) > 0 && pos_grid(p->shape[1]) > 0;
 }
 
-/* src (1 + g0*g0, D) -> dst (1 + g*g, D): class row copied, grid rows = M x grid. */
+/* src (1 + g0*g0, D) -> dst (1 + g*g, D) as timm's resample_abs_pos_embed (timm >= 0.9):
+ * class row kept, each of the D grid planes resized by F.interpolate(bicubic, antialias=True). */
 static pk_status pos_resample(const float *src, int64_t g0, int64_t g, int64_t d, float *dst) {
-    float *mat = vit_bicubic_matrix((int)g0, (int)g0, (int)g, (int)g);
-    if (!mat) return pk_error(PK_ERR_NOMEM, "backbone: out of host memory");
+    float *plane = malloc(sizeof(float) * (size_t)(g0 * g0));
+    float *tmp = malloc(sizeof(float) * (size_t)(g0 * g));
+    float *out = malloc(sizeof(float) * (size_t)(g * g));
+    if (!plane || !tmp || !out) {
+        free(plane);
+        free(tmp);
+        free(out);
+        return pk_error(PK_ERR_NOMEM, "backbone: out of host memory");
+    }
     memcpy(dst, src, sizeof(float) * (size_t)d);
-    int64_t in = g0 * g0;
-    for (int64_t o = 0; o < g * g; o++)
-        for (int64_t j = 0; j < d; j++) {
-            double s = 0.0;
-            for (int64_t i = 0; i < in; i++)
-                s += (double)mat[o * in + i] * (double)src[(1 + i) * d + j];
-            dst[(1 + o) * d + j] = (float)s;
-        }
-    free(mat);
+    for (int64_t j = 0; j < d; j++) {
+        for (int64_t i = 0; i < g0 * g0; i++)
+            plane[i] = src[(1 + i) * d + j];
+        features_resize(plane, (int)g0, (int)g0, (int)g, (int)g, tmp, out);
+        for (int64_t o = 0; o < g * g; o++)
+            dst[(1 + o) * d + j] = out[o];
+    }
+    free(plane);
+    free(tmp);
+    free(out);
     return PK_OK;
 }
 
@@ -201,6 +211,12 @@ pk_status backbone_load(pk_ctx *c, vit *m, const char *path, const char *const *
 
 /* ---- writing ---- */
 
+/* The shortest text that reads back as the same float ("1e-06", not "9.99999997e-07"). */
+static void float_text(char *buf, size_t n, float x) {
+    snprintf(buf, n, "%g", (double)x);
+    if (strtof(buf, NULL) != x) snprintf(buf, n, "%.9g", (double)x);
+}
+
 pk_status backbone_save(const vit *m, const char *path, const backbone_norm *norm) {
     int np = 0;
     tensor *const *params = vit_params(m, &np);
@@ -228,7 +244,7 @@ pk_status backbone_save(const vit *m, const char *path, const backbone_norm *nor
                       g->depth,    g->heads, g->mlp_hidden, g->num_classes};
         for (int i = 0; i < 8; i++)
             snprintf(v[i], sizeof v[i], "%d", ints[i]);
-        snprintf(v[8], sizeof v[8], "%.9g", (double)g->ln_eps);
+        float_text(v[8], sizeof v[8], g->ln_eps);
         const char *keys[14] = {"format",     "arch",        "img_size", "patch",
                                 "in_chans",   "embed_dim",   "depth",    "num_heads",
                                 "mlp_hidden", "num_classes", "ln_eps"};
@@ -238,17 +254,18 @@ pk_status backbone_save(const vit *m, const char *path, const backbone_norm *nor
         if (norm && norm->present) {
             size_t om = 0, os = 0;
             for (int i = 0; i < 3; i++) {
-                om += (size_t)snprintf(mean + om, sizeof mean - om, i ? ",%.9g" : "%.9g",
-                                       (double)norm->mean[i]);
-                os += (size_t)snprintf(std + os, sizeof std - os, i ? ",%.9g" : "%.9g",
-                                       (double)norm->std[i]);
+                char a[32], b[32];
+                float_text(a, sizeof a, norm->mean[i]);
+                float_text(b, sizeof b, norm->std[i]);
+                om += (size_t)snprintf(mean + om, sizeof mean - om, i ? ",%s" : "%s", a);
+                os += (size_t)snprintf(std + os, sizeof std - os, i ? ",%s" : "%s", b);
             }
             keys[nm] = "mean";
             vals[nm++] = mean;
             keys[nm] = "std";
             vals[nm++] = std;
             if (norm->crop_pct > 0.0f) {
-                snprintf(crop, sizeof crop, "%.9g", (double)norm->crop_pct);
+                float_text(crop, sizeof crop, norm->crop_pct);
                 keys[nm] = "crop_pct";
                 vals[nm++] = crop;
             }

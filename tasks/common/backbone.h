@@ -18,8 +18,12 @@
  * (missing, unexpected, or misshaped with expected and found shapes) and nothing is loaded.
  * A name that starts with one of the `skip` prefixes (nskip of them, e.g. "head.") is exempt:
  * its parameter keeps its value when missing or misshaped, and its file tensor is ignored.
- * pos_embed laid out for another square grid (1 + G0*G0 tokens) is resampled bicubically to
- * m's grid, as timm's resample_abs_pos_embed. F32, F16 and BF16 tensors are read. */
+ * pos_embed laid out for another square grid (1 + G0*G0 tokens) is resampled to m's grid as
+ * timm's resample_abs_pos_embed does when it loads a checkpoint for another image size (timm
+ * >= 0.9: F.interpolate(bicubic, antialias=True), PIL's cubic with a = -0.5, class row kept),
+ * so the model equals timm.create_model(name, pretrained=True, img_size=S). (The forward's own
+ * resampling for inputs of another size is vit.h's plain bicubic, A = -0.75, as DINO's
+ * interpolate_pos_encoding.) F32, F16 and BF16 tensors are read. */
 pk_status backbone_load(pk_ctx *c, vit *m, const char *path, const char *const *skip, int nskip);
 
 /* Preprocessing a backbone was trained with (written by Polyak into the metadata). */

@@ -63,14 +63,18 @@ def make_weights(cfg, gen):
     return w
 
 
-def resample_grid(pos, gh, gw):
-    """timm's resample_abs_pos_embed for one class token: (1, 1+G*G, D) -> (1, 1+gh*gw, D)."""
+def resample_grid(pos, gh, gw, antialias=False):
+    """(1, 1+G*G, D) -> (1, 1+gh*gw, D), class token kept. antialias=False: the forward's
+    resampling for another input size (DINO's interpolate_pos_encoding, timm <= 0.6);
+    antialias=True: timm >= 0.9's resample_abs_pos_embed default, used when a checkpoint is
+    loaded for another image size."""
     D = pos.shape[-1]
     G = int(round((pos.shape[1] - 1) ** 0.5))
     if (gh, gw) == (G, G):
         return pos
     grid = pos[:, 1:].reshape(1, G, G, D).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
+    grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False,
+                         antialias=antialias)
     grid = grid.permute(0, 2, 3, 1).reshape(1, gh * gw, D)
     return torch.cat([pos[:, :1], grid], dim=1)
 
@@ -122,7 +126,7 @@ def write_safetensors(path, tensors, dtype, meta):
             f.write(b)
 
 
-def vit_cases(prefix, cfg, dtype, batch, size, gen):
+def vit_cases(prefix, cfg, dtype, batch, size, gen, load_grid=None):
     w = make_weights(cfg, gen)
     # the checkpoint holds rounded values: the reference computes with exactly those
     w = {k: v.to(dtype).double() for k, v in w.items()}
@@ -134,7 +138,19 @@ def vit_cases(prefix, cfg, dtype, batch, size, gen):
     write_safetensors(os.path.join(here, "vit", prefix + ".safetensors"), w, dtype, meta)
     x = rand(batch, cfg.chans, size, size, grad=False, gen=gen)
     # the class-token features are row 0 of the tokens (the C test compares both)
-    return [(prefix + "_tokens", [x], lambda x: vit_tokens(cfg, w, x.double()).float())]
+    out = [(prefix + "_tokens", [x], lambda x: vit_tokens(cfg, w, x.double()).float())]
+    if load_grid:
+        # the checkpoint loaded into a model laid out for load_grid: timm resamples pos_embed
+        # once (antialias=True); then the forward at that grid
+        g = load_grid
+        w2 = dict(w, pos_embed=resample_grid(w["pos_embed"].float(), g, g, True).double())
+        cfg2 = Cfg(cfg.name, g * cfg.patch, cfg.patch, cfg.chans, cfg.dim, cfg.depth, cfg.heads,
+                   cfg.mlp)
+        out.append((prefix + "_pos_load", [w["pos_embed"].float()],
+                    lambda p: resample_grid(p, g, g, True)))
+        # (no input stored: the C test feeds <prefix>_tokens.in0)
+        out.append((prefix + "_load_tokens", [], lambda: vit_tokens(cfg2, w2, x.double()).float()))
+    return out
 
 
 def bicubic(oh, ow):
@@ -189,11 +205,14 @@ def cases(gen):
             (3, 31, 31, 28, 1.0, [0.5, 0.4, 0.3], [0.2, 0.3, 0.4])]:
         out.append((f"preproc_{c}x{h}x{w}_{size}_{crop}", [image(c, h, w, gen)],
                     timm_eval(size, crop, mean, std)))
-    # vit_nano_patch4_28 on 1-channel 28x28 images (depth 1 keeps the file small), BF16
-    nano = Cfg("vit_nano_patch4_28", 28, 4, 1, 128, 1, 4, 512)
+    # vit_nano_patch4_28's layout (28x28, patch 4, 4 heads) on 1-channel images, narrowed to
+    # D 64, MLP 256 and depth 2 to keep the file small (the metadata's fields override the
+    # name's), BF16
+    nano = Cfg("vit_nano_patch4_28", 28, 4, 1, 64, 2, 4, 256)
     out += vit_cases("vit_nano28", nano, torch.bfloat16, 2, 28, gen)
     # a small vit_tiny_patch16 variant (D 48, 3 heads, depth 2) laid out for 48x48, run at
-    # 64x64: pos_embed's 3x3 grid is resampled to 4x4; F16
+    # 64x64: pos_embed's 3x3 grid is resampled to 4x4 by the forward (plain bicubic) or, for a
+    # model laid out for 64x64, by the loader (timm's antialiased bicubic); F16
     tiny = Cfg("vit_tiny_patch16_48", 48, 16, 3, 48, 2, 3, 192)
-    out += vit_cases("vit_tiny16", tiny, torch.float16, 1, 64, gen)
+    out += vit_cases("vit_tiny16", tiny, torch.float16, 1, 64, gen, load_grid=4)
     return out

@@ -1,10 +1,10 @@
 /* test_vit.c - the ViT (framework/nn/vit.c) and its files (tasks/common/backbone.c): forward
  * of random-weight timm checkpoints against the PyTorch transcription in
  * tests/golden/gold_vit.py (two configurations; pos_embed resampled at forward time and at load
- * time), the bicubic matrix against F.interpolate, gradients against finite differences,
- * Vulkan against the CPU (forward and every parameter's gradient), backbone_load's errors
- * (missing, unexpected, misshaped, each named; --partial skips), save -> load bit-exact and the
- * configuration read back from the metadata. */
+ * time, antialiased as timm's loader), the bicubic matrix against F.interpolate, gradients against
+ * finite differences, Vulkan against the CPU (forward and every parameter's gradient),
+ * backbone_load's errors (missing, unexpected, misshaped, each named; --partial skips), save ->
+ * load bit-exact and the configuration read back from the metadata. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +19,17 @@
 #define NANO_FILE POLYAK_GOLDEN_DIR "/vit/vit_nano28.safetensors"
 #define TINY_FILE POLYAK_GOLDEN_DIR "/vit/vit_tiny16.safetensors"
 
-/* The golden configurations (gold_vit.py): vit_nano_patch4_28 at depth 1 on 1 channel, and a
- * vit_tiny_patch16 variant (D 48, 3 heads, depth 2) laid out for 48x48. */
+/* The golden configurations (gold_vit.py): vit_nano_patch4_28's layout on 1 channel narrowed
+ * to D 64, MLP 256, depth 2, and a vit_tiny_patch16 variant (D 48, 3 heads, depth 2) laid out
+ * for 48x48. */
 static vit_config nano_cfg(void) {
     vit_config g;
     ck_assert_int_eq(vit_config_by_name("vit_nano_patch4_28", &g), PK_OK);
-    ck_assert_int_eq(g.dim, 128);
     ck_assert_int_eq(g.heads, 4);
-    ck_assert_int_eq(g.mlp_hidden, 512);
     g.in_chans = 1;
-    g.depth = 1;
+    g.dim = 64;
+    g.mlp_hidden = 256;
+    g.depth = 2;
     return g;
 }
 
@@ -64,9 +65,9 @@ static double max_rel(const float *a, const float *b, int64_t n) {
 
 /* Runs the forward on the golden input of `prefix` and compares tokens and features. */
 static void check_forward(pk_ctx *c, const vit *m, const pkt_golden *g, const char *prefix,
-                          double tol) {
+                          const char *input, double tol) {
     char name[96];
-    snprintf(name, sizeof name, "%s.in0", prefix);
+    snprintf(name, sizeof name, "%s.in0", input ? input : prefix);
     const pkt_array *x = pkt_golden_get(g, name);
     snprintf(name, sizeof name, "%s.out", prefix);
     const pkt_array *ref = pkt_golden_get(g, name);
@@ -110,18 +111,24 @@ static void golden_forward(const char *dev) {
     vit_config nc = nano_cfg();
     vit *nano = make_vit(c, &nc, "", 1);
     load_ok(c, nano, NANO_FILE, NULL, 0);
-    check_forward(c, nano, g, "vit_nano28_tokens", 1e-5);
+    check_forward(c, nano, g, "vit_nano28_tokens", NULL, 1e-5);
     /* laid out for 48x48, run at 64x64: pos_embed resampled in the forward */
     vit_config tc = tiny_cfg(48);
     vit *tiny = make_vit(c, &tc, "backbone", 2);
     load_ok(c, tiny, TINY_FILE, NULL, 0);
-    check_forward(c, tiny, g, "vit_tiny16_tokens", 1e-5);
-    /* configured for 64x64: pos_embed resampled by backbone_load */
+    check_forward(c, tiny, g, "vit_tiny16_tokens", NULL, 1e-5);
+    /* configured for 64x64: pos_embed resampled by backbone_load as timm's loader does */
     vit_config tc64 = tiny_cfg(64);
     vit *tiny64 = make_vit(c, &tc64, "", 3);
     load_ok(c, tiny64, TINY_FILE, NULL, 0);
     ck_assert_int_eq(tiny64->pos_embed->shape[1], 17);
-    check_forward(c, tiny64, g, "vit_tiny16_tokens", 1e-5);
+    const pkt_array *pos_ref = pkt_golden_get(g, "vit_tiny16_pos_load.out");
+    ck_assert_int_eq(pos_ref->numel, 17 * 48);
+    float *pos = pkt_download(tiny64->pos_embed);
+    double e = max_rel(pos, pos_ref->data, pos_ref->numel);
+    ck_assert_msg(e <= 1e-5, "pos_embed resampled on load: max rel error %.3g", e);
+    free(pos);
+    check_forward(c, tiny64, g, "vit_tiny16_load_tokens", "vit_tiny16_tokens", 1e-5);
     vit_destroy(nano);
     vit_destroy(tiny);
     vit_destroy(tiny64);
@@ -354,32 +361,34 @@ static void expect_load_error(pk_ctx *c, vit *m, const char *path, const char *c
 
 START_TEST(load_errors) {
     pk_ctx *c = pkt_ctx("cpu");
-    /* missing: the depth-1 golden into the full 6-block vit_nano_patch4_28 */
+    /* missing: the depth-2 golden into a 6-block model */
     vit_config full = nano_cfg();
     full.depth = 6;
     vit *m6 = make_vit(c, &full, "", 1);
     expect_load_error(c, m6, NANO_FILE, NULL, 0,
-                      (const char *const[]){"missing (60): blocks.1.norm1.weight",
+                      (const char *const[]){"missing (48): blocks.2.norm1.weight",
                                             "blocks.3.attn.qkv.bias", "blocks.5.mlp.fc2.bias",
-                                            "60 tensors"},
+                                            "48 tensors"},
                       4);
-    /* misshaped: an MLP of 256 against the file's 512, expected and found shapes named */
+    /* misshaped: an MLP of 128 against the file's 256, expected and found shapes named */
     vit_config narrow = nano_cfg();
-    narrow.mlp_hidden = 256;
+    narrow.mlp_hidden = 128;
     vit *mn = make_vit(c, &narrow, "student", 1);
     expect_load_error(c, mn, NANO_FILE, NULL, 0,
-                      (const char *const[]){"blocks.0.mlp.fc1.weight expected (256, 128), found "
-                                            "(512, 128)",
-                                            "blocks.0.mlp.fc1.bias expected (256,), found (512,)",
-                                            "blocks.0.mlp.fc2.weight expected (128, 256), found "
-                                            "(128, 512)"},
+                      (const char *const[]){"blocks.0.mlp.fc1.weight expected (128, 64), found "
+                                            "(256, 64)",
+                                            "blocks.0.mlp.fc1.bias expected (128,), found (256,)",
+                                            "blocks.0.mlp.fc2.weight expected (64, 128), found "
+                                            "(64, 256)"},
                       3);
     /* ... and loads with those skipped, keeping their own values */
     float *fc1 = pkt_download(mn->blocks[0].fc1.w);
-    const char *skip_mlp[] = {"blocks.0.mlp.fc"};
-    load_ok(c, mn, NANO_FILE, skip_mlp, 1);
+    const char *skip_mlp[] = {"blocks.0.mlp.fc", "blocks.1.mlp.fc"};
+    expect_load_error(c, mn, NANO_FILE, skip_mlp, 1,
+                      (const char *const[]){"misshaped (3): blocks.1.mlp.fc1.weight"}, 1);
+    load_ok(c, mn, NANO_FILE, skip_mlp, 2);
     float *fc1b = pkt_download(mn->blocks[0].fc1.w);
-    ck_assert_int_eq(memcmp(fc1, fc1b, sizeof(float) * 256 * 128), 0);
+    ck_assert_int_eq(memcmp(fc1, fc1b, sizeof(float) * 128 * 64), 0);
     free(fc1);
     free(fc1b);
     /* unexpected: a checkpoint with a 10-class head into a headless model */
@@ -392,7 +401,7 @@ START_TEST(load_errors) {
     vit_config plain = nano_cfg();
     vit *mp = make_vit(c, &plain, "", 5);
     expect_load_error(c, mp, path, NULL, 0,
-                      (const char *const[]){"unexpected (2): head.weight (10, 128)",
+                      (const char *const[]){"unexpected (2): head.weight (10, 64)",
                                             "head.bias (10,)", "2 tensors"},
                       3);
     const char *skip_head[] = {"head."};
@@ -402,15 +411,15 @@ START_TEST(load_errors) {
     five.num_classes = 5;
     vit *m5 = make_vit(c, &five, "", 6);
     expect_load_error(c, m5, path, NULL, 0,
-                      (const char *const[]){"head.weight expected (5, 128), found (10, 128)",
+                      (const char *const[]){"head.weight expected (5, 64), found (10, 64)",
                                             "head.bias expected (5,), found (10,)"},
                       2);
     float *h5 = pkt_download(m5->head.w);
     load_ok(c, m5, path, skip_head, 1);
     float *h5b = pkt_download(m5->head.w), *pos = pkt_download(m5->pos_embed),
           *posh = pkt_download(mh->pos_embed);
-    ck_assert_int_eq(memcmp(h5, h5b, sizeof(float) * 5 * 128), 0);
-    ck_assert_int_eq(memcmp(pos, posh, sizeof(float) * 50 * 128), 0);
+    ck_assert_int_eq(memcmp(h5, h5b, sizeof(float) * 5 * 64), 0);
+    ck_assert_int_eq(memcmp(pos, posh, sizeof(float) * 50 * 64), 0);
     free(h5);
     free(h5b);
     free(pos);
