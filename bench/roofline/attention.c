@@ -14,7 +14,21 @@
  *      build/framework/libpolyak_framework_impl.a -Wl,--no-whole-archive \
  *      build/shaders/libpolyak_shaders.a build/libpolyak_common.a \
  *      $(pkg-config --libs openblas) -lvulkan -lm -lpthread
- * usage: OPENBLAS_NUM_THREADS=1 /tmp/attention [THREADS [REPS [SIZE INPUT]]]
+ * Measured on 7aadbe5, 2026-12-07 13:33 UTC, 2-core VM at load 7-8 (other builds running), one
+ * thread (OPENBLAS_NUM_THREADS=1, THREADS 1), REPS 21, two rounds alternating with
+ * attention_torch.py, process CPU ms composed / fused (ratio) and PyTorch 1.13:
+ *   T=50  heads  10.20 / 7.49 (1.36x),  8.06 / 7.88 (1.02x)   PyTorch 10.13,  9.97
+ *   T=50  qkv    13.51 / 7.91 (1.71x), 15.24 / 8.84 (1.72x)   PyTorch 11.52, 12.08
+ *   T=197 heads  26.47 / 25.95 (1.02x), 28.34 / 27.42 (1.03x) PyTorch 47.11, 32.85
+ *   T=197 qkv    34.64 / 27.48 (1.26x), 35.31 / 26.52 (1.33x) PyTorch 36.40, 55.30
+ * On lavapipe (vk:llvmpipe, THREADS 1, REPS 3, same time and load), ms process CPU composed /
+ * fused: T=50 heads 761 / 452 (1.68x), qkv 942 / 457 (2.06x); T=197 heads 2634 / 1814 (1.45x),
+ * qkv 3074 / 1815 (1.69x) (a CPU running shaders: says nothing of a GPU's times, only that the
+ * fused kernels do not do more work).
+ * usage: OPENBLAS_NUM_THREADS=1 /tmp/attention [THREADS [REPS [DEVICE]]]
+ *   DEVICE: a device spec (default cpu; vk:llvmpipe times the Vulkan kernels on lavapipe, where
+ *   the process CPU time includes lavapipe's threads);
+ *        OPENBLAS_NUM_THREADS=1 /tmp/attention THREADS REPS SIZE INPUT
  *   SIZE 0 or 1 and INPUT heads or qkv time one fused case alone (for perf); PyTorch's times at
  *   the same sizes: attention_torch.py. */
 #include <stdio.h>
@@ -24,6 +38,7 @@
 #include <time.h>
 
 #include "autograd.h"
+#include "device.h"
 #include "ops/ops.h"
 
 static double now(clockid_t clk) {
@@ -111,7 +126,7 @@ int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 1, reps = argc > 2 ? atoi(argv[2]) : 9;
     if (reps < 1 || reps > 64) reps = 9;
     pk_ctx *c = NULL;
-    pk_ctx_options o = {.device = "cpu", .threads = threads};
+    pk_ctx_options o = {.device = argc == 4 ? argv[3] : "cpu", .threads = threads};
     if (pk_ctx_create(&o, &c) != PK_OK) {
         fprintf(stderr, "attention bench: %s\n", polyak_error());
         return 1;
@@ -130,8 +145,8 @@ int main(int argc, char **argv) {
         pk_ctx_destroy(c);
         return 0;
     }
-    printf("%d thread(s), median of %d steps, ms per forward + backward (process CPU / wall)\n",
-           threads, reps);
+    printf("%s, median of %d steps, ms per forward + backward (process CPU / wall)\n",
+           pk_device_get_info(c->dev)->name, reps);
     printf("%-38s %-5s %18s %18s %8s\n", "size", "input", "composed", "fused", "ratio");
     for (int s = 0; s < 2; s++)
         for (int qkv = 0; qkv < 2; qkv++) {

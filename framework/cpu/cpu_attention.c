@@ -9,10 +9,10 @@
  * over (batch, head), each backward task walking its query rows in the same blocks (dK and dV sum
  * over all of them): every gradient element a backward task adds to lies in its batch's rows
  * and its head's columns, so no two tasks write the same element, whichever tensors alias.
- * Blocks are sized so that no SGEMM reaches the size from which a threaded OpenBLAS spreads a
- * call over its own threads (see att_plan). Gradients are added to (autograd zero-fills them
- * first: this op is not one that writes fresh gradients). Scratch: two blocks of rows x Tk
- * floats per parallel chunk, from malloc. */
+ * With a threaded pool and a threaded OpenBLAS, blocks are sized so that no SGEMM reaches the
+ * size from which OpenBLAS spreads a call over its own threads (see att_plan). Gradients are added
+ * to (autograd zero-fills them first: this op is not one that writes fresh gradients). Scratch: two
+ * blocks of rows x Tk floats per parallel chunk, from malloc. */
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -163,7 +163,7 @@ typedef struct att_job {
     atomic_int failed;          // a chunk could not get scratch memory
 } att_job;
 
-/* Forward of tasks [t0, t1): task t is (batch, head, block of ATT_ROWS query rows). */
+/* Forward of tasks [t0, t1): task t is (batch, head, block of j->rows query rows). */
 static void att_fwd_range(void *arg, int64_t t0, int64_t t1) {
     att_job *j = arg;
     const pk_attention_params *p = j->p;

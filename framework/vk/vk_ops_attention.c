@@ -83,6 +83,9 @@ pk_status vk_attention_backward(pk_ctx *c, pk_node *n) {
     p.off_gv = vk_off(gv) + (wv ? (uint32_t)ap->v_col : 0u);
     p.off_dsum = vk_off(dsum);
     p.flags |= (wq ? ATT_WANT_Q : 0u) | (wk ? ATT_WANT_K : 0u) | (wv ? ATT_WANT_V : 0u);
+    if (wk && wv && gk->block == gv->block && p.off_gk == p.off_gv && ap->k_rs == ap->v_rs &&
+        ap->d == ap->dv)
+        p.flags |= ATT_KV_SAME; // one gradient: the shader adds dk + dv through one binding
     vk_binding b[11] = {vk_bind(q),
                         vk_bind(n->in[ap->k_in]),
                         vk_bind(n->in[ap->v_in]),

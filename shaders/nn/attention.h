@@ -3,8 +3,9 @@
  * q_i = q[off_q + (b Tq + i) q_rs + h d + c], k_j, v_j likewise with Tk, k_rs, v_rs (offsets
  * already include the column of head 0); out and dO (B, Tq, H dv) contiguous; lse and dsum
  * (B, H, Tq); the mask is mask[off_m + b m_bs + i m_rs + j m_cs] when flags & ATT_MASK.
- * Work groups take ATT_R rows each. Bindings, all three shaders: 0 q, 1 k, 2 v, 3 mask, 4 out, 5 lse; the backward also 6 dO,
- * 7 dq, 8 dk, 9 dv, 10 dsum (D_i = dO_i . O_i, written by the dq pass, read by :kv). */
+ * Work groups take ATT_R rows each. Bindings, all three shaders: 0 q, 1 k, 2 v, 3 mask, 4 out, 5
+ * lse; the backward also 6 dO, 7 dq, 8 dk, 9 dv, 10 dsum (D_i = dO_i . O_i, written by the dq pass,
+ * read by :kv). */
 #ifndef POLYAK_NN_ATTENTION_H
 #define POLYAK_NN_ATTENTION_H
 #include "common/pc.h"
@@ -12,6 +13,10 @@
 #define ATT_WANT_Q 2u
 #define ATT_WANT_K 4u
 #define ATT_WANT_V 8u
+/* dk and dv are the same elements (k and v one tensor, e.g. self-attention on x, x, x): the :kv
+ * pass adds both through gk. Bindings are assumed not to alias (SPIR-V without Aliased), so
+ * two read-modify-writes of one element through gk and gv could be reordered. */
+#define ATT_KV_SAME 16u
 /* Rows (query rows, or key rows in the :kv pass) per work group: one per vec4 component, so
  * each element of k, v (or q, dO) read from memory serves four rows. */
 #define ATT_R 4u

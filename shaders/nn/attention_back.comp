@@ -159,6 +159,10 @@ void main() {
         uint gvb = pc.off_gv + (b * pc.tk + j0 + r) * pc.v_rs + h * pc.dv;
         for (uint cc = 0u; cc < ATT_COLS; cc++) {
             uint c = t + cc * WG_SIZE;
+            if ((pc.flags & ATT_KV_SAME) != 0u) { // then d == dv and gkb == gvb
+                if (c < pc.d) gk[gkb + c] += acck[cc][r] + accv[cc][r];
+                continue;
+            }
             if ((pc.flags & ATT_WANT_K) != 0u && c < pc.d) gk[gkb + c] += acck[cc][r];
             if ((pc.flags & ATT_WANT_V) != 0u && c < pc.dv) gv[gvb + c] += accv[cc][r];
         }

@@ -1,7 +1,7 @@
 """gold_attention.py - golden cases for the fused attention op: pk_attention (one head, with and
 without an additive mask, Tq != Tk), pk_attention_heads (several heads, a per-batch key mask
-with -inf entries, d != dv) and pk_attention_qkv (timm's fused qkv layout). Masks carry no
-gradient (the op treats them as constants)."""
+with -inf entries, d != dv; one tensor as q, k and v at once) and pk_attention_qkv (timm's
+fused qkv layout). Masks carry no gradient (the op treats them as constants)."""
 import torch
 
 from goldens import rand
@@ -52,4 +52,6 @@ def cases(g):
     c.append(("att_qkv", [rand(2, 5, 24, gen=g)], lambda x: qkv_ref(x, 2, 0.5)))
     c.append(("att_qkv_h3", [rand(1, 7, 45, lo=-2, hi=2, gen=g)],
               lambda x: qkv_ref(x, 3, 5 ** -0.5)))
+    # self-attention on one tensor: its gradient sums the q, k and v parts
+    c.append(("att_self", [rand(2, 6, 8, gen=g)], lambda x: heads_ref(x, x, x, None, 2, 0.6)))
     return c

@@ -10,7 +10,8 @@
 
 #include "pk_test.h"
 
-/* How a case calls the op: mode 0 pk_attention_heads (q, k, v [, mask]), 1 pk_attention_qkv. */
+/* How a case calls the op: mode 0 pk_attention_heads (q, k, v [, mask]), 1 pk_attention_qkv,
+ * 2 pk_attention_heads with its one input as q, k and v. */
 typedef struct att_arg {
     int mode, heads, mask;
     float scale;
@@ -19,13 +20,15 @@ typedef struct att_arg {
 static tensor *b_att(pk_ctx *c, tensor **x, const void *a) {
     const att_arg *p = a;
     if (p->mode == 1) return pk_attention_qkv(c, x[0], p->heads, p->scale);
+    if (p->mode == 2) return pk_attention_heads(c, x[0], x[0], x[0], p->heads, NULL, p->scale);
     if (p->heads == 1) return pk_attention(c, x[0], x[1], x[2], p->mask ? x[3] : NULL, p->scale);
     return pk_attention_heads(c, x[0], x[1], x[2], p->heads, p->mask ? x[3] : NULL, p->scale);
 }
 
 static const att_arg A_MASK = {0, 1, 1, 0.35f}, A_SQUARE = {0, 1, 0, 0.5f},
                      A_HEADS_MASK = {0, 3, 1, 0.5f}, A_HEADS = {0, 2, 0, 0.7f},
-                     A_QKV = {1, 2, 0, 0.5f}, A_QKV_H3 = {1, 3, 0, 0.44721359549995793f};
+                     A_QKV = {1, 2, 0, 0.5f}, A_QKV_H3 = {1, 3, 0, 0.44721359549995793f},
+                     A_SELF = {2, 2, 0, 0.6f};
 
 static const struct {
     const char *prefix;
@@ -33,6 +36,7 @@ static const struct {
 } cases[] = {
     {"att_mask", &A_MASK},   {"att_square", &A_SQUARE}, {"att_heads_mask", &A_HEADS_MASK},
     {"att_heads", &A_HEADS}, {"att_qkv", &A_QKV},       {"att_qkv_h3", &A_QKV_H3},
+    {"att_self", &A_SELF},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
