@@ -116,7 +116,7 @@ static void fill_defaults(pretrain_options *o, int image_size, int patch) {
     if (o->out_dim <= 0) o->out_dim = 4096;
     if (o->hidden <= 0) o->hidden = 2048;
     if (o->bottleneck <= 0) o->bottleneck = 256;
-    if (o->local_crops == 0) o->local_crops = 6;
+    if (o->local_crops == 0) o->local_crops = 2;
     if (o->local_crops < 0) o->local_crops = 0;
     if (o->global_size <= 0) o->global_size = image_size;
     if (o->local_size <= 0) {
