@@ -13,6 +13,12 @@ int cmd_mlp(int argc, char **argv);
 /* polyak man: supervised local learning (E2E, DGL, InfoPro, +MAN) on a CIFAR ResNet. */
 int cmd_man(int argc, char **argv);
 
+/* polyak pretrain: DINO / supervised ViT pretraining with k-NN and linear probes. */
+int cmd_pretrain(int argc, char **argv);
+
+/* polyak probe: k-NN and linear probe of labelled feature files. */
+int cmd_probe(int argc, char **argv);
+
 /* polyak bench ops|...: benchmarks with ratios against a peer. */
 int cmd_bench(int argc, char **argv);
 

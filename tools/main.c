@@ -18,6 +18,9 @@ static const struct {
     {"splat", cmd_splat, "Gaussian splatting: render a 3DGS PLY through a scene's cameras"},
     {"man", cmd_man, "local learning with momentum auxiliary networks (E2E/DGL/InfoPro/+MAN)"},
     {"features", cmd_features, "class-token features of a data set under a ViT backbone (timm)"},
+    {"probe", cmd_probe, "k-NN and linear-probe accuracy of `polyak features` files"},
+    {"pretrain", cmd_pretrain,
+     "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
 };
 

@@ -212,6 +212,10 @@ void optim_set_lr(pk_optimizer *o, int g, double lr) {
     if (g >= 0 && g < o->ngroups) o->groups[g].lr = lr;
 }
 
+void optim_set_weight_decay(pk_optimizer *o, int g, double wd) {
+    if (g >= 0 && g < o->ngroups) o->groups[g].wd = wd;
+}
+
 double optim_get_lr(const pk_optimizer *o, int g) {
     return g >= 0 && g < o->ngroups ? o->groups[g].lr : 0.0;
 }

@@ -50,6 +50,9 @@ void optim_destroy(pk_optimizer *o);
 /* Sets the learning rate of group g (schedules call this every step). */
 void optim_set_lr(pk_optimizer *o, int g, double lr);
 
+/* Sets the weight decay of group g (DINO's schedule changes it every step). */
+void optim_set_weight_decay(pk_optimizer *o, int g, double wd);
+
 /* Returns the learning rate of group g. */
 double optim_get_lr(const pk_optimizer *o, int g);
 
