@@ -5,14 +5,14 @@
  *
  * Layout as BLIS: for each block of KC = 384 along k and NC = 1536 along n, op(B) is packed
  * into micro-panels of NR = 32 columns (kc x 32, k-major, zero-padded), shared by all threads.
- * Work items are a block of MC = 144 rows x 4 column panels; the 12 x 32 register kernel (24
- * zmm accumulators, one broadcast of A per row and k) reads A in place, with row stride lda
- * (A as stored) or k stride lda (A stored transposed, as in a weight gradient): packing A cost
- * as much as the product where n is 128. Only panels at the edges of M or N are packed
- * (zero-padded) and go through a 12 x 32 tile on the stack. The first k block writes or adds
- * into C as asked, later ones add. Every C tile belongs to one item and sums its k blocks in
- * the same order, so results do not depend on the thread count. On 1 thread it takes 0.57x
- * OpenBLAS's CPU time over the linear products of both ViTs (bench/roofline/gemm_vit.c).
+ * Work items are a block of MC = 144 rows x 4 column panels; the MR = 12 x 32 register kernel
+ * (24 zmm accumulators, one broadcast of A per row and k; 14 x 32 was no faster) reads A in
+ * place, with row stride lda (A as stored) or k stride lda (A stored transposed, as in a
+ * weight gradient): packing A cost as much as the product where n is 128. Only panels at the edges
+ * of M or N are packed (zero-padded) and go through a 12 x 32 tile on the stack. The first k block
+ * writes or adds into C as asked, later ones add. Every C tile belongs to one item and sums its k
+ * blocks in the same order, so results do not depend on the thread count. On 1 thread it takes
+ * 0.56x OpenBLAS's CPU time over the linear products of both ViTs (bench/roofline/gemm_vit.c).
  * cblas_sgemm stays the path on other cores and the reference the tests compare against. */
 #include <immintrin.h>
 #include <stdlib.h>
@@ -27,10 +27,14 @@
 #define NC 1536
 #define PCH 4 /* column panels per work item */
 
-bool cpu_gemm_usable(int64_t m, int64_t n, int64_t k) {
+bool cpu_gemm_available(void) {
     static int have = -1;
     if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return have && m >= MR && n >= 16 && k >= 16 && m * n * k >= (1 << 18);
+    return have;
+}
+
+bool cpu_gemm_usable(int64_t m, int64_t n, int64_t k) {
+    return cpu_gemm_available() && m >= MR && n >= 16 && k >= 16 && m * n * k >= (1 << 18);
 }
 
 /* Packs rows [i0, i0 + MR) x k [k0, k0 + kc) of op(A) into ap (kc x MR), zero rows past M. */
@@ -88,7 +92,7 @@ static void pack_b(const cpu_gemm_args *g, int64_t k0, int kc, int64_t j0, float
 }
 
 /* C tile (mr x nr at c, row stride ldc) = (add: +=) ap (kc x MR) . bp (kc x NR). Written
- * with intrinsics and named accumulators: from vector-extension code GCC kept the 24
+ * with intrinsics and named accumulators: from vector-extension code GCC kept the
  * accumulators in memory and split every FMA in two (ISO C mode does not contract). */
 #define ACC_DECL(r) __m512 c##r##a = _mm512_setzero_ps(), c##r##b = _mm512_setzero_ps()
 #define ACC_FMA(r)                                                                                 \
@@ -173,7 +177,7 @@ __attribute__((target("avx512f"))) static void kernel_direct(int kc, const float
     kernel_body(kc, a, lda, 1, bp, c, ldc, MR, NR, add);
 }
 
-/* A stored transposed (k, m): the 12 rows of a k step are contiguous. */
+/* A stored transposed (k, m): the MR rows of a k step are contiguous. */
 __attribute__((target("avx512f"))) static void kernel_direct_t(int kc, const float *a, int64_t lda,
                                                                const float *bp, float *c,
                                                                int64_t ldc, bool add) {

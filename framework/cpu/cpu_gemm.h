@@ -16,7 +16,10 @@ typedef struct cpu_gemm_args {
     int64_t lda, ldb, ldc;
 } cpu_gemm_args;
 
-/* True when this core has AVX-512F and the product is large enough to be worth the packing. */
+/* True when this core has AVX-512F (cpu_gemm runs any size there). */
+bool cpu_gemm_available(void);
+
+/* True when cpu_gemm is available and the product is large enough to be worth it. */
 bool cpu_gemm_usable(int64_t m, int64_t n, int64_t k);
 
 /* Runs the product on the pool's threads (rows split between them). */
