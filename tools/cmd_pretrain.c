@@ -34,6 +34,7 @@ int cmd_pretrain(int argc, char **argv) {
         "       [--dim D] [--depth N] [--heads H] [--patch P] (override the arch's)\n"
         "  DINO: [--out-dim K] [--hidden H] [--bottleneck D] [--local-crops N]\n"
         "       [--global-size S] [--local-size S] [--global-scale LO,HI] [--local-scale LO,HI]\n"
+        "       [--blur-sigma LO,HI] (pixels of a crop; default (0.1, 2) x global size / 224)\n"
         "       [--momentum-teacher M] [--teacher-temp T] [--warmup-teacher-temp T]\n"
         "       [--warmup-teacher-temp-epochs E] [--freeze-last-layer E]\n"
         "  optimiser: [--lr BASE_PER_256] [--min-lr LR] [--wd W] [--wd-end W] [--clip C]\n"
@@ -107,6 +108,8 @@ int cmd_pretrain(int argc, char **argv) {
             if (!pair(a, v, o.global_scale)) return 2;
         } else if (strcmp(a, "--local-scale") == 0) {
             if (!pair(a, v, o.local_scale)) return 2;
+        } else if (strcmp(a, "--blur-sigma") == 0) {
+            if (!pair(a, v, o.blur_sigma)) return 2;
         }
         INT_OPT("--epochs", o.epochs, 1, 100000)
         INT_OPT("--dim", o.dim, 1, 1 << 16)

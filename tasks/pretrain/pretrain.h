@@ -55,6 +55,7 @@ typedef struct pretrain_options {
     int local_size;         /* 0: 96/224 of the global size, rounded to a multiple of the patch */
     double global_scale[2]; /* 0: (0.4, 1) */
     double local_scale[2];  /* 0: (0.05, 0.4) */
+    double blur_sigma[2];   /* Gaussian blur sigma range in crop pixels; 0: (0.1, 2) * G / 224 */
     /* optimisation */
     double lr;             /* base lr per 256 images; 0: 5e-4 (lr = base * batch / 256) */
     double min_lr;         /* 0: 1e-6 */

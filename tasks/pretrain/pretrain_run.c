@@ -154,7 +154,8 @@ static void options_json(const pretrain_options *o, int ntrain, int ntest, char 
              "{\"method\":\"%s\",\"arch\":\"%s\",\"data\":\"%s\",\"epochs\":%d,\"batch\":%d,"
              "\"seed\":%llu,\"train_images\":%d,\"test_images\":%d,\"out_dim\":%d,\"hidden\":%d,"
              "\"bottleneck\":%d,\"local_crops\":%d,\"global_size\":%d,\"local_size\":%d,"
-             "\"global_scale\":[%g,%g],\"local_scale\":[%g,%g],\"lr\":%g,\"min_lr\":%g,"
+             "\"global_scale\":[%g,%g],\"local_scale\":[%g,%g],\"blur_sigma\":[%g,%g],"
+             "\"lr\":%g,\"min_lr\":%g,"
              "\"wd\":%g,\"wd_end\":%g,\"clip\":%g,\"warmup_epochs\":%g,\"freeze_last_layer\":%d,"
              "\"momentum_teacher\":%g,\"teacher_temp\":%g,\"warmup_teacher_temp\":%g,"
              "\"warmup_teacher_temp_epochs\":%d,\"student_temp\":%g,\"center_momentum\":%g,"
@@ -163,11 +164,11 @@ static void options_json(const pretrain_options *o, int ntrain, int ntest, char 
              pretrain_method_name(o->method), o->arch, o->data, o->epochs, o->batch,
              (unsigned long long)o->seed, ntrain, ntest, o->out_dim, o->hidden, o->bottleneck,
              o->local_crops, o->global_size, o->local_size, o->global_scale[0], o->global_scale[1],
-             o->local_scale[0], o->local_scale[1], o->lr, o->min_lr, o->wd, o->wd_end, o->clip,
-             o->warmup_epochs, o->freeze_last_layer, o->momentum_teacher, o->teacher_temp,
-             o->warmup_teacher_temp, o->warmup_teacher_temp_epochs, o->student_temp,
-             o->center_momentum, o->knn_k, o->knn_t, o->knn_train, o->probe_epochs, o->dim,
-             o->depth, o->heads, o->patch);
+             o->local_scale[0], o->local_scale[1], o->blur_sigma[0], o->blur_sigma[1], o->lr,
+             o->min_lr, o->wd, o->wd_end, o->clip, o->warmup_epochs, o->freeze_last_layer,
+             o->momentum_teacher, o->teacher_temp, o->warmup_teacher_temp,
+             o->warmup_teacher_temp_epochs, o->student_temp, o->center_momentum, o->knn_k, o->knn_t,
+             o->knn_train, o->probe_epochs, o->dim, o->depth, o->heads, o->patch);
 }
 
 /* ---- features ---- */
@@ -373,6 +374,9 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     s->aug = aug_config_default(s->train.c, o->global_size, o->local_size, o->local_crops);
     s->aug.global_scale[0] = o->global_scale[0], s->aug.global_scale[1] = o->global_scale[1];
     s->aug.local_scale[0] = o->local_scale[0], s->aug.local_scale[1] = o->local_scale[1];
+    if (o->blur_sigma[1] > 0)
+        s->aug.blur_sigma[0] = o->blur_sigma[0], s->aug.blur_sigma[1] = o->blur_sigma[1];
+    o->blur_sigma[0] = s->aug.blur_sigma[0], o->blur_sigma[1] = s->aug.blur_sigma[1];
 
     char opts[2048];
     options_json(o, s->ntrain, s->ntest, opts, sizeof opts);
