@@ -184,12 +184,13 @@ static pk_status clip_gradients(pt_state *s) {
             tensor *g = s->params[i]->grad;
             float *p = tensor_host(g);
             int64_t n = tensor_numel(g);
-            float ss = 0; /* torch's norm: float accumulation is what it does on CPU too */
+            /* the norm accumulated in double and rounded to float (torch's p.grad.norm() is a
+             * float; its summation order differs, so this matches it to rounding) */
             double acc = 0;
             for (int64_t j = 0; j < n; j++)
                 acc += (double)p[j] * p[j];
-            ss = (float)sqrt(acc);
-            float coef = (float)(s->o.clip / ((double)ss + 1e-6));
+            float nrm = (float)sqrt(acc);
+            float coef = (float)(s->o.clip / ((double)nrm + 1e-6));
             if (coef < 1.0f)
                 for (int64_t j = 0; j < n; j++)
                     p[j] *= coef;

@@ -154,8 +154,7 @@ static void options_json(const pretrain_options *o, int ntrain, int ntest, char 
              "{\"method\":\"%s\",\"arch\":\"%s\",\"data\":\"%s\",\"epochs\":%d,\"batch\":%d,"
              "\"seed\":%llu,\"train_images\":%d,\"test_images\":%d,\"out_dim\":%d,\"hidden\":%d,"
              "\"bottleneck\":%d,\"local_crops\":%d,\"global_size\":%d,\"local_size\":%d,"
-             "\"global_scale\":[%g,%g],\"local_scale\":[%g,%g],\"blur_sigma\":[%g,%g],"
-             "\"lr\":%g,\"min_lr\":%g,"
+             "\"global_scale\":[%g,%g],\"local_scale\":[%g,%g],\"lr\":%g,\"min_lr\":%g,"
              "\"wd\":%g,\"wd_end\":%g,\"clip\":%g,\"warmup_epochs\":%g,\"freeze_last_layer\":%d,"
              "\"momentum_teacher\":%g,\"teacher_temp\":%g,\"warmup_teacher_temp\":%g,"
              "\"warmup_teacher_temp_epochs\":%d,\"student_temp\":%g,\"center_momentum\":%g,"
@@ -164,11 +163,17 @@ static void options_json(const pretrain_options *o, int ntrain, int ntest, char 
              pretrain_method_name(o->method), o->arch, o->data, o->epochs, o->batch,
              (unsigned long long)o->seed, ntrain, ntest, o->out_dim, o->hidden, o->bottleneck,
              o->local_crops, o->global_size, o->local_size, o->global_scale[0], o->global_scale[1],
-             o->local_scale[0], o->local_scale[1], o->blur_sigma[0], o->blur_sigma[1], o->lr,
-             o->min_lr, o->wd, o->wd_end, o->clip, o->warmup_epochs, o->freeze_last_layer,
-             o->momentum_teacher, o->teacher_temp, o->warmup_teacher_temp,
-             o->warmup_teacher_temp_epochs, o->student_temp, o->center_momentum, o->knn_k, o->knn_t,
-             o->knn_train, o->probe_epochs, o->dim, o->depth, o->heads, o->patch);
+             o->local_scale[0], o->local_scale[1], o->lr, o->min_lr, o->wd, o->wd_end, o->clip,
+             o->warmup_epochs, o->freeze_last_layer, o->momentum_teacher, o->teacher_temp,
+             o->warmup_teacher_temp, o->warmup_teacher_temp_epochs, o->student_temp,
+             o->center_momentum, o->knn_k, o->knn_t, o->knn_train, o->probe_epochs, o->dim,
+             o->depth, o->heads, o->patch);
+    /* an overridden blur range only: runs with the default (a function of global_size) keep
+     * the options text of the runs made before --blur-sigma existed, so they still resume */
+    size_t len = strlen(buf);
+    if (o->blur_sigma[1] > 0 && len > 0 && len < n)
+        snprintf(buf + len - 1, n - (len - 1), ",\"blur_sigma\":[%g,%g]}", o->blur_sigma[0],
+                 o->blur_sigma[1]);
 }
 
 /* ---- features ---- */
@@ -376,7 +381,6 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     s->aug.local_scale[0] = o->local_scale[0], s->aug.local_scale[1] = o->local_scale[1];
     if (o->blur_sigma[1] > 0)
         s->aug.blur_sigma[0] = o->blur_sigma[0], s->aug.blur_sigma[1] = o->blur_sigma[1];
-    o->blur_sigma[0] = s->aug.blur_sigma[0], o->blur_sigma[1] = s->aug.blur_sigma[1];
 
     char opts[2048];
     options_json(o, s->ntrain, s->ntest, opts, sizeof opts);

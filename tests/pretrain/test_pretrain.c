@@ -466,6 +466,34 @@ START_TEST(supervised_run_learns) {
 }
 END_TEST
 
+START_TEST(baselines_write_their_files) {
+    char a[256], p[512];
+    snprintf(a, sizeof a, "/tmp/pk_pretrain_r_%d", (int)getpid());
+    pretrain_method ms[2] = {PRETRAIN_RAW, PRETRAIN_RANDOM};
+    for (int i = 0; i < 2; i++) {
+        remove_dir(a);
+        pretrain_options o = tiny(ms[i], a);
+        o.epochs = 0;
+        pretrain_result r;
+        ck_assert_msg(pretrain_run(&o, &r) == PK_OK, "%s", polyak_error());
+        /* raw pixels of Fashion-MNIST are far above chance with a 320-image bank */
+        if (ms[i] == PRETRAIN_RAW)
+            ck_assert_msg(r.knn_top1 > 0.5 && r.linear_top1 > 0.3, "raw: k-NN %g, linear %g",
+                          r.knn_top1, r.linear_top1);
+        snprintf(p, sizeof p, "%s/metrics.json", a);
+        size_t n = 0;
+        char *mj = slurp(p, &n);
+        ck_assert(strstr(mj, "\"knn_top1\"") && strstr(mj, "\"linear_top1\""));
+        ck_assert(strstr(mj, ms[i] == PRETRAIN_RAW ? "\"raw\"" : "\"random\"") != NULL);
+        free(mj);
+        struct stat st;
+        snprintf(p, sizeof p, "%s/backbone.safetensors", a);
+        ck_assert((stat(p, &st) == 0) == (ms[i] == PRETRAIN_RANDOM)); /* no model for raw */
+    }
+    remove_dir(a);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("pretrain");
     TCase *unit = tcase_create("parts");
@@ -485,6 +513,7 @@ int main(void) {
     tcase_set_timeout(runs, 600);
     tcase_add_test(runs, dino_run_resumes_bit_exactly);
     tcase_add_test(runs, supervised_run_learns);
+    tcase_add_test(runs, baselines_write_their_files);
     suite_add_tcase(s, runs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
