@@ -38,7 +38,7 @@ fi
 {
     echo "== devices"; ./build/polyak devices
     echo "== Vulkan op tests"
-    for t in build/tests/ops_test_* build/tests/vk_test_* build/tests/splat_test_* build/tests/optim_test_*; do
+    for t in build/tests/ops_test_* build/tests/nn_test_* build/tests/vk_test_* build/tests/splat_test_* build/tests/optim_test_*; do
         [ -x "$t" ] || continue
         echo "-- $t"; CK_RUN_CASE=vulkan POLYAK_DEVICE=vk timeout 120 "$t" || echo "FAILED: $t"
     done

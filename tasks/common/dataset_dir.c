@@ -47,6 +47,8 @@ static pk_status idx_images_only(const char *path, pk_dataset *ds) {
 
 pk_status dataset_open_dir(const char *dir, const char *split, int folder_size, pk_dataset *ds,
                            dataset_kind *kind) {
+    dataset_kind unused;
+    if (!kind) kind = &unused;
     memset(ds, 0, sizeof *ds);
     bool train = split && strcmp(split, "train") == 0;
     if (!split || (!train && strcmp(split, "test") != 0))

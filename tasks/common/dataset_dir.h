@@ -18,7 +18,8 @@ const char *dataset_kind_name(dataset_kind k);
 
 /* Loads split "train" or "test" of the data set in dir into ds (labels NULL for IDX images
  * without a labels file). Folder images are resized (shorter side, bilinear) and centre-cropped
- * to folder_size x folder_size. An unrecognised folder is an error listing the layouts. */
+ * to folder_size x folder_size. An unrecognised folder is an error listing the layouts. `kind`
+ * may be NULL. */
 pk_status dataset_open_dir(const char *dir, const char *split, int folder_size, pk_dataset *ds,
                            dataset_kind *kind);
 

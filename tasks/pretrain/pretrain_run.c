@@ -7,10 +7,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "backbone.h"
+#include "dataset_dir.h"
 #include "pretrain_internal.h"
 #include "probe.h"
 
@@ -38,58 +38,17 @@ const char *pretrain_method_name(pretrain_method m) {
     return (unsigned)m < 4 ? names[m] : "?";
 }
 
-static bool path_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-static bool is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* Loads train and test sets from `dir`, recognising the layout by its files. */
+/* Loads the train and test splits of `dir` (any layout tasks/common/dataset_dir.h reads;
+ * image folders at 32x32). */
 static pk_status load_data(const char *dir, pk_dataset *train, pk_dataset *test) {
-    char a[1200], b[1200];
-    snprintf(a, sizeof a, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(b, sizeof b, "%s/train-images-idx3-ubyte", dir);
-    if (path_exists(a) || path_exists(b)) {
-        const char *gz = path_exists(a) ? ".gz" : "";
-        char ti[1200], tl[1200], vi[1200], vl[1200];
-        snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte%s", dir, gz);
-        snprintf(tl, sizeof tl, "%s/train-labels-idx1-ubyte%s", dir, gz);
-        snprintf(vi, sizeof vi, "%s/t10k-images-idx3-ubyte%s", dir, gz);
-        snprintf(vl, sizeof vl, "%s/t10k-labels-idx1-ubyte%s", dir, gz);
-        PK_TRY(idx_load(ti, tl, train));
-        return idx_load(vi, vl, test);
-    }
-    snprintf(a, sizeof a, "%s/data_batch_1.bin", dir);
-    if (path_exists(a)) {
-        char paths[5][1200], tpath[1200];
-        const char *pp[5];
-        for (int i = 0; i < 5; i++) {
-            snprintf(paths[i], sizeof paths[i], "%s/data_batch_%d.bin", dir, i + 1);
-            pp[i] = paths[i];
-        }
-        snprintf(tpath, sizeof tpath, "%s/test_batch.bin", dir);
-        const char *tp[1] = {tpath};
-        PK_TRY(cifar_load(pp, 5, 0, train));
-        return cifar_load(tp, 1, 0, test);
-    }
-    snprintf(a, sizeof a, "%s/train", dir);
-    snprintf(b, sizeof b, "%s/test", dir);
-    if (is_dir(a) && !is_dir(b)) snprintf(b, sizeof b, "%s/val", dir);
-    if (is_dir(a) && is_dir(b)) {
-        folder_options fo = {.w = 32, .h = 32};
-        PK_TRY(imagefolder_load(a, &fo, train));
-        return imagefolder_load(b, &fo, test);
-    }
-    return pk_error(PK_ERR_IO,
-                    "%s: not a dataset folder: expected Fashion-MNIST/MNIST IDX files "
-                    "(train-images-idx3-ubyte[.gz], ...), CIFAR-10 binary batches "
-                    "(data_batch_1.bin ... test_batch.bin), or image folders train/<class>/ and "
-                    "test/<class>/ (or val/)",
-                    dir);
+    PK_TRY(dataset_open_dir(dir, "train", 32, train, NULL));
+    PK_TRY(dataset_open_dir(dir, "test", 32, test, NULL));
+    if (!train->labels || !test->labels)
+        return pk_error(PK_ERR_FORMAT,
+                        "%s: the %s split has no labels file; pretrain's k-NN and linear probes "
+                        "need the labels of both splits",
+                        dir, !train->labels ? "train" : "test");
+    return PK_OK;
 }
 
 /* Everything a run holds; freed by state_free. */
@@ -440,6 +399,13 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
     run_metric_str(s->run, "method", pretrain_method_name(o->method));
     run_metric_str(s->run, "arch", o->arch);
+    /* the effective architecture (--dim/--depth/--heads/--patch may override the arch's) */
+    char arch_json[160];
+    snprintf(arch_json, sizeof arch_json,
+             "{\"dim\": %d, \"depth\": %d, \"heads\": %d, \"patch\": %d, \"in_chans\": %d}",
+             s->model->cfg.dim, s->model->cfg.depth, s->model->cfg.heads, s->model->cfg.patch,
+             s->model->cfg.in_chans);
+    run_metric_json(s->run, "vit", arch_json);
     if (o->time_ops) PK_TRY(pk_ctx_time_ops(s->c, true));
 
     ckpt_list ck = {0};
