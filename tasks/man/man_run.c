@@ -9,12 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
 
-#include "dataset.h"
+#include "dataset_dir.h"
 #include "optim/schedule.h"
 #include "rng.h"
 #include "run.h"
@@ -27,64 +26,16 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static bool path_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-static bool is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-typedef enum data_kind { DATA_IDX, DATA_CIFAR, DATA_FOLDER } data_kind;
-
-/* Loads train and test sets from `dir`, recognising the layout by its files. */
+/* Loads train and test sets from `dir` (the layouts of tasks/common/dataset_dir.h; image
+ * folders at image_size). CIFAR-100 trains on its fine labels, like CIFAR-10. */
 static pk_status load_data(const char *dir, int image_size, pk_dataset *train, pk_dataset *test,
-                           data_kind *kind) {
-    char a[1200], b[1200];
-    snprintf(a, sizeof a, "%s/train-images-idx3-ubyte.gz", dir);
-    snprintf(b, sizeof b, "%s/train-images-idx3-ubyte", dir);
-    if (path_exists(a) || path_exists(b)) {
-        const char *gz = path_exists(a) ? ".gz" : "";
-        char ti[1200], tl[1200], vi[1200], vl[1200];
-        snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte%s", dir, gz);
-        snprintf(tl, sizeof tl, "%s/train-labels-idx1-ubyte%s", dir, gz);
-        snprintf(vi, sizeof vi, "%s/t10k-images-idx3-ubyte%s", dir, gz);
-        snprintf(vl, sizeof vl, "%s/t10k-labels-idx1-ubyte%s", dir, gz);
-        *kind = DATA_IDX;
-        PK_TRY(idx_load(ti, tl, train));
-        return idx_load(vi, vl, test);
-    }
-    snprintf(a, sizeof a, "%s/data_batch_1.bin", dir);
-    if (path_exists(a)) {
-        char paths[5][1200], tpath[1200];
-        const char *pp[5];
-        for (int i = 0; i < 5; i++) {
-            snprintf(paths[i], sizeof paths[i], "%s/data_batch_%d.bin", dir, i + 1);
-            pp[i] = paths[i];
-        }
-        snprintf(tpath, sizeof tpath, "%s/test_batch.bin", dir);
-        const char *tp[1] = {tpath};
-        *kind = DATA_CIFAR;
-        PK_TRY(cifar_load(pp, 5, 0, train));
-        return cifar_load(tp, 1, 0, test);
-    }
-    snprintf(a, sizeof a, "%s/train", dir);
-    snprintf(b, sizeof b, "%s/test", dir);
-    if (is_dir(a) && !is_dir(b)) snprintf(b, sizeof b, "%s/val", dir);
-    if (is_dir(a) && is_dir(b)) {
-        folder_options fo = {.w = image_size, .h = image_size};
-        *kind = DATA_FOLDER;
-        PK_TRY(imagefolder_load(a, &fo, train));
-        return imagefolder_load(b, &fo, test);
-    }
-    return pk_error(PK_ERR_IO,
-                    "%s: not a dataset folder: expected Fashion-MNIST/MNIST IDX files "
-                    "(train-images-idx3-ubyte[.gz], ...), CIFAR-10 binary batches "
-                    "(data_batch_1.bin ... test_batch.bin), or image folders train/<class>/ and "
-                    "test/<class>/ (or val/)",
-                    dir);
+                           dataset_kind *kind) {
+    PK_TRY(dataset_open_dir(dir, "train", image_size, train, kind));
+    PK_TRY(dataset_open_dir(dir, "test", image_size, test, kind));
+    if (!train->labels || !test->labels)
+        return pk_error(PK_ERR_FORMAT, "%s: the %s split has no labels file; MAN needs labels", dir,
+                        !train->labels ? "train" : "test");
+    return PK_OK;
 }
 
 /* Per-channel normalisation of the official code: CIFAR statistics for CIFAR, else 0.5/0.5. */
@@ -120,7 +71,7 @@ typedef struct job {
     pk_ctx *c;
     man_model *model;
     pk_dataset train, test;
-    data_kind kind;
+    dataset_kind kind;
     norm nm;
     int32_t *subset, *order;
     int ntrain, ntest;
@@ -271,7 +222,7 @@ static pk_status run_body(job *r, man_result *res) {
     if (r->train.c != 1 && r->train.c != 3)
         return pk_error(PK_ERR_FORMAT, "%s: images have %d channels; expected 1 or 3", o->data,
                         r->train.c);
-    if (r->kind == DATA_FOLDER) { /* labels are positions in each root's sorted class list */
+    if (r->kind == DATASET_FOLDER) { /* labels are positions in each root's sorted class list */
         bool same = r->train.num_classes == r->test.num_classes;
         for (int k = 0; same && k < r->train.num_classes; k++)
             same = strcmp(r->train.class_names[k], r->test.class_names[k]) == 0;
@@ -289,7 +240,7 @@ static pk_status run_body(job *r, man_result *res) {
     if (steps < 1)
         return pk_error(PK_ERR_INVALID, "%d training images do not fill one batch of %d", r->ntrain,
                         o->batch);
-    if (r->kind == DATA_CIFAR)
+    if ((r->kind == DATASET_CIFAR10 || r->kind == DATASET_CIFAR100))
         r->nm = (norm){{125.3f / 255, 123.0f / 255, 113.9f / 255},
                        {63.0f / 255, 62.1f / 255, 66.7f / 255}};
     else
@@ -297,8 +248,9 @@ static pk_status run_body(job *r, man_result *res) {
     /* Flip: yes for CIFAR and photos (the official CIFAR pipeline); not for Fashion-MNIST,
      * whose items have a canonical orientation (every shoe faces left in train and test), so
      * a flip only creates images the test set never shows. */
-    bool flip = o->flip >= 0 ? o->flip == 1 : r->kind != DATA_IDX;
-    bool reflect = r->kind == DATA_CIFAR; /* official CIFAR: F.pad(..., mode='reflect') */
+    bool flip = o->flip >= 0 ? o->flip == 1 : r->kind != DATASET_IDX;
+    bool reflect = r->kind == DATASET_CIFAR10 ||
+                   r->kind == DATASET_CIFAR100; /* official CIFAR: F.pad(..., mode='reflect') */
 
     pk_ctx_options co = {.device = o->device, .seed = o->seed, .threads = o->threads};
     PK_TRY(pk_ctx_create(&co, &r->c));
