@@ -28,7 +28,7 @@ static const char *usage =
     "  --arch      a configuration name; optional when the file's metadata names it (Polyak's\n"
     "              backbones), else inferred from the shapes (heads = dim / 64, as timm's\n"
     "              vit_*_patch16 models). Known: vit_tiny_patch16_224, vit_small_patch16_224,\n"
-    "              vit_base_patch16_224, vit_nano_patch4_28, vit_tiny_patch4_28,\n"
+    "              vit_base_patch16_224, vit_nano_patch4_28, vit_pico_patch7_28, vit_tiny_patch4_28,\n"
     "              vit_nano_patch4_32, vit_tiny_patch4_32\n"
     "  --data      Fashion-MNIST/MNIST IDX files, CIFAR-10/100 binary, or image folders\n"
     "              <split>/<class>/ (test falls back to val/)\n"

@@ -21,6 +21,8 @@ static const vit_config vit_configs[] = {
     {"vit_base_patch16_224", 224, 16, 3, 768, 12, 12, 3072, 0, 1e-6f},
     /* small-image configurations (Polyak's own, for 28x28 / 32x32 data) */
     {"vit_nano_patch4_28", 28, 4, 3, 128, 6, 4, 512, 0, 1e-6f},
+    /* DINO's Fashion-MNIST backbone in a CPU hour (BENCHMARKS.md): 16 patches of 7x7 */
+    {"vit_pico_patch7_28", 28, 7, 3, 64, 4, 4, 256, 0, 1e-6f},
     {"vit_tiny_patch4_28", 28, 4, 3, 192, 12, 3, 768, 0, 1e-6f},
     {"vit_nano_patch4_32", 32, 4, 3, 128, 6, 4, 512, 0, 1e-6f},
     {"vit_tiny_patch4_32", 32, 4, 3, 192, 12, 3, 768, 0, 1e-6f},
@@ -29,7 +31,8 @@ static const vit_config vit_configs[] = {
 
 const char *vit_config_names(void) {
     return "vit_tiny_patch16_224, vit_small_patch16_224, vit_base_patch16_224, "
-           "vit_nano_patch4_28, vit_tiny_patch4_28, vit_nano_patch4_32, vit_tiny_patch4_32";
+           "vit_nano_patch4_28, vit_pico_patch7_28, vit_tiny_patch4_28, vit_nano_patch4_32, "
+           "vit_tiny_patch4_32";
 }
 
 pk_status vit_config_by_name(const char *name, vit_config *cfg) {

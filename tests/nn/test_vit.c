@@ -506,16 +506,18 @@ END_TEST
 START_TEST(configs) {
     const char *names[] = {"vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
                            "vit_nano_patch4_28",   "vit_tiny_patch4_28",    "vit_nano_patch4_32",
-                           "vit_tiny_patch4_32"};
-    const int dims[] = {192, 384, 768, 128, 192, 128, 192}, heads[] = {3, 6, 12, 4, 3, 4, 3};
-    const int depth[] = {12, 12, 12, 6, 12, 6, 12}, img[] = {224, 224, 224, 28, 28, 32, 32};
-    for (int i = 0; i < 7; i++) {
+                           "vit_tiny_patch4_32",   "vit_pico_patch7_28"};
+    const int dims[] = {192, 384, 768, 128, 192, 128, 192, 64}, heads[] = {3, 6, 12, 4, 3, 4, 3, 4};
+    const int depth[] = {12, 12, 12, 6, 12, 6, 12, 4}, img[] = {224, 224, 224, 28, 28, 32, 32, 28};
+    const int patch[] = {16, 16, 16, 4, 4, 4, 4, 7};
+    for (int i = 0; i < 8; i++) {
         vit_config g;
         ck_assert_int_eq(vit_config_by_name(names[i], &g), PK_OK);
         ck_assert_int_eq(g.dim, dims[i]);
         ck_assert_int_eq(g.heads, heads[i]);
         ck_assert_int_eq(g.depth, depth[i]);
         ck_assert_int_eq(g.img_size, img[i]);
+        ck_assert_int_eq(g.patch, patch[i]);
         ck_assert_int_eq(g.in_chans, 3);
         ck_assert_int_eq(g.mlp_hidden, g.dim == 128 ? 512 : 4 * g.dim);
         ck_assert(strstr(vit_config_names(), names[i]) != NULL);
