@@ -44,14 +44,23 @@ static void problem_add(problems *p, int kind, const char *fmt, const char *a, c
 
 /* Records the error: "path: N tensors do not fit NAME: missing (k): ...; unexpected (k): ...;
  * misshaped (k): ..." cut (said so) only past the message's room. */
-static pk_status problems_report(problems *p, const char *path, const char *arch) {
+static pk_status problems_report(problems *p, const char *path, const char *arch, int nparams) {
     static const char *kinds[3] = {"missing", "unexpected", "misshaped"};
     char msg[1900];
     int total = p->count[0] + p->count[1] + p->count[2];
-    size_t o = (size_t)snprintf(msg, sizeof msg,
-                                "%s: %d tensor%s not fit %s (skip name prefixes with --partial)",
-                                path, total, total == 1 ? " does" : "s do", arch);
-    for (int k = 0; k < 3 && o < sizeof msg; k++)
+    size_t o;
+    bool none = p->count[0] == nparams; /* not one ViT tensor: say so, list what the file holds */
+    if (none)
+        o = (size_t)snprintf(msg, sizeof msg,
+                             "%s: holds none of %s's %d tensors (cls_token, pos_embed, "
+                             "blocks.N...): not a timm-layout ViT backbone; it holds (%d): %s",
+                             path, arch, nparams, p->count[1],
+                             p->count[1] ? p->text[1] : "nothing");
+    else
+        o = (size_t)snprintf(msg, sizeof msg,
+                             "%s: %d tensor%s not fit %s (skip name prefixes with --partial)", path,
+                             total, total == 1 ? " does" : "s do", arch);
+    for (int k = 0; !none && k < 3 && o < sizeof msg; k++)
         if (p->count[k])
             o += (size_t)snprintf(msg + o, sizeof msg - o, "; %s (%d): %s", kinds[k], p->count[k],
                                   p->text[k]);
@@ -183,7 +192,7 @@ pk_status backbone_load(pk_ctx *c, vit *m, const char *path, const char *const *
                         shape_str(f.tensors[j].shape, f.tensors[j].ndim, sf, sizeof sf), "");
     pk_status s = PK_OK;
     if (pr.count[0] + pr.count[1] + pr.count[2] || pr.nomem)
-        s = problems_report(&pr, path, m->cfg.name);
+        s = problems_report(&pr, path, m->cfg.name, np);
     for (int i = 0; s == PK_OK && i < np; i++) {
         if (!src[i]) continue;
         int64_t n = tensor_numel(params[i]);

@@ -370,6 +370,19 @@ START_TEST(load_errors) {
                                             "blocks.3.attn.qkv.bias", "blocks.5.mlp.fc2.bias",
                                             "48 tensors"},
                       4);
+    /* not a backbone at all (a features file): said so, with what the file holds */
+    char fpath[256];
+    tmp_path(fpath, sizeof fpath, "features");
+    float fdata[6] = {1, 2, 3, 4, 5, 6};
+    int64_t fshape[2] = {2, 3};
+    st_write_tensor ft = {
+        .name = "features", .dtype = ST_F32, .ndim = 2, .shape = fshape, .data = fdata};
+    ck_assert_int_eq(safetensors_write(fpath, &ft, 1, NULL, NULL, 0), PK_OK);
+    expect_load_error(
+        c, m6, fpath, NULL, 0,
+        (const char *const[]){"not a timm-layout ViT backbone", "it holds (1): features (2, 3)"},
+        2);
+    unlink(fpath);
     /* misshaped: an MLP of 128 against the file's 256, expected and found shapes named */
     vit_config narrow = nano_cfg();
     narrow.mlp_hidden = 128;
