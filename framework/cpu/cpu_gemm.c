@@ -37,58 +37,49 @@ bool cpu_gemm_usable(int64_t m, int64_t n, int64_t k) {
     return cpu_gemm_available() && m >= MR && n >= 16 && k >= 16 && m * n * k >= (1 << 18);
 }
 
+/* Packs a w-wide panel: dst[k * w + r] = element (x0 + r, k0 + k) of a logical (x, k) matrix
+ * stored as p[x * ld + k] (!k_major) or p[k * ld + x] (k_major), for k < kc; rows r >= valid
+ * are zero. op(A) is (i, k); op(B) is (j, k) read along its columns. */
+__attribute__((always_inline)) static inline void pack_panel(const float *p, int64_t ld,
+                                                             bool k_major, int64_t x0, int64_t k0,
+                                                             int kc, int w, int valid,
+                                                             float *restrict dst) {
+    if (k_major) {
+        for (int k = 0; k < kc; k++) {
+            const float *src = p + (k0 + k) * ld + x0;
+            if (valid == w)
+                memcpy(dst + k * w, src, sizeof(float) * (size_t)w);
+            else {
+                int r = 0;
+                for (; r < valid; r++)
+                    dst[k * w + r] = src[r];
+                for (; r < w; r++)
+                    dst[k * w + r] = 0.0f;
+            }
+        }
+    } else {
+        for (int r = 0; r < w; r++) {
+            const float *src = p + (x0 + r) * ld + k0;
+            if (r < valid)
+                for (int k = 0; k < kc; k++)
+                    dst[k * w + r] = src[k];
+            else
+                for (int k = 0; k < kc; k++)
+                    dst[k * w + r] = 0.0f;
+        }
+    }
+}
+
 /* Packs rows [i0, i0 + MR) x k [k0, k0 + kc) of op(A) into ap (kc x MR), zero rows past M. */
 static void pack_a(const cpu_gemm_args *g, int64_t i0, int64_t k0, int kc, float *restrict ap) {
     int mr = g->m - i0 < MR ? (int)(g->m - i0) : MR;
-    if (!g->trans_a) {
-        for (int r = 0; r < MR; r++) {
-            const float *src = g->a + (i0 + r) * g->lda + k0;
-            if (r < mr)
-                for (int k = 0; k < kc; k++)
-                    ap[k * MR + r] = src[k];
-            else
-                for (int k = 0; k < kc; k++)
-                    ap[k * MR + r] = 0.0f;
-        }
-    } else {
-        for (int k = 0; k < kc; k++) {
-            const float *src = g->a + (k0 + k) * g->lda + i0;
-            int r = 0;
-            for (; r < mr; r++)
-                ap[k * MR + r] = src[r];
-            for (; r < MR; r++)
-                ap[k * MR + r] = 0.0f;
-        }
-    }
+    pack_panel(g->a, g->lda, g->trans_a, i0, k0, kc, MR, mr, ap);
 }
 
 /* Packs k [k0, k0 + kc) x columns [j0, j0 + NR) of op(B) into bp (kc x NR), zero past N. */
 static void pack_b(const cpu_gemm_args *g, int64_t k0, int kc, int64_t j0, float *restrict bp) {
     int nr = g->n - j0 < NR ? (int)(g->n - j0) : NR;
-    if (!g->trans_b) {
-        for (int k = 0; k < kc; k++) {
-            const float *src = g->b + (k0 + k) * g->ldb + j0;
-            if (nr == NR)
-                memcpy(bp + k * NR, src, sizeof(float) * NR);
-            else {
-                int c = 0;
-                for (; c < nr; c++)
-                    bp[k * NR + c] = src[c];
-                for (; c < NR; c++)
-                    bp[k * NR + c] = 0.0f;
-            }
-        }
-    } else {
-        for (int c = 0; c < NR; c++) {
-            const float *src = g->b + (j0 + c) * g->ldb + k0;
-            if (c < nr)
-                for (int k = 0; k < kc; k++)
-                    bp[k * NR + c] = src[k];
-            else
-                for (int k = 0; k < kc; k++)
-                    bp[k * NR + c] = 0.0f;
-        }
-    }
+    pack_panel(g->b, g->ldb, !g->trans_b, j0, k0, kc, NR, nr, bp);
 }
 
 /* C tile (mr x nr at c, row stride ldc) = (add: +=) ap (kc x MR) . bp (kc x NR). Written
