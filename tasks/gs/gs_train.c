@@ -921,6 +921,7 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     PK_TRY(gs_trainer_checkpoint(t));
     const gs_timing *tm = &t->timing;
     pk_run *run = t->run;
+    run_metric_str(run, "kind", "splat");
     run_metric(run, "psnr", ev->images ? round(ev->psnr * 1e4) / 1e4 : NAN);
     run_metric(run, "ssim", ev->images ? round(ev->ssim * 1e5) / 1e5 : NAN);
     run_metric(run, "gaussians", (double)t->src.count(t->src.self));
