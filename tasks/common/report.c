@@ -187,9 +187,21 @@ static void read_log(rp_run *r) {
             ok = e != f[i] && *e == 0;
         }
         if (!ok) {
-            if (bad++ < 3)
-                problem(r, "log.csv line %d: expected %d numbers, found '%.80s': row skipped",
-                        lineno, L->ncols, n == L->ncols ? "a field that is not a number" : line);
+            if (bad++ < 3) {
+                if (n != L->ncols)
+                    problem(r, "log.csv line %d: expected %d fields, found %d: row skipped", lineno,
+                            L->ncols, n);
+                else
+                    for (int i = 0; i < n; i++) {
+                        char *e = NULL;
+                        strtod(f[i], &e);
+                        if (e == f[i] || *e) {
+                            problem(r, "log.csv line %d: '%.40s' is not a number: row skipped",
+                                    lineno, f[i]);
+                            break;
+                        }
+                    }
+            }
         } else {
             if ((size_t)L->nrows + 1 > cap) {
                 cap = cap ? 2 * cap : 256;
@@ -1254,41 +1266,45 @@ static void facts(svg_buf *b, rp_run *r) {
     svg_printf(b, "</tbody></table></div>");
 }
 
-/* One run's section. */
-static void run_section(svg_buf *b, rp_run *r, int idx, bool alone) {
-    svg_printf(b, "<section class=\"run\" id=\"run-%d\"><h2>", idx);
-    svg_text(b, r->label);
-    svg_printf(b, "<span class=\"badge\">");
-    svg_text(b, r->kind);
-    svg_printf(b, "%s</span></h2><div class=\"path\">", r->kind_inferred ? " (inferred)" : "");
-    svg_text(b, r->dir);
-    svg_printf(b, "</div>");
+/* One run's section: the body is written first, so problems found while drawing it (an
+ * unreadable render, a malformed matrix) are listed at the top with the others. */
+static void run_section(svg_buf *out, rp_run *r, int idx, bool alone) {
+    svg_buf body = {0}, *b = &body;
+    if (r->exists) {
+        facts(b, r);
+        if (r->metrics) {
+            svg_printf(b, "<h3>Metrics</h3>");
+            object_table(b, r->metrics, "metrics");
+        }
+        if (r->options) {
+            svg_printf(b, "<details><summary>Options (%d)</summary>",
+                       cJSON_GetArraySize(r->options));
+            object_table(b, r->options, "options");
+            svg_printf(b, "</details>");
+        }
+        if (strcmp(r->kind, "splat") == 0) splat_section(b, r);
+        if (alone) kind_section(b, &r, 1, r->kind);
+        if (r->log.nrows) {
+            svg_printf(b, "<h3>Curves from log.csv (%d rows)</h3>", r->log.nrows);
+            curves(b, &r, 1);
+        }
+    }
+    if (body.oom) out->oom = true;
+    svg_printf(out, "<section class=\"run\" id=\"run-%d\"><h2>", idx);
+    svg_text(out, r->label);
+    svg_printf(out, "<span class=\"badge\">");
+    svg_text(out, r->kind);
+    svg_printf(out, "%s</span></h2><div class=\"path\">", r->kind_inferred ? " (inferred)" : "");
+    svg_text(out, r->dir);
+    svg_printf(out, "</div>");
     if (r->problems.len) {
-        svg_printf(b, "<ul class=\"problems\">");
-        svg_put(b, r->problems.s, r->problems.len);
-        svg_printf(b, "</ul>");
+        svg_printf(out, "<ul class=\"problems\">");
+        svg_put(out, r->problems.s, r->problems.len);
+        svg_printf(out, "</ul>");
     }
-    if (!r->exists) {
-        svg_printf(b, "</section>");
-        return;
-    }
-    facts(b, r);
-    if (r->metrics) {
-        svg_printf(b, "<h3>Metrics</h3>");
-        object_table(b, r->metrics, "metrics");
-    }
-    if (r->options) {
-        svg_printf(b, "<details><summary>Options (%d)</summary>", cJSON_GetArraySize(r->options));
-        object_table(b, r->options, "options");
-        svg_printf(b, "</details>");
-    }
-    if (strcmp(r->kind, "splat") == 0) splat_section(b, r);
-    if (alone) kind_section(b, &r, 1, r->kind);
-    if (r->log.nrows) {
-        svg_printf(b, "<h3>Curves from log.csv (%d rows)</h3>", r->log.nrows);
-        curves(b, &r, 1);
-    }
-    svg_printf(b, "</section>");
+    if (body.len) svg_put(out, body.s, body.len);
+    svg_free(&body);
+    svg_printf(out, "</section>");
 }
 
 /* The comparison of several runs: one table with a row per run, the kinds' plots, the curves
