@@ -755,7 +755,7 @@ static void splat_section(svg_buf *b, rp_run *r) {
                     ps = rows[v].psnr, ss = rows[v].ssim;
             }
             if (isfinite(ps))
-                snprintf(caps[ni], sizeof caps[ni], "%s: PSNR %.2f dB, SSIM %.4f", fn, ps, ss);
+                snprintf(caps[ni], sizeof caps[ni], "PSNR %.2f dB, SSIM %.4f · %s", ps, ss, fn);
             else
                 snprintf(caps[ni], sizeof caps[ni], "%s", fn);
             imgs[ni] = (svg_image){caps[ni], mime, data, len};
@@ -1107,7 +1107,10 @@ static const char style[] =
     "header{border-bottom:1px solid var(--border)}\n"
     "h1{font-size:1.35em;margin:.3em 0}h2{font-size:1.2em;margin:1.2em 0 .4em}"
     "h3{font-size:1.02em;margin:1.1em 0 .4em}\n"
-    "section.run{border-top:2px solid var(--border);margin-top:1.2em}\n"
+    "section.run{border-top:2px solid var(--border);margin-top:1.2em}"
+    "main>section.run:first-child{border-top:0;margin-top:0}\n"
+    "@media (max-width:600px){body{font-size:14px}svg.plot text{font-size:13px}"
+    "svg.plot .title{font-size:14px}header,main{padding:8px}}\n"
     ".badge{display:inline-block;font-size:.75em;padding:1px 8px;border-radius:10px;"
     "background:var(--card);border:1px solid var(--border);vertical-align:middle;"
     "margin-left:6px}\n"
@@ -1161,7 +1164,8 @@ static const char style[] =
     ".gallery figure{margin:0;background:var(--card);border:1px solid var(--border);"
     "border-radius:8px;padding:6px}\n"
     ".gallery img{width:100%;height:auto;display:block;border-radius:4px;cursor:zoom-in}\n"
-    ".gallery figcaption{font-size:.8em;color:var(--muted);margin-top:4px;word-break:break-all}\n"
+    ".gallery figcaption{font-size:.8em;color:var(--muted);margin-top:4px;"
+    "overflow-wrap:anywhere}\n"
     "#zoom{position:fixed;inset:0;background:rgba(0,0,0,.88);display:none;align-items:center;"
     "justify-content:center;cursor:zoom-out;z-index:10;padding:10px}\n"
     "#zoom.on{display:flex}#zoom img{max-width:100%;max-height:100%;image-rendering:auto}\n"

@@ -226,7 +226,7 @@ static double legend(svg_buf *b, const char *const *names, int n, double x0, dou
 /* ---- line plots ---- */
 
 void svg_line(svg_buf *b, const svg_plot *p, const svg_series *s, int ns) {
-    const double W = 560, ml = 72, mr = 18, mt = 34, ph = 200;
+    const double W = 480, ml = 70, mr = 16, mt = 34, ph = 190;
     int maxp = p->max_points > 1 ? p->max_points : 1200;
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int k = 0; k < ns; k++)
@@ -352,11 +352,11 @@ void svg_line(svg_buf *b, const svg_plot *p, const svg_series *s, int ns) {
 
 void svg_bars(svg_buf *b, const svg_plot *p, const char *const *cats, int ncat,
               const char *const *stacks, int nstack, const double *v) {
-    const double W = 560, mr = 64, mt = 34, row = 26;
+    const double W = 480, mr = 56, mt = 34, row = 26;
     double lw = 40;
     for (int i = 0; i < ncat; i++)
         lw = fmax(lw, text_width(cats[i]) + 12);
-    lw = fmin(lw, 200);
+    lw = fmin(lw, 170);
     double hi = 0;
     for (int i = 0; i < ncat; i++) {
         double t = 0;
@@ -464,8 +464,8 @@ void svg_heatmap(svg_buf *b, const char *title, const char *const *row_names,
     for (int i = 0; i < rows; i++)
         lw = fmax(lw, text_width(row_names[i]) + 10);
     lw = fmin(lw, 160) + 20;
-    double cell = fmin(56, fmax(26, (560 - lw - 10) / (cols ? cols : 1)));
-    double mt = 54, W = fmax(560, lw + cell * cols + 10), H = mt + cell * rows + 10;
+    double cell = fmin(56, fmax(26, (480 - lw - 10) / (cols ? cols : 1)));
+    double mt = 54, W = fmax(480, lw + cell * cols + 10), H = mt + cell * rows + 10;
     int filled = 0;
     for (int i = 0; i < rows * cols; i++)
         filled += isfinite(v[i]);
