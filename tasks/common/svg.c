@@ -261,8 +261,15 @@ void svg_line(svg_buf *b, const svg_plot *p, const svg_series *s, int ns) {
     open_svg(b, "line", ns, W, H, p->title);
     svg_printf(b,
                "<g class=\"frame\" data-x0=\"%.1f\" data-x1=\"%.1f\" data-y0=\"%.1f\" "
-               "data-y1=\"%.1f\">",
+               "data-y1=\"%.1f\" data-xname=\"",
                ml, ml + pw, mt, axis_b);
+    svg_text(b, p->xlabel ? p->xlabel : "x");
+    if (p->xunit && *p->xunit) {
+        svg_put(b, " [", 2);
+        svg_text(b, p->xunit);
+        svg_put(b, "]", 1);
+    }
+    svg_printf(b, "\">");
 #define PX(v) (ml + ((v)-xlo) / (xhi - xlo) * pw)
 #define PY(v) (axis_b - ((v)-ylo) / (yhi - ylo) * ph)
     /* grid, ticks and tick labels */

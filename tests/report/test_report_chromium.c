@@ -4,7 +4,9 @@
  * screenshot must not be blank (many colours, most pixels off the background, the series
  * colour of the theme present), the console must stay silent (Chromium logs every console
  * message and uncaught error as a CONSOLE line), and the DOM after the scripts ran must hold one
- * hover layer per line plot (the hover script ran to its end). Skipped (exit 77) only where no
+ * hover layer per line plot (the hover script ran to its end). On the splat page an added
+ * script moves the pointer over a plot (its values must show) and clicks a render (it must
+ * open enlarged, and close on a click). Skipped (exit 77) only where no
  * chromium exists; POLYAK_CHROMIUM names another binary. */
 #include "fixtures.h"
 
@@ -31,8 +33,31 @@ static size_t count(const char *hay, const char *needle) {
 
 /* Renders page (a file) at w x h, dark or light; checks the screenshot, the console and the
  * DOM. */
-static void render(const char *tmp, const char *page, int w, int h, bool dark, int line_plots) {
+static void render(const char *tmp, const char *page, int w, int h, bool dark, int line_plots,
+                   bool interact) {
     static int run = 0;
+    char copy[512];
+    if (interact) { /* a copy of the page whose last script hovers a plot and clicks an image */
+        snprintf(copy, sizeof copy, "%s/interact-%d.html", tmp, run);
+        char *t = fx_read(page);
+        char *end = strstr(t, "</body>");
+        ck_assert_ptr_nonnull(end);
+        FILE *f = fopen(copy, "wb");
+        ck_assert_ptr_nonnull(f);
+        fwrite(t, 1, (size_t)(end - t), f);
+        fputs("<script>(function(){var s=document.querySelector('svg.plot.line'),"
+              "r=s.getBoundingClientRect();s.dispatchEvent(new PointerEvent('pointermove',"
+              "{clientX:r.left+r.width*0.6,clientY:r.top+r.height/2,bubbles:true}));"
+              "var i=document.querySelector('.gallery img'),z=document.getElementById('zoom');"
+              "i.click();document.body.setAttribute('data-zoom',z.className+'|'+"
+              "(z.querySelector('img').src===i.src));z.click();"
+              "document.body.setAttribute('data-zoom-closed',z.className)})();</script>",
+              f);
+        fputs(end, f);
+        fclose(f);
+        free(t);
+        page = copy;
+    }
     char shot[512], dom[512], log[512], ud[512], cmd[4096];
     snprintf(shot, sizeof shot, "%s/shot-%d.png", tmp, run);
     snprintf(dom, sizeof dom, "%s/dom-%d.html", tmp, run);
@@ -58,6 +83,16 @@ static void render(const char *tmp, const char *page, int w, int h, bool dark, i
                   page, count(dt, "class=\"plot line\""));
     ck_assert_msg(count(dt, "class=\"hover\"") == (size_t)line_plots, "%s: %zu hover layers", page,
                   count(dt, "class=\"hover\""));
+    if (interact) {
+        /* the hovered plot shows its value; the image opened enlarged and closed again */
+        ck_assert_msg(count(dt, "class=\"hover\" style=\"display: none;\"") ==
+                          (size_t)line_plots - 1,
+                      "%s: the hovered plot shows no values", page);
+        ck_assert_msg(strstr(dt, "<tspan") && strstr(dt, "class=\"tiphead\">step: "),
+                      "%s: no hover text", page);
+        ck_assert_msg(strstr(dt, "data-zoom=\"on|true\""), "%s: the image did not open", page);
+        ck_assert_msg(strstr(dt, "data-zoom-closed=\"\""), "%s: the image did not close", page);
+    }
     free(dt);
     /* the screenshot is a page, not a blank: the theme's background at the corner, many
      * colours, a good share of pixels off the background, the first series colour present */
@@ -121,10 +156,10 @@ START_TEST(pages_render) {
     char *cl_page = fx_join(root, "cl.html");
     ck_assert(report_write((const char *const *)cl, 3, cl_page) == PK_OK);
     /* line plots: splat 6; MAN 12 overlaid + 12 per run; cl 1 (average over tasks) */
-    render(root, splat_page, 1100, 3200, false, 6);
-    render(root, man_page, 390, 4000, true, 12 + 3 * 12);
-    render(root, cl_page, 390, 3000, false, 1);
-    render(root, cl_page, 1100, 2000, true, 1);
+    render(root, splat_page, 1100, 3200, false, 6, true);
+    render(root, man_page, 390, 4000, true, 12 + 3 * 12, false);
+    render(root, cl_page, 390, 3000, false, 1, false);
+    render(root, cl_page, 1100, 2000, true, 1, false);
     for (int k = 0; k < 3; k++)
         free(man[k]), free(cl[k]);
     free(splat), free(splat_page), free(man_page), free(cl_page);
