@@ -910,6 +910,7 @@ static int read_matrix(rp_run *r, const char *key, double **out) {
 /* Continual learning (cl: accuracy_matrix, ctp: recall_matrix): the matrix as a heatmap per
  * run, the average over the tasks seen after each task per run, forgetting per task. */
 static void cl_section(svg_buf *b, rp_run **runs, int n) {
+    svg_buf heat = {0}, forg = {0}; /* the heatmaps, then the forgetting bars, in grids */
     svg_series *ss = calloc((size_t)n, sizeof *ss);
     double **xs = calloc((size_t)n, sizeof *xs), **ys = calloc((size_t)n, sizeof *ys);
     char(*labels)[256] = calloc((size_t)n, sizeof *labels);
@@ -955,9 +956,7 @@ static void cl_section(svg_buf *b, rp_run **runs, int n) {
         char title[400];
         snprintf(title, sizeof title, "%s: %s (row: after training task i; column: task j)",
                  labels[m], ctp ? "recall@1 [%]" : "accuracy [%]");
-        svg_printf(b, "<div class=\"plots wide\">");
-        svg_heatmap(b, title, rn, cn, T, T, v, 0, 1, "%.1f", 100, "after task", "on task");
-        svg_printf(b, "</div>");
+        svg_heatmap(&heat, title, rn, cn, T, T, v, 0, 1, "%.1f", 100, "after task", "on task");
         /* the average over tasks 1..i after task i */
         for (int i = 0; i < T; i++) {
             double s = 0;
@@ -983,10 +982,9 @@ static void cl_section(svg_buf *b, rp_run **runs, int n) {
                          "%s: forgetting per task (best before the last "
                          "task minus last)",
                          labels[m]);
-                svg_printf(b, "<div class=\"plots wide\">");
-                svg_bars(b, &(svg_plot){.title = title, .xlabel = "forgetting", .xunit = "points"},
-                         cn, T - 1, fs, 1, f);
-                svg_printf(b, "</div>");
+                svg_bars(&forg,
+                         &(svg_plot){.title = title, .xlabel = "forgetting", .xunit = "points"}, cn,
+                         T - 1, fs, 1, f);
                 free(f);
             }
         }
@@ -994,6 +992,17 @@ static void cl_section(svg_buf *b, rp_run **runs, int n) {
         fcats[m] = labels[m];
         rk[m] = k;
         m++;
+    }
+    if (heat.oom || forg.oom) b->oom = true;
+    if (heat.len) {
+        svg_printf(b, "<div class=\"plots\">");
+        svg_put(b, heat.s, heat.len);
+        svg_printf(b, "</div>");
+    }
+    if (forg.len) {
+        svg_printf(b, "<div class=\"plots\">");
+        svg_put(b, forg.s, forg.len);
+        svg_printf(b, "</div>");
     }
     if (m) {
         svg_printf(b, "<div class=\"plots\">");
@@ -1028,6 +1037,7 @@ done:
     for (int k = 0; k < n; k++)
         if (xs && ys) free(xs[k]), free(ys[k]);
     free(ss), free(xs), free(ys), free(labels), free(fcats), free(rk);
+    svg_free(&heat), svg_free(&forg);
 }
 
 /* Pretraining: k-NN top-1 per epoch, a series per run. */
