@@ -612,6 +612,44 @@ START_TEST(bad_and_missing_files) {
 }
 END_TEST
 
+START_TEST(report_status) {
+    /* a failed run keeps its error message; an interrupted run without metrics gets a page
+     * that says so; run.json's times bracket the run */
+    char *root = fx_tmpdir();
+    char *dir = fx_join(root, "stopped");
+    double t0 = (double)time(NULL);
+    run_options ro = {.out = dir, .task = "man", .options_json = "{\"method\": \"dgl\"}"};
+    pk_run *run = NULL;
+    ck_assert(run_open(&ro, &run) == PK_OK);
+    static const char *const cols[2] = {"epoch", "loss"};
+    ck_assert(run_log(run, 2, cols, (double[]){1, 0.5}) == PK_OK);
+    ck_assert(run_report(run, "interrupted") == PK_OK);
+    pk_error(PK_ERR_INVALID, "the training diverged at step 7");
+    ck_assert(run_report(run, "failed") == PK_OK);
+    ck_assert_str_eq(polyak_error(), "the training diverged at step 7");
+    run_close(run);
+    double t1 = (double)time(NULL) + 1;
+    char *rj = fx_join(dir, "run.json");
+    char *rt = fx_read(rj);
+    cJSON *info = cJSON_Parse(rt);
+    ck_assert_str_eq(cJSON_GetObjectItem(info, "status")->valuestring, "failed");
+    double s0 = cJSON_GetObjectItem(info, "started_unix")->valuedouble,
+           s1 = cJSON_GetObjectItem(info, "finished_unix")->valuedouble;
+    ck_assert(s0 >= t0 - 1 && s0 <= s1 && s1 <= t1);
+    cJSON_Delete(info);
+    free(rt), free(rj);
+    char *hp = fx_join(dir, "report.html");
+    dom_node *d = page_file(hp);
+    char pr[2048];
+    problems_text(d, pr, sizeof pr);
+    ck_assert_msg(strstr(pr, "metrics.json is missing") != NULL, "%s", pr);
+    ck_assert_ptr_nonnull(plot_titled(d, "loss vs epoch"));
+    dom_free(d);
+    free(hp), free(dir);
+    fx_rmrf(root);
+}
+END_TEST
+
 START_TEST(kind_inference) {
     static const struct {
         const char *metrics, *options, *header, *kind;
@@ -705,6 +743,7 @@ int main(void) {
     tcase_add_test(tc, man_comparison);
     tcase_add_test(tc, continual_learning);
     tcase_add_test(tc, bad_and_missing_files);
+    tcase_add_test(tc, report_status);
     tcase_add_test(tc, kind_inference);
     suite_add_tcase(s, tc);
     return pkt_run_suite(s);
