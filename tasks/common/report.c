@@ -516,6 +516,17 @@ static bool is_axis_col(const rp_log *L, int c, int xs, int tc) {
            strcmp(n, "seconds") == 0 || strcmp(n, "time") == 0;
 }
 
+/* Where a column's plots go: 0 results, 1 losses, 2 others, 3 schedules. */
+static int col_rank(const char *n) {
+    if (strstr(n, "accuracy") || strstr(n, "knn") || strstr(n, "psnr") || strstr(n, "ssim") ||
+        strstr(n, "recall") || strstr(n, "top1"))
+        return 0;
+    if (strstr(n, "loss")) return 1;
+    if (strcmp(n, "lr") == 0 || strcmp(n, "wd") == 0 || strstr(n, "momentum") || strstr(n, "temp"))
+        return 3;
+    return 2;
+}
+
 /* The curves of several runs' logs: for every column of any run, one plot against the step
  * column and one against time, a series per run that has the column. */
 static void curves(svg_buf *b, rp_run **runs, int n) {
@@ -537,6 +548,12 @@ static void curves(svg_buf *b, rp_run **runs, int n) {
         }
     }
     if (!nc) return;
+    /* results first (accuracy, PSNR, ...), then losses, then the rest, schedules last; stable */
+    for (int i = 1; i < nc; i++)
+        for (int j = i; j > 0 && col_rank(cols[j]) < col_rank(cols[j - 1]); j--) {
+            const char *t = cols[j];
+            cols[j] = cols[j - 1], cols[j - 1] = t;
+        }
     svg_printf(b, "<div class=\"plots\">");
     svg_series *ss = calloc((size_t)n, sizeof *ss);
     double **xv = calloc((size_t)n, sizeof *xv), **yv = calloc((size_t)n, sizeof *yv),
@@ -597,7 +614,8 @@ static void curves(svg_buf *b, rp_run **runs, int n) {
                           .xlabel = pass ? "training time" : (same_x ? xname : "step"),
                           .xunit = pass ? tunit : NULL,
                           .ylabel = ci.label,
-                          .yunit = ci.unit};
+                          .yunit = ci.unit,
+                          .x_from_zero = pass == 1};
             svg_line(b, &p, ss, m);
         }
     }

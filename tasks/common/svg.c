@@ -238,6 +238,7 @@ void svg_line(svg_buf *b, const svg_plot *p, const svg_series *s, int ns) {
     bool any = isfinite(xlo);
     if (!any) xlo = 0, xhi = 1, ylo = 0, yhi = 1;
     if (p->y_from_zero) ylo = fmin(ylo, 0), yhi = fmax(yhi, 0);
+    if (p->x_from_zero) xlo = fmin(xlo, 0), xhi = fmax(xhi, 0);
     /* x values that are all whole numbers (steps, epochs, tasks) get whole-number ticks */
     bool whole = any;
     for (int k = 0; whole && k < ns; k++)

@@ -55,6 +55,7 @@ typedef struct svg_plot {
     const char *xlabel, *xunit;
     const char *ylabel, *yunit;
     bool y_from_zero; /* the y axis includes 0 */
+    bool x_from_zero; /* the x axis includes 0 (time axes) */
     int max_points;   /* per series; 0: 1200 (longer series are thinned evenly, first and last
                          kept) */
 } svg_plot;
