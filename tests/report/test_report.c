@@ -650,6 +650,38 @@ START_TEST(report_status) {
 }
 END_TEST
 
+START_TEST(png_encode_roundtrip) {
+    /* io/image.c's png_encode (the thumbnails) reads back through png_read to the same pixels */
+    pkt_rng r = seeded();
+    char *root = fx_tmpdir();
+    for (int c = 1; c <= 4; c++) {
+        pk_image im, back;
+        int w = fx_int(&r, 1, 70), h = fx_int(&r, 1, 50), bits = c == 2 ? 16 : 8;
+        ck_assert(image_create(&im, w, h, c, bits) == PK_OK);
+        size_t bytes = (size_t)w * h * c * (bits / 8);
+        for (size_t i = 0; i < bytes; i++)
+            ((uint8_t *)im.data)[i] = (uint8_t)fx_int(&r, 0, 255);
+        uint8_t *png = NULL;
+        size_t len = 0;
+        ck_assert_msg(png_encode(&im, &png, &len) == PK_OK, "%s", polyak_error());
+        char *p = fx_join(root, "x.png");
+        FILE *f = fopen(p, "wb");
+        ck_assert_uint_eq(fwrite(png, 1, len, f), len);
+        fclose(f);
+        ck_assert(png_read(p, &back) == PK_OK);
+        ck_assert(back.w == w && back.h == h && back.c == c && back.bits == bits);
+        ck_assert(memcmp(back.data, im.data, bytes) == 0);
+        free(png), free(p);
+        image_free(&im), image_free(&back);
+    }
+    pk_image bad = {0};
+    uint8_t *png = NULL;
+    size_t len = 0;
+    ck_assert(png_encode(&bad, &png, &len) == PK_ERR_INVALID && png == NULL);
+    fx_rmrf(root);
+}
+END_TEST
+
 START_TEST(kind_inference) {
     static const struct {
         const char *metrics, *options, *header, *kind;
@@ -744,6 +776,7 @@ int main(void) {
     tcase_add_test(tc, continual_learning);
     tcase_add_test(tc, bad_and_missing_files);
     tcase_add_test(tc, report_status);
+    tcase_add_test(tc, png_encode_roundtrip);
     tcase_add_test(tc, kind_inference);
     suite_add_tcase(s, tc);
     return pkt_run_suite(s);
