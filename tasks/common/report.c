@@ -1395,8 +1395,10 @@ static void comparison(svg_buf *b, rp_run *runs, int n) {
         svg_printf(b, "</td>");
         for (int i = 0; i < nk; i++) {
             const cJSON *j = get(runs[k].metrics, keys[i]);
-            if (j)
+            if (cJSON_IsNumber(j) || cJSON_IsString(j))
                 value_cell(b, keys[i], j);
+            else if (cJSON_IsArray(j))
+                svg_printf(b, "<td class=\"muted\">%d values</td>", cJSON_GetArraySize(j));
             else
                 svg_printf(b, "<td class=\"muted\">-</td>");
         }
