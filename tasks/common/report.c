@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -270,10 +271,14 @@ static void run_load(rp_run *r, const char *dir) {
         b--;
     snprintf(r->label, sizeof r->label, "%.*s", (int)(e - b), b);
     if (!r->label[0]) snprintf(r->label, sizeof r->label, "%s", dir);
-    r->exists = io_is_dir(dir);
+    struct stat st;
+    int err = stat(dir, &st) == 0 ? 0 : errno;
+    r->exists = err == 0 && S_ISDIR(st.st_mode);
     if (!r->exists) {
         problem(r, "%s is not a folder (%s): nothing to report", dir,
-                errno == ENOENT ? "it does not exist" : "it cannot be read");
+                err == ENOENT ? "it does not exist"
+                : err         ? strerror(err)
+                              : "it is a file, not a run folder");
         r->kind = "unknown";
         return;
     }
