@@ -140,18 +140,17 @@ static int split(char *line, char **f, int max) {
 
 /* Reads log.csv: the header's columns and the rows of numbers; malformed rows are named and
  * skipped. */
-static void read_log(rp_run *r) {
+static void read_csv(rp_run *r, const char *name, rp_log *L) {
     const char *why;
-    char *t = read_text(r->dir, "log.csv", &why, NULL);
+    char *t = read_text(r->dir, name, &why, NULL);
     if (!t) {
-        problem(r, "log.csv is %s: no curves", why);
+        problem(r, "%s is %s: no curves", name, why);
         return;
     }
-    rp_log *L = &r->log;
     char *save = NULL;
     char *line = strtok_r(t, "\n", &save);
     if (!line) {
-        problem(r, "log.csv is empty: no curves");
+        problem(r, "%s is empty: no curves", name);
         free(t);
         return;
     }
@@ -164,7 +163,7 @@ static void read_log(rp_run *r) {
     L->cols = calloc((size_t)max, sizeof *L->cols);
     char **f = calloc((size_t)max + 1, sizeof *f);
     if (!L->cols || !f || !L->header) {
-        problem(r, "log.csv: out of memory");
+        problem(r, "%s: out of memory", name);
         free(f), free(t);
         return;
     }
@@ -190,14 +189,14 @@ static void read_log(rp_run *r) {
         if (!ok) {
             if (bad++ < 3) {
                 if (n != L->ncols)
-                    problem(r, "log.csv line %d: expected %d fields, found %d: row skipped", lineno,
-                            L->ncols, n);
+                    problem(r, "%s line %d: expected %d fields, found %d: row skipped", name,
+                            lineno, L->ncols, n);
                 else
                     for (int i = 0; i < n; i++) {
                         char *e = NULL;
                         strtod(f[i], &e);
                         if (e == f[i] || *e) {
-                            problem(r, "log.csv line %d: '%.40s' is not a number: row skipped",
+                            problem(r, "%s line %d: '%.40s' is not a number: row skipped", name,
                                     lineno, f[i]);
                             break;
                         }
@@ -209,7 +208,7 @@ static void read_log(rp_run *r) {
                 double *nv = realloc(L->v, sizeof(double) * cap * (size_t)L->ncols);
                 if (!nv) {
                     if (vals != row) free(vals);
-                    problem(r, "log.csv: out of memory after %d rows", L->nrows);
+                    problem(r, "%s: out of memory after %d rows", name, L->nrows);
                     break;
                 }
                 L->v = nv;
@@ -219,9 +218,17 @@ static void read_log(rp_run *r) {
         }
         if (vals != row) free(vals);
     }
-    if (bad > 3) problem(r, "log.csv: %d malformed rows in all were skipped", bad);
-    if (L->nrows == 0) problem(r, "log.csv has a header but no rows: no curves");
+    if (bad > 3) problem(r, "%s: %d malformed rows in all were skipped", name, bad);
+    if (L->nrows == 0) problem(r, "%s has a header but no rows: no curves", name);
     free(f), free(t);
+}
+
+/* Frees a log's columns and rows. */
+static void log_free(rp_log *L) {
+    for (int i = 0; i < L->ncols; i++)
+        free(L->cols[i]);
+    free(L->cols), free(L->v), free(L->header);
+    *L = (rp_log){0};
 }
 
 /* The column index of name in the log, or -1. */
@@ -292,7 +299,7 @@ static void run_load(rp_run *r, const char *dir) {
     free(p);
     if (has_info)
         r->info = read_json(r, "run.json", "the command, times and commit are unknown", NULL);
-    read_log(r);
+    read_csv(r, "log.csv", &r->log);
     r->kind = report_kind(r->metrics, r->options, r->log.header, &r->kind_inferred);
 }
 
@@ -300,9 +307,7 @@ static void run_free(rp_run *r) {
     cJSON_Delete(r->metrics);
     cJSON_Delete(r->options);
     cJSON_Delete(r->info);
-    for (int i = 0; i < r->log.ncols; i++)
-        free(r->log.cols[i]);
-    free(r->log.cols), free(r->log.v), free(r->log.header);
+    log_free(&r->log);
     svg_free(&r->problems);
 }
 
@@ -827,6 +832,37 @@ static void splat_section(svg_buf *b, rp_run *r) {
         svg_printf(b, "<p class=\"missing\">metrics.json has no test_views: no per-view "
                       "PSNR/SSIM.</p>");
     free(rows);
+    /* held-out PSNR/SSIM at each evaluation (eval.csv, written by splat train) */
+    char *ep = io_path_join(r->dir, "eval.csv");
+    bool has_eval = ep && io_is_file(ep);
+    free(ep);
+    if (has_eval) {
+        rp_log E = {0};
+        read_csv(r, "eval.csv", &E);
+        int cs = log_col(&E, "step"), cp = log_col(&E, "psnr"), cq = log_col(&E, "ssim");
+        double *x = malloc(sizeof(double) * (size_t)(E.nrows ? E.nrows : 1)),
+               *y = malloc(sizeof(double) * (size_t)(E.nrows ? E.nrows : 1));
+        if (E.nrows && cs >= 0 && cp >= 0 && x && y) {
+            svg_printf(b, "<h3>Held-out PSNR and SSIM during training</h3><div class=\"plots\">");
+            for (int q = 0; q < 2; q++) {
+                int c = q ? cq : cp;
+                if (c < 0) continue;
+                for (int i = 0; i < E.nrows; i++)
+                    x[i] = E.v[(size_t)i * E.ncols + cs], y[i] = E.v[(size_t)i * E.ncols + c];
+                svg_series se = {"held-out", x, y, E.nrows};
+                svg_line(b,
+                         &(svg_plot){.title = q ? "held-out SSIM vs step" : "held-out PSNR vs step",
+                                     .xlabel = "step",
+                                     .ylabel = q ? "held-out SSIM" : "held-out PSNR",
+                                     .yunit = q ? "" : "dB"},
+                         &se, 1);
+            }
+            svg_printf(b, "</div>");
+        } else if (E.nrows)
+            problem(r, "eval.csv lacks the columns step and psnr: no held-out curve");
+        free(x), free(y);
+        log_free(&E);
+    }
     /* step-time breakdown: wall and CPU, stacked by phase */
     const cJSON *clocks[2] = {get(r->metrics, "ms_per_step"), get(r->metrics, "cpu_ms_per_step")};
     static const char *const phases[] = {"data",         "params_in",     "raster_forward",

@@ -75,6 +75,8 @@ typedef struct fx_splat {
     double ms[2][FX_PHASES];
     int big_view; /* the render wider than the report's thumbnails */
     double final_psnr, final_ssim, gaussians;
+    int evals;
+    double eval[8][3]; /* eval.csv: step, psnr, ssim */
 } fx_splat;
 
 /* A splat run through the harness: log rows, metrics with test_views and step times, renders
@@ -155,6 +157,18 @@ static void fx_make_splat(const char *dir, pkt_rng *r, fx_splat *s) {
     run_metric_json(run, "test_views", tv);
     ck_assert(run_metrics_write(run) == PK_OK);
     fx_write(rd, "broken.png", "this is no PNG");
+    /* eval.csv as splat train writes it: held-out PSNR/SSIM at a few steps */
+    s->evals = fx_int(r, 2, 6);
+    char ev[1024];
+    at = (size_t)snprintf(ev, sizeof ev, "step,psnr,ssim\n");
+    for (int k = 0; k < s->evals; k++) {
+        s->eval[k][0] = k * 100;
+        s->eval[k][1] = round(pkt_uniform(r, 10, 30) * 1e4) / 1e4;
+        s->eval[k][2] = round(pkt_uniform(r, 0.3f, 0.95f) * 1e5) / 1e5;
+        at += (size_t)snprintf(ev + at, sizeof ev - at, "%.0f,%.4f,%.5f\n", s->eval[k][0],
+                               s->eval[k][1], s->eval[k][2]);
+    }
+    fx_write(dir, "eval.csv", ev);
     free(rd);
     ck_assert_msg(run_report(run, "finished") == PK_OK, "%s", polyak_error());
     run_close(run);

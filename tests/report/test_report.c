@@ -240,7 +240,12 @@ START_TEST(splat_run) {
     check_line(d, "training PSNR vs time", tt, y[1], s.rows, 1, 1);
     check_line(d, "Gaussians vs step", x, y[2], s.rows, 1, 1);
     check_line(d, "Gaussians vs time", tt, y[2], s.rows, 1, 1);
-    ck_assert_int_eq(dom_find(d, "svg", "line", found, MAXF), 6);
+    double es[8], ep[8], eq[8];
+    for (int k = 0; k < s.evals; k++)
+        es[k] = s.eval[k][0], ep[k] = s.eval[k][1], eq[k] = s.eval[k][2];
+    check_line(d, "held-out PSNR vs step", es, ep, s.evals, 1, 1);
+    check_line(d, "held-out SSIM vs step", es, eq, s.evals, 1, 1);
+    ck_assert_int_eq(dom_find(d, "svg", "line", found, MAXF), 8);
     /* per-view bars and table, worst first */
     int order[8];
     for (int v = 0; v < s.views; v++)

@@ -155,8 +155,9 @@ START_TEST(pages_render) {
     }
     char *cl_page = fx_join(root, "cl.html");
     ck_assert(report_write((const char *const *)cl, 3, cl_page) == PK_OK);
-    /* line plots: splat 6; MAN 12 overlaid + 12 per run; cl 1 (average over tasks) */
-    render(root, splat_page, 1100, 3200, false, 6, true);
+    /* line plots: splat 8 (6 from log.csv, 2 from eval.csv); MAN 12 overlaid + 12 per run; cl 1
+     * (average over tasks) */
+    render(root, splat_page, 1100, 3200, false, 8, true);
     render(root, man_page, 390, 4000, true, 12 + 3 * 12, false);
     render(root, cl_page, 1100, 2000, true, 1, false);
     for (int k = 0; k < 3; k++)
