@@ -167,7 +167,7 @@ static double text_width(const char *s) { return 6.6 * (double)(s ? strlen(s) : 
 /* Writes a label cut to fit `width` (its start and an ellipsis), with the whole label as a
  * tooltip when cut. */
 static void clipped(svg_buf *b, const char *s, double width) {
-    size_t n = strlen(s), fit = (size_t)(width / 6.6);
+    size_t n = strlen(s), fit = (size_t)(width / 8.0);
     if (n <= fit || fit < 4) {
         svg_text(b, s);
         return;
