@@ -175,6 +175,70 @@ pk_status png_write(const char *path, const pk_image *img) {
     return io_atomic_commit(&a);
 }
 
+/* The growing memory buffer png_encode writes into. */
+typedef struct png_mem {
+    uint8_t *buf;
+    size_t len, cap;
+} png_mem;
+
+static void png_mem_write(png_structp p, png_bytep data, png_size_t n) {
+    png_mem *m = png_get_io_ptr(p);
+    if (m->len + n > m->cap) {
+        size_t c = m->cap ? m->cap : 65536;
+        while (c < m->len + n)
+            c *= 2;
+        uint8_t *nb = realloc(m->buf, c);
+        if (!nb) png_error(p, "out of memory");
+        m->buf = nb, m->cap = c;
+    }
+    memcpy(m->buf + m->len, data, n);
+    m->len += n;
+}
+
+static void png_mem_flush(png_structp p) { (void)p; }
+
+pk_status png_encode(const pk_image *img, uint8_t **out, size_t *len) {
+    *out = NULL, *len = 0;
+    if (!img || !img->data || img->w <= 0 || img->h <= 0 || img->c < 1 || img->c > 4 ||
+        (img->bits != 8 && img->bits != 16))
+        return pk_error(PK_ERR_INVALID, "png_encode: invalid image");
+    png_ctx ctx;
+    ctx.msg[0] = 0;
+    png_structp p =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
+    png_infop info = p ? png_create_info_struct(p) : NULL;
+    if (!p || !info) {
+        png_destroy_write_struct(&p, NULL);
+        return pk_error(PK_ERR_NOMEM, "png_encode: libpng init failed");
+    }
+    png_mem m = {0};
+    png_bytep *volatile rows = NULL;
+    if (setjmp(ctx.jb)) {
+        free(rows);
+        free(m.buf);
+        png_destroy_write_struct(&p, &info);
+        return pk_error(PK_ERR_IO, "png_encode: %s", ctx.msg);
+    }
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
+    png_set_write_fn(p, &m, png_mem_write, png_mem_flush);
+    png_set_IHDR(p, info, (png_uint_32)img->w, (png_uint_32)img->h, img->bits, types[img->c],
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    if (img->bits == 16) png_set_swap(p);
+    rows = malloc(sizeof(png_bytep) * (size_t)img->h);
+    if (!rows) png_error(p, "out of memory");
+    size_t stride = (size_t)img->w * (size_t)img->c * (size_t)(img->bits / 8);
+    for (int y = 0; y < img->h; y++)
+        rows[y] = (png_bytep)img->data + stride * (size_t)y;
+    png_write_image(p, rows);
+    png_write_end(p, NULL);
+    free(rows);
+    png_destroy_write_struct(&p, &info);
+    *out = m.buf, *len = m.len;
+    return PK_OK;
+}
+
 /* ---- JPEG ---- */
 
 /* Reads a 16/32-bit TIFF integer in the byte order given by `le`. */

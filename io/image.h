@@ -26,6 +26,8 @@ float image_get(const pk_image *img, int x, int y, int k);
 pk_status png_read(const char *path, pk_image *img);
 /* Writes img as a PNG (atomically: no partial file is left on failure). */
 pk_status png_write(const char *path, const pk_image *img);
+/* Encodes an image as PNG into a new malloc'd buffer *out of *len bytes (caller frees). */
+pk_status png_encode(const pk_image *img, uint8_t **out, size_t *len);
 /* Reads a JPEG file (8-bit gray or RGB) and applies its EXIF orientation. */
 pk_status jpeg_read(const char *path, pk_image *img);
 /* Reads a JPEG from memory; `name` is used in messages. */

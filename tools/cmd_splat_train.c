@@ -140,6 +140,7 @@ int cmd_splat_train(int argc, char **argv) {
         run_info(run, "the default device has no Gaussian rasterizer "
                       "kernels yet; training on the CPU backend");
     int rc = 1;
+    const char *status = "failed"; /* run.json's status and report.html's, written at the end */
     gs_eval ev;
     if (!info.start_step && info.test_images) {
         if (gs_trainer_evaluate(t, false, &ev) != PK_OK) {
@@ -162,6 +163,7 @@ int cmd_splat_train(int argc, char **argv) {
                      "continue with --resume",
                      (long long)gs_trainer_step_count(t), o.out);
             rc = 130;
+            status = "interrupted";
             goto done;
         }
         gs_step_result r;
@@ -204,7 +206,9 @@ int cmd_splat_train(int argc, char **argv) {
            "metrics: %s/metrics.json\nlog:     %s/log.csv\n",
            o.out, o.out, o.out, o.out);
     rc = 0;
+    status = "finished";
 done:
+    run_report(run, status);
     gs_trainer_destroy(t);
     return rc;
 }

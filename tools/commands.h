@@ -34,4 +34,7 @@ int cmd_splat_train(int argc, char **argv);
 /* polyak features: final-norm class tokens of a data set under a frozen ViT backbone. */
 int cmd_features(int argc, char **argv);
 
+/* polyak report: one self-contained HTML page about one or several run folders. */
+int cmd_report(int argc, char **argv);
+
 #endif

@@ -22,6 +22,7 @@ static const struct {
     {"pretrain", cmd_pretrain,
      "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
+    {"report", cmd_report, "an HTML page with plots about run folders (compares several)"},
 };
 
 static void usage(FILE *f) {

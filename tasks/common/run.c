@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "io_util.h"
+#include "pk_commit.h"
+#include "report.h"
 
 /* One metrics.json entry: its key and its value as JSON text. */
 typedef struct run_metric_entry {
@@ -38,6 +40,9 @@ struct pk_run {
     run_metric_entry *metrics;
     int nmetrics, metrics_cap;
     char *metrics_error; /* the first bad run_metric_json value, reported by the write */
+    /* run.json: when the run was opened (seconds since the epoch) and its command line */
+    double started;
+    char *command;
     /* signals */
     bool signals;
     struct sigaction old_int, old_term;
@@ -273,6 +278,41 @@ static char *json_string(const char *s) {
     return b;
 }
 
+/* Seconds since the epoch on the real-time clock. */
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* This process's command line from /proc/self/cmdline, arguments joined by spaces and quoted
+ * when they hold a space or quote (NULL where /proc is absent). */
+static char *command_line(void) {
+    FILE *f = fopen("/proc/self/cmdline", "rb");
+    if (!f) return NULL;
+    char raw[8192];
+    size_t n = fread(raw, 1, sizeof raw - 1, f);
+    fclose(f);
+    raw[n] = 0;
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    for (size_t at = 0; at < n;) {
+        const char *a = raw + at;
+        size_t l = strlen(a);
+        bool quote = !*a || strpbrk(a, " \t'\"$");
+        if (len) buf_add(&b, &len, &cap, " ", 1);
+        if (quote) buf_add(&b, &len, &cap, "'", 1);
+        for (const char *q = a; *q; q++)
+            if (*q == '\'')
+                buf_add(&b, &len, &cap, "'\\''", 4);
+            else
+                buf_add(&b, &len, &cap, q, 1);
+        if (quote) buf_add(&b, &len, &cap, "'", 1);
+        at += l + 1;
+    }
+    return b;
+}
+
 /* ---- open / close ---- */
 
 /* Parses text as a JSON object; `what` names it in the message. */
@@ -303,6 +343,8 @@ pk_status run_open(const run_options *o, pk_run **out) {
         o->checkpoints && *o->checkpoints ? io_path_join(o->out, o->checkpoints) : dup_str(o->out);
     r->keep = o->keep ? o->keep : 2;
     r->resume = o->resume;
+    r->started = wall_now();
+    r->command = command_line();
     r->progress = o->progress;
     pk_status s = PK_OK;
     if (!r->out || !r->task || !r->options_json || !r->resume_json || !r->ckpt_dir)
@@ -363,6 +405,7 @@ void run_close(pk_run *r) {
     free(r->metrics);
     free(r->metrics_error);
     free(r->out), free(r->task), free(r->options_json), free(r->resume_json), free(r->ckpt_dir);
+    free(r->command);
     free(r);
 }
 
@@ -754,4 +797,60 @@ pk_status run_checkpoint_load_ex(pk_run *r, const run_tensor *ts, int n, run_res
     }
     checkpoint_close(&ck);
     return s;
+}
+
+/* ---- run.json and report.html ---- */
+
+static pk_status write_report(pk_run *r, const char *status);
+
+pk_status run_report(pk_run *r, const char *status) {
+    /* a failed run's message stays the last error whatever happens here */
+    char saved[1024];
+    snprintf(saved, sizeof saved, "%s", polyak_error());
+    pk_status s = write_report(r, status);
+    if (s != PK_OK) run_info(r, "warning: report.html not written: %s", polyak_error());
+    if (status && strcmp(status, "failed") == 0) pk_error(PK_ERR_INVALID, "%s", saved);
+    return s;
+}
+
+/* run_report's body. */
+static pk_status write_report(pk_run *r, const char *status) {
+    char path[4096];
+    cJSON *j = cJSON_CreateObject();
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = 0;
+    double now = wall_now();
+    char t0[40], t1[40];
+    time_t s0 = (time_t)r->started, s1 = (time_t)now;
+    struct tm tm;
+    strftime(t0, sizeof t0, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&s0, &tm));
+    strftime(t1, sizeof t1, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&s1, &tm));
+    bool ok = j && cJSON_AddStringToObject(j, "task", r->task) &&
+              cJSON_AddStringToObject(j, "command", r->command ? r->command : "") &&
+              cJSON_AddStringToObject(j, "host", host) &&
+              cJSON_AddStringToObject(j, "started", t0) &&
+              cJSON_AddStringToObject(j, "finished", t1) &&
+              cJSON_AddNumberToObject(j, "started_unix", round(r->started * 1e3) / 1e3) &&
+              cJSON_AddNumberToObject(j, "finished_unix", round(now * 1e3) / 1e3) &&
+              cJSON_AddStringToObject(j, "status", status ? status : "finished") &&
+              cJSON_AddStringToObject(j, "commit", POLYAK_COMMIT);
+    char *text = ok ? cJSON_Print(j) : NULL;
+    cJSON_Delete(j);
+    if (!text) return pk_error(PK_ERR_NOMEM, "out of memory");
+    size_t n = strlen(text);
+    char *t = realloc(text, n + 2);
+    if (!t) {
+        free(text);
+        return pk_error(PK_ERR_NOMEM, "out of memory");
+    }
+    t[n] = '\n', t[n + 1] = 0;
+    run_path(r, "run.json", path, sizeof path);
+    pk_status s = write_atomic(path, t, n + 1);
+    free(t);
+    PK_TRY(s);
+    run_path(r, "report.html", path, sizeof path);
+    const char *dirs[1] = {r->out};
+    PK_TRY(report_write(dirs, 1, path));
+    run_info(r, "report: %s", path);
+    return PK_OK;
 }

@@ -126,6 +126,14 @@ typedef pk_status (*run_restore_fn)(void *user, const ckpt_file *ck, const char 
 pk_status run_checkpoint_load_ex(pk_run *r, const run_tensor *ts, int n, run_restore_fn restore,
                                  void *user, int64_t *step, uint64_t rng[CKPT_RNG_WORDS]);
 
+/* Writes run.json (task, command line, host, start and end time, the commit Polyak was built
+ * from, `status` such as "finished" or "interrupted") and report.html (report.h: the page about
+ * this run folder) into the run folder. Every training command calls it when it ends,
+ * finished, stopped by Ctrl-C ("interrupted") or "failed" (then the last error message is
+ * kept). A report that cannot be written gets a warning on the progress stream and its
+ * status; the run's own result does not depend on it. (Added for `polyak report`.) */
+pk_status run_report(pk_run *r, const char *status);
+
 /* True once SIGINT/SIGTERM arrived (with catch_signals): save a checkpoint and return. */
 bool run_stop_requested(const pk_run *r);
 

@@ -823,6 +823,26 @@ static void view_stem(const pk_camera *c, char *buf, size_t n) {
     if (dot && dot != buf) *dot = 0;
 }
 
+/* Appends "step,psnr,ssim" of an evaluation to out/eval.csv (its header first when new), for
+ * the report's held-out curves. A resumed run appends after the rows it already has. */
+static pk_status log_eval(gs_trainer *t, const gs_eval *ev) {
+    if (!ev->images) return PK_OK;
+    char *path = io_path_join(t->o.out, "eval.csv");
+    if (!path) return pk_error(PK_ERR_NOMEM, "out of memory");
+    bool fresh = !io_is_file(path);
+    FILE *f = fopen(path, "a");
+    pk_status s = PK_OK;
+    if (!f)
+        s = pk_error(PK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    else {
+        if (fresh) fprintf(f, "step,psnr,ssim\n");
+        fprintf(f, "%lld,%.4f,%.5f\n", (long long)t->step, ev->psnr, ev->ssim);
+        if (fclose(f) != 0) s = pk_error(PK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    free(path);
+    return s;
+}
+
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
     *ev = (gs_eval){0};
     int degree = sh_degree_at(t, t->step);
@@ -867,7 +887,7 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
         image_free(&side);
         PK_TRY(s);
     }
-    return PK_OK;
+    return log_eval(t, ev);
 }
 
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
@@ -921,6 +941,7 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     PK_TRY(gs_trainer_checkpoint(t));
     const gs_timing *tm = &t->timing;
     pk_run *run = t->run;
+    run_metric_str(run, "kind", "splat");
     run_metric(run, "psnr", ev->images ? round(ev->psnr * 1e4) / 1e4 : NAN);
     run_metric(run, "ssim", ev->images ? round(ev->ssim * 1e5) / 1e5 : NAN);
     run_metric(run, "gaussians", (double)t->src.count(t->src.self));

@@ -148,7 +148,8 @@ int64_t gs_trainer_step_count(const gs_trainer *t);
 pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r);
 
 /* Renders the held-out images and measures PSNR/SSIM; writes out/renders/<name>.png (ground
- * truth | render) when write_renders. */
+ * truth | render) when write_renders; appends "step,psnr,ssim" to out/eval.csv (the held-out
+ * curve of `polyak report`). */
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev);
 
 /* Writes out/checkpoints/ckpt-<step>.safetensors (keeping the newest K); log.csv is written

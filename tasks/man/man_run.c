@@ -132,6 +132,7 @@ static pk_status write_metrics(job *r, int done, const man_result *res) {
         man_loss_weights(r->model, nmod - 2, &l1[1], &l2[1]);
     }
     const man_memory *m = &res->memory;
+    run_metric_str(run, "kind", "man");
     run_metric_str(run, "method", man_method_name(cfg->method));
     run_metric_str(run, "arch", man_arch_name(cfg->arch));
     run_metric(run, "blocks", cfg->blocks);
@@ -458,6 +459,8 @@ pk_status man_run(const man_run_options *opt, man_result *result) {
     man_result res = {0};
     pk_status s = run_body(&r, &res);
     if (s == PK_OK && result) *result = res;
+    if (r.run)
+        run_report(r.run, s != PK_OK ? "failed" : res.interrupted ? "interrupted" : "finished");
     run_close(r.run);
     free(r.state), free(r.ckpt);
     man_model_destroy(r.model);

@@ -378,6 +378,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
             return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
         raw_pixels(&s->train, s->subset, s->ntrain, s->feat_train);
         raw_pixels(&s->test, NULL, s->ntest, s->feat_test);
+        run_metric_str(s->run, "kind", "pretrain");
         run_metric_str(s->run, "method", "raw");
         run_metric_str(s->run, "features", "pixels in [0, 1]");
         PK_TRY(final_probes(s, d, res));
@@ -397,6 +398,8 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     s->labels = malloc(sizeof(int32_t) * 2 * (size_t)o->batch);
     if (!s->feat_train || !s->feat_test || !s->globals || !s->locals || !s->labels)
         return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
+    run_metric_str(s->run, "kind", "pretrain");
+    run_metric_str(s->run, "device", pk_device_get_info(s->c->dev)->name);
     run_metric_str(s->run, "method", pretrain_method_name(o->method));
     run_metric_str(s->run, "arch", o->arch);
     /* the effective architecture (--dim/--depth/--heads/--patch may override the arch's) */
@@ -556,6 +559,7 @@ pk_status pretrain_run(const pretrain_options *opt, pretrain_result *result) {
     pretrain_result res = {0};
     pk_status st = run_body(&s, &res);
     if (st == PK_OK && result) *result = res;
+    if (s.run) run_report(s.run, st != PK_OK ? "failed" : res.stopped ? "interrupted" : "finished");
     state_free(&s);
     return st;
 }

@@ -88,6 +88,17 @@ START_TEST(train_improves_and_ply_renders) {
         ck_assert_msg(io_is_file(p), "%s missing", p);
         free(p);
     }
+    /* eval.csv: the evaluation before training and the final one, as measured */
+    char *ep = io_path_join(out, "eval.csv");
+    uint8_t *eb;
+    size_t el;
+    ck_assert_int_eq(io_read_file(ep, &eb, &el), PK_OK);
+    char want[200];
+    snprintf(want, sizeof want, "step,psnr,ssim\n0,%.4f,%.5f\n300,%.4f,%.5f\n", before.psnr,
+             before.ssim, after.psnr, after.ssim);
+    ck_assert_msg(el == strlen(want) && memcmp(eb, want, el) == 0, "eval.csv: %.*s", (int)el,
+                  (char *)eb);
+    free(eb), free(ep);
     char *mp = io_path_join(out, "metrics.json");
     uint8_t *mj;
     size_t ml;
