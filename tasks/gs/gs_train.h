@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "device.h"
 #include "run.h"
 #include "status.h"
 
@@ -161,6 +162,9 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
 
 /* Seconds per phase so far. */
 gs_timing gs_trainer_timing(const gs_trainer *t);
+
+/* The device the trainer computes on (its traffic counters: pk_device_get_counters). */
+const pk_device *gs_trainer_device(const gs_trainer *t);
 
 /* The ground truth the trainer fits for view `view` at coarse-to-fine level `level` (0: full
  * training size): a pointer to (3, *h, *w) floats owned by the trainer, valid until its next
