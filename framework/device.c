@@ -252,3 +252,42 @@ bool pk_step_counters_json(const pk_step_counters *sc, char *buf, size_t cap) {
              (double)(b->barriers - a->barriers) * k, (long long)(sc->steps - 1));
     return true;
 }
+
+pk_status pk_device_list_parse(const char *list, char specs[][64], int max, int *count) {
+    *count = 0;
+    if (!list || !*list)
+        return pk_error(PK_ERR_INVALID, "--devices: empty list (expected e.g. cpu,vk:0)");
+    int n = 0;
+    for (const char *p = list;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0) return pk_error(PK_ERR_INVALID, "--devices %s: empty entry %d", list, n + 1);
+        if (len >= 64)
+            return pk_error(PK_ERR_INVALID, "--devices %s: entry %d is over 63 characters", list,
+                            n + 1);
+        char spec[64];
+        memcpy(spec, p, len);
+        spec[len] = 0;
+        bool ok = strcmp(spec, "cpu") == 0 || strcmp(spec, "vk") == 0 ||
+                  (strncmp(spec, "vk:", 3) == 0 && spec[3]);
+        if (!ok)
+            return pk_error(PK_ERR_INVALID,
+                            "--devices %s: entry \"%s\" is no device (expected cpu, vk, vk:N or "
+                            "vk:NAME)",
+                            list, spec);
+        for (int k = 0; k < n; k++)
+            if (strcmp(specs[k], spec) == 0)
+                return pk_error(PK_ERR_INVALID, "--devices %s: %s named twice", list, spec);
+        if (n == max)
+            return pk_error(PK_ERR_INVALID, "--devices %s: more than %d devices", list, max);
+        memcpy(specs[n++], spec, len + 1);
+        if (!end) break;
+        p = end + 1;
+    }
+    *count = n;
+    return PK_OK;
+}

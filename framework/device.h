@@ -44,6 +44,11 @@ pk_status pk_device_list(pk_device_info *out, int max, int *count);
  * Asking for a Vulkan device that does not exist is an error naming those that do. */
 pk_status pk_device_open(const char *spec, pk_device **out);
 
+/* Splits a --devices list ("cpu,vk:0,vk:llvmpipe") into at most `max` specs of the forms
+ * pk_device_open takes (spaces around commas ignored); refuses an empty list or entry, a spec
+ * of another form, one named twice and more than `max`. Opens nothing. */
+pk_status pk_device_list_parse(const char *list, char specs[][64], int max, int *count);
+
 /* Closes a device; accepts NULL. Blocks must have been freed. */
 void pk_device_close(pk_device *dev);
 
