@@ -108,10 +108,10 @@ typedef struct gs_phases {
                           and its upload */
     double params_in;  /* the source's arrays for the render and their upload as tensors */
     double raster_fwd; /* pk_splat forward */
-    double loss_fwd;   /* L1 + SSIM forward and reading the loss */
+    double loss_fwd;   /* L1 + SSIM forward (recorded; read with the gradients) */
     double loss_bwd;   /* L1 + SSIM backward (the tape's walk over the loss ops) */
     double raster_bwd; /* pk_splat backward */
-    double grads_out;  /* reading the gradients, radii and render back */
+    double grads_out;  /* reading the loss, gradients, radii and render back */
     double stats;      /* training PSNR and densification statistics */
     double densify;    /* clone / split / prune and opacity resets */
     double optimizer;  /* the source's Adam step */
