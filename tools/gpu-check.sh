@@ -84,21 +84,23 @@ part() {
 # Prints a run's per-step Vulkan counters and ms per step from its metrics.json.
 counters() {
     echo "-- $1/metrics.json"
-    sed -n '/"device"/p; /"vulkan"/,/}/p; /"ms_per_step"/,/}/p; /"epoch_seconds"/p; /"psnr"/p; /"test_accuracy"/p' "$1/metrics.json" 2>/dev/null
+    grep -E '^  "(device|vulkan|ms_per_step|cpu_ms_per_step|epoch_seconds|psnr|ssim|test_accuracy|gaussians)":' "$1/metrics.json" 2>/dev/null || echo "(no metrics)"
 }
+# Copies a run's metrics.json to $OUT/$2 when it exists.
+keep() { [ -f "$1/metrics.json" ] && cp "$1/metrics.json" "$OUT/$2" || true; }
 run=/tmp/gpu-check-runs
 rm -rf "$run"; mkdir -p "$run"
 {
-    echo "== devices"; "$bin/polyak" devices
+    echo "== devices"; part "$bin/polyak" devices
     echo "== splat train: bundled scene, 1000 steps, Vulkan"
     part timeout 150 "$bin/polyak" splat train --data assets/scene --out "$run/splat-vk" --iters 1000 --device vk
-    counters "$run/splat-vk"; cp "$run/splat-vk/metrics.json" "$OUT/splat-vk-metrics.json" 2>/dev/null
+    counters "$run/splat-vk"; keep "$run/splat-vk" splat-vk-metrics.json
     echo "== splat train: same run on the CPU backend"
     part timeout 150 "$bin/polyak" splat train --data assets/scene --out "$run/splat-cpu" --iters 1000 --device cpu
-    counters "$run/splat-cpu"; cp "$run/splat-cpu/metrics.json" "$OUT/splat-cpu-metrics.json" 2>/dev/null
+    counters "$run/splat-cpu"; keep "$run/splat-cpu" splat-cpu-metrics.json
     echo "== man: one epoch (5,000 Fashion-MNIST images, resnet32, dgl+man K=4), Vulkan"
     part timeout 120 "$bin/polyak" man --data .gpu/fmnist --out "$run/man-vk" --epochs 1 --blocks 4 --method dgl+man --batch 128 --test-limit 2000 --device vk
-    counters "$run/man-vk"; cp "$run/man-vk/metrics.json" "$OUT/man-vk-metrics.json" 2>/dev/null
+    counters "$run/man-vk"; keep "$run/man-vk" man-vk-metrics.json
     echo "== benchmarks"
     part timeout 90 "$bin/polyak" bench ops --device vk --no-peer --json "$OUT/bench-ops-vk.json"
     part timeout 60 "$bin/polyak" bench splat --device vk --json "$OUT/bench-splat-vk.json"
