@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "cpu/threads.h"
+#include "device.h"
 #include "optim/optim_kernels.h"
 #include "optim/optim_vk.h"
 #include "teacher/teacher_kernels.h"
@@ -33,8 +34,9 @@
 
 typedef struct bench_opts {
     int64_t params;
-    int tensors, runs, rounds, peer, vk;
+    int tensors, runs, rounds, peer;
     const char *json, *peer_script;
+    const char *device; /* --device: a Vulkan spec adds rows measured there; cpu or NULL none */
 } bench_opts;
 
 typedef struct bench_result {
@@ -165,12 +167,17 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             i++;
         } else if (!strcmp(a, "--no-peer")) {
             o->peer = 0;
-        } else if (!strcmp(a, "--vk")) {
-            o->vk = 1;
+        } else if (!strcmp(a, "--device") && v) {
+            o->device = v;
+            i++;
+        } else if (!strcmp(a, "--vk")) { /* the old spelling of --device vk */
+            o->device = "vk";
         } else {
             fprintf(stderr,
                     "usage: polyak bench teacher|optim [--json FILE] [--params N] [--tensors N] "
-                    "[--runs N] [--rounds N] [--no-peer] [--peer SCRIPT] [--vk]\n");
+                    "[--runs N] [--rounds N] [--no-peer] [--peer SCRIPT] [--device D]\n"
+                    "  the CPU rows are always measured; --device vk|vk:N|vk:NAME adds rows "
+                    "measured on that Vulkan device\n");
             return -1;
         }
     }
@@ -336,21 +343,21 @@ static void run_vk_adamw(void *c) {
     if (x->st == PK_OK) x->st = vkctx_sync(x->ctx);
 }
 
-/* Adds "vk" rows for the teacher (which = 0) or AdamW (which = 1) on device 0; prints why not
- * when there is no device. The CPU row of the same name is the peer. */
+/* Adds "vk" rows for the teacher (which = 0) or AdamW (which = 1) on the device --device names
+ * (nothing for cpu or no --device). The CPU row of the same name is the peer. */
 static void bench_vk(const bench_opts *o, bench_list *l, int which, double cpu_ms) {
-    pk_device_info devs[8];
-    int count = 0;
-    if (vkctx_enumerate(devs, 8, &count) != PK_OK || count == 0) {
-        fprintf(stderr, "bench: no Vulkan device; no vk rows\n");
+    if (!o->device || !strcmp(o->device, "cpu")) return;
+    pk_device *dev = NULL;
+    if (pk_device_open(o->device, &dev) != PK_OK) {
+        fprintf(stderr, "bench: --device %s: %s; no vk rows\n", o->device, polyak_error());
         return;
     }
-    vctx x = {.n = o->params};
-    vkctx_options opt = {0};
-    if (vkctx_create(0, &opt, &x.ctx) != PK_OK) {
-        fprintf(stderr, "bench: %s\n", polyak_error());
+    if (pk_device_backend(dev) != PK_BACKEND_VK) {
+        fprintf(stderr, "bench: --device %s is no Vulkan device; no vk rows\n", o->device);
+        pk_device_close(dev);
         return;
     }
+    vctx x = {.n = o->params, .ctx = pk_device_impl(dev)};
     size_t bytes = (size_t)x.n * sizeof(float);
     float *h = bench_alloc(x.n, 1, 9);
     pk_block *blks[4] = {&x.a, &x.b, &x.c, &x.d};
@@ -373,7 +380,7 @@ static void bench_vk(const bench_opts *o, bench_list *l, int which, double cpu_m
     for (int i = 0; i < nb; i++)
         vkctx_block_free(x.ctx, blks[i]);
     free(h);
-    vkctx_destroy(x.ctx);
+    pk_device_close(dev);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -498,7 +505,7 @@ int cmd_bench_teacher(int argc, char **argv) {
                fe2 > 0 ? "torch _foreach_mul_+2 add_" : NULL, fe2);
     add_result(&l, "teacher_ema_segments", t_seg, bytes3, "GB/s", "teacher_ema (1 range)", t_ema);
     add_result(&l, "teacher_ema_1thread", ms[5], bytes3, "GB/s", "memcpy (best of 1t/pool)", mc);
-    if (o.vk) bench_vk(&o, &l, 0, t_ema);
+    bench_vk(&o, &l, 0, t_ema);
     free(x.t);
     free(x.s);
     free(x.s2);
@@ -599,7 +606,7 @@ int cmd_bench_optim(int argc, char **argv) {
     }
     add_result(&l, "adamw", t_adamw, 7 * P, "GB/s", "torch AdamW(foreach=True)",
                peer_ms(peer, "adamw_ms"));
-    if (o.vk) bench_vk(&o, &l, 1, t_adamw);
+    bench_vk(&o, &l, 1, t_adamw);
     add_result(&l, "adamw_1thread", t_adamw1, 7 * P, "GB/s", "torch AdamW(foreach=True)",
                peer_ms(peer, "adamw_ms"));
     add_result(&l, "sgd_momentum", t_sgd, 5 * P, "GB/s", "torch SGD(0.9, foreach=True)",

@@ -105,8 +105,8 @@ static void print_profile(const vit_bench *b, int steps, double total, double to
 
 int cmd_bench_vit(int argc, char **argv) {
     const char *usage = "vit --config nano|small [--batch B] [--steps N] [--warmup N] "
-                        "[--threads T] [--profile]";
-    const char *config = NULL;
+                        "[--threads T] [--device D] [--profile]";
+    const char *config = NULL, *device = "cpu";
     long batch = 0, steps = 5, warmup = 2, threads = 0;
     bool profile = false;
     for (int i = 1; i < argc; i++) {
@@ -124,6 +124,8 @@ int cmd_bench_vit(int argc, char **argv) {
         bool ok = true;
         if (strcmp(a, "--config") == 0)
             config = v;
+        else if (strcmp(a, "--device") == 0)
+            device = v;
         else if (strcmp(a, "--batch") == 0)
             ok = cli_int("bench", a, v, 1, 4096, &batch);
         else if (strcmp(a, "--steps") == 0)
@@ -142,7 +144,7 @@ int cmd_bench_vit(int argc, char **argv) {
     if (!batch) batch = strcmp(config, "nano") == 0 ? 64 : 8;
 
     vit_bench b = {0};
-    pk_ctx_options o = {.device = "cpu", .seed = 1, .threads = (int)threads};
+    pk_ctx_options o = {.device = device, .seed = 1, .threads = (int)threads};
     int rc = 1;
     if (pk_ctx_create(&o, &b.c) != PK_OK) return cli_fail("bench", "creating the context");
     pk_rng rng = {1};

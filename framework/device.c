@@ -1,6 +1,7 @@
 /* device.c - device listing and choice, and the block-memory calls both backends answer.
  * The CPU backend's blocks are aligned host allocations; Vulkan blocks come from vkctx.
- * POLYAK_DEVICE, POLYAK_VALIDATE and POLYAK_PROFILE are read here and nowhere else. */
+ * POLYAK_DEVICE, POLYAK_VALIDATE, POLYAK_PROFILE and POLYAK_VK_DESCRIPTORS are read here and
+ * nowhere else. */
 #define _GNU_SOURCE /* strcasestr */
 #include "device.h"
 
@@ -60,8 +61,10 @@ static bool env_flag(const char *name) {
 static pk_status open_vk(const pk_device_info *info, pk_device **out) {
     pk_device *d = calloc(1, sizeof *d);
     if (!d) return pk_error(PK_ERR_NOMEM, "out of host memory opening a device");
+    const char *desc = getenv("POLYAK_VK_DESCRIPTORS"); /* "cache": no push descriptors */
     vkctx_options opt = {.validate = env_flag("POLYAK_VALIDATE"),
-                         .profile = env_flag("POLYAK_PROFILE")};
+                         .profile = env_flag("POLYAK_PROFILE"),
+                         .no_push_descriptors = desc && strcmp(desc, "cache") == 0};
     pk_status s = vkctx_create(info->index, &opt, &d->vk);
     if (s != PK_OK) {
         free(d);
@@ -217,4 +220,74 @@ pk_status pk_device_sync(pk_device *dev) { return dev->vk ? vkctx_sync(dev->vk) 
 
 int pk_device_validation_errors(pk_device *dev) {
     return dev->vk ? vkctx_validation_errors(dev->vk) : 0;
+}
+
+void pk_device_get_counters(const pk_device *dev, pk_device_counters *out) {
+    memset(out, 0, sizeof *out);
+    if (dev && dev->vk) vkctx_get_counters(dev->vk, out);
+}
+
+void pk_step_counters_mark(pk_step_counters *sc, const pk_device *dev) {
+    pk_device_get_counters(dev, &sc->last);
+    if (sc->steps == 0) sc->after_first = sc->last;
+    sc->steps++;
+}
+
+bool pk_step_counters_json(const pk_step_counters *sc, char *buf, size_t cap) {
+    if (sc->steps < 2) return false;
+    double k = 1.0 / (double)(sc->steps - 1);
+    const pk_device_counters *a = &sc->after_first, *b = &sc->last;
+    snprintf(buf, cap,
+             "{\"submits_per_step\": %.4g, \"host_waits_per_step\": %.4g, "
+             "\"bytes_to_device_per_step\": %.6g, \"bytes_to_host_per_step\": %.6g, "
+             "\"dispatches_per_step\": %.4g, \"descriptor_allocs_per_step\": %.4g, "
+             "\"descriptor_hits_per_step\": %.4g, \"barriers_per_step\": %.4g, "
+             "\"steps_averaged\": %lld}",
+             (double)(b->submits - a->submits) * k, (double)(b->host_waits - a->host_waits) * k,
+             (double)(b->bytes_to_device - a->bytes_to_device) * k,
+             (double)(b->bytes_to_host - a->bytes_to_host) * k,
+             (double)(b->dispatches - a->dispatches) * k,
+             (double)(b->descriptor_allocs - a->descriptor_allocs) * k,
+             (double)(b->descriptor_hits - a->descriptor_hits) * k,
+             (double)(b->barriers - a->barriers) * k, (long long)(sc->steps - 1));
+    return true;
+}
+
+pk_status pk_device_list_parse(const char *list, char specs[][64], int max, int *count) {
+    *count = 0;
+    if (!list || !*list)
+        return pk_error(PK_ERR_INVALID, "--devices: empty list (expected e.g. cpu,vk:0)");
+    int n = 0;
+    for (const char *p = list;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0) return pk_error(PK_ERR_INVALID, "--devices %s: empty entry %d", list, n + 1);
+        if (len >= 64)
+            return pk_error(PK_ERR_INVALID, "--devices %s: entry %d is over 63 characters", list,
+                            n + 1);
+        char spec[64];
+        memcpy(spec, p, len);
+        spec[len] = 0;
+        bool ok = strcmp(spec, "cpu") == 0 || strcmp(spec, "vk") == 0 ||
+                  (strncmp(spec, "vk:", 3) == 0 && spec[3]);
+        if (!ok)
+            return pk_error(PK_ERR_INVALID,
+                            "--devices %s: entry \"%s\" is no device (expected cpu, vk, vk:N or "
+                            "vk:NAME)",
+                            list, spec);
+        for (int k = 0; k < n; k++)
+            if (strcmp(specs[k], spec) == 0)
+                return pk_error(PK_ERR_INVALID, "--devices %s: %s named twice", list, spec);
+        if (n == max)
+            return pk_error(PK_ERR_INVALID, "--devices %s: more than %d devices", list, max);
+        memcpy(specs[n++], spec, len + 1);
+        if (!end) break;
+        p = end + 1;
+    }
+    *count = n;
+    return PK_OK;
 }

@@ -44,6 +44,11 @@ pk_status pk_device_list(pk_device_info *out, int max, int *count);
  * Asking for a Vulkan device that does not exist is an error naming those that do. */
 pk_status pk_device_open(const char *spec, pk_device **out);
 
+/* Splits a --devices list ("cpu,vk:0,vk:llvmpipe") into at most `max` specs of the forms
+ * pk_device_open takes (spaces around commas ignored); refuses an empty list or entry, a spec
+ * of another form, one named twice and more than `max`. Opens nothing. */
+pk_status pk_device_list_parse(const char *list, char specs[][64], int max, int *count);
+
 /* Closes a device; accepts NULL. Blocks must have been freed. */
 void pk_device_close(pk_device *dev);
 
@@ -73,6 +78,38 @@ pk_status pk_block_read(pk_device *dev, pk_block *blk, size_t off, void *dst, si
 
 /* Submits recorded work and waits for it (a step boundary). No-op on the CPU backend. */
 pk_status pk_device_sync(pk_device *dev);
+
+/* Running totals of a device's traffic with the host since it was opened: what a training
+ * loop pays per step for talking to the device (each host wait stalls the loop; bytes cross
+ * the bus). All zero on the CPU backend, which has no queue and no bus. */
+typedef struct pk_device_counters {
+    uint64_t submits;           /* queue submissions */
+    uint64_t host_waits;        /* fence waits by the host */
+    uint64_t bytes_to_device;   /* host -> block bytes (mapped or staged) */
+    uint64_t bytes_to_host;     /* block -> host bytes */
+    uint64_t dispatches;        /* compute dispatches recorded */
+    uint64_t descriptor_allocs; /* descriptor sets allocated from a pool */
+    uint64_t descriptor_hits;   /* dispatches that reused a cached descriptor set */
+    uint64_t barriers;          /* pipeline barriers recorded */
+} pk_device_counters;
+
+/* Copies the device's running totals into *out. */
+void pk_device_get_counters(const pk_device *dev, pk_device_counters *out);
+
+/* Per-step averages of the counters over a training loop's steps after the first (the first
+ * builds pipelines and grows buffers). Call pk_step_counters_mark after every step. */
+typedef struct pk_step_counters {
+    pk_device_counters after_first; /* totals when the first step ended */
+    pk_device_counters last;        /* totals when the last marked step ended */
+    int64_t steps;                  /* steps marked */
+} pk_step_counters;
+
+/* Records the end of one step on `dev`. */
+void pk_step_counters_mark(pk_step_counters *sc, const pk_device *dev);
+
+/* Writes {"submits_per_step": ..., ...} (the six per-step figures plus the step count) into
+ * buf; returns false (buf untouched) before two steps were marked. */
+bool pk_step_counters_json(const pk_step_counters *sc, char *buf, size_t cap);
 
 /* Returns how many validation messages the device has reported (0 unless POLYAK_VALIDATE=1). */
 int pk_device_validation_errors(pk_device *dev);

@@ -1,28 +1,65 @@
 #!/bin/sh
-# gpu-check.sh - runs the Vulkan op tests and the benchmarks on a GPU machine that has the
-# NVIDIA driver but no Vulkan loader and none of our Debian libraries (the lent device
-# machine). Everything it needs travels with the working tree:
-#   .gl/      Debian's libvulkan1 (and GL loader) .debs   (see the device README's recipe)
-#   .gpu/lib  the shared libraries `build/polyak` links, made by `tools/gpu-check.sh --prepare`
-#   build/    this machine's Release build
-# On the GPU machine:  sh tools/gpu-check.sh      (writes $OUT/gpu-check.log and JSON files)
-# Budget: under 8 minutes in all.
+# gpu-check.sh - runs the training loops, the benchmarks and the Vulkan op tests on a GPU
+# machine that has the NVIDIA driver but no Vulkan loader and none of our Debian libraries (the
+# lent device machine), printing the per-step Vulkan counters and ms per step. Everything it
+# needs travels with the working tree:
+#   .gl/        Debian's libvulkan1 (and GL loader) .debs   (the device README's recipe)
+#   .gpu/lib    the shared libraries the binaries link            } made here by
+#   .gpu/bin    build/polyak and the Vulkan test programs         } `sh tools/gpu-check.sh
+#   .gpu/fmnist 5,000 + 2,000 Fashion-MNIST images (gzip IDX)     }  --prepare` (~50 MB)
+# On the GPU machine (device tool: carry [".gl", ".gpu"]):
+#   sh tools/gpu-check.sh      (writes $OUT/gpu-check.log, metrics and benchmark JSON files)
+# Order: devices, bundled-scene splat train (1,000 steps on Vulkan, then the CPU backend on the
+# same run for the ms/step ratio), one MAN epoch on Vulkan, op and splat benchmarks, Vulkan
+# tests. Each part has its own timeout and the whole stops starting parts after 7 minutes, so
+# one call stays under 8 minutes.
 set -eu
 cd "$(dirname "$0")/.."
 
+# The Vulkan test programs that travel (each ~1.3 MB: all of them would not fit the 64 MiB).
+TESTS="vk_test_vkctx vk_test_vk_resident ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
+splat_test_splat_vk optim_test_optim_vk"
+
 if [ "${1:-}" = "--prepare" ]; then
-    # Here (the build machine): collect the .debs of every library the binaries need.
-    mkdir -p .gl .gpu/debs .gpu/lib
-    grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >> .git/info/exclude
+    # Here (the build machine): the loader .debs, the libraries the binaries link, the binaries
+    # and a Fashion-MNIST subset, all under .gl/ and .gpu/ (both ignored by git).
+    cmake --build build -j2 --target polyak $TESTS
+    rm -rf .gpu
+    mkdir -p .gl .gpu/debs .gpu/lib .gpu/bin .gpu/fmnist
+    ex=$(git rev-parse --git-path info/exclude) # a worktree's .git is a file
+    mkdir -p "$(dirname "$ex")"
+    grep -qx '/.gl/' "$ex" 2>/dev/null || echo /.gl/ >> "$ex"
     o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
     mkdir -p /tmp/amd64/partial
     apt-get $o update -qq
     (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
-    (cd .gpu/debs && apt-get $o download libopenblas0-pthread libopenblas0 libgfortran5 \
-        libcjson1 libpng16-16 libturbojpeg0 libcheck0 libsubunit0 2>/dev/null || true)
+    (cd .gpu/debs && apt-get $o download libopenblas0-pthread libgfortran5 libquadmath0 \
+        libcjson1 libpng16-16 libturbojpeg0 libsubunit0)
     for f in .gpu/debs/*.deb; do dpkg -x "$f" .gpu/root; done
-    find .gpu/root -name '*.so*' -exec cp -P {} .gpu/lib/ \; 2>/dev/null || true
-    echo "prepared: carry .gl, .gpu and build"
+    find .gpu/root -name '*.so*' ! -name 'liblapack*' ! -name 'libblas*' -exec cp -P {} .gpu/lib/ \;
+    rm -rf .gpu/debs .gpu/root
+    cp build/polyak .gpu/bin/
+    for t in $TESTS; do cp "build/tests/$t" .gpu/bin/; done
+    pwd > .gpu/srcdir # the tests read goldens under the source folder they were built in
+    # one MAN epoch's data: the first 5,000 training and 2,000 test images (the full set would
+    # not fit), as gzip IDX files
+    /usr/bin/python3 - "${FMNIST:-/usr/share/datasets/fashion-mnist}" .gpu/fmnist <<'PY'
+import gzip, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+for prefix, keep in (("train", 5000), ("t10k", 2000)):
+    for kind, head in (("images-idx3", 16), ("labels-idx1", 8)):
+        name = f"{prefix}-{kind}-ubyte.gz"
+        raw = gzip.open(f"{src}/{name}").read()
+        fields = list(struct.unpack(">%dI" % (head // 4), raw[:head]))
+        per = 1
+        for d in fields[2:]:
+            per *= d
+        fields[1] = keep
+        with gzip.open(f"{dst}/{name}", "wb") as f:
+            f.write(struct.pack(">%dI" % (head // 4), *fields) + raw[head:head + keep * per])
+PY
+    du -sh .gl .gpu
+    echo "prepared: carry .gl and .gpu"
     exit 0
 fi
 
@@ -31,17 +68,50 @@ mkdir -p "$OUT"
 log="$OUT/gpu-check.log"
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
-export LD_LIBRARY_PATH="$PWD/.gpu/lib:$PWD/.gpu/root/usr/lib/x86_64-linux-gnu:$PWD/.gpu/root/usr/lib/x86_64-linux-gnu/openblas-pthread:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$PWD/.gpu/lib:${LD_LIBRARY_PATH:-}"
+src=$(cat .gpu/srcdir)
+if [ "$src" != "$PWD" ] && [ ! -e "$src" ]; then mkdir -p "$(dirname "$src")"; ln -s "$PWD" "$src"; fi
+bin=.gpu/bin
 if [ ! -e /usr/share/vulkan/icd.d/nvidia_icd.json ] && [ -e /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
+start=$(date +%s)
+# Runs "$@" unless 7 minutes have passed; says so when it skips.
+part() {
+    if [ $(( $(date +%s) - start )) -gt 420 ]; then echo "SKIPPED (time budget): $*"; return 0; fi
+    "$@" || echo "FAILED ($?): $*"
+}
+# Prints a run's per-step Vulkan counters and ms per step from its metrics.json.
+counters() {
+    echo "-- $1/metrics.json"
+    grep -E '^  "(device|vulkan|ms_per_step|cpu_ms_per_step|epoch_seconds|psnr|ssim|test_accuracy|gaussians)":' "$1/metrics.json" 2>/dev/null || echo "(no metrics)"
+}
+# Copies a run's metrics.json to $OUT/$2 when it exists.
+keep() { [ -f "$1/metrics.json" ] && cp "$1/metrics.json" "$OUT/$2" || true; }
+run=/tmp/gpu-check-runs
+rm -rf "$run"; mkdir -p "$run"
 {
-    echo "== devices"; ./build/polyak devices
-    echo "== Vulkan op tests"
-    for t in build/tests/ops_test_* build/tests/nn_test_* build/tests/vk_test_* build/tests/splat_test_* build/tests/optim_test_*; do
-        [ -x "$t" ] || continue
-        echo "-- $t"; CK_RUN_CASE=vulkan POLYAK_DEVICE=vk timeout 120 "$t" || echo "FAILED: $t"
-    done
+    echo "== devices"; part "$bin/polyak" devices
+    echo "== splat train: bundled scene, 1000 steps, Vulkan"
+    part timeout 150 "$bin/polyak" splat train --data assets/scene --out "$run/splat-vk" --iters 1000 --device vk
+    counters "$run/splat-vk"; keep "$run/splat-vk" splat-vk-metrics.json
+    echo "== splat train: same run on the CPU backend"
+    part timeout 150 "$bin/polyak" splat train --data assets/scene --out "$run/splat-cpu" --iters 1000 --device cpu
+    counters "$run/splat-cpu"; keep "$run/splat-cpu" splat-cpu-metrics.json
+    echo "== man: one epoch (5,000 Fashion-MNIST images, resnet32, dgl+man K=4), Vulkan"
+    part timeout 120 "$bin/polyak" man --data .gpu/fmnist --out "$run/man-vk" --epochs 1 --blocks 4 --method dgl+man --batch 128 --test-limit 2000 --device vk
+    counters "$run/man-vk"; keep "$run/man-vk" man-vk-metrics.json
     echo "== benchmarks"
-    timeout 120 ./build/polyak bench ops --device vk --json "$OUT/bench-ops-vk.json" || echo "bench ops failed"
+    part timeout 90 "$bin/polyak" bench ops --device vk --no-peer --json "$OUT/bench-ops-vk.json"
+    part timeout 60 "$bin/polyak" bench splat --device vk --json "$OUT/bench-splat-vk.json"
+    echo "== Vulkan tests"
+    export POLYAK_DEVICE=vk
+    for t in "$bin"/vk_test_*; do # every case of these is a Vulkan one
+        echo "-- $t"; part timeout 90 "$t"
+    done
+    export CK_RUN_CASE=vulkan # the other suites: their Vulkan case only
+    for t in "$bin"/ops_test_* "$bin"/splat_test_* "$bin"/optim_test_*; do
+        echo "-- $t"; part timeout 60 "$t"
+    done
+    echo "== done in $(( $(date +%s) - start )) s"
 } 2>&1 | tee "$log"

@@ -55,7 +55,7 @@ pk_status optim_sgd_step_vk(vkctx *ctx, const pk_sgd_params *hp, int64_t step, i
                     .one_minus_damp = (float)(1.0 - hp->dampening),
                     .flags =
                         (use_mom ? 1u : 0u) | (step == 1 ? 2u : 0u) | (hp->nesterov ? 4u : 0u)};
-    vk_binding b[3] = {{param.block}, {grad.block}, {r[2].block}};
+    vk_binding b[3] = {{param.block, 0, 0}, {grad.block, 0, 0}, {r[2].block, 0, 0}};
     return vkctx_dispatch(ctx, "optim/sgd", 3, b, &pc, sizeof pc, groups_for(n), 1, 1);
 }
 
@@ -86,7 +86,7 @@ static pk_status adam_vk(vkctx *ctx, const pk_adamw_params *hp0, int64_t step, i
                       .neg_step = (float)-(hp.lr / bc1),
                       .flags = hp.eps_inside_sqrt ? 1u : 0u,
                       .threshold = 0.0f};
-    vk_binding b[4] = {{param.block}, {grad.block}, {m.block}, {v.block}};
+    vk_binding b[4] = {{param.block, 0, 0}, {grad.block, 0, 0}, {m.block, 0, 0}, {v.block, 0, 0}};
     return vkctx_dispatch(ctx, decoupled ? "optim/adamw" : "optim/adamw:adam", 4, b, &pc, sizeof pc,
                           groups_for(n), 1, 1);
 }
@@ -134,7 +134,8 @@ pk_status optim_spam_step_vk(vkctx *ctx, const pk_spam_params *hp0, int64_t step
                       .neg_step = (float)(-(hp.lr * sqrt(bc2) / bc1) * scale),
                       .flags = reset ? 2u : 0u,
                       .threshold = clip ? (float)hp.threshold : INFINITY};
-    vk_binding b[4] = {{param.block}, {grad.block}, {exp_avg.block}, {exp_avg_sq.block}};
+    vk_binding b[4] = {
+        {param.block, 0, 0}, {grad.block, 0, 0}, {exp_avg.block, 0, 0}, {exp_avg_sq.block, 0, 0}};
     return vkctx_dispatch(ctx, "optim/spam", 4, b, &pc, sizeof pc, groups_for(n), 1, 1);
 }
 
@@ -298,7 +299,8 @@ static pk_status adamp_vk(vkctx *ctx, const pk_adamp_vk_plan *plan, const pk_ada
     if (wd <= 0) pc.dec_full = pc.dec_proj = 1.0f;
     pk_block *vb = sgdp ? m.block : v.block; /* SGDP binds the buffer twice, reads neither as v */
     pk_block *tb = plan->tables.block;       /* rows, tensors and scratch: one range */
-    vk_binding b[7] = {{param.block}, {grad.block}, {m.block}, {vb}, {tb}, {tb}, {tb}};
+    vk_binding b[7] = {{param.block, 0, 0}, {grad.block, 0, 0}, {m.block, 0, 0}, {vb, 0, 0},
+                       {tb, 0, 0},          {tb, 0, 0},         {tb, 0, 0}};
     uint32_t rg = plan->nrows > 65535 ? 65535u : (uint32_t)plan->nrows;
     PK_TRY(vkctx_dispatch(ctx, "optim/adamp", 7, b, &pc, sizeof pc, rg, 1, 1));
     PK_TRY(vkctx_dispatch(ctx, "optim/adamp:decide", 7, b, &pc, sizeof pc,
@@ -432,8 +434,14 @@ pk_status optim_stable_spam_step_vk(vkctx *ctx, const pk_sspam_vk_plan *plan,
                           (uint32_t)(t0 + (size_t)plan->nchunks * 4 + (size_t)plan->nseg * 2),
                       .t_offset = (uint32_t)state.offset};
     pk_block *tb = plan->tables.block; /* chunks, tensors and scratch: one range */
-    vk_binding b[8] = {{param.block}, {grad.block}, {exp_avg.block}, {exp_avg_sq.block}, {tb},
-                       {tb},          {tb},         {state.block}};
+    vk_binding b[8] = {{param.block, 0, 0},
+                       {grad.block, 0, 0},
+                       {exp_avg.block, 0, 0},
+                       {exp_avg_sq.block, 0, 0},
+                       {tb, 0, 0},
+                       {tb, 0, 0},
+                       {tb, 0, 0},
+                       {state.block, 0, 0}};
     uint32_t cg = plan->nchunks > 65535 ? 65535u : (uint32_t)plan->nchunks;
     uint32_t sg = (uint32_t)((plan->nseg + 255) / 256);
     PK_TRY(vkctx_dispatch(ctx, "optim/stable_spam:max", 8, b, &pc, sizeof pc, cg, 1, 1));

@@ -119,7 +119,7 @@ static pk_status dispatch_blocks(splat_vk_state *st, const char *name, pk_block 
                                  uint32_t gy) {
     vk_binding bind[16];
     for (int i = 0; i < nbuf; i++)
-        bind[i].block = blocks[i];
+        bind[i] = (vk_binding){blocks[i], 0, 0};
     if (gx == 0 || gy == 0) return PK_OK;
     return vkctx_dispatch(st->ctx, name, nbuf, bind, pc, pc_size, gx, gy, 1);
 }

@@ -44,7 +44,7 @@ pk_status teacher_ema_vk(vkctx *ctx, pk_block *t, size_t t_off, pk_block *s, siz
                     .s_offset = (uint32_t)s_off,
                     .m = (float)m,
                     .w0 = (float)(1.0 - m)};
-    vk_binding b[2] = {{t}, {s}};
+    vk_binding b[2] = {{t, 0, 0}, {s, 0, 0}};
     return vkctx_dispatch(ctx, "teacher/ema", 2, b, &pc, sizeof pc, groups_for(n), 1, 1);
 }
 
@@ -68,7 +68,7 @@ pk_status teacher_ema2_vk(vkctx *ctx, pk_block *t, size_t t_off, pk_block *s0, s
                     .m = (float)m,
                     .w0 = (float)w0,
                     .w1 = (float)w1};
-    vk_binding b[3] = {{t}, {s0}, {s1}};
+    vk_binding b[3] = {{t, 0, 0}, {s0, 0, 0}, {s1, 0, 0}};
     return vkctx_dispatch(ctx, "teacher/ema:multi", 3, b, &pc, sizeof pc, groups_for(n), 1, 1);
 }
 
@@ -133,7 +133,7 @@ pk_status teacher_ema_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_blo
                     .w0 = (float)(1.0 - m),
                     .nseg = (uint32_t)nseg,
                     .r_offset = (uint32_t)runs_off};
-    vk_binding b[3] = {{t}, {s}, {runs}};
+    vk_binding b[3] = {{t, 0, 0}, {s, 0, 0}, {runs, 0, 0}};
     return vkctx_dispatch(ctx, "teacher/ema:segments", 3, b, &pc, sizeof pc, groups_for(total), 1,
                           1);
 }
@@ -162,7 +162,7 @@ pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_bl
                     .w1 = (float)w1,
                     .nseg = (uint32_t)nseg,
                     .r_offset = (uint32_t)runs_off};
-    vk_binding b[4] = {{t}, {s0}, {s1}, {runs}};
+    vk_binding b[4] = {{t, 0, 0}, {s0, 0, 0}, {s1, 0, 0}, {runs, 0, 0}};
     return vkctx_dispatch(ctx, "teacher/ema:segments_multi", 4, b, &pc, sizeof pc,
                           groups_for(total), 1, 1);
 }

@@ -14,8 +14,10 @@ typedef struct vkctx vkctx;
 
 /* Options read from the environment by the device layer and passed in. */
 typedef struct vkctx_options {
-    bool validate; /* POLYAK_VALIDATE=1: validation layer + debug messenger */
-    bool profile;  /* POLYAK_PROFILE=1: timestamp query per dispatch, table at destroy */
+    bool validate;            /* POLYAK_VALIDATE=1: validation layer + debug messenger */
+    bool profile;             /* POLYAK_PROFILE=1: timestamp query per dispatch, table at destroy */
+    bool no_push_descriptors; /* POLYAK_VK_DESCRIPTORS=cache: cached sets even where the device
+                                 offers VK_KHR_push_descriptor */
 } vkctx_options;
 
 /* Lists the Vulkan physical devices (backend PK_BACKEND_VK). Returns PK_OK with *count = 0
@@ -44,21 +46,30 @@ pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *s
 pk_status vkctx_block_read(vkctx *ctx, pk_block *blk, size_t off, void *dst, size_t n);
 
 /* A buffer binding for a dispatch: the whole block is bound; shaders add element offsets that
- * arrive in their push constants. */
+ * arrive in their push constants. [offset, offset + range) are the bytes the dispatch may
+ * touch through this binding (range 0: the whole block); the barrier tracker orders only
+ * dispatches whose ranges overlap with a write. */
 typedef struct vk_binding {
     pk_block *block;
+    size_t offset, range;
 } vk_binding;
 
 /* Records one dispatch of the embedded shader `name` (see shaders/shader_registry.h) with
  * `nbuf` storage-buffer bindings (set 0, bindings 0..nbuf-1) and push constants. The pipeline
- * is created on first use and cached. Checks that nbuf and push_size match what the shader
- * declares before recording anything. Inserts the barrier that makes earlier writes visible. */
+ * is created on first use and cached; the bindings are pushed (VK_KHR_push_descriptor) or
+ * taken from a cache of descriptor sets keyed by (pipeline layout, buffers). Checks that nbuf
+ * and push_size match what the shader declares before recording anything. Inserts a barrier
+ * only when a binding's range overlaps one written since the last barrier, or a written
+ * binding overlaps one read since then (bindings the shader declares readonly are reads). */
 pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
                          const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
                          uint32_t gz);
 
 /* Submits the recorded command buffer and waits for completion. */
 pk_status vkctx_sync(vkctx *ctx);
+
+/* Copies the context's running totals into *out (zeros for NULL). */
+void vkctx_get_counters(const vkctx *ctx, pk_device_counters *out);
 
 /* Returns the number of validation-layer messages of warning or error severity so far. */
 int vkctx_validation_errors(const vkctx *ctx);

@@ -37,6 +37,7 @@ typedef struct vk_pipeline {
     uint64_t hash;
     uint32_t nbuf;      /* storage buffers declared in set 0 (bindings 0..nbuf-1) */
     uint32_t push_size; /* bytes of the push-constant block (0: none) */
+    uint32_t readonly;  /* bit i: binding i is declared readonly (NonWritable) */
     VkShaderModule module;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout layout;
@@ -50,10 +51,32 @@ typedef struct vk_pipeline {
 typedef struct vk_block {
     VkBuffer buffer;
     VkDeviceMemory memory;
-    void *mapped;           /* host pointer when the memory is host-visible, else NULL */
-    uint64_t used_batch;    /* ctx->batch of the last recording that touched the block */
-    uint64_t written_epoch; /* ctx->epoch when last (conservatively) written; 0: never */
+    void *mapped;        /* host pointer when the memory is host-visible, else NULL */
+    uint64_t used_batch; /* ctx->batch of the last recording that touched the block */
+    size_t size;         /* bytes */
 } vk_block;
+
+/* One access by the device since the last barrier: bytes [lo, hi) of a block. */
+typedef struct vk_access {
+    const vk_block *b;
+    size_t lo, hi;
+    bool write;
+} vk_access;
+
+/* A cached descriptor set: the set of `layout` with `bufs` bound whole at bindings 0..nbuf-1,
+ * allocated from persistent pool `pool`. */
+typedef struct vk_desc_entry {
+    struct vk_desc_entry *next;
+    uint64_t hash;
+    VkDescriptorSetLayout layout;
+    uint32_t nbuf;
+    int pool;
+    VkDescriptorSet set;
+    VkBuffer bufs[]; /* nbuf */
+} vk_desc_entry;
+
+/* Buckets of the descriptor-set cache (chained). */
+#define VK_DESC_BUCKETS 1024
 
 struct vkctx {
     VkInstance instance;
@@ -74,13 +97,20 @@ struct vkctx {
     VkFence fence;
     bool pending;   /* commands recorded since the last submission */
     uint64_t batch; /* number of the recording in progress (starts at 1) */
-    uint64_t epoch; /* barrier epoch: bumps at every barrier and submission (starts at 1) */
     VkPipeline bound_pipeline;
 
-    /* descriptor pools of the recording in progress, chained when one is exhausted */
+    /* device accesses recorded since the last barrier (what a new dispatch may conflict with) */
+    vk_access *acc;
+    size_t nacc, acc_cap;
+
+    /* descriptors: pushed where the device offers VK_KHR_push_descriptor, else cached sets
+     * from persistent pools (sets are freed when a block they bind is freed) */
+    bool push_desc;
+    PFN_vkCmdPushDescriptorSetKHR push_fn;
+    vk_desc_entry *desc_buckets[VK_DESC_BUCKETS];
     VkDescriptorPool *desc_pools;
-    int desc_pool_count, desc_pool_cap, desc_pool_cur;
-    uint32_t desc_sets_used, desc_used; /* taken from the current pool */
+    uint32_t *desc_pool_sets, *desc_pool_descs; /* live sets and descriptors per pool */
+    int desc_pool_count, desc_pool_cap;
 
     /* pipeline cache: open addressing on the name's hash; cap is a power of two */
     vk_pipeline **pipes;
@@ -93,6 +123,7 @@ struct vkctx {
     size_t staging_cap, staging_used, staging_max;
     bool force_unmapped;  /* testing hook: allocate blocks unmapped even on unified devices */
     uint64_t submissions; /* testing hook: queue submissions (each one a host wait) so far */
+    pk_device_counters counters; /* running totals (vkctx_get_counters) */
 
     /* profiler */
     bool profile;
@@ -108,26 +139,22 @@ struct vkctx {
 /* Refuses calls on a context whose device was lost or whose submission failed. */
 pk_status vk_check_usable(const vkctx *ctx);
 
-/* True when `b` was (conservatively) written since the last barrier: a use must wait. */
-static inline bool vk_block_dirty(const vkctx *ctx, const vk_block *b) {
-    return b->written_epoch == ctx->epoch;
-}
+/* True when accessing bytes [lo, hi) of `b` (writing when `write`) must wait for an access
+ * recorded since the last barrier: the ranges overlap and one of the two writes. */
+bool vk_access_conflicts(const vkctx *ctx, const vk_block *b, size_t lo, size_t hi, bool write);
 
-/* Marks `b` as touched by the recording in progress; every use counts as a write. */
-static inline void vk_block_mark(vkctx *ctx, vk_block *b) {
-    b->written_epoch = ctx->epoch;
-    b->used_batch = ctx->batch;
-    ctx->pending = true;
-}
+/* Notes an access of bytes [lo, hi) of `b` by the recording in progress. */
+pk_status vk_access_add(vkctx *ctx, vk_block *b, size_t lo, size_t hi, bool write);
 
-/* Records the global compute/transfer memory barrier and starts a new epoch. */
+/* Records the global compute/transfer memory barrier and forgets the accesses before it. */
 void vk_record_barrier(vkctx *ctx);
+
+/* Frees the cached descriptor sets that bind `buf` (the buffer is about to be destroyed and
+ * no pending work uses it). */
+void vk_desc_forget_buffer(vkctx *ctx, VkBuffer buf);
 
 /* Frees the staging buffer. */
 void vk_staging_destroy(vkctx *ctx);
-
-/* Resets every descriptor pool after the fence wait. */
-void vk_desc_reset(vkctx *ctx);
 
 /* Destroys the descriptor pools and the pipeline cache. */
 void vk_pipelines_destroy(vkctx *ctx);
@@ -156,6 +183,13 @@ void vk_profile_destroy(vkctx *ctx);
 /* Testing hook: allocate later blocks without mapping them (so uploads and read-backs go
  * through the staging buffer) and cap the staging buffer at `staging_max` bytes (0: default). */
 void vkctx_debug_force_staging(vkctx *ctx, bool force_unmapped, size_t staging_max);
+
+/* Testing hook: true when the context pushes descriptors (VK_KHR_push_descriptor) rather than
+ * caching sets. */
+bool vkctx_debug_push_descriptors(const vkctx *ctx);
+
+/* Testing hook: number of cached descriptor sets alive. */
+size_t vkctx_debug_cached_sets(const vkctx *ctx);
 
 /* Testing hook: number of queue submissions so far; each is a host wait, so a test can check
  * that a stretch of recording (an optimizer step, a teacher update) did not sync. */

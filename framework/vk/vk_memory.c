@@ -18,7 +18,38 @@ void vk_record_barrier(vkctx *ctx) {
     VkPipelineStageFlags stages =
         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
     vkCmdPipelineBarrier(ctx->cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
-    ctx->epoch++;
+    ctx->nacc = 0;
+    ctx->counters.barriers++;
+}
+
+bool vk_access_conflicts(const vkctx *ctx, const vk_block *b, size_t lo, size_t hi, bool write) {
+    for (size_t i = 0; i < ctx->nacc; i++) {
+        const vk_access *a = &ctx->acc[i];
+        if (a->b == b && (write || a->write) && a->lo < hi && lo < a->hi) return true;
+    }
+    return false;
+}
+
+pk_status vk_access_add(vkctx *ctx, vk_block *b, size_t lo, size_t hi, bool write) {
+    b->used_batch = ctx->batch;
+    ctx->pending = true;
+    /* the same range again (a block bound twice, or a read after a read) needs no new entry */
+    for (size_t i = 0; i < ctx->nacc; i++) {
+        vk_access *a = &ctx->acc[i];
+        if (a->b == b && a->lo == lo && a->hi == hi) {
+            a->write |= write;
+            return PK_OK;
+        }
+    }
+    if (ctx->nacc == ctx->acc_cap) {
+        size_t cap = ctx->acc_cap ? ctx->acc_cap * 2 : 64;
+        vk_access *g = realloc(ctx->acc, cap * sizeof *g);
+        if (!g) return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory tracking accesses");
+        ctx->acc = g;
+        ctx->acc_cap = cap;
+    }
+    ctx->acc[ctx->nacc++] = (vk_access){b, lo, hi, write};
+    return PK_OK;
 }
 
 /* Returns a memory type index allowed by `bits` that has all of `want`, or -1. */
@@ -116,6 +147,7 @@ pk_status vkctx_block_alloc(vkctx *ctx, size_t bytes, pk_block *out) {
         return s;
     }
     if (ctx->force_unmapped) b->mapped = NULL; /* testing: go through staging regardless */
+    b->size = bytes;
     out->impl = b;
     out->host = b->mapped;
     out->size = bytes;
@@ -128,6 +160,7 @@ void vkctx_block_free(vkctx *ctx, pk_block *blk) {
     /* the recording in progress may still use the buffer: run it before destroying */
     if (ctx->pending && b->used_batch == ctx->batch && !ctx->failed) (void)vkctx_sync(ctx);
     if (ctx->failed) vkDeviceWaitIdle(ctx->device);
+    vk_desc_forget_buffer(ctx, b->buffer);
     buffer_destroy(ctx, b->buffer, b->memory);
     free(b);
     memset(blk, 0, sizeof *blk);
@@ -194,6 +227,7 @@ static pk_status check_range(const vkctx *ctx, const pk_block *blk, size_t off, 
 pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *src, size_t n) {
     PK_TRY(check_range(ctx, blk, off, n, "write"));
     if (n == 0) return PK_OK;
+    ctx->counters.bytes_to_device += n;
     vk_block *b = blk->impl;
     if (b->mapped) {
         /* recorded work may still read the old bytes: run it before overwriting them */
@@ -206,10 +240,10 @@ pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *s
         size_t so, len;
         PK_TRY(staging_reserve(ctx, n, &so, &len));
         memcpy(ctx->staging_ptr + so, p, len); /* visible to the device at submission */
-        if (vk_block_dirty(ctx, b)) vk_record_barrier(ctx);
+        if (vk_access_conflicts(ctx, b, off, off + len, true)) vk_record_barrier(ctx);
         VkBufferCopy region = {.srcOffset = so, .dstOffset = off, .size = len};
         vkCmdCopyBuffer(ctx->cmd, ctx->staging, b->buffer, 1, &region);
-        vk_block_mark(ctx, b);
+        PK_TRY(vk_access_add(ctx, b, off, off + len, true));
         p += len;
         off += len;
         n -= len;
@@ -219,6 +253,7 @@ pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *s
 
 pk_status vkctx_block_read(vkctx *ctx, pk_block *blk, size_t off, void *dst, size_t n) {
     PK_TRY(check_range(ctx, blk, off, n, "read"));
+    ctx->counters.bytes_to_host += n;
     vk_block *b = blk->impl;
     if (b->mapped) {
         PK_TRY(vkctx_sync(ctx));
@@ -230,10 +265,10 @@ pk_status vkctx_block_read(vkctx *ctx, pk_block *blk, size_t off, void *dst, siz
     while (n > 0) {
         size_t so, len;
         PK_TRY(staging_reserve(ctx, n, &so, &len));
-        if (vk_block_dirty(ctx, b)) vk_record_barrier(ctx);
+        if (vk_access_conflicts(ctx, b, off, off + len, false)) vk_record_barrier(ctx);
         VkBufferCopy region = {.srcOffset = off, .dstOffset = so, .size = len};
         vkCmdCopyBuffer(ctx->cmd, b->buffer, ctx->staging, 1, &region);
-        vk_block_mark(ctx, b);
+        PK_TRY(vk_access_add(ctx, b, off, off + len, false));
         PK_TRY(vkctx_sync(ctx)); /* the end-of-recording barrier makes the copy host-visible */
         memcpy(p, ctx->staging_ptr + so, len);
         p += len;

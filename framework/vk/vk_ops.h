@@ -13,8 +13,11 @@
  * elements, so offsets and element counts of every tensor a kernel sees fit in 32 bits. */
 static inline uint32_t vk_off(const tensor *t) { return (uint32_t)t->offset; }
 
-/* The binding of a tensor's block. */
-static inline vk_binding vk_bind(const tensor *t) { return (vk_binding){t->block}; }
+/* The binding of a tensor's block. The range is the whole block: several kernels reach past
+ * the tensor they are handed (gemm's explicit strides and base offsets, scratch next to an
+ * output), so the barrier tracker sees every op's binding as the whole block; callers that
+ * know a kernel stays inside [offset, offset + range) may narrow it. */
+static inline vk_binding vk_bind(const tensor *t) { return (vk_binding){t->block, 0, 0}; }
 
 /* Records a dispatch of `name` over `n` elements with local size 256 on a 2-D grid. */
 pk_status vk_dispatch_1d(pk_ctx *c, const char *name, int nbuf, const vk_binding *bufs,

@@ -32,6 +32,7 @@ enum {
     DEC_BLOCK = 2,
     DEC_BUFFER_BLOCK = 3,
     DEC_ARRAY_STRIDE = 6,
+    DEC_NON_WRITABLE = 24,
     DEC_BINDING = 33,
     DEC_DESCRIPTOR_SET = 34,
     DEC_OFFSET = 35,
@@ -49,6 +50,8 @@ typedef struct spv_id {
     int64_t binding, set; /* -1 when undecorated */
     uint32_t stride;      /* ArrayStride */
     bool buffer_block;
+    bool non_writable;   /* decorated NonWritable itself (a variable) */
+    uint32_t nw_members; /* members decorated NonWritable (a struct) */
 } spv_id;
 
 typedef struct spv_member_offset {
@@ -106,9 +109,10 @@ static uint64_t type_size(const spv_reflect *r, uint32_t id, int depth) {
 /* Finds the storage buffers of set 0 (count = highest binding + 1) and the push-constant
  * block size; refuses resources the dispatch helper cannot bind. */
 static pk_status reflect(const char *name, const uint32_t *code, size_t bytes, uint32_t *nbuf,
-                         uint32_t *push_size) {
+                         uint32_t *push_size, uint32_t *readonly) {
     *nbuf = 0;
     *push_size = 0;
+    *readonly = 0;
     size_t nw = bytes / 4;
     if (nw < 5 || code[0] != SPV_MAGIC)
         return pk_error(PK_ERR_FORMAT, "vulkan: shader %s: not SPIR-V", name);
@@ -152,9 +156,11 @@ static pk_status reflect(const char *name, const uint32_t *code, size_t bytes, u
                 if (w[2] == DEC_DESCRIPTOR_SET && len >= 4) d->set = w[3];
                 if (w[2] == DEC_ARRAY_STRIDE && len >= 4) d->stride = w[3];
                 if (w[2] == DEC_BUFFER_BLOCK) d->buffer_block = true;
+                if (w[2] == DEC_NON_WRITABLE) d->non_writable = true;
             }
             break;
         case OP_MEMBER_DECORATE:
+            if (len >= 4 && w[3] == DEC_NON_WRITABLE && w[1] < r.bound) r.ids[w[1]].nw_members++;
             if (len >= 5 && w[3] == DEC_OFFSET) {
                 if (r.noffs == offs_cap) {
                     offs_cap *= 2;
@@ -218,6 +224,11 @@ static pk_status reflect(const char *name, const uint32_t *code, size_t bytes, u
             break;
         }
         if (v->binding > max_binding) max_binding = v->binding;
+        /* readonly: the variable, or every member of its block, is NonWritable */
+        const spv_id *st = &r.ids[pointee];
+        if (v->binding < VK_MAX_BINDINGS &&
+            (v->non_writable || (st->len > 2 && st->nw_members >= st->len - 2)))
+            *readonly |= 1u << v->binding;
     }
     if (s == PK_OK && max_binding + 1 > VK_MAX_BINDINGS)
         s = pk_error(PK_ERR_UNSUPPORTED, "vulkan: shader %s uses %lld bindings (at most %d)", name,
@@ -248,7 +259,7 @@ static void pipeline_free(vkctx *ctx, vk_pipeline *p) {
 }
 
 static pk_status pipeline_build(vkctx *ctx, const pk_spirv *spv, vk_pipeline *p) {
-    PK_TRY(reflect(spv->name, spv->code, spv->size, &p->nbuf, &p->push_size));
+    PK_TRY(reflect(spv->name, spv->code, spv->size, &p->nbuf, &p->push_size, &p->readonly));
     if (p->push_size > ctx->props.limits.maxPushConstantsSize)
         return pk_error(PK_ERR_UNSUPPORTED,
                         "vulkan: shader %s: %u bytes of push constants exceed %s's limit %u",
@@ -264,10 +275,11 @@ static pk_status pipeline_build(vkctx *ctx, const pk_spirv *spv, vk_pipeline *p)
                                               .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                               .descriptorCount = 1,
                                               .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT};
-    VkDescriptorSetLayoutCreateInfo li = {.sType =
-                                              VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                                          .bindingCount = p->nbuf,
-                                          .pBindings = b};
+    VkDescriptorSetLayoutCreateInfo li = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .flags = ctx->push_desc ? VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR : 0,
+        .bindingCount = p->nbuf,
+        .pBindings = b};
     VK_CHECK(vkCreateDescriptorSetLayout(ctx->device, &li, NULL, &p->set_layout));
     VkPushConstantRange pr = {
         .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = p->push_size};
@@ -347,61 +359,159 @@ static pk_status pipeline_get(vkctx *ctx, const char *name, vk_pipeline **out) {
     return PK_OK;
 }
 
-/* ---- descriptor pools -------------------------------------------------------------------- */
+/* ---- descriptor-set cache ---------------------------------------------------------------- */
 
 static pk_status pool_add(vkctx *ctx) {
     if (ctx->desc_pool_count == ctx->desc_pool_cap) {
         int cap = ctx->desc_pool_cap ? ctx->desc_pool_cap * 2 : 4;
         VkDescriptorPool *g = realloc(ctx->desc_pools, (size_t)cap * sizeof *g);
-        if (!g) return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory for descriptor pools");
-        ctx->desc_pools = g;
+        if (g) ctx->desc_pools = g;
+        uint32_t *u = g ? realloc(ctx->desc_pool_sets, (size_t)cap * sizeof *u) : NULL;
+        if (u) ctx->desc_pool_sets = u;
+        uint32_t *d = u ? realloc(ctx->desc_pool_descs, (size_t)cap * sizeof *d) : NULL;
+        if (d) ctx->desc_pool_descs = d;
+        if (!d) return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory for descriptor pools");
         ctx->desc_pool_cap = cap;
     }
     VkDescriptorPoolSize size = {.type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                  .descriptorCount = VK_POOL_DESCRIPTORS};
     VkDescriptorPoolCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                                     .flags = VK_DESCRIPTOR_POOL_CREATE_FREE_DESCRIPTOR_SET_BIT,
                                      .maxSets = VK_POOL_SETS,
                                      .poolSizeCount = 1,
                                      .pPoolSizes = &size};
     VkDescriptorPool pool;
     VK_CHECK(vkCreateDescriptorPool(ctx->device, &ci, NULL, &pool));
+    ctx->desc_pool_sets[ctx->desc_pool_count] = 0;
+    ctx->desc_pool_descs[ctx->desc_pool_count] = 0;
     ctx->desc_pools[ctx->desc_pool_count++] = pool;
     return PK_OK;
 }
 
-/* Allocates a set for `nbuf` buffers from the pool chain. Usage is counted here so the chain
- * moves on before a pool is exhausted instead of relying on each driver's out-of-pool error. */
+/* Allocates a set for `nbuf` buffers from the first persistent pool with room (counted here,
+ * so no driver's out-of-pool error is relied on); *pool_out gets the pool's index. */
 static pk_status desc_alloc(vkctx *ctx, VkDescriptorSetLayout layout, uint32_t nbuf,
-                            VkDescriptorSet *out) {
-    if (ctx->desc_pool_cur < ctx->desc_pool_count &&
-        (ctx->desc_sets_used + 1 > VK_POOL_SETS || ctx->desc_used + nbuf > VK_POOL_DESCRIPTORS)) {
-        ctx->desc_pool_cur++;
-        ctx->desc_sets_used = ctx->desc_used = 0;
-    }
-    if (ctx->desc_pool_cur == ctx->desc_pool_count) PK_TRY(pool_add(ctx));
+                            VkDescriptorSet *out, int *pool_out) {
+    int k = 0;
+    while (k < ctx->desc_pool_count && (ctx->desc_pool_sets[k] + 1 > VK_POOL_SETS ||
+                                        ctx->desc_pool_descs[k] + nbuf > VK_POOL_DESCRIPTORS))
+        k++;
+    if (k == ctx->desc_pool_count) PK_TRY(pool_add(ctx));
     VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-                                      .descriptorPool = ctx->desc_pools[ctx->desc_pool_cur],
+                                      .descriptorPool = ctx->desc_pools[k],
                                       .descriptorSetCount = 1,
                                       .pSetLayouts = &layout};
-    VK_CHECK(vkAllocateDescriptorSets(ctx->device, &ai, out));
-    ctx->desc_sets_used++;
-    ctx->desc_used += nbuf;
+    VkResult r = vkAllocateDescriptorSets(ctx->device, &ai, out);
+    if (r == VK_ERROR_FRAGMENTED_POOL || r == VK_ERROR_OUT_OF_POOL_MEMORY) {
+        /* freed sets left the pool in pieces: a fresh pool has room */
+        PK_TRY(pool_add(ctx));
+        k = ctx->desc_pool_count - 1;
+        ai.descriptorPool = ctx->desc_pools[k];
+        r = vkAllocateDescriptorSets(ctx->device, &ai, out);
+    }
+    VK_CHECK(r);
+    ctx->desc_pool_sets[k]++;
+    ctx->desc_pool_descs[k] += nbuf;
+    ctx->counters.descriptor_allocs++;
+    *pool_out = k;
     return PK_OK;
 }
 
-void vk_desc_reset(vkctx *ctx) {
-    for (int i = 0; i < ctx->desc_pool_count && i <= ctx->desc_pool_cur; i++)
-        vkResetDescriptorPool(ctx->device, ctx->desc_pools[i], 0);
-    ctx->desc_pool_cur = 0;
-    ctx->desc_sets_used = ctx->desc_used = 0;
+static uint64_t desc_hash(VkDescriptorSetLayout layout, uint32_t nbuf, const VkBuffer *bufs) {
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)layout;
+    h *= 1099511628211ull;
+    for (uint32_t i = 0; i < nbuf; i++) {
+        h ^= (uint64_t)(uintptr_t)bufs[i];
+        h *= 1099511628211ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+/* Returns the cached set binding `bufs` for `layout`, writing a new one on a miss. Cached sets
+ * are never updated again, so one in use by pending work stays valid. */
+static pk_status desc_get(vkctx *ctx, const vk_pipeline *p, const VkBuffer *bufs,
+                          VkDescriptorSet *out) {
+    uint64_t h = desc_hash(p->set_layout, p->nbuf, bufs);
+    vk_desc_entry **head = &ctx->desc_buckets[h % VK_DESC_BUCKETS];
+    for (vk_desc_entry *e = *head; e; e = e->next)
+        if (e->hash == h && e->layout == p->set_layout && e->nbuf == p->nbuf &&
+            memcmp(e->bufs, bufs, p->nbuf * sizeof *bufs) == 0) {
+            ctx->counters.descriptor_hits++;
+            *out = e->set;
+            return PK_OK;
+        }
+    vk_desc_entry *e = malloc(sizeof *e + p->nbuf * sizeof(VkBuffer));
+    if (!e) return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory for a descriptor set");
+    pk_status s = desc_alloc(ctx, p->set_layout, p->nbuf, &e->set, &e->pool);
+    if (s != PK_OK) {
+        free(e);
+        return s;
+    }
+    e->hash = h;
+    e->layout = p->set_layout;
+    e->nbuf = p->nbuf;
+    memcpy(e->bufs, bufs, p->nbuf * sizeof *bufs);
+    VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
+    VkWriteDescriptorSet w[VK_MAX_BINDINGS];
+    for (uint32_t i = 0; i < p->nbuf; i++) {
+        bi[i] = (VkDescriptorBufferInfo){.buffer = bufs[i], .offset = 0, .range = VK_WHOLE_SIZE};
+        w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                      .dstSet = e->set,
+                                      .dstBinding = i,
+                                      .descriptorCount = 1,
+                                      .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                      .pBufferInfo = &bi[i]};
+    }
+    vkUpdateDescriptorSets(ctx->device, p->nbuf, w, 0, NULL);
+    e->next = *head;
+    *head = e;
+    *out = e->set;
+    return PK_OK;
+}
+
+void vk_desc_forget_buffer(vkctx *ctx, VkBuffer buf) {
+    for (int k = 0; k < VK_DESC_BUCKETS; k++)
+        for (vk_desc_entry **pe = &ctx->desc_buckets[k]; *pe;) {
+            vk_desc_entry *e = *pe;
+            bool uses = false;
+            for (uint32_t i = 0; i < e->nbuf && !uses; i++)
+                uses = e->bufs[i] == buf;
+            if (!uses) {
+                pe = &e->next;
+                continue;
+            }
+            *pe = e->next;
+            vkFreeDescriptorSets(ctx->device, ctx->desc_pools[e->pool], 1, &e->set);
+            ctx->desc_pool_sets[e->pool]--;
+            ctx->desc_pool_descs[e->pool] -= e->nbuf;
+            free(e);
+        }
+}
+
+size_t vkctx_debug_cached_sets(const vkctx *ctx) {
+    size_t n = 0;
+    for (int k = 0; k < VK_DESC_BUCKETS; k++)
+        for (const vk_desc_entry *e = ctx->desc_buckets[k]; e; e = e->next)
+            n++;
+    return n;
 }
 
 void vk_pipelines_destroy(vkctx *ctx) {
+    for (int k = 0; k < VK_DESC_BUCKETS; k++)
+        while (ctx->desc_buckets[k]) {
+            vk_desc_entry *e = ctx->desc_buckets[k];
+            ctx->desc_buckets[k] = e->next;
+            free(e); /* the sets go with their pools */
+        }
     for (int i = 0; i < ctx->desc_pool_count; i++)
         vkDestroyDescriptorPool(ctx->device, ctx->desc_pools[i], NULL);
     free(ctx->desc_pools);
+    free(ctx->desc_pool_sets);
+    free(ctx->desc_pool_descs);
     ctx->desc_pools = NULL;
-    ctx->desc_pool_count = ctx->desc_pool_cap = ctx->desc_pool_cur = 0;
+    ctx->desc_pool_sets = ctx->desc_pool_descs = NULL;
+    ctx->desc_pool_count = ctx->desc_pool_cap = 0;
     for (size_t i = 0; i < ctx->pipe_cap; i++)
         pipeline_free(ctx, ctx->pipes[i]);
     free(ctx->pipes);
@@ -436,35 +546,30 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
                         "(%u, %u, %u); split the x count into gx, gy",
                         name, gx, gy, gz, ctx->info.name, lim[0], lim[1], lim[2]);
     vk_block *blocks[VK_MAX_BINDINGS];
+    size_t lo[VK_MAX_BINDINGS], hi[VK_MAX_BINDINGS];
+    VkBuffer handles[VK_MAX_BINDINGS];
     for (int i = 0; i < nbuf; i++) {
         if (!bufs || !bufs[i].block || !bufs[i].block->impl)
             return pk_error(PK_ERR_INVALID, "vulkan: shader %s: binding %d has no block", name, i);
         blocks[i] = bufs[i].block->impl;
+        handles[i] = blocks[i]->buffer;
+        /* a range that is absent or does not fit the block means the whole block */
+        size_t size = blocks[i]->size;
+        bool whole =
+            bufs[i].range == 0 || bufs[i].offset > size || bufs[i].range > size - bufs[i].offset;
+        lo[i] = whole ? 0 : bufs[i].offset;
+        hi[i] = whole ? size : bufs[i].offset + bufs[i].range;
     }
     if (gx == 0 || gy == 0 || gz == 0) return PK_OK; /* nothing to run */
 
     if (ctx->query_pool && !vk_profile_has_room(ctx)) PK_TRY(vkctx_sync(ctx));
     VkDescriptorSet set = VK_NULL_HANDLE;
-    if (nbuf > 0) {
-        PK_TRY(desc_alloc(ctx, p->set_layout, p->nbuf, &set));
-        VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
-        for (int i = 0; i < nbuf; i++)
-            bi[i] = (VkDescriptorBufferInfo){
-                .buffer = blocks[i]->buffer, .offset = 0, .range = VK_WHOLE_SIZE};
-        VkWriteDescriptorSet w[VK_MAX_BINDINGS];
-        for (int i = 0; i < nbuf; i++)
-            w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                                          .dstSet = set,
-                                          .dstBinding = (uint32_t)i,
-                                          .descriptorCount = 1,
-                                          .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                          .pBufferInfo = &bi[i]};
-        vkUpdateDescriptorSets(ctx->device, (uint32_t)nbuf, w, 0, NULL);
-    }
-    /* data flows only through blocks: wait only when this dispatch binds one written since the
-     * last barrier (binding counts as read+write, so this also orders write-after-read) */
+    if (nbuf > 0 && !ctx->push_desc) PK_TRY(desc_get(ctx, p, handles, &set));
+    /* data flows only through blocks: wait when a range overlaps one written since the last
+     * barrier (read- or write-after-write) or this dispatch writes a range read since then
+     * (write-after-read); readonly bindings are reads */
     for (int i = 0; i < nbuf; i++)
-        if (vk_block_dirty(ctx, blocks[i])) {
+        if (vk_access_conflicts(ctx, blocks[i], lo[i], hi[i], !(p->readonly >> i & 1u))) {
             vk_record_barrier(ctx);
             break;
         }
@@ -472,16 +577,31 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
         vkCmdBindPipeline(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipeline);
         ctx->bound_pipeline = p->pipeline;
     }
-    if (nbuf > 0)
+    if (nbuf > 0 && ctx->push_desc) {
+        VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
+        VkWriteDescriptorSet w[VK_MAX_BINDINGS];
+        for (int i = 0; i < nbuf; i++) {
+            bi[i] =
+                (VkDescriptorBufferInfo){.buffer = handles[i], .offset = 0, .range = VK_WHOLE_SIZE};
+            w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                                          .dstBinding = (uint32_t)i,
+                                          .descriptorCount = 1,
+                                          .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                          .pBufferInfo = &bi[i]};
+        }
+        ctx->push_fn(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, (uint32_t)nbuf, w);
+    } else if (nbuf > 0) {
         vkCmdBindDescriptorSets(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0,
                                 NULL);
+    }
     if (push_size)
         vkCmdPushConstants(ctx->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
     if (ctx->query_pool) vk_profile_before(ctx, p);
     vkCmdDispatch(ctx->cmd, gx, gy, gz);
+    ctx->counters.dispatches++;
     if (ctx->query_pool) vk_profile_after(ctx);
     for (int i = 0; i < nbuf; i++)
-        vk_block_mark(ctx, blocks[i]);
+        PK_TRY(vk_access_add(ctx, blocks[i], lo[i], hi[i], !(p->readonly >> i & 1u)));
     ctx->pending = true;
     return PK_OK;
 }

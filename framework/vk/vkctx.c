@@ -401,8 +401,11 @@ static pk_status device_create(vkctx *ctx, int index, const vkctx_options *opt) 
     ctx->queue_family = qf;
 
     device_caps c = query_caps(ctx->phys, &ctx->props);
-    const char *exts[4];
+    const char *exts[6];
     uint32_t next = 0;
+    bool push = !opt->no_push_descriptors &&
+                has_device_ext(ctx->phys, VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME);
+    if (push) exts[next++] = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
     if (c.portability_subset) exts[next++] = "VK_KHR_portability_subset"; /* required if offered */
     VkPhysicalDeviceShaderAtomicFloatFeaturesEXT af = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_FLOAT_FEATURES_EXT,
@@ -435,6 +438,11 @@ static pk_status device_create(vkctx *ctx, int index, const vkctx_options *opt) 
                              .ppEnabledExtensionNames = exts};
     VK_CHECK(vkCreateDevice(ctx->phys, &di, NULL, &ctx->device));
     vkGetDeviceQueue(ctx->device, qf, 0, &ctx->queue);
+    if (push) {
+        ctx->push_fn = (PFN_vkCmdPushDescriptorSetKHR)vkGetDeviceProcAddr(
+            ctx->device, "vkCmdPushDescriptorSetKHR");
+        ctx->push_desc = ctx->push_fn != NULL;
+    }
 
     VkCommandPoolCreateInfo pi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                   .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
@@ -455,7 +463,6 @@ static pk_status device_create(vkctx *ctx, int index, const vkctx_options *opt) 
         PK_TRY(vk_profile_init(ctx));
     }
     ctx->batch = 1;
-    ctx->epoch = 1;
     return begin_recording(ctx);
 }
 
@@ -488,6 +495,7 @@ void vkctx_destroy(vkctx *ctx) {
         if (ctx->cmd_pool) vkDestroyCommandPool(ctx->device, ctx->cmd_pool, NULL);
         vkDestroyDevice(ctx->device, NULL);
     }
+    free(ctx->acc);
     if (ctx->messenger) {
         PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger =
             (PFN_vkDestroyDebugUtilsMessengerEXT)vkGetInstanceProcAddr(
@@ -523,6 +531,8 @@ static pk_status submit_and_wait(vkctx *ctx) {
                        .pCommandBuffers = &ctx->cmd};
     VK_CHECK(vkQueueSubmit(ctx->queue, 1, &si, ctx->fence));
     ctx->submissions++;
+    ctx->counters.submits++;
+    ctx->counters.host_waits++;
     VK_CHECK(vkWaitForFences(ctx->device, 1, &ctx->fence, VK_TRUE, VK_FENCE_TIMEOUT_NS));
     VK_CHECK(vkResetFences(ctx->device, 1, &ctx->fence));
     return PK_OK;
@@ -538,10 +548,9 @@ pk_status vkctx_sync(vkctx *ctx) {
     }
     ctx->pending = false;
     ctx->batch++;
-    ctx->epoch++;
+    ctx->nacc = 0;
     ctx->staging_used = 0;
     s = vk_profile_collect(ctx);
-    vk_desc_reset(ctx);
     VkResult r = vkResetCommandPool(ctx->device, ctx->cmd_pool, 0);
     if (r != VK_SUCCESS) {
         ctx->failed = true;
@@ -561,3 +570,13 @@ void vkctx_debug_force_staging(vkctx *ctx, bool force_unmapped, size_t staging_m
 }
 
 uint64_t vkctx_debug_submissions(const vkctx *ctx) { return ctx ? ctx->submissions : 0; }
+
+bool vkctx_debug_push_descriptors(const vkctx *ctx) { return ctx && ctx->push_desc; }
+
+void vkctx_get_counters(const vkctx *ctx, pk_device_counters *out) {
+    if (!ctx) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = ctx->counters;
+}

@@ -76,6 +76,7 @@ struct gs_trainer {
     double seconds; // training seconds so far (restored from the checkpoint on resume)
     int64_t start_step;
     gs_timing timing;
+    pk_step_counters counters; // device traffic per step (metrics.json "vulkan")
     char *renders_dir;
     pk_run *run;       // the run folder: options, log.csv, metrics.json, checkpoints
     char *resume_json; // the options a resumed run must share
@@ -563,6 +564,8 @@ pk_run *gs_trainer_run(gs_trainer *t) { return t->run; }
 
 gs_timing gs_trainer_timing(const gs_trainer *t) { return t->timing; }
 
+const pk_device *gs_trainer_device(const gs_trainer *t) { return t->ctx->dev; }
+
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */
 static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, gs_array_grads *gr,
@@ -666,12 +669,13 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     /* 3DGS: (1 - lambda_dssim) L1 + lambda_dssim (1 - SSIM), lambda_dssim = 0.2 */
     tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
                           pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
-    float lv = 0;
-    if (!loss || tensor_download(loss, &lv) != PK_OK)
-        return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+    if (!loss) return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
     stamp t4 = stamp_now();
     PK_TRY(autograd_backward(c, loss));
     stamp t5 = stamp_now();
+    /* the loss is read with the gradients: one host wait for the step on a GPU, not two */
+    float lv = 0;
+    PK_TRY(tensor_download(loss, &lv));
     PK_TRY(tensor_download(in.means->grad, gr->means));
     PK_TRY(tensor_download(in.log_scales->grad, gr->log_scales));
     PK_TRY(tensor_download(in.quats->grad, gr->quats));
@@ -786,6 +790,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     r->loss = loss;
     r->psnr = psnr;
     r->gaussians = t->src.count(t->src.self);
+    pk_step_counters_mark(&t->counters, t->ctx->dev);
     if (t->o.eval_interval > 0 && t->step % t->o.eval_interval == 0 && t->step < t->o.iters) {
         gs_eval ev;
         PK_TRY(gs_trainer_evaluate(t, false, &ev));
@@ -955,6 +960,9 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     phases_metric(run, "ms_per_step", &tm->wall, tm->steps);
     phases_metric(run, "cpu_ms_per_step", &tm->cpu, tm->steps);
     run_metric(run, "timed_steps", (double)tm->steps);
+    char vk[512];
+    if (t->ctx->backend == PK_BACKEND_VK && pk_step_counters_json(&t->counters, vk, sizeof vk))
+        run_metric_json(run, "vulkan", vk);
     /* per held-out view: {"name": ..., "psnr": ..., "ssim": ...} */
     int views = ev->images ? t->n_test : 0;
     size_t cap = 64 + (size_t)views * 1200;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "device.h"
 #include "run.h"
 #include "status.h"
 
@@ -107,10 +108,10 @@ typedef struct gs_phases {
                           and its upload */
     double params_in;  /* the source's arrays for the render and their upload as tensors */
     double raster_fwd; /* pk_splat forward */
-    double loss_fwd;   /* L1 + SSIM forward and reading the loss */
+    double loss_fwd;   /* L1 + SSIM forward (recorded; read with the gradients) */
     double loss_bwd;   /* L1 + SSIM backward (the tape's walk over the loss ops) */
     double raster_bwd; /* pk_splat backward */
-    double grads_out;  /* reading the gradients, radii and render back */
+    double grads_out;  /* reading the loss, gradients, radii and render back */
     double stats;      /* training PSNR and densification statistics */
     double densify;    /* clone / split / prune and opacity resets */
     double optimizer;  /* the source's Adam step */
@@ -162,6 +163,9 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
 
 /* Seconds per phase so far. */
 gs_timing gs_trainer_timing(const gs_trainer *t);
+
+/* The device the trainer computes on (its traffic counters: pk_device_get_counters). */
+const pk_device *gs_trainer_device(const gs_trainer *t);
 
 /* The ground truth the trainer fits for view `view` at coarse-to-fine level `level` (0: full
  * training size): a pointer to (3, *h, *w) floats owned by the trainer, valid until its next

@@ -152,6 +152,9 @@ static pk_status write_metrics(job *r, int done, const man_result *res) {
     run_metric_json(run, "memory_bytes", mem);
     run_metric(run, "epoch_seconds", ms(res->epoch_seconds));
     run_metric_str(run, "device", pk_device_get_info(r->c->dev)->name);
+    char vk[512];
+    if (r->c->backend == PK_BACKEND_VK && pk_step_counters_json(&res->vulkan, vk, sizeof vk))
+        run_metric_json(run, "vulkan", vk);
     run_metric(run, "ema_momentum", cfg->ema_momentum);
     run_metric_array(run, "lambda1_first_last", l1, 2);
     run_metric_array(run, "lambda2_first_last", l2, 2);
@@ -396,6 +399,7 @@ static pk_status run_body(job *r, man_result *res) {
             man_batch mb = {.x = r->x, .target = r->t, .labels = r->y, .n = o->batch};
             man_step_stats st;
             PK_TRY(man_train_step(r->model, &mb, &st));
+            pk_step_counters_mark(&res->vulkan, r->c->dev);
             if (!isfinite(st.loss) || !isfinite(st.aux_loss))
                 return pk_error(PK_ERR_INVALID,
                                 "training diverged at epoch %d step %d (loss %g, aux loss %g); "

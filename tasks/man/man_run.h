@@ -45,9 +45,10 @@ typedef struct man_result {
     man_memory memory;
     int modules;
     int64_t train_samples, test_samples;
-    int epochs_done;  /* complete epochs (metrics.json covers these) */
-    bool interrupted; /* a stop request (or stop_after_steps) ended the run in an epoch: its
-                         state is in ckpt-<epoch>.safetensors, --resume continues it */
+    int epochs_done;         /* complete epochs (metrics.json covers these) */
+    bool interrupted;        /* a stop request (or stop_after_steps) ended the run in an epoch: its
+                                state is in ckpt-<epoch>.safetensors, --resume continues it */
+    pk_step_counters vulkan; /* device traffic per training step (zeros on the CPU backend) */
 } man_result;
 
 /* Trains and evaluates as the options say, writing <out>/options.json, <out>/metrics.json,

@@ -78,7 +78,7 @@ static void close_ctx(vkctx *ctx) {
 static pk_status run_selftest(vkctx *ctx, pk_block *x, pk_block *y, uint32_t off_x, uint32_t off_y,
                               uint32_t n, float a, uint32_t gx, uint32_t gy) {
     pc_selftest pc = {.off_x = off_x, .off_y = off_y, .n = n, .a = a};
-    vk_binding b[2] = {{x}, {y}};
+    vk_binding b[2] = {{x, 0, 0}, {y, 0, 0}};
     return vkctx_dispatch(ctx, SELFTEST, 2, b, &pc, sizeof pc, gx, gy, 1);
 }
 
@@ -201,7 +201,7 @@ START_TEST(test_refusals) {
     ck_assert_int_eq(vkctx_block_alloc(ctx, 1024, &x), PK_OK);
     ck_assert_int_eq(vkctx_block_alloc(ctx, 1024, &y), PK_OK);
     pc_selftest pc = {.n = 1, .a = 1.0f};
-    vk_binding b[2] = {{&x}, {&y}};
+    vk_binding b[2] = {{&x, 0, 0}, {&y, 0, 0}};
 
     ck_assert_int_eq(vkctx_dispatch(ctx, SELFTEST, 1, b, &pc, sizeof pc, 1, 1, 1), PK_ERR_INVALID);
     ck_assert_msg(strstr(polyak_error(), SELFTEST) && strstr(polyak_error(), "2") &&
@@ -381,7 +381,7 @@ START_TEST(test_reflection) {
     ck_assert_int_eq(vkctx_block_write(ctx, &b, 0, hb, n * 4), PK_OK);
     ck_assert_int_eq(vkctx_block_write(ctx, &c, 0, hc, (off_c + n) * 4), PK_OK);
     pc_selftest_reflect pc = {.n = n, .w = {0.75f, -1.25f, 0.3125f}, .off_c = off_c};
-    vk_binding bind[4] = {{&a}, {&b}, {&unused}, {&c}};
+    vk_binding bind[4] = {{&a, 0, 0}, {&b, 0, 0}, {&unused, 0, 0}, {&c, 0, 0}};
     const char *name = "common/selftest_reflect";
     ck_assert_int_eq(vkctx_dispatch(ctx, name, 3, bind, &pc, sizeof pc, 5, 1, 1), PK_ERR_INVALID);
     ck_assert_msg(strstr(polyak_error(), name) && strstr(polyak_error(), "4"), "message: %s",
