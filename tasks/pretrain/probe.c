@@ -216,7 +216,8 @@ typedef struct lin_ws {
  * one partial, as a DataLoader without drop_last). *diverged: the loss became non-finite
  * (training stops; the weights are then useless). */
 static pk_status linear_train(lin_ws *ws, const probe_linear_options *o, const int32_t *rows,
-                              int64_t n, double lr, double wd, uint64_t seed, bool *diverged) {
+                              int64_t n, double lr, double wd, uint64_t seed, float *init,
+                              bool *diverged) {
     pk_ctx *c = ws->c;
     int64_t d = ws->d, bs = o->batch < n ? o->batch : n;
     *diverged = false;
@@ -228,6 +229,7 @@ static pk_status linear_train(lin_ws *ws, const probe_linear_options *o, const i
     for (size_t i = 0; i < nw; i++)
         w0[i] = o->kind == PROBE_LINEAR_SGD ? (float)(0.01 * pk_rng_normal(&rng)) : 0.0f;
     pk_status st = tensor_upload(ws->w, w0);
+    if (init) memcpy(init, w0, sizeof(float) * nw);
     free(w0);
     PK_TRY(st);
     PK_TRY(tensor_fill(ws->b, 0.0f));
@@ -393,7 +395,8 @@ pk_status probe_linear_run(pk_ctx *c, const probe_set *train, const probe_set *t
             for (int j = 0; j < nwd && st == PK_OK; j++) {
                 bool div = false;
                 double acc = 0;
-                st = linear_train(&ws, &o, perm + nval, n - nval, lrs[i], wds[j], o.seed, &div);
+                st = linear_train(&ws, &o, perm + nval, n - nval, lrs[i], wds[j], o.seed, NULL,
+                                  &div);
                 if (st == PK_OK && !div)
                     st = linear_accuracy(c, ws.w, ws.b, ws.x, train->y, perm, nval, d, classes,
                                          ws.buf, ws.logits, 1024, &acc);
@@ -407,7 +410,9 @@ pk_status probe_linear_run(pk_ctx *c, const probe_set *train, const probe_set *t
     }
     /* the final classifier: the chosen (lr, wd) on every training row */
     bool div = false;
-    if (st == PK_OK) st = linear_train(&ws, &o, NULL, n, best_lr, best_wd, o.seed, &div);
+    if (st == PK_OK)
+        st = linear_train(&ws, &o, NULL, n, best_lr, best_wd, o.seed, rep ? rep->weight0 : NULL,
+                          &div);
     if (st == PK_OK && div)
         st = pk_error(PK_ERR_INVALID, "probe: the linear probe diverged (lr %g); try a smaller lr",
                       best_lr);

@@ -76,6 +76,7 @@ typedef struct probe_linear_report {
     void (*on_point)(void *user, double lr, double wd, double val_acc);
     void *user;
     float *weight, *bias; /* optional caller buffers (classes, d), (classes): the classifier */
+    float *weight0;       /* optional (classes, d): its initial weight (the bias starts at 0) */
 } probe_linear_report;
 
 /* Linear probe (protocol o->kind, see above). With a grid of more than one (lr, wd) point
