@@ -438,6 +438,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                       .progress = o->progress,
                       .catch_signals = o->catch_signals};
     PK_TRY(run_open(&ro, &s->run));
+    run_metric_str(s->run, "kind", "pretrain"); /* what `polyak report` reads */
 
     pk_ctx_options co = {.device = o->device, .seed = o->seed, .threads = o->threads};
     PK_TRY(pk_ctx_create(&co, &s->c));
