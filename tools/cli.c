@@ -59,6 +59,25 @@ bool cli_float(const char *cmd, const char *opt, const char *val, double *out) {
     return true;
 }
 
+bool cli_floats(const char *cmd, const char *opt, const char *val, double *out, int max, int *n) {
+    *n = 0;
+    const char *p = val ? val : "";
+    for (;;) {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (errno || end == p || (*end && *end != ',') || *n >= max || !(v >= 0)) {
+            fprintf(stderr,
+                    "polyak %s: %s expects 1 to %d numbers >= 0 separated by commas, got '%s'\n",
+                    cmd, opt, max, val ? val : "(nothing)");
+            return false;
+        }
+        out[(*n)++] = v;
+        if (!*end) return true;
+        p = end + 1;
+    }
+}
+
 double cli_now(void) { return run_now(); }
 
 void cli_progress_start(cli_progress *p, const char *label, int64_t total) {

@@ -29,6 +29,10 @@ bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi
 /* Parses a float option value; false (with a usage message) when malformed. */
 bool cli_float(const char *cmd, const char *opt, const char *val, double *out);
 
+/* Parses "a" or "a,b,..." (at most max numbers, each >= 0) into out, their count in *n; false
+ * (with a usage message) when malformed. */
+bool cli_floats(const char *cmd, const char *opt, const char *val, double *out, int max, int *n);
+
 /* Seconds since an arbitrary fixed point (monotonic clock). */
 double cli_now(void);
 

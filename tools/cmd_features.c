@@ -19,9 +19,13 @@ static const char *usage =
     "--backbone FILE.safetensors --data DIR --out FILE.safetensors [--arch NAME]\n"
     "       [--split train|test] [--image-size S] [--crop-pct P] [--mean m1,m2,m3]\n"
     "       [--std s1,s2,s3] [--batch B] [--partial PREFIX[,PREFIX...]] [--limit N]\n"
-    "       [--device D] [--threads T]\n"
+    "       [--probe-blocks N] [--probe-avgpool] [--device D] [--threads T]\n"
     "Writes `features` (N, D) f32, the final-norm class token of every image of the split\n"
     "(default test), and `labels` (N) i32 when the data set has labels.\n"
+    "  --probe-blocks N  DINO eval_linear's feature instead: the class tokens of the last N\n"
+    "              blocks, each through the final norm, in block order (N D columns; the last\n"
+    "              D are the final class token, which `polyak probe`'s k-NN uses); default 1\n"
+    "  --probe-avgpool  append the mean of the last block's patch tokens (D columns)\n"
     "  --backbone  timm-layout safetensors (timm's model.safetensors, F32/F16/BF16, or one\n"
     "              Polyak wrote); a missing, unexpected or misshaped tensor is an error naming\n"
     "              each, unless --partial lists a name prefix to skip (e.g. head.)\n"
@@ -73,7 +77,8 @@ static void on_progress(void *user, int done, int total) {
 int cmd_features(int argc, char **argv) {
     const char *backbone = NULL, *arch = NULL, *data = NULL, *out = NULL, *split = "test";
     const char *device = NULL, *partial = NULL;
-    long image_size = 0, batch = 64, threads = 0, limit = 0;
+    long image_size = 0, batch = 64, threads = 0, limit = 0, blocks = 1;
+    bool avgpool = false;
     double crop = 0;
     float mean[3], std[3];
     bool have_mean = false, have_std = false;
@@ -82,6 +87,10 @@ int cmd_features(int argc, char **argv) {
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             printf("usage: polyak features %s\n", usage);
             return 0;
+        }
+        if (strcmp(a, "--probe-avgpool") == 0) {
+            avgpool = true;
+            continue;
         }
         if (!v) return cli_missing("features", usage, a);
         i++;
@@ -103,6 +112,8 @@ int cmd_features(int argc, char **argv) {
             split = v;
         } else if (strcmp(a, "--image-size") == 0) {
             if (!cli_int("features", a, v, 1, 4096, &image_size)) return 2;
+        } else if (strcmp(a, "--probe-blocks") == 0) {
+            if (!cli_int("features", a, v, 1, VIT_MAX_PROBE_BLOCKS, &blocks)) return 2;
         } else if (strcmp(a, "--batch") == 0) {
             if (!cli_int("features", a, v, 1, 65536, &batch)) return 2;
         } else if (strcmp(a, "--threads") == 0) {
@@ -146,7 +157,15 @@ int cmd_features(int argc, char **argv) {
     }
     bool polyak_file = !arch && strcmp(source, "metadata") == 0;
     features_options fo = {.image_size = image_size ? (int)image_size : cfg.img_size,
-                           .batch = (int)batch};
+                           .batch = (int)batch,
+                           .blocks = (int)blocks,
+                           .avgpool = avgpool};
+    if (blocks > cfg.depth) {
+        fprintf(stderr, "polyak features: --probe-blocks %ld exceeds %s's depth %d\n", blocks,
+                cfg.name, cfg.depth);
+        return 2;
+    }
+    int fdim = features_dim(&fo, cfg.dim);
     fo.crop_pct = crop > 0          ? (float)crop
                   : bn.crop_pct > 0 ? bn.crop_pct
                   : polyak_file     ? 1.0f
@@ -214,9 +233,9 @@ int cmd_features(int argc, char **argv) {
         rc = cli_fail("features", "loading the backbone");
         goto done;
     }
-    feat = malloc(sizeof(float) * (size_t)ds.n * (size_t)cfg.dim + 4);
+    feat = malloc(sizeof(float) * (size_t)ds.n * (size_t)fdim + 4);
     if (!feat) {
-        fprintf(stderr, "polyak features: out of memory for %d x %d features\n", ds.n, cfg.dim);
+        fprintf(stderr, "polyak features: out of memory for %d x %d features\n", ds.n, fdim);
         rc = 1;
         goto done;
     }
@@ -237,7 +256,7 @@ int cmd_features(int argc, char **argv) {
         {.name = "features",
          .dtype = ST_F32,
          .ndim = 2,
-         .shape = (int64_t[]){ds.n, cfg.dim},
+         .shape = (int64_t[]){ds.n, fdim},
          .data = feat},
         {.name = "labels",
          .dtype = ST_I32,
@@ -252,14 +271,31 @@ int cmd_features(int argc, char **argv) {
              (double)fo.mean[2]);
     snprintf(v_std, sizeof v_std, "%g,%g,%g", (double)fo.std[0], (double)fo.std[1],
              (double)fo.std[2]);
-    const char *keys[] = {"backbone",   "arch",     "data", "split",
-                          "image_size", "crop_pct", "mean", "std"};
-    const char *vals[] = {backbone, cfg.name, data, split, v_size, v_crop, v_mean, v_std};
-    if (safetensors_write(out, wt, ds.labels ? 2 : 1, keys, vals, 8) != PK_OK) {
+    /* the column layout: `polyak probe` takes the k-NN's final class token from it */
+    char v_dim[16], v_blocks[16], v_knn[48];
+    snprintf(v_dim, sizeof v_dim, "%d", cfg.dim);
+    snprintf(v_blocks, sizeof v_blocks, "%ld", blocks);
+    snprintf(v_knn, sizeof v_knn, "%ld,%d", (blocks - 1) * cfg.dim, cfg.dim);
+    const char *keys[] = {"backbone",   "arch",         "data",          "split",
+                          "image_size", "crop_pct",     "mean",          "std",
+                          "embed_dim",  "probe_blocks", "probe_avgpool", "knn_columns"};
+    const char *vals[] = {backbone,
+                          cfg.name,
+                          data,
+                          split,
+                          v_size,
+                          v_crop,
+                          v_mean,
+                          v_std,
+                          v_dim,
+                          v_blocks,
+                          avgpool ? "1" : "0",
+                          v_knn};
+    if (safetensors_write(out, wt, ds.labels ? 2 : 1, keys, vals, 12) != PK_OK) {
         rc = cli_fail("features", "writing the features");
         goto done;
     }
-    printf("%d features of dimension %d (%s, %.1f images/s) written to %s%s\n", ds.n, cfg.dim,
+    printf("%d features of dimension %d (%s, %.1f images/s) written to %s%s\n", ds.n, fdim,
            cfg.name, secs > 0 ? ds.n / secs : 0.0, out, ds.labels ? " with labels" : "");
 done:
     free(feat);

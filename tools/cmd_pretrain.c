@@ -39,7 +39,18 @@ int cmd_pretrain(int argc, char **argv) {
         "       [--warmup-teacher-temp-epochs E] [--freeze-last-layer E]\n"
         "  optimiser: [--lr BASE_PER_256] [--min-lr LR] [--wd W] [--wd-end W] [--clip C]\n"
         "       [--warmup-epochs E]\n"
-        "  evaluation: [--knn-k K] [--knn-train N] [--probe-epochs E] [--profile]\n"
+        "  evaluation: [--knn-k K] [--knn-train N] [--profile]\n"
+        "       [--probe sgd|adamw] [--probe-blocks N] [--probe-avgpool] [--probe-epochs E]\n"
+        "       [--probe-lr L[,L...]] [--probe-wd W[,W...]] [--probe-val F]\n"
+        "  The final linear probe (default: DINO's eval_linear protocol, `sgd`): the class\n"
+        "  tokens of the last N blocks (default 4, at most the depth; DINO's ViT-S choice),\n"
+        "  with --probe-avgpool also the mean patch token (DINO's ViT-B choice); a linear\n"
+        "  layer N(0, 0.01), SGD momentum 0.9, cosine, 100 epochs, batch 256, on features\n"
+        "  computed once without augmentation; lr chosen from 1e-3,3e-3,...,3 (weight decay\n"
+        "  0) on a validation split (F, default 0.1) of the training images, then trained on\n"
+        "  all of them. One --probe-lr value: no search. `adamw`: the earlier standardised\n"
+        "  AdamW probe on the final class token (use with --probe-blocks 1).\n"
+        "  The k-NN (every epoch and final) uses the final class token.\n"
         "DIR: a Fashion-MNIST/MNIST IDX folder (default " FMNIST "),\n"
         "     a CIFAR-10 binary folder, or train/ + test/ image-class folders.\n"
         "Writes DIR/options.json, log.csv, metrics.json, checkpoints and backbone.safetensors.";
@@ -59,6 +70,10 @@ int cmd_pretrain(int argc, char **argv) {
         }
         if (strcmp(a, "--profile") == 0) {
             o.time_ops = true;
+            continue;
+        }
+        if (strcmp(a, "--probe-avgpool") == 0) {
+            o.probe_avgpool = true;
             continue;
         }
         if (!v) return cli_missing("pretrain", usage, a);
@@ -104,6 +119,20 @@ int cmd_pretrain(int argc, char **argv) {
             if (!cli_float("pretrain", a, v, &d) || !(d >= 0))
                 return cli_usage("pretrain", usage, "--clip must be >= 0 (0: no clipping)");
             o.clip = d == 0 ? -1 : d;
+        } else if (strcmp(a, "--probe") == 0) {
+            if (strcmp(v, "sgd") && strcmp(v, "adamw"))
+                return cli_usage("pretrain", usage, "--probe expects sgd or adamw");
+            o.probe_kind = strcmp(v, "sgd") ? 1 : 0;
+        } else if (strcmp(a, "--probe-lr") == 0) {
+            if (!cli_floats("pretrain", a, v, o.probe_lrs, 16, &o.n_probe_lrs)) return 2;
+            for (int k = 0; k < o.n_probe_lrs; k++)
+                if (!(o.probe_lrs[k] > 0))
+                    return cli_usage("pretrain", usage, "--probe-lr values must be > 0");
+        } else if (strcmp(a, "--probe-wd") == 0) {
+            if (!cli_floats("pretrain", a, v, o.probe_wds, 16, &o.n_probe_wds)) return 2;
+        } else if (strcmp(a, "--probe-val") == 0) {
+            if (!cli_float("pretrain", a, v, &o.probe_val) || !(o.probe_val > 0 && o.probe_val < 1))
+                return cli_usage("pretrain", usage, "--probe-val must be in (0, 1)");
         } else if (strcmp(a, "--global-scale") == 0) {
             if (!pair(a, v, o.global_scale)) return 2;
         } else if (strcmp(a, "--local-scale") == 0) {
@@ -128,6 +157,7 @@ int cmd_pretrain(int argc, char **argv) {
         INT_OPT("--knn-k", o.knn_k, 1, 1024)
         INT_OPT("--knn-train", o.knn_train, 1, 1L << 30)
         INT_OPT("--probe-epochs", o.probe_epochs, 1, 100000)
+        INT_OPT("--probe-blocks", o.probe_blocks, 1, 64)
         INT_OPT("--stop-after", o.stop_after, 1, 100000)
         POS_OPT("--lr", o.lr)
         POS_OPT("--min-lr", o.min_lr)

@@ -309,7 +309,9 @@ static tensor *vit_block_forward(pk_ctx *c, const vit *m, const vit_block *b, te
     return pk_add(c, x, nn_linear_forward(c, &b->fc2, h));
 }
 
-tensor *vit_forward_tokens(pk_ctx *c, const vit *m, tensor *x) {
+/* Patch embedding, class token and position embedding: x (N, C, H, W) -> (N, 1 + L, D), the
+ * input of the first block. */
+static tensor *vit_embed(pk_ctx *c, const vit *m, tensor *x) {
     if (!x) return NULL;
     const vit_config *cfg = &m->cfg;
     char sx[64];
@@ -331,12 +333,56 @@ tensor *vit_forward_tokens(pk_ctx *c, const vit *m, tensor *x) {
     tensor *cls = pk_add(c, m->cls_token, pk_slice(c, pos, 1, 0, 1)); // (1, 1, D)
     tensor *zeros = tensor_new(c->step, PK_F32, 3, (int64_t[]){N, 1, D});
     if (!zeros || pk_fill(c, zeros, 0.0f) != PK_OK) return NULL;
-    cls = pk_add(c, zeros, cls);                          // (N, 1, D)
-    p = pk_add(c, p, pk_slice(c, pos, 1, 1, L));          // (N, L, D)
-    tensor *t = pk_concat(c, (tensor *[]){cls, p}, 2, 1); // (N, 1 + L, D)
-    for (int i = 0; i < cfg->depth; i++)
+    cls = pk_add(c, zeros, cls);                     // (N, 1, D)
+    p = pk_add(c, p, pk_slice(c, pos, 1, 1, L));     // (N, L, D)
+    return pk_concat(c, (tensor *[]){cls, p}, 2, 1); // (N, 1 + L, D)
+}
+
+tensor *vit_forward_tokens(pk_ctx *c, const vit *m, tensor *x) {
+    tensor *t = vit_embed(c, m, x); // (N, 1 + L, D)
+    for (int i = 0; t && i < m->cfg.depth; i++)
         t = vit_block_forward(c, m, &m->blocks[i], t);
     return nn_layernorm_forward(c, &m->norm, t);
+}
+
+pk_status vit_forward_intermediate(pk_ctx *c, const vit *m, tensor *x, int n, tensor **out) {
+    if (n < 1 || n > m->cfg.depth)
+        return pk_error(PK_ERR_INVALID, "vit %s: %d last blocks requested of %d", m->cfg.name, n,
+                        m->cfg.depth);
+    tensor *t = vit_embed(c, m, x); // (N, 1 + L, D)
+    if (!t) return PK_ERR_INVALID;
+    for (int i = 0; i < m->cfg.depth; i++) {
+        t = vit_block_forward(c, m, &m->blocks[i], t);
+        if (!t) return PK_ERR_INVALID;
+        if (m->cfg.depth - i <= n) {
+            out[n - (m->cfg.depth - i)] = nn_layernorm_forward(c, &m->norm, t);
+            if (!out[n - (m->cfg.depth - i)]) return PK_ERR_INVALID;
+        }
+    }
+    return PK_OK;
+}
+
+tensor *vit_forward_probe_features(pk_ctx *c, const vit *m, tensor *x, int n, bool avgpool) {
+    tensor *outs[VIT_MAX_PROBE_BLOCKS + 1];
+    if (n < 1 || n > VIT_MAX_PROBE_BLOCKS) {
+        pk_error(PK_ERR_INVALID, "vit %s: %d probe blocks (expected 1 to %d)", m->cfg.name, n,
+                 VIT_MAX_PROBE_BLOCKS);
+        return NULL;
+    }
+    if (vit_forward_intermediate(c, m, x, n, outs) != PK_OK) return NULL;
+    int64_t N = outs[0]->shape[0], T = outs[0]->shape[1], D = m->cfg.dim;
+    tensor *parts[VIT_MAX_PROBE_BLOCKS + 1];
+    for (int i = 0; i < n; i++)
+        parts[i] = pk_reshape(c, pk_slice(c, outs[i], 1, 0, 1), 2, (int64_t[]){N, D}); // (N, D)
+    int np = n;
+    if (avgpool) {
+        if (T < 2) {
+            pk_error(PK_ERR_INVALID, "vit %s: no patch tokens to average", m->cfg.name);
+            return NULL;
+        }
+        parts[np++] = pk_mean(c, pk_slice(c, outs[n - 1], 1, 1, T - 1), 1, false); // (N, D)
+    }
+    return np == 1 ? parts[0] : pk_concat(c, parts, np, 1); // (N, np D)
 }
 
 tensor *vit_forward_features(pk_ctx *c, const vit *m, tensor *x) {

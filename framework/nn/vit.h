@@ -84,6 +84,20 @@ tensor *vit_forward_tokens(pk_ctx *c, const vit *m, tensor *x);
 /* The final-norm class token: (N, D). */
 tensor *vit_forward_features(pk_ctx *c, const vit *m, tensor *x);
 
+/* Most blocks vit_forward_probe_features takes. */
+#define VIT_MAX_PROBE_BLOCKS 64
+
+/* DINO's get_intermediate_layers: the tokens after each of the last n blocks, each through
+ * the final norm, into out[0..n) in block order (out[n - 1] is vit_forward_tokens'):
+ * (N, 1 + L, D) each. 1 <= n <= depth. */
+pk_status vit_forward_intermediate(pk_ctx *c, const vit *m, tensor *x, int n, tensor **out);
+
+/* DINO eval_linear's feature: the class tokens of the last n blocks (final norm applied),
+ * concatenated in block order, then with avgpool the mean of the last block's patch tokens:
+ * (N, n D + (avgpool ? D : 0)). DINO interleaves (class, mean) per dimension for n = 1; this
+ * is the same numbers in another column order. n = 1 without avgpool: vit_forward_features. */
+tensor *vit_forward_probe_features(pk_ctx *c, const vit *m, tensor *x, int n, bool avgpool);
+
 /* head(features) when the model has a head, else the features. */
 tensor *vit_forward(pk_ctx *c, const vit *m, tensor *x);
 

@@ -122,10 +122,17 @@ pk_status features_preprocess(const pk_dataset *ds, int i, const features_option
     return PK_OK;
 }
 
+int features_dim(const features_options *o, int dim) {
+    return ((o->blocks > 0 ? o->blocks : 1) + (o->avgpool ? 1 : 0)) * dim;
+}
+
 pk_status features_extract(pk_ctx *c, const vit *m, const pk_dataset *ds, const features_options *o,
                            float *out) {
     int B = o->batch > 0 ? o->batch : 64, S = o->image_size, C = m->cfg.in_chans;
-    int D = m->cfg.dim;
+    int D = features_dim(o, m->cfg.dim), nb = o->blocks > 0 ? o->blocks : 1;
+    if (nb > m->cfg.depth)
+        return pk_error(PK_ERR_INVALID, "features: %d probe blocks requested of %s's %d", nb,
+                        m->cfg.name, m->cfg.depth);
     size_t per = (size_t)C * S * S;
     float *x = malloc(sizeof(float) * per * (size_t)B);
     if (!x) return pk_error(PK_ERR_NOMEM, "features: out of host memory for a batch of %d", B);
@@ -141,7 +148,7 @@ pk_status features_extract(pk_ctx *c, const vit *m, const pk_dataset *ds, const 
         tensor *xt = tensor_new(c->step, PK_F32, 4, (int64_t[]){n, C, S, S});
         s = xt ? tensor_upload(xt, x) : PK_ERR_NOMEM;
         if (s != PK_OK) break;
-        tensor *f = vit_forward_features(c, m, xt); // (n, D)
+        tensor *f = vit_forward_probe_features(c, m, xt, nb, o->avgpool); // (n, D)
         s = f ? tensor_download(f, out + (size_t)start * D) : PK_ERR_INVALID;
         if (s == PK_OK && o->progress) o->progress(o->user, start + n, ds->n);
     }

@@ -1,7 +1,8 @@
 /* backbone_features.h - frozen-backbone features of a data set: timm's default evaluation
  * preprocessing (resize the shorter side to floor(size / crop_pct) with antialiased bicubic, centre
- * crop, mean/std), then the final-norm class token of a vit for every image, in batches. `polyak
- * features`, k-NN and linear-probe evaluation share it. */
+ * crop, mean/std), then the final-norm class token of a vit for every image (or DINO
+ * eval_linear's feature: the class tokens of the last n blocks, optionally with the mean patch
+ * token), in batches. `polyak features`, k-NN and linear-probe evaluation share it. */
 #ifndef POLYAK_BACKBONE_FEATURES_H
 #define POLYAK_BACKBONE_FEATURES_H
 #include "dataset.h"
@@ -12,6 +13,8 @@ typedef struct features_options {
     float crop_pct; /* resize the shorter side to floor(image_size / crop_pct) first; (0, 1] */
     float mean[3], std[3]; /* per backbone channel, applied to pixels in [0, 1] */
     int batch;             /* images per forward (0: 64) */
+    int blocks;   /* class tokens of the last `blocks` blocks (0: 1, the final class token) */
+    bool avgpool; /* append the mean of the last block's patch tokens (DINO's ViT-B probe) */
     /* called after each batch with images done and the total (may be NULL) */
     void (*progress)(void *user, int done, int total);
     void *user;
@@ -29,8 +32,14 @@ void features_resize(const float *src, int h, int w, int oh, int ow, float *tmp,
 pk_status features_preprocess(const pk_dataset *ds, int i, const features_options *o, int in_chans,
                               float *out);
 
-/* The (n, dim) final-norm class tokens of ds's images (all of them) into out (host), run
- * without gradients in evaluation mode, o->batch images per forward. */
+/* Columns of a feature row for a backbone of width dim: (blocks + avgpool) * dim. The final-norm
+ * class token of the last block is columns [(blocks - 1) dim, blocks dim). */
+int features_dim(const features_options *o, int dim);
+
+/* The (n, features_dim) features of ds's images (all of them) into out (host): the final-norm
+ * class tokens of the last o->blocks blocks in block order (vit_forward_probe_features), then
+ * the mean patch token with o->avgpool; run without gradients in evaluation mode, o->batch
+ * images per forward. */
 pk_status features_extract(pk_ctx *c, const vit *m, const pk_dataset *ds, const features_options *o,
                            float *out);
 

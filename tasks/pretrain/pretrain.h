@@ -71,12 +71,21 @@ typedef struct pretrain_options {
     double student_temp;            /* 0: 0.1 */
     double center_momentum;         /* 0: 0.9 */
     /* evaluation */
-    int knn_k;          /* 0: 20 */
-    double knn_t;       /* 0: 0.07 */
-    int knn_train;      /* memory bank of the per-epoch k-NN: the first N training images;
-                           0: 10,000 (a 60k bank costs about an eighth of a DINO
-                           epoch in forwards); the final k-NN always uses every image */
-    int probe_epochs;   /* linear probe epochs; 0: 30 */
+    int knn_k;            /* 0: 20 */
+    double knn_t;         /* 0: 0.07 */
+    int knn_train;        /* memory bank of the per-epoch k-NN: the first N training images;
+                             0: 10,000 (a 60k bank costs about an eighth of a DINO
+                             epoch in forwards); the final k-NN always uses every image */
+    int probe_epochs;     /* linear probe epochs; 0: 100 (DINO's SGD protocol), 30 (AdamW) */
+    int probe_kind;       /* probe_linear_kind: 0 DINO's SGD protocol, 1 the earlier AdamW one */
+    int probe_blocks;     /* the final linear probe's features: class tokens of the last N blocks
+                             (DINO eval_linear's n_last_blocks); 0: 4, at most the depth */
+    bool probe_avgpool;   /* and the mean patch token of the last block (DINO's ViT-B choice) */
+    double probe_lrs[16]; /* lr grid of the SGD probe (one value: no search); n 0: default */
+    int n_probe_lrs;
+    double probe_wds[16]; /* weight-decay grid; n 0: {0} */
+    int n_probe_wds;
+    double probe_val;   /* validation fraction of the training set for the search; 0: 0.1 */
     int stop_after;     /* stop (with a checkpoint) after this many epochs; 0: run all */
     FILE *progress;     /* messages and progress lines; NULL: none */
     bool catch_signals; /* Ctrl-C saves a checkpoint and stops */

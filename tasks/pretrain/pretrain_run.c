@@ -104,7 +104,10 @@ static void fill_defaults(pretrain_options *o, int image_size, int patch) {
     if (o->knn_k <= 0) o->knn_k = 20;
     if (o->knn_t <= 0) o->knn_t = 0.07;
     if (o->knn_train <= 0) o->knn_train = 10000;
-    if (o->probe_epochs <= 0) o->probe_epochs = 30;
+    if (o->probe_kind != PROBE_LINEAR_ADAMW) o->probe_kind = PROBE_LINEAR_SGD;
+    if (o->probe_epochs <= 0) o->probe_epochs = o->probe_kind == PROBE_LINEAR_SGD ? 100 : 30;
+    if (o->probe_blocks <= 0) o->probe_blocks = 4; /* capped at the depth by run_body */
+    if (o->probe_val <= 0) o->probe_val = 0.1;
 }
 
 /* The options as JSON: everything that shapes the result (so a resume must match them). */
@@ -135,14 +138,39 @@ static void options_json(const pretrain_options *o, int ntrain, int ntest, char 
                  o->blur_sigma[1]);
 }
 
+/* The final linear probe's options as JSON members (appended to options.json; not part of
+ * what a resumed run must share, since they change no training step). */
+static void probe_options_json(const pretrain_options *o, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n,
+                                "\"probe\":\"%s\",\"probe_blocks\":%d,\"probe_avgpool\":%s,"
+                                "\"probe_val\":%g,\"probe_lrs\":[",
+                                o->probe_kind == PROBE_LINEAR_SGD ? "sgd" : "adamw",
+                                o->probe_blocks, o->probe_avgpool ? "true" : "false", o->probe_val);
+    int nl = o->n_probe_lrs                      ? o->n_probe_lrs
+             : o->probe_kind == PROBE_LINEAR_SGD ? PROBE_DEFAULT_NLR
+                                                 : 1;
+    for (int i = 0; i < nl && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%g", i ? "," : "",
+                              o->n_probe_lrs                      ? o->probe_lrs[i]
+                              : o->probe_kind == PROBE_LINEAR_SGD ? probe_default_lrs[i]
+                                                                  : 1e-3);
+    if (k < n) k += (size_t)snprintf(buf + k, n - k, "],\"probe_wds\":[");
+    for (int i = 0; i < (o->n_probe_wds ? o->n_probe_wds : 1) && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%g", i ? "," : "",
+                              o->n_probe_wds ? o->probe_wds[i] : 0.0);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
 /* ---- features ---- */
 
-/* Class-token features of images idx[0..n) of ds by the model (as it is now), into out
- * (n, D); eval views (no augmentation). */
-static pk_status extract(pt_state *s, const pk_dataset *ds, const int32_t *idx, int n, float *out) {
+/* Features of images idx[0..n) of ds by the model (as it is now), into out (n, (blocks +
+ * avgpool) D): the final-norm class tokens of the last `blocks` blocks and with avgpool the
+ * mean patch token (blocks 1: the class token the k-NN uses); eval views (no augmentation). */
+static pk_status extract(pt_state *s, const pk_dataset *ds, const int32_t *idx, int n, int blocks,
+                         bool avgpool, float *out) {
     int g = s->aug.global_size, ch = ds->c;
     size_t img = (size_t)ch * g * g;
-    int64_t d = s->model->cfg.dim;
+    int64_t d = (int64_t)(blocks + (avgpool ? 1 : 0)) * s->model->cfg.dim;
     float *x = malloc(sizeof(float) * img * EVAL_BATCH);
     if (!x) return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
     bool ge = pk_set_grad_enabled(s->c, false);
@@ -157,7 +185,7 @@ static pk_status extract(pt_state *s, const pk_dataset *ds, const int32_t *idx, 
             st = st != PK_OK ? st : PK_ERR_NOMEM;
             break;
         }
-        tensor *f = vit_forward_features(s->c, s->model, xt); // (m, D)
+        tensor *f = vit_forward_probe_features(s->c, s->model, xt, blocks, avgpool); // (m, d)
         if (!f) {
             st = PK_ERR_INVALID;
             break;
@@ -181,8 +209,8 @@ static void raw_pixels(const pk_dataset *ds, const int32_t *idx, int n, float *o
 static pk_status evaluate_knn(pt_state *s, int nbank, double *top1) {
     bool swap = s->ema.n > 0;
     if (swap) PK_TRY(ema_swap(&s->ema));
-    pk_status st = extract(s, &s->train, s->subset, nbank, s->feat_train);
-    if (st == PK_OK) st = extract(s, &s->test, NULL, s->ntest, s->feat_test);
+    pk_status st = extract(s, &s->train, s->subset, nbank, 1, false, s->feat_train);
+    if (st == PK_OK) st = extract(s, &s->test, NULL, s->ntest, 1, false, s->feat_test);
     if (swap) {
         pk_status st2 = ema_swap(&s->ema);
         if (st == PK_OK) st = st2;
@@ -270,28 +298,84 @@ static pk_status write_backbone(pt_state *s) {
     return st;
 }
 
+/* Columns [col, col + d) of the rows of x (n, stride), into a new array. */
+static float *columns(const float *x, int64_t n, int64_t stride, int64_t col, int64_t d) {
+    float *o = malloc(sizeof(float) * (size_t)(n * d) + 1);
+    if (!o) return NULL;
+    for (int64_t i = 0; i < n; i++)
+        memcpy(o + i * d, x + i * stride + col, sizeof(float) * (size_t)d);
+    return o;
+}
+
+static void on_probe_point(void *user, double lr, double wd, double val) {
+    pt_state *s = user;
+    if (val < 0)
+        run_info(s->run, "linear probe lr %g wd %g: diverged", lr, wd);
+    else
+        run_info(s->run, "linear probe lr %g wd %g: validation %.2f%%", lr, wd, 100 * val);
+}
+
 /* Final probes on every training image (memory bank and probe training set) and the test
- * set, into metrics.json. Features must be in s->feat_* (d columns). */
-static pk_status final_probes(pt_state *s, int64_t d, pretrain_result *res) {
+ * set, into metrics.json. s->feat_* hold (n, d) rows: the k-NN uses their columns
+ * [knn_col, knn_col + knn_d) (the final class token), the linear probe every column. */
+static pk_status final_probes(pt_state *s, int64_t d, int64_t knn_col, int64_t knn_d,
+                              const char *features, pretrain_result *res) {
     probe_set tr = {s->feat_train, s->y_train, s->ntrain, d};
     probe_set te = {s->feat_test, s->y_test, s->ntest, d};
     double t0 = run_now();
-    PK_TRY(probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, &res->knn_top1));
+    if (knn_col == 0 && knn_d == d) {
+        PK_TRY(probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, &res->knn_top1));
+    } else {
+        float *a = columns(s->feat_train, s->ntrain, d, knn_col, knn_d);
+        float *b = columns(s->feat_test, s->ntest, d, knn_col, knn_d);
+        pk_status st = a && b ? PK_OK : pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
+        probe_set ktr = {a, s->y_train, s->ntrain, knn_d}, kte = {b, s->y_test, s->ntest, knn_d};
+        if (st == PK_OK)
+            st = probe_knn(s->c, &ktr, &kte, s->classes, s->o.knn_k, s->o.knn_t, &res->knn_top1);
+        free(a), free(b);
+        PK_TRY(st);
+    }
     double t1 = run_now();
-    run_info(s->run, "k-NN (k %d, T %g) top-1 %.2f%% (%.1f s); linear probe...", s->o.knn_k,
-             s->o.knn_t, 100 * res->knn_top1, t1 - t0);
-    probe_linear_options po = {.epochs = s->o.probe_epochs, .seed = s->o.seed};
-    PK_TRY(probe_linear(s->c, &tr, &te, s->classes, &po, &res->linear_top1, &res->linear_train));
-    run_info(s->run, "linear probe top-1 %.2f%% (train %.2f%%, %d epochs, %.1f s)",
-             100 * res->linear_top1, 100 * res->linear_train, po.epochs, run_now() - t1);
+    run_info(s->run, "k-NN (k %d, T %g) top-1 %.2f%% (%.1f s); linear probe on %lld features...",
+             s->o.knn_k, s->o.knn_t, 100 * res->knn_top1, t1 - t0, (long long)d);
+    probe_linear_options po = {.kind = (probe_linear_kind)s->o.probe_kind,
+                               .epochs = s->o.probe_epochs,
+                               .seed = s->o.seed,
+                               .val_fraction = s->o.probe_val};
+    if (s->o.n_probe_lrs == 1)
+        po.lr = s->o.probe_lrs[0], po.weight_decay = s->o.n_probe_wds ? s->o.probe_wds[0] : 0;
+    else if (s->o.n_probe_lrs > 1)
+        po.lr_grid = s->o.probe_lrs, po.n_lr = s->o.n_probe_lrs;
+    if (s->o.n_probe_lrs != 1 && s->o.n_probe_wds > 0)
+        po.wd_grid = s->o.probe_wds, po.n_wd = s->o.n_probe_wds;
+    probe_linear_report rep = {.on_point = on_probe_point, .user = s};
+    PK_TRY(probe_linear_run(s->c, &tr, &te, s->classes, &po, &rep));
+    res->linear_top1 = rep.test_acc, res->linear_train = rep.train_acc;
+    run_info(s->run, "linear probe top-1 %.2f%% (train %.2f%%; lr %g wd %g%s, %d epochs, %.1f s)",
+             100 * rep.test_acc, 100 * rep.train_acc, rep.lr, rep.wd,
+             rep.searched ? " chosen on the validation split" : "", rep.epochs, run_now() - t1);
     run_metric(s->run, "knn_top1", res->knn_top1);
-    run_metric(s->run, "linear_top1", res->linear_top1);
-    run_metric(s->run, "linear_train_top1", res->linear_train);
-    run_metric(s->run, "linear_probe_epochs", po.epochs);
+    run_metric(s->run, "linear_top1", rep.test_acc);
+    run_metric(s->run, "linear_train_top1", rep.train_acc);
+    run_metric(s->run, "linear_probe_epochs", rep.epochs);
+    run_metric(s->run, "linear_probe_lr", rep.lr);
+    run_metric(s->run, "linear_probe_wd", rep.wd);
+    if (rep.searched) {
+        run_metric(s->run, "linear_probe_val_top1", rep.val_acc);
+        run_metric(s->run, "linear_probe_val_images", (double)rep.val_rows);
+        run_metric(s->run, "linear_probe_grid_points", rep.searched);
+    }
     run_metric_str(s->run, "linear_probe",
-                   "softmax regression on standardised features (train mean/std), AdamW lr 1e-3 "
-                   "cosine, batch 256, from zeros");
+                   s->o.probe_kind == PROBE_LINEAR_SGD
+                       ? "DINO eval_linear on precomputed features (no augmentation): Linear "
+                         "N(0,0.01)/0, SGD momentum 0.9, cosine per epoch, batch 256; lr (and wd) "
+                         "chosen on a validation split of the training images, then trained on "
+                         "all of them"
+                       : "softmax regression on standardised features (train mean/std), AdamW "
+                         "lr 1e-3 cosine, batch 256, from zeros");
+    run_metric_str(s->run, "linear_probe_features", features);
     run_metric(s->run, "feature_dim", (double)d);
+    run_metric(s->run, "knn_feature_dim", (double)knn_d);
     return PK_OK;
 }
 
@@ -313,6 +397,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     vit_config cfg;
     PK_TRY(arch_config(o, &cfg));
     fill_defaults(o, s->train.h < s->train.w ? s->train.h : s->train.w, cfg.patch);
+    if (o->probe_blocks > cfg.depth) o->probe_blocks = cfg.depth;
     if (o->global_size % cfg.patch || o->local_size % cfg.patch)
         return pk_error(PK_ERR_INVALID,
                         "pretrain: crop sizes %d (global) and %d (local) must be multiples of %s's "
@@ -341,15 +426,19 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     if (o->blur_sigma[1] > 0)
         s->aug.blur_sigma[0] = o->blur_sigma[0], s->aug.blur_sigma[1] = o->blur_sigma[1];
 
-    char opts[2048];
+    char opts[2048], all[3072], probe[768];
     options_json(o, s->ntrain, s->ntest, opts, sizeof opts);
+    probe_options_json(o, probe, sizeof probe);
+    snprintf(all, sizeof all, "%.*s,%s}", (int)strlen(opts) - 1, opts, probe);
     run_options ro = {.out = o->out,
                       .task = "pretrain",
-                      .options_json = opts,
+                      .options_json = all,
+                      .resume_json = opts,
                       .resume = o->resume,
                       .progress = o->progress,
                       .catch_signals = o->catch_signals};
     PK_TRY(run_open(&ro, &s->run));
+    run_metric_str(s->run, "kind", "pretrain"); /* what `polyak report` reads */
 
     pk_ctx_options co = {.device = o->device, .seed = o->seed, .threads = o->threads};
     PK_TRY(pk_ctx_create(&co, &s->c));
@@ -378,18 +467,19 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
             return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
         raw_pixels(&s->train, s->subset, s->ntrain, s->feat_train);
         raw_pixels(&s->test, NULL, s->ntest, s->feat_test);
-        run_metric_str(s->run, "kind", "pretrain");
         run_metric_str(s->run, "method", "raw");
         run_metric_str(s->run, "features", "pixels in [0, 1]");
-        PK_TRY(final_probes(s, d, res));
+        PK_TRY(final_probes(s, d, 0, d, "pixels in [0, 1]", res));
         res->train_images = s->ntrain, res->test_images = s->ntest;
         return run_metrics_write(s->run);
     }
 
     PK_TRY(build_models(s));
     int64_t d = s->model->cfg.dim;
-    s->feat_train = malloc(sizeof(float) * (size_t)(s->ntrain * d));
-    s->feat_test = malloc(sizeof(float) * (size_t)(s->ntest * d));
+    /* the final probes' features: (blocks + avgpool) D columns, the k-NN's among them */
+    int64_t pd = (int64_t)(o->probe_blocks + (o->probe_avgpool ? 1 : 0)) * d;
+    s->feat_train = malloc(sizeof(float) * (size_t)(s->ntrain * pd));
+    s->feat_test = malloc(sizeof(float) * (size_t)(s->ntest * pd));
     size_t gsz = (size_t)s->train.c * o->global_size * o->global_size;
     size_t lsz = (size_t)s->train.c * o->local_size * o->local_size;
     s->globals = malloc(sizeof(float) * gsz * 2 * (size_t)o->batch);
@@ -398,7 +488,6 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     s->labels = malloc(sizeof(int32_t) * 2 * (size_t)o->batch);
     if (!s->feat_train || !s->feat_test || !s->globals || !s->locals || !s->labels)
         return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
-    run_metric_str(s->run, "kind", "pretrain");
     run_metric_str(s->run, "device", pk_device_get_info(s->c->dev)->name);
     run_metric_str(s->run, "method", pretrain_method_name(o->method));
     run_metric_str(s->run, "arch", o->arch);
@@ -500,15 +589,24 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     }
     if (st == PK_OK) {
         res->epochs_done = end;
-        /* the final evaluation: every training image in the memory bank */
-        if (nbank < s->ntrain || o->method == PRETRAIN_RANDOM || end == 0) {
-            bool swap = s->ema.n > 0;
-            if (swap) st = ema_swap(&s->ema);
-            if (st == PK_OK) st = extract(s, &s->train, s->subset, s->ntrain, s->feat_train);
-            if (st == PK_OK) st = extract(s, &s->test, NULL, s->ntest, s->feat_test);
-            if (swap && st == PK_OK) st = ema_swap(&s->ema);
-        }
-        if (st == PK_OK) st = final_probes(s, d, res);
+        /* the final evaluation: every training image in the memory bank and the probe's
+         * training set; the last block's class token is the k-NN's feature */
+        bool swap = s->ema.n > 0;
+        if (swap) st = ema_swap(&s->ema);
+        if (st == PK_OK)
+            st = extract(s, &s->train, s->subset, s->ntrain, o->probe_blocks, o->probe_avgpool,
+                         s->feat_train);
+        if (st == PK_OK)
+            st = extract(s, &s->test, NULL, s->ntest, o->probe_blocks, o->probe_avgpool,
+                         s->feat_test);
+        if (swap && st == PK_OK) st = ema_swap(&s->ema);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "final-norm class tokens of the last %d blocks%s (%lld columns, the k-NN uses "
+                 "the last block's)",
+                 o->probe_blocks, o->probe_avgpool ? " and the mean patch token" : "",
+                 (long long)pd);
+        if (st == PK_OK) st = final_probes(s, pd, (o->probe_blocks - 1) * d, d, what, res);
         if (st == PK_OK) st = write_backbone(s);
     }
 stopped:

@@ -4,7 +4,8 @@
  * time, antialiased as timm's loader), the bicubic matrix against F.interpolate, gradients against
  * finite differences, Vulkan against the CPU (forward and every parameter's gradient),
  * backbone_load's errors (missing, unexpected, misshaped, each named; --partial skips), save ->
- * load bit-exact and the configuration read back from the metadata. */
+ * load bit-exact and the configuration read back from the metadata; the intermediate-layer
+ * outputs and DINO's linear-probe feature against full forwards. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -516,6 +517,83 @@ START_TEST(save_load_roundtrip) {
 }
 END_TEST
 
+/* ---- intermediate layers (DINO's get_intermediate_layers and eval_linear's feature) ---- */
+
+/* The golden nano checkpoint (depth 2, checked against PyTorch above): the last block's
+ * intermediate output is the full forward's tokens; block 0's is the full forward of a depth-1
+ * copy holding the same cls/pos/patch/block-0/norm values; the probe feature is their class
+ * rows in block order and the mean of the last block's patch rows; errors for bad n. */
+static void intermediate_on(const char *dev) {
+    pk_ctx *c = pkt_ctx(dev);
+    vit_config nc = nano_cfg(), n1 = nano_cfg();
+    n1.depth = 1;
+    vit *m = make_vit(c, &nc, "", 1), *m1 = make_vit(c, &n1, "one", 2);
+    load_ok(c, m, NANO_FILE, NULL, 0);
+    int np = 0, np1 = 0;
+    tensor *const *p = vit_params(m, &np);
+    tensor *const *p1 = vit_params(m1, &np1);
+    for (int i = 0; i < np1; i++) { /* copy by timm name: "one.<name>" <- "<name>" */
+        const char *want = p1[i]->name + 4;
+        int j = 0;
+        while (j < np && strcmp(p[j]->name, want) != 0)
+            j++;
+        ck_assert_msg(j < np, "no %s in the depth-2 model", want);
+        float *v = pkt_download(p[j]);
+        ck_assert_int_eq(tensor_upload(p1[i], v), PK_OK);
+        free(v);
+    }
+    pkt_rng r = {0x1A7E};
+    int64_t N = 3, T = 1 + 49, D = nc.dim;
+    float *xh = malloc(sizeof(float) * (size_t)(N * 28 * 28));
+    pkt_fill_uniform(&r, xh, N * 28 * 28, -1.0f, 1.0f);
+    ck_assert_int_eq(pk_step_begin(c), PK_OK);
+    tensor *x = pkt_const(c, PK_F32, 4, (int64_t[]){N, 1, 28, 28}, xh);
+    tensor *outs[2] = {NULL, NULL};
+    ck_assert_msg(vit_forward_intermediate(c, m, x, 2, outs) == PK_OK, "%s", polyak_error());
+    float *o0 = pkt_download(outs[0]), *o1 = pkt_download(outs[1]);
+    float *full = pkt_download(vit_forward_tokens(c, m, x));
+    float *one = pkt_download(vit_forward_tokens(c, m1, x));
+    ck_assert_int_eq(outs[0]->shape[1], T);
+    ck_assert_msg(max_rel(o1, full, N * T * D) == 0.0, "last block != full forward");
+    double e = max_rel(o0, one, N * T * D);
+    ck_assert_msg(e <= 1e-6, "block 0 vs depth-1 forward: max rel error %.3g", e);
+    /* the probe feature: (N, 2 D + D) */
+    tensor *f = vit_forward_probe_features(c, m, x, 2, true);
+    ck_assert_msg(f != NULL, "%s", polyak_error());
+    ck_assert_int_eq(f->ndim, 2);
+    ck_assert_int_eq(f->shape[0], N);
+    ck_assert_int_eq(f->shape[1], 3 * D);
+    float *fh = pkt_download(f), *ref = malloc(sizeof(float) * (size_t)(N * 3 * D));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t j = 0; j < D; j++) {
+            ref[n * 3 * D + j] = one[n * T * D + j];
+            ref[n * 3 * D + D + j] = full[n * T * D + j];
+            double sum = 0;
+            for (int64_t t = 1; t < T; t++)
+                sum += full[(n * T + t) * D + j];
+            ref[n * 3 * D + 2 * D + j] = (float)(sum / (double)(T - 1));
+        }
+    e = max_rel(fh, ref, N * 3 * D);
+    ck_assert_msg(e <= 1e-5, "probe feature: max rel error %.3g", e);
+    /* n = 1 without avgpool is the class-token feature */
+    float *f1 = pkt_download(vit_forward_probe_features(c, m, x, 1, false));
+    float *cls = pkt_download(vit_forward_features(c, m, x));
+    ck_assert_msg(max_rel(f1, cls, N * D) == 0.0, "1-block feature != vit_forward_features");
+    ck_assert_int_ne(vit_forward_intermediate(c, m, x, 3, outs), PK_OK);
+    ck_assert(strstr(polyak_error(), "3 last blocks requested of 2") != NULL);
+    ck_assert_ptr_null(vit_forward_probe_features(c, m, x, 0, false));
+    free(xh), free(o0), free(o1), free(full), free(one), free(fh), free(ref), free(f1), free(cls);
+    vit_destroy(m);
+    vit_destroy(m1);
+    pkt_ctx_done(c);
+}
+
+START_TEST(cpu_intermediate_layers) { intermediate_on("cpu"); }
+END_TEST
+
+START_TEST(vk_intermediate_layers) { intermediate_on("vk"); }
+END_TEST
+
 START_TEST(configs) {
     const char *names[] = {"vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
                            "vit_nano_patch4_28",   "vit_tiny_patch4_28",    "vit_nano_patch4_32",
@@ -575,12 +653,14 @@ int main(void) {
     tcase_add_test(cpu, cpu_gradients_fd);
     tcase_add_test(cpu, load_errors);
     tcase_add_test(cpu, save_load_roundtrip);
+    tcase_add_test(cpu, cpu_intermediate_layers);
     suite_add_tcase(s, cpu);
     if (pkt_have_vulkan()) {
         TCase *vk = tcase_create("vulkan");
         tcase_set_timeout(vk, 600);
         tcase_add_test(vk, vk_golden_forward);
         tcase_add_test(vk, vk_gradients_vs_cpu);
+        tcase_add_test(vk, vk_intermediate_layers);
         suite_add_tcase(s, vk);
     }
     return pkt_run_suite(s);

@@ -246,6 +246,24 @@ START_TEST(extract_idx) {
         ck_assert_msg(e <= 1e-5, "image %d: batched vs direct max rel error %.3g", i, e);
     }
     ck_assert(max_rel(feat, feat + 16, 16) > 1e-3); /* images differ, so do features */
+    /* DINO's probe feature: both blocks' class tokens and the mean patch token (48 columns);
+     * the last block's class token (columns 16..31) is the feature above */
+    features_options o2 = o;
+    o2.blocks = 2, o2.avgpool = true;
+    ck_assert_int_eq(features_dim(&o2, 16), 48);
+    float *pf = malloc(sizeof(float) * N * 48);
+    for (int i = 0; i < N * 48; i++)
+        pf[i] = NAN;
+    ck_assert_msg(features_extract(c, m, &ds, &o2, pf) == PK_OK, "%s", polyak_error());
+    for (int i = 0; i < N; i++) {
+        double e = max_rel(pf + i * 48 + 16, feat + i * 16, 16);
+        ck_assert_msg(e <= 1e-6, "image %d: last block's class token max rel error %.3g", i, e);
+        for (int j = 0; j < 48; j++)
+            ck_assert(isfinite(pf[i * 48 + j]));
+    }
+    o2.blocks = 3; /* more blocks than the depth */
+    ck_assert_int_ne(features_extract(c, m, &ds, &o2, pf), PK_OK);
+    free(pf);
     free(feat);
     vit_destroy(m);
     pkt_ctx_done(c);

@@ -2,9 +2,10 @@
  * PyTorch transcriptions of facebookresearch/dino (tests/golden/pretrain/make_dino.py), on
  * the CPU and (when a Vulkan driver exists) on lavapipe; the schedules against hand-computed
  * values; the weighted k-NN on a hand-made set whose answer depends on the temperature; the
- * linear probe on a separable set; augmentation determinism, crop sizes and PIL's bicubic
- * identity; and a tiny end-to-end run on Fashion-MNIST whose resume after epoch 1 writes the
- * same backbone bytes as the uninterrupted run. */
+ * linear probes on a separable set (both protocols), the SGD probe against a float64
+ * transcription of eval_linear's loop and its search's blindness to the test set; augmentation
+ * determinism, crop sizes and PIL's bicubic identity; and a tiny end-to-end run on Fashion-MNIST
+ * whose resume after epoch 1 writes the same backbone bytes as the uninterrupted run. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -214,6 +215,9 @@ START_TEST(knn_weights_votes_by_temperature) {
 }
 END_TEST
 
+/* Separable blobs (offset by 10, as unnormalised features can be) and random labels, for
+ * both protocols: DINO's SGD one with its lr search on a validation split of the training
+ * rows, and the earlier AdamW one. */
 START_TEST(linear_probe_separates_blobs) {
     int classes = 4, d = 12, n = 400, m = 200;
     float *x = malloc(sizeof(float) * (size_t)(n + m) * d);
@@ -229,16 +233,125 @@ START_TEST(linear_probe_separates_blobs) {
     }
     pk_ctx *c = pkt_ctx("cpu");
     probe_set tr = {x, y, n, d}, te = {x + (size_t)n * d, y + n, m, d};
-    probe_linear_options o = {.epochs = 20, .batch = 32, .lr = 1e-2, .seed = g_rng.s | 1};
+    const double lrs[3] = {1e-3, 1e-2, 1e30}; /* the last one diverges */
+    probe_linear_options sgd = {
+        .epochs = 20, .batch = 32, .lr_grid = lrs, .n_lr = 3, .seed = g_rng.s | 1};
+    probe_linear_options adamw = {
+        .kind = PROBE_LINEAR_ADAMW, .epochs = 20, .batch = 32, .lr = 1e-2, .seed = g_rng.s | 1};
+    probe_linear_report r = {0};
+    ck_assert_msg(probe_linear_run(c, &tr, &te, classes, &sgd, &r) == PK_OK, "%s", polyak_error());
+    ck_assert_msg(r.test_acc >= 0.99 && r.train_acc >= 0.99 && r.val_acc >= 0.99,
+                  "sgd probe: test %g, train %g, validation %g", r.test_acc, r.train_acc,
+                  r.val_acc);
+    ck_assert_int_eq(r.searched, 3);
+    ck_assert_int_eq(r.val_rows, 40); /* 10% of the training rows */
+    ck_assert(r.lr == 1e-3 || r.lr == 1e-2);
     double acc = 0, tracc = 0;
-    ck_assert_int_eq(probe_linear(c, &tr, &te, classes, &o, &acc, &tracc), PK_OK);
-    ck_assert_msg(acc >= 0.99 && tracc >= 0.99, "linear probe: test %g, train %g", acc, tracc);
+    ck_assert_int_eq(probe_linear(c, &tr, &te, classes, &adamw, &acc, &tracc), PK_OK);
+    ck_assert_msg(acc >= 0.99 && tracc >= 0.99, "adamw probe: test %g, train %g", acc, tracc);
     /* random labels cannot be predicted on held-out rows */
     for (int i = 0; i < n + m; i++)
         y[i] = (int32_t)(pkt_uniform(&g_rng, 0, 4) * 0.999f);
-    ck_assert_int_eq(probe_linear(c, &tr, &te, classes, &o, &acc, &tracc), PK_OK);
-    ck_assert_msg(acc < 0.45, "linear probe on random labels: test accuracy %g", acc);
+    ck_assert_int_eq(probe_linear_run(c, &tr, &te, classes, &sgd, &r), PK_OK);
+    ck_assert_msg(r.test_acc < 0.45, "sgd probe on random labels: test accuracy %g", r.test_acc);
+    ck_assert_int_eq(probe_linear(c, &tr, &te, classes, &adamw, &acc, &tracc), PK_OK);
+    ck_assert_msg(acc < 0.45, "adamw probe on random labels: test accuracy %g", acc);
+    /* bad grids are errors */
+    const double bad[1] = {-1.0};
+    probe_linear_options o = sgd;
+    o.lr_grid = bad, o.n_lr = 1;
+    ck_assert_int_ne(probe_linear_run(c, &tr, &te, classes, &o, &r), PK_OK);
     free(x), free(y);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+/* The SGD protocol step by step against a float64 transcription of eval_linear's loop
+ * (torch.optim.SGD momentum 0.9, weight decay as L2 on weight and bias, CosineAnnealingLR per
+ * epoch, mean cross-entropy), from the probe's own initial weights; full batches, so the data
+ * order does not matter. The choice of (lr, wd) never looks at the test set: the same search
+ * with other test labels picks the same point and trains the same classifier. */
+START_TEST(sgd_probe_matches_reference) {
+    enum { N = 30, D = 5, K = 3, E = 6, M = 20 };
+    float x[(N + M) * D];
+    int32_t y[N + M];
+    pkt_fill_uniform(&g_rng, x, (N + M) * D, -2.0f, 2.0f);
+    for (int i = 0; i < N + M; i++)
+        y[i] = (int32_t)(pkt_uniform(&g_rng, 0, K) * 0.999f);
+    pk_ctx *c = pkt_ctx("cpu");
+    probe_set tr = {x, y, N, D}, te = {x + N * D, y + N, M, D};
+    const double lr = 0.7, wd = 0.01;
+    probe_linear_options o = {
+        .epochs = E, .batch = N, .lr = lr, .weight_decay = wd, .seed = g_rng.s | 1};
+    float w[K * D], b[K], w0[K * D];
+    probe_linear_report r = {.weight = w, .bias = b, .weight0 = w0};
+    ck_assert_msg(probe_linear_run(c, &tr, &te, K, &o, &r) == PK_OK, "%s", polyak_error());
+    ck_assert_int_eq(r.searched, 0);
+    double sd = 0;
+    for (int i = 0; i < K * D; i++)
+        sd += (double)w0[i] * w0[i];
+    sd = sqrt(sd / (K * D));
+    ck_assert_msg(sd > 0.003 && sd < 0.03, "initial weight std %g (expected ~0.01)", sd);
+    double rw[K * D], rb[K] = {0}, mw[K * D] = {0}, mb[K] = {0};
+    for (int i = 0; i < K * D; i++)
+        rw[i] = w0[i];
+    for (int e = 0; e < E; e++) {
+        double gw[K * D] = {0}, gb[K] = {0};
+        for (int i = 0; i < N; i++) {
+            double z[K], mx = -1e300, se = 0;
+            for (int k = 0; k < K; k++) {
+                z[k] = rb[k];
+                for (int j = 0; j < D; j++)
+                    z[k] += rw[k * D + j] * x[i * D + j];
+                mx = z[k] > mx ? z[k] : mx;
+            }
+            for (int k = 0; k < K; k++)
+                se += exp(z[k] - mx);
+            for (int k = 0; k < K; k++) {
+                double g = (exp(z[k] - mx) / se - (k == y[i])) / N;
+                gb[k] += g;
+                for (int j = 0; j < D; j++)
+                    gw[k * D + j] += g * x[i * D + j];
+            }
+        }
+        double lre = 0.5 * lr * (1 + cos(M_PI * e / E));
+        for (int i = 0; i < K * D; i++) {
+            double g = gw[i] + wd * rw[i];
+            mw[i] = e == 0 ? g : 0.9 * mw[i] + g;
+            rw[i] -= lre * mw[i];
+        }
+        for (int k = 0; k < K; k++) {
+            double g = gb[k] + wd * rb[k];
+            mb[k] = e == 0 ? g : 0.9 * mb[k] + g;
+            rb[k] -= lre * mb[k];
+        }
+    }
+    for (int i = 0; i < K * D; i++)
+        ck_assert_msg(fabs(w[i] - rw[i]) <= 1e-4 * (1 + fabs(rw[i])), "w[%d] %g vs %g", i, w[i],
+                      rw[i]);
+    for (int k = 0; k < K; k++)
+        ck_assert_msg(fabs(b[k] - rb[k]) <= 1e-4 * (1 + fabs(rb[k])), "b[%d] %g vs %g", k, b[k],
+                      rb[k]);
+    /* the search is blind to the test set */
+    const double lrs[4] = {1e-3, 1e-2, 0.1, 1.0}, wds[2] = {0.0, 1e-3};
+    probe_linear_options so = {.epochs = 5,
+                               .batch = 8,
+                               .lr_grid = lrs,
+                               .n_lr = 4,
+                               .wd_grid = wds,
+                               .n_wd = 2,
+                               .val_fraction = 0.2,
+                               .seed = 3};
+    float wa[K * D], wb2[K * D];
+    probe_linear_report ra = {.weight = wa}, rb2 = {.weight = wb2};
+    ck_assert_int_eq(probe_linear_run(c, &tr, &te, K, &so, &ra), PK_OK);
+    for (int i = N; i < N + M; i++)
+        y[i] = (y[i] + 1) % K;
+    ck_assert_int_eq(probe_linear_run(c, &tr, &te, K, &so, &rb2), PK_OK);
+    ck_assert_int_eq(ra.searched, 8);
+    ck_assert_int_eq(ra.val_rows, 6);
+    ck_assert(ra.lr == rb2.lr && ra.wd == rb2.wd && ra.val_acc == rb2.val_acc);
+    ck_assert(memcmp(wa, wb2, sizeof wa) == 0);
     pkt_ctx_done(c);
 }
 END_TEST
@@ -373,7 +486,18 @@ static pretrain_options tiny(pretrain_method m, const char *out) {
                               .hidden = 64,
                               .bottleneck = 32,
                               .local_crops = 2,
-                              .probe_epochs = 3};
+                              .probe_epochs = 3,
+                              .probe_avgpool = true};
+}
+
+/* The number after "key": in a metrics.json text (NAN when absent). */
+static double metric_value(const char *json, const char *key) {
+    char k[128];
+    snprintf(k, sizeof k, "\"%s\"", key);
+    const char *p = strstr(json, k);
+    if (!p) return NAN;
+    p = strchr(p + strlen(k), ':');
+    return p ? strtod(p + 1, NULL) : NAN;
 }
 
 START_TEST(dino_run_resumes_bit_exactly) {
@@ -408,7 +532,12 @@ START_TEST(dino_run_resumes_bit_exactly) {
     snprintf(p, sizeof p, "%s/metrics.json", a);
     char *mj = slurp(p, &n);
     ck_assert(strstr(mj, "\"knn_top1\"") && strstr(mj, "\"linear_top1\"") &&
-              strstr(mj, "\"knn_top1_per_epoch\""));
+              strstr(mj, "\"knn_top1_per_epoch\"") && strstr(mj, "\"linear_probe_lr\""));
+    /* the probe's features: the class tokens of both blocks (4 capped at the depth 2) and the
+     * mean patch token; the k-NN's: the final class token */
+    ck_assert_msg(metric_value(mj, "feature_dim") == 96 &&
+                      metric_value(mj, "knn_feature_dim") == 32,
+                  "%s", mj);
     free(mj);
     /* the backbone file names its configuration */
     vit_config cfg;
@@ -505,6 +634,7 @@ int main(void) {
     tcase_add_test(unit, schedules_match_dino);
     tcase_add_test(unit, knn_weights_votes_by_temperature);
     tcase_add_test(unit, linear_probe_separates_blobs);
+    tcase_add_test(unit, sgd_probe_matches_reference);
     tcase_add_test(unit, feature_files_load);
     tcase_add_test(unit, augmentation_is_deterministic_and_sized);
     suite_add_tcase(s, unit);
