@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "io_util.h"
 
 /* One metrics.json entry: its key and its value as JSON text. */
@@ -26,6 +27,8 @@ struct pk_run {
     char *out, *task, *options_json, *resume_json, *ckpt_dir;
     int keep;
     bool resume;
+    bool writer; /* rank 0: the one rank that writes files and prints */
+    int rank, world;
     FILE *progress;
     run_progress_line line;
     /* log.csv: the columns, and the file's whole text (header and rows) */
@@ -95,7 +98,20 @@ static void restore_signals(pk_run *r) {
     g_msg_fd = -1;
 }
 
-bool run_stop_requested(const pk_run *r) { return r && r->signals && g_stop; }
+bool run_stop_requested(const pk_run *r) {
+    bool mine = r && r->signals && g_stop;
+    if (!r || r->world <= 1) return mine;
+    /* every rank must stop at the same step: the request of any rank stops them all */
+    bool any = mine;
+    if (dist_any(mine, &any) != PK_OK) dist_abort(1, polyak_error());
+    return any;
+}
+
+int run_rank(const pk_run *r) { return r->rank; }
+
+int run_world(const pk_run *r) { return r->world; }
+
+bool run_is_writer(const pk_run *r) { return r->writer; }
 
 /* ---- progress ---- */
 
@@ -303,19 +319,21 @@ pk_status run_open(const run_options *o, pk_run **out) {
         o->checkpoints && *o->checkpoints ? io_path_join(o->out, o->checkpoints) : dup_str(o->out);
     r->keep = o->keep ? o->keep : 2;
     r->resume = o->resume;
-    r->progress = o->progress;
+    r->rank = dist_rank(), r->world = dist_size();
+    r->writer = r->rank == 0;
+    r->progress = r->writer ? o->progress : NULL; /* one rank prints */
     pk_status s = PK_OK;
     if (!r->out || !r->task || !r->options_json || !r->resume_json || !r->ckpt_dir)
         s = pk_error(PK_ERR_NOMEM, "out of memory");
-    if (s == PK_OK) s = make_dirs(r->out);
-    if (s == PK_OK) s = make_dirs(r->ckpt_dir);
+    if (s == PK_OK && r->writer) s = make_dirs(r->out);
+    if (s == PK_OK && r->writer) s = make_dirs(r->ckpt_dir);
     /* options.json: the options as given, indented */
     cJSON *j = s == PK_OK ? cJSON_Parse(r->options_json) : NULL;
     char *pretty = j ? cJSON_Print(j) : NULL;
     char *flat = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
     if (s == PK_OK && (!pretty || !flat)) s = pk_error(PK_ERR_NOMEM, "out of memory");
-    if (s == PK_OK) {
+    if (s == PK_OK && r->writer) {
         char path[4096];
         run_path(r, "options.json", path, sizeof path);
         size_t n = strlen(pretty);
@@ -331,6 +349,11 @@ pk_status run_open(const run_options *o, pk_run **out) {
     }
     if (s == PK_OK)
         run_info(r, "%s %s, options %s", r->resume ? "resuming in" : "run folder", r->out, flat);
+    if (s == PK_OK && r->world > 1)
+        run_info(r,
+                 "%d ranks (MPI): each trains on 1/%d of every global batch; rank 0 writes the "
+                 "run folder",
+                 r->world, r->world);
     int64_t earlier = -1;
     if (s == PK_OK && !r->resume && checkpoint_find_latest(r->ckpt_dir, &earlier) == PK_OK &&
         earlier >= 0)
@@ -451,6 +474,7 @@ pk_status run_log(pk_run *r, int n, const char *const *names, const double *valu
     row[at++] = '\n';
     size_t before = r->log_len;
     PK_TRY(buf_add(&r->log, &r->log_len, &r->log_cap, row, at));
+    if (!r->writer) return PK_OK; /* the rows travel in rank 0's checkpoints */
     /* the file follows the text: the first write of this run writes it whole */
     const char *w = r->log + before;
     size_t wl = r->log_len - before;
@@ -478,6 +502,7 @@ static pk_status restore_log(pk_run *r, const char *ckpt, const char *text, size
     r->ncols = 0;
     r->log_len = 0;
     if (len == 0) {
+        if (!r->writer) return PK_OK;
         if (remove(path) != 0 && errno != ENOENT)
             return pk_error(PK_ERR_IO, "%s: cannot delete: %s", path, strerror(errno));
         return PK_OK;
@@ -507,6 +532,7 @@ static pk_status restore_log(pk_run *r, const char *ckpt, const char *text, size
     }
     r->ncols = n;
     PK_TRY(buf_add(&r->log, &r->log_len, &r->log_cap, text, len));
+    if (!r->writer) return PK_OK;
     PK_TRY(write_atomic(path, r->log, r->log_len));
     r->log_f = fopen(path, "a");
     if (!r->log_f) return pk_error(PK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
@@ -596,6 +622,7 @@ pk_status run_metrics_write(pk_run *r) {
     if (r->metrics_error)
         return pk_error(PK_ERR_INVALID, "%s: the value of key \"%s\" is not valid JSON", path,
                         r->metrics_error);
+    if (!r->writer) return PK_OK;
     char *b = NULL;
     size_t len = 0, cap = 0;
     pk_status s = buf_add(&b, &len, &cap, "{", 1);
@@ -630,6 +657,7 @@ pk_status run_checkpoint_save_ex(pk_run *r, int64_t step, const run_tensor *ts, 
     char path[4096];
     checkpoint_path(r->ckpt_dir, step, path, sizeof path);
     if (step < 0) return pk_error(PK_ERR_INVALID, "%s: step must be >= 0", path);
+    if (!r->writer) return PK_OK; /* every rank holds the same state; rank 0 keeps it */
     int total = n + n_extra + 1;
     st_write_tensor *w = calloc((size_t)total, sizeof *w);
     float **bufs = calloc((size_t)(n ? n : 1), sizeof *bufs);
