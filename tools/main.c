@@ -39,6 +39,11 @@ static int run_command(cli_cmd_fn fn, int argc, char **argv) {
         fprintf(stderr, "polyak: %s\n", polyak_error());
         return 1;
     }
+    /* results go to stdout once: rank 0's (errors stay on every rank's stderr) */
+    if (dist_size() > 1 && !dist_is_root() && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "polyak: rank %d: cannot silence stdout\n", dist_rank());
+        dist_abort(1, "cannot silence stdout");
+    }
     int rc = fn(argc - 1, argv + 1);
     if (rc != 0 && dist_size() > 1) {
         char msg[160];

@@ -74,8 +74,8 @@ static double g_timeout = 600; /* seconds a collective may wait (POLYAK_DIST_TIM
 static bool launched(void) {
     const char *f = getenv("POLYAK_DIST");
     if (f && *f) return strcmp(f, "0") != 0;
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK",
-                                       "PMIX_RANK", "MPI_LOCALNRANKS"};
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK",
+                                       "MPI_LOCALNRANKS"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (getenv(vars[i])) return true;
     return false;

@@ -128,7 +128,9 @@ typedef struct man_step_stats {
 pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_scale,
                             man_step_stats *st);
 
-/* One training step: man_compute_grads, the EMA updates of every EMA_i, the optimizer step. */
+/* One training step: man_compute_grads, the gradients averaged over the ranks of the world
+ * (tasks/common/dist.h; b is this rank's shard), the EMA updates of every EMA_i, the optimizer
+ * step. */
 pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st);
 
 /* Predicts classes of a batch with the plain chained network (no auxiliary parts), running

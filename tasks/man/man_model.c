@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "nn/nn.h"
 
 /* ---- the split tables ----
@@ -810,6 +811,9 @@ pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_
 
 pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st) {
     PK_TRY(man_compute_grads(m, b, NULL, st));
+    /* data parallel (tasks/common/dist.h): each rank's losses are means over its shard, so the
+     * mean of the ranks' gradients is the global batch's; identity in a world of one */
+    PK_TRY(dist_average_grads(m->c));
     /* EMA_i <- m EMA_i + (1 - m) block: the official code does this right after module i's
      * backward, before optimizer.step(); the block's parameters do not change in between, so
      * doing every update here gives the same values. */
