@@ -11,6 +11,7 @@
 
 #include "backbone.h"
 #include "dataset_dir.h"
+#include "dist.h"
 #include "pretrain_internal.h"
 #include "probe.h"
 
@@ -169,6 +170,25 @@ static pk_status extract(pt_state *s, const pk_dataset *ds, const int32_t *idx, 
     return st;
 }
 
+/* extract() of images idx[0..n) split over the ranks, every rank ending with all n rows: each
+ * fills its dist_shard, zeroes the rest, and one sum over the ranks assembles them (x + 0 is
+ * exact). In a world of one, extract() itself. */
+static pk_status extract_world(pt_state *s, const pk_dataset *ds, const int32_t *idx, int n,
+                               float *out) {
+    if (dist_size() <= 1) return extract(s, ds, idx, n, out);
+    int64_t first = 0, count = 0, d = s->model->cfg.dim;
+    dist_shard(n, &first, &count);
+    memset(out, 0, sizeof(float) * (size_t)(n * d));
+    int32_t *own = malloc(sizeof(int32_t) * (size_t)(count ? count : 1));
+    if (!own) return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
+    for (int64_t i = 0; i < count; i++)
+        own[i] = idx ? idx[first + i] : (int32_t)(first + i);
+    pk_status st = extract(s, ds, own, (int)count, out + (size_t)(first * d));
+    free(own);
+    PK_TRY(st);
+    return dist_sum_f32(out, (int64_t)n * d);
+}
+
 /* Raw pixels in [0, 1] of images idx[0..n) as features (n, C H W). */
 static void raw_pixels(const pk_dataset *ds, const int32_t *idx, int n, float *out) {
     size_t img = (size_t)ds->c * ds->h * ds->w;
@@ -181,8 +201,17 @@ static void raw_pixels(const pk_dataset *ds, const int32_t *idx, int n, float *o
 static pk_status evaluate_knn(pt_state *s, int nbank, double *top1) {
     bool swap = s->ema.n > 0;
     if (swap) PK_TRY(ema_swap(&s->ema));
-    pk_status st = extract(s, &s->train, s->subset, nbank, s->feat_train);
-    if (st == PK_OK) st = extract(s, &s->test, NULL, s->ntest, s->feat_test);
+    /* with several ranks: the bank assembled on every rank, the test set sharded (k-NN of a
+     * test image reads the bank only) and the hits summed */
+    int64_t first = 0, count = 0;
+    dist_shard(s->ntest, &first, &count);
+    int32_t *own = malloc(sizeof(int32_t) * (size_t)(count ? count : 1));
+    pk_status st = own ? PK_OK : pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
+    for (int64_t i = 0; own && i < count; i++)
+        own[i] = (int32_t)(first + i);
+    if (st == PK_OK) st = extract_world(s, &s->train, s->subset, nbank, s->feat_train);
+    if (st == PK_OK) st = extract(s, &s->test, own, (int)count, s->feat_test);
+    free(own);
     if (swap) {
         pk_status st2 = ema_swap(&s->ema);
         if (st == PK_OK) st = st2;
@@ -190,8 +219,17 @@ static pk_status evaluate_knn(pt_state *s, int nbank, double *top1) {
     PK_TRY(st);
     int64_t d = s->model->cfg.dim;
     probe_set tr = {s->feat_train, s->y_train, nbank, d},
-              te = {s->feat_test, s->y_test, s->ntest, d};
-    return probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, top1);
+              te = {s->feat_test, s->y_test + first, (int)count, d};
+    if (dist_size() <= 1)
+        return probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, top1);
+    double hits = 0;
+    if (count > 0) {
+        PK_TRY(probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, &hits));
+        hits = round(hits * (double)count); /* a fraction of count images */
+    }
+    PK_TRY(dist_sum_f64(&hits, 1));
+    *top1 = hits / s->ntest;
+    return PK_OK;
 }
 
 /* ---- checkpoints ---- */
@@ -239,6 +277,17 @@ static pk_status ckpt_tensors(pt_state *s, ckpt_list *l) {
     l->t[n++] = (run_tensor){
         .name = "knn.curve", .host = s->knn_curve, .numel = s->o.epochs > 0 ? s->o.epochs : 1};
     l->n = n;
+    return PK_OK;
+}
+
+/* The epoch's running sums (loss, steps, seconds) as the world's: every rank started the
+ * epoch from the same sums (zero, or a checkpoint's), so the mean over the ranks is that
+ * start plus the mean of what each added. Nothing to do in a world of one. */
+static pk_status world_sums(pt_state *s) {
+    if (dist_size() <= 1) return PK_OK;
+    PK_TRY(dist_sum_f32(s->acc, 3));
+    for (int i = 0; i < 3; i++)
+        s->acc[i] /= (float)dist_size();
     return PK_OK;
 }
 
@@ -329,6 +378,12 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                             "pretrain: %d training images do not fill one batch of %d", s->ntrain,
                             o->batch);
     }
+    if (trains) PK_TRY(dist_check_batch(o->batch, "pretrain --batch"));
+    {
+        int64_t cnt = 0;
+        dist_shard(o->batch, &s->shard_first, &cnt);
+        s->local_batch = (int)cnt;
+    }
     int nbank = o->knn_train > 0 && o->knn_train < s->ntrain ? o->knn_train : s->ntrain;
     if (nbank < o->knn_k)
         return pk_error(PK_ERR_INVALID, "pretrain: %d memory-bank images for k-NN with k = %d",
@@ -380,7 +435,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         raw_pixels(&s->test, NULL, s->ntest, s->feat_test);
         run_metric_str(s->run, "method", "raw");
         run_metric_str(s->run, "features", "pixels in [0, 1]");
-        PK_TRY(final_probes(s, d, res));
+        if (dist_is_root()) PK_TRY(final_probes(s, d, res));
         res->train_images = s->ntrain, res->test_images = s->ntest;
         return run_metrics_write(s->run);
     }
@@ -435,17 +490,18 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         for (int sidx = (int)(it - (int64_t)e * s->steps); sidx < s->steps && st == PK_OK;
              sidx++, it++) {
             double t0 = run_now(), c0 = cpu_now(), loss = 0;
-            const int32_t *idx = s->order + (size_t)sidx * o->batch;
-            st = aug_dino_batch(pk_ctx_pool(s->c), &s->aug, &s->train, idx, o->batch,
-                                aug_mix(o->seed ^ 0xA0A0A0A0ull, (uint64_t)it), s->globals,
-                                s->locals);
+            /* this rank's shard of the global batch (all of it in a world of one) */
+            const int32_t *idx = s->order + (size_t)sidx * o->batch + s->shard_first;
+            st = aug_dino_batch_at(pk_ctx_pool(s->c), &s->aug, &s->train, idx, s->local_batch,
+                                   s->shard_first, aug_mix(o->seed ^ 0xA0A0A0A0ull, (uint64_t)it),
+                                   s->globals, s->locals);
             if (st != PK_OK) break;
             if (o->method == PRETRAIN_DINO) {
                 mom = teacher_momentum(s->ema.t[0]);
                 st = dino_step(s, e, it, &loss);
             } else {
-                for (int i = 0; i < o->batch; i++)
-                    s->labels[i] = s->labels[o->batch + i] = s->train.labels[idx[i]];
+                for (int i = 0; i < s->local_batch; i++)
+                    s->labels[i] = s->labels[s->local_batch + i] = s->train.labels[idx[i]];
                 st = supervised_step(s, &loss);
             }
             if (st == PK_OK) st = optimise(s, e, it, &lr, &wd);
@@ -465,7 +521,8 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                 run_progress_end(s->run);
                 run_info(s->run, "stop requested: saving a checkpoint at step %lld",
                          (long long)(it + 1));
-                st = run_checkpoint_save(s->run, it + 1, ck.t, ck.n, NULL);
+                st = world_sums(s);
+                if (st == PK_OK) st = run_checkpoint_save(s->run, it + 1, ck.t, ck.n, NULL);
                 res->stopped = true;
                 goto stopped;
             }
@@ -473,7 +530,8 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         run_progress_end(s->run);
         if (st != PK_OK) break;
         double t1 = run_now(), knn = 0;
-        st = evaluate_knn(s, nbank, &knn);
+        st = world_sums(s);
+        if (st == PK_OK) st = evaluate_knn(s, nbank, &knn);
         if (st != PK_OK) break;
         double ev = run_now() - t1;
         s->knn_curve[e] = (float)knn;
@@ -498,15 +556,17 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     if (st == PK_OK) {
         res->epochs_done = end;
         /* the final evaluation: every training image in the memory bank */
-        if (nbank < s->ntrain || o->method == PRETRAIN_RANDOM || end == 0) {
+        if (nbank < s->ntrain || o->method == PRETRAIN_RANDOM || end == 0 || dist_size() > 1) {
             bool swap = s->ema.n > 0;
             if (swap) st = ema_swap(&s->ema);
-            if (st == PK_OK) st = extract(s, &s->train, s->subset, s->ntrain, s->feat_train);
-            if (st == PK_OK) st = extract(s, &s->test, NULL, s->ntest, s->feat_test);
+            if (st == PK_OK) st = extract_world(s, &s->train, s->subset, s->ntrain, s->feat_train);
+            if (st == PK_OK) st = extract_world(s, &s->test, NULL, s->ntest, s->feat_test);
             if (swap && st == PK_OK) st = ema_swap(&s->ema);
         }
-        if (st == PK_OK) st = final_probes(s, d, res);
-        if (st == PK_OK) st = write_backbone(s);
+        /* the probes and the backbone on rank 0 (the one that writes; the others hold the same
+         * teacher and features) */
+        if (st == PK_OK && dist_is_root()) st = final_probes(s, d, res);
+        if (st == PK_OK && dist_is_root()) st = write_backbone(s);
     }
 stopped:
     if (st == PK_OK) {
@@ -528,6 +588,7 @@ stopped:
         run_metric(s->run, "train_images", s->ntrain);
         run_metric(s->run, "test_images", s->ntest);
         run_metric(s->run, "crops", s->ncrops);
+        run_metric(s->run, "ranks", dist_size());
         if (o->time_ops && s->c->op_seconds) {
             char js[8192];
             size_t n = 0;
