@@ -646,6 +646,41 @@ pk_status run_metrics_write(pk_run *r) {
 
 /* ---- checkpoints ---- */
 
+/* Data parallel (dist.h): every rank must hold the same model, teachers and optimizer state
+ * when rank 0 saves it for all. Compares a hash of the bits of the device tensors (host arrays
+ * hold per-rank timings) across the ranks; a difference is an error naming the checkpoint. */
+static pk_status same_on_every_rank(pk_run *r, const char *path, const run_tensor *ts, int n) {
+    uint64_t h = 1469598103934665603ull;
+    float *buf = NULL;
+    size_t cap = 0;
+    pk_status s = PK_OK;
+    for (int i = 0; i < n && s == PK_OK; i++) {
+        const tensor *t = ts[i].t;
+        if (!t || t->dtype != PK_F32 || !tensor_is_contiguous(t)) continue;
+        size_t m = (size_t)tensor_numel(t);
+        if (m > cap) {
+            float *b = realloc(buf, sizeof(float) * m);
+            if (!b) {
+                s = pk_error(PK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            buf = b, cap = m;
+        }
+        s = tensor_download(t, buf);
+        const unsigned char *p = (const unsigned char *)buf;
+        for (size_t k = 0; s == PK_OK && k < m * sizeof(float); k++)
+            h = (h ^ p[k]) * 1099511628211ull;
+    }
+    free(buf);
+    PK_TRY(s);
+    if (dist_check_same(h, "the state to checkpoint") != PK_OK)
+        return pk_error(PK_ERR_INVALID,
+                        "%s: rank %d of %d holds other parameters, teachers or optimizer state "
+                        "than another rank (data-parallel ranks diverged)",
+                        path, r->rank, r->world);
+    return PK_OK;
+}
+
 pk_status run_checkpoint_save(pk_run *r, int64_t step, const run_tensor *ts, int n,
                               const uint64_t rng[CKPT_RNG_WORDS]) {
     return run_checkpoint_save_ex(r, step, ts, n, NULL, 0, rng);
@@ -657,6 +692,7 @@ pk_status run_checkpoint_save_ex(pk_run *r, int64_t step, const run_tensor *ts, 
     char path[4096];
     checkpoint_path(r->ckpt_dir, step, path, sizeof path);
     if (step < 0) return pk_error(PK_ERR_INVALID, "%s: step must be >= 0", path);
+    if (r->world > 1) PK_TRY(same_on_every_rank(r, path, ts, n));
     if (!r->writer) return PK_OK; /* every rank holds the same state; rank 0 keeps it */
     int total = n + n_extra + 1;
     st_write_tensor *w = calloc((size_t)total, sizeof *w);

@@ -133,6 +133,10 @@ pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_
  * step. */
 pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st);
 
+/* The end of a training step once the gradients are in place: the EMA updates of every EMA_i
+ * and the optimizer step (man_train_step calls it; tests that assemble gradients too). */
+pk_status man_apply_step(man_model *m);
+
 /* Predicts classes of a batch with the plain chained network (no auxiliary parts), running
  * statistics in batch norms; pred receives b->n labels. */
 pk_status man_predict(man_model *m, const man_batch *b, int32_t *pred);

@@ -814,6 +814,10 @@ pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st) {
     /* data parallel (tasks/common/dist.h): each rank's losses are means over its shard, so the
      * mean of the ranks' gradients is the global batch's; identity in a world of one */
     PK_TRY(dist_average_grads(m->c));
+    return man_apply_step(m);
+}
+
+pk_status man_apply_step(man_model *m) {
     /* EMA_i <- m EMA_i + (1 - m) block: the official code does this right after module i's
      * backward, before optimizer.step(); the block's parameters do not change in between, so
      * doing every update here gives the same values. */
