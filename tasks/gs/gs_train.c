@@ -82,6 +82,7 @@ struct gs_trainer {
     char *resume_json; // the options a resumed run must share
     float *dp_buf;     // data parallel: the packed gradients and statistics terms of a step
     size_t dp_cap;
+    dist_stats comm; // communication inside the training steps (world_grads)
 };
 
 gs_train_options gs_train_defaults(gs_train_options o) {
@@ -723,7 +724,11 @@ static pk_status world_grads(gs_trainer *t, gs_array_grads *gr, int degree, int 
     }
     float *norm = b + at, *seen = b + at + n;
     gs_explicit_stat_terms(t->gx, gr->means2d, t->radii, W, H, norm, seen);
+    dist_stats c0 = dist_stats_get();
     PK_TRY(dist_sum_f32(b, total));
+    dist_stats c1 = dist_stats_get();
+    t->comm.seconds += c1.seconds - c0.seconds, t->comm.bytes += c1.bytes - c0.bytes;
+    t->comm.calls += c1.calls - c0.calls;
     float inv = 1.0f / (float)dist_size();
     at = 0;
     for (int k = 0; k < 5; k++) {
@@ -1022,6 +1027,17 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     phases_metric(run, "ms_per_step", &tm->wall, tm->steps);
     phases_metric(run, "cpu_ms_per_step", &tm->cpu, tm->steps);
     run_metric(run, "timed_steps", (double)tm->steps);
+    run_metric(run, "ranks", dist_size());
+    if (tm->steps > 0) { /* rank 0's gradient allreduce (the densification checks excluded) */
+        double k = 1.0 / (double)tm->steps;
+        char dj[320];
+        snprintf(dj, sizeof dj,
+                 "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.5f, "
+                 "\"comm_seconds_per_step\": %.5f, \"comm_bytes_per_step\": %.0f}",
+                 dist_size(), (long long)tm->steps, tm->wall.total * k, t->comm.seconds * k,
+                 (double)t->comm.bytes * k);
+        run_metric_json(run, "distributed", dj);
+    }
     /* per held-out view: {"name": ..., "psnr": ..., "ssim": ...} */
     int views = ev->images ? t->n_test : 0;
     size_t cap = 64 + (size_t)views * 1200;

@@ -86,6 +86,9 @@ typedef struct job {
     run_tensor *ckpt; /* state + run.history */
     tensor **bn;      /* batch-norm running statistics: per rank, averaged before use */
     int nbn;
+    dist_stats comm;  /* communication inside the training steps of this process */
+    double step_secs; /* wall time of those steps */
+    int64_t steps_run;
 } job;
 
 /* Averages the batch-norm running statistics over the ranks (each rank's follow its own
@@ -152,6 +155,17 @@ static pk_status write_metrics(job *r, int done, const man_result *res) {
     run_metric(run, "epochs", o->epochs);
     run_metric(run, "batch", o->batch);
     run_metric(run, "ranks", dist_size());
+    if (r->steps_run > 0) { /* rank 0's training steps in this process */
+        double k = 1.0 / (double)r->steps_run;
+        char d[320];
+        snprintf(d, sizeof d,
+                 "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.5f, "
+                 "\"comm_seconds_per_step\": %.5f, \"comm_bytes_per_step\": %.0f, "
+                 "\"comm_calls_per_step\": %.2f}",
+                 dist_size(), (long long)r->steps_run, r->step_secs * k, r->comm.seconds * k,
+                 (double)r->comm.bytes * k, (double)r->comm.calls * k);
+        run_metric_json(run, "distributed", d);
+    }
     run_metric(run, "lr", cfg->lr);
     run_metric(run, "train_samples", (double)res->train_samples);
     run_metric(run, "test_samples", (double)res->test_samples);
@@ -436,7 +450,13 @@ static pk_status run_body(job *r, man_result *res) {
             optim_set_lr(opt, 0, lr);
             man_batch mb = {.x = r->x, .target = r->t, .labels = r->y, .n = (int)sh_n};
             man_step_stats st;
+            dist_stats c0 = dist_stats_get();
+            double ts0 = now_s();
             PK_TRY(man_train_step(r->model, &mb, &st));
+            dist_stats c1 = dist_stats_get();
+            r->step_secs += now_s() - ts0, r->steps_run++;
+            r->comm.seconds += c1.seconds - c0.seconds, r->comm.bytes += c1.bytes - c0.bytes;
+            r->comm.calls += c1.calls - c0.calls;
             if (!isfinite(st.loss) || !isfinite(st.aux_loss))
                 return pk_error(PK_ERR_INVALID,
                                 "training diverged at epoch %d step %d (loss %g, aux loss %g); "

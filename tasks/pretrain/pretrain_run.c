@@ -472,6 +472,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     set_counters(s, it);
     int end = o->stop_after > 0 && o->stop_after < o->epochs ? o->stop_after : o->epochs;
     double train_secs = 0, train_cpu = 0;
+    dist_stats comm = {0}; /* communication inside the timed training steps */
     int64_t steps_timed = 0;
     static const char *cols[] = {"epoch",        "lr",   "wd",       "momentum",
                                  "teacher_temp", "loss", "knn_top1", "train_seconds",
@@ -496,6 +497,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                                    s->shard_first, aug_mix(o->seed ^ 0xA0A0A0A0ull, (uint64_t)it),
                                    s->globals, s->locals);
             if (st != PK_OK) break;
+            dist_stats k0 = dist_stats_get();
             if (o->method == PRETRAIN_DINO) {
                 mom = teacher_momentum(s->ema.t[0]);
                 st = dino_step(s, e, it, &loss);
@@ -513,6 +515,9 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                 break;
             }
             double dt = run_now() - t0;
+            dist_stats k1 = dist_stats_get();
+            comm.seconds += k1.seconds - k0.seconds, comm.bytes += k1.bytes - k0.bytes;
+            comm.calls += k1.calls - k0.calls;
             s->acc[0] += (float)loss, s->acc[1] += 1, s->acc[2] += (float)dt;
             train_secs += dt, steps_timed++;
             train_cpu += cpu_now() - c0;
@@ -589,6 +594,17 @@ stopped:
         run_metric(s->run, "test_images", s->ntest);
         run_metric(s->run, "crops", s->ncrops);
         run_metric(s->run, "ranks", dist_size());
+        if (steps_timed > 0) {
+            double k = 1.0 / (double)steps_timed;
+            char dj[320];
+            snprintf(dj, sizeof dj,
+                     "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.5f, "
+                     "\"comm_seconds_per_step\": %.5f, \"comm_bytes_per_step\": %.0f, "
+                     "\"comm_calls_per_step\": %.2f}",
+                     dist_size(), (long long)steps_timed, train_secs * k, comm.seconds * k,
+                     (double)comm.bytes * k, (double)comm.calls * k);
+            run_metric_json(s->run, "distributed", dj);
+        }
         if (o->time_ops && s->c->op_seconds) {
             char js[8192];
             size_t n = 0;
