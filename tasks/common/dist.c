@@ -13,16 +13,9 @@
 #endif
 
 static int g_rank = 0, g_size = 1;
-static bool g_mpi = false; /* MPI_Init done by us */
 static dist_stats g_stats;
 static float *g_stage; /* host staging of device gradient blocks */
 static size_t g_stage_cap;
-
-static double wall_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }
@@ -64,10 +57,6 @@ void dist_abort(int code, const char *message) {
     exit(code ? code : 1);
 }
 
-#ifdef POLYAK_HAVE_MPI
-
-static double g_timeout = 600; /* seconds a collective may wait (POLYAK_DIST_TIMEOUT) */
-
 /* True when an MPI launcher started this process (mpirun / mpiexec of OpenMPI or MPICH,
  * srun with PMI or PMIx); POLYAK_DIST=1 forces MPI on, POLYAK_DIST=0 off. A process started
  * on its own stays a world of one without MPI_Init (a singleton init costs seconds). */
@@ -80,6 +69,18 @@ static bool launched(void) {
         if (getenv(vars[i])) return true;
     return false;
 }
+
+#ifdef POLYAK_HAVE_MPI
+
+static bool g_mpi = false; /* MPI_Init done by us */
+
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double g_timeout = 600; /* seconds a collective may wait (POLYAK_DIST_TIMEOUT) */
 
 pk_status dist_init(int *argc, char ***argv) {
     int inited = 0;
@@ -226,6 +227,17 @@ pk_status dist_check_same(uint64_t value, const char *what) {
 pk_status dist_init(int *argc, char ***argv) {
     (void)argc, (void)argv;
     g_rank = 0, g_size = 1;
+    /* started as one of several ranks: each would train alone into the same folder */
+    static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        const char *v = getenv(sizes[i]);
+        if (launched() && v && atoi(v) > 1)
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "started by an MPI launcher as one of %s ranks (%s), but this polyak "
+                            "was built without MPI (POLYAK_MPI OFF): install libopenmpi-dev and "
+                            "rebuild, or run one process",
+                            v, sizes[i]);
+    }
     return PK_OK;
 }
 
