@@ -960,8 +960,10 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
 }
 
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
-    if (dist_size() > 1) /* the statistics rank 0 saves: the largest radii of every rank */
+    if (dist_size() > 1) { /* the statistics rank 0 saves: the largest radii of every rank */
         PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), t->src.count(t->src.self)));
+        PK_TRY(dist_check_same(gs_explicit_hash(t->gx), "the Gaussians to checkpoint"));
+    }
     st_write_tensor ts[40];
     int n = 0;
     PK_TRY(t->src.checkpoint_tensors(t->src.self, ts, 38, &n));
