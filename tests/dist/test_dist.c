@@ -18,6 +18,9 @@
  *   it, the last checkpoint stays readable and `--resume` with 1 rank finishes; a rank that
  *   fails with an error ends every rank with a message naming it; a rank that stops answering
  *   ends the job at the collective deadline (POLYAK_DIST_TIMEOUT).
+ * - the primitives (sums, max, broadcast, any, check_same, shards, gradient and tensor
+ *   averaging on the CPU and, where a Vulkan device exists, staged through the host), each
+ *   against the other rank's random data, which every rank can make;
  * The whole program is skipped (77) only where mpirun is absent or the build has no MPI.
  * Inputs (batches, seeds) are fresh random numbers each run. */
 #define _GNU_SOURCE /* mkdtemp, asprintf */
@@ -95,6 +98,128 @@ static char *slurp(const char *path) {
     b[got] = 0;
     fclose(f);
     return b;
+}
+
+/* ---- the primitives: the ranks' program ---- */
+
+static int g_fails;
+
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "rank %d: ", dist_rank());                                             \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            g_fails++;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* Rank r's random floats (any rank can make any rank's). */
+static void rank_data(uint64_t seed, int r, float *x, int64_t n) {
+    pkt_rng g = {seed * 977 + (uint64_t)r * 0x9E3779B97F4A7C15ull};
+    pkt_fill_uniform(&g, x, n, -2.0f, 2.0f);
+}
+
+/* dist_average_grads on a context on `device`: parameters with rank-specific gradients become
+ * (g0 + g1) / 2 on both ranks, bit for bit (two-rank sums are exact in either order). */
+static void check_grads(const char *device, uint64_t seed) {
+    pk_ctx *c = NULL;
+    pk_ctx_options co = {.device = device, .seed = 1};
+    if (pk_ctx_create(&co, &c) != PK_OK) {
+        EXPECT(false, "context on %s: %s", device, polyak_error());
+        return;
+    }
+    /* odd sizes; the last (4.4 MB) does not fit the arena's first 4 MB block: two blocks */
+    const int64_t shapes[3] = {37, 1000, 1100001};
+    tensor *p[3];
+    int64_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        p[i] = pk_param_new(c, "p", 1, &shapes[i]);
+        total += shapes[i];
+    }
+    float *mine = malloc(sizeof(float) * (size_t)total),
+          *other = malloc(sizeof(float) * (size_t)total),
+          *got = malloc(sizeof(float) * (size_t)total);
+    rank_data(seed, dist_rank(), mine, total);
+    rank_data(seed, 1 - dist_rank(), other, total);
+    int64_t at = 0;
+    for (int i = 0; i < 3; i++) {
+        tensor_upload(p[i]->grad, mine + at);
+        at += shapes[i];
+    }
+    pk_status s = dist_average_grads(c);
+    EXPECT(s == PK_OK, "%s: dist_average_grads: %s", device, polyak_error());
+    at = 0;
+    for (int i = 0; i < 3; i++) {
+        tensor_download(p[i]->grad, got + at);
+        at += shapes[i];
+    }
+    int64_t bad = 0;
+    for (int64_t i = 0; i < total; i++)
+        bad += got[i] != (mine[i] + other[i]) * 0.5f;
+    EXPECT(bad == 0, "%s: %lld of %lld averaged gradients differ from (g0 + g1) / 2", device,
+           (long long)bad, (long long)total);
+    /* dist_average_tensors: the same over plain tensors */
+    tensor *t = tensor_new(c->params, PK_F32, 1, &shapes[1]);
+    tensor_upload(t, mine);
+    EXPECT(dist_average_tensors(&t, 1) == PK_OK, "%s: average_tensors: %s", device, polyak_error());
+    tensor_download(t, got);
+    bad = 0;
+    for (int64_t i = 0; i < shapes[1]; i++)
+        bad += got[i] != (mine[i] + other[i]) * 0.5f;
+    EXPECT(bad == 0, "%s: %lld averaged tensor values differ", device, (long long)bad);
+    pk_device_sync(c->dev);
+    EXPECT(pk_device_validation_errors(c->dev) == 0, "%s: validation messages", device);
+    free(mine), free(other), free(got);
+    pk_ctx_destroy(c);
+}
+
+/* mpirun -np 2 <this> --child-api SEED [vk]: every primitive against what the other rank
+ * holds (each rank can make both ranks' random data). */
+static int child_api(int argc, char **argv) {
+    if (argc < 3 || dist_init(&argc, &argv) != PK_OK || dist_size() != 2) return 2;
+    uint64_t seed = strtoull(argv[2], NULL, 10);
+    int r = dist_rank();
+    enum { N = 1031 };
+    float a[N], b[N], x[N];
+    rank_data(seed, r, x, N);
+    rank_data(seed, 0, a, N);
+    rank_data(seed, 1, b, N);
+    EXPECT(dist_sum_f32(x, N) == PK_OK, "sum: %s", polyak_error());
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += x[i] != a[i] + b[i];
+    EXPECT(bad == 0, "sum_f32: %d of %d wrong", bad, N);
+    rank_data(seed, r, x, N);
+    EXPECT(dist_max_f32(x, N) == PK_OK, "max: %s", polyak_error());
+    bad = 0;
+    for (int i = 0; i < N; i++)
+        bad += x[i] != (a[i] > b[i] ? a[i] : b[i]);
+    EXPECT(bad == 0, "max_f32: %d of %d wrong", bad, N);
+    double d[2] = {r + 0.25, 1e300 * (r + 1)};
+    EXPECT(dist_sum_f64(d, 2) == PK_OK && d[0] == 1.5 && d[1] == 3e300, "sum_f64 %g %g", d[0],
+           d[1]);
+    int64_t k[1] = {((int64_t)1 << 40) + r};
+    EXPECT(dist_sum_i64(k, 1) == PK_OK && k[0] == ((int64_t)1 << 41) + 1, "sum_i64 %lld",
+           (long long)k[0]);
+    rank_data(seed, r, x, N);
+    EXPECT(dist_bcast(x, sizeof x, 0) == PK_OK && memcmp(x, a, sizeof a) == 0, "bcast");
+    bool any = false;
+    EXPECT(dist_any(r == 1, &any) == PK_OK && any, "any: rank 1's flag not seen");
+    EXPECT(dist_any(false, &any) == PK_OK && !any, "any: a flag nobody set");
+    EXPECT(dist_check_same(seed, "the seed") == PK_OK, "check_same of equal values failed");
+    EXPECT(dist_check_same(seed + (uint64_t)r, "a value") != PK_OK &&
+               strstr(polyak_error(), "differs between the ranks"),
+           "check_same of different values passed (%s)", polyak_error());
+    int64_t f = 0, n = 0;
+    dist_shard(7, &f, &n);
+    EXPECT(f == (r ? 3 : 0) && n == (r ? 4 : 3), "shard of 7: [%lld, +%lld)", (long long)f,
+           (long long)n);
+    EXPECT(dist_check_batch(7, "b") != PK_OK && dist_check_batch(8, "b") == PK_OK, "check_batch");
+    check_grads("cpu", seed);
+    if (argc > 3) check_grads(argv[3], seed); /* Vulkan: staged through the host */
+    dist_finalize();
+    return g_fails ? 1 : 0;
 }
 
 /* ---- MAN: the ranks' program (this executable under mpirun) ---- */
@@ -228,6 +353,20 @@ static double compare_files(const char *pa, const char *pb, bool *bits, int *cou
     safetensors_close(&a), safetensors_close(&b);
     return worst;
 }
+
+START_TEST(primitives_on_two_ranks) {
+    char *dir = tmpdir();
+    char cmd[16384], log[600];
+    snprintf(log, sizeof log, "%s/mpirun.log", dir);
+    snprintf(cmd, sizeof cmd, "mpirun --oversubscribe -np 2 '%s' --child-api %llu %s", g_exe,
+             (unsigned long long)(g_rng.s | 1), pkt_have_vulkan() ? "vk" : "");
+    int rc = sh(cmd, log);
+    char *out = slurp(log);
+    ck_assert_msg(rc == 0, "the primitives failed on 2 ranks (%d): %s", rc, out);
+    free(out);
+    rmrf(dir);
+}
+END_TEST
 
 START_TEST(man_two_ranks_match_one_process) {
     char *dir = tmpdir();
@@ -559,6 +698,7 @@ static bool have_mpirun(void) { return system("command -v mpirun > /dev/null 2>&
 
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "--child-man") == 0) return child_man(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--child-api") == 0) return child_api(argc, argv);
     if (!dist_have_mpi() || !have_mpirun()) {
         fprintf(stderr, "test_dist: skipped: %s\n",
                 dist_have_mpi() ? "no mpirun on the PATH" : "built without MPI");
@@ -581,6 +721,7 @@ int main(int argc, char **argv) {
     TCase *tc = tcase_create("mpirun");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, primitives_on_two_ranks);
     tcase_add_test(tc, man_two_ranks_match_one_process);
     tcase_add_test(tc, dino_two_ranks_match_one_process);
     tcase_add_test(tc, splat_two_ranks_keep_psnr);
