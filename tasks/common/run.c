@@ -70,10 +70,16 @@ static pk_status install_signals(pk_run *r) {
         return pk_error(PK_ERR_INVALID, "%s: another run already catches SIGINT/SIGTERM", r->out);
     g_stop = 0;
     g_msg_fd = r->progress ? fileno(r->progress) : -1;
-    int n = snprintf(g_msg, sizeof g_msg,
-                     "\npolyak %s: stop requested: saving a checkpoint at the end of this step "
-                     "(Ctrl-C again quits at once)\n",
-                     r->task);
+    int n = r->world > 1 /* under mpirun a signal may also be mpirun ending the job */
+                ? snprintf(g_msg, sizeof g_msg,
+                           "\npolyak %s: rank %d: stop requested: every rank stops after this "
+                           "step and rank 0 saves a checkpoint (unless mpirun is ending the "
+                           "job)\n",
+                           r->task, r->rank)
+                : snprintf(g_msg, sizeof g_msg,
+                           "\npolyak %s: stop requested: saving a checkpoint at the end of this "
+                           "step (Ctrl-C again quits at once)\n",
+                           r->task);
     g_msg_len = n > 0 && (size_t)n < sizeof g_msg ? (size_t)n : 0;
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
     sigemptyset(&sa.sa_mask);
