@@ -69,6 +69,9 @@ typedef struct man_config {
     double lambda2[2];   /* CE weight at module 0 and at module K-2 */
     int batch;           /* largest batch a step or prediction will see */
     uint64_t seed;       /* parameter initialisation */
+    bool sync_bn;        /* data parallel (tasks/common/dist.h): training batch norms take their
+                            statistics over every rank's shard, as one process over the global
+                            batch (CPU backend); false: each rank's own */
 } man_config;
 
 typedef struct man_model man_model;

@@ -595,9 +595,22 @@ static pk_status model_build(man_model *m) {
     return PK_OK;
 }
 
+/* The synchronised batch norms' reduction (pk_ctx.bn_allreduce): a sum over the ranks. */
+static pk_status bn_sum_over_ranks(void *user, double *x, int64_t n) {
+    (void)user;
+    return dist_sum_f64(x, n);
+}
+
 pk_status man_model_create(pk_ctx *c, const man_config *cfg, man_model **out) {
     *out = NULL;
     man_config k = *cfg;
+    if (k.sync_bn) {
+        if (c->backend != PK_BACKEND_CPU)
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "man: --sync-bn runs on the CPU backend only (device %s)",
+                            pk_device_get_info(c->dev)->name);
+        c->bn_allreduce = bn_sum_over_ranks, c->bn_allreduce_user = NULL;
+    }
     if (k.method < 0 || k.method >= MAN_METHOD_COUNT)
         return pk_error(PK_ERR_INVALID, "man: unknown method %d", (int)k.method);
     if (k.method == MAN_E2E) k.blocks = 1;

@@ -221,6 +221,8 @@ static char *options_json(const man_run_options *o, const man_config *cfg, int n
     cJSON_AddNumberToObject(j, "batch", o->batch);
     cJSON_AddNumberToObject(j, "train_limit", ntrain);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    if (o->sync_bn)
+        cJSON_AddBoolToObject(j, "sync_bn", true); /* only when set: older runs resume */
     if (all) {
         cJSON_AddStringToObject(j, "data", o->data);
         cJSON_AddStringToObject(j, "out", o->out);
@@ -297,7 +299,8 @@ static pk_status run_body(job *r, man_result *res) {
                       .ema_momentum = o->ema_momentum,
                       .lambda_set = o->lambda_set,
                       .batch = o->batch,
-                      .seed = o->seed};
+                      .seed = o->seed,
+                      .sync_bn = o->sync_bn};
     memcpy(cfg.lambda1, o->lambda1, sizeof cfg.lambda1);
     memcpy(cfg.lambda2, o->lambda2, sizeof cfg.lambda2);
     PK_TRY(man_model_create(r->c, &cfg, &r->model));
