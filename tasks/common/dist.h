@@ -18,7 +18,8 @@
  *   3. evaluation: each rank scores its dist_shard of the test set, dist_allreduce_* sums;
  *   4. buffers that differ per rank (batch-norm running statistics) before evaluation and
  *      checkpoints: dist_average_tensors; EMA teachers need nothing (every rank applies the
- *      same update to the same parameters);
+ *      same update to the same parameters); batch norm over the global batch instead: set
+ *      ctx->bn_allreduce to a function calling dist_sum_f64 (man --sync-bn; CPU backend);
  *   5. the run harness (run.h) writes files on rank 0 only and makes run_stop_requested a
  *      collective decision.
  * On Vulkan the gradient blocks are staged through host memory once per step (download,
