@@ -70,6 +70,12 @@ struct pk_ctx {
     pk_node **tape;
     int tape_len, tape_cap;
     struct pk_node_slab *nodes;
+    /* synchronised batch norm (data parallel, tasks/common/dist.h): when set, batch norms in
+     * training sum their per-channel statistics over every rank with it (n doubles, in place,
+     * the same on every rank), so they normalise over the global batch; CPU backend only.
+     * NULL: the statistics of this process's batch. */
+    pk_status (*bn_allreduce)(void *user, double *x, int64_t n);
+    void *bn_allreduce_user;
     /* kernel seconds per op: [op][0] forward and [op][1] backward wall time, [op][2] forward
      * and [op][3] backward process CPU time (all threads); NULL unless pk_ctx_time_ops */
     double (*op_seconds)[4];

@@ -94,6 +94,10 @@ pk_block *pk_arena_block(pk_arena *a, int i) {
     return i >= 0 && i < a->nblocks ? &a->blocks[i].blk : NULL;
 }
 
+size_t pk_arena_block_used(const pk_arena *a, int i) {
+    return i >= 0 && i < a->nblocks ? a->blocks[i].used : 0;
+}
+
 /* Finds room for `bytes`, adding a block when none of the remaining ones fits. */
 static pk_status arena_alloc(pk_arena *a, size_t bytes, pk_block **blk, size_t *off) {
     /* compare before rounding up: bytes near SIZE_MAX would wrap to a tiny `need` */

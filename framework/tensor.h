@@ -73,6 +73,10 @@ pk_device *pk_arena_device(const pk_arena *arena);
 /* Returns the i-th block of the arena (NULL past the end), for whole-arena kernels. */
 pk_block *pk_arena_block(pk_arena *arena, int i);
 
+/* Bytes handed out from the start of the i-th block (0 past the end): the part of the block
+ * a whole-arena operation (the gradient allreduce of tasks/common/dist.h) must cover. */
+size_t pk_arena_block_used(const pk_arena *arena, int i);
+
 /* Allocates a contiguous tensor of the given shape in `arena` (contents undefined).
  * Returns NULL with the error recorded when out of memory or the shape is invalid. */
 tensor *tensor_new(pk_arena *arena, pk_dtype dtype, int ndim, const int64_t *shape);

@@ -8,10 +8,15 @@
 #include <string.h>
 #include <unistd.h> /* tests/splat/test_splat_op.c includes this file and uses access() */
 
+#include "dist.h"
 #include "status.h"
 
 int cli_fail(const char *cmd, const char *what) {
-    fprintf(stderr, "polyak %s: %s: %s\n", cmd, what, polyak_error());
+    if (dist_size() > 1) /* under mpirun: say which rank failed */
+        fprintf(stderr, "polyak %s: rank %d of %d: %s: %s\n", cmd, dist_rank(), dist_size(), what,
+                polyak_error());
+    else
+        fprintf(stderr, "polyak %s: %s: %s\n", cmd, what, polyak_error());
     return 1;
 }
 

@@ -33,6 +33,7 @@ int cmd_man(int argc, char **argv) {
         "       [--train-limit N] [--test-limit N] [--device D] [--threads T] [--seed S]\n"
         "       [--flip yes|no] [--ema M] [--lambda1 FIRST,LAST] [--lambda2 FIRST,LAST]\n"
         "       [--warmup FRACTION] [--image-size S] [--stop-after E] [--resume]\n"
+        "       [--sync-bn] (under mpirun: batch norm over the global batch; CPU only)\n"
         "DIR: a Fashion-MNIST/MNIST IDX folder (default " FMNIST "),\n"
         "     a CIFAR-10 binary folder, or train/ + test/ image-class folders";
     man_run_options o = {.data = FMNIST, .blocks = 8, .method = MAN_DGL_MAN, .flip = -1};
@@ -42,6 +43,10 @@ int cmd_man(int argc, char **argv) {
         double d = 0;
         if (strcmp(a, "--resume") == 0) {
             o.resume = true;
+            continue;
+        }
+        if (strcmp(a, "--sync-bn") == 0) {
+            o.sync_bn = true;
             continue;
         }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {

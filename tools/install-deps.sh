@@ -4,10 +4,12 @@
 set -eu
 
 # Needed by `make build`, `make test` and `make demo` (the demo reads dataset-fashion-mnist).
+# libopenmpi-dev and openmpi-bin: data-parallel training under mpirun (tasks/common/dist.h) and
+# its tests (tests/dist, `mpirun --oversubscribe -np 2`); the build works without them.
 PACKAGES="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev \
 libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers vulkan-tools glslang-tools \
 libpng-dev libturbojpeg0-dev zlib1g-dev libcjson-dev libopenblas-dev check \
-dataset-fashion-mnist"
+dataset-fashion-mnist libopenmpi-dev openmpi-bin"
 
 # Wanted but never required: python3-torch writes the golden files (`make goldens`; the files
 # are committed) and is the benchmarks' peer (they skip it when `import torch` fails). It is

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "cmd_inspect.h"
 #include "commands.h"
+#include "dist.h"
 
 static const struct {
     const char *name;
@@ -32,13 +33,36 @@ static void usage(FILE *f) {
     fprintf(f, "\nEvery command takes --device cpu|vk|vk:N|vk:NAME (or POLYAK_DEVICE).\n");
 }
 
+/* Runs the command; under mpirun a failure on any rank ends every rank (dist_abort), and a
+ * command finished everywhere leaves MPI together (dist_finalize). */
+static int run_command(cli_cmd_fn fn, int argc, char **argv) {
+    if (dist_init(&argc, &argv) != PK_OK) {
+        fprintf(stderr, "polyak: %s\n", polyak_error());
+        return 1;
+    }
+    /* results go to stdout once: rank 0's (errors stay on every rank's stderr) */
+    if (dist_size() > 1 && !dist_is_root() && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "polyak: rank %d: cannot silence stdout\n", dist_rank());
+        dist_abort(1, "cannot silence stdout");
+    }
+    int rc = fn(argc - 1, argv + 1);
+    if (rc != 0 && dist_size() > 1) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "polyak %s exited with status %d (its error is above)", argv[1],
+                 rc);
+        dist_abort(rc, msg);
+    }
+    dist_finalize();
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) return run_command(commands[i].fn, argc, argv);
     fprintf(stderr, "polyak: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

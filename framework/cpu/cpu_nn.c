@@ -418,6 +418,10 @@ typedef struct {
     float *gres;      /* batchnorm_act backward: dr (N, C, S), or NULL when r wants none */
     bool gres_fresh;  /* dr is written, not added to */
     bool g_from_gres; /* the dX pass reads the masked dY back from dr (written fresh above) */
+    /* synchronised batch norm (pk_ctx.bn_allreduce): per-channel sums of every rank and the
+     * global count M; phase 1 of the backward makes the sums, phase 2 dX from them (0: both) */
+    double *st, M;
+    int phase;
 } bn_job;
 
 /* One plane of y = relu(a x + c0 + r), the residual and the ReLU optional. Always inlined: each
@@ -443,6 +447,35 @@ bn_apply_row(float *restrict y, const float *restrict x, const float *restrict r
     }
 }
 
+/* Synchronised forward, pass 1: this rank's sum of x per channel into st[ch]. */
+static void bn_sum_range(void *arg, int64_t b, int64_t e) {
+    bn_job *j = arg;
+    const pk_batchnorm_params *p = j->p;
+    const float *x = cpu_f32(j->n->in[0]);
+    int64_t S = p->spatial;
+    for (int64_t ch = b; ch < e; ch++) {
+        double s = 0.0;
+        for (int64_t i = 0; i < p->n; i++)
+            plane_sum(x + (i * p->c + ch) * S, S, 0.0f, &s, NULL);
+        j->st[ch] = s;
+    }
+}
+
+/* Synchronised forward, pass 2: sum of (x - mean)^2 per channel around the global mean
+ * st[ch] / M into st[C + 1 + ch]. */
+static void bn_ss_range(void *arg, int64_t b, int64_t e) {
+    bn_job *j = arg;
+    const pk_batchnorm_params *p = j->p;
+    const float *x = cpu_f32(j->n->in[0]);
+    int64_t S = p->spatial;
+    for (int64_t ch = b; ch < e; ch++) {
+        double ss = 0.0;
+        for (int64_t i = 0; i < p->n; i++)
+            plane_sum(x + (i * p->c + ch) * S, S, (float)(j->st[ch] / j->M), NULL, &ss);
+        j->st[p->c + 1 + ch] = ss;
+    }
+}
+
 /* One channel per index: statistics (training), running-stat update, then y. Each plane is
  * summed in float lanes (the per-element double sums were latency-bound) and the planes in
  * double; the variance takes a second pass around the mean (no cancellation). */
@@ -458,16 +491,23 @@ bn_fwd_range(void *arg, int64_t b, int64_t e) {
     for (int64_t ch = b; ch < e; ch++) {
         float mu, var;
         if (p->training) {
-            double s = 0.0, ss = 0.0;
-            for (int64_t i = 0; i < p->n; i++)
-                plane_sum(x + (i * p->c + ch) * S, S, 0.0f, &s, NULL);
-            double dm = s / (double)m;
-            for (int64_t i = 0; i < p->n; i++)
-                plane_sum(x + (i * p->c + ch) * S, S, (float)dm, NULL, &ss);
+            double s = 0.0, ss = 0.0, mm = (double)m;
+            if (j->st) { /* synchronised: the sums of every rank */
+                mm = j->M;
+                s = j->st[ch];
+                ss = j->st[p->c + 1 + ch];
+            } else {
+                for (int64_t i = 0; i < p->n; i++)
+                    plane_sum(x + (i * p->c + ch) * S, S, 0.0f, &s, NULL);
+                double dm0 = s / (double)m;
+                for (int64_t i = 0; i < p->n; i++)
+                    plane_sum(x + (i * p->c + ch) * S, S, (float)dm0, NULL, &ss);
+            }
+            double dm = s / mm;
             mu = (float)dm;
-            var = (float)(ss / (double)m); /* biased: what normalises */
+            var = (float)(ss / mm); /* biased: what normalises */
             if (rm) {
-                float unbiased = (float)(ss / (double)(m - 1)); /* what PyTorch tracks */
+                float unbiased = (float)(ss / (mm - 1.0)); /* what PyTorch tracks */
                 rm[ch] = (1.0f - p->momentum) * rm[ch] + p->momentum * mu;
                 rv[ch] = (1.0f - p->momentum) * rv[ch] + p->momentum * unbiased;
             }
@@ -566,6 +606,11 @@ bn_bwd_range(void *arg, int64_t b, int64_t e) {
     for (int64_t ch = b; ch < e; ch++) {
         float mu = mean[ch], r = rstd[ch];
         double sg = 0.0, sgx = 0.0; /* planes in float lanes, the batch in double, as forward */
+        double mm = (double)m;
+        if (j->phase == 2) { /* synchronised: dX from the sums of every rank */
+            sg = j->st[ch], sgx = j->st[p->c + ch], mm = j->M;
+            goto dx;
+        }
         for (int64_t i = 0; i < p->n; i++) {
             int64_t o = (i * p->c + ch) * S;
             float *gr = j->gres ? j->gres + o : NULL;
@@ -583,13 +628,19 @@ bn_bwd_range(void *arg, int64_t b, int64_t e) {
                 bn_sums_row(g + o, y + o, x + o, gr, mu, S, true, 2, &sg, &sgx);
         }
         sgx *= r;
+        /* gamma and beta: this rank's sums (data parallel averages them with every gradient) */
         if (cpu_wants_grad(n, 1)) cpu_f32(n->in[1]->grad)[ch] += (float)sgx;
         if (cpu_wants_grad(n, 2)) cpu_f32(n->in[2]->grad)[ch] += (float)sg;
+        if (j->phase == 1) {
+            j->st[ch] = sg, j->st[p->c + ch] = sgx;
+            continue;
+        }
+    dx:
         if (!cpu_wants_grad(n, 0)) continue;
         float *gx = cpu_f32(n->in[0]->grad);
         float a = gamma[ch] * r;
-        float mg = p->training ? (float)(sg / (double)m) : 0.0f;
-        float mgx = p->training ? (float)(sgx / (double)m) : 0.0f;
+        float mg = p->training ? (float)(sg / mm) : 0.0f;
+        float mgx = p->training ? (float)(sgx / mm) : 0.0f;
         float rm = r * mgx;
         const float *gm = j->g_from_gres ? j->gres : g; /* dr holds the masked dY */
         bool relu = j->relu && !j->g_from_gres;
@@ -607,9 +658,28 @@ bn_bwd_range(void *arg, int64_t b, int64_t e) {
     }
 }
 
-/* Runs the forward of a batchnorm or batchnorm_act node: one channel per index. */
-static void bn_forward_run(pk_ctx *c, bn_job *j) {
-    pk_parallel_for(c->pool, j->p->c, 1 + (1 << 14) / (j->p->n * j->p->spatial), bn_fwd_range, j);
+/* Runs the forward of a batchnorm or batchnorm_act node: one channel per index. Synchronised
+ * (c->bn_allreduce, training): the sums of x, then of (x - mean)^2 around the global mean,
+ * over every rank first (two calls of C + 1 and C doubles). */
+static pk_status bn_forward_run(pk_ctx *c, bn_job *j) {
+    int64_t C = j->p->c, grain = 1 + (1 << 14) / (j->p->n * j->p->spatial);
+    if (!c->bn_allreduce || !j->p->training) {
+        pk_parallel_for(c->pool, C, grain, bn_fwd_range, j);
+        return PK_OK;
+    }
+    double *st = malloc(sizeof(double) * (size_t)(2 * C + 1));
+    if (!st) return pk_error(PK_ERR_NOMEM, "batchnorm: out of host memory");
+    j->st = st;
+    pk_parallel_for(c->pool, C, grain, bn_sum_range, j);
+    st[C] = (double)(j->p->n * j->p->spatial);
+    pk_status s = c->bn_allreduce(c->bn_allreduce_user, st, C + 1);
+    j->M = st[C];
+    if (s == PK_OK) pk_parallel_for(c->pool, C, grain, bn_ss_range, j);
+    if (s == PK_OK) s = c->bn_allreduce(c->bn_allreduce_user, st + C + 1, C);
+    if (s == PK_OK) pk_parallel_for(c->pool, C, grain, bn_fwd_range, j);
+    free(st);
+    j->st = NULL;
+    return s;
 }
 
 /* Runs the backward: gamma and beta (parameters, normally) are added into, zeros when fresh;
@@ -619,15 +689,29 @@ static pk_status bn_backward_run(pk_ctx *c, bn_job *j) {
     PK_TRY(cpu_grad_settle(n, 1, true));
     PK_TRY(cpu_grad_settle(n, 2, true));
     j->fresh = cpu_grad_fresh(n, 0);
-    pk_parallel_for(c->pool, j->p->c, 1 + (1 << 14) / (j->p->n * j->p->spatial), bn_bwd_range, j);
+    int64_t C = j->p->c, grain = 1 + (1 << 14) / (j->p->n * j->p->spatial);
+    if (c->bn_allreduce && j->p->training) { /* synchronised: sums of every rank, then dX */
+        double *st = malloc(sizeof(double) * (size_t)(2 * C + 1));
+        if (!st) return pk_error(PK_ERR_NOMEM, "batchnorm: out of host memory");
+        j->st = st, j->phase = 1;
+        pk_parallel_for(c->pool, C, grain, bn_bwd_range, j);
+        st[2 * C] = (double)(j->p->n * j->p->spatial);
+        pk_status s = c->bn_allreduce(c->bn_allreduce_user, st, 2 * C + 1);
+        j->M = st[2 * C], j->phase = 2;
+        if (s == PK_OK) pk_parallel_for(c->pool, C, grain, bn_bwd_range, j);
+        free(st);
+        j->st = NULL;
+        PK_TRY(s);
+    } else {
+        pk_parallel_for(c->pool, C, grain, bn_bwd_range, j);
+    }
     if (n->n_in > 5) PK_TRY(cpu_grad_settle(n, 5, false));
     return cpu_grad_settle(n, 0, false);
 }
 
 pk_status cpu_batchnorm_forward(pk_ctx *c, pk_node *n) {
     bn_job j = {.p = PK_PARAMS(n, pk_batchnorm_params), .n = n};
-    bn_forward_run(c, &j);
-    return PK_OK;
+    return bn_forward_run(c, &j);
 }
 
 pk_status cpu_batchnorm_backward(pk_ctx *c, pk_node *n) {
@@ -640,8 +724,7 @@ pk_status cpu_batchnorm_act_forward(pk_ctx *c, pk_node *n) {
     const pk_batchnorm_act_params *p = PK_PARAMS(n, pk_batchnorm_act_params);
     bn_job j = {
         .p = &p->bn, .n = n, .res = p->residual ? cpu_f32(n->in[5]) : NULL, .relu = p->relu != 0};
-    bn_forward_run(c, &j);
-    return PK_OK;
+    return bn_forward_run(c, &j);
 }
 
 /* Batch norm's backward of the masked dY, writing dr on its sums pass. */

@@ -187,6 +187,8 @@ static tensor *bn_check(pk_ctx *c, const char *name, tensor *x, tensor *gamma, t
     if (!op_check_f32(name, "x", x)) return NULL;
     char sx[64];
     if (x->ndim < 2) return op_fail(name, "x %s must be (N, C, ...)", SHAPE(x, sx));
+    if (c->bn_allreduce && c->training && c->backend != PK_BACKEND_CPU)
+        return op_fail(name, "synchronised batch norm (--sync-bn) runs on the CPU backend only");
     *p = (pk_batchnorm_params){.n = x->shape[0],
                                .c = x->shape[1],
                                .spatial = 1,

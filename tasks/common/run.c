@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "io_util.h"
 #include "pk_commit.h"
 #include "report.h"
@@ -28,6 +29,8 @@ struct pk_run {
     char *out, *task, *options_json, *resume_json, *ckpt_dir;
     int keep;
     bool resume;
+    bool writer; /* rank 0: the one rank that writes files and prints */
+    int rank, world;
     FILE *progress;
     run_progress_line line;
     /* log.csv: the columns, and the file's whole text (header and rows) */
@@ -72,10 +75,16 @@ static pk_status install_signals(pk_run *r) {
         return pk_error(PK_ERR_INVALID, "%s: another run already catches SIGINT/SIGTERM", r->out);
     g_stop = 0;
     g_msg_fd = r->progress ? fileno(r->progress) : -1;
-    int n = snprintf(g_msg, sizeof g_msg,
-                     "\npolyak %s: stop requested: saving a checkpoint at the end of this step "
-                     "(Ctrl-C again quits at once)\n",
-                     r->task);
+    int n = r->world > 1 /* under mpirun a signal may also be mpirun ending the job */
+                ? snprintf(g_msg, sizeof g_msg,
+                           "\npolyak %s: rank %d: stop requested: every rank stops after this "
+                           "step and rank 0 saves a checkpoint (unless mpirun is ending the "
+                           "job)\n",
+                           r->task, r->rank)
+                : snprintf(g_msg, sizeof g_msg,
+                           "\npolyak %s: stop requested: saving a checkpoint at the end of this "
+                           "step (Ctrl-C again quits at once)\n",
+                           r->task);
     g_msg_len = n > 0 && (size_t)n < sizeof g_msg ? (size_t)n : 0;
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
     sigemptyset(&sa.sa_mask);
@@ -100,7 +109,20 @@ static void restore_signals(pk_run *r) {
     g_msg_fd = -1;
 }
 
-bool run_stop_requested(const pk_run *r) { return r && r->signals && g_stop; }
+bool run_stop_requested(const pk_run *r) {
+    bool mine = r && r->signals && g_stop;
+    if (!r || r->world <= 1) return mine;
+    /* every rank must stop at the same step: the request of any rank stops them all */
+    bool any = mine;
+    if (dist_any(mine, &any) != PK_OK) dist_abort(1, polyak_error());
+    return any;
+}
+
+int run_rank(const pk_run *r) { return r->rank; }
+
+int run_world(const pk_run *r) { return r->world; }
+
+bool run_is_writer(const pk_run *r) { return r->writer; }
 
 /* ---- progress ---- */
 
@@ -345,19 +367,21 @@ pk_status run_open(const run_options *o, pk_run **out) {
     r->resume = o->resume;
     r->started = wall_now();
     r->command = command_line();
-    r->progress = o->progress;
+    r->rank = dist_rank(), r->world = dist_size();
+    r->writer = r->rank == 0;
+    r->progress = r->writer ? o->progress : NULL; /* one rank prints */
     pk_status s = PK_OK;
     if (!r->out || !r->task || !r->options_json || !r->resume_json || !r->ckpt_dir)
         s = pk_error(PK_ERR_NOMEM, "out of memory");
-    if (s == PK_OK) s = make_dirs(r->out);
-    if (s == PK_OK) s = make_dirs(r->ckpt_dir);
+    if (s == PK_OK && r->writer) s = make_dirs(r->out);
+    if (s == PK_OK && r->writer) s = make_dirs(r->ckpt_dir);
     /* options.json: the options as given, indented */
     cJSON *j = s == PK_OK ? cJSON_Parse(r->options_json) : NULL;
     char *pretty = j ? cJSON_Print(j) : NULL;
     char *flat = j ? cJSON_PrintUnformatted(j) : NULL;
     cJSON_Delete(j);
     if (s == PK_OK && (!pretty || !flat)) s = pk_error(PK_ERR_NOMEM, "out of memory");
-    if (s == PK_OK) {
+    if (s == PK_OK && r->writer) {
         char path[4096];
         run_path(r, "options.json", path, sizeof path);
         size_t n = strlen(pretty);
@@ -373,6 +397,11 @@ pk_status run_open(const run_options *o, pk_run **out) {
     }
     if (s == PK_OK)
         run_info(r, "%s %s, options %s", r->resume ? "resuming in" : "run folder", r->out, flat);
+    if (s == PK_OK && r->world > 1)
+        run_info(r,
+                 "%d ranks (MPI): each trains on 1/%d of every global batch; rank 0 writes the "
+                 "run folder",
+                 r->world, r->world);
     int64_t earlier = -1;
     if (s == PK_OK && !r->resume && checkpoint_find_latest(r->ckpt_dir, &earlier) == PK_OK &&
         earlier >= 0)
@@ -494,6 +523,7 @@ pk_status run_log(pk_run *r, int n, const char *const *names, const double *valu
     row[at++] = '\n';
     size_t before = r->log_len;
     PK_TRY(buf_add(&r->log, &r->log_len, &r->log_cap, row, at));
+    if (!r->writer) return PK_OK; /* the rows travel in rank 0's checkpoints */
     /* the file follows the text: the first write of this run writes it whole */
     const char *w = r->log + before;
     size_t wl = r->log_len - before;
@@ -521,6 +551,7 @@ static pk_status restore_log(pk_run *r, const char *ckpt, const char *text, size
     r->ncols = 0;
     r->log_len = 0;
     if (len == 0) {
+        if (!r->writer) return PK_OK;
         if (remove(path) != 0 && errno != ENOENT)
             return pk_error(PK_ERR_IO, "%s: cannot delete: %s", path, strerror(errno));
         return PK_OK;
@@ -550,6 +581,7 @@ static pk_status restore_log(pk_run *r, const char *ckpt, const char *text, size
     }
     r->ncols = n;
     PK_TRY(buf_add(&r->log, &r->log_len, &r->log_cap, text, len));
+    if (!r->writer) return PK_OK;
     PK_TRY(write_atomic(path, r->log, r->log_len));
     r->log_f = fopen(path, "a");
     if (!r->log_f) return pk_error(PK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
@@ -639,6 +671,7 @@ pk_status run_metrics_write(pk_run *r) {
     if (r->metrics_error)
         return pk_error(PK_ERR_INVALID, "%s: the value of key \"%s\" is not valid JSON", path,
                         r->metrics_error);
+    if (!r->writer) return PK_OK;
     char *b = NULL;
     size_t len = 0, cap = 0;
     pk_status s = buf_add(&b, &len, &cap, "{", 1);
@@ -662,6 +695,41 @@ pk_status run_metrics_write(pk_run *r) {
 
 /* ---- checkpoints ---- */
 
+/* Data parallel (dist.h): every rank must hold the same model, teachers and optimizer state
+ * when rank 0 saves it for all. Compares a hash of the bits of the device tensors (host arrays
+ * hold per-rank timings) across the ranks; a difference is an error naming the checkpoint. */
+static pk_status same_on_every_rank(pk_run *r, const char *path, const run_tensor *ts, int n) {
+    uint64_t h = 1469598103934665603ull;
+    float *buf = NULL;
+    size_t cap = 0;
+    pk_status s = PK_OK;
+    for (int i = 0; i < n && s == PK_OK; i++) {
+        const tensor *t = ts[i].t;
+        if (!t || t->dtype != PK_F32 || !tensor_is_contiguous(t)) continue;
+        size_t m = (size_t)tensor_numel(t);
+        if (m > cap) {
+            float *b = realloc(buf, sizeof(float) * m);
+            if (!b) {
+                s = pk_error(PK_ERR_NOMEM, "out of memory");
+                break;
+            }
+            buf = b, cap = m;
+        }
+        s = tensor_download(t, buf);
+        const unsigned char *p = (const unsigned char *)buf;
+        for (size_t k = 0; s == PK_OK && k < m * sizeof(float); k++)
+            h = (h ^ p[k]) * 1099511628211ull;
+    }
+    free(buf);
+    PK_TRY(s);
+    if (dist_check_same(h, "the state to checkpoint") != PK_OK)
+        return pk_error(PK_ERR_INVALID,
+                        "%s: rank %d of %d holds other parameters, teachers or optimizer state "
+                        "than another rank (data-parallel ranks diverged)",
+                        path, r->rank, r->world);
+    return PK_OK;
+}
+
 pk_status run_checkpoint_save(pk_run *r, int64_t step, const run_tensor *ts, int n,
                               const uint64_t rng[CKPT_RNG_WORDS]) {
     return run_checkpoint_save_ex(r, step, ts, n, NULL, 0, rng);
@@ -673,6 +741,8 @@ pk_status run_checkpoint_save_ex(pk_run *r, int64_t step, const run_tensor *ts, 
     char path[4096];
     checkpoint_path(r->ckpt_dir, step, path, sizeof path);
     if (step < 0) return pk_error(PK_ERR_INVALID, "%s: step must be >= 0", path);
+    if (r->world > 1) PK_TRY(same_on_every_rank(r, path, ts, n));
+    if (!r->writer) return PK_OK; /* every rank holds the same state; rank 0 keeps it */
     int total = n + n_extra + 1;
     st_write_tensor *w = calloc((size_t)total, sizeof *w);
     float **bufs = calloc((size_t)(n ? n : 1), sizeof *bufs);
@@ -804,6 +874,7 @@ pk_status run_checkpoint_load_ex(pk_run *r, const run_tensor *ts, int n, run_res
 static pk_status write_report(pk_run *r, const char *status);
 
 pk_status run_report(pk_run *r, const char *status) {
+    if (!r || !r->writer) return PK_OK; /* rank 0 writes the run folder */
     /* a failed run's message stays the last error whatever happens here */
     char saved[1024];
     snprintf(saved, sizeof saved, "%s", polyak_error());

@@ -14,7 +14,8 @@
  * Owns: the folder, progress lines (a rewritten line with ETA on a terminal, plain periodic
  * lines otherwise), log/metrics files, checkpoint save/load, and SIGINT/SIGTERM (a stop
  * request the task polls, so Ctrl-C saves a checkpoint instead of losing the run).
- * Leaves to the task: what a step is, which tensors make its state, what the metrics mean. */
+ * Leaves to the task: what a step is, which tensors make its state, what the metrics mean.
+ * Under mpirun only rank 0 writes and prints (run_is_writer); see run_rank. */
 #ifndef POLYAK_RUN_H
 #define POLYAK_RUN_H
 #include <stdbool.h>
@@ -134,8 +135,19 @@ pk_status run_checkpoint_load_ex(pk_run *r, const run_tensor *ts, int n, run_res
  * status; the run's own result does not depend on it. (Added for `polyak report`.) */
 pk_status run_report(pk_run *r, const char *status);
 
-/* True once SIGINT/SIGTERM arrived (with catch_signals): save a checkpoint and return. */
+/* True once SIGINT/SIGTERM arrived (with catch_signals): save a checkpoint and return. With
+ * several ranks (tasks/common/dist.h) a collective: true on every rank when any rank got the
+ * signal, so every rank must call it at the same points of the run. */
 bool run_stop_requested(const pk_run *r);
+
+/* This process's rank and the number of ranks (1 without mpirun; tasks/common/dist.h). Only
+ * rank 0 (the writer) creates the folder and writes options.json, log.csv, metrics.json and
+ * checkpoints, and only it prints; the others keep the same state in memory (run_log rows
+ * included) and read the same checkpoints on --resume, so a run resumes with any number of
+ * ranks. Files a task writes itself (renders, backbones) follow run_is_writer. */
+int run_rank(const pk_run *r);
+int run_world(const pk_run *r);
+bool run_is_writer(const pk_run *r);
 
 /* A progress line on its own, for commands that write no run folder (`splat render`, `mlp`;
  * tools/cli.h's cli_progress wraps it). run_progress_* use one inside the run. (Added to the

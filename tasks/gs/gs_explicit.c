@@ -366,6 +366,42 @@ void gs_explicit_add_stats(gs_explicit *g, const float *grad2d_px, const int32_t
     }
 }
 
+void gs_explicit_stat_terms(const gs_explicit *g, const float *grad2d_px, const int32_t *radii,
+                            int width, int height, float *norm, float *seen) {
+    float hx = 0.5f * (float)width, hy = 0.5f * (float)height;
+    for (int64_t i = 0; i < g->n; i++) {
+        if (radii[i] <= 0) {
+            norm[i] = 0, seen[i] = 0;
+            continue;
+        }
+        float gx = grad2d_px[i * 2] * hx, gy = grad2d_px[i * 2 + 1] * hy;
+        norm[i] = sqrtf(gx * gx + gy * gy);
+        seen[i] = 1.0f;
+    }
+}
+
+void gs_explicit_add_stat_terms(gs_explicit *g, const float *norm, const float *seen,
+                                const int32_t *radii) {
+    for (int64_t i = 0; i < g->n; i++) {
+        g->accum[i] += norm[i];
+        g->denom[i] += seen[i];
+        if ((float)radii[i] > g->max_radii[i]) g->max_radii[i] = (float)radii[i];
+    }
+}
+
+float *gs_explicit_max_radii(gs_explicit *g) { return g->max_radii; }
+
+uint64_t gs_explicit_hash(const gs_explicit *g) {
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)g->n; /* FNV-1a over the parameters' bits */
+    for (int a = 0; a < A_COUNT; a++) {
+        const unsigned char *b = (const unsigned char *)g->p[a];
+        size_t n = sizeof(float) * (size_t)attr_width[a] * (size_t)g->n;
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ b[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
 void gs_explicit_reset_opacity(gs_explicit *g) {
     float cap = logitf(0.01);
     for (int64_t i = 0; i < g->n; i++)

@@ -87,6 +87,24 @@ gs_source gs_explicit_source(gs_explicit *g);
 void gs_explicit_add_stats(gs_explicit *g, const float *grad2d_px, const int32_t *radii, int width,
                            int height);
 
+/* The terms gs_explicit_add_stats would add for one render, without adding them: per
+ * Gaussian the NDC gradient norm (norm) and 1 when it was seen (seen), 0 and 0 otherwise;
+ * data-parallel training sums them over the ranks' renders first (tasks/common/dist.h). */
+void gs_explicit_stat_terms(const gs_explicit *g, const float *grad2d_px, const int32_t *radii,
+                            int width, int height, float *norm, float *seen);
+
+/* Adds summed terms (gs_explicit_stat_terms) to the statistics, and this render's radii to the
+ * largest screen radii. */
+void gs_explicit_add_stat_terms(gs_explicit *g, const float *norm, const float *seen,
+                                const int32_t *radii);
+
+/* The largest screen radius of every Gaussian (count entries), for a max over the ranks. */
+float *gs_explicit_max_radii(gs_explicit *g);
+
+/* A hash of the count and every parameter's bits: ranks that must hold the same Gaussians
+ * compare it. */
+uint64_t gs_explicit_hash(const gs_explicit *g);
+
 /* Densification settings (3DGS OptimizationParams). */
 typedef struct gs_densify_params {
     double grad_threshold;  /* 2e-4 */

@@ -40,6 +40,7 @@
 #include "ops/ops_ssim.h"
 #include "ply.h"
 #include "rng.h"
+#include "dist.h"
 #include "run.h"
 #include "scene.h"
 
@@ -80,6 +81,9 @@ struct gs_trainer {
     char *renders_dir;
     pk_run *run;       // the run folder: options, log.csv, metrics.json, checkpoints
     char *resume_json; // the options a resumed run must share
+    float *dp_buf;     // data parallel: the packed gradients and statistics terms of a step
+    size_t dp_cap;
+    dist_stats comm; // communication inside the training steps (world_grads)
 };
 
 gs_train_options gs_train_defaults(gs_train_options o) {
@@ -506,7 +510,7 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     free(all);
     if (s != PK_OK) goto fail;
     if (t->o.resume) FAIL(restore(t));
-    FAIL(make_dir(t->renders_dir));
+    if (dist_is_root()) FAIL(make_dir(t->renders_dir));
 #undef FAIL
     *out = t;
     return PK_OK;
@@ -530,7 +534,7 @@ void gs_trainer_destroy(gs_trainer *t) {
     free(t->images), free(t->cams), free(t->train_idx), free(t->test_idx), free(t->order);
     free(t->test_psnr), free(t->test_ssim);
     free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii);
-    free(t->renders_dir), free(t->resume_json);
+    free(t->renders_dir), free(t->resume_json), free(t->dp_buf);
     run_close(t->run);
     scene_free(&t->scene);
     pk_ctx_destroy(t->ctx);
@@ -700,17 +704,63 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     return PK_OK;
 }
 
+/* Data parallel: averages the step's gradients over the ranks' views (each loss is a mean
+ * over its image) and sums their densification terms, in one allreduce of one packed buffer;
+ * the summed terms go into the statistics when `stats`. */
+static pk_status world_grads(gs_trainer *t, gs_array_grads *gr, int degree, int W, int H,
+                             bool stats) {
+    int64_t n = t->src.count(t->src.self), K = (int64_t)(degree + 1) * (degree + 1);
+    float *parts[5] = {gr->means, gr->log_scales, gr->quats, gr->opacity_logits, gr->sh};
+    const int64_t width[5] = {3, 3, 4, 1, K * 3};
+    int64_t total = 2 * n;
+    for (int k = 0; k < 5; k++)
+        total += width[k] * n;
+    if ((size_t)total > t->dp_cap) {
+        float *b = realloc(t->dp_buf, sizeof(float) * (size_t)total);
+        if (!b) return pk_error(PK_ERR_NOMEM, "3DGS: out of memory for the gradient allreduce");
+        t->dp_buf = b, t->dp_cap = (size_t)total;
+    }
+    float *b = t->dp_buf;
+    int64_t at = 0;
+    for (int k = 0; k < 5; k++) {
+        memcpy(b + at, parts[k], sizeof(float) * (size_t)(width[k] * n));
+        at += width[k] * n;
+    }
+    float *norm = b + at, *seen = b + at + n;
+    gs_explicit_stat_terms(t->gx, gr->means2d, t->radii, W, H, norm, seen);
+    dist_stats c0 = dist_stats_get();
+    PK_TRY(dist_sum_f32(b, total));
+    dist_stats c1 = dist_stats_get();
+    t->comm.seconds += c1.seconds - c0.seconds, t->comm.bytes += c1.bytes - c0.bytes;
+    t->comm.calls += c1.calls - c0.calls;
+    float inv = 1.0f / (float)dist_size();
+    at = 0;
+    for (int k = 0; k < 5; k++) {
+        for (int64_t i = 0; i < width[k] * n; i++)
+            parts[k][i] = b[at + i] * inv;
+        at += width[k] * n;
+    }
+    if (stats) gs_explicit_add_stat_terms(t->gx, norm, seen, t->radii);
+    return PK_OK;
+}
+
 pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     memset(r, 0, sizeof *r);
     gs_timing *tm = &t->timing;
     stamp t0 = stamp_now();
     int64_t it = t->step + 1; /* 3DGS's 1-based iteration */
     int degree = sh_degree_at(t, it);
-    if (t->order_pos >= t->n_train) {
-        pk_rng_shuffle(&t->rng, t->order, t->n_train);
-        t->order_pos = 0;
+    /* data parallel over cameras: a step takes the next `ranks` views of the order, this
+     * rank renders the one at its rank (the only one in a world of one) */
+    int v = 0;
+    for (int k = 0; k < dist_size(); k++) {
+        if (t->order_pos >= t->n_train) {
+            pk_rng_shuffle(&t->rng, t->order, t->n_train);
+            t->order_pos = 0;
+        }
+        int vk = t->train_idx[t->order[t->order_pos++]];
+        if (k == dist_rank()) v = vk;
     }
-    int v = t->train_idx[t->order[t->order_pos++]];
     /* the view at the run's current resolution (coarse to fine) */
     int level = level_at(t, it);
     const splat_camera *cam =
@@ -723,15 +773,23 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         ground_truth(&t->images[v], t->o.background, t->gt);
     int W = cam->width, H = cam->height;
     float bg[3] = {t->o.background[0], t->o.background[1], t->o.background[2]};
-    if (t->o.random_background > 0)
-        for (int k = 0; k < 3; k++)
-            bg[k] = (float)pk_rng_uniform(&t->rng);
+    if (t->o.random_background > 0) /* one colour per view: every rank draws all of them */
+        for (int r = 0; r < dist_size(); r++)
+            for (int k = 0; k < 3; k++) {
+                float u = (float)pk_rng_uniform(&t->rng);
+                if (r == dist_rank()) bg[k] = u;
+            }
     int64_t npix = 3 * (int64_t)W * H;
     stamp t2 = stamp_now();
     ADD_PHASE(tm, data, t1, t2);
     gs_array_grads gr;
     double loss = 0;
     PK_TRY(train_render(t, cam, gt, degree, bg, &gr, &loss));
+    bool reduced_stats = false;
+    if (dist_size() > 1) {
+        PK_TRY(world_grads(t, &gr, degree, W, H, it < t->o.densify_until));
+        reduced_stats = true;
+    }
     stamp t4 = stamp_now();
     /* training PSNR of the clamped render, as 3DGS's training report */
     double se = 0;
@@ -743,7 +801,8 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     /* densification (3DGS train.py: statistics, densify_and_prune, reset_opacity; a step that
      * replaced the parameters has no optimizer update, as torch skips tensors without .grad) */
     bool skip_update = false;
-    if (it < t->o.densify_until) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
+    if (it < t->o.densify_until && !reduced_stats)
+        gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
     stamp t5 = stamp_now();
     if (it < t->o.densify_until) {
         if (it > t->o.densify_from && it % t->o.densify_interval == 0) {
@@ -760,7 +819,12 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
                                     .big_world_scale = t->o.prune_big_scale,
                                     .max_gaussians = t->o.max_gaussians};
             gs_densify_report rep;
+            /* every rank densifies from the same summed statistics, parameters and generator
+             * (the largest radii maxed over the ranks), so all make the same decision */
+            if (dist_size() > 1)
+                PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), t->src.count(t->src.self)));
             PK_TRY(gs_explicit_densify(t->gx, &dp, &t->rng, &rep));
+            PK_TRY(dist_check_same(gs_explicit_hash(t->gx), "the Gaussians after densification"));
             r->densified = true;
             skip_update = true;
         }
@@ -831,7 +895,7 @@ static void view_stem(const pk_camera *c, char *buf, size_t n) {
 /* Appends "step,psnr,ssim" of an evaluation to out/eval.csv (its header first when new), for
  * the report's held-out curves. A resumed run appends after the rows it already has. */
 static pk_status log_eval(gs_trainer *t, const gs_eval *ev) {
-    if (!ev->images) return PK_OK;
+    if (!ev->images || !dist_is_root()) return PK_OK; /* one rank writes the run folder */
     char *path = io_path_join(t->o.out, "eval.csv");
     if (!path) return pk_error(PK_ERR_NOMEM, "out of memory");
     bool fresh = !io_is_file(path);
@@ -851,7 +915,19 @@ static pk_status log_eval(gs_trainer *t, const gs_eval *ev) {
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
     *ev = (gs_eval){0};
     int degree = sh_degree_at(t, t->step);
-    for (int k = 0; k < t->n_test; k++) {
+    /* several ranks: each scores its shard of the held-out views and the scores are summed;
+     * with renders to write, rank 0 scores (and writes) them all and sends the scores */
+    int64_t first = 0, count = t->n_test;
+    bool world = dist_size() > 1;
+    if (world) {
+        for (int k = 0; k < t->n_test; k++)
+            t->test_psnr[k] = t->test_ssim[k] = 0;
+        if (!write_renders)
+            dist_shard(t->n_test, &first, &count);
+        else if (!dist_is_root())
+            count = 0;
+    }
+    for (int k = (int)first; k < first + count; k++) {
         int v = t->test_idx[k];
         const pk_image *img = &t->images[v];
         int W = img->w, H = img->h;
@@ -892,10 +968,27 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
         image_free(&side);
         PK_TRY(s);
     }
+    if (!world) return log_eval(t, ev);
+    if (write_renders) {
+        PK_TRY(dist_bcast(t->test_psnr, sizeof(double) * (size_t)t->n_test, 0));
+        PK_TRY(dist_bcast(t->test_ssim, sizeof(double) * (size_t)t->n_test, 0));
+    } else {
+        PK_TRY(dist_sum_f64(t->test_psnr, t->n_test));
+        PK_TRY(dist_sum_f64(t->test_ssim, t->n_test));
+    }
+    *ev = (gs_eval){.images = t->n_test};
+    for (int k = 0; k < t->n_test; k++) {
+        ev->psnr += t->test_psnr[k] / t->n_test;
+        ev->ssim += t->test_ssim[k] / t->n_test;
+    }
     return log_eval(t, ev);
 }
 
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
+    if (dist_size() > 1) { /* the statistics rank 0 saves: the largest radii of every rank */
+        PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), t->src.count(t->src.self)));
+        PK_TRY(dist_check_same(gs_explicit_hash(t->gx), "the Gaussians to checkpoint"));
+    }
     st_write_tensor ts[40];
     int n = 0;
     PK_TRY(t->src.checkpoint_tensors(t->src.self, ts, 38, &n));
@@ -936,13 +1029,15 @@ static size_t json_string_at(char *buf, size_t cap, size_t at, const char *s) {
 
 pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     PK_TRY(gs_trainer_evaluate(t, true, ev));
-    pk_gaussians g;
-    PK_TRY(t->src.export_gaussians(t->src.self, &g));
-    char *ply = io_path_join(t->o.out, "point_cloud.ply");
-    pk_status s = ply ? ply_write_3dgs(ply, &g) : pk_error(PK_ERR_NOMEM, "out of memory");
-    free(ply);
-    gaussians_free(&g);
-    PK_TRY(s);
+    if (dist_is_root()) { /* the one rank that writes the run folder */
+        pk_gaussians g;
+        PK_TRY(t->src.export_gaussians(t->src.self, &g));
+        char *ply = io_path_join(t->o.out, "point_cloud.ply");
+        pk_status s = ply ? ply_write_3dgs(ply, &g) : pk_error(PK_ERR_NOMEM, "out of memory");
+        free(ply);
+        gaussians_free(&g);
+        PK_TRY(s);
+    }
     PK_TRY(gs_trainer_checkpoint(t));
     const gs_timing *tm = &t->timing;
     pk_run *run = t->run;
@@ -963,6 +1058,17 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     char vk[512];
     if (t->ctx->backend == PK_BACKEND_VK && pk_step_counters_json(&t->counters, vk, sizeof vk))
         run_metric_json(run, "vulkan", vk);
+    run_metric(run, "ranks", dist_size());
+    if (tm->steps > 0) { /* rank 0's gradient allreduce (the densification checks excluded) */
+        double k = 1.0 / (double)tm->steps;
+        char dj[320];
+        snprintf(dj, sizeof dj,
+                 "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.5f, "
+                 "\"comm_seconds_per_step\": %.5f, \"comm_bytes_per_step\": %.0f}",
+                 dist_size(), (long long)tm->steps, tm->wall.total * k, t->comm.seconds * k,
+                 (double)t->comm.bytes * k);
+        run_metric_json(run, "distributed", dj);
+    }
     /* per held-out view: {"name": ..., "psnr": ..., "ssim": ...} */
     int views = ev->images ? t->n_test : 0;
     size_t cap = 64 + (size_t)views * 1200;

@@ -69,6 +69,9 @@ typedef struct man_config {
     double lambda2[2];   /* CE weight at module 0 and at module K-2 */
     int batch;           /* largest batch a step or prediction will see */
     uint64_t seed;       /* parameter initialisation */
+    bool sync_bn;        /* data parallel (tasks/common/dist.h): training batch norms take their
+                            statistics over every rank's shard, as one process over the global
+                            batch (CPU backend); false: each rank's own */
 } man_config;
 
 typedef struct man_model man_model;
@@ -128,8 +131,14 @@ typedef struct man_step_stats {
 pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_scale,
                             man_step_stats *st);
 
-/* One training step: man_compute_grads, the EMA updates of every EMA_i, the optimizer step. */
+/* One training step: man_compute_grads, the gradients averaged over the ranks of the world
+ * (tasks/common/dist.h; b is this rank's shard), the EMA updates of every EMA_i, the optimizer
+ * step. */
 pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st);
+
+/* The end of a training step once the gradients are in place: the EMA updates of every EMA_i
+ * and the optimizer step (man_train_step calls it; tests that assemble gradients too). */
+pk_status man_apply_step(man_model *m);
 
 /* Predicts classes of a batch with the plain chained network (no auxiliary parts), running
  * statistics in batch norms; pred receives b->n labels. */

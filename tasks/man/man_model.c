@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "nn/nn.h"
 
 /* ---- the split tables ----
@@ -594,9 +595,22 @@ static pk_status model_build(man_model *m) {
     return PK_OK;
 }
 
+/* The synchronised batch norms' reduction (pk_ctx.bn_allreduce): a sum over the ranks. */
+static pk_status bn_sum_over_ranks(void *user, double *x, int64_t n) {
+    (void)user;
+    return dist_sum_f64(x, n);
+}
+
 pk_status man_model_create(pk_ctx *c, const man_config *cfg, man_model **out) {
     *out = NULL;
     man_config k = *cfg;
+    if (k.sync_bn) {
+        if (c->backend != PK_BACKEND_CPU)
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "man: --sync-bn runs on the CPU backend only (device %s)",
+                            pk_device_get_info(c->dev)->name);
+        c->bn_allreduce = bn_sum_over_ranks, c->bn_allreduce_user = NULL;
+    }
     if (k.method < 0 || k.method >= MAN_METHOD_COUNT)
         return pk_error(PK_ERR_INVALID, "man: unknown method %d", (int)k.method);
     if (k.method == MAN_E2E) k.blocks = 1;
@@ -810,6 +824,13 @@ pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_
 
 pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st) {
     PK_TRY(man_compute_grads(m, b, NULL, st));
+    /* data parallel (tasks/common/dist.h): each rank's losses are means over its shard, so the
+     * mean of the ranks' gradients is the global batch's; identity in a world of one */
+    PK_TRY(dist_average_grads(m->c));
+    return man_apply_step(m);
+}
+
+pk_status man_apply_step(man_model *m) {
     /* EMA_i <- m EMA_i + (1 - m) block: the official code does this right after module i's
      * backward, before optimizer.step(); the block's parameters do not change in between, so
      * doing every update here gives the same values. */

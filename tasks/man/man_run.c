@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "dataset_dir.h"
+#include "dist.h"
 #include "optim/schedule.h"
 #include "rng.h"
 #include "run.h"
@@ -83,13 +84,27 @@ typedef struct job {
     man_state_entry *state; /* the model's persistent tensors */
     int nstate;
     run_tensor *ckpt; /* state + run.history */
+    tensor **bn;      /* batch-norm running statistics: per rank, averaged before use */
+    int nbn;
+    dist_stats comm;  /* communication inside the training steps of this process */
+    double step_secs; /* wall time of those steps */
+    int64_t steps_run;
 } job;
 
+/* Averages the batch-norm running statistics over the ranks (each rank's follow its own
+ * shards), before evaluation and checkpoints, so every rank evaluates and saves one model;
+ * nothing in a world of one. */
+static pk_status sync_bn(job *r) { return dist_average_tensors(r->bn, r->nbn); }
+
+/* Test accuracy; each rank scores its shard of the test set and the counts are summed. */
 static pk_status evaluate(job *r, double *acc) {
-    int b = r->o->batch, correct = 0;
+    PK_TRY(sync_bn(r));
+    int b = r->o->batch;
+    int64_t correct = 0, first = 0, count = 0;
+    dist_shard(r->ntest, &first, &count);
     int64_t img = (int64_t)r->test.c * r->test.h * r->test.w;
-    for (int at = 0; at < r->ntest; at += b) {
-        int n = r->ntest - at < b ? r->ntest - at : b;
+    for (int at = (int)first; at < first + count; at += b) {
+        int n = first + count - at < b ? (int)(first + count - at) : b;
         for (int i = 0; i < n; i++) {
             make_sample(&r->test, at + i, &r->nm, 0, false, 0, 0, false, r->x + i * img,
                         r->t + i * img);
@@ -100,6 +115,7 @@ static pk_status evaluate(job *r, double *acc) {
         for (int i = 0; i < n; i++)
             correct += r->pred[i] == r->y[i];
     }
+    PK_TRY(dist_sum_i64(&correct, 1));
     *acc = (double)correct / r->ntest;
     return PK_OK;
 }
@@ -139,6 +155,18 @@ static pk_status write_metrics(job *r, int done, const man_result *res) {
     run_metric(run, "modules", nmod);
     run_metric(run, "epochs", o->epochs);
     run_metric(run, "batch", o->batch);
+    run_metric(run, "ranks", dist_size());
+    if (r->steps_run > 0) { /* rank 0's training steps in this process */
+        double k = 1.0 / (double)r->steps_run;
+        char d[320];
+        snprintf(d, sizeof d,
+                 "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.5f, "
+                 "\"comm_seconds_per_step\": %.5f, \"comm_bytes_per_step\": %.0f, "
+                 "\"comm_calls_per_step\": %.2f}",
+                 dist_size(), (long long)r->steps_run, r->step_secs * k, r->comm.seconds * k,
+                 (double)r->comm.bytes * k, (double)r->comm.calls * k);
+        run_metric_json(run, "distributed", d);
+    }
     run_metric(run, "lr", cfg->lr);
     run_metric(run, "train_samples", (double)res->train_samples);
     run_metric(run, "test_samples", (double)res->test_samples);
@@ -179,6 +207,10 @@ static pk_status list_state(job *r) {
         r->ckpt[i] = (run_tensor){.name = r->state[i].name, .t = r->state[i].t};
     r->ckpt[r->nstate] = (run_tensor){
         .name = "run.history", .host = r->hist, .numel = (int64_t)r->o->epochs * HIST_COLS};
+    r->bn = calloc((size_t)r->nstate + 1, sizeof *r->bn);
+    if (!r->bn) return pk_error(PK_ERR_NOMEM, "out of host memory");
+    for (int i = 0; i < r->nstate; i++)
+        if (strstr(r->state[i].name, ".running_")) r->bn[r->nbn++] = r->state[i].t;
     return PK_OK;
 }
 
@@ -193,6 +225,8 @@ static char *options_json(const man_run_options *o, const man_config *cfg, int n
     cJSON_AddNumberToObject(j, "batch", o->batch);
     cJSON_AddNumberToObject(j, "train_limit", ntrain);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    if (o->sync_bn)
+        cJSON_AddBoolToObject(j, "sync_bn", true); /* only when set: older runs resume */
     if (all) {
         cJSON_AddStringToObject(j, "data", o->data);
         cJSON_AddStringToObject(j, "out", o->out);
@@ -269,7 +303,8 @@ static pk_status run_body(job *r, man_result *res) {
                       .ema_momentum = o->ema_momentum,
                       .lambda_set = o->lambda_set,
                       .batch = o->batch,
-                      .seed = o->seed};
+                      .seed = o->seed,
+                      .sync_bn = o->sync_bn};
     memcpy(cfg.lambda1, o->lambda1, sizeof cfg.lambda1);
     memcpy(cfg.lambda2, o->lambda2, sizeof cfg.lambda2);
     PK_TRY(man_model_create(r->c, &cfg, &r->model));
@@ -342,12 +377,19 @@ static pk_status run_body(job *r, man_result *res) {
                                        "epoch_seconds",  "peak_memory_bytes"};
     int end = o->stop_after > 0 && o->stop_after < o->epochs ? o->stop_after : o->epochs;
     bool stopped = false;
+    /* this rank's samples of every global batch (all of them in a world of one) */
+    int64_t sh_first = 0, sh_n = 0;
+    dist_shard(o->batch, &sh_first, &sh_n);
     int done = start; /* complete epochs */
     for (int e = start; e < end && !stopped; e++) {
         char label[48];
         snprintf(label, sizeof label, "epoch %d/%d", e + 1, o->epochs);
-        double loss = 0, aux = 0, lr = 0, before = 0;
-        int64_t correct = 0;
+        /* l*: this rank's sums over the epoch's steps (rank 0's start from the world's sums a
+         * checkpoint carried, scaled so that the world's sum below gives them back; in a world
+         * of one the sums are those of one process, bit for bit); loss, aux, correct: the
+         * world's, set by TOTALS() when needed */
+        double loss = 0, aux = 0, lr = 0, before = 0, lloss = 0, laux = 0;
+        int64_t correct = 0, lcorrect = 0;
         float *h = r->hist + (size_t)e * HIST_COLS;
         /* each epoch permutes the fixed subset afresh: a resumed run sees the same order */
         uint64_t epoch_rng = data_rng.state;
@@ -358,16 +400,31 @@ static pk_status run_body(job *r, man_result *res) {
             first = resume_steps;
             for (int64_t k = 0; k < (int64_t)first * o->batch; k++)
                 pk_rng_next(&data_rng);
-            loss = double_of(ck_rng[2]), aux = double_of(ck_rng[3]);
-            correct = (int64_t)h[3], before = h[5];
+            if (dist_is_root()) {
+                lloss = double_of(ck_rng[2]) * dist_size(),
+                laux = double_of(ck_rng[3]) * dist_size();
+                lcorrect = (int64_t)h[3];
+            }
+            before = h[5];
         }
         run_progress_start(r->run, label, steps);
         double t0 = now_s();
+        /* the world's sums: each rank's loss is a mean over its shard (sum / ranks), the
+         * correct counts add up */
+#define TOTALS()                                                                                   \
+    do {                                                                                           \
+        double tot_[3] = {lloss, laux, (double)lcorrect};                                          \
+        PK_TRY(dist_sum_f64(tot_, 3));                                                             \
+        loss = tot_[0] / dist_size(), aux = tot_[1] / dist_size();                                 \
+        correct = (int64_t)tot_[2];                                                                \
+    } while (0)
         for (int s = first; s < steps; s++) {
             int64_t gstep = (int64_t)e * steps + s; /* steps of the run done */
             if (s > 0 && (run_stop_requested(r->run) ||
                           (o->stop_after_steps > 0 && gstep >= o->stop_after_steps))) {
                 /* save the epoch so far */
+                TOTALS();
+                PK_TRY(sync_bn(r));
                 h[3] = (float)correct, h[5] = (float)(before + now_s() - t0);
                 uint64_t w[CKPT_RNG_WORDS] = {epoch_rng, (uint64_t)s, bits_of(loss), bits_of(aux)};
                 PK_TRY(run_checkpoint_save(r->run, e + 1, r->ckpt, r->nstate + 1, w));
@@ -387,31 +444,42 @@ static pk_status run_body(job *r, man_result *res) {
             }
             for (int i = 0; i < o->batch; i++) {
                 int idx = r->order[(size_t)s * o->batch + i];
-                uint64_t bits = pk_rng_next(&data_rng);
+                uint64_t bits = pk_rng_next(&data_rng); /* every rank draws every sample's */
+                if (i < sh_first || i >= sh_first + sh_n) continue;
+                int j = i - (int)sh_first;
                 int span = 9; /* crop offsets 0..8: padding 4 on each side */
                 make_sample(&r->train, idx, &r->nm, 4, reflect, (int)(bits % span),
-                            (int)((bits >> 8) % span), flip && ((bits >> 16) & 1), r->x + i * img,
-                            r->t + i * img);
-                r->y[i] = r->train.labels[idx];
+                            (int)((bits >> 8) % span), flip && ((bits >> 16) & 1), r->x + j * img,
+                            r->t + j * img);
+                r->y[j] = r->train.labels[idx];
             }
             lr = schedule_lr(&sched, gstep);
             optim_set_lr(opt, 0, lr);
-            man_batch mb = {.x = r->x, .target = r->t, .labels = r->y, .n = o->batch};
+            man_batch mb = {.x = r->x, .target = r->t, .labels = r->y, .n = (int)sh_n};
             man_step_stats st;
+            dist_stats c0 = dist_stats_get();
+            double ts0 = now_s();
             PK_TRY(man_train_step(r->model, &mb, &st));
             pk_step_counters_mark(&res->vulkan, r->c->dev);
+            dist_stats c1 = dist_stats_get();
+            r->step_secs += now_s() - ts0, r->steps_run++;
+            r->comm.seconds += c1.seconds - c0.seconds, r->comm.bytes += c1.bytes - c0.bytes;
+            r->comm.calls += c1.calls - c0.calls;
             if (!isfinite(st.loss) || !isfinite(st.aux_loss))
                 return pk_error(PK_ERR_INVALID,
                                 "training diverged at epoch %d step %d (loss %g, aux loss %g); "
                                 "try a smaller --lr",
                                 e + 1, s + 1, st.loss, st.aux_loss);
-            loss += st.loss, aux += st.aux_loss, correct += st.correct;
+            lloss += st.loss, laux += st.aux_loss, lcorrect += st.correct;
+            /* the progress line shows rank 0's shard (all of it in a world of one) */
             run_progress_update(r->run, s + 1, "loss %.4f aux %.4f acc %.3f lr %.4f",
-                                loss / (s + 1), aux / (s + 1),
-                                (double)correct / ((double)(s + 1) * o->batch), lr);
+                                lloss / (s + 1), laux / (s + 1),
+                                (double)lcorrect / ((double)(s + 1) * sh_n), lr);
         }
         run_progress_end(r->run);
         if (stopped) break;
+        TOTALS();
+#undef TOTALS
         double secs = before + now_s() - t0, acc = 0;
         PK_TRY(evaluate(r, &acc));
         h[0] = (float)lr, h[1] = (float)(loss / steps), h[2] = (float)(aux / steps);
@@ -456,6 +524,12 @@ pk_status man_run(const man_run_options *opt, man_result *result) {
     if (o.epochs < 1) return pk_error(PK_ERR_INVALID, "man: epochs must be >= 1");
     if (o.batch == 0) o.batch = 128;
     if (o.batch < 2) return pk_error(PK_ERR_INVALID, "man: batch must be >= 2 (batch norm)");
+    pk_status bs = dist_check_batch(o.batch, "man --batch");
+    if (bs != PK_OK) return bs;
+    if (o.batch / dist_size() < 2)
+        return pk_error(PK_ERR_INVALID,
+                        "man: %d samples per rank (batch %d over %d ranks); batch norm needs >= 2",
+                        o.batch / dist_size(), o.batch, dist_size());
     if (o.lr == 0) o.lr = 0.8 * o.batch / 1024.0;
     if (o.seed == 0) o.seed = 1;
     if (o.image_size == 0) o.image_size = 32;
@@ -466,7 +540,7 @@ pk_status man_run(const man_run_options *opt, man_result *result) {
     if (r.run)
         run_report(r.run, s != PK_OK ? "failed" : res.interrupted ? "interrupted" : "finished");
     run_close(r.run);
-    free(r.state), free(r.ckpt);
+    free(r.state), free(r.ckpt), free(r.bn);
     man_model_destroy(r.model);
     pk_ctx_destroy(r.c);
     dataset_free(&r.train);

@@ -36,6 +36,7 @@ typedef struct man_run_options {
     double ema_momentum;      /* 0: 0.995 */
     bool lambda_set;
     double lambda1[2], lambda2[2];
+    bool sync_bn; /* batch norm over the global batch under mpirun (man_config.sync_bn) */
 } man_run_options;
 
 /* What a run measured. */

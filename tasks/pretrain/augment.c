@@ -319,6 +319,7 @@ typedef struct batch_job {
     const int32_t *idx;
     int b;
     uint64_t seed;
+    int64_t first; /* sample i is sample first + i of the global batch (its seed's index) */
     float *globals, *locals;
     volatile int failed;
 } batch_job;
@@ -334,7 +335,8 @@ static void batch_range(void *arg, int64_t begin, int64_t end) {
         for (int v = 0; v < a->nlocal && v < 64; v++)
             loc[v] = j->locals + ((size_t)v * j->b + (size_t)i) * lsz;
         if (!aug_dino_views(a, j->ds->images + (size_t)j->idx[i] * img, j->ds->h, j->ds->w,
-                            aug_mix(j->seed, (uint64_t)i), j->globals + (size_t)i * gsz,
+                            aug_mix(j->seed, (uint64_t)(j->first + i)),
+                            j->globals + (size_t)i * gsz,
                             j->globals + ((size_t)j->b + (size_t)i) * gsz, loc))
             j->failed = 1;
     }
@@ -342,11 +344,17 @@ static void batch_range(void *arg, int64_t begin, int64_t end) {
 
 pk_status aug_dino_batch(pk_pool *pool, const aug_config *a, const pk_dataset *ds,
                          const int32_t *idx, int b, uint64_t seed, float *globals, float *locals) {
+    return aug_dino_batch_at(pool, a, ds, idx, b, 0, seed, globals, locals);
+}
+
+pk_status aug_dino_batch_at(pk_pool *pool, const aug_config *a, const pk_dataset *ds,
+                            const int32_t *idx, int b, int64_t first, uint64_t seed, float *globals,
+                            float *locals) {
     if (a->nlocal > 64) return pk_error(PK_ERR_INVALID, "augment: at most 64 local crops");
     if (a->channels != ds->c)
         return pk_error(PK_ERR_INVALID, "augment: configured for %d channels, images have %d",
                         a->channels, ds->c);
-    batch_job j = {a, ds, idx, b, seed, globals, locals, 0};
+    batch_job j = {a, ds, idx, b, seed, first, globals, locals, 0};
     pk_parallel_for(pool, b, 1, batch_range, &j);
     return j.failed ? pk_error(PK_ERR_NOMEM, "augment: out of host memory") : PK_OK;
 }

@@ -66,6 +66,13 @@ bool aug_dino_views(const aug_config *a, const uint8_t *img, int h, int w, uint6
 pk_status aug_dino_batch(pk_pool *pool, const aug_config *a, const pk_dataset *ds,
                          const int32_t *idx, int b, uint64_t seed, float *globals, float *locals);
 
+/* aug_dino_batch of a shard of a global batch (tasks/common/dist.h): images idx[0..b) are
+ * the global batch's samples first .. first + b - 1 and are seeded by (seed, first + i), so
+ * the shards of the ranks together hold the views one process makes of the whole batch. */
+pk_status aug_dino_batch_at(pk_pool *pool, const aug_config *a, const pk_dataset *ds,
+                            const int32_t *idx, int b, int64_t first, uint64_t seed, float *globals,
+                            float *locals);
+
 /* The evaluation view of image i: (C, G, G) normalised, resized bicubically when the image is
  * not G x G (a centre crop of the largest square first). */
 pk_status aug_eval_view(const aug_config *a, const pk_dataset *ds, int i, float *out);

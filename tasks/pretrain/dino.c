@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "dist.h"
+
 /* timm/DINO trunc_normal_(std, a = -2, b = 2): a normal draw redrawn outside [a, b] (absolute
  * bounds, 100 standard deviations at std .02, as the reference code has them). */
 static pk_status init_trunc_normal(tensor *t, double std, pk_rng *rng) {
@@ -85,6 +87,36 @@ tensor *dino_loss(pk_ctx *c, tensor *student, tensor *teacher, tensor *center, i
         total = pk_add(c, total, pk_sum_all(c, pk_mul(c, loc, qsum)));
     }
     return pk_scale(c, total, (float)(-1.0 / ((double)b * (2.0 * ncrops - 2.0))));
+}
+
+pk_status dino_center_update_world(pk_ctx *c, tensor *center, tensor *teacher, double m) {
+    if (dist_size() <= 1) return dino_center_update(c, center, teacher, m);
+    if (!center || !teacher || teacher->ndim != 2 || tensor_numel(center) != teacher->shape[1])
+        return pk_error(PK_ERR_INVALID, "dino centre: expected a (K) centre and (N, K) logits");
+    /* DINO's all_reduce(batch_center) / (len(teacher_output) * world_size) */
+    int64_t k = teacher->shape[1];
+    bool g = pk_set_grad_enabled(c, false);
+    tensor *sum = pk_sum(c, teacher, 0, false); // (K)
+    float *h = malloc(sizeof(float) * (size_t)k);
+    pk_status st = h && sum ? tensor_download(sum, h) : pk_error(PK_ERR_NOMEM, "dino centre");
+    if (st == PK_OK) st = dist_sum_f32(h, k);
+    tensor *mean = st == PK_OK ? tensor_new(c->step, PK_F32, 1, (int64_t[]){k}) : NULL;
+    if (st == PK_OK && !mean) st = PK_ERR_NOMEM;
+    if (st == PK_OK) {
+        double inv = 1.0 / ((double)teacher->shape[0] * dist_size());
+        for (int64_t i = 0; i < k; i++)
+            h[i] = (float)(h[i] * inv);
+        st = tensor_upload(mean, h);
+    }
+    free(h);
+    tensor *next =
+        st == PK_OK ? pk_add(c, pk_scale(c, center, (float)m), pk_scale(c, mean, (float)(1.0 - m)))
+                    : NULL;
+    pk_set_grad_enabled(c, g);
+    PK_TRY(st);
+    if (!next) return PK_ERR_INVALID;
+    PK_TRY(pk_fill(c, center, 0.0f));
+    return pk_accumulate(c, center, next);
 }
 
 pk_status dino_center_update(pk_ctx *c, tensor *center, tensor *teacher, double m) {

@@ -52,6 +52,11 @@ tensor *dino_loss(pk_ctx *c, tensor *student, tensor *teacher, tensor *center, i
  * m = 0.9, updated after the loss). center must be a persistent contiguous (K) tensor. */
 pk_status dino_center_update(pk_ctx *c, tensor *center, tensor *teacher, double m);
 
+/* dino_center_update with the mean over the teacher rows of every rank (tasks/common/dist.h:
+ * one allreduce of K floats, as DINO's all_reduce of the batch centre); in a world of one it
+ * is dino_center_update itself. */
+pk_status dino_center_update_world(pk_ctx *c, tensor *center, tensor *teacher, double m);
+
 /* The teacher temperature of epoch e: np.linspace(warm, final, warm_epochs) then final. */
 double dino_teacher_temp(int e, double warm, double final, int warm_epochs);
 

@@ -55,6 +55,8 @@ typedef struct pt_state {
     pk_optimizer *opt_last; /* DINO's last layer (frozen in the first epoch) */
     tensor *center;         /* (K) */
     int ncrops, steps;      /* crops per image; steps per epoch */
+    int local_batch;        /* this rank's images of every global batch (o.batch / ranks) */
+    int64_t shard_first;    /* their first position in the global batch */
     double lr_base;         /* base lr * batch / 256 */
     float *globals, *locals;
     int32_t *labels;               /* (2 B) supervised labels */

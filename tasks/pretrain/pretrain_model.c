@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "pretrain_internal.h"
 
 void ema_destroy(ema_set *e) {
@@ -227,7 +228,8 @@ static pk_status clip_gradients(pt_state *s) {
 pk_status dino_step(pt_state *s, int epoch, int64_t it, double *loss_out) {
     pk_ctx *c = s->c;
     const pretrain_options *o = &s->o;
-    int b = o->batch, ch = s->train.c, g = o->global_size, l = o->local_size, nl = o->local_crops;
+    int b = s->local_batch, ch = s->train.c, g = o->global_size, l = o->local_size,
+        nl = o->local_crops;
     PK_TRY(pk_step_begin(c));
     tensor *xg = tensor_new(c->step, PK_F32, 4, (int64_t[]){2 * b, ch, g, g});
     tensor *xl = nl ? tensor_new(c->step, PK_F32, 4, (int64_t[]){(int64_t)nl * b, ch, l, l}) : NULL;
@@ -253,11 +255,14 @@ pk_status dino_step(pt_state *s, int epoch, int64_t it, double *loss_out) {
                                     o->warmup_teacher_temp_epochs);
     tensor *loss = dino_loss(c, sout, tout, s->center, s->ncrops, o->student_temp, temp);
     if (!loss) return PK_ERR_INVALID;
-    PK_TRY(dino_center_update(c, s->center, tout, o->center_momentum));
+    PK_TRY(dino_center_update_world(c, s->center, tout, o->center_momentum));
     PK_TRY(autograd_backward(c, loss));
     float lv = 0;
     PK_TRY(tensor_download(loss, &lv));
     *loss_out = lv;
+    /* data parallel: the mean of the ranks' gradients, then DINO's per-tensor clipping (as
+     * DDP's reduced gradients are what clip_gradients sees) */
+    PK_TRY(dist_average_grads(c));
     return clip_gradients(s);
 }
 
@@ -265,7 +270,7 @@ pk_status dino_step(pt_state *s, int epoch, int64_t it, double *loss_out) {
 pk_status supervised_step(pt_state *s, double *loss_out) {
     pk_ctx *c = s->c;
     const pretrain_options *o = &s->o;
-    int b = o->batch, ch = s->train.c, g = o->global_size;
+    int b = s->local_batch, ch = s->train.c, g = o->global_size;
     PK_TRY(pk_step_begin(c));
     tensor *xg = tensor_new(c->step, PK_F32, 4, (int64_t[]){2 * b, ch, g, g});
     tensor *y = tensor_new(c->step, PK_I32, 1, (int64_t[]){2 * b});
@@ -279,6 +284,7 @@ pk_status supervised_step(pt_state *s, double *loss_out) {
     float lv = 0;
     PK_TRY(tensor_download(loss, &lv));
     *loss_out = lv;
+    PK_TRY(dist_average_grads(c));
     return clip_gradients(s);
 }
 

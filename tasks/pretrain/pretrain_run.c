@@ -11,6 +11,7 @@
 
 #include "backbone.h"
 #include "dataset_dir.h"
+#include "dist.h"
 #include "pretrain_internal.h"
 #include "probe.h"
 
@@ -197,6 +198,26 @@ static pk_status extract(pt_state *s, const pk_dataset *ds, const int32_t *idx, 
     return st;
 }
 
+/* extract() of images idx[0..n) split over the ranks, every rank ending with all n rows: each
+ * fills its dist_shard, zeroes the rest, and one sum over the ranks assembles them (x + 0 is
+ * exact). In a world of one, extract() itself. */
+static pk_status extract_world(pt_state *s, const pk_dataset *ds, const int32_t *idx, int n,
+                               int blocks, bool avgpool, float *out) {
+    if (dist_size() <= 1) return extract(s, ds, idx, n, blocks, avgpool, out);
+    int64_t first = 0, count = 0;
+    int64_t d = (int64_t)(blocks + (avgpool ? 1 : 0)) * s->model->cfg.dim;
+    dist_shard(n, &first, &count);
+    memset(out, 0, sizeof(float) * (size_t)(n * d));
+    int32_t *own = malloc(sizeof(int32_t) * (size_t)(count ? count : 1));
+    if (!own) return pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
+    for (int64_t i = 0; i < count; i++)
+        own[i] = idx ? idx[first + i] : (int32_t)(first + i);
+    pk_status st = extract(s, ds, own, (int)count, blocks, avgpool, out + (size_t)(first * d));
+    free(own);
+    PK_TRY(st);
+    return dist_sum_f32(out, (int64_t)n * d);
+}
+
 /* Raw pixels in [0, 1] of images idx[0..n) as features (n, C H W). */
 static void raw_pixels(const pk_dataset *ds, const int32_t *idx, int n, float *out) {
     size_t img = (size_t)ds->c * ds->h * ds->w;
@@ -209,8 +230,17 @@ static void raw_pixels(const pk_dataset *ds, const int32_t *idx, int n, float *o
 static pk_status evaluate_knn(pt_state *s, int nbank, double *top1) {
     bool swap = s->ema.n > 0;
     if (swap) PK_TRY(ema_swap(&s->ema));
-    pk_status st = extract(s, &s->train, s->subset, nbank, 1, false, s->feat_train);
-    if (st == PK_OK) st = extract(s, &s->test, NULL, s->ntest, 1, false, s->feat_test);
+    /* with several ranks: the bank assembled on every rank, the test set sharded (k-NN of a
+     * test image reads the bank only) and the hits summed */
+    int64_t first = 0, count = 0;
+    dist_shard(s->ntest, &first, &count);
+    int32_t *own = malloc(sizeof(int32_t) * (size_t)(count ? count : 1));
+    pk_status st = own ? PK_OK : pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
+    for (int64_t i = 0; own && i < count; i++)
+        own[i] = (int32_t)(first + i);
+    if (st == PK_OK) st = extract_world(s, &s->train, s->subset, nbank, 1, false, s->feat_train);
+    if (st == PK_OK) st = extract(s, &s->test, own, (int)count, 1, false, s->feat_test);
+    free(own);
     if (swap) {
         pk_status st2 = ema_swap(&s->ema);
         if (st == PK_OK) st = st2;
@@ -218,8 +248,17 @@ static pk_status evaluate_knn(pt_state *s, int nbank, double *top1) {
     PK_TRY(st);
     int64_t d = s->model->cfg.dim;
     probe_set tr = {s->feat_train, s->y_train, nbank, d},
-              te = {s->feat_test, s->y_test, s->ntest, d};
-    return probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, top1);
+              te = {s->feat_test, s->y_test + first, (int)count, d};
+    if (dist_size() <= 1)
+        return probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, top1);
+    double hits = 0;
+    if (count > 0) {
+        PK_TRY(probe_knn(s->c, &tr, &te, s->classes, s->o.knn_k, s->o.knn_t, &hits));
+        hits = round(hits * (double)count); /* a fraction of count images */
+    }
+    PK_TRY(dist_sum_f64(&hits, 1));
+    *top1 = hits / s->ntest;
+    return PK_OK;
 }
 
 /* ---- checkpoints ---- */
@@ -267,6 +306,17 @@ static pk_status ckpt_tensors(pt_state *s, ckpt_list *l) {
     l->t[n++] = (run_tensor){
         .name = "knn.curve", .host = s->knn_curve, .numel = s->o.epochs > 0 ? s->o.epochs : 1};
     l->n = n;
+    return PK_OK;
+}
+
+/* The epoch's running sums (loss, steps, seconds) as the world's: every rank started the
+ * epoch from the same sums (zero, or a checkpoint's), so the mean over the ranks is that
+ * start plus the mean of what each added. Nothing to do in a world of one. */
+static pk_status world_sums(pt_state *s) {
+    if (dist_size() <= 1) return PK_OK;
+    PK_TRY(dist_sum_f32(s->acc, 3));
+    for (int i = 0; i < 3; i++)
+        s->acc[i] /= (float)dist_size();
     return PK_OK;
 }
 
@@ -414,6 +464,12 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                             "pretrain: %d training images do not fill one batch of %d", s->ntrain,
                             o->batch);
     }
+    if (trains) PK_TRY(dist_check_batch(o->batch, "pretrain --batch"));
+    {
+        int64_t cnt = 0;
+        dist_shard(o->batch, &s->shard_first, &cnt);
+        s->local_batch = (int)cnt;
+    }
     int nbank = o->knn_train > 0 && o->knn_train < s->ntrain ? o->knn_train : s->ntrain;
     if (nbank < o->knn_k)
         return pk_error(PK_ERR_INVALID, "pretrain: %d memory-bank images for k-NN with k = %d",
@@ -469,7 +525,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         raw_pixels(&s->test, NULL, s->ntest, s->feat_test);
         run_metric_str(s->run, "method", "raw");
         run_metric_str(s->run, "features", "pixels in [0, 1]");
-        PK_TRY(final_probes(s, d, 0, d, "pixels in [0, 1]", res));
+        if (dist_is_root()) PK_TRY(final_probes(s, d, 0, d, "pixels in [0, 1]", res));
         res->train_images = s->ntrain, res->test_images = s->ntest;
         return run_metrics_write(s->run);
     }
@@ -509,6 +565,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     set_counters(s, it);
     int end = o->stop_after > 0 && o->stop_after < o->epochs ? o->stop_after : o->epochs;
     double train_secs = 0, train_cpu = 0;
+    dist_stats comm = {0}; /* communication inside the timed training steps */
     int64_t steps_timed = 0;
     static const char *cols[] = {"epoch",        "lr",   "wd",       "momentum",
                                  "teacher_temp", "loss", "knn_top1", "train_seconds",
@@ -527,17 +584,19 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         for (int sidx = (int)(it - (int64_t)e * s->steps); sidx < s->steps && st == PK_OK;
              sidx++, it++) {
             double t0 = run_now(), c0 = cpu_now(), loss = 0;
-            const int32_t *idx = s->order + (size_t)sidx * o->batch;
-            st = aug_dino_batch(pk_ctx_pool(s->c), &s->aug, &s->train, idx, o->batch,
-                                aug_mix(o->seed ^ 0xA0A0A0A0ull, (uint64_t)it), s->globals,
-                                s->locals);
+            /* this rank's shard of the global batch (all of it in a world of one) */
+            const int32_t *idx = s->order + (size_t)sidx * o->batch + s->shard_first;
+            st = aug_dino_batch_at(pk_ctx_pool(s->c), &s->aug, &s->train, idx, s->local_batch,
+                                   s->shard_first, aug_mix(o->seed ^ 0xA0A0A0A0ull, (uint64_t)it),
+                                   s->globals, s->locals);
             if (st != PK_OK) break;
+            dist_stats k0 = dist_stats_get();
             if (o->method == PRETRAIN_DINO) {
                 mom = teacher_momentum(s->ema.t[0]);
                 st = dino_step(s, e, it, &loss);
             } else {
-                for (int i = 0; i < o->batch; i++)
-                    s->labels[i] = s->labels[o->batch + i] = s->train.labels[idx[i]];
+                for (int i = 0; i < s->local_batch; i++)
+                    s->labels[i] = s->labels[s->local_batch + i] = s->train.labels[idx[i]];
                 st = supervised_step(s, &loss);
             }
             if (st == PK_OK) st = optimise(s, e, it, &lr, &wd);
@@ -549,6 +608,9 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                 break;
             }
             double dt = run_now() - t0;
+            dist_stats k1 = dist_stats_get();
+            comm.seconds += k1.seconds - k0.seconds, comm.bytes += k1.bytes - k0.bytes;
+            comm.calls += k1.calls - k0.calls;
             s->acc[0] += (float)loss, s->acc[1] += 1, s->acc[2] += (float)dt;
             train_secs += dt, steps_timed++;
             train_cpu += cpu_now() - c0;
@@ -557,7 +619,8 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                 run_progress_end(s->run);
                 run_info(s->run, "stop requested: saving a checkpoint at step %lld",
                          (long long)(it + 1));
-                st = run_checkpoint_save(s->run, it + 1, ck.t, ck.n, NULL);
+                st = world_sums(s);
+                if (st == PK_OK) st = run_checkpoint_save(s->run, it + 1, ck.t, ck.n, NULL);
                 res->stopped = true;
                 goto stopped;
             }
@@ -565,7 +628,8 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         run_progress_end(s->run);
         if (st != PK_OK) break;
         double t1 = run_now(), knn = 0;
-        st = evaluate_knn(s, nbank, &knn);
+        st = world_sums(s);
+        if (st == PK_OK) st = evaluate_knn(s, nbank, &knn);
         if (st != PK_OK) break;
         double ev = run_now() - t1;
         s->knn_curve[e] = (float)knn;
@@ -590,15 +654,16 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     if (st == PK_OK) {
         res->epochs_done = end;
         /* the final evaluation: every training image in the memory bank and the probe's
-         * training set; the last block's class token is the k-NN's feature */
+         * training set; the last block's class token is the k-NN's feature (with several
+         * ranks each extracts its shard and the features are summed into every rank's copy) */
         bool swap = s->ema.n > 0;
         if (swap) st = ema_swap(&s->ema);
         if (st == PK_OK)
-            st = extract(s, &s->train, s->subset, s->ntrain, o->probe_blocks, o->probe_avgpool,
-                         s->feat_train);
+            st = extract_world(s, &s->train, s->subset, s->ntrain, o->probe_blocks,
+                               o->probe_avgpool, s->feat_train);
         if (st == PK_OK)
-            st = extract(s, &s->test, NULL, s->ntest, o->probe_blocks, o->probe_avgpool,
-                         s->feat_test);
+            st = extract_world(s, &s->test, NULL, s->ntest, o->probe_blocks, o->probe_avgpool,
+                               s->feat_test);
         if (swap && st == PK_OK) st = ema_swap(&s->ema);
         char what[160];
         snprintf(what, sizeof what,
@@ -606,8 +671,11 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                  "the last block's)",
                  o->probe_blocks, o->probe_avgpool ? " and the mean patch token" : "",
                  (long long)pd);
-        if (st == PK_OK) st = final_probes(s, pd, (o->probe_blocks - 1) * d, d, what, res);
-        if (st == PK_OK) st = write_backbone(s);
+        /* the probes and the backbone on rank 0 (the one that writes; the others hold the same
+         * teacher and features) */
+        if (st == PK_OK && dist_is_root())
+            st = final_probes(s, pd, (o->probe_blocks - 1) * d, d, what, res);
+        if (st == PK_OK && dist_is_root()) st = write_backbone(s);
     }
 stopped:
     if (st == PK_OK) {
@@ -629,6 +697,18 @@ stopped:
         run_metric(s->run, "train_images", s->ntrain);
         run_metric(s->run, "test_images", s->ntest);
         run_metric(s->run, "crops", s->ncrops);
+        run_metric(s->run, "ranks", dist_size());
+        if (steps_timed > 0) {
+            double k = 1.0 / (double)steps_timed;
+            char dj[320];
+            snprintf(dj, sizeof dj,
+                     "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.5f, "
+                     "\"comm_seconds_per_step\": %.5f, \"comm_bytes_per_step\": %.0f, "
+                     "\"comm_calls_per_step\": %.2f}",
+                     dist_size(), (long long)steps_timed, train_secs * k, comm.seconds * k,
+                     (double)comm.bytes * k, (double)comm.calls * k);
+            run_metric_json(s->run, "distributed", dj);
+        }
         if (o->time_ops && s->c->op_seconds) {
             char js[8192];
             size_t n = 0;

@@ -1,0 +1,330 @@
+/* dist.c - the process world (dist.h): MPI when built with it (POLYAK_HAVE_MPI), a world of one
+ * rank otherwise. Every collective is a non-blocking MPI call polled to a deadline, so a rank
+ * whose peer is gone or stuck ends the job with a message instead of hanging. */
+#include "dist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef POLYAK_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1;
+static dist_stats g_stats;
+static float *g_stage; /* host staging of device gradient blocks */
+static size_t g_stage_cap;
+
+int dist_rank(void) { return g_rank; }
+int dist_size(void) { return g_size; }
+bool dist_is_root(void) { return g_rank == 0; }
+
+bool dist_have_mpi(void) {
+#ifdef POLYAK_HAVE_MPI
+    return true;
+#else
+    return false;
+#endif
+}
+
+dist_stats dist_stats_get(void) { return g_stats; }
+void dist_stats_reset(void) { memset(&g_stats, 0, sizeof g_stats); }
+
+void dist_shard(int64_t n, int64_t *first, int64_t *count) {
+    int64_t a = n * g_rank / g_size, b = n * (g_rank + 1) / g_size;
+    *first = a;
+    *count = b - a;
+}
+
+pk_status dist_check_batch(int64_t batch, const char *what) {
+    if (batch % g_size == 0 && batch >= g_size) return PK_OK;
+    return pk_error(PK_ERR_INVALID,
+                    "%s: the global batch of %lld does not divide over %d ranks; use a multiple "
+                    "of %d",
+                    what, (long long)batch, g_size, g_size);
+}
+
+void dist_abort(int code, const char *message) {
+    if (g_size <= 1) return;
+    fprintf(stderr, "polyak: rank %d of %d: %s; ending every rank\n", g_rank, g_size,
+            message ? message : "failed");
+    fflush(stderr);
+#ifdef POLYAK_HAVE_MPI
+    MPI_Abort(MPI_COMM_WORLD, code ? code : 1);
+#endif
+    exit(code ? code : 1);
+}
+
+/* True when an MPI launcher started this process (mpirun / mpiexec of OpenMPI or MPICH,
+ * srun with PMI or PMIx); POLYAK_DIST=1 forces MPI on, POLYAK_DIST=0 off. A process started
+ * on its own stays a world of one without MPI_Init (a singleton init costs seconds). */
+static bool launched(void) {
+    const char *f = getenv("POLYAK_DIST");
+    if (f && *f) return strcmp(f, "0") != 0;
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK",
+                                       "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return true;
+    return false;
+}
+
+#ifdef POLYAK_HAVE_MPI
+
+static bool g_mpi = false; /* MPI_Init done by us */
+
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double g_timeout = 600; /* seconds a collective may wait (POLYAK_DIST_TIMEOUT) */
+
+pk_status dist_init(int *argc, char ***argv) {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited && !launched()) {
+        g_rank = 0, g_size = 1;
+        return PK_OK;
+    }
+    if (!inited) {
+        int provided = 0;
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+            return pk_error(PK_ERR_IO, "MPI_Init_thread failed");
+        g_mpi = true;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    const char *t = getenv("POLYAK_DIST_TIMEOUT");
+    if (t && atof(t) > 0) g_timeout = atof(t);
+    return PK_OK;
+}
+
+void dist_finalize(void) {
+    free(g_stage);
+    g_stage = NULL, g_stage_cap = 0;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (g_mpi && !fin) MPI_Finalize();
+    g_mpi = false;
+}
+
+/* The text of an MPI error code. */
+static const char *mpi_text(int rc, char *buf) {
+    int len = 0;
+    if (MPI_Error_string(rc, buf, &len) != MPI_SUCCESS) snprintf(buf, 64, "MPI error %d", rc);
+    return buf;
+}
+
+/* Waits for request r, polling; past the deadline the job ends (a peer is gone or stuck: no
+ * collective can finish, and cancelling one is not possible in MPI). */
+static pk_status wait_req(MPI_Request *r, const char *what) {
+    double t0 = wall_now();
+    struct timespec nap = {0, 20000}; /* 20 us: leaves the cores to ranks still computing */
+    for (long spin = 0;; spin++) {
+        int done = 0;
+        int rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            char buf[MPI_MAX_ERROR_STRING];
+            char msg[MPI_MAX_ERROR_STRING + 128];
+            snprintf(msg, sizeof msg, "%s failed: %s", what, mpi_text(rc, buf));
+            dist_abort(2, msg);
+        }
+        if (done) break;
+        if (spin > 200) nanosleep(&nap, NULL);
+        if ((spin & 1023) == 0 && wall_now() - t0 > g_timeout) {
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "%s waited %.0f s for the other ranks (POLYAK_DIST_TIMEOUT); a rank is gone "
+                     "or stuck",
+                     what, g_timeout);
+            dist_abort(3, msg);
+        }
+    }
+    g_stats.seconds += wall_now() - t0;
+    return PK_OK;
+}
+
+/* In-place allreduce of n items in pieces below INT_MAX elements. */
+static pk_status allreduce(void *x, int64_t n, MPI_Datatype type, size_t esize, MPI_Op op,
+                           const char *what) {
+    if (g_size <= 1 || n <= 0) return PK_OK;
+    const int64_t piece = (int64_t)1 << 28;
+    for (int64_t at = 0; at < n; at += piece) {
+        int m = (int)(n - at < piece ? n - at : piece);
+        MPI_Request r;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)x + (size_t)at * esize, m, type, op,
+                                MPI_COMM_WORLD, &r);
+        if (rc != MPI_SUCCESS) {
+            char buf[MPI_MAX_ERROR_STRING];
+            return pk_error(PK_ERR_IO, "rank %d of %d: %s: %s", g_rank, g_size, what,
+                            mpi_text(rc, buf));
+        }
+        PK_TRY(wait_req(&r, what));
+        g_stats.calls++;
+        g_stats.bytes += (int64_t)m * (int64_t)esize;
+    }
+    return PK_OK;
+}
+
+pk_status dist_sum_f32(float *x, int64_t n) {
+    return allreduce(x, n, MPI_FLOAT, sizeof(float), MPI_SUM, "allreduce (sum, f32)");
+}
+
+pk_status dist_sum_f64(double *x, int64_t n) {
+    return allreduce(x, n, MPI_DOUBLE, sizeof(double), MPI_SUM, "allreduce (sum, f64)");
+}
+
+pk_status dist_sum_i64(int64_t *x, int64_t n) {
+    return allreduce(x, n, MPI_INT64_T, sizeof(int64_t), MPI_SUM, "allreduce (sum, i64)");
+}
+
+pk_status dist_max_f32(float *x, int64_t n) {
+    return allreduce(x, n, MPI_FLOAT, sizeof(float), MPI_MAX, "allreduce (max, f32)");
+}
+
+pk_status dist_bcast(void *buf, size_t bytes, int root) {
+    if (g_size <= 1 || bytes == 0) return PK_OK;
+    const size_t piece = (size_t)1 << 30;
+    for (size_t at = 0; at < bytes; at += piece) {
+        int m = (int)(bytes - at < piece ? bytes - at : piece);
+        MPI_Request r;
+        int rc = MPI_Ibcast((char *)buf + at, m, MPI_BYTE, root, MPI_COMM_WORLD, &r);
+        if (rc != MPI_SUCCESS) {
+            char b[MPI_MAX_ERROR_STRING];
+            return pk_error(PK_ERR_IO, "rank %d of %d: broadcast: %s", g_rank, g_size,
+                            mpi_text(rc, b));
+        }
+        PK_TRY(wait_req(&r, "broadcast"));
+        g_stats.calls++;
+        g_stats.bytes += m;
+    }
+    return PK_OK;
+}
+
+pk_status dist_any(bool flag, bool *out) {
+    int64_t v = flag ? 1 : 0;
+    PK_TRY(allreduce(&v, 1, MPI_INT64_T, sizeof v, MPI_MAX, "allreduce (any)"));
+    *out = v != 0;
+    return PK_OK;
+}
+
+pk_status dist_check_same(uint64_t value, const char *what) {
+    if (g_size <= 1) return PK_OK;
+    uint64_t v[2] = {value, ~value}; /* max of v and of ~v: equal everywhere iff max == ~max~ */
+    PK_TRY(allreduce(v, 2, MPI_UINT64_T, sizeof(uint64_t), MPI_MAX, "allreduce (check)"));
+    if (v[0] != value || ~v[1] != value)
+        return pk_error(PK_ERR_INVALID, "rank %d of %d: %s differs between the ranks", g_rank,
+                        g_size, what);
+    return PK_OK;
+}
+
+#else /* a world of one */
+
+pk_status dist_init(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    g_rank = 0, g_size = 1;
+    /* started as one of several ranks: each would train alone into the same folder */
+    static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        const char *v = getenv(sizes[i]);
+        if (launched() && v && atoi(v) > 1)
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "started by an MPI launcher as one of %s ranks (%s), but this polyak "
+                            "was built without MPI (POLYAK_MPI OFF): install libopenmpi-dev and "
+                            "rebuild, or run one process",
+                            v, sizes[i]);
+    }
+    return PK_OK;
+}
+
+void dist_finalize(void) {
+    free(g_stage);
+    g_stage = NULL, g_stage_cap = 0;
+}
+
+pk_status dist_sum_f32(float *x, int64_t n) { return (void)x, (void)n, PK_OK; }
+pk_status dist_sum_f64(double *x, int64_t n) { return (void)x, (void)n, PK_OK; }
+pk_status dist_sum_i64(int64_t *x, int64_t n) { return (void)x, (void)n, PK_OK; }
+pk_status dist_max_f32(float *x, int64_t n) { return (void)x, (void)n, PK_OK; }
+pk_status dist_bcast(void *buf, size_t bytes, int root) {
+    return (void)buf, (void)bytes, (void)root, PK_OK;
+}
+pk_status dist_any(bool flag, bool *out) {
+    *out = flag;
+    return PK_OK;
+}
+pk_status dist_check_same(uint64_t value, const char *what) {
+    return (void)value, (void)what, PK_OK;
+}
+
+#endif
+
+/* Host room for n floats in the staging buffer. */
+static float *stage(size_t n) {
+    if (n > g_stage_cap) {
+        float *p = realloc(g_stage, sizeof(float) * n);
+        if (!p) return NULL;
+        g_stage = p, g_stage_cap = n;
+    }
+    return g_stage;
+}
+
+static void scale(float *x, size_t n, float k) {
+    for (size_t i = 0; i < n; i++)
+        x[i] *= k;
+}
+
+pk_status dist_average_grads(pk_ctx *c) {
+    if (g_size <= 1) return PK_OK; /* the mean over one rank is the gradient itself */
+    float k = 1.0f / (float)g_size;
+    bool host = c->backend == PK_BACKEND_CPU;
+    for (int i = 0;; i++) {
+        pk_block *b = pk_arena_block(c->grads, i);
+        if (!b) break;
+        size_t used = pk_arena_block_used(c->grads, i), n = used / sizeof(float);
+        if (n == 0) continue;
+        if (host && b->host) { /* CPU ranks: in place */
+            PK_TRY(dist_sum_f32(b->host, (int64_t)n));
+            scale(b->host, n, k);
+            continue;
+        }
+        /* device memory: staged through the host once per block and step */
+        float *h = stage(n);
+        if (!h) return pk_error(PK_ERR_NOMEM, "dist: out of host memory staging gradients");
+        PK_TRY(pk_block_read(c->dev, b, 0, h, n * sizeof(float)));
+        PK_TRY(dist_sum_f32(h, (int64_t)n));
+        scale(h, n, k);
+        PK_TRY(pk_block_write(c->dev, b, 0, h, n * sizeof(float)));
+    }
+    return PK_OK;
+}
+
+pk_status dist_average_tensors(tensor *const *ts, int n) {
+    if (g_size <= 1 || n <= 0) return PK_OK;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (ts[i]->dtype != PK_F32 || !tensor_is_contiguous(ts[i]))
+            return pk_error(PK_ERR_INVALID, "dist: averaging needs contiguous f32 tensors (%s)",
+                            ts[i]->name ? ts[i]->name : "unnamed");
+        total += (size_t)tensor_numel(ts[i]);
+    }
+    float *h = stage(total);
+    if (!h) return pk_error(PK_ERR_NOMEM, "dist: out of host memory");
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        PK_TRY(tensor_download(ts[i], h + at));
+        at += (size_t)tensor_numel(ts[i]);
+    }
+    PK_TRY(dist_sum_f32(h, (int64_t)total));
+    scale(h, total, 1.0f / (float)g_size);
+    at = 0;
+    for (int i = 0; i < n; i++) {
+        PK_TRY(tensor_upload(ts[i], h + at));
+        at += (size_t)tensor_numel(ts[i]);
+    }
+    return PK_OK;
+}
