@@ -34,4 +34,7 @@ int cmd_splat_train(int argc, char **argv);
 /* polyak features: final-norm class tokens of a data set under a frozen ViT backbone. */
 int cmd_features(int argc, char **argv);
 
+/* polyak ctp: continual vision-language pretraining (CTP, ablations, SeqF, joint). */
+int cmd_ctp(int argc, char **argv);
+
 #endif
