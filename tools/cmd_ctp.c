@@ -19,7 +19,7 @@ int cmd_ctp(int argc, char **argv) {
         "       [--backbone FILE (polyak pretrain / timm ViT safetensors)]\n"
         "       [--txt-dim D] [--txt-depth N] [--txt-heads H] [--max-len L] [--vocab-size V]\n"
         "       [--embed E] [--queue K] [--temp T] [--alpha A (0 = none)] [--momentum M]\n"
-        "       [--topo-weight W] [--stop-after-task N]\n"
+        "       [--topo-weight W] [--no-inbatch (ALBEF's ITA alone)] [--stop-after-task N]\n"
         "DIR/FILE: pairs.jsonl, a COCO captions_*.json or pairs.csv (tools/get-emoji-pairs.sh\n"
         "makes the emoji benchmark). Writes options.json, log.csv, metrics.json, vocab.txt,\n"
         "checkpoints and model.safetensors in --out.";
@@ -35,6 +35,10 @@ int cmd_ctp(int argc, char **argv) {
         }
         if (strcmp(a, "--resume") == 0) {
             o.resume = true;
+            continue;
+        }
+        if (strcmp(a, "--no-inbatch") == 0) {
+            o.no_inbatch = true;
             continue;
         }
         if (!v) return cli_missing("ctp", usage, a);

@@ -42,12 +42,14 @@ typedef struct ctp_options {
     double alpha;                      /* distillation weight; 0: 0.4; negative: none */
     double momentum;                   /* ordinary momentum; 0: 0.995 */
     double topo_weight;                /* 0: 1 */
-    const char *backbone;              /* ViT initialisation (polyak pretrain / timm safetensors) */
-    const char *task_field;            /* manifest key of the task */
-    double test_fraction;              /* when the manifest has no split; 0: 0.2 */
-    const char *task_order;            /* comma-separated task names or indices; NULL: file order,
-                                          or a seeded permutation when order_seed > 0 */
-    uint64_t order_seed;               /* 0: file order */
+    bool no_inbatch;        /* drop the in-batch ITC (ALBEF's ITA against the momentum features and
+                               queue alone) */
+    const char *backbone;   /* ViT initialisation (polyak pretrain / timm safetensors) */
+    const char *task_field; /* manifest key of the task */
+    double test_fraction;   /* when the manifest has no split; 0: 0.2 */
+    const char *task_order; /* comma-separated task names or indices; NULL: file order,
+                               or a seeded permutation when order_seed > 0 */
+    uint64_t order_seed;    /* 0: file order */
     uint64_t seed;
     int threads;
     const char *device;

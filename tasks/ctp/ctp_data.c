@@ -325,8 +325,8 @@ static int cmp_caption(const void *a, const void *b, void *ps_) {
     return c ? c : *(const int *)a - *(const int *)b;
 }
 
-/* Numbers caption groups (equal text within a task) in order of first appearance, checks that
- * a group's split is consistent and draws the split where the file gave none. */
+/* Numbers caption groups (equal text within a task) in order of first appearance and draws the
+ * split where the file gave none (whole groups). */
 static pk_status finish(builder *b, const ctp_read_options *o) {
     ctp_pairs *ps = b->ps;
     if (ps->n == 0) return pk_error(PK_ERR_FORMAT, "%s: no image-caption pairs", b->file);
@@ -355,15 +355,8 @@ static pk_status finish(builder *b, const ctp_read_options *o) {
     for (int i = 0; i < ps->n && s == PK_OK; i++) {
         if (grp[i] == i)
             ps->p[i].text = ng++;
-        else {
+        else /* a caption may be in both splits when the file says so (COCO-style) */
             ps->p[i].text = ps->p[grp[i]].text;
-            if (given[i] >= 0 && given[grp[i]] >= 0 && given[i] != given[grp[i]])
-                s = pk_error(PK_ERR_FORMAT,
-                             "%s: caption '%s' of task '%s' is in both the train and the test "
-                             "split (pairs %d and %d)",
-                             b->file, ps->p[i].caption, ps->task_names[ps->p[i].task], grp[i] + 1,
-                             i + 1);
-        }
     }
     ps->ntexts = ng;
     if (s == PK_OK) {

@@ -306,6 +306,20 @@ tensor *ctp_topology_loss(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref, 
     return pk_scale(c, sum, 0.25f);
 }
 
+/* ---- momentum ---- */
+
+pk_status ctp_compatible_update(pk_teacher *t, tensor *const *current, tensor *const *previous) {
+    tensor *const *src[2] = {current, previous};
+    const float w[2] = {0.05f, 0.05f}; /* CTP: theta_c = 0.9 theta_c + 0.05 cur + 0.05 prev */
+    return teacher_update_multi(t, 2, src, w, 0.9f);
+}
+
+pk_status ctp_teacher_copy(pk_teacher *t, tensor *const *src) {
+    tensor *const *s1[1] = {src};
+    const float w1[1] = {1.0f};
+    return teacher_update_multi(t, 1, s1, w1, 0.0f);
+}
+
 /* ---- queue ---- */
 
 pk_status ctp_queue_init(ctp_queue *q, int size, int dim, pk_rng *rng) {

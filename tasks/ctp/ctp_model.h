@@ -18,6 +18,7 @@
 #include <stdbool.h>
 
 #include "nn/vit.h"
+#include "teacher/teacher.h"
 
 typedef struct ctp_model_config {
     vit_config vision; /* in_chans 3, num_classes 0 */
@@ -76,6 +77,13 @@ void ctp_soft_targets(const float *qm, const float *km, const int32_t *qid, cons
  * i2i and t2t. img, txt (B, E) current; img_ref, txt_ref (B, E) constants. -> (1,). */
 tensor *ctp_topology_loss(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref, tensor *txt_ref,
                           float temp);
+
+/* CTP's compatible momentum update, one fused teacher call: t = 0.9 t + 0.05 current +
+ * 0.05 previous (current, previous: tensors laid out as the teacher's students). */
+pk_status ctp_compatible_update(pk_teacher *t, tensor *const *current, tensor *const *previous);
+
+/* t = the tensors of `src` (laid out as t's students): a fused update with m 0, weight 1. */
+pk_status ctp_teacher_copy(pk_teacher *t, tensor *const *src);
 
 /* The momentum features' FIFO queue (ALBEF: 1,024 features per modality, initialised to random
  * unit vectors, the newest batch written at ptr). */

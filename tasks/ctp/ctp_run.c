@@ -77,9 +77,10 @@ static void fill_defaults(ctp_options *o) {
 #define D(F, V)                                                                                    \
     if (!(o->F > 0)) o->F = V;
     D(epochs, 5)
-    D(batch, 32) D(lr, 5e-4) D(weight_decay, 0.02) D(patch, 4) D(dim, 96) D(depth, 3) D(heads, 4)
-        D(txt_dim, 96) D(txt_depth, 2) D(txt_heads, 4) D(max_len, 32) D(vocab_size, 1000)
-            D(embed, 256) D(queue, 1024) D(temp, 0.07) D(momentum, 0.995) D(topo_weight, 1.0)
+    D(batch, 32)
+    D(lr, 5e-4) D(weight_decay, 0.02) D(patch, 4) D(dim, 96) D(depth, 3) D(heads, 4) D(txt_dim, 96)
+        D(txt_depth, 2) D(txt_heads, 4) D(max_len, 32) D(vocab_size, 1000) D(embed, 256)
+            D(queue, 1024) D(temp, 0.07) D(momentum, 0.995) D(topo_weight, 1.0)
 #undef D
                 if (o->alpha == 0) o->alpha = 0.4;
     if (o->alpha < 0) o->alpha = 0;
@@ -264,13 +265,6 @@ static pk_status build(ctp_state *s) {
     return PK_OK;
 }
 
-/* t = the model's parameters: one fused teacher update with m = 0 and weight 1. */
-static pk_status teacher_copy(pk_teacher *t, const ctp_model *m) {
-    tensor *const *src[1] = {m->params};
-    const float w1[1] = {1.0f};
-    return teacher_update_multi(t, 1, src, w1, 0.0f);
-}
-
 /* ---- one training step ---- */
 
 /* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill: +1 after
@@ -352,11 +346,9 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     PK_TRY(pk_step_begin(c));
     c->training = true;
     /* ALBEF: the momentum update runs first in every forward */
-    if (stage > 0 && uses_cm(o->method)) {
-        tensor *const *src[2] = {s->model->params, s->ref_p};
-        const float w[2] = {0.05f, 0.05f};
-        PK_TRY(teacher_update_multi(s->teacher, 2, src, w, 0.9f));
-    } else
+    if (stage > 0 && uses_cm(o->method))
+        PK_TRY(ctp_compatible_update(s->teacher, s->model->params, s->ref_p));
+    else
         PK_TRY(teacher_update(s->teacher));
     tensor *x, *ids, *mask;
     int32_t *groups = malloc(sizeof(int32_t) * (size_t)B),
@@ -411,11 +403,29 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         if (st == PK_OK) {
             tensor *img = ctp_image_embed(c, s->model, x),
                    *txt = ctp_text_embed(c, s->model, ids, mask);
+            /* in-batch ITC: current features on both sides, positives = same caption group */
+            float *pos = malloc(sizeof(float) * (size_t)B * B);
+            tensor *tgt_b = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, B});
+            if (!pos || !tgt_b)
+                st = pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+            else {
+                ctp_soft_targets(im, im, groups, groups, B, B, E, T, 0.0f, pos);
+                st = tensor_upload(tgt_b, pos);
+            }
+            free(pos);
+            tensor *itc = pk_scale(c,
+                                   pk_add(c, ctp_contrastive_loss(c, img, txt, tgt_b, T),
+                                          ctp_contrastive_loss(c, txt, img, tgt_b, T)),
+                                   0.5f);
+            /* ALBEF's ITA with momentum distillation: against [momentum batch; queue] */
             ita = pk_scale(c,
                            pk_add(c, ctp_contrastive_loss(c, img, keys_t, tgt_i, T),
                                   ctp_contrastive_loss(c, txt, keys_i, tgt_t, T)),
                            0.5f);
-            loss = ita;
+            if (o->no_inbatch)
+                loss = ita;
+            else
+                loss = pk_add(c, itc, ita);
             if (img_ref) {
                 topo = ctp_topology_loss(c, img, txt, img_ref, txt_ref, T);
                 loss = pk_add(c, loss, pk_scale(c, topo, (float)o->topo_weight));
@@ -423,6 +433,7 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
             if (!loss) st = PK_ERR_INVALID;
         }
     }
+    if (st == PK_OK && !loss) st = PK_ERR_INVALID;
     if (st == PK_OK) st = autograd_backward(c, loss);
     if (st == PK_OK) st = optim_step(s->opt);
     if (st == PK_OK) st = optim_zero_grad(s->opt);
@@ -624,12 +635,14 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
         "\"heads\": %d, \"txt_dim\": %d, \"txt_depth\": %d, \"txt_heads\": %d, \"max_len\": %d, "
         "\"vocab_size\": %d, \"embed\": %d, \"queue\": %d, \"temp\": %g, \"alpha\": %g, "
         "\"momentum\": %g, \"topo_weight\": %g, \"backbone\": \"%s\", \"test_fraction\": %g, "
-        "\"task_order\": \"%s\", \"order_seed\": %llu, \"seed\": %llu, \"max_tasks\": %d}",
+        "\"task_order\": \"%s\", \"order_seed\": %llu, \"seed\": %llu, \"max_tasks\": %d, "
+        "\"no_inbatch\": %d}",
         o->data, ctp_method_name(o->method), o->epochs, o->batch, o->lr, o->weight_decay, s->S,
         o->patch, o->dim, o->depth, o->heads, o->txt_dim, o->txt_depth, o->txt_heads, o->max_len,
         o->vocab_size, o->embed, o->queue, o->temp, o->alpha, o->momentum, o->topo_weight,
         o->backbone ? o->backbone : "", o->test_fraction, o->task_order ? o->task_order : "",
-        (unsigned long long)o->order_seed, (unsigned long long)o->seed, o->max_tasks);
+        (unsigned long long)o->order_seed, (unsigned long long)o->seed, o->max_tasks,
+        (int)o->no_inbatch);
     if (k < 0 || (size_t)k >= n) return pk_error(PK_ERR_INVALID, "ctp: options too long");
     return PK_OK;
 }
@@ -848,8 +861,9 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         if (e0 == 0 && stage > 0 && uses_ref(o->method)) {
             /* CTP: the frozen reference and the momentum model start from the previous task's
              * model */
-            st = teacher_copy(s->ref_t, s->model);
-            if (st == PK_OK && uses_cm(o->method)) st = teacher_copy(s->teacher, s->model);
+            st = ctp_teacher_copy(s->ref_t, s->model->params);
+            if (st == PK_OK && uses_cm(o->method))
+                st = ctp_teacher_copy(s->teacher, s->model->params);
         }
         if (e0 == 0)
             run_info(s->run, "task %d/%d: %s (%d training pairs, %d steps per epoch)", stage + 1,
