@@ -6,7 +6,7 @@
 # checks of the paper's effect; writes OUT/table.md and OUT/table.json.
 #
 # Usage: bench/ctp_table.sh [DATA (default /work/data/emoji)] [OUT (default /work/runs/ctp-table)]
-#   env: EPOCHS (per task, default 4), JOBS (default 2), SEEDS (default "1 2 3"),
+#   env: EPOCHS (per task, default 8), JOBS (default 4), SEEDS (default "1 2 3"),
 #        METHODS (default "ctp seqf joint ctp-no-topo ctp-no-cm"), POLYAK (the binary),
 #        CTP_ARGS (extra options, default: the model of BENCHMARKS.md)
 # A finished run (metrics.json present) is not run again, so the script resumes a table.
@@ -14,12 +14,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 data=${1:-/work/data/emoji}
 out=${2:-/work/runs/ctp-table}
-epochs=${EPOCHS:-4}
-jobs=${JOBS:-2}
+epochs=${EPOCHS:-8}
+jobs=${JOBS:-4}
 seeds=${SEEDS:-1 2 3}
 methods=${METHODS:-ctp seqf joint ctp-no-topo ctp-no-cm}
 polyak=${POLYAK:-$here/build/polyak}
-args=${CTP_ARGS:---lr 1e-3 --dim 64 --depth 2 --patch 8 --txt-dim 64 --txt-depth 2}
+args=${CTP_ARGS:---lr 5e-4 --dim 64 --depth 2 --patch 8 --txt-dim 64 --txt-depth 2}
 [ -f "$data/pairs.jsonl" ] || { echo "ctp_table: no $data/pairs.jsonl; run tools/get-emoji-pairs.sh $data" >&2; exit 1; }
 [ -x "$polyak" ] || { echo "ctp_table: $polyak is not built" >&2; exit 1; }
 mkdir -p "$out"

@@ -19,7 +19,8 @@ int cmd_ctp(int argc, char **argv) {
         "       [--backbone FILE (polyak pretrain / timm ViT safetensors)]\n"
         "       [--txt-dim D] [--txt-depth N] [--txt-heads H] [--max-len L] [--vocab-size V]\n"
         "       [--embed E] [--queue K] [--temp T] [--alpha A (0 = none)] [--momentum M]\n"
-        "       [--topo-weight W] [--no-inbatch (ALBEF's ITA alone)] [--stop-after-task N]\n"
+        "       [--topo-weight W] [--no-inbatch (ALBEF's ITA alone)] [--ita-weight W] "
+        "[--stop-after-task N]\n"
         "DIR/FILE: pairs.jsonl, a COCO captions_*.json or pairs.csv (tools/get-emoji-pairs.sh\n"
         "makes the emoji benchmark). Writes options.json, log.csv, metrics.json, vocab.txt,\n"
         "checkpoints and model.safetensors in --out.";
@@ -78,6 +79,10 @@ int cmd_ctp(int argc, char **argv) {
             if (!cli_float("ctp", a, v, &d) || !(d >= 0 && d <= 1))
                 return cli_usage("ctp", usage, "--alpha must be in [0, 1]");
             o.alpha = d == 0 ? -1 : d;
+        } else if (strcmp(a, "--ita-weight") == 0) {
+            if (!cli_float("ctp", a, v, &d) || !(d >= 0))
+                return cli_usage("ctp", usage, "--ita-weight must be >= 0");
+            o.ita_weight = d == 0 ? -1 : d;
         } else if (strcmp(a, "--test-fraction") == 0) {
             if (!cli_float("ctp", a, v, &d) || !(d > 0 && d < 1))
                 return cli_usage("ctp", usage, "--test-fraction must be in (0, 1)");

@@ -14,6 +14,9 @@ dataset-fashion-mnist"
 # large and not on every architecture, so failing to install it must not fail `make test`.
 # povray came with the project skeleton and nothing in the tree uses it yet.
 OPTIONAL="python3-torch povray"
+# Not installed here: npm, which tools/get-emoji-pairs.sh (the data of `polyak ctp`'s emoji
+# benchmark) uses to fetch its packages; neither the build nor the tests need it
+# (`apt-get install npm` where you make that benchmark).
 
 missing_of() {
     out=""

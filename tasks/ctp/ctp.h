@@ -42,6 +42,7 @@ typedef struct ctp_options {
     double alpha;                      /* distillation weight; 0: 0.4; negative: none */
     double momentum;                   /* ordinary momentum; 0: 0.995 */
     double topo_weight;                /* 0: 1 */
+    double ita_weight;      /* weight of ALBEF's ITA (momentum keys and queue); 0: 1; negative: 0 */
     bool no_inbatch;        /* drop the in-batch ITC (ALBEF's ITA against the momentum features and
                                queue alone) */
     const char *backbone;   /* ViT initialisation (polyak pretrain / timm safetensors) */

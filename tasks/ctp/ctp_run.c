@@ -64,7 +64,8 @@ typedef struct ctp_state {
     float progress[4];    /* stages done, epochs done in the current stage, global step, 0 */
     float *recall;        /* (T, T) R_m of task j after stage i (NaN: not measured) */
     float *final_metrics; /* 8: R_m, i2t r1 r5 r10, t2i r1 r5 r10, seconds */
-    float sums[4];        /* this epoch: loss, ita, topo, steps */
+    float sums[6];        /* this epoch: loss, ita, topo, image cos, text cos, steps */
+    float mean[3], std[3], white[3]; /* image normalisation; white after it */
 } ctp_state;
 
 static bool uses_ref(ctp_method m) {
@@ -78,11 +79,14 @@ static void fill_defaults(ctp_options *o) {
     if (!(o->F > 0)) o->F = V;
     D(epochs, 5)
     D(batch, 32)
-    D(lr, 5e-4) D(weight_decay, 0.02) D(patch, 4) D(dim, 96) D(depth, 3) D(heads, 4) D(txt_dim, 96)
+    D(lr, 5e-4)
+    D(weight_decay, 0.02) D(patch, 4) D(dim, 96) D(depth, 3) D(heads, 4) D(txt_dim, 96)
         D(txt_depth, 2) D(txt_heads, 4) D(max_len, 32) D(vocab_size, 1000) D(embed, 256)
             D(queue, 1024) D(temp, 0.07) D(momentum, 0.995) D(topo_weight, 1.0)
 #undef D
                 if (o->alpha == 0) o->alpha = 0.4;
+    if (o->ita_weight == 0) o->ita_weight = 1.0;
+    if (o->ita_weight < 0) o->ita_weight = 0;
     if (o->alpha < 0) o->alpha = 0;
 }
 
@@ -167,23 +171,44 @@ static pk_status load_data(ctp_state *s) {
         for (int k = 0; k < L; k++)
             s->tmask[(size_t)p->text * L + k] = k < real ? 0.0f : -1e4f;
     }
-    /* images, normalised as timm's augreg ViTs (mean = std = 0.5) */
-    size_t px = (size_t)s->C * s->S * s->S;
+    /* images in [0, 1], then normalised per channel by the training images' mean and std
+     * (the emoji are mostly white background: with a fixed 0.5/0.5 every background patch
+     * embeds alike and a random encoder's class tokens start nearly identical) */
+    size_t px = (size_t)s->C * s->S * s->S, hw = (size_t)s->S * s->S;
     s->images = malloc(sizeof(float) * px * (size_t)s->ps.n);
-    float *rgb = malloc(sizeof(float) * 3 * (size_t)s->S * s->S);
+    float *rgb = malloc(sizeof(float) * 3 * hw);
     if (!s->images || !rgb) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    double sum[3] = {0, 0, 0}, sq[3] = {0, 0, 0}, cnt = 0;
     for (int i = 0; i < s->ps.n && st == PK_OK; i++) {
         if (s->ps.p[i].task >= s->T) continue;
         st = ctp_image_load(s->ps.p[i].image, s->S, rgb);
         float *dst = s->images + px * (size_t)i;
-        size_t hw = (size_t)s->S * s->S;
         for (size_t k = 0; k < hw && st == PK_OK; k++) {
             if (s->C == 1)
-                dst[k] = ((rgb[k] + rgb[hw + k] + rgb[2 * hw + k]) / 3.0f - 0.5f) / 0.5f;
+                dst[k] = (rgb[k] + rgb[hw + k] + rgb[2 * hw + k]) / 3.0f;
             else
                 for (int ch = 0; ch < 3; ch++)
-                    dst[ch * hw + k] = (rgb[ch * hw + k] - 0.5f) / 0.5f;
+                    dst[ch * hw + k] = rgb[ch * hw + k];
         }
+        if (s->ps.p[i].test) continue;
+        for (int ch = 0; ch < s->C; ch++)
+            for (size_t k = 0; k < hw; k++) {
+                double v = dst[ch * hw + k];
+                sum[ch] += v, sq[ch] += v * v;
+            }
+        cnt += (double)hw;
+    }
+    for (int ch = 0; ch < s->C && st == PK_OK; ch++) {
+        s->mean[ch] = (float)(sum[ch] / cnt);
+        s->std[ch] = (float)sqrt(fmax(sq[ch] / cnt - (sum[ch] / cnt) * (sum[ch] / cnt), 1e-6));
+        s->white[ch] = (1.0f - s->mean[ch]) / s->std[ch];
+    }
+    for (int i = 0; i < s->ps.n && st == PK_OK; i++) {
+        if (s->ps.p[i].task >= s->T) continue;
+        float *dst = s->images + px * (size_t)i;
+        for (int ch = 0; ch < s->C; ch++)
+            for (size_t k = 0; k < hw; k++)
+                dst[ch * hw + k] = (dst[ch * hw + k] - s->mean[ch]) / s->std[ch];
     }
     free(rgb);
     return st;
@@ -267,8 +292,8 @@ static pk_status build(ctp_state *s) {
 
 /* ---- one training step ---- */
 
-/* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill: +1 after
- * normalisation), token ids (B, L), masks (B, 1, L), caption groups (B). */
+/* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill), token ids (B,
+ * L), masks (B, 1, L), caption groups (B). */
 static pk_status make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, bool augment,
                             tensor **x, tensor **ids, tensor **mask, int32_t *groups) {
     int S = s->S, C = s->C, L = s->o.max_len;
@@ -338,7 +363,7 @@ static tensor *keys_with_queue(pk_ctx *c, const float *feat, const int32_t *ids,
 }
 
 static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, double alpha,
-                            pk_rng *rng, double out[3]) {
+                            pk_rng *rng, double out[5]) {
     ctp_options *o = &s->o;
     pk_ctx *c = s->c;
     int E = o->embed, N = B + o->queue;
@@ -422,10 +447,11 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
                            pk_add(c, ctp_contrastive_loss(c, img, keys_t, tgt_i, T),
                                   ctp_contrastive_loss(c, txt, keys_i, tgt_t, T)),
                            0.5f);
+            tensor *ita_w = o->ita_weight == 1.0 ? ita : pk_scale(c, ita, (float)o->ita_weight);
             if (o->no_inbatch)
-                loss = ita;
+                loss = ita_w;
             else
-                loss = pk_add(c, itc, ita);
+                loss = pk_add(c, itc, ita_w);
             if (img_ref) {
                 topo = ctp_topology_loss(c, img, txt, img_ref, txt_ref, T);
                 loss = pk_add(c, loss, pk_scale(c, topo, (float)o->topo_weight));
@@ -443,6 +469,20 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         if (st == PK_OK) st = tensor_download(ita, &v[1]);
         if (st == PK_OK && topo) st = tensor_download(topo, &v[2]);
         out[0] = v[0], out[1] = v[1], out[2] = v[2];
+        /* collapse watch: mean cosine between different pairs' momentum embeddings */
+        for (int m = 0; m < 2; m++) {
+            const float *f = m ? tm : im;
+            double cs = 0;
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < B; j++) {
+                    if (i == j) continue;
+                    double d = 0;
+                    for (int k = 0; k < E; k++)
+                        d += (double)f[(size_t)i * E + k] * f[(size_t)j * E + k];
+                    cs += d;
+                }
+            out[3 + m] = B > 1 ? cs / ((double)B * (B - 1)) : 1.0;
+        }
     }
     if (st == PK_OK) {
         ctp_queue_push(&s->qi, im, groups, B);
@@ -636,13 +676,13 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
         "\"vocab_size\": %d, \"embed\": %d, \"queue\": %d, \"temp\": %g, \"alpha\": %g, "
         "\"momentum\": %g, \"topo_weight\": %g, \"backbone\": \"%s\", \"test_fraction\": %g, "
         "\"task_order\": \"%s\", \"order_seed\": %llu, \"seed\": %llu, \"max_tasks\": %d, "
-        "\"no_inbatch\": %d}",
+        "\"no_inbatch\": %d, \"ita_weight\": %g}",
         o->data, ctp_method_name(o->method), o->epochs, o->batch, o->lr, o->weight_decay, s->S,
         o->patch, o->dim, o->depth, o->heads, o->txt_dim, o->txt_depth, o->txt_heads, o->max_len,
         o->vocab_size, o->embed, o->queue, o->temp, o->alpha, o->momentum, o->topo_weight,
         o->backbone ? o->backbone : "", o->test_fraction, o->task_order ? o->task_order : "",
         (unsigned long long)o->order_seed, (unsigned long long)o->seed, o->max_tasks,
-        (int)o->no_inbatch);
+        (int)o->no_inbatch, o->ita_weight);
     if (k < 0 || (size_t)k >= n) return pk_error(PK_ERR_INVALID, "ctp: options too long");
     return PK_OK;
 }
@@ -820,6 +860,8 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         run_metric_json(s->run, "task_names", names);
     }
     run_metric(s->run, "vocab_size", s->vocab.n);
+    run_metric_array(s->run, "image_mean", (double[]){s->mean[0], s->mean[1], s->mean[2]}, s->C);
+    run_metric_array(s->run, "image_std", (double[]){s->std[0], s->std[1], s->std[2]}, s->C);
     int64_t nparam = 0;
     for (int i = 0; i < s->model->nparams; i++)
         nparam += tensor_numel(s->model->params[i]);
@@ -847,8 +889,8 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
         goto done;
     }
-    static const char *cols[] = {"task",      "epoch", "step",    "loss",    "loss_ita",
-                                 "loss_topo", "lr",    "seconds", "R_m_seen"};
+    static const char *cols[] = {"task",    "epoch",   "step", "loss",    "loss_ita", "loss_topo",
+                                 "img_cos", "txt_cos", "lr",   "seconds", "R_m_seen"};
     for (int stage = (int)s->progress[0]; stage < s->stages && st == PK_OK; stage++) {
         int lo = o->method == CTP_METHOD_JOINT ? 0 : stage,
             hi = o->method == CTP_METHOD_JOINT ? T - 1 : stage;
@@ -888,16 +930,17 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                 /* ALBEF: alpha ramps up over the first epoch of the run */
                 double alpha = o->alpha;
                 if (stage == 0 && e == 0) alpha *= (double)k / steps;
-                double t0 = run_now(), c0 = cpu_now(), v[3] = {0, 0, 0};
+                double t0 = run_now(), c0 = cpu_now(), v[5] = {0, 0, 0, 0, 0};
                 st = train_step(s, stage, pool + (size_t)k * B, B, alpha, &er, v);
                 train_secs += run_now() - t0, train_cpu += cpu_now() - c0;
                 it++;
                 if (st == PK_OK && !isfinite(v[0]))
                     st = pk_error(PK_ERR_INVALID, "ctp: the loss is %g at step %lld", v[0],
                                   (long long)it);
-                s->sums[0] += (float)v[0], s->sums[1] += (float)v[1], s->sums[2] += (float)v[2];
-                s->sums[3] += 1;
-                run_progress_update(s->run, k + 1, "loss %.4f", s->sums[0] / s->sums[3]);
+                for (int q = 0; q < 5; q++)
+                    s->sums[q] += (float)v[q];
+                s->sums[5] += 1;
+                run_progress_update(s->run, k + 1, "loss %.4f", s->sums[0] / s->sums[5]);
             }
             run_progress_end(s->run);
             if (st != PK_OK) break;
@@ -905,16 +948,11 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             bool last = e + 1 == o->epochs;
             if (last) st = evaluate(s, stage, hi, &rm, i2t, t2i);
             if (st != PK_OK) break;
-            double row[9] = {stage + 1,
-                             e + 1,
-                             (double)it,
-                             s->sums[0] / s->sums[3],
-                             s->sums[1] / s->sums[3],
-                             s->sums[2] / s->sums[3],
-                             lr,
-                             train_secs,
-                             rm};
-            st = run_log(s->run, 9, cols, row);
+            double row[11] = {stage + 1, e + 1, (double)it};
+            for (int q = 0; q < 5; q++)
+                row[3 + q] = s->sums[q] / s->sums[5];
+            row[8] = lr, row[9] = train_secs, row[10] = rm;
+            st = run_log(s->run, 11, cols, row);
             s->progress[1] = (float)(e + 1);
             if (last) {
                 s->progress[0] = (float)(stage + 1), s->progress[1] = 0;
