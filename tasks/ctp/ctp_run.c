@@ -1,7 +1,7 @@
 /* ctp_run.c - the `polyak ctp` run: data and vocabulary, the model with its momentum teacher and
- * frozen reference, the task loop (CTP, its ablations, SeqF, joint), evaluation after every task
- * and the metrics, all on tasks/common/run.h's harness (folder, log.csv, metrics.json,
- * checkpoints at task ends and on a stop request, resume). */
+ * frozen reference, the training step, the task loop (CTP, its ablations, SeqF, joint) and the
+ * metrics (evaluation and the model file: ctp_eval.c), all on tasks/common/run.h's harness (folder,
+ * log.csv, metrics.json, checkpoints at task ends and on a stop request, resume). */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -9,14 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "backbone.h"
-#include "ctp.h"
-#include "ctp_model.h"
-#include "ctp_tokenizer.h"
-#include "io_util.h"
-#include "optim/optimizer.h"
-#include "run.h"
-#include "teacher/teacher.h"
+#include "ctp_internal.h"
 
 static const char *const method_names[] = {"ctp", "seqf", "joint", "ctp-no-topo", "ctp-no-cm"};
 
@@ -37,37 +30,6 @@ static double cpu_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-typedef struct ctp_state {
-    ctp_options o;
-    ctp_pairs ps;
-    pk_run *run;
-    pk_ctx *c;
-    ctp_vocab vocab;
-    int T;             /* tasks in this run */
-    int stages;        /* T, or 1 for joint */
-    int S, C;          /* image size, channels */
-    float *images;     /* (n, C, S, S) every pair's image, normalised */
-    int32_t *tokens;   /* (ntexts, L) */
-    float *tmask;      /* (ntexts, L) 0 or -1e4 */
-    ctp_model *model;  /* trained */
-    pk_teacher *ref_t; /* frozen copy of the previous task's model (CTP and ablations): a
-                          teacher never averaged, so its packed layout (256-byte aligned, as
-                          the parameter arena) matches the model's and it can be a source of
-                          teacher_update_multi */
-    tensor **ref_p;    /* its tensors, in the model's order */
-    ctp_model *ref;    /* view of it */
-    ctp_model *mom;    /* view of the momentum teacher */
-    pk_teacher *teacher;
-    pk_optimizer *opt;
-    ctp_queue qi, qt;
-    float qptr[2];
-    float progress[4];    /* stages done, epochs done in the current stage, global step, 0 */
-    float *recall;        /* (T, T) R_m of task j after stage i (NaN: not measured) */
-    float *final_metrics; /* 8: R_m, i2t r1 r5 r10, t2i r1 r5 r10, seconds */
-    float sums[6];        /* this epoch: loss, ita, topo, image cos, text cos, steps */
-    float mean[3], std[3], white[3]; /* image normalisation; white after it */
-} ctp_state;
-
 static bool uses_ref(ctp_method m) {
     return m == CTP_METHOD_CTP || m == CTP_METHOD_NO_TOPO || m == CTP_METHOD_NO_CM;
 }
@@ -80,9 +42,10 @@ static void fill_defaults(ctp_options *o) {
     D(epochs, 5)
     D(batch, 32)
     D(lr, 5e-4)
-    D(weight_decay, 0.02) D(patch, 4) D(dim, 96) D(depth, 3) D(heads, 4) D(txt_dim, 96)
-        D(txt_depth, 2) D(txt_heads, 4) D(max_len, 32) D(vocab_size, 1000) D(embed, 256)
-            D(queue, 1024) D(temp, 0.07) D(momentum, 0.995) D(topo_weight, 1.0)
+    D(weight_decay, 0.02)
+    D(patch, 4) D(dim, 96) D(depth, 3) D(heads, 4) D(txt_dim, 96) D(txt_depth, 2) D(txt_heads, 4)
+        D(max_len, 32) D(vocab_size, 1000) D(embed, 256) D(queue, 1024) D(temp, 0.07)
+            D(momentum, 0.995) D(topo_weight, 1.0)
 #undef D
                 if (o->alpha == 0) o->alpha = 0.4;
     if (o->ita_weight == 0) o->ita_weight = 1.0;
@@ -292,10 +255,8 @@ static pk_status build(ctp_state *s) {
 
 /* ---- one training step ---- */
 
-/* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill), token ids (B,
- * L), masks (B, 1, L), caption groups (B). */
-static pk_status make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, bool augment,
-                            tensor **x, tensor **ids, tensor **mask, int32_t *groups) {
+pk_status ctp_make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, bool augment,
+                         tensor **x, tensor **ids, tensor **mask, int32_t *groups) {
     int S = s->S, C = s->C, L = s->o.max_len;
     size_t px = (size_t)C * S * S;
     float *hx = malloc(sizeof(float) * px * (size_t)B);
@@ -335,7 +296,7 @@ static pk_status make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng
     return st;
 }
 
-static float *download_new(const tensor *t) {
+float *ctp_download_new(const tensor *t) {
     float *h = malloc(sizeof(float) * (size_t)tensor_numel(t));
     if (h && tensor_download(t, h) != PK_OK) {
         free(h);
@@ -381,7 +342,7 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     float *ti = malloc(sizeof(float) * (size_t)B * N), *tt = malloc(sizeof(float) * (size_t)B * N);
     float *im = NULL, *tm = NULL;
     pk_status st = groups && kid && ti && tt ? PK_OK : pk_error(PK_ERR_NOMEM, "ctp: out of memory");
-    if (st == PK_OK) st = make_batch(s, idx, B, rng, true, &x, &ids, &mask, groups);
+    if (st == PK_OK) st = ctp_make_batch(s, idx, B, rng, true, &x, &ids, &mask, groups);
     tensor *img_ref = NULL, *txt_ref = NULL, *keys_t = NULL, *keys_i = NULL;
     if (st == PK_OK) {
         bool g = pk_set_grad_enabled(c, false);
@@ -395,7 +356,7 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         pk_set_grad_enabled(c, g);
         if (!img_m || !txt_m) st = PK_ERR_INVALID;
         if (st == PK_OK) {
-            im = download_new(img_m), tm = download_new(txt_m);
+            im = ctp_download_new(img_m), tm = ctp_download_new(txt_m);
             if (!im || !tm) st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
         }
         if (st == PK_OK) {
@@ -493,133 +454,6 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     return st;
 }
 
-/* ---- evaluation ---- */
-
-typedef struct eval_set {
-    int ni, nt;
-    int32_t *img;      /* (ni) pair index of each held-out image */
-    int32_t *txt;      /* (nt) caption group of each held-out text */
-    int32_t *img_text; /* (ni) local text index */
-    float *fi, *ft;    /* (ni, E), (nt, E) */
-} eval_set;
-
-static void eval_free(eval_set *e) {
-    free(e->img), free(e->txt), free(e->img_text), free(e->fi), free(e->ft);
-    memset(e, 0, sizeof *e);
-}
-
-/* Embeds every held-out image and text of the run's tasks with the trained model. */
-static pk_status eval_embed(ctp_state *s, eval_set *e) {
-    memset(e, 0, sizeof *e);
-    int n = s->ps.n, E = s->o.embed, L = s->o.max_len;
-    e->img = malloc(sizeof(int32_t) * (size_t)n);
-    e->img_text = malloc(sizeof(int32_t) * (size_t)n);
-    e->txt = malloc(sizeof(int32_t) * (size_t)s->ps.ntexts);
-    int32_t *local = malloc(sizeof(int32_t) * (size_t)s->ps.ntexts);
-    if (!e->img || !e->img_text || !e->txt || !local)
-        return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
-    for (int g = 0; g < s->ps.ntexts; g++)
-        local[g] = -1;
-    for (int i = 0; i < n; i++) {
-        const ctp_pair *p = &s->ps.p[i];
-        if (!p->test || p->task >= s->T) continue;
-        if (local[p->text] < 0) local[p->text] = e->nt, e->txt[e->nt++] = p->text;
-        e->img_text[e->ni] = local[p->text];
-        e->img[e->ni++] = i;
-    }
-    free(local);
-    e->fi = malloc(sizeof(float) * (size_t)e->ni * E);
-    e->ft = malloc(sizeof(float) * (size_t)e->nt * E);
-    if (!e->fi || !e->ft) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
-    pk_ctx *c = s->c;
-    c->training = false;
-    const int chunk = 128;
-    int32_t *idx = malloc(sizeof(int32_t) * chunk), *groups = malloc(sizeof(int32_t) * chunk);
-    pk_status st = idx && groups ? PK_OK : PK_ERR_NOMEM;
-    for (int pass = 0; pass < 2 && st == PK_OK; pass++) {
-        int total = pass ? e->nt : e->ni;
-        for (int a = 0; a < total && st == PK_OK; a += chunk) {
-            int b = total - a < chunk ? total - a : chunk;
-            for (int k = 0; k < b; k++) {
-                if (!pass)
-                    idx[k] = e->img[a + k];
-                else /* any pair of that caption group carries its tokens */
-                    for (int i = 0; i < n; i++)
-                        if (s->ps.p[i].text == e->txt[a + k]) {
-                            idx[k] = i;
-                            break;
-                        }
-            }
-            st = pk_step_begin(c);
-            bool g = pk_set_grad_enabled(c, false);
-            tensor *x, *ids, *mask, *f = NULL;
-            if (st == PK_OK) st = make_batch(s, idx, b, NULL, false, &x, &ids, &mask, groups);
-            if (st == PK_OK) {
-                f = pass ? ctp_text_embed(c, s->model, ids, mask) : ctp_image_embed(c, s->model, x);
-                if (!f) st = PK_ERR_INVALID;
-            }
-            if (st == PK_OK) st = tensor_download(f, (pass ? e->ft : e->fi) + (size_t)a * E);
-            pk_set_grad_enabled(c, g);
-        }
-    }
-    (void)L;
-    free(idx), free(groups);
-    c->training = true;
-    return st;
-}
-
-/* Recall on the held-out pairs of tasks [lo, hi]. */
-static void eval_recall(ctp_state *s, const eval_set *e, int lo, int hi, double i2t[3],
-                        double t2i[3]) {
-    int E = s->o.embed;
-    int32_t *ii = malloc(sizeof(int32_t) * (size_t)(e->ni + 1));
-    int32_t *tmap = malloc(sizeof(int32_t) * (size_t)(e->nt + 1));
-    int32_t *it = malloc(sizeof(int32_t) * (size_t)(e->ni + 1));
-    int ni = 0, nt = 0;
-    for (int t = 0; t < e->nt; t++) {
-        int task = -1;
-        for (int i = 0; i < s->ps.n && task < 0; i++)
-            if (s->ps.p[i].text == e->txt[t]) task = s->ps.p[i].task;
-        tmap[t] = task >= lo && task <= hi ? nt++ : -1;
-    }
-    for (int i = 0; i < e->ni; i++)
-        if (tmap[e->img_text[i]] >= 0) ii[ni] = i, it[ni++] = tmap[e->img_text[i]];
-    float *sim = malloc(sizeof(float) * (size_t)(ni ? ni : 1) * (size_t)(nt ? nt : 1));
-    for (int a = 0; a < ni; a++)
-        for (int t = 0, k = 0; t < e->nt; t++) {
-            if (tmap[t] < 0) continue;
-            double d = 0;
-            for (int j = 0; j < E; j++)
-                d += (double)e->fi[(size_t)ii[a] * E + j] * e->ft[(size_t)t * E + j];
-            sim[(size_t)a * nt + k++] = (float)d;
-        }
-    ctp_recall(sim, it, ni, nt, i2t, t2i);
-    free(ii), free(tmap), free(it), free(sim);
-}
-
-static double mean6(const double a[3], const double b[3]) {
-    return (a[0] + a[1] + a[2] + b[0] + b[1] + b[2]) / 6.0;
-}
-
-/* Fills row `stage` of the recall matrix (after training up to task `hi`). */
-static pk_status evaluate(ctp_state *s, int stage, int hi, double *rm_seen, double i2t[3],
-                          double t2i[3]) {
-    eval_set e;
-    pk_status st = eval_embed(s, &e);
-    if (st == PK_OK) {
-        int row = s->o.method == CTP_METHOD_JOINT ? s->T - 1 : stage;
-        for (int j = 0; j <= hi; j++) {
-            double a[3], b[3];
-            eval_recall(s, &e, j, j, a, b);
-            s->recall[row * s->T + j] = (float)mean6(a, b);
-        }
-        eval_recall(s, &e, 0, hi, i2t, t2i);
-        *rm_seen = mean6(i2t, t2i);
-    }
-    eval_free(&e);
-    return st;
-}
-
 /* ---- checkpoints ---- */
 
 typedef struct ckpt_list {
@@ -689,62 +523,6 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
 
 /* Writes model.safetensors: the trained parameters and the vocabulary (U8 "vocab", the text
  * of vocab.txt), and vocab.txt. */
-static pk_status save_model(ctp_state *s) {
-    int np = s->model->nparams;
-    st_write_tensor *w = calloc((size_t)np + 1, sizeof *w);
-    float **data = calloc((size_t)np, sizeof(float *));
-    int64_t(*shapes)[PK_MAX_DIMS] = calloc((size_t)np + 1, sizeof *shapes);
-    size_t vlen = 0;
-    char *vtext = ctp_vocab_text(&s->vocab, &vlen);
-    pk_status st = w && data && shapes && vtext ? PK_OK : pk_error(PK_ERR_NOMEM, "ctp: no memory");
-    for (int i = 0; i < np && st == PK_OK; i++) {
-        tensor *p = s->model->params[i];
-        data[i] = download_new(p);
-        if (!data[i]) st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
-        memcpy(shapes[i], p->shape, sizeof(int64_t) * (size_t)p->ndim);
-        w[i] = (st_write_tensor){
-            .name = p->name, .dtype = ST_F32, .ndim = p->ndim, .shape = shapes[i], .data = data[i]};
-    }
-    if (st == PK_OK) {
-        shapes[np][0] = (int64_t)vlen;
-        w[np] = (st_write_tensor){
-            .name = "vocab", .dtype = ST_U8, .ndim = 1, .shape = shapes[np], .data = vtext};
-        char path[1024], meta_v[5][32];
-        const char *keys[5] = {"format", "max_len", "embed", "txt_dim", "txt_depth"};
-        snprintf(meta_v[0], 32, "polyak-ctp");
-        snprintf(meta_v[1], 32, "%d", s->o.max_len);
-        snprintf(meta_v[2], 32, "%d", s->o.embed);
-        snprintf(meta_v[3], 32, "%d", s->o.txt_dim);
-        snprintf(meta_v[4], 32, "%d", s->o.txt_depth);
-        const char *vals[5] = {meta_v[0], meta_v[1], meta_v[2], meta_v[3], meta_v[4]};
-        run_path(s->run, "model.safetensors", path, sizeof path);
-        st = safetensors_write(path, w, np + 1, keys, vals, 5);
-    }
-    for (int i = 0; i < np; i++)
-        free(data ? data[i] : NULL);
-    free(w), free(data), free(shapes), free(vtext);
-    return st;
-}
-
-static pk_status write_vocab(ctp_state *s) {
-    char path[1024];
-    run_path(s->run, "vocab.txt", path, sizeof path);
-    size_t len = 0;
-    char *text = ctp_vocab_text(&s->vocab, &len);
-    if (!text) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
-    io_atomic a;
-    pk_status st = io_atomic_open(&a, path);
-    if (st == PK_OK) {
-        if (fwrite(text, 1, len, a.f) != len) {
-            io_atomic_abort(&a);
-            st = pk_error(PK_ERR_IO, "%s: write failed", path);
-        } else
-            st = io_atomic_commit(&a);
-    }
-    free(text);
-    return st;
-}
-
 /* ---- the run ---- */
 
 static void metrics_final(ctp_state *s, ctp_result *res) {
@@ -836,7 +614,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     pk_ctx_options co = {.device = o->device, .seed = o->seed, .threads = o->threads};
     PK_TRY(pk_ctx_create(&co, &s->c));
     PK_TRY(build(s));
-    PK_TRY(write_vocab(s));
+    PK_TRY(ctp_write_vocab(s));
     int T = s->T;
     s->recall = malloc(sizeof(float) * (size_t)T * T);
     s->final_metrics = calloc(8, sizeof(float));
@@ -946,7 +724,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             if (st != PK_OK) break;
             double rm = NAN, i2t[3], t2i[3];
             bool last = e + 1 == o->epochs;
-            if (last) st = evaluate(s, stage, hi, &rm, i2t, t2i);
+            if (last) st = ctp_evaluate(s, stage, hi, &rm, i2t, t2i);
             if (st != PK_OK) break;
             double row[11] = {stage + 1, e + 1, (double)it};
             for (int q = 0; q < 5; q++)
@@ -988,7 +766,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         run_metric(s->run, "train_seconds_this_process", train_secs);
         run_metric(s->run, "train_cpu_seconds_this_process", train_cpu);
         st = run_metrics_write(s->run);
-        if (st == PK_OK) st = save_model(s);
+        if (st == PK_OK) st = ctp_save_model(s);
         if (st == PK_OK) print_table(s, res);
     }
 out:
