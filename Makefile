@@ -44,6 +44,7 @@ asan: $(DEPS_STAMP)
 goldens: $(DEPS_STAMP)
 	/usr/bin/python3 tests/golden/make_goldens.py
 	/usr/bin/python3 tests/golden/splat/make_golden.py
+	/usr/bin/python3 tests/golden/ctp_losses.py
 
 # libFuzzer harnesses (tests/fuzz) for the readers, FUZZ_SECONDS each (default 60).
 FUZZ_SECONDS ?= 60

@@ -36,5 +36,7 @@ int cmd_features(int argc, char **argv);
 
 /* polyak report: one self-contained HTML page about one or several run folders. */
 int cmd_report(int argc, char **argv);
+/* polyak ctp: continual vision-language pretraining (CTP, ablations, SeqF, joint). */
+int cmd_ctp(int argc, char **argv);
 
 #endif

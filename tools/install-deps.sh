@@ -18,6 +18,9 @@ dataset-fashion-mnist libopenmpi-dev openmpi-bin"
 # chromium: tests/report/test_report_chromium renders `polyak report` pages headless (screenshot
 # not blank, no console errors); the test is skipped where chromium is absent.
 OPTIONAL="python3-torch povray chromium"
+# Not installed here: npm, which tools/get-emoji-pairs.sh (the data of `polyak ctp`'s emoji
+# benchmark) uses to fetch its packages; neither the build nor the tests need it
+# (`apt-get install npm` where you make that benchmark).
 
 missing_of() {
     out=""

@@ -22,6 +22,7 @@ static const struct {
     {"probe", cmd_probe, "k-NN and linear-probe accuracy of `polyak features` files"},
     {"pretrain", cmd_pretrain,
      "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
+    {"ctp", cmd_ctp, "continual vision-language pretraining (CTP, SeqF, joint) with retrieval"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
     {"report", cmd_report, "an HTML page with plots about run folders (compares several)"},
 };

@@ -1,0 +1,65 @@
+/* ctp_internal.h - what the parts of a `polyak ctp` run share (ctp_run.c: data, model, steps,
+ * the task loop; ctp_eval.c: evaluation and the files a run writes): the run's state and the
+ * functions one part calls in the other. */
+#ifndef POLYAK_CTP_INTERNAL_H
+#define POLYAK_CTP_INTERNAL_H
+#include "backbone.h"
+#include "ctp.h"
+#include "ctp_model.h"
+#include "ctp_tokenizer.h"
+#include "io_util.h"
+#include "optim/optimizer.h"
+#include "run.h"
+#include "teacher/teacher.h"
+
+typedef struct ctp_state {
+    ctp_options o;
+    ctp_pairs ps;
+    pk_run *run;
+    pk_ctx *c;
+    ctp_vocab vocab;
+    int T;             /* tasks in this run */
+    int stages;        /* T, or 1 for joint */
+    int S, C;          /* image size, channels */
+    float *images;     /* (n, C, S, S) every pair's image, normalised */
+    int32_t *tokens;   /* (ntexts, L) */
+    float *tmask;      /* (ntexts, L) 0 or -1e4 */
+    ctp_model *model;  /* trained */
+    pk_teacher *ref_t; /* frozen copy of the previous task's model (CTP and ablations): a
+                          teacher never averaged, so its packed layout (256-byte aligned, as
+                          the parameter arena) matches the model's and it can be a source of
+                          teacher_update_multi */
+    tensor **ref_p;    /* its tensors, in the model's order */
+    ctp_model *ref;    /* view of it */
+    ctp_model *mom;    /* view of the momentum teacher */
+    pk_teacher *teacher;
+    pk_optimizer *opt;
+    ctp_queue qi, qt;
+    float qptr[2];
+    float progress[4];    /* stages done, epochs done in the current stage, global step, 0 */
+    float *recall;        /* (T, T) R_m of task j after stage i (NaN: not measured) */
+    float *final_metrics; /* 8: R_m, i2t r1 r5 r10, t2i r1 r5 r10, seconds */
+    float sums[6];        /* this epoch: loss, ita, topo, image cos, text cos, steps */
+    float mean[3], std[3], white[3]; /* image normalisation; white after it */
+} ctp_state;
+
+/* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill) when
+ * augment, token ids (B, L), masks (B, 1, L), caption groups (B). */
+pk_status ctp_make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, bool augment,
+                         tensor **x, tensor **ids, tensor **mask, int32_t *groups);
+
+/* A contiguous tensor's values in a new host array (NULL on failure). */
+float *ctp_download_new(const tensor *t);
+
+/* Embeds the held-out pairs and fills row `stage` of the recall matrix (tasks 0..hi, after
+ * training up to task hi); *rm_seen, i2t and t2i on the tasks seen together. */
+pk_status ctp_evaluate(ctp_state *s, int stage, int hi, double *rm_seen, double i2t[3],
+                       double t2i[3]);
+
+/* Writes model.safetensors: the trained parameters and the vocabulary (U8 "vocab"). */
+pk_status ctp_save_model(ctp_state *s);
+
+/* Writes vocab.txt atomically. */
+pk_status ctp_write_vocab(ctp_state *s);
+
+#endif

@@ -1,0 +1,815 @@
+/* ctp_run.c - the `polyak ctp` run: data and vocabulary, the model with its momentum teacher and
+ * frozen reference, the training step, the task loop (CTP, its ablations, SeqF, joint) and the
+ * metrics (evaluation and the model file: ctp_eval.c), all on tasks/common/run.h's harness (folder,
+ * log.csv, metrics.json, checkpoints at task ends and on a stop request, resume). */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctp_internal.h"
+
+static const char *const method_names[] = {"ctp", "seqf", "joint", "ctp-no-topo", "ctp-no-cm"};
+
+const char *ctp_method_name(ctp_method m) { return (unsigned)m < 5 ? method_names[m] : "?"; }
+
+bool ctp_method_parse(const char *s, ctp_method *m) {
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, method_names[i]) == 0) {
+            *m = (ctp_method)i;
+            return true;
+        }
+    return false;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static bool uses_ref(ctp_method m) {
+    return m == CTP_METHOD_CTP || m == CTP_METHOD_NO_TOPO || m == CTP_METHOD_NO_CM;
+}
+static bool uses_topo(ctp_method m) { return m == CTP_METHOD_CTP || m == CTP_METHOD_NO_CM; }
+static bool uses_cm(ctp_method m) { return m == CTP_METHOD_CTP || m == CTP_METHOD_NO_TOPO; }
+
+static void fill_defaults(ctp_options *o) {
+#define D(F, V)                                                                                    \
+    do {                                                                                           \
+        if (!(o->F > 0)) o->F = V;                                                                 \
+    } while (0)
+    D(epochs, 5);
+    D(batch, 32);
+    D(lr, 5e-4);
+    D(weight_decay, 0.02);
+    D(patch, 4);
+    D(dim, 96);
+    D(depth, 3);
+    D(heads, 4);
+    D(txt_dim, 96);
+    D(txt_depth, 2);
+    D(txt_heads, 4);
+    D(max_len, 32);
+    D(vocab_size, 1000);
+    D(embed, 256);
+    D(queue, 1024);
+    D(temp, 0.07);
+    D(momentum, 0.995);
+    D(topo_weight, 1.0);
+#undef D
+    if (o->alpha == 0) o->alpha = 0.4;
+    if (o->ita_weight == 0) o->ita_weight = 1.0;
+    if (o->ita_weight < 0) o->ita_weight = 0;
+    if (o->alpha < 0) o->alpha = 0;
+}
+
+/* ---- data ---- */
+
+static pk_status parse_order(ctp_state *s, int *order) {
+    int n = s->ps.ntasks;
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    if (s->o.task_order) {
+        char *list = strdup(s->o.task_order), *save = NULL;
+        int k = 0;
+        pk_status st = PK_OK;
+        for (char *tok = strtok_r(list, ",", &save); tok && st == PK_OK;
+             tok = strtok_r(NULL, ",", &save)) {
+            int found = -1;
+            for (int t = 0; t < n; t++)
+                if (strcmp(s->ps.task_names[t], tok) == 0) found = t;
+            char *end;
+            long v = strtol(tok, &end, 10);
+            if (found < 0 && !*end && v >= 0 && v < n) found = (int)v;
+            if (found < 0)
+                st = pk_error(PK_ERR_INVALID, "ctp: --task-order names '%s', not a task of %s", tok,
+                              s->o.data);
+            else if (k == n)
+                st = pk_error(PK_ERR_INVALID, "ctp: --task-order lists more than %d tasks", n);
+            else
+                order[k++] = found;
+        }
+        free(list);
+        PK_TRY(st);
+        if (k != n)
+            return pk_error(PK_ERR_INVALID, "ctp: --task-order lists %d of the %d tasks", k, n);
+    } else if (s->o.order_seed) {
+        pk_rng r = {s->o.order_seed * 0x9E3779B97F4A7C15ull + 0x0DE5};
+        pk_rng_shuffle(&r, (int32_t *)order, n);
+    }
+    return ctp_pairs_order_tasks(&s->ps, order);
+}
+
+static pk_status load_data(ctp_state *s) {
+    ctp_read_options ro = {
+        .task_field = s->o.task_field, .test_fraction = s->o.test_fraction, .seed = s->o.seed};
+    PK_TRY(ctp_pairs_read(s->o.data, &ro, &s->ps));
+    int order[CTP_MAX_TASKS];
+    PK_TRY(parse_order(s, order));
+    s->T = s->o.max_tasks > 0 && s->o.max_tasks < s->ps.ntasks ? s->o.max_tasks : s->ps.ntasks;
+    s->stages = s->o.method == CTP_METHOD_JOINT ? 1 : s->T;
+    for (int t = 0; t < s->T; t++) {
+        int ntr = 0, nte = 0;
+        for (int i = 0; i < s->ps.n; i++)
+            if (s->ps.p[i].task == t) s->ps.p[i].test ? nte++ : ntr++;
+        if (!ntr || !nte)
+            return pk_error(PK_ERR_FORMAT,
+                            "%s: task '%s' has %d training and %d held-out pairs; "
+                            "both must be > 0",
+                            s->o.data, s->ps.task_names[t], ntr, nte);
+    }
+    /* the vocabulary from the training captions of the run's tasks (one text per group) */
+    const char **texts = malloc(sizeof(char *) * (size_t)s->ps.ntexts);
+    bool *seen = calloc((size_t)s->ps.ntexts, 1);
+    if (!texts || !seen) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    int nt = 0;
+    for (int i = 0; i < s->ps.n; i++) {
+        const ctp_pair *p = &s->ps.p[i];
+        if (p->test || p->task >= s->T || seen[p->text]) continue;
+        seen[p->text] = true;
+        texts[nt++] = p->caption;
+    }
+    pk_status st = ctp_vocab_learn(texts, nt, s->o.vocab_size, &s->vocab);
+    free(texts), free(seen);
+    PK_TRY(st);
+    /* tokens of every caption group */
+    int L = s->o.max_len;
+    s->tokens = malloc(sizeof(int32_t) * (size_t)s->ps.ntexts * (size_t)L);
+    s->tmask = malloc(sizeof(float) * (size_t)s->ps.ntexts * (size_t)L);
+    if (!s->tokens || !s->tmask) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    for (int i = 0; i < s->ps.n; i++) {
+        const ctp_pair *p = &s->ps.p[i];
+        int32_t *ids = s->tokens + (size_t)p->text * L;
+        int real = ctp_encode(&s->vocab, p->caption, L, ids);
+        for (int k = 0; k < L; k++)
+            s->tmask[(size_t)p->text * L + k] = k < real ? 0.0f : -1e4f;
+    }
+    /* images in [0, 1], then normalised per channel by the training images' mean and std
+     * (the emoji are mostly white background: with a fixed 0.5/0.5 every background patch
+     * embeds alike and a random encoder's class tokens start nearly identical) */
+    size_t px = (size_t)s->C * s->S * s->S, hw = (size_t)s->S * s->S;
+    s->images = malloc(sizeof(float) * px * (size_t)s->ps.n);
+    float *rgb = malloc(sizeof(float) * 3 * hw);
+    if (!s->images || !rgb) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    double sum[3] = {0, 0, 0}, sq[3] = {0, 0, 0}, cnt = 0;
+    for (int i = 0; i < s->ps.n && st == PK_OK; i++) {
+        if (s->ps.p[i].task >= s->T) continue;
+        st = ctp_image_load(s->ps.p[i].image, s->S, rgb);
+        float *dst = s->images + px * (size_t)i;
+        for (size_t k = 0; k < hw && st == PK_OK; k++) {
+            if (s->C == 1)
+                dst[k] = (rgb[k] + rgb[hw + k] + rgb[2 * hw + k]) / 3.0f;
+            else
+                for (int ch = 0; ch < 3; ch++)
+                    dst[ch * hw + k] = rgb[ch * hw + k];
+        }
+        if (s->ps.p[i].test) continue;
+        for (int ch = 0; ch < s->C; ch++)
+            for (size_t k = 0; k < hw; k++) {
+                double v = dst[ch * hw + k];
+                sum[ch] += v, sq[ch] += v * v;
+            }
+        cnt += (double)hw;
+    }
+    for (int ch = 0; ch < s->C && st == PK_OK; ch++) {
+        s->mean[ch] = (float)(sum[ch] / cnt);
+        s->std[ch] = (float)sqrt(fmax(sq[ch] / cnt - (sum[ch] / cnt) * (sum[ch] / cnt), 1e-6));
+        s->white[ch] = (1.0f - s->mean[ch]) / s->std[ch];
+    }
+    for (int i = 0; i < s->ps.n && st == PK_OK; i++) {
+        if (s->ps.p[i].task >= s->T) continue;
+        float *dst = s->images + px * (size_t)i;
+        for (int ch = 0; ch < s->C; ch++)
+            for (size_t k = 0; k < hw; k++)
+                dst[ch * hw + k] = (dst[ch * hw + k] - s->mean[ch]) / s->std[ch];
+    }
+    free(rgb);
+    return st;
+}
+
+/* ---- model ---- */
+
+static pk_status build(ctp_state *s) {
+    ctp_options *o = &s->o;
+    ctp_model_config mc = {.vocab = s->vocab.n,
+                           .txt_dim = o->txt_dim,
+                           .txt_depth = o->txt_depth,
+                           .txt_heads = o->txt_heads,
+                           .max_len = o->max_len,
+                           .embed = o->embed};
+    if (o->backbone) {
+        PK_TRY(backbone_config(o->backbone, NULL, &mc.vision, NULL));
+        mc.vision.num_classes = 0;
+    } else {
+        mc.vision = (vit_config){.name = "ctp_vit",
+                                 .patch = o->patch,
+                                 .in_chans = 3,
+                                 .dim = o->dim,
+                                 .depth = o->depth,
+                                 .heads = o->heads,
+                                 .mlp_hidden = 4 * o->dim,
+                                 .ln_eps = 1e-6f};
+    }
+    mc.vision.img_size = s->S;
+    pk_rng rng = {o->seed * 0x9E3779B97F4A7C15ull + 0xC7B};
+    PK_TRY(ctp_model_create(s->c, &mc, "", &rng, &s->model));
+    if (o->backbone) {
+        const char *skip[] = {"head."};
+        PK_TRY(backbone_load(s->c, s->model->visual, o->backbone, skip, 1));
+    }
+    pk_teacher_options to = {.name = "momentum",
+                             .schedule = {.kind = PK_MOMENTUM_CONSTANT, .m0 = o->momentum}};
+    PK_TRY(teacher_create(s->c, &to, s->model->params, s->model->nparams, &s->teacher));
+    tensor **tv = malloc(sizeof(tensor *) * (size_t)s->model->nparams);
+    if (!tv) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    for (int i = 0; i < s->model->nparams; i++)
+        tv[i] = teacher_tensor(s->teacher, i);
+    pk_status st = ctp_model_view(s->model, tv, &s->mom);
+    free(tv);
+    PK_TRY(st);
+    if (uses_ref(o->method)) {
+        pk_teacher_options ro = {.name = "reference"};
+        PK_TRY(teacher_create(s->c, &ro, s->model->params, s->model->nparams, &s->ref_t));
+        s->ref_p = malloc(sizeof(tensor *) * (size_t)s->model->nparams);
+        if (!s->ref_p) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+        for (int i = 0; i < s->model->nparams; i++)
+            s->ref_p[i] = teacher_tensor(s->ref_t, i);
+        PK_TRY(ctp_model_view(s->model, s->ref_p, &s->ref));
+    }
+    /* AdamW; biases, norms, embeddings' position tables and 1-D tensors without decay (ALBEF's
+     * timm optimizer factory skips 1-D parameters and biases) */
+    int n = s->model->nparams, nd = 0, nn = 0;
+    tensor **dec = malloc(sizeof(tensor *) * (size_t)n),
+           **nodec = malloc(sizeof(tensor *) * (size_t)n);
+    if (!dec || !nodec) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    for (int i = 0; i < n; i++) {
+        tensor *p = s->model->params[i];
+        if (p->ndim > 1 && !strstr(p->name, "pos_embed") && !strstr(p->name, "cls_token"))
+            dec[nd++] = p;
+        else
+            nodec[nn++] = p;
+    }
+    pk_param_group g[2] = {
+        {.name = "decay", .params = dec, .n = nd, .lr = o->lr, .weight_decay = o->weight_decay},
+        {.name = "no_decay", .params = nodec, .n = nn, .lr = o->lr}};
+    pk_optim_options oo = {.kind = PK_OPTIM_ADAMW,
+                           .adamw = optim_adamw_defaults((pk_adamw_params){0})};
+    st = optim_create(s->c, &oo, g, 2, &s->opt);
+    free(dec), free(nodec);
+    PK_TRY(st);
+    pk_rng qr = {o->seed * 0x9E3779B97F4A7C15ull + 0x9E};
+    PK_TRY(ctp_queue_init(&s->qi, o->queue, o->embed, &qr));
+    PK_TRY(ctp_queue_init(&s->qt, o->queue, o->embed, &qr));
+    return PK_OK;
+}
+
+/* ---- one training step ---- */
+
+pk_status ctp_make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, bool augment,
+                         tensor **x, tensor **ids, tensor **mask, int32_t *groups) {
+    int S = s->S, C = s->C, L = s->o.max_len;
+    size_t px = (size_t)C * S * S;
+    float *hx = malloc(sizeof(float) * px * (size_t)B);
+    int32_t *hi = malloc(sizeof(int32_t) * (size_t)B * L);
+    float *hm = malloc(sizeof(float) * (size_t)B * L);
+    if (!hx || !hi || !hm) {
+        free(hx), free(hi), free(hm);
+        return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    }
+    for (int b = 0; b < B; b++) {
+        const ctp_pair *p = &s->ps.p[idx[b]];
+        const float *src = s->images + px * (size_t)idx[b];
+        float *dst = hx + px * (size_t)b;
+        int dx = 0, dy = 0;
+        if (augment) dx = (int)pk_rng_below(rng, 5) - 2, dy = (int)pk_rng_below(rng, 5) - 2;
+        for (int ch = 0; ch < C; ch++)
+            for (int y = 0; y < S; y++)
+                for (int xx = 0; xx < S; xx++) {
+                    int sy = y - dy, sx = xx - dx;
+                    dst[((size_t)ch * S + y) * S + xx] = sy < 0 || sy >= S || sx < 0 || sx >= S
+                                                             ? 1.0f
+                                                             : src[((size_t)ch * S + sy) * S + sx];
+                }
+        memcpy(hi + (size_t)b * L, s->tokens + (size_t)p->text * L, sizeof(int32_t) * (size_t)L);
+        memcpy(hm + (size_t)b * L, s->tmask + (size_t)p->text * L, sizeof(float) * (size_t)L);
+        groups[b] = p->text;
+    }
+    pk_ctx *c = s->c;
+    *x = tensor_new(c->step, PK_F32, 4, (int64_t[]){B, C, S, S});
+    *ids = tensor_new(c->step, PK_I32, 2, (int64_t[]){B, L});
+    *mask = tensor_new(c->step, PK_F32, 3, (int64_t[]){B, 1, L});
+    pk_status st = *x && *ids && *mask ? PK_OK : PK_ERR_NOMEM;
+    if (st == PK_OK) st = tensor_upload(*x, hx);
+    if (st == PK_OK) st = tensor_upload(*ids, hi);
+    if (st == PK_OK) st = tensor_upload(*mask, hm);
+    free(hx), free(hi), free(hm);
+    return st;
+}
+
+float *ctp_download_new(const tensor *t) {
+    float *h = malloc(sizeof(float) * (size_t)tensor_numel(t));
+    if (h && tensor_download(t, h) != PK_OK) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* keys (B + K, E) = [batch features; queue] and their ids, as a step tensor and host arrays. */
+static tensor *keys_with_queue(pk_ctx *c, const float *feat, const int32_t *ids, int B,
+                               const ctp_queue *q, int32_t *kid) {
+    int E = q->dim, N = B + q->size;
+    float *h = malloc(sizeof(float) * (size_t)N * E);
+    if (!h) return NULL;
+    memcpy(h, feat, sizeof(float) * (size_t)B * E);
+    memcpy(h + (size_t)B * E, q->feat, sizeof(float) * (size_t)q->size * E);
+    for (int i = 0; i < B; i++)
+        kid[i] = ids[i];
+    for (int i = 0; i < q->size; i++)
+        kid[B + i] = (int32_t)q->ids[i];
+    tensor *t = tensor_new(c->step, PK_F32, 2, (int64_t[]){N, E});
+    if (t && tensor_upload(t, h) != PK_OK) t = NULL;
+    free(h);
+    return t;
+}
+
+static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, double alpha,
+                            pk_rng *rng, double out[5]) {
+    ctp_options *o = &s->o;
+    pk_ctx *c = s->c;
+    int E = o->embed, N = B + o->queue;
+    float T = (float)o->temp;
+    PK_TRY(pk_step_begin(c));
+    c->training = true;
+    /* ALBEF: the momentum update runs first in every forward */
+    if (stage > 0 && uses_cm(o->method))
+        PK_TRY(ctp_compatible_update(s->teacher, s->model->params, s->ref_p));
+    else
+        PK_TRY(teacher_update(s->teacher));
+    tensor *x, *ids, *mask;
+    int32_t *groups = malloc(sizeof(int32_t) * (size_t)B),
+            *kid = malloc(sizeof(int32_t) * (size_t)N);
+    float *ti = malloc(sizeof(float) * (size_t)B * N), *tt = malloc(sizeof(float) * (size_t)B * N);
+    float *im = NULL, *tm = NULL;
+    pk_status st = groups && kid && ti && tt ? PK_OK : pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+    if (st == PK_OK) st = ctp_make_batch(s, idx, B, rng, true, &x, &ids, &mask, groups);
+    tensor *img_ref = NULL, *txt_ref = NULL, *keys_t = NULL, *keys_i = NULL;
+    if (st == PK_OK) {
+        bool g = pk_set_grad_enabled(c, false);
+        tensor *img_m = ctp_image_embed(c, s->mom, x),
+               *txt_m = ctp_text_embed(c, s->mom, ids, mask);
+        if (stage > 0 && uses_topo(o->method)) {
+            img_ref = ctp_image_embed(c, s->ref, x);
+            txt_ref = ctp_text_embed(c, s->ref, ids, mask);
+            if (!img_ref || !txt_ref) st = PK_ERR_INVALID;
+        }
+        pk_set_grad_enabled(c, g);
+        if (!img_m || !txt_m) st = PK_ERR_INVALID;
+        if (st == PK_OK) {
+            im = ctp_download_new(img_m), tm = ctp_download_new(txt_m);
+            if (!im || !tm) st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+        }
+        if (st == PK_OK) {
+            int32_t *kid_i = malloc(sizeof(int32_t) * (size_t)N);
+            keys_t = keys_with_queue(c, tm, groups, B, &s->qt, kid);
+            keys_i = kid_i ? keys_with_queue(c, im, groups, B, &s->qi, kid_i) : NULL;
+            if (!keys_t || !keys_i) st = pk_error(PK_ERR_NOMEM, "ctp: cannot build the keys");
+            if (st == PK_OK) {
+                /* targets of i2t from image_feat_m @ [text_feat_m; text_queue], and t2i alike */
+                float *kt = malloc(sizeof(float) * (size_t)N * E),
+                      *ki = malloc(sizeof(float) * (size_t)N * E);
+                if (kt && ki && tensor_download(keys_t, kt) == PK_OK &&
+                    tensor_download(keys_i, ki) == PK_OK) {
+                    ctp_soft_targets(im, kt, groups, kid, B, N, E, T, (float)alpha, ti);
+                    ctp_soft_targets(tm, ki, groups, kid_i, B, N, E, T, (float)alpha, tt);
+                } else
+                    st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+                free(kt), free(ki);
+            }
+            free(kid_i);
+        }
+    }
+    tensor *loss = NULL, *ita = NULL, *topo = NULL;
+    if (st == PK_OK) {
+        tensor *tgt_i = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, N});
+        tensor *tgt_t = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, N});
+        if (!tgt_i || !tgt_t || tensor_upload(tgt_i, ti) != PK_OK ||
+            tensor_upload(tgt_t, tt) != PK_OK)
+            st = PK_ERR_NOMEM;
+        if (st == PK_OK) {
+            tensor *img = ctp_image_embed(c, s->model, x),
+                   *txt = ctp_text_embed(c, s->model, ids, mask);
+            /* in-batch ITC: current features on both sides, positives = same caption group */
+            float *pos = malloc(sizeof(float) * (size_t)B * B);
+            tensor *tgt_b = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, B});
+            if (!pos || !tgt_b)
+                st = pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+            else {
+                ctp_soft_targets(im, im, groups, groups, B, B, E, T, 0.0f, pos);
+                st = tensor_upload(tgt_b, pos);
+            }
+            free(pos);
+            tensor *itc = pk_scale(c,
+                                   pk_add(c, ctp_contrastive_loss(c, img, txt, tgt_b, T),
+                                          ctp_contrastive_loss(c, txt, img, tgt_b, T)),
+                                   0.5f);
+            /* ALBEF's ITA with momentum distillation: against [momentum batch; queue] */
+            ita = pk_scale(c,
+                           pk_add(c, ctp_contrastive_loss(c, img, keys_t, tgt_i, T),
+                                  ctp_contrastive_loss(c, txt, keys_i, tgt_t, T)),
+                           0.5f);
+            tensor *ita_w = o->ita_weight == 1.0 ? ita : pk_scale(c, ita, (float)o->ita_weight);
+            if (o->no_inbatch)
+                loss = ita_w;
+            else
+                loss = pk_add(c, itc, ita_w);
+            if (img_ref) {
+                topo = ctp_topology_loss(c, img, txt, img_ref, txt_ref, T);
+                loss = pk_add(c, loss, pk_scale(c, topo, (float)o->topo_weight));
+            }
+            if (!loss) st = PK_ERR_INVALID;
+        }
+    }
+    if (st == PK_OK && !loss) st = PK_ERR_INVALID;
+    if (st == PK_OK) st = autograd_backward(c, loss);
+    if (st == PK_OK) st = optim_step(s->opt);
+    if (st == PK_OK) st = optim_zero_grad(s->opt);
+    if (st == PK_OK) {
+        float v[3] = {0, 0, 0};
+        st = tensor_download(loss, &v[0]);
+        if (st == PK_OK) st = tensor_download(ita, &v[1]);
+        if (st == PK_OK && topo) st = tensor_download(topo, &v[2]);
+        out[0] = v[0], out[1] = v[1], out[2] = v[2];
+        /* collapse watch: mean cosine between different pairs' momentum embeddings */
+        for (int m = 0; m < 2; m++) {
+            const float *f = m ? tm : im;
+            double cs = 0;
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < B; j++) {
+                    if (i == j) continue;
+                    double d = 0;
+                    for (int k = 0; k < E; k++)
+                        d += (double)f[(size_t)i * E + k] * f[(size_t)j * E + k];
+                    cs += d;
+                }
+            out[3 + m] = B > 1 ? cs / ((double)B * (B - 1)) : 1.0;
+        }
+    }
+    if (st == PK_OK) {
+        ctp_queue_push(&s->qi, im, groups, B);
+        ctp_queue_push(&s->qt, tm, groups, B);
+        s->qptr[0] = (float)s->qi.ptr, s->qptr[1] = (float)s->qt.ptr;
+    }
+    free(groups), free(kid), free(ti), free(tt), free(im), free(tm);
+    return st;
+}
+
+/* ---- checkpoints ---- */
+
+typedef struct ckpt_list {
+    run_tensor *t;
+    char (*names)[160];
+    int n;
+} ckpt_list;
+
+static pk_status ckpt_tensors(ctp_state *s, ckpt_list *l) {
+    int np = s->model->nparams, cap = 3 * np + optim_state_count(s->opt) + 16;
+    l->t = calloc((size_t)cap, sizeof(run_tensor));
+    l->names = calloc((size_t)cap, sizeof *l->names);
+    if (!l->t || !l->names) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    int n = 0;
+    for (int i = 0; i < np; i++, n++) {
+        snprintf(l->names[n], sizeof l->names[n], "model.%s", s->model->params[i]->name);
+        l->t[n] = (run_tensor){.name = l->names[n], .t = s->model->params[i]};
+    }
+    for (int i = 0; i < np; i++, n++) {
+        snprintf(l->names[n], sizeof l->names[n], "momentum.%s", s->model->params[i]->name);
+        l->t[n] = (run_tensor){.name = l->names[n], .t = teacher_tensor(s->teacher, i)};
+    }
+    for (int i = 0; s->ref_p && i < np; i++, n++) {
+        snprintf(l->names[n], sizeof l->names[n], "reference.%s", s->model->params[i]->name);
+        l->t[n] = (run_tensor){.name = l->names[n], .t = s->ref_p[i]};
+    }
+    for (int i = 0; i < optim_state_count(s->opt); i++, n++) {
+        char nm[128];
+        tensor *t = optim_state_get(s->opt, i, nm, sizeof nm);
+        snprintf(l->names[n], sizeof l->names[n], "opt.%s", nm);
+        l->t[n] = (run_tensor){.name = l->names[n], .t = t};
+    }
+    int64_t qn = (int64_t)s->o.queue * s->o.embed;
+    l->t[n++] = (run_tensor){.name = "queue.image", .host = s->qi.feat, .numel = qn};
+    l->t[n++] = (run_tensor){.name = "queue.text", .host = s->qt.feat, .numel = qn};
+    l->t[n++] = (run_tensor){.name = "queue.image_ids", .host = s->qi.ids, .numel = s->o.queue};
+    l->t[n++] = (run_tensor){.name = "queue.text_ids", .host = s->qt.ids, .numel = s->o.queue};
+    l->t[n++] = (run_tensor){.name = "queue.ptr", .host = s->qptr, .numel = 2};
+    l->t[n++] = (run_tensor){.name = "ctp.progress", .host = s->progress, .numel = 4};
+    l->t[n++] =
+        (run_tensor){.name = "ctp.recall", .host = s->recall, .numel = (int64_t)s->T * s->T};
+    l->t[n++] = (run_tensor){.name = "ctp.final", .host = s->final_metrics, .numel = 8};
+    l->n = n;
+    return PK_OK;
+}
+
+static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
+    const ctp_options *o = &s->o;
+    int k = snprintf(
+        buf, n,
+        "{\"data\": \"%s\", \"method\": \"%s\", \"epochs\": %d, \"batch\": %d, \"lr\": %g, "
+        "\"weight_decay\": %g, \"img_size\": %d, \"patch\": %d, \"dim\": %d, \"depth\": %d, "
+        "\"heads\": %d, \"txt_dim\": %d, \"txt_depth\": %d, \"txt_heads\": %d, \"max_len\": %d, "
+        "\"vocab_size\": %d, \"embed\": %d, \"queue\": %d, \"temp\": %g, \"alpha\": %g, "
+        "\"momentum\": %g, \"topo_weight\": %g, \"backbone\": \"%s\", \"test_fraction\": %g, "
+        "\"task_order\": \"%s\", \"order_seed\": %llu, \"seed\": %llu, \"max_tasks\": %d, "
+        "\"no_inbatch\": %d, \"ita_weight\": %g}",
+        o->data, ctp_method_name(o->method), o->epochs, o->batch, o->lr, o->weight_decay, s->S,
+        o->patch, o->dim, o->depth, o->heads, o->txt_dim, o->txt_depth, o->txt_heads, o->max_len,
+        o->vocab_size, o->embed, o->queue, o->temp, o->alpha, o->momentum, o->topo_weight,
+        o->backbone ? o->backbone : "", o->test_fraction, o->task_order ? o->task_order : "",
+        (unsigned long long)o->order_seed, (unsigned long long)o->seed, o->max_tasks,
+        (int)o->no_inbatch, o->ita_weight);
+    if (k < 0 || (size_t)k >= n) return pk_error(PK_ERR_INVALID, "ctp: options too long");
+    return PK_OK;
+}
+
+/* Writes model.safetensors: the trained parameters and the vocabulary (U8 "vocab", the text
+ * of vocab.txt), and vocab.txt. */
+/* ---- the run ---- */
+
+static void metrics_final(ctp_state *s, ctp_result *res) {
+    int T = s->T;
+    char *m = malloc((size_t)T * T * 24 + 64), *q = m;
+    q += sprintf(q, "[");
+    for (int i = 0; i < T; i++) {
+        q += sprintf(q, "%s[", i ? ", " : "");
+        for (int j = 0; j < T; j++) {
+            float v = s->recall[i * T + j];
+            res->recall[i][j] = v;
+            if (isnan(v))
+                q += sprintf(q, "%snull", j ? ", " : "");
+            else
+                q += sprintf(q, "%s%.9g", j ? ", " : "", (double)v);
+        }
+        q += sprintf(q, "]");
+    }
+    sprintf(q, "]");
+    run_metric_json(s->run, "recall_matrix", m);
+    free(m);
+    double bwt = NAN;
+    if (s->o.method != CTP_METHOD_JOINT && T > 1) {
+        bwt = 0;
+        for (int j = 0; j < T - 1; j++)
+            bwt += s->recall[(T - 1) * T + j] - s->recall[j * T + j];
+        bwt /= T - 1;
+    }
+    float *f = s->final_metrics;
+    res->ntasks = T, res->r_m = f[0], res->bwt = bwt;
+    for (int k = 0; k < 3; k++)
+        res->i2t[k] = f[1 + k], res->t2i[k] = f[4 + k];
+    run_metric(s->run, "R_m", f[0]);
+    run_metric(s->run, "BWT", bwt);
+    char buf[160];
+    snprintf(buf, sizeof buf, "{\"r1\": %.9g, \"r5\": %.9g, \"r10\": %.9g}", f[1], f[2], f[3]);
+    run_metric_json(s->run, "i2t", buf);
+    snprintf(buf, sizeof buf, "{\"r1\": %.9g, \"r5\": %.9g, \"r10\": %.9g}", f[4], f[5], f[6]);
+    run_metric_json(s->run, "t2i", buf);
+}
+
+static void print_table(ctp_state *s, const ctp_result *res) {
+    int T = s->T;
+    run_info(s->run, "R_m (mean of R@1/5/10 both ways, %%) per task after each task (%s):",
+             ctp_method_name(s->o.method));
+    for (int i = 0; i < T; i++) {
+        char line[1024];
+        int k = snprintf(line, sizeof line, "  after %-18.18s", s->ps.task_names[i]);
+        for (int j = 0; j < T && k < (int)sizeof line - 8; j++)
+            k += isnan(res->recall[i][j]) ? snprintf(line + k, sizeof line - (size_t)k, "     -")
+                                          : snprintf(line + k, sizeof line - (size_t)k, " %5.1f",
+                                                     100 * res->recall[i][j]);
+        run_info(s->run, "%s", line);
+    }
+    run_info(s->run,
+             "final: R_m %.2f%%  BWT %+.2f  i2t R@1/5/10 %.1f/%.1f/%.1f  t2i %.1f/%.1f/%.1f  "
+             "(training %.0f s, CPU %.0f s)",
+             100 * res->r_m, 100 * res->bwt, 100 * res->i2t[0], 100 * res->i2t[1],
+             100 * res->i2t[2], 100 * res->t2i[0], 100 * res->t2i[1], 100 * res->t2i[2],
+             res->train_seconds, res->train_cpu_seconds);
+}
+
+static pk_status run_body(ctp_state *s, ctp_result *res) {
+    ctp_options *o = &s->o;
+    if (!o->data || !o->out) return pk_error(PK_ERR_INVALID, "ctp: --data and --out are required");
+    fill_defaults(o);
+    s->C = 3;
+    s->S = o->img_size > 0 ? o->img_size : 32;
+    if (o->backbone) {
+        vit_config bc;
+        PK_TRY(backbone_config(o->backbone, NULL, &bc, NULL));
+        s->C = bc.in_chans;
+        if (o->img_size <= 0) s->S = bc.img_size;
+        o->patch = bc.patch, o->dim = bc.dim, o->depth = bc.depth, o->heads = bc.heads;
+    }
+    if (s->S % o->patch)
+        return pk_error(PK_ERR_INVALID, "ctp: image size %d is not a multiple of the patch %d",
+                        s->S, o->patch);
+    PK_TRY(load_data(s));
+    char opts[4096];
+    PK_TRY(options_json(s, opts, sizeof opts));
+    run_options ro = {.out = o->out,
+                      .task = "ctp",
+                      .options_json = opts,
+                      .resume = o->resume,
+                      .progress = o->progress,
+                      .catch_signals = o->catch_signals};
+    PK_TRY(run_open(&ro, &s->run));
+    pk_ctx_options co = {.device = o->device, .seed = o->seed, .threads = o->threads};
+    PK_TRY(pk_ctx_create(&co, &s->c));
+    PK_TRY(build(s));
+    PK_TRY(ctp_write_vocab(s));
+    int T = s->T;
+    s->recall = malloc(sizeof(float) * (size_t)T * T);
+    s->final_metrics = calloc(8, sizeof(float));
+    if (!s->recall || !s->final_metrics) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    for (int i = 0; i < T * T; i++)
+        s->recall[i] = NAN;
+    run_metric_str(s->run, "kind", "ctp");
+    run_metric_str(s->run, "method", ctp_method_name(o->method));
+    {
+        char names[CTP_MAX_TASKS * 64 + 8], *q = names;
+        q += sprintf(q, "[");
+        for (int t = 0; t < T; t++) {
+            q += sprintf(q, "%s\"", t ? ", " : "");
+            for (const char *c = s->ps.task_names[t]; *c && q < names + sizeof names - 16; c++) {
+                if (*c == '"' || *c == '\\') *q++ = '\\';
+                *q++ = *c;
+            }
+            q += sprintf(q, "\"");
+        }
+        sprintf(q, "]");
+        run_metric_json(s->run, "task_names", names);
+    }
+    run_metric(s->run, "vocab_size", s->vocab.n);
+    run_metric_array(s->run, "image_mean", (double[]){s->mean[0], s->mean[1], s->mean[2]}, s->C);
+    run_metric_array(s->run, "image_std", (double[]){s->std[0], s->std[1], s->std[2]}, s->C);
+    int64_t nparam = 0;
+    for (int i = 0; i < s->model->nparams; i++)
+        nparam += tensor_numel(s->model->params[i]);
+    run_metric(s->run, "parameters", (double)nparam);
+    run_info(s->run, "%d pairs, %d tasks, vocabulary %d pieces, %lld parameters in %d tensors",
+             s->ps.n, T, s->vocab.n, (long long)nparam, s->model->nparams);
+
+    ckpt_list ck = {0};
+    pk_status st = ckpt_tensors(s, &ck);
+    int64_t step0 = -1;
+    if (st == PK_OK) st = run_checkpoint_load(s->run, ck.t, ck.n, &step0, NULL);
+    if (st != PK_OK) goto done;
+    if (step0 >= 0) {
+        s->qi.ptr = (int)s->qptr[0], s->qt.ptr = (int)s->qptr[1];
+        teacher_set_updates(s->teacher, step0);
+        run_info(s->run, "resumed at step %lld (%d of %d tasks done)", (long long)step0,
+                 (int)s->progress[0], s->stages);
+    } else
+        memset(s->progress, 0, sizeof s->progress);
+    int64_t it = step0 < 0 ? 0 : step0;
+    optim_set_steps(s->opt, it);
+    double train_secs = 0, train_cpu = 0;
+    int32_t *pool = malloc(sizeof(int32_t) * (size_t)s->ps.n);
+    if (!pool) {
+        st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+        goto done;
+    }
+    static const char *cols[] = {"task",    "epoch",   "step", "loss",    "loss_ita", "loss_topo",
+                                 "img_cos", "txt_cos", "lr",   "seconds", "R_m_seen"};
+    for (int stage = (int)s->progress[0]; stage < s->stages && st == PK_OK; stage++) {
+        int lo = o->method == CTP_METHOD_JOINT ? 0 : stage,
+            hi = o->method == CTP_METHOD_JOINT ? T - 1 : stage;
+        int np = 0;
+        for (int i = 0; i < s->ps.n; i++)
+            if (!s->ps.p[i].test && s->ps.p[i].task >= lo && s->ps.p[i].task <= hi) pool[np++] = i;
+        int B = o->batch < np ? o->batch : np;
+        int steps = np / B;
+        int e0 = (int)s->progress[1];
+        if (e0 == 0 && stage > 0 && uses_ref(o->method)) {
+            /* CTP: the frozen reference and the momentum model start from the previous task's
+             * model */
+            st = ctp_teacher_copy(s->ref_t, s->model->params);
+            if (st == PK_OK && uses_cm(o->method))
+                st = ctp_teacher_copy(s->teacher, s->model->params);
+        }
+        if (e0 == 0)
+            run_info(s->run, "task %d/%d: %s (%d training pairs, %d steps per epoch)", stage + 1,
+                     s->stages,
+                     o->method == CTP_METHOD_JOINT ? "all tasks" : s->ps.task_names[stage], np,
+                     steps);
+        for (int e = e0; e < o->epochs && st == PK_OK; e++) {
+            pk_rng er = {(o->seed * 1000003ull + (uint64_t)stage) * 1000003ull + (uint64_t)e};
+            pk_rng_shuffle(&er, pool, np);
+            char label[64];
+            snprintf(label, sizeof label, "task %d epoch %d/%d", stage + 1, e + 1, o->epochs);
+            run_progress_start(s->run, label, steps);
+            memset(s->sums, 0, sizeof s->sums);
+            double lr = o->lr;
+            for (int k = 0; k < steps && st == PK_OK; k++) {
+                /* per task: 20 warm-up steps, then cosine to lr / 10 */
+                int64_t ts = (int64_t)e * steps + k, tot = (int64_t)o->epochs * steps;
+                lr = ts < 20 ? o->lr * (ts + 1) / 20.0
+                             : o->lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * (double)ts / tot)));
+                optim_set_lr(s->opt, 0, lr);
+                optim_set_lr(s->opt, 1, lr);
+                /* ALBEF: alpha ramps up over the first epoch of the run */
+                double alpha = o->alpha;
+                if (stage == 0 && e == 0) alpha *= (double)k / steps;
+                double t0 = run_now(), c0 = cpu_now(), v[5] = {0, 0, 0, 0, 0};
+                st = train_step(s, stage, pool + (size_t)k * B, B, alpha, &er, v);
+                train_secs += run_now() - t0, train_cpu += cpu_now() - c0;
+                it++;
+                if (st == PK_OK && !isfinite(v[0]))
+                    st = pk_error(PK_ERR_INVALID, "ctp: the loss is %g at step %lld", v[0],
+                                  (long long)it);
+                for (int q = 0; q < 5; q++)
+                    s->sums[q] += (float)v[q];
+                s->sums[5] += 1;
+                run_progress_update(s->run, k + 1, "loss %.4f", s->sums[0] / s->sums[5]);
+            }
+            run_progress_end(s->run);
+            if (st != PK_OK) break;
+            double rm = NAN, i2t[3], t2i[3];
+            bool last = e + 1 == o->epochs;
+            if (last) st = ctp_evaluate(s, stage, hi, &rm, i2t, t2i);
+            if (st != PK_OK) break;
+            double row[11] = {stage + 1, e + 1, (double)it};
+            for (int q = 0; q < 5; q++)
+                row[3 + q] = s->sums[q] / s->sums[5];
+            row[8] = lr, row[9] = train_secs, row[10] = rm;
+            st = run_log(s->run, 11, cols, row);
+            s->progress[1] = (float)(e + 1);
+            if (last) {
+                s->progress[0] = (float)(stage + 1), s->progress[1] = 0;
+                s->final_metrics[0] = (float)rm;
+                for (int k = 0; k < 3; k++)
+                    s->final_metrics[1 + k] = (float)i2t[k],
+                                         s->final_metrics[4 + k] = (float)t2i[k];
+                run_info(s->run,
+                         "after task %d (%s): R_m on the tasks seen %.2f%% (i2t R@1 %.1f%%, "
+                         "t2i R@1 %.1f%%)",
+                         stage + 1, o->method == CTP_METHOD_JOINT ? "all" : s->ps.task_names[stage],
+                         100 * rm, 100 * i2t[0], 100 * t2i[0]);
+            }
+            s->progress[2] = (float)it;
+            if (st == PK_OK && (last || run_stop_requested(s->run)))
+                st = run_checkpoint_save(s->run, it, ck.t, ck.n, NULL);
+            if (st == PK_OK && run_stop_requested(s->run)) {
+                run_info(s->run, "stop requested: checkpoint at step %lld; --resume continues",
+                         (long long)it);
+                goto out;
+            }
+        }
+        if (st == PK_OK && o->stop_after_task > 0 && stage + 1 == o->stop_after_task &&
+            stage + 1 < s->stages) {
+            run_info(s->run, "stopping after task %d as asked; --resume continues", stage + 1);
+            res->ntasks = -(stage + 1);
+            goto out;
+        }
+    }
+    if (st == PK_OK) {
+        res->train_seconds = train_secs, res->train_cpu_seconds = train_cpu;
+        metrics_final(s, res);
+        run_metric(s->run, "train_seconds_this_process", train_secs);
+        run_metric(s->run, "train_cpu_seconds_this_process", train_cpu);
+        st = run_metrics_write(s->run);
+        if (st == PK_OK) st = ctp_save_model(s);
+        if (st == PK_OK) print_table(s, res);
+    }
+out:
+    free(pool);
+done:
+    free(ck.t), free(ck.names);
+    return st;
+}
+
+pk_status ctp_run(const ctp_options *opt, ctp_result *res) {
+    memset(res, 0, sizeof *res);
+    ctp_state s = {.o = *opt};
+    pk_status st = run_body(&s, res);
+    ctp_model_destroy(s.mom);
+    ctp_model_destroy(s.ref);
+    teacher_destroy(s.ref_t);
+    free(s.ref_p);
+    ctp_model_destroy(s.model);
+    teacher_destroy(s.teacher);
+    optim_destroy(s.opt);
+    ctp_queue_free(&s.qi), ctp_queue_free(&s.qt);
+    pk_ctx_destroy(s.c);
+    /* report.html at the end, also when stopped (Ctrl-C, --stop-after-task) or failed */
+    if (s.run)
+        run_report(s.run, st != PK_OK                                    ? "failed"
+                          : run_stop_requested(s.run) || res->ntasks < 0 ? "interrupted"
+                                                                         : "finished");
+    run_close(s.run);
+    ctp_vocab_free(&s.vocab);
+    ctp_pairs_free(&s.ps);
+    free(s.images), free(s.tokens), free(s.tmask), free(s.recall), free(s.final_metrics);
+    return st;
+}
