@@ -995,13 +995,17 @@ static void cl_section(svg_buf *b, rp_run **runs, int n) {
         }
         method_label(runs, n, k, labels[m], sizeof labels[m]);
         const cJSON *tn = get(r->metrics, "task_names");
+        /* names: the tasks' names (the forgetting bars); rows "i name", columns "i" (long names
+         * side by side over narrow columns would overlap) */
         char(*names)[64] = calloc((size_t)T, sizeof *names);
-        const char **rn = calloc((size_t)T, sizeof *rn), **cn = calloc((size_t)T, sizeof *cn);
+        char(*rows)[72] = calloc((size_t)T, sizeof *rows), (*cols)[12] = calloc((size_t)T, 12);
+        const char **rn = calloc((size_t)T, sizeof *rn), **cn = calloc((size_t)T, sizeof *cn),
+                   **hn = calloc((size_t)T, sizeof *hn);
         xs[m] = malloc(sizeof(double) * (size_t)T);
         ys[m] = malloc(sizeof(double) * (size_t)T);
-        if (!names || !rn || !cn || !xs[m] || !ys[m]) {
+        if (!names || !rows || !cols || !rn || !cn || !hn || !xs[m] || !ys[m]) {
             b->oom = true;
-            free(names), free(rn), free(cn), free(v);
+            free(names), free(rows), free(cols), free(rn), free(cn), free(hn), free(v);
             goto done;
         }
         for (int j = 0; j < T; j++) {
@@ -1010,12 +1014,18 @@ static void cl_section(svg_buf *b, rp_run **runs, int n) {
                 snprintf(names[j], sizeof names[j], "%s", s->valuestring);
             else
                 snprintf(names[j], sizeof names[j], "%d", j + 1);
-            rn[j] = cn[j] = names[j];
+            cn[j] = names[j];
+            snprintf(cols[j], 12, "%d", j + 1);
+            if (strcmp(names[j], cols[j]) == 0)
+                snprintf(rows[j], sizeof rows[j], "%s", names[j]);
+            else
+                snprintf(rows[j], sizeof rows[j], "%d %s", j + 1, names[j]);
+            rn[j] = rows[j], hn[j] = cols[j];
         }
         char title[400];
         snprintf(title, sizeof title, "%s: %s (row: after training task i; column: task j)",
-                 labels[m], ctp ? "recall@1 [%]" : "accuracy [%]");
-        svg_heatmap(&heat, title, rn, cn, T, T, v, 0, 1, "%.1f", 100, "after task", "on task");
+                 labels[m], ctp ? "R_m [%]" : "accuracy [%]");
+        svg_heatmap(&heat, title, rn, hn, T, T, v, 0, 1, "%.1f", 100, "after task", "on task");
         /* the average over tasks 1..i after task i */
         for (int i = 0; i < T; i++) {
             double s = 0;
@@ -1047,7 +1057,7 @@ static void cl_section(svg_buf *b, rp_run **runs, int n) {
                 free(f);
             }
         }
-        free(names), free(rn), free(cn), free(v);
+        free(names), free(rows), free(cols), free(rn), free(cn), free(hn), free(v);
         fcats[m] = labels[m];
         rk[m] = k;
         m++;
@@ -1066,10 +1076,10 @@ static void cl_section(svg_buf *b, rp_run **runs, int n) {
     if (m) {
         svg_printf(b, "<div class=\"plots\">");
         svg_line(b,
-                 &(svg_plot){.title = ctp ? "average recall over the tasks seen"
+                 &(svg_plot){.title = ctp ? "average R_m over the tasks seen"
                                           : "average accuracy over the tasks seen",
                              .xlabel = "after task",
-                             .ylabel = ctp ? "recall@1" : "accuracy",
+                             .ylabel = ctp ? "R_m" : "accuracy",
                              .yunit = "%"},
                  ss, m);
         /* the final summary numbers per run */

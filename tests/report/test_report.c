@@ -451,7 +451,7 @@ static void check_cl(const dom_node *d, const fx_cl *c, const char *label, bool 
     int T = c->T;
     char title[400];
     snprintf(title, sizeof title, "%s: %s (row: after training task i; column: task j)", label,
-             ctp ? "recall@1 [%]" : "accuracy [%]");
+             ctp ? "R_m [%]" : "accuracy [%]");
     const dom_node *p = plot_titled(d, title), *g[4];
     ck_assert_msg(p != NULL, "no heatmap '%s'", title);
     ck_assert(dom_has_class(p, "heatmap"));
@@ -486,7 +486,7 @@ static void check_cl(const dom_node *d, const fx_cl *c, const char *label, bool 
 
 /* The average over the tasks seen, a series per result. */
 static void check_avg(const dom_node *d, const fx_cl *c, int n, bool ctp) {
-    const dom_node *p = plot_titled(d, ctp ? "average recall over the tasks seen"
+    const dom_node *p = plot_titled(d, ctp ? "average R_m over the tasks seen"
                                            : "average accuracy over the tasks seen");
     ck_assert_ptr_nonnull(p);
     const dom_node *g[8];
