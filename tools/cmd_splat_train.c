@@ -16,7 +16,7 @@ static const char *usage =
     "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
     "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
-    "[--random-background] [--prune-big-scale F]";
+    "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold] [--voxel-size V]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -97,6 +97,15 @@ int cmd_splat_train(int argc, char **argv) {
             if (sscanf(v, "%f,%f,%f%c", &b[0], &b[1], &b[2], &tail) != 3)
                 return cli_usage(C, usage, "--background expects R,G,B (each in [0, 1])");
             fixed_background = true, i++;
+        } else if (strcmp(a, "--model") == 0 && v) {
+            if (strcmp(v, "3dgs") != 0 && strcmp(v, "scaffold") != 0)
+                return cli_usage(C, usage, "--model expects 3dgs or scaffold");
+            o.model = v, i++;
+        } else if (strcmp(a, "--voxel-size") == 0 && v) {
+            char *end;
+            double g = strtod(v, &end);
+            if (*end || !(g >= 0)) return cli_usage(C, usage, "--voxel-size must be >= 0");
+            o.voxel_size = g, i++;
         } else if (strcmp(a, "--random-background") == 0) {
             o.random_background = 1;
         } else if (strcmp(a, "--threads") == 0) {
@@ -176,8 +185,13 @@ int cmd_splat_train(int argc, char **argv) {
                      r.opacity_reset ? " (just after an opacity reset: it recovers within a few "
                                        "hundred steps)"
                                      : "");
-        run_progress_update(run, r.step - first, "step %lld loss %.4f psnr %.2f gaussians %lld",
-                            (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
+        if (r.anchors)
+            run_progress_update(run, r.step - first,
+                                "step %lld loss %.4f psnr %.2f anchors %lld (x10 Gaussians)",
+                                (long long)r.step, r.loss, r.psnr, (long long)r.anchors);
+        else
+            run_progress_update(run, r.step - first, "step %lld loss %.4f psnr %.2f gaussians %lld",
+                                (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
     }
     run_progress_end(run);
     if (gs_trainer_finish(t, &ev) != PK_OK) {

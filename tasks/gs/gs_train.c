@@ -33,6 +33,7 @@
 #include "autograd.h"
 #include "checkpoint.h"
 #include "gs_metrics.h"
+#include "gs_scaffold.h"
 #include "gs_source.h"
 #include "image.h"
 #include "io_util.h"
@@ -59,7 +60,11 @@ struct gs_trainer {
     int levels;                    // coarse-to-fine levels below full size (0: none)
     float **pyramid;          // (scene.n, levels) planar ground truth at 1/2^(l+1); training views
     splat_camera *level_cams; // (scene.n, levels) their cameras
-    gs_explicit *gx;
+    gs_explicit *gx;          // the explicit source (3DGS), or NULL
+    gs_scaffold *sc;          // the Scaffold-GS source, or NULL
+    gs_scaffold_options sco;
+    float *grad2d; // (n, 2) d mean2D of a tensor-source render
+    int64_t grad2d_cap;
     gs_source src;
     splat_state *st;             // evaluation renders
     pk_splat_renderer *renderer; // training renders (the op's saved state)
@@ -340,6 +345,10 @@ static char *format_options(const gs_trainer *t, bool all) {
     cJSON_AddItemToObject(j, "background", cJSON_CreateDoubleArray(bg, 3));
     cJSON_AddNumberToObject(j, "random_background", o->random_background > 0 ? 1 : 0);
     cJSON_AddNumberToObject(j, "prune_big_scale", o->prune_big_scale > 0 ? o->prune_big_scale : 0);
+    if (t->sc) { /* only scaffold runs carry these, so 3DGS checkpoints resume as before */
+        cJSON_AddStringToObject(j, "model", "scaffold");
+        cJSON_AddNumberToObject(j, "voxel_size", o->voxel_size);
+    }
     if (all) {
         cJSON_AddStringToObject(j, "data", o->data);
         cJSON_AddStringToObject(j, "out", o->out);
@@ -459,11 +468,20 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
         np = t->o.init_points;
         FAIL(random_points(t, np, &xyz));
     }
-    s = gs_explicit_create(xyz, rgb, np, t->extent, &lr, t->pool, &t->gx);
+    if (t->o.model && strcmp(t->o.model, "scaffold") == 0) {
+        t->sco =
+            gs_scaffold_defaults((gs_scaffold_options){.voxel_size = t->o.voxel_size}, t->o.iters);
+        s = gs_scaffold_create(t->ctx, xyz, np, t->extent, &t->sco, &t->rng, &t->sc);
+        if (s == PK_OK) t->src = gs_scaffold_source(t->sc);
+    } else if (t->o.model && *t->o.model && strcmp(t->o.model, "3dgs") != 0) {
+        s = pk_error(PK_ERR_INVALID, "--model %s: expected 3dgs or scaffold", t->o.model);
+    } else {
+        s = gs_explicit_create(xyz, rgb, np, t->extent, &lr, t->pool, &t->gx);
+        if (s == PK_OK) t->src = gs_explicit_source(t->gx);
+    }
     if (!t->from_points) free(xyz);
     free(rgb);
     if (s != PK_OK) goto fail;
-    t->src = gs_explicit_source(t->gx);
     t->st = splat_state_create();
     FAIL(pk_splat_renderer_create(t->ctx, &t->renderer));
     int maxhw = 0;
@@ -528,7 +546,7 @@ void gs_trainer_destroy(gs_trainer *t) {
     free(t->pyramid), free(t->level_cams);
     free(t->images), free(t->cams), free(t->train_idx), free(t->test_idx), free(t->order);
     free(t->test_psnr), free(t->test_ssim);
-    free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii);
+    free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii), free(t->grad2d);
     free(t->renders_dir), free(t->resume_json);
     run_close(t->run);
     scene_free(&t->scene);
@@ -644,6 +662,53 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     if (!gt || tensor_upload(gt, gt_host) != PK_OK)
         return pk_error(PK_ERR_NOMEM, "3DGS: cannot upload the ground truth: %s", polyak_error());
     stamp t1 = stamp_now();
+    if (t->src.produce_tensors) {
+        /* a decoder source: its Gaussians are tensors on the tape already */
+        pk_splat_inputs in;
+        tensor *reg = NULL;
+        PK_TRY(t->src.produce_tensors(t->src.self, c, cam, &in, &reg));
+        int64_t n = in.means->shape[0];
+        in.background[0] = bg[0], in.background[1] = bg[1], in.background[2] = bg[2];
+        in.means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2});
+        if (!in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
+            return pk_error(PK_ERR_NOMEM, "3DGS: cannot create the step's tensors: %s",
+                            polyak_error());
+        PK_TRY(ensure_radii(t, (int)n));
+        if (n > t->grad2d_cap) {
+            float *g2 = realloc(t->grad2d, sizeof(float) * 2 * (size_t)n);
+            if (!g2) return pk_error(PK_ERR_NOMEM, "out of memory");
+            t->grad2d = g2, t->grad2d_cap = n;
+        }
+        stamp t2 = stamp_now();
+        pk_splat_outputs out;
+        PK_TRY(pk_splat(c, t->renderer, cam, &in, &out));
+        stamp t3 = stamp_now();
+        tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
+                              pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
+        if (reg) loss = pk_add(c, loss, reg);
+        float lv = 0;
+        if (!loss || tensor_download(loss, &lv) != PK_OK)
+            return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+        stamp t4 = stamp_now();
+        PK_TRY(autograd_backward(c, loss));
+        stamp t5 = stamp_now();
+        PK_TRY(tensor_download(in.means2d_grad, t->grad2d));
+        PK_TRY(tensor_download(out.radii, t->radii));
+        PK_TRY(tensor_download(out.rgb, t->rgb));
+        if (t->src.add_stats) *gr = (gs_array_grads){.means2d = t->grad2d};
+        stamp t6 = stamp_now();
+        stamp sb1 = splat_backward_time(c);
+        ADD_PHASE(tm, data, t0, t1);
+        ADD_PHASE(tm, params_in, t1, t2);
+        ADD_PHASE(tm, raster_fwd, t2, t3);
+        ADD_PHASE(tm, loss_fwd, t3, t4);
+        ADD_PHASE(tm, raster_bwd, sb0, sb1);
+        tm->wall.loss_bwd += (t5.wall - t4.wall) - (sb1.wall - sb0.wall);
+        tm->cpu.loss_bwd += (t5.cpu - t4.cpu) - (sb1.cpu - sb0.cpu);
+        ADD_PHASE(tm, grads_out, t5, t6);
+        *loss_out = lv;
+        return PK_OK;
+    }
     gs_arrays arr;
     PK_TRY(t->src.produce(t->src.self, cam, degree, &arr, gr));
     PK_TRY(ensure_radii(t, arr.n));
@@ -739,9 +804,15 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     /* densification (3DGS train.py: statistics, densify_and_prune, reset_opacity; a step that
      * replaced the parameters has no optimizer update, as torch skips tensors without .grad) */
     bool skip_update = false;
-    if (it < t->o.densify_until) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
+    if (t->sc) {
+        /* Scaffold-GS train.py: statistics inside (start_stat, update_until), then the step,
+         * then adjust_anchor (the optimizer steps before the anchors change) */
+        if (it < t->sco.update_until && it > t->sco.stat_from)
+            t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
+    } else if (it < t->o.densify_until)
+        gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
     stamp t5 = stamp_now();
-    if (it < t->o.densify_until) {
+    if (!t->sc && it < t->o.densify_until) {
         if (it > t->o.densify_from && it % t->o.densify_interval == 0) {
             gs_densify_params dp = {.grad_threshold = t->o.grad_threshold,
                                     .percent_dense = 0.01,
@@ -768,6 +839,12 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     }
     stamp t6 = stamp_now();
     if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
+    if (t->sc) {
+        gs_scaffold_report rep;
+        PK_TRY(gs_scaffold_adjust(t->sc, it, &t->rng, &rep));
+        r->densified = rep.before > 0;
+        r->anchors = gs_scaffold_anchors(t->sc);
+    }
     stamp t7 = stamp_now();
     t->step++;
     stamp tl = stamp_now();
@@ -924,6 +1001,12 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     run_metric(run, "psnr", ev->images ? round(ev->psnr * 1e4) / 1e4 : NAN);
     run_metric(run, "ssim", ev->images ? round(ev->ssim * 1e5) / 1e5 : NAN);
     run_metric(run, "gaussians", (double)t->src.count(t->src.self));
+    run_metric_str(run, "kind", "splat");
+    run_metric_str(run, "model", t->sc ? "scaffold" : "3dgs");
+    if (t->sc) {
+        run_metric(run, "anchors", (double)gs_scaffold_anchors(t->sc));
+        run_metric(run, "voxel_size", gs_scaffold_voxel(t->sc));
+    }
     run_metric(run, "iters", (double)t->step);
     run_metric(run, "seconds", round(t->seconds * 1e3) / 1e3);
     run_metric(run, "train_images", t->n_train);

@@ -48,6 +48,10 @@ typedef struct gs_train_options {
     int random_background;       /* 1: training renders over a random colour drawn each step
                                     (3DGS --random_background; evaluation keeps `background`);
                                     -1: over `background`; 0: by the scene (gs_train_for_scene) */
+    const char *model;           /* "3dgs" (NULL: the explicit source) or "scaffold" (Scaffold-GS
+                                    anchors + decoders, gs_scaffold.h; the densification options
+                                    do not apply, its own growing / pruning runs instead) */
+    double voxel_size;           /* scaffold: anchor voxel; 0: Scaffold-GS's rule */
     FILE *progress;              /* the run's options, messages and progress lines; NULL: none */
     bool catch_signals;          /* SIGINT/SIGTERM request a stop (run_stop_requested) */
 } gs_train_options;
@@ -92,6 +96,7 @@ typedef struct gs_step_result {
     bool opacity_reset; /* opacities were reset at the end of this step (any evaluation of the
                          * step sees the reset model, as the next steps start from it) */
     double eval_psnr, eval_ssim;
+    int64_t anchors; /* scaffold: anchors after this step (0 for 3DGS) */
 } gs_step_result;
 
 /* Held-out evaluation. */
