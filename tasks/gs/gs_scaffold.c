@@ -46,6 +46,7 @@ struct gs_scaffold {
     float *anchor;                                            // (cap, 3)
     float *p[A_COUNT], *m[A_COUNT], *v[A_COUNT], *g[A_COUNT]; // (cap, width)
     int64_t adam_step;
+    int64_t mlp_steps;                   // the decoder optimizer's step count, for checkpoints
     float *opacity_accum, *anchor_denom; // (cap)
     float *offset_accum, *offset_denom;  // (cap * K)
     gs_decoder dec;
@@ -577,6 +578,26 @@ static pk_status scatter_grad(gs_scaffold *s, const tensor *t, int w, float *g) 
     return st;
 }
 
+pk_status gs_scaffold_grads(gs_scaffold *s, float **feat, float **offsets, float **scaling) {
+    for (int a = 0; a < A_COUNT; a++)
+        memset(s->g[a], 0, sizeof(float) * (size_t)attr_w[a] * (size_t)s->n);
+    PK_TRY(scatter_grad(s, s->t_feat, F, s->g[A_FEAT]));
+    PK_TRY(scatter_grad(s, s->t_off, 3 * K, s->g[A_OFF]));
+    PK_TRY(scatter_grad(s, s->t_scal, 6, s->g[A_SCAL]));
+    if (feat) *feat = s->g[A_FEAT];
+    if (offsets) *offsets = s->g[A_OFF];
+    if (scaling) *scaling = s->g[A_SCAL];
+    return PK_OK;
+}
+
+void gs_scaffold_stats(gs_scaffold *s, float **opacity_accum, float **anchor_denom,
+                       float **offset_accum, float **offset_denom) {
+    if (opacity_accum) *opacity_accum = s->opacity_accum;
+    if (anchor_denom) *anchor_denom = s->anchor_denom;
+    if (offset_accum) *offset_accum = s->offset_accum;
+    if (offset_denom) *offset_denom = s->offset_denom;
+}
+
 static pk_status scaffold_step(void *self, int64_t it) {
     gs_scaffold *s = self;
     int64_t T = s->o.max_steps;
@@ -585,11 +606,7 @@ static pk_status scaffold_step(void *self, int64_t it) {
     optim_set_lr(s->opt, 2, lr_exp(0.008, 0.00005, T, it));
     PK_TRY(optim_step(s->opt));
     PK_TRY(optim_zero_grad(s->opt));
-    for (int a = 0; a < A_COUNT; a++)
-        memset(s->g[a], 0, sizeof(float) * (size_t)attr_w[a] * (size_t)s->n);
-    PK_TRY(scatter_grad(s, s->t_feat, F, s->g[A_FEAT]));
-    PK_TRY(scatter_grad(s, s->t_off, 3 * K, s->g[A_OFF]));
-    PK_TRY(scatter_grad(s, s->t_scal, 6, s->g[A_SCAL]));
+    PK_TRY(gs_scaffold_grads(s, NULL, NULL, NULL));
     s->t_feat = s->t_off = s->t_scal = NULL;
     /* an adjust_anchor iteration replaces the anchor tensors in the official code before
      * optimizer.step(), which then skips them (no .grad): only the decoders step */
@@ -833,7 +850,7 @@ static void ck_name(gs_scaffold *s, int i, const char *fmt, const char *a, const
 static pk_status scaffold_ckpt_tensors(void *self, st_write_tensor *out, int max, int *n) {
     gs_scaffold *s = self;
     int nstate = optim_state_count(s->opt);
-    int need = 1 + 3 * A_COUNT + 4 + 1 + 12 + nstate;
+    int need = 1 + 3 * A_COUNT + 4 + 2 + 12 + nstate;
     if (need > max || need > NCKPT_MAX)
         return pk_error(PK_ERR_INVALID, "Scaffold-GS: checkpoint table too small (%d)", need);
     int k = 0;
@@ -861,6 +878,11 @@ static pk_status scaffold_ckpt_tensors(void *self, st_write_tensor *out, int max
     ck_name(s, k, "%s%s", "sc.adam_step", "");
     s->shapes[k][0] = 1;
     out[k] = (st_write_tensor){s->names[k], ST_I64, 1, s->shapes[k], &s->adam_step};
+    k++;
+    s->mlp_steps = optim_steps(s->opt);
+    ck_name(s, k, "%s%s", "sc.mlp_steps", "");
+    s->shapes[k][0] = 1;
+    out[k] = (st_write_tensor){s->names[k], ST_I64, 1, s->shapes[k], &s->mlp_steps};
     k++;
     /* decoder parameters and the decoder optimizer's state, downloaded to host */
     tensor *ps[12];
@@ -925,6 +947,7 @@ static pk_status scaffold_restore(void *self, const ckpt_file *ck) {
     PK_TRY(take(ck, "sc.offset_accum", n * K, s->offset_accum, 4));
     PK_TRY(take(ck, "sc.offset_denom", n * K, s->offset_denom, 4));
     PK_TRY(take(ck, "sc.adam_step", 1, &s->adam_step, 8));
+    PK_TRY(take(ck, "sc.mlp_steps", 1, &s->mlp_steps, 8));
     s->n = n;
     tensor *ps[12];
     gs_decoder_params(&s->dec, ps);
@@ -944,7 +967,7 @@ static pk_status scaffold_restore(void *self, const ckpt_file *ck) {
         PK_TRY(take(ck, name, ne, s->ck_host, 4));
         PK_TRY(tensor_upload(x, s->ck_host));
     }
-    optim_set_steps(s->opt, s->adam_step);
+    optim_set_steps(s->opt, s->mlp_steps);
     return PK_OK;
 }
 

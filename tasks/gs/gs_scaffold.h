@@ -111,4 +111,15 @@ pk_status gs_scaffold_decode_raw(gs_scaffold *s, pk_ctx *c, const int32_t *idx, 
 void gs_scaffold_arrays(gs_scaffold *s, float **anchors, float **feat, float **offsets,
                         float **scaling);
 
+/* Gradients of the last training decode with respect to every anchor's feature (m, 32),
+ * offsets (m, k, 3) and scaling (m, 6) (zero for anchors it did not see), in host arrays owned
+ * by the source; any NULL is skipped. */
+pk_status gs_scaffold_grads(gs_scaffold *s, float **feat, float **offsets, float **scaling);
+
+/* The growing / pruning statistics (host arrays owned by the source, for tests): opacity
+ * accumulated per anchor (m), its visit count (m), the 2D-gradient norm summed per neural
+ * Gaussian (m, k) and its count (m, k); any NULL is skipped. */
+void gs_scaffold_stats(gs_scaffold *s, float **opacity_accum, float **anchor_denom,
+                       float **offset_accum, float **offset_denom);
+
 #endif
