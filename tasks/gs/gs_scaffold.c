@@ -49,8 +49,13 @@ struct gs_scaffold {
     int64_t mlp_steps;                   // the decoder optimizer's step count, for checkpoints
     float *opacity_accum, *anchor_denom; // (cap)
     float *offset_accum, *offset_denom;  // (cap * K)
-    gs_decoder dec;
-    pk_optimizer *opt;
+    gs_decoder own;                      // the source's decoder (unless shared)
+    gs_decoder *dec;                     // the decoder in use: &own or the shared one
+    pk_optimizer *opt;                   // the decoder's optimizer, or NULL when shared
+    const gs_decoder *teacher;
+    float cons_weight;
+    bool (*keep)(void *arg, const float p[3]);
+    void *keep_arg;
     /* the last training decode */
     int32_t *vis; // (nvis) visible anchors
     int64_t nvis, vis_cap;
@@ -227,17 +232,59 @@ static void scaffold_destroy(void *self) {
     free(s);
 }
 
-static int cmpf(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Scaffold-GS's learning rates (arguments/__init__.py OptimizationParams). */
 static double lr_exp(double a, double b, int64_t max_steps, int64_t step) {
     pk_lr_schedule sc = {
         .kind = PK_LR_EXP, .lr = a, .lr_final = b, .max_steps = max_steps > 0 ? max_steps : 1};
     return schedule_lr(&sc, step);
 }
+
+pk_status gs_decoder_step(pk_optimizer *opt, int64_t max_steps, int64_t it) {
+    optim_set_lr(opt, 0, lr_exp(0.002, 0.00002, max_steps, it));
+    optim_set_lr(opt, 1, lr_exp(0.004, 0.004, max_steps, it));
+    optim_set_lr(opt, 2, lr_exp(0.008, 0.00005, max_steps, it));
+    PK_TRY(optim_step(opt));
+    return optim_zero_grad(opt);
+}
+
+pk_status gs_decoder_optimizer(pk_ctx *c, const gs_decoder *d, pk_optimizer **out) {
+    tensor *ps[12];
+    gs_decoder_params(d, ps);
+    pk_param_group groups[3] = {{"mlp_opacity", ps, 4, 0.002, 0},
+                                {"mlp_cov", ps + 4, 4, 0.004, 0},
+                                {"mlp_color", ps + 8, 4, 0.008, 0}};
+    pk_optim_options oo = {.kind = PK_OPTIM_ADAM, .adamw = {.eps = 1e-15}};
+    return optim_create(c, &oo, groups, 3, out);
+}
+
+void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float weight) {
+    s->teacher = teacher;
+    s->cons_weight = weight;
+}
+
+void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float p[3]), void *arg) {
+    s->keep = keep;
+    s->keep_arg = arg;
+}
+
+tensor *gs_consistency_loss(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s, tensor *op_t,
+                            tensor *cov_t, tensor *col_t) {
+    if (!op_s || !cov_s || !col_s || !op_t || !cov_t || !col_t) return NULL;
+    int64_t n = tensor_numel(cov_s) / 7;
+    tensor *cs = pk_reshape(c, cov_s, 2, (int64_t[]){n, 7});
+    tensor *ct = pk_reshape(c, cov_t, 2, (int64_t[]){n, 7});
+    tensor *sc =
+        pk_mse(c, pk_sigmoid(c, pk_slice(c, cs, 1, 0, 3)), pk_sigmoid(c, pk_slice(c, ct, 1, 0, 3)));
+    tensor *rot = pk_mse(c, pk_l2_normalize(c, pk_slice(c, cs, 1, 3, 4), 1e-12f),
+                         pk_l2_normalize(c, pk_slice(c, ct, 1, 3, 4), 1e-12f));
+    return pk_add(c, pk_add(c, pk_mse(c, op_s, op_t), pk_mse(c, col_s, col_t)), pk_add(c, sc, rot));
+}
+
+static int cmpf(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
 
 pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double extent,
                              const gs_scaffold_options *o, pk_rng *rng, gs_scaffold **out) {
@@ -289,19 +336,19 @@ pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double exte
         for (int64_t i = 0; i < m; i++)
             for (int k = 0; k < 6; k++) /* log(sqrt(dist2)) repeated 6 times */
                 s->p[A_SCAL][i * 6 + k] = logf(dist[i] > 0 ? dist[i] : (float)s->voxel);
-        st = gs_decoder_init(c, "scaffold", o->use_distance ? F + 4 : F + 3, rng, &s->dec);
+        if (o->shared_decoder) {
+            s->dec = o->shared_decoder;
+            if (s->dec->in != (o->use_distance ? F + 4 : F + 3))
+                st = pk_error(PK_ERR_INVALID, "Scaffold-GS: the shared decoder takes %d inputs",
+                              s->dec->in);
+        } else {
+            s->dec = &s->own;
+            st = gs_decoder_init(c, "scaffold", o->use_distance ? F + 4 : F + 3, rng, s->dec);
+        }
     }
     free(anch);
     free(dist);
-    if (st == PK_OK) {
-        tensor *ps[12];
-        gs_decoder_params(&s->dec, ps);
-        pk_param_group groups[3] = {{"mlp_opacity", ps, 4, 0.002, 0},
-                                    {"mlp_cov", ps + 4, 4, 0.004, 0},
-                                    {"mlp_color", ps + 8, 4, 0.008, 0}};
-        pk_optim_options oo = {.kind = PK_OPTIM_ADAM, .adamw = {.eps = 1e-15}};
-        st = optim_create(c, &oo, groups, 3, &s->opt);
-    }
+    if (st == PK_OK && !o->shared_decoder) st = gs_decoder_optimizer(c, s->dec, &s->opt);
     if (st != PK_OK) {
         scaffold_destroy(s);
         return st;
@@ -312,7 +359,7 @@ pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double exte
 
 double gs_scaffold_voxel(const gs_scaffold *s) { return s->voxel; }
 int64_t gs_scaffold_anchors(const gs_scaffold *s) { return s->n; }
-gs_decoder *gs_scaffold_decoder(gs_scaffold *s) { return &s->dec; }
+gs_decoder *gs_scaffold_decoder(gs_scaffold *s) { return s->dec; }
 
 void gs_scaffold_arrays(gs_scaffold *s, float **anchors, float **feat, float **offsets,
                         float **scaling) {
@@ -338,6 +385,7 @@ pk_status gs_scaffold_visible(const gs_scaffold *s, const splat_camera *cam, int
     int64_t c = 0;
     for (int64_t i = 0; i < s->n; i++) {
         const float *p = s->anchor + i * 3;
+        if (s->keep && !s->keep(s->keep_arg, p)) continue;
         float z = M[8] * p[0] + M[9] * p[1] + M[10] * p[2] + M[11];
         if (!(z > near)) continue;
         float x = M[0] * p[0] + M[1] * p[1] + M[2] * p[2] + M[3];
@@ -375,7 +423,7 @@ static float *scratch(float **buf, size_t n) {
 static pk_status decode_inputs(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t nv,
                                const float campos[3], bool grad, tensor **x, tensor **tf,
                                tensor **to, tensor **ts) {
-    int in = s->dec.in;
+    int in = s->dec->in;
     float *feat = malloc(sizeof(float) * (size_t)(nv * F + 1));
     float *dir = malloc(sizeof(float) * (size_t)(nv * (in - F) + 1));
     float *off = malloc(sizeof(float) * (size_t)(nv * 3 * K + 1));
@@ -417,7 +465,7 @@ pk_status gs_scaffold_decode_raw(gs_scaffold *s, pk_ctx *c, const int32_t *idx, 
     PK_TRY(decode_inputs(s, c, idx, n, campos, true, &x, &tf, &to, &ts));
     s->t_feat = tf, s->t_off = to, s->t_scal = ts;
     tensor *o, *cv, *cl;
-    PK_TRY(gs_decoder_forward(c, &s->dec, x, &o, &cv, &cl));
+    PK_TRY(gs_decoder_forward(c, s->dec, x, &o, &cv, &cl));
     *opacity = pk_reshape(c, o, 1, (int64_t[]){n * K});
     *cov = pk_reshape(c, cv, 2, (int64_t[]){n * K, 7});
     *color = pk_reshape(c, cl, 2, (int64_t[]){n * K, 3});
@@ -432,7 +480,19 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
     tensor *x, *tf, *to, *ts;
     PK_TRY(decode_inputs(s, c, idx, nv, campos, grad, &x, &tf, &to, &ts));
     tensor *op, *cov, *col;
-    PK_TRY(gs_decoder_forward(c, &s->dec, x, &op, &cov, &col));
+    PK_TRY(gs_decoder_forward(c, s->dec, x, &op, &cov, &col));
+    tensor *cons = NULL;
+    if (grad && s->teacher && reg) {
+        /* Momentum-GS: the teacher decodes the same (detached) inputs without gradients */
+        bool was = pk_set_grad_enabled(c, false);
+        tensor *op_t, *cov_t, *col_t;
+        pk_status tst = gs_decoder_forward(c, s->teacher, pk_detach(c, x), &op_t, &cov_t, &col_t);
+        pk_set_grad_enabled(c, was);
+        PK_TRY(tst);
+        cons =
+            pk_scale(c, gs_consistency_loss(c, op, cov, col, op_t, cov_t, col_t), s->cons_weight);
+        if (!cons) return pk_error(PK_ERR_INVALID, "Momentum-GS: consistency: %s", polyak_error());
+    }
     /* the selection: neural opacity > 0 */
     if (!scratch(&s->opac, (size_t)(nv * K))) return pk_error(PK_ERR_NOMEM, "out of memory");
     PK_TRY(tensor_download(op, s->opac));
@@ -485,8 +545,10 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
                                     .quats = quats,
                                     .opacity_logits = logit,
                                     .colors = cl_g};
-            if (reg)
+            if (reg) {
                 *reg = pk_scale(c, pk_mean_all(c, pk_exp(c, pk_sum(c, log_s, 1, false))), 0.01f);
+                if (cons) *reg = pk_add(c, *reg, cons);
+            }
             if (!means || !log_s || !quats || !logit || !cl_g || (reg && !*reg))
                 st = pk_error(PK_ERR_INVALID, "Scaffold-GS: decode: %s", polyak_error());
         }
@@ -601,11 +663,7 @@ void gs_scaffold_stats(gs_scaffold *s, float **opacity_accum, float **anchor_den
 static pk_status scaffold_step(void *self, int64_t it) {
     gs_scaffold *s = self;
     int64_t T = s->o.max_steps;
-    optim_set_lr(s->opt, 0, lr_exp(0.002, 0.00002, T, it));
-    optim_set_lr(s->opt, 1, lr_exp(0.004, 0.004, T, it));
-    optim_set_lr(s->opt, 2, lr_exp(0.008, 0.00005, T, it));
-    PK_TRY(optim_step(s->opt));
-    PK_TRY(optim_zero_grad(s->opt));
+    if (s->opt) PK_TRY(gs_decoder_step(s->opt, T, it));
     PK_TRY(gs_scaffold_grads(s, NULL, NULL, NULL));
     s->t_feat = s->t_off = s->t_scal = NULL;
     /* an adjust_anchor iteration replaces the anchor tensors in the official code before
@@ -849,7 +907,7 @@ static void ck_name(gs_scaffold *s, int i, const char *fmt, const char *a, const
 
 static pk_status scaffold_ckpt_tensors(void *self, st_write_tensor *out, int max, int *n) {
     gs_scaffold *s = self;
-    int nstate = optim_state_count(s->opt);
+    int nstate = s->opt ? optim_state_count(s->opt) : 0;
     int need = 1 + 3 * A_COUNT + 4 + 2 + 12 + nstate;
     if (need > max || need > NCKPT_MAX)
         return pk_error(PK_ERR_INVALID, "Scaffold-GS: checkpoint table too small (%d)", need);
@@ -879,14 +937,14 @@ static pk_status scaffold_ckpt_tensors(void *self, st_write_tensor *out, int max
     s->shapes[k][0] = 1;
     out[k] = (st_write_tensor){s->names[k], ST_I64, 1, s->shapes[k], &s->adam_step};
     k++;
-    s->mlp_steps = optim_steps(s->opt);
+    s->mlp_steps = s->opt ? optim_steps(s->opt) : 0;
     ck_name(s, k, "%s%s", "sc.mlp_steps", "");
     s->shapes[k][0] = 1;
     out[k] = (st_write_tensor){s->names[k], ST_I64, 1, s->shapes[k], &s->mlp_steps};
     k++;
     /* decoder parameters and the decoder optimizer's state, downloaded to host */
     tensor *ps[12];
-    gs_decoder_params(&s->dec, ps);
+    gs_decoder_params(s->dec, ps);
     tensor *all[12 + NCKPT_MAX];
     char nm[128];
     size_t total = 0;
@@ -894,11 +952,11 @@ static pk_status scaffold_ckpt_tensors(void *self, st_write_tensor *out, int max
         all[i] = ps[i];
     for (int i = 0; i < nstate; i++)
         all[12 + i] = optim_state_get(s->opt, i, nm, sizeof nm);
-    for (int i = 0; i < 12 + nstate; i++)
+    for (int i = 0; i < (s->opt ? 12 + nstate : 0); i++)
         total += (size_t)tensor_numel(all[i]);
     if (!scratch(&s->ck_host, total)) return pk_error(PK_ERR_NOMEM, "out of memory");
     size_t off = 0;
-    for (int i = 0; i < 12 + nstate; i++, k++) {
+    for (int i = 0; i < (s->opt ? 12 + nstate : 0); i++, k++) {
         if (i < 12)
             ck_name(s, k, "%s%s", ps[i]->name, "");
         else {
@@ -950,9 +1008,9 @@ static pk_status scaffold_restore(void *self, const ckpt_file *ck) {
     PK_TRY(take(ck, "sc.mlp_steps", 1, &s->mlp_steps, 8));
     s->n = n;
     tensor *ps[12];
-    gs_decoder_params(&s->dec, ps);
-    int nstate = optim_state_count(s->opt);
-    for (int i = 0; i < 12 + nstate; i++) {
+    gs_decoder_params(s->dec, ps);
+    int nstate = s->opt ? optim_state_count(s->opt) : 0;
+    for (int i = 0; i < (s->opt ? 12 + nstate : 0); i++) {
         tensor *x;
         char nm[128];
         if (i < 12) {
@@ -967,7 +1025,7 @@ static pk_status scaffold_restore(void *self, const ckpt_file *ck) {
         PK_TRY(take(ck, name, ne, s->ck_host, 4));
         PK_TRY(tensor_upload(x, s->ck_host));
     }
-    optim_set_steps(s->opt, s->mlp_steps);
+    if (s->opt) optim_set_steps(s->opt, s->mlp_steps);
     return PK_OK;
 }
 

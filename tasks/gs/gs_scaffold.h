@@ -18,6 +18,7 @@
 #define POLYAK_GS_SCAFFOLD_H
 #include "gs_source.h"
 #include "nn/nn.h"
+#include "optim/optimizer.h"
 
 #define GS_SCAFFOLD_FEAT 32
 #define GS_SCAFFOLD_K 10
@@ -40,6 +41,8 @@ typedef struct gs_scaffold_options {
     int update_init_factor;   /* 16 */
     int update_hierarchy;     /* 4 */
     int64_t max_anchors;      /* cap on growing; 0: none */
+    struct gs_decoder *shared_decoder; /* Momentum-GS: decoders owned and stepped by the caller
+                                          (NULL: the source makes and steps its own) */
 } gs_scaffold_options;
 
 /* Returns o with zero fields set to Scaffold-GS's defaults; runs shorter than 30,000 steps get
@@ -110,6 +113,28 @@ pk_status gs_scaffold_decode_raw(gs_scaffold *s, pk_ctx *c, const int32_t *idx, 
  * offsets (m, k, 3), scaling (m, 6); any NULL is skipped. */
 void gs_scaffold_arrays(gs_scaffold *s, float **anchors, float **feat, float **offsets,
                         float **scaling);
+
+/* Momentum-GS's consistency loss between a student's and a teacher's decodings of the same
+ * anchors: MSE of the raw opacities (n, k) + MSE of the colours (n, 3k) + MSE of the scale
+ * factors sigmoid(cov[:, 0:3]) + MSE of the normalised quaternions cov[:, 3:7], the cov
+ * outputs being (n, 7k). Returns a (1,) tensor on the tape. */
+tensor *gs_consistency_loss(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s, tensor *op_t,
+                            tensor *cov_t, tensor *col_t);
+
+/* Momentum-GS: training decodes also run `teacher` (no gradient) on the same inputs and add
+ * weight x gs_consistency_loss to the extra loss term; NULL switches it off. */
+void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float weight);
+
+/* Restricts every decode to anchors for which keep(arg, position) is true (NULL: all), e.g.
+ * a block's own cell when blocks are merged. */
+void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float p[3]), void *arg);
+
+/* Creates the Adam optimizer of a decoder with Scaffold-GS's three learning rates. */
+pk_status gs_decoder_optimizer(pk_ctx *c, const gs_decoder *d, pk_optimizer **out);
+
+/* Steps a decoder optimizer at training step `it` of `max_steps` (Scaffold-GS's exponential
+ * schedules) and zeroes the gradients. */
+pk_status gs_decoder_step(pk_optimizer *opt, int64_t max_steps, int64_t it);
 
 /* Gradients of the last training decode with respect to every anchor's feature (m, 32),
  * offsets (m, k, 3) and scaling (m, 6) (zero for anchors it did not see), in host arrays owned
