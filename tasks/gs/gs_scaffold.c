@@ -56,6 +56,7 @@ struct gs_scaffold {
     float cons_weight;
     bool (*keep)(void *arg, const float p[3]);
     void *keep_arg;
+    char prefix[16]; // checkpoint names: prefix + "sc.*"
     /* the last training decode */
     int32_t *vis; // (nvis) visible anchors
     int64_t nvis, vis_cap;
@@ -257,6 +258,10 @@ pk_status gs_decoder_optimizer(pk_ctx *c, const gs_decoder *d, pk_optimizer **ou
     return optim_create(c, &oo, groups, 3, out);
 }
 
+void gs_scaffold_set_prefix(gs_scaffold *s, const char *prefix) {
+    snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
+}
+
 void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float weight) {
     s->teacher = teacher;
     s->cons_weight = weight;
@@ -285,6 +290,23 @@ static int cmpf(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+pk_status gs_scaffold_voxel_rule(const float *xyz, int64_t n, double *voxel) {
+    /* Scaffold-GS: voxel = median (kthvalue at n/2) of distCUDA2, the mean SQUARED distance to
+     * the 3 nearest neighbours */
+    *voxel = 0;
+    if (n < 1) return pk_error(PK_ERR_INVALID, "Scaffold-GS: no points for the voxel rule");
+    float *d = malloc(sizeof(float) * (size_t)n);
+    if (!d) return pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory");
+    pk_status st = gs_knn3_scale(xyz, n, d);
+    if (st == PK_OK) {
+        for (int64_t i = 0; i < n; i++)
+            d[i] *= d[i];
+        qsort(d, (size_t)n, sizeof(float), cmpf); /* kthvalue(n/2): the (n/2)-th smallest */
+        *voxel = d[n / 2 > 0 ? n / 2 - 1 : 0];
+    }
+    free(d);
+    return st;
+}
 
 pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double extent,
                              const gs_scaffold_options *o, pk_rng *rng, gs_scaffold **out) {
@@ -300,21 +322,7 @@ pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double exte
     int64_t m = 0;
     s->voxel = o->voxel_size;
     if (!(s->voxel > 0)) {
-        /* Scaffold-GS: voxel = median (kthvalue at n/2) of distCUDA2, the mean SQUARED distance
-         * to the 3 nearest neighbours */
-        float *d = malloc(sizeof(float) * (size_t)n);
-        if (!d) st = pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory");
-        if (st == PK_OK) st = gs_knn3_scale(xyz, n, d);
-        if (st == PK_OK) {
-            for (int64_t i = 0; i < n; i++)
-                d[i] *= d[i];
-            /* kthvalue(k = n/2) is the (n/2)-th smallest, 1-based */
-            int64_t kth = n / 2 > 0 ? n / 2 - 1 : 0;
-            /* selection by sorting (once, at creation) */
-            qsort(d, (size_t)n, sizeof(float), cmpf);
-            s->voxel = d[kth];
-        }
-        free(d);
+        st = gs_scaffold_voxel_rule(xyz, n, &s->voxel);
         if (st == PK_OK && !(s->voxel > 0)) s->voxel = 0.01 * extent;
     }
     if (st == PK_OK) st = gs_voxelize(xyz, n, s->voxel, &anch, &m);
@@ -902,7 +910,9 @@ static pk_status scaffold_export(const void *self, pk_gaussians *g) {
 
 /* Names `i` of the checkpoint table. */
 static void ck_name(gs_scaffold *s, int i, const char *fmt, const char *a, const char *b) {
-    snprintf(s->names[i], sizeof s->names[i], fmt, a, b);
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, fmt, a, b);
+    snprintf(s->names[i], sizeof s->names[i], "%s%s", s->prefix, tmp);
 }
 
 static pk_status scaffold_ckpt_tensors(void *self, st_write_tensor *out, int max, int *n) {
@@ -973,7 +983,10 @@ static pk_status scaffold_ckpt_tensors(void *self, st_write_tensor *out, int max
 }
 
 /* Copies checkpoint tensor `name` of n x w floats into dst. */
-static pk_status take(const ckpt_file *ck, const char *name, int64_t numel, void *dst, size_t esz) {
+static pk_status take(const gs_scaffold *s, const ckpt_file *ck, const char *bare, int64_t numel,
+                      void *dst, size_t esz) {
+    char name[200];
+    snprintf(name, sizeof name, "%s%s", s->prefix, bare);
     const st_tensor *t = safetensors_find(&ck->st, name);
     if (!t) return pk_error(PK_ERR_FORMAT, "checkpoint: tensor %s missing", name);
     if (t->nbytes != (size_t)numel * esz)
@@ -985,27 +998,29 @@ static pk_status take(const ckpt_file *ck, const char *name, int64_t numel, void
 
 static pk_status scaffold_restore(void *self, const ckpt_file *ck) {
     gs_scaffold *s = self;
-    const st_tensor *t = safetensors_find(&ck->st, "sc.anchor");
+    char an[40];
+    snprintf(an, sizeof an, "%ssc.anchor", s->prefix);
+    const st_tensor *t = safetensors_find(&ck->st, an);
     if (!t || t->ndim != 2 || t->shape[1] != 3)
         return pk_error(PK_ERR_FORMAT, "checkpoint: tensor sc.anchor (n, 3) missing");
     int64_t n = t->shape[0];
     PK_TRY(reserve(s, n));
-    PK_TRY(take(ck, "sc.anchor", n * 3, s->anchor, 4));
+    PK_TRY(take(s, ck, "sc.anchor", n * 3, s->anchor, 4));
     char name[160];
     for (int a = 0; a < A_COUNT; a++) {
         float *arr[3] = {s->p[a], s->m[a], s->v[a]};
         const char *suf[3] = {"", ".exp_avg", ".exp_avg_sq"};
         for (int j = 0; j < 3; j++) {
             snprintf(name, sizeof name, "sc.%s%s", attr_name[a], suf[j]);
-            PK_TRY(take(ck, name, n * attr_w[a], arr[j], 4));
+            PK_TRY(take(s, ck, name, n * attr_w[a], arr[j], 4));
         }
     }
-    PK_TRY(take(ck, "sc.opacity_accum", n, s->opacity_accum, 4));
-    PK_TRY(take(ck, "sc.anchor_denom", n, s->anchor_denom, 4));
-    PK_TRY(take(ck, "sc.offset_accum", n * K, s->offset_accum, 4));
-    PK_TRY(take(ck, "sc.offset_denom", n * K, s->offset_denom, 4));
-    PK_TRY(take(ck, "sc.adam_step", 1, &s->adam_step, 8));
-    PK_TRY(take(ck, "sc.mlp_steps", 1, &s->mlp_steps, 8));
+    PK_TRY(take(s, ck, "sc.opacity_accum", n, s->opacity_accum, 4));
+    PK_TRY(take(s, ck, "sc.anchor_denom", n, s->anchor_denom, 4));
+    PK_TRY(take(s, ck, "sc.offset_accum", n * K, s->offset_accum, 4));
+    PK_TRY(take(s, ck, "sc.offset_denom", n * K, s->offset_denom, 4));
+    PK_TRY(take(s, ck, "sc.adam_step", 1, &s->adam_step, 8));
+    PK_TRY(take(s, ck, "sc.mlp_steps", 1, &s->mlp_steps, 8));
     s->n = n;
     tensor *ps[12];
     gs_decoder_params(s->dec, ps);
@@ -1022,7 +1037,7 @@ static pk_status scaffold_restore(void *self, const ckpt_file *ck) {
         }
         int64_t ne = tensor_numel(x);
         if (!scratch(&s->ck_host, (size_t)ne)) return pk_error(PK_ERR_NOMEM, "out of memory");
-        PK_TRY(take(ck, name, ne, s->ck_host, 4));
+        PK_TRY(take(s, ck, name, ne, s->ck_host, 4));
         PK_TRY(tensor_upload(x, s->ck_host));
     }
     if (s->opt) optim_set_steps(s->opt, s->mlp_steps);

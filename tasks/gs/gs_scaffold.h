@@ -73,6 +73,10 @@ typedef struct gs_scaffold gs_scaffold;
  * times voxel; returns the anchors (*m, 3) (malloc'd). */
 pk_status gs_voxelize(const float *xyz, int64_t n, double voxel, float **anchors, int64_t *m);
 
+/* Scaffold-GS's voxel size for points (n, 3): the (n/2)-th smallest mean squared distance to
+ * the 3 nearest neighbours. */
+pk_status gs_scaffold_voxel_rule(const float *xyz, int64_t n, double *voxel);
+
 /* Creates the source: anchors from the points on the voxel grid, features 0, offsets 0,
  * scaling log(3-NN distance) x 6 (Scaffold-GS create_from_pcd), decoders in c. */
 pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double extent,
@@ -128,6 +132,9 @@ void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float we
 /* Restricts every decode to anchors for which keep(arg, position) is true (NULL: all), e.g.
  * a block's own cell when blocks are merged. */
 void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float p[3]), void *arg);
+
+/* Prefixes the source's checkpoint tensor names (blocks: "b3."; at most 15 characters). */
+void gs_scaffold_set_prefix(gs_scaffold *s, const char *prefix);
 
 /* Creates the Adam optimizer of a decoder with Scaffold-GS's three learning rates. */
 pk_status gs_decoder_optimizer(pk_ctx *c, const gs_decoder *d, pk_optimizer **out);

@@ -67,6 +67,13 @@ typedef struct gs_source {
      * pixels (n, 2) and radii (n) of the n Gaussians it rendered. */
     void (*add_stats)(void *self, const float *grad2d_px, const int32_t *radii, int width,
                       int height);
+    /* Optional (block-wise sources): the scene view to train on at 1-based step `it`, or -1 for
+     * the trainer's own shuffled order. */
+    int (*pick_view)(void *self, int64_t it, pk_rng *rng);
+    /* Optional: the factor the step's whole loss is multiplied by (Momentum-GS block weight). */
+    double (*loss_weight)(void *self);
+    /* Optional: work after the optimizer step of step `it` (growing, teachers, weights). */
+    pk_status (*after_step)(void *self, int64_t it);
 } gs_source;
 
 /* ---- the explicit source (plain 3DGS) ---- */

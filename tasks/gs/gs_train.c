@@ -349,6 +349,11 @@ static char *format_options(const gs_trainer *t, bool all) {
         cJSON_AddStringToObject(j, "model", "scaffold");
         cJSON_AddNumberToObject(j, "voxel_size", o->voxel_size);
     }
+    if (o->make_source) {
+        cJSON_AddStringToObject(j, "model", o->model ? o->model : "custom");
+        cJSON *sj = o->source_json ? cJSON_Parse(o->source_json) : NULL;
+        if (sj) cJSON_AddItemToObject(j, "source", sj);
+    }
     if (all) {
         cJSON_AddStringToObject(j, "data", o->data);
         cJSON_AddStringToObject(j, "out", o->out);
@@ -468,7 +473,22 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
         np = t->o.init_points;
         FAIL(random_points(t, np, &xyz));
     }
-    if (t->o.model && strcmp(t->o.model, "scaffold") == 0) {
+    if (t->o.make_source) {
+        gs_source_env env = {.ctx = t->ctx,
+                             .scene = &t->scene,
+                             .cams = t->cams,
+                             .n_train = t->n_train,
+                             .n_test = t->n_test,
+                             .train_idx = t->train_idx,
+                             .test_idx = t->test_idx,
+                             .extent = t->extent,
+                             .rng = &t->rng,
+                             .iters = t->o.iters,
+                             .xyz = xyz,
+                             .n_points = np,
+                             .trainer = t};
+        s = t->o.make_source(t->o.make_source_arg, &env, &t->src);
+    } else if (t->o.model && strcmp(t->o.model, "scaffold") == 0) {
         t->sco =
             gs_scaffold_defaults((gs_scaffold_options){.voxel_size = t->o.voxel_size}, t->o.iters);
         s = gs_scaffold_create(t->ctx, xyz, np, t->extent, &t->sco, &t->rng, &t->sc);
@@ -581,6 +601,8 @@ pk_run *gs_trainer_run(gs_trainer *t) { return t->run; }
 
 gs_timing gs_trainer_timing(const gs_trainer *t) { return t->timing; }
 
+const gs_source *gs_trainer_source(const gs_trainer *t) { return &t->src; }
+
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */
 static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, gs_array_grads *gr,
@@ -686,6 +708,7 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
         tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
                               pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
         if (reg) loss = pk_add(c, loss, reg);
+        if (t->src.loss_weight) loss = pk_scale(c, loss, (float)t->src.loss_weight(t->src.self));
         float lv = 0;
         if (!loss || tensor_download(loss, &lv) != PK_OK)
             return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
@@ -771,7 +794,8 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         pk_rng_shuffle(&t->rng, t->order, t->n_train);
         t->order_pos = 0;
     }
-    int v = t->train_idx[t->order[t->order_pos++]];
+    int v = t->src.pick_view ? t->src.pick_view(t->src.self, it, &t->rng) : -1;
+    if (v < 0) v = t->train_idx[t->order[t->order_pos++]];
     /* the view at the run's current resolution (coarse to fine) */
     int level = level_at(t, it);
     const splat_camera *cam =
@@ -809,10 +833,12 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
          * then adjust_anchor (the optimizer steps before the anchors change) */
         if (it < t->sco.update_until && it > t->sco.stat_from)
             t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
-    } else if (it < t->o.densify_until)
+    } else if (t->gx && it < t->o.densify_until)
         gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
+    else if (!t->gx && t->src.add_stats) /* the source keeps its own window */
+        t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
     stamp t5 = stamp_now();
-    if (!t->sc && it < t->o.densify_until) {
+    if (t->gx && it < t->o.densify_until) {
         if (it > t->o.densify_from && it % t->o.densify_interval == 0) {
             gs_densify_params dp = {.grad_threshold = t->o.grad_threshold,
                                     .percent_dense = 0.01,
@@ -845,6 +871,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         r->densified = rep.before > 0;
         r->anchors = gs_scaffold_anchors(t->sc);
     }
+    if (t->src.after_step) PK_TRY(t->src.after_step(t->src.self, it));
     stamp t7 = stamp_now();
     t->step++;
     stamp tl = stamp_now();
@@ -900,6 +927,23 @@ static void view_stem(const pk_camera *c, char *buf, size_t n) {
     if (dot && dot != buf) *dot = 0;
 }
 
+pk_status gs_trainer_view_metrics(gs_trainer *t, int v, double *psnr, double *ssim) {
+    if (v < 0 || v >= t->scene.n) return pk_error(PK_ERR_INVALID, "view %d outside the scene", v);
+    const pk_image *img = &t->images[v];
+    int W = img->w, H = img->h;
+    int64_t npix = 3 * (int64_t)W * H;
+    ground_truth(img, t->o.background, t->gt);
+    gs_arrays arr;
+    gs_array_grads gr;
+    splat_scene_view view;
+    PK_TRY(render_view(t, v, 0, &arr, &gr, &view));
+    for (int64_t i = 0; i < npix; i++)
+        t->rgb[i] = t->rgb[i] < 0 ? 0 : t->rgb[i] > 1 ? 1 : t->rgb[i];
+    PK_TRY(gs_ssim(t->pool, t->rgb, t->gt, 3, H, W, 0, NULL, ssim));
+    *psnr = gs_psnr(t->rgb, t->gt, npix);
+    return PK_OK;
+}
+
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
     *ev = (gs_eval){0};
     int degree = sh_degree_at(t, t->step);
@@ -948,14 +992,22 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
 }
 
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
-    st_write_tensor ts[40];
+    enum { MAX_TENSORS = 1024 }; /* block-wise sources list a table per block */
+    st_write_tensor *ts = malloc(sizeof(st_write_tensor) * MAX_TENSORS);
+    if (!ts) return pk_error(PK_ERR_NOMEM, "out of memory");
     int n = 0;
-    PK_TRY(t->src.checkpoint_tensors(t->src.self, ts, 38, &n));
+    pk_status s = t->src.checkpoint_tensors(t->src.self, ts, MAX_TENSORS - 1, &n);
+    if (s != PK_OK) {
+        free(ts);
+        return s;
+    }
     int64_t ord_shape[1] = {t->n_train};
     ts[n++] = (st_write_tensor){"train.order", ST_I32, 1, ord_shape, t->order};
     uint64_t rng[CKPT_RNG_WORDS] = {t->rng.state, (uint64_t)t->order_pos, 0, 0};
     memcpy(&rng[2], &t->seconds, sizeof t->seconds);
-    return run_checkpoint_save_ex(t->run, t->step, NULL, 0, ts, n, rng);
+    s = run_checkpoint_save_ex(t->run, t->step, NULL, 0, ts, n, rng);
+    free(ts);
+    return s;
 }
 
 /* Sets metrics.json's `name`: {phase: ms per step, ...}. */

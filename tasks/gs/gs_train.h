@@ -14,6 +14,24 @@
 #include "run.h"
 #include "status.h"
 
+typedef struct gs_trainer gs_trainer;
+struct gs_source;
+
+/* What a source factory (gs_train_options.make_source) gets to build its source from. */
+typedef struct gs_source_env {
+    struct pk_ctx *ctx;
+    const struct pk_scene *scene;
+    const struct splat_camera *cams; /* (scene->n) at the training resolution */
+    int n_train, n_test;
+    const int *train_idx, *test_idx; /* view indices */
+    double extent;
+    struct pk_rng *rng;
+    int64_t iters;
+    const float *xyz; /* (n_points, 3) initial points (SfM or random) */
+    int64_t n_points;
+    gs_trainer *trainer; /* for gs_trainer_view_metrics (valid once training starts) */
+} gs_source_env;
+
 /* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
 typedef struct gs_train_options {
     const char *data;            /* scene folder (COLMAP or transforms.json) */
@@ -52,8 +70,13 @@ typedef struct gs_train_options {
                                     anchors + decoders, gs_scaffold.h; the densification options
                                     do not apply, its own growing / pruning runs instead) */
     double voxel_size;           /* scaffold: anchor voxel; 0: Scaffold-GS's rule */
-    FILE *progress;              /* the run's options, messages and progress lines; NULL: none */
-    bool catch_signals;          /* SIGINT/SIGTERM request a stop (run_stop_requested) */
+    /* a source built by the caller (Momentum-GS, tasks/momentum_gs): the factory, its argument
+     * and its options as JSON (recorded in options.json and checked on resume) */
+    pk_status (*make_source)(void *arg, const gs_source_env *env, struct gs_source *out);
+    void *make_source_arg;
+    const char *source_json;
+    FILE *progress;     /* the run's options, messages and progress lines; NULL: none */
+    bool catch_signals; /* SIGINT/SIGTERM request a stop (run_stop_requested) */
 } gs_train_options;
 
 /* Returns `o` with the zero fields set to their defaults, except the three that depend on the
@@ -130,8 +153,6 @@ typedef struct gs_timing {
     int64_t steps;
 } gs_timing;
 
-typedef struct gs_trainer gs_trainer;
-
 /* Loads and checks the scene and its images, creates the Gaussians (or restores the newest
  * checkpoint when o->resume), and prepares the output folder. Fails with a message naming the
  * file and the problem before any training. */
@@ -163,6 +184,13 @@ pk_status gs_trainer_checkpoint(gs_trainer *t);
 /* Final outputs: evaluation with renders, point_cloud.ply, metrics.json, log.csv and a
  * checkpoint. */
 pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
+
+/* Renders view `view` (full training size) with the source's produce and measures it against
+ * its ground truth (PSNR of the clamped render, SSIM). */
+pk_status gs_trainer_view_metrics(gs_trainer *t, int view, double *psnr, double *ssim);
+
+/* The trainer's Gaussian source. */
+const struct gs_source *gs_trainer_source(const gs_trainer *t);
 
 /* Seconds per phase so far. */
 gs_timing gs_trainer_timing(const gs_trainer *t);
