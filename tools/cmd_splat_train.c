@@ -8,7 +8,9 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "gs_source.h"
 #include "gs_train.h"
+#include "momentum.h"
 
 static const char *usage =
     "--data SCENE --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
@@ -16,10 +18,13 @@ static const char *usage =
     "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
     "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
-    "[--random-background] [--prune-big-scale F]";
+    "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
+    "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
+    "[--independent] [--consistency-weight W]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
+    mgs_options mo = {0}; /* Momentum-GS (--model momentum-gs) */
     const char *C = "splat train";
     bool fixed_background = false; /* --background: a fixed colour unless --random-background */
     for (int i = 1; i < argc; i++) {
@@ -97,6 +102,33 @@ int cmd_splat_train(int argc, char **argv) {
             if (sscanf(v, "%f,%f,%f%c", &b[0], &b[1], &b[2], &tail) != 3)
                 return cli_usage(C, usage, "--background expects R,G,B (each in [0, 1])");
             fixed_background = true, i++;
+        } else if (strcmp(a, "--model") == 0 && v) {
+            if (strcmp(v, "3dgs") != 0 && strcmp(v, "scaffold") != 0 &&
+                strcmp(v, "momentum-gs") != 0)
+                return cli_usage(C, usage, "--model expects 3dgs, scaffold or momentum-gs");
+            o.model = v, i++;
+        } else if (strcmp(a, "--blocks") == 0) {
+            if (!cli_int(C, a, v, 1, 256, &n)) return cli_usage(C, usage, NULL);
+            mo.blocks = (int)n, i++;
+        } else if (strcmp(a, "--block-steps") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            mo.block_steps = n, i++;
+        } else if (strcmp(a, "--no-teacher") == 0) {
+            mo.no_teacher = true;
+        } else if (strcmp(a, "--no-weighting") == 0) {
+            mo.no_weighting = true;
+        } else if (strcmp(a, "--independent") == 0) {
+            mo.independent = true;
+        } else if (strcmp(a, "--consistency-weight") == 0 && v) {
+            char *end;
+            double g = strtod(v, &end);
+            if (*end || !(g > 0)) return cli_usage(C, usage, "--consistency-weight must be > 0");
+            mo.cons_weight = g, i++;
+        } else if (strcmp(a, "--voxel-size") == 0 && v) {
+            char *end;
+            double g = strtod(v, &end);
+            if (*end || !(g >= 0)) return cli_usage(C, usage, "--voxel-size must be >= 0");
+            o.voxel_size = g, i++;
         } else if (strcmp(a, "--random-background") == 0) {
             o.random_background = 1;
         } else if (strcmp(a, "--threads") == 0) {
@@ -107,6 +139,18 @@ int cmd_splat_train(int argc, char **argv) {
     }
     if (!o.data || !o.out) return cli_usage(C, usage, "--data and --out are required");
     if (fixed_background && !o.random_background) o.random_background = -1;
+    char *mjson = NULL;
+    bool momentum = o.model && strcmp(o.model, "momentum-gs") == 0;
+    if (momentum) {
+        mo.voxel_size = o.voxel_size;
+        mo = mgs_defaults(mo);
+        mjson = mgs_options_json(&mo);
+        if (!mjson) return cli_fail(C, "out of memory");
+        o.make_source = mgs_make_source;
+        o.make_source_arg = &mo;
+        o.source_json = mjson;
+    } else if (mo.blocks || mo.block_steps || mo.no_teacher || mo.no_weighting || mo.independent)
+        return cli_usage(C, usage, "--blocks and the Momentum-GS options need --model momentum-gs");
     o = gs_train_defaults(o);
     o.progress = stderr;
     o.catch_signals = true; /* Ctrl-C saves a checkpoint */
@@ -123,6 +167,17 @@ int cmd_splat_train(int argc, char **argv) {
              : info.from_points ? "from SfM points"
                                 : "random",
              info.device_name);
+    if (momentum) {
+        mgs_info mi = mgs_source_info(gs_trainer_source(t));
+        run_info(run, "Momentum-GS: %d blocks (%s%s%s), %lld steps per block in turn", mi.blocks,
+                 mo.independent ? "independent blocks" : "shared decoder",
+                 mo.independent || mo.no_teacher ? "" : ", teacher",
+                 mo.independent || mo.no_weighting ? "" : ", block weights",
+                 (long long)mo.block_steps);
+        for (int b = 0; b < mi.blocks; b++)
+            run_info(run, "block %d: %lld anchors, %d training views, %d validation views", b,
+                     (long long)mi.anchors[b], mi.train_views[b], mi.val_views[b]);
+    }
     if (info.photos && !info.start_step)
         run_info(run,
                  "settings for photos: %s background, densification from "
@@ -178,13 +233,36 @@ int cmd_splat_train(int argc, char **argv) {
                      r.opacity_reset ? " (just after an opacity reset: it recovers within a few "
                                        "hundred steps)"
                                      : "");
-        run_progress_update(run, r.step - first, "step %lld loss %.4f psnr %.2f gaussians %lld",
-                            (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
+        if (r.anchors)
+            run_progress_update(run, r.step - first,
+                                "step %lld loss %.4f psnr %.2f anchors %lld (x10 Gaussians)",
+                                (long long)r.step, r.loss, r.psnr, (long long)r.anchors);
+        else
+            run_progress_update(run, r.step - first, "step %lld loss %.4f psnr %.2f gaussians %lld",
+                                (long long)r.step, r.loss, r.psnr, (long long)r.gaussians);
     }
     run_progress_end(run);
     if (gs_trainer_finish(t, &ev) != PK_OK) {
         rc = cli_fail(C, "writing the outputs");
         goto done;
+    }
+    if (momentum) {
+        mgs_info mi = mgs_source_info(gs_trainer_source(t));
+        char buf[8192];
+        size_t at = (size_t)snprintf(buf, sizeof buf, "[");
+        for (int b = 0; b < mi.blocks && at < sizeof buf - 200; b++)
+            at += (size_t)snprintf(buf + at, sizeof buf - at,
+                                   "%s{\"anchors\": %lld, \"train_views\": %d, "
+                                   "\"val_views\": %d, \"weight\": %.6f}",
+                                   b ? ", " : "", (long long)mi.anchors[b], mi.train_views[b],
+                                   mi.val_views[b], mi.weights[b]);
+        snprintf(buf + at, sizeof buf - at, "]");
+        run_metric_json(run, "blocks", buf);
+        run_metric_str(run, "model", "momentum-gs");
+        if (run_metrics_write(run) != PK_OK) {
+            rc = cli_fail(C, "writing metrics.json");
+            goto done;
+        }
     }
     gs_timing tm = gs_trainer_timing(t);
     double per = tm.steps ? 1e3 / (double)tm.steps : 0;
@@ -210,5 +288,6 @@ int cmd_splat_train(int argc, char **argv) {
 done:
     run_report(run, status);
     gs_trainer_destroy(t);
+    free(mjson);
     return rc;
 }

@@ -14,7 +14,8 @@ dataset-fashion-mnist libopenmpi-dev openmpi-bin"
 # Wanted but never required: python3-torch writes the golden files (`make goldens`; the files
 # are committed) and is the benchmarks' peer (they skip it when `import torch` fails). It is
 # large and not on every architecture, so failing to install it must not fail `make test`.
-# povray came with the project skeleton and nothing in the tree uses it yet.
+# povray regenerates the rendered scenes (assets/make_scene.sh; assets/make_city.sh, the town
+# the Momentum-GS comparisons train on, generated on demand and not committed).
 # chromium: tests/report/test_report_chromium renders `polyak report` pages headless (screenshot
 # not blank, no console errors); the test is skipped where chromium is absent.
 OPTIONAL="python3-torch povray chromium"

@@ -1,8 +1,9 @@
 /* gs_source.h - where the Gaussians of a 3DGS render come from. A source owns its trainable
  * parameters, produces the per-Gaussian arrays the rasterizer reads for a camera, takes the
  * gradients of those arrays back, and steps its own optimizer. The explicit source (one set of
- * parameters per Gaussian, plain 3DGS) is the only one with densification; a decoder source
- * (Momentum-GS: anchors + MLPs) plugs in through the same table later.
+ * parameters per Gaussian, plain 3DGS) has 3DGS densification; the decoder source of
+ * Scaffold-GS / Momentum-GS (gs_scaffold.h: anchors + MLPs) plugs in through the same table,
+ * producing its Gaussians as tensors on the tape (produce_tensors).
  *
  * Owns: the interface and the explicit source (parameters, Adam state, 3DGS initialisation from
  * points, densification statistics, clone/split/prune, opacity reset, PLY export, checkpoint
@@ -17,6 +18,7 @@
 #include "cpu/threads.h"
 #include "ply.h"
 #include "rng.h"
+#include "ops/ops_splat.h"
 #include "splat/splat.h"
 
 #define GS_SH_COEFFS 16 /* (3 + 1)^2: SH degree 3 */
@@ -55,6 +57,23 @@ typedef struct gs_source {
     pk_status (*restore)(void *self, const ckpt_file *ck);
     /* Frees the source. */
     void (*destroy)(void *self);
+    /* Optional (decoder sources, NULL otherwise): builds the render's inputs as tensors on
+     * c's tape from the source's own parameters (so the backward reaches them; step then
+     * reads their gradients), and an extra loss term to add to the image loss (*reg, NULL:
+     * none). The trainer fills background and means2d_grad. */
+    pk_status (*produce_tensors)(void *self, pk_ctx *c, const splat_camera *cam,
+                                 pk_splat_inputs *in, tensor **reg);
+    /* Optional: statistics of the last produce_tensors render after its backward: d mean2D in
+     * pixels (n, 2) and radii (n) of the n Gaussians it rendered. */
+    void (*add_stats)(void *self, const float *grad2d_px, const int32_t *radii, int width,
+                      int height);
+    /* Optional (block-wise sources): the scene view to train on at 1-based step `it`, or -1 for
+     * the trainer's own shuffled order. */
+    int (*pick_view)(void *self, int64_t it, pk_rng *rng);
+    /* Optional: the factor the step's whole loss is multiplied by (Momentum-GS block weight). */
+    double (*loss_weight)(void *self);
+    /* Optional: work after the optimizer step of step `it` (growing, teachers, weights). */
+    pk_status (*after_step)(void *self, int64_t it);
 } gs_source;
 
 /* ---- the explicit source (plain 3DGS) ---- */

@@ -33,6 +33,7 @@
 #include "autograd.h"
 #include "checkpoint.h"
 #include "gs_metrics.h"
+#include "gs_scaffold.h"
 #include "gs_source.h"
 #include "image.h"
 #include "io_util.h"
@@ -60,7 +61,11 @@ struct gs_trainer {
     int levels;                    // coarse-to-fine levels below full size (0: none)
     float **pyramid;          // (scene.n, levels) planar ground truth at 1/2^(l+1); training views
     splat_camera *level_cams; // (scene.n, levels) their cameras
-    gs_explicit *gx;
+    gs_explicit *gx;          // the explicit source (3DGS), or NULL
+    gs_scaffold *sc;          // the Scaffold-GS source, or NULL
+    gs_scaffold_options sco;
+    float *grad2d; // (n, 2) d mean2D of a tensor-source render
+    int64_t grad2d_cap;
     gs_source src;
     splat_state *st;             // evaluation renders
     pk_splat_renderer *renderer; // training renders (the op's saved state)
@@ -345,6 +350,15 @@ static char *format_options(const gs_trainer *t, bool all) {
     cJSON_AddItemToObject(j, "background", cJSON_CreateDoubleArray(bg, 3));
     cJSON_AddNumberToObject(j, "random_background", o->random_background > 0 ? 1 : 0);
     cJSON_AddNumberToObject(j, "prune_big_scale", o->prune_big_scale > 0 ? o->prune_big_scale : 0);
+    if (t->sc) { /* only scaffold runs carry these, so 3DGS checkpoints resume as before */
+        cJSON_AddStringToObject(j, "model", "scaffold");
+        cJSON_AddNumberToObject(j, "voxel_size", o->voxel_size);
+    }
+    if (o->make_source) {
+        cJSON_AddStringToObject(j, "model", o->model ? o->model : "custom");
+        cJSON *sj = o->source_json ? cJSON_Parse(o->source_json) : NULL;
+        if (sj) cJSON_AddItemToObject(j, "source", sj);
+    }
     if (all) {
         cJSON_AddStringToObject(j, "data", o->data);
         cJSON_AddStringToObject(j, "out", o->out);
@@ -464,11 +478,40 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
         np = t->o.init_points;
         FAIL(random_points(t, np, &xyz));
     }
-    s = gs_explicit_create(xyz, rgb, np, t->extent, &lr, t->pool, &t->gx);
+    if (t->o.make_source) {
+        gs_source_env env = {.ctx = t->ctx,
+                             .scene = &t->scene,
+                             .cams = t->cams,
+                             .n_train = t->n_train,
+                             .n_test = t->n_test,
+                             .train_idx = t->train_idx,
+                             .test_idx = t->test_idx,
+                             .extent = t->extent,
+                             .rng = &t->rng,
+                             .iters = t->o.iters,
+                             .xyz = xyz,
+                             .n_points = np,
+                             .trainer = t};
+        s = t->o.make_source(t->o.make_source_arg, &env, &t->src);
+    } else if (t->o.model && strcmp(t->o.model, "scaffold") == 0) {
+        t->sco =
+            gs_scaffold_defaults((gs_scaffold_options){.voxel_size = t->o.voxel_size}, t->o.iters);
+        s = gs_scaffold_create(t->ctx, xyz, np, t->extent, &t->sco, &t->rng, &t->sc);
+        if (s == PK_OK) t->src = gs_scaffold_source(t->sc);
+    } else if (t->o.model && *t->o.model && strcmp(t->o.model, "3dgs") != 0) {
+        s = pk_error(PK_ERR_INVALID, "--model %s: expected 3dgs or scaffold", t->o.model);
+    } else {
+        s = gs_explicit_create(xyz, rgb, np, t->extent, &lr, t->pool, &t->gx);
+        if (s == PK_OK) t->src = gs_explicit_source(t->gx);
+    }
     if (!t->from_points) free(xyz);
     free(rgb);
+    if (s == PK_OK && dist_size() > 1 && !t->gx)
+        s = pk_error(PK_ERR_INVALID,
+                     "--model %s under mpirun: data parallelism is implemented for the 3DGS "
+                     "source only (run Scaffold-GS / Momentum-GS as one process)",
+                     t->o.model ? t->o.model : "custom");
     if (s != PK_OK) goto fail;
-    t->src = gs_explicit_source(t->gx);
     t->st = splat_state_create();
     FAIL(pk_splat_renderer_create(t->ctx, &t->renderer));
     int maxhw = 0;
@@ -533,7 +576,7 @@ void gs_trainer_destroy(gs_trainer *t) {
     free(t->pyramid), free(t->level_cams);
     free(t->images), free(t->cams), free(t->train_idx), free(t->test_idx), free(t->order);
     free(t->test_psnr), free(t->test_ssim);
-    free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii);
+    free(t->gt), free(t->rgb), free(t->d_rgb), free(t->alpha), free(t->radii), free(t->grad2d);
     free(t->renders_dir), free(t->resume_json), free(t->dp_buf);
     run_close(t->run);
     scene_free(&t->scene);
@@ -569,6 +612,8 @@ pk_run *gs_trainer_run(gs_trainer *t) { return t->run; }
 gs_timing gs_trainer_timing(const gs_trainer *t) { return t->timing; }
 
 const pk_device *gs_trainer_device(const gs_trainer *t) { return t->ctx->dev; }
+
+const gs_source *gs_trainer_source(const gs_trainer *t) { return &t->src; }
 
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */
@@ -651,6 +696,54 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     if (!gt || tensor_upload(gt, gt_host) != PK_OK)
         return pk_error(PK_ERR_NOMEM, "3DGS: cannot upload the ground truth: %s", polyak_error());
     stamp t1 = stamp_now();
+    if (t->src.produce_tensors) {
+        /* a decoder source: its Gaussians are tensors on the tape already */
+        pk_splat_inputs in;
+        tensor *reg = NULL;
+        PK_TRY(t->src.produce_tensors(t->src.self, c, cam, &in, &reg));
+        int64_t n = in.means->shape[0];
+        in.background[0] = bg[0], in.background[1] = bg[1], in.background[2] = bg[2];
+        in.means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2});
+        if (!in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
+            return pk_error(PK_ERR_NOMEM, "3DGS: cannot create the step's tensors: %s",
+                            polyak_error());
+        PK_TRY(ensure_radii(t, (int)n));
+        if (n > t->grad2d_cap) {
+            float *g2 = realloc(t->grad2d, sizeof(float) * 2 * (size_t)n);
+            if (!g2) return pk_error(PK_ERR_NOMEM, "out of memory");
+            t->grad2d = g2, t->grad2d_cap = n;
+        }
+        stamp t2 = stamp_now();
+        pk_splat_outputs out;
+        PK_TRY(pk_splat(c, t->renderer, cam, &in, &out));
+        stamp t3 = stamp_now();
+        tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
+                              pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
+        if (reg) loss = pk_add(c, loss, reg);
+        if (t->src.loss_weight) loss = pk_scale(c, loss, (float)t->src.loss_weight(t->src.self));
+        float lv = 0;
+        if (!loss || tensor_download(loss, &lv) != PK_OK)
+            return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+        stamp t4 = stamp_now();
+        PK_TRY(autograd_backward(c, loss));
+        stamp t5 = stamp_now();
+        PK_TRY(tensor_download(in.means2d_grad, t->grad2d));
+        PK_TRY(tensor_download(out.radii, t->radii));
+        PK_TRY(tensor_download(out.rgb, t->rgb));
+        if (t->src.add_stats) *gr = (gs_array_grads){.means2d = t->grad2d};
+        stamp t6 = stamp_now();
+        stamp sb1 = splat_backward_time(c);
+        ADD_PHASE(tm, data, t0, t1);
+        ADD_PHASE(tm, params_in, t1, t2);
+        ADD_PHASE(tm, raster_fwd, t2, t3);
+        ADD_PHASE(tm, loss_fwd, t3, t4);
+        ADD_PHASE(tm, raster_bwd, sb0, sb1);
+        tm->wall.loss_bwd += (t5.wall - t4.wall) - (sb1.wall - sb0.wall);
+        tm->cpu.loss_bwd += (t5.cpu - t4.cpu) - (sb1.cpu - sb0.cpu);
+        ADD_PHASE(tm, grads_out, t5, t6);
+        *loss_out = lv;
+        return PK_OK;
+    }
     gs_arrays arr;
     PK_TRY(t->src.produce(t->src.self, cam, degree, &arr, gr));
     PK_TRY(ensure_radii(t, arr.n));
@@ -752,15 +845,23 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     int degree = sh_degree_at(t, it);
     /* data parallel over cameras: a step takes the next `ranks` views of the order, this
      * rank renders the one at its rank (the only one in a world of one) */
-    int v = 0;
-    for (int k = 0; k < dist_size(); k++) {
+    int v = -1;
+    if (t->src.pick_view) { /* a source that chooses its views (Momentum-GS: the block's) */
         if (t->order_pos >= t->n_train) {
             pk_rng_shuffle(&t->rng, t->order, t->n_train);
             t->order_pos = 0;
         }
-        int vk = t->train_idx[t->order[t->order_pos++]];
-        if (k == dist_rank()) v = vk;
-    }
+        v = t->src.pick_view(t->src.self, it, &t->rng);
+        if (v < 0) v = t->train_idx[t->order[t->order_pos++]];
+    } else
+        for (int k = 0; k < dist_size(); k++) {
+            if (t->order_pos >= t->n_train) {
+                pk_rng_shuffle(&t->rng, t->order, t->n_train);
+                t->order_pos = 0;
+            }
+            int vk = t->train_idx[t->order[t->order_pos++]];
+            if (k == dist_rank()) v = vk;
+        }
     /* the view at the run's current resolution (coarse to fine) */
     int level = level_at(t, it);
     const splat_camera *cam =
@@ -801,10 +902,17 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     /* densification (3DGS train.py: statistics, densify_and_prune, reset_opacity; a step that
      * replaced the parameters has no optimizer update, as torch skips tensors without .grad) */
     bool skip_update = false;
-    if (it < t->o.densify_until && !reduced_stats)
-        gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
+    if (t->sc) {
+        /* Scaffold-GS train.py: statistics inside (start_stat, update_until), then the step,
+         * then adjust_anchor (the optimizer steps before the anchors change) */
+        if (it < t->sco.update_until && it > t->sco.stat_from)
+            t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
+    } else if (t->gx && it < t->o.densify_until) {
+        if (!reduced_stats) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
+    } else if (!t->gx && t->src.add_stats) /* the source keeps its own window */
+        t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
     stamp t5 = stamp_now();
-    if (it < t->o.densify_until) {
+    if (t->gx && it < t->o.densify_until) {
         if (it > t->o.densify_from && it % t->o.densify_interval == 0) {
             gs_densify_params dp = {.grad_threshold = t->o.grad_threshold,
                                     .percent_dense = 0.01,
@@ -836,6 +944,13 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     }
     stamp t6 = stamp_now();
     if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
+    if (t->sc) {
+        gs_scaffold_report rep;
+        PK_TRY(gs_scaffold_adjust(t->sc, it, &t->rng, &rep));
+        r->densified = rep.before > 0;
+        r->anchors = gs_scaffold_anchors(t->sc);
+    }
+    if (t->src.after_step) PK_TRY(t->src.after_step(t->src.self, it));
     stamp t7 = stamp_now();
     t->step++;
     stamp tl = stamp_now();
@@ -912,6 +1027,23 @@ static pk_status log_eval(gs_trainer *t, const gs_eval *ev) {
     return s;
 }
 
+pk_status gs_trainer_view_metrics(gs_trainer *t, int v, double *psnr, double *ssim) {
+    if (v < 0 || v >= t->scene.n) return pk_error(PK_ERR_INVALID, "view %d outside the scene", v);
+    const pk_image *img = &t->images[v];
+    int W = img->w, H = img->h;
+    int64_t npix = 3 * (int64_t)W * H;
+    ground_truth(img, t->o.background, t->gt);
+    gs_arrays arr;
+    gs_array_grads gr;
+    splat_scene_view view;
+    PK_TRY(render_view(t, v, 0, &arr, &gr, &view));
+    for (int64_t i = 0; i < npix; i++)
+        t->rgb[i] = t->rgb[i] < 0 ? 0 : t->rgb[i] > 1 ? 1 : t->rgb[i];
+    PK_TRY(gs_ssim(t->pool, t->rgb, t->gt, 3, H, W, 0, NULL, ssim));
+    *psnr = gs_psnr(t->rgb, t->gt, npix);
+    return PK_OK;
+}
+
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
     *ev = (gs_eval){0};
     int degree = sh_degree_at(t, t->step);
@@ -985,18 +1117,27 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
 }
 
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
-    if (dist_size() > 1) { /* the statistics rank 0 saves: the largest radii of every rank */
+    if (dist_size() > 1 &&
+        t->gx) { /* the statistics rank 0 saves: the largest radii of every rank */
         PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), t->src.count(t->src.self)));
         PK_TRY(dist_check_same(gs_explicit_hash(t->gx), "the Gaussians to checkpoint"));
     }
-    st_write_tensor ts[40];
+    enum { MAX_TENSORS = 1024 }; /* block-wise sources list a table per block */
+    st_write_tensor *ts = malloc(sizeof(st_write_tensor) * MAX_TENSORS);
+    if (!ts) return pk_error(PK_ERR_NOMEM, "out of memory");
     int n = 0;
-    PK_TRY(t->src.checkpoint_tensors(t->src.self, ts, 38, &n));
+    pk_status s = t->src.checkpoint_tensors(t->src.self, ts, MAX_TENSORS - 1, &n);
+    if (s != PK_OK) {
+        free(ts);
+        return s;
+    }
     int64_t ord_shape[1] = {t->n_train};
     ts[n++] = (st_write_tensor){"train.order", ST_I32, 1, ord_shape, t->order};
     uint64_t rng[CKPT_RNG_WORDS] = {t->rng.state, (uint64_t)t->order_pos, 0, 0};
     memcpy(&rng[2], &t->seconds, sizeof t->seconds);
-    return run_checkpoint_save_ex(t->run, t->step, NULL, 0, ts, n, rng);
+    s = run_checkpoint_save_ex(t->run, t->step, NULL, 0, ts, n, rng);
+    free(ts);
+    return s;
 }
 
 /* Sets metrics.json's `name`: {phase: ms per step, ...}. */
@@ -1045,6 +1186,11 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     run_metric(run, "psnr", ev->images ? round(ev->psnr * 1e4) / 1e4 : NAN);
     run_metric(run, "ssim", ev->images ? round(ev->ssim * 1e5) / 1e5 : NAN);
     run_metric(run, "gaussians", (double)t->src.count(t->src.self));
+    run_metric_str(run, "model", t->sc ? "scaffold" : "3dgs");
+    if (t->sc) {
+        run_metric(run, "anchors", (double)gs_scaffold_anchors(t->sc));
+        run_metric(run, "voxel_size", gs_scaffold_voxel(t->sc));
+    }
     run_metric(run, "iters", (double)t->step);
     run_metric(run, "seconds", round(t->seconds * 1e3) / 1e3);
     run_metric(run, "train_images", t->n_train);

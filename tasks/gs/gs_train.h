@@ -15,6 +15,24 @@
 #include "run.h"
 #include "status.h"
 
+typedef struct gs_trainer gs_trainer;
+struct gs_source;
+
+/* What a source factory (gs_train_options.make_source) gets to build its source from. */
+typedef struct gs_source_env {
+    struct pk_ctx *ctx;
+    const struct pk_scene *scene;
+    const struct splat_camera *cams; /* (scene->n) at the training resolution */
+    int n_train, n_test;
+    const int *train_idx, *test_idx; /* view indices */
+    double extent;
+    struct pk_rng *rng;
+    int64_t iters;
+    const float *xyz; /* (n_points, 3) initial points (SfM or random) */
+    int64_t n_points;
+    gs_trainer *trainer; /* for gs_trainer_view_metrics (valid once training starts) */
+} gs_source_env;
+
 /* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
 typedef struct gs_train_options {
     const char *data;            /* scene folder (COLMAP or transforms.json) */
@@ -49,8 +67,17 @@ typedef struct gs_train_options {
     int random_background;       /* 1: training renders over a random colour drawn each step
                                     (3DGS --random_background; evaluation keeps `background`);
                                     -1: over `background`; 0: by the scene (gs_train_for_scene) */
-    FILE *progress;              /* the run's options, messages and progress lines; NULL: none */
-    bool catch_signals;          /* SIGINT/SIGTERM request a stop (run_stop_requested) */
+    const char *model;           /* "3dgs" (NULL: the explicit source) or "scaffold" (Scaffold-GS
+                                    anchors + decoders, gs_scaffold.h; the densification options
+                                    do not apply, its own growing / pruning runs instead) */
+    double voxel_size;           /* scaffold: anchor voxel; 0: Scaffold-GS's rule */
+    /* a source built by the caller (Momentum-GS, tasks/momentum_gs): the factory, its argument
+     * and its options as JSON (recorded in options.json and checked on resume) */
+    pk_status (*make_source)(void *arg, const gs_source_env *env, struct gs_source *out);
+    void *make_source_arg;
+    const char *source_json;
+    FILE *progress;     /* the run's options, messages and progress lines; NULL: none */
+    bool catch_signals; /* SIGINT/SIGTERM request a stop (run_stop_requested) */
 } gs_train_options;
 
 /* Returns `o` with the zero fields set to their defaults, except the three that depend on the
@@ -93,6 +120,7 @@ typedef struct gs_step_result {
     bool opacity_reset; /* opacities were reset at the end of this step (any evaluation of the
                          * step sees the reset model, as the next steps start from it) */
     double eval_psnr, eval_ssim;
+    int64_t anchors; /* scaffold: anchors after this step (0 for 3DGS) */
 } gs_step_result;
 
 /* Held-out evaluation. */
@@ -126,8 +154,6 @@ typedef struct gs_timing {
     int64_t steps;
 } gs_timing;
 
-typedef struct gs_trainer gs_trainer;
-
 /* Loads and checks the scene and its images, creates the Gaussians (or restores the newest
  * checkpoint when o->resume), and prepares the output folder. Fails with a message naming the
  * file and the problem before any training. */
@@ -160,6 +186,13 @@ pk_status gs_trainer_checkpoint(gs_trainer *t);
 /* Final outputs: evaluation with renders, point_cloud.ply, metrics.json, log.csv and a
  * checkpoint. */
 pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
+
+/* Renders view `view` (full training size) with the source's produce and measures it against
+ * its ground truth (PSNR of the clamped render, SSIM). */
+pk_status gs_trainer_view_metrics(gs_trainer *t, int view, double *psnr, double *ssim);
+
+/* The trainer's Gaussian source. */
+const struct gs_source *gs_trainer_source(const gs_trainer *t);
 
 /* Seconds per phase so far. */
 gs_timing gs_trainer_timing(const gs_trainer *t);

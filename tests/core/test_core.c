@@ -561,6 +561,11 @@ START_TEST(test_cli_bad_options) {
         "splat train --background red",
         "splat train --densify-grad-threshold 0",
         "splat train --opacity-reset x",
+        "splat train --model nerf",
+        "splat train --voxel-size -1",
+        "splat train --blocks 0",
+        "splat train --data d --out o --blocks 4",
+        "splat train --consistency-weight 0",
     };
     char err[4096];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

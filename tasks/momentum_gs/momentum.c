@@ -1,0 +1,706 @@
+/* momentum.c - Momentum-GS: the partition, the camera-to-block rule, the block weights and the
+ * block-wise Gaussian source (see momentum.h for the rules). One device: the active block's
+ * anchors are uploaded per step by its Scaffold-GS source (host-resident otherwise); the shared
+ * student decoder, its Adam state and the teacher stay on the device.
+ *
+ * The step, in Momentum-GS's order: the active block's view is rendered from its own anchors
+ * with the shared decoder; loss = (0.8 L1 + 0.2 (1 - SSIM) + 0.01 volume + 50 consistency) x
+ * block weight; the block's anchors and the student decoder step (Adam); the teacher follows
+ * the student (m = 0.9) after every step; the block's anchors grow / prune on Scaffold-GS's
+ * schedule (global step numbers; statistics only while the block is active); every 1,000 steps
+ * each block's validation PSNR / SSIM (its held-out views rendered from its own anchors) is
+ * smoothed (0.9 old + 0.1 new) and turned into weights, used from then on (1 before). */
+#include "momentum.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "autograd.h"
+#include "optim/optimizer.h"
+#include "teacher/teacher.h"
+
+mgs_options mgs_defaults(mgs_options o) {
+    if (!o.blocks) o.blocks = 4;
+    if (!o.block_steps) o.block_steps = 500;
+    if (!o.momentum) o.momentum = 0.9;
+    if (!o.cons_weight) o.cons_weight = 50;
+    if (!o.sigma) o.sigma = 10;
+    if (!o.weight_interval) o.weight_interval = 1000;
+    if (!o.margin) o.margin = 0.1;
+    if (!o.view_share) o.view_share = 0.25;
+    if (!o.val_views) o.val_views = 4;
+    return o;
+}
+
+char *mgs_options_json(const mgs_options *o) {
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    cJSON_AddNumberToObject(j, "blocks", o->blocks);
+    cJSON_AddNumberToObject(j, "block_steps", (double)o->block_steps);
+    cJSON_AddBoolToObject(j, "teacher", !o->no_teacher && !o->independent);
+    cJSON_AddBoolToObject(j, "weighting", !o->no_weighting && !o->independent);
+    cJSON_AddBoolToObject(j, "independent", o->independent);
+    cJSON_AddNumberToObject(j, "momentum", o->momentum);
+    cJSON_AddNumberToObject(j, "consistency_weight", o->cons_weight);
+    cJSON_AddNumberToObject(j, "sigma", o->sigma);
+    cJSON_AddNumberToObject(j, "weight_interval", (double)o->weight_interval);
+    cJSON_AddNumberToObject(j, "voxel_size", o->voxel_size);
+    cJSON_AddNumberToObject(j, "margin", o->margin);
+    cJSON_AddNumberToObject(j, "view_share", o->view_share);
+    cJSON_AddNumberToObject(j, "val_views", o->val_views);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* ---- partition ---- */
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+pk_status mgs_partition_build(const float *xyz, int64_t n, int blocks, mgs_partition *p) {
+    memset(p, 0, sizeof *p);
+    if (n < 1) return pk_error(PK_ERR_INVALID, "Momentum-GS: no points to partition");
+    if (blocks < 1 || blocks > 256)
+        return pk_error(PK_ERR_INVALID, "Momentum-GS: --blocks %d outside 1..256", blocks);
+    float *v = malloc(sizeof(float) * (size_t)n);
+    if (!v) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    double lo[3], hi[3], spread[3];
+    for (int a = 0; a < 3; a++) {
+        for (int64_t i = 0; i < n; i++)
+            v[i] = xyz[i * 3 + a];
+        qsort(v, (size_t)n, sizeof(float), cmp_float);
+        lo[a] = v[(int64_t)(0.02 * (double)(n - 1))];
+        hi[a] = v[(int64_t)(0.98 * (double)(n - 1))];
+        spread[a] = hi[a] - lo[a];
+    }
+    free(v);
+    /* the two axes of largest spread, the larger first */
+    int ax = 0;
+    for (int a = 1; a < 3; a++)
+        if (spread[a] > spread[ax]) ax = a;
+    int ay = ax == 0 ? 1 : 0;
+    for (int a = 0; a < 3; a++)
+        if (a != ax && spread[a] > spread[ay]) ay = a;
+    p->ax = ax, p->ay = ay;
+    int axes[2] = {ax, ay};
+    for (int k = 0; k < 2; k++) {
+        p->mid[k] = 0.5 * (lo[axes[k]] + hi[axes[k]]);
+        p->half[k] = spread[axes[k]] > 0 ? 0.5 * spread[axes[k]] : 1.0;
+    }
+    int gy = 1;
+    for (int d = 1; d * d <= blocks; d++)
+        if (blocks % d == 0) gy = d;
+    p->gx = blocks / gy, p->gy = gy;
+    p->clo[0] = p->clo[1] = INFINITY;
+    p->chi[0] = p->chi[1] = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        double u[2];
+        mgs_contract(p, xyz + i * 3, u);
+        for (int k = 0; k < 2; k++) {
+            p->clo[k] = fmin(p->clo[k], u[k]);
+            p->chi[k] = fmax(p->chi[k], u[k]);
+        }
+    }
+    for (int k = 0; k < 2; k++)
+        if (!(p->chi[k] > p->clo[k])) p->chi[k] = p->clo[k] + 1;
+    return PK_OK;
+}
+
+void mgs_contract(const mgs_partition *p, const float x[3], double u[2]) {
+    u[0] = (x[p->ax] - p->mid[0]) / p->half[0];
+    u[1] = (x[p->ay] - p->mid[1]) / p->half[1];
+    double m = fmax(fabs(u[0]), fabs(u[1]));
+    if (m > 1) {
+        double f = (2 - 1 / m) / m;
+        u[0] *= f, u[1] *= f;
+    }
+}
+
+/* Cell coordinates (fractional) of contracted u. */
+static void cell_coords(const mgs_partition *p, const double u[2], double c[2]) {
+    c[0] = (u[0] - p->clo[0]) / (p->chi[0] - p->clo[0]) * p->gx;
+    c[1] = (u[1] - p->clo[1]) / (p->chi[1] - p->clo[1]) * p->gy;
+}
+
+int mgs_block_of(const mgs_partition *p, const float x[3]) {
+    double u[2], c[2];
+    mgs_contract(p, x, u);
+    cell_coords(p, u, c);
+    int i = (int)floor(c[0]), j = (int)floor(c[1]);
+    i = i < 0 ? 0 : i >= p->gx ? p->gx - 1 : i;
+    j = j < 0 ? 0 : j >= p->gy ? p->gy - 1 : j;
+    return j * p->gx + i;
+}
+
+bool mgs_in_block(const mgs_partition *p, int b, double margin, const float x[3]) {
+    double u[2], c[2];
+    mgs_contract(p, x, u);
+    cell_coords(p, u, c);
+    int i = b % p->gx, j = b / p->gx;
+    /* the outer edges of the outer cells reach to infinity */
+    bool okx = (i == 0 || c[0] >= i - margin) && (i == p->gx - 1 || c[0] < i + 1 + margin);
+    bool oky = (j == 0 || c[1] >= j - margin) && (j == p->gy - 1 || c[1] < j + 1 + margin);
+    return okx && oky;
+}
+
+void mgs_assign_camera(const mgs_partition *p, const splat_camera *cam, const float *xyz, int64_t n,
+                       double view_share, bool *member) {
+    int nb = p->gx * p->gy;
+    for (int b = 0; b < nb; b++)
+        member[b] = false;
+    const float *M = cam->world_to_cam;
+    float centre[3];
+    for (int i = 0; i < 3; i++)
+        centre[i] = -(M[0 * 4 + i] * M[3] + M[1 * 4 + i] * M[7] + M[2 * 4 + i] * M[11]);
+    member[mgs_block_of(p, centre)] = true;
+    int64_t stride = n > 20000 ? n / 20000 : 1;
+    int64_t seen = 0;
+    int64_t *count = calloc((size_t)nb, sizeof(int64_t));
+    if (!count) return; /* the centre rule alone */
+    for (int64_t i = 0; i < n; i += stride) {
+        const float *x = xyz + i * 3;
+        float z = M[8] * x[0] + M[9] * x[1] + M[10] * x[2] + M[11];
+        if (!(z > 0.2f)) continue;
+        float u = cam->fx * (M[0] * x[0] + M[1] * x[1] + M[2] * x[2] + M[3]) / z + cam->cx;
+        float v = cam->fy * (M[4] * x[0] + M[5] * x[1] + M[6] * x[2] + M[7]) / z + cam->cy;
+        if (u < 0 || v < 0 || u >= (float)cam->width || v >= (float)cam->height) continue;
+        seen++;
+        count[mgs_block_of(p, x)]++;
+    }
+    for (int b = 0; b < nb; b++)
+        if (seen > 0 && (double)count[b] >= view_share * (double)seen) member[b] = true;
+    free(count);
+}
+
+void mgs_block_weights(const double *psnr, const double *ssim, int n, double sigma, double *w) {
+    double pm = -INFINITY, sm = -INFINITY;
+    for (int b = 0; b < n; b++)
+        pm = fmax(pm, psnr[b]), sm = fmax(sm, ssim[b]);
+    for (int b = 0; b < n; b++) {
+        double dp = pm - psnr[b], ds = 10 * sm - 10 * ssim[b];
+        w[b] = 2 - exp(-(dp * dp + ds * ds) / (2 * sigma * sigma));
+    }
+}
+
+/* ---- the block-wise source ---- */
+
+typedef struct mgs mgs;
+typedef struct keep_arg {
+    const mgs_partition *p;
+    int b;
+} keep_arg;
+
+struct mgs {
+    mgs_options o;
+    gs_source_env env;
+    gs_scaffold_options sco;
+    mgs_partition part;
+    int nb;
+    gs_scaffold **blk;
+    gs_source *bsrc;
+    gs_decoder shared;
+    pk_optimizer *opt;
+    pk_teacher *teacher;
+    gs_decoder tdec;
+    bool shared_decoder, use_teacher, weighting;
+    int active, eval_block; // eval_block -1: merged renders
+    int64_t cur_it;
+    int **cams, *ncams; // training views per block
+    int32_t **order;    // per block: shuffled positions into cams[b]
+    int64_t *opos;
+    int **val, *nval; // validation views per block
+    double *psnr_s, *ssim_s, *w;
+    int64_t evals;    // weight evaluations done
+    int64_t *anchors; // per block, for reports
+    keep_arg *keeps;
+    float *m_means, *m_scales, *m_quats, *m_logits, *m_sh, *m_grad;
+    int64_t m_cap;
+    /* checkpoint scratch */
+    float *ck_host;
+    char (*names)[96];
+    int64_t (*shapes)[1];
+    int64_t ck_i64[4];
+};
+
+static bool keep_fn(void *arg, const float p[3]) {
+    const keep_arg *k = arg;
+    return mgs_block_of(k->p, p) == k->b;
+}
+
+static void mgs_destroy(void *self) {
+    mgs *m = self;
+    if (!m) return;
+    for (int b = 0; b < m->nb; b++) {
+        if (m->bsrc && m->bsrc[b].destroy) m->bsrc[b].destroy(m->bsrc[b].self);
+        if (m->cams) free(m->cams[b]);
+        if (m->order) free(m->order[b]);
+        if (m->val) free(m->val[b]);
+    }
+    free(m->blk), free(m->bsrc), free(m->cams), free(m->ncams), free(m->order), free(m->opos);
+    free(m->val), free(m->nval), free(m->psnr_s), free(m->ssim_s), free(m->w), free(m->anchors);
+    free(m->keeps), free(m->m_means), free(m->m_scales), free(m->m_quats), free(m->m_logits);
+    free(m->m_sh), free(m->m_grad), free(m->ck_host), free(m->names), free(m->shapes);
+    optim_destroy(m->opt);
+    teacher_destroy(m->teacher);
+    free(m);
+}
+
+static int mgs_pick_view(void *self, int64_t it, pk_rng *rng) {
+    mgs *m = self;
+    m->cur_it = it;
+    int b = (int)(((it - 1) / m->o.block_steps) % m->nb);
+    for (int k = 0; k < m->nb && m->ncams[b] == 0; k++)
+        b = (b + 1) % m->nb;
+    m->active = b;
+    if (m->opos[b] >= m->ncams[b]) {
+        pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
+        m->opos[b] = 0;
+    }
+    return m->cams[b][m->order[b][m->opos[b]++]];
+}
+
+static pk_status mgs_produce_tensors(void *self, pk_ctx *c, const splat_camera *cam,
+                                     pk_splat_inputs *in, tensor **reg) {
+    mgs *m = self;
+    gs_source *s = &m->bsrc[m->active];
+    return s->produce_tensors(s->self, c, cam, in, reg);
+}
+
+static void mgs_add_stats(void *self, const float *g2d, const int32_t *radii, int W, int H) {
+    mgs *m = self;
+    if (m->cur_it < m->sco.update_until && m->cur_it > m->sco.stat_from)
+        m->bsrc[m->active].add_stats(m->bsrc[m->active].self, g2d, radii, W, H);
+}
+
+static double mgs_loss_weight(void *self) {
+    mgs *m = self;
+    return m->weighting ? m->w[m->active] : 1.0;
+}
+
+static pk_status mgs_step(void *self, int64_t it) {
+    mgs *m = self;
+    gs_source *s = &m->bsrc[m->active];
+    PK_TRY(s->step(s->self, it));
+    if (m->shared_decoder) PK_TRY(gs_decoder_step(m->opt, m->env.iters, it));
+    if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
+    return PK_OK;
+}
+
+/* Mean PSNR / SSIM of block b's validation views rendered from its own anchors. */
+static pk_status block_metrics(mgs *m, int b, double *psnr, double *ssim) {
+    *psnr = *ssim = 0;
+    int n = m->nval[b] < m->o.val_views ? m->nval[b] : m->o.val_views;
+    const int *views = m->val[b];
+    if (n == 0) { /* no held-out view: its first training views */
+        n = m->ncams[b] < m->o.val_views ? m->ncams[b] : m->o.val_views;
+        views = m->cams[b];
+    }
+    m->eval_block = b;
+    pk_status st = PK_OK;
+    for (int i = 0; i < n && st == PK_OK; i++) {
+        double p, s;
+        st = gs_trainer_view_metrics(m->env.trainer, views[i], &p, &s);
+        *psnr += p / n, *ssim += s / n;
+    }
+    m->eval_block = -1;
+    return st;
+}
+
+static pk_status mgs_after_step(void *self, int64_t it) {
+    mgs *m = self;
+    gs_scaffold_report rep;
+    PK_TRY(gs_scaffold_adjust(m->blk[m->active], it, m->env.rng, &rep));
+    m->anchors[m->active] = gs_scaffold_anchors(m->blk[m->active]);
+    if (m->weighting && it % m->o.weight_interval == 0) {
+        for (int b = 0; b < m->nb; b++) {
+            double p, s;
+            PK_TRY(block_metrics(m, b, &p, &s));
+            m->psnr_s[b] = m->evals ? 0.9 * m->psnr_s[b] + 0.1 * p : p;
+            m->ssim_s[b] = m->evals ? 0.9 * m->ssim_s[b] + 0.1 * s : s;
+        }
+        m->evals++;
+        mgs_block_weights(m->psnr_s, m->ssim_s, m->nb, m->o.sigma, m->w);
+    }
+    return PK_OK;
+}
+
+/* Grows the merged host arrays to hold n Gaussians. */
+static pk_status merged_reserve(mgs *m, int64_t n) {
+    if (n <= m->m_cap) return PK_OK;
+    int64_t cap = n + n / 2 + 1024;
+    float **arr[6] = {&m->m_means, &m->m_scales, &m->m_quats, &m->m_logits, &m->m_sh, &m->m_grad};
+    int w[6] = {3, 3, 4, 1, 3, 4};
+    for (int i = 0; i < 6; i++) {
+        float *x = realloc(*arr[i], sizeof(float) * (size_t)w[i] * (size_t)cap);
+        if (!x) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+        *arr[i] = x;
+    }
+    m->m_cap = cap;
+    return PK_OK;
+}
+
+static pk_status mgs_produce(void *self, const splat_camera *cam, int sh_degree, gs_arrays *out,
+                             gs_array_grads *gr) {
+    mgs *m = self;
+    if (m->eval_block >= 0) {
+        gs_source *s = &m->bsrc[m->eval_block];
+        return s->produce(s->self, cam, sh_degree, out, gr);
+    }
+    /* the merged model: every block's anchors inside its own cell, its own decoder */
+    int64_t n = 0;
+    for (int b = 0; b < m->nb; b++) {
+        gs_scaffold_set_filter(m->blk[b], keep_fn, &m->keeps[b]);
+        gs_arrays a;
+        gs_array_grads g;
+        pk_status st = m->bsrc[b].produce(m->bsrc[b].self, cam, sh_degree, &a, &g);
+        gs_scaffold_set_filter(m->blk[b], NULL, NULL);
+        if (st != PK_OK) {
+            /* a block with no Gaussian in this view contributes nothing */
+            if (strstr(polyak_error(), "no neural Gaussian")) continue;
+            return st;
+        }
+        PK_TRY(merged_reserve(m, n + a.n));
+        memcpy(m->m_means + n * 3, a.means, sizeof(float) * 3 * (size_t)a.n);
+        memcpy(m->m_scales + n * 3, a.log_scales, sizeof(float) * 3 * (size_t)a.n);
+        memcpy(m->m_quats + n * 4, a.quats, sizeof(float) * 4 * (size_t)a.n);
+        memcpy(m->m_logits + n, a.opacity_logits, sizeof(float) * (size_t)a.n);
+        memcpy(m->m_sh + n * 3, a.sh, sizeof(float) * 3 * (size_t)a.n);
+        n += a.n;
+    }
+    PK_TRY(merged_reserve(m, n + 1));
+    *out = (gs_arrays){.n = (int)n,
+                       .means = m->m_means,
+                       .log_scales = m->m_scales,
+                       .quats = m->m_quats,
+                       .opacity_logits = m->m_logits,
+                       .sh = m->m_sh,
+                       .sh_degree = 0};
+    *gr = (gs_array_grads){.means = m->m_grad,
+                           .log_scales = m->m_grad,
+                           .quats = m->m_grad,
+                           .opacity_logits = m->m_grad,
+                           .sh = m->m_grad,
+                           .means2d = m->m_grad};
+    return PK_OK;
+}
+
+/* Neural Gaussians of the merged model (anchors in their own cells x k). */
+static int64_t mgs_count(const void *self) {
+    const mgs *m = self;
+    int64_t c = 0;
+    for (int b = 0; b < m->nb; b++) {
+        float *an;
+        gs_scaffold_arrays((gs_scaffold *)m->blk[b], &an, NULL, NULL, NULL);
+        int64_t n = gs_scaffold_anchors(m->blk[b]);
+        for (int64_t i = 0; i < n; i++)
+            c += mgs_block_of(&m->part, an + i * 3) == b;
+    }
+    return c * GS_SCAFFOLD_K;
+}
+
+static pk_status mgs_export(const void *self, pk_gaussians *g) {
+    const mgs *m = self;
+    pk_gaussians parts[256];
+    size_t total = 0;
+    pk_status st = PK_OK;
+    int done = 0;
+    for (int b = 0; b < m->nb && st == PK_OK; b++, done++) {
+        gs_scaffold_set_filter(m->blk[b], keep_fn, &m->keeps[b]);
+        st = m->bsrc[b].export_gaussians(m->bsrc[b].self, &parts[b]);
+        gs_scaffold_set_filter(m->blk[b], NULL, NULL);
+        if (st == PK_OK)
+            total += parts[b].n;
+        else
+            done--;
+    }
+    if (st == PK_OK) st = gaussians_create(g, total, 0);
+    size_t at = 0;
+    for (int b = 0; b < done; b++) {
+        if (st == PK_OK) {
+            size_t k = parts[b].n;
+            memcpy(g->xyz + at * 3, parts[b].xyz, sizeof(float) * 3 * k);
+            memcpy(g->f_dc + at * 3, parts[b].f_dc, sizeof(float) * 3 * k);
+            memcpy(g->opacity + at, parts[b].opacity, sizeof(float) * k);
+            memcpy(g->scale + at * 3, parts[b].scale, sizeof(float) * 3 * k);
+            memcpy(g->rot + at * 4, parts[b].rot, sizeof(float) * 4 * k);
+            at += k;
+        }
+        gaussians_free(&parts[b]);
+    }
+    return st;
+}
+
+/* ---- checkpoints: every block's table (prefixed b<i>.), the shared decoder, its Adam state,
+ * the teacher and its update count, the block orders and the smoothed metrics ---- */
+
+static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int *n) {
+    mgs *m = self;
+    int k = 0;
+    for (int b = 0; b < m->nb; b++) {
+        int nk = 0;
+        PK_TRY(m->bsrc[b].checkpoint_tensors(m->bsrc[b].self, out + k, max - k, &nk));
+        k += nk;
+    }
+    /* shared decoder + optimizer state + teacher, downloaded */
+    tensor *all[64];
+    char nm[128];
+    int na = 0;
+    if (m->shared_decoder) {
+        tensor *ps[12];
+        gs_decoder_params(&m->shared, ps);
+        for (int i = 0; i < 12; i++)
+            all[na++] = ps[i];
+        for (int i = 0; i < optim_state_count(m->opt) && na < 40; i++)
+            all[na++] = optim_state_get(m->opt, i, nm, sizeof nm);
+        if (m->use_teacher)
+            for (int i = 0; i < teacher_count(m->teacher); i++)
+                all[na++] = teacher_tensor(m->teacher, i);
+    }
+    int extra = na + 6 + 2 * m->nb;
+    if (k + extra > max) return pk_error(PK_ERR_INVALID, "Momentum-GS: checkpoint table too small");
+    free(m->names), free(m->shapes);
+    m->names = calloc((size_t)extra, sizeof *m->names);
+    m->shapes = calloc((size_t)extra, sizeof *m->shapes);
+    size_t total = 0;
+    for (int i = 0; i < na; i++)
+        total += (size_t)tensor_numel(all[i]);
+    float *h = realloc(m->ck_host, sizeof(float) * (total + 1));
+    if (!m->names || !m->shapes || !h) return pk_error(PK_ERR_NOMEM, "out of memory");
+    m->ck_host = h;
+    size_t off = 0;
+    int q = 0;
+    for (int i = 0; i < na; i++, q++) {
+        snprintf(m->names[q], sizeof m->names[q], "mgs.t%d", i);
+        PK_TRY(tensor_download(all[i], h + off));
+        m->shapes[q][0] = tensor_numel(all[i]);
+        out[k++] = (st_write_tensor){m->names[q], ST_F32, 1, m->shapes[q], h + off};
+        off += (size_t)tensor_numel(all[i]);
+    }
+    m->ck_i64[0] = m->shared_decoder ? optim_steps(m->opt) : 0;
+    m->ck_i64[1] = m->use_teacher ? teacher_updates(m->teacher) : 0;
+    m->ck_i64[2] = m->evals;
+    snprintf(m->names[q], sizeof m->names[q], "mgs.counters");
+    m->shapes[q][0] = 3;
+    out[k++] = (st_write_tensor){m->names[q++], ST_I64, 1, m->shapes[q - 1], m->ck_i64};
+    double *dd[3] = {m->psnr_s, m->ssim_s, m->w}; /* stored as the doubles' 64-bit patterns */
+    const char *dn[3] = {"mgs.psnr", "mgs.ssim", "mgs.weight"};
+    for (int i = 0; i < 3; i++, q++) {
+        snprintf(m->names[q], sizeof m->names[q], "%s", dn[i]);
+        m->shapes[q][0] = m->nb;
+        out[k++] = (st_write_tensor){m->names[q], ST_I64, 1, m->shapes[q], dd[i]};
+    }
+    snprintf(m->names[q], sizeof m->names[q], "mgs.opos");
+    m->shapes[q][0] = m->nb;
+    out[k++] = (st_write_tensor){m->names[q], ST_I64, 1, m->shapes[q], m->opos};
+    q++;
+    for (int b = 0; b < m->nb; b++, q++) {
+        snprintf(m->names[q], sizeof m->names[q], "mgs.order%d", b);
+        m->shapes[q][0] = m->ncams[b];
+        out[k++] = (st_write_tensor){m->names[q], ST_I32, 1, m->shapes[q], m->order[b]};
+    }
+    *n = k;
+    return PK_OK;
+}
+
+/* Copies checkpoint tensor `name` of `bytes` bytes into dst. */
+static pk_status take(const ckpt_file *ck, const char *name, size_t bytes, void *dst) {
+    const st_tensor *t = safetensors_find(&ck->st, name);
+    if (!t || t->nbytes != bytes)
+        return pk_error(PK_ERR_FORMAT, "checkpoint: tensor %s missing or of the wrong size", name);
+    memcpy(dst, t->data, bytes);
+    return PK_OK;
+}
+
+static pk_status mgs_restore(void *self, const ckpt_file *ck) {
+    mgs *m = self;
+    for (int b = 0; b < m->nb; b++) {
+        PK_TRY(m->bsrc[b].restore(m->bsrc[b].self, ck));
+        m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
+    }
+    tensor *all[64];
+    char nm[128];
+    int na = 0;
+    if (m->shared_decoder) {
+        tensor *ps[12];
+        gs_decoder_params(&m->shared, ps);
+        for (int i = 0; i < 12; i++)
+            all[na++] = ps[i];
+        for (int i = 0; i < optim_state_count(m->opt) && na < 40; i++)
+            all[na++] = optim_state_get(m->opt, i, nm, sizeof nm);
+        if (m->use_teacher)
+            for (int i = 0; i < teacher_count(m->teacher); i++)
+                all[na++] = teacher_tensor(m->teacher, i);
+    }
+    for (int i = 0; i < na; i++) {
+        size_t ne = (size_t)tensor_numel(all[i]);
+        float *h = realloc(m->ck_host, sizeof(float) * (ne + 1));
+        if (!h) return pk_error(PK_ERR_NOMEM, "out of memory");
+        m->ck_host = h;
+        char name[32];
+        snprintf(name, sizeof name, "mgs.t%d", i);
+        PK_TRY(take(ck, name, sizeof(float) * ne, h));
+        PK_TRY(tensor_upload(all[i], h));
+    }
+    PK_TRY(take(ck, "mgs.counters", sizeof(int64_t) * 3, m->ck_i64));
+    if (m->shared_decoder) optim_set_steps(m->opt, m->ck_i64[0]);
+    if (m->use_teacher) teacher_set_updates(m->teacher, m->ck_i64[1]);
+    m->evals = m->ck_i64[2];
+    size_t nb = (size_t)m->nb;
+    PK_TRY(take(ck, "mgs.psnr", sizeof(double) * nb, m->psnr_s));
+    PK_TRY(take(ck, "mgs.ssim", sizeof(double) * nb, m->ssim_s));
+    PK_TRY(take(ck, "mgs.weight", sizeof(double) * nb, m->w));
+    PK_TRY(take(ck, "mgs.opos", sizeof(int64_t) * nb, m->opos));
+    for (int b = 0; b < m->nb; b++) {
+        char name[32];
+        snprintf(name, sizeof name, "mgs.order%d", b);
+        PK_TRY(take(ck, name, sizeof(int32_t) * (size_t)m->ncams[b], m->order[b]));
+    }
+    return PK_OK;
+}
+
+mgs_info mgs_source_info(const gs_source *src) {
+    const mgs *m = src->self;
+    return (mgs_info){.blocks = m->nb,
+                      .anchors = m->anchors,
+                      .train_views = m->ncams,
+                      .val_views = m->nval,
+                      .weights = m->w};
+}
+
+pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
+    mgs_options o = mgs_defaults(*(const mgs_options *)arg);
+    mgs *m = calloc(1, sizeof *m);
+    if (!m) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    m->o = o;
+    m->env = *env;
+    m->eval_block = -1;
+    m->shared_decoder = !o.independent;
+    m->use_teacher = !o.independent && !o.no_teacher;
+    m->weighting = !o.independent && !o.no_weighting;
+    pk_status st = mgs_partition_build(env->xyz, env->n_points, o.blocks, &m->part);
+    int nb = m->nb = m->part.gx * m->part.gy;
+    if (st == PK_OK) {
+        m->blk = calloc((size_t)nb, sizeof *m->blk);
+        m->bsrc = calloc((size_t)nb, sizeof *m->bsrc);
+        m->cams = calloc((size_t)nb, sizeof *m->cams);
+        m->ncams = calloc((size_t)nb, sizeof *m->ncams);
+        m->order = calloc((size_t)nb, sizeof *m->order);
+        m->opos = calloc((size_t)nb, sizeof *m->opos);
+        m->val = calloc((size_t)nb, sizeof *m->val);
+        m->nval = calloc((size_t)nb, sizeof *m->nval);
+        m->psnr_s = calloc((size_t)nb, sizeof(double));
+        m->ssim_s = calloc((size_t)nb, sizeof(double));
+        m->w = calloc((size_t)nb, sizeof(double));
+        m->anchors = calloc((size_t)nb, sizeof(int64_t));
+        m->keeps = calloc((size_t)nb, sizeof *m->keeps);
+        if (!m->blk || !m->bsrc || !m->cams || !m->ncams || !m->order || !m->opos || !m->val ||
+            !m->nval || !m->psnr_s || !m->ssim_s || !m->w || !m->anchors || !m->keeps)
+            st = pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    }
+    /* cameras per block */
+    bool *member = st == PK_OK ? malloc(sizeof(bool) * (size_t)nb) : NULL;
+    if (st == PK_OK && !member) st = pk_error(PK_ERR_NOMEM, "out of memory");
+    for (int b = 0; st == PK_OK && b < nb; b++) {
+        m->w[b] = 1;
+        m->keeps[b] = (keep_arg){&m->part, b};
+        m->cams[b] = malloc(sizeof(int) * (size_t)(env->n_train + 1));
+        m->order[b] = malloc(sizeof(int32_t) * (size_t)(env->n_train + 1));
+        m->val[b] = malloc(sizeof(int) * (size_t)(env->n_test + 1));
+        if (!m->cams[b] || !m->order[b] || !m->val[b]) st = pk_error(PK_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; st == PK_OK && i < env->n_train + env->n_test; i++) {
+        bool train = i < env->n_train;
+        int v = train ? env->train_idx[i] : env->test_idx[i - env->n_train];
+        mgs_assign_camera(&m->part, &env->cams[v], env->xyz, env->n_points, o.view_share, member);
+        for (int b = 0; b < nb; b++) {
+            if (!member[b]) continue;
+            if (train) {
+                m->order[b][m->ncams[b]] = m->ncams[b];
+                m->cams[b][m->ncams[b]++] = v;
+            } else
+                m->val[b][m->nval[b]++] = v;
+        }
+    }
+    free(member);
+    for (int b = 0; st == PK_OK && b < nb; b++)
+        m->opos[b] = m->ncams[b]; /* shuffled on first use */
+    /* the shared decoder, its optimizer and teacher */
+    m->sco = gs_scaffold_defaults(
+        (gs_scaffold_options){.voxel_size = o.voxel_size,
+                              .shared_decoder = m->shared_decoder ? &m->shared : NULL},
+        env->iters);
+    if (st == PK_OK && m->shared_decoder) {
+        st = gs_decoder_init(env->ctx, "mgs.decoder", GS_SCAFFOLD_FEAT + 3, env->rng, &m->shared);
+        if (st == PK_OK) st = gs_decoder_optimizer(env->ctx, &m->shared, &m->opt);
+    }
+    if (st == PK_OK && m->use_teacher) {
+        tensor *ps[12];
+        gs_decoder_params(&m->shared, ps);
+        pk_teacher_options to = {.name = "mgs_teacher",
+                                 .schedule = {.kind = PK_MOMENTUM_CONSTANT, .m0 = o.momentum}};
+        st = teacher_create(env->ctx, &to, ps, 12, &m->teacher);
+        if (st == PK_OK) {
+            m->tdec = m->shared;
+            nn_linear *l[6] = {&m->tdec.op1,  &m->tdec.op2,  &m->tdec.cov1,
+                               &m->tdec.cov2, &m->tdec.col1, &m->tdec.col2};
+            for (int i = 0; i < 6; i++) {
+                l[i]->w = teacher_tensor(m->teacher, 2 * i);
+                l[i]->b = teacher_tensor(m->teacher, 2 * i + 1);
+            }
+        }
+    }
+    /* the voxel: one for all blocks (Scaffold-GS's rule over all points when not given) */
+    if (st == PK_OK && !(m->sco.voxel_size > 0)) {
+        st = gs_scaffold_voxel_rule(env->xyz, env->n_points, &m->sco.voxel_size);
+        if (st == PK_OK && !(m->sco.voxel_size > 0)) m->sco.voxel_size = 0.01 * env->extent;
+    }
+    /* the blocks: anchors from the points in each block's grown cell */
+    float *pts = st == PK_OK ? malloc(sizeof(float) * 3 * (size_t)env->n_points) : NULL;
+    if (st == PK_OK && !pts) st = pk_error(PK_ERR_NOMEM, "out of memory");
+    for (int b = 0; st == PK_OK && b < nb; b++) {
+        int64_t np = 0;
+        for (int64_t i = 0; i < env->n_points; i++)
+            if (mgs_in_block(&m->part, b, o.margin, env->xyz + i * 3)) {
+                memcpy(pts + np * 3, env->xyz + i * 3, sizeof(float) * 3);
+                np++;
+            }
+        if (np == 0) {
+            st = pk_error(PK_ERR_INVALID, "Momentum-GS: block %d has no points (fewer blocks?)", b);
+            break;
+        }
+        st = gs_scaffold_create(env->ctx, pts, np, env->extent, &m->sco, env->rng, &m->blk[b]);
+        if (st != PK_OK) break;
+        m->bsrc[b] = gs_scaffold_source(m->blk[b]);
+        char pre[16];
+        snprintf(pre, sizeof pre, "b%d.", b);
+        gs_scaffold_set_prefix(m->blk[b], pre);
+        if (m->use_teacher) gs_scaffold_set_teacher(m->blk[b], &m->tdec, (float)o.cons_weight);
+        m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
+    }
+    free(pts);
+    if (st != PK_OK) {
+        mgs_destroy(m);
+        return st;
+    }
+    *out = (gs_source){.self = m,
+                       .produce = mgs_produce,
+                       .step = mgs_step,
+                       .count = mgs_count,
+                       .export_gaussians = mgs_export,
+                       .checkpoint_tensors = mgs_ckpt_tensors,
+                       .restore = mgs_restore,
+                       .destroy = mgs_destroy,
+                       .produce_tensors = mgs_produce_tensors,
+                       .add_stats = mgs_add_stats,
+                       .pick_view = mgs_pick_view,
+                       .loss_weight = mgs_loss_weight,
+                       .after_step = mgs_after_step};
+    return PK_OK;
+}

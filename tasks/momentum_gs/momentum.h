@@ -1,0 +1,102 @@
+/* momentum.h - Momentum-GS (Fan et al., jixuan-fan/Momentum-GS): block-wise training of a
+ * Scaffold-GS scene (tasks/gs/gs_scaffold.h) with one student decoder shared by all blocks, a
+ * momentum teacher of that decoder (framework/teacher, m = 0.9) whose decodings the student must
+ * match (consistency loss, weight 50), and block weights from each block's smoothed validation
+ * PSNR / SSIM. Blocks are cycled on one device, --block-steps at a time; anchors live in host
+ * memory, so an inactive block costs no device memory.
+ *
+ * Owns: the partition (contraction, grid split, the camera-to-block rule), the block-weight
+ * formula, the block-wise Gaussian source (a gs_source for gs_train.c's loop: view choice,
+ * loss weight, teacher update, per-block growing, merged renders, checkpoints) and its options.
+ * Leaves to others: the render, the image loss and the run (tasks/gs/gs_train.c), anchors and
+ * decoders (gs_scaffold.c), the teacher update (framework/teacher).
+ *
+ * Partition (CityGaussian's, as Momentum-GS uses it): the two horizontal world axes are the two
+ * with the largest spread of the points; the foreground box is the 2nd-98th percentile of the
+ * points on each; coordinates u normalised so the box is [-1, 1]^2, then contracted as
+ * u (2 - 1/|u|inf) / |u|inf outside it (everything lands in [-2, 2]^2); the contracted bounds
+ * of the points are split into a gx x gy grid (gx * gy = N, gx >= gy, as square as N allows).
+ * A block trains the anchors of the points inside its cell grown by `margin` of a cell on every
+ * side, and keeps in the merged model only the anchors inside its own cell.
+ *
+ * Camera-to-block rule (stated, simpler than CityGaussian's SSIM drop): a view belongs to a
+ * block when its camera centre lies in the block's cell, or when at least `view_share` of the
+ * points it sees (in front of it, projecting into the image; at most 20,000 points sampled
+ * evenly) lie in the block's cell. Held-out views are assigned by the same rule and are each
+ * block's validation views. */
+#ifndef POLYAK_MOMENTUM_H
+#define POLYAK_MOMENTUM_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gs_scaffold.h"
+#include "gs_train.h"
+
+/* Options; mgs_defaults fills zero fields. */
+typedef struct mgs_options {
+    int blocks;              /* N (1: Scaffold-GS with the block machinery) */
+    int64_t block_steps;     /* steps a block trains before the next one: 500 */
+    bool no_teacher;         /* ablation: no teacher, no consistency loss */
+    bool no_weighting;       /* ablation: all block weights 1 */
+    bool independent;        /* divide and conquer: a decoder per block, no teacher, no weights */
+    double momentum;         /* teacher momentum: 0.9 */
+    double cons_weight;      /* consistency weight: 50 */
+    double sigma;            /* block-weight sigma: 10 */
+    int64_t weight_interval; /* block weights every 1000 steps */
+    double voxel_size;       /* anchor voxel (0: Scaffold-GS's rule over all points) */
+    double margin;           /* block cell growth for its anchors (fraction of a cell): 0.1 */
+    double view_share;       /* camera rule threshold: 0.25 */
+    int val_views;           /* validation views per block for its weight: 4 */
+} mgs_options;
+
+/* Returns o with zero fields set to the defaults above. */
+mgs_options mgs_defaults(mgs_options o);
+
+/* The partition of the ground plane. */
+typedef struct mgs_partition {
+    int gx, gy;            /* grid */
+    int ax, ay;            /* world axes of the grid's x and y */
+    double mid[2];         /* foreground box centre on (ax, ay) */
+    double half[2];        /* its half sizes */
+    double clo[2], chi[2]; /* contracted bounds split by the grid */
+} mgs_partition;
+
+/* Builds the partition of n points (n, 3) into `blocks` cells. */
+pk_status mgs_partition_build(const float *xyz, int64_t n, int blocks, mgs_partition *p);
+
+/* Contracted ground-plane coordinates of a world point. */
+void mgs_contract(const mgs_partition *p, const float x[3], double u[2]);
+
+/* The block (cell) of a world point, 0 .. gx*gy-1 (points beyond the bounds: the nearest). */
+int mgs_block_of(const mgs_partition *p, const float x[3]);
+
+/* Whether a world point lies in block b's cell grown by `margin` of a cell on every side. */
+bool mgs_in_block(const mgs_partition *p, int b, double margin, const float x[3]);
+
+/* The camera-to-block rule (file comment) for one camera: member[b] for every block. */
+void mgs_assign_camera(const mgs_partition *p, const splat_camera *cam, const float *xyz, int64_t n,
+                       double view_share, bool *member);
+
+/* Momentum-GS block weights from smoothed PSNR / SSIM of n blocks:
+ * w_b = 2 - exp(-((max PSNR - PSNR_b)^2 + (10 max SSIM - 10 SSIM_b)^2) / (2 sigma^2)). */
+void mgs_block_weights(const double *psnr, const double *ssim, int n, double sigma, double *w);
+
+/* gs_train_options.make_source for Momentum-GS: `arg` is an mgs_options. */
+pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out);
+
+/* Options as JSON for options.json (malloc'd). */
+char *mgs_options_json(const mgs_options *o);
+
+/* Facts of a Momentum-GS source for reports: blocks, and per block anchors, training and
+ * validation views (arrays of `blocks`, valid while the source lives). */
+typedef struct mgs_info {
+    int blocks;
+    const int64_t *anchors;
+    const int *train_views, *val_views;
+    const double *weights;
+} mgs_info;
+
+/* Returns the facts of a source made by mgs_make_source. */
+mgs_info mgs_source_info(const gs_source *src);
+
+#endif

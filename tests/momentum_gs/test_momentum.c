@@ -1,0 +1,282 @@
+/* test_momentum.c - Momentum-GS (tasks/momentum_gs): the block-weight formula on given
+ * PSNR / SSIM values (numbers worked by hand), the consistency loss against a host computation
+ * and its gradient against finite differences, the partition and the camera-to-block rule on a
+ * hand-made layout, and 8 blocks trained on one device (merged model rendered, held-out PSNR
+ * up) with a resumed run bit-identical to an uninterrupted one (CPU). */
+#define _GNU_SOURCE /* mkdtemp */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "gs_source.h"
+#include "../gs/gs_testscene.h"
+#include "gs_train.h"
+#include "io_util.h"
+#include "momentum.h"
+#include "pk_test.h"
+
+START_TEST(block_weight_formula) {
+    /* sigma 10: w = 2 - exp(-((25 - P)^2 + (8 - 10 S)^2) / 200) */
+    double p[3] = {25, 22, 24}, s[3] = {0.8, 0.7, 0.75}, w[3];
+    mgs_block_weights(p, s, 3, 10, w);
+    ck_assert_double_eq_tol(w[0], 1.0, 1e-12);        /* the best block: exp(0) */
+    ck_assert_double_eq_tol(w[1], 1.048770575, 1e-8); /* 2 - exp(-(9 + 1) / 200) */
+    ck_assert_double_eq_tol(w[2], 1.006230509, 1e-8); /* 2 - exp(-(1 + 0.25) / 200) */
+    /* the maxima are taken separately: the best PSNR and the best SSIM in different blocks */
+    double p2[2] = {30, 20}, s2[2] = {0.5, 0.9};
+    mgs_block_weights(p2, s2, 2, 2, w);
+    ck_assert_double_eq_tol(w[0], 2 - exp(-16.0 / 8), 1e-12); /* (10 * 0.4)^2 = 16 */
+    ck_assert_double_eq_tol(w[1], 2 - exp(-100.0 / 8), 1e-12);
+    /* equal blocks: all 1; weights never exceed 2 */
+    double p3[4] = {21, 21, 21, 21}, s3[4] = {0.6, 0.6, 0.6, 0.6}, w3[4];
+    mgs_block_weights(p3, s3, 4, 10, w3);
+    for (int i = 0; i < 4; i++)
+        ck_assert_double_eq(w3[i], 1.0);
+    double p4[2] = {40, 5}, s4[2] = {1, 0};
+    mgs_block_weights(p4, s4, 2, 1, w);
+    ck_assert(w[1] <= 2.0 && w[1] > 1.999);
+}
+END_TEST
+
+/* The consistency loss of the harness's inputs: student (op, cov, col), teacher likewise. */
+static tensor *build_cons(pk_ctx *c, tensor **in, const void *arg) {
+    (void)arg;
+    return gs_consistency_loss(c, in[0], in[1], in[2], in[3], in[4], in[5]);
+}
+
+static double sigm(double x) { return 1 / (1 + exp(-x)); }
+
+START_TEST(consistency_loss_and_gradient) {
+    enum { N = 6, K = GS_SCAFFOLD_K };
+    pkt_rng r = {77};
+    float *d[6];
+    int64_t w[6] = {K, 7 * K, 3 * K, K, 7 * K, 3 * K};
+    for (int i = 0; i < 6; i++) {
+        d[i] = malloc(sizeof(float) * N * (size_t)w[i]);
+        pkt_fill_uniform(&r, d[i], N * w[i], -1, 1);
+    }
+    pkt_case k = {.name = "consistency", .build = build_cons, .n_in = 6};
+    for (int i = 0; i < 6; i++)
+        k.in[i] = (pkt_input){
+            .ndim = 2, .shape = {N, w[i]}, .dtype = PK_F32, .data = d[i], .no_grad = i >= 3};
+    /* the value, computed here on the host */
+    double op = 0, col = 0, sc = 0, rot = 0;
+    for (int j = 0; j < N * K; j++) {
+        op += pow((double)d[0][j] - d[3][j], 2) / (N * K);
+        for (int c = 0; c < 3; c++)
+            col += pow((double)d[2][j * 3 + c] - d[5][j * 3 + c], 2) / (N * K * 3);
+        const float *a = d[1] + j * 7, *b = d[4] + j * 7;
+        for (int c = 0; c < 3; c++)
+            sc += pow(sigm(a[c]) - sigm(b[c]), 2) / (N * K * 3);
+        double na = 0, nb = 0;
+        for (int c = 3; c < 7; c++)
+            na += (double)a[c] * a[c], nb += (double)b[c] * b[c];
+        for (int c = 3; c < 7; c++)
+            rot += pow(a[c] / sqrt(na) - b[c] / sqrt(nb), 2) / (N * K * 4);
+    }
+    pk_ctx *c = pkt_ctx("cpu");
+    float one = 1;
+    pkt_result res = pkt_case_run(c, &k, &one);
+    ck_assert_int_eq(res.out_numel, 1);
+    ck_assert_double_eq_tol(res.out[0], op + col + sc + rot, 1e-5 * (op + col + sc + rot));
+    /* no gradient reaches the teacher's outputs */
+    for (int i = 3; i < 6; i++)
+        ck_assert_ptr_null(res.grad[i]);
+    pkt_result_free(&res);
+    pkt_check_gradients(c, &k, 40, 2e-2);
+    pkt_ctx_done(c);
+    for (int i = 0; i < 6; i++)
+        free(d[i]);
+}
+END_TEST
+
+/* A camera at `pos` looking at `at` (world z up), 100 x 100, 37 degrees. */
+static splat_camera look_at(const float pos[3], const float at[3]) {
+    double f[3], rt[3], up[3] = {0, 0, 1}, u[3], n = 0;
+    for (int k = 0; k < 3; k++)
+        f[k] = at[k] - pos[k], n += f[k] * f[k];
+    for (int k = 0; k < 3; k++)
+        f[k] /= sqrt(n);
+    if (fabs(f[2]) > 0.99) up[0] = 0, up[1] = 1, up[2] = 0;
+    rt[0] = f[1] * up[2] - f[2] * up[1], rt[1] = f[2] * up[0] - f[0] * up[2],
+    rt[2] = f[0] * up[1] - f[1] * up[0];
+    n = sqrt(rt[0] * rt[0] + rt[1] * rt[1] + rt[2] * rt[2]);
+    for (int k = 0; k < 3; k++)
+        rt[k] /= n;
+    u[0] = f[1] * rt[2] - f[2] * rt[1], u[1] = f[2] * rt[0] - f[0] * rt[2],
+    u[2] = f[0] * rt[1] - f[1] * rt[0];
+    splat_camera cam = {.fx = 150, .fy = 150, .cx = 50, .cy = 50, .width = 100, .height = 100};
+    /* OpenCV rows: x right, y down (= -up), z forward */
+    const double *rows[3] = {rt, u, f};
+    for (int i = 0; i < 3; i++) {
+        double sgn = i == 1 ? -1 : 1, t = 0;
+        for (int k = 0; k < 3; k++) {
+            cam.world_to_cam[i * 4 + k] = (float)(sgn * rows[i][k]);
+            t -= sgn * rows[i][k] * pos[k];
+        }
+        cam.world_to_cam[i * 4 + 3] = (float)t;
+    }
+    cam.world_to_cam[15] = 1;
+    return cam;
+}
+
+START_TEST(partition_and_cameras) {
+    /* a flat 4 x 2 town: points on the ground z = 0, x in [-4, 4], y in [-2, 2] */
+    int n = 0;
+    float *p = malloc(sizeof(float) * 3 * 81 * 41);
+    for (int i = 0; i <= 80; i++)
+        for (int j = 0; j <= 40; j++, n++) {
+            p[n * 3] = -4 + 0.1f * (float)i;
+            p[n * 3 + 1] = -2 + 0.1f * (float)j;
+            p[n * 3 + 2] = 0;
+        }
+    mgs_partition part;
+    ck_assert_int_eq(mgs_partition_build(p, n, 4, &part), PK_OK);
+    /* the long axis x gets 2 columns, y 2 rows */
+    ck_assert_int_eq(part.ax, 0);
+    ck_assert_int_eq(part.ay, 1);
+    ck_assert_int_eq(part.gx, 2);
+    ck_assert_int_eq(part.gy, 2);
+    float q[4][3] = {{-2, -1, 0}, {2, -1, 0}, {-2, 1, 0}, {2, 1, 0}};
+    for (int b = 0; b < 4; b++) {
+        ck_assert_int_eq(mgs_block_of(&part, q[b]), b);
+        ck_assert(mgs_in_block(&part, b, 0, q[b]));
+    }
+    /* far outside: the nearest cell; the margin reaches just across a border */
+    float far[3] = {100, -100, 0}, near0[3] = {0.1f, -1, 0};
+    ck_assert_int_eq(mgs_block_of(&part, far), 1);
+    ck_assert(!mgs_in_block(&part, 0, 0, near0));
+    ck_assert(mgs_in_block(&part, 0, 0.1, near0));
+    ck_assert(!mgs_in_block(&part, 2, 0.1, near0));
+    /* 8 blocks: 4 x 2 */
+    mgs_partition p8;
+    ck_assert_int_eq(mgs_partition_build(p, n, 8, &p8), PK_OK);
+    ck_assert_int_eq(p8.gx, 4);
+    ck_assert_int_eq(p8.gy, 2);
+    bool m[4];
+    /* straight down over block 0 from low: sees only block 0 */
+    float c0[3] = {-2, -1, 0.8f}, t0[3] = {-2, -1.001f, 0};
+    splat_camera k0 = look_at(c0, t0);
+    mgs_assign_camera(&part, &k0, p, n, 0.25, m);
+    ck_assert(m[0] && !m[1] && !m[2] && !m[3]);
+    /* over block 0 looking at block 1's middle: block 0 (centre) and block 1 (what it sees) */
+    float t1[3] = {2, -1, 0};
+    splat_camera k1 = look_at(c0, t1);
+    mgs_assign_camera(&part, &k1, p, n, 0.25, m);
+    ck_assert(m[0] && m[1] && !m[2] && !m[3]);
+    /* high over the middle looking down: the centre's block and all four by their share */
+    float c2[3] = {0.01f, 0.01f, 30}, t2[3] = {0.01f, 0.0f, 0};
+    splat_camera k2 = look_at(c2, t2);
+    mgs_assign_camera(&part, &k2, p, n, 0.2, m);
+    ck_assert(m[0] && m[1] && m[2] && m[3]);
+    mgs_assign_camera(&part, &k2, p, n, 0.3, m); /* no block holds 30%: only the centre's */
+    ck_assert_int_eq(m[0] + m[1] + m[2] + m[3], 1);
+    ck_assert(m[3]);
+    free(p);
+}
+END_TEST
+
+static char *tmpdir(void) {
+    char *p = malloc(64);
+    strcpy(p, "/tmp/polyak-mgs-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(p));
+    return p;
+}
+
+/* Trains 8 blocks on the test scene (one device); stop_at > 0 stops there and resumes.
+ * Returns the held-out PSNR gain. */
+static double train8(const char *data, const char *out, int64_t iters, int64_t stop_at,
+                     mgs_options *mo) {
+    char *json = mgs_options_json(mo);
+    gs_train_options o = {.data = data,
+                          .out = out,
+                          .device = "cpu",
+                          .iters = iters,
+                          .test_every = 4,
+                          .seed = 11,
+                          .init_points = 4000,
+                          .model = "momentum-gs",
+                          .make_source = mgs_make_source,
+                          .make_source_arg = mo,
+                          .source_json = json};
+    o = gs_train_defaults(o);
+    gs_trainer *t;
+    ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
+    mgs_info mi = mgs_source_info(gs_trainer_source(t));
+    ck_assert_int_eq(mi.blocks, 8);
+    gs_eval ev0, ev;
+    ck_assert_int_eq(gs_trainer_evaluate(t, false, &ev0), PK_OK);
+    gs_step_result r;
+    if (stop_at) {
+        while (gs_trainer_step_count(t) < stop_at)
+            ck_assert_msg(gs_trainer_step(t, &r) == PK_OK, "%s", polyak_error());
+        ck_assert_int_eq(gs_trainer_checkpoint(t), PK_OK);
+        gs_trainer_destroy(t);
+        o.resume = true;
+        ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
+    }
+    while (gs_trainer_step_count(t) < iters)
+        ck_assert_msg(gs_trainer_step(t, &r) == PK_OK, "%s", polyak_error());
+    ck_assert_int_eq(gs_trainer_finish(t, &ev), PK_OK);
+    ck_assert_int_gt(gs_trainer_source(t)->count(gs_trainer_source(t)->self), 0);
+    gs_trainer_destroy(t);
+    free(json);
+    return ev.psnr - ev0.psnr;
+}
+
+START_TEST(eight_blocks_one_device_and_resume) {
+    char *dir = tmpdir(), data[300], a[300], b[300];
+    snprintf(data, sizeof data, "%s/scene", dir);
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    mkdir(data, 0777);
+    ts_make(data);
+    /* blocks of 6 steps in turn; weights every 20 steps (so the smoothing and weights run) */
+    mgs_options mo =
+        mgs_defaults((mgs_options){.blocks = 8,
+                                   .block_steps = 6,
+                                   .weight_interval = 20,
+                                   .voxel_size = 0.05,
+                                   .view_share = 0.1}); /* every view in several blocks */
+    double gain = train8(data, a, 60, 0, &mo);
+    ck_assert_msg(gain > 0.25, "held-out PSNR rose only %.2f dB", gain); /* 7-8 steps a block */
+    ck_assert(train8(data, b, 60, 27, &mo) == gain);
+    char *ca = io_path_join(a, "checkpoints/ckpt-60.safetensors");
+    char *cb = io_path_join(b, "checkpoints/ckpt-60.safetensors");
+    ckpt_file ka, kb;
+    ck_assert_int_eq(checkpoint_open(ca, &ka), PK_OK);
+    ck_assert_int_eq(checkpoint_open(cb, &kb), PK_OK);
+    ck_assert_int_eq(ka.st.n, kb.st.n);
+    int teacher = 0;
+    for (int i = 0; i < ka.st.n; i++) {
+        const st_tensor *x = &ka.st.tensors[i], *y = safetensors_find(&kb.st, x->name);
+        ck_assert_ptr_nonnull(y);
+        if (strcmp(x->name, "run.log") == 0) continue;
+        teacher += strncmp(x->name, "mgs.t", 5) == 0;
+        ck_assert_uint_eq(x->nbytes, y->nbytes);
+        ck_assert_msg(memcmp(x->data, y->data, x->nbytes) == 0, "%s differs", x->name);
+    }
+    ck_assert_int_ge(teacher, 24); /* decoder + teacher tensors are in the checkpoint */
+    checkpoint_close(&ka), checkpoint_close(&kb);
+    free(ca), free(cb);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+    free(dir);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("momentum");
+    TCase *t = tcase_create("momentum");
+    tcase_add_test(t, block_weight_formula);
+    tcase_add_test(t, consistency_loss_and_gradient);
+    tcase_add_test(t, partition_and_cameras);
+    tcase_add_test(t, eight_blocks_one_device_and_resume);
+    tcase_set_timeout(t, 300);
+    suite_add_tcase(s, t);
+    return pkt_run_suite(s);
+}
