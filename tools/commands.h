@@ -34,4 +34,7 @@ int cmd_splat_train(int argc, char **argv);
 /* polyak features: final-norm class tokens of a data set under a frozen ViT backbone. */
 int cmd_features(int argc, char **argv);
 
+/* polyak cl: continual-learning benchmarks (tasks/cl) with linear, seqft, LAE, joint. */
+int cmd_cl(int argc, char **argv);
+
 #endif

@@ -21,6 +21,7 @@ static const struct {
     {"probe", cmd_probe, "k-NN and linear-probe accuracy of `polyak features` files"},
     {"pretrain", cmd_pretrain,
      "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
+    {"cl", cmd_cl, "continual learning: linear, seqft, LAE, joint on class-incremental splits"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
 };
 
