@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backbone.h"
 #include "cl.h"
 #include "cli.h"
 #include "commands.h"
@@ -124,6 +125,13 @@ int cmd_cl(int argc, char **argv) {
         if (lo.mode != LAE_LAE && lo.freeze_epochs > 0)
             return cli_usage("cl", usage, "--freeze-epochs applies to --method lae only");
         o.joint = lo.mode == LAE_JOINT;
+        /* the PET defaults resolved for options.json: min(5, depth) blocks, rank 5, 10 tokens */
+        vit_config cfg;
+        if (backbone_config(o.backbone, o.arch, &cfg, NULL) != PK_OK)
+            return cli_fail("cl", o.backbone);
+        if (lo.pet.blocks <= 0) lo.pet.blocks = cfg.depth < 5 ? cfg.depth : 5;
+        if (lo.pet.rank <= 0) lo.pet.rank = 5;
+        if (lo.pet.length <= 0) lo.pet.length = 10;
         if (lae_method(&lo, &m) != PK_OK) return cli_fail("cl", "creating the method");
         snprintf(name, sizeof name, "%s/%s", method, pet);
         snprintf(extra, sizeof extra,

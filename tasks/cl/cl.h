@@ -25,6 +25,7 @@
 #include "run.h"
 
 #define CL_MAX_VARIANTS 3
+#define CL_MAX_MATRIX_TASKS 20 /* cl_result holds the matrices of runs up to this many tasks */
 
 typedef struct cl_method cl_method;
 
@@ -98,6 +99,9 @@ typedef struct cl_result {
     int nvariants;
     double a_last[CL_MAX_VARIANTS], a_avg[CL_MAX_VARIANTS], forgetting[CL_MAX_VARIANTS],
         bwt[CL_MAX_VARIANTS];
+    /* accuracy matrices R[v][i*T+j] (NaN where not measured) when T <= CL_MAX_MATRIX_TASKS;
+     * joint runs fill row 0 only */
+    double matrix[CL_MAX_VARIANTS][CL_MAX_MATRIX_TASKS * CL_MAX_MATRIX_TASKS];
     double seconds, cpu_seconds;
     bool stopped; /* stopped early (stop_after_steps or a signal): resume to finish */
 } cl_result;

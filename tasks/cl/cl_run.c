@@ -230,8 +230,10 @@ static pk_status write_results(cl_state *s, int rows, cl_result *res) {
     }
     res->tasks = T, res->nvariants = s->V;
     for (int v = 0; v < s->V; v++) {
-        for (int i = 0; i < T * T; i++)
+        for (int i = 0; i < T * T; i++) {
             r[i] = s->acc[(size_t)v * T * T + i];
+            if (T <= CL_MAX_MATRIX_TASKS) res->matrix[v][i] = r[i];
+        }
         double al = NAN, aa = NAN, fg = NAN, bw = NAN;
         if (o->joint) {
             double sum = 0, w = 0;
