@@ -244,16 +244,20 @@ START_TEST(test_offline_follows_online) {
     ck_assert_int_eq(vit_create(c, &cfg, "", &rng, &bb), PK_OK);
     int np;
     tensor *const *ps = vit_params(bb, &np);
-    for (int i = 0; i < np; i++)
+    ck_assert_int_le(np, 64);
+    float *bb0[64];
+    for (int i = 0; i < np; i++) {
         ps[i]->requires_grad = false;
+        bb0[i] = pkt_download(ps[i]);
+    }
     for (int kind = 0; kind < 3; kind++) {
         lae_options lo = {.mode = LAE_LAE, .pet = {.kind = (pet_kind)kind}, .freeze_epochs = 3};
         cl_method *m = NULL;
         ck_assert_int_eq(lae_method(&lo, &m), PK_OK);
         ck_assert_int_eq(m->nvariants, 3);
         /* a high rate so that the online PETs move visibly in a few steps */
-        cl_setup su = {.c = c, .backbone = bb, .classes = 4, .batch = 4, .lr = 0.05, .epochs = 5,
-                       .seed = 3};
+        cl_setup su = {
+            .c = c, .backbone = bb, .classes = 4, .batch = 4, .lr = 0.05, .epochs = 5, .seed = 3};
         ck_assert_int_eq(m->setup(m, &su), PK_OK);
         run_tensor ts[256];
         int n = m->state(m, ts, 256);
@@ -319,6 +323,13 @@ START_TEST(test_offline_follows_online) {
             ck_assert_msg(moved > 0, "the online PETs did not train after the freeze");
         }
         m->destroy(m);
+    }
+    /* the backbone stays frozen: not one bit of it moved */
+    for (int i = 0; i < np; i++) {
+        float *v = pkt_download(ps[i]);
+        ck_assert_msg(memcmp(v, bb0[i], sizeof(float) * (size_t)tensor_numel(ps[i])) == 0,
+                      "backbone tensor %s changed", ps[i]->name);
+        free(v), free(bb0[i]);
     }
     vit_destroy(bb);
     pkt_ctx_done(c);
