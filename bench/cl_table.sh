@@ -4,8 +4,10 @@
 # for 3 class orders (natural, and the seeded permutations 1 and 2) x {linear, seqft, lae,
 # joint} with the PETs adapter, lora and prefix; lae reports its ensemble, online-only and
 # offline-only accuracies from the same run. Runs JOBS runs at once (nice -n 5, 1 thread
-# each), skips runs already finished in OUT (and resumes interrupted ones), then prints the
-# table (A_last, A_avg, forgetting in %, per order and their mean) and the CPU time used.
+# each), skips runs already finished in OUT, runs that another instance holds (OUT/<run>.lock,
+# so several instances may share OUT; remove a stale lock by hand) and resumes interrupted
+# ones, then prints the table (A_last, A_avg, forgetting in %, per order and their mean) and
+# the CPU time (user + sys) of all runs.
 #
 # Usage: bench/cl_table.sh            (environment: POLYAK OUT BACKBONE ARCH DATA TASKS
 #                                       EPOCHS BATCH PER_CLASS JOBS ORDERS PETS)
@@ -41,6 +43,7 @@ one() {
         [ -f "$dir/time.txt" ]; then
         return 0
     fi
+    mkdir "$OUT/$name.lock" 2>/dev/null || return 0
     mkdir -p "$dir"
     local args=(cl --method "$method" --backbone "$BACKBONE" --arch "$ARCH" --data "$DATA"
         --tasks "$TASKS" --epochs "$EPOCHS" --batch "$BATCH" --class-order-seed "$order"
@@ -49,7 +52,8 @@ one() {
     [ "$PER_CLASS" != 0 ] && args+=(--train-per-class "$PER_CLASS")
     echo "cl_table: $name" >&2
     nice -n 5 /usr/bin/time -f "%U %S %e" -o "$dir/time.txt" "$POLYAK" "${args[@]}" \
-        >"$dir/stdout.txt" 2>"$dir/stderr.txt" || { echo "cl_table: $name failed" >&2; return 1; }
+        >"$dir/stdout.txt" 2>"$dir/stderr.txt" || echo "cl_table: $name failed" >&2
+    rmdir "$OUT/$name.lock"
 }
 
 for r in "${runs[@]}"; do

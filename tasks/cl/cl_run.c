@@ -128,7 +128,13 @@ static pk_status load_data(cl_state *s) {
     if (s->S % s->cfg.patch)
         return pk_error(PK_ERR_INVALID, "cl: image size %d is not a multiple of %s's patch %d",
                         s->S, s->cfg.name, s->cfg.patch);
-    features_options fo = {.image_size = s->S, .crop_pct = bn.crop_pct > 0 ? bn.crop_pct : 1.0f};
+    /* timm-style evaluation preprocessing: Polyak's backbones record theirs (no crop unless
+     * recorded); a timm checkpoint gets the in21k augreg default, crop_pct 0.9, mean = std =
+     * 0.5 (REFERENCE.md) */
+    features_options fo = {.image_size = s->S,
+                           .crop_pct = bn.crop_pct > 0 ? bn.crop_pct
+                                       : bn.present    ? 1.0f
+                                                       : 0.9f};
     for (int k = 0; k < 3; k++)
         fo.mean[k] = bn.present ? bn.mean[k] : 0.5f, fo.std[k] = bn.present ? bn.std[k] : 0.5f;
     int scale = (int)floor((double)s->S / fo.crop_pct + 1e-9);
