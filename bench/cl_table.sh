@@ -70,9 +70,8 @@ def load(name):
     return json.load(open(p)) if os.path.exists(p) else None
 def cpu(name):
     p = os.path.join(out, name, "time.txt")
-    if not os.path.exists(p): return 0.0
-    u, s, e = open(p).read().split()[-3:]
-    return float(u) + float(s)
+    w = open(p).read().split() if os.path.exists(p) else []
+    return float(w[-3]) + float(w[-2]) if len(w) >= 3 else 0.0
 rows = [("linear", "linear", "")]
 for p in pets:
     rows.append((f"seqft/{p}", f"seqft_{p}", ""))
@@ -81,22 +80,28 @@ for p in pets:
 for p in pets:
     rows.append((f"joint/{p}", f"joint_{p}", ""))
 f = lambda x: "    -" if x is None else f"{100 * x:5.2f}"
-hdr = "".join(f" | order {o} ({'natural' if o == '0' else 'seed ' + o}) A_last A_avg forget" for o in orders)
-print(f"{'method':24s}{hdr} | mean A_last A_avg forget")
-total = 0.0
+print("A_last, A_avg, forgetting (%) per class order (0: natural, 1 and 2: seeded permutations)")
+print(f"{'method':21s}" + "".join(f" | order {o}: Alast  Aavg forgt" for o in orders) + " |  mean: Alast  Aavg forgt")
 for label, name, v in rows:
-    line, acc = f"{label:24s}", {"A_last": [], "A_avg": [], "forgetting": []}
+    line, acc = f"{label:21s}", {"A_last": [], "A_avg": [], "forgetting": []}
     for o in orders:
         m = load(f"order{o}_{name}")
         vals = [m.get(k + v) if m else None for k in ("A_last", "A_avg", "forgetting")]
         for k, x in zip(acc, vals):
             if x is not None: acc[k].append(x)
-        line += " | " + " " * 19 + " ".join(f(x) for x in vals)
+        line += " |          " + " ".join(f(x) for x in vals)
     mean = [sum(a) / len(a) if len(a) == len(orders) else None for a in acc.values()]
-    print(line + " | " + " ".join(f(x) for x in mean))
-for o in orders:
-    for d in os.listdir(out):
-        pass
+    print(line + " |        " + " ".join(f(x) for x in mean))
+# the paper's effect: ensemble >= each expert, > seqft, < joint (A_last), per order and PET
+print("LAE's effect in A_last (ensemble >= online, >= offline, > seqft, < joint):")
+for p in pets:
+    for o in orders:
+        l, s, j = load(f"order{o}_lae_{p}"), load(f"order{o}_seqft_{p}"), load(f"order{o}_joint_{p}")
+        if not (l and s and j) or l.get("A_last") is None:
+            print(f"  {p} order {o}: incomplete"); continue
+        e = l["A_last"]
+        c = [e >= l["A_last_online"], e >= l["A_last_offline"], e > s["A_last"], e < j["A_last"]]
+        print(f"  {p:7s} order {o}: " + " ".join(("yes" if x else "NO ") for x in c))
 total = sum(cpu(d) for d in os.listdir(out) if os.path.isdir(os.path.join(out, d)))
 print(f"CPU time (user + sys) of all runs: {total:.0f} s ({total / 60:.1f} min)")
 PY
