@@ -38,5 +38,7 @@ int cmd_features(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 /* polyak ctp: continual vision-language pretraining (CTP, ablations, SeqF, joint). */
 int cmd_ctp(int argc, char **argv);
+/* polyak cl: continual-learning benchmarks (tasks/cl) with linear, seqft, LAE, joint. */
+int cmd_cl(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const struct {
     {"pretrain", cmd_pretrain,
      "pretrain a ViT backbone (DINO, supervised) and probe it (k-NN, linear)"},
     {"ctp", cmd_ctp, "continual vision-language pretraining (CTP, SeqF, joint) with retrieval"},
+    {"cl", cmd_cl, "continual learning: linear, seqft, LAE, joint on class-incremental splits"},
     {"bench", cmd_bench, "benchmarks: ops, splat, teacher, optim (ratios against peers)"},
     {"report", cmd_report, "an HTML page with plots about run folders (compares several)"},
 };

@@ -298,12 +298,18 @@ static tensor *vit_attention(pk_ctx *c, tensor *qkv, int heads, float scale) {
     return pk_attention_qkv(c, qkv, heads, scale); // (N, T, 3D) -> (N, T, D)
 }
 
-static tensor *vit_block_forward(pk_ctx *c, const vit *m, const vit_block *b, tensor *x) {
+static tensor *vit_block_forward(pk_ctx *c, const vit *m, int bi, tensor *x, const vit_hooks *k) {
+    const vit_block *b = &m->blocks[bi];
     int heads = m->cfg.heads;
     float scale = 1.0f / sqrtf((float)(m->cfg.dim / heads));
-    tensor *h = nn_layernorm_forward(c, &b->norm1, x);                    // (N, T, D)
-    h = vit_attention(c, nn_linear_forward(c, &b->qkv, h), heads, scale); // (N, T, D)
-    x = pk_add(c, x, nn_linear_forward(c, &b->proj, h));
+    tensor *h = nn_layernorm_forward(c, &b->norm1, x); // (N, T, D)
+    tensor *qkv = nn_linear_forward(c, &b->qkv, h);    // (N, T, 3D)
+    if (k && k->qkv && qkv) qkv = k->qkv(c, k->user, bi, h, qkv);
+    tensor *a = k && k->attention && qkv ? k->attention(c, k->user, bi, qkv, heads, scale)
+                                         : vit_attention(c, qkv, heads, scale); // (N, T, D)
+    a = nn_linear_forward(c, &b->proj, a);
+    if (k && k->attn_out && a) a = k->attn_out(c, k->user, bi, h, a);
+    x = pk_add(c, x, a);
     h = nn_layernorm_forward(c, &b->norm2, x);
     h = pk_gelu_erf(c, nn_linear_forward(c, &b->fc1, h)); // (N, T, hidden)
     return pk_add(c, x, nn_linear_forward(c, &b->fc2, h));
@@ -339,9 +345,13 @@ static tensor *vit_embed(pk_ctx *c, const vit *m, tensor *x) {
 }
 
 tensor *vit_forward_tokens(pk_ctx *c, const vit *m, tensor *x) {
+    return vit_forward_tokens_hooked(c, m, x, NULL);
+}
+
+tensor *vit_forward_tokens_hooked(pk_ctx *c, const vit *m, tensor *x, const vit_hooks *hooks) {
     tensor *t = vit_embed(c, m, x); // (N, 1 + L, D)
     for (int i = 0; t && i < m->cfg.depth; i++)
-        t = vit_block_forward(c, m, &m->blocks[i], t);
+        t = vit_block_forward(c, m, i, t, hooks);
     return nn_layernorm_forward(c, &m->norm, t);
 }
 
@@ -352,7 +362,7 @@ pk_status vit_forward_intermediate(pk_ctx *c, const vit *m, tensor *x, int n, te
     tensor *t = vit_embed(c, m, x); // (N, 1 + L, D)
     if (!t) return PK_ERR_INVALID;
     for (int i = 0; i < m->cfg.depth; i++) {
-        t = vit_block_forward(c, m, &m->blocks[i], t);
+        t = vit_block_forward(c, m, i, t, NULL);
         if (!t) return PK_ERR_INVALID;
         if (m->cfg.depth - i <= n) {
             out[n - (m->cfg.depth - i)] = nn_layernorm_forward(c, &m->norm, t);
@@ -386,7 +396,11 @@ tensor *vit_forward_probe_features(pk_ctx *c, const vit *m, tensor *x, int n, bo
 }
 
 tensor *vit_forward_features(pk_ctx *c, const vit *m, tensor *x) {
-    tensor *t = vit_forward_tokens(c, m, x); // (N, 1 + L, D)
+    return vit_forward_features_hooked(c, m, x, NULL);
+}
+
+tensor *vit_forward_features_hooked(pk_ctx *c, const vit *m, tensor *x, const vit_hooks *hooks) {
+    tensor *t = vit_forward_tokens_hooked(c, m, x, hooks); // (N, 1 + L, D)
     if (!t) return NULL;
     return pk_reshape(c, pk_slice(c, t, 1, 0, 1), 2, (int64_t[]){t->shape[0], m->cfg.dim});
 }

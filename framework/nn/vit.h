@@ -81,6 +81,29 @@ tensor *const *vit_params(const vit *m, int *n);
 /* Tokens after the final norm: x (N, C, H, W), H and W multiples of the patch -> (N, 1 + L, D). */
 tensor *vit_forward_tokens(pk_ctx *c, const vit *m, tensor *x);
 
+/* Optional per-block hooks of the forward, for parameter-efficient tuning modules (LoRA,
+ * Prefix, Adapter: tasks/lae) that change a block without owning it. Each hook gets the block
+ * index and `user`; a NULL hook leaves that part of the block as it is. A hook returns NULL
+ * only on failure (with pk_error set). */
+typedef struct vit_hooks {
+    void *user;
+    /* the attention's projection of block b: h = norm1(x) (N, T, D), qkv = attn.qkv(h)
+     * (N, T, 3D) -> the qkv the attention uses (N, T, 3D) */
+    tensor *(*qkv)(pk_ctx *c, void *user, int block, tensor *h, tensor *qkv);
+    /* replaces the attention of block b: qkv (N, T, 3D) -> (N, T, D) before attn.proj (the
+     * default is pk_attention_qkv(qkv, heads, scale)) */
+    tensor *(*attention)(pk_ctx *c, void *user, int block, tensor *qkv, int heads, float scale);
+    /* the attention branch of block b: h = norm1(x) (N, T, D), a = attn.proj(...) (N, T, D)
+     * -> what is added to the residual stream (N, T, D) */
+    tensor *(*attn_out)(pk_ctx *c, void *user, int block, tensor *h, tensor *a);
+} vit_hooks;
+
+/* vit_forward_tokens with hooks (NULL: none, the same as vit_forward_tokens). */
+tensor *vit_forward_tokens_hooked(pk_ctx *c, const vit *m, tensor *x, const vit_hooks *hooks);
+
+/* vit_forward_features with hooks: the final-norm class token (N, D). */
+tensor *vit_forward_features_hooked(pk_ctx *c, const vit *m, tensor *x, const vit_hooks *hooks);
+
 /* The final-norm class token: (N, D). */
 tensor *vit_forward_features(pk_ctx *c, const vit *m, tensor *x);
 
