@@ -272,7 +272,7 @@ static int cmd_splat_render(int argc, char **argv) {
 }
 
 int cmd_splat(int argc, char **argv) {
-    const char *usage = "render|train [options] (polyak splat <job> --help)";
+    const char *usage = "prepare|render|train [options] (polyak splat <job> --help)";
     if (argc < 2) return cli_usage("splat", usage, "which job?");
     if (strcmp(argv[1], "render") == 0) {
         if (argc == 3 && strcmp(argv[2], "--help") == 0) {
@@ -281,6 +281,7 @@ int cmd_splat(int argc, char **argv) {
         }
         return cmd_splat_render(argc - 1, argv + 1);
     }
+    if (strcmp(argv[1], "prepare") == 0) return cmd_splat_prepare(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0) {
         if (!cmd_splat_train) {
             fprintf(stderr, "polyak splat: 'train' is not built into this binary (it comes with "
