@@ -40,10 +40,10 @@ void splat_prepare_print(const gs_prepare_options *o, const gs_prepare_result *r
         tw += r->seconds[k], tc += r->cpu_seconds[k];
     printf("time (wall / CPU s): input %.1f / %.1f, features %.1f / %.1f, matching (%s) %.1f / "
            "%.1f, mapping %.1f / %.1f, total %.1f / %.1f\n",
-           r->seconds[GS_PREP_INPUT], r->cpu_seconds[GS_PREP_INPUT],
-           r->seconds[GS_PREP_FEATURES], r->cpu_seconds[GS_PREP_FEATURES], r->matcher,
-           r->seconds[GS_PREP_MATCHING], r->cpu_seconds[GS_PREP_MATCHING],
-           r->seconds[GS_PREP_MAPPING], r->cpu_seconds[GS_PREP_MAPPING], tw, tc);
+           r->seconds[GS_PREP_INPUT], r->cpu_seconds[GS_PREP_INPUT], r->seconds[GS_PREP_FEATURES],
+           r->cpu_seconds[GS_PREP_FEATURES], r->matcher, r->seconds[GS_PREP_MATCHING],
+           r->cpu_seconds[GS_PREP_MATCHING], r->seconds[GS_PREP_MAPPING],
+           r->cpu_seconds[GS_PREP_MAPPING], tw, tc);
     printf("logs: %s/logs/  summary: %s/prepare.json\n", o->out, o->out);
 }
 
@@ -78,7 +78,8 @@ int cmd_splat_prepare(int argc, char **argv) {
             o.camera_model = v;
         else if (strcmp(a, "--fps") == 0) {
             if (!cli_float(C, a, v, &d)) return 2;
-            if (!(d > 0 && d <= 240)) return cli_usage(C, usage, "--fps expects a value in (0, 240]");
+            if (!(d > 0 && d <= 240))
+                return cli_usage(C, usage, "--fps expects a value in (0, 240]");
             o.fps = d;
         } else if (strcmp(a, "--max-frames") == 0) {
             if (!cli_int(C, a, v, 3, 100000, &n)) return 2;

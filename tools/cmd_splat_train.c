@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "gs_prepare.h"
 #include "gs_train.h"
+#include "image.h"
 
 /* True when dir holds a scene scene_load reads (io/scene.c's probe list). */
 static bool is_scene_dir(const char *dir) {
@@ -51,7 +52,8 @@ static char *only_video(const char *dir) {
 
 /* When --data is no scene but photos or a video: prepares <folder>/polyak-scene (or reuses it)
  * and points *data there. Returns 0 to go on, else the exit code. */
-static int prepare_if_needed(const char **data, int threads, char *scene, size_t n) {
+static int prepare_if_needed(const char **data, int threads, char *scene, size_t n,
+                             bool *prepared) {
     struct stat st;
     if (stat(*data, &st) != 0) return 0; /* scene_load reports it */
     gs_prepare_options po = {.progress = stderr, .threads = threads};
@@ -89,8 +91,9 @@ static int prepare_if_needed(const char **data, int threads, char *scene, size_t
     }
     po.video = video;
     po.out = scene;
-    fprintf(stderr, "polyak splat train: %s holds %s, not a posed scene: preparing %s with COLMAP "
-                    "(polyak splat prepare)\n",
+    fprintf(stderr,
+            "polyak splat train: %s holds %s, not a posed scene: preparing %s with COLMAP "
+            "(polyak splat prepare)\n",
             *data, video ? "a video" : "photos", scene);
     gs_prepare_result r;
     pk_status s = gs_prepare_cached(&po, &r);
@@ -99,11 +102,32 @@ static int prepare_if_needed(const char **data, int threads, char *scene, size_t
     free(video);
     if (s != PK_OK) return cli_fail("splat train", "preparing the scene from the photos");
     *data = scene;
+    *prepared = true;
     return 0;
 }
 
+/* The longest side of the largest image in <scene>/images (0 when none can be read). */
+static int photos_longest_side(const char *scene) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/images", scene);
+    DIR *d = opendir(dir);
+    int longest = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char p[4500];
+        int w, h, c;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] == '.' || image_probe(p, &w, &h, &c) != PK_OK) continue;
+        if (w > longest) longest = w;
+        if (h > longest) longest = h;
+    }
+    if (d) closedir(d);
+    return longest;
+}
+
 static const char *usage =
-    "--data SCENE|PHOTOS_DIR|VIDEO --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
+    "--data SCENE|PHOTOS_DIR|VIDEO [--out DIR (default: <data>/polyak)] [--iters N] [--downscale "
+    "K] [--eval-every-nth 8] "
     "[--eval-interval N] [--device D] [--resume] [--save-every N] [--seed S] "
     "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
     "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
@@ -197,11 +221,40 @@ int cmd_splat_train(int argc, char **argv) {
         } else
             return cli_usage(C, usage, "unknown option or missing value");
     }
-    if (!o.data || !o.out) return cli_usage(C, usage, "--data and --out are required");
+    if (!o.data) return cli_usage(C, usage, "--data is required");
+    /* "photos/" and "photos" name the same folder */
+    char data[4096];
+    snprintf(data, sizeof data, "%s", o.data);
+    for (size_t n = strlen(data); n > 1 && data[n - 1] == '/'; n--)
+        data[n - 1] = 0;
+    o.data = data;
+    char out[4200];
+    if (!o.out) {
+        /* default: <folder>/polyak (for a video file, beside it) */
+        struct stat st;
+        const char *slash = strrchr(data, '/');
+        if (stat(data, &st) == 0 && S_ISREG(st.st_mode))
+            snprintf(out, sizeof out, "%.*s/polyak", slash ? (int)(slash - data) : 1,
+                     slash ? data : ".");
+        else
+            snprintf(out, sizeof out, "%s/polyak", data);
+        o.out = out;
+    }
     char scene[4096];
     if (!o.resume) {
-        int prc = prepare_if_needed(&o.data, o.threads, scene, sizeof scene);
+        bool prepared = false;
+        int prc = prepare_if_needed(&o.data, o.threads, scene, sizeof scene, &prepared);
         if (prc) return prc;
+        if (prepared && !o.downscale) {
+            /* 3DGS's rule for photos: train at most 1600 px wide (--downscale 1 keeps all) */
+            int longest = photos_longest_side(scene);
+            o.downscale = longest > 1600 ? (longest + 1599) / 1600 : 1;
+            if (o.downscale > 1)
+                fprintf(stderr,
+                        "polyak splat train: photos of %d px: trained at 1/%d of the size "
+                        "(at most 1600 px, as 3DGS; --downscale K chooses)\n",
+                        longest, o.downscale);
+        }
     } else if (!is_scene_dir(o.data)) {
         /* a resumed run of a prepared folder trains the prepared scene again */
         snprintf(scene, sizeof scene, "%s/polyak-scene", o.data);

@@ -98,12 +98,16 @@ static pk_status list_images(const char *dir, name_list *out) {
             out->v = nv;
         }
         out->v[out->n] = io_strdup(e->d_name);
-        if (!out->v[out->n]) s = PK_ERR_NOMEM;
-        else out->n++;
+        if (!out->v[out->n])
+            s = PK_ERR_NOMEM;
+        else
+            out->n++;
     }
     closedir(d);
-    if (s != PK_OK) names_free(out);
-    else if (out->n) qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
+    if (s != PK_OK)
+        names_free(out);
+    else if (out->n)
+        qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
     return s;
 }
 
@@ -189,11 +193,11 @@ static bool find_program(const char *name, char *out, size_t n) {
 typedef bool (*line_parser)(const char *line, int64_t *done, int64_t *total);
 
 typedef struct spawn_progress {
-    const char *label;      /* progress line label */
-    int64_t total;          /* expected units (0: unknown until a line says) */
-    line_parser parse;      /* NULL: no parsing */
-    const char *count_dir;  /* count the image files here as progress (ffmpeg) */
-    FILE *f;                /* progress stream */
+    const char *label;     /* progress line label */
+    int64_t total;         /* expected units (0: unknown until a line says) */
+    line_parser parse;     /* NULL: no parsing */
+    const char *count_dir; /* count the image files here as progress (ffmpeg) */
+    FILE *f;               /* progress stream */
 } spawn_progress;
 
 /* "Processed file [12/48]" (feature_extractor) */
@@ -331,15 +335,18 @@ static void say_command(const gs_prepare_options *o, char *const argv[]) {
         const char *a = argv[i];
         bool plain = *a != 0;
         for (const char *c = a; *c && plain; c++)
-            plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,%+",
-                           *c) != NULL;
+            plain =
+                strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,%+",
+                       *c) != NULL;
         if (plain) {
             fprintf(o->progress, " %s", a);
         } else {
             fputs(" '", o->progress);
             for (const char *c = a; *c; c++)
-                if (*c == '\'') fputs("'\\''", o->progress);
-                else fputc(*c, o->progress);
+                if (*c == '\'')
+                    fputs("'\\''", o->progress);
+                else
+                    fputc(*c, o->progress);
             fputc('\'', o->progress);
         }
     }
@@ -408,8 +415,10 @@ static pk_status source_hash(const gs_prepare_options *o, uint64_t *out) {
     }
     for (int i = 0; i < l.n; i++) {
         char p[4096];
-        if (dir) pjoin(p, sizeof p, dir, l.v[i]);
-        else snprintf(p, sizeof p, "%s", l.v[i]);
+        if (dir)
+            pjoin(p, sizeof p, dir, l.v[i]);
+        else
+            snprintf(p, sizeof p, "%s", l.v[i]);
         struct stat st;
         if (stat(p, &st) != 0) {
             names_free(&l);
@@ -445,8 +454,10 @@ pk_status gs_prepare_sizes_agree(const char *dir, bool *agree) {
         int w, h, c;
         pjoin(p, sizeof p, dir, l.v[i]);
         s = image_probe(p, &w, &h, &c);
-        if (s == PK_OK && i == 0) w0 = w, h0 = h;
-        else if (s == PK_OK && (w != w0 || h != h0)) *agree = false;
+        if (s == PK_OK && i == 0)
+            w0 = w, h0 = h;
+        else if (s == PK_OK && (w != w0 || h != h0))
+            *agree = false;
     }
     names_free(&l);
     return s;
@@ -493,8 +504,7 @@ static pk_status input_photos(const gs_prepare_options *o, const char *images_ou
 }
 
 /* Reads the video's duration in seconds with ffprobe (0 when unknown). */
-static double video_duration(const gs_prepare_options *o, const char *ffprobe,
-                             const char *logs) {
+static double video_duration(const gs_prepare_options *o, const char *ffprobe, const char *logs) {
     char log[4096], outp[4096];
     pjoin(log, sizeof log, logs, "ffprobe.log");
     pjoin(outp, sizeof outp, logs, "ffprobe.out");
@@ -547,10 +557,11 @@ static pk_status input_video(const gs_prepare_options *o, const char *scene, con
     pjoin(pattern, sizeof pattern, frames, "c_%06d.jpg");
     pjoin(log, sizeof log, logs, "ffmpeg.log");
     snprintf(vf, sizeof vf, "fps=%.6g", rate);
-    char *argv[] = {ffmpeg, "-hide_banner", "-nostdin", "-y",    "-i",    (char *)o->video,
-                    "-vf",  vf,             "-qscale:v", "2",    pattern, NULL};
-    say(o, "video %s: %s%s, %.3g candidate frames per second, the sharpest of each %d kept "
-           "(at most %d frames)",
+    char *argv[] = {ffmpeg, "-hide_banner", "-nostdin", "-y",    "-i", (char *)o->video, "-vf",
+                    vf,     "-qscale:v",    "2",        pattern, NULL};
+    say(o,
+        "video %s: %s%s, %.3g candidate frames per second, the sharpest of each %d kept "
+        "(at most %d frames)",
         o->video, dur > 0 ? "" : "duration unknown", dur > 0 ? "" : "", rate, window, max_frames);
     if (dur > 0) say(o, "video length %.1f s: about %lld candidates", dur, (long long)expect);
     say_command(o, argv);
@@ -558,8 +569,9 @@ static pk_status input_video(const gs_prepare_options *o, const char *scene, con
     int rc = run_child(argv, log, NULL, &sp, cpu);
     if (rc < 0) return PK_ERR_IO;
     if (rc != 0)
-        return pk_error(PK_ERR_IO, "ffmpeg could not decode %s (exit status %d); its output is in "
-                                   "%s",
+        return pk_error(PK_ERR_IO,
+                        "ffmpeg could not decode %s (exit status %d); its output is in "
+                        "%s",
                         o->video, rc, log);
     name_list l;
     PK_TRY(list_images(frames, &l));
@@ -602,8 +614,9 @@ static pk_status input_video(const gs_prepare_options *o, const char *scene, con
         kept++;
     }
     if (s == PK_OK)
-        say(o, "kept %d of %d frames (the sharpest of each %d; mean Laplacian variance %.4g kept, "
-               "%.4g dropped)",
+        say(o,
+            "kept %d of %d frames (the sharpest of each %d; mean Laplacian variance %.4g kept, "
+            "%.4g dropped)",
             kept, l.n, w, keep_sum / kept, l.n > kept ? drop_sum / (l.n - kept) : 0.0);
     free(score);
     names_free(&l);
@@ -862,11 +875,16 @@ pk_status gs_prepare(const gs_prepare_options *o, gs_prepare_result *res) {
     say(o, "stage 3/4: matching, %s (%s)", matcher, reason);
     t0 = run_now();
     char mname[64];
-    snprintf(mname, sizeof mname, "%s_matcher",
-             !strcmp(matcher, "vocab") ? "vocab_tree" : matcher);
+    snprintf(mname, sizeof mname, "%s_matcher", !strcmp(matcher, "vocab") ? "vocab_tree" : matcher);
     snprintf(log, sizeof log, "%s/%s.log", logs, mname);
-    char *ma[16] = {colmap, mname, "--database_path", db, "--SiftMatching.use_gpu", "0",
-                    "--SiftMatching.num_threads", thr};
+    char *ma[16] = {colmap,
+                    mname,
+                    "--database_path",
+                    db,
+                    "--SiftMatching.use_gpu",
+                    "0",
+                    "--SiftMatching.num_threads",
+                    thr};
     int k = 8;
     char block[16];
     if (!strcmp(matcher, "exhaustive")) {
@@ -898,8 +916,17 @@ pk_status gs_prepare(const gs_prepare_options *o, gs_prepare_result *res) {
     say(o, "stage 4/4: mapping (COLMAP incremental SfM)");
     t0 = run_now();
     pjoin(log, sizeof log, logs, "mapper.log");
-    char *mp[] = {colmap,  "mapper",  "--database_path",   db,  "--image_path",
-                  images,  "--output_path", sparse, "--Mapper.num_threads", thr, NULL};
+    char *mp[] = {colmap,
+                  "mapper",
+                  "--database_path",
+                  db,
+                  "--image_path",
+                  images,
+                  "--output_path",
+                  sparse,
+                  "--Mapper.num_threads",
+                  thr,
+                  NULL};
     say_command(o, mp);
     sp = (spawn_progress){.label = "registered", .total = n, .parse = parse_map, .f = o->progress};
     rc = run_child(mp, log, NULL, &sp, &res->cpu_seconds[GS_PREP_MAPPING]);

@@ -51,17 +51,17 @@ enum {
 
 /* What prepare did. */
 typedef struct gs_prepare_result {
-    int given;                    /* images given to COLMAP */
-    int registered;               /* images in the kept model */
-    int64_t points;               /* 3D points in the kept model */
+    int given;                      /* images given to COLMAP */
+    int registered;                 /* images in the kept model */
+    int64_t points;                 /* 3D points in the kept model */
     double mean_reprojection_error; /* pixels (COLMAP's model_analyzer) */
-    int models;                   /* models the mapper made */
-    char **unregistered;          /* names of the images that did not register */
+    int models;                     /* models the mapper made */
+    char **unregistered;            /* names of the images that did not register */
     int n_unregistered;
-    const char *matcher;          /* the matcher used */
-    double seconds[GS_PREP_STAGES]; /* wall time per stage */
+    const char *matcher;                /* the matcher used */
+    double seconds[GS_PREP_STAGES];     /* wall time per stage */
     double cpu_seconds[GS_PREP_STAGES]; /* user+sys CPU time of the children per stage */
-    bool reused;                  /* gs_prepare_cached: the folder was current, nothing ran */
+    bool reused;                        /* gs_prepare_cached: the folder was current, nothing ran */
 } gs_prepare_result;
 
 /* Prepares o->out from the photos or the video. Errors name the problem and what to try:
