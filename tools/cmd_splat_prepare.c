@@ -109,6 +109,7 @@ int cmd_splat_prepare(int argc, char **argv) {
         return cli_fail(C, "preparing the scene");
     }
     splat_prepare_print(&o, &r);
+    fflush(stdout);
     printf("train it: polyak splat train --data %s --out OUT\n", o.out);
     gs_prepare_result_free(&r);
     return 0;

@@ -98,6 +98,7 @@ static int prepare_if_needed(const char **data, int threads, char *scene, size_t
     gs_prepare_result r;
     pk_status s = gs_prepare_cached(&po, &r);
     if (s == PK_OK) splat_prepare_print(&po, &r);
+    fflush(stdout);
     gs_prepare_result_free(&r);
     free(video);
     if (s != PK_OK) return cli_fail("splat train", "preparing the scene from the photos");

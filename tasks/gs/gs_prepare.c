@@ -560,9 +560,9 @@ static pk_status input_video(const gs_prepare_options *o, const char *scene, con
     char *argv[] = {ffmpeg, "-hide_banner", "-nostdin", "-y",    "-i", (char *)o->video, "-vf",
                     vf,     "-qscale:v",    "2",        pattern, NULL};
     say(o,
-        "video %s: %s%s, %.3g candidate frames per second, the sharpest of each %d kept "
-        "(at most %d frames)",
-        o->video, dur > 0 ? "" : "duration unknown", dur > 0 ? "" : "", rate, window, max_frames);
+        "video %s (%s): %.3g candidate frames per second, the sharpest of each %d kept (at "
+        "most %d frames)",
+        o->video, dur > 0 ? "length known" : "length unknown", rate, window, max_frames);
     if (dur > 0) say(o, "video length %.1f s: about %lld candidates", dur, (long long)expect);
     say_command(o, argv);
     spawn_progress sp = {.label = "frames", .total = expect, .count_dir = frames, .f = o->progress};

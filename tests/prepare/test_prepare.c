@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "gs_prepare.h"
@@ -406,6 +407,60 @@ START_TEST(error_paths) {
 }
 END_TEST
 
+/* Writes img as a quality-95 JPEG with an EXIF APP1 (big-endian TIFF) holding `orientation`
+ * (none when 0). */
+static void write_jpeg(const char *path, const pk_image *img, int orientation) {
+    tjhandle tj = tjInitCompress();
+    unsigned char *jpg = NULL;
+    unsigned long jl = 0;
+    ck_assert_int_eq(
+        tjCompress2(tj, img->data, img->w, 0, img->h, TJPF_RGB, &jpg, &jl, TJSAMP_444, 95, 0), 0);
+    tjDestroy(tj);
+    uint8_t app1[] = {0xFF, 0xE1, 0, 34, 'E', 'x', 'i', 'f', 0, 0,
+                      'M',  'M',  0, 42, 0,   0,   0,   8,   0, 1, /* one IFD entry */
+                      0x01, 0x12, 0, 3,  0,   0,   0,   1,   0, (uint8_t)orientation,
+                      0,    0,    0, 0,  0,   0};
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(jpg, 1, 2, f), 2);
+    if (orientation) ck_assert_uint_eq(fwrite(app1, 1, sizeof app1, f), sizeof app1);
+    ck_assert_uint_eq(fwrite(jpg + 2, 1, jl - 2, f), jl - 2);
+    fclose(f);
+    tjFree(jpg);
+}
+
+START_TEST(exif_rotated_photos_written_upright) {
+    /* two photos, one tagged "rotate 90 clockwise" (6): too few for SfM, but the input stage
+     * runs first and must leave the tagged one upright as PNG, the other as it was */
+    char dir[512], out[512], from[512], a[512], b[512];
+    sub(dir, sizeof dir, "exif");
+    snprintf(from, sizeof from, "%s/assets/scene/images/r_007.png", POLYAK_SOURCE_DIR);
+    pk_image img = {0};
+    ck_assert(png_read(from, &img) == PK_OK && img.c == 3);
+    snprintf(a, sizeof a, "%s/plain.jpg", dir);
+    snprintf(b, sizeof b, "%s/turned.jpg", dir);
+    write_jpeg(a, &img, 0);
+    write_jpeg(b, &img, 6);
+    snprintf(out, sizeof out, "%s/exif-scene", tmp_root);
+    gs_prepare_options o = {.images = dir, .out = out};
+    expect_error(&o, "2 images", "at least 3");
+    char png[600], plain[600];
+    snprintf(png, sizeof png, "%s/images/turned.png", out);
+    snprintf(plain, sizeof plain, "%s/images/plain.jpg", out);
+    ck_assert(access(plain, R_OK) == 0);
+    pk_image up = {0}, want = {0};
+    ck_assert_msg(png_read(png, &up) == PK_OK, "%s", polyak_error());
+    ck_assert(jpeg_read(b, &want) == PK_OK); /* the decoder applies the orientation */
+    ck_assert_int_eq(up.w, img.h);
+    ck_assert_int_eq(up.h, img.w);
+    ck_assert_int_eq(want.w, up.w);
+    ck_assert_int_eq(memcmp(up.data, want.data, (size_t)up.w * up.h * 3), 0);
+    image_free(&img);
+    image_free(&up);
+    image_free(&want);
+}
+END_TEST
+
 START_TEST(sharpness_orders_blur) {
     /* a view and its blurred copy (2x area down, bilinear up): the sharp one scores higher */
     char from[512], a_path[512], b_path[512];
@@ -438,6 +493,7 @@ int main(void) {
     tcase_set_timeout(t, 600);
     tcase_add_test(t, sharpness_orders_blur);
     tcase_add_test(t, error_paths);
+    tcase_add_test(t, exif_rotated_photos_written_upright);
     tcase_add_test(t, photos_register_and_match);
     tcase_add_test(t, video_register_and_match);
     suite_add_tcase(s, t);
