@@ -3,14 +3,16 @@
  * short video that ffmpeg makes from them must all register, and the recovered camera centres
  * must match the true ones after the best similarity transform (Horn's closed form, the
  * quaternion solution of the Umeyama problem): photos within 1.5% of the scene's extent (RMS)
- * and 3% (largest), video frames 2.5% / 5%. COLMAP at this size (320x240, ~450 SIFT features a
- * view) measured 0.92% / 1.88% for the photos and a largest 3.8% for the video (sequential
- * matching, no loop closure), so the issue's 1% is not met by the largest error; a wrong pose
+ * and 4% (largest), video frames 2.5% / 5%. COLMAP at this size (320x240, ~450 SIFT features a
+ * view) measured RMS 0.92-1.01% and largest 1.88-2.63% for the photos over three runs (its
+ * threads make runs differ) and RMS 1.25%, largest 2.78-3.81% for the video (sequential
+ * matching, no loop closure), so the issue's 1% holds for the RMS of the photos only; a wrong pose
  * or name anywhere gives tens of percent. The error paths each give their message, and EXIF
  * rotation and the sharpness score are checked. Skipped (77) where colmap is not installed. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -285,7 +287,7 @@ START_TEST(photos_register_and_match) {
     ck_assert_msg(gs_prepare(&o, &r) == PK_OK, "%s", polyak_error());
     ck_assert_int_eq(r.given, NVIEWS);
     ck_assert_str_eq(r.matcher, "exhaustive");
-    ck_assert_int_eq(check_poses(out, &r, false, 0.015, 0.03), NVIEWS);
+    ck_assert_int_eq(check_poses(out, &r, false, 0.015, 0.04), NVIEWS);
     gs_prepare_result_free(&r);
     /* the same sources again: reused without running anything */
     ck_assert(gs_prepare_cached(&o, &r) == PK_OK);
@@ -493,6 +495,11 @@ START_TEST(sharpness_orders_blur) {
 }
 END_TEST
 
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f) {
+    (void)st, (void)flag, (void)f;
+    return remove(p);
+}
+
 int main(void) {
     if (!on_path("colmap")) {
         fprintf(stderr, "colmap not installed (apt-get install colmap): skipped\n");
@@ -510,7 +517,6 @@ int main(void) {
     tcase_add_test(t, video_register_and_match);
     suite_add_tcase(s, t);
     int rc = pkt_run_suite(s);
-    char *rm[] = {"rm", "-rf", tmp_root, NULL};
-    if (rc == 0) spawn_wait(rm);
+    if (rc == 0) nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* kept when a test fails */
     return rc;
 }
