@@ -92,8 +92,8 @@ static int prepare_if_needed(const char **data, int threads, char *scene, size_t
     po.video = video;
     po.out = scene;
     fprintf(stderr,
-            "polyak splat train: %s holds %s, not a posed scene: preparing %s with COLMAP "
-            "(polyak splat prepare)\n",
+            "polyak splat train: %s holds %s, not a posed scene: its COLMAP project is %s "
+            "(made by polyak splat prepare unless the images are unchanged since the last time)\n",
             *data, video ? "a video" : "photos", scene);
     gs_prepare_result r;
     pk_status s = gs_prepare_cached(&po, &r);
