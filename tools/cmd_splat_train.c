@@ -1,19 +1,136 @@
 /* cmd_splat_train.c - `polyak splat train`: trains a 3D Gaussian splatting scene from posed
  * photos (COLMAP or transforms.json) with tasks/gs, shows progress through the trainer's run
  * (tasks/common/run.h), saves a checkpoint on Ctrl-C, and reports where the PLY, the renders
- * and the held-out PSNR are. */
+ * and the held-out PSNR are. A folder of plain photos (or holding one video, or a video file)
+ * is first prepared into <folder>/polyak-scene/ with COLMAP (tasks/gs/gs_prepare.h), reused
+ * while the images stay the same. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "commands.h"
+#include "gs_prepare.h"
 #include "gs_source.h"
 #include "gs_train.h"
+#include "image.h"
 #include "momentum.h"
 
+/* True when dir holds a scene scene_load reads (io/scene.c's probe list). */
+static bool is_scene_dir(const char *dir) {
+    const char *probe[] = {"transforms.json",      "transforms_train.json", "sparse/0/cameras.bin",
+                           "sparse/0/cameras.txt", "cameras.bin",           "cameras.txt",
+                           "sparse/cameras.bin",   "sparse/cameras.txt"};
+    for (int k = 0; k < 8; k++) {
+        char p[4096];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, probe[k]);
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) return true;
+    }
+    return false;
+}
+
+/* The one video file in dir (malloc'd), or NULL when there is none or more than one. */
+static char *only_video(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    char *found = NULL;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.' && gs_prepare_is_video(p) && n++ == 0) found = strdup(p);
+    }
+    closedir(d);
+    if (n != 1) {
+        free(found);
+        return NULL;
+    }
+    return found;
+}
+
+/* When --data is no scene but photos or a video: prepares <folder>/polyak-scene (or reuses it)
+ * and points *data there. Returns 0 to go on, else the exit code. */
+static int prepare_if_needed(const char **data, int threads, char *scene, size_t n,
+                             bool *prepared) {
+    struct stat st;
+    if (stat(*data, &st) != 0) return 0; /* scene_load reports it */
+    gs_prepare_options po = {.progress = stderr, .threads = threads};
+    char *video = NULL;
+    if (S_ISREG(st.st_mode)) {
+        if (!gs_prepare_is_video(*data)) return 0; /* a transforms.json */
+        video = strdup(*data);
+        char *dir = strdup(*data), *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        snprintf(scene, n, "%s/polyak-scene", slash ? dir : ".");
+        free(dir);
+    } else {
+        if (is_scene_dir(*data)) return 0;
+        snprintf(scene, n, "%s/polyak-scene", *data);
+        int images = gs_prepare_count_images(*data);
+        if (images <= 0) video = only_video(*data);
+        if (images <= 0 && !video) {
+            fprintf(stderr,
+                    "polyak splat train: %s is no scene (no transforms.json or sparse/0/), and "
+                    "holds no photos (.jpg, .jpeg, .png) or single video to prepare one from\n",
+                    *data);
+            return 2;
+        }
+        if (!video) {
+            po.images = *data;
+            bool agree = true;
+            if (gs_prepare_sizes_agree(*data, &agree) != PK_OK)
+                return cli_fail("splat train", "reading the photos");
+            if (!agree) {
+                po.camera_per_image = true;
+                fprintf(stderr, "polyak splat train: the photos differ in size (portrait and "
+                                "landscape?): one camera per image\n");
+            }
+        }
+    }
+    po.video = video;
+    po.out = scene;
+    fprintf(stderr,
+            "polyak splat train: %s holds %s, not a posed scene: its COLMAP project is %s "
+            "(made by polyak splat prepare unless the images are unchanged since the last time)\n",
+            *data, video ? "a video" : "photos", scene);
+    gs_prepare_result r;
+    pk_status s = gs_prepare_cached(&po, &r);
+    if (s == PK_OK) splat_prepare_print(&po, &r);
+    fflush(stdout);
+    gs_prepare_result_free(&r);
+    free(video);
+    if (s != PK_OK) return cli_fail("splat train", "preparing the scene from the photos");
+    *data = scene;
+    *prepared = true;
+    return 0;
+}
+
+/* The longest side of the largest image in <scene>/images (0 when none can be read). */
+static int photos_longest_side(const char *scene) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/images", scene);
+    DIR *d = opendir(dir);
+    int longest = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char p[4500];
+        int w, h, c;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] == '.' || image_probe(p, &w, &h, &c) != PK_OK) continue;
+        if (w > longest) longest = w;
+        if (h > longest) longest = h;
+    }
+    if (d) closedir(d);
+    return longest;
+}
+
 static const char *usage =
-    "--data SCENE --out DIR [--iters N] [--downscale K] [--eval-every-nth 8] "
+    "--data SCENE|PHOTOS_DIR|VIDEO [--out DIR (default: <data>/polyak)] [--iters N] [--downscale "
+    "K] [--eval-every-nth 8] "
     "[--eval-interval N] [--device D] [--resume] [--save-every N] [--seed S] "
     "[--max-gaussians N] [--init-points N] [--threads T] [--num-downscales N] "
     "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
@@ -137,7 +254,45 @@ int cmd_splat_train(int argc, char **argv) {
         } else
             return cli_usage(C, usage, "unknown option or missing value");
     }
-    if (!o.data || !o.out) return cli_usage(C, usage, "--data and --out are required");
+    if (!o.data) return cli_usage(C, usage, "--data is required");
+    /* "photos/" and "photos" name the same folder */
+    char data[4096];
+    snprintf(data, sizeof data, "%s", o.data);
+    for (size_t n = strlen(data); n > 1 && data[n - 1] == '/'; n--)
+        data[n - 1] = 0;
+    o.data = data;
+    char out[4200];
+    if (!o.out) {
+        /* default: <folder>/polyak (for a video file, beside it) */
+        struct stat st;
+        const char *slash = strrchr(data, '/');
+        if (stat(data, &st) == 0 && S_ISREG(st.st_mode))
+            snprintf(out, sizeof out, "%.*s/polyak", slash ? (int)(slash - data) : 1,
+                     slash ? data : ".");
+        else
+            snprintf(out, sizeof out, "%s/polyak", data);
+        o.out = out;
+    }
+    char scene[4096];
+    if (!o.resume) {
+        bool prepared = false;
+        int prc = prepare_if_needed(&o.data, o.threads, scene, sizeof scene, &prepared);
+        if (prc) return prc;
+        if (prepared && !o.downscale) {
+            /* 3DGS's rule for photos: train at most 1600 px wide (--downscale 1 keeps all) */
+            int longest = photos_longest_side(scene);
+            o.downscale = longest > 1600 ? (longest + 1599) / 1600 : 1;
+            if (o.downscale > 1)
+                fprintf(stderr,
+                        "polyak splat train: photos of %d px: trained at 1/%d of the size "
+                        "(at most 1600 px, as 3DGS; --downscale K chooses)\n",
+                        longest, o.downscale);
+        }
+    } else if (!is_scene_dir(o.data)) {
+        /* a resumed run of a prepared folder trains the prepared scene again */
+        snprintf(scene, sizeof scene, "%s/polyak-scene", o.data);
+        if (is_scene_dir(scene)) o.data = scene;
+    }
     if (fixed_background && !o.random_background) o.random_background = -1;
     char *mjson = NULL;
     bool momentum = o.model && strcmp(o.model, "momentum-gs") == 0;

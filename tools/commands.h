@@ -31,6 +31,14 @@ int cmd_splat(int argc, char **argv);
 /* polyak splat train: defined in cmd_splat_train.c. */
 int cmd_splat_train(int argc, char **argv);
 
+/* polyak splat prepare: photos or a video to a COLMAP project (cmd_splat_prepare.c). */
+int cmd_splat_prepare(int argc, char **argv);
+
+/* Prints the summary of a preparation (cmd_splat_prepare.c; also used by splat train). */
+struct gs_prepare_options;
+struct gs_prepare_result;
+void splat_prepare_print(const struct gs_prepare_options *o, const struct gs_prepare_result *r);
+
 /* polyak features: final-norm class tokens of a data set under a frozen ViT backbone. */
 int cmd_features(int argc, char **argv);
 

@@ -9,7 +9,9 @@ set -eu
 PACKAGES="build-essential cmake pkg-config clang clang-format libclang-rt-14-dev \
 libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers vulkan-tools glslang-tools \
 libpng-dev libturbojpeg0-dev zlib1g-dev libcjson-dev libopenblas-dev check \
-dataset-fashion-mnist libopenmpi-dev openmpi-bin"
+dataset-fashion-mnist libopenmpi-dev openmpi-bin colmap ffmpeg"
+# colmap and ffmpeg: `polyak splat prepare` (and `splat train --data PHOTOS_DIR`) runs COLMAP for
+# structure from motion and ffmpeg to take frames from videos; tests/prepare needs them.
 
 # Wanted but never required: python3-torch writes the golden files (`make goldens`; the files
 # are committed) and is the benchmarks' peer (they skip it when `import torch` fails). It is
