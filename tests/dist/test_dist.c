@@ -10,8 +10,9 @@
  *   the global batch B from that same state within 1e-4 relative per tensor, and the running
  *   statistics the step leaves within 1e-5 (see the test for why not a free-running run);
  * - DINO (ViT: no batch norm): `polyak pretrain` 2 ranks x batch B against 1 process x batch
- *   B for 20 steps: student, teacher and centre within 5e-5 relative per tensor (measured
- *   <= 5e-6: the summation order of the centre and of the reduction differ), except the key
+ *   B for 20 steps: student, teacher and centre within 5e-4 relative per tensor (measured
+ *   <= 7e-6 on most seeds, 1.2e-4 on one in 17: the summation order of the centre and of the
+ *   reduction differ, and AdamW magnifies noise on near-zero gradients), except the key
  *   third of each attention's qkv bias: softmax ignores a shift of the keys, so its true
  *   gradient is zero and what AdamW makes of the rounding noise (values ~1e-5, different
  *   noise in every summation order) is not compared; the run compares a hash of every rank's
@@ -691,7 +692,11 @@ START_TEST(dino_two_ranks_match_one_process) {
             worst);
     ck_assert_msg(n > 10, "only %d tensors compared", n);
     ck_assert_msg(moved > 1e-4, "training moved nothing (%g)", moved);
-    ck_assert_msg(worst <= 5e-5, "2 ranks vs 1 process: relative difference %g > 5e-5", worst);
+    /* 5e-4: typically <= 7e-6, but one seed in 17 gave 1.2e-4 (seed printed above): AdamW
+     * turns the rounding noise of near-zero gradients into lr-sized steps, as for the key bias.
+     * A sharding or averaging error changes the gradients themselves (errors planted in the
+     * MAN path measured 0.39 and 2.5). */
+    ck_assert_msg(worst <= 5e-4, "2 ranks vs 1 process: relative difference %g > 5e-4", worst);
     checkpoint_close(&ca), checkpoint_close(&cb);
     rmrf(dir);
 }
