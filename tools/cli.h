@@ -29,6 +29,22 @@ bool cli_int(const char *cmd, const char *opt, const char *val, long lo, long hi
 /* Parses a float option value; false (with a usage message) when malformed. */
 bool cli_float(const char *cmd, const char *opt, const char *val, double *out);
 
+/* One `else if` branch of an option loop (locals: `a` the option, `v` its value, `n` a long):
+ * NAME as an int in [LO, HI] into FIELD, or the command's message and exit code 2. */
+#define CLI_INT_OPT(CMD, NAME, FIELD, LO, HI)                                                      \
+    else if (strcmp(a, NAME) == 0) {                                                               \
+        if (!cli_int(CMD, a, v, LO, HI, &n)) return 2;                                             \
+        FIELD = (int)n;                                                                            \
+    }
+
+/* One `else if` branch (locals `a`, `v`, `d` a double): NAME as a number > 0 into FIELD. */
+#define CLI_POS_OPT(CMD, USAGE, NAME, FIELD)                                                       \
+    else if (strcmp(a, NAME) == 0) {                                                               \
+        if (!cli_float(CMD, a, v, &d) || !(d > 0))                                                 \
+            return cli_usage(CMD, USAGE, NAME " must be > 0");                                     \
+        FIELD = d;                                                                                 \
+    }
+
 /* Parses "a" or "a,b,..." (at most max numbers, each >= 0) into out, their count in *n; false
  * (with a usage message) when malformed. */
 bool cli_floats(const char *cmd, const char *opt, const char *val, double *out, int max, int *n);

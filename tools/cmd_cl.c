@@ -46,11 +46,7 @@ int cmd_cl(int argc, char **argv) {
         }
         if (!v) return cli_missing("cl", usage, a);
         i++;
-#define INT_OPT(NAME, FIELD, LO, HI)                                                               \
-    else if (strcmp(a, NAME) == 0) {                                                               \
-        if (!cli_int("cl", a, v, LO, HI, &n)) return 2;                                            \
-        FIELD = (int)n;                                                                            \
-    }
+#define INT_OPT(NAME, FIELD, LO, HI) CLI_INT_OPT("cl", NAME, FIELD, LO, HI)
         if (strcmp(a, "--method") == 0)
             method = v;
         else if (strcmp(a, "--pet") == 0)

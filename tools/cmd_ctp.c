@@ -44,17 +44,8 @@ int cmd_ctp(int argc, char **argv) {
         }
         if (!v) return cli_missing("ctp", usage, a);
         i++;
-#define INT_OPT(NAME, FIELD, LO, HI)                                                               \
-    else if (strcmp(a, NAME) == 0) {                                                               \
-        if (!cli_int("ctp", a, v, LO, HI, &n)) return 2;                                           \
-        FIELD = (int)n;                                                                            \
-    }
-#define POS_OPT(NAME, FIELD)                                                                       \
-    else if (strcmp(a, NAME) == 0) {                                                               \
-        if (!cli_float("ctp", a, v, &d) || !(d > 0))                                               \
-            return cli_usage("ctp", usage, NAME " must be > 0");                                   \
-        FIELD = d;                                                                                 \
-    }
+#define INT_OPT(NAME, FIELD, LO, HI) CLI_INT_OPT("ctp", NAME, FIELD, LO, HI)
+#define POS_OPT(NAME, FIELD) CLI_POS_OPT("ctp", usage, NAME, FIELD)
         if (strcmp(a, "--method") == 0)
             method = v;
         else if (strcmp(a, "--data") == 0)

@@ -78,17 +78,8 @@ int cmd_pretrain(int argc, char **argv) {
         }
         if (!v) return cli_missing("pretrain", usage, a);
         i++;
-#define INT_OPT(NAME, FIELD, LO, HI)                                                               \
-    else if (strcmp(a, NAME) == 0) {                                                               \
-        if (!cli_int("pretrain", a, v, LO, HI, &n)) return 2;                                      \
-        FIELD = (int)n;                                                                            \
-    }
-#define POS_OPT(NAME, FIELD)                                                                       \
-    else if (strcmp(a, NAME) == 0) {                                                               \
-        if (!cli_float("pretrain", a, v, &d) || !(d > 0))                                          \
-            return cli_usage("pretrain", usage, NAME " must be > 0");                              \
-        FIELD = d;                                                                                 \
-    }
+#define INT_OPT(NAME, FIELD, LO, HI) CLI_INT_OPT("pretrain", NAME, FIELD, LO, HI)
+#define POS_OPT(NAME, FIELD) CLI_POS_OPT("pretrain", usage, NAME, FIELD)
         if (strcmp(a, "--method") == 0)
             method = v;
         else if (strcmp(a, "--arch") == 0)
