@@ -133,6 +133,27 @@ pk_status png_read(const char *path, pk_image *img) {
     return png_load(path, img, 1, NULL, NULL, NULL);
 }
 
+/* Writes img through p (its output already set): header, rows, end. The row table goes to
+ * *rows so the caller's setjmp handler frees it when libpng fails; NULL again on return. */
+static void png_put_image(png_structp p, png_infop info, const pk_image *img,
+                          png_bytep *volatile *rows) {
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
+    png_set_IHDR(p, info, (png_uint_32)img->w, (png_uint_32)img->h, img->bits, types[img->c],
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    if (img->bits == 16) png_set_swap(p);
+    *rows = malloc(sizeof(png_bytep) * (size_t)img->h);
+    if (!*rows) png_error(p, "out of memory");
+    size_t stride = (size_t)img->w * (size_t)img->c * (size_t)(img->bits / 8);
+    for (int y = 0; y < img->h; y++)
+        (*rows)[y] = (png_bytep)img->data + stride * (size_t)y;
+    png_write_image(p, *rows);
+    png_write_end(p, NULL);
+    free(*rows);
+    *rows = NULL;
+}
+
 pk_status png_write(const char *path, const pk_image *img) {
     if (!img || !img->data || img->w <= 0 || img->h <= 0 || img->c < 1 || img->c > 4 ||
         (img->bits != 8 && img->bits != 16))
@@ -156,21 +177,8 @@ pk_status png_write(const char *path, const pk_image *img) {
         io_atomic_abort(&a);
         return pk_error(PK_ERR_IO, "%s: PNG write failed: %s", path, ctx.msg);
     }
-    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
-                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
     png_init_io(p, a.f);
-    png_set_IHDR(p, info, (png_uint_32)img->w, (png_uint_32)img->h, img->bits, types[img->c],
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(p, info);
-    if (img->bits == 16) png_set_swap(p);
-    rows = malloc(sizeof(png_bytep) * (size_t)img->h);
-    if (!rows) png_error(p, "out of memory");
-    size_t stride = (size_t)img->w * (size_t)img->c * (size_t)(img->bits / 8);
-    for (int y = 0; y < img->h; y++)
-        rows[y] = (png_bytep)img->data + stride * (size_t)y;
-    png_write_image(p, rows);
-    png_write_end(p, NULL);
-    free(rows);
+    png_put_image(p, info, img, &rows);
     png_destroy_write_struct(&p, &info);
     return io_atomic_commit(&a);
 }
@@ -219,21 +227,8 @@ pk_status png_encode(const pk_image *img, uint8_t **out, size_t *len) {
         png_destroy_write_struct(&p, &info);
         return pk_error(PK_ERR_IO, "png_encode: %s", ctx.msg);
     }
-    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
-                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
     png_set_write_fn(p, &m, png_mem_write, png_mem_flush);
-    png_set_IHDR(p, info, (png_uint_32)img->w, (png_uint_32)img->h, img->bits, types[img->c],
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(p, info);
-    if (img->bits == 16) png_set_swap(p);
-    rows = malloc(sizeof(png_bytep) * (size_t)img->h);
-    if (!rows) png_error(p, "out of memory");
-    size_t stride = (size_t)img->w * (size_t)img->c * (size_t)(img->bits / 8);
-    for (int y = 0; y < img->h; y++)
-        rows[y] = (png_bytep)img->data + stride * (size_t)y;
-    png_write_image(p, rows);
-    png_write_end(p, NULL);
-    free(rows);
+    png_put_image(p, info, img, &rows);
     png_destroy_write_struct(&p, &info);
     *out = m.buf, *len = m.len;
     return PK_OK;
@@ -245,8 +240,7 @@ pk_status png_encode(const pk_image *img, uint8_t **out, size_t *len) {
 static uint32_t tiff_u(const uint8_t *p, int n, int le) {
     uint32_t v = 0;
     for (int i = 0; i < n; i++)
-        for (int i = 0; i < n; i++)
-            v |= (uint32_t)p[i] << (8 * (le ? i : n - 1 - i));
+        v |= (uint32_t)p[i] << (8 * (le ? i : n - 1 - i));
     return v;
 }
 
