@@ -6,8 +6,6 @@
 int cmd_devices(int argc, char **argv);
 
 /* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
-
-/* polyak mlp: trains a small MLP on Fashion-MNIST and prints the test accuracy. */
 int cmd_mlp(int argc, char **argv);
 
 /* polyak man: supervised local learning (E2E, DGL, InfoPro, +MAN) on a CIFAR ResNet. */
