@@ -257,6 +257,7 @@ START_TEST(tokenizer_round_trips) {
     ck_assert_int_eq(w.n, v.n);
     for (int i = 0; i < v.n; i++)
         ck_assert_int_eq(ctp_vocab_id(&w, v.piece[i]), i);
+    ctp_vocab_free(&w);
     ck_assert(ctp_vocab_parse("bad.txt", "[UNK]\n[PAD]\n", &w) != PK_OK);
     ck_assert(strstr(polyak_error(), "bad.txt: line 1") != NULL);
     /* learning does not depend on the caption order */
@@ -411,9 +412,8 @@ START_TEST(compatible_momentum_matches_direct) {
     for (int i = 0; i < 4; i++) {
         h[i] = malloc(sizeof(float) * (size_t)sizes[i]);
         pkt_fill_uniform(&g_rng, h[i], sizes[i], -1, 1);
-        char nm[16];
-        snprintf(nm, sizeof nm, "p%d", i);
-        p[i] = pk_param_new(c, strdup(nm), 1, &sizes[i]);
+        static const char *const names[4] = {"p0", "p1", "p2", "p3"}; /* kept, not copied */
+        p[i] = pk_param_new(c, names[i], 1, &sizes[i]);
         ck_assert_int_eq(tensor_upload(p[i], h[i]), PK_OK);
     }
     pk_teacher *mom, *ref;
