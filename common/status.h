@@ -6,11 +6,11 @@
 
 typedef enum pk_status {
     PK_OK = 0,
-    PK_ERR_INVALID = 1,   /* bad argument, shape or option */
-    PK_ERR_IO = 2,        /* a file could not be opened, read or written */
-    PK_ERR_FORMAT = 3,    /* a file's contents are not what its format requires */
-    PK_ERR_NOMEM = 4,     /* host or device memory exhausted */
-    PK_ERR_DEVICE = 5,    /* a Vulkan call failed or no such device */
+    PK_ERR_INVALID = 1, /* bad argument, shape or option */
+    PK_ERR_IO = 2,      /* a file could not be opened, read or written */
+    PK_ERR_FORMAT = 3,  /* a file's contents are not what its format requires */
+    PK_ERR_NOMEM = 4,   /* host or device memory exhausted */
+    PK_ERR_DEVICE = 5,  /* a Vulkan call failed or no such device */
     PK_ERR_UNSUPPORTED = 6,
     PK_ERR_INTERRUPTED = 7
 } pk_status;

@@ -12,7 +12,7 @@ PC_U32 off_arg; /* argmax (i32), max only */
 PC_U32 outer;
 PC_U32 r;
 PC_U32 inner;
-PC_U32 kind; /* 0 sum, 1 mean, 2 max */
+PC_U32 kind;       /* 0 sum, 1 mean, 2 max */
 PC_U32 accumulate; /* forward: y += result instead of y = result */
 PK_PC_END(pc_reduce)
 #endif

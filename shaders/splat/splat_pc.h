@@ -40,8 +40,8 @@ PC_U32 off_scales;
 PC_U32 off_quats;
 PC_U32 off_opacity;
 PC_U32 off_color;
-PC_U32 off_radii;      /* project: (n) i32 radii out */
-PC_U32 off_g_means;    /* project_back: gradients added into, element offsets */
+PC_U32 off_radii;   /* project: (n) i32 radii out */
+PC_U32 off_g_means; /* project_back: gradients added into, element offsets */
 PC_U32 off_g_scales;
 PC_U32 off_g_quats;
 PC_U32 off_g_opacity;

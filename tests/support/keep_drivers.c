@@ -1,8 +1,9 @@
 /* keep_drivers.c - compiled into every test program. Under AddressSanitizer, pins the lavapipe
  * Vulkan driver in memory (RTLD_NODELETE) before any test runs: the driver leaks 128 bytes
- * (and the validation layer a few objects) that LeakSanitizer reports after the loader has unloaded it, as "<unknown module>", where
- * no suppression can name it. Pinned, the leak is attributed to libvulkan_lvp.so and
- * tests/lsan.supp suppresses it, while leaks in our own code still fail the test. */
+ * (and the validation layer a few objects) that LeakSanitizer reports after the loader has unloaded
+ * it, as "<unknown module>", where no suppression can name it. Pinned, the leak is attributed to
+ * libvulkan_lvp.so and tests/lsan.supp suppresses it, while leaks in our own code still fail the
+ * test. */
 #if defined(__SANITIZE_ADDRESS__)
 #include <dlfcn.h>
 
