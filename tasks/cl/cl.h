@@ -51,8 +51,12 @@ struct cl_method {
     pk_status (*setup)(cl_method *m, const cl_setup *s);
     pk_status (*task_begin)(cl_method *m, int task, int lo, int hi);
     pk_status (*epoch_begin)(cl_method *m, int task, int epoch);
-    /* one optimiser step on x (B, C, S, S) with labels y (B) int32 in [lo, hi); *loss set */
-    pk_status (*step)(cl_method *m, tensor *x, tensor *y, int lo, int hi, double *loss);
+    /* one optimiser step on x (B, C, S, S) with labels y (B) int32 in [lo, hi); *loss set to
+     * the mean over x. Under mpirun x is this rank's shard of the global batch and the method
+     * calls cl_average_grads(c, share) between the backward and the optimiser steps (share: 1
+     * in a world of one and for even shards; see cl_average_grads) */
+    pk_status (*step)(cl_method *m, tensor *x, tensor *y, int lo, int hi, double share,
+                      double *loss);
     /* scores (nvariants, B, seen) whose arg-max over a class range is the prediction */
     pk_status (*predict)(cl_method *m, tensor *x, int seen, float *scores);
     /* the tensors of its state for checkpoints (same list at every call); returns the count
@@ -135,6 +139,12 @@ struct pk_optimizer;
  * initialisation (uniform in +-1/sqrt(D) for both), named <prefix>.weight / .bias. */
 pk_status cl_head_create(pk_ctx *c, const char *prefix, int dim, int classes, pk_rng *rng,
                          tensor **w, tensor **b);
+
+/* Data parallel (tasks/common/dist.h): averages the gradients of c over the ranks so that
+ * they are the gradients of the mean loss over the global batch, each rank's counting with
+ * `share` (this rank's samples x ranks / global batch; 0 for a rank that ran a stand-in
+ * sample because its shard of a short last batch was empty). Nothing in a world of one. */
+pk_status cl_average_grads(pk_ctx *c, double share);
 
 /* Zeroes an optimiser's state and step count: a fresh optimiser for a new task. */
 pk_status cl_optim_reset(struct pk_optimizer *o);

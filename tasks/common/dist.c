@@ -278,9 +278,23 @@ static void scale(float *x, size_t n, float k) {
         x[i] *= k;
 }
 
-pk_status dist_average_grads(pk_ctx *c) {
+pk_status dist_average_grads(pk_ctx *c) { return dist_average_grads_weighted(c, 1.0); }
+
+pk_status dist_gather_rows_f32(float *x, int64_t rows, int64_t width) {
+    if (g_size <= 1 || rows <= 0) return PK_OK;
+    int64_t first = 0, count = 0;
+    dist_shard(rows, &first, &count);
+    /* x + 0 is x, so the sum of the ranks' arrays, each zero outside its own rows, is exact */
+    if (first > 0) memset(x, 0, sizeof(float) * (size_t)(first * width));
+    int64_t end = first + count;
+    if (end < rows) memset(x + end * width, 0, sizeof(float) * (size_t)((rows - end) * width));
+    return dist_sum_f32(x, rows * width);
+}
+
+pk_status dist_average_grads_weighted(pk_ctx *c, double weight) {
     if (g_size <= 1) return PK_OK; /* the mean over one rank is the gradient itself */
-    float k = 1.0f / (float)g_size;
+    float k = 1.0f / (float)g_size, w = (float)weight;
+    bool pre = weight != 1.0;
     bool host = c->backend == PK_BACKEND_CPU;
     for (int i = 0;; i++) {
         pk_block *b = pk_arena_block(c->grads, i);
@@ -288,6 +302,7 @@ pk_status dist_average_grads(pk_ctx *c) {
         size_t used = pk_arena_block_used(c->grads, i), n = used / sizeof(float);
         if (n == 0) continue;
         if (host && b->host) { /* CPU ranks: in place */
+            if (pre) scale(b->host, n, w);
             PK_TRY(dist_sum_f32(b->host, (int64_t)n));
             scale(b->host, n, k);
             continue;
@@ -296,6 +311,7 @@ pk_status dist_average_grads(pk_ctx *c) {
         float *h = stage(n);
         if (!h) return pk_error(PK_ERR_NOMEM, "dist: out of host memory staging gradients");
         PK_TRY(pk_block_read(c->dev, b, 0, h, n * sizeof(float)));
+        if (pre) scale(h, n, w);
         PK_TRY(dist_sum_f32(h, (int64_t)n));
         scale(h, n, k);
         PK_TRY(pk_block_write(c->dev, b, 0, h, n * sizeof(float)));

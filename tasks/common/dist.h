@@ -75,6 +75,11 @@ pk_status dist_sum_i64(int64_t *x, int64_t n);
 /* Element-wise maximum of n floats over the ranks, in place. */
 pk_status dist_max_f32(float *x, int64_t n);
 
+/* Gathers rows: x holds `rows` rows of `width` floats; this rank's own rows are
+ * dist_shard(rows) and are sent, the others are overwritten with the other ranks' rows (every
+ * rank ends with the whole array, bit-exact: the rows are summed with zeros). */
+pk_status dist_gather_rows_f32(float *x, int64_t rows, int64_t width);
+
 /* Copies `bytes` bytes from rank `root` to every rank. */
 pk_status dist_bcast(void *buf, size_t bytes, int root);
 
@@ -87,6 +92,15 @@ pk_status dist_check_same(uint64_t value, const char *what);
 /* Averages every parameter gradient of c over the ranks: one allreduce per used block of
  * c->grads, then x / size. Call after the backward, before clipping and the optimizer. */
 pk_status dist_average_grads(pk_ctx *c);
+
+/* dist_average_grads with this rank's gradients multiplied by `weight` first: every rank ends
+ * with sum_r weight_r g_r / size. A rank whose loss is a mean over n_r of the b samples of a
+ * global batch split unevenly passes n_r * size / b (the world's mean over b; 0 for a rank
+ * that had no sample and ran a stand-in); a rank whose loss already is the whole global
+ * batch's, differentiated only through its own samples (features gathered from the other
+ * ranks as constants: ctp), passes size (the sum of the ranks' parts is the gradient). A
+ * weight of exactly 1 is dist_average_grads bit for bit. */
+pk_status dist_average_grads_weighted(pk_ctx *c, double weight);
 
 /* Averages n contiguous f32 tensors over the ranks (batch-norm running statistics), packed
  * into one allreduce. */

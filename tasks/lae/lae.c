@@ -113,11 +113,15 @@ static tensor *logits(lae *l, tensor *x) {
     return pk_linear(l->c, f, l->w, l->b);                                    // (B, classes)
 }
 
-static pk_status lae_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, double *loss) {
+static pk_status lae_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, double share,
+                          double *loss) {
     lae *l = m->self;
     tensor *lv = pk_cross_entropy(l->c, logits(l, x), y, lo, hi);
     if (!lv) return pk_error(PK_ERR_INVALID, "%s: forward failed: %s", m->name, polyak_error());
     PK_TRY(autograd_backward(l->c, lv));
+    /* data parallel: the world's mean gradient; every rank then takes the same optimiser and
+     * offline-teacher steps, so the offline PETs need no communication */
+    PK_TRY(cl_average_grads(l->c, share));
     PK_TRY(optim_step(l->head_opt));
     PK_TRY(optim_zero_grad(l->head_opt));
     if (!l->frozen) {
