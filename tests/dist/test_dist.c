@@ -764,7 +764,7 @@ static double metrics_psnr(const char *dir) {
 
 #define SPLAT_ARGS                                                                                 \
     "splat train --data '" POLYAK_SOURCE_DIR "/assets/scene' --iters 150 --downscale 8 "           \
-    "--init-points 4000 --threads 1 --device cpu"
+    "--init-points 4000 --densify-interval 20 --threads 1 --device cpu"
 
 START_TEST(splat_two_ranks_keep_psnr) {
     char *dir = tmpdir();
