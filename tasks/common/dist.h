@@ -6,15 +6,16 @@
  * world is one rank and every call here is the identity over that one rank: nothing is
  * skipped, there is simply nobody else to sum with.
  *
- * The one-call API for a task (what man, pretrain and splat train do; the tasks that come
- * after them do the same):
+ * The one-call API for a task (what man, pretrain, splat train, cl and ctp do; the tasks that
+ * come after them do the same):
  *   1. shard the global batch: dist_shard(B, &first, &n) (B a multiple of dist_size(), see
  *      dist_check_batch): this rank builds samples [first, first + n) of every global batch,
  *      drawing the random numbers of every sample of the batch so the streams stay in step;
  *   2. after the backward, before clipping and the optimizer: dist_average_grads(ctx): one
  *      MPI_Allreduce per used block of the context's gradient arena (a few per step, not one
  *      per tensor), then a scale by 1 / size, so a loss that is a mean over the rank's shard
- *      becomes the mean over the global batch;
+ *      becomes the mean over the global batch (dist_average_grads_weighted for shards of
+ *      unequal size, cl, and for losses over the whole batch with gathered features, ctp);
  *   3. evaluation: each rank scores its dist_shard of the test set, dist_allreduce_* sums;
  *   4. buffers that differ per rank (batch-norm running statistics) before evaluation and
  *      checkpoints: dist_average_tensors; EMA teachers need nothing (every rank applies the
@@ -101,6 +102,12 @@ pk_status dist_average_grads(pk_ctx *c);
  * ranks as constants: ctp), passes size (the sum of the ranks' parts is the gradient). A
  * weight of exactly 1 is dist_average_grads bit for bit. */
 pk_status dist_average_grads_weighted(pk_ctx *c, double weight);
+
+/* dist_average_grads_weighted over the gradients of the n parameters ps only (one allreduce
+ * per run of them that lies contiguous in the gradient arena): for a model whose trainable
+ * part is small beside frozen parameters (cl: PETs and a head on a frozen backbone), whose
+ * gradient blocks would otherwise be sent whole every step. */
+pk_status dist_average_grads_of(pk_ctx *c, tensor *const *ps, int n, double weight);
 
 /* Averages n contiguous f32 tensors over the ranks (batch-norm running statistics), packed
  * into one allreduce. */

@@ -193,6 +193,32 @@ static void check_grads(const char *device, uint64_t seed) {
         EXPECT(bad == 0, "%s: %lld of %lld weighted gradients differ (weights %g, %g)", device,
                (long long)bad, (long long)total, wm, wo);
     }
+    /* dist_average_grads_of: the first and third parameters only (weights 0.75 and 1.5); the
+     * second (1,000 floats between them, 4 KB: beyond the merging of neighbours) keeps this
+     * rank's own values */
+    {
+        at = 0;
+        for (int i = 0; i < 3; i++) {
+            tensor_upload(p[i]->grad, mine + at);
+            at += shapes[i];
+        }
+        float wm = dist_rank() == 0 ? 0.75f : 1.5f, wo = dist_rank() == 0 ? 1.5f : 0.75f;
+        s = dist_average_grads_of(c, (tensor *[]){p[2], p[0]}, 2, wm);
+        EXPECT(s == PK_OK, "%s: dist_average_grads_of: %s", device, polyak_error());
+        at = 0;
+        for (int i = 0; i < 3; i++) {
+            tensor_download(p[i]->grad, got + at);
+            at += shapes[i];
+        }
+        bad = 0;
+        for (int64_t i = 0; i < total; i++) {
+            bool middle = i >= shapes[0] && i < shapes[0] + shapes[1];
+            float a0 = mine[i] * wm, a1 = other[i] * wo;
+            bad += middle ? got[i] != mine[i] : got[i] != (a0 + a1) * 0.5f;
+        }
+        EXPECT(bad == 0, "%s: %lld of %lld values wrong after dist_average_grads_of", device,
+               (long long)bad, (long long)total);
+    }
     /* dist_average_tensors: the same over plain tensors */
     tensor *t = tensor_new(c->params, PK_F32, 1, &shapes[1]);
     tensor_upload(t, mine);
