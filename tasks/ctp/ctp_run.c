@@ -756,6 +756,8 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     int64_t it = step0 < 0 ? 0 : step0;
     optim_set_steps(s->opt, it);
     double train_secs = 0, train_cpu = 0;
+    int64_t steps_run = 0; /* this process's training steps */
+    dist_stats comm = {0}; /* communication inside them */
     int32_t *pool = malloc(sizeof(int32_t) * (size_t)s->ps.n);
     if (!pool) {
         st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
@@ -810,8 +812,12 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                 double alpha = o->alpha;
                 if (stage == 0 && e == 0) alpha *= (double)k / steps;
                 double t0 = run_now(), c0 = cpu_now(), v[5] = {0, 0, 0, 0, 0};
+                dist_stats k0 = dist_stats_get();
                 st = train_step(s, stage, pool + (size_t)k * B, B, alpha, &er, v);
-                train_secs += run_now() - t0, train_cpu += cpu_now() - c0;
+                dist_stats k1 = dist_stats_get();
+                train_secs += run_now() - t0, train_cpu += cpu_now() - c0, steps_run++;
+                comm.seconds += k1.seconds - k0.seconds, comm.bytes += k1.bytes - k0.bytes;
+                comm.calls += k1.calls - k0.calls;
                 it++;
                 if (st == PK_OK && !isfinite(v[0]))
                     st = pk_error(PK_ERR_INVALID, "ctp: the loss is %g at step %lld", v[0],
@@ -865,6 +871,17 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         res->train_seconds = train_secs, res->train_cpu_seconds = train_cpu;
         metrics_final(s, res);
         run_metric(s->run, "ranks", dist_size());
+        if (steps_run > 0) { /* rank 0's training steps in this process */
+            double k = 1.0 / (double)steps_run;
+            char d[384];
+            snprintf(d, sizeof d,
+                     "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.6f, "
+                     "\"step_cpu_seconds\": %.6f, \"comm_seconds_per_step\": %.6f, "
+                     "\"comm_bytes_per_step\": %.0f, \"comm_calls_per_step\": %.2f}",
+                     dist_size(), (long long)steps_run, train_secs * k, train_cpu * k,
+                     comm.seconds * k, (double)comm.bytes * k, (double)comm.calls * k);
+            run_metric_json(s->run, "distributed", d);
+        }
         run_metric(s->run, "train_seconds_this_process", train_secs);
         run_metric(s->run, "train_cpu_seconds_this_process", train_cpu);
         st = run_metrics_write(s->run);
