@@ -414,7 +414,8 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     tensor *x, *ids, *mask;
     int32_t *groups = malloc(sizeof(int32_t) * (size_t)B),
             *kid = malloc(sizeof(int32_t) * (size_t)N);
-    float *ti = malloc(sizeof(float) * (size_t)B * N), *tt = malloc(sizeof(float) * (size_t)B * N);
+    /* ITA's soft targets: this rank's rows only (its queries; the keys are constants) */
+    float *ti = malloc(sizeof(float) * (size_t)n * N), *tt = malloc(sizeof(float) * (size_t)n * N);
     float *im = malloc(sizeof(float) * (size_t)B * E), *tm = malloc(sizeof(float) * (size_t)B * E);
     float *ci = malloc(sizeof(float) * (size_t)B * E), *ct = malloc(sizeof(float) * (size_t)B * E);
     pk_status st = groups && kid && ti && tt && im && tm && ci && ct
@@ -448,8 +449,11 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
                       *ki = malloc(sizeof(float) * (size_t)N * E);
                 if (kt && ki && tensor_download(keys_t, kt) == PK_OK &&
                     tensor_download(keys_i, ki) == PK_OK) {
-                    ctp_soft_targets(im, kt, groups, kid, B, N, E, T, (float)alpha, ti);
-                    ctp_soft_targets(tm, ki, groups, kid_i, B, N, E, T, (float)alpha, tt);
+                    size_t o0 = (size_t)first * E;
+                    ctp_soft_targets(im + o0, kt, groups + first, kid, n, N, E, T, (float)alpha,
+                                     ti);
+                    ctp_soft_targets(tm + o0, ki, groups + first, kid_i, n, N, E, T, (float)alpha,
+                                     tt);
                 } else
                     st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
                 free(kt), free(ki);
@@ -459,15 +463,15 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     }
     tensor *loss = NULL, *ita = NULL, *topo = NULL;
     if (st == PK_OK) {
-        tensor *tgt_i = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, N});
-        tensor *tgt_t = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, N});
+        tensor *tgt_i = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
+        tensor *tgt_t = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
         if (!tgt_i || !tgt_t || tensor_upload(tgt_i, ti) != PK_OK ||
             tensor_upload(tgt_t, tt) != PK_OK)
             st = PK_ERR_NOMEM;
-        tensor *img = NULL, *txt = NULL;
+        tensor *img = NULL, *txt = NULL, *img_own = NULL, *txt_own = NULL;
         if (st == PK_OK) {
-            img = ctp_image_embed(c, s->model, x);
-            txt = ctp_text_embed(c, s->model, ids, mask);
+            img = img_own = ctp_image_embed(c, s->model, x);
+            txt = txt_own = ctp_text_embed(c, s->model, ids, mask);
             if (!img || !txt) st = PK_ERR_INVALID;
         }
         if (st == PK_OK && n < B) { /* the other ranks' rows join as constants */
@@ -494,11 +498,14 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
                                    pk_add(c, ctp_contrastive_loss(c, img, txt, tgt_b, T),
                                           ctp_contrastive_loss(c, txt, img, tgt_b, T)),
                                    0.5f);
-            /* ALBEF's ITA with momentum distillation: against [momentum batch; queue] */
+            /* ALBEF's ITA with momentum distillation: against [momentum batch; queue]. Its keys
+             * are constants, so a row's loss reaches the model only through that row's query:
+             * each rank scores its own rows (the mean over them, weighted n / B: the ranks'
+             * parts add up to the global batch's mean), the largest part of the loss work */
             ita = pk_scale(c,
-                           pk_add(c, ctp_contrastive_loss(c, img, keys_t, tgt_i, T),
-                                  ctp_contrastive_loss(c, txt, keys_i, tgt_t, T)),
-                           0.5f);
+                           pk_add(c, ctp_contrastive_loss(c, img_own, keys_t, tgt_i, T),
+                                  ctp_contrastive_loss(c, txt_own, keys_i, tgt_t, T)),
+                           n == B ? 0.5f : 0.5f * (float)n / (float)B);
             tensor *ita_w = o->ita_weight == 1.0 ? ita : pk_scale(c, ita, (float)o->ita_weight);
             if (o->no_inbatch)
                 loss = ita_w;
@@ -513,8 +520,8 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     }
     if (st == PK_OK && !loss) st = PK_ERR_INVALID;
     if (st == PK_OK) st = autograd_backward(c, loss);
-    /* every rank's loss is the global batch's, differentiated through its own rows: the
-     * gradient is the sum of the ranks' (weight = ranks in the average) */
+    /* every rank's loss is the global batch's (its ITA part: its own rows'), differentiated
+     * through its own rows: the gradient is the sum of the ranks' (weight = ranks) */
     if (st == PK_OK) st = dist_average_grads_weighted(c, dist_size());
     if (st == PK_OK) st = optim_step(s->opt);
     if (st == PK_OK) st = optim_zero_grad(s->opt);
@@ -524,6 +531,11 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         if (st == PK_OK) st = tensor_download(ita, &v[1]);
         if (st == PK_OK && topo) st = tensor_download(topo, &v[2]);
         out[0] = v[0], out[1] = v[1], out[2] = v[2];
+        if (st == PK_OK && n < B) { /* the world's ITA: the ranks' parts summed */
+            double w[2] = {v[1], v[0] - o->ita_weight * v[1]}; /* ita part, the rest */
+            st = dist_sum_f64(w, 1);
+            out[1] = w[0], out[0] = w[1] + o->ita_weight * w[0];
+        }
         /* collapse watch: mean cosine between different pairs' momentum embeddings */
         for (int m = 0; m < 2; m++) {
             const float *f = m ? tm : im;

@@ -1114,7 +1114,8 @@ static void make_shapes(const char *dir, uint64_t seed) {
  * negatives) changes the loss itself. Teachers bit-equal across ranks: the harness's hash check
  * before each checkpoint. Planted errors: the gradient averaged instead of summed 0.75 (AdamW's
  * second moments; Adam's steps hardly change with the gradient's scale, so the optimizer state is
- * compared too), augmentation draws skipped for the other rank's rows 0.52. */
+ * compared too), augmentation draws skipped for the other rank's rows 0.52, each rank's ITA rows
+ * (scored on its own rows only) not weighted by their share 3.6. */
 START_TEST(ctp_two_ranks_match_one_process) {
     char *dir = tmpdir();
     unsigned long long seed = (g_rng.s % 100000) + 1;
