@@ -48,6 +48,15 @@ static int run_command(cli_cmd_fn fn, int argc, char **argv) {
         dist_abort(1, "cannot silence stdout");
     }
     int rc = fn(argc - 1, argv + 1);
+    if (rc == 130 && dist_size() > 1) {
+        /* stopped by a stop request (Ctrl-C), which every rank agrees on (run.h): not a
+         * failure; rank 0 may still be writing the checkpoint and report, so the ranks meet
+         * before leaving instead of aborting each other */
+        bool any = false;
+        if (dist_any(false, &any) != PK_OK) dist_abort(rc, "stopping together failed");
+        dist_finalize();
+        return rc;
+    }
     if (rc != 0 && dist_size() > 1) {
         char msg[160];
         snprintf(msg, sizeof msg, "polyak %s exited with status %d (its error is above)", argv[1],

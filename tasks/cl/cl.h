@@ -10,6 +10,10 @@
  * (kind "cl"), log.csv and a table printed at the end. A method may give several predictions
  * per input (LAE: ensemble, online, offline); each gets its own matrix and metrics.
  *
+ * Under mpirun (tasks/common/dist.h) each rank steps on its shard of every batch, weighted by
+ * its share of the samples (cl_average_grads), and scores its shard of the test samples; only
+ * rank 0 writes the run folder.
+ *
  * Owns: data preparation (tasks/common/dataset_dir.h, backbone preprocessing), class orders
  * and splits, the task / epoch / step loop with checkpoints (tasks/common/run.h), evaluation
  * and metrics, the `linear` method. Leaves to each method (cl_method) its model, its loss and
@@ -51,8 +55,12 @@ struct cl_method {
     pk_status (*setup)(cl_method *m, const cl_setup *s);
     pk_status (*task_begin)(cl_method *m, int task, int lo, int hi);
     pk_status (*epoch_begin)(cl_method *m, int task, int epoch);
-    /* one optimiser step on x (B, C, S, S) with labels y (B) int32 in [lo, hi); *loss set */
-    pk_status (*step)(cl_method *m, tensor *x, tensor *y, int lo, int hi, double *loss);
+    /* one optimiser step on x (B, C, S, S) with labels y (B) int32 in [lo, hi); *loss set to
+     * the mean over x. Under mpirun x is this rank's shard of the global batch and the method
+     * calls cl_average_grads(c, its trainable parameters, share) between the backward and the
+     * optimiser steps (share: 1 in a world of one and for even shards) */
+    pk_status (*step)(cl_method *m, tensor *x, tensor *y, int lo, int hi, double share,
+                      double *loss);
     /* scores (nvariants, B, seen) whose arg-max over a class range is the prediction */
     pk_status (*predict)(cl_method *m, tensor *x, int seen, float *scores);
     /* the tensors of its state for checkpoints (same list at every call); returns the count
@@ -135,6 +143,13 @@ struct pk_optimizer;
  * initialisation (uniform in +-1/sqrt(D) for both), named <prefix>.weight / .bias. */
 pk_status cl_head_create(pk_ctx *c, const char *prefix, int dim, int classes, pk_rng *rng,
                          tensor **w, tensor **b);
+
+/* Data parallel (tasks/common/dist.h): averages the gradients of the n trainable parameters
+ * ps over the ranks so that they are the gradients of the mean loss over the global batch,
+ * each rank's counting with `share` (this rank's samples x ranks / global batch; 0 for a rank
+ * that ran a stand-in sample because its shard of a short last batch was empty). Only these
+ * gradients travel, not the frozen backbone's. Nothing in a world of one. */
+pk_status cl_average_grads(pk_ctx *c, tensor *const *ps, int n, double share);
 
 /* Zeroes an optimiser's state and step count: a fresh optimiser for a new task. */
 pk_status cl_optim_reset(struct pk_optimizer *o);

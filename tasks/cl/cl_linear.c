@@ -7,6 +7,7 @@
 
 #include "autograd.h"
 #include "cl.h"
+#include "dist.h"
 #include "ops/ops.h"
 #include "optim/optimizer.h"
 
@@ -28,6 +29,10 @@ pk_status cl_head_create(pk_ctx *c, const char *prefix, int dim, int classes, pk
     if (s == PK_OK) s = tensor_upload(*b, v + n);
     free(v);
     return s;
+}
+
+pk_status cl_average_grads(pk_ctx *c, tensor *const *ps, int n, double share) {
+    return dist_average_grads_of(c, ps, n, share);
 }
 
 pk_status cl_optim_reset(pk_optimizer *o) {
@@ -87,12 +92,14 @@ static pk_status lin_epoch_begin(cl_method *m, int task, int epoch) {
     return PK_OK;
 }
 
-static pk_status lin_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, double *loss) {
+static pk_status lin_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, double share,
+                          double *loss) {
     lin *l = m->self;
     tensor *f = vit_forward_features(l->c, l->bb, x); // (B, D), no tape: the backbone is frozen
     tensor *lv = pk_cross_entropy(l->c, pk_linear(l->c, f, l->w, l->b), y, lo, hi);
     if (!lv) return pk_error(PK_ERR_INVALID, "cl linear: forward failed: %s", polyak_error());
     PK_TRY(autograd_backward(l->c, lv));
+    PK_TRY(cl_average_grads(l->c, (tensor *[]){l->w, l->b}, 2, share));
     PK_TRY(optim_step(l->opt));
     PK_TRY(optim_zero_grad(l->opt));
     l->counters[0] = (float)optim_steps(l->opt);

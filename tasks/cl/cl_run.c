@@ -12,6 +12,7 @@
 #include "backbone_features.h"
 #include "cl.h"
 #include "dataset_dir.h"
+#include "dist.h"
 #include "ops/ops.h"
 
 typedef struct cl_state {
@@ -38,6 +39,10 @@ typedef struct cl_state {
     float *xb;
     int32_t *yb;
     float *scores;
+    /* this process's training steps (timed, for metrics.json's "distributed") */
+    int64_t steps_run;
+    double step_secs, step_cpu;
+    dist_stats comm; /* communication inside them */
 } cl_state;
 
 static double cpu_now(void) {
@@ -203,11 +208,15 @@ static pk_status evaluate(cl_state *s, int stage) {
     for (int j = 0; j <= last; j++) {
         int64_t correct[CL_MAX_VARIANTS] = {0};
         int lo = s->start[j], hi = s->start[j + 1];
-        for (int b0 = 0; b0 < s->nte_t[j]; b0 += o->eval_batch) {
-            int b = s->nte_t[j] - b0 < o->eval_batch ? s->nte_t[j] - b0 : o->eval_batch;
+        /* under mpirun each rank scores its shard of the task's test samples; counts summed */
+        int64_t first = 0, mine = 0;
+        dist_shard(s->nte_t[j], &first, &mine);
+        const int *te = s->te_idx[j] + first;
+        for (int b0 = 0; b0 < (int)mine; b0 += o->eval_batch) {
+            int b = (int)mine - b0 < o->eval_batch ? (int)mine - b0 : o->eval_batch;
             PK_TRY(pk_step_begin(s->c));
             tensor *xt, *yt;
-            PK_TRY(upload_batch(s, s->xte, s->yte, s->te_idx[j] + b0, b, &xt, &yt));
+            PK_TRY(upload_batch(s, s->xte, s->yte, te + b0, b, &xt, &yt));
             PK_TRY(s->m->predict(s->m, xt, seen, s->scores));
             for (int v = 0; v < s->V; v++)
                 for (int i = 0; i < b; i++) {
@@ -217,6 +226,7 @@ static pk_status evaluate(cl_state *s, int stage) {
                     correct[v] += p == s->yb[i];
                 }
         }
+        PK_TRY(dist_sum_i64(correct, s->V));
         for (int v = 0; v < s->V; v++)
             s->acc[((size_t)v * s->T + row) * s->T + j] =
                 s->nte_t[j] ? (float)((double)correct[v] / s->nte_t[j]) : NAN;
@@ -405,6 +415,9 @@ static pk_status run_body(cl_state *s, cl_result *res) {
     ck[nck++] = (run_tensor){.name = "cl.loss_sum", .host = s->loss_sum, .numel = 2};
     int64_t g0 = -1;
     PK_TRY(run_checkpoint_load(s->run, ck, nck, &g0, NULL));
+    /* the epoch's loss sum in a checkpoint is the world's: rank 0 carries it on, the other
+     * ranks add only their own shares from here (see the step loop) */
+    if (g0 >= 0 && !run_is_writer(s->run)) s->loss_sum[0] = 0;
     int64_t g = g0 < 0 ? 0 : g0;
     /* where the step count falls: stage, epoch, offset in the epoch */
     int st0 = 0, e0 = 0;
@@ -457,18 +470,37 @@ static pk_status run_body(cl_state *s, cl_result *res) {
             for (int64_t k = k0; k < spe && st == PK_OK; k++) {
                 int b0 = (int)(k * o->batch);
                 int b = s->ntr_t[t] - b0 < o->batch ? s->ntr_t[t] - b0 : o->batch;
+                /* this rank's shard of the global batch (all of it in a world of one); a rank
+                 * whose shard of a short last batch is empty steps on a stand-in sample with
+                 * share 0, so every rank runs the same collectives */
+                int64_t first = 0, mine = 0;
+                dist_shard(b, &first, &mine);
+                double share = (double)mine * run_world(s->run) / b;
+                if (mine == 0) first = 0, mine = 1;
                 if ((st = pk_step_begin(s->c)) != PK_OK) break;
                 tensor *xt, *yt;
-                if ((st = upload_batch(s, s->xtr, s->ytr, order + b0, b, &xt, &yt)) != PK_OK) break;
-                double loss = 0;
-                if ((st = s->m->step(s->m, xt, yt, lo, hi, &loss)) != PK_OK) break;
+                if ((st = upload_batch(s, s->xtr, s->ytr, order + b0 + first, (int)mine, &xt,
+                                       &yt)) != PK_OK)
+                    break;
+                double loss = 0, w0 = run_now(), c0 = cpu_now();
+                dist_stats k0 = dist_stats_get();
+                if ((st = s->m->step(s->m, xt, yt, lo, hi, share, &loss)) != PK_OK) break;
+                dist_stats k1 = dist_stats_get();
+                s->step_secs += run_now() - w0, s->step_cpu += cpu_now() - c0, s->steps_run++;
+                s->comm.seconds += k1.seconds - k0.seconds, s->comm.bytes += k1.bytes - k0.bytes;
+                s->comm.calls += k1.calls - k0.calls;
                 g++;
-                s->loss_sum[0] += (float)loss, s->loss_sum[1] += 1;
-                run_progress_update(s->run, k + 1, "loss %.4f", s->loss_sum[0] / s->loss_sum[1]);
+                /* this rank's part of the global batch's mean loss (the loss itself in a world
+                 * of one); the ranks' parts are summed when the epoch is logged or saved */
+                s->loss_sum[0] += (float)(loss * (share / run_world(s->run))), s->loss_sum[1] += 1;
+                run_progress_update(s->run, k + 1, "loss %.4f",
+                                    s->loss_sum[0] * run_world(s->run) / s->loss_sum[1]);
                 bool stop = run_stop_requested(s->run) ||
                             (o->stop_after_steps > 0 && g >= o->stop_after_steps);
                 if (stop && k + 1 < spe) {
                     run_progress_end(s->run);
+                    st = dist_sum_f32(s->loss_sum, 1);
+                    if (st != PK_OK) break;
                     s->task_seconds[t] += (float)(run_now() - tw);
                     run_info(s->run, "stopping: checkpoint at step %lld (task %d, epoch %d)",
                              (long long)g, t + 1, e + 1);
@@ -479,6 +511,7 @@ static pk_status run_body(cl_state *s, cl_result *res) {
             }
             run_progress_end(s->run);
             if (st != PK_OK) break;
+            if ((st = dist_sum_f32(s->loss_sum, 1)) != PK_OK) break; /* the world's sum */
             double row[5] = {t + 1, e + 1, (double)g, s->loss_sum[0] / s->loss_sum[1],
                              run_now() - tw + s->task_seconds[t]};
             if ((st = run_log(s->run, 5, cols, row)) != PK_OK) break;
@@ -522,6 +555,18 @@ out:
     run_metric(s->run, "steps", (double)g);
     run_metric(s->run, "train_images", s->ntr);
     run_metric(s->run, "test_images", s->nte);
+    run_metric(s->run, "ranks", dist_size());
+    if (s->steps_run > 0) { /* rank 0's training steps in this process */
+        double k = 1.0 / (double)s->steps_run;
+        char d[384];
+        snprintf(d, sizeof d,
+                 "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.6f, "
+                 "\"step_cpu_seconds\": %.6f, \"comm_seconds_per_step\": %.6f, "
+                 "\"comm_bytes_per_step\": %.0f, \"comm_calls_per_step\": %.2f}",
+                 dist_size(), (long long)s->steps_run, s->step_secs * k, s->step_cpu * k,
+                 s->comm.seconds * k, (double)s->comm.bytes * k, (double)s->comm.calls * k);
+        run_metric_json(s->run, "distributed", d);
+    }
     PK_TRY(write_results(s, o->joint ? (rows ? T : 0) : rows, res));
     if (!res->stopped) print_table(s, res);
     return PK_OK;
@@ -538,6 +583,11 @@ pk_status cl_run(const cl_options *opt, cl_method *m, cl_result *res) {
     if (o.lr <= 0) o.lr = 0.0028125 * o.batch / 24.0;
     if (o.eval_batch <= 0) o.eval_batch = 256;
     if (o.seed == 0) o.seed = 1;
+    if (o.batch < dist_size())
+        return pk_error(PK_ERR_INVALID,
+                        "cl: --batch %d is smaller than the %d ranks; every rank takes a shard "
+                        "of each global batch",
+                        o.batch, dist_size());
     cl_state s = {.o = &o, .m = m};
     pk_status st = run_body(&s, res);
     /* report.html at the end, also when stopped (Ctrl-C, --stop-after-*) or failed */

@@ -278,9 +278,23 @@ static void scale(float *x, size_t n, float k) {
         x[i] *= k;
 }
 
-pk_status dist_average_grads(pk_ctx *c) {
+pk_status dist_average_grads(pk_ctx *c) { return dist_average_grads_weighted(c, 1.0); }
+
+pk_status dist_gather_rows_f32(float *x, int64_t rows, int64_t width) {
+    if (g_size <= 1 || rows <= 0) return PK_OK;
+    int64_t first = 0, count = 0;
+    dist_shard(rows, &first, &count);
+    /* x + 0 is x, so the sum of the ranks' arrays, each zero outside its own rows, is exact */
+    if (first > 0) memset(x, 0, sizeof(float) * (size_t)(first * width));
+    int64_t end = first + count;
+    if (end < rows) memset(x + end * width, 0, sizeof(float) * (size_t)((rows - end) * width));
+    return dist_sum_f32(x, rows * width);
+}
+
+pk_status dist_average_grads_weighted(pk_ctx *c, double weight) {
     if (g_size <= 1) return PK_OK; /* the mean over one rank is the gradient itself */
-    float k = 1.0f / (float)g_size;
+    float k = 1.0f / (float)g_size, w = (float)weight;
+    bool pre = weight != 1.0;
     bool host = c->backend == PK_BACKEND_CPU;
     for (int i = 0;; i++) {
         pk_block *b = pk_arena_block(c->grads, i);
@@ -288,6 +302,7 @@ pk_status dist_average_grads(pk_ctx *c) {
         size_t used = pk_arena_block_used(c->grads, i), n = used / sizeof(float);
         if (n == 0) continue;
         if (host && b->host) { /* CPU ranks: in place */
+            if (pre) scale(b->host, n, w);
             PK_TRY(dist_sum_f32(b->host, (int64_t)n));
             scale(b->host, n, k);
             continue;
@@ -296,11 +311,80 @@ pk_status dist_average_grads(pk_ctx *c) {
         float *h = stage(n);
         if (!h) return pk_error(PK_ERR_NOMEM, "dist: out of host memory staging gradients");
         PK_TRY(pk_block_read(c->dev, b, 0, h, n * sizeof(float)));
+        if (pre) scale(h, n, w);
         PK_TRY(dist_sum_f32(h, (int64_t)n));
         scale(h, n, k);
         PK_TRY(pk_block_write(c->dev, b, 0, h, n * sizeof(float)));
     }
     return PK_OK;
+}
+
+/* A byte range [lo, hi) of a gradient block. */
+typedef struct grad_range {
+    pk_block *b;
+    size_t lo, hi;
+} grad_range;
+
+static int range_cmp(const void *pa, const void *pb) {
+    const grad_range *a = pa, *b = pb;
+    if (a->b != b->b) return (uintptr_t)a->b < (uintptr_t)b->b ? -1 : 1;
+    return a->lo < b->lo ? -1 : a->lo > b->lo;
+}
+
+/* Sums `bytes` of block b from byte `lo` over the ranks, pre-scaled by w when pre, then
+ * scaled by k: in place on host memory, staged through the host otherwise. */
+static pk_status reduce_range(pk_ctx *c, pk_block *b, size_t lo, size_t bytes, bool pre, float w,
+                              float k) {
+    size_t n = bytes / sizeof(float);
+    if (n == 0) return PK_OK;
+    if (c->backend == PK_BACKEND_CPU && b->host) {
+        float *x = (float *)((char *)b->host + lo);
+        if (pre) scale(x, n, w);
+        PK_TRY(dist_sum_f32(x, (int64_t)n));
+        scale(x, n, k);
+        return PK_OK;
+    }
+    float *h = stage(n);
+    if (!h) return pk_error(PK_ERR_NOMEM, "dist: out of host memory staging gradients");
+    PK_TRY(pk_block_read(c->dev, b, lo, h, bytes));
+    if (pre) scale(h, n, w);
+    PK_TRY(dist_sum_f32(h, (int64_t)n));
+    scale(h, n, k);
+    return pk_block_write(c->dev, b, lo, h, bytes);
+}
+
+pk_status dist_average_grads_of(pk_ctx *c, tensor *const *ps, int n, double weight) {
+    if (g_size <= 1 || n <= 0) return PK_OK;
+    grad_range *r = malloc(sizeof(grad_range) * (size_t)n);
+    if (!r) return pk_error(PK_ERR_NOMEM, "dist: out of host memory");
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        const tensor *g = ps[i]->grad;
+        if (!g || g->dtype != PK_F32 || !tensor_is_contiguous(g)) {
+            free(r);
+            return pk_error(PK_ERR_INVALID, "dist: parameter %s has no contiguous f32 gradient",
+                            ps[i]->name ? ps[i]->name : "unnamed");
+        }
+        size_t lo = (size_t)g->offset * sizeof(float);
+        r[m++] = (grad_range){g->block, lo, lo + (size_t)tensor_numel(g) * sizeof(float)};
+    }
+    /* the same order and merging on every rank: the ranks hold the same model */
+    qsort(r, (size_t)m, sizeof *r, range_cmp);
+    int k = 0;
+    for (int i = 1; i < m; i++) {
+        /* neighbours (up to the arena's 256-byte alignment apart) go in one call */
+        if (r[i].b == r[k].b && r[i].lo <= r[k].hi + 256) {
+            if (r[i].hi > r[k].hi) r[k].hi = r[i].hi;
+        } else
+            r[++k] = r[i];
+    }
+    m = m ? k + 1 : 0;
+    pk_status st = PK_OK;
+    float w = (float)weight, inv = 1.0f / (float)g_size;
+    for (int i = 0; i < m && st == PK_OK; i++)
+        st = reduce_range(c, r[i].b, r[i].lo, r[i].hi - r[i].lo, weight != 1.0, w, inv);
+    free(r);
+    return st;
 }
 
 pk_status dist_average_tensors(tensor *const *ts, int n) {

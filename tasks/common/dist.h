@@ -6,15 +6,16 @@
  * world is one rank and every call here is the identity over that one rank: nothing is
  * skipped, there is simply nobody else to sum with.
  *
- * The one-call API for a task (what man, pretrain and splat train do; the tasks that come
- * after them do the same):
+ * The one-call API for a task (what man, pretrain, splat train, cl and ctp do; the tasks that
+ * come after them do the same):
  *   1. shard the global batch: dist_shard(B, &first, &n) (B a multiple of dist_size(), see
  *      dist_check_batch): this rank builds samples [first, first + n) of every global batch,
  *      drawing the random numbers of every sample of the batch so the streams stay in step;
  *   2. after the backward, before clipping and the optimizer: dist_average_grads(ctx): one
  *      MPI_Allreduce per used block of the context's gradient arena (a few per step, not one
  *      per tensor), then a scale by 1 / size, so a loss that is a mean over the rank's shard
- *      becomes the mean over the global batch;
+ *      becomes the mean over the global batch (dist_average_grads_weighted for shards of
+ *      unequal size, cl, and for losses over the whole batch with gathered features, ctp);
  *   3. evaluation: each rank scores its dist_shard of the test set, dist_allreduce_* sums;
  *   4. buffers that differ per rank (batch-norm running statistics) before evaluation and
  *      checkpoints: dist_average_tensors; EMA teachers need nothing (every rank applies the
@@ -75,6 +76,11 @@ pk_status dist_sum_i64(int64_t *x, int64_t n);
 /* Element-wise maximum of n floats over the ranks, in place. */
 pk_status dist_max_f32(float *x, int64_t n);
 
+/* Gathers rows: x holds `rows` rows of `width` floats; this rank's own rows are
+ * dist_shard(rows) and are sent, the others are overwritten with the other ranks' rows (every
+ * rank ends with the whole array, bit-exact: the rows are summed with zeros). */
+pk_status dist_gather_rows_f32(float *x, int64_t rows, int64_t width);
+
 /* Copies `bytes` bytes from rank `root` to every rank. */
 pk_status dist_bcast(void *buf, size_t bytes, int root);
 
@@ -87,6 +93,21 @@ pk_status dist_check_same(uint64_t value, const char *what);
 /* Averages every parameter gradient of c over the ranks: one allreduce per used block of
  * c->grads, then x / size. Call after the backward, before clipping and the optimizer. */
 pk_status dist_average_grads(pk_ctx *c);
+
+/* dist_average_grads with this rank's gradients multiplied by `weight` first: every rank ends
+ * with sum_r weight_r g_r / size. A rank whose loss is a mean over n_r of the b samples of a
+ * global batch split unevenly passes n_r * size / b (the world's mean over b; 0 for a rank
+ * that had no sample and ran a stand-in); a rank whose loss already is the whole global
+ * batch's, differentiated only through its own samples (features gathered from the other
+ * ranks as constants: ctp), passes size (the sum of the ranks' parts is the gradient). A
+ * weight of exactly 1 is dist_average_grads bit for bit. */
+pk_status dist_average_grads_weighted(pk_ctx *c, double weight);
+
+/* dist_average_grads_weighted over the gradients of the n parameters ps only (one allreduce
+ * per run of them that lies contiguous in the gradient arena): for a model whose trainable
+ * part is small beside frozen parameters (cl: PETs and a head on a frozen backbone), whose
+ * gradient blocks would otherwise be sent whole every step. */
+pk_status dist_average_grads_of(pk_ctx *c, tensor *const *ps, int n, double weight);
 
 /* Averages n contiguous f32 tensors over the ranks (batch-norm running statistics), packed
  * into one allreduce. */

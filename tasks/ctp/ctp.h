@@ -3,6 +3,10 @@
  * preservation), its two ablations, sequential fine-tuning and joint training; retrieval
  * recall after every task on the held-out pairs of the tasks seen.
  *
+ * Under mpirun (tasks/common/dist.h) each rank embeds its shard of every batch and the losses
+ * span the whole global batch (the other ranks' features gathered as constants, see
+ * ctp_run.c); only rank 0 writes the run folder.
+ *
  * Owns: the options and the result. The run (tasks/ctp/ctp_run.c) uses tasks/common/run.h's
  * folder, log, metrics and checkpoints. */
 #ifndef POLYAK_CTP_H

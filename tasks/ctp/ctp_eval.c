@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "ctp_internal.h"
+#include "dist.h"
 
 /* ---- evaluation ---- */
 
@@ -25,7 +26,9 @@ static void eval_free(eval_set *e) {
     memset(e, 0, sizeof *e);
 }
 
-/* Embeds every held-out image and text of the run's tasks with the trained model. */
+/* Embeds every held-out image and text of the run's tasks with the trained model. Under
+ * mpirun each rank embeds its shard of the images and of the texts and the rows are gathered,
+ * so every rank holds them all. */
 static pk_status eval_embed(ctp_state *s, eval_set *e) {
     memset(e, 0, sizeof *e);
     int n = s->ps.n, E = s->o.embed, L = s->o.max_len;
@@ -54,8 +57,10 @@ static pk_status eval_embed(ctp_state *s, eval_set *e) {
     int32_t *idx = malloc(sizeof(int32_t) * chunk), *groups = malloc(sizeof(int32_t) * chunk);
     pk_status st = idx && groups ? PK_OK : PK_ERR_NOMEM;
     for (int pass = 0; pass < 2 && st == PK_OK; pass++) {
-        int total = pass ? e->nt : e->ni;
-        for (int a = 0; a < total && st == PK_OK; a += chunk) {
+        int64_t first = 0, mine = 0;
+        dist_shard(pass ? e->nt : e->ni, &first, &mine);
+        int total = (int)(first + mine);
+        for (int a = (int)first; a < total && st == PK_OK; a += chunk) {
             int b = total - a < chunk ? total - a : chunk;
             for (int k = 0; k < b; k++) {
                 if (!pass)
@@ -78,6 +83,7 @@ static pk_status eval_embed(ctp_state *s, eval_set *e) {
             if (st == PK_OK) st = tensor_download(f, (pass ? e->ft : e->fi) + (size_t)a * E);
             pk_set_grad_enabled(c, g);
         }
+        if (st == PK_OK) st = dist_gather_rows_f32(pass ? e->ft : e->fi, pass ? e->nt : e->ni, E);
     }
     (void)L;
     free(idx), free(groups);

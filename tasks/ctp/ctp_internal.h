@@ -48,6 +48,13 @@ typedef struct ctp_state {
 pk_status ctp_make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, bool augment,
                          tensor **x, tensor **ids, tensor **mask, int32_t *groups);
 
+/* ctp_make_batch's rows [first, first + n) of the batch of B (a rank's shard under mpirun):
+ * the shifts of all B samples are drawn (every rank's stream stays in step) and groups gets
+ * all B caption groups; x, ids and mask hold the n rows. */
+pk_status ctp_make_batch_rows(ctp_state *s, const int32_t *idx, int B, int first, int n,
+                              pk_rng *rng, bool augment, tensor **x, tensor **ids, tensor **mask,
+                              int32_t *groups);
+
 /* A contiguous tensor's values in a new host array (NULL on failure). */
 float *ctp_download_new(const tensor *t);
 

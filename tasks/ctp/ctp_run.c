@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "ctp_internal.h"
+#include "dist.h"
 
 static const char *const method_names[] = {"ctp", "seqf", "joint", "ctp-no-topo", "ctp-no-cm"};
 
@@ -270,21 +271,30 @@ static pk_status build(ctp_state *s) {
 
 pk_status ctp_make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, bool augment,
                          tensor **x, tensor **ids, tensor **mask, int32_t *groups) {
+    return ctp_make_batch_rows(s, idx, B, 0, B, rng, augment, x, ids, mask, groups);
+}
+
+pk_status ctp_make_batch_rows(ctp_state *s, const int32_t *idx, int B, int first, int n,
+                              pk_rng *rng, bool augment, tensor **x, tensor **ids, tensor **mask,
+                              int32_t *groups) {
     int S = s->S, C = s->C, L = s->o.max_len;
     size_t px = (size_t)C * S * S;
-    float *hx = malloc(sizeof(float) * px * (size_t)B);
-    int32_t *hi = malloc(sizeof(int32_t) * (size_t)B * L);
-    float *hm = malloc(sizeof(float) * (size_t)B * L);
+    float *hx = malloc(sizeof(float) * px * (size_t)n);
+    int32_t *hi = malloc(sizeof(int32_t) * (size_t)n * L);
+    float *hm = malloc(sizeof(float) * (size_t)n * L);
     if (!hx || !hi || !hm) {
         free(hx), free(hi), free(hm);
         return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
     }
-    for (int b = 0; b < B; b++) {
-        const ctp_pair *p = &s->ps.p[idx[b]];
-        const float *src = s->images + px * (size_t)idx[b];
-        float *dst = hx + px * (size_t)b;
+    for (int k = 0; k < B; k++) {
+        const ctp_pair *p = &s->ps.p[idx[k]];
         int dx = 0, dy = 0;
         if (augment) dx = (int)pk_rng_below(rng, 5) - 2, dy = (int)pk_rng_below(rng, 5) - 2;
+        groups[k] = p->text;
+        if (k < first || k >= first + n) continue; /* another rank's row */
+        int b = k - first;
+        const float *src = s->images + px * (size_t)idx[k];
+        float *dst = hx + px * (size_t)b;
         for (int ch = 0; ch < C; ch++)
             for (int y = 0; y < S; y++)
                 for (int xx = 0; xx < S; xx++) {
@@ -295,12 +305,11 @@ pk_status ctp_make_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, b
                 }
         memcpy(hi + (size_t)b * L, s->tokens + (size_t)p->text * L, sizeof(int32_t) * (size_t)L);
         memcpy(hm + (size_t)b * L, s->tmask + (size_t)p->text * L, sizeof(float) * (size_t)L);
-        groups[b] = p->text;
     }
     pk_ctx *c = s->c;
-    *x = tensor_new(c->step, PK_F32, 4, (int64_t[]){B, C, S, S});
-    *ids = tensor_new(c->step, PK_I32, 2, (int64_t[]){B, L});
-    *mask = tensor_new(c->step, PK_F32, 3, (int64_t[]){B, 1, L});
+    *x = tensor_new(c->step, PK_F32, 4, (int64_t[]){n, C, S, S});
+    *ids = tensor_new(c->step, PK_I32, 2, (int64_t[]){n, L});
+    *mask = tensor_new(c->step, PK_F32, 3, (int64_t[]){n, 1, L});
     pk_status st = *x && *ids && *mask ? PK_OK : PK_ERR_NOMEM;
     if (st == PK_OK) st = tensor_upload(*x, hx);
     if (st == PK_OK) st = tensor_upload(*ids, hi);
@@ -336,15 +345,68 @@ static tensor *keys_with_queue(pk_ctx *c, const float *feat, const int32_t *ids,
     return t;
 }
 
+/* Data parallel (tasks/common/dist.h): the losses are those of the whole global batch on every
+ * rank, as in one process. Each rank embeds its shard of the B rows; the features of the other
+ * rows are gathered from their ranks as constants, so a rank's backward reaches the model only
+ * through its own rows and the sum of the ranks' gradients is the one process's gradient (the
+ * in-batch ITC negatives, the topology matrices, the momentum keys, the soft targets and the
+ * queue all span the global batch: ALBEF gathers only the queue's features, which would make
+ * the batch's negatives per rank). */
+
+/* own (n, E) rows [first, first + n) of a (B, E) batch: their values into host + first * E,
+ * then every rank's rows gathered into host (B, E). */
+static pk_status gather_rows(const tensor *own, int B, int first, int E, float *host) {
+    PK_TRY(tensor_download(own, host + (size_t)first * E));
+    return dist_gather_rows_f32(host, B, E);
+}
+
+/* The (B, E) batch of features whose rows [first, first + n) are `own` (on the tape: the
+ * gradient flows into them) and whose other rows are the constants host holds (gathered);
+ * `own` itself in a world of one. */
+static tensor *batch_rows(pk_ctx *c, tensor *own, const float *host, int B, int first, int n,
+                          int E) {
+    if (n == B) return own;
+    tensor *parts[3];
+    int k = 0;
+    if (first > 0) {
+        tensor *t = tensor_new(c->step, PK_F32, 2, (int64_t[]){first, E});
+        if (!t || tensor_upload(t, host) != PK_OK) return NULL;
+        parts[k++] = t;
+    }
+    parts[k++] = own;
+    if (first + n < B) {
+        int rest = B - first - n;
+        tensor *t = tensor_new(c->step, PK_F32, 2, (int64_t[]){rest, E});
+        if (!t || tensor_upload(t, host + (size_t)(first + n) * E) != PK_OK) return NULL;
+        parts[k++] = t;
+    }
+    return pk_concat(c, parts, k, 0);
+}
+
+/* A constant (B, E) step tensor of the gathered rows (own itself in a world of one). */
+static tensor *gathered_const(pk_ctx *c, tensor *own, int B, int first, int n, int E) {
+    if (!own || n == B) return own;
+    float *h = malloc(sizeof(float) * (size_t)B * E);
+    tensor *t = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, E});
+    pk_status st = h && t ? gather_rows(own, B, first, E, h) : PK_ERR_NOMEM;
+    if (st == PK_OK) st = tensor_upload(t, h);
+    free(h);
+    return st == PK_OK ? t : NULL;
+}
+
 static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, double alpha,
                             pk_rng *rng, double out[5]) {
     ctp_options *o = &s->o;
     pk_ctx *c = s->c;
     int E = o->embed, N = B + o->queue;
     float T = (float)o->temp;
+    /* this rank's rows of the global batch (all of them in a world of one) */
+    int64_t first64 = 0, n64 = 0;
+    dist_shard(B, &first64, &n64);
+    int first = (int)first64, n = (int)n64;
     PK_TRY(pk_step_begin(c));
     c->training = true;
-    /* ALBEF: the momentum update runs first in every forward */
+    /* ALBEF: the momentum update runs first in every forward (the same on every rank) */
     if (stage > 0 && uses_cm(o->method))
         PK_TRY(ctp_compatible_update(s->teacher, s->model->params, s->ref_p));
     else
@@ -352,26 +414,30 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     tensor *x, *ids, *mask;
     int32_t *groups = malloc(sizeof(int32_t) * (size_t)B),
             *kid = malloc(sizeof(int32_t) * (size_t)N);
-    float *ti = malloc(sizeof(float) * (size_t)B * N), *tt = malloc(sizeof(float) * (size_t)B * N);
-    float *im = NULL, *tm = NULL;
-    pk_status st = groups && kid && ti && tt ? PK_OK : pk_error(PK_ERR_NOMEM, "ctp: out of memory");
-    if (st == PK_OK) st = ctp_make_batch(s, idx, B, rng, true, &x, &ids, &mask, groups);
+    /* ITA's soft targets: this rank's rows only (its queries; the keys are constants) */
+    float *ti = malloc(sizeof(float) * (size_t)n * N), *tt = malloc(sizeof(float) * (size_t)n * N);
+    float *im = malloc(sizeof(float) * (size_t)B * E), *tm = malloc(sizeof(float) * (size_t)B * E);
+    float *ci = malloc(sizeof(float) * (size_t)B * E), *ct = malloc(sizeof(float) * (size_t)B * E);
+    pk_status st = groups && kid && ti && tt && im && tm && ci && ct
+                       ? PK_OK
+                       : pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+    if (st == PK_OK)
+        st = ctp_make_batch_rows(s, idx, B, first, n, rng, true, &x, &ids, &mask, groups);
     tensor *img_ref = NULL, *txt_ref = NULL, *keys_t = NULL, *keys_i = NULL;
     if (st == PK_OK) {
         bool g = pk_set_grad_enabled(c, false);
         tensor *img_m = ctp_image_embed(c, s->mom, x),
                *txt_m = ctp_text_embed(c, s->mom, ids, mask);
         if (stage > 0 && uses_topo(o->method)) {
-            img_ref = ctp_image_embed(c, s->ref, x);
-            txt_ref = ctp_text_embed(c, s->ref, ids, mask);
+            img_ref = gathered_const(c, ctp_image_embed(c, s->ref, x), B, first, n, E);
+            txt_ref = gathered_const(c, ctp_text_embed(c, s->ref, ids, mask), B, first, n, E);
             if (!img_ref || !txt_ref) st = PK_ERR_INVALID;
         }
         pk_set_grad_enabled(c, g);
         if (!img_m || !txt_m) st = PK_ERR_INVALID;
-        if (st == PK_OK) {
-            im = ctp_download_new(img_m), tm = ctp_download_new(txt_m);
-            if (!im || !tm) st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
-        }
+        /* the momentum features of the whole global batch on every rank */
+        if (st == PK_OK) st = gather_rows(img_m, B, first, E, im);
+        if (st == PK_OK) st = gather_rows(txt_m, B, first, E, tm);
         if (st == PK_OK) {
             int32_t *kid_i = malloc(sizeof(int32_t) * (size_t)N);
             keys_t = keys_with_queue(c, tm, groups, B, &s->qt, kid);
@@ -383,8 +449,11 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
                       *ki = malloc(sizeof(float) * (size_t)N * E);
                 if (kt && ki && tensor_download(keys_t, kt) == PK_OK &&
                     tensor_download(keys_i, ki) == PK_OK) {
-                    ctp_soft_targets(im, kt, groups, kid, B, N, E, T, (float)alpha, ti);
-                    ctp_soft_targets(tm, ki, groups, kid_i, B, N, E, T, (float)alpha, tt);
+                    size_t o0 = (size_t)first * E;
+                    ctp_soft_targets(im + o0, kt, groups + first, kid, n, N, E, T, (float)alpha,
+                                     ti);
+                    ctp_soft_targets(tm + o0, ki, groups + first, kid_i, n, N, E, T, (float)alpha,
+                                     tt);
                 } else
                     st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
                 free(kt), free(ki);
@@ -394,14 +463,27 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     }
     tensor *loss = NULL, *ita = NULL, *topo = NULL;
     if (st == PK_OK) {
-        tensor *tgt_i = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, N});
-        tensor *tgt_t = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, N});
+        tensor *tgt_i = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
+        tensor *tgt_t = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
         if (!tgt_i || !tgt_t || tensor_upload(tgt_i, ti) != PK_OK ||
             tensor_upload(tgt_t, tt) != PK_OK)
             st = PK_ERR_NOMEM;
+        tensor *img = NULL, *txt = NULL, *img_own = NULL, *txt_own = NULL;
         if (st == PK_OK) {
-            tensor *img = ctp_image_embed(c, s->model, x),
-                   *txt = ctp_text_embed(c, s->model, ids, mask);
+            img = img_own = ctp_image_embed(c, s->model, x);
+            txt = txt_own = ctp_text_embed(c, s->model, ids, mask);
+            if (!img || !txt) st = PK_ERR_INVALID;
+        }
+        if (st == PK_OK && n < B) { /* the other ranks' rows join as constants */
+            st = gather_rows(img, B, first, E, ci);
+            if (st == PK_OK) st = gather_rows(txt, B, first, E, ct);
+            if (st == PK_OK) {
+                img = batch_rows(c, img, ci, B, first, n, E);
+                txt = batch_rows(c, txt, ct, B, first, n, E);
+                if (!img || !txt) st = PK_ERR_INVALID;
+            }
+        }
+        if (st == PK_OK) {
             /* in-batch ITC: current features on both sides, positives = same caption group */
             float *pos = malloc(sizeof(float) * (size_t)B * B);
             tensor *tgt_b = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, B});
@@ -416,11 +498,14 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
                                    pk_add(c, ctp_contrastive_loss(c, img, txt, tgt_b, T),
                                           ctp_contrastive_loss(c, txt, img, tgt_b, T)),
                                    0.5f);
-            /* ALBEF's ITA with momentum distillation: against [momentum batch; queue] */
+            /* ALBEF's ITA with momentum distillation: against [momentum batch; queue]. Its keys
+             * are constants, so a row's loss reaches the model only through that row's query:
+             * each rank scores its own rows (the mean over them, weighted n / B: the ranks'
+             * parts add up to the global batch's mean), the largest part of the loss work */
             ita = pk_scale(c,
-                           pk_add(c, ctp_contrastive_loss(c, img, keys_t, tgt_i, T),
-                                  ctp_contrastive_loss(c, txt, keys_i, tgt_t, T)),
-                           0.5f);
+                           pk_add(c, ctp_contrastive_loss(c, img_own, keys_t, tgt_i, T),
+                                  ctp_contrastive_loss(c, txt_own, keys_i, tgt_t, T)),
+                           n == B ? 0.5f : 0.5f * (float)n / (float)B);
             tensor *ita_w = o->ita_weight == 1.0 ? ita : pk_scale(c, ita, (float)o->ita_weight);
             if (o->no_inbatch)
                 loss = ita_w;
@@ -435,6 +520,9 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     }
     if (st == PK_OK && !loss) st = PK_ERR_INVALID;
     if (st == PK_OK) st = autograd_backward(c, loss);
+    /* every rank's loss is the global batch's (its ITA part: its own rows'), differentiated
+     * through its own rows: the gradient is the sum of the ranks' (weight = ranks) */
+    if (st == PK_OK) st = dist_average_grads_weighted(c, dist_size());
     if (st == PK_OK) st = optim_step(s->opt);
     if (st == PK_OK) st = optim_zero_grad(s->opt);
     if (st == PK_OK) {
@@ -443,6 +531,11 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         if (st == PK_OK) st = tensor_download(ita, &v[1]);
         if (st == PK_OK && topo) st = tensor_download(topo, &v[2]);
         out[0] = v[0], out[1] = v[1], out[2] = v[2];
+        if (st == PK_OK && n < B) { /* the world's ITA: the ranks' parts summed */
+            double w[2] = {v[1], v[0] - o->ita_weight * v[1]}; /* ita part, the rest */
+            st = dist_sum_f64(w, 1);
+            out[1] = w[0], out[0] = w[1] + o->ita_weight * w[0];
+        }
         /* collapse watch: mean cosine between different pairs' momentum embeddings */
         for (int m = 0; m < 2; m++) {
             const float *f = m ? tm : im;
@@ -463,7 +556,7 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         ctp_queue_push(&s->qt, tm, groups, B);
         s->qptr[0] = (float)s->qi.ptr, s->qptr[1] = (float)s->qt.ptr;
     }
-    free(groups), free(kid), free(ti), free(tt), free(im), free(tm);
+    free(groups), free(kid), free(ti), free(tt), free(im), free(tm), free(ci), free(ct);
     return st;
 }
 
@@ -627,7 +720,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     pk_ctx_options co = {.device = o->device, .seed = o->seed, .threads = o->threads};
     PK_TRY(pk_ctx_create(&co, &s->c));
     PK_TRY(build(s));
-    PK_TRY(ctp_write_vocab(s));
+    if (run_is_writer(s->run)) PK_TRY(ctp_write_vocab(s)); /* rank 0 writes the run folder */
     int T = s->T;
     s->recall = malloc(sizeof(float) * (size_t)T * T);
     s->final_metrics = calloc(8, sizeof(float));
@@ -675,6 +768,8 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     int64_t it = step0 < 0 ? 0 : step0;
     optim_set_steps(s->opt, it);
     double train_secs = 0, train_cpu = 0;
+    int64_t steps_run = 0; /* this process's training steps */
+    dist_stats comm = {0}; /* communication inside them */
     int32_t *pool = malloc(sizeof(int32_t) * (size_t)s->ps.n);
     if (!pool) {
         st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
@@ -690,6 +785,13 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             if (!s->ps.p[i].test && s->ps.p[i].task >= lo && s->ps.p[i].task <= hi) pool[np++] = i;
         int B = o->batch < np ? o->batch : np;
         int steps = np / B;
+        if (B < dist_size()) {
+            st = pk_error(PK_ERR_INVALID,
+                          "ctp: a batch of %d pairs (task %d) is smaller than the %d ranks; every "
+                          "rank takes a shard of each global batch",
+                          B, stage + 1, dist_size());
+            break;
+        }
         int e0 = (int)s->progress[1];
         if (e0 == 0 && stage > 0 && uses_ref(o->method)) {
             /* CTP: the frozen reference and the momentum model start from the previous task's
@@ -722,8 +824,12 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                 double alpha = o->alpha;
                 if (stage == 0 && e == 0) alpha *= (double)k / steps;
                 double t0 = run_now(), c0 = cpu_now(), v[5] = {0, 0, 0, 0, 0};
+                dist_stats k0 = dist_stats_get();
                 st = train_step(s, stage, pool + (size_t)k * B, B, alpha, &er, v);
-                train_secs += run_now() - t0, train_cpu += cpu_now() - c0;
+                dist_stats k1 = dist_stats_get();
+                train_secs += run_now() - t0, train_cpu += cpu_now() - c0, steps_run++;
+                comm.seconds += k1.seconds - k0.seconds, comm.bytes += k1.bytes - k0.bytes;
+                comm.calls += k1.calls - k0.calls;
                 it++;
                 if (st == PK_OK && !isfinite(v[0]))
                     st = pk_error(PK_ERR_INVALID, "ctp: the loss is %g at step %lld", v[0],
@@ -776,10 +882,22 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     if (st == PK_OK) {
         res->train_seconds = train_secs, res->train_cpu_seconds = train_cpu;
         metrics_final(s, res);
+        run_metric(s->run, "ranks", dist_size());
+        if (steps_run > 0) { /* rank 0's training steps in this process */
+            double k = 1.0 / (double)steps_run;
+            char d[384];
+            snprintf(d, sizeof d,
+                     "{\"ranks\": %d, \"steps\": %lld, \"step_seconds\": %.6f, "
+                     "\"step_cpu_seconds\": %.6f, \"comm_seconds_per_step\": %.6f, "
+                     "\"comm_bytes_per_step\": %.0f, \"comm_calls_per_step\": %.2f}",
+                     dist_size(), (long long)steps_run, train_secs * k, train_cpu * k,
+                     comm.seconds * k, (double)comm.bytes * k, (double)comm.calls * k);
+            run_metric_json(s->run, "distributed", d);
+        }
         run_metric(s->run, "train_seconds_this_process", train_secs);
         run_metric(s->run, "train_cpu_seconds_this_process", train_cpu);
         st = run_metrics_write(s->run);
-        if (st == PK_OK) st = ctp_save_model(s);
+        if (st == PK_OK && run_is_writer(s->run)) st = ctp_save_model(s);
         if (st == PK_OK) print_table(s, res);
     }
 out:

@@ -439,15 +439,21 @@ static int cand_cmp(const void *a, const void *b) {
 
 pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng *rng,
                               gs_densify_report *rep) {
+    uint8_t *kind = malloc((size_t)(g->n ? g->n : 1)); /* 1 clone, 2 split */
+    if (!kind) return pk_error(PK_ERR_NOMEM, "3DGS: out of memory densifying");
+    pk_status s = gs_explicit_densify_decide(g, p, kind);
+    if (s == PK_OK) s = gs_explicit_densify_apply(g, p, kind, rng, rep);
+    free(kind);
+    return s;
+}
+
+pk_status gs_explicit_densify_decide(const gs_explicit *g, const gs_densify_params *p,
+                                     uint8_t *kind) {
     int64_t n0 = g->n;
-    *rep = (gs_densify_report){.before = n0};
+    memset(kind, 0, (size_t)n0);
     /* candidates: mean statistic above the threshold; 3DGS counts NaN (never seen) as 0 */
     cand *cs = malloc(sizeof(cand) * (size_t)(n0 ? n0 : 1));
-    uint8_t *kind = calloc((size_t)(n0 ? n0 : 1), 1); /* 1 clone, 2 split */
-    if (!cs || !kind) {
-        free(cs), free(kind);
-        return pk_error(PK_ERR_NOMEM, "3DGS: out of memory densifying");
-    }
+    if (!cs) return pk_error(PK_ERR_NOMEM, "3DGS: out of memory densifying");
     int64_t nc = 0;
     for (int64_t i = 0; i < n0; i++) {
         float gr = g->denom[i] > 0 ? g->accum[i] / g->denom[i] : 0.0f;
@@ -463,20 +469,22 @@ pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng
         }
     }
     float split_above = (float)(p->percent_dense * g->extent);
-    int64_t n_clone = 0, n_split = 0;
     for (int64_t k = 0; k < nc; k++) {
         int64_t i = cs[k].i;
-        if (max_scale(g, i) <= split_above)
-            kind[i] = 1, n_clone++;
-        else
-            kind[i] = 2, n_split++;
+        kind[i] = max_scale(g, i) <= split_above ? 1 : 2;
     }
     free(cs);
-    pk_status s = reserve(g, n0 + n_clone + 2 * n_split);
-    if (s != PK_OK) {
-        free(kind);
-        return s;
-    }
+    return PK_OK;
+}
+
+pk_status gs_explicit_densify_apply(gs_explicit *g, const gs_densify_params *p, const uint8_t *kind,
+                                    pk_rng *rng, gs_densify_report *rep) {
+    int64_t n0 = g->n;
+    *rep = (gs_densify_report){.before = n0};
+    int64_t n_clone = 0, n_split = 0;
+    for (int64_t i = 0; i < n0; i++)
+        n_clone += kind[i] == 1, n_split += kind[i] == 2;
+    PK_TRY(reserve(g, n0 + n_clone + 2 * n_split));
     /* densify_and_clone: copies appended in index order */
     int64_t at = n0;
     for (int64_t i = 0; i < n0; i++)
@@ -526,7 +534,6 @@ pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng
             }
         keep++;
     }
-    free(kind);
     rep->cloned = n_clone;
     rep->split = n_split;
     rep->pruned = g->n - keep;

@@ -147,6 +147,17 @@ typedef struct gs_densify_report {
 pk_status gs_explicit_densify(gs_explicit *g, const gs_densify_params *p, pk_rng *rng,
                               gs_densify_report *rep);
 
+/* The decision of gs_explicit_densify: kind[i] (one per Gaussian) = 1 clone, 2 split, 0 keep as
+ * it is, from the statistics, the scales and the cap. Under mpirun rank 0 decides and
+ * broadcasts it (tasks/gs/gs_train.c). */
+pk_status gs_explicit_densify_decide(const gs_explicit *g, const gs_densify_params *p,
+                                     uint8_t *kind);
+
+/* The rest of gs_explicit_densify for a decision: clones and splits (split positions drawn
+ * from rng), prunes, clears the statistics. */
+pk_status gs_explicit_densify_apply(gs_explicit *g, const gs_densify_params *p, const uint8_t *kind,
+                                    pk_rng *rng, gs_densify_report *rep);
+
 /* 3DGS reset_opacity: opacity = min(opacity, 0.01), its Adam moments zeroed. */
 void gs_explicit_reset_opacity(gs_explicit *g);
 

@@ -927,12 +927,24 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
                                     .big_world_scale = t->o.prune_big_scale,
                                     .max_gaussians = t->o.max_gaussians};
             gs_densify_report rep;
-            /* every rank densifies from the same summed statistics, parameters and generator
-             * (the largest radii maxed over the ranks), so all make the same decision */
-            if (dist_size() > 1)
-                PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), t->src.count(t->src.self)));
-            PK_TRY(gs_explicit_densify(t->gx, &dp, &t->rng, &rep));
-            PK_TRY(dist_check_same(gs_explicit_hash(t->gx), "the Gaussians after densification"));
+            if (dist_size() > 1) {
+                /* rank 0 decides which Gaussians to clone and split from the summed
+                 * statistics and broadcasts the decision (a byte per Gaussian); every rank
+                 * applies it with the same generator (the largest radii maxed over the ranks
+                 * for the pruning), and a hash proves they hold the same Gaussians after it */
+                int64_t n = t->src.count(t->src.self);
+                PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), n));
+                uint8_t *kind = malloc((size_t)(n ? n : 1));
+                if (!kind) return pk_error(PK_ERR_NOMEM, "3DGS: out of memory densifying");
+                pk_status s = dist_is_root() ? gs_explicit_densify_decide(t->gx, &dp, kind) : PK_OK;
+                if (s == PK_OK) s = dist_bcast(kind, (size_t)n, 0);
+                if (s == PK_OK) s = gs_explicit_densify_apply(t->gx, &dp, kind, &t->rng, &rep);
+                free(kind);
+                PK_TRY(s);
+                PK_TRY(
+                    dist_check_same(gs_explicit_hash(t->gx), "the Gaussians after densification"));
+            } else
+                PK_TRY(gs_explicit_densify(t->gx, &dp, &t->rng, &rep));
             r->densified = true;
             skip_update = true;
         }

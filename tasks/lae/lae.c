@@ -19,6 +19,7 @@ typedef struct lae {
     tensor *w, *b; /* the head (classes, D), (classes) */
     pk_optimizer *head_opt, *pet_opt;
     pk_teacher *offline; /* lae only */
+    tensor **trainable;  /* head and PETs: the gradients averaged under mpirun */
     int task;
     bool frozen;
     /* checkpointed counters: head steps, PET steps, offline updates */
@@ -61,6 +62,11 @@ static pk_status lae_setup(cl_method *m, const cl_setup *s) {
     pk_param_group pg = {
         .name = "pet", .params = l->pets->params, .n = l->pets->nparams, .lr = s->lr};
     pk_optim_options oo = {.kind = PK_OPTIM_ADAM, .adamw = {.lr = s->lr}};
+    l->trainable = malloc(sizeof(tensor *) * (size_t)(2 + l->pets->nparams));
+    if (!l->trainable) return pk_error(PK_ERR_NOMEM, "lae: out of host memory");
+    l->trainable[0] = l->w, l->trainable[1] = l->b;
+    for (int i = 0; i < l->pets->nparams; i++)
+        l->trainable[2 + i] = l->pets->params[i];
     PK_TRY(optim_create(s->c, &oo, &hg, 1, &l->head_opt));
     PK_TRY(optim_create(s->c, &oo, &pg, 1, &l->pet_opt));
     if (l->o.mode == LAE_LAE) {
@@ -113,11 +119,15 @@ static tensor *logits(lae *l, tensor *x) {
     return pk_linear(l->c, f, l->w, l->b);                                    // (B, classes)
 }
 
-static pk_status lae_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, double *loss) {
+static pk_status lae_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, double share,
+                          double *loss) {
     lae *l = m->self;
     tensor *lv = pk_cross_entropy(l->c, logits(l, x), y, lo, hi);
     if (!lv) return pk_error(PK_ERR_INVALID, "%s: forward failed: %s", m->name, polyak_error());
     PK_TRY(autograd_backward(l->c, lv));
+    /* data parallel: the world's mean gradient; every rank then takes the same optimiser and
+     * offline-teacher steps, so the offline PETs need no communication */
+    PK_TRY(cl_average_grads(l->c, l->trainable, 2 + l->pets->nparams, share));
     PK_TRY(optim_step(l->head_opt));
     PK_TRY(optim_zero_grad(l->head_opt));
     if (!l->frozen) {
@@ -212,7 +222,7 @@ static void lae_destroy(cl_method *m) {
         optim_destroy(l->pet_opt);
         teacher_destroy(l->offline);
         pet_destroy(l->pets);
-        free(l->on), free(l->off);
+        free(l->on), free(l->off), free(l->trainable);
     }
     free(l);
     free(m);

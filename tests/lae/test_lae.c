@@ -230,7 +230,7 @@ static void lae_steps(cl_method *m, pk_ctx *c, int steps, int lo, int hi) {
         tensor *xt = pkt_const(c, PK_F32, 4, (int64_t[]){n, 1, 28, 28}, x);
         tensor *yt = pkt_const(c, PK_I32, 1, (int64_t[]){n}, y);
         double loss = 0;
-        ck_assert_msg(m->step(m, xt, yt, lo, hi, &loss) == PK_OK, "%s", polyak_error());
+        ck_assert_msg(m->step(m, xt, yt, lo, hi, 1.0, &loss) == PK_OK, "%s", polyak_error());
         ck_assert(isfinite(loss));
         free(x);
     }
