@@ -25,6 +25,19 @@
 #define SPLAT_GRAD_COLOR 16u
 #define SPLAT_GRAD_MEANS2D 32u
 
+/* The meta block of a forward (uint words), written on the device by pair_args.comp from the
+ * scanned tile counts, so that nothing whose size depends on the pair count needs the host:
+ * three VkDispatchIndirectCommand triples, then the counts the sort kernels read. */
+#define SPLAT_META_SORT_ARGS 0  /* (3) work groups of sort_hist / sort_scatter */
+#define SPLAT_META_HSCAN_ARGS 3 /* (3) work groups of scan passes 0 and 2 over the histogram */
+#define SPLAT_META_RANGE_ARGS 6 /* (3) work groups of tile_ranges mode 1 */
+#define SPLAT_META_COUNT 9      /* keys sorted: min(pairs, capacity) */
+#define SPLAT_META_BLOCKS 10    /* sort blocks: ceil(count / SPLAT_SORT_BLOCK) */
+#define SPLAT_META_HIST_N 11    /* 256 * blocks: histogram entries */
+#define SPLAT_META_PAIRS 12     /* the frame's (tile, Gaussian) pairs, possibly over capacity */
+#define SPLAT_META_MAX_PAIRS 13 /* most pairs of any frame since the host last cleared it */
+#define SPLAT_META_WORDS 16
+
 /* project.comp and project_back.comp: one invocation per Gaussian. */
 #if !defined(VULKAN) || defined(SPLAT_PC_PROJECT)
 PK_PC_BEGIN(splat_project_pc)
@@ -52,36 +65,47 @@ PC_U32 grad_mask; /* project_back: bit i set = gradient i (means, scales, quats,
 PK_PC_END(splat_project_pc)
 #endif
 
-/* emit.comp: writes each visible Gaussian's (tile, depth) keys at its scanned offset. */
+/* emit.comp: writes each visible Gaussian's (tile, depth) keys at its scanned offset, the
+ * ones below `capacity` (the key buffers' length). */
 #if !defined(VULKAN) || defined(SPLAT_PC_EMIT)
 PK_PC_BEGIN(splat_emit_pc)
 PC_U32 n;
 PC_U32 tiles_x;
+PC_U32 capacity;
 PK_PC_END(splat_emit_pc)
 #endif
 
 /* scan.comp: exclusive prefix sum of `n` uints, in three passes (0: per block, writing block
- * sums; 1: one workgroup scans the block sums; 2: adds them back). */
+ * sums; 1: one workgroup scans the block sums; 2: adds them back). from_meta: n is
+ * meta[SPLAT_META_HIST_N] instead (the sort histogram, sized on the device). */
 #if !defined(VULKAN) || defined(SPLAT_PC_SCAN)
 PK_PC_BEGIN(splat_scan_pc)
 PC_U32 n;
 PC_U32 pass;
+PC_U32 from_meta;
 PK_PC_END(splat_scan_pc)
 #endif
 
-/* sort_hist.comp / sort_scatter.comp: one 8-bit digit of the 64-bit key (hi:lo) at `shift`. */
+/* pair_args.comp: turns the pair count sums[at] into the meta block (one invocation). */
+#if !defined(VULKAN) || defined(SPLAT_PC_ARGS)
+PK_PC_BEGIN(splat_args_pc)
+PC_U32 at;       /* index of the grand total in the scan's sums */
+PC_U32 capacity; /* keys the sort buffers hold */
+PK_PC_END(splat_args_pc)
+#endif
+
+/* sort_hist.comp / sort_scatter.comp: one 8-bit digit of the 64-bit key (hi:lo) at `shift`;
+ * the key count and block count come from the meta block. */
 #if !defined(VULKAN) || defined(SPLAT_PC_SORT)
 PK_PC_BEGIN(splat_sort_pc)
-PC_U32 count;  /* keys */
-PC_U32 shift;  /* 0, 8, ..., 56 */
-PC_U32 blocks; /* ceil(count / SPLAT_SORT_BLOCK) */
+PC_U32 shift; /* 0, 8, ..., 56 */
 PK_PC_END(splat_sort_pc)
 #endif
 
-/* tile_ranges.comp: mode 0 clears `tiles` ranges, mode 1 sets them from the sorted keys. */
+/* tile_ranges.comp: mode 0 clears `tiles` ranges, mode 1 sets them from the sorted keys
+ * (meta[SPLAT_META_COUNT] of them). */
 #if !defined(VULKAN) || defined(SPLAT_PC_RANGES)
 PK_PC_BEGIN(splat_ranges_pc)
-PC_U32 count;
 PC_U32 tiles;
 PC_U32 mode;
 PK_PC_END(splat_ranges_pc)

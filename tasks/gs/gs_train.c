@@ -684,8 +684,9 @@ static void phases_other(gs_phases *p) {
  * the loss 0.8 L1 + 0.2 (1 - SSIM) against `gt` (3, H, W) with pk_l1 and pk_ssim, and the
  * backward; the gradients land in the source's buffers `gr` (means2d in pixels) and the radii
  * in t->radii; t->rgb gets the render. Adds the phases' times to t->timing. */
-static pk_status train_render(gs_trainer *t, const splat_camera *cam, const float *gt_host,
-                              int degree, const float bg[3], gs_array_grads *gr, double *loss_out) {
+static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const float *gt_host,
+                                   int degree, const float bg[3], gs_array_grads *gr,
+                                   double *loss_out, int *redo) {
     pk_ctx *c = t->ctx;
     gs_timing *tm = &t->timing;
     int64_t H = cam->height, W = cam->width;
@@ -724,6 +725,10 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
         float lv = 0;
         if (!loss || tensor_download(loss, &lv) != PK_OK)
             return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+        /* with the loss read: did the render fit the rasterizer's buffers? (before the
+         * backward, so a redo adds no gradients twice) */
+        PK_TRY(pk_splat_renderer_check(t->renderer, redo));
+        if (*redo) return PK_OK;
         stamp t4 = stamp_now();
         PK_TRY(autograd_backward(c, loss));
         stamp t5 = stamp_now();
@@ -781,6 +786,8 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     PK_TRY(tensor_download(in.means2d_grad, gr->means2d));
     PK_TRY(tensor_download(out.radii, t->radii));
     PK_TRY(tensor_download(out.rgb, t->rgb));
+    /* after the same wait: did the render fit the rasterizer's buffers? */
+    PK_TRY(pk_splat_renderer_check(t->renderer, redo));
     stamp t6 = stamp_now();
     /* the tape walks the loss ops and the rasterizer in one backward: the splat op's kernel
      * time (timed by the context) is the rasterizer's share, the rest of the walk the loss's */
@@ -795,6 +802,21 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     ADD_PHASE(tm, grads_out, t5, t6);
     *loss_out = lv;
     return PK_OK;
+}
+
+/* train_render_once, redone when the Vulkan rasterizer reports that the render had more
+ * (tile, Gaussian) pairs than its buffers held (they have grown by then); the source's
+ * produce clears the gradient buffers again. */
+static pk_status train_render(gs_trainer *t, const splat_camera *cam, const float *gt_host,
+                              int degree, const float bg[3], gs_array_grads *gr, double *loss_out) {
+    for (int attempt = 0;; attempt++) {
+        int redo = 0;
+        PK_TRY(train_render_once(t, cam, gt_host, degree, bg, gr, loss_out, &redo));
+        if (!redo) return PK_OK;
+        if (attempt == 2)
+            return pk_error(PK_ERR_DEVICE, "3DGS: the rasterizer's pair buffers did not grow to "
+                                           "fit the frame after 3 tries");
+    }
 }
 
 /* Data parallel: averages the step's gradients over the ranks' views (each loss is a mean
