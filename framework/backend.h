@@ -101,7 +101,8 @@ void pk_ctx_destroy(pk_ctx *c);
  * there are recording times. */
 pk_status pk_ctx_time_ops(pk_ctx *c, bool on);
 
-/* Starts a step: waits for the device, clears the tape, resets the step arena. */
+/* Starts a step: clears the tape and resets the step arena (without waiting for the device:
+ * Vulkan orders the reuse of the arena in the recording). */
 pk_status pk_step_begin(pk_ctx *c);
 
 /* Creates a node for `op` with the given inputs and parameter struct (copied). */

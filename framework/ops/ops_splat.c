@@ -44,6 +44,11 @@ int64_t pk_splat_renderer_pairs(const pk_splat_renderer *r) {
     return r->vk ? splat_vk_state_pairs(r->vk) : splat_state_pairs(r->state);
 }
 
+pk_status pk_splat_renderer_add_cameras(pk_splat_renderer *r, const splat_camera *cams, int n) {
+    if (!r) return pk_error(PK_ERR_INVALID, "splat: renderer is NULL");
+    return r->vk ? splat_vk_state_add_cameras(r->vk, cams, n) : PK_OK;
+}
+
 pk_status pk_splat_renderer_check(pk_splat_renderer *r, int *redo) {
     *redo = 0;
     if (!r) return pk_error(PK_ERR_INVALID, "splat: renderer is NULL");

@@ -65,6 +65,10 @@ void pk_splat_renderer_destroy(pk_splat_renderer *r);
  * read-back). */
 int64_t pk_splat_renderer_pairs(const pk_splat_renderer *r);
 
+/* Vulkan: uploads the cameras' parameters once, so renders through them upload nothing
+ * (a training loop registers its views); CPU: nothing to do. */
+pk_status pk_splat_renderer_add_cameras(pk_splat_renderer *r, const splat_camera *cams, int n);
+
 /* Vulkan: reads the rasterizer's pair counts (a read-back: call it where the caller reads
  * anyway, e.g. with the loss) and sets *redo = 1 when a render since the last check had more
  * (tile, Gaussian) pairs than its buffers held; its outputs and gradients are then wrong and

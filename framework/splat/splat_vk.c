@@ -23,13 +23,13 @@
 #include "splat/splat_pc.h"
 #include "splat_project.h"
 
-static_assert(sizeof(splat_project_pc) == 20 * 4, "push constants of project / project_back");
+static_assert(sizeof(splat_project_pc) == 21 * 4, "push constants of project / project_back");
 static_assert(sizeof(splat_emit_pc) == 3 * 4, "push constants of emit");
 static_assert(sizeof(splat_scan_pc) == 3 * 4, "push constants of scan");
 static_assert(sizeof(splat_args_pc) == 2 * 4, "push constants of pair_args");
 static_assert(sizeof(splat_sort_pc) == 1 * 4, "push constants of the sort");
 static_assert(sizeof(splat_ranges_pc) == 2 * 4, "push constants of tile_ranges");
-static_assert(sizeof(splat_blend_pc) == 8 * 4, "push constants of blend / blend_back");
+static_assert(sizeof(splat_blend_pc) == 12 * 4, "push constants of blend / blend_back");
 static_assert(sizeof(pc_fill) == 3 * 4, "push constants of nn/fill");
 static_assert(SPLAT_TILE_GPU == SPLAT_TILE, "tile size of the shaders");
 static_assert(SPLAT_GRAD_STRIDE_GPU == SPLAT_GRAD_STRIDE, "gradient row of the blend");
@@ -79,18 +79,24 @@ enum {
 /* Most pairs a frame may have: tile_ranges' indirect grid (pairs / 256) must stay within the
  * 65,535 work groups every device allows. */
 #define PAIRS_MAX (65535u * 256u)
+/* Camera slots of the params block: a training loop over up to this many views uploads each
+ * camera once; beyond it, slots are reused in turn. */
+#define PARAM_SLOTS 256
 
 struct splat_vk_state {
     vkctx *ctx;
     pk_block b[B_COUNT];
     int n, width, height, valid;
-    int64_t pairs;     /* pairs of the last checked frame */
-    uint32_t capacity; /* keys the sort buffers hold */
-    int64_t regrows;   /* times a check found a frame over capacity */
-    int meta_ready;    /* B_META allocated and cleared */
-    int force_cas;     /* compare-and-swap blend_back even with float atomics */
-    int val_buf;       /* B_VAL0 or B_VAL1: where the sorted Gaussian ids are */
-    int hi_buf;        /* B_HI0 or B_HI1: sorted tile ids */
+    int64_t pairs;                        /* pairs of the last checked frame */
+    uint32_t capacity;                    /* keys the sort buffers hold */
+    int64_t regrows;                      /* times a check found a frame over capacity */
+    int meta_ready;                       /* B_META allocated and cleared */
+    float (*slot_key)[SPLAT_PARAMS_SLOT]; /* (PARAM_SLOTS) host copy of each camera slot */
+    int slots_used, slot_next;
+    uint32_t off_params; /* the last forward's camera slot (first float) */
+    int force_cas;       /* compare-and-swap blend_back even with float atomics */
+    int val_buf;         /* B_VAL0 or B_VAL1: where the sorted Gaussian ids are */
+    int hi_buf;          /* B_HI0 or B_HI1: sorted tile ids */
 };
 
 splat_vk_state *splat_vk_state_create(vkctx *ctx) {
@@ -104,6 +110,7 @@ void splat_vk_state_destroy(splat_vk_state *st) {
     if (!st) return;
     for (int i = 0; i < B_COUNT; i++)
         vkctx_block_free(st->ctx, &st->b[i]);
+    free(st->slot_key);
     free(st);
 }
 
@@ -236,14 +243,35 @@ static pk_status scan_hist(splat_vk_state *st) {
     return PK_OK;
 }
 
-static void camera_params(const splat_cam_derived *cd, const float bg[3],
-                          float p[SPLAT_PARAMS_FLOATS]) {
+/* The params slot of a camera (the background is a push constant: its floats stay 0). */
+static void camera_params(const splat_cam_derived *cd, float p[SPLAT_PARAMS_SLOT]) {
+    memset(p, 0, SPLAT_PARAMS_SLOT * sizeof(float));
     memcpy(p, cd->R, 9 * sizeof(float));
     memcpy(p + 9, cd->t, 3 * sizeof(float));
     memcpy(p + 12, cd->campos, 3 * sizeof(float));
     p[15] = cd->fx, p[16] = cd->fy, p[17] = cd->cx, p[18] = cd->cy;
     p[19] = cd->limx, p[20] = cd->limy, p[21] = cd->near;
-    p[22] = bg[0], p[23] = bg[1], p[24] = bg[2];
+}
+
+/* Finds the camera's slot in the params block, uploading it into a free (or the oldest) slot
+ * the first time it is seen; *off is its first float. */
+static pk_status camera_slot(splat_vk_state *st, const splat_cam_derived *cd, uint32_t *off) {
+    float p[SPLAT_PARAMS_SLOT];
+    camera_params(cd, p);
+    for (int i = 0; i < st->slots_used; i++)
+        if (memcmp(st->slot_key[i], p, sizeof p) == 0) {
+            *off = (uint32_t)i * SPLAT_PARAMS_SLOT;
+            return PK_OK;
+        }
+    if (!st->slot_key) {
+        st->slot_key = calloc(PARAM_SLOTS, sizeof *st->slot_key);
+        if (!st->slot_key) return pk_error(PK_ERR_NOMEM, "splat_vk: out of host memory");
+        PK_TRY(ensure(st, B_PARAMS, (size_t)PARAM_SLOTS * sizeof p));
+    }
+    int i = st->slots_used < PARAM_SLOTS ? st->slots_used++ : st->slot_next++ % PARAM_SLOTS;
+    memcpy(st->slot_key[i], p, sizeof p);
+    *off = (uint32_t)i * SPLAT_PARAMS_SLOT;
+    return vkctx_block_write(st->ctx, &st->b[B_PARAMS], (size_t)*off * 4, p, sizeof p);
 }
 
 static size_t color_floats(int use_sh, int sh_degree) {
@@ -300,6 +328,18 @@ static splat_project_pc project_pc(splat_vk_state *st, const splat_cam_derived *
                               .off_color = s->color.off};
 }
 
+pk_status splat_vk_state_add_cameras(splat_vk_state *st, const splat_camera *cams, int n) {
+    if (!st || (n > 0 && !cams))
+        return pk_error(PK_ERR_INVALID, "splat_vk_state_add_cameras: state or cameras NULL");
+    for (int i = 0; i < n && st->slots_used < PARAM_SLOTS; i++) {
+        splat_cam_derived cd;
+        uint32_t off;
+        PK_TRY(splat_cam_derive(&cams[i], &cd));
+        PK_TRY(camera_slot(st, &cd, &off));
+    }
+    return PK_OK;
+}
+
 pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
                                const splat_vk_scene *scene, const splat_vk_outputs *out) {
     if (!st || !out) return pk_error(PK_ERR_INVALID, "splat_vk_forward: state or outputs NULL");
@@ -315,9 +355,7 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
     PK_TRY(check_array(&out->radii, n, "radii", 1));
     for (int i = B_MEANS; i <= B_COLOR; i++)
         PK_TRY(ensure(st, i, 16)); /* bound in place of absent inputs when n == 0 */
-    float params[SPLAT_PARAMS_FLOATS];
-    camera_params(&cd, scene->background, params);
-    PK_TRY(upload(st, B_PARAMS, params, sizeof params));
+    PK_TRY(camera_slot(st, &cd, &st->off_params));
 
     if (!st->meta_ready) { /* the running maximum starts at zero */
         uint32_t clear[SPLAT_META_WORDS] = {0};
@@ -333,6 +371,7 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
     pk_block *in[5];
     splat_project_pc ppc = project_pc(st, &cd, scene, in);
     ppc.off_radii = radii.off;
+    ppc.off_params = st->off_params;
     pk_block *pb[9] = {&st->b[B_PARAMS],  in[0],      in[1], in[2], in[3], in[4], &st->b[B_PROJ],
                        &st->b[B_TOUCHED], radii.block};
     PK_TRY(dispatch_blocks(st, "splat/project", pb, 9, &ppc, sizeof ppc, div_up(n, 256), 1));
@@ -401,7 +440,11 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
                           .tiles_x = (uint32_t)cd.tiles_x,
                           .off_rgb = rgb.off,
                           .off_alpha = alpha.off,
-                          .off_depth = depth.off};
+                          .off_depth = depth.off,
+                          .off_params = st->off_params,
+                          .bg_r = scene->background[0],
+                          .bg_g = scene->background[1],
+                          .bg_b = scene->background[2]};
     PK_TRY(dispatch_blocks(st, "splat/blend", bb, 9, &bpc, sizeof bpc, (uint32_t)cd.tiles_x,
                            (uint32_t)cd.tiles_y));
     st->n = scene->n, st->width = cd.width, st->height = cd.height;
@@ -459,7 +502,11 @@ pk_status splat_vk_backward_dev(splat_vk_state *st, const splat_camera *cam,
                           .has_d_depth = up->d_depth.block != NULL,
                           .off_rgb = up->d_rgb.off,
                           .off_alpha = up->d_alpha.off,
-                          .off_depth = up->d_depth.off};
+                          .off_depth = up->d_depth.off,
+                          .off_params = st->off_params,
+                          .bg_r = scene->background[0],
+                          .bg_g = scene->background[1],
+                          .bg_b = scene->background[2]};
     PK_TRY(dispatch_blocks(st, back, bb, 10, &bpc, sizeof bpc, (uint32_t)cd.tiles_x,
                            (uint32_t)cd.tiles_y));
 
@@ -467,6 +514,7 @@ pk_status splat_vk_backward_dev(splat_vk_state *st, const splat_camera *cam,
      * (not touched: their grad_mask bit is clear) */
     pk_block *in[5];
     splat_project_pc ppc = project_pc(st, &cd, scene, in);
+    ppc.off_params = st->off_params;
     uint32_t *offs[6] = {&ppc.off_g_means,   &ppc.off_g_scales, &ppc.off_g_quats,
                          &ppc.off_g_opacity, &ppc.off_g_color,  &ppc.off_g_means2d};
     pk_block *pb[13] = {&st->b[B_PARAMS], in[0], in[1], in[2], in[3], in[4], &st->b[B_G2D]};

@@ -82,6 +82,10 @@ int64_t splat_vk_state_regrows(const splat_vk_state *st);
  * grown to fit them. */
 pk_status splat_vk_state_check(splat_vk_state *st, int *overflowed);
 
+/* Uploads the cameras' parameters into the state's camera slots now (256 slots; cameras past
+ * the free slots are skipped), so that later renders through them upload nothing. */
+pk_status splat_vk_state_add_cameras(splat_vk_state *st, const splat_camera *cams, int n);
+
 /* Records a render of the device scene through `cam` into `out` (no read-back: the pair count
  * stays on the device; see splat_vk_state_check). */
 pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,

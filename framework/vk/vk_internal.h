@@ -96,6 +96,7 @@ struct vkctx {
     VkCommandBuffer cmd;
     VkFence fence;
     bool pending;   /* commands recorded since the last submission */
+    uint32_t recorded; /* dispatches in the recording in progress */
     uint64_t batch; /* number of the recording in progress (starts at 1) */
     VkPipeline bound_pipeline;
 

@@ -2,8 +2,10 @@
  *
  * Buffers every splat shader may bind (the host allocates one block each; inputs may be views
  * into larger blocks, hence the element offsets):
- *   params (float): camera R (9, row-major world-to-camera), t (3), campos (3), fx, fy, cx,
- *                   cy, limx, limy, near, background (3): SPLAT_PARAMS_FLOATS floats
+ *   params (float): slots of SPLAT_PARAMS_SLOT floats, one per camera the state has seen, each
+ *                   camera R (9, row-major world-to-camera), t (3), campos (3), fx, fy, cx,
+ *                   cy, limx, limy, near, then 3 unused (the background is a push constant),
+ *                   so a training loop over a fixed set of views uploads no camera per step
  *   proj (float):   (n, SPLAT_PROJ_STRIDE) per-Gaussian projection, see splat_common.glsl
  * Keys of the (tile, depth) sort are two uint arrays (hi = tile, lo = depth bits) plus the
  * Gaussian index as the value. A shader defines the SPLAT_PC_* name of its block before
@@ -13,6 +15,7 @@
 #include "common/pc.h"
 
 #define SPLAT_PARAMS_FLOATS 25
+#define SPLAT_PARAMS_SLOT 32 /* floats per camera slot of the params buffer */
 #define SPLAT_PROJ_STRIDE 16
 #define SPLAT_GRAD_STRIDE_GPU 10 /* d mean2D (2), d conic (3), d opacity, d colour (3), d depth */
 #define SPLAT_SORT_BLOCK 1024    /* keys per workgroup in the radix sort */
@@ -62,6 +65,7 @@ PC_U32 off_g_color;
 PC_U32 off_g_means2d;
 PC_U32 grad_mask; /* project_back: bit i set = gradient i (means, scales, quats, opacity,
                      color, means2d) is wanted; unset ones are not touched */
+PC_U32 off_params; /* first float of the camera's params slot */
 PK_PC_END(splat_project_pc)
 #endif
 
@@ -111,6 +115,21 @@ PC_U32 mode;
 PK_PC_END(splat_ranges_pc)
 #endif
 
+/* densify_stats.comp: 3DGS's densification statistics of one render, one invocation per
+ * Gaussian (element offsets into whole-bound blocks). */
+#if !defined(VULKAN) || defined(SPLAT_PC_STATS)
+PK_PC_BEGIN(splat_stats_pc)
+PC_U32 n;
+PC_U32 off_g2d;       /* (n, 2) d loss / d mean2D in pixels */
+PC_U32 off_radii;     /* (n) i32 */
+PC_U32 off_accum;     /* (n) xyz_gradient_accum */
+PC_U32 off_denom;     /* (n) denom */
+PC_U32 off_max_radii; /* (n) max_radii2D */
+PC_F32 hx;            /* W / 2: pixel to NDC gradient */
+PC_F32 hy;            /* H / 2 */
+PK_PC_END(splat_stats_pc)
+#endif
+
 /* blend.comp / blend_back.comp: one 16x16 workgroup per tile. */
 #if !defined(VULKAN) || defined(SPLAT_PC_BLEND)
 PK_PC_BEGIN(splat_blend_pc)
@@ -122,6 +141,10 @@ PC_U32 has_d_depth;
 PC_U32 off_rgb;   /* blend: of rgb (3, H, W) out; blend_back: of d_rgb in */
 PC_U32 off_alpha; /* blend: of alpha out; blend_back: of d_alpha */
 PC_U32 off_depth; /* blend: of depth out; blend_back: of d_depth */
+PC_U32 off_params; /* first float of the camera's params slot */
+PC_F32 bg_r;       /* background colour */
+PC_F32 bg_g;
+PC_F32 bg_b;
 PK_PC_END(splat_blend_pc)
 #endif
 

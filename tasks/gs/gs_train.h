@@ -121,6 +121,12 @@ typedef struct gs_step_result {
                          * step sees the reset model, as the next steps start from it) */
     double eval_psnr, eval_ssim;
     int64_t anchors; /* scaffold: anchors after this step (0 for 3DGS) */
+    /* Vulkan, 3DGS (resident training): the loss and PSNR above are those of the last step
+     * read back (every step's land in log.csv at the next read-back, at least every 100
+     * steps); rewound: a read-back found that a render since the one before had more
+     * (tile, Gaussian) pairs than the rasterizer's buffers held, so the trainer went back to
+     * step `step` (the buffers have grown; the next calls redo the steps) */
+    bool rewound;
 } gs_step_result;
 
 /* Held-out evaluation. */
