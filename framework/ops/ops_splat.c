@@ -49,6 +49,10 @@ pk_status pk_splat_renderer_add_cameras(pk_splat_renderer *r, const splat_camera
     return r->vk ? splat_vk_state_add_cameras(r->vk, cams, n) : PK_OK;
 }
 
+void pk_splat_renderer_set_capacity(pk_splat_renderer *r, int64_t pairs) {
+    if (r && r->vk) splat_vk_state_set_capacity(r->vk, pairs);
+}
+
 pk_status pk_splat_renderer_check(pk_splat_renderer *r, int *redo) {
     *redo = 0;
     if (!r) return pk_error(PK_ERR_INVALID, "splat: renderer is NULL");

@@ -69,6 +69,10 @@ int64_t pk_splat_renderer_pairs(const pk_splat_renderer *r);
  * (a training loop registers its views); CPU: nothing to do. */
 pk_status pk_splat_renderer_add_cameras(pk_splat_renderer *r, const splat_camera *cams, int n);
 
+/* Vulkan: sets the number of (tile, Gaussian) pairs the rasterizer's buffers hold from the
+ * next render on (tests: a small one exercises growing); CPU: nothing. */
+void pk_splat_renderer_set_capacity(pk_splat_renderer *r, int64_t pairs);
+
 /* Vulkan: reads the rasterizer's pair counts (a read-back: call it where the caller reads
  * anyway, e.g. with the loss) and sets *redo = 1 when a render since the last check had more
  * (tile, Gaussian) pairs than its buffers held; its outputs and gradients are then wrong and

@@ -654,6 +654,7 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     if (s != PK_OK) goto fail;
     t->st = splat_state_create();
     FAIL(pk_splat_renderer_create(t->ctx, &t->renderer));
+    if (t->o.vk_pairs > 0) pk_splat_renderer_set_capacity(t->renderer, t->o.vk_pairs);
     int maxhw = 0;
     for (int i = 0; i < t->scene.n; i++)
         if (t->images[i].w * t->images[i].h > maxhw) maxhw = t->images[i].w * t->images[i].h;
@@ -758,6 +759,8 @@ gs_timing gs_trainer_timing(const gs_trainer *t) { return t->timing; }
 const pk_device *gs_trainer_device(const gs_trainer *t) { return t->ctx->dev; }
 
 const gs_source *gs_trainer_source(const gs_trainer *t) { return &t->src; }
+
+int64_t gs_trainer_rewinds(const gs_trainer *t) { return t->rewinds; }
 
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */

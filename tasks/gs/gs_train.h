@@ -76,6 +76,7 @@ typedef struct gs_train_options {
     pk_status (*make_source)(void *arg, const gs_source_env *env, struct gs_source *out);
     void *make_source_arg;
     const char *source_json;
+    int64_t vk_pairs;   /* tests: the Vulkan rasterizer's first pair capacity (0: its own) */
     FILE *progress;     /* the run's options, messages and progress lines; NULL: none */
     bool catch_signals; /* SIGINT/SIGTERM request a stop (run_stop_requested) */
 } gs_train_options;
@@ -196,6 +197,10 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
 /* Renders view `view` (full training size) with the source's produce and measures it against
  * its ground truth (PSNR of the clamped render, SSIM). */
 pk_status gs_trainer_view_metrics(gs_trainer *t, int view, double *psnr, double *ssim);
+
+/* Resident Vulkan training: how many read-backs found a render over the rasterizer's pair
+ * buffers and rewound (0 elsewhere). */
+int64_t gs_trainer_rewinds(const gs_trainer *t);
 
 /* The trainer's Gaussian source. */
 const struct gs_source *gs_trainer_source(const gs_trainer *t);
