@@ -357,9 +357,9 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
         PK_TRY(ensure(st, i, 16)); /* bound in place of absent inputs when n == 0 */
     PK_TRY(camera_slot(st, &cd, &st->off_params));
 
-    if (!st->meta_ready) { /* the running maximum starts at zero */
-        uint32_t clear[SPLAT_META_WORDS] = {0};
-        PK_TRY(upload(st, B_META, clear, sizeof clear));
+    if (!st->meta_ready) { /* the running maximum starts at zero (cleared on the device) */
+        PK_TRY(ensure(st, B_META, SPLAT_META_WORDS * 4));
+        PK_TRY(zero(st, B_META, SPLAT_META_WORDS));
         st->meta_ready = 1;
     }
 
