@@ -2,11 +2,11 @@
  * (issue #16), on lavapipe: (1) the per-step counters of a short bundled-scene run meet the
  * goal outside the read-back steps: 0 bytes either way, 0 host waits, 0 submissions and (after
  * the first step) 0 descriptor allocations, and the one read-back at the end costs one wait
- * and exactly the losses (8 bytes a step) and the pair count; (2) the same run, with densification, matches
- * the CPU backend step by step (loss, PSNR, Gaussian count, held-out PSNR), also when the
- * rasterizer's pair buffers start far too small: the read-back finds the overflow, the
- * trainer rewinds to its snapshot and redoes the steps with grown buffers. Exits 77 without
- * a Vulkan device. Validation is on (POLYAK_VALIDATE=1 from ctest). */
+ * and exactly the losses (8 bytes a step) and the pair count; (2) the same run, with
+ * densification, matches the CPU backend step by step (loss, PSNR, Gaussian count, held-out
+ * PSNR), also when the rasterizer's pair buffers start far too small: the read-back finds the
+ * overflow, the trainer rewinds to its snapshot and redoes the steps with grown buffers.
+ * Exits 77 without a Vulkan device. Validation is on (POLYAK_VALIDATE=1 from ctest). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
