@@ -117,10 +117,11 @@ const char *pk_ctx_name(pk_ctx *c, const char *prefix, const char *suffix) {
 }
 
 pk_status pk_step_begin(pk_ctx *c) {
-    /* No wait for the device: the step arena's memory is reused in recording order, and the
-     * Vulkan barrier tracker orders a new step's writes after the last step's reads of the
-     * same bytes, so a loop that reads nothing back records step after step (the recording
-     * is submitted at the next read-back or once it grows large: vk_pipeline.c). */
+    PK_TRY(pk_device_sync(c->dev));
+    return pk_step_reset(c);
+}
+
+pk_status pk_step_reset(pk_ctx *c) {
     c->tape_len = 0;
     for (pk_node_slab *s = c->nodes; s; s = s->next)
         s->used = 0;

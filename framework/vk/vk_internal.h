@@ -95,9 +95,8 @@ struct vkctx {
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
     VkFence fence;
-    bool pending;      /* commands recorded since the last submission */
-    uint32_t recorded; /* dispatches in the recording in progress */
-    uint64_t batch;    /* number of the recording in progress (starts at 1) */
+    bool pending;   /* commands recorded since the last submission */
+    uint64_t batch; /* number of the recording in progress (starts at 1) */
     VkPipeline bound_pipeline;
 
     /* device accesses recorded since the last barrier (what a new dispatch may conflict with) */

@@ -9,8 +9,6 @@
 #include "vk_internal.h"
 
 /* Sets and descriptors per pool; a recording chains more pools when it needs them. */
-/* Dispatches after which a recording is submitted even though nobody reads anything yet. */
-#define VK_MAX_RECORDED 50000u
 #define VK_POOL_SETS 1024u
 #define VK_POOL_DESCRIPTORS (VK_POOL_SETS * 8u)
 
@@ -576,9 +574,6 @@ static pk_status dispatch_any(vkctx *ctx, const char *name, int nbuf, const vk_b
         return PK_OK; /* nothing to run */
 
     if (ctx->query_pool && !vk_profile_has_room(ctx)) PK_TRY(vkctx_sync(ctx));
-    /* loops that read nothing back for a long time (pk_step_begin does not wait) would grow
-     * one recording without bound: run it once it holds VK_MAX_RECORDED dispatches */
-    if (ctx->recorded >= VK_MAX_RECORDED) PK_TRY(vkctx_sync(ctx));
     VkDescriptorSet set = VK_NULL_HANDLE;
     if (nbuf > 0 && !ctx->push_desc) PK_TRY(desc_get(ctx, p, handles, &set));
     /* data flows only through blocks: wait when a range overlaps one written since the last
@@ -617,7 +612,6 @@ static pk_status dispatch_any(vkctx *ctx, const char *name, int nbuf, const vk_b
     else
         vkCmdDispatch(ctx->cmd, gx, gy, gz);
     ctx->counters.dispatches++;
-    ctx->recorded++;
     if (ctx->query_pool) vk_profile_after(ctx);
     if (ab) PK_TRY(vk_access_add(ctx, ab, args_off, args_off + 12, false));
     for (int i = 0; i < nbuf; i++)

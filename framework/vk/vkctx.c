@@ -547,7 +547,6 @@ pk_status vkctx_sync(vkctx *ctx) {
         return s == PK_ERR_NOMEM ? s : PK_ERR_DEVICE;
     }
     ctx->pending = false;
-    ctx->recorded = 0;
     ctx->batch++;
     ctx->nacc = 0;
     ctx->staging_used = 0;

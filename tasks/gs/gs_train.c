@@ -845,7 +845,9 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
     pk_ctx *c = t->ctx;
     gs_timing *tm = &t->timing;
     int64_t H = cam->height, W = cam->width;
-    PK_TRY(pk_step_begin(c));
+    /* resident: no wait for the device between steps (the barrier tracker orders the step
+     * arena's reuse in the recording); the steps are run at the next read-back */
+    PK_TRY(t->dev ? pk_step_reset(c) : pk_step_begin(c));
     stamp sb0 = splat_backward_time(c);
     stamp t0 = stamp_now();
     tensor *gt = gt_dev;
