@@ -110,17 +110,22 @@ static pk_status upload_gaussians(pk_ctx *c, const pk_gaussians *g, pk_splat_inp
 /* Renders one camera and writes its PNG. */
 static pk_status render_one(pk_ctx *c, pk_splat_renderer *r, const pk_splat_inputs *in,
                             const pk_camera *cam, const char *path) {
-    PK_TRY(pk_step_begin(c));
     splat_camera sc = splat_cam_of(cam);
-    pk_splat_outputs out;
-    PK_TRY(pk_splat(c, r, &sc, in, &out));
     int64_t hw = (int64_t)cam->width * cam->height;
     float *rgb = malloc(sizeof(float) * 3 * (size_t)hw);
     if (!rgb)
         return pk_error(PK_ERR_NOMEM, "out of host memory for a %dx%d image", cam->width,
                         cam->height);
     pk_image img = {0};
-    pk_status s = tensor_download(out.rgb, rgb);
+    pk_status s = PK_OK;
+    /* Vulkan: a frame over the rasterizer's pair buffers is rendered again once they grew */
+    for (int redo = 1, tries = 0; s == PK_OK && redo && tries < 3; tries++) {
+        pk_splat_outputs out;
+        s = pk_step_begin(c);
+        if (s == PK_OK) s = pk_splat(c, r, &sc, in, &out);
+        if (s == PK_OK) s = tensor_download(out.rgb, rgb);
+        if (s == PK_OK) s = pk_splat_renderer_check(r, &redo);
+    }
     if (s == PK_OK) s = image_create(&img, cam->width, cam->height, 3, 8);
     if (s == PK_OK) {
         uint8_t *px = img.data;

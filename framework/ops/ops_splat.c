@@ -44,6 +44,21 @@ int64_t pk_splat_renderer_pairs(const pk_splat_renderer *r) {
     return r->vk ? splat_vk_state_pairs(r->vk) : splat_state_pairs(r->state);
 }
 
+pk_status pk_splat_renderer_add_cameras(pk_splat_renderer *r, const splat_camera *cams, int n) {
+    if (!r) return pk_error(PK_ERR_INVALID, "splat: renderer is NULL");
+    return r->vk ? splat_vk_state_add_cameras(r->vk, cams, n) : PK_OK;
+}
+
+void pk_splat_renderer_set_capacity(pk_splat_renderer *r, int64_t pairs) {
+    if (r && r->vk) splat_vk_state_set_capacity(r->vk, pairs);
+}
+
+pk_status pk_splat_renderer_check(pk_splat_renderer *r, int *redo) {
+    *redo = 0;
+    if (!r) return pk_error(PK_ERR_INVALID, "splat: renderer is NULL");
+    return r->vk ? splat_vk_state_check(r->vk, redo) : PK_OK;
+}
+
 /* Checks that t is a contiguous f32 tensor of shape (n, cols) (or (n) when cols == 0 is
  * allowed through alt_1d); records an error naming the field otherwise. */
 static bool check_rows(const tensor *t, const char *field, int64_t n, int64_t cols, bool alt_1d) {

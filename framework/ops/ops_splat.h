@@ -61,8 +61,24 @@ pk_status pk_splat_renderer_create(pk_ctx *c, pk_splat_renderer **out);
 /* Frees a renderer; accepts NULL. */
 void pk_splat_renderer_destroy(pk_splat_renderer *r);
 
-/* (tile, Gaussian) pairs of the renderer's last forward, for statistics. */
+/* (tile, Gaussian) pairs of the renderer's last forward, for statistics (Vulkan: a
+ * read-back). */
 int64_t pk_splat_renderer_pairs(const pk_splat_renderer *r);
+
+/* Vulkan: uploads the cameras' parameters once, so renders through them upload nothing
+ * (a training loop registers its views); CPU: nothing to do. */
+pk_status pk_splat_renderer_add_cameras(pk_splat_renderer *r, const splat_camera *cams, int n);
+
+/* Vulkan: sets the number of (tile, Gaussian) pairs the rasterizer's buffers hold from the
+ * next render on (tests: a small one exercises growing); CPU: nothing. */
+void pk_splat_renderer_set_capacity(pk_splat_renderer *r, int64_t pairs);
+
+/* Vulkan: reads the rasterizer's pair counts (a read-back: call it where the caller reads
+ * anyway, e.g. with the loss) and sets *redo = 1 when a render since the last check had more
+ * (tile, Gaussian) pairs than its buffers held; its outputs and gradients are then wrong and
+ * the caller must redo its renders since the last check (the buffers have grown to fit them).
+ * CPU: always *redo = 0. */
+pk_status pk_splat_renderer_check(pk_splat_renderer *r, int *redo);
 
 /* Renders the Gaussians of `in` through `cam` into `out` (recorded on the tape when an input
  * requires gradients). On Vulkan, inputs, outputs and gradients stay in device memory. */

@@ -1,8 +1,14 @@
 /* splat_vk.c - host side of the Vulkan rasterizer: device buffers, the dispatch sequence of
  * shaders/splat/ and the host-array wrappers. Forward: project -> scan of tile counts ->
- * (read the pair count) -> emit keys -> LSD radix sort over the key bits in use (4 depth
- * digits + the tile-id digits) -> tile ranges -> blend. Backward: blend_back (atomics) ->
- * project_back. The math lives in the shaders (ports of splat_project.c and splat.c).
+ * pair_args (the pair count into indirect work-group counts, on the device) -> emit keys ->
+ * LSD radix sort over the key bits in use (4 depth digits + the tile-id digits) -> tile
+ * ranges -> blend. Backward: blend_back (atomics) -> project_back. The math lives in the
+ * shaders (ports of splat_project.c and splat.c).
+ *
+ * The key buffers hold `capacity` pairs; a frame with more sorts only the first `capacity`
+ * keys (a wrong image, never a write out of bounds) and leaves its pair count in the meta
+ * block, where splat_vk_state_check finds it at the caller's next read-back, grows the
+ * buffers and tells the caller to redo the frame.
  *
  * The *_dev functions read and write caller arrays (block + element offset) in place; the
  * host-array API uploads into the state's own input blocks and reads the state's output
@@ -17,12 +23,13 @@
 #include "splat/splat_pc.h"
 #include "splat_project.h"
 
-static_assert(sizeof(splat_project_pc) == 20 * 4, "push constants of project / project_back");
-static_assert(sizeof(splat_emit_pc) == 2 * 4, "push constants of emit");
-static_assert(sizeof(splat_scan_pc) == 2 * 4, "push constants of scan");
-static_assert(sizeof(splat_sort_pc) == 3 * 4, "push constants of the sort");
-static_assert(sizeof(splat_ranges_pc) == 3 * 4, "push constants of tile_ranges");
-static_assert(sizeof(splat_blend_pc) == 8 * 4, "push constants of blend / blend_back");
+static_assert(sizeof(splat_project_pc) == 21 * 4, "push constants of project / project_back");
+static_assert(sizeof(splat_emit_pc) == 3 * 4, "push constants of emit");
+static_assert(sizeof(splat_scan_pc) == 3 * 4, "push constants of scan");
+static_assert(sizeof(splat_args_pc) == 2 * 4, "push constants of pair_args");
+static_assert(sizeof(splat_sort_pc) == 1 * 4, "push constants of the sort");
+static_assert(sizeof(splat_ranges_pc) == 2 * 4, "push constants of tile_ranges");
+static_assert(sizeof(splat_blend_pc) == 12 * 4, "push constants of blend / blend_back");
 static_assert(sizeof(pc_fill) == 3 * 4, "push constants of nn/fill");
 static_assert(SPLAT_TILE_GPU == SPLAT_TILE, "tile size of the shaders");
 static_assert(SPLAT_GRAD_STRIDE_GPU == SPLAT_GRAD_STRIDE, "gradient row of the blend");
@@ -62,23 +69,40 @@ enum {
     B_GOPAC,
     B_GCOLOR,
     B_GMEANS2D, // gradients of the host-array API
+    B_META,     // pair count and indirect work-group counts (SPLAT_META_WORDS)
     B_COUNT
 };
+
+/* Pair capacity of a new state before its first check: enough for typical frames of small
+ * scenes; larger frames grow it once. */
+#define PAIRS_INITIAL 65536
+/* Most pairs a frame may have: tile_ranges' indirect grid (pairs / 256) must stay within the
+ * 65,535 work groups every device allows. */
+#define PAIRS_MAX (65535u * 256u)
+/* Camera slots of the params block: a training loop over up to this many views uploads each
+ * camera once; beyond it, slots are reused in turn. */
+#define PARAM_SLOTS 256
 
 struct splat_vk_state {
     vkctx *ctx;
     pk_block b[B_COUNT];
     int n, width, height, valid;
-    int64_t pairs;
-    int force_cas; /* compare-and-swap blend_back even with float atomics */
-    int val_buf;   /* B_VAL0 or B_VAL1: where the sorted Gaussian ids are */
-    int hi_buf;    /* B_HI0 or B_HI1: sorted tile ids */
+    int64_t pairs;                        /* pairs of the last checked frame */
+    uint32_t capacity;                    /* keys the sort buffers hold */
+    int64_t regrows;                      /* times a check found a frame over capacity */
+    int meta_ready;                       /* B_META allocated and cleared */
+    float (*slot_key)[SPLAT_PARAMS_SLOT]; /* (PARAM_SLOTS) host copy of each camera slot */
+    int slots_used, slot_next;
+    uint32_t off_params; /* the last forward's camera slot (first float) */
+    int force_cas;       /* compare-and-swap blend_back even with float atomics */
+    int val_buf;         /* B_VAL0 or B_VAL1: where the sorted Gaussian ids are */
+    int hi_buf;          /* B_HI0 or B_HI1: sorted tile ids */
 };
 
 splat_vk_state *splat_vk_state_create(vkctx *ctx) {
     if (!ctx) return NULL;
     splat_vk_state *st = calloc(1, sizeof *st);
-    if (st) st->ctx = ctx;
+    if (st) st->ctx = ctx, st->capacity = PAIRS_INITIAL;
     return st;
 }
 
@@ -86,6 +110,7 @@ void splat_vk_state_destroy(splat_vk_state *st) {
     if (!st) return;
     for (int i = 0; i < B_COUNT; i++)
         vkctx_block_free(st->ctx, &st->b[i]);
+    free(st->slot_key);
     free(st);
 }
 
@@ -93,7 +118,42 @@ void splat_vk_state_force_cas(splat_vk_state *st, int on) {
     if (st) st->force_cas = on != 0;
 }
 
-int64_t splat_vk_state_pairs(const splat_vk_state *st) { return st && st->valid ? st->pairs : 0; }
+int64_t splat_vk_state_pairs(splat_vk_state *st) {
+    if (!st || !st->valid) return 0;
+    int over = 0;
+    if (splat_vk_state_check(st, &over) != PK_OK) return -1;
+    return st->pairs;
+}
+
+void splat_vk_state_set_capacity(splat_vk_state *st, int64_t pairs) {
+    if (!st) return;
+    st->capacity = pairs < 1 ? 1u : pairs > PAIRS_MAX ? PAIRS_MAX : (uint32_t)pairs;
+}
+
+int64_t splat_vk_state_capacity(const splat_vk_state *st) { return st ? st->capacity : 0; }
+
+int64_t splat_vk_state_regrows(const splat_vk_state *st) { return st ? st->regrows : 0; }
+
+pk_status splat_vk_state_check(splat_vk_state *st, int *overflowed) {
+    *overflowed = 0;
+    if (!st) return pk_error(PK_ERR_INVALID, "splat_vk_state_check: state is NULL");
+    if (!st->meta_ready) return PK_OK; /* no forward recorded yet */
+    uint32_t m[2];
+    PK_TRY(vkctx_block_read(st->ctx, &st->b[B_META], SPLAT_META_PAIRS * 4, m, sizeof m));
+    st->pairs = m[0];
+    if (m[1] <= st->capacity) return PK_OK;
+    if (m[1] > PAIRS_MAX)
+        return pk_error(PK_ERR_NOMEM,
+                        "splat_vk: a frame has %u (tile, Gaussian) pairs, over the %u this "
+                        "rasterizer can sort",
+                        m[1], PAIRS_MAX);
+    uint64_t grown = (uint64_t)m[1] + m[1] / 4 + 1024;
+    st->capacity = grown > PAIRS_MAX ? PAIRS_MAX : (uint32_t)grown;
+    st->regrows++;
+    *overflowed = 1;
+    const uint32_t zero_max = 0;
+    return vkctx_block_write(st->ctx, &st->b[B_META], SPLAT_META_MAX_PAIRS * 4, &zero_max, 4);
+}
 
 /* Makes block i at least `bytes` long (at least 16); contents are not kept. */
 static pk_status ensure(splat_vk_state *st, int i, size_t bytes) {
@@ -132,6 +192,17 @@ static pk_status dispatch(splat_vk_state *st, const char *name, const int *bufs,
     return dispatch_blocks(st, name, blocks, nbuf, pc, pc_size, gx, gy);
 }
 
+/* Records an indirect dispatch over the state's blocks `bufs`, its work-group counts at
+ * word `args_word` of the meta block. */
+static pk_status dispatch_ind(splat_vk_state *st, const char *name, const int *bufs, int nbuf,
+                              const void *pc, uint32_t pc_size, uint32_t args_word) {
+    vk_binding bind[16];
+    for (int i = 0; i < nbuf; i++)
+        bind[i] = (vk_binding){&st->b[bufs[i]], 0, 0};
+    return vkctx_dispatch_indirect(st->ctx, name, nbuf, bind, pc, pc_size, &st->b[B_META],
+                                   (size_t)args_word * 4);
+}
+
 static uint32_t div_up(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) / b); }
 
 /* Records zeroing of `count` elements of block i from element 0 (nn/fill: 0.0f is all-zero
@@ -150,22 +221,57 @@ static pk_status scan(splat_vk_state *st, int data, int sums, uint32_t n) {
     uint32_t blocks = div_up(n, SPLAT_SCAN_BLOCK);
     PK_TRY(ensure(st, sums, ((size_t)blocks + 1) * 4));
     if (n == 0) return zero(st, sums, 1);
-    int bufs[2] = {data, sums};
+    int bufs[3] = {data, sums, B_META};
     for (uint32_t pass = 0; pass < 3; pass++) {
         splat_scan_pc pc = {.n = n, .pass = pass};
-        PK_TRY(dispatch(st, "splat/scan", bufs, 2, &pc, sizeof pc, pass == 1 ? 1 : blocks, 1));
+        PK_TRY(dispatch(st, "splat/scan", bufs, 3, &pc, sizeof pc, pass == 1 ? 1 : blocks, 1));
     }
     return PK_OK;
 }
 
-static void camera_params(const splat_cam_derived *cd, const float bg[3],
-                          float p[SPLAT_PARAMS_FLOATS]) {
+/* Exclusive scan of the sort histogram (meta[SPLAT_META_HIST_N] uints of B_HIST, sized on the
+ * device), block totals into B_HSUMS (allocated for the capacity's histogram). */
+static pk_status scan_hist(splat_vk_state *st) {
+    int bufs[3] = {B_HIST, B_HSUMS, B_META};
+    for (uint32_t pass = 0; pass < 3; pass++) {
+        splat_scan_pc pc = {.pass = pass, .from_meta = 1};
+        if (pass == 1)
+            PK_TRY(dispatch(st, "splat/scan", bufs, 3, &pc, sizeof pc, 1, 1));
+        else
+            PK_TRY(dispatch_ind(st, "splat/scan", bufs, 3, &pc, sizeof pc, SPLAT_META_HSCAN_ARGS));
+    }
+    return PK_OK;
+}
+
+/* The params slot of a camera (the background is a push constant: its floats stay 0). */
+static void camera_params(const splat_cam_derived *cd, float p[SPLAT_PARAMS_SLOT]) {
+    memset(p, 0, SPLAT_PARAMS_SLOT * sizeof(float));
     memcpy(p, cd->R, 9 * sizeof(float));
     memcpy(p + 9, cd->t, 3 * sizeof(float));
     memcpy(p + 12, cd->campos, 3 * sizeof(float));
     p[15] = cd->fx, p[16] = cd->fy, p[17] = cd->cx, p[18] = cd->cy;
     p[19] = cd->limx, p[20] = cd->limy, p[21] = cd->near;
-    p[22] = bg[0], p[23] = bg[1], p[24] = bg[2];
+}
+
+/* Finds the camera's slot in the params block, uploading it into a free (or the oldest) slot
+ * the first time it is seen; *off is its first float. */
+static pk_status camera_slot(splat_vk_state *st, const splat_cam_derived *cd, uint32_t *off) {
+    float p[SPLAT_PARAMS_SLOT];
+    camera_params(cd, p);
+    for (int i = 0; i < st->slots_used; i++)
+        if (memcmp(st->slot_key[i], p, sizeof p) == 0) {
+            *off = (uint32_t)i * SPLAT_PARAMS_SLOT;
+            return PK_OK;
+        }
+    if (!st->slot_key) {
+        st->slot_key = calloc(PARAM_SLOTS, sizeof *st->slot_key);
+        if (!st->slot_key) return pk_error(PK_ERR_NOMEM, "splat_vk: out of host memory");
+        PK_TRY(ensure(st, B_PARAMS, (size_t)PARAM_SLOTS * sizeof p));
+    }
+    int i = st->slots_used < PARAM_SLOTS ? st->slots_used++ : st->slot_next++ % PARAM_SLOTS;
+    memcpy(st->slot_key[i], p, sizeof p);
+    *off = (uint32_t)i * SPLAT_PARAMS_SLOT;
+    return vkctx_block_write(st->ctx, &st->b[B_PARAMS], (size_t)*off * 4, p, sizeof p);
 }
 
 static size_t color_floats(int use_sh, int sh_degree) {
@@ -222,6 +328,18 @@ static splat_project_pc project_pc(splat_vk_state *st, const splat_cam_derived *
                               .off_color = s->color.off};
 }
 
+pk_status splat_vk_state_add_cameras(splat_vk_state *st, const splat_camera *cams, int n) {
+    if (!st || (n > 0 && !cams))
+        return pk_error(PK_ERR_INVALID, "splat_vk_state_add_cameras: state or cameras NULL");
+    for (int i = 0; i < n && st->slots_used < PARAM_SLOTS; i++) {
+        splat_cam_derived cd;
+        uint32_t off;
+        PK_TRY(splat_cam_derive(&cams[i], &cd));
+        PK_TRY(camera_slot(st, &cd, &off));
+    }
+    return PK_OK;
+}
+
 pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
                                const splat_vk_scene *scene, const splat_vk_outputs *out) {
     if (!st || !out) return pk_error(PK_ERR_INVALID, "splat_vk_forward: state or outputs NULL");
@@ -237,11 +355,15 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
     PK_TRY(check_array(&out->radii, n, "radii", 1));
     for (int i = B_MEANS; i <= B_COLOR; i++)
         PK_TRY(ensure(st, i, 16)); /* bound in place of absent inputs when n == 0 */
-    float params[SPLAT_PARAMS_FLOATS];
-    camera_params(&cd, scene->background, params);
-    PK_TRY(upload(st, B_PARAMS, params, sizeof params));
+    PK_TRY(camera_slot(st, &cd, &st->off_params));
 
-    /* 1. project, scan the tile counts, read back the number of pairs */
+    if (!st->meta_ready) { /* the running maximum starts at zero (cleared on the device) */
+        PK_TRY(ensure(st, B_META, SPLAT_META_WORDS * 4));
+        PK_TRY(zero(st, B_META, SPLAT_META_WORDS));
+        st->meta_ready = 1;
+    }
+
+    /* 1. project, scan the tile counts; pair_args turns the total into the sort's sizes */
     PK_TRY(ensure(st, B_PROJ, (size_t)n * SPLAT_PROJ_STRIDE * 4));
     PK_TRY(ensure(st, B_TOUCHED, (size_t)n * 4));
     if (!out->radii.block) PK_TRY(ensure(st, B_RADII, (size_t)n * 4));
@@ -249,37 +371,41 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
     pk_block *in[5];
     splat_project_pc ppc = project_pc(st, &cd, scene, in);
     ppc.off_radii = radii.off;
+    ppc.off_params = st->off_params;
     pk_block *pb[9] = {&st->b[B_PARAMS],  in[0],      in[1], in[2], in[3], in[4], &st->b[B_PROJ],
                        &st->b[B_TOUCHED], radii.block};
     PK_TRY(dispatch_blocks(st, "splat/project", pb, 9, &ppc, sizeof ppc, div_up(n, 256), 1));
     PK_TRY(scan(st, B_TOUCHED, B_SUMS, n));
-    /* The one host round trip: the sort's buffer sizes and grids depend on the pair count. */
-    uint32_t pairs = 0;
-    PK_TRY(vkctx_block_read(st->ctx, &st->b[B_SUMS], (size_t)div_up(n, SPLAT_SCAN_BLOCK) * 4,
-                            &pairs, 4));
-    st->pairs = pairs;
+    uint32_t cap = st->capacity;
+    splat_args_pc apc = {.at = div_up(n, SPLAT_SCAN_BLOCK), .capacity = cap};
+    int ab[2] = {B_SUMS, B_META};
+    PK_TRY(dispatch(st, "splat/pair_args", ab, 2, &apc, sizeof apc, 1, 1));
 
-    /* 2. keys, sorted by (tile, depth) with a stable LSD radix sort over the bits in use */
+    /* 2. keys, sorted by (tile, depth) with a stable LSD radix sort over the bits in use; the
+     * grids and key counts come from the meta block */
     for (int i = B_HI0; i <= B_VAL1; i++)
-        PK_TRY(ensure(st, i, (size_t)pairs * 4));
+        PK_TRY(ensure(st, i, (size_t)cap * 4));
+    uint32_t sblocks_max = div_up(cap, SPLAT_SORT_BLOCK);
+    PK_TRY(ensure(st, B_HIST, (size_t)256 * sblocks_max * 4));
+    PK_TRY(ensure(st, B_HSUMS, ((size_t)div_up(256u * sblocks_max, SPLAT_SCAN_BLOCK) + 1) * 4));
     int cur = 0; /* 0: keys in B_HI0.., 1: in B_HI1.. */
-    if (pairs > 0) {
+    if (n > 0) {
         int eb[5] = {B_PROJ, B_TOUCHED, B_HI0, B_LO0, B_VAL0};
-        splat_emit_pc epc = {.n = n, .tiles_x = (uint32_t)cd.tiles_x};
+        splat_emit_pc epc = {.n = n, .tiles_x = (uint32_t)cd.tiles_x, .capacity = cap};
         PK_TRY(dispatch(st, "splat/emit", eb, 5, &epc, sizeof epc, div_up(n, 256), 1));
-        uint32_t sblocks = div_up(pairs, SPLAT_SORT_BLOCK);
-        PK_TRY(ensure(st, B_HIST, (size_t)256 * sblocks * 4));
         int tile_bits = 0;
         while (tile_bits < 32 && (1u << tile_bits) < tiles)
             tile_bits++;
         for (uint32_t shift = 0; shift < 32u + (uint32_t)tile_bits; shift += 8) {
             int inb = cur ? B_HI1 : B_HI0, outb = cur ? B_HI0 : B_HI1;
-            splat_sort_pc spc = {.count = pairs, .shift = shift, .blocks = sblocks};
-            int hb[3] = {inb, inb + 1, B_HIST};
-            PK_TRY(dispatch(st, "splat/sort_hist", hb, 3, &spc, sizeof spc, sblocks, 1));
-            PK_TRY(scan(st, B_HIST, B_HSUMS, 256 * sblocks));
-            int sb[7] = {inb, inb + 1, inb + 2, B_HIST, outb, outb + 1, outb + 2};
-            PK_TRY(dispatch(st, "splat/sort_scatter", sb, 7, &spc, sizeof spc, sblocks, 1));
+            splat_sort_pc spc = {.shift = shift};
+            int hb[4] = {inb, inb + 1, B_HIST, B_META};
+            PK_TRY(
+                dispatch_ind(st, "splat/sort_hist", hb, 4, &spc, sizeof spc, SPLAT_META_SORT_ARGS));
+            PK_TRY(scan_hist(st));
+            int sb[8] = {inb, inb + 1, inb + 2, B_HIST, outb, outb + 1, outb + 2, B_META};
+            PK_TRY(dispatch_ind(st, "splat/sort_scatter", sb, 8, &spc, sizeof spc,
+                                SPLAT_META_SORT_ARGS));
             cur ^= 1;
         }
     }
@@ -288,11 +414,14 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
 
     /* 3. tile ranges */
     PK_TRY(ensure(st, B_RANGES, (size_t)tiles * 8));
-    int rb[2] = {st->hi_buf, B_RANGES};
-    splat_ranges_pc rpc = {.count = pairs, .tiles = tiles, .mode = 0};
-    PK_TRY(dispatch(st, "splat/tile_ranges", rb, 2, &rpc, sizeof rpc, div_up(tiles, 256), 1));
-    rpc.mode = 1;
-    PK_TRY(dispatch(st, "splat/tile_ranges", rb, 2, &rpc, sizeof rpc, div_up(pairs, 256), 1));
+    int rb[3] = {st->hi_buf, B_RANGES, B_META};
+    splat_ranges_pc rpc = {.tiles = tiles, .mode = 0};
+    PK_TRY(dispatch(st, "splat/tile_ranges", rb, 3, &rpc, sizeof rpc, div_up(tiles, 256), 1));
+    if (n > 0) {
+        rpc.mode = 1;
+        PK_TRY(
+            dispatch_ind(st, "splat/tile_ranges", rb, 3, &rpc, sizeof rpc, SPLAT_META_RANGE_ARGS));
+    }
 
     /* 4. blend into the caller's outputs (absent ones into the state's blocks) */
     if (!out->rgb.block) PK_TRY(ensure(st, B_RGB, 3 * HW * 4));
@@ -311,7 +440,11 @@ pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
                           .tiles_x = (uint32_t)cd.tiles_x,
                           .off_rgb = rgb.off,
                           .off_alpha = alpha.off,
-                          .off_depth = depth.off};
+                          .off_depth = depth.off,
+                          .off_params = st->off_params,
+                          .bg_r = scene->background[0],
+                          .bg_g = scene->background[1],
+                          .bg_b = scene->background[2]};
     PK_TRY(dispatch_blocks(st, "splat/blend", bb, 9, &bpc, sizeof bpc, (uint32_t)cd.tiles_x,
                            (uint32_t)cd.tiles_y));
     st->n = scene->n, st->width = cd.width, st->height = cd.height;
@@ -369,7 +502,11 @@ pk_status splat_vk_backward_dev(splat_vk_state *st, const splat_camera *cam,
                           .has_d_depth = up->d_depth.block != NULL,
                           .off_rgb = up->d_rgb.off,
                           .off_alpha = up->d_alpha.off,
-                          .off_depth = up->d_depth.off};
+                          .off_depth = up->d_depth.off,
+                          .off_params = st->off_params,
+                          .bg_r = scene->background[0],
+                          .bg_g = scene->background[1],
+                          .bg_b = scene->background[2]};
     PK_TRY(dispatch_blocks(st, back, bb, 10, &bpc, sizeof bpc, (uint32_t)cd.tiles_x,
                            (uint32_t)cd.tiles_y));
 
@@ -377,6 +514,7 @@ pk_status splat_vk_backward_dev(splat_vk_state *st, const splat_camera *cam,
      * (not touched: their grad_mask bit is clear) */
     pk_block *in[5];
     splat_project_pc ppc = project_pc(st, &cd, scene, in);
+    ppc.off_params = st->off_params;
     uint32_t *offs[6] = {&ppc.off_g_means,   &ppc.off_g_scales, &ppc.off_g_quats,
                          &ppc.off_g_opacity, &ppc.off_g_color,  &ppc.off_g_means2d};
     pk_block *pb[13] = {&st->b[B_PARAMS], in[0], in[1], in[2], in[3], in[4], &st->b[B_G2D]};
@@ -431,6 +569,11 @@ pk_status splat_vk_forward(splat_vk_state *st, const splat_camera *cam,
     PK_TRY(upload_scene(st, scene, &dev));
     splat_vk_outputs o = {{NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}}; /* the state's blocks */
     PK_TRY(splat_vk_forward_dev(st, cam, &dev, &o));
+    /* the outputs are read back anyway: check the pair count first (the same wait) and redo
+     * a frame that did not fit, with the grown buffers */
+    int over = 0;
+    PK_TRY(splat_vk_state_check(st, &over));
+    if (over) PK_TRY(splat_vk_forward_dev(st, cam, &dev, &o));
 
     size_t HW = (size_t)cd.width * cd.height, n = (size_t)scene->n;
     PK_TRY(vkctx_block_read(st->ctx, &st->b[B_RGB], 0, out->rgb, 3 * HW * 4));

@@ -1,9 +1,11 @@
 /* splat_vk.h - the Vulkan path of the Gaussian rasterizer (shaders/splat/): same inputs,
  * outputs and conventions as splat.h, on a vkctx. Two interfaces over one dispatch sequence:
  * the *_dev calls take device arrays (a block and an element offset each, e.g. the op's
- * tensors) and only record work, except for one read-back of the (tile, Gaussian) pair count
- * in the forward, which sizes the sort; splat_vk_forward / splat_vk_backward take host arrays,
- * upload them into the state's own blocks, call the *_dev path and read the results back.
+ * tensors) and only record work: the (tile, Gaussian) pair count that sizes the sort stays on
+ * the device (indirect dispatches), in buffers of a capacity that splat_vk_state_check grows
+ * when a frame did not fit; splat_vk_forward / splat_vk_backward take host arrays, upload
+ * them into the state's own blocks, call the *_dev path and read the results back (and redo
+ * a frame that did not fit).
  *
  * Differences from the CPU path: gradients are summed with atomics (float atomic adds where
  * the device has shaderBufferFloat32AtomicAdd, a compare-and-swap loop otherwise), so they
@@ -59,10 +61,33 @@ typedef struct splat_vk_upstream {
     splat_vk_array d_rgb, d_alpha, d_depth;
 } splat_vk_upstream;
 
-/* (tile, Gaussian) pairs of the state's last forward. */
-int64_t splat_vk_state_pairs(const splat_vk_state *st);
+/* (tile, Gaussian) pairs of the state's last forward (a read-back: waits for the device;
+ * -1 on a device error). */
+int64_t splat_vk_state_pairs(splat_vk_state *st);
 
-/* Records a render of the device scene through `cam` into `out` (reads back the pair count). */
+/* Sets the number of (tile, Gaussian) pairs the sort buffers hold from the next forward on
+ * (tests set a small one to exercise growing; new states start at 65,536). */
+void splat_vk_state_set_capacity(splat_vk_state *st, int64_t pairs);
+
+/* The current pair capacity. */
+int64_t splat_vk_state_capacity(const splat_vk_state *st);
+
+/* How many checks found a frame over capacity (and grew the buffers). */
+int64_t splat_vk_state_regrows(const splat_vk_state *st);
+
+/* Reads the device's pair counts (a read-back: call it where the caller waits anyway, e.g.
+ * with the loss) and sets *overflowed = 1 when a forward since the last check had more pairs
+ * than the buffers held: its image and everything computed from it are wrong, so the caller
+ * must redo the forwards (and backwards) since its last check; the capacity has then been
+ * grown to fit them. */
+pk_status splat_vk_state_check(splat_vk_state *st, int *overflowed);
+
+/* Uploads the cameras' parameters into the state's camera slots now (256 slots; cameras past
+ * the free slots are skipped), so that later renders through them upload nothing. */
+pk_status splat_vk_state_add_cameras(splat_vk_state *st, const splat_camera *cams, int n);
+
+/* Records a render of the device scene through `cam` into `out` (no read-back: the pair count
+ * stays on the device; see splat_vk_state_check). */
 pk_status splat_vk_forward_dev(splat_vk_state *st, const splat_camera *cam,
                                const splat_vk_scene *scene, const splat_vk_outputs *out);
 

@@ -77,4 +77,12 @@ int vkctx_validation_errors(const vkctx *ctx);
 /* Prints the per-shader profile table (count, total ms) to `f` (no-op unless profiling). */
 void vkctx_profile_report(vkctx *ctx, FILE *f);
 
+/* As vkctx_dispatch, with the work-group counts read on the device, when the dispatch runs,
+ * from three uint32 (x, y, z) at byte `args_off` of `args` (VkDispatchIndirectCommand), e.g.
+ * written by an earlier dispatch; a barrier orders the two when one wrote them. Counts over
+ * the device's limit are the writer's to prevent. */
+pk_status vkctx_dispatch_indirect(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
+                                  const void *push, uint32_t push_size, pk_block *args,
+                                  size_t args_off);
+
 #endif

@@ -14,10 +14,13 @@ void vk_record_barrier(vkctx *ctx) {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
         .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT};
+                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
+                         VK_ACCESS_INDIRECT_COMMAND_READ_BIT};
     VkPipelineStageFlags stages =
         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-    vkCmdPipelineBarrier(ctx->cmd, stages, stages, 0, 1, &mb, 0, NULL, 0, NULL);
+    /* indirect dispatches read their work-group counts in the draw-indirect stage */
+    vkCmdPipelineBarrier(ctx->cmd, stages, stages | VK_PIPELINE_STAGE_DRAW_INDIRECT_BIT, 0, 1, &mb,
+                         0, NULL, 0, NULL);
     ctx->nacc = 0;
     ctx->counters.barriers++;
 }
@@ -139,7 +142,7 @@ pk_status vkctx_block_alloc(vkctx *ctx, size_t bytes, pk_block *out) {
     pk_status s =
         buffer_create(ctx, bytes,
                       VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                          VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                          VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_INDIRECT_BUFFER_BIT,
                       prefs, "device memory", &b->buffer, &b->memory, &b->mapped);
     if (s != PK_OK) {
         buffer_destroy(ctx, b->buffer, b->memory);

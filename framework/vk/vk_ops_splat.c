@@ -1,7 +1,8 @@
 /* vk_ops_splat.c - Vulkan kernels of the SPLAT op: the node's tensors, as blocks and element
  * offsets, handed to splat_vk_forward_dev / splat_vk_backward_dev (framework/splat/) with the
- * renderer's device state. Nothing is uploaded or read back here: inputs, images, radii and
- * gradients stay on the device (the rasterizer reads back only its pair count). */
+ * renderer's device state. Nothing is uploaded or read back here: inputs, images, radii,
+ * gradients and the pair count stay on the device (pk_splat_renderer_check reads the count
+ * when the caller reads anyway). */
 #include "ops/ops_splat.h"
 #include "splat/splat_vk.h"
 #include "vk/vk_ops.h"

@@ -521,9 +521,11 @@ void vk_pipelines_destroy(vkctx *ctx) {
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
-pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
-                         const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
-                         uint32_t gz) {
+/* The dispatch of vkctx_dispatch (args NULL) and vkctx_dispatch_indirect (the work-group
+ * counts read from `args` at byte `args_off` when the dispatch runs). */
+static pk_status dispatch_any(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
+                              const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
+                              uint32_t gz, pk_block *args, size_t args_off) {
     PK_TRY(vk_check_usable(ctx));
     if (!name) return pk_error(PK_ERR_INVALID, "vulkan: dispatch of a NULL shader name");
     vk_pipeline *p = NULL;
@@ -560,7 +562,16 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
         lo[i] = whole ? 0 : bufs[i].offset;
         hi[i] = whole ? size : bufs[i].offset + bufs[i].range;
     }
-    if (gx == 0 || gy == 0 || gz == 0) return PK_OK; /* nothing to run */
+    vk_block *ab = NULL;
+    if (args) {
+        if (!args->impl || args_off % 4 != 0 || args_off + 12 > args->size)
+            return pk_error(PK_ERR_INVALID,
+                            "vulkan: shader %s: indirect arguments at byte %zu do not fit their "
+                            "block (12 bytes, 4-aligned, inside %zu)",
+                            name, args_off, args->impl ? args->size : (size_t)0);
+        ab = args->impl;
+    } else if (gx == 0 || gy == 0 || gz == 0)
+        return PK_OK; /* nothing to run */
 
     if (ctx->query_pool && !vk_profile_has_room(ctx)) PK_TRY(vkctx_sync(ctx));
     VkDescriptorSet set = VK_NULL_HANDLE;
@@ -568,11 +579,10 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
     /* data flows only through blocks: wait when a range overlaps one written since the last
      * barrier (read- or write-after-write) or this dispatch writes a range read since then
      * (write-after-read); readonly bindings are reads */
-    for (int i = 0; i < nbuf; i++)
-        if (vk_access_conflicts(ctx, blocks[i], lo[i], hi[i], !(p->readonly >> i & 1u))) {
-            vk_record_barrier(ctx);
-            break;
-        }
+    bool wait = ab && vk_access_conflicts(ctx, ab, args_off, args_off + 12, false);
+    for (int i = 0; i < nbuf && !wait; i++)
+        wait = vk_access_conflicts(ctx, blocks[i], lo[i], hi[i], !(p->readonly >> i & 1u));
+    if (wait) vk_record_barrier(ctx);
     if (ctx->bound_pipeline != p->pipeline) {
         vkCmdBindPipeline(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipeline);
         ctx->bound_pipeline = p->pipeline;
@@ -597,11 +607,28 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
     if (push_size)
         vkCmdPushConstants(ctx->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
     if (ctx->query_pool) vk_profile_before(ctx, p);
-    vkCmdDispatch(ctx->cmd, gx, gy, gz);
+    if (ab)
+        vkCmdDispatchIndirect(ctx->cmd, ab->buffer, args_off);
+    else
+        vkCmdDispatch(ctx->cmd, gx, gy, gz);
     ctx->counters.dispatches++;
     if (ctx->query_pool) vk_profile_after(ctx);
+    if (ab) PK_TRY(vk_access_add(ctx, ab, args_off, args_off + 12, false));
     for (int i = 0; i < nbuf; i++)
         PK_TRY(vk_access_add(ctx, blocks[i], lo[i], hi[i], !(p->readonly >> i & 1u)));
     ctx->pending = true;
     return PK_OK;
+}
+
+pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
+                         const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
+                         uint32_t gz) {
+    return dispatch_any(ctx, name, nbuf, bufs, push, push_size, gx, gy, gz, NULL, 0);
+}
+
+pk_status vkctx_dispatch_indirect(vkctx *ctx, const char *name, int nbuf, const vk_binding *bufs,
+                                  const void *push, uint32_t push_size, pk_block *args,
+                                  size_t args_off) {
+    if (!args) return pk_error(PK_ERR_INVALID, "vulkan: shader %s: no indirect arguments", name);
+    return dispatch_any(ctx, name, nbuf, bufs, push, push_size, 0, 0, 0, args, args_off);
 }

@@ -9,7 +9,7 @@
 #include "splat/splat_common.glsl"
 
 layout(local_size_x = 16, local_size_y = 16) in;
-layout(std430, binding = 0) readonly buffer Params { float params[SPLAT_PARAMS_FLOATS]; };
+layout(std430, binding = 0) readonly buffer Params { float params[]; }; // slots of SPLAT_PARAMS_SLOT
 layout(std430, binding = 1) readonly buffer Proj { float proj[]; };        // (n, 16)
 layout(std430, binding = 2) readonly buffer Ranges { uvec2 ranges[]; };    // (tiles)
 layout(std430, binding = 3) readonly buffer Vals { uint vals[]; };         // (pairs) sorted ids
@@ -78,9 +78,9 @@ void main() {
     uint i = pix.y * W + pix.x, HW = W * H;
     final_T[i] = T;
     n_contrib[i] = last;
-    rgb[pc.off_rgb + i] = C.x + T * params[P_BG];
-    rgb[pc.off_rgb + HW + i] = C.y + T * params[P_BG + 1];
-    rgb[pc.off_rgb + 2u * HW + i] = C.z + T * params[P_BG + 2];
+    rgb[pc.off_rgb + i] = C.x + T * pc.bg_r;
+    rgb[pc.off_rgb + HW + i] = C.y + T * pc.bg_g;
+    rgb[pc.off_rgb + 2u * HW + i] = C.z + T * pc.bg_b;
     alpha_out[pc.off_alpha + i] = 1.0 - T;
     depth_out[pc.off_depth + i] = D;
 }

@@ -15,7 +15,7 @@
 #include "splat/splat_common.glsl"
 
 layout(local_size_x = 16, local_size_y = 16) in;
-layout(std430, binding = 0) readonly buffer Params { float params[SPLAT_PARAMS_FLOATS]; };
+layout(std430, binding = 0) readonly buffer Params { float params[]; }; // slots of SPLAT_PARAMS_SLOT
 layout(std430, binding = 1) readonly buffer Proj { float proj[]; };          // (n, 16)
 layout(std430, binding = 2) readonly buffer Ranges { uvec2 ranges[]; };      // (tiles)
 layout(std430, binding = 3) readonly buffer Vals { uint vals[]; };           // (pairs)
@@ -57,7 +57,7 @@ void main() {
     uint r = pc.off_rgb + i;
     vec3 dpix = inside ? vec3(d_rgb[r], d_rgb[HW + r], d_rgb[2u * HW + r]) : vec3(0.0);
     float dd = inside && pc.has_d_depth != 0u ? d_depth[pc.off_depth + i] : 0.0;
-    vec3 bg = vec3(params[P_BG], params[P_BG + 1], params[P_BG + 2]);
+    vec3 bg = vec3(pc.bg_r, pc.bg_g, pc.bg_b);
     // d/d alpha_j of T_final bg and 1 - T_final is T_final / (1 - alpha_j) times this
     float dfinal = (inside && pc.has_d_alpha != 0u ? d_alpha[pc.off_alpha + i] : 0.0) - dot(bg, dpix);
     vec3 acc = vec3(0.0), last_c = vec3(0.0);

@@ -3,6 +3,7 @@
 // over its tile rectangle, at its scanned offset: hi = tile id, lo = depth bits (depth > 0, so
 // IEEE order is integer order), value = Gaussian index. Emitting in Gaussian order and sorting
 // with a stable LSD radix sort makes ties in depth keep Gaussian order, as on the CPU.
+// Keys at or past `capacity` are dropped (the frame is then redone with larger buffers).
 #extension GL_GOOGLE_include_directive : require
 #define SPLAT_PC_EMIT 1
 #include "splat/splat_pc.h"
@@ -24,7 +25,7 @@ void main() {
     uint depth = floatBitsToUint(proj[o + PJ_DEPTH]);
     uint k = offsets[g];
     for (uint ty = y0; ty < y1; ty++)
-        for (uint tx = x0; tx < x1; tx++) {
+        for (uint tx = x0; tx < x1 && k < pc.capacity; tx++) {
             key_hi[k] = ty * pc.tiles_x + tx;
             key_lo[k] = depth;
             vals[k] = g;

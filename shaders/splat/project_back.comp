@@ -12,7 +12,7 @@
 #include "splat/splat_common.glsl"
 
 layout(local_size_x = 256) in;
-layout(std430, binding = 0) readonly buffer Params { float params[SPLAT_PARAMS_FLOATS]; };
+layout(std430, binding = 0) readonly buffer Params { float params[]; }; // slots of SPLAT_PARAMS_SLOT
 layout(std430, binding = 1) readonly buffer Means { float means[]; };       // (n, 3)
 layout(std430, binding = 2) readonly buffer Scales { float log_scales[]; }; // (n, 3)
 layout(std430, binding = 3) readonly buffer Quats { float quats[]; };       // (n, 4)
@@ -30,7 +30,7 @@ void main() {
     uint g = gl_GlobalInvocationID.x;
     if (g >= pc.n) return;
     float pr[SPLAT_PARAMS_FLOATS];
-    for (int i = 0; i < SPLAT_PARAMS_FLOATS; i++) pr[i] = params[i];
+    for (int i = 0; i < SPLAT_PARAMS_FLOATS; i++) pr[i] = params[pc.off_params + i];
     Cam cam = load_cam_from(pr);
     uint om = pc.off_means + 3u * g, os = pc.off_scales + 3u * g, oq = pc.off_quats + 4u * g;
     vec3 m = vec3(means[om], means[om + 1u], means[om + 2u]);

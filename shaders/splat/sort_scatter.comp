@@ -15,16 +15,18 @@ layout(std430, binding = 3) readonly buffer Hist { uint hist[]; };        // (25
 layout(std430, binding = 4) writeonly buffer KeyHiOut { uint hi_out[]; }; // (count)
 layout(std430, binding = 5) writeonly buffer KeyLoOut { uint lo_out[]; }; // (count)
 layout(std430, binding = 6) writeonly buffer ValsOut { uint vals_out[]; }; // (count)
+layout(std430, binding = 7) readonly buffer Meta { uint meta[]; };        // (SPLAT_META_WORDS)
 
 shared uint s_digit[SPLAT_SORT_BLOCK];
 shared uint s_rank[SPLAT_SORT_BLOCK];
 
 void main() {
     uint t = gl_LocalInvocationID.x, b = gl_WorkGroupID.x;
+    uint count = meta[SPLAT_META_COUNT], blocks = meta[SPLAT_META_BLOCKS];
     uint base = b * SPLAT_SORT_BLOCK;
     for (uint j = 0u; j < SPLAT_SORT_BLOCK / 256u; j++) {
         uint l = j * 256u + t, i = base + l;
-        s_digit[l] = i < pc.count ? sort_digit(hi_in[i], lo_in[i], pc.shift) : 256u;
+        s_digit[l] = i < count ? sort_digit(hi_in[i], lo_in[i], pc.shift) : 256u;
     }
     barrier();
     // invocation t ranks the keys whose digit is t, in input order
@@ -34,8 +36,8 @@ void main() {
     barrier();
     for (uint j = 0u; j < SPLAT_SORT_BLOCK / 256u; j++) {
         uint l = j * 256u + t, i = base + l;
-        if (i >= pc.count) continue;
-        uint dst = hist[s_digit[l] * pc.blocks + b] + s_rank[l];
+        if (i >= count) continue;
+        uint dst = hist[s_digit[l] * blocks + b] + s_rank[l];
         hi_out[dst] = hi_in[i];
         lo_out[dst] = lo_in[i];
         vals_out[dst] = vals_in[i];

@@ -1,7 +1,9 @@
 /* gs_explicit.c - the explicit Gaussian source of plain 3DGS: per-Gaussian parameters with
  * their Adam moments, initialisation from points (3DGS create_from_pcd), the densification
  * statistics, clone / split / prune (densify_and_prune), opacity reset, the PLY layout and the
- * checkpoint tensors. Follows graphdeco-inria/gaussian-splatting scene/gaussian_model.py. */
+ * checkpoint tensors; and its resident copy on a Vulkan device (gs_explicit_dev: parameters,
+ * Adam and statistics stepped there, the host copy synchronised only when asked). Follows
+ * graphdeco-inria/gaussian-splatting scene/gaussian_model.py. */
 #include <float.h>
 #include <stdio.h>
 #include <math.h>
@@ -9,8 +11,12 @@
 #include <string.h>
 
 #include "gs_source.h"
+#include "autograd.h"
 #include "optim/optim_kernels.h"
+#include "optim/optim_vk.h"
 #include "optim/schedule.h"
+#include "splat/splat_pc.h"
+#include "vk/vk.h"
 
 #define SH_C0 0.28209479177387814 /* 3DGS utils/sh_utils.py C0 */
 #define REST 45                   /* 15 higher-order coefficients x 3 channels */
@@ -626,4 +632,234 @@ gs_source gs_explicit_source(gs_explicit *g) {
                        .checkpoint_tensors = explicit_ckpt_tensors,
                        .restore = explicit_restore,
                        .destroy = explicit_destroy};
+}
+
+/* ---- the explicit source resident on a Vulkan device ---- */
+
+/* Device copies of every per-Gaussian array of `g`: parameters (leaf tensors with their
+ * gradients), Adam moments and the densification statistics, all in one arena of their own
+ * that is rebuilt when the count changes. The SH parameters are two leaves, DC (n, 1, 3) and
+ * rest (n, 15, 3), concatenated on the tape for the render, so their Adam rates differ. */
+struct gs_explicit_dev {
+    gs_explicit *g;
+    pk_ctx *c;
+    pk_arena *arena;
+    int64_t n; /* Gaussians on the device */
+    tensor *p[A_COUNT], *m[A_COUNT], *v[A_COUNT];
+    tensor *accum, *denom, *max_radii; // (n)
+    /* a copy of all of the above and the Adam step count, to rewind to */
+    pk_arena *snap_arena;
+    tensor *snap[3 * A_COUNT + 3];
+    int64_t snap_n, snap_adam_step;
+    bool snap_valid;
+};
+
+/* The device shape of attribute a: (n, w), the SH ones (n, K, 3). */
+static void dev_shape(int a, int64_t n, int *nd, int64_t shape[3]) {
+    shape[0] = n;
+    if (a == A_DC || a == A_REST) {
+        *nd = 3;
+        shape[1] = attr_width[a] / 3, shape[2] = 3;
+    } else {
+        *nd = 2;
+        shape[1] = attr_width[a];
+    }
+}
+
+pk_status gs_explicit_dev_upload(gs_explicit_dev *d) {
+    gs_explicit *g = d->g;
+    pk_arena_destroy(d->arena);
+    d->arena = NULL;
+    memset(d->p, 0, sizeof d->p), memset(d->m, 0, sizeof d->m), memset(d->v, 0, sizeof d->v);
+    d->n = g->n;
+    d->snap_valid = false; /* a snapshot of other Gaussians */
+    if (g->n == 0) return PK_OK;
+    size_t bytes = 0;
+    for (int a = 0; a < A_COUNT; a++)
+        bytes += 4 * sizeof(float) * (size_t)attr_width[a] * (size_t)g->n + 4096;
+    bytes += 3 * sizeof(float) * (size_t)g->n + 4096;
+    PK_TRY(pk_arena_create(d->c->dev, "gs-explicit", bytes, &d->arena));
+    const float *stats_host[3] = {g->accum, g->denom, g->max_radii};
+    tensor **stats[3] = {&d->accum, &d->denom, &d->max_radii};
+    for (int a = 0; a < A_COUNT; a++) {
+        int nd;
+        int64_t shape[3];
+        dev_shape(a, g->n, &nd, shape);
+        tensor **slot[4] = {&d->p[a], &d->m[a], &d->v[a], NULL};
+        const float *src[3] = {g->p[a], g->m[a], g->v[a]};
+        for (int k = 0; k < 3; k++) {
+            *slot[k] = tensor_new(d->arena, PK_F32, nd, shape);
+            if (!*slot[k]) return pk_error(PK_ERR_NOMEM, "3DGS: device memory: %s", polyak_error());
+            PK_TRY(tensor_upload(*slot[k], src[k]));
+        }
+        d->p[a]->name = attr_name[a];
+        d->p[a]->requires_grad = true;
+        d->p[a]->grad = tensor_new(d->arena, PK_F32, nd, shape);
+        if (!d->p[a]->grad)
+            return pk_error(PK_ERR_NOMEM, "3DGS: device memory: %s", polyak_error());
+    }
+    for (int k = 0; k < 3; k++) {
+        *stats[k] = tensor_new(d->arena, PK_F32, 1, (int64_t[]){g->n});
+        if (!*stats[k]) return pk_error(PK_ERR_NOMEM, "3DGS: device memory: %s", polyak_error());
+        PK_TRY(tensor_upload(*stats[k], stats_host[k]));
+    }
+    return PK_OK;
+}
+
+pk_status gs_explicit_dev_create(gs_explicit *g, pk_ctx *c, gs_explicit_dev **out) {
+    *out = NULL;
+    if (!c || c->backend != PK_BACKEND_VK || !c->vk)
+        return pk_error(PK_ERR_INVALID, "3DGS: the resident source needs a Vulkan context");
+    gs_explicit_dev *d = calloc(1, sizeof *d);
+    if (!d) return pk_error(PK_ERR_NOMEM, "3DGS: out of memory");
+    d->g = g, d->c = c;
+    pk_status s = gs_explicit_dev_upload(d);
+    if (s != PK_OK) {
+        gs_explicit_dev_destroy(d);
+        return s;
+    }
+    *out = d;
+    return PK_OK;
+}
+
+void gs_explicit_dev_destroy(gs_explicit_dev *d) {
+    if (!d) return;
+    pk_arena_destroy(d->snap_arena);
+    pk_arena_destroy(d->arena);
+    free(d);
+}
+
+pk_status gs_explicit_dev_download(gs_explicit_dev *d) {
+    gs_explicit *g = d->g;
+    if (d->n != g->n)
+        return pk_error(PK_ERR_INVALID, "3DGS: the device holds %lld Gaussians, the host %lld",
+                        (long long)d->n, (long long)g->n);
+    if (g->n == 0) return PK_OK;
+    for (int a = 0; a < A_COUNT; a++) {
+        PK_TRY(tensor_download(d->p[a], g->p[a]));
+        PK_TRY(tensor_download(d->m[a], g->m[a]));
+        PK_TRY(tensor_download(d->v[a], g->v[a]));
+    }
+    PK_TRY(tensor_download(d->accum, g->accum));
+    PK_TRY(tensor_download(d->denom, g->denom));
+    return tensor_download(d->max_radii, g->max_radii);
+}
+
+pk_status gs_explicit_dev_inputs(gs_explicit_dev *d, int sh_degree, pk_splat_inputs *in) {
+    if (sh_degree < 0 || sh_degree > 3)
+        return pk_error(PK_ERR_INVALID, "3DGS: SH degree %d outside 0..3", sh_degree);
+    if (d->n == 0) return pk_error(PK_ERR_INVALID, "3DGS: no Gaussians left to render");
+    pk_ctx *c = d->c;
+    for (int a = 0; a < A_COUNT; a++)
+        PK_TRY(tensor_fill(d->p[a]->grad, 0.0f));
+    int K = (sh_degree + 1) * (sh_degree + 1);
+    tensor *sh = d->p[A_DC];
+    if (K > 1) {
+        tensor *parts[2] = {d->p[A_DC], pk_slice(c, d->p[A_REST], 1, 0, K - 1)};
+        sh = parts[1] ? pk_concat(c, parts, 2, 1) : NULL;
+        if (!sh) return pk_error(PK_ERR_NOMEM, "3DGS: SH of the render: %s", polyak_error());
+    }
+    d->g->last_degree = sh_degree;
+    *in = (pk_splat_inputs){.means = d->p[A_MEANS],
+                            .log_scales = d->p[A_SCALES],
+                            .quats = d->p[A_QUATS],
+                            .opacity_logits = d->p[A_OPACITY],
+                            .sh = sh,
+                            .sh_degree = sh_degree};
+    return PK_OK;
+}
+
+pk_status gs_explicit_dev_add_stats(gs_explicit_dev *d, const tensor *means2d_grad,
+                                    const tensor *radii, int width, int height) {
+    if (d->n == 0) return PK_OK;
+    vk_binding b[5] = {{means2d_grad->block, 0, 0},
+                       {radii->block, 0, 0},
+                       {d->accum->block, 0, 0},
+                       {d->denom->block, 0, 0},
+                       {d->max_radii->block, 0, 0}};
+    splat_stats_pc pc = {.n = (uint32_t)d->n,
+                         .off_g2d = (uint32_t)means2d_grad->offset,
+                         .off_radii = (uint32_t)radii->offset,
+                         .off_accum = (uint32_t)d->accum->offset,
+                         .off_denom = (uint32_t)d->denom->offset,
+                         .off_max_radii = (uint32_t)d->max_radii->offset,
+                         .hx = 0.5f * (float)width,
+                         .hy = 0.5f * (float)height};
+    uint32_t groups = (uint32_t)((d->n + 255) / 256);
+    return vkctx_dispatch(d->c->vk, "splat/densify_stats", 5, b, &pc, sizeof pc, groups, 1, 1);
+}
+
+pk_status gs_explicit_dev_step(gs_explicit_dev *d, int64_t iteration) {
+    gs_explicit *g = d->g;
+    g->adam_step++;
+    double lr[A_COUNT] = {gs_explicit_means_lr(g, iteration),
+                          g->lr.sh_dc,
+                          g->lr.sh_rest,
+                          g->lr.opacity,
+                          g->lr.scaling,
+                          g->lr.rotation};
+    for (int a = 0; a < A_COUNT && d->n > 0; a++) {
+        pk_adamw_params hp = {.lr = lr[a], .eps = g->lr.eps};
+        tensor *p = d->p[a];
+        PK_TRY(optim_adam_step_vk(d->c->vk, &hp, g->adam_step, d->n * attr_width[a],
+                                  (pk_vk_range){p->block, (size_t)p->offset},
+                                  (pk_vk_range){p->grad->block, (size_t)p->grad->offset},
+                                  (pk_vk_range){d->m[a]->block, (size_t)d->m[a]->offset},
+                                  (pk_vk_range){d->v[a]->block, (size_t)d->v[a]->offset}));
+    }
+    return PK_OK;
+}
+
+/* Copies src into dst (same shape) on the device: dst = -0 + src keeps every bit of src. */
+static pk_status dev_copy(pk_ctx *c, tensor *dst, const tensor *src) {
+    PK_TRY(pk_fill(c, dst, -0.0f));
+    return pk_accumulate(c, dst, src);
+}
+
+/* The state tensors of d in a fixed order: p, m, v of each attribute, then the statistics. */
+static int dev_state(gs_explicit_dev *d, tensor **out) {
+    int k = 0;
+    for (int a = 0; a < A_COUNT; a++)
+        out[k++] = d->p[a], out[k++] = d->m[a], out[k++] = d->v[a];
+    out[k++] = d->accum, out[k++] = d->denom, out[k++] = d->max_radii;
+    return k;
+}
+
+pk_status gs_explicit_dev_snapshot(gs_explicit_dev *d) {
+    d->snap_adam_step = d->g->adam_step;
+    d->snap_valid = true;
+    if (d->n == 0) return PK_OK;
+    tensor *st[3 * A_COUNT + 3];
+    int k = dev_state(d, st);
+    if (d->snap_n != d->n) {
+        pk_arena_destroy(d->snap_arena);
+        d->snap_arena = NULL;
+        d->snap_n = 0;
+        size_t bytes = 0;
+        for (int i = 0; i < k; i++)
+            bytes += sizeof(float) * (size_t)tensor_numel(st[i]) + 4096;
+        PK_TRY(pk_arena_create(d->c->dev, "gs-explicit-snapshot", bytes, &d->snap_arena));
+        for (int i = 0; i < k; i++) {
+            d->snap[i] = tensor_new_like(d->snap_arena, st[i]);
+            if (!d->snap[i])
+                return pk_error(PK_ERR_NOMEM, "3DGS: device memory: %s", polyak_error());
+        }
+        d->snap_n = d->n;
+    }
+    for (int i = 0; i < k; i++)
+        PK_TRY(dev_copy(d->c, d->snap[i], st[i]));
+    return PK_OK;
+}
+
+pk_status gs_explicit_dev_rewind(gs_explicit_dev *d) {
+    if (!d->snap_valid || d->snap_n != d->n)
+        return pk_error(PK_ERR_INVALID,
+                        "3DGS: no snapshot of the %lld device Gaussians to rewind to",
+                        (long long)d->n);
+    d->g->adam_step = d->snap_adam_step;
+    tensor *st[3 * A_COUNT + 3];
+    int k = dev_state(d, st);
+    for (int i = 0; i < k && d->n > 0; i++)
+        PK_TRY(dev_copy(d->c, st[i], d->snap[i]));
+    return PK_OK;
 }

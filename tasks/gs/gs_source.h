@@ -169,4 +169,44 @@ double gs_explicit_means_lr(const gs_explicit *g, int64_t step);
  * written to out (n). */
 pk_status gs_knn3_scale(const float *xyz, int64_t n, float *out);
 
+/* ---- the explicit source resident on a Vulkan device ---- */
+
+/* Device copies of an explicit source's parameters, Adam moments and densification
+ * statistics, stepped on the device; the host copy (the gs_explicit) is stale between
+ * gs_explicit_dev_download calls, and gs_explicit_dev_upload replaces the device copy after
+ * the host changed the Gaussians (densification, opacity reset, restore). */
+typedef struct gs_explicit_dev gs_explicit_dev;
+
+/* Uploads everything of `g` into a new arena on c's Vulkan device. */
+pk_status gs_explicit_dev_create(gs_explicit *g, pk_ctx *c, gs_explicit_dev **out);
+
+/* Frees the device copy (not the host source); accepts NULL. */
+void gs_explicit_dev_destroy(gs_explicit_dev *d);
+
+/* Replaces the device copy by the host's (any count). */
+pk_status gs_explicit_dev_upload(gs_explicit_dev *d);
+
+/* Copies the device state (parameters, moments, statistics) into the host source. */
+pk_status gs_explicit_dev_download(gs_explicit_dev *d);
+
+/* Zeroes the device gradients and fills the render's inputs: the parameters themselves and
+ * the SH at `sh_degree` (DC and the first K - 1 rest coefficients, concatenated on the tape);
+ * the caller sets background and means2d_grad. */
+pk_status gs_explicit_dev_inputs(gs_explicit_dev *d, int sh_degree, pk_splat_inputs *in);
+
+/* Adds one render's statistics on the device (gs_explicit_add_stats): means2d_grad (n, 2) in
+ * pixels and radii (n) i32 of a width x height render. */
+pk_status gs_explicit_dev_add_stats(gs_explicit_dev *d, const tensor *means2d_grad,
+                                    const tensor *radii, int width, int height);
+
+/* Records a device copy of the whole device state (and remembers the Adam step count): the
+ * point gs_explicit_dev_rewind returns to. Uploading other Gaussians invalidates it. */
+pk_status gs_explicit_dev_snapshot(gs_explicit_dev *d);
+
+/* Restores the device state and Adam step count of the last snapshot. */
+pk_status gs_explicit_dev_rewind(gs_explicit_dev *d);
+
+/* One Adam update of every attribute on the device (explicit_step's rates and step count). */
+pk_status gs_explicit_dev_step(gs_explicit_dev *d, int64_t iteration);
+
 #endif

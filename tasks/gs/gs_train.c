@@ -17,6 +17,12 @@
  * 3DGS's random training background.
  * The training render and loss are ops on the tape (pk_splat, pk_l1, pk_ssim) on the chosen
  * device; evaluation renders call the CPU rasterizer directly and measure with gs_metrics.
+ * On Vulkan with the 3DGS source in one process the source is resident (gs_explicit_dev):
+ * parameters, Adam and statistics on the device, ground truths uploaded once, losses kept in
+ * a device ring and read back (with the rasterizer's pair-count check) at most every
+ * HIST_ROWS steps, before densification / opacity resets, at evaluations, checkpoints and the
+ * end; the host copy of the Gaussians is refreshed only then (sync_host). A read-back that
+ * finds an overflowed render rewinds device and host to the snapshot of the previous one.
  * Every step is timed by phase on the wall and process-CPU clocks (gs_timing). */
 #include "gs_train.h"
 
@@ -46,6 +52,7 @@
 #include "scene.h"
 
 #define LOG_COLS 5
+#define HIST_ROWS 100 /* resident training reads its losses back at least every 100 steps */
 static const char *const log_cols[LOG_COLS] = {"step", "loss", "psnr", "gaussians", "seconds"};
 
 struct gs_trainer {
@@ -89,7 +96,95 @@ struct gs_trainer {
     float *dp_buf;     // data parallel: the packed gradients and statistics terms of a step
     size_t dp_cap;
     dist_stats comm; // communication inside the training steps (world_grads)
+    /* Vulkan, 3DGS source, one process: the Gaussians, their Adam state and statistics live on
+     * the device (the host copy in gx is refreshed by sync_host), and so do the training
+     * views' ground truths (one upload each) */
+    gs_explicit_dev *dev;
+    bool host_stale;    // gx is older than dev
+    pk_arena *gt_arena; // the ground truths on the device
+    tensor **gt_dev;    // (scene.n, levels + 1) training views' ground truth, NULL elsewhere
+    /* resident: each step adds its loss and squared error into a row of hist; a flush reads
+     * the rows of the steps since the last one (one wait, with the rasterizer's pair-count
+     * check) and writes their log rows, or rewinds to the snapshot of the last flush when a
+     * render did not fit the rasterizer's buffers */
+    tensor *hist; // (HIST_ROWS, 2)
+    int npend;    // rows in use
+    struct {
+        int64_t step, gaussians, npix;
+        double seconds;
+    } pend[HIST_ROWS];           // the steps of rows 0..npend-1 (the last one may be in flight)
+    double last_loss, last_psnr; // of the last flushed step (progress lines between flushes)
+    pk_rng snap_rng;             // host state at the snapshot
+    int32_t *snap_order;
+    int64_t snap_order_pos, snap_step;
+    double snap_seconds;
+    int64_t rewinds; // flushes that found a render over the buffers
 };
+
+/* Resident training: the state a flush that finds an overflowed render rewinds to (taken at
+ * the end of each step that flushed). */
+static pk_status snapshot(gs_trainer *t) {
+    PK_TRY(gs_explicit_dev_snapshot(t->dev));
+    t->snap_rng = t->rng;
+    memcpy(t->snap_order, t->order, sizeof(int32_t) * (size_t)t->n_train);
+    t->snap_order_pos = t->order_pos, t->snap_step = t->step, t->snap_seconds = t->seconds;
+    return PK_OK;
+}
+
+static pk_status log_row(gs_trainer *t, int64_t step, int64_t gaussians, double seconds,
+                         double loss, double psnr);
+
+/* Resident training: reads the loss and squared error of the steps since the last flush (one
+ * wait) together with the rasterizer's pair count. `current` says whether the last row is
+ * the step in progress (its loss goes to *loss / *se, its log row is the step's to write);
+ * the others' log rows are written here. When a render since the last flush had more pairs
+ * than the rasterizer's buffers (they have grown now), nothing is written: the device and the
+ * host go back to the snapshot (*rewound). */
+static pk_status flush(gs_trainer *t, bool current, double *loss, double *se, bool *rewound) {
+    *rewound = false;
+    if (!t->dev || t->npend == 0) return PK_OK;
+    float rows[2 * HIST_ROWS];
+    tensor *used = tensor_view(t->ctx->step, t->hist, 1, (int64_t[]){2 * (int64_t)t->npend},
+                               (int64_t[]){1}, t->hist->offset);
+    if (!used) return pk_error(PK_ERR_NOMEM, "3DGS: %s", polyak_error());
+    PK_TRY(tensor_download(used, rows));
+    int over = 0;
+    PK_TRY(pk_splat_renderer_check(t->renderer, &over));
+    int done = t->npend - (current ? 1 : 0);
+    t->npend = 0;
+    PK_TRY(tensor_fill(t->hist, 0.0f));
+    if (over) {
+        t->rewinds++;
+        PK_TRY(gs_explicit_dev_rewind(t->dev));
+        t->rng = t->snap_rng;
+        memcpy(t->order, t->snap_order, sizeof(int32_t) * (size_t)t->n_train);
+        t->order_pos = t->snap_order_pos, t->step = t->snap_step, t->seconds = t->snap_seconds;
+        *rewound = true;
+        return PK_OK;
+    }
+    for (int i = 0; i < done; i++) {
+        double l = rows[2 * i], e = rows[2 * i + 1];
+        double psnr = e > 0 ? 10 * log10((double)t->pend[i].npix / e) : 100;
+        PK_TRY(log_row(t, t->pend[i].step, t->pend[i].gaussians, t->pend[i].seconds, l, psnr));
+        t->last_loss = l, t->last_psnr = psnr;
+    }
+    if (current) {
+        *loss = rows[2 * done], *se = rows[2 * done + 1];
+        return PK_OK;
+    }
+    return snapshot(t); /* between steps: the next rewind comes back here */
+}
+
+/* Resident training: refreshes the host copy of the Gaussians from the device (before
+ * evaluations, checkpoints, exports and densification). */
+static pk_status sync_host(gs_trainer *t) {
+    bool rewound;
+    PK_TRY(flush(t, false, NULL, NULL, &rewound));
+    if (!t->dev || !t->host_stale) return PK_OK;
+    PK_TRY(gs_explicit_dev_download(t->dev));
+    t->host_stale = false;
+    return PK_OK;
+}
 
 gs_train_options gs_train_defaults(gs_train_options o) {
     if (!o.iters) o.iters = 30000;
@@ -402,6 +497,57 @@ static pk_status restore(gs_trainer *t) {
     return PK_OK;
 }
 
+/* On Vulkan with the 3DGS source in one process (POLYAK_GS_RESIDENT=0 turns it off): moves the
+ * Gaussians to the device and uploads every training view's ground truth (each level of the
+ * coarse-to-fine pyramid too) once. */
+static pk_status resident_setup(gs_trainer *t) {
+    const char *env = getenv("POLYAK_GS_RESIDENT");
+    if (t->ctx->backend != PK_BACKEND_VK || !t->gx || dist_size() > 1 ||
+        (env && strcmp(env, "0") == 0))
+        return PK_OK;
+    PK_TRY(gs_explicit_dev_create(t->gx, t->ctx, &t->dev));
+    for (int k = 0; k < t->n_train; k++) { /* the training cameras, each level */
+        int v = t->train_idx[k];
+        PK_TRY(pk_splat_renderer_add_cameras(t->renderer, &t->cams[v], 1));
+        if (t->levels)
+            PK_TRY(pk_splat_renderer_add_cameras(t->renderer, &t->level_cams[(size_t)v * t->levels],
+                                                 t->levels));
+    }
+    int L = t->levels + 1;
+    size_t bytes = 0;
+    for (int k = 0; k < t->n_train; k++) {
+        const pk_image *img = &t->images[t->train_idx[k]];
+        bytes += 3 * sizeof(float) * (size_t)img->w * (size_t)img->h * 2 + 4096 * (size_t)L;
+    }
+    bytes += sizeof(float) * 2 * HIST_ROWS + 4096;
+    PK_TRY(pk_arena_create(t->ctx->dev, "gs-ground-truth", bytes, &t->gt_arena));
+    t->hist = tensor_new(t->gt_arena, PK_F32, 2, (int64_t[]){HIST_ROWS, 2});
+    t->snap_order = malloc(sizeof(int32_t) * (size_t)t->n_train);
+    if (!t->hist || !t->snap_order) return pk_error(PK_ERR_NOMEM, "out of memory");
+    PK_TRY(tensor_fill(t->hist, 0.0f));
+    t->gt_dev = calloc((size_t)t->scene.n * (size_t)L, sizeof *t->gt_dev);
+    if (!t->gt_dev) return pk_error(PK_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < t->n_train; k++) {
+        int v = t->train_idx[k];
+        for (int l = 0; l < L; l++) {
+            const splat_camera *cam =
+                l ? &t->level_cams[(size_t)v * t->levels + l - 1] : &t->cams[v];
+            tensor *g = tensor_new(t->gt_arena, PK_F32, 3, (int64_t[]){3, cam->height, cam->width});
+            if (!g)
+                return pk_error(PK_ERR_NOMEM, "3DGS: ground truth on the device: %s",
+                                polyak_error());
+            const float *src = t->gt;
+            if (l)
+                src = t->pyramid[(size_t)v * t->levels + l - 1];
+            else
+                ground_truth(&t->images[v], t->o.background, t->gt);
+            PK_TRY(tensor_upload(g, src));
+            t->gt_dev[(size_t)v * L + l] = g;
+        }
+    }
+    return snapshot(t);
+}
+
 pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     *out = NULL;
     gs_trainer *t = calloc(1, sizeof *t);
@@ -514,6 +660,7 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     if (s != PK_OK) goto fail;
     t->st = splat_state_create();
     FAIL(pk_splat_renderer_create(t->ctx, &t->renderer));
+    if (t->o.vk_pairs > 0) pk_splat_renderer_set_capacity(t->renderer, t->o.vk_pairs);
     int maxhw = 0;
     for (int i = 0; i < t->scene.n; i++)
         if (t->images[i].w * t->images[i].h > maxhw) maxhw = t->images[i].w * t->images[i].h;
@@ -554,6 +701,7 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     if (s != PK_OK) goto fail;
     if (t->o.resume) FAIL(restore(t));
     if (dist_is_root()) FAIL(make_dir(t->renders_dir));
+    FAIL(resident_setup(t));
 #undef FAIL
     *out = t;
     return PK_OK;
@@ -564,6 +712,9 @@ fail:
 
 void gs_trainer_destroy(gs_trainer *t) {
     if (!t) return;
+    gs_explicit_dev_destroy(t->dev);
+    free(t->gt_dev), free(t->snap_order);
+    pk_arena_destroy(t->gt_arena);
     if (t->src.destroy) t->src.destroy(t->src.self);
     splat_state_destroy(t->st);
     pk_splat_renderer_destroy(t->renderer);
@@ -615,6 +766,8 @@ const pk_device *gs_trainer_device(const gs_trainer *t) { return t->ctx->dev; }
 
 const gs_source *gs_trainer_source(const gs_trainer *t) { return &t->src; }
 
+int64_t gs_trainer_rewinds(const gs_trainer *t) { return t->rewinds; }
+
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */
 static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, gs_array_grads *gr,
@@ -635,9 +788,10 @@ static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, g
 }
 
 /* Appends the step's row to log.csv (the values as floats, as the log always held). */
-static pk_status log_row(gs_trainer *t, double loss, double psnr) {
-    double row[LOG_COLS] = {(double)t->step, (float)loss, (float)psnr,
-                            (double)t->src.count(t->src.self), round(t->seconds * 1e3) / 1e3};
+static pk_status log_row(gs_trainer *t, int64_t step, int64_t gaussians, double seconds,
+                         double loss, double psnr) {
+    double row[LOG_COLS] = {(double)step, (float)loss, (float)psnr, (double)gaussians,
+                            round(seconds * 1e3) / 1e3};
     return run_log(t->run, LOG_COLS, log_cols, row);
 }
 
@@ -684,18 +838,77 @@ static void phases_other(gs_phases *p) {
  * the loss 0.8 L1 + 0.2 (1 - SSIM) against `gt` (3, H, W) with pk_l1 and pk_ssim, and the
  * backward; the gradients land in the source's buffers `gr` (means2d in pixels) and the radii
  * in t->radii; t->rgb gets the render. Adds the phases' times to t->timing. */
-static pk_status train_render(gs_trainer *t, const splat_camera *cam, const float *gt_host,
-                              int degree, const float bg[3], gs_array_grads *gr, double *loss_out) {
+static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const float *gt_host,
+                                   tensor *gt_dev, int degree, const float bg[3], bool stats,
+                                   gs_array_grads *gr, double *loss_out, double *se_out,
+                                   int *redo) {
     pk_ctx *c = t->ctx;
     gs_timing *tm = &t->timing;
     int64_t H = cam->height, W = cam->width;
-    PK_TRY(pk_step_begin(c));
+    /* resident: no wait for the device between steps (the barrier tracker orders the step
+     * arena's reuse in the recording); the steps are run at the next read-back */
+    PK_TRY(t->dev ? pk_step_reset(c) : pk_step_begin(c));
     stamp sb0 = splat_backward_time(c);
     stamp t0 = stamp_now();
-    tensor *gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
-    if (!gt || tensor_upload(gt, gt_host) != PK_OK)
-        return pk_error(PK_ERR_NOMEM, "3DGS: cannot upload the ground truth: %s", polyak_error());
+    tensor *gt = gt_dev;
+    if (!gt) {
+        gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
+        if (!gt || tensor_upload(gt, gt_host) != PK_OK)
+            return pk_error(PK_ERR_NOMEM, "3DGS: cannot upload the ground truth: %s",
+                            polyak_error());
+    }
     stamp t1 = stamp_now();
+    if (t->dev) {
+        /* resident: the parameters are device tensors; the loss and the squared error of the
+         * clamped render are read in one wait with the pair-count check, the statistics are
+         * added on the device */
+        pk_splat_inputs in;
+        PK_TRY(gs_explicit_dev_inputs(t->dev, degree, &in));
+        int64_t n = in.means->shape[0];
+        in.background[0] = bg[0], in.background[1] = bg[1], in.background[2] = bg[2];
+        in.means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2});
+        if (!in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
+            return pk_error(PK_ERR_NOMEM, "3DGS: cannot create the step's tensors: %s",
+                            polyak_error());
+        stamp t2 = stamp_now();
+        pk_splat_outputs out;
+        PK_TRY(pk_splat(c, t->renderer, cam, &in, &out));
+        stamp t3 = stamp_now();
+        tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
+                              pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
+        if (!loss) return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+        stamp t4 = stamp_now();
+        PK_TRY(autograd_backward(c, loss));
+        stamp t5 = stamp_now();
+        /* training PSNR's squared error: clamp(x, 0, 1) = relu(x) - relu(x - 1) */
+        tensor *cl = pk_sub(c, pk_relu(c, out.rgb), pk_relu(c, pk_affine(c, out.rgb, 1.0f, -1.0f)));
+        tensor *d = pk_sub(c, cl, gt);
+        tensor *se = pk_sum_all(c, pk_mul(c, d, d));
+        tensor *both =
+            se ? pk_concat(c, (tensor *[]){pk_reshape(c, loss, 1, (int64_t[]){1}), se}, 2, 0)
+               : NULL;
+        /* into the step's row of hist, read at the next flush (no wait here) */
+        tensor *row = tensor_view(c->step, t->hist, 1, (int64_t[]){2}, (int64_t[]){1},
+                                  t->hist->offset + 2 * (int64_t)t->npend);
+        if (!both || !row || pk_accumulate(c, row, both) != PK_OK)
+            return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+        t->npend++;
+        *redo = 0;
+        if (stats)
+            PK_TRY(gs_explicit_dev_add_stats(t->dev, in.means2d_grad, out.radii, (int)W, (int)H));
+        stamp t6 = stamp_now();
+        stamp sb1 = splat_backward_time(c);
+        ADD_PHASE(tm, data, t0, t1);
+        ADD_PHASE(tm, params_in, t1, t2);
+        ADD_PHASE(tm, raster_fwd, t2, t3);
+        ADD_PHASE(tm, loss_fwd, t3, t4);
+        ADD_PHASE(tm, raster_bwd, sb0, sb1);
+        tm->wall.loss_bwd += (t5.wall - t4.wall) - (sb1.wall - sb0.wall);
+        tm->cpu.loss_bwd += (t5.cpu - t4.cpu) - (sb1.cpu - sb0.cpu);
+        ADD_PHASE(tm, grads_out, t5, t6);
+        *loss_out = NAN, *se_out = NAN; /* known at the flush */
+        return PK_OK;
+    }
     if (t->src.produce_tensors) {
         /* a decoder source: its Gaussians are tensors on the tape already */
         pk_splat_inputs in;
@@ -724,6 +937,10 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
         float lv = 0;
         if (!loss || tensor_download(loss, &lv) != PK_OK)
             return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
+        /* with the loss read: did the render fit the rasterizer's buffers? (before the
+         * backward, so a redo adds no gradients twice) */
+        PK_TRY(pk_splat_renderer_check(t->renderer, redo));
+        if (*redo) return PK_OK;
         stamp t4 = stamp_now();
         PK_TRY(autograd_backward(c, loss));
         stamp t5 = stamp_now();
@@ -781,6 +998,8 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     PK_TRY(tensor_download(in.means2d_grad, gr->means2d));
     PK_TRY(tensor_download(out.radii, t->radii));
     PK_TRY(tensor_download(out.rgb, t->rgb));
+    /* after the same wait: did the render fit the rasterizer's buffers? */
+    PK_TRY(pk_splat_renderer_check(t->renderer, redo));
     stamp t6 = stamp_now();
     /* the tape walks the loss ops and the rasterizer in one backward: the splat op's kernel
      * time (timed by the context) is the rasterizer's share, the rest of the walk the loss's */
@@ -795,6 +1014,23 @@ static pk_status train_render(gs_trainer *t, const splat_camera *cam, const floa
     ADD_PHASE(tm, grads_out, t5, t6);
     *loss_out = lv;
     return PK_OK;
+}
+
+/* train_render_once, redone when the Vulkan rasterizer reports that the render had more
+ * (tile, Gaussian) pairs than its buffers held (they have grown by then); the source's
+ * produce clears the gradient buffers again. */
+static pk_status train_render(gs_trainer *t, const splat_camera *cam, const float *gt_host,
+                              tensor *gt_dev, int degree, const float bg[3], bool stats,
+                              gs_array_grads *gr, double *loss_out, double *se_out) {
+    for (int attempt = 0;; attempt++) {
+        int redo = 0;
+        PK_TRY(train_render_once(t, cam, gt_host, gt_dev, degree, bg, stats, gr, loss_out, se_out,
+                                 &redo));
+        if (!redo) return PK_OK;
+        if (attempt == 2)
+            return pk_error(PK_ERR_DEVICE, "3DGS: the rasterizer's pair buffers did not grow to "
+                                           "fit the frame after 3 tries");
+    }
 }
 
 /* Data parallel: averages the step's gradients over the ranks' views (each loss is a mean
@@ -867,10 +1103,11 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     const splat_camera *cam =
         level ? &t->level_cams[(size_t)v * t->levels + level - 1] : &t->cams[v];
     const float *gt = t->gt;
+    tensor *gt_dev = t->gt_dev ? t->gt_dev[(size_t)v * (t->levels + 1) + level] : NULL;
     stamp t1 = stamp_now();
     if (level)
         gt = t->pyramid[(size_t)v * t->levels + level - 1];
-    else
+    else if (!gt_dev)
         ground_truth(&t->images[v], t->o.background, t->gt);
     int W = cam->width, H = cam->height;
     float bg[3] = {t->o.background[0], t->o.background[1], t->o.background[2]};
@@ -883,9 +1120,29 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     int64_t npix = 3 * (int64_t)W * H;
     stamp t2 = stamp_now();
     ADD_PHASE(tm, data, t1, t2);
-    gs_array_grads gr;
-    double loss = 0;
-    PK_TRY(train_render(t, cam, gt, degree, bg, &gr, &loss));
+    gs_array_grads gr = {0};
+    double loss = 0, se = -1;
+    bool dev_stats = t->dev && it < t->o.densify_until;
+    PK_TRY(train_render(t, cam, gt, gt_dev, degree, bg, dev_stats, &gr, &loss, &se));
+    /* resident: read the losses back when the ring is full, before densification or an
+     * opacity reset (the host needs the statistics then anyway) and at the last step */
+    bool flushed = false;
+    if (t->dev) {
+        bool host_work = t->gx && it < t->o.densify_until &&
+                         ((it > t->o.densify_from && it % t->o.densify_interval == 0) ||
+                          it % t->o.opacity_reset == 0);
+        if (t->npend >= HIST_ROWS || host_work || it >= t->o.iters) {
+            bool rewound;
+            PK_TRY(flush(t, true, &loss, &se, &rewound));
+            if (rewound) { /* the steps since the snapshot are redone by the next calls */
+                r->step = t->step, r->rewound = true;
+                r->gaussians = t->src.count(t->src.self);
+                r->loss = t->last_loss, r->psnr = t->last_psnr;
+                return PK_OK;
+            }
+            flushed = true;
+        }
+    }
     bool reduced_stats = false;
     if (dist_size() > 1) {
         PK_TRY(world_grads(t, &gr, degree, W, H, it < t->o.densify_until));
@@ -893,10 +1150,12 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     }
     stamp t4 = stamp_now();
     /* training PSNR of the clamped render, as 3DGS's training report */
-    double se = 0;
-    for (int64_t i = 0; i < npix; i++) {
-        float c = t->rgb[i] < 0 ? 0 : t->rgb[i] > 1 ? 1 : t->rgb[i];
-        se += ((double)c - gt[i]) * ((double)c - gt[i]);
+    if (!t->dev) { /* resident: the device summed it */
+        se = 0;
+        for (int64_t i = 0; i < npix; i++) {
+            float c = t->rgb[i] < 0 ? 0 : t->rgb[i] > 1 ? 1 : t->rgb[i];
+            se += ((double)c - gt[i]) * ((double)c - gt[i]);
+        }
     }
     double psnr = se > 0 ? 10 * log10((double)npix / se) : 100;
     /* densification (3DGS train.py: statistics, densify_and_prune, reset_opacity; a step that
@@ -908,12 +1167,16 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         if (it < t->sco.update_until && it > t->sco.stat_from)
             t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
     } else if (t->gx && it < t->o.densify_until) {
-        if (!reduced_stats) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
+        /* resident: train_render added them on the device */
+        if (!reduced_stats && !t->dev) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
     } else if (!t->gx && t->src.add_stats) /* the source keeps its own window */
         t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
     stamp t5 = stamp_now();
+    bool host_changed = false; /* resident: the host changed the Gaussians; upload them */
     if (t->gx && it < t->o.densify_until) {
-        if (it > t->o.densify_from && it % t->o.densify_interval == 0) {
+        bool due_densify = it > t->o.densify_from && it % t->o.densify_interval == 0;
+        if (due_densify || it % t->o.opacity_reset == 0) PK_TRY(sync_host(t));
+        if (due_densify) {
             gs_densify_params dp = {.grad_threshold = t->o.grad_threshold,
                                     .percent_dense = 0.01,
                                     .min_opacity = 0.005,
@@ -947,15 +1210,24 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
                 PK_TRY(gs_explicit_densify(t->gx, &dp, &t->rng, &rep));
             r->densified = true;
             skip_update = true;
+            host_changed = true;
         }
         if (it % t->o.opacity_reset == 0) {
             gs_explicit_reset_opacity(t->gx);
             r->opacity_reset = true;
             skip_update = true;
+            host_changed = true;
         }
     }
+    if (t->dev && host_changed) PK_TRY(gs_explicit_dev_upload(t->dev));
     stamp t6 = stamp_now();
-    if (!skip_update) PK_TRY(t->src.step(t->src.self, it));
+    if (!skip_update) {
+        if (t->dev) {
+            PK_TRY(gs_explicit_dev_step(t->dev, it));
+            t->host_stale = true;
+        } else
+            PK_TRY(t->src.step(t->src.self, it));
+    }
     if (t->sc) {
         gs_scaffold_report rep;
         PK_TRY(gs_scaffold_adjust(t->sc, it, &t->rng, &rep));
@@ -967,7 +1239,16 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     t->step++;
     stamp tl = stamp_now();
     t->seconds += tl.wall - t0.wall; /* the log row's time is the next step's */
-    PK_TRY(log_row(t, loss, psnr));
+    if (t->dev && !flushed) {        /* its row is written at the next flush */
+        t->pend[t->npend - 1].step = t->step, t->pend[t->npend - 1].npix = npix;
+        t->pend[t->npend - 1].gaussians = t->src.count(t->src.self);
+        t->pend[t->npend - 1].seconds = t->seconds;
+        loss = t->last_loss, psnr = t->last_psnr;
+    } else {
+        PK_TRY(log_row(t, t->step, t->src.count(t->src.self), t->seconds, loss, psnr));
+        t->last_loss = loss, t->last_psnr = psnr;
+    }
+    if (flushed) PK_TRY(snapshot(t));
     stamp t8 = stamp_now();
     ADD_PHASE(tm, stats, t4, t5);
     ADD_PHASE(tm, densify, t5, t6);
@@ -1041,6 +1322,7 @@ static pk_status log_eval(gs_trainer *t, const gs_eval *ev) {
 
 pk_status gs_trainer_view_metrics(gs_trainer *t, int v, double *psnr, double *ssim) {
     if (v < 0 || v >= t->scene.n) return pk_error(PK_ERR_INVALID, "view %d outside the scene", v);
+    PK_TRY(sync_host(t));
     const pk_image *img = &t->images[v];
     int W = img->w, H = img->h;
     int64_t npix = 3 * (int64_t)W * H;
@@ -1058,6 +1340,7 @@ pk_status gs_trainer_view_metrics(gs_trainer *t, int v, double *psnr, double *ss
 
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
     *ev = (gs_eval){0};
+    PK_TRY(sync_host(t));
     int degree = sh_degree_at(t, t->step);
     /* several ranks: each scores its shard of the held-out views and the scores are summed;
      * with renders to write, rank 0 scores (and writes) them all and sends the scores */
@@ -1129,6 +1412,7 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
 }
 
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
+    PK_TRY(sync_host(t));
     if (dist_size() > 1 &&
         t->gx) { /* the statistics rank 0 saves: the largest radii of every rank */
         PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), t->src.count(t->src.self)));
@@ -1181,6 +1465,7 @@ static size_t json_string_at(char *buf, size_t cap, size_t at, const char *s) {
 }
 
 pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
+    PK_TRY(sync_host(t));
     PK_TRY(gs_trainer_evaluate(t, true, ev));
     if (dist_is_root()) { /* the one rank that writes the run folder */
         pk_gaussians g;

@@ -76,6 +76,7 @@ typedef struct gs_train_options {
     pk_status (*make_source)(void *arg, const gs_source_env *env, struct gs_source *out);
     void *make_source_arg;
     const char *source_json;
+    int64_t vk_pairs;   /* tests: the Vulkan rasterizer's first pair capacity (0: its own) */
     FILE *progress;     /* the run's options, messages and progress lines; NULL: none */
     bool catch_signals; /* SIGINT/SIGTERM request a stop (run_stop_requested) */
 } gs_train_options;
@@ -121,6 +122,12 @@ typedef struct gs_step_result {
                          * step sees the reset model, as the next steps start from it) */
     double eval_psnr, eval_ssim;
     int64_t anchors; /* scaffold: anchors after this step (0 for 3DGS) */
+    /* Vulkan, 3DGS (resident training): the loss and PSNR above are those of the last step
+     * read back (every step's land in log.csv at the next read-back, at least every 100
+     * steps); rewound: a read-back found that a render since the one before had more
+     * (tile, Gaussian) pairs than the rasterizer's buffers held, so the trainer went back to
+     * step `step` (the buffers have grown; the next calls redo the steps) */
+    bool rewound;
 } gs_step_result;
 
 /* Held-out evaluation. */
@@ -190,6 +197,10 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
 /* Renders view `view` (full training size) with the source's produce and measures it against
  * its ground truth (PSNR of the clamped render, SSIM). */
 pk_status gs_trainer_view_metrics(gs_trainer *t, int view, double *psnr, double *ssim);
+
+/* Resident Vulkan training: how many read-backs found a render over the rasterizer's pair
+ * buffers and rewound (0 elsewhere). */
+int64_t gs_trainer_rewinds(const gs_trainer *t);
 
 /* The trainer's Gaussian source. */
 const struct gs_source *gs_trainer_source(const gs_trainer *t);

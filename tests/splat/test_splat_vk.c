@@ -29,8 +29,8 @@ typedef struct result {
 
 /* Renders and differentiates s through cam on the CPU (vk == NULL) or on the
  * GPU. */
-static void run(vkctx *vk, int cas, const test_scene *s, const splat_camera *cam, const float *dr,
-                const float *da, const float *dd, result *r) {
+static void run(vkctx *vk, int cas, int64_t cap, const test_scene *s, const splat_camera *cam,
+                const float *dr, const float *da, const float *dd, result *r) {
     int n = s->n, HW = cam->width * cam->height, nc = s->use_sh ? 3 * sh_coeffs(s->deg) : 3;
     r->rgb = malloc(sizeof(float) * 3 * HW), r->al = malloc(sizeof(float) * HW);
     r->de = malloc(sizeof(float) * HW), r->radii = malloc(sizeof(int32_t) * (n + 1));
@@ -48,8 +48,23 @@ static void run(vkctx *vk, int cas, const test_scene *s, const splat_camera *cam
     if (vk) {
         splat_vk_state *st = splat_vk_state_create(vk);
         splat_vk_state_force_cas(st, cas);
+        if (cap > 0) splat_vk_state_set_capacity(st, cap);
         pk_status e = splat_vk_forward(st, cam, &v, &out);
         ck_assert_msg(e == PK_OK, "%s", polyak_error());
+        if (cap > 0) {
+            /* the first forward did not fit: the check grew the buffers once and the frame was
+             * redone; a second check finds nothing new */
+            int64_t pairs = splat_vk_state_pairs(st);
+            fprintf(stderr, "  overflow path: capacity %lld -> %lld for %lld pairs, %lld regrow\n",
+                    (long long)cap, (long long)splat_vk_state_capacity(st), (long long)pairs,
+                    (long long)splat_vk_state_regrows(st));
+            ck_assert_int_gt(pairs, cap);
+            ck_assert_int_eq(splat_vk_state_regrows(st), 1);
+            ck_assert_int_ge(splat_vk_state_capacity(st), pairs);
+            int over = 1;
+            ck_assert_int_eq(splat_vk_state_check(st, &over), PK_OK);
+            ck_assert_int_eq(over, 0);
+        }
         e = splat_vk_backward(st, cam, &v, dr, da, dd, &gr);
         ck_assert_msg(e == PK_OK, "%s", polyak_error());
         splat_vk_state_destroy(st);
@@ -87,8 +102,9 @@ START_TEST(test_vk_vs_cpu) {
         da[i] = (float)rng_normal(&r), dd[i] = (float)rng_normal(&r);
     result c, g;
     int cas = _i == 2 || !vkctx_info(vk)->float_atomics;
-    run(NULL, 0, &s, &cam, dr, da, dd, &c);
-    run(vk, cas, &s, &cam, dr, da, dd, &g);
+    /* _i == 3: the pair buffers start at 1,000 pairs, far under the frame's */
+    run(NULL, 0, 0, &s, &cam, dr, da, dd, &c);
+    run(vk, cas, _i == 3 ? 1000 : 0, &s, &cam, dr, da, dd, &g);
     int mism = 0;
     for (int i = 0; i < n; i++)
         mism += c.radii[i] != g.radii[i];
@@ -136,8 +152,8 @@ START_TEST(test_vk_edge) {
         for (int i = 0; i < 3 * HW; i++)
             dr[i] = (float)rng_normal(&r);
         result c, g;
-        run(NULL, 0, &s, &cam, dr, NULL, NULL, &c);
-        run(vk, 0, &s, &cam, dr, NULL, NULL, &g);
+        run(NULL, 0, 0, &s, &cam, dr, NULL, NULL, &c);
+        run(vk, 0, 0, &s, &cam, dr, NULL, NULL, &g);
         for (int i = 0; i < 3 * HW; i++)
             ck_assert(fabsf(g.rgb[i] - c.rgb[i]) <= 1e-5f);
         for (int i = 0; i < HW; i++)
@@ -273,11 +289,27 @@ START_TEST(test_vk_dev_offsets) {
     packer_upload(vk, &pup, &bup, aup, 3);
     packer_upload(vk, &pg, &bg, ga, 6);
     splat_vk_state *st = splat_vk_state_create(vk);
+    /* staging variant: the device path's overflow protocol too. The pair buffers start at 300
+     * pairs; forward and backward are recorded, the check (the caller's read-back) reports
+     * the overflow, the caller restores the gradient inputs and records both again */
+    if (_i == 1) splat_vk_state_set_capacity(st, 300);
     pk_status e = splat_vk_forward_dev(st, &cam, &sc, &o);
     ck_assert_msg(e == PK_OK, "%s", polyak_error());
     e = splat_vk_backward_dev(st, &cam, &sc, &u, &g);
     ck_assert_msg(e == PK_OK, "%s", polyak_error());
-    ck_assert_int_gt(splat_vk_state_pairs(st), (int64_t)n);
+    int over = 0;
+    ck_assert_int_eq(splat_vk_state_check(st, &over), PK_OK);
+    ck_assert_int_eq(over, _i == 1);
+    if (over) {
+        ck_assert_int_eq(vkctx_block_write(vk, &bg, 0, pg.host, pg.cap * sizeof(float)), PK_OK);
+        e = splat_vk_forward_dev(st, &cam, &sc, &o);
+        ck_assert_msg(e == PK_OK, "%s", polyak_error());
+        e = splat_vk_backward_dev(st, &cam, &sc, &u, &g);
+        ck_assert_msg(e == PK_OK, "%s", polyak_error());
+        ck_assert_int_eq(splat_vk_state_check(st, &over), PK_OK);
+        ck_assert_int_eq(over, 0);
+    }
+    ck_assert_int_gt(splat_vk_state_pairs(st), 300);
 
     float *got_out = malloc(pout.cap * sizeof(float)), *got_g = malloc(pg.cap * sizeof(float));
     ck_assert_int_eq(vkctx_block_read(vk, &bout, 0, got_out, pout.cap * sizeof(float)), PK_OK);
@@ -355,7 +387,8 @@ int main(void) {
     Suite *s = suite_create("splat_vk");
     TCase *tc = tcase_create("vk");
     tcase_set_timeout(tc, 600);
-    tcase_add_loop_test(tc, test_vk_vs_cpu, 0, 3); /* SH 3, colours, SH 1 with CAS */
+    /* SH 3, colours, SH 1 with CAS, SH 1 through the pair-buffer overflow path */
+    tcase_add_loop_test(tc, test_vk_vs_cpu, 0, 4);
     tcase_add_loop_test(tc, test_vk_golden, 0, GOLDEN_SCENES);
     tcase_add_test(tc, test_vk_edge);
     tcase_add_loop_test(tc, test_vk_dev_offsets, 0, 2); /* mapped, staging */
