@@ -118,6 +118,10 @@ const char *pk_ctx_name(pk_ctx *c, const char *prefix, const char *suffix) {
 
 pk_status pk_step_begin(pk_ctx *c) {
     PK_TRY(pk_device_sync(c->dev));
+    return pk_step_reset(c);
+}
+
+pk_status pk_step_reset(pk_ctx *c) {
     c->tape_len = 0;
     for (pk_node_slab *s = c->nodes; s; s = s->next)
         s->used = 0;

@@ -104,6 +104,13 @@ pk_status pk_ctx_time_ops(pk_ctx *c, bool on);
 /* Starts a step: waits for the device, clears the tape, resets the step arena. */
 pk_status pk_step_begin(pk_ctx *c);
 
+/* Starts a step without waiting for the device: clears the tape and resets the step arena.
+ * On Vulkan, work already recorded or submitted that still uses the old activations is
+ * ordered before the new step's writes by barriers (the tracker carries accesses across
+ * submissions), so a training step can chain several of these (MAN's local modules) in one
+ * recording and end with pk_device_submit. */
+pk_status pk_step_reset(pk_ctx *c);
+
 /* Creates a node for `op` with the given inputs and parameter struct (copied). */
 pk_node *pk_node_new(pk_ctx *c, pk_op op, tensor *const *in, int n_in, const void *params,
                      size_t params_size);

@@ -65,8 +65,14 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
                          const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
                          uint32_t gz);
 
-/* Submits the recorded command buffer and waits for completion. */
+/* Submits the recorded command buffer and waits for it and every earlier submission. */
 pk_status vkctx_sync(vkctx *ctx);
+
+/* Submits the recorded command buffer without waiting for it (a training step's end) and
+ * starts the next recording in another command buffer. The host waits only when every
+ * command buffer is still in flight (a throttle wait: no data comes back). Later reads, frees
+ * and host writes of blocks that submitted work uses wait for it first. */
+pk_status vkctx_submit(vkctx *ctx);
 
 /* Copies the context's running totals into *out (zeros for NULL). */
 void vkctx_get_counters(const vkctx *ctx, pk_device_counters *out);
