@@ -610,6 +610,7 @@ pk_status man_run(const man_run_options *opt, man_result *result) {
     job r = {.o = &o};
     man_result res = {0};
     pk_status s = run_body(&r, &res);
+    if (r.c) res.validation_errors = pk_device_validation_errors(r.c->dev);
     if (s == PK_OK && result) *result = res;
     if (r.run)
         run_report(r.run, s != PK_OK ? "failed" : res.interrupted ? "interrupted" : "finished");
