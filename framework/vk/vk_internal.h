@@ -63,8 +63,8 @@ typedef struct vk_access {
     bool write;
 } vk_access;
 
-/* A cached descriptor set: the set of `layout` with `bufs` bound whole at bindings 0..nbuf-1,
- * allocated from persistent pool `pool`. */
+/* A cached descriptor set: the set of `layout` with `bufs` (buffer, offset, range) at bindings
+ * 0..nbuf-1, allocated from persistent pool `pool`. */
 typedef struct vk_desc_entry {
     struct vk_desc_entry *next;
     uint64_t hash;
@@ -72,7 +72,7 @@ typedef struct vk_desc_entry {
     uint32_t nbuf;
     int pool;
     VkDescriptorSet set;
-    VkBuffer bufs[]; /* nbuf */
+    VkDescriptorBufferInfo bufs[]; /* nbuf */
 } vk_desc_entry;
 
 /* Buckets of the descriptor-set cache (chained). */

@@ -389,12 +389,15 @@ START_TEST(man_run_stays_on_device) {
             "test_man_vk: vk / cpu: train loss %.6f / %.6f, aux loss %.6f / %.6f, train acc "
             "%.4f / %.4f, parameters differ by %.2e\n",
             lv, lc, av, ac, tv, tc, pd);
-    ck_assert_msg(fabs(lv - lc) <= 1e-3 * lc && fabs(av - ac) <= 1e-3 * ac,
+    /* The backends' kernels sum in different orders (2e-5 per op in the op tests); four SGD
+     * steps at lr 0.05 through batch norms over 4 images magnify that. Measured: losses 8e-5
+     * and 3.2e-3 apart (relative), parameters 7.6e-4 and 4.1e-3, at two seeds; the Vulkan run
+     * of the second seed gives the same losses, to 7 digits, with the per-step uploads of
+     * before this test existed (3.5944674 / 3.5944676), so the gap is not the resident path's. */
+    ck_assert_msg(fabs(lv - lc) <= 1e-2 * lc && fabs(av - ac) <= 1e-2 * ac,
                   "losses differ: %g / %g, %g / %g", lv, lc, av, ac);
     ck_assert_msg(fabs(tv - tc) <= 1.0 / 16 + 1e-9, "train accuracy %g / %g", tv, tc);
-    /* summation orders differ between the backends' kernels (2e-5 per op in the op tests);
-     * four SGD steps through batch norms over 4 images magnify that: 7.6e-4 measured */
-    ck_assert_msg(pd <= 3e-3, "parameters differ by %g after 4 steps", pd);
+    ck_assert_msg(pd <= 1e-2, "parameters differ by %g after 4 steps", pd);
     remove_dir(dv);
     remove_dir(dc);
 }
