@@ -218,6 +218,8 @@ pk_status pk_block_read(pk_device *dev, pk_block *blk, size_t off, void *dst, si
 
 pk_status pk_device_sync(pk_device *dev) { return dev->vk ? vkctx_sync(dev->vk) : PK_OK; }
 
+pk_status pk_device_submit(pk_device *dev) { return dev->vk ? vkctx_submit(dev->vk) : PK_OK; }
+
 int pk_device_validation_errors(pk_device *dev) {
     return dev->vk ? vkctx_validation_errors(dev->vk) : 0;
 }
@@ -242,14 +244,15 @@ bool pk_step_counters_json(const pk_step_counters *sc, char *buf, size_t cap) {
              "\"bytes_to_device_per_step\": %.6g, \"bytes_to_host_per_step\": %.6g, "
              "\"dispatches_per_step\": %.4g, \"descriptor_allocs_per_step\": %.4g, "
              "\"descriptor_hits_per_step\": %.4g, \"barriers_per_step\": %.4g, "
-             "\"steps_averaged\": %lld}",
+             "\"throttle_waits_per_step\": %.4g, \"steps_averaged\": %lld}",
              (double)(b->submits - a->submits) * k, (double)(b->host_waits - a->host_waits) * k,
              (double)(b->bytes_to_device - a->bytes_to_device) * k,
              (double)(b->bytes_to_host - a->bytes_to_host) * k,
              (double)(b->dispatches - a->dispatches) * k,
              (double)(b->descriptor_allocs - a->descriptor_allocs) * k,
              (double)(b->descriptor_hits - a->descriptor_hits) * k,
-             (double)(b->barriers - a->barriers) * k, (long long)(sc->steps - 1));
+             (double)(b->barriers - a->barriers) * k,
+             (double)(b->throttle_waits - a->throttle_waits) * k, (long long)(sc->steps - 1));
     return true;
 }
 

@@ -79,12 +79,18 @@ pk_status pk_block_read(pk_device *dev, pk_block *blk, size_t off, void *dst, si
 /* Submits recorded work and waits for it (a step boundary). No-op on the CPU backend. */
 pk_status pk_device_sync(pk_device *dev);
 
+/* Submits recorded work without waiting for it (the end of a training step that reads
+ * nothing back); later reads wait. No-op on the CPU backend. */
+pk_status pk_device_submit(pk_device *dev);
+
 /* Running totals of a device's traffic with the host since it was opened: what a training
  * loop pays per step for talking to the device (each host wait stalls the loop; bytes cross
  * the bus). All zero on the CPU backend, which has no queue and no bus. */
 typedef struct pk_device_counters {
     uint64_t submits;           /* queue submissions */
-    uint64_t host_waits;        /* fence waits by the host */
+    uint64_t host_waits;        /* waits by the host for results: syncs and read-backs */
+    uint64_t throttle_waits;    /* the host blocked because every command buffer was in flight
+                                   (pk_device_submit): it ran ahead of the device; no data */
     uint64_t bytes_to_device;   /* host -> block bytes (mapped or staged) */
     uint64_t bytes_to_host;     /* block -> host bytes */
     uint64_t dispatches;        /* compute dispatches recorded */
@@ -107,7 +113,7 @@ typedef struct pk_step_counters {
 /* Records the end of one step on `dev`. */
 void pk_step_counters_mark(pk_step_counters *sc, const pk_device *dev);
 
-/* Writes {"submits_per_step": ..., ...} (the six per-step figures plus the step count) into
+/* Writes {"submits_per_step": ..., ...} (the per-step figures plus the step count) into
  * buf; returns false (buf untouched) before two steps were marked. */
 bool pk_step_counters_json(const pk_step_counters *sc, char *buf, size_t cap);
 

@@ -180,6 +180,18 @@ typedef struct pk_attention_params {
     float scale;
 } pk_attention_params;
 
+/* An augmented image batch gathered from a data set resident on the device (see
+ * pk_image_batch). Plan row r (two i32) is (image index, ox | oy << 8 | flip << 16). */
+typedef struct pk_image_batch_params {
+    int64_t n;      /* samples: plan rows [first, first + n) */
+    int64_t first;  /* first plan row */
+    int64_t images; /* N, images in the data set */
+    int32_t c, h, w;
+    int32_t pad;     /* crop offsets ox, oy in [0, 2 pad] move a window over the padded image */
+    int32_t reflect; /* 1: reflect padding, 0: zeros */
+    float mean[3], std[3];
+} pk_image_batch_params;
+
 /* ---- elementwise and shape ---- */
 
 /* Fills a contiguous f32 tensor with `value`. */
@@ -187,6 +199,21 @@ pk_status pk_fill(pk_ctx *c, tensor *t, float value);
 
 /* dst += src (same numel, both contiguous f32); not recorded on the tape. */
 pk_status pk_accumulate(pk_ctx *c, tensor *dst, const tensor *src);
+
+/* Builds a training batch on the device from a resident data set, without the host: for
+ * sample s < p->n with plan row (idx, bits) = plan[p->first + s] (plan (rows, 2) i32),
+ * t[s, c, y, x] = v = images[idx, sy, sx, c] / 255 (images (N, H, W, C) u8) at
+ * sx = (flip ? W - 1 - x : x) + ox - pad, sy = y + oy - pad (reflected, or 0 outside the
+ * image), x[s, c, y, x] = (v - mean[c]) / std[c], y[s] = labels[idx] (labels (N) i32).
+ * x, t (n, C, H, W) f32 and y (n) i32 are the caller's contiguous tensors. The CPU kernel
+ * refuses an index outside [0, N); the Vulkan one cannot report and writes zeros and label
+ * -1 for it. Not recorded on the tape. */
+pk_status pk_image_batch(pk_ctx *c, tensor *images, tensor *labels, tensor *plan,
+                         const pk_image_batch_params *p, tensor *x, tensor *t, tensor *y);
+
+/* hits[0] += the number of rows of logits (n, k) whose first largest entry is at the row's
+ * label (labels (n) i32): training accuracy counted on the device. Not recorded on the tape. */
+pk_status pk_count_correct(pk_ctx *c, tensor *logits, tensor *labels, tensor *hits);
 
 /* a + b with broadcasting. */
 tensor *pk_add(pk_ctx *c, tensor *a, tensor *b);
@@ -299,7 +326,9 @@ tensor *pk_attention_qkv(pk_ctx *c, tensor *qkv, int heads, float scale);
 
 /* ---- losses (scalar results, shape (1,)) ---- */
 
-/* Mean cross-entropy of logits (N, C) restricted to classes [lo, hi) (hi = 0: all). */
+/* Mean cross-entropy of logits (N, C) restricted to classes [lo, hi) (hi = 0: all). A label
+ * outside [lo, hi) is an error on the CPU backend; on Vulkan (where checking would read the
+ * labels back every call) it makes the loss NaN. */
 tensor *pk_cross_entropy(pk_ctx *c, tensor *logits, tensor *labels, int lo, int hi);
 /* Mean squared error. */
 tensor *pk_mse(pk_ctx *c, tensor *a, tensor *b);

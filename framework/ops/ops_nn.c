@@ -522,19 +522,23 @@ tensor *pk_cross_entropy(pk_ctx *c, tensor *logits, tensor *labels, int lo, int 
     if (!logits || !labels) return NULL;
     pk_cross_entropy_params p = {.rows = logits->shape[0], .classes = classes, .lo = lo, .hi = hi};
     if (p.rows == 0) return op_fail("cross_entropy", "no rows");
-    int32_t *h = download_i32("cross_entropy", labels);
-    if (!h) return NULL;
-    for (int64_t i = 0; i < p.rows; i++) {
-        if (h[i] < lo || h[i] >= hi) {
-            long long v = h[i];
-            free(h);
-            return op_fail("cross_entropy",
-                           "label %lld of row %lld is outside the class range "
-                           "[%d, %d)",
-                           v, (long long)i, lo, hi);
+    /* labels are checked where reading them is free (CPU backend); on Vulkan reading them would
+     * wait for the device every step, so the kernel gives a row with a bad label a NaN loss */
+    if (c->backend == PK_BACKEND_CPU) {
+        int32_t *h = download_i32("cross_entropy", labels);
+        if (!h) return NULL;
+        for (int64_t i = 0; i < p.rows; i++) {
+            if (h[i] < lo || h[i] >= hi) {
+                long long v = h[i];
+                free(h);
+                return op_fail("cross_entropy",
+                               "label %lld of row %lld is outside the class range "
+                               "[%d, %d)",
+                               v, (long long)i, lo, hi);
+            }
         }
+        free(h);
     }
-    free(h);
     tensor *out = tensor_new(c->step, PK_F32, 1, (int64_t[]){1});
     tensor *probs = tensor_new(c->step, PK_F32, 2, (int64_t[]){p.rows, hi - lo});
     return op_run_saved(c, PK_OP_CROSS_ENTROPY, (tensor *[]){logits, labels}, 2, &p, sizeof p, out,

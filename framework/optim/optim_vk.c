@@ -45,17 +45,22 @@ pk_status optim_sgd_step_vk(vkctx *ctx, const pk_sgd_params *hp, int64_t step, i
     pk_vk_range r[3] = {param, grad, use_mom ? buf : param};
     PK_TRY(check_ranges(n, r, 3, who));
     if (n == 0) return PK_OK;
+    /* each tensor's own range: the runs of one step touch disjoint bytes and need no barrier
+     * between them */
+    vk_binding b[3];
+    uint32_t off[3];
+    for (int i = 0; i < 3; i++)
+        b[i] = vk_range_bind(r[i].block, r[i].offset, (size_t)n, sizeof(float), &off[i]);
     pk_pc_sgd pc = {.n = (uint32_t)n,
-                    .p_offset = (uint32_t)param.offset,
-                    .g_offset = (uint32_t)grad.offset,
-                    .b_offset = (uint32_t)r[2].offset,
+                    .p_offset = off[0],
+                    .g_offset = off[1],
+                    .b_offset = off[2],
                     .neg_lr = (float)-hp->lr,
                     .wd = (float)hp->weight_decay,
                     .momentum = (float)hp->momentum,
                     .one_minus_damp = (float)(1.0 - hp->dampening),
                     .flags =
                         (use_mom ? 1u : 0u) | (step == 1 ? 2u : 0u) | (hp->nesterov ? 4u : 0u)};
-    vk_binding b[3] = {{param.block, 0, 0}, {grad.block, 0, 0}, {r[2].block, 0, 0}};
     return vkctx_dispatch(ctx, "optim/sgd", 3, b, &pc, sizeof pc, groups_for(n), 1, 1);
 }
 

@@ -39,12 +39,11 @@ pk_status teacher_ema_vk(vkctx *ctx, pk_block *t, size_t t_off, pk_block *s, siz
     PK_TRY(check_range(t, t_off, n, who, "teacher"));
     PK_TRY(check_range(s, s_off, n, who, "source"));
     if (n == 0) return PK_OK;
-    pk_pc_ema pc = {.n = (uint32_t)n,
-                    .t_offset = (uint32_t)t_off,
-                    .s_offset = (uint32_t)s_off,
-                    .m = (float)m,
-                    .w0 = (float)(1.0 - m)};
-    vk_binding b[2] = {{t, 0, 0}, {s, 0, 0}};
+    uint32_t to, so; /* each tensor's own range: updates of different tensors need no barrier */
+    vk_binding b[2] = {vk_range_bind(t, t_off, (size_t)n, sizeof(float), &to),
+                       vk_range_bind(s, s_off, (size_t)n, sizeof(float), &so)};
+    pk_pc_ema pc = {
+        .n = (uint32_t)n, .t_offset = to, .s_offset = so, .m = (float)m, .w0 = (float)(1.0 - m)};
     return vkctx_dispatch(ctx, "teacher/ema", 2, b, &pc, sizeof pc, groups_for(n), 1, 1);
 }
 
@@ -61,14 +60,17 @@ pk_status teacher_ema2_vk(vkctx *ctx, pk_block *t, size_t t_off, pk_block *s0, s
     PK_TRY(check_range(s0, s0_off, n, who, "source 0"));
     PK_TRY(check_range(s1, s1_off, n, who, "source 1"));
     if (n == 0) return PK_OK;
+    uint32_t to, so, s1o;
+    vk_binding b[3] = {vk_range_bind(t, t_off, (size_t)n, sizeof(float), &to),
+                       vk_range_bind(s0, s0_off, (size_t)n, sizeof(float), &so),
+                       vk_range_bind(s1, s1_off, (size_t)n, sizeof(float), &s1o)};
     pk_pc_ema pc = {.n = (uint32_t)n,
-                    .t_offset = (uint32_t)t_off,
-                    .s_offset = (uint32_t)s0_off,
-                    .s1_offset = (uint32_t)s1_off,
+                    .t_offset = to,
+                    .s_offset = so,
+                    .s1_offset = s1o,
                     .m = (float)m,
                     .w0 = (float)w0,
                     .w1 = (float)w1};
-    vk_binding b[3] = {{t, 0, 0}, {s0, 0, 0}, {s1, 0, 0}};
     return vkctx_dispatch(ctx, "teacher/ema:multi", 3, b, &pc, sizeof pc, groups_for(n), 1, 1);
 }
 

@@ -45,14 +45,30 @@ pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *s
 /* Block -> host copy; submits recorded work and waits first. */
 pk_status vkctx_block_read(vkctx *ctx, pk_block *blk, size_t off, void *dst, size_t n);
 
-/* A buffer binding for a dispatch: the whole block is bound; shaders add element offsets that
- * arrive in their push constants. [offset, offset + range) are the bytes the dispatch may
- * touch through this binding (range 0: the whole block); the barrier tracker orders only
- * dispatches whose ranges overlap with a write. */
+/* A buffer binding for a dispatch. range 0: the whole block is bound and shaders add element
+ * offsets (from their push constants) to its start. range > 0: only bytes [offset, offset +
+ * range) are bound (offset a multiple of VK_RANGE_ALIGN; vk_range_bind makes such a binding)
+ * and the shader's offsets count from `offset`. The barrier tracker orders only dispatches
+ * whose bound ranges overlap with a write, so narrow bindings let independent dispatches on
+ * one block (an optimizer's per-tensor runs, EMA updates) run without barriers between them. */
 typedef struct vk_binding {
     pk_block *block;
     size_t offset, range;
 } vk_binding;
+
+/* Alignment of a narrowed binding's start: the largest minStorageBufferOffsetAlignment the
+ * Vulkan specification allows, so valid on every device. */
+#define VK_RANGE_ALIGN 256
+
+/* The narrowed binding of elements [elem_off, elem_off + n) of `esize` bytes in blk; *rel
+ * receives the first element's offset within the binding (for push constants). */
+static inline vk_binding vk_range_bind(pk_block *blk, size_t elem_off, size_t n, size_t esize,
+                                       uint32_t *rel) {
+    size_t lo = elem_off * esize, start = lo & ~(size_t)(VK_RANGE_ALIGN - 1);
+    *rel = (uint32_t)((lo - start) / esize);
+    size_t range = lo + (n ? n : 1) * esize - start;
+    return (vk_binding){blk, start, range};
+}
 
 /* Records one dispatch of the embedded shader `name` (see shaders/shader_registry.h) with
  * `nbuf` storage-buffer bindings (set 0, bindings 0..nbuf-1) and push constants. The pipeline
@@ -65,8 +81,14 @@ pk_status vkctx_dispatch(vkctx *ctx, const char *name, int nbuf, const vk_bindin
                          const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
                          uint32_t gz);
 
-/* Submits the recorded command buffer and waits for completion. */
+/* Submits the recorded command buffer and waits for it and every earlier submission. */
 pk_status vkctx_sync(vkctx *ctx);
+
+/* Submits the recorded command buffer without waiting for it (a training step's end) and
+ * starts the next recording in another command buffer. The host waits only when every
+ * command buffer is still in flight (a throttle wait: no data comes back). Later reads, frees
+ * and host writes of blocks that submitted work uses wait for it first. */
+pk_status vkctx_submit(vkctx *ctx);
 
 /* Copies the context's running totals into *out (zeros for NULL). */
 void vkctx_get_counters(const vkctx *ctx, pk_device_counters *out);

@@ -63,8 +63,8 @@ typedef struct vk_access {
     bool write;
 } vk_access;
 
-/* A cached descriptor set: the set of `layout` with `bufs` bound whole at bindings 0..nbuf-1,
- * allocated from persistent pool `pool`. */
+/* A cached descriptor set: the set of `layout` with `bufs` (buffer, offset, range) at bindings
+ * 0..nbuf-1, allocated from persistent pool `pool`. */
 typedef struct vk_desc_entry {
     struct vk_desc_entry *next;
     uint64_t hash;
@@ -72,11 +72,23 @@ typedef struct vk_desc_entry {
     uint32_t nbuf;
     int pool;
     VkDescriptorSet set;
-    VkBuffer bufs[]; /* nbuf */
+    VkDescriptorBufferInfo bufs[]; /* nbuf */
 } vk_desc_entry;
 
 /* Buckets of the descriptor-set cache (chained). */
 #define VK_DESC_BUCKETS 1024
+
+/* Recordings that may be submitted and not yet waited for (vkctx_submit): the host runs at
+ * most this many minus one submissions ahead of the device before it blocks. */
+#define VK_RING 3
+
+/* One recording slot: its own command pool and buffer, and the fence of its submission. */
+typedef struct vk_slot {
+    VkCommandPool pool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    uint64_t batch; /* number of the recording submitted from it and not yet waited for; 0: idle */
+} vk_slot;
 
 struct vkctx {
     VkInstance instance;
@@ -91,12 +103,15 @@ struct vkctx {
     bool unified; /* integrated or CPU device: host-visible device memory is mapped */
     bool failed;  /* a submission failed (device lost): every later call is refused */
 
-    /* recording: one command buffer that is always between begin and end */
-    VkCommandPool cmd_pool;
-    VkCommandBuffer cmd;
-    VkFence fence;
-    bool pending;   /* commands recorded since the last submission */
-    uint64_t batch; /* number of the recording in progress (starts at 1) */
+    /* recording: the current slot's command buffer is always between begin and end; the other
+     * slots may hold submitted recordings the host has not waited for (vkctx_submit) */
+    vk_slot ring[VK_RING];
+    int cur;                /* slot being recorded */
+    VkCommandPool cmd_pool; /* ring[cur]'s */
+    VkCommandBuffer cmd;    /* ring[cur]'s */
+    bool pending;           /* commands recorded since the last submission */
+    uint64_t batch;         /* number of the recording in progress (starts at 1) */
+    uint64_t completed;     /* every recording numbered up to this one has completed */
     VkPipeline bound_pipeline;
 
     /* device accesses recorded since the last barrier (what a new dispatch may conflict with) */
@@ -122,7 +137,7 @@ struct vkctx {
     unsigned char *staging_ptr;
     size_t staging_cap, staging_used, staging_max;
     bool force_unmapped;  /* testing hook: allocate blocks unmapped even on unified devices */
-    uint64_t submissions; /* testing hook: queue submissions (each one a host wait) so far */
+    uint64_t submissions; /* testing hook: queue submissions so far */
     pk_device_counters counters; /* running totals (vkctx_get_counters) */
 
     /* profiler */
@@ -191,8 +206,8 @@ bool vkctx_debug_push_descriptors(const vkctx *ctx);
 /* Testing hook: number of cached descriptor sets alive. */
 size_t vkctx_debug_cached_sets(const vkctx *ctx);
 
-/* Testing hook: number of queue submissions so far; each is a host wait, so a test can check
- * that a stretch of recording (an optimizer step, a teacher update) did not sync. */
+/* Testing hook: number of queue submissions so far, so a test can check that a stretch of
+ * recording (an optimizer step, a teacher update) did not sync. */
 uint64_t vkctx_debug_submissions(const vkctx *ctx);
 
 #endif

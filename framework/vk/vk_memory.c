@@ -160,8 +160,13 @@ pk_status vkctx_block_alloc(vkctx *ctx, size_t bytes, pk_block *out) {
 void vkctx_block_free(vkctx *ctx, pk_block *blk) {
     if (!ctx || !blk || !blk->impl) return;
     vk_block *b = blk->impl;
-    /* the recording in progress may still use the buffer: run it before destroying */
-    if (ctx->pending && b->used_batch == ctx->batch && !ctx->failed) (void)vkctx_sync(ctx);
+    /* recorded or submitted work may still use the buffer: finish it before destroying */
+    if (b->used_batch > ctx->completed && !ctx->failed) (void)vkctx_sync(ctx);
+    for (size_t i = 0; i < ctx->nacc;) /* forget the block's tracked accesses */
+        if (ctx->acc[i].b == b)
+            ctx->acc[i] = ctx->acc[--ctx->nacc];
+        else
+            i++;
     if (ctx->failed) vkDeviceWaitIdle(ctx->device);
     vk_desc_forget_buffer(ctx, b->buffer);
     buffer_destroy(ctx, b->buffer, b->memory);
@@ -185,8 +190,8 @@ static pk_status staging_reserve(vkctx *ctx, size_t want, size_t *off, size_t *l
     size_t max = ctx->staging_max ? ctx->staging_max : VK_STAGING_DEFAULT_MAX;
     size_t need = want < max ? want : max;
     if (ctx->staging_cap - ctx->staging_used < need) {
-        /* earlier copies of this recording still read/write the staging bytes */
-        if (ctx->pending) PK_TRY(vkctx_sync(ctx));
+        /* earlier copies (recorded or submitted) still read/write the staging bytes */
+        PK_TRY(vkctx_sync(ctx));
         ctx->staging_used = 0;
         if (ctx->staging_cap < need) {
             size_t cap = ctx->staging_cap * 2 > need ? ctx->staging_cap * 2 : need;
@@ -233,8 +238,8 @@ pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *s
     ctx->counters.bytes_to_device += n;
     vk_block *b = blk->impl;
     if (b->mapped) {
-        /* recorded work may still read the old bytes: run it before overwriting them */
-        if (ctx->pending && b->used_batch == ctx->batch) PK_TRY(vkctx_sync(ctx));
+        /* recorded or submitted work may still use the old bytes: finish it first */
+        if (b->used_batch > ctx->completed) PK_TRY(vkctx_sync(ctx));
         memcpy((unsigned char *)b->mapped + off, src, n);
         return PK_OK;
     }

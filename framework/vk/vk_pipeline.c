@@ -417,20 +417,24 @@ static pk_status desc_alloc(vkctx *ctx, VkDescriptorSetLayout layout, uint32_t n
     return PK_OK;
 }
 
-static uint64_t desc_hash(VkDescriptorSetLayout layout, uint32_t nbuf, const VkBuffer *bufs) {
+static uint64_t desc_hash(VkDescriptorSetLayout layout, uint32_t nbuf,
+                          const VkDescriptorBufferInfo *bufs) {
     uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)layout;
     h *= 1099511628211ull;
     for (uint32_t i = 0; i < nbuf; i++) {
-        h ^= (uint64_t)(uintptr_t)bufs[i];
-        h *= 1099511628211ull;
-        h ^= h >> 29;
+        uint64_t v[3] = {(uint64_t)(uintptr_t)bufs[i].buffer, bufs[i].offset, bufs[i].range};
+        for (int k = 0; k < 3; k++) {
+            h ^= v[k];
+            h *= 1099511628211ull;
+            h ^= h >> 29;
+        }
     }
     return h;
 }
 
 /* Returns the cached set binding `bufs` for `layout`, writing a new one on a miss. Cached sets
  * are never updated again, so one in use by pending work stays valid. */
-static pk_status desc_get(vkctx *ctx, const vk_pipeline *p, const VkBuffer *bufs,
+static pk_status desc_get(vkctx *ctx, const vk_pipeline *p, const VkDescriptorBufferInfo *bufs,
                           VkDescriptorSet *out) {
     uint64_t h = desc_hash(p->set_layout, p->nbuf, bufs);
     vk_desc_entry **head = &ctx->desc_buckets[h % VK_DESC_BUCKETS];
@@ -441,7 +445,7 @@ static pk_status desc_get(vkctx *ctx, const vk_pipeline *p, const VkBuffer *bufs
             *out = e->set;
             return PK_OK;
         }
-    vk_desc_entry *e = malloc(sizeof *e + p->nbuf * sizeof(VkBuffer));
+    vk_desc_entry *e = malloc(sizeof *e + p->nbuf * sizeof *bufs);
     if (!e) return pk_error(PK_ERR_NOMEM, "vulkan: out of host memory for a descriptor set");
     pk_status s = desc_alloc(ctx, p->set_layout, p->nbuf, &e->set, &e->pool);
     if (s != PK_OK) {
@@ -455,7 +459,7 @@ static pk_status desc_get(vkctx *ctx, const vk_pipeline *p, const VkBuffer *bufs
     VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
     VkWriteDescriptorSet w[VK_MAX_BINDINGS];
     for (uint32_t i = 0; i < p->nbuf; i++) {
-        bi[i] = (VkDescriptorBufferInfo){.buffer = bufs[i], .offset = 0, .range = VK_WHOLE_SIZE};
+        bi[i] = bufs[i];
         w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
                                       .dstSet = e->set,
                                       .dstBinding = i,
@@ -476,7 +480,7 @@ void vk_desc_forget_buffer(vkctx *ctx, VkBuffer buf) {
             vk_desc_entry *e = *pe;
             bool uses = false;
             for (uint32_t i = 0; i < e->nbuf && !uses; i++)
-                uses = e->bufs[i] == buf;
+                uses = e->bufs[i].buffer == buf;
             if (!uses) {
                 pe = &e->next;
                 continue;
@@ -549,18 +553,25 @@ static pk_status dispatch_any(vkctx *ctx, const char *name, int nbuf, const vk_b
                         name, gx, gy, gz, ctx->info.name, lim[0], lim[1], lim[2]);
     vk_block *blocks[VK_MAX_BINDINGS];
     size_t lo[VK_MAX_BINDINGS], hi[VK_MAX_BINDINGS];
-    VkBuffer handles[VK_MAX_BINDINGS];
+    VkDescriptorBufferInfo handles[VK_MAX_BINDINGS];
     for (int i = 0; i < nbuf; i++) {
         if (!bufs || !bufs[i].block || !bufs[i].block->impl)
             return pk_error(PK_ERR_INVALID, "vulkan: shader %s: binding %d has no block", name, i);
         blocks[i] = bufs[i].block->impl;
-        handles[i] = blocks[i]->buffer;
-        /* a range that is absent or does not fit the block means the whole block */
         size_t size = blocks[i]->size;
-        bool whole =
-            bufs[i].range == 0 || bufs[i].offset > size || bufs[i].range > size - bufs[i].offset;
+        if (bufs[i].range && (bufs[i].offset % VK_RANGE_ALIGN || bufs[i].offset >= size ||
+                              bufs[i].range > size - bufs[i].offset))
+            return pk_error(PK_ERR_INVALID,
+                            "vulkan: shader %s: binding %d range [%zu, %zu) is not inside its "
+                            "%zu-byte block at a multiple of %d",
+                            name, i, bufs[i].offset, bufs[i].offset + bufs[i].range, size,
+                            VK_RANGE_ALIGN);
+        bool whole = bufs[i].range == 0;
         lo[i] = whole ? 0 : bufs[i].offset;
         hi[i] = whole ? size : bufs[i].offset + bufs[i].range;
+        handles[i] = (VkDescriptorBufferInfo){.buffer = blocks[i]->buffer,
+                                              .offset = lo[i],
+                                              .range = whole ? VK_WHOLE_SIZE : hi[i] - lo[i]};
     }
     vk_block *ab = NULL;
     if (args) {
@@ -591,8 +602,7 @@ static pk_status dispatch_any(vkctx *ctx, const char *name, int nbuf, const vk_b
         VkDescriptorBufferInfo bi[VK_MAX_BINDINGS];
         VkWriteDescriptorSet w[VK_MAX_BINDINGS];
         for (int i = 0; i < nbuf; i++) {
-            bi[i] =
-                (VkDescriptorBufferInfo){.buffer = handles[i], .offset = 0, .range = VK_WHOLE_SIZE};
+            bi[i] = handles[i];
             w[i] = (VkWriteDescriptorSet){.sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
                                           .dstBinding = (uint32_t)i,
                                           .descriptorCount = 1,

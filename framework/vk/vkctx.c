@@ -447,14 +447,20 @@ static pk_status device_create(vkctx *ctx, int index, const vkctx_options *opt) 
     VkCommandPoolCreateInfo pi = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
                                   .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
                                   .queueFamilyIndex = qf};
-    VK_CHECK(vkCreateCommandPool(ctx->device, &pi, NULL, &ctx->cmd_pool));
-    VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-                                      .commandPool = ctx->cmd_pool,
-                                      .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                                      .commandBufferCount = 1};
-    VK_CHECK(vkAllocateCommandBuffers(ctx->device, &ai, &ctx->cmd));
     VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    VK_CHECK(vkCreateFence(ctx->device, &fi, NULL, &ctx->fence));
+    for (int i = 0; i < VK_RING; i++) {
+        vk_slot *sl = &ctx->ring[i];
+        VK_CHECK(vkCreateCommandPool(ctx->device, &pi, NULL, &sl->pool));
+        VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                          .commandPool = sl->pool,
+                                          .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                          .commandBufferCount = 1};
+        VK_CHECK(vkAllocateCommandBuffers(ctx->device, &ai, &sl->cmd));
+        VK_CHECK(vkCreateFence(ctx->device, &fi, NULL, &sl->fence));
+    }
+    ctx->cur = 0;
+    ctx->cmd_pool = ctx->ring[0].pool;
+    ctx->cmd = ctx->ring[0].cmd;
 
     ctx->profile = opt->profile;
     if (ctx->profile && valid_bits > 0) {
@@ -491,8 +497,10 @@ void vkctx_destroy(vkctx *ctx) {
         vk_profile_destroy(ctx);
         vk_pipelines_destroy(ctx);
         vk_staging_destroy(ctx);
-        if (ctx->fence) vkDestroyFence(ctx->device, ctx->fence, NULL);
-        if (ctx->cmd_pool) vkDestroyCommandPool(ctx->device, ctx->cmd_pool, NULL);
+        for (int i = 0; i < VK_RING; i++) {
+            if (ctx->ring[i].fence) vkDestroyFence(ctx->device, ctx->ring[i].fence, NULL);
+            if (ctx->ring[i].pool) vkDestroyCommandPool(ctx->device, ctx->ring[i].pool, NULL);
+        }
         vkDestroyDevice(ctx->device, NULL);
     }
     free(ctx->acc);
@@ -514,8 +522,8 @@ int vkctx_validation_errors(const vkctx *ctx) {
 
 /* ---- submission -------------------------------------------------------------------------- */
 
-/* Ends, submits and waits for the recording; marks the context failed on any error. */
-static pk_status submit_and_wait(vkctx *ctx) {
+/* Ends the current slot's recording and submits it with the slot's fence. */
+static pk_status submit_current(vkctx *ctx) {
     /* make every device write available to the host (mapped reads) and, through the next
      * submission's implicit host->device dependency, visible to the next recording */
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
@@ -529,38 +537,101 @@ static pk_status submit_and_wait(vkctx *ctx) {
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
                        .commandBufferCount = 1,
                        .pCommandBuffers = &ctx->cmd};
-    VK_CHECK(vkQueueSubmit(ctx->queue, 1, &si, ctx->fence));
+    vk_slot *sl = &ctx->ring[ctx->cur];
+    VK_CHECK(vkQueueSubmit(ctx->queue, 1, &si, sl->fence));
+    sl->batch = ctx->batch;
     ctx->submissions++;
     ctx->counters.submits++;
+    return PK_OK;
+}
+
+/* Waits for slot i's submission (if any) and resets its fence. `throttle`: the host only needs
+ * the slot back (counted as a throttle wait, and only when the fence was not yet signalled). */
+static pk_status wait_slot(vkctx *ctx, int i, bool throttle) {
+    vk_slot *sl = &ctx->ring[i];
+    if (!sl->batch) return PK_OK;
+    VkResult st = vkGetFenceStatus(ctx->device, sl->fence);
+    if (st == VK_NOT_READY) {
+        if (throttle) ctx->counters.throttle_waits++;
+        VK_CHECK(vkWaitForFences(ctx->device, 1, &sl->fence, VK_TRUE, VK_FENCE_TIMEOUT_NS));
+    } else if (st != VK_SUCCESS) {
+        VK_CHECK(st);
+    }
+    VK_CHECK(vkResetFences(ctx->device, 1, &sl->fence));
+    if (sl->batch > ctx->completed) ctx->completed = sl->batch;
+    sl->batch = 0;
+    return PK_OK;
+}
+
+/* Makes slot i the one recorded into: resets its pool and begins its command buffer (the slot
+ * must be idle). */
+static pk_status record_into(vkctx *ctx, int i) {
+    ctx->cur = i;
+    ctx->cmd_pool = ctx->ring[i].pool;
+    ctx->cmd = ctx->ring[i].cmd;
+    VkResult r = vkResetCommandPool(ctx->device, ctx->cmd_pool, 0);
+    if (r != VK_SUCCESS)
+        return vk_fail(r, "vkResetCommandPool(ctx->device, ctx->cmd_pool, 0)", __FILE__, __LINE__);
+    return begin_recording(ctx);
+}
+
+/* True when a submitted recording has not been waited for. */
+static bool in_flight(const vkctx *ctx) {
+    for (int i = 0; i < VK_RING; i++)
+        if (ctx->ring[i].batch) return true;
+    return false;
+}
+
+/* Submits the recording (if any) and waits for it and every earlier submission. */
+static pk_status submit_and_wait(vkctx *ctx) {
+    if (ctx->pending) PK_TRY(submit_current(ctx));
     ctx->counters.host_waits++;
-    VK_CHECK(vkWaitForFences(ctx->device, 1, &ctx->fence, VK_TRUE, VK_FENCE_TIMEOUT_NS));
-    VK_CHECK(vkResetFences(ctx->device, 1, &ctx->fence));
+    for (int k = 1; k <= VK_RING; k++) /* oldest first */
+        PK_TRY(wait_slot(ctx, (ctx->cur + k) % VK_RING, false));
     return PK_OK;
 }
 
 pk_status vkctx_sync(vkctx *ctx) {
     PK_TRY(vk_check_usable(ctx));
-    if (!ctx->pending) return PK_OK;
+    if (!ctx->pending && !in_flight(ctx)) return PK_OK;
+    bool recorded = ctx->pending;
     pk_status s = submit_and_wait(ctx);
+    if (s != PK_OK) {
+        ctx->failed = true;
+        return s == PK_ERR_NOMEM ? s : PK_ERR_DEVICE;
+    }
+    ctx->completed = recorded ? ctx->batch : ctx->batch - 1;
+    if (recorded) ctx->batch++;
+    ctx->pending = false;
+    ctx->nacc = 0;
+    ctx->staging_used = 0;
+    if (!recorded) return PK_OK; /* the current slot's recording is still empty and open */
+    s = vk_profile_collect(ctx);
+    pk_status b = record_into(ctx, ctx->cur);
+    if (b != PK_OK) {
+        ctx->failed = true;
+        return b;
+    }
+    return s;
+}
+
+pk_status vkctx_submit(vkctx *ctx) {
+    PK_TRY(vk_check_usable(ctx));
+    if (!ctx->pending) return PK_OK;
+    if (ctx->profile) return vkctx_sync(ctx); /* one timestamp pool, read after each recording */
+    pk_status s = submit_current(ctx);
+    int next = (ctx->cur + 1) % VK_RING;
+    if (s == PK_OK) s = wait_slot(ctx, next, true);
     if (s != PK_OK) {
         ctx->failed = true;
         return s == PK_ERR_NOMEM ? s : PK_ERR_DEVICE;
     }
     ctx->pending = false;
     ctx->batch++;
-    ctx->nacc = 0;
-    ctx->staging_used = 0;
-    s = vk_profile_collect(ctx);
-    VkResult r = vkResetCommandPool(ctx->device, ctx->cmd_pool, 0);
-    if (r != VK_SUCCESS) {
-        ctx->failed = true;
-        return vk_fail(r, "vkResetCommandPool(ctx->device, ctx->cmd_pool, 0)", __FILE__, __LINE__);
-    }
-    pk_status b = begin_recording(ctx);
-    if (b != PK_OK) {
-        ctx->failed = true;
-        return b;
-    }
+    /* the accesses of the submitted work stay tracked: the first conflicting access of the next
+     * recording gets a barrier, whose first scope covers every earlier submission to the queue */
+    s = record_into(ctx, next);
+    if (s != PK_OK) ctx->failed = true;
     return s;
 }
 

@@ -1,6 +1,7 @@
 // cross_entropy.comp - cross-entropy over the class range [lo, hi) of logits (rows, classes).
 // Forward: one work group per row computes the softmax of the range into probs (rows, w),
-// w = hi - lo, and the row's negative log-likelihood max + log sum - x[label] into nll (rows);
+// w = hi - lo, and the row's negative log-likelihood max + log sum - x[label] into nll (rows,
+// NaN for a label outside the range);
 // the host then sums nll in a fixed order (nn/sum_scaled). BACKWARD: one invocation per (row,
 // k) of the range: dlogits[row, lo + k] += (d loss / rows) (probs - [k == label - lo]).
 //! variant back -DBACKWARD=1
@@ -34,7 +35,10 @@ void main() {
     s = wg_sum(s);
     float inv = 1.0 / s;
     for (uint k = t; k < w; k += WG_SIZE) p[pb + k] *= inv; // each invocation its own elements
-    if (t == 0u) aux[pc.off_aux + r] = m + log(s) - x[xb + uint(lab[pc.off_lab + r]) - pc.lo];
+    // a label outside [lo, hi) (the host checks labels only on the CPU backend, where reading
+    // them costs no device round trip) makes the row's loss NaN rather than read another row
+    uint k0 = uint(lab[pc.off_lab + r]) - pc.lo;
+    if (t == 0u) aux[pc.off_aux + r] = k0 < w ? m + log(s) - x[xb + k0] : uintBitsToFloat(0x7fc00000u);
 #else
     uint i = pk_flat_index(256u);
     if (i >= pc.rows * w) return;

@@ -140,6 +140,30 @@ pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st);
  * and the optimizer step (man_train_step calls it; tests that assemble gradients too). */
 pk_status man_apply_step(man_model *m);
 
+/* A training set resident on the model's device (man_run uploads it once; the plan once per
+ * epoch): images (N, H, W, C) u8, labels (N) i32, and plan (rows, 2) i32 whose row r is the
+ * r-th sample of the epoch: (image, ox | oy << 8 | flip << 16), see pk_image_batch. */
+typedef struct man_device_data {
+    tensor *images, *labels, *plan;
+    int channels, height, width;
+    int pad;      /* crop offsets in [0, 2 pad] over the padded image */
+    bool reflect; /* reflect padding (CIFAR), else zeros */
+    float mean[3], std[3];
+} man_device_data;
+
+/* One training step on plan rows [first, first + n) of d, the batch built on the device
+ * (pk_image_batch): nothing goes up. Every module's forward and backward, the EMA updates and
+ * the optimizer step are recorded one after another without waiting for the device (modules
+ * start with pk_step_reset), and the step ends with one submission (pk_device_submit).
+ * st non-NULL: the losses and logits are read back as in man_train_step (host waits on
+ * Vulkan); NULL: they are added to sums on the device that man_stats_take reads. */
+pk_status man_train_step_device(man_model *m, const man_device_data *d, int64_t first, int n,
+                                man_step_stats *st);
+
+/* Reads and zeroes the device sums of the steps man_train_step_device ran with st NULL: the
+ * sums of their loss, aux_loss and correct fields (zeros when there were none). */
+pk_status man_stats_take(man_model *m, double *loss, double *aux, int64_t *correct);
+
 /* Predicts classes of a batch with the plain chained network (no auxiliary parts), running
  * statistics in batch norms; pred receives b->n labels. */
 pk_status man_predict(man_model *m, const man_batch *b, int32_t *pred);

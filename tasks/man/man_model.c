@@ -202,6 +202,7 @@ struct man_model {
     int npersist, cap_persist;
     pk_arena *carry;
     tensor *cx, *ctarget, *clabels, *cfeat;
+    tensor *stats; /* (3) device sums of steps that read nothing back; NULL until used */
     float *logits; /* host (batch, classes) */
 };
 
@@ -766,20 +767,42 @@ static int count_correct(const float *logits, const int32_t *labels, int n, int 
     return correct;
 }
 
-pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_scale,
-                            man_step_stats *st) {
+/* The device sums of the steps that do not read their statistics back: (3) loss, auxiliary
+ * loss (unweighted by 1 / (modules - 1)), correct predictions; allocated on first use. */
+static pk_status stats_tensor(man_model *m, tensor **out) {
+    if (!m->stats) {
+        m->stats = tensor_new(m->carry, PK_F32, 1, (int64_t[]){3});
+        if (!m->stats) return PK_ERR_NOMEM;
+        PK_TRY(pk_fill(m->c, m->stats, 0.0f));
+    }
+    *out = m->stats;
+    return PK_OK;
+}
+
+/* Element i of the statistics tensor, as a view in the step arena. */
+static tensor *stat_view(man_model *m, int i) {
+    return tensor_view(m->c->step, m->stats, 1, (int64_t[]){1}, (int64_t[]){1},
+                       m->stats->offset + i);
+}
+
+/* Every module's forward and local backward on the n samples in the carry buffers. `st`
+ * non-NULL: each module's loss and the logits are read back (`labels`: the host labels, or
+ * NULL to read the carried ones); NULL: they are added to the device sums (stats_tensor) and
+ * nothing is read. `reset`: start each module with pk_step_reset (no device wait) instead of
+ * pk_step_begin. */
+static pk_status module_steps(man_model *m, int n, const int32_t *labels_host,
+                              const float *loss_scale, man_step_stats *st, bool reset) {
     pk_ctx *c = m->c;
     man_step_stats z = {0};
-    c->training = true;
-    PK_TRY(optim_zero_grad(m->opt));
-    PK_TRY(upload_batch(m, b, true));
+    tensor *sums = NULL;
+    if (!st) PK_TRY(stats_tensor(m, &sums));
     const int64_t img_shape[3] = {m->cfg.in_channels, m->cfg.height, m->cfg.width};
     int64_t feat[3] = {0};
     for (int i = 0; i < m->nmod; i++) {
-        PK_TRY(pk_step_begin(c));
-        tensor *x = i == 0 ? carry_view(c, m->cx, b->n, 4, img_shape)
-                           : carry_view(c, m->cfeat, b->n, 4, feat);
-        tensor *labels = carry_view(c, m->clabels, b->n, 1, NULL);
+        PK_TRY(reset ? pk_step_reset(c) : pk_step_begin(c));
+        tensor *x =
+            i == 0 ? carry_view(c, m->cx, n, 4, img_shape) : carry_view(c, m->cfeat, n, 4, feat);
+        tensor *labels = carry_view(c, m->clabels, n, 1, NULL);
         tensor *h = module_forward(m, i, x), *loss = NULL, *logits = NULL;
         if (i < m->nmod - 1) {
             man_aux *a = &m->aux[i];
@@ -790,7 +813,7 @@ pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_
                 loss = pk_scale(c, pk_cross_entropy(c, head_forward(c, &a->head, y), labels, 0, 0),
                                 (float)a->l2);
             if (a->has_dec && a->l1 != 0) {
-                tensor *target = carry_view(c, m->ctarget, b->n, 4, img_shape);
+                tensor *target = carry_view(c, m->ctarget, n, 4, img_shape);
                 tensor *r = pk_scale(c, decoder_loss(c, &a->dec, y, target), (float)a->l1);
                 loss = loss ? pk_add(c, loss, r) : r;
             }
@@ -805,6 +828,22 @@ pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_
             return pk_error(PK_ERR_INVALID, "man: module %d forward: %s", i, why);
         }
         PK_TRY(autograd_backward(c, loss));
+        if (!st) { /* on the device: loss into its sum, the last module's hits */
+            tensor *slot = stat_view(m, i < m->nmod - 1 ? 1 : 0);
+            if (!slot) return PK_ERR_NOMEM;
+            PK_TRY(pk_accumulate(c, slot, loss));
+            if (i == m->nmod - 1) {
+                tensor *hits = stat_view(m, 2);
+                if (!hits) return PK_ERR_NOMEM;
+                PK_TRY(pk_count_correct(c, logits, labels, hits));
+            }
+            if (i < m->nmod - 1) {
+                PK_TRY(carry_store(m, h)); /* detached: only values cross into module i+1 */
+                for (int d = 0; d < 3; d++)
+                    feat[d] = h->shape[d + 1];
+            }
+            continue;
+        }
         float lv = 0;
         PK_TRY(tensor_download(loss, &lv));
         if (i < m->nmod - 1) {
@@ -815,9 +854,29 @@ pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_
         } else {
             z.loss = lv;
             PK_TRY(tensor_download(logits, m->logits));
-            z.correct = count_correct(m->logits, b->labels, b->n, m->cfg.classes, NULL);
+            if (labels_host) {
+                z.correct = count_correct(m->logits, labels_host, n, m->cfg.classes, NULL);
+            } else {
+                int32_t *lab = malloc(sizeof(int32_t) * (size_t)n);
+                if (!lab) return pk_error(PK_ERR_NOMEM, "man: out of host memory");
+                pk_status s = tensor_download(labels, lab);
+                if (s == PK_OK) z.correct = count_correct(m->logits, lab, n, m->cfg.classes, NULL);
+                free(lab);
+                PK_TRY(s);
+            }
         }
     }
+    if (st) *st = z;
+    return PK_OK;
+}
+
+pk_status man_compute_grads(man_model *m, const man_batch *b, const float *loss_scale,
+                            man_step_stats *st) {
+    m->c->training = true;
+    PK_TRY(optim_zero_grad(m->opt));
+    PK_TRY(upload_batch(m, b, true));
+    man_step_stats z;
+    PK_TRY(module_steps(m, b->n, b->labels, loss_scale, &z, false));
     if (st) *st = z;
     return PK_OK;
 }
@@ -828,6 +887,54 @@ pk_status man_train_step(man_model *m, const man_batch *b, man_step_stats *st) {
      * mean of the ranks' gradients is the global batch's; identity in a world of one */
     PK_TRY(dist_average_grads(m->c));
     return man_apply_step(m);
+}
+
+pk_status man_train_step_device(man_model *m, const man_device_data *d, int64_t first, int n,
+                                man_step_stats *st) {
+    pk_ctx *c = m->c;
+    if (n < 1 || n > m->cfg.batch)
+        return pk_error(PK_ERR_INVALID, "man: batch of %d samples (the model holds up to %d)", n,
+                        m->cfg.batch);
+    if (d->channels != m->cfg.in_channels || d->height != m->cfg.height || d->width != m->cfg.width)
+        return pk_error(PK_ERR_INVALID,
+                        "man: resident images are %dx%dx%d, the model takes %dx%dx%d", d->width,
+                        d->height, d->channels, m->cfg.width, m->cfg.height, m->cfg.in_channels);
+    c->training = true;
+    PK_TRY(pk_step_reset(c));
+    PK_TRY(optim_zero_grad(m->opt));
+    int64_t img = (int64_t)m->cfg.in_channels * m->cfg.height * m->cfg.width;
+    tensor *x = carry_view(c, m->cx, 1, 1, NULL), *t = carry_view(c, m->ctarget, 1, 1, NULL);
+    tensor *y = carry_view(c, m->clabels, 1, 1, NULL);
+    if (!x || !t || !y) return PK_ERR_NOMEM;
+    x->shape[0] = t->shape[0] = n * img;
+    y->shape[0] = n;
+    pk_image_batch_params p = {.n = n,
+                               .first = first,
+                               .images = tensor_numel(d->labels),
+                               .c = d->channels,
+                               .h = d->height,
+                               .w = d->width,
+                               .pad = d->pad,
+                               .reflect = d->reflect};
+    for (int k = 0; k < 3; k++)
+        p.mean[k] = d->mean[k], p.std[k] = d->std[k];
+    PK_TRY(pk_image_batch(c, d->images, d->labels, d->plan, &p, x, t, y));
+    PK_TRY(module_steps(m, n, NULL, NULL, st, true));
+    PK_TRY(dist_average_grads(c));
+    PK_TRY(man_apply_step(m));
+    return pk_device_submit(c->dev);
+}
+
+pk_status man_stats_take(man_model *m, double *loss, double *aux, int64_t *correct) {
+    *loss = *aux = 0.0, *correct = 0;
+    if (!m->stats) return PK_OK;
+    float h[3];
+    PK_TRY(tensor_download(m->stats, h));
+    PK_TRY(pk_fill(m->c, m->stats, 0.0f));
+    *loss = h[0];
+    *aux = m->nmod > 1 ? (double)h[1] / (m->nmod - 1) : 0.0;
+    *correct = (int64_t)h[2];
+    return PK_OK;
 }
 
 pk_status man_apply_step(man_model *m) {

@@ -21,6 +21,11 @@
 
 #define HIST_COLS 6 /* lr, loss, aux loss, train accuracy, test accuracy, epoch seconds */
 
+/* On a device with a queue (Vulkan) the steps' losses and hits add up on the device and are
+ * read back only every this many steps (and at the epoch's end or a stop): the steps between
+ * wait for nothing, and the progress line shows the figures of the last read. */
+#define STATS_EVERY 50
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -74,8 +79,11 @@ typedef struct job {
     pk_dataset train, test;
     dataset_kind kind;
     norm nm;
-    int32_t *subset, *order;
+    int32_t *subset, *order; /* order: positions in the subset, this epoch's permutation */
     int ntrain, ntest;
+    pk_arena *data;     /* the resident training subset and the epoch's plan */
+    man_device_data dd; /* views of them for man_train_step_device */
+    int32_t *plan;      /* host copy of the plan being built (steps * batch rows of 2) */
     float *x, *t;
     int32_t *y, *pred;
     float *hist; /* (epochs, HIST_COLS); the row of an epoch in progress holds its correct
@@ -250,6 +258,53 @@ static char *options_json(const man_run_options *o, const man_config *cfg, int n
     return s;
 }
 
+/* Puts the training subset on the device once: its images (ntrain, H, W, C) u8 in subset order
+ * and their labels, plus room for an epoch's plan; fills r->dd. */
+static pk_status upload_subset(job *r, bool reflect) {
+    const man_run_options *o = r->o;
+    const pk_dataset *ds = &r->train;
+    size_t item = (size_t)ds->h * ds->w * ds->c;
+    int64_t rows = (int64_t)(r->ntrain / o->batch) * o->batch;
+    PK_TRY(pk_arena_create(r->c->dev, "man-data", 0, &r->data));
+    man_device_data *d = &r->dd;
+    d->images = tensor_new(r->data, PK_U8, 1, (int64_t[]){(int64_t)r->ntrain * (int64_t)item});
+    d->labels = tensor_new(r->data, PK_I32, 1, (int64_t[]){r->ntrain});
+    d->plan = tensor_new(r->data, PK_I32, 1, (int64_t[]){2 * rows});
+    if (!d->images || !d->labels || !d->plan) return PK_ERR_NOMEM;
+    uint8_t *img = malloc(item * (size_t)r->ntrain);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)r->ntrain);
+    pk_status s = img && lab ? PK_OK : pk_error(PK_ERR_NOMEM, "out of host memory");
+    for (int i = 0; s == PK_OK && i < r->ntrain; i++) {
+        memcpy(img + (size_t)i * item, ds->images + (size_t)r->subset[i] * item, item);
+        lab[i] = ds->labels[r->subset[i]];
+    }
+    if (s == PK_OK) s = tensor_upload(d->images, img);
+    if (s == PK_OK) s = tensor_upload(d->labels, lab);
+    free(img), free(lab);
+    PK_TRY(s);
+    d->channels = ds->c, d->height = ds->h, d->width = ds->w;
+    d->pad = 4; /* random crop with 4 pixels of padding: offsets 0..8 */
+    d->reflect = reflect;
+    for (int k = 0; k < 3; k++)
+        d->mean[k] = r->nm.mean[k], d->std[k] = r->nm.std[k];
+    return PK_OK;
+}
+
+/* The epoch's plan: sample i of step s is subset position order[s * batch + i] with a crop and
+ * flip drawn from `rng` (every rank draws every sample's bits, in order); one upload. */
+static pk_status upload_plan(job *r, pk_rng *rng, int steps, bool flip) {
+    int64_t rows = (int64_t)steps * r->o->batch;
+    for (int64_t k = 0; k < rows; k++) {
+        uint64_t bits = pk_rng_next(rng);
+        int span = 9; /* crop offsets 0..8: padding 4 on each side */
+        int ox = (int)(bits % span), oy = (int)((bits >> 8) % span);
+        int fl = flip && ((bits >> 16) & 1);
+        r->plan[2 * k] = r->order[k];
+        r->plan[2 * k + 1] = ox | oy << 8 | fl << 16;
+    }
+    return tensor_upload(r->dd.plan, r->plan);
+}
+
 static pk_status run_body(job *r, man_result *res) {
     const man_run_options *o = r->o;
     PK_TRY(load_data(o->data, o->image_size, &r->train, &r->test, &r->kind));
@@ -310,6 +365,8 @@ static pk_status run_body(job *r, man_result *res) {
     PK_TRY(man_model_create(r->c, &cfg, &r->model));
 
     int64_t img = (int64_t)r->train.c * r->train.h * r->train.w;
+    int steps_per_epoch = r->ntrain / o->batch;
+    r->plan = malloc(sizeof(int32_t) * 2 * (size_t)steps_per_epoch * (size_t)o->batch);
     r->x = malloc(sizeof(float) * (size_t)(o->batch * img));
     r->t = malloc(sizeof(float) * (size_t)(o->batch * img));
     r->y = malloc(sizeof(int32_t) * (size_t)o->batch);
@@ -317,13 +374,14 @@ static pk_status run_body(job *r, man_result *res) {
     r->subset = malloc(sizeof(int32_t) * (size_t)r->train.n);
     r->order = malloc(sizeof(int32_t) * (size_t)r->ntrain);
     r->hist = calloc((size_t)o->epochs * HIST_COLS, sizeof(float));
-    if (!r->x || !r->t || !r->y || !r->pred || !r->subset || !r->order || !r->hist)
+    if (!r->x || !r->t || !r->y || !r->pred || !r->subset || !r->order || !r->hist || !r->plan)
         return pk_error(PK_ERR_NOMEM, "out of host memory");
     /* a fixed subset: the first N of a seeded permutation (the same for every method) */
     pk_rng data_rng = {o->seed * 0x9E3779B97F4A7C15ull + 17};
     for (int i = 0; i < r->train.n; i++)
         r->subset[i] = i;
     if (r->ntrain < r->train.n) pk_rng_shuffle(&data_rng, r->subset, r->train.n);
+    PK_TRY(upload_subset(r, reflect));
 
     const man_config *mc = man_model_config(r->model);
     char *all = options_json(o, mc, r->ntrain, true);
@@ -393,13 +451,15 @@ static pk_status run_body(job *r, man_result *res) {
         float *h = r->hist + (size_t)e * HIST_COLS;
         /* each epoch permutes the fixed subset afresh: a resumed run sees the same order */
         uint64_t epoch_rng = data_rng.state;
-        memcpy(r->order, r->subset, sizeof(int32_t) * (size_t)r->ntrain);
+        /* positions in the resident subset, permuted as the subset's indices would be (the
+         * shuffle's swaps do not depend on the values) */
+        for (int i = 0; i < r->ntrain; i++)
+            r->order[i] = i;
         pk_rng_shuffle(&data_rng, r->order, r->ntrain);
+        PK_TRY(upload_plan(r, &data_rng, steps, flip));
         int first = 0;
-        if (e == start && resume_steps) { /* within the epoch: replay its draws */
+        if (e == start && resume_steps) { /* within the epoch: its plan is the same */
             first = resume_steps;
-            for (int64_t k = 0; k < (int64_t)first * o->batch; k++)
-                pk_rng_next(&data_rng);
             if (dist_is_root()) {
                 lloss = double_of(ck_rng[2]) * dist_size(),
                 laux = double_of(ck_rng[3]) * dist_size();
@@ -409,6 +469,21 @@ static pk_status run_body(job *r, man_result *res) {
         }
         run_progress_start(r->run, label, steps);
         double t0 = now_s();
+        /* Vulkan: the sums since the last read are on the device (read by TAKE()) */
+        bool on_device = r->c->backend != PK_BACKEND_CPU;
+        int64_t read_at = first; /* steps of the epoch whose figures lloss etc. hold */
+#define TAKE(s_)                                                                                   \
+    do {                                                                                           \
+        double dl_, da_;                                                                           \
+        int64_t dc_;                                                                               \
+        PK_TRY(man_stats_take(r->model, &dl_, &da_, &dc_));                                        \
+        if (!isfinite(dl_) || !isfinite(da_))                                                      \
+            return pk_error(PK_ERR_INVALID,                                                        \
+                            "training diverged in epoch %d between steps %lld and %d (loss sum "   \
+                            "%g, aux loss sum %g); try a smaller --lr",                            \
+                            e + 1, (long long)read_at + 1, (s_), dl_, da_);                        \
+        lloss += dl_, laux += da_, lcorrect += dc_, read_at = (s_);                                \
+    } while (0)
         /* the world's sums: each rank's loss is a mean over its shard (sum / ranks), the
          * correct counts add up */
 #define TOTALS()                                                                                   \
@@ -423,6 +498,7 @@ static pk_status run_body(job *r, man_result *res) {
             if (s > 0 && (run_stop_requested(r->run) ||
                           (o->stop_after_steps > 0 && gstep >= o->stop_after_steps))) {
                 /* save the epoch so far */
+                if (on_device) TAKE(s);
                 TOTALS();
                 PK_TRY(sync_bn(r));
                 h[3] = (float)correct, h[5] = (float)(before + now_s() - t0);
@@ -442,40 +518,38 @@ static pk_status run_body(job *r, man_result *res) {
                 stopped = true;
                 break;
             }
-            for (int i = 0; i < o->batch; i++) {
-                int idx = r->order[(size_t)s * o->batch + i];
-                uint64_t bits = pk_rng_next(&data_rng); /* every rank draws every sample's */
-                if (i < sh_first || i >= sh_first + sh_n) continue;
-                int j = i - (int)sh_first;
-                int span = 9; /* crop offsets 0..8: padding 4 on each side */
-                make_sample(&r->train, idx, &r->nm, 4, reflect, (int)(bits % span),
-                            (int)((bits >> 8) % span), flip && ((bits >> 16) & 1), r->x + j * img,
-                            r->t + j * img);
-                r->y[j] = r->train.labels[idx];
-            }
             lr = schedule_lr(&sched, gstep);
             optim_set_lr(opt, 0, lr);
-            man_batch mb = {.x = r->x, .target = r->t, .labels = r->y, .n = (int)sh_n};
             man_step_stats st;
             dist_stats c0 = dist_stats_get();
             double ts0 = now_s();
-            PK_TRY(man_train_step(r->model, &mb, &st));
+            PK_TRY(man_train_step_device(r->model, &r->dd, (int64_t)s * o->batch + sh_first,
+                                         (int)sh_n, on_device ? NULL : &st));
             pk_step_counters_mark(&res->vulkan, r->c->dev);
             dist_stats c1 = dist_stats_get();
             r->step_secs += now_s() - ts0, r->steps_run++;
             r->comm.seconds += c1.seconds - c0.seconds, r->comm.bytes += c1.bytes - c0.bytes;
             r->comm.calls += c1.calls - c0.calls;
-            if (!isfinite(st.loss) || !isfinite(st.aux_loss))
-                return pk_error(PK_ERR_INVALID,
-                                "training diverged at epoch %d step %d (loss %g, aux loss %g); "
-                                "try a smaller --lr",
-                                e + 1, s + 1, st.loss, st.aux_loss);
-            lloss += st.loss, laux += st.aux_loss, lcorrect += st.correct;
+            if (on_device) {
+                if ((s + 1) % STATS_EVERY == 0) TAKE(s + 1);
+            } else {
+                if (!isfinite(st.loss) || !isfinite(st.aux_loss))
+                    return pk_error(PK_ERR_INVALID,
+                                    "training diverged at epoch %d step %d (loss %g, aux loss "
+                                    "%g); try a smaller --lr",
+                                    e + 1, s + 1, st.loss, st.aux_loss);
+                lloss += st.loss, laux += st.aux_loss, lcorrect += st.correct, read_at = s + 1;
+            }
             /* the progress line shows rank 0's shard (all of it in a world of one) */
-            run_progress_update(r->run, s + 1, "loss %.4f aux %.4f acc %.3f lr %.4f",
-                                lloss / (s + 1), laux / (s + 1),
-                                (double)lcorrect / ((double)(s + 1) * sh_n), lr);
+            if (read_at > 0)
+                run_progress_update(r->run, s + 1, "loss %.4f aux %.4f acc %.3f lr %.4f",
+                                    lloss / read_at, laux / read_at,
+                                    (double)lcorrect / ((double)read_at * sh_n), lr);
+            else
+                run_progress_update(r->run, s + 1, "lr %.4f", lr);
         }
+        if (!stopped && on_device) TAKE(steps);
+#undef TAKE
         run_progress_end(r->run);
         if (stopped) break;
         TOTALS();
@@ -536,15 +610,18 @@ pk_status man_run(const man_run_options *opt, man_result *result) {
     job r = {.o = &o};
     man_result res = {0};
     pk_status s = run_body(&r, &res);
+    if (r.c) res.validation_errors = pk_device_validation_errors(r.c->dev);
     if (s == PK_OK && result) *result = res;
     if (r.run)
         run_report(r.run, s != PK_OK ? "failed" : res.interrupted ? "interrupted" : "finished");
     run_close(r.run);
     free(r.state), free(r.ckpt), free(r.bn);
     man_model_destroy(r.model);
+    pk_arena_destroy(r.data);
     pk_ctx_destroy(r.c);
     dataset_free(&r.train);
     dataset_free(&r.test);
     free(r.x), free(r.t), free(r.y), free(r.pred), free(r.subset), free(r.order), free(r.hist);
+    free(r.plan);
     return s;
 }

@@ -50,6 +50,7 @@ typedef struct man_result {
     bool interrupted;        /* a stop request (or stop_after_steps) ended the run in an epoch: its
                                 state is in ckpt-<epoch>.safetensors, --resume continues it */
     pk_step_counters vulkan; /* device traffic per training step (zeros on the CPU backend) */
+    int validation_errors;   /* Vulkan validation messages of the run (POLYAK_VALIDATE=1) */
 } man_result;
 
 /* Trains and evaluates as the options say, writing <out>/options.json, <out>/metrics.json,
