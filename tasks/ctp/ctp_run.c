@@ -149,7 +149,8 @@ static pk_status load_data(ctp_state *s) {
     }
     /* images in [0, 1], then normalised per channel by the training images' mean and std
      * (the emoji are mostly white background: with a fixed 0.5/0.5 every background patch
-     * embeds alike and a random encoder's class tokens start nearly identical) */
+     * embeds alike and a random encoder's class tokens start nearly identical); a --backbone
+     * whose file records its preprocessing gets that instead (what it was trained on) */
     size_t px = (size_t)s->C * s->S * s->S, hw = (size_t)s->S * s->S;
     s->images = malloc(sizeof(float) * px * (size_t)s->ps.n);
     float *rgb = malloc(sizeof(float) * 3 * hw);
@@ -175,8 +176,10 @@ static pk_status load_data(ctp_state *s) {
         cnt += (double)hw;
     }
     for (int ch = 0; ch < s->C && st == PK_OK; ch++) {
-        s->mean[ch] = (float)(sum[ch] / cnt);
-        s->std[ch] = (float)sqrt(fmax(sq[ch] / cnt - (sum[ch] / cnt) * (sum[ch] / cnt), 1e-6));
+        if (!s->backbone_norm) {
+            s->mean[ch] = (float)(sum[ch] / cnt);
+            s->std[ch] = (float)sqrt(fmax(sq[ch] / cnt - (sum[ch] / cnt) * (sum[ch] / cnt), 1e-6));
+        }
         s->white[ch] = (1.0f - s->mean[ch]) / s->std[ch];
     }
     for (int i = 0; i < s->ps.n && st == PK_OK; i++) {
@@ -606,8 +609,18 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     s->S = o->img_size > 0 ? o->img_size : 32;
     if (o->backbone) {
         vit_config bc;
-        PK_TRY(backbone_config(o->backbone, NULL, &bc, NULL));
+        backbone_norm bn = {0};
+        PK_TRY(backbone_config(o->backbone, NULL, &bc, &bn));
         s->C = bc.in_chans;
+        if (bn.present && bc.in_chans <= 3) {
+            s->backbone_norm = true;
+            for (int ch = 0; ch < bc.in_chans; ch++) {
+                if (!(bn.std[ch] > 0))
+                    return pk_error(PK_ERR_FORMAT, "%s: metadata std[%d] is %g; expected > 0",
+                                    o->backbone, ch, bn.std[ch]);
+                s->mean[ch] = bn.mean[ch], s->std[ch] = bn.std[ch];
+            }
+        }
         if (o->img_size <= 0) s->S = bc.img_size;
         o->patch = bc.patch, o->dim = bc.dim, o->depth = bc.depth, o->heads = bc.heads;
     }
@@ -653,6 +666,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     run_metric(s->run, "vocab_size", s->vocab.n);
     run_metric_array(s->run, "image_mean", (double[]){s->mean[0], s->mean[1], s->mean[2]}, s->C);
     run_metric_array(s->run, "image_std", (double[]){s->std[0], s->std[1], s->std[2]}, s->C);
+    run_metric_str(s->run, "image_norm", s->backbone_norm ? "backbone" : "training images");
     int64_t nparam = 0;
     for (int i = 0; i < s->model->nparams; i++)
         nparam += tensor_numel(s->model->params[i]);

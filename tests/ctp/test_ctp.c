@@ -4,7 +4,8 @@
  * (tests/golden/ctp_losses.py), the queue's FIFO order, the compatible momentum update against
  * a direct computation, recall on hand-made similarity matrices; and short runs on a pairs set
  * the test draws (coloured shapes captioned with their names): R@1 far above chance, and a run
- * stopped after task 1 and resumed ends with the same bytes as an uninterrupted one. */
+ * stopped after task 1 and resumed ends with the same bytes as an uninterrupted one; and a
+ * manifest's pictures as labelled image sets (what `polyak pretrain --data` reads). */
 #define _GNU_SOURCE
 #include <check.h>
 #include <math.h>
@@ -153,6 +154,97 @@ START_TEST(readers_read_all_three_formats) {
     ck_assert_str_eq(ps.task_names[0], "angular");
     ck_assert_int_eq(ps.p[1].task, 0);
     ctp_pairs_free(&ps);
+    remove_dir(d);
+    free(d);
+}
+END_TEST
+
+/* A 16 x 16 RGBA picture of random colours and random alpha (0, 255 or between); the
+ * expected 8 x 8 RGB (alpha over white, 2 x 2 mean) is computed here in doubles. */
+static void write_rgba(const char *path, pkt_rng *r, double expect[8 * 8 * 3]) {
+    pk_image im;
+    ck_assert_int_eq(image_create(&im, 16, 16, 4, 8), PK_OK);
+    uint8_t *d = im.data;
+    memset(expect, 0, sizeof(double) * 8 * 8 * 3);
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++) {
+            uint8_t *px = d + (y * 16 + x) * 4;
+            for (int k = 0; k < 3; k++)
+                px[k] = (uint8_t)pkt_uniform(r, 0, 255.99f);
+            float u = pkt_uniform(r, 0, 1);
+            px[3] = u < 0.3f ? 0 : u < 0.6f ? 255 : (uint8_t)pkt_uniform(r, 0, 255.99f);
+            double a = px[3] / 255.0;
+            for (int k = 0; k < 3; k++)
+                expect[((y / 2) * 8 + x / 2) * 3 + k] += (px[k] * a + 255.0 * (1 - a)) / 4.0;
+        }
+    ck_assert_int_eq(png_write(path, &im), PK_OK);
+    image_free(&im);
+}
+
+START_TEST(manifest_pictures_for_image_tasks) {
+    char *d = tmpdir();
+    char p[512];
+    double expect[5][8 * 8 * 3];
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/im%d.png", d, i);
+        write_rgba(p, &g_rng, expect[i]);
+    }
+    /* im0: two captions (one picture); im3: a training and a held-out pair (training);
+     * im2, im4: held out only */
+    write_text(d, "pairs.jsonl",
+               "{\"image\": \"im0.png\", \"caption\": [\"one\", \"uno\"], \"task\": \"a\", "
+               "\"split\": \"train\"}\n"
+               "{\"image\": \"im1.png\", \"caption\": \"two\", \"task\": \"b\", \"split\": "
+               "\"train\"}\n"
+               "{\"image\": \"im2.png\", \"caption\": \"three\", \"task\": \"a\", \"split\": "
+               "\"test\"}\n"
+               "{\"image\": \"im3.png\", \"caption\": \"four\", \"task\": \"b\", \"split\": "
+               "\"test\"}\n"
+               "{\"image\": \"im3.png\", \"caption\": \"vier\", \"task\": \"b\", \"split\": "
+               "\"train\"}\n"
+               "{\"image\": \"im4.png\", \"caption\": \"five\", \"task\": \"b\", \"split\": "
+               "\"test\"}\n");
+    ck_assert(ctp_is_manifest(d));
+    snprintf(p, sizeof p, "%s/pairs.jsonl", d);
+    ck_assert(ctp_is_manifest(p));
+    snprintf(p, sizeof p, "%s/im0.png", d);
+    ck_assert(!ctp_is_manifest(p));
+    char *empty = tmpdir();
+    ck_assert(!ctp_is_manifest(empty));
+    remove_dir(empty);
+    free(empty);
+
+    pk_dataset tr, te;
+    ck_assert_msg(ctp_pairs_images(d, NULL, 8, &tr, &te) == PK_OK, "%s", polyak_error());
+    const int want_tr[3] = {0, 1, 3}, want_te[2] = {2, 4};
+    const int lab_tr[3] = {0, 1, 1}, lab_te[2] = {0, 1};
+    ck_assert_int_eq(tr.n, 3);
+    ck_assert_int_eq(te.n, 2);
+    ck_assert(tr.w == 8 && tr.h == 8 && tr.c == 3 && te.w == 8 && te.c == 3);
+    ck_assert_int_eq(tr.num_classes, 2);
+    ck_assert_str_eq(tr.class_names[1], "b");
+    for (int s = 0; s < 2; s++) {
+        const pk_dataset *ds = s ? &te : &tr;
+        for (int i = 0; i < ds->n; i++) {
+            int src = s ? want_te[i] : want_tr[i];
+            ck_assert_int_eq(ds->labels[i], s ? lab_te[i] : lab_tr[i]);
+            for (int k = 0; k < 8 * 8 * 3; k++) {
+                /* composited to 8 bits, then the 2 x 2 mean rounded: within 1 of the exact */
+                double got = ds->images[(size_t)i * 192 + (size_t)k];
+                ck_assert_msg(fabs(got - expect[src][k]) <= 1.01,
+                              "picture %d value %d: %g, expected %g", src, k, got, expect[src][k]);
+            }
+        }
+    }
+    dataset_free(&tr), dataset_free(&te);
+
+    /* no held-out picture: an error naming the manifest */
+    write_text(d, "pairs.jsonl",
+               "{\"image\": \"im0.png\", \"caption\": \"one\", \"split\": \"train\"}\n"
+               "{\"image\": \"im0.png\", \"caption\": \"two\", \"split\": \"test\"}\n");
+    ck_assert(ctp_pairs_images(d, NULL, 8, &tr, &te) != PK_OK);
+    ck_assert_msg(strstr(polyak_error(), "0 held-out pictures") != NULL, "%s", polyak_error());
+    ck_assert(tr.images == NULL && te.images == NULL);
     remove_dir(d);
     free(d);
 }
@@ -638,6 +730,7 @@ int main(void) {
     tcase_set_timeout(unit, 60);
     tcase_add_test(unit, readers_read_all_three_formats);
     tcase_add_test(unit, readers_name_file_and_line);
+    tcase_add_test(unit, manifest_pictures_for_image_tasks);
     tcase_add_test(unit, tokenizer_round_trips);
     tcase_add_test(unit, contrastive_loss_matches_pytorch);
     tcase_add_test(unit, topology_loss_matches_pytorch);
