@@ -5,7 +5,8 @@
  * a direct computation, recall on hand-made similarity matrices; and short runs on a pairs set
  * the test draws (coloured shapes captioned with their names): R@1 far above chance, and a run
  * stopped after task 1 and resumed ends with the same bytes as an uninterrupted one; and a
- * manifest's pictures as labelled image sets (what `polyak pretrain --data` reads). */
+ * manifest's pictures as labelled image sets (what `polyak pretrain --data` reads); and a
+ * --backbone's recorded normalisation used in place of the data's. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include "ctp.h"
 #include "ctp_data.h"
 #include "ctp_model.h"
+#include "backbone.h"
 #include "ctp_tokenizer.h"
 #include "image.h"
 #include "io_util.h"
@@ -723,6 +725,68 @@ START_TEST(resume_across_a_task_boundary) {
 }
 END_TEST
 
+/* The number after "key": [ in a metrics text (the first element of an array), NAN if absent. */
+static double first_of(const char *text, const char *key) {
+    const char *p = strstr(text, key);
+    if (!p) return NAN;
+    p = strchr(p + strlen(key), '[');
+    return p ? strtod(p + 1, NULL) : NAN;
+}
+
+/* --backbone: the image encoder starts from the file's weights and the pictures are normalised
+ * with the mean/std its metadata records (what it was trained on), not the data's own. */
+START_TEST(backbone_brings_its_normalisation) {
+    char *d = tmpdir(), out[512], bb[512];
+    make_shapes(d, 3);
+    snprintf(bb, sizeof bb, "%s/backbone.safetensors", d);
+    vit_config vc = {.name = "test_vit",
+                     .img_size = 16,
+                     .patch = 4,
+                     .in_chans = 3,
+                     .dim = 32,
+                     .depth = 1,
+                     .heads = 2,
+                     .mlp_hidden = 128,
+                     .ln_eps = 1e-6f};
+    pk_ctx *c;
+    ck_assert_int_eq(pk_ctx_create(&(pk_ctx_options){.device = "cpu", .threads = 1}, &c), PK_OK);
+    pk_rng rng = {g_rng.s | 1};
+    vit *v;
+    ck_assert_int_eq(vit_create(c, &vc, "", &rng, &v), PK_OK);
+    backbone_norm nm = {.present = true};
+    for (int k = 0; k < 3; k++)
+        nm.mean[k] = pkt_uniform(&g_rng, 0.1f, 0.5f), nm.std[k] = pkt_uniform(&g_rng, 0.2f, 0.8f);
+    ck_assert_msg(backbone_save(v, bb, &nm) == PK_OK, "%s", polyak_error());
+    vit_destroy(v);
+    pk_ctx_destroy(c);
+    for (int with = 0; with < 2; with++) {
+        snprintf(out, sizeof out, "%s/run%d", d, with);
+        ctp_options o = tiny_options(d, out, CTP_METHOD_SEQF);
+        o.epochs = 1;
+        if (with) o.backbone = bb;
+        ctp_result r;
+        ck_assert_msg(ctp_run(&o, &r) == PK_OK, "%s", polyak_error());
+        size_t len;
+        uint8_t *buf = slurp(out, "metrics.json", &len);
+        char *text = strndup((char *)buf, len);
+        double m0 = first_of(text, "\"image_mean\""), s0 = first_of(text, "\"image_std\"");
+        if (with) {
+            ck_assert_msg(fabs(m0 - nm.mean[0]) < 1e-6 && fabs(s0 - nm.std[0]) < 1e-6,
+                          "image_mean %g / std %g, the backbone's %g / %g", m0, s0, nm.mean[0],
+                          nm.std[0]);
+            ck_assert(strstr(text, "\"image_norm\": \"backbone\"") != NULL);
+        } else {
+            /* the shapes lie on white: the data's own mean is far above any drawn here */
+            ck_assert_msg(m0 > 0.6 && m0 < 1.0, "data mean %g", m0);
+            ck_assert(strstr(text, "\"image_norm\": \"training images\"") != NULL);
+        }
+        free(text), free(buf);
+    }
+    remove_dir(d);
+    free(d);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ctp");
     TCase *unit = tcase_create("parts");
@@ -743,6 +807,7 @@ int main(void) {
     tcase_set_timeout(runs, 300);
     tcase_add_test(runs, short_run_beats_chance);
     tcase_add_test(runs, resume_across_a_task_boundary);
+    tcase_add_test(runs, backbone_brings_its_normalisation);
     suite_add_tcase(s, runs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
