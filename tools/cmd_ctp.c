@@ -17,6 +17,8 @@ int cmd_ctp(int argc, char **argv) {
         "       [--max-tasks N] [--task-field KEY] [--test-fraction F] [--resume]\n"
         "  model: [--img-size S] [--patch P] [--dim D] [--depth N] [--heads H]\n"
         "       [--backbone FILE (polyak pretrain / timm ViT safetensors)]\n"
+        "       [--text-mlm-epochs E (text encoder pretrained by masked language modelling on\n"
+        "        the training captions before task 1)]\n"
         "       [--txt-dim D] [--txt-depth N] [--txt-heads H] [--max-len L] [--vocab-size V]\n"
         "       [--embed E] [--queue K] [--temp T] [--alpha A (0 = none)] [--momentum M]\n"
         "       [--topo-weight W] [--no-inbatch (ALBEF's ITA alone)] [--ita-weight W] "
@@ -95,6 +97,7 @@ int cmd_ctp(int argc, char **argv) {
         INT_OPT("--embed", o.embed, 1, 1 << 16)
         INT_OPT("--queue", o.queue, 1, 1 << 20)
         INT_OPT("--max-tasks", o.max_tasks, 1, CTP_MAX_TASKS)
+        INT_OPT("--text-mlm-epochs", o.text_mlm_epochs, 0, 100000)
         INT_OPT("--stop-after-task", o.stop_after_task, 1, CTP_MAX_TASKS)
         POS_OPT("--lr", o.lr)
         POS_OPT("--wd", o.weight_decay)

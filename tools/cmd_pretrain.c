@@ -52,7 +52,8 @@ int cmd_pretrain(int argc, char **argv) {
         "  AdamW probe on the final class token (use with --probe-blocks 1).\n"
         "  The k-NN (every epoch and final) uses the final class token.\n"
         "DIR: a Fashion-MNIST/MNIST IDX folder (default " FMNIST "),\n"
-        "     a CIFAR-10 binary folder, or train/ + test/ image-class folders.\n"
+        "     a CIFAR-10 binary folder, train/ + test/ image-class folders, or an image-text\n"
+        "     pairs manifest as `polyak ctp` reads it (its pictures; label = task; its split).\n"
         "Writes DIR/options.json, log.csv, metrics.json, checkpoints and backbone.safetensors.";
     pretrain_options o = {.data = FMNIST, .progress = stderr, .catch_signals = true};
     const char *method = "dino";

@@ -50,6 +50,10 @@ typedef struct ctp_options {
     bool no_inbatch;        /* drop the in-batch ITC (ALBEF's ITA against the momentum features and
                                queue alone) */
     const char *backbone;   /* ViT initialisation (polyak pretrain / timm safetensors) */
+    int text_mlm_epochs;    /* > 0: before task 1, the text encoder is pretrained for this many
+                               epochs with BERT's masked-language-model loss on the training
+                               captions of the run's tasks (a stand-in for CTP's pretrained
+                               BERT); 0: none */
     const char *task_field; /* manifest key of the task */
     double test_fraction;   /* when the manifest has no split; 0: 0.2 */
     const char *task_order; /* comma-separated task names or indices; NULL: file order,

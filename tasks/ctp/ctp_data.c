@@ -4,6 +4,7 @@
 #include "ctp_data.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -517,4 +518,102 @@ pk_status ctp_image_load(const char *path, int size, float *out) {
     image_free(&im), image_free(&rgb), image_free(&small);
     if (s != PK_OK) return pk_error(s, "%s: %s", path, polyak_error());
     return PK_OK;
+}
+
+/* ---- the pictures alone ---- */
+
+bool ctp_is_manifest(const char *path) {
+    if (!path) return false;
+    if (!io_is_dir(path))
+        return io_is_file(path) &&
+               (ends_with(path, ".jsonl") || ends_with(path, ".csv") || ends_with(path, ".json"));
+    const char *names[] = {"pairs.jsonl", "captions.json", "captions_train.json", "pairs.csv"};
+    bool found = false;
+    for (int i = 0; i < 4 && !found; i++) {
+        char *f = io_path_join(path, names[i]);
+        found = f && io_is_file(f);
+        free(f);
+    }
+    return found;
+}
+
+static int cmp_image(const void *a, const void *b, void *ps_) {
+    const ctp_pairs *ps = ps_;
+    int i = *(const int *)a, j = *(const int *)b;
+    int c = strcmp(ps->p[i].image, ps->p[j].image);
+    return c ? c : i - j;
+}
+
+/* Fills ds with the pictures i of ps where pick[i] is 1 (n of them). */
+static pk_status pictures(const ctp_pairs *ps, const signed char *pick, int n, int size,
+                          pk_dataset *ds) {
+    memset(ds, 0, sizeof *ds);
+    size_t hw = (size_t)size * (size_t)size;
+    ds->n = n, ds->h = ds->w = size, ds->c = 3;
+    ds->num_classes = ps->ntasks;
+    ds->images = malloc(3 * hw * (size_t)(n > 0 ? n : 1));
+    ds->labels = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    ds->class_names = calloc((size_t)ps->ntasks, sizeof(char *));
+    float *chw = malloc(sizeof(float) * 3 * hw);
+    pk_status s = ds->images && ds->labels && ds->class_names && chw
+                      ? PK_OK
+                      : pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    for (int t = 0; t < ps->ntasks && s == PK_OK; t++)
+        if (!(ds->class_names[t] = io_strdup(ps->task_names[t])))
+            s = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    int k = 0;
+    for (int i = 0; i < ps->n && s == PK_OK; i++) {
+        if (!pick[i]) continue;
+        s = ctp_image_load(ps->p[i].image, size, chw);
+        uint8_t *dst = ds->images + 3 * hw * (size_t)k;
+        for (size_t j = 0; j < hw && s == PK_OK; j++)
+            for (int ch = 0; ch < 3; ch++)
+                dst[j * 3 + (size_t)ch] = (uint8_t)lrintf(chw[(size_t)ch * hw + j] * 255.0f);
+        ds->labels[k++] = ps->p[i].task;
+    }
+    free(chw);
+    if (s != PK_OK) dataset_free(ds);
+    return s;
+}
+
+pk_status ctp_pairs_images(const char *path, const ctp_read_options *o, int size, pk_dataset *train,
+                           pk_dataset *test) {
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    if (size < 1 || size > 4096)
+        return pk_error(PK_ERR_INVALID, "ctp: picture size %d (expected 1..4096)", size);
+    ctp_pairs ps;
+    PK_TRY(ctp_pairs_read(path, o, &ps));
+    int *ord = malloc(sizeof(int) * (size_t)ps.n);
+    signed char *tr = calloc((size_t)ps.n, 1), *te = calloc((size_t)ps.n, 1);
+    pk_status s = ord && tr && te ? PK_OK : pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    int ntr = 0, nte = 0;
+    if (s == PK_OK) {
+        for (int i = 0; i < ps.n; i++)
+            ord[i] = i;
+        qsort_r(ord, (size_t)ps.n, sizeof(int), cmp_image, &ps);
+        /* each run of one path: its first pair stands for the picture; it is held out only
+         * when every pair of it is */
+        for (int a = 0; a < ps.n;) {
+            int e = a + 1;
+            bool held = ps.p[ord[a]].test;
+            for (; e < ps.n && strcmp(ps.p[ord[e]].image, ps.p[ord[a]].image) == 0; e++)
+                if (!ps.p[ord[e]].test) held = false;
+            if (held)
+                te[ord[a]] = 1, nte++;
+            else
+                tr[ord[a]] = 1, ntr++;
+            a = e;
+        }
+        if (ntr == 0 || nte == 0)
+            s = pk_error(PK_ERR_FORMAT,
+                         "%s: %d training and %d held-out pictures; both must be > 0", path, ntr,
+                         nte);
+    }
+    if (s == PK_OK) s = pictures(&ps, tr, ntr, size, train);
+    if (s == PK_OK) s = pictures(&ps, te, nte, size, test);
+    if (s != PK_OK) dataset_free(train);
+    free(ord), free(tr), free(te);
+    ctp_pairs_free(&ps);
+    return s;
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dataset.h"
 #include "status.h"
 
 #define CTP_MAX_TASKS 64
@@ -63,5 +64,17 @@ pk_status ctp_pairs_order_tasks(ctp_pairs *ps, const int *order);
  * alpha composited over white, an area filter when the size divides the image's, else
  * bilinear. */
 pk_status ctp_image_load(const char *path, int size, float *out);
+
+/* Whether `path` names a manifest ctp_pairs_read takes: a .jsonl, .csv or .json file, or a folder
+ * holding pairs.jsonl, captions.json, captions_train.json or pairs.csv. */
+bool ctp_is_manifest(const char *path);
+
+/* The pictures of a manifest (read as ctp_pairs_read with `o`) as labelled image sets for the
+ * image-only tasks (`polyak pretrain --data`): `train` gets every picture of a training pair,
+ * `test` the pictures all of whose pairs are held out; each picture once (in manifest order),
+ * labelled with its task (class_names = the task names), size x size RGB as ctp_image_load
+ * makes it (alpha over white), rounded to 8 bits. Captions are not used. */
+pk_status ctp_pairs_images(const char *path, const ctp_read_options *o, int size, pk_dataset *train,
+                           pk_dataset *test);
 
 #endif

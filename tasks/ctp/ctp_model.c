@@ -238,9 +238,9 @@ static tensor *text_block(pk_ctx *c, const ctp_model *m, const vit_block *b, ten
     return pk_add(c, x, nn_linear_forward(c, &b->fc2, h));
 }
 
-tensor *ctp_text_embed(pk_ctx *c, const ctp_model *m, tensor *ids, tensor *mask) {
+tensor *ctp_text_tokens(pk_ctx *c, const ctp_model *m, tensor *ids, tensor *mask) {
     if (!ids) return NULL;
-    int64_t B = ids->shape[0], L = ids->shape[1], D = m->cfg.txt_dim;
+    int64_t L = ids->shape[1];
     if (L != m->cfg.max_len) {
         pk_error(PK_ERR_INVALID, "ctp: %lld tokens per caption; the text encoder takes %d",
                  (long long)L, m->cfg.max_len);
@@ -250,9 +250,24 @@ tensor *ctp_text_embed(pk_ctx *c, const ctp_model *m, tensor *ids, tensor *mask)
     x = pk_add(c, x, m->text.pos_embed);
     for (int i = 0; i < m->cfg.txt_depth; i++)
         x = text_block(c, m, &m->text.blocks[i], x, mask);
-    x = nn_layernorm_forward(c, &m->text.norm, x);
+    return nn_layernorm_forward(c, &m->text.norm, x);
+}
+
+tensor *ctp_text_embed(pk_ctx *c, const ctp_model *m, tensor *ids, tensor *mask) {
+    tensor *x = ctp_text_tokens(c, m, ids, mask); // (B, L, D)
+    if (!x) return NULL;
+    int64_t B = ids->shape[0], D = m->cfg.txt_dim;
     tensor *cls = pk_reshape(c, pk_slice(c, x, 1, 0, 1), 2, (int64_t[]){B, D}); // (B, D)
     return pk_l2_normalize(c, nn_linear_forward(c, &m->text_proj, cls), 1e-12f);
+}
+
+tensor *ctp_mlm_loss(pk_ctx *c, const ctp_model *m, tensor *tokens, tensor *pos, tensor *labels) {
+    if (!tokens || !pos || !labels) return NULL;
+    int64_t D = m->cfg.txt_dim, BL = tokens->shape[0] * tokens->shape[1];
+    tensor *flat = pk_reshape(c, tokens, 2, (int64_t[]){BL, D});      // (B L, D)
+    tensor *h = pk_embedding(c, flat, pos);                           // (M, D)
+    tensor *logits = pk_matmul(c, h, m->text.tok_embed, false, true); // (M, V)
+    return pk_cross_entropy(c, logits, labels, 0, 0);
 }
 
 /* ---- losses ---- */

@@ -63,6 +63,16 @@ tensor *ctp_image_embed(pk_ctx *c, const ctp_model *m, tensor *x);
  * a large negative for padding, added to the attention logits) -> (B, embed). */
 tensor *ctp_text_embed(pk_ctx *c, const ctp_model *m, tensor *ids, tensor *mask);
 
+/* The text encoder's token outputs after the final norm: ids (B, L), mask (B, 1, L) ->
+ * (B, L, txt_dim) (ctp_text_embed projects row 0, the [CLS] token, of these). */
+tensor *ctp_text_tokens(pk_ctx *c, const ctp_model *m, tensor *ids, tensor *mask);
+
+/* BERT's masked-language-model loss with the decoder tied to the token embedding: the mean
+ * cross-entropy of logits = tokens[pos] tok_embed^T against labels; tokens (B, L, D) from
+ * ctp_text_tokens, pos (M,) i32 flat indices b * L + l of the masked positions, labels (M,) i32
+ * the original ids -> (1,). */
+tensor *ctp_mlm_loss(pk_ctx *c, const ctp_model *m, tensor *tokens, tensor *pos, tensor *labels);
+
 /* -mean_rows sum_j targets[i, j] log_softmax(q k^T / temp)[i, j]: q (B, E), k (N, E),
  * targets (B, N) constant rows summing to 1 -> (1,). */
 tensor *ctp_contrastive_loss(pk_ctx *c, tensor *q, tensor *k, tensor *targets, float temp);

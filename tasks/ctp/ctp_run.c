@@ -150,7 +150,8 @@ static pk_status load_data(ctp_state *s) {
     }
     /* images in [0, 1], then normalised per channel by the training images' mean and std
      * (the emoji are mostly white background: with a fixed 0.5/0.5 every background patch
-     * embeds alike and a random encoder's class tokens start nearly identical) */
+     * embeds alike and a random encoder's class tokens start nearly identical); a --backbone
+     * whose file records its preprocessing gets that instead (what it was trained on) */
     size_t px = (size_t)s->C * s->S * s->S, hw = (size_t)s->S * s->S;
     s->images = malloc(sizeof(float) * px * (size_t)s->ps.n);
     float *rgb = malloc(sizeof(float) * 3 * hw);
@@ -176,8 +177,10 @@ static pk_status load_data(ctp_state *s) {
         cnt += (double)hw;
     }
     for (int ch = 0; ch < s->C && st == PK_OK; ch++) {
-        s->mean[ch] = (float)(sum[ch] / cnt);
-        s->std[ch] = (float)sqrt(fmax(sq[ch] / cnt - (sum[ch] / cnt) * (sum[ch] / cnt), 1e-6));
+        if (!s->backbone_norm) {
+            s->mean[ch] = (float)(sum[ch] / cnt);
+            s->std[ch] = (float)sqrt(fmax(sq[ch] / cnt - (sum[ch] / cnt) * (sum[ch] / cnt), 1e-6));
+        }
         s->white[ch] = (1.0f - s->mean[ch]) / s->std[ch];
     }
     for (int i = 0; i < s->ps.n && st == PK_OK; i++) {
@@ -623,8 +626,163 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
         o->backbone ? o->backbone : "", o->test_fraction, o->task_order ? o->task_order : "",
         (unsigned long long)o->order_seed, (unsigned long long)o->seed, o->max_tasks,
         (int)o->no_inbatch, o->ita_weight);
+    /* only when used, so the runs made before the option still resume */
+    if (k > 0 && (size_t)k < n && o->text_mlm_epochs > 0)
+        k += snprintf(buf + k - 1, n - (size_t)(k - 1), ", \"text_mlm_epochs\": %d}",
+                      o->text_mlm_epochs) -
+             1;
     if (k < 0 || (size_t)k >= n) return pk_error(PK_ERR_INVALID, "ctp: options too long");
     return PK_OK;
+}
+
+/* ---- the text encoder's warm start ---- */
+
+/* BERT's masked-language-model pretraining of the text encoder (its own AdamW over the text
+ * parameters, the model's lr and weight decay, 20 warm-up steps then cosine to lr / 10) on the
+ * training captions of the run's tasks, one text per caption group; BERT's masking: 15% of the
+ * word pieces (at least one), of them 80% [MASK], 10% a random piece, 10% unchanged; the
+ * decoder is tied to the token embedding. Then the momentum model copies the model. Writes
+ * text_mlm_loss / text_mlm_accuracy (last epoch, masked pieces) into the metrics. */
+static pk_status text_mlm(ctp_state *s, double *cpu) {
+    ctp_options *o = &s->o;
+    pk_ctx *c = s->c;
+    int L = o->max_len, V = s->vocab.n, nt = 0;
+    int32_t *texts = malloc(sizeof(int32_t) * (size_t)s->ps.ntexts);
+    bool *seen = calloc((size_t)s->ps.ntexts, 1);
+    tensor **tp = malloc(sizeof(tensor *) * (size_t)s->model->nparams);
+    tensor **tdec = malloc(sizeof(tensor *) * (size_t)s->model->nparams);
+    if (!texts || !seen || !tp || !tdec) {
+        free(texts), free(seen), free(tp), free(tdec);
+        return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    }
+    for (int i = 0; i < s->ps.n; i++) {
+        const ctp_pair *p = &s->ps.p[i];
+        if (p->test || p->task >= s->T || seen[p->text]) continue;
+        seen[p->text] = true;
+        texts[nt++] = p->text;
+    }
+    free(seen);
+    int ndec = 0, nno = 0;
+    for (int i = 0; i < s->model->nparams; i++) {
+        tensor *p = s->model->params[i];
+        if (strncmp(p->name, "text.", 5) != 0) continue;
+        if (p->ndim > 1 && !strstr(p->name, "pos_embed"))
+            tdec[ndec++] = p;
+        else
+            tp[nno++] = p;
+    }
+    pk_param_group g[2] = {
+        {.name = "decay", .params = tdec, .n = ndec, .lr = o->lr, .weight_decay = o->weight_decay},
+        {.name = "no_decay", .params = tp, .n = nno, .lr = o->lr}};
+    pk_optim_options oo = {.kind = PK_OPTIM_ADAMW,
+                           .adamw = optim_adamw_defaults((pk_adamw_params){0})};
+    pk_optimizer *opt = NULL;
+    pk_status st = optim_create(c, &oo, g, 2, &opt);
+    int B = o->batch < nt ? o->batch : nt, steps = nt / B;
+    int32_t *hid = malloc(sizeof(int32_t) * (size_t)B * L), *hpos = malloc(sizeof(int32_t) * B * L),
+            *hlab = malloc(sizeof(int32_t) * (size_t)B * L);
+    float *hm = malloc(sizeof(float) * (size_t)B * L);
+    if (st == PK_OK && (!hid || !hpos || !hlab || !hm))
+        st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    pk_rng r = {o->seed * 0x9E3779B97F4A7C15ull + 0x313};
+    double c0 = cpu_now(), lsum = 0, hits = 0, count = 0;
+    int64_t tot = (int64_t)o->text_mlm_epochs * steps;
+    for (int e = 0; e < o->text_mlm_epochs && st == PK_OK; e++) {
+        pk_rng_shuffle(&r, texts, nt);
+        lsum = hits = count = 0;
+        char label[64];
+        snprintf(label, sizeof label, "text MLM epoch %d/%d", e + 1, o->text_mlm_epochs);
+        run_progress_start(s->run, label, steps);
+        for (int k = 0; k < steps && st == PK_OK; k++) {
+            int64_t ts = (int64_t)e * steps + k;
+            double lr = ts < 20 ? o->lr * (ts + 1) / 20.0
+                                : o->lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * (double)ts / tot)));
+            optim_set_lr(opt, 0, lr);
+            optim_set_lr(opt, 1, lr);
+            int M = 0;
+            for (int b = 0; b < B; b++) {
+                const int32_t *ids = s->tokens + (size_t)texts[k * B + b] * L;
+                memcpy(hid + (size_t)b * L, ids, sizeof(int32_t) * (size_t)L);
+                memcpy(hm + (size_t)b * L, s->tmask + (size_t)texts[k * B + b] * L,
+                       sizeof(float) * (size_t)L);
+                int cand[4096], nc = 0;
+                for (int l = 0; l < L && nc < 4096; l++)
+                    if (ids[l] > CTP_MASK) cand[nc++] = l;
+                if (nc == 0) continue;
+                int want = (int)lround(0.15 * nc);
+                if (want < 1) want = 1;
+                for (int q = 0; q < want; q++) { /* a partial Fisher-Yates draw */
+                    int j = q + (int)pk_rng_below(&r, (uint64_t)(nc - q)), l = cand[j];
+                    cand[j] = cand[q], cand[q] = l;
+                    hpos[M] = b * L + l, hlab[M] = ids[l], M++;
+                    double u = pk_rng_uniform(&r);
+                    hid[(size_t)b * L + l] =
+                        u < 0.8 ? CTP_MASK
+                        : u < 0.9
+                            ? CTP_MASK + 1 + (int32_t)pk_rng_below(&r, (uint64_t)(V - CTP_MASK - 1))
+                            : ids[l];
+                }
+            }
+            if (M == 0) continue;
+            st = pk_step_begin(c);
+            c->training = true;
+            tensor *ids = tensor_new(c->step, PK_I32, 2, (int64_t[]){B, L});
+            tensor *mask = tensor_new(c->step, PK_F32, 3, (int64_t[]){B, 1, L});
+            tensor *pos = tensor_new(c->step, PK_I32, 1, (int64_t[]){M});
+            tensor *lab = tensor_new(c->step, PK_I32, 1, (int64_t[]){M});
+            if (st == PK_OK && (!ids || !mask || !pos || !lab)) st = PK_ERR_NOMEM;
+            if (st == PK_OK) st = tensor_upload(ids, hid);
+            if (st == PK_OK) st = tensor_upload(mask, hm);
+            if (st == PK_OK) st = tensor_upload(pos, hpos);
+            if (st == PK_OK) st = tensor_upload(lab, hlab);
+            tensor *loss = NULL, *tok = NULL;
+            if (st == PK_OK) {
+                tok = ctp_text_tokens(c, s->model, ids, mask);
+                loss = ctp_mlm_loss(c, s->model, tok, pos, lab);
+                if (!loss) st = PK_ERR_INVALID;
+            }
+            if (st == PK_OK) { /* accuracy on the masked pieces, from the same forward */
+                bool gr = pk_set_grad_enabled(c, false);
+                tensor *h = pk_embedding(
+                    c, pk_reshape(c, tok, 2, (int64_t[]){(int64_t)B * L, o->txt_dim}), pos);
+                tensor *lg = pk_matmul(c, h, s->model->text.tok_embed, false, true); // (M, V)
+                pk_set_grad_enabled(c, gr);
+                float *hl = lg ? ctp_download_new(lg) : NULL;
+                if (!hl) st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+                for (int q = 0; q < M && st == PK_OK; q++) {
+                    int best = 0;
+                    for (int v = 1; v < V; v++)
+                        if (hl[(size_t)q * V + v] > hl[(size_t)q * V + best]) best = v;
+                    hits += best == hlab[q];
+                }
+                count += M;
+                free(hl);
+            }
+            if (st == PK_OK) st = autograd_backward(c, loss);
+            if (st == PK_OK) st = optim_step(opt);
+            if (st == PK_OK) st = optim_zero_grad(opt);
+            float lv = 0;
+            if (st == PK_OK) st = tensor_download(loss, &lv);
+            if (st == PK_OK && !isfinite(lv))
+                st = pk_error(PK_ERR_INVALID, "ctp: the MLM loss is %g", lv);
+            lsum += lv;
+            run_progress_update(s->run, k + 1, "loss %.4f", lsum / (k + 1));
+        }
+        run_progress_end(s->run);
+        if (st == PK_OK)
+            run_info(s->run, "text MLM epoch %d/%d: loss %.4f, masked-piece accuracy %.1f%%", e + 1,
+                     o->text_mlm_epochs, lsum / steps, 100 * hits / (count ? count : 1));
+    }
+    *cpu = cpu_now() - c0;
+    if (st == PK_OK) {
+        run_metric(s->run, "text_mlm_loss", lsum / steps);
+        run_metric(s->run, "text_mlm_accuracy", hits / (count ? count : 1));
+        run_metric(s->run, "text_mlm_cpu_seconds", *cpu);
+        st = ctp_teacher_copy(s->teacher, s->model->params);
+    }
+    optim_destroy(opt);
+    free(texts), free(tp), free(tdec), free(hid), free(hpos), free(hlab), free(hm);
+    return st;
 }
 
 /* Writes model.safetensors: the trained parameters and the vocabulary (U8 "vocab", the text
@@ -699,8 +857,18 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     s->S = o->img_size > 0 ? o->img_size : 32;
     if (o->backbone) {
         vit_config bc;
-        PK_TRY(backbone_config(o->backbone, NULL, &bc, NULL));
+        backbone_norm bn = {0};
+        PK_TRY(backbone_config(o->backbone, NULL, &bc, &bn));
         s->C = bc.in_chans;
+        if (bn.present && bc.in_chans <= 3) {
+            s->backbone_norm = true;
+            for (int ch = 0; ch < bc.in_chans; ch++) {
+                if (!(bn.std[ch] > 0))
+                    return pk_error(PK_ERR_FORMAT, "%s: metadata std[%d] is %g; expected > 0",
+                                    o->backbone, ch, bn.std[ch]);
+                s->mean[ch] = bn.mean[ch], s->std[ch] = bn.std[ch];
+            }
+        }
         if (o->img_size <= 0) s->S = bc.img_size;
         o->patch = bc.patch, o->dim = bc.dim, o->depth = bc.depth, o->heads = bc.heads;
     }
@@ -746,6 +914,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     run_metric(s->run, "vocab_size", s->vocab.n);
     run_metric_array(s->run, "image_mean", (double[]){s->mean[0], s->mean[1], s->mean[2]}, s->C);
     run_metric_array(s->run, "image_std", (double[]){s->std[0], s->std[1], s->std[2]}, s->C);
+    run_metric_str(s->run, "image_norm", s->backbone_norm ? "backbone" : "training images");
     int64_t nparam = 0;
     for (int i = 0; i < s->model->nparams; i++)
         nparam += tensor_numel(s->model->params[i]);
@@ -770,6 +939,12 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     double train_secs = 0, train_cpu = 0;
     int64_t steps_run = 0; /* this process's training steps */
     dist_stats comm = {0}; /* communication inside them */
+    if (step0 < 0 && o->text_mlm_epochs > 0) {
+        double t0 = run_now();
+        st = text_mlm(s, &train_cpu);
+        train_secs += run_now() - t0;
+        if (st != PK_OK) goto done;
+    }
     int32_t *pool = malloc(sizeof(int32_t) * (size_t)s->ps.n);
     if (!pool) {
         st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "backbone.h"
+#include "ctp_data.h"
 #include "dataset_dir.h"
 #include "dist.h"
 #include "pretrain_internal.h"
@@ -40,8 +41,13 @@ const char *pretrain_method_name(pretrain_method m) {
 }
 
 /* Loads the train and test splits of `dir` (any layout tasks/common/dataset_dir.h reads;
- * image folders at 32x32). */
-static pk_status load_data(const char *dir, pk_dataset *train, pk_dataset *test) {
+ * image folders at 32x32), or the pictures of an image-text pairs manifest (`polyak ctp`'s:
+ * the file's split, else a seeded fifth held out; label = task; 32x32, alpha over white). */
+static pk_status load_data(const char *dir, uint64_t seed, pk_dataset *train, pk_dataset *test) {
+    if (ctp_is_manifest(dir)) {
+        ctp_read_options ro = {.seed = seed};
+        return ctp_pairs_images(dir, &ro, 32, train, test);
+    }
     PK_TRY(dataset_open_dir(dir, "train", 32, train, NULL));
     PK_TRY(dataset_open_dir(dir, "test", 32, test, NULL));
     if (!train->labels || !test->labels)
@@ -436,7 +442,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
     bool trains = o->method == PRETRAIN_DINO || o->method == PRETRAIN_SUPERVISED;
     if (trains && o->epochs < 1) return pk_error(PK_ERR_INVALID, "pretrain: --epochs must be >= 1");
     if (!trains) o->epochs = 0;
-    PK_TRY(load_data(o->data, &s->train, &s->test));
+    PK_TRY(load_data(o->data, o->seed ? o->seed : 1, &s->train, &s->test));
     if (s->train.c != s->test.c || s->train.h != s->test.h || s->train.w != s->test.w)
         return pk_error(PK_ERR_FORMAT, "%s: training images are %dx%dx%d, test images %dx%dx%d",
                         o->data, s->train.w, s->train.h, s->train.c, s->test.w, s->test.h,

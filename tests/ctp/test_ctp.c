@@ -4,7 +4,10 @@
  * (tests/golden/ctp_losses.py), the queue's FIFO order, the compatible momentum update against
  * a direct computation, recall on hand-made similarity matrices; and short runs on a pairs set
  * the test draws (coloured shapes captioned with their names): R@1 far above chance, and a run
- * stopped after task 1 and resumed ends with the same bytes as an uninterrupted one. */
+ * stopped after task 1 and resumed ends with the same bytes as an uninterrupted one; and a
+ * manifest's pictures as labelled image sets (what `polyak pretrain --data` reads); and a
+ * --backbone's recorded normalisation used in place of the data's; BERT's masked-language-model
+ * loss against a direct computation and the text warm start learning the captions. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <math.h>
@@ -18,6 +21,7 @@
 #include "ctp.h"
 #include "ctp_data.h"
 #include "ctp_model.h"
+#include "backbone.h"
 #include "ctp_tokenizer.h"
 #include "image.h"
 #include "io_util.h"
@@ -153,6 +157,97 @@ START_TEST(readers_read_all_three_formats) {
     ck_assert_str_eq(ps.task_names[0], "angular");
     ck_assert_int_eq(ps.p[1].task, 0);
     ctp_pairs_free(&ps);
+    remove_dir(d);
+    free(d);
+}
+END_TEST
+
+/* A 16 x 16 RGBA picture of random colours and random alpha (0, 255 or between); the
+ * expected 8 x 8 RGB (alpha over white, 2 x 2 mean) is computed here in doubles. */
+static void write_rgba(const char *path, pkt_rng *r, double expect[8 * 8 * 3]) {
+    pk_image im;
+    ck_assert_int_eq(image_create(&im, 16, 16, 4, 8), PK_OK);
+    uint8_t *d = im.data;
+    memset(expect, 0, sizeof(double) * 8 * 8 * 3);
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++) {
+            uint8_t *px = d + (y * 16 + x) * 4;
+            for (int k = 0; k < 3; k++)
+                px[k] = (uint8_t)pkt_uniform(r, 0, 255.99f);
+            float u = pkt_uniform(r, 0, 1);
+            px[3] = u < 0.3f ? 0 : u < 0.6f ? 255 : (uint8_t)pkt_uniform(r, 0, 255.99f);
+            double a = px[3] / 255.0;
+            for (int k = 0; k < 3; k++)
+                expect[((y / 2) * 8 + x / 2) * 3 + k] += (px[k] * a + 255.0 * (1 - a)) / 4.0;
+        }
+    ck_assert_int_eq(png_write(path, &im), PK_OK);
+    image_free(&im);
+}
+
+START_TEST(manifest_pictures_for_image_tasks) {
+    char *d = tmpdir();
+    char p[512];
+    double expect[5][8 * 8 * 3];
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/im%d.png", d, i);
+        write_rgba(p, &g_rng, expect[i]);
+    }
+    /* im0: two captions (one picture); im3: a training and a held-out pair (training);
+     * im2, im4: held out only */
+    write_text(d, "pairs.jsonl",
+               "{\"image\": \"im0.png\", \"caption\": [\"one\", \"uno\"], \"task\": \"a\", "
+               "\"split\": \"train\"}\n"
+               "{\"image\": \"im1.png\", \"caption\": \"two\", \"task\": \"b\", \"split\": "
+               "\"train\"}\n"
+               "{\"image\": \"im2.png\", \"caption\": \"three\", \"task\": \"a\", \"split\": "
+               "\"test\"}\n"
+               "{\"image\": \"im3.png\", \"caption\": \"four\", \"task\": \"b\", \"split\": "
+               "\"test\"}\n"
+               "{\"image\": \"im3.png\", \"caption\": \"vier\", \"task\": \"b\", \"split\": "
+               "\"train\"}\n"
+               "{\"image\": \"im4.png\", \"caption\": \"five\", \"task\": \"b\", \"split\": "
+               "\"test\"}\n");
+    ck_assert(ctp_is_manifest(d));
+    snprintf(p, sizeof p, "%s/pairs.jsonl", d);
+    ck_assert(ctp_is_manifest(p));
+    snprintf(p, sizeof p, "%s/im0.png", d);
+    ck_assert(!ctp_is_manifest(p));
+    char *empty = tmpdir();
+    ck_assert(!ctp_is_manifest(empty));
+    remove_dir(empty);
+    free(empty);
+
+    pk_dataset tr, te;
+    ck_assert_msg(ctp_pairs_images(d, NULL, 8, &tr, &te) == PK_OK, "%s", polyak_error());
+    const int want_tr[3] = {0, 1, 3}, want_te[2] = {2, 4};
+    const int lab_tr[3] = {0, 1, 1}, lab_te[2] = {0, 1};
+    ck_assert_int_eq(tr.n, 3);
+    ck_assert_int_eq(te.n, 2);
+    ck_assert(tr.w == 8 && tr.h == 8 && tr.c == 3 && te.w == 8 && te.c == 3);
+    ck_assert_int_eq(tr.num_classes, 2);
+    ck_assert_str_eq(tr.class_names[1], "b");
+    for (int s = 0; s < 2; s++) {
+        const pk_dataset *ds = s ? &te : &tr;
+        for (int i = 0; i < ds->n; i++) {
+            int src = s ? want_te[i] : want_tr[i];
+            ck_assert_int_eq(ds->labels[i], s ? lab_te[i] : lab_tr[i]);
+            for (int k = 0; k < 8 * 8 * 3; k++) {
+                /* composited to 8 bits, then the 2 x 2 mean rounded: within 1 of the exact */
+                double got = ds->images[(size_t)i * 192 + (size_t)k];
+                ck_assert_msg(fabs(got - expect[src][k]) <= 1.01,
+                              "picture %d value %d: %g, expected %g", src, k, got, expect[src][k]);
+            }
+        }
+    }
+    dataset_free(&tr), dataset_free(&te);
+
+    /* no held-out picture: an error naming the manifest */
+    write_text(d, "pairs.jsonl",
+               "{\"image\": \"im0.png\", \"caption\": \"one\", \"split\": \"train\"}\n"
+               "{\"image\": \"im0.png\", \"caption\": \"two\", \"split\": \"test\"}\n");
+    ck_assert(ctp_pairs_images(d, NULL, 8, &tr, &te) != PK_OK);
+    ck_assert_msg(strstr(polyak_error(), "0 held-out pictures") != NULL, "%s", polyak_error());
+    ck_assert(tr.images == NULL && te.images == NULL);
     remove_dir(d);
     free(d);
 }
@@ -631,6 +726,167 @@ START_TEST(resume_across_a_task_boundary) {
 }
 END_TEST
 
+/* BERT's MLM loss (tied decoder) and its gradients against a direct float64 computation:
+ * tokens (B, L, D), M distinct masked positions, tok_embed (V, D). */
+START_TEST(mlm_loss_matches_direct) {
+    pk_ctx *c = pkt_ctx("cpu");
+    for (int it = 0; it < 3; it++) {
+        int B = 2 + it, L = 5, D = 8, V = 11 + 3 * it, M = 3 + it;
+        ck_assert_int_eq(pk_step_begin(c), PK_OK);
+        float *ht = malloc(sizeof(float) * (size_t)B * L * D), *he = malloc(sizeof(float) * V * D);
+        for (int i = 0; i < B * L * D; i++)
+            ht[i] = pkt_uniform(&g_rng, -1.5f, 1.5f);
+        for (int i = 0; i < V * D; i++)
+            he[i] = pkt_uniform(&g_rng, -1.5f, 1.5f);
+        int32_t pos[8], lab[8];
+        for (int q = 0; q < M; q++) {
+            bool dup;
+            do { /* distinct positions */
+                pos[q] = (int32_t)pkt_uniform(&g_rng, 0, (float)(B * L) - 0.01f);
+                dup = false;
+                for (int j = 0; j < q; j++)
+                    dup = dup || pos[j] == pos[q];
+            } while (dup);
+            lab[q] = (int32_t)pkt_uniform(&g_rng, 0, (float)V - 0.01f);
+        }
+        tensor *tok = pkt_param(c, 3, (int64_t[]){B, L, D}, ht);
+        tensor *emb = pkt_param(c, 2, (int64_t[]){V, D}, he);
+        tensor *tp = tensor_new(c->step, PK_I32, 1, (int64_t[]){M});
+        tensor *tl = tensor_new(c->step, PK_I32, 1, (int64_t[]){M});
+        ck_assert(tp && tl && tensor_upload(tp, pos) == PK_OK && tensor_upload(tl, lab) == PK_OK);
+        ctp_model m = {.cfg = {.txt_dim = D}, .text = {.tok_embed = emb}};
+        tensor *loss = ctp_mlm_loss(c, &m, tok, tp, tl);
+        ck_assert_msg(loss != NULL, "%s", polyak_error());
+        ck_assert_int_eq(autograd_backward(c, loss), PK_OK);
+        float *lv = pkt_download(loss), *gt = pkt_download(tok->grad),
+              *ge = pkt_download(emb->grad);
+        double want = 0, *wt = calloc((size_t)B * L * D, sizeof(double)),
+               *we = calloc((size_t)V * D, sizeof(double)), *pr = malloc(sizeof(double) * V);
+        for (int q = 0; q < M; q++) {
+            const float *h = ht + (size_t)pos[q] * D;
+            double mx = -INFINITY, z = 0;
+            for (int v = 0; v < V; v++) {
+                pr[v] = 0;
+                for (int d = 0; d < D; d++)
+                    pr[v] += (double)h[d] * he[v * D + d];
+                if (pr[v] > mx) mx = pr[v];
+            }
+            double lg = pr[lab[q]];
+            for (int v = 0; v < V; v++)
+                z += pr[v] = exp(pr[v] - mx);
+            want += (mx + log(z) - lg) / M;
+            for (int v = 0; v < V; v++) {
+                double gv = (pr[v] / z - (v == lab[q])) / M;
+                for (int d = 0; d < D; d++) {
+                    wt[(size_t)pos[q] * D + d] += gv * he[v * D + d];
+                    we[v * D + d] += gv * h[d];
+                }
+            }
+        }
+        ck_assert_msg(fabs(lv[0] - want) <= 1e-5 * fabs(want), "loss %.8g, direct %.8g", lv[0],
+                      want);
+        double et = 0, ee = 0, nt = 0, ne = 0;
+        for (int i = 0; i < B * L * D; i++)
+            et += (gt[i] - wt[i]) * (gt[i] - wt[i]), nt += wt[i] * wt[i];
+        for (int i = 0; i < V * D; i++)
+            ee += (ge[i] - we[i]) * (ge[i] - we[i]), ne += we[i] * we[i];
+        ck_assert_msg(sqrt(et / nt) < 1e-5 && sqrt(ee / ne) < 1e-5,
+                      "gradient errors %g (tokens), %g (embedding)", sqrt(et / nt), sqrt(ee / ne));
+        free(lv), free(gt), free(ge), free(wt), free(we), free(pr), free(ht), free(he);
+    }
+    pkt_ctx_done(c);
+}
+END_TEST
+
+/* --text-mlm-epochs: the text encoder learns the captions' masked pieces (in "a <colour>
+ * <shape>" the article is certain and the colour or shape one of four: about half is the
+ * best accuracy, 1 / vocabulary chance) and the run goes on from it. */
+START_TEST(text_mlm_warm_start_learns) {
+    char *d = tmpdir(), out[512];
+    make_shapes(d, 4);
+    snprintf(out, sizeof out, "%s/run", d);
+    ctp_options o = tiny_options(d, out, CTP_METHOD_SEQF);
+    o.epochs = 1;
+    o.text_mlm_epochs = 60;
+    o.batch = 8;
+    ctp_result r;
+    ck_assert_msg(ctp_run(&o, &r) == PK_OK, "%s", polyak_error());
+    size_t len;
+    uint8_t *buf = slurp(out, "metrics.json", &len);
+    char *text = strndup((char *)buf, len);
+    const char *p = strstr(text, "\"text_mlm_accuracy\"");
+    ck_assert_msg(p != NULL, "no text_mlm_accuracy in %s", text);
+    double acc = strtod(strchr(p, ':') + 1, NULL);
+    fprintf(stderr, "test_ctp: MLM masked-piece accuracy %.3f\n", acc);
+    ck_assert_msg(acc > 0.3, "masked-piece accuracy %g after 60 epochs", acc);
+    free(text), free(buf);
+    remove_dir(d);
+    free(d);
+}
+END_TEST
+
+/* The number after "key": [ in a metrics text (the first element of an array), NAN if absent. */
+static double first_of(const char *text, const char *key) {
+    const char *p = strstr(text, key);
+    if (!p) return NAN;
+    p = strchr(p + strlen(key), '[');
+    return p ? strtod(p + 1, NULL) : NAN;
+}
+
+/* --backbone: the image encoder starts from the file's weights and the pictures are normalised
+ * with the mean/std its metadata records (what it was trained on), not the data's own. */
+START_TEST(backbone_brings_its_normalisation) {
+    char *d = tmpdir(), out[512], bb[512];
+    make_shapes(d, 3);
+    snprintf(bb, sizeof bb, "%s/backbone.safetensors", d);
+    vit_config vc = {.name = "test_vit",
+                     .img_size = 16,
+                     .patch = 4,
+                     .in_chans = 3,
+                     .dim = 32,
+                     .depth = 1,
+                     .heads = 2,
+                     .mlp_hidden = 128,
+                     .ln_eps = 1e-6f};
+    pk_ctx *c;
+    ck_assert_int_eq(pk_ctx_create(&(pk_ctx_options){.device = "cpu", .threads = 1}, &c), PK_OK);
+    pk_rng rng = {g_rng.s | 1};
+    vit *v;
+    ck_assert_int_eq(vit_create(c, &vc, "", &rng, &v), PK_OK);
+    backbone_norm nm = {.present = true};
+    for (int k = 0; k < 3; k++)
+        nm.mean[k] = pkt_uniform(&g_rng, 0.1f, 0.5f), nm.std[k] = pkt_uniform(&g_rng, 0.2f, 0.8f);
+    ck_assert_msg(backbone_save(v, bb, &nm) == PK_OK, "%s", polyak_error());
+    vit_destroy(v);
+    pk_ctx_destroy(c);
+    for (int with = 0; with < 2; with++) {
+        snprintf(out, sizeof out, "%s/run%d", d, with);
+        ctp_options o = tiny_options(d, out, CTP_METHOD_SEQF);
+        o.epochs = 1;
+        if (with) o.backbone = bb;
+        ctp_result r;
+        ck_assert_msg(ctp_run(&o, &r) == PK_OK, "%s", polyak_error());
+        size_t len;
+        uint8_t *buf = slurp(out, "metrics.json", &len);
+        char *text = strndup((char *)buf, len);
+        double m0 = first_of(text, "\"image_mean\""), s0 = first_of(text, "\"image_std\"");
+        if (with) {
+            ck_assert_msg(fabs(m0 - nm.mean[0]) < 1e-6 && fabs(s0 - nm.std[0]) < 1e-6,
+                          "image_mean %g / std %g, the backbone's %g / %g", m0, s0, nm.mean[0],
+                          nm.std[0]);
+            ck_assert(strstr(text, "\"image_norm\": \"backbone\"") != NULL);
+        } else {
+            /* the shapes lie on white: the data's own mean is far above any drawn here */
+            ck_assert_msg(m0 > 0.6 && m0 < 1.0, "data mean %g", m0);
+            ck_assert(strstr(text, "\"image_norm\": \"training images\"") != NULL);
+        }
+        free(text), free(buf);
+    }
+    remove_dir(d);
+    free(d);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ctp");
     TCase *unit = tcase_create("parts");
@@ -638,18 +894,22 @@ int main(void) {
     tcase_set_timeout(unit, 60);
     tcase_add_test(unit, readers_read_all_three_formats);
     tcase_add_test(unit, readers_name_file_and_line);
+    tcase_add_test(unit, manifest_pictures_for_image_tasks);
     tcase_add_test(unit, tokenizer_round_trips);
     tcase_add_test(unit, contrastive_loss_matches_pytorch);
     tcase_add_test(unit, topology_loss_matches_pytorch);
     tcase_add_test(unit, queue_is_fifo);
     tcase_add_test(unit, compatible_momentum_matches_direct);
     tcase_add_test(unit, recall_on_hand_made_similarities);
+    tcase_add_test(unit, mlm_loss_matches_direct);
     suite_add_tcase(s, unit);
     TCase *runs = tcase_create("runs");
     tcase_add_checked_fixture(runs, setup, NULL);
     tcase_set_timeout(runs, 300);
     tcase_add_test(runs, short_run_beats_chance);
     tcase_add_test(runs, resume_across_a_task_boundary);
+    tcase_add_test(runs, backbone_brings_its_normalisation);
+    tcase_add_test(runs, text_mlm_warm_start_learns);
     suite_add_tcase(s, runs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -5,7 +5,8 @@
  * linear probes on a separable set (both protocols), the SGD probe against a float64
  * transcription of eval_linear's loop and its search's blindness to the test set; augmentation
  * determinism, crop sizes and PIL's bicubic identity; and a tiny end-to-end run on Fashion-MNIST
- * whose resume after epoch 1 writes the same backbone bytes as the uninterrupted run. */
+ * whose resume after epoch 1 writes the same backbone bytes as the uninterrupted run; and an
+ * image-text pairs manifest read as --data (pictures labelled by task, alpha over white). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "backbone.h"
 #include "cpu/threads.h"
 #include "dino.h"
+#include "image.h"
 #include "pk_test.h"
 #include "pretrain.h"
 #include "probe.h"
@@ -623,6 +625,57 @@ START_TEST(baselines_write_their_files) {
 }
 END_TEST
 
+/* An image-text pairs manifest (polyak ctp's) as --data: its pictures, labelled by task, with
+ * the file's split. Colour noise everywhere; task "left" is opaque in the left half and
+ * transparent in the right, "right" the other way round: only alpha over white tells the
+ * tasks apart (the colours alone are noise, at chance for the k-NN). */
+START_TEST(manifest_data_is_read) {
+    char d[128], a[256], p[512];
+    snprintf(d, sizeof d, "/tmp/pk_pretrain_m_%d", (int)getpid());
+    snprintf(a, sizeof a, "%s/run", d);
+    remove_dir(d);
+    ck_assert_int_eq(mkdir(d, 0755), 0);
+    snprintf(p, sizeof p, "%s/pairs.jsonl", d);
+    FILE *f = fopen(p, "w");
+    ck_assert(f != NULL);
+    int ntrain = 0, ntest = 0;
+    for (int i = 0; i < 60; i++) {
+        int task = i % 2;
+        pk_image im;
+        ck_assert_int_eq(image_create(&im, 32, 32, 4, 8), PK_OK);
+        uint8_t *px = im.data;
+        for (int y = 0; y < 32; y++)
+            for (int x = 0; x < 32; x++) {
+                uint8_t *q = px + (y * 32 + x) * 4;
+                for (int k = 0; k < 3; k++)
+                    q[k] = (uint8_t)pkt_uniform(&g_rng, 0, 255.99f);
+                q[3] = (x < 16) != (task == 1) ? 255 : 0;
+            }
+        snprintf(p, sizeof p, "%s/im%d.png", d, i);
+        ck_assert_int_eq(png_write(p, &im), PK_OK);
+        image_free(&im);
+        bool test = i >= 40;
+        test ? ntest++ : ntrain++;
+        fprintf(f,
+                "{\"image\": \"im%d.png\", \"caption\": \"c%d\", \"task\": \"%s\", "
+                "\"split\": \"%s\"}\n",
+                i, i, task ? "right" : "left", test ? "test" : "train");
+    }
+    fclose(f);
+    pretrain_options o = tiny(PRETRAIN_RAW, a);
+    o.data = d;
+    o.epochs = 0;
+    o.train_limit = o.test_limit = 0;
+    o.knn_k = 5;
+    pretrain_result r;
+    ck_assert_msg(pretrain_run(&o, &r) == PK_OK, "%s", polyak_error());
+    ck_assert_int_eq(r.train_images, ntrain);
+    ck_assert_int_eq(r.test_images, ntest);
+    ck_assert_msg(r.knn_top1 > 0.9, "raw k-NN top-1 %g (chance 0.5)", r.knn_top1);
+    remove_dir(d);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("pretrain");
     TCase *unit = tcase_create("parts");
@@ -644,6 +697,7 @@ int main(void) {
     tcase_add_test(runs, dino_run_resumes_bit_exactly);
     tcase_add_test(runs, supervised_run_learns);
     tcase_add_test(runs, baselines_write_their_files);
+    tcase_add_test(runs, manifest_data_is_read);
     suite_add_tcase(s, runs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
