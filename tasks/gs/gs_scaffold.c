@@ -368,6 +368,7 @@ pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double exte
 double gs_scaffold_voxel(const gs_scaffold *s) { return s->voxel; }
 int64_t gs_scaffold_anchors(const gs_scaffold *s) { return s->n; }
 gs_decoder *gs_scaffold_decoder(gs_scaffold *s) { return s->dec; }
+pk_ctx *gs_scaffold_ctx(const gs_scaffold *s) { return s->c; }
 
 void gs_scaffold_arrays(gs_scaffold *s, float **anchors, float **feat, float **offsets,
                         float **scaling) {

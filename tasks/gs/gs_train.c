@@ -984,6 +984,17 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     return PK_OK;
 }
 
+pk_status gs_trainer_ground_truth_into(const gs_trainer *t, int view, float *out, float bg[3],
+                                       bool *random_bg) {
+    if (view < 0 || view >= t->scene.n)
+        return pk_error(PK_ERR_INVALID, "view %d outside the scene", view);
+    ground_truth(&t->images[view], t->o.background, out);
+    for (int k = 0; k < 3; k++)
+        bg[k] = t->o.background[k];
+    *random_bg = t->o.random_background > 0;
+    return PK_OK;
+}
+
 const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h) {
     if (view < 0 || view >= t->scene.n || level < 0 || level > t->levels) return NULL;
     if (level == 0) {

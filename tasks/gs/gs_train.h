@@ -205,6 +205,13 @@ const pk_device *gs_trainer_device(const gs_trainer *t);
  * call; NULL for a level it does not have or a held-out view below full size. For checks. */
 const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h);
 
+/* Thread-safe (reads only the loaded images): the full-size ground truth of view `view` into
+ * out (3, H, W), the background it is composited over into bg, and whether training renders
+ * draw a random background per step (*random_bg). For block-wise sources stepping other
+ * devices in their own threads. */
+pk_status gs_trainer_ground_truth_into(const gs_trainer *t, int view, float *out, float bg[3],
+                                       bool *random_bg);
+
 /* Renders the Gaussians of a 3DGS PLY file through view `view` of the scene at `data`
  * (downscale as given) into rgb (3, H, W); *w, *h receive the size. For checking outputs. */
 pk_status gs_render_ply(const char *ply_path, const char *data, int downscale, int view,
