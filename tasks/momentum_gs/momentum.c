@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "autograd.h"
+#include "gs_bake.h"
 #include "io_util.h"
 #include "safetensors.h"
 #include "ops/ops_ssim.h"
@@ -717,6 +718,23 @@ static pk_status mgs_export(const void *self, pk_gaussians *g) {
     return st;
 }
 
+/* The merged model baked: every block's anchors inside its own cell, with its own decoder. */
+static pk_status mgs_bake(void *self, const splat_camera *cams, const int *views, int n,
+                          int sh_degree, pk_gaussians *g) {
+    mgs *m = self;
+    memset(g, 0, sizeof *g);
+    pk_status st = PK_OK;
+    for (int b = 0; b < m->nb && st == PK_OK; b++) {
+        pk_gaussians part;
+        gs_scaffold_set_filter(m->blk[b], keep_fn, &m->keeps[b]);
+        st = m->bsrc[b].bake(m->bsrc[b].self, cams, views, n, sh_degree, &part);
+        gs_scaffold_set_filter(m->blk[b], NULL, NULL);
+        if (st == PK_OK) st = gs_gaussians_append(g, &part);
+    }
+    if (st != PK_OK) gaussians_free(g);
+    return st;
+}
+
 /* ---- checkpoints: every block's table (prefixed b<i>.), the shared decoder, its Adam state,
  * the teacher and its update count, the block orders and the smoothed metrics ---- */
 
@@ -1122,7 +1140,8 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
                        .add_stats = mgs_add_stats,
                        .pick_view = mgs_pick_view,
                        .loss_weight = mgs_loss_weight,
-                       .after_step = mgs_after_step};
+                       .after_step = mgs_after_step,
+                       .bake = mgs_bake};
     return PK_OK;
 }
 
