@@ -326,6 +326,7 @@ static int mgs_pick_view(void *self, int64_t it, pk_rng *rng) {
     if (m->ndev > 1) workers_start(m, it); /* the further devices run step it meanwhile */
     int b = block_at(m, 0, it);
     m->active = b;
+    if (m->ncams[b] == 0) return -1; /* no block of this device has views: any view */
     if (m->opos[b] >= m->ncams[b]) {
         pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
         m->opos[b] = 0;
@@ -381,6 +382,7 @@ static pk_status dev_step(mgs_dev *w, int64_t it) {
     mgs *m = w->m;
     pk_ctx *c = w->ctx;
     int b = block_at(m, w->d, it);
+    if (m->ncams[b] == 0) return PK_OK; /* no block of this device has views: it idles */
     if (m->opos[b] >= m->ncams[b]) {
         pk_rng_shuffle(&w->rng, m->order[b], m->ncams[b]);
         m->opos[b] = 0;
