@@ -1,7 +1,10 @@
 /* momentum.c - Momentum-GS: the partition, the camera-to-block rule, the block weights and the
- * block-wise Gaussian source (see momentum.h for the rules). One device: the active block's
- * anchors are uploaded per step by its Scaffold-GS source (host-resident otherwise); the shared
- * student decoder, its Adam state and the teacher stay on the device.
+ * block-wise Gaussian source (see momentum.h for the rules). On every device the active block's
+ * anchors are uploaded per step by its Scaffold-GS source (host-resident otherwise); the
+ * device's replica of the student decoder, its Adam state and its teacher stay on the device.
+ * Further devices (--devices) run the same step in their own threads (dev_step), started by
+ * pick_view and joined in after_step, where the replicas are averaged at block-step boundaries;
+ * the merged model is baked into a 3DGS set (mgs_bake) and written per block (mgs_write_blocks).
  *
  * The step, in Momentum-GS's order: the active block's view is rendered from its own anchors
  * with the shared decoder; loss = (0.8 L1 + 0.2 (1 - SSIM) + 0.01 volume + 50 consistency) x
