@@ -615,6 +615,8 @@ const pk_device *gs_trainer_device(const gs_trainer *t) { return t->ctx->dev; }
 
 const gs_source *gs_trainer_source(const gs_trainer *t) { return &t->src; }
 
+const splat_camera *gs_trainer_cameras(const gs_trainer *t) { return t->cams; }
+
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */
 static pk_status render_view(gs_trainer *t, int v, int degree, gs_arrays *arr, gs_array_grads *gr,

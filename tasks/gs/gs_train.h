@@ -192,6 +192,9 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev);
  * its ground truth (PSNR of the clamped render, SSIM). */
 pk_status gs_trainer_view_metrics(gs_trainer *t, int view, double *psnr, double *ssim);
 
+/* The cameras of every scene view at the training resolution (scene order). */
+const struct splat_camera *gs_trainer_cameras(const gs_trainer *t);
+
 /* The trainer's Gaussian source. */
 const struct gs_source *gs_trainer_source(const gs_trainer *t);
 
