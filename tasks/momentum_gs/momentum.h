@@ -2,8 +2,8 @@
  * Scaffold-GS scene (tasks/gs/gs_scaffold.h) with one student decoder shared by all blocks, a
  * momentum teacher of that decoder (framework/teacher, m = 0.9) whose decodings the student must
  * match (consistency loss, weight 50), and block weights from each block's smoothed validation
- * PSNR / SSIM. Blocks are cycled on one device, --block-steps at a time; anchors live in host
- * memory, so an inactive block costs no device memory.
+ * PSNR / SSIM. Blocks are cycled on each of one or more devices (--devices), --block-steps at a
+ * time; anchors live in host memory, so an inactive block costs no device memory.
  *
  * Owns: the partition (contraction, grid split, the camera-to-block rule), the block-weight
  * formula, the block-wise Gaussian source (a gs_source for gs_train.c's loop: view choice,
