@@ -22,7 +22,7 @@
 
 /* Options; zero fields take the defaults noted. */
 typedef struct gs_bake_options {
-    int sh_degree;    /* 0..3; < 0: 0, 0 given: 0 (gs_bake_defaults sets 3 when asked) */
+    int sh_degree;    /* 0..3 (values outside are clamped) */
     double ridge;     /* 0: 1e-3 */
     int anchor_chunk; /* anchors per pass over the views (memory bound); 0: 4096 */
 } gs_bake_options;
