@@ -20,6 +20,7 @@
 /* Weak: tests that compile this file alone (tests/splat/test_splat_op.c) link neither. */
 __attribute__((weak)) int cmd_splat_train(int argc, char **argv);
 __attribute__((weak)) int cmd_splat_prepare(int argc, char **argv);
+__attribute__((weak)) int cmd_splat_export(int argc, char **argv);
 
 static const char *render_usage =
     "render --model FILE.ply --data SCENE --out DIR [--split test|train|all] [--downscale K] "
@@ -279,7 +280,7 @@ static int cmd_splat_render(int argc, char **argv) {
 }
 
 int cmd_splat(int argc, char **argv) {
-    const char *usage = "prepare|render|train [options] (polyak splat <job> --help)";
+    const char *usage = "prepare|render|train|export [options] (polyak splat <job> --help)";
     if (argc < 2) return cli_usage("splat", usage, "which job?");
     if (strcmp(argv[1], "render") == 0) {
         if (argc == 3 && strcmp(argv[2], "--help") == 0) {
@@ -303,6 +304,14 @@ int cmd_splat(int argc, char **argv) {
             return 2;
         }
         return cmd_splat_train(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "export") == 0) {
+        if (!cmd_splat_export) {
+            fprintf(stderr, "polyak splat: 'export' is not built into this binary (it comes with "
+                            "tools/cmd_splat_export.c)\n");
+            return 2;
+        }
+        return cmd_splat_export(argc - 1, argv + 1);
     }
     return cli_usage("splat", usage, "unknown job");
 }

@@ -16,6 +16,7 @@
 #include "gs_source.h"
 #include "gs_train.h"
 #include "image.h"
+#include "io_util.h"
 #include "momentum.h"
 
 /* True when dir holds a scene scene_load reads (io/scene.c's probe list). */
@@ -137,7 +138,7 @@ static const char *usage =
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
     "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
     "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
-    "[--independent] [--consistency-weight W]";
+    "[--independent] [--consistency-weight W] [--devices LIST]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -230,6 +231,8 @@ int cmd_splat_train(int argc, char **argv) {
         } else if (strcmp(a, "--block-steps") == 0) {
             if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
             mo.block_steps = n, i++;
+        } else if (strcmp(a, "--devices") == 0 && v) {
+            mo.devices = v, i++;
         } else if (strcmp(a, "--no-teacher") == 0) {
             mo.no_teacher = true;
         } else if (strcmp(a, "--no-weighting") == 0) {
@@ -296,15 +299,28 @@ int cmd_splat_train(int argc, char **argv) {
     if (fixed_background && !o.random_background) o.random_background = -1;
     char *mjson = NULL;
     bool momentum = o.model && strcmp(o.model, "momentum-gs") == 0;
+    char first_dev[64];
+    if (momentum && mo.devices) { /* the trainer's context is the first device */
+        size_t len = strcspn(mo.devices, ",");
+        if (len == 0 || len >= sizeof first_dev)
+            return cli_usage(C, usage, "--devices expects a list such as cpu,vk:0");
+        memcpy(first_dev, mo.devices, len);
+        first_dev[len] = 0;
+        if (o.device && strcmp(o.device, first_dev) != 0)
+            return cli_usage(C, usage, "--device and the first of --devices differ");
+        o.device = first_dev;
+    }
     if (momentum) {
         mo.voxel_size = o.voxel_size;
+        mo.threads = o.threads;
         mo = mgs_defaults(mo);
         mjson = mgs_options_json(&mo);
         if (!mjson) return cli_fail(C, "out of memory");
         o.make_source = mgs_make_source;
         o.make_source_arg = &mo;
         o.source_json = mjson;
-    } else if (mo.blocks || mo.block_steps || mo.no_teacher || mo.no_weighting || mo.independent)
+    } else if (mo.blocks || mo.block_steps || mo.no_teacher || mo.no_weighting || mo.independent ||
+               mo.devices)
         return cli_usage(C, usage, "--blocks and the Momentum-GS options need --model momentum-gs");
     o = gs_train_defaults(o);
     o.progress = stderr;
@@ -330,8 +346,14 @@ int cmd_splat_train(int argc, char **argv) {
                  mo.independent || mo.no_weighting ? "" : ", block weights",
                  (long long)mo.block_steps);
         for (int b = 0; b < mi.blocks; b++)
-            run_info(run, "block %d: %lld anchors, %d training views, %d validation views", b,
-                     (long long)mi.anchors[b], mi.train_views[b], mi.val_views[b]);
+            run_info(run,
+                     "block %d: %lld anchors, %d training views, %d validation views, device %d", b,
+                     (long long)mi.anchors[b], mi.train_views[b], mi.val_views[b], mi.device_of[b]);
+        if (mi.devices > 1)
+            run_info(run,
+                     "%d devices (%s) in lockstep, one thread each; the decoder replicas are "
+                     "averaged every %lld steps",
+                     mi.devices, mo.devices, (long long)mo.block_steps);
     }
     if (info.photos && !info.start_step)
         run_info(run,
@@ -414,6 +436,14 @@ int cmd_splat_train(int argc, char **argv) {
         snprintf(buf + at, sizeof buf - at, "]");
         run_metric_json(run, "blocks", buf);
         run_metric_str(run, "model", "momentum-gs");
+        run_metric(run, "devices", mi.devices);
+        char *bdir = io_path_join(o.out, "blocks");
+        pk_status bs = bdir ? mgs_write_blocks(gs_trainer_source(t), bdir) : PK_ERR_NOMEM;
+        free(bdir);
+        if (bs != PK_OK) {
+            rc = cli_fail(C, "writing the block checkpoints");
+            goto done;
+        }
         if (run_metrics_write(run) != PK_OK) {
             rc = cli_fail(C, "writing metrics.json");
             goto done;

@@ -29,6 +29,9 @@ int cmd_splat(int argc, char **argv);
 /* polyak splat train: defined in cmd_splat_train.c. */
 int cmd_splat_train(int argc, char **argv);
 
+/* polyak splat export: a decoder model baked into a standard 3DGS PLY (cmd_splat_export.c). */
+int cmd_splat_export(int argc, char **argv);
+
 /* polyak splat prepare: photos or a video to a COLMAP project (cmd_splat_prepare.c). */
 int cmd_splat_prepare(int argc, char **argv);
 

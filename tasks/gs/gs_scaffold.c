@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "gs_bake.h"
 #include "optim/optim_kernels.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -368,6 +369,7 @@ pk_status gs_scaffold_create(pk_ctx *c, const float *xyz, int64_t n, double exte
 double gs_scaffold_voxel(const gs_scaffold *s) { return s->voxel; }
 int64_t gs_scaffold_anchors(const gs_scaffold *s) { return s->n; }
 gs_decoder *gs_scaffold_decoder(gs_scaffold *s) { return s->dec; }
+pk_ctx *gs_scaffold_ctx(const gs_scaffold *s) { return s->c; }
 
 void gs_scaffold_arrays(gs_scaffold *s, float **anchors, float **feat, float **offsets,
                         float **scaling) {
@@ -1044,6 +1046,12 @@ static pk_status scaffold_restore(void *self, const ckpt_file *ck) {
     return PK_OK;
 }
 
+static pk_status scaffold_bake(void *self, const splat_camera *cams, const int *views, int n,
+                               int sh_degree, pk_gaussians *g) {
+    gs_bake_options bo = {.sh_degree = sh_degree};
+    return gs_bake_scaffold(self, cams, views, n, &bo, g);
+}
+
 gs_source gs_scaffold_source(gs_scaffold *s) {
     return (gs_source){.self = s,
                        .produce = scaffold_produce,
@@ -1054,5 +1062,6 @@ gs_source gs_scaffold_source(gs_scaffold *s) {
                        .restore = scaffold_restore,
                        .destroy = scaffold_destroy,
                        .produce_tensors = scaffold_produce_tensors,
-                       .add_stats = scaffold_add_stats};
+                       .add_stats = scaffold_add_stats,
+                       .bake = scaffold_bake};
 }

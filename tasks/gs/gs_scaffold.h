@@ -94,6 +94,9 @@ int64_t gs_scaffold_anchors(const gs_scaffold *s);
 /* The decoder (for teachers and the Momentum-GS consistency loss). */
 gs_decoder *gs_scaffold_decoder(gs_scaffold *s);
 
+/* The context the source decodes on (its decoder's device). */
+pk_ctx *gs_scaffold_ctx(const gs_scaffold *s);
+
 /* Marks anchors in the camera's frustum (depth > 0.2 and the anchor's sphere of radius
  * 3 max(exp(scaling)) projecting into the image); returns their indices (*n) (malloc'd). */
 pk_status gs_scaffold_visible(const gs_scaffold *s, const splat_camera *cam, int32_t **idx,

@@ -74,6 +74,10 @@ typedef struct gs_source {
     double (*loss_weight)(void *self);
     /* Optional: work after the optimizer step of step `it` (growing, teachers, weights). */
     pk_status (*after_step)(void *self, int64_t it);
+    /* Optional (decoder sources): the Gaussians baked into a standard 3DGS set with colours as
+     * SH of degree sh_degree fitted over views `views` (n) of cams (tasks/gs/gs_bake.h). */
+    pk_status (*bake)(void *self, const splat_camera *cams, const int *views, int n, int sh_degree,
+                      pk_gaussians *g);
 } gs_source;
 
 /* ---- the explicit source (plain 3DGS) ---- */

@@ -767,6 +767,7 @@ const pk_device *gs_trainer_device(const gs_trainer *t) { return t->ctx->dev; }
 const gs_source *gs_trainer_source(const gs_trainer *t) { return &t->src; }
 
 int64_t gs_trainer_rewinds(const gs_trainer *t) { return t->rewinds; }
+const splat_camera *gs_trainer_cameras(const gs_trainer *t) { return t->cams; }
 
 /* Renders view v with the current Gaussians into t->rgb (and radii); keeps the state for a
  * backward. Returns the arrays and gradient buffers the source produced. */
@@ -1277,6 +1278,17 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     return PK_OK;
 }
 
+pk_status gs_trainer_ground_truth_into(const gs_trainer *t, int view, float *out, float bg[3],
+                                       bool *random_bg) {
+    if (view < 0 || view >= t->scene.n)
+        return pk_error(PK_ERR_INVALID, "view %d outside the scene", view);
+    ground_truth(&t->images[view], t->o.background, out);
+    for (int k = 0; k < 3; k++)
+        bg[k] = t->o.background[k];
+    *random_bg = t->o.random_background > 0;
+    return PK_OK;
+}
+
 const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h) {
     if (view < 0 || view >= t->scene.n || level < 0 || level > t->levels) return NULL;
     if (level == 0) {
@@ -1464,12 +1476,110 @@ static size_t json_string_at(char *buf, size_t cap, size_t at, const char *s) {
     return at + (size_t)snprintf(buf + at, at < cap ? cap - at : 0, "\"");
 }
 
+/* Renders Gaussians g through view v into t->rgb (clamped); the ground truth in t->gt. */
+static pk_status render_gaussians(gs_trainer *t, const pk_gaussians *g, int v, float *sh) {
+    int64_t n = (int64_t)g->n;
+    PK_TRY(ensure_radii(t, n));
+    splat_scene_view view = {
+        .n = (int)n,
+        .means = g->xyz,
+        .log_scales = g->scale,
+        .quats = g->rot,
+        .opacity_logits = g->opacity,
+        .sh = sh,
+        .sh_degree = g->sh_degree,
+        .background = {t->o.background[0], t->o.background[1], t->o.background[2]}};
+    splat_outputs so = {.rgb = t->rgb, .alpha = t->alpha, .radii = t->radii};
+    PK_TRY(splat_forward(t->st, t->pool, &t->cams[v], &view, &so));
+    int64_t npix = 3 * (int64_t)t->images[v].w * t->images[v].h;
+    for (int64_t i = 0; i < npix; i++)
+        t->rgb[i] = t->rgb[i] < 0 ? 0 : t->rgb[i] > 1 ? 1 : t->rgb[i];
+    return PK_OK;
+}
+
+pk_status gs_trainer_bake(gs_trainer *t, int sh_degree, int view_stride, pk_gaussians *g,
+                          gs_bake_report *r) {
+    memset(g, 0, sizeof *g);
+    if (!t->src.bake)
+        return pk_error(PK_ERR_INVALID,
+                        "bake: the model's Gaussians are explicit already (only decoder models, "
+                        "scaffold and momentum-gs, are baked)");
+    if (sh_degree < 0 || sh_degree > 3)
+        return pk_error(PK_ERR_INVALID, "bake: SH degree %d outside 0..3", sh_degree);
+    int stride = view_stride > 1 ? view_stride : 1, nv = 0;
+    int *views = malloc(sizeof(int) * (size_t)(t->n_train + 1));
+    if (!views) return pk_error(PK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < t->n_train; i += stride)
+        views[nv++] = t->train_idx[i];
+    stamp t0 = stamp_now();
+    pk_status s = t->src.bake(t->src.self, t->cams, views, nv, sh_degree, g);
+    free(views);
+    PK_TRY(s);
+    if (!r) return PK_OK;
+    *r = (gs_bake_report){.sh_degree = sh_degree, .views = nv, .gaussians = (int64_t)g->n};
+    r->seconds = stamp_now().wall - t0.wall;
+    int64_t kc = (sh_degree + 1) * (sh_degree + 1), n = (int64_t)g->n;
+    float *sh = malloc(sizeof(float) * (size_t)(n * kc * 3 + 1)); /* (n, K, 3) */
+    int maxhw = 0;
+    for (int i = 0; i < t->scene.n; i++)
+        if (t->images[i].w * t->images[i].h > maxhw) maxhw = t->images[i].w * t->images[i].h;
+    float *dec = malloc(sizeof(float) * 3 * (size_t)maxhw);
+    if (!sh || !dec) s = pk_error(PK_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; s == PK_OK && i < n; i++)
+        for (int64_t k = 0; k < kc; k++)
+            for (int ch = 0; ch < 3; ch++)
+                sh[(i * kc + k) * 3 + ch] =
+                    k == 0 ? g->f_dc[i * 3 + ch]
+                           : g->f_rest[i * 3 * (kc - 1) + ch * (kc - 1) + (k - 1)];
+    for (int k = 0; s == PK_OK && k < t->n_test; k++) {
+        int v = t->test_idx[k];
+        const pk_image *img = &t->images[v];
+        int W = img->w, H = img->h;
+        int64_t npix = 3 * (int64_t)W * H;
+        double pd, sd, pb, sb;
+        s = gs_trainer_view_metrics(t, v, &pd, &sd); /* the decoders' render; t->gt set */
+        if (s == PK_OK) memcpy(dec, t->rgb, sizeof(float) * (size_t)npix);
+        if (s == PK_OK) s = render_gaussians(t, g, v, sh);
+        if (s == PK_OK) s = gs_ssim(t->pool, t->rgb, t->gt, 3, H, W, 0, NULL, &sb);
+        if (s != PK_OK) break;
+        pb = gs_psnr(t->rgb, t->gt, npix);
+        r->psnr_decoder += pd, r->ssim_decoder += sd, r->psnr_baked += pb, r->ssim_baked += sb;
+        r->psnr_vs_decoder += gs_psnr(t->rgb, dec, npix);
+        r->images++;
+    }
+    free(sh), free(dec);
+    if (s != PK_OK) {
+        gaussians_free(g);
+        return s;
+    }
+    if (r->images) {
+        double k = 1.0 / r->images;
+        r->psnr_decoder *= k, r->ssim_decoder *= k, r->psnr_baked *= k, r->ssim_baked *= k;
+        r->psnr_vs_decoder *= k;
+    }
+    return PK_OK;
+}
+
 pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     PK_TRY(sync_host(t));
     PK_TRY(gs_trainer_evaluate(t, true, ev));
     if (dist_is_root()) { /* the one rank that writes the run folder */
         pk_gaussians g;
-        PK_TRY(t->src.export_gaussians(t->src.self, &g));
+        gs_bake_report br;
+        if (t->src.bake) { /* a decoder model: its Gaussians baked with SH degree 3 */
+            PK_TRY(gs_trainer_bake(t, 3, 1, &g, &br));
+            char bj[400];
+            snprintf(bj, sizeof bj,
+                     "{\"sh_degree\": %d, \"views\": %d, \"gaussians\": %lld, \"images\": %d, "
+                     "\"psnr_decoder\": %.4f, \"psnr_baked\": %.4f, \"psnr_drop\": %.4f, "
+                     "\"ssim_decoder\": %.5f, \"ssim_baked\": %.5f, \"psnr_vs_decoder\": %.4f, "
+                     "\"seconds\": %.3f}",
+                     br.sh_degree, br.views, (long long)br.gaussians, br.images, br.psnr_decoder,
+                     br.psnr_baked, br.psnr_decoder - br.psnr_baked, br.ssim_decoder, br.ssim_baked,
+                     br.psnr_vs_decoder, br.seconds);
+            if (br.images) run_metric_json(t->run, "bake", bj);
+        } else
+            PK_TRY(t->src.export_gaussians(t->src.self, &g));
         char *ply = io_path_join(t->o.out, "point_cloud.ply");
         pk_status s = ply ? ply_write_3dgs(ply, &g) : pk_error(PK_ERR_NOMEM, "out of memory");
         free(ply);

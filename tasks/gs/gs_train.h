@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "device.h"
+#include "ply.h"
 #include "run.h"
 #include "status.h"
 
@@ -201,6 +202,8 @@ pk_status gs_trainer_view_metrics(gs_trainer *t, int view, double *psnr, double 
 /* Resident Vulkan training: how many read-backs found a render over the rasterizer's pair
  * buffers and rewound (0 elsewhere). */
 int64_t gs_trainer_rewinds(const gs_trainer *t);
+/* The cameras of every scene view at the training resolution (scene order). */
+const struct splat_camera *gs_trainer_cameras(const gs_trainer *t);
 
 /* The trainer's Gaussian source. */
 const struct gs_source *gs_trainer_source(const gs_trainer *t);
@@ -215,6 +218,30 @@ const pk_device *gs_trainer_device(const gs_trainer *t);
  * training size): a pointer to (3, *h, *w) floats owned by the trainer, valid until its next
  * call; NULL for a level it does not have or a held-out view below full size. For checks. */
 const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h);
+
+/* What baking a decoder source into a standard 3DGS set costs in quality: held-out views
+ * rendered from the decoders (their own render) and from the baked Gaussians. */
+typedef struct gs_bake_report {
+    int images, sh_degree, views;      /* held-out views compared; SH degree; views fitted over */
+    int64_t gaussians;                 /* baked Gaussians */
+    double psnr_decoder, ssim_decoder; /* decoder render against the ground truth */
+    double psnr_baked, ssim_baked;     /* baked render against the ground truth */
+    double psnr_vs_decoder;            /* baked render against the decoder render */
+    double seconds;                    /* the bake (wall) */
+} gs_bake_report;
+
+/* Bakes the trainer's decoder source (gs_source.bake; an error for 3DGS) with SH of degree
+ * sh_degree fitted over the training views (every `view_stride`-th; 0 or 1: all) into g, and
+ * measures it on the held-out views (*r; r may be NULL to skip the renders). */
+pk_status gs_trainer_bake(gs_trainer *t, int sh_degree, int view_stride, pk_gaussians *g,
+                          gs_bake_report *r);
+
+/* Thread-safe (reads only the loaded images): the full-size ground truth of view `view` into
+ * out (3, H, W), the background it is composited over into bg, and whether training renders
+ * draw a random background per step (*random_bg). For block-wise sources stepping other
+ * devices in their own threads. */
+pk_status gs_trainer_ground_truth_into(const gs_trainer *t, int view, float *out, float bg[3],
+                                       bool *random_bg);
 
 /* Renders the Gaussians of a 3DGS PLY file through view `view` of the scene at `data`
  * (downscale as given) into rgb (3, H, W); *w, *h receive the size. For checking outputs. */

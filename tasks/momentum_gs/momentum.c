@@ -1,7 +1,10 @@
 /* momentum.c - Momentum-GS: the partition, the camera-to-block rule, the block weights and the
- * block-wise Gaussian source (see momentum.h for the rules). One device: the active block's
- * anchors are uploaded per step by its Scaffold-GS source (host-resident otherwise); the shared
- * student decoder, its Adam state and the teacher stay on the device.
+ * block-wise Gaussian source (see momentum.h for the rules). On every device the active block's
+ * anchors are uploaded per step by its Scaffold-GS source (host-resident otherwise); the
+ * device's replica of the student decoder, its Adam state and its teacher stay on the device.
+ * Further devices (--devices) run the same step in their own threads (dev_step), started by
+ * pick_view and joined in after_step, where the replicas are averaged at block-step boundaries;
+ * the merged model is baked into a 3DGS set (mgs_bake) and written per block (mgs_write_blocks).
  *
  * The step, in Momentum-GS's order: the active block's view is rendered from its own anchors
  * with the shared decoder; loss = (0.8 L1 + 0.2 (1 - SSIM) + 0.01 volume + 50 consistency) x
@@ -13,13 +16,19 @@
 #include "momentum.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
 #include "autograd.h"
+#include "gs_bake.h"
+#include "io_util.h"
+#include "safetensors.h"
+#include "ops/ops_ssim.h"
 #include "optim/optimizer.h"
 #include "teacher/teacher.h"
 
@@ -52,6 +61,8 @@ char *mgs_options_json(const mgs_options *o) {
     cJSON_AddNumberToObject(j, "margin", o->margin);
     cJSON_AddNumberToObject(j, "view_share", o->view_share);
     cJSON_AddNumberToObject(j, "val_views", o->val_views);
+    if (o->devices && strchr(o->devices, ',')) /* the checkpoint holds a replica per device */
+        cJSON_AddStringToObject(j, "devices", o->devices);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -192,6 +203,29 @@ void mgs_block_weights(const double *psnr, const double *ssim, int n, double sig
 /* ---- the block-wise source ---- */
 
 typedef struct mgs mgs;
+
+/* A further device (1 .. D-1): its context, replicas and step scratch; device 0 is the
+ * trainer's context with the mgs's own shared / opt / teacher / tdec. */
+typedef struct mgs_dev {
+    mgs *m;
+    int d;
+    pk_ctx *ctx;
+    gs_decoder dec;      // the student replica
+    pk_optimizer *opt;   // its Adam
+    pk_teacher *teacher; // its teacher
+    gs_decoder tdec;     // the teacher's tensors as a decoder
+    pk_splat_renderer *renderer;
+    pk_rng rng;         // view order, background, growing of its blocks
+    float *gt, *grad2d; // (3, H, W), (n, 2)
+    int32_t *radii;     // (n)
+    int64_t cap;
+    pthread_t th;
+    bool started;
+    int64_t want, done; // step asked for / finished
+    pk_status status;
+    char error[512];
+} mgs_dev;
+
 typedef struct keep_arg {
     const mgs_partition *p;
     int b;
@@ -227,6 +261,16 @@ struct mgs {
     char (*names)[96];
     int64_t (*shapes)[1];
     int64_t ck_i64[4];
+    /* devices: D, the block -> device map, each device's share, the further devices */
+    int ndev;
+    int *dev_of;          // (nb)
+    int **share, *nshare; // (ndev) blocks of each device, in block order
+    mgs_dev *dev;         // (ndev); dev[0] unused but for its share
+    pthread_mutex_t mu;
+    pthread_cond_t go, fin;
+    bool sync_init, quit;
+    float *avg_host;  // averaging scratch
+    uint64_t *ck_rng; // (ndev) generators for checkpoints
 };
 
 static bool keep_fn(void *arg, const float p[3]) {
@@ -234,9 +278,13 @@ static bool keep_fn(void *arg, const float p[3]) {
     return mgs_block_of(k->p, p) == k->b;
 }
 
+static void workers_stop(mgs *m);
+static void dev_free(mgs_dev *w);
+
 static void mgs_destroy(void *self) {
     mgs *m = self;
     if (!m) return;
+    workers_stop(m);
     for (int b = 0; b < m->nb; b++) {
         if (m->bsrc && m->bsrc[b].destroy) m->bsrc[b].destroy(m->bsrc[b].self);
         if (m->cams) free(m->cams[b]);
@@ -249,16 +297,39 @@ static void mgs_destroy(void *self) {
     free(m->m_sh), free(m->m_grad), free(m->ck_host), free(m->names), free(m->shapes);
     optim_destroy(m->opt);
     teacher_destroy(m->teacher);
+    for (int d = 1; d < m->ndev && m->dev; d++)
+        dev_free(&m->dev[d]);
+    for (int d = 0; d < m->ndev && m->share; d++)
+        free(m->share[d]);
+    free(m->share), free(m->nshare), free(m->dev), free(m->dev_of), free(m->avg_host);
+    free(m->ck_rng);
+    if (m->sync_init) {
+        pthread_mutex_destroy(&m->mu);
+        pthread_cond_destroy(&m->go);
+        pthread_cond_destroy(&m->fin);
+    }
     free(m);
 }
+
+/* The block device d trains at step it: its share's turn, skipping blocks without views
+ * (with one device: (it - 1) / block_steps mod N, as before devices existed). */
+static int block_at(const mgs *m, int d, int64_t it) {
+    int ns = m->nshare[d];
+    int q = (int)(((it - 1) / m->o.block_steps) % ns);
+    for (int k = 0; k < ns && m->ncams[m->share[d][q]] == 0; k++)
+        q = (q + 1) % ns;
+    return m->share[d][q];
+}
+
+static void workers_start(mgs *m, int64_t it);
 
 static int mgs_pick_view(void *self, int64_t it, pk_rng *rng) {
     mgs *m = self;
     m->cur_it = it;
-    int b = (int)(((it - 1) / m->o.block_steps) % m->nb);
-    for (int k = 0; k < m->nb && m->ncams[b] == 0; k++)
-        b = (b + 1) % m->nb;
+    if (m->ndev > 1) workers_start(m, it); /* the further devices run step it meanwhile */
+    int b = block_at(m, 0, it);
     m->active = b;
+    if (m->ncams[b] == 0) return -1; /* no block of this device has views: any view */
     if (m->opos[b] >= m->ncams[b]) {
         pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
         m->opos[b] = 0;
@@ -293,6 +364,217 @@ static pk_status mgs_step(void *self, int64_t it) {
     return PK_OK;
 }
 
+/* ---- further devices: one thread each, stepping in lockstep with the trainer ---- */
+
+/* Grows a device's per-step scratch to n Gaussians and hw pixels. */
+static pk_status dev_reserve(mgs_dev *w, int64_t n) {
+    if (n <= w->cap) return PK_OK;
+    int64_t cap = n + n / 2 + 1024;
+    float *g = realloc(w->grad2d, sizeof(float) * 2 * (size_t)cap);
+    if (g) w->grad2d = g;
+    int32_t *r = realloc(w->radii, sizeof(int32_t) * (size_t)cap);
+    if (r) w->radii = r;
+    if (!g || !r) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    w->cap = cap;
+    return PK_OK;
+}
+
+/* One training step `it` of device w on its active block: the trainer's step for a decoder
+ * source (tasks/gs/gs_train.c train_render and gs_trainer_step), on w's context. */
+static pk_status dev_step(mgs_dev *w, int64_t it) {
+    mgs *m = w->m;
+    pk_ctx *c = w->ctx;
+    int b = block_at(m, w->d, it);
+    if (m->ncams[b] == 0) return PK_OK; /* no block of this device has views: it idles */
+    if (m->opos[b] >= m->ncams[b]) {
+        pk_rng_shuffle(&w->rng, m->order[b], m->ncams[b]);
+        m->opos[b] = 0;
+    }
+    int v = m->cams[b][m->order[b][m->opos[b]++]];
+    const splat_camera *cam = &m->env.cams[v];
+    int64_t H = cam->height, W = cam->width;
+    float bg[3];
+    bool rnd;
+    PK_TRY(gs_trainer_ground_truth_into(m->env.trainer, v, w->gt, bg, &rnd));
+    if (rnd)
+        for (int k = 0; k < 3; k++)
+            bg[k] = (float)pk_rng_uniform(&w->rng);
+    PK_TRY(pk_step_begin(c));
+    tensor *gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
+    if (!gt || tensor_upload(gt, w->gt) != PK_OK)
+        return pk_error(PK_ERR_NOMEM, "Momentum-GS: device %d: ground truth: %s", w->d,
+                        polyak_error());
+    gs_source *s = &m->bsrc[b];
+    pk_splat_inputs in;
+    tensor *reg = NULL;
+    PK_TRY(s->produce_tensors(s->self, c, cam, &in, &reg));
+    int64_t n = in.means->shape[0];
+    for (int k = 0; k < 3; k++)
+        in.background[k] = bg[k];
+    in.means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2});
+    if (!in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
+        return pk_error(PK_ERR_NOMEM, "Momentum-GS: device %d: %s", w->d, polyak_error());
+    PK_TRY(dev_reserve(w, n));
+    pk_splat_outputs out;
+    PK_TRY(pk_splat(c, w->renderer, cam, &in, &out));
+    tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
+                          pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
+    if (reg) loss = pk_add(c, loss, reg);
+    loss = pk_scale(c, loss, (float)(m->weighting ? m->w[b] : 1.0));
+    if (!loss)
+        return pk_error(PK_ERR_INVALID, "Momentum-GS: device %d: loss: %s", w->d, polyak_error());
+    PK_TRY(autograd_backward(c, loss));
+    PK_TRY(tensor_download(in.means2d_grad, w->grad2d));
+    PK_TRY(tensor_download(out.radii, w->radii));
+    if (it < m->sco.update_until && it > m->sco.stat_from)
+        s->add_stats(s->self, w->grad2d, w->radii, (int)W, (int)H);
+    PK_TRY(s->step(s->self, it));
+    if (m->shared_decoder) PK_TRY(gs_decoder_step(w->opt, m->env.iters, it));
+    if (m->use_teacher) PK_TRY(teacher_update(w->teacher));
+    gs_scaffold_report rep;
+    PK_TRY(gs_scaffold_adjust(m->blk[b], it, &w->rng, &rep));
+    m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
+    return PK_OK;
+}
+
+static void *dev_main(void *arg) {
+    mgs_dev *w = arg;
+    mgs *m = w->m;
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        while (w->want <= w->done && !m->quit)
+            pthread_cond_wait(&m->go, &m->mu);
+        if (m->quit) break;
+        int64_t it = w->want;
+        pthread_mutex_unlock(&m->mu);
+        pk_status st = dev_step(w, it);
+        pthread_mutex_lock(&m->mu);
+        if (st != PK_OK && w->status == PK_OK) {
+            w->status = st;
+            snprintf(w->error, sizeof w->error, "%s", polyak_error());
+        }
+        w->done = it;
+        pthread_cond_broadcast(&m->fin);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+/* Asks every further device for step it (threads start on first use). */
+static void workers_start(mgs *m, int64_t it) {
+    pthread_mutex_lock(&m->mu);
+    for (int d = 1; d < m->ndev; d++) {
+        mgs_dev *w = &m->dev[d];
+        if (!w->started) {
+            w->done = it - 1;
+            if (pthread_create(&w->th, NULL, dev_main, w) != 0) {
+                w->status = PK_ERR_INVALID;
+                snprintf(w->error, sizeof w->error, "cannot start the thread of device %d", d);
+                w->done = it;
+                continue;
+            }
+            w->started = true;
+        }
+        w->want = it;
+    }
+    pthread_cond_broadcast(&m->go);
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Waits until every further device has finished the step it was given; the first error. */
+static pk_status workers_wait(mgs *m) {
+    if (m->ndev < 2 || !m->sync_init) return PK_OK;
+    pk_status st = PK_OK;
+    pthread_mutex_lock(&m->mu);
+    for (int d = 1; d < m->ndev; d++) {
+        mgs_dev *w = &m->dev[d];
+        while (w->started && w->done < w->want)
+            pthread_cond_wait(&m->fin, &m->mu);
+        if (w->status != PK_OK && st == PK_OK) {
+            st = pk_error(w->status, "Momentum-GS: device %d (%s): %s", d,
+                          m->o.devices ? m->o.devices : "?", w->error);
+            w->status = PK_OK;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return st;
+}
+
+static void workers_stop(mgs *m) {
+    if (m->ndev < 2 || !m->sync_init) return;
+    (void)workers_wait(m);
+    pthread_mutex_lock(&m->mu);
+    m->quit = true;
+    pthread_cond_broadcast(&m->go);
+    pthread_mutex_unlock(&m->mu);
+    for (int d = 1; d < m->ndev; d++)
+        if (m->dev[d].started) {
+            pthread_join(m->dev[d].th, NULL);
+            m->dev[d].started = false;
+        }
+    m->quit = false;
+}
+
+static void dev_free(mgs_dev *w) {
+    optim_destroy(w->opt);
+    teacher_destroy(w->teacher);
+    pk_splat_renderer_destroy(w->renderer);
+    free(w->gt), free(w->grad2d), free(w->radii);
+    pk_ctx_destroy(w->ctx);
+}
+
+/* The replicated tensors of device d in a fixed order: decoder (12), Adam state, teacher. */
+static int replica_tensors(mgs *m, int d, tensor **all, int max) {
+    gs_decoder *dec = d ? &m->dev[d].dec : &m->shared;
+    pk_optimizer *opt = d ? m->dev[d].opt : m->opt;
+    pk_teacher *tc = d ? m->dev[d].teacher : m->teacher;
+    char nm[128];
+    int na = 0;
+    if (!m->shared_decoder) return 0;
+    tensor *ps[12];
+    gs_decoder_params(dec, ps);
+    for (int i = 0; i < 12; i++)
+        all[na++] = ps[i];
+    for (int i = 0; i < optim_state_count(opt) && na < max - 12; i++)
+        all[na++] = optim_state_get(opt, i, nm, sizeof nm);
+    if (m->use_teacher)
+        for (int i = 0; i < teacher_count(tc) && na < max; i++)
+            all[na++] = teacher_tensor(tc, i);
+    return na;
+}
+
+/* The shared-decoder rule: every replica (decoder, Adam moments, teacher) becomes the mean of
+ * all, summed in device order on the host (the same bits on every device). */
+static pk_status average_replicas(mgs *m) {
+    if (m->ndev < 2 || !m->shared_decoder) return PK_OK;
+    tensor *all[8][64];
+    int na = replica_tensors(m, 0, all[0], 64);
+    for (int d = 1; d < m->ndev; d++)
+        if (replica_tensors(m, d, all[d], 64) != na)
+            return pk_error(PK_ERR_INVALID, "Momentum-GS: device %d's replica differs", d);
+    for (int i = 0; i < na; i++) {
+        size_t ne = (size_t)tensor_numel(all[0][i]);
+        float *h = realloc(m->avg_host, sizeof(float) * 2 * (ne + 1));
+        if (!h) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+        m->avg_host = h;
+        float *acc = h, *one = h + ne + 1;
+        PK_TRY(tensor_download(all[0][i], acc));
+        for (int d = 1; d < m->ndev; d++) {
+            if ((size_t)tensor_numel(all[d][i]) != ne)
+                return pk_error(PK_ERR_INVALID, "Momentum-GS: replica tensor %d differs", i);
+            PK_TRY(tensor_download(all[d][i], one));
+            for (size_t k = 0; k < ne; k++)
+                acc[k] += one[k];
+        }
+        float inv = 1.0f / (float)m->ndev;
+        for (size_t k = 0; k < ne; k++)
+            acc[k] *= inv;
+        for (int d = 0; d < m->ndev; d++)
+            PK_TRY(tensor_upload(all[d][i], acc));
+    }
+    return PK_OK;
+}
+
 /* Mean PSNR / SSIM of block b's validation views rendered from its own anchors. */
 static pk_status block_metrics(mgs *m, int b, double *psnr, double *ssim) {
     *psnr = *ssim = 0;
@@ -316,8 +598,12 @@ static pk_status block_metrics(mgs *m, int b, double *psnr, double *ssim) {
 static pk_status mgs_after_step(void *self, int64_t it) {
     mgs *m = self;
     gs_scaffold_report rep;
+    pk_status wst = workers_wait(m); /* every device has finished step it */
+    PK_TRY(wst);
     PK_TRY(gs_scaffold_adjust(m->blk[m->active], it, m->env.rng, &rep));
     m->anchors[m->active] = gs_scaffold_anchors(m->blk[m->active]);
+    if (m->ndev > 1 && (it % m->o.block_steps == 0 || it >= m->env.iters))
+        PK_TRY(average_replicas(m));
     if (m->weighting && it % m->o.weight_interval == 0) {
         for (int b = 0; b < m->nb; b++) {
             double p, s;
@@ -437,6 +723,23 @@ static pk_status mgs_export(const void *self, pk_gaussians *g) {
     return st;
 }
 
+/* The merged model baked: every block's anchors inside its own cell, with its own decoder. */
+static pk_status mgs_bake(void *self, const splat_camera *cams, const int *views, int n,
+                          int sh_degree, pk_gaussians *g) {
+    mgs *m = self;
+    memset(g, 0, sizeof *g);
+    pk_status st = PK_OK;
+    for (int b = 0; b < m->nb && st == PK_OK; b++) {
+        pk_gaussians part;
+        gs_scaffold_set_filter(m->blk[b], keep_fn, &m->keeps[b]);
+        st = m->bsrc[b].bake(m->bsrc[b].self, cams, views, n, sh_degree, &part);
+        gs_scaffold_set_filter(m->blk[b], NULL, NULL);
+        if (st == PK_OK) st = gs_gaussians_append(g, &part);
+    }
+    if (st != PK_OK) gaussians_free(g);
+    return st;
+}
+
 /* ---- checkpoints: every block's table (prefixed b<i>.), the shared decoder, its Adam state,
  * the teacher and its update count, the block orders and the smoothed metrics ---- */
 
@@ -449,7 +752,7 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
         k += nk;
     }
     /* shared decoder + optimizer state + teacher, downloaded */
-    tensor *all[64];
+    tensor *all[64 * 8];
     char nm[128];
     int na = 0;
     if (m->shared_decoder) {
@@ -463,7 +766,10 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
             for (int i = 0; i < teacher_count(m->teacher); i++)
                 all[na++] = teacher_tensor(m->teacher, i);
     }
-    int extra = na + 6 + 2 * m->nb;
+    int na0 = na; /* device 0's tensors are mgs.t<i>; the further devices' mgs.d<d>.t<i> */
+    for (int d = 1; d < m->ndev; d++)
+        na += replica_tensors(m, d, all + na, 64 * 8 - na);
+    int extra = na + 7 + 2 * m->nb;
     if (k + extra > max) return pk_error(PK_ERR_INVALID, "Momentum-GS: checkpoint table too small");
     free(m->names), free(m->shapes);
     m->names = calloc((size_t)extra, sizeof *m->names);
@@ -477,7 +783,11 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
     size_t off = 0;
     int q = 0;
     for (int i = 0; i < na; i++, q++) {
-        snprintf(m->names[q], sizeof m->names[q], "mgs.t%d", i);
+        if (i < na0)
+            snprintf(m->names[q], sizeof m->names[q], "mgs.t%d", i);
+        else
+            snprintf(m->names[q], sizeof m->names[q], "mgs.d%d.t%d", 1 + (i - na0) / na0,
+                     (i - na0) % na0);
         PK_TRY(tensor_download(all[i], h + off));
         m->shapes[q][0] = tensor_numel(all[i]);
         out[k++] = (st_write_tensor){m->names[q], ST_F32, 1, m->shapes[q], h + off};
@@ -505,6 +815,14 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
         m->shapes[q][0] = m->ncams[b];
         out[k++] = (st_write_tensor){m->names[q], ST_I32, 1, m->shapes[q], m->order[b]};
     }
+    if (m->ndev > 1) { /* the further devices' generators */
+        for (int d = 1; d < m->ndev; d++)
+            m->ck_rng[d - 1] = m->dev[d].rng.state;
+        snprintf(m->names[q], sizeof m->names[q], "mgs.rng");
+        m->shapes[q][0] = m->ndev - 1;
+        out[k++] = (st_write_tensor){m->names[q], ST_I64, 1, m->shapes[q], m->ck_rng};
+        q++;
+    }
     *n = k;
     return PK_OK;
 }
@@ -524,7 +842,7 @@ static pk_status mgs_restore(void *self, const ckpt_file *ck) {
         PK_TRY(m->bsrc[b].restore(m->bsrc[b].self, ck));
         m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
     }
-    tensor *all[64];
+    tensor *all[64 * 8];
     char nm[128];
     int na = 0;
     if (m->shared_decoder) {
@@ -538,19 +856,27 @@ static pk_status mgs_restore(void *self, const ckpt_file *ck) {
             for (int i = 0; i < teacher_count(m->teacher); i++)
                 all[na++] = teacher_tensor(m->teacher, i);
     }
+    int na0 = na;
+    for (int d = 1; d < m->ndev; d++)
+        na += replica_tensors(m, d, all + na, 64 * 8 - na);
     for (int i = 0; i < na; i++) {
         size_t ne = (size_t)tensor_numel(all[i]);
         float *h = realloc(m->ck_host, sizeof(float) * (ne + 1));
         if (!h) return pk_error(PK_ERR_NOMEM, "out of memory");
         m->ck_host = h;
         char name[32];
-        snprintf(name, sizeof name, "mgs.t%d", i);
+        if (i < na0)
+            snprintf(name, sizeof name, "mgs.t%d", i);
+        else
+            snprintf(name, sizeof name, "mgs.d%d.t%d", 1 + (i - na0) / na0, (i - na0) % na0);
         PK_TRY(take(ck, name, sizeof(float) * ne, h));
         PK_TRY(tensor_upload(all[i], h));
     }
     PK_TRY(take(ck, "mgs.counters", sizeof(int64_t) * 3, m->ck_i64));
-    if (m->shared_decoder) optim_set_steps(m->opt, m->ck_i64[0]);
-    if (m->use_teacher) teacher_set_updates(m->teacher, m->ck_i64[1]);
+    for (int d = 0; d < m->ndev; d++) { /* lockstep: every replica has the same counts */
+        if (m->shared_decoder) optim_set_steps(d ? m->dev[d].opt : m->opt, m->ck_i64[0]);
+        if (m->use_teacher) teacher_set_updates(d ? m->dev[d].teacher : m->teacher, m->ck_i64[1]);
+    }
     m->evals = m->ck_i64[2];
     size_t nb = (size_t)m->nb;
     PK_TRY(take(ck, "mgs.psnr", sizeof(double) * nb, m->psnr_s));
@@ -562,16 +888,128 @@ static pk_status mgs_restore(void *self, const ckpt_file *ck) {
         snprintf(name, sizeof name, "mgs.order%d", b);
         PK_TRY(take(ck, name, sizeof(int32_t) * (size_t)m->ncams[b], m->order[b]));
     }
+    if (m->ndev > 1) {
+        PK_TRY(take(ck, "mgs.rng", sizeof(uint64_t) * (size_t)(m->ndev - 1), m->ck_rng));
+        for (int d = 1; d < m->ndev; d++)
+            m->dev[d].rng.state = m->ck_rng[d - 1];
+    }
     return PK_OK;
 }
 
 mgs_info mgs_source_info(const gs_source *src) {
     const mgs *m = src->self;
+    int verr = 0;
+    for (int d = 1; d < m->ndev; d++)
+        verr += pk_device_validation_errors(m->dev[d].ctx->dev);
     return (mgs_info){.blocks = m->nb,
                       .anchors = m->anchors,
                       .train_views = m->ncams,
                       .val_views = m->nval,
-                      .weights = m->w};
+                      .weights = m->w,
+                      .devices = m->ndev,
+                      .device_of = m->dev_of,
+                      .validation_errors = verr};
+}
+
+/* A momentum teacher of decoder `dec` on c, and its tensors viewed as a decoder. */
+static pk_status make_teacher(pk_ctx *c, const gs_decoder *dec, double momentum, pk_teacher **t,
+                              gs_decoder *tdec) {
+    tensor *ps[12];
+    gs_decoder_params(dec, ps);
+    pk_teacher_options to = {.name = "mgs_teacher",
+                             .schedule = {.kind = PK_MOMENTUM_CONSTANT, .m0 = momentum}};
+    PK_TRY(teacher_create(c, &to, ps, 12, t));
+    *tdec = *dec;
+    nn_linear *l[6] = {&tdec->op1, &tdec->op2, &tdec->cov1, &tdec->cov2, &tdec->col1, &tdec->col2};
+    for (int i = 0; i < 6; i++) {
+        l[i]->w = teacher_tensor(*t, 2 * i);
+        l[i]->b = teacher_tensor(*t, 2 * i + 1);
+    }
+    return PK_OK;
+}
+
+/* Copies decoder a's parameters into b (another device's). */
+static pk_status copy_decoder(const gs_decoder *a, gs_decoder *b) {
+    tensor *pa[12], *pb[12];
+    gs_decoder_params(a, pa);
+    gs_decoder_params(b, pb);
+    for (int i = 0; i < 12; i++) {
+        size_t ne = (size_t)tensor_numel(pa[i]);
+        float *h = malloc(sizeof(float) * (ne + 1));
+        if (!h) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+        pk_status st = tensor_download(pa[i], h);
+        if (st == PK_OK) st = tensor_upload(pb[i], h);
+        free(h);
+        PK_TRY(st);
+    }
+    return PK_OK;
+}
+
+/* Parses --devices, deals the blocks and opens the further devices' contexts. */
+static pk_status devices_open(mgs *m, int nb) {
+    const char *list = m->o.devices && *m->o.devices ? m->o.devices : "";
+    char names[8][64];
+    int nd = 0;
+    for (const char *p = list; *p && nd <= 8;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (nd == 8) return pk_error(PK_ERR_INVALID, "--devices %s: at most 8 devices", list);
+        if (len == 0 || len >= sizeof names[0])
+            return pk_error(PK_ERR_INVALID, "--devices %s: empty or overlong device name", list);
+        memcpy(names[nd], p, len);
+        names[nd++][len] = 0;
+        p = e ? e + 1 : p + len;
+        if (e && !*p) return pk_error(PK_ERR_INVALID, "--devices %s: ends with a comma", list);
+    }
+    m->ndev = nd > 0 ? nd : 1;
+    if (m->ndev > nb)
+        return pk_error(PK_ERR_INVALID,
+                        "--devices %s: %d devices for %d blocks (each device needs a block)", list,
+                        m->ndev, nb);
+    m->dev_of = calloc((size_t)nb, sizeof(int));
+    m->share = calloc((size_t)m->ndev, sizeof *m->share);
+    m->nshare = calloc((size_t)m->ndev, sizeof(int));
+    m->dev = calloc((size_t)m->ndev, sizeof *m->dev);
+    m->ck_rng = calloc((size_t)m->ndev, sizeof(uint64_t));
+    if (!m->dev_of || !m->share || !m->nshare || !m->dev || !m->ck_rng)
+        return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    for (int d = 0; d < m->ndev; d++) {
+        m->share[d] = malloc(sizeof(int) * (size_t)nb);
+        if (!m->share[d]) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    }
+    for (int b = 0; b < nb; b++) {
+        int d = b % m->ndev;
+        m->dev_of[b] = d;
+        m->share[d][m->nshare[d]++] = b;
+    }
+    if (m->ndev == 1) return PK_OK;
+    if (pthread_mutex_init(&m->mu, NULL) != 0)
+        return pk_error(PK_ERR_INVALID, "Momentum-GS: cannot create a mutex");
+    pthread_cond_init(&m->go, NULL);
+    pthread_cond_init(&m->fin, NULL);
+    m->sync_init = true;
+    int maxhw = 0; /* the largest training view */
+    for (int i = 0; i < m->env.n_train; i++) {
+        const splat_camera *c = &m->env.cams[m->env.train_idx[i]];
+        if (c->width * c->height > maxhw) maxhw = c->width * c->height;
+    }
+    for (int d = 1; d < m->ndev; d++) {
+        mgs_dev *w = &m->dev[d];
+        w->m = m;
+        w->d = d;
+        /* each device its own stream of draws, fixed by the run's seed */
+        w->rng.state = m->env.rng->state ^ (0x9E3779B97F4A7C15ull * (uint64_t)d);
+        pk_ctx_options co = {
+            .device = names[d], .seed = m->env.rng->state, .threads = m->o.threads};
+        PK_TRY(pk_ctx_create(&co, &w->ctx));
+        if (!pk_op_get(PK_OP_SPLAT)->forward[w->ctx->backend])
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "--devices: device %s has no Gaussian rasterizer kernels", names[d]);
+        PK_TRY(pk_splat_renderer_create(w->ctx, &w->renderer));
+        w->gt = malloc(sizeof(float) * 3 * (size_t)(maxhw + 1));
+        if (!w->gt) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    }
+    return PK_OK;
 }
 
 pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
@@ -631,6 +1069,8 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
     free(member);
     for (int b = 0; st == PK_OK && b < nb; b++)
         m->opos[b] = m->ncams[b]; /* shuffled on first use */
+    /* devices: blocks dealt round robin; device 0 is the trainer's context */
+    if (st == PK_OK) st = devices_open(m, nb);
     /* the shared decoder, its optimizer and teacher */
     m->sco = gs_scaffold_defaults(
         (gs_scaffold_options){.voxel_size = o.voxel_size,
@@ -640,21 +1080,19 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
         st = gs_decoder_init(env->ctx, "mgs.decoder", GS_SCAFFOLD_FEAT + 3, env->rng, &m->shared);
         if (st == PK_OK) st = gs_decoder_optimizer(env->ctx, &m->shared, &m->opt);
     }
-    if (st == PK_OK && m->use_teacher) {
-        tensor *ps[12];
-        gs_decoder_params(&m->shared, ps);
-        pk_teacher_options to = {.name = "mgs_teacher",
-                                 .schedule = {.kind = PK_MOMENTUM_CONSTANT, .m0 = o.momentum}};
-        st = teacher_create(env->ctx, &to, ps, 12, &m->teacher);
-        if (st == PK_OK) {
-            m->tdec = m->shared;
-            nn_linear *l[6] = {&m->tdec.op1,  &m->tdec.op2,  &m->tdec.cov1,
-                               &m->tdec.cov2, &m->tdec.col1, &m->tdec.col2};
-            for (int i = 0; i < 6; i++) {
-                l[i]->w = teacher_tensor(m->teacher, 2 * i);
-                l[i]->b = teacher_tensor(m->teacher, 2 * i + 1);
-            }
+    if (st == PK_OK && m->use_teacher)
+        st = make_teacher(env->ctx, &m->shared, o.momentum, &m->teacher, &m->tdec);
+    /* the further devices' replicas start as copies of device 0's */
+    for (int d = 1; st == PK_OK && d < m->ndev; d++) {
+        mgs_dev *w = &m->dev[d];
+        if (m->shared_decoder) {
+            pk_rng r0 = *env->rng; /* the same draws as device 0; overwritten by the copy */
+            st = gs_decoder_init(w->ctx, "mgs.decoder", GS_SCAFFOLD_FEAT + 3, &r0, &w->dec);
+            if (st == PK_OK) st = copy_decoder(&m->shared, &w->dec);
+            if (st == PK_OK) st = gs_decoder_optimizer(w->ctx, &w->dec, &w->opt);
         }
+        if (st == PK_OK && m->use_teacher)
+            st = make_teacher(w->ctx, &w->dec, o.momentum, &w->teacher, &w->tdec);
     }
     /* the voxel: one for all blocks (Scaffold-GS's rule over all points when not given) */
     if (st == PK_OK && !(m->sco.voxel_size > 0)) {
@@ -675,13 +1113,19 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
             st = pk_error(PK_ERR_INVALID, "Momentum-GS: block %d has no points (fewer blocks?)", b);
             break;
         }
-        st = gs_scaffold_create(env->ctx, pts, np, env->extent, &m->sco, env->rng, &m->blk[b]);
+        int d = m->dev_of[b];
+        gs_scaffold_options sco = m->sco;
+        if (m->shared_decoder && d > 0) sco.shared_decoder = &m->dev[d].dec;
+        st = gs_scaffold_create(d ? m->dev[d].ctx : env->ctx, pts, np, env->extent, &sco, env->rng,
+                                &m->blk[b]);
         if (st != PK_OK) break;
         m->bsrc[b] = gs_scaffold_source(m->blk[b]);
         char pre[16];
         snprintf(pre, sizeof pre, "b%d.", b);
         gs_scaffold_set_prefix(m->blk[b], pre);
-        if (m->use_teacher) gs_scaffold_set_teacher(m->blk[b], &m->tdec, (float)o.cons_weight);
+        if (m->use_teacher)
+            gs_scaffold_set_teacher(m->blk[b], d ? &m->dev[d].tdec : &m->tdec,
+                                    (float)o.cons_weight);
         m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
     }
     free(pts);
@@ -701,6 +1145,83 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
                        .add_stats = mgs_add_stats,
                        .pick_view = mgs_pick_view,
                        .loss_weight = mgs_loss_weight,
-                       .after_step = mgs_after_step};
+                       .after_step = mgs_after_step,
+                       .bake = mgs_bake};
     return PK_OK;
+}
+
+pk_status mgs_write_blocks(const gs_source *src, const char *dir) {
+    mgs *m = src->self;
+    if (!io_is_dir(dir) && mkdir(dir, 0777) != 0)
+        return pk_error(PK_ERR_IO, "%s: cannot create the folder of the block checkpoints", dir);
+    enum { MAXT = 96 };
+    st_write_tensor ts[MAXT];
+    float *host = NULL;
+    pk_status st = PK_OK;
+    for (int b = 0; b < m->nb && st == PK_OK; b++) {
+        int n = 0;
+        /* the block's own table (its own decoder too when independent) */
+        st = m->bsrc[b].checkpoint_tensors(m->bsrc[b].self, ts, MAXT - 16, &n);
+        if (st != PK_OK) break;
+        int d = m->dev_of[b];
+        char names[12][64];
+        int64_t shapes[12][1];
+        if (m->shared_decoder) { /* the decoder it renders with: its device's replica */
+            tensor *ps[12];
+            gs_decoder_params(d ? &m->dev[d].dec : &m->shared, ps);
+            size_t total = 0;
+            for (int i = 0; i < 12; i++)
+                total += (size_t)tensor_numel(ps[i]);
+            float *h = realloc(host, sizeof(float) * (total + 1));
+            if (!h) {
+                st = pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+                break;
+            }
+            host = h;
+            size_t off = 0;
+            for (int i = 0; i < 12 && st == PK_OK; i++) {
+                st = tensor_download(ps[i], host + off);
+                snprintf(names[i], sizeof names[i], "decoder.%d", i);
+                shapes[i][0] = tensor_numel(ps[i]);
+                ts[n++] = (st_write_tensor){names[i], ST_F32, 1, shapes[i], host + off};
+                off += (size_t)tensor_numel(ps[i]);
+            }
+        }
+        char file[48], cell[160], devs[16];
+        snprintf(file, sizeof file, "block%d.safetensors", b);
+        snprintf(cell, sizeof cell, "{\"block\": %d, \"grid\": [%d, %d], \"cell\": [%d, %d]}", b,
+                 m->part.gx, m->part.gy, b % m->part.gx, b / m->part.gx);
+        snprintf(devs, sizeof devs, "%d", d);
+        const char *keys[2] = {"momentum_gs", "device"}, *vals[2] = {cell, devs};
+        char *path = io_path_join(dir, file);
+        if (st == PK_OK)
+            st = path ? safetensors_write(path, ts, n, keys, vals, 2)
+                      : pk_error(PK_ERR_NOMEM, "out of memory");
+        free(path);
+    }
+    free(host);
+    PK_TRY(st);
+    /* the partition: how a world point finds its block */
+    char text[1024];
+    int at = snprintf(text, sizeof text,
+                      "{\"blocks\": %d, \"grid\": [%d, %d], \"axes\": [%d, %d], \"mid\": [%.9g, "
+                      "%.9g], \"half\": [%.9g, %.9g], \"contracted_lo\": [%.9g, %.9g], "
+                      "\"contracted_hi\": [%.9g, %.9g], \"devices\": %d, \"device_of\": [",
+                      m->nb, m->part.gx, m->part.gy, m->part.ax, m->part.ay, m->part.mid[0],
+                      m->part.mid[1], m->part.half[0], m->part.half[1], m->part.clo[0],
+                      m->part.clo[1], m->part.chi[0], m->part.chi[1], m->ndev);
+    for (int b = 0; b < m->nb && at < (int)sizeof text - 16; b++)
+        at += snprintf(text + at, sizeof text - (size_t)at, "%s%d", b ? ", " : "", m->dev_of[b]);
+    snprintf(text + at, sizeof text - (size_t)at, "]}\n");
+    char *path = io_path_join(dir, "partition.json");
+    if (!path) return pk_error(PK_ERR_NOMEM, "out of memory");
+    io_atomic a;
+    st = io_atomic_open(&a, path);
+    free(path);
+    PK_TRY(st);
+    if (fputs(text, a.f) < 0) {
+        io_atomic_abort(&a);
+        return pk_error(PK_ERR_IO, "%s: cannot write partition.json", dir);
+    }
+    return io_atomic_commit(&a);
 }

@@ -2,8 +2,8 @@
  * Scaffold-GS scene (tasks/gs/gs_scaffold.h) with one student decoder shared by all blocks, a
  * momentum teacher of that decoder (framework/teacher, m = 0.9) whose decodings the student must
  * match (consistency loss, weight 50), and block weights from each block's smoothed validation
- * PSNR / SSIM. Blocks are cycled on one device, --block-steps at a time; anchors live in host
- * memory, so an inactive block costs no device memory.
+ * PSNR / SSIM. Blocks are cycled on each of one or more devices (--devices), --block-steps at a
+ * time; anchors live in host memory, so an inactive block costs no device memory.
  *
  * Owns: the partition (contraction, grid split, the camera-to-block rule), the block-weight
  * formula, the block-wise Gaussian source (a gs_source for gs_train.c's loop: view choice,
@@ -18,6 +18,22 @@
  * of the points are split into a gx x gy grid (gx * gy = N, gx >= gy, as square as N allows).
  * A block trains the anchors of the points inside its cell grown by `margin` of a cell on every
  * side, and keeps in the merged model only the anchors inside its own cell.
+ *
+ * Devices (--devices LIST, D devices): blocks are dealt to devices round robin (block b to
+ * device b mod D; D <= blocks). Device d cycles through its share of the blocks, --block-steps
+ * steps per block, device 0 on the trainer's thread and context, every further device in its
+ * own thread with its own context, renderer and random generator. Blocks live in host memory
+ * (anchors, their Adam moments and statistics); a step uploads only the visible anchors of the
+ * device's active block, so inactive blocks cost no device memory. Steps are in lockstep: global
+ * step `it` is step `it` on every device (the run does D block-steps per step; --iters counts
+ * steps per device), and all devices finish step `it` before the trainer evaluates, saves or
+ * starts step it + 1.
+ * The shared decoder rule: every device holds a replica of the student decoder, its Adam state
+ * and its teacher; replicas train independently within a round of --block-steps steps and are
+ * replaced by their mean (parameters, Adam moments and teacher, averaged on the host in device
+ * order, then uploaded to every device) after every step that is a multiple of --block-steps and
+ * after the last step. With one device nothing is averaged: the single-device Momentum-GS.
+ * Checkpoints hold every replica and every device's generator, so a resume is bit-exact.
  *
  * Camera-to-block rule (stated, simpler than CityGaussian's SSIM drop): a view belongs to a
  * block when its camera centre lies in the block's cell, or when at least `view_share` of the
@@ -47,6 +63,9 @@ typedef struct mgs_options {
     double margin;           /* block cell growth for its anchors (fraction of a cell): 0.1 */
     double view_share;       /* camera rule threshold: 0.25 */
     int val_views;           /* validation views per block for its weight: 4 */
+    const char *devices;     /* --devices LIST: comma-separated device specs (NULL: the
+                                trainer's device alone); the first is the trainer's */
+    int threads;             /* CPU threads of the contexts of the further devices (0: all) */
 } mgs_options;
 
 /* Returns o with zero fields set to the defaults above. */
@@ -94,9 +113,17 @@ typedef struct mgs_info {
     const int64_t *anchors;
     const int *train_views, *val_views;
     const double *weights;
+    int devices;           /* D */
+    const int *device_of;  /* (blocks) the device each block trains on */
+    int validation_errors; /* Vulkan validation messages of the further devices' contexts */
 } mgs_info;
 
 /* Returns the facts of a source made by mgs_make_source. */
 mgs_info mgs_source_info(const gs_source *src);
+
+/* Writes one checkpoint per block into dir (created): block<b>.safetensors with the block's
+ * anchor tables and the decoder it renders with (its device's replica, or its own decoder when
+ * independent), plus partition.json (grid, axes, contraction box, device of each block). */
+pk_status mgs_write_blocks(const gs_source *src, const char *dir);
 
 #endif
