@@ -202,6 +202,7 @@ pk_status gs_trainer_view_metrics(gs_trainer *t, int view, double *psnr, double 
 /* Resident Vulkan training: how many read-backs found a render over the rasterizer's pair
  * buffers and rewound (0 elsewhere). */
 int64_t gs_trainer_rewinds(const gs_trainer *t);
+
 /* The cameras of every scene view at the training resolution (scene order). */
 const struct splat_camera *gs_trainer_cameras(const gs_trainer *t);
 
