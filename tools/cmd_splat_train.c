@@ -137,7 +137,7 @@ static const char *usage =
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
     "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
     "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
-    "[--independent] [--consistency-weight W]";
+    "[--independent] [--consistency-weight W] [--weight-sigma S]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -241,6 +241,11 @@ int cmd_splat_train(int argc, char **argv) {
             double g = strtod(v, &end);
             if (*end || !(g > 0)) return cli_usage(C, usage, "--consistency-weight must be > 0");
             mo.cons_weight = g, i++;
+        } else if (strcmp(a, "--weight-sigma") == 0 && v) {
+            char *end;
+            double g = strtod(v, &end);
+            if (*end || !(g > 0)) return cli_usage(C, usage, "--weight-sigma must be > 0");
+            mo.sigma = g, i++;
         } else if (strcmp(a, "--voxel-size") == 0 && v) {
             char *end;
             double g = strtod(v, &end);
