@@ -410,12 +410,19 @@ int cmd_splat_train(int argc, char **argv) {
         mgs_info mi = mgs_source_info(gs_trainer_source(t));
         char buf[8192];
         size_t at = (size_t)snprintf(buf, sizeof buf, "[");
-        for (int b = 0; b < mi.blocks && at < sizeof buf - 200; b++)
+        for (int b = 0; b < mi.blocks && at < sizeof buf - 200; b++) {
             at += (size_t)snprintf(buf + at, sizeof buf - at,
                                    "%s{\"anchors\": %lld, \"train_views\": %d, "
-                                   "\"val_views\": %d, \"weight\": %.6f}",
+                                   "\"val_views\": %d, \"weight\": %.6f",
                                    b ? ", " : "", (long long)mi.anchors[b], mi.train_views[b],
                                    mi.val_views[b], mi.weights[b]);
+            /* the latest validation behind the weight (weighting runs only) */
+            if (mi.val_psnr)
+                at += (size_t)snprintf(buf + at, sizeof buf - at,
+                                       ", \"val_psnr\": %.4f, \"val_ssim\": %.5f", mi.val_psnr[b],
+                                       mi.val_ssim[b]);
+            at += (size_t)snprintf(buf + at, sizeof buf - at, "}");
+        }
         snprintf(buf + at, sizeof buf - at, "]");
         run_metric_json(run, "blocks", buf);
         run_metric_str(run, "model", "momentum-gs");

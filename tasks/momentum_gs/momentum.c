@@ -587,7 +587,9 @@ mgs_info mgs_source_info(const gs_source *src) {
                       .anchors = m->anchors,
                       .train_views = m->ncams,
                       .val_views = m->nval,
-                      .weights = m->w};
+                      .weights = m->w,
+                      .val_psnr = m->evals ? m->psnr_l : NULL,
+                      .val_ssim = m->evals ? m->ssim_l : NULL};
 }
 
 pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {

@@ -102,6 +102,7 @@ typedef struct mgs_info {
     const int64_t *anchors;
     const int *train_views, *val_views;
     const double *weights;
+    const double *val_psnr, *val_ssim; /* each block's latest validation; NULL before the first */
 } mgs_info;
 
 /* Returns the facts of a source made by mgs_make_source. */
