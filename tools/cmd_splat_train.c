@@ -138,7 +138,7 @@ static const char *usage =
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
     "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
     "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
-    "[--independent] [--consistency-weight W] [--devices LIST]";
+    "[--independent] [--consistency-weight W] [--weight-sigma S] [--devices LIST]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -244,6 +244,11 @@ int cmd_splat_train(int argc, char **argv) {
             double g = strtod(v, &end);
             if (*end || !(g > 0)) return cli_usage(C, usage, "--consistency-weight must be > 0");
             mo.cons_weight = g, i++;
+        } else if (strcmp(a, "--weight-sigma") == 0 && v) {
+            char *end;
+            double g = strtod(v, &end);
+            if (*end || !(g > 0)) return cli_usage(C, usage, "--weight-sigma must be > 0");
+            mo.sigma = g, i++;
         } else if (strcmp(a, "--voxel-size") == 0 && v) {
             char *end;
             double g = strtod(v, &end);
@@ -427,12 +432,19 @@ int cmd_splat_train(int argc, char **argv) {
         mgs_info mi = mgs_source_info(gs_trainer_source(t));
         char buf[8192];
         size_t at = (size_t)snprintf(buf, sizeof buf, "[");
-        for (int b = 0; b < mi.blocks && at < sizeof buf - 200; b++)
+        for (int b = 0; b < mi.blocks && at < sizeof buf - 200; b++) {
             at += (size_t)snprintf(buf + at, sizeof buf - at,
                                    "%s{\"anchors\": %lld, \"train_views\": %d, "
-                                   "\"val_views\": %d, \"weight\": %.6f}",
+                                   "\"val_views\": %d, \"weight\": %.6f",
                                    b ? ", " : "", (long long)mi.anchors[b], mi.train_views[b],
                                    mi.val_views[b], mi.weights[b]);
+            /* the latest validation behind the weight (weighting runs only) */
+            if (mi.val_psnr)
+                at += (size_t)snprintf(buf + at, sizeof buf - at,
+                                       ", \"val_psnr\": %.4f, \"val_ssim\": %.5f", mi.val_psnr[b],
+                                       mi.val_ssim[b]);
+            at += (size_t)snprintf(buf + at, sizeof buf - at, "}");
+        }
         snprintf(buf + at, sizeof buf - at, "]");
         run_metric_json(run, "blocks", buf);
         run_metric_str(run, "model", "momentum-gs");

@@ -274,15 +274,13 @@ void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float 
 }
 
 tensor *gs_consistency_loss(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s, tensor *op_t,
-                            tensor *cov_t, tensor *col_t) {
-    if (!op_s || !cov_s || !col_s || !op_t || !cov_t || !col_t) return NULL;
-    int64_t n = tensor_numel(cov_s) / 7;
-    tensor *cs = pk_reshape(c, cov_s, 2, (int64_t[]){n, 7});
-    tensor *ct = pk_reshape(c, cov_t, 2, (int64_t[]){n, 7});
-    tensor *sc =
-        pk_mse(c, pk_sigmoid(c, pk_slice(c, cs, 1, 0, 3)), pk_sigmoid(c, pk_slice(c, ct, 1, 0, 3)));
-    tensor *rot = pk_mse(c, pk_l2_normalize(c, pk_slice(c, cs, 1, 3, 4), 1e-12f),
-                         pk_l2_normalize(c, pk_slice(c, ct, 1, 3, 4), 1e-12f));
+                            tensor *cov_t, tensor *col_t, tensor *anchor_scale) {
+    if (!op_s || !cov_s || !col_s || !op_t || !cov_t || !col_t || !anchor_scale) return NULL;
+    /* scales as rendered: the anchor's scaling[3:6] x sigmoid(cov[:, 0:3]) */
+    tensor *sc = pk_mse(c, pk_mul(c, anchor_scale, pk_sigmoid(c, pk_slice(c, cov_s, 1, 0, 3))),
+                        pk_mul(c, anchor_scale, pk_sigmoid(c, pk_slice(c, cov_t, 1, 0, 3))));
+    tensor *rot = pk_mse(c, pk_l2_normalize(c, pk_slice(c, cov_s, 1, 3, 4), 1e-12f),
+                         pk_l2_normalize(c, pk_slice(c, cov_t, 1, 3, 4), 1e-12f));
     return pk_add(c, pk_add(c, pk_mse(c, op_s, op_t), pk_mse(c, col_s, col_t)), pk_add(c, sc, rot));
 }
 
@@ -491,17 +489,12 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
     PK_TRY(decode_inputs(s, c, idx, nv, campos, grad, &x, &tf, &to, &ts));
     tensor *op, *cov, *col;
     PK_TRY(gs_decoder_forward(c, s->dec, x, &op, &cov, &col));
-    tensor *cons = NULL;
+    tensor *op_t = NULL, *cov_t = NULL, *col_t = NULL;
     if (grad && s->teacher && reg) {
-        /* Momentum-GS: the teacher decodes the same (detached) inputs without gradients */
-        bool was = pk_set_grad_enabled(c, false);
-        tensor *op_t, *cov_t, *col_t;
-        pk_status tst = gs_decoder_forward(c, s->teacher, pk_detach(c, x), &op_t, &cov_t, &col_t);
-        pk_set_grad_enabled(c, was);
-        PK_TRY(tst);
-        cons =
-            pk_scale(c, gs_consistency_loss(c, op, cov, col, op_t, cov_t, col_t), s->cons_weight);
-        if (!cons) return pk_error(PK_ERR_INVALID, "Momentum-GS: consistency: %s", polyak_error());
+        /* Momentum-GS: the teacher decodes the same inputs; its parameters take no gradient,
+         * but the anchor features do through both decoders, as in Momentum-GS's
+         * generate_neural_gaussians_and_momentum_gaussians (its input is not detached) */
+        PK_TRY(gs_decoder_forward(c, s->teacher, x, &op_t, &cov_t, &col_t));
     }
     /* the selection: neural opacity > 0 */
     if (!scratch(&s->opac, (size_t)(nv * K))) return pk_error(PK_ERR_NOMEM, "out of memory");
@@ -557,7 +550,19 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
                                     .colors = cl_g};
             if (reg) {
                 *reg = pk_scale(c, pk_mean_all(c, pk_exp(c, pk_sum(c, log_s, 1, false))), 0.01f);
-                if (cons) *reg = pk_add(c, *reg, cons);
+                if (op_t) {
+                    /* Momentum-GS's consistency: opacities of all the anchors' offsets, colour,
+                     * scale and rotation of the selected ones (opacity > 0 for the student) */
+                    tensor *cvt_g =
+                        pk_embedding(c, pk_reshape(c, cov_t, 2, (int64_t[]){nv * K, 7}), ti);
+                    tensor *clt_g =
+                        pk_embedding(c, pk_reshape(c, col_t, 2, (int64_t[]){nv * K, 3}), ti);
+                    tensor *cons =
+                        gs_consistency_loss(c, pk_reshape(c, op, 1, (int64_t[]){nv * K}), cv_g,
+                                            cl_g, pk_reshape(c, op_t, 1, (int64_t[]){nv * K}),
+                                            cvt_g, clt_g, pk_exp(c, pk_slice(c, sc_g, 1, 3, 3)));
+                    *reg = pk_add(c, *reg, pk_scale(c, cons, s->cons_weight));
+                }
             }
             if (!means || !log_s || !quats || !logit || !cl_g || (reg && !*reg))
                 st = pk_error(PK_ERR_INVALID, "Scaffold-GS: decode: %s", polyak_error());

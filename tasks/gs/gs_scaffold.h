@@ -122,13 +122,16 @@ void gs_scaffold_arrays(gs_scaffold *s, float **anchors, float **feat, float **o
                         float **scaling);
 
 /* Momentum-GS's consistency loss between a student's and a teacher's decodings of the same
- * anchors: MSE of the raw opacities (n, k) + MSE of the colours (n, 3k) + MSE of the scale
- * factors sigmoid(cov[:, 0:3]) + MSE of the normalised quaternions cov[:, 3:7], the cov
- * outputs being (n, 7k). Returns a (1,) tensor on the tape. */
+ * anchors, as jixuan-fan/Momentum-GS's render_with_consistency_loss computes it: MSE of the
+ * tanh opacities op (n k) of every offset + MSE of the colours col (m, 3) + MSE of the scales
+ * anchor_scale (m, 3) x sigmoid(cov[:, 0:3]) + MSE of the normalised quaternions cov[:, 3:7],
+ * where cov (m, 7), col and anchor_scale (the anchors' exp(scaling[3:6])) are of the m neural
+ * Gaussians the student selected (opacity > 0). Means over elements. Returns a (1,) tensor. */
 tensor *gs_consistency_loss(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s, tensor *op_t,
-                            tensor *cov_t, tensor *col_t);
+                            tensor *cov_t, tensor *col_t, tensor *anchor_scale);
 
-/* Momentum-GS: training decodes also run `teacher` (no gradient) on the same inputs and add
+/* Momentum-GS: training decodes also run `teacher` on the same inputs (its parameters take no
+ * gradient, the anchors' features and scalings do through both decoders) and add
  * weight x gs_consistency_loss to the extra loss term; NULL switches it off. */
 void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float weight);
 

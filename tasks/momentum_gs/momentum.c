@@ -12,7 +12,9 @@
  * the student (m = 0.9) after every step; the block's anchors grow / prune on Scaffold-GS's
  * schedule (global step numbers; statistics only while the block is active); every 1,000 steps
  * each block's validation PSNR / SSIM (its held-out views rendered from its own anchors) is
- * smoothed (0.9 old + 0.1 new) and turned into weights, used from then on (1 before). */
+ * measured; from then on every step smooths the active block's values towards its latest
+ * measurement (0.9 old + 0.1 new, as Momentum-GS's train.py does per iteration) and weighs its
+ * loss against the best smoothed block (weights 1 before the first measurement). */
 #include "momentum.h"
 
 #include <math.h>
@@ -249,10 +251,11 @@ struct mgs {
     int **cams, *ncams; // training views per block
     int32_t **order;    // per block: shuffled positions into cams[b]
     int64_t *opos;
-    int **val, *nval; // validation views per block
-    double *psnr_s, *ssim_s, *w;
-    int64_t evals;    // weight evaluations done
-    int64_t *anchors; // per block, for reports
+    int **val, *nval;            // validation views per block
+    double *psnr_s, *ssim_s, *w; // smoothed per step of the block's turns (Momentum-GS)
+    double *psnr_l, *ssim_l;     // the latest validation of each block
+    int64_t evals;               // weight evaluations done
+    int64_t *anchors;            // per block, for reports
     keep_arg *keeps;
     float *m_means, *m_scales, *m_quats, *m_logits, *m_sh, *m_grad;
     int64_t m_cap;
@@ -293,6 +296,7 @@ static void mgs_destroy(void *self) {
     }
     free(m->blk), free(m->bsrc), free(m->cams), free(m->ncams), free(m->order), free(m->opos);
     free(m->val), free(m->nval), free(m->psnr_s), free(m->ssim_s), free(m->w), free(m->anchors);
+    free(m->psnr_l), free(m->ssim_l);
     free(m->keeps), free(m->m_means), free(m->m_scales), free(m->m_quats), free(m->m_logits);
     free(m->m_sh), free(m->m_grad), free(m->ck_host), free(m->names), free(m->shapes);
     optim_destroy(m->opt);
@@ -350,9 +354,23 @@ static void mgs_add_stats(void *self, const float *g2d, const int32_t *radii, in
         m->bsrc[m->active].add_stats(m->bsrc[m->active].self, g2d, radii, W, H);
 }
 
+double mgs_weight_step(double *psnr_s, double *ssim_s, const double *psnr_l, const double *ssim_l,
+                       int n, int b, double sigma, double *w) {
+    double p0 = psnr_s[b] != 0 ? psnr_s[b] : psnr_l[b];
+    double s0 = ssim_s[b] != 0 ? ssim_s[b] : ssim_l[b];
+    psnr_s[b] = 0.9 * p0 + 0.1 * psnr_l[b];
+    ssim_s[b] = 0.9 * s0 + 0.1 * ssim_l[b];
+    mgs_block_weights(psnr_s, ssim_s, n, sigma, w);
+    return w[b];
+}
+
+/* The active block's weight for this step (mgs_weight_step once a validation exists). */
 static double mgs_loss_weight(void *self) {
     mgs *m = self;
-    return m->weighting ? m->w[m->active] : 1.0;
+    if (!m->weighting) return 1.0;
+    if (m->evals == 0) return m->w[m->active];
+    return mgs_weight_step(m->psnr_s, m->ssim_s, m->psnr_l, m->ssim_l, m->nb, m->active, m->o.sigma,
+                           m->w);
 }
 
 static pk_status mgs_step(void *self, int64_t it) {
@@ -605,14 +623,9 @@ static pk_status mgs_after_step(void *self, int64_t it) {
     if (m->ndev > 1 && (it % m->o.block_steps == 0 || it >= m->env.iters))
         PK_TRY(average_replicas(m));
     if (m->weighting && it % m->o.weight_interval == 0) {
-        for (int b = 0; b < m->nb; b++) {
-            double p, s;
-            PK_TRY(block_metrics(m, b, &p, &s));
-            m->psnr_s[b] = m->evals ? 0.9 * m->psnr_s[b] + 0.1 * p : p;
-            m->ssim_s[b] = m->evals ? 0.9 * m->ssim_s[b] + 0.1 * s : s;
-        }
+        for (int b = 0; b < m->nb; b++)
+            PK_TRY(block_metrics(m, b, &m->psnr_l[b], &m->ssim_l[b]));
         m->evals++;
-        mgs_block_weights(m->psnr_s, m->ssim_s, m->nb, m->o.sigma, m->w);
     }
     return PK_OK;
 }
@@ -769,7 +782,7 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
     int na0 = na; /* device 0's tensors are mgs.t<i>; the further devices' mgs.d<d>.t<i> */
     for (int d = 1; d < m->ndev; d++)
         na += replica_tensors(m, d, all + na, 64 * 8 - na);
-    int extra = na + 7 + 2 * m->nb;
+    int extra = na + 9 + 2 * m->nb; /* counters, 5 per-block doubles, opos, rng, orders */
     if (k + extra > max) return pk_error(PK_ERR_INVALID, "Momentum-GS: checkpoint table too small");
     free(m->names), free(m->shapes);
     m->names = calloc((size_t)extra, sizeof *m->names);
@@ -799,9 +812,10 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
     snprintf(m->names[q], sizeof m->names[q], "mgs.counters");
     m->shapes[q][0] = 3;
     out[k++] = (st_write_tensor){m->names[q++], ST_I64, 1, m->shapes[q - 1], m->ck_i64};
-    double *dd[3] = {m->psnr_s, m->ssim_s, m->w}; /* stored as the doubles' 64-bit patterns */
-    const char *dn[3] = {"mgs.psnr", "mgs.ssim", "mgs.weight"};
-    for (int i = 0; i < 3; i++, q++) {
+    /* stored as the doubles' 64-bit patterns */
+    double *dd[5] = {m->psnr_s, m->ssim_s, m->w, m->psnr_l, m->ssim_l};
+    const char *dn[5] = {"mgs.psnr", "mgs.ssim", "mgs.weight", "mgs.psnr_last", "mgs.ssim_last"};
+    for (int i = 0; i < 5; i++, q++) {
         snprintf(m->names[q], sizeof m->names[q], "%s", dn[i]);
         m->shapes[q][0] = m->nb;
         out[k++] = (st_write_tensor){m->names[q], ST_I64, 1, m->shapes[q], dd[i]};
@@ -882,6 +896,8 @@ static pk_status mgs_restore(void *self, const ckpt_file *ck) {
     PK_TRY(take(ck, "mgs.psnr", sizeof(double) * nb, m->psnr_s));
     PK_TRY(take(ck, "mgs.ssim", sizeof(double) * nb, m->ssim_s));
     PK_TRY(take(ck, "mgs.weight", sizeof(double) * nb, m->w));
+    PK_TRY(take(ck, "mgs.psnr_last", sizeof(double) * nb, m->psnr_l));
+    PK_TRY(take(ck, "mgs.ssim_last", sizeof(double) * nb, m->ssim_l));
     PK_TRY(take(ck, "mgs.opos", sizeof(int64_t) * nb, m->opos));
     for (int b = 0; b < m->nb; b++) {
         char name[32];
@@ -908,7 +924,9 @@ mgs_info mgs_source_info(const gs_source *src) {
                       .weights = m->w,
                       .devices = m->ndev,
                       .device_of = m->dev_of,
-                      .validation_errors = verr};
+                      .validation_errors = verr,
+                      .val_psnr = m->evals ? m->psnr_l : NULL,
+                      .val_ssim = m->evals ? m->ssim_l : NULL};
 }
 
 /* A momentum teacher of decoder `dec` on c, and its tensors viewed as a decoder. */
@@ -1036,10 +1054,13 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
         m->psnr_s = calloc((size_t)nb, sizeof(double));
         m->ssim_s = calloc((size_t)nb, sizeof(double));
         m->w = calloc((size_t)nb, sizeof(double));
+        m->psnr_l = calloc((size_t)nb, sizeof(double));
+        m->ssim_l = calloc((size_t)nb, sizeof(double));
         m->anchors = calloc((size_t)nb, sizeof(int64_t));
         m->keeps = calloc((size_t)nb, sizeof *m->keeps);
         if (!m->blk || !m->bsrc || !m->cams || !m->ncams || !m->order || !m->opos || !m->val ||
-            !m->nval || !m->psnr_s || !m->ssim_s || !m->w || !m->anchors || !m->keeps)
+            !m->nval || !m->psnr_s || !m->ssim_s || !m->w || !m->psnr_l || !m->ssim_l ||
+            !m->anchors || !m->keeps)
             st = pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
     }
     /* cameras per block */

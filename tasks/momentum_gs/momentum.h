@@ -2,8 +2,8 @@
  * Scaffold-GS scene (tasks/gs/gs_scaffold.h) with one student decoder shared by all blocks, a
  * momentum teacher of that decoder (framework/teacher, m = 0.9) whose decodings the student must
  * match (consistency loss, weight 50), and block weights from each block's smoothed validation
- * PSNR / SSIM. Blocks are cycled on each of one or more devices (--devices), --block-steps at a
- * time; anchors live in host memory, so an inactive block costs no device memory.
+ * PSNR / SSIM (mgs_weight_step). Blocks are cycled on each of one or more devices (--devices),
+ * --block-steps at a time; anchors live in host memory, so an inactive block costs no device memory.
  *
  * Owns: the partition (contraction, grid split, the camera-to-block rule), the block-weight
  * formula, the block-wise Gaussian source (a gs_source for gs_train.c's loop: view choice,
@@ -100,6 +100,14 @@ void mgs_assign_camera(const mgs_partition *p, const splat_camera *cam, const fl
  * w_b = 2 - exp(-((max PSNR - PSNR_b)^2 + (10 max SSIM - 10 SSIM_b)^2) / (2 sigma^2)). */
 void mgs_block_weights(const double *psnr, const double *ssim, int n, double sigma, double *w);
 
+/* One training step's weight for block b, as Momentum-GS's train.py computes it every
+ * iteration once validations exist: block b's smoothed PSNR / SSIM move towards its latest
+ * validation psnr_l[b] / ssim_l[b] (0.9 old + 0.1 latest; a smoothed value of 0 (none yet)
+ * starts at the latest), then w (n) = mgs_block_weights of the smoothed values (a block with
+ * none yet, 0, never sets the maximum). Returns w[b]. */
+double mgs_weight_step(double *psnr_s, double *ssim_s, const double *psnr_l, const double *ssim_l,
+                       int n, int b, double sigma, double *w);
+
 /* gs_train_options.make_source for Momentum-GS: `arg` is an mgs_options. */
 pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out);
 
@@ -116,6 +124,7 @@ typedef struct mgs_info {
     int devices;           /* D */
     const int *device_of;  /* (blocks) the device each block trains on */
     int validation_errors; /* Vulkan validation messages of the further devices' contexts */
+    const double *val_psnr, *val_ssim; /* each block's latest validation; NULL before the first */
 } mgs_info;
 
 /* Returns the facts of a source made by mgs_make_source. */

@@ -38,57 +38,97 @@ START_TEST(block_weight_formula) {
     double p4[2] = {40, 5}, s4[2] = {1, 0};
     mgs_block_weights(p4, s4, 2, 1, w);
     ck_assert(w[1] <= 2.0 && w[1] > 1.999);
+    /* the per-step smoothing (Momentum-GS's train.py): latest validations 25 and 20 dB, equal
+     * SSIM; block 1 steps first (block 0 has no smoothed value yet: its own value is the max) */
+    double ps[2] = {0, 0}, ss[2] = {0, 0}, pl[2] = {25, 20}, sl[2] = {0.8, 0.8}, ww[2];
+    ck_assert_double_eq_tol(mgs_weight_step(ps, ss, pl, sl, 2, 1, 10, ww), 1.0, 1e-12);
+    ck_assert_double_eq_tol(ps[1], 20, 1e-12);
+    /* block 0's turn: 25 dB is the best, block 1 now 5 dB behind: 2 - exp(-25 / 200) */
+    ck_assert_double_eq_tol(mgs_weight_step(ps, ss, pl, sl, 2, 0, 10, ww), 1.0, 1e-12);
+    ck_assert_double_eq_tol(ww[1], 2 - exp(-25.0 / 200), 1e-12);
+    /* a new validation of block 1 (22 dB): one step moves it a tenth of the way, 20.2 dB */
+    pl[1] = 22;
+    double w1 = mgs_weight_step(ps, ss, pl, sl, 2, 1, 10, ww);
+    ck_assert_double_eq_tol(ps[1], 20.2, 1e-12);
+    ck_assert_double_eq_tol(w1, 2 - exp(-4.8 * 4.8 / 200), 1e-12);
+    /* 100 more steps: the smoothed value has reached the latest validation (0.9^100 < 3e-5) */
+    for (int i = 0; i < 100; i++)
+        w1 = mgs_weight_step(ps, ss, pl, sl, 2, 1, 10, ww);
+    ck_assert_double_eq_tol(ps[1], 22, 1e-4);
+    ck_assert_double_eq_tol(w1, 2 - exp(-9.0 / 200), 1e-5);
 }
 END_TEST
 
-/* The consistency loss of the harness's inputs: student (op, cov, col), teacher likewise. */
+/* The consistency loss of the harness's inputs: student (op, cov, col), teacher likewise, the
+ * selected Gaussians' anchor scales. */
 static tensor *build_cons(pk_ctx *c, tensor **in, const void *arg) {
     (void)arg;
-    return gs_consistency_loss(c, in[0], in[1], in[2], in[3], in[4], in[5]);
+    return gs_consistency_loss(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6]);
 }
 
 static double sigm(double x) { return 1 / (1 + exp(-x)); }
 
 START_TEST(consistency_loss_and_gradient) {
-    enum { N = 6, K = GS_SCAFFOLD_K };
+    /* N anchors' opacities (N, K) for every offset; M < N K selected Gaussians for the rest */
+    enum { N = 6, K = GS_SCAFFOLD_K, M = 23 };
     pkt_rng r = {77};
-    float *d[6];
-    int64_t w[6] = {K, 7 * K, 3 * K, K, 7 * K, 3 * K};
-    for (int i = 0; i < 6; i++) {
-        d[i] = malloc(sizeof(float) * N * (size_t)w[i]);
-        pkt_fill_uniform(&r, d[i], N * w[i], -1, 1);
+    float *d[7];
+    int64_t rows[7] = {N, M, M, N, M, M, M}, w[7] = {K, 7, 3, K, 7, 3, 3};
+    for (int i = 0; i < 7; i++) {
+        d[i] = malloc(sizeof(float) * (size_t)(rows[i] * w[i]));
+        if (i == 6)
+            pkt_fill_uniform(&r, d[i], rows[i] * w[i], 0.05f, 0.5f); /* anchor scales > 0 */
+        else
+            pkt_fill_uniform(&r, d[i], rows[i] * w[i], -1, 1);
     }
-    pkt_case k = {.name = "consistency", .build = build_cons, .n_in = 6};
-    for (int i = 0; i < 6; i++)
-        k.in[i] = (pkt_input){
-            .ndim = 2, .shape = {N, w[i]}, .dtype = PK_F32, .data = d[i], .no_grad = i >= 3};
-    /* the value, computed here on the host */
+    pkt_case k = {.name = "consistency", .build = build_cons, .n_in = 7};
+    for (int i = 0; i < 7; i++)
+        k.in[i] = (pkt_input){.ndim = 2,
+                              .shape = {rows[i], w[i]},
+                              .dtype = PK_F32,
+                              .data = d[i],
+                              .no_grad = i >= 3 && i < 6};
+    /* the value, computed here on the host: opacity over N K, the rest over the M selected */
     double op = 0, col = 0, sc = 0, rot = 0;
-    for (int j = 0; j < N * K; j++) {
+    for (int j = 0; j < N * K; j++)
         op += pow((double)d[0][j] - d[3][j], 2) / (N * K);
+    for (int j = 0; j < M; j++) {
         for (int c = 0; c < 3; c++)
-            col += pow((double)d[2][j * 3 + c] - d[5][j * 3 + c], 2) / (N * K * 3);
-        const float *a = d[1] + j * 7, *b = d[4] + j * 7;
+            col += pow((double)d[2][j * 3 + c] - d[5][j * 3 + c], 2) / (M * 3);
+        const float *a = d[1] + j * 7, *b = d[4] + j * 7, *s = d[6] + j * 3;
         for (int c = 0; c < 3; c++)
-            sc += pow(sigm(a[c]) - sigm(b[c]), 2) / (N * K * 3);
+            sc += pow(s[c] * (sigm(a[c]) - sigm(b[c])), 2) / (M * 3);
         double na = 0, nb = 0;
         for (int c = 3; c < 7; c++)
             na += (double)a[c] * a[c], nb += (double)b[c] * b[c];
         for (int c = 3; c < 7; c++)
-            rot += pow(a[c] / sqrt(na) - b[c] / sqrt(nb), 2) / (N * K * 4);
+            rot += pow(a[c] / sqrt(na) - b[c] / sqrt(nb), 2) / (M * 4);
     }
     pk_ctx *c = pkt_ctx("cpu");
     float one = 1;
     pkt_result res = pkt_case_run(c, &k, &one);
     ck_assert_int_eq(res.out_numel, 1);
     ck_assert_double_eq_tol(res.out[0], op + col + sc + rot, 1e-5 * (op + col + sc + rot));
-    /* no gradient reaches the teacher's outputs */
+    /* no gradient reaches inputs that take none (the teacher's outputs here) */
     for (int i = 3; i < 6; i++)
         ck_assert_ptr_null(res.grad[i]);
+    /* the anchor scale's gradient, by hand: d sc / d s = 2 s (sig_a - sig_b)^2 / (3 M) */
+    ck_assert_ptr_nonnull(res.grad[6]);
+    for (int j = 0; j < M; j++)
+        for (int q = 0; q < 3; q++) {
+            double da = sigm(d[1][j * 7 + q]) - sigm(d[4][j * 7 + q]);
+            double want = 2 * d[6][j * 3 + q] * da * da / (M * 3);
+            ck_assert_double_eq_tol(res.grad[6][j * 3 + q], want, 1e-5 * fabs(want) + 1e-9);
+        }
     pkt_result_free(&res);
     pkt_check_gradients(c, &k, 40, 2e-2);
+    /* the teacher's outputs carry gradient where they require it (the anchors' features reach
+     * the loss through both decoders in Momentum-GS): finite differences again */
+    for (int i = 3; i < 6; i++)
+        k.in[i].no_grad = false;
+    pkt_check_gradients(c, &k, 40, 2e-2);
     pkt_ctx_done(c);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         free(d[i]);
 }
 END_TEST

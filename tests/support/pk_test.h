@@ -79,7 +79,7 @@ void pkt_golden_free(pkt_golden *g);
 
 /* ---- the op harness ---- */
 
-#define PKT_MAX_INPUTS 6
+#define PKT_MAX_INPUTS 8
 
 /* Builds the op under test from its inputs (tensors in the same order as the case's). */
 typedef tensor *(*pkt_build_fn)(pk_ctx *c, tensor **in, const void *arg);
