@@ -330,6 +330,12 @@ static void workers_start(mgs *m, int64_t it);
 static int mgs_pick_view(void *self, int64_t it, pk_rng *rng) {
     mgs *m = self;
     m->cur_it = it;
+    /* every device's block of step it takes its smoothing step (mgs_weight_step) here, on this
+     * thread and before the devices start, so no device reads a weight while it is written */
+    if (m->weighting && m->evals > 0)
+        for (int d = 0; d < m->ndev; d++)
+            mgs_weight_step(m->psnr_s, m->ssim_s, m->psnr_l, m->ssim_l, m->nb, block_at(m, d, it),
+                            m->o.sigma, m->w);
     if (m->ndev > 1) workers_start(m, it); /* the further devices run step it meanwhile */
     int b = block_at(m, 0, it);
     m->active = b;
@@ -364,13 +370,10 @@ double mgs_weight_step(double *psnr_s, double *ssim_s, const double *psnr_l, con
     return w[b];
 }
 
-/* The active block's weight for this step (mgs_weight_step once a validation exists). */
+/* The active block's weight for this step (smoothed in mgs_pick_view, before any device runs). */
 static double mgs_loss_weight(void *self) {
     mgs *m = self;
-    if (!m->weighting) return 1.0;
-    if (m->evals == 0) return m->w[m->active];
-    return mgs_weight_step(m->psnr_s, m->ssim_s, m->psnr_l, m->ssim_l, m->nb, m->active, m->o.sigma,
-                           m->w);
+    return m->weighting ? m->w[m->active] : 1.0;
 }
 
 static pk_status mgs_step(void *self, int64_t it) {
