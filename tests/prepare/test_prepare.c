@@ -1,17 +1,21 @@
 /* test_prepare.c - `splat prepare` (tasks/gs/gs_prepare.h) on the bundled POV-Ray scene, whose
- * exact cameras are known (assets/scene/transforms.json): its 48 views as photos and as a
- * short video that ffmpeg makes from them must all register, and the recovered camera centres
- * must match the true ones after the best similarity transform (Horn's closed form, the
- * quaternion solution of the Umeyama problem): photos within 1.5% of the scene's extent (RMS)
- * and 4% (largest), video frames 2.5% / 5%. COLMAP at this size (320x240, ~450 SIFT features a
- * view) measured RMS 0.92% and 0.97%, largest 1.88% and 2.63% for the photos in two runs (its
- * threads make runs differ; 1.01% / 2.22% with SIMPLE_PINHOLE) and RMS 1.25%, largest 2.78% and
- * 3.81% for the video with sequential matching (which also left 3 of 48 frames unregistered in
- * one of five runs; short clips are now matched exhaustively: RMS 1.37%, largest 2.68%), so the
- * issue's 1% holds only for
- * the RMS of the photos with the default camera model; a wrong pose
- * or name anywhere gives tens of percent. The error paths each give their message, and EXIF
- * rotation and the sharpness score are checked. Skipped (77) where colmap is not installed. */
+ * exact cameras are known (assets/scene/transforms.json): its 48 views as photos, as a short
+ * video in a folder given to `polyak splat train --data` (the CLI prepares the folder, then
+ * trains), and 16 of them at two sizes with one camera per image and the vocabulary-tree
+ * matcher must all register, and the recovered camera centres must match the true ones after
+ * the best similarity transform (Horn's closed form, the quaternion solution of the Umeyama
+ * problem) within bounds on the RMS and the largest error, as fractions of the scene's extent.
+ * Photos (SIMPLE_PINHOLE, as the renders have no distortion; guided matching, 2 px two-view
+ * and 2.5 px mapper tolerances since 320x240 is small) measured RMS 0.55-0.76% and largest
+ * 1.09-1.72% over five databases (COLMAP's threads make runs differ), so the issue's 1% holds
+ * for the RMS but not for every centre at this size (at 160x120 the same views give RMS 1.34%,
+ * largest 2.98%, 39 of 48 registered: the error follows the image size); the bounds are
+ * 1% / 2%. The video (2 fps, through the CLI) measured 0.45-0.60% / 0.86-1.28%, bounds 2.5% / 5%;
+ * the 16 mixed-size views 1.51-2.14% / 2.41-3.74%, bounds 3% / 6%, and each focal length within 10%
+ * of the true one at its size (measured within 2.6% and 6.0% in two runs; a wrong size would be
+ * 100%). A wrong pose or name anywhere gives tens of percent. The
+ * error paths each give their message, and EXIF rotation and the sharpness score are checked.
+ * Skipped (77) where colmap is not installed. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <fcntl.h>
@@ -40,6 +44,14 @@ extern char **environ;
 #endif
 
 #define NVIEWS 48
+/* bounds on the camera-centre error after the similarity, as fractions of the extent: RMS and
+ * largest (see the opening comment for what was measured) */
+#define PHOTO_RMS 0.01
+#define PHOTO_MAX 0.02
+#define VIDEO_RMS 0.025
+#define VIDEO_MAX 0.05
+#define MIXED_RMS 0.03
+#define MIXED_MAX 0.06
 
 static char tmp_root[256];
 
@@ -285,12 +297,14 @@ START_TEST(photos_register_and_match) {
     sub(photos, sizeof photos, "photos");
     copy_views(photos, NULL);
     snprintf(out, sizeof out, "%s/photos-scene", tmp_root);
-    gs_prepare_options o = {.images = photos, .out = out, .threads = 2};
+    /* the renders are distortion-free pinhole images: SIMPLE_PINHOLE is their model */
+    gs_prepare_options o = {
+        .images = photos, .out = out, .threads = 2, .camera_model = "SIMPLE_PINHOLE"};
     gs_prepare_result r;
     ck_assert_msg(gs_prepare(&o, &r) == PK_OK, "%s", polyak_error());
     ck_assert_int_eq(r.given, NVIEWS);
     ck_assert_str_eq(r.matcher, "exhaustive");
-    ck_assert_int_eq(check_poses(out, &r, false, 0.015, 0.04), NVIEWS);
+    ck_assert_int_eq(check_poses(out, &r, false, PHOTO_RMS, PHOTO_MAX), NVIEWS);
     gs_prepare_result_free(&r);
     /* the same sources again: reused without running anything */
     ck_assert(gs_prepare_cached(&o, &r) == PK_OK);
@@ -323,29 +337,145 @@ static int spawn_wait(char *const argv[]) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-START_TEST(video_register_and_match) {
+/* Runs the polyak CLI with argv (argv[0] "polyak"), its output in log; returns the exit status. */
+static int run_polyak(char **argv, const char *log) {
+    argv[0] = POLYAK_BIN;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ck_assert_msg(rc == 0, "cannot start %s", POLYAK_BIN);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(video_folder_through_splat_train) {
     if (!on_path("ffmpeg")) {
         fprintf(stderr, "ffmpeg not installed: video test not run\n");
         return;
     }
-    char seq[512], video[512], pattern[600], out[512];
+    /* a folder holding only a video: the 48 views at 2 frames per second (a 24 s clip, so
+     * that prepare's default of 2 kept frames a second, each the sharpest of 3, keeps them) */
+    char seq[512], dir[512], video[512], pattern[600], log[512], scene[600];
     sub(seq, sizeof seq, "seq");
+    sub(dir, sizeof dir, "clip");
     copy_views(NULL, seq);
-    snprintf(video, sizeof video, "%s/walk.mp4", tmp_root);
+    snprintf(video, sizeof video, "%s/walk.mp4", dir);
     snprintf(pattern, sizeof pattern, "%s/f_%%03d.png", seq);
-    /* 48 views at 8 frames per second: a 6 s video */
-    char *argv[] = {"ffmpeg",  "-nostdin", "-y", "-framerate", "8",       "-i",  pattern, "-c:v",
+    char *argv[] = {"ffmpeg",  "-nostdin", "-y", "-framerate", "2",       "-i",  pattern, "-c:v",
                     "libx264", "-crf",     "12", "-pix_fmt",   "yuv420p", video, NULL};
     ck_assert_int_eq(spawn_wait(argv), 0);
-    snprintf(out, sizeof out, "%s/video-scene", tmp_root);
-    /* 8 frames kept per second, each the sharpest of 3 candidates */
-    gs_prepare_options o = {.video = video, .out = out, .fps = 8, .threads = 2};
+    /* one command from the video to a trained scene */
+    snprintf(log, sizeof log, "%s/train.log", tmp_root);
+    char *tr[] = {"polyak",  "splat", "train",     "--data", dir,
+                  "--iters", "30",    "--threads", "2",      NULL};
+    int rc = run_polyak(tr, log);
+    ck_assert_msg(rc == 0, "polyak splat train --data %s exited %d; see %s", dir, rc, log);
+    char ply[600], metrics[600];
+    snprintf(ply, sizeof ply, "%s/polyak/point_cloud.ply", dir);
+    snprintf(metrics, sizeof metrics, "%s/polyak/metrics.json", dir);
+    ck_assert_msg(access(ply, R_OK) == 0 && access(metrics, R_OK) == 0, "no %s or %s", ply,
+                  metrics);
+    /* train prepared <folder>/polyak-scene with prepare's defaults: the same options find it
+     * current (nothing runs) and its summary */
+    snprintf(scene, sizeof scene, "%s/polyak-scene", dir);
+    gs_prepare_options o = {.video = video, .out = scene};
     gs_prepare_result r;
-    ck_assert_msg(gs_prepare(&o, &r) == PK_OK, "%s", polyak_error());
-    ck_assert_str_eq(r.matcher, "exhaustive"); /* 48 frames: all pairs */
+    ck_assert_msg(gs_prepare_cached(&o, &r) == PK_OK, "%s", polyak_error());
+    ck_assert(r.reused);
     ck_assert_int_ge(r.given, NVIEWS - 1);
     ck_assert_int_le(r.given, NVIEWS + 1);
-    ck_assert_int_ge(check_poses(out, &r, true, 0.025, 0.05), NVIEWS - 2);
+    ck_assert_int_ge(check_poses(scene, &r, true, VIDEO_RMS, VIDEO_MAX), NVIEWS - 2);
+    gs_prepare_result_free(&r);
+}
+END_TEST
+
+/* Writes view i of the bundled scene into dir, scaled by `scale` (1 or 2). */
+static void write_view(const char *dir, int i, int scale) {
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/assets/scene/images/r_%03d.png", POLYAK_SOURCE_DIR, i);
+    snprintf(to, sizeof to, "%s/r_%03d.png", dir, i);
+    if (scale == 1) {
+        copy(from, to);
+        return;
+    }
+    pk_image a = {0}, b = {0};
+    ck_assert(png_read(from, &a) == PK_OK);
+    ck_assert(image_resize(&a, a.w * scale, a.h * scale, &b) == PK_OK);
+    ck_assert(png_write(to, &b) == PK_OK);
+    image_free(&a);
+    image_free(&b);
+}
+
+START_TEST(mixed_sizes_with_vocab_tree) {
+    /* 16 neighbouring views, every 4th at twice the size: one camera per image, matched
+     * through a vocabulary tree that COLMAP builds from the views' own features (Debian's
+     * colmap ships no tree file) */
+    char dir[512], db[512], tree[512], log[512], out[512];
+    sub(dir, sizeof dir, "mixed16");
+    int scale[16];
+    for (int i = 0; i < 16; i++) {
+        scale[i] = i % 4 == 1 ? 2 : 1;
+        write_view(dir, i, scale[i]);
+    }
+    snprintf(db, sizeof db, "%s/vocab.db", tmp_root);
+    snprintf(tree, sizeof tree, "%s/vocab.bin", tmp_root);
+    snprintf(log, sizeof log, "%s/vocab.log", tmp_root);
+    char *fe[] = {"colmap",
+                  "feature_extractor",
+                  "--database_path",
+                  db,
+                  "--image_path",
+                  dir,
+                  "--SiftExtraction.use_gpu",
+                  "0",
+                  "--SiftExtraction.num_threads",
+                  "2",
+                  NULL};
+    ck_assert_int_eq(spawn_wait(fe), 0);
+    char *vt[] = {"colmap",
+                  "vocab_tree_builder",
+                  "--database_path",
+                  db,
+                  "--vocab_tree_path",
+                  tree,
+                  "--num_visual_words",
+                  "256",
+                  NULL};
+    ck_assert_int_eq(spawn_wait(vt), 0);
+    snprintf(out, sizeof out, "%s/mixed16-scene", tmp_root);
+    gs_prepare_options o = {.images = dir,
+                            .out = out,
+                            .threads = 2,
+                            .matcher = "vocab",
+                            .vocab_tree = tree,
+                            .camera_per_image = true};
+    gs_prepare_result r;
+    ck_assert_msg(gs_prepare(&o, &r) == PK_OK, "%s", polyak_error());
+    ck_assert_str_eq(r.matcher, "vocab");
+    ck_assert_int_eq(r.given, 16);
+    ck_assert_int_eq(check_poses(out, &r, false, MIXED_RMS, MIXED_MAX), 16);
+    /* one camera per image, each focal length near the true one at its size */
+    pk_scene p = {0};
+    scene_options so = {.test_every = -1};
+    ck_assert(scene_load(out, &so, &p) == PK_OK);
+    pk_scene t = {0};
+    truth(&t);
+    for (int i = 0; i < p.n; i++) {
+        for (int j = 0; j < i; j++)
+            ck_assert_int_ne(p.cams[i].camera_id, p.cams[j].camera_id);
+        int v = atoi(base(p.cams[i].name) + 2);
+        ck_assert_int_eq(p.cams[i].width, 320 * scale[v]);
+        double want = t.cams[0].fx * scale[v];
+        ck_assert_msg(fabs(p.cams[i].fx / want - 1) < 0.1, "%s: focal %g, true %g", p.cams[i].name,
+                      p.cams[i].fx, want);
+    }
+    scene_free(&p);
+    scene_free(&t);
     gs_prepare_result_free(&r);
 }
 END_TEST
@@ -402,6 +532,12 @@ START_TEST(error_paths) {
     snprintf(out, sizeof out, "%s/video-missing", tmp_root);
     o = (gs_prepare_options){.video = video, .out = out, .ffmpeg = "/nonexistent/ffmpeg"};
     expect_error(&o, "/nonexistent/ffmpeg not found", "apt-get install ffmpeg");
+    /* the vocab matcher without a tree file, or with a missing one */
+    o = (gs_prepare_options){.images = mixed, .out = out, .matcher = "vocab"};
+    expect_error(&o, "--vocab-tree FILE", "colmap vocab_tree_builder");
+    o = (gs_prepare_options){
+        .images = mixed, .out = out, .matcher = "vocab", .vocab_tree = "/nonexistent/tree.bin"};
+    expect_error(&o, "/nonexistent/tree.bin: no such vocabulary tree file", NULL);
     /* an output folder that is not ours is left alone */
     o = (gs_prepare_options){.images = mixed, .out = few};
     expect_error(&o, "already exists", NULL);
@@ -517,7 +653,8 @@ int main(void) {
     tcase_add_test(t, error_paths);
     tcase_add_test(t, exif_rotated_photos_written_upright);
     tcase_add_test(t, photos_register_and_match);
-    tcase_add_test(t, video_register_and_match);
+    tcase_add_test(t, video_folder_through_splat_train);
+    tcase_add_test(t, mixed_sizes_with_vocab_tree);
     suite_add_tcase(s, t);
     int rc = pkt_run_suite(s);
     if (rc == 0) nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* kept when a test fails */
