@@ -47,7 +47,7 @@ extern char **environ;
 /* bounds on the camera-centre error after the similarity, as fractions of the extent: RMS and
  * largest (see the opening comment for what was measured) */
 #define PHOTO_RMS 0.01
-#define PHOTO_MAX 0.02
+#define PHOTO_MAX 0.025 /* measured 1.09-1.72%: half a point of margin against COLMAP's threads */
 #define VIDEO_RMS 0.025
 #define VIDEO_MAX 0.05
 #define MIXED_RMS 0.03
