@@ -829,6 +829,21 @@ static stamp splat_backward_time(const pk_ctx *c) {
     return (stamp){c->op_seconds[PK_OP_SPLAT][1], c->op_seconds[PK_OP_SPLAT][3]};
 }
 
+/* Adds one training render's phases to tm: s = the stamps at its start, after the data, the
+ * parameters' upload, the rasterizer's forward, the loss's forward, the backward and the
+ * gradients' read-back; sb0/sb1 = the splat op's backward kernel time before and after (the
+ * rasterizer's share of the backward walk, the rest is the loss's). */
+static void add_render_phases(gs_timing *tm, const stamp s[7], stamp sb0, stamp sb1) {
+    ADD_PHASE(tm, data, s[0], s[1]);
+    ADD_PHASE(tm, params_in, s[1], s[2]);
+    ADD_PHASE(tm, raster_fwd, s[2], s[3]);
+    ADD_PHASE(tm, loss_fwd, s[3], s[4]);
+    ADD_PHASE(tm, raster_bwd, sb0, sb1);
+    tm->wall.loss_bwd += (s[5].wall - s[4].wall) - (sb1.wall - sb0.wall);
+    tm->cpu.loss_bwd += (s[5].cpu - s[4].cpu) - (sb1.cpu - sb0.cpu);
+    ADD_PHASE(tm, grads_out, s[5], s[6]);
+}
+
 /* Sets `other` to what the named phases of p leave of its total. */
 static void phases_other(gs_phases *p) {
     p->other = p->total - (p->data + p->params_in + p->raster_fwd + p->loss_fwd + p->loss_bwd +
@@ -899,14 +914,7 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
             PK_TRY(gs_explicit_dev_add_stats(t->dev, in.means2d_grad, out.radii, (int)W, (int)H));
         stamp t6 = stamp_now();
         stamp sb1 = splat_backward_time(c);
-        ADD_PHASE(tm, data, t0, t1);
-        ADD_PHASE(tm, params_in, t1, t2);
-        ADD_PHASE(tm, raster_fwd, t2, t3);
-        ADD_PHASE(tm, loss_fwd, t3, t4);
-        ADD_PHASE(tm, raster_bwd, sb0, sb1);
-        tm->wall.loss_bwd += (t5.wall - t4.wall) - (sb1.wall - sb0.wall);
-        tm->cpu.loss_bwd += (t5.cpu - t4.cpu) - (sb1.cpu - sb0.cpu);
-        ADD_PHASE(tm, grads_out, t5, t6);
+        add_render_phases(tm, (stamp[7]){t0, t1, t2, t3, t4, t5, t6}, sb0, sb1);
         *loss_out = NAN, *se_out = NAN; /* known at the flush */
         return PK_OK;
     }
@@ -951,14 +959,7 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
         if (t->src.add_stats) *gr = (gs_array_grads){.means2d = t->grad2d};
         stamp t6 = stamp_now();
         stamp sb1 = splat_backward_time(c);
-        ADD_PHASE(tm, data, t0, t1);
-        ADD_PHASE(tm, params_in, t1, t2);
-        ADD_PHASE(tm, raster_fwd, t2, t3);
-        ADD_PHASE(tm, loss_fwd, t3, t4);
-        ADD_PHASE(tm, raster_bwd, sb0, sb1);
-        tm->wall.loss_bwd += (t5.wall - t4.wall) - (sb1.wall - sb0.wall);
-        tm->cpu.loss_bwd += (t5.cpu - t4.cpu) - (sb1.cpu - sb0.cpu);
-        ADD_PHASE(tm, grads_out, t5, t6);
+        add_render_phases(tm, (stamp[7]){t0, t1, t2, t3, t4, t5, t6}, sb0, sb1);
         *loss_out = lv;
         return PK_OK;
     }
@@ -1005,14 +1006,7 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
     /* the tape walks the loss ops and the rasterizer in one backward: the splat op's kernel
      * time (timed by the context) is the rasterizer's share, the rest of the walk the loss's */
     stamp sb1 = splat_backward_time(c);
-    ADD_PHASE(tm, data, t0, t1);
-    ADD_PHASE(tm, params_in, t1, t2);
-    ADD_PHASE(tm, raster_fwd, t2, t3);
-    ADD_PHASE(tm, loss_fwd, t3, t4);
-    ADD_PHASE(tm, raster_bwd, sb0, sb1);
-    tm->wall.loss_bwd += (t5.wall - t4.wall) - (sb1.wall - sb0.wall);
-    tm->cpu.loss_bwd += (t5.cpu - t4.cpu) - (sb1.cpu - sb0.cpu);
-    ADD_PHASE(tm, grads_out, t5, t6);
+    add_render_phases(tm, (stamp[7]){t0, t1, t2, t3, t4, t5, t6}, sb0, sb1);
     *loss_out = lv;
     return PK_OK;
 }
