@@ -17,7 +17,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # The Vulkan test programs that travel (each ~1.3 MB: all of them would not fit the 64 MiB).
-TESTS="vk_test_vkctx vk_test_vk_resident ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
+TESTS="vk_test_vkctx vk_test_vk_resident vk_test_vk_splat_train ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
 splat_test_splat_vk optim_test_optim_vk"
 
 if [ "${1:-}" = "--prepare" ]; then
