@@ -50,8 +50,10 @@ extern char **environ;
 #define PHOTO_MAX 0.025 /* measured 1.09-1.72%: half a point of margin against COLMAP's threads */
 #define VIDEO_RMS 0.025
 #define VIDEO_MAX 0.05
-#define MIXED_RMS 0.03
-#define MIXED_MAX 0.06
+/* 16 views, each with its own focal length: loosely fixed; nine runs measured RMS 1.51-2.87%,
+ * largest 2.41-6.02% (COLMAP's threads make each run differ); a misregistered view is tens of % */
+#define MIXED_RMS 0.045
+#define MIXED_MAX 0.09
 
 static char tmp_root[256];
 
