@@ -27,8 +27,11 @@
 #include "autograd.h"
 #include "gs_bake.h"
 #include "optim/optim_kernels.h"
+#include "optim/optim_vk.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "splat/scaffold_pc.h"
+#include "vk/vk.h"
 
 #define K GS_SCAFFOLD_K
 #define F GS_SCAFFOLD_FEAT
@@ -675,6 +678,25 @@ void gs_scaffold_stats(gs_scaffold *s, float **opacity_accum, float **anchor_den
     if (offset_denom) *offset_denom = s->offset_denom;
 }
 
+/* Whether step `it` runs adjust_anchor (growing / pruning). */
+static bool adjust_due(const gs_scaffold *s, int64_t it) {
+    return it > s->o.update_from && it % s->o.update_interval == 0 && it < s->o.update_until;
+}
+
+bool gs_scaffold_adjust_due(const gs_scaffold *s, int64_t it) { return adjust_due(s, it); }
+
+bool gs_scaffold_stats_due(const gs_scaffold *s, int64_t it) {
+    return it < s->o.update_until && it > s->o.stat_from;
+}
+
+/* The anchors' learning rates at step `it`: feature, offsets (decaying), scaling. */
+static void anchor_lr(const gs_scaffold *s, int64_t it, double lr[A_COUNT]) {
+    int64_t T = s->o.max_steps;
+    lr[A_FEAT] = 0.0075;
+    lr[A_OFF] = lr_exp(0.01 * s->extent, 0.0001 * s->extent, T, it);
+    lr[A_SCAL] = 0.007;
+}
+
 static pk_status scaffold_step(void *self, int64_t it) {
     gs_scaffold *s = self;
     int64_t T = s->o.max_steps;
@@ -683,10 +705,10 @@ static pk_status scaffold_step(void *self, int64_t it) {
     s->t_feat = s->t_off = s->t_scal = NULL;
     /* an adjust_anchor iteration replaces the anchor tensors in the official code before
      * optimizer.step(), which then skips them (no .grad): only the decoders step */
-    if (it > s->o.update_from && it % s->o.update_interval == 0 && it < s->o.update_until)
-        return PK_OK;
+    if (adjust_due(s, it)) return PK_OK;
     s->adam_step++;
-    double lr[A_COUNT] = {0.0075, lr_exp(0.01 * s->extent, 0.0001 * s->extent, T, it), 0.007};
+    double lr[A_COUNT];
+    anchor_lr(s, it, lr);
     for (int a = 0; a < A_COUNT; a++) {
         pk_adamw_params hp = {.lr = lr[a], .eps = 1e-15};
         PK_TRY(optim_adam_step(pk_ctx_pool(s->c), &hp, s->adam_step, s->n * attr_w[a], s->p[a],
@@ -822,8 +844,7 @@ static pk_status grow(gs_scaffold *s, const float *grads, const bool *mask, pk_r
 
 pk_status gs_scaffold_adjust(gs_scaffold *s, int64_t it, pk_rng *rng, gs_scaffold_report *rep) {
     memset(rep, 0, sizeof *rep);
-    if (!(it > s->o.update_from && it % s->o.update_interval == 0 && it < s->o.update_until))
-        return PK_OK;
+    if (!adjust_due(s, it)) return PK_OK;
     rep->before = s->n;
     int64_t nk = s->n * K;
     float *grads = malloc(sizeof(float) * (size_t)(nk + 1));
@@ -1069,4 +1090,356 @@ gs_source gs_scaffold_source(gs_scaffold *s) {
                        .produce_tensors = scaffold_produce_tensors,
                        .add_stats = scaffold_add_stats,
                        .bake = scaffold_bake};
+}
+
+/* ---- the source resident on a Vulkan device ---- */
+
+/* Device copies of the anchors (positions, block filter, parameters with gradients, Adam
+ * moments, growing / pruning statistics) in an arena of their own, rebuilt when the anchor
+ * count changes; the decoders already live on the context's device. A training decode renders
+ * every anchor's k neural Gaussians: those of culled anchors or with opacity <= 0 are parked
+ * at the camera centre (culled by the rasterizer's near test: no tile pairs, no gradient),
+ * so no step needs the selected count on the host. */
+struct gs_scaffold_dev {
+    gs_scaffold *s;
+    pk_ctx *c;
+    pk_arena *arena;
+    int64_t n;                                    /* anchors on the device */
+    tensor *anchor, *keep;                        // (n, 3), (n)
+    tensor *p[A_COUNT], *m[A_COUNT], *v[A_COUNT]; // (n, 32), (n, k, 3), (n, 6)
+    tensor *opacity_accum, *anchor_denom;         // (n)
+    tensor *offset_accum, *offset_denom;          // (n k)
+    tensor *last_op, *last_vis; /* the last training decode's (n k) opacity and (n) visibility */
+    /* a copy of the anchor state, the own decoder and its optimizer state, to rewind to */
+    pk_arena *snap_arena;
+    tensor **snap;
+    int snap_k;
+    int64_t snap_n, snap_adam_step, snap_mlp_steps;
+    bool snap_valid;
+};
+
+/* The device state in a fixed order: p, m, v of each attribute, the statistics, then (own
+ * decoder) its 12 parameters and its optimizer's state; returns the count (out may be NULL). */
+static int sdev_state(gs_scaffold_dev *d, tensor **out) {
+    gs_scaffold *s = d->s;
+    int k = 0;
+    tensor *dec[12];
+    gs_decoder_params(s->dec, dec);
+    int nstate = s->opt ? optim_state_count(s->opt) : 0;
+    char nm[128];
+    for (int a = 0; a < A_COUNT; a++) {
+        if (out) out[k] = d->p[a], out[k + 1] = d->m[a], out[k + 2] = d->v[a];
+        k += 3;
+    }
+    tensor *st[4] = {d->opacity_accum, d->anchor_denom, d->offset_accum, d->offset_denom};
+    for (int i = 0; i < 4; i++, k++)
+        if (out) out[k] = st[i];
+    for (int i = 0; s->opt && i < 12; i++, k++)
+        if (out) out[k] = dec[i];
+    for (int i = 0; i < nstate; i++, k++)
+        if (out) out[k] = optim_state_get(s->opt, i, nm, sizeof nm);
+    return k;
+}
+
+pk_status gs_scaffold_dev_upload(gs_scaffold_dev *d) {
+    gs_scaffold *s = d->s;
+    pk_arena_destroy(d->arena);
+    d->arena = NULL;
+    d->n = s->n;
+    d->snap_valid = false; /* a snapshot of other anchors */
+    d->last_op = d->last_vis = NULL;
+    if (s->n == 0) return PK_OK;
+    int64_t n = s->n;
+    size_t bytes = sizeof(float) * 4 * (size_t)n + 2 * 4096;
+    for (int a = 0; a < A_COUNT; a++)
+        bytes += 4 * sizeof(float) * (size_t)attr_w[a] * (size_t)n + 4096;
+    bytes += sizeof(float) * (size_t)(2 * n + 2 * n * K) + 4 * 4096;
+    PK_TRY(pk_arena_create(d->c->dev, "gs-scaffold", bytes, &d->arena));
+    float *keep = malloc(sizeof(float) * (size_t)n);
+    if (!keep) return pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory");
+    for (int64_t i = 0; i < n; i++)
+        keep[i] = !s->keep || s->keep(s->keep_arg, s->anchor + i * 3) ? 1.0f : 0.0f;
+    d->anchor = tensor_new(d->arena, PK_F32, 2, (int64_t[]){n, 3});
+    d->keep = tensor_new(d->arena, PK_F32, 1, (int64_t[]){n});
+    pk_status st = d->anchor && d->keep ? PK_OK : PK_ERR_NOMEM;
+    if (st == PK_OK) st = tensor_upload(d->anchor, s->anchor);
+    if (st == PK_OK) st = tensor_upload(d->keep, keep);
+    free(keep);
+    if (st != PK_OK)
+        return pk_error(PK_ERR_NOMEM, "Scaffold-GS: device memory: %s", polyak_error());
+    for (int a = 0; a < A_COUNT; a++) {
+        int nd = a == A_OFF ? 3 : 2;
+        int64_t shape[3] = {n, a == A_OFF ? K : attr_w[a], 3};
+        tensor **slot[3] = {&d->p[a], &d->m[a], &d->v[a]};
+        const float *src[3] = {s->p[a], s->m[a], s->v[a]};
+        for (int q = 0; q < 3; q++) {
+            *slot[q] = tensor_new(d->arena, PK_F32, nd, shape);
+            if (!*slot[q])
+                return pk_error(PK_ERR_NOMEM, "Scaffold-GS: device memory: %s", polyak_error());
+            PK_TRY(tensor_upload(*slot[q], src[q]));
+        }
+        d->p[a]->name = attr_name[a];
+        d->p[a]->requires_grad = true;
+        d->p[a]->grad = tensor_new(d->arena, PK_F32, nd, shape);
+        if (!d->p[a]->grad)
+            return pk_error(PK_ERR_NOMEM, "Scaffold-GS: device memory: %s", polyak_error());
+    }
+    struct {
+        tensor **t;
+        const float *h;
+        int64_t len;
+    } stats[4] = {{&d->opacity_accum, s->opacity_accum, n},
+                  {&d->anchor_denom, s->anchor_denom, n},
+                  {&d->offset_accum, s->offset_accum, n * K},
+                  {&d->offset_denom, s->offset_denom, n * K}};
+    for (int i = 0; i < 4; i++) {
+        *stats[i].t = tensor_new(d->arena, PK_F32, 1, (int64_t[]){stats[i].len});
+        if (!*stats[i].t)
+            return pk_error(PK_ERR_NOMEM, "Scaffold-GS: device memory: %s", polyak_error());
+        PK_TRY(tensor_upload(*stats[i].t, stats[i].h));
+    }
+    return PK_OK;
+}
+
+pk_status gs_scaffold_dev_create(gs_scaffold *s, pk_ctx *c, gs_scaffold_dev **out) {
+    *out = NULL;
+    if (!c || c->backend != PK_BACKEND_VK || !c->vk)
+        return pk_error(PK_ERR_INVALID, "Scaffold-GS: the resident source needs a Vulkan context");
+    if (c != s->c)
+        return pk_error(PK_ERR_INVALID, "Scaffold-GS: the resident source must use the "
+                                        "decoders' context");
+    gs_scaffold_dev *d = calloc(1, sizeof *d);
+    if (!d) return pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory");
+    d->s = s, d->c = c;
+    pk_status st = gs_scaffold_dev_upload(d);
+    if (st != PK_OK) {
+        gs_scaffold_dev_destroy(d);
+        return st;
+    }
+    *out = d;
+    return PK_OK;
+}
+
+void gs_scaffold_dev_destroy(gs_scaffold_dev *d) {
+    if (!d) return;
+    pk_arena_destroy(d->snap_arena);
+    pk_arena_destroy(d->arena);
+    free(d->snap);
+    free(d);
+}
+
+pk_status gs_scaffold_dev_download(gs_scaffold_dev *d) {
+    gs_scaffold *s = d->s;
+    if (d->n != s->n)
+        return pk_error(PK_ERR_INVALID, "Scaffold-GS: the device holds %lld anchors, the host %lld",
+                        (long long)d->n, (long long)s->n);
+    if (s->n == 0) return PK_OK;
+    for (int a = 0; a < A_COUNT; a++) {
+        PK_TRY(tensor_download(d->p[a], s->p[a]));
+        PK_TRY(tensor_download(d->m[a], s->m[a]));
+        PK_TRY(tensor_download(d->v[a], s->v[a]));
+    }
+    PK_TRY(tensor_download(d->opacity_accum, s->opacity_accum));
+    PK_TRY(tensor_download(d->anchor_denom, s->anchor_denom));
+    PK_TRY(tensor_download(d->offset_accum, s->offset_accum));
+    return tensor_download(d->offset_denom, s->offset_denom);
+}
+
+/* A (whole-block) binding of t. */
+static vk_binding bind(const tensor *t) { return (vk_binding){t->block, 0, 0}; }
+
+pk_status gs_scaffold_dev_inputs(gs_scaffold_dev *d, const splat_camera *cam, pk_splat_inputs *in,
+                                 tensor **reg) {
+    gs_scaffold *s = d->s;
+    pk_ctx *c = d->c;
+    int64_t n = d->n, nk = n * K;
+    if (n == 0) return pk_error(PK_ERR_INVALID, "Scaffold-GS: no anchors left to decode");
+    if (s->teacher)
+        return pk_error(PK_ERR_UNSUPPORTED,
+                        "Scaffold-GS: the resident source has no teacher decode (Momentum-GS "
+                        "runs its blocks through the host-array path)");
+    for (int a = 0; a < A_COUNT; a++)
+        PK_TRY(tensor_fill(d->p[a]->grad, 0.0f));
+    int dw = s->dec->in - F;
+    float cp[3];
+    cam_center(cam, cp);
+    /* the view pass: visibility and decoder directions, the camera as push constants */
+    tensor *dir = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, dw});
+    tensor *vis = tensor_new(c->step, PK_F32, 1, (int64_t[]){n});
+    tensor *sel = tensor_new(c->step, PK_F32, 2, (int64_t[]){nk, 1});
+    tensor *fill = tensor_new(c->step, PK_F32, 1, (int64_t[]){nk});
+    tensor *park = tensor_new(c->step, PK_F32, 2, (int64_t[]){nk, 3});
+    if (!dir || !vis || !sel || !fill || !park)
+        return pk_error(PK_ERR_NOMEM, "Scaffold-GS: step memory: %s", polyak_error());
+    scaffold_view_pc vp = {.n = (uint32_t)n,
+                           .dw = (uint32_t)dw,
+                           .off_anchor = (uint32_t)d->anchor->offset,
+                           .off_scal = (uint32_t)d->p[A_SCAL]->offset,
+                           .off_keep = (uint32_t)d->keep->offset,
+                           .off_dir = (uint32_t)dir->offset,
+                           .off_vis = (uint32_t)vis->offset,
+                           .fx = cam->fx,
+                           .fy = cam->fy,
+                           .cx = cam->cx,
+                           .cy = cam->cy,
+                           .width = (float)cam->width,
+                           .height = (float)cam->height,
+                           .near = cam->near > 0 ? cam->near : 0.2f};
+    memcpy(vp.m, cam->world_to_cam, sizeof vp.m);
+    vk_binding vb[5] = {bind(d->anchor), bind(d->p[A_SCAL]), bind(d->keep), bind(dir), bind(vis)};
+    uint32_t ga = (uint32_t)((n + 255) / 256), gk = (uint32_t)((nk + 255) / 256);
+    PK_TRY(vkctx_dispatch(c->vk, "splat/scaffold_view", 5, vb, &vp, sizeof vp, ga, 1, 1));
+    tensor *x = pk_concat(c, (tensor *[]){d->p[A_FEAT], dir}, 2, 1);
+    if (!x) return pk_error(PK_ERR_INVALID, "Scaffold-GS: decoder input: %s", polyak_error());
+    tensor *op, *cov, *col;
+    PK_TRY(gs_decoder_forward(c, s->dec, x, &op, &cov, &col));
+    tensor *o1 = pk_reshape(c, op, 1, (int64_t[]){nk});
+    if (!o1) return pk_error(PK_ERR_INVALID, "Scaffold-GS: %s", polyak_error());
+    /* the selection (visible anchor, opacity > 0) as masks */
+    scaffold_select_pc sp = {.nk = (uint32_t)nk,
+                             .k = K,
+                             .off_op = (uint32_t)o1->offset,
+                             .off_vis = (uint32_t)vis->offset,
+                             .off_sel = (uint32_t)sel->offset,
+                             .off_fill = (uint32_t)fill->offset,
+                             .off_park = (uint32_t)park->offset,
+                             .campos = {cp[0], cp[1], cp[2]}};
+    vk_binding sb[5] = {bind(o1), bind(vis), bind(sel), bind(fill), bind(park)};
+    PK_TRY(vkctx_dispatch(c->vk, "splat/scaffold_select", 5, sb, &sp, sizeof sp, gk, 1, 1));
+    /* generate_neural_gaussians over all n k: means = anchor + offset x exp(scaling[0:3]) */
+    tensor *anc = pk_reshape(c, d->anchor, 3, (int64_t[]){n, 1, 3});
+    tensor *e_off =
+        pk_reshape(c, pk_exp(c, pk_slice(c, d->p[A_SCAL], 1, 0, 3)), 3, (int64_t[]){n, 1, 3});
+    tensor *means =
+        pk_reshape(c, pk_add(c, anc, pk_mul(c, d->p[A_OFF], e_off)), 2, (int64_t[]){nk, 3});
+    means = pk_add(c, pk_mul(c, means, sel), park);
+    tensor *cov2 = pk_reshape(c, cov, 2, (int64_t[]){nk, 7});
+    tensor *ls_a = pk_reshape(c, pk_contiguous(c, pk_slice(c, d->p[A_SCAL], 1, 3, 3)), 3,
+                              (int64_t[]){n, 1, 3});
+    tensor *ls_n = pk_reshape(c, pk_log(c, pk_sigmoid(c, pk_slice(c, cov2, 1, 0, 3))), 3,
+                              (int64_t[]){n, K, 3});
+    tensor *log_s = pk_reshape(c, pk_add(c, ls_a, ls_n), 2, (int64_t[]){nk, 3});
+    tensor *quats = pk_slice(c, cov2, 1, 3, 4);
+    tensor *sel1 = pk_reshape(c, sel, 1, (int64_t[]){nk});
+    tensor *o2 = pk_add(c, pk_mul(c, o1, sel1), fill);
+    tensor *logit = pk_sub(c, pk_log(c, o2), pk_log(c, pk_affine(c, o2, -1.0f, 1.0f)));
+    tensor *colors = pk_reshape(c, col, 2, (int64_t[]){nk, 3});
+    *in = (pk_splat_inputs){.means = means,
+                            .log_scales = log_s,
+                            .quats = quats,
+                            .opacity_logits = logit,
+                            .colors = colors};
+    if (reg) /* 0.01 x the mean volume of the selected Gaussians */
+        *reg = pk_scale(
+            c,
+            pk_div(c, pk_sum_all(c, pk_mul(c, pk_exp(c, pk_sum(c, log_s, 1, false)), sel1)),
+                   pk_sum_all(c, sel1)),
+            0.01f);
+    if (!means || !log_s || !quats || !logit || !colors || (reg && !*reg))
+        return pk_error(PK_ERR_INVALID, "Scaffold-GS: decode: %s", polyak_error());
+    d->last_op = o1, d->last_vis = vis;
+    return PK_OK;
+}
+
+pk_status gs_scaffold_dev_add_stats(gs_scaffold_dev *d, const tensor *means2d_grad,
+                                    const tensor *radii, int width, int height) {
+    if (d->n == 0 || !d->last_op) return PK_OK;
+    scaffold_stats_pc pc = {.n = (uint32_t)d->n,
+                            .k = K,
+                            .off_op = (uint32_t)d->last_op->offset,
+                            .off_vis = (uint32_t)d->last_vis->offset,
+                            .off_g2d = (uint32_t)means2d_grad->offset,
+                            .off_radii = (uint32_t)radii->offset,
+                            .off_opacity_accum = (uint32_t)d->opacity_accum->offset,
+                            .off_anchor_denom = (uint32_t)d->anchor_denom->offset,
+                            .off_offset_accum = (uint32_t)d->offset_accum->offset,
+                            .off_offset_denom = (uint32_t)d->offset_denom->offset,
+                            .hx = 0.5f * (float)width,
+                            .hy = 0.5f * (float)height};
+    vk_binding b[8] = {bind(d->last_op),      bind(d->last_vis),      bind(means2d_grad),
+                       bind(radii),           bind(d->opacity_accum), bind(d->anchor_denom),
+                       bind(d->offset_accum), bind(d->offset_denom)};
+    uint32_t groups = (uint32_t)((d->n + 255) / 256);
+    return vkctx_dispatch(d->c->vk, "splat/scaffold_stats", 8, b, &pc, sizeof pc, groups, 1, 1);
+}
+
+pk_status gs_scaffold_dev_step(gs_scaffold_dev *d, int64_t it) {
+    gs_scaffold *s = d->s;
+    if (s->opt) PK_TRY(gs_decoder_step(s->opt, s->o.max_steps, it));
+    d->last_op = d->last_vis = NULL;
+    if (adjust_due(s, it) || d->n == 0) return PK_OK; /* as scaffold_step */
+    s->adam_step++;
+    double lr[A_COUNT];
+    anchor_lr(s, it, lr);
+    for (int a = 0; a < A_COUNT; a++) {
+        pk_adamw_params hp = {.lr = lr[a], .eps = 1e-15};
+        tensor *p = d->p[a];
+        PK_TRY(optim_adam_step_vk(d->c->vk, &hp, s->adam_step, d->n * attr_w[a],
+                                  (pk_vk_range){p->block, (size_t)p->offset},
+                                  (pk_vk_range){p->grad->block, (size_t)p->grad->offset},
+                                  (pk_vk_range){d->m[a]->block, (size_t)d->m[a]->offset},
+                                  (pk_vk_range){d->v[a]->block, (size_t)d->v[a]->offset}));
+    }
+    return PK_OK;
+}
+
+/* Copies src into dst (same shape) on the device: dst = -0 + src keeps every bit of src. */
+static pk_status sdev_copy(pk_ctx *c, tensor *dst, const tensor *src) {
+    PK_TRY(pk_fill(c, dst, -0.0f));
+    return pk_accumulate(c, dst, src);
+}
+
+pk_status gs_scaffold_dev_snapshot(gs_scaffold_dev *d) {
+    gs_scaffold *s = d->s;
+    d->snap_adam_step = s->adam_step;
+    d->snap_mlp_steps = s->opt ? optim_steps(s->opt) : 0;
+    d->snap_valid = true;
+    if (d->n == 0) return PK_OK;
+    int k = sdev_state(d, NULL);
+    tensor **st = malloc(sizeof(tensor *) * (size_t)k);
+    if (!st) return pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory");
+    sdev_state(d, st);
+    pk_status r = PK_OK;
+    if (d->snap_n != d->n || d->snap_k != k) {
+        pk_arena_destroy(d->snap_arena);
+        d->snap_arena = NULL;
+        d->snap_n = 0;
+        free(d->snap);
+        d->snap = calloc((size_t)k, sizeof(tensor *));
+        size_t bytes = 0;
+        for (int i = 0; i < k; i++)
+            bytes += sizeof(float) * (size_t)tensor_numel(st[i]) + 4096;
+        r = d->snap ? pk_arena_create(d->c->dev, "gs-scaffold-snapshot", bytes, &d->snap_arena)
+                    : pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory");
+        for (int i = 0; r == PK_OK && i < k; i++) {
+            d->snap[i] = tensor_new_like(d->snap_arena, st[i]);
+            if (!d->snap[i])
+                r = pk_error(PK_ERR_NOMEM, "Scaffold-GS: device memory: %s", polyak_error());
+        }
+        if (r == PK_OK) d->snap_n = d->n, d->snap_k = k;
+    }
+    for (int i = 0; r == PK_OK && i < k; i++)
+        r = sdev_copy(d->c, d->snap[i], st[i]);
+    free(st);
+    return r;
+}
+
+pk_status gs_scaffold_dev_rewind(gs_scaffold_dev *d) {
+    gs_scaffold *s = d->s;
+    if (!d->snap_valid || d->snap_n != d->n)
+        return pk_error(PK_ERR_INVALID, "Scaffold-GS: no snapshot of the %lld device anchors",
+                        (long long)d->n);
+    s->adam_step = d->snap_adam_step;
+    if (s->opt) optim_set_steps(s->opt, d->snap_mlp_steps);
+    int k = sdev_state(d, NULL);
+    if (k != d->snap_k) return pk_error(PK_ERR_INVALID, "Scaffold-GS: the snapshot is stale");
+    tensor **st = malloc(sizeof(tensor *) * (size_t)k);
+    if (!st) return pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory");
+    sdev_state(d, st);
+    pk_status r = PK_OK;
+    for (int i = 0; r == PK_OK && i < k && d->n > 0; i++)
+        r = sdev_copy(d->c, st[i], d->snap[i]);
+    free(st);
+    d->last_op = d->last_vis = NULL;
+    return r;
 }

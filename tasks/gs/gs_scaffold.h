@@ -160,4 +160,53 @@ pk_status gs_scaffold_grads(gs_scaffold *s, float **feat, float **offsets, float
 void gs_scaffold_stats(gs_scaffold *s, float **opacity_accum, float **anchor_denom,
                        float **offset_accum, float **offset_denom);
 
+/* Whether step `it` runs adjust_anchor / adds growing statistics (Scaffold-GS's windows). */
+bool gs_scaffold_adjust_due(const gs_scaffold *s, int64_t it);
+bool gs_scaffold_stats_due(const gs_scaffold *s, int64_t it);
+
+/* ---- the source resident on a Vulkan device ---- */
+
+/* Device copies of a Scaffold-GS source's anchors (positions, block filter, feature, offsets,
+ * scaling with gradients and Adam moments) and growing / pruning statistics, stepped on the
+ * device with the decoders (already on it). The host copy is stale between
+ * gs_scaffold_dev_download calls; gs_scaffold_dev_upload replaces the device copy after the
+ * host changed the anchors (adjust_anchor, restore). A decode renders all n k neural Gaussians:
+ * those not selected (culled anchor or opacity <= 0) are parked at the camera centre, which the
+ * rasterizer's near test culls, so no count comes back to the host. No teacher (Momentum-GS). */
+typedef struct gs_scaffold_dev gs_scaffold_dev;
+
+/* Uploads the anchors of `s` into a new arena on c's Vulkan device (c: the decoders'). */
+pk_status gs_scaffold_dev_create(gs_scaffold *s, pk_ctx *c, gs_scaffold_dev **out);
+
+/* Frees the device copy (not the host source); accepts NULL. */
+void gs_scaffold_dev_destroy(gs_scaffold_dev *d);
+
+/* Replaces the device copy by the host's (any count). */
+pk_status gs_scaffold_dev_upload(gs_scaffold_dev *d);
+
+/* Copies the device anchor state (parameters, moments, statistics) into the host source. */
+pk_status gs_scaffold_dev_download(gs_scaffold_dev *d);
+
+/* Zeroes the anchors' gradients and decodes every anchor through `cam` on the tape: the
+ * render's inputs (n k Gaussians, colours) and 0.01 x the selected Gaussians' mean volume
+ * (*reg; NULL: skipped). The caller sets background and means2d_grad. */
+pk_status gs_scaffold_dev_inputs(gs_scaffold_dev *d, const splat_camera *cam, pk_splat_inputs *in,
+                                 tensor **reg);
+
+/* Adds the last decode's growing statistics on the device: means2d_grad (n k, 2) in pixels and
+ * radii (n k) i32 of a width x height render. */
+pk_status gs_scaffold_dev_add_stats(gs_scaffold_dev *d, const tensor *means2d_grad,
+                                    const tensor *radii, int width, int height);
+
+/* One optimizer step at training step `it`: the own decoder (if any) and, outside
+ * adjust_anchor steps, Adam on the anchors (scaffold_step's rates and counts). */
+pk_status gs_scaffold_dev_step(gs_scaffold_dev *d, int64_t it);
+
+/* Records a device copy of the anchor state, the own decoder and its optimizer state (and the
+ * step counts): the point gs_scaffold_dev_rewind returns to. Uploading invalidates it. */
+pk_status gs_scaffold_dev_snapshot(gs_scaffold_dev *d);
+
+/* Restores the state and step counts of the last snapshot. */
+pk_status gs_scaffold_dev_rewind(gs_scaffold_dev *d);
+
 #endif

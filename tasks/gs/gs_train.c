@@ -100,9 +100,11 @@ struct gs_trainer {
      * the device (the host copy in gx is refreshed by sync_host), and so do the training
      * views' ground truths (one upload each) */
     gs_explicit_dev *dev;
-    bool host_stale;    // gx is older than dev
-    pk_arena *gt_arena; // the ground truths on the device
-    tensor **gt_dev;    // (scene.n, levels + 1) training views' ground truth, NULL elsewhere
+    gs_scaffold_dev *sdev; /* the same for the Scaffold-GS source (anchors; decoders are on the
+                              device already) */
+    bool host_stale;       // gx is older than dev
+    pk_arena *gt_arena;    // the ground truths on the device
+    tensor **gt_dev;       // (scene.n, levels + 1) training views' ground truth, NULL elsewhere
     /* resident: each step adds its loss and squared error into a row of hist; a flush reads
      * the rows of the steps since the last one (one wait, with the rasterizer's pair-count
      * check) and writes their log rows, or rewinds to the snapshot of the last flush when a
@@ -121,10 +123,13 @@ struct gs_trainer {
     int64_t rewinds; // flushes that found a render over the buffers
 };
 
+/* Whether the source lives on the device (resident training). */
+static bool resident(const gs_trainer *t) { return t->dev || t->sdev; }
+
 /* Resident training: the state a flush that finds an overflowed render rewinds to (taken at
  * the end of each step that flushed). */
 static pk_status snapshot(gs_trainer *t) {
-    PK_TRY(gs_explicit_dev_snapshot(t->dev));
+    PK_TRY(t->dev ? gs_explicit_dev_snapshot(t->dev) : gs_scaffold_dev_snapshot(t->sdev));
     t->snap_rng = t->rng;
     memcpy(t->snap_order, t->order, sizeof(int32_t) * (size_t)t->n_train);
     t->snap_order_pos = t->order_pos, t->snap_step = t->step, t->snap_seconds = t->seconds;
@@ -142,7 +147,7 @@ static pk_status log_row(gs_trainer *t, int64_t step, int64_t gaussians, double 
  * host go back to the snapshot (*rewound). */
 static pk_status flush(gs_trainer *t, bool current, double *loss, double *se, bool *rewound) {
     *rewound = false;
-    if (!t->dev || t->npend == 0) return PK_OK;
+    if (!resident(t) || t->npend == 0) return PK_OK;
     float rows[2 * HIST_ROWS];
     tensor *used = tensor_view(t->ctx->step, t->hist, 1, (int64_t[]){2 * (int64_t)t->npend},
                                (int64_t[]){1}, t->hist->offset);
@@ -155,7 +160,7 @@ static pk_status flush(gs_trainer *t, bool current, double *loss, double *se, bo
     PK_TRY(tensor_fill(t->hist, 0.0f));
     if (over) {
         t->rewinds++;
-        PK_TRY(gs_explicit_dev_rewind(t->dev));
+        PK_TRY(t->dev ? gs_explicit_dev_rewind(t->dev) : gs_scaffold_dev_rewind(t->sdev));
         t->rng = t->snap_rng;
         memcpy(t->order, t->snap_order, sizeof(int32_t) * (size_t)t->n_train);
         t->order_pos = t->snap_order_pos, t->step = t->snap_step, t->seconds = t->snap_seconds;
@@ -180,8 +185,8 @@ static pk_status flush(gs_trainer *t, bool current, double *loss, double *se, bo
 static pk_status sync_host(gs_trainer *t) {
     bool rewound;
     PK_TRY(flush(t, false, NULL, NULL, &rewound));
-    if (!t->dev || !t->host_stale) return PK_OK;
-    PK_TRY(gs_explicit_dev_download(t->dev));
+    if (!resident(t) || !t->host_stale) return PK_OK;
+    PK_TRY(t->dev ? gs_explicit_dev_download(t->dev) : gs_scaffold_dev_download(t->sdev));
     t->host_stale = false;
     return PK_OK;
 }
@@ -497,15 +502,18 @@ static pk_status restore(gs_trainer *t) {
     return PK_OK;
 }
 
-/* On Vulkan with the 3DGS source in one process (POLYAK_GS_RESIDENT=0 turns it off): moves the
- * Gaussians to the device and uploads every training view's ground truth (each level of the
- * coarse-to-fine pyramid too) once. */
+/* On Vulkan with the 3DGS or the Scaffold-GS source in one process (POLYAK_GS_RESIDENT=0
+ * turns it off): moves the Gaussians (anchors) to the device and uploads every training view's
+ * ground truth (each level of the coarse-to-fine pyramid too) once. */
 static pk_status resident_setup(gs_trainer *t) {
     const char *env = getenv("POLYAK_GS_RESIDENT");
-    if (t->ctx->backend != PK_BACKEND_VK || !t->gx || dist_size() > 1 ||
+    if (t->ctx->backend != PK_BACKEND_VK || (!t->gx && !t->sc) || dist_size() > 1 ||
         (env && strcmp(env, "0") == 0))
         return PK_OK;
-    PK_TRY(gs_explicit_dev_create(t->gx, t->ctx, &t->dev));
+    if (t->gx)
+        PK_TRY(gs_explicit_dev_create(t->gx, t->ctx, &t->dev));
+    else
+        PK_TRY(gs_scaffold_dev_create(t->sc, t->ctx, &t->sdev));
     for (int k = 0; k < t->n_train; k++) { /* the training cameras, each level */
         int v = t->train_idx[k];
         PK_TRY(pk_splat_renderer_add_cameras(t->renderer, &t->cams[v], 1));
@@ -713,6 +721,7 @@ fail:
 void gs_trainer_destroy(gs_trainer *t) {
     if (!t) return;
     gs_explicit_dev_destroy(t->dev);
+    gs_scaffold_dev_destroy(t->sdev);
     free(t->gt_dev), free(t->snap_order);
     pk_arena_destroy(t->gt_arena);
     if (t->src.destroy) t->src.destroy(t->src.self);
@@ -863,7 +872,7 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
     int64_t H = cam->height, W = cam->width;
     /* resident: no wait for the device between steps (the barrier tracker orders the step
      * arena's reuse in the recording); the steps are run at the next read-back */
-    PK_TRY(t->dev ? pk_step_reset(c) : pk_step_begin(c));
+    PK_TRY(resident(t) ? pk_step_reset(c) : pk_step_begin(c));
     stamp sb0 = splat_backward_time(c);
     stamp t0 = stamp_now();
     tensor *gt = gt_dev;
@@ -874,12 +883,16 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
                             polyak_error());
     }
     stamp t1 = stamp_now();
-    if (t->dev) {
+    if (resident(t)) {
         /* resident: the parameters are device tensors; the loss and the squared error of the
          * clamped render are read in one wait with the pair-count check, the statistics are
          * added on the device */
         pk_splat_inputs in;
-        PK_TRY(gs_explicit_dev_inputs(t->dev, degree, &in));
+        tensor *reg = NULL;
+        if (t->dev)
+            PK_TRY(gs_explicit_dev_inputs(t->dev, degree, &in));
+        else
+            PK_TRY(gs_scaffold_dev_inputs(t->sdev, cam, &in, &reg));
         int64_t n = in.means->shape[0];
         in.background[0] = bg[0], in.background[1] = bg[1], in.background[2] = bg[2];
         in.means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2});
@@ -892,6 +905,7 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
         stamp t3 = stamp_now();
         tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
                               pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
+        if (reg) loss = pk_add(c, loss, reg);
         if (!loss) return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
         stamp t4 = stamp_now();
         PK_TRY(autograd_backward(c, loss));
@@ -910,8 +924,10 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
             return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
         t->npend++;
         *redo = 0;
-        if (stats)
+        if (stats && t->dev)
             PK_TRY(gs_explicit_dev_add_stats(t->dev, in.means2d_grad, out.radii, (int)W, (int)H));
+        else if (stats)
+            PK_TRY(gs_scaffold_dev_add_stats(t->sdev, in.means2d_grad, out.radii, (int)W, (int)H));
         stamp t6 = stamp_now();
         stamp sb1 = splat_backward_time(c);
         add_render_phases(tm, (stamp[7]){t0, t1, t2, t3, t4, t5, t6}, sb0, sb1);
@@ -1117,15 +1133,17 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     ADD_PHASE(tm, data, t1, t2);
     gs_array_grads gr = {0};
     double loss = 0, se = -1;
-    bool dev_stats = t->dev && it < t->o.densify_until;
+    bool dev_stats =
+        (t->dev && it < t->o.densify_until) || (t->sdev && gs_scaffold_stats_due(t->sc, it));
     PK_TRY(train_render(t, cam, gt, gt_dev, degree, bg, dev_stats, &gr, &loss, &se));
     /* resident: read the losses back when the ring is full, before densification or an
      * opacity reset (the host needs the statistics then anyway) and at the last step */
     bool flushed = false;
-    if (t->dev) {
-        bool host_work = t->gx && it < t->o.densify_until &&
-                         ((it > t->o.densify_from && it % t->o.densify_interval == 0) ||
-                          it % t->o.opacity_reset == 0);
+    if (resident(t)) {
+        bool host_work = (t->gx && it < t->o.densify_until &&
+                          ((it > t->o.densify_from && it % t->o.densify_interval == 0) ||
+                           it % t->o.opacity_reset == 0)) ||
+                         (t->sc && gs_scaffold_adjust_due(t->sc, it));
         if (t->npend >= HIST_ROWS || host_work || it >= t->o.iters) {
             bool rewound;
             PK_TRY(flush(t, true, &loss, &se, &rewound));
@@ -1145,7 +1163,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     }
     stamp t4 = stamp_now();
     /* training PSNR of the clamped render, as 3DGS's training report */
-    if (!t->dev) { /* resident: the device summed it */
+    if (!resident(t)) { /* resident: the device summed it */
         se = 0;
         for (int64_t i = 0; i < npix; i++) {
             float c = t->rgb[i] < 0 ? 0 : t->rgb[i] > 1 ? 1 : t->rgb[i];
@@ -1159,7 +1177,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     if (t->sc) {
         /* Scaffold-GS train.py: statistics inside (start_stat, update_until), then the step,
          * then adjust_anchor (the optimizer steps before the anchors change) */
-        if (it < t->sco.update_until && it > t->sco.stat_from)
+        if (!t->sdev && gs_scaffold_stats_due(t->sc, it)) /* resident: added on the device */
             t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
     } else if (t->gx && it < t->o.densify_until) {
         /* resident: train_render added them on the device */
@@ -1220,12 +1238,18 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         if (t->dev) {
             PK_TRY(gs_explicit_dev_step(t->dev, it));
             t->host_stale = true;
+        } else if (t->sdev) {
+            PK_TRY(gs_scaffold_dev_step(t->sdev, it));
+            t->host_stale = true;
         } else
             PK_TRY(t->src.step(t->src.self, it));
     }
     if (t->sc) {
         gs_scaffold_report rep;
+        bool due = t->sdev && gs_scaffold_adjust_due(t->sc, it);
+        if (due) PK_TRY(sync_host(t)); /* resident: the anchors and statistics come back */
         PK_TRY(gs_scaffold_adjust(t->sc, it, &t->rng, &rep));
+        if (due) PK_TRY(gs_scaffold_dev_upload(t->sdev));
         r->densified = rep.before > 0;
         r->anchors = gs_scaffold_anchors(t->sc);
     }
@@ -1234,7 +1258,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     t->step++;
     stamp tl = stamp_now();
     t->seconds += tl.wall - t0.wall; /* the log row's time is the next step's */
-    if (t->dev && !flushed) {        /* its row is written at the next flush */
+    if (resident(t) && !flushed) {   /* its row is written at the next flush */
         t->pend[t->npend - 1].step = t->step, t->pend[t->npend - 1].npix = npix;
         t->pend[t->npend - 1].gaussians = t->src.count(t->src.self);
         t->pend[t->npend - 1].seconds = t->seconds;
