@@ -1430,7 +1430,10 @@ pk_status gs_scaffold_dev_rewind(gs_scaffold_dev *d) {
         return pk_error(PK_ERR_INVALID, "Scaffold-GS: no snapshot of the %lld device anchors",
                         (long long)d->n);
     s->adam_step = d->snap_adam_step;
+    /* the decoder's gradients of the render being undone (the anchors' are zeroed by the next
+     * decode) */
     if (s->opt) optim_set_steps(s->opt, d->snap_mlp_steps);
+    if (s->opt) PK_TRY(optim_zero_grad(s->opt));
     int k = sdev_state(d, NULL);
     if (k != d->snap_k) return pk_error(PK_ERR_INVALID, "Scaffold-GS: the snapshot is stale");
     tensor **st = malloc(sizeof(tensor *) * (size_t)k);

@@ -648,8 +648,11 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
                              .trainer = t};
         s = t->o.make_source(t->o.make_source_arg, &env, &t->src);
     } else if (t->o.model && strcmp(t->o.model, "scaffold") == 0) {
-        t->sco =
-            gs_scaffold_defaults((gs_scaffold_options){.voxel_size = t->o.voxel_size}, t->o.iters);
+        t->sco = gs_scaffold_defaults(
+            (gs_scaffold_options){.voxel_size = t->o.voxel_size,
+                                  .update_interval = t->o.scaffold_interval,
+                                  .grad_threshold = t->o.scaffold_grad_threshold},
+            t->o.iters);
         s = gs_scaffold_create(t->ctx, xyz, np, t->extent, &t->sco, &t->rng, &t->sc);
         if (s == PK_OK) t->src = gs_scaffold_source(t->sc);
     } else if (t->o.model && *t->o.model && strcmp(t->o.model, "3dgs") != 0) {
