@@ -10,14 +10,14 @@
 # On the GPU machine (device tool: carry [".gl", ".gpu"]):
 #   sh tools/gpu-check.sh      (writes $OUT/gpu-check.log, metrics and benchmark JSON files)
 # Order: devices, bundled-scene splat train (1,000 steps on Vulkan, then the CPU backend on the
-# same run for the ms/step ratio), one MAN epoch on Vulkan, op and splat benchmarks, Vulkan
+# same run for the ms/step ratio), 300 Scaffold-GS steps on Vulkan, one MAN epoch on Vulkan, op and splat benchmarks, Vulkan
 # tests. Each part has its own timeout and the whole stops starting parts after 7 minutes, so
 # one call stays under 8 minutes.
 set -eu
 cd "$(dirname "$0")/.."
 
 # The Vulkan test programs that travel (each ~1.3 MB: all of them would not fit the 64 MiB).
-TESTS="vk_test_vkctx vk_test_vk_resident vk_test_vk_splat_train ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
+TESTS="vk_test_vkctx vk_test_vk_resident vk_test_vk_splat_train vk_test_vk_scaffold_train ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
 splat_test_splat_vk optim_test_optim_vk"
 
 if [ "${1:-}" = "--prepare" ]; then
@@ -98,6 +98,9 @@ rm -rf "$run"; mkdir -p "$run"
     echo "== splat train: same run on the CPU backend"
     part timeout 150 "$bin/polyak" splat train --data assets/scene --out "$run/splat-cpu" --iters 1000 --device cpu
     counters "$run/splat-cpu"; keep "$run/splat-cpu" splat-cpu-metrics.json
+    echo "== splat train --model scaffold: bundled scene, 300 steps, Vulkan (resident decoder source)"
+    part timeout 45 "$bin/polyak" splat train --data assets/scene --out "$run/scaffold-vk" --model scaffold --iters 300 --device vk
+    counters "$run/scaffold-vk"; keep "$run/scaffold-vk" scaffold-vk-metrics.json
     echo "== man: one epoch (5,000 Fashion-MNIST images, resnet32, dgl+man K=4), Vulkan"
     part timeout 120 "$bin/polyak" man --data .gpu/fmnist --out "$run/man-vk" --epochs 1 --blocks 4 --method dgl+man --batch 128 --test-limit 2000 --device vk
     counters "$run/man-vk"; keep "$run/man-vk" man-vk-metrics.json

@@ -14,9 +14,17 @@
  * - Short runs scale the statistic / growing windows (gs_scaffold_defaults).
  * - The rasterizer takes opacity logits: the decoded opacity o in (0, 1) is handed over as
  *   log o - log(1 - o), which the rasterizer's sigmoid turns back into o.
- * Anchors and their Adam moments live in host memory (their number changes when growing and
- * pruning); each step uploads the visible anchors' rows as leaf tensors and scatters their
- * gradients back. The decoders are context parameters stepped by framework/optim's Adam. */
+ * On the host-array path (the CPU backend, Momentum-GS's blocks, POLYAK_GS_RESIDENT=0) anchors
+ * and their Adam moments live in host memory (their number changes when growing and pruning);
+ * each step uploads the visible anchors' rows as leaf tensors, reads the decoded opacities back
+ * to select the neural Gaussians with opacity > 0, and scatters the gradients back. On Vulkan
+ * the trainer keeps them on the device instead (gs_scaffold_dev, end of this file): the
+ * frustum test and the selection are kernels (shaders/splat/scaffold_*.comp), every anchor's
+ * k Gaussians are rendered with the unselected ones parked at the camera centre, where the
+ * rasterizer's near test culls them (a worst-case n k render instead of a count read back each
+ * step: the projection pass covers n k Gaussians, the tile pairs only the selected ones), and
+ * the anchors come back to the host once per adjust_anchor. The decoders are context
+ * parameters stepped by framework/optim's Adam on either path. */
 #include "gs_scaffold.h"
 
 #include <math.h>

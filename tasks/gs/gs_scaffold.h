@@ -5,7 +5,8 @@
  * feature (+) unit view direction turn every anchor in the view frustum into k neural Gaussians,
  * of which those with opacity > 0 are rendered.
  *
- * Owns: anchors and their host-side Adam state, the decoders as context parameters (autograd
+ * Owns: anchors and their Adam state (host arrays; on Vulkan also their resident device copy,
+ * gs_scaffold_dev), the decoders as context parameters (autograd
  * ops on the context's device, Adam through framework/optim), the decode of one view on the
  * tape, the growing / pruning statistics and adjust_anchor, checkpoint tensors. Leaves to
  * others: the render and the image loss (gs_train.c), the partition and teacher (Momentum-GS).

@@ -17,11 +17,12 @@
  * 3DGS's random training background.
  * The training render and loss are ops on the tape (pk_splat, pk_l1, pk_ssim) on the chosen
  * device; evaluation renders call the CPU rasterizer directly and measure with gs_metrics.
- * On Vulkan with the 3DGS source in one process the source is resident (gs_explicit_dev):
- * parameters, Adam and statistics on the device, ground truths uploaded once, losses kept in
+ * On Vulkan with the 3DGS or the Scaffold-GS source in one process the source is resident
+ * (gs_explicit_dev, gs_scaffold_dev): parameters (anchors; the decoders are device parameters
+ * anyway), Adam and statistics on the device, ground truths uploaded once, losses kept in
  * a device ring and read back (with the rasterizer's pair-count check) at most every
- * HIST_ROWS steps, before densification / opacity resets, at evaluations, checkpoints and the
- * end; the host copy of the Gaussians is refreshed only then (sync_host). A read-back that
+ * HIST_ROWS steps, before densification / opacity resets / adjust_anchor, at evaluations,
+ * checkpoints and the end; the host copy is refreshed only then (sync_host). A read-back that
  * finds an overflowed render rewinds device and host to the snapshot of the previous one.
  * Every step is timed by phase on the wall and process-CPU clocks (gs_timing). */
 #include "gs_train.h"
