@@ -122,6 +122,7 @@ struct gs_trainer {
     int64_t snap_order_pos, snap_step;
     double snap_seconds;
     int64_t rewinds; // flushes that found a render over the buffers
+    bool sized;      // a flush has run in this process: the pair buffers fit the scene's frames
 };
 
 /* Whether the source lives on the device (resident training). */
@@ -1148,7 +1149,11 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
                           ((it > t->o.densify_from && it % t->o.densify_interval == 0) ||
                            it % t->o.opacity_reset == 0)) ||
                          (t->sc && gs_scaffold_adjust_due(t->sc, it));
-        if (t->npend >= HIST_ROWS || host_work || it >= t->o.iters) {
+        /* the first step of the process reads back too: it sizes the rasterizer's pair
+         * buffers, so a first frame over their initial capacity redoes one step, not the
+         * HIST_ROWS steps up to the first regular read-back */
+        if (t->npend >= HIST_ROWS || host_work || it >= t->o.iters || !t->sized) {
+            t->sized = true;
             bool rewound;
             PK_TRY(flush(t, true, &loss, &se, &rewound));
             if (rewound) { /* the steps since the snapshot are redone by the next calls */
