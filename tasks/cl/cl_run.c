@@ -42,7 +42,8 @@ typedef struct cl_state {
     /* this process's training steps (timed, for metrics.json's "distributed") */
     int64_t steps_run;
     double step_secs, step_cpu;
-    dist_stats comm; /* communication inside them */
+    dist_stats comm;         /* communication inside them */
+    pk_step_counters vulkan; /* device traffic of the training steps (metrics.json "vulkan") */
 } cl_state;
 
 static double cpu_now(void) {
@@ -292,6 +293,7 @@ static pk_status write_results(cl_state *s, int rows, cl_result *res) {
         ts[t] = s->task_seconds[t], pm[t] = s->peak_mem[t];
     run_metric_array(s->run, "task_seconds", ts, ns);
     run_metric_array(s->run, "peak_memory_bytes", pm, ns);
+    run_metric_vulkan(s->run, s->c->dev, &s->vulkan);
     free(r), free(js);
     return run_metrics_write(s->run);
 }
@@ -477,6 +479,7 @@ static pk_status run_body(cl_state *s, cl_result *res) {
                 dist_shard(b, &first, &mine);
                 double share = (double)mine * run_world(s->run) / b;
                 if (mine == 0) first = 0, mine = 1;
+                pk_step_counters_begin(&s->vulkan, s->c->dev);
                 if ((st = pk_step_begin(s->c)) != PK_OK) break;
                 tensor *xt, *yt;
                 if ((st = upload_batch(s, s->xtr, s->ytr, order + b0 + first, (int)mine, &xt,
@@ -485,6 +488,7 @@ static pk_status run_body(cl_state *s, cl_result *res) {
                 double loss = 0, w0 = run_now(), c0 = cpu_now();
                 dist_stats k0 = dist_stats_get();
                 if ((st = s->m->step(s->m, xt, yt, lo, hi, share, &loss)) != PK_OK) break;
+                pk_step_counters_mark(&s->vulkan, s->c->dev);
                 dist_stats k1 = dist_stats_get();
                 s->step_secs += run_now() - w0, s->step_cpu += cpu_now() - c0, s->steps_run++;
                 s->comm.seconds += k1.seconds - k0.seconds, s->comm.bytes += k1.bytes - k0.bytes;

@@ -41,7 +41,8 @@ typedef struct ctp_state {
     float *final_metrics; /* 8: R_m, i2t r1 r5 r10, t2i r1 r5 r10, seconds */
     float sums[6];        /* this epoch: loss, ita, topo, image cos, text cos, steps */
     float mean[3], std[3], white[3]; /* image normalisation; white after it */
-    bool backbone_norm; /* mean/std are the --backbone's (its metadata), not the images' */
+    bool backbone_norm;      /* mean/std are the --backbone's (its metadata), not the images' */
+    pk_step_counters vulkan; /* device traffic of the training steps (metrics.json "vulkan") */
 } ctp_state;
 
 /* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill) when

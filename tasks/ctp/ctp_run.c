@@ -1000,7 +1000,9 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                 if (stage == 0 && e == 0) alpha *= (double)k / steps;
                 double t0 = run_now(), c0 = cpu_now(), v[5] = {0, 0, 0, 0, 0};
                 dist_stats k0 = dist_stats_get();
+                pk_step_counters_begin(&s->vulkan, s->c->dev);
                 st = train_step(s, stage, pool + (size_t)k * B, B, alpha, &er, v);
+                if (st == PK_OK) pk_step_counters_mark(&s->vulkan, s->c->dev);
                 dist_stats k1 = dist_stats_get();
                 train_secs += run_now() - t0, train_cpu += cpu_now() - c0, steps_run++;
                 comm.seconds += k1.seconds - k0.seconds, comm.bytes += k1.bytes - k0.bytes;
@@ -1058,6 +1060,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         res->train_seconds = train_secs, res->train_cpu_seconds = train_cpu;
         metrics_final(s, res);
         run_metric(s->run, "ranks", dist_size());
+        run_metric_vulkan(s->run, s->c->dev, &s->vulkan);
         if (steps_run > 0) { /* rank 0's training steps in this process */
             double k = 1.0 / (double)steps_run;
             char d[384];

@@ -62,8 +62,9 @@ typedef struct pt_state {
     int32_t *labels;               /* (2 B) supervised labels */
     float *feat_train, *feat_test; /* (ntrain, D), (ntest, D) */
     int32_t *y_train, *y_test;
-    float *knn_curve; /* (epochs) per-epoch k-NN top-1, in checkpoints */
-    float acc[4];     /* this epoch so far: loss sum, steps, training seconds, unused */
+    float *knn_curve;        /* (epochs) per-epoch k-NN top-1, in checkpoints */
+    float acc[4];            /* this epoch so far: loss sum, steps, training seconds, unused */
+    pk_step_counters vulkan; /* device traffic of the training steps (metrics.json "vulkan") */
 } pt_state;
 
 /* The named configuration with the options' overrides. */

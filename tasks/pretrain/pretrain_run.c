@@ -590,6 +590,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         for (int sidx = (int)(it - (int64_t)e * s->steps); sidx < s->steps && st == PK_OK;
              sidx++, it++) {
             double t0 = run_now(), c0 = cpu_now(), loss = 0;
+            pk_step_counters_begin(&s->vulkan, s->c->dev);
             /* this rank's shard of the global batch (all of it in a world of one) */
             const int32_t *idx = s->order + (size_t)sidx * o->batch + s->shard_first;
             st = aug_dino_batch_at(pk_ctx_pool(s->c), &s->aug, &s->train, idx, s->local_batch,
@@ -607,6 +608,7 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
             }
             if (st == PK_OK) st = optimise(s, e, it, &lr, &wd);
             if (st != PK_OK) break;
+            pk_step_counters_mark(&s->vulkan, s->c->dev);
             if (!isfinite(loss)) {
                 st = pk_error(PK_ERR_INVALID,
                               "pretrain: the loss is %g at epoch %d step %d; try a smaller --lr",
@@ -704,6 +706,7 @@ stopped:
         run_metric(s->run, "test_images", s->ntest);
         run_metric(s->run, "crops", s->ncrops);
         run_metric(s->run, "ranks", dist_size());
+        run_metric_vulkan(s->run, s->c->dev, &s->vulkan);
         if (steps_timed > 0) {
             double k = 1.0 / (double)steps_timed;
             char dj[320];
