@@ -184,8 +184,8 @@ pk_status teacher_swap_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_bl
                     .nseg = (uint32_t)nseg,
                     .r_offset = (uint32_t)runs_off};
     vk_binding b[3] = {{t, 0, 0}, {s, 0, 0}, {runs, 0, 0}};
-    return vkctx_dispatch(ctx, "teacher/ema:segments_swap", 3, b, &pc, sizeof pc,
-                          groups_for(total), 1, 1);
+    return vkctx_dispatch(ctx, "teacher/ema:segments_swap", 3, b, &pc, sizeof pc, groups_for(total),
+                          1, 1);
 }
 
 /* The teacher object's Vulkan hooks (teacher.c declares them weak). */
@@ -235,8 +235,8 @@ pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all, tensor *const *sourc
 }
 
 /* Records ONE dispatch exchanging the whole teacher with its students over the run table. */
-pk_status teacher_vk_swap(pk_ctx *c, tensor *teacher_all, tensor *student_first,
-                          const tensor *runs, int nseg, int64_t total) {
+pk_status teacher_vk_swap(pk_ctx *c, tensor *teacher_all, tensor *student_first, const tensor *runs,
+                          int nseg, int64_t total) {
     vkctx *ctx = c ? c->vk : NULL;
     if (!ctx || !teacher_all || !student_first || !runs)
         return pk_error(PK_ERR_INVALID, "teacher_vk_swap: bad arguments");

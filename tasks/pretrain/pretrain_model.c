@@ -218,10 +218,9 @@ static pk_status clip_gradients(pt_state *s) {
     }
     tensor *norms = st == PK_OK ? concat_many(c, sq, n) : NULL; // (n) squared norms
     tensor *clip = norms ? tensor_new(c->step, PK_F32, 1, (int64_t[]){n}) : NULL;
-    if (st == PK_OK && (!clip || pk_fill(c, clip, (float)s->o.clip) != PK_OK))
-        st = PK_ERR_INVALID;
-    tensor *coef = st == PK_OK ? pk_div(c, clip, pk_affine(c, pk_sqrt(c, norms), 1.0f, 1e-6f))
-                               : NULL; // (n)
+    if (st == PK_OK && (!clip || pk_fill(c, clip, (float)s->o.clip) != PK_OK)) st = PK_ERR_INVALID;
+    tensor *coef =
+        st == PK_OK ? pk_div(c, clip, pk_affine(c, pk_sqrt(c, norms), 1.0f, 1e-6f)) : NULL; // (n)
     tensor *less1 = coef ? pk_scale(c, pk_relu(c, pk_affine(c, coef, -1.0f, 1.0f)), -1.0f) : NULL;
     if (st == PK_OK && !less1) st = PK_ERR_INVALID;
     for (int i = 0; i < n && st == PK_OK; i++) {
