@@ -235,24 +235,47 @@ void pk_step_counters_mark(pk_step_counters *sc, const pk_device *dev) {
     sc->steps++;
 }
 
+void pk_step_counters_begin(pk_step_counters *sc, const pk_device *dev) {
+    if (sc->steps == 0) return;
+    pk_device_counters now, *o = &sc->outside;
+    pk_device_get_counters(dev, &now);
+    const pk_device_counters *l = &sc->last;
+    o->submits += now.submits - l->submits;
+    o->host_waits += now.host_waits - l->host_waits;
+    o->throttle_waits += now.throttle_waits - l->throttle_waits;
+    o->bytes_to_device += now.bytes_to_device - l->bytes_to_device;
+    o->bytes_to_host += now.bytes_to_host - l->bytes_to_host;
+    o->dispatches += now.dispatches - l->dispatches;
+    o->descriptor_allocs += now.descriptor_allocs - l->descriptor_allocs;
+    o->descriptor_hits += now.descriptor_hits - l->descriptor_hits;
+    o->barriers += now.barriers - l->barriers;
+}
+
 bool pk_step_counters_json(const pk_step_counters *sc, char *buf, size_t cap) {
     if (sc->steps < 2) return false;
     double k = 1.0 / (double)(sc->steps - 1);
-    const pk_device_counters *a = &sc->after_first, *b = &sc->last;
+    /* b - a: the steps' traffic (the totals since the first step, less what went between) */
+    pk_device_counters a = sc->after_first, bb = sc->last, *b = &bb;
+    const pk_device_counters *o = &sc->outside;
+    b->submits -= o->submits, b->host_waits -= o->host_waits;
+    b->throttle_waits -= o->throttle_waits, b->bytes_to_device -= o->bytes_to_device;
+    b->bytes_to_host -= o->bytes_to_host, b->dispatches -= o->dispatches;
+    b->descriptor_allocs -= o->descriptor_allocs, b->descriptor_hits -= o->descriptor_hits;
+    b->barriers -= o->barriers;
     snprintf(buf, cap,
              "{\"submits_per_step\": %.4g, \"host_waits_per_step\": %.4g, "
              "\"bytes_to_device_per_step\": %.6g, \"bytes_to_host_per_step\": %.6g, "
              "\"dispatches_per_step\": %.4g, \"descriptor_allocs_per_step\": %.4g, "
              "\"descriptor_hits_per_step\": %.4g, \"barriers_per_step\": %.4g, "
              "\"throttle_waits_per_step\": %.4g, \"steps_averaged\": %lld}",
-             (double)(b->submits - a->submits) * k, (double)(b->host_waits - a->host_waits) * k,
-             (double)(b->bytes_to_device - a->bytes_to_device) * k,
-             (double)(b->bytes_to_host - a->bytes_to_host) * k,
-             (double)(b->dispatches - a->dispatches) * k,
-             (double)(b->descriptor_allocs - a->descriptor_allocs) * k,
-             (double)(b->descriptor_hits - a->descriptor_hits) * k,
-             (double)(b->barriers - a->barriers) * k,
-             (double)(b->throttle_waits - a->throttle_waits) * k, (long long)(sc->steps - 1));
+             (double)(b->submits - a.submits) * k, (double)(b->host_waits - a.host_waits) * k,
+             (double)(b->bytes_to_device - a.bytes_to_device) * k,
+             (double)(b->bytes_to_host - a.bytes_to_host) * k,
+             (double)(b->dispatches - a.dispatches) * k,
+             (double)(b->descriptor_allocs - a.descriptor_allocs) * k,
+             (double)(b->descriptor_hits - a.descriptor_hits) * k,
+             (double)(b->barriers - a.barriers) * k,
+             (double)(b->throttle_waits - a.throttle_waits) * k, (long long)(sc->steps - 1));
     return true;
 }
 

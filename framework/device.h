@@ -103,12 +103,19 @@ typedef struct pk_device_counters {
 void pk_device_get_counters(const pk_device *dev, pk_device_counters *out);
 
 /* Per-step averages of the counters over a training loop's steps after the first (the first
- * builds pipelines and grows buffers). Call pk_step_counters_mark after every step. */
+ * builds pipelines and grows buffers). Call pk_step_counters_mark after every step. A loop
+ * that also calls pk_step_counters_begin at every step's start counts only the steps
+ * themselves: the traffic between a step's end and the next step's start (an epoch's
+ * evaluation, the read of its loss sums) is kept apart in `outside`. */
 typedef struct pk_step_counters {
     pk_device_counters after_first; /* totals when the first step ended */
     pk_device_counters last;        /* totals when the last marked step ended */
     int64_t steps;                  /* steps marked */
+    pk_device_counters outside;     /* between steps after the first (with _begin) */
 } pk_step_counters;
+
+/* Records the start of a step on `dev` (optional; see pk_step_counters). */
+void pk_step_counters_begin(pk_step_counters *sc, const pk_device *dev);
 
 /* Records the end of one step on `dev`. */
 void pk_step_counters_mark(pk_step_counters *sc, const pk_device *dev);

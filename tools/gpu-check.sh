@@ -10,14 +10,16 @@
 # On the GPU machine (device tool: carry [".gl", ".gpu"]):
 #   sh tools/gpu-check.sh      (writes $OUT/gpu-check.log, metrics and benchmark JSON files)
 # Order: devices, bundled-scene splat train (1,000 steps on Vulkan, then the CPU backend on the
-# same run for the ms/step ratio), 300 Scaffold-GS steps on Vulkan, one MAN epoch on Vulkan, op and splat benchmarks, Vulkan
-# tests. Each part has its own timeout and the whole stops starting parts after 7 minutes, so
+# same run for the ms/step ratio), 300 Scaffold-GS steps on Vulkan, one MAN epoch on Vulkan, a
+# short DINO pretraining run on Vulkan (20 steps), op and splat benchmarks, Vulkan tests. Each
+# part has its own timeout and the whole stops starting parts after 7 minutes, so
 # one call stays under 8 minutes.
 set -eu
 cd "$(dirname "$0")/.."
 
 # The Vulkan test programs that travel (each ~1.3 MB: all of them would not fit the 64 MiB).
-TESTS="vk_test_vkctx vk_test_vk_resident vk_test_vk_splat_train vk_test_vk_scaffold_train ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
+TESTS="vk_test_vkctx vk_test_vk_resident vk_test_vk_splat_train vk_test_vk_scaffold_train
+vk_test_vk_train_loops ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
 splat_test_splat_vk optim_test_optim_vk"
 
 if [ "${1:-}" = "--prepare" ]; then
@@ -84,7 +86,7 @@ part() {
 # Prints a run's per-step Vulkan counters and ms per step from its metrics.json.
 counters() {
     echo "-- $1/metrics.json"
-    grep -E '^  "(device|vulkan|ms_per_step|cpu_ms_per_step|epoch_seconds|psnr|ssim|test_accuracy|gaussians)":' "$1/metrics.json" 2>/dev/null || echo "(no metrics)"
+    grep -E '^  "(device|vulkan|ms_per_step|cpu_ms_per_step|seconds_per_step|cpu_seconds_per_step|epoch_seconds|psnr|ssim|test_accuracy|knn_top1|gaussians)":' "$1/metrics.json" 2>/dev/null || echo "(no metrics)"
 }
 # Copies a run's metrics.json to $OUT/$2 when it exists.
 keep() { [ -f "$1/metrics.json" ] && cp "$1/metrics.json" "$OUT/$2" || true; }
@@ -104,6 +106,9 @@ rm -rf "$run"; mkdir -p "$run"
     echo "== man: one epoch (5,000 Fashion-MNIST images, resnet32, dgl+man K=4), Vulkan"
     part timeout 120 "$bin/polyak" man --data .gpu/fmnist --out "$run/man-vk" --epochs 1 --blocks 4 --method dgl+man --batch 128 --test-limit 2000 --device vk
     counters "$run/man-vk"; keep "$run/man-vk" man-vk-metrics.json
+    echo "== pretrain: DINO, vit_pico_patch7_28, 20 steps of 64 images (2 global + 6 local crops), Vulkan"
+    part timeout 60 "$bin/polyak" pretrain --data .gpu/fmnist --out "$run/pretrain-vk" --method dino --arch vit_pico_patch7_28 --epochs 1 --batch 64 --train-limit 1280 --test-limit 500 --knn-train 1000 --local-crops 6 --probe adamw --probe-blocks 1 --probe-epochs 5 --device vk
+    counters "$run/pretrain-vk"; keep "$run/pretrain-vk" pretrain-vk-metrics.json
     echo "== benchmarks"
     part timeout 90 "$bin/polyak" bench ops --device vk --no-peer --json "$OUT/bench-ops-vk.json"
     part timeout 60 "$bin/polyak" bench splat --device vk --json "$OUT/bench-splat-vk.json"
@@ -112,8 +117,11 @@ rm -rf "$run"; mkdir -p "$run"
     for t in "$bin"/vk_test_*; do # every case of these is a Vulkan one
         echo "-- $t"; part timeout 90 "$t"
     done
-    export CK_RUN_CASE=vulkan # the other suites: their Vulkan case only
-    for t in "$bin"/ops_test_* "$bin"/splat_test_* "$bin"/optim_test_*; do
+    for t in "$bin"/splat_test_* "$bin"/optim_test_*; do # Vulkan suites (their case is "vk")
+        echo "-- $t"; part timeout 60 "$t"
+    done
+    export CK_RUN_CASE=vulkan # the op suites: their Vulkan case only
+    for t in "$bin"/ops_test_*; do
         echo "-- $t"; part timeout 60 "$t"
     done
     echo "== done in $(( $(date +%s) - start )) s"

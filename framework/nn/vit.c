@@ -65,6 +65,14 @@ tensor *nn_layernorm_forward(pk_ctx *c, const nn_layernorm *l, tensor *x) {
 /* ---- parameters ---- */
 
 /* The module with its parameter list (vit is the first member, so vit* converts back). */
+#define VIT_POS_CACHE 4 /* grid sizes kept (DINO uses two: global and local crops) */
+
+struct vit_pos_cache {
+    int n;
+    int64_t gh[VIT_POS_CACHE], gw[VIT_POS_CACHE];
+    tensor *mat[VIT_POS_CACHE]; /* (gh*gw, G*G) */
+};
+
 typedef struct vit_impl {
     vit m;
     tensor **params;
@@ -185,9 +193,10 @@ pk_status vit_create(pk_ctx *c, const vit_config *cfg, const char *prefix, pk_rn
     if (!v) return pk_error(PK_ERR_NOMEM, "vit: out of host memory");
     v->m.cfg = *cfg;
     v->m.blocks = calloc((size_t)(cfg->depth ? cfg->depth : 1), sizeof *v->m.blocks);
+    v->m.pos_cache = calloc(1, sizeof *v->m.pos_cache);
     v->params =
         calloc((size_t)(8 + 12 * cfg->depth), sizeof *v->params); /* 4 + 12/block + norm + head */
-    if (!v->m.blocks || !v->params) {
+    if (!v->m.blocks || !v->params || !v->m.pos_cache) {
         vit_destroy(&v->m);
         return pk_error(PK_ERR_NOMEM, "vit: out of host memory");
     }
@@ -205,6 +214,7 @@ void vit_destroy(vit *m) {
     vit_impl *v = (vit_impl *)m;
     free(v->params);
     free(m->blocks);
+    free(m->pos_cache);
     free(v);
 }
 
@@ -274,15 +284,25 @@ float *vit_bicubic_matrix(int ih, int iw, int oh, int ow) {
 static tensor *vit_pos_embed(pk_ctx *c, const vit *m, int64_t gh, int64_t gw) {
     int64_t G = m->cfg.img_size / m->cfg.patch, D = m->cfg.dim;
     if (gh == G && gw == G) return m->pos_embed;
-    float *mh = vit_bicubic_matrix((int)G, (int)G, (int)gh, (int)gw);
-    if (!mh) {
-        pk_error(PK_ERR_NOMEM, "vit: out of host memory for the bicubic matrix");
-        return NULL;
+    /* the matrix depends on the grid sizes only: made once per size, so a training step
+     * uploads nothing (a full cache, or none, falls back to the step arena) */
+    struct vit_pos_cache *pc = m->pos_cache;
+    tensor *mat = NULL;
+    for (int i = 0; pc && i < pc->n && !mat; i++)
+        if (pc->gh[i] == gh && pc->gw[i] == gw) mat = pc->mat[i];
+    if (!mat) {
+        float *mh = vit_bicubic_matrix((int)G, (int)G, (int)gh, (int)gw);
+        if (!mh) {
+            pk_error(PK_ERR_NOMEM, "vit: out of host memory for the bicubic matrix");
+            return NULL;
+        }
+        bool keep = pc && pc->n < VIT_POS_CACHE;
+        mat = tensor_new(keep ? c->state : c->step, PK_F32, 2, (int64_t[]){gh * gw, G * G});
+        pk_status s = mat ? tensor_upload(mat, mh) : PK_ERR_NOMEM;
+        free(mh);
+        if (s != PK_OK) return NULL;
+        if (keep) pc->gh[pc->n] = gh, pc->gw[pc->n] = gw, pc->mat[pc->n++] = mat;
     }
-    tensor *mat = tensor_new(c->step, PK_F32, 2, (int64_t[]){gh * gw, G * G});
-    pk_status s = mat ? tensor_upload(mat, mh) : PK_ERR_NOMEM;
-    free(mh);
-    if (s != PK_OK) return NULL;
     tensor *cls = pk_slice(c, m->pos_embed, 1, 0, 1); // (1, 1, D)
     tensor *grid =
         pk_reshape(c, pk_slice(c, m->pos_embed, 1, 1, G * G), 2, (int64_t[]){G * G, D}); // (G*G, D)

@@ -63,6 +63,10 @@ typedef struct vit {
     vit_block *blocks;     /* depth */
     nn_layernorm norm;
     nn_linear head; /* num_classes > 0 only */
+    /* the bicubic pos_embed resampling matrices of other grid sizes (DINO's local crops),
+     * made and uploaded once into the context's state arena at first use; owned by the
+     * module vit_create made (struct copies, CTP's views, share it) */
+    struct vit_pos_cache *pos_cache;
 } vit;
 
 /* Creates the parameters of a ViT named `prefix`.<timm name> ("" for none) with timm's

@@ -329,17 +329,22 @@ tensor *pk_embedding(pk_ctx *c, tensor *table, tensor *idx) {
     if (!table || !idx) return NULL;
     pk_gather_params p = {
         .rows = tensor_numel(idx), .vocab = table->shape[0], .d = table->shape[1]};
-    int32_t *h = download_i32("embedding", idx);
-    if (!h) return NULL;
-    for (int64_t i = 0; i < p.rows; i++) {
-        if (h[i] < 0 || h[i] >= p.vocab) {
-            long long v = h[i];
-            free(h);
-            return op_fail("embedding", "index %lld at position %lld is outside the table %s", v,
-                           (long long)i, SHAPE(table, st));
+    /* indices are checked where reading them is free (CPU backend); on Vulkan reading them
+     * would wait for the device every step (CTP's text tower), so the kernel reads an index
+     * outside the table as a zero row and callers check the indices they make (tokenizers) */
+    if (c->backend == PK_BACKEND_CPU) {
+        int32_t *h = download_i32("embedding", idx);
+        if (!h) return NULL;
+        for (int64_t i = 0; i < p.rows; i++) {
+            if (h[i] < 0 || h[i] >= p.vocab) {
+                long long v = h[i];
+                free(h);
+                return op_fail("embedding", "index %lld at position %lld is outside the table %s",
+                               v, (long long)i, SHAPE(table, st));
+            }
         }
+        free(h);
     }
-    free(h);
     int64_t shape[PK_MAX_DIMS];
     memcpy(shape, idx->shape, sizeof(int64_t) * (size_t)idx->ndim);
     shape[idx->ndim] = p.d;

@@ -31,6 +31,9 @@ __attribute__((weak)) pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all
                                                   tensor *const *sources_first, int k,
                                                   const double *w, double m, const tensor *runs,
                                                   int nseg, int64_t total);
+__attribute__((weak)) pk_status teacher_vk_swap(pk_ctx *c, tensor *teacher_all,
+                                                tensor *student_first, const tensor *runs, int nseg,
+                                                int64_t total);
 
 pk_status teacher_create(pk_ctx *c, const pk_teacher_options *opt, tensor *const *students, int n,
                          pk_teacher **out) {
@@ -169,6 +172,13 @@ pk_status teacher_update_multi(pk_teacher *t, int k, tensor *const *const *sourc
 }
 
 pk_status teacher_swap(pk_teacher *t) {
+    /* Vulkan: one dispatch, nothing through the host (DINO swaps twice every step) */
+    if (t->c->backend != PK_BACKEND_CPU) {
+        if (!teacher_vk_swap)
+            return pk_error(PK_ERR_UNSUPPORTED,
+                            "teacher: this build has no Vulkan teacher kernels");
+        return teacher_vk_swap(t->c, t->all, t->students[t->base], t->runs, t->n, t->runs_total);
+    }
     pk_status s = PK_OK;
     for (int i = 0; i < t->n && s == PK_OK; i++) {
         int64_t len = tensor_numel(t->students[i]);

@@ -169,6 +169,25 @@ pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_bl
                           groups_for(total), 1, 1);
 }
 
+pk_status teacher_swap_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_block *s,
+                                   size_t s_base, pk_block *runs, size_t runs_off, int nseg,
+                                   int64_t total) {
+    const char *who = "teacher_swap_segments_vk";
+    if (!ctx || !t || !s || !runs || nseg < 0 || total < 0 || total > (int64_t)UINT32_MAX ||
+        t_base > UINT32_MAX || s_base > UINT32_MAX)
+        return pk_error(PK_ERR_INVALID, "%s: bad arguments", who);
+    PK_TRY(check_runs(runs, runs_off, nseg, who));
+    if (nseg == 0 || total == 0) return PK_OK;
+    pk_pc_ema pc = {.n = (uint32_t)total,
+                    .t_offset = (uint32_t)t_base,
+                    .s_offset = (uint32_t)s_base,
+                    .nseg = (uint32_t)nseg,
+                    .r_offset = (uint32_t)runs_off};
+    vk_binding b[3] = {{t, 0, 0}, {s, 0, 0}, {runs, 0, 0}};
+    return vkctx_dispatch(ctx, "teacher/ema:segments_swap", 3, b, &pc, sizeof pc, groups_for(total),
+                          1, 1);
+}
+
 /* The teacher object's Vulkan hooks (teacher.c declares them weak). */
 
 /* Packs the run list once, at teacher_create, into an int32 tensor of the teacher arena, so
@@ -213,4 +232,15 @@ pk_status teacher_vk_update(pk_ctx *c, tensor *teacher_all, tensor *const *sourc
     return teacher_ema2_segments_vk(ctx, tb, to, b0, o0, sources_first[1]->block,
                                     (size_t)sources_first[1]->offset, rb, ro, nseg, total, m, w[0],
                                     w[1]);
+}
+
+/* Records ONE dispatch exchanging the whole teacher with its students over the run table. */
+pk_status teacher_vk_swap(pk_ctx *c, tensor *teacher_all, tensor *student_first, const tensor *runs,
+                          int nseg, int64_t total) {
+    vkctx *ctx = c ? c->vk : NULL;
+    if (!ctx || !teacher_all || !student_first || !runs)
+        return pk_error(PK_ERR_INVALID, "teacher_vk_swap: bad arguments");
+    return teacher_swap_segments_vk(ctx, teacher_all->block, (size_t)teacher_all->offset,
+                                    student_first->block, (size_t)student_first->offset,
+                                    runs->block, (size_t)runs->offset, nseg, total);
 }

@@ -43,4 +43,10 @@ pk_status teacher_ema2_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_bl
                                    size_t runs_off, int nseg, int64_t total, double m, double w0,
                                    double w1);
 
+/* Exchanges teacher and student values over a packed run table (one dispatch; copy flags
+ * ignored: every run is exchanged), bit-exact: teacher_swap on the device. */
+pk_status teacher_swap_segments_vk(vkctx *ctx, pk_block *t, size_t t_base, pk_block *s,
+                                   size_t s_base, pk_block *runs, size_t runs_off, int nseg,
+                                   int64_t total);
+
 #endif

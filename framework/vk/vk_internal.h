@@ -88,6 +88,13 @@ typedef struct vk_slot {
     VkCommandBuffer cmd;
     VkFence fence;
     uint64_t batch; /* number of the recording submitted from it and not yet waited for; 0: idle */
+    /* the slot's staging buffer while another slot is recorded (the recorded slot's lives in
+     * vkctx's staging fields): host writes copied by a recording use its slot's staging, so
+     * a write needs no wait for earlier submissions, only that its slot be idle */
+    VkBuffer staging;
+    VkDeviceMemory staging_mem;
+    unsigned char *staging_ptr;
+    size_t staging_cap;
 } vk_slot;
 
 struct vkctx {
@@ -131,7 +138,8 @@ struct vkctx {
     vk_pipeline **pipes;
     size_t pipe_cap, pipe_count;
 
-    /* staging buffer for blocks that are not host-visible */
+    /* staging buffer of the slot being recorded (ring[cur]): copies of host writes into blocks
+     * that are not host-visible, or that submitted work still uses */
     VkBuffer staging;
     VkDeviceMemory staging_mem;
     unsigned char *staging_ptr;
@@ -168,8 +176,15 @@ void vk_record_barrier(vkctx *ctx);
  * no pending work uses it). */
 void vk_desc_forget_buffer(vkctx *ctx, VkBuffer buf);
 
-/* Frees the staging buffer. */
+/* Frees the recorded slot's staging buffer. */
 void vk_staging_destroy(vkctx *ctx);
+
+/* Frees every slot's staging buffer (context destruction, after the device is idle). */
+void vk_staging_destroy_all(vkctx *ctx);
+
+/* Makes slot `i`'s staging buffer the recorded one (empty: the slot is idle), keeping the
+ * previous slot's in its slot record. */
+void vk_staging_switch(vkctx *ctx, int from, int i);
 
 /* Destroys the descriptor pools and the pipeline cache. */
 void vk_pipelines_destroy(vkctx *ctx);

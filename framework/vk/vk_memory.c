@@ -176,6 +176,29 @@ void vkctx_block_free(vkctx *ctx, pk_block *blk) {
 
 /* ---- staging ----------------------------------------------------------------------------- */
 
+void vk_staging_switch(vkctx *ctx, int from, int i) {
+    if (from != i) {
+        vk_slot *f = &ctx->ring[from], *t = &ctx->ring[i];
+        f->staging = ctx->staging, f->staging_mem = ctx->staging_mem;
+        f->staging_ptr = ctx->staging_ptr, f->staging_cap = ctx->staging_cap;
+        ctx->staging = t->staging, ctx->staging_mem = t->staging_mem;
+        ctx->staging_ptr = t->staging_ptr, ctx->staging_cap = t->staging_cap;
+        t->staging = VK_NULL_HANDLE, t->staging_mem = VK_NULL_HANDLE;
+        t->staging_ptr = NULL, t->staging_cap = 0;
+    }
+    ctx->staging_used = 0;
+}
+
+void vk_staging_destroy_all(vkctx *ctx) {
+    vk_staging_destroy(ctx);
+    for (int i = 0; i < VK_RING; i++) {
+        vk_slot *s = &ctx->ring[i];
+        buffer_destroy(ctx, s->staging, s->staging_mem);
+        s->staging = VK_NULL_HANDLE, s->staging_mem = VK_NULL_HANDLE;
+        s->staging_ptr = NULL, s->staging_cap = 0;
+    }
+}
+
 void vk_staging_destroy(vkctx *ctx) {
     buffer_destroy(ctx, ctx->staging, ctx->staging_mem);
     ctx->staging = VK_NULL_HANDLE;
@@ -190,8 +213,9 @@ static pk_status staging_reserve(vkctx *ctx, size_t want, size_t *off, size_t *l
     size_t max = ctx->staging_max ? ctx->staging_max : VK_STAGING_DEFAULT_MAX;
     size_t need = want < max ? want : max;
     if (ctx->staging_cap - ctx->staging_used < need) {
-        /* earlier copies (recorded or submitted) still read/write the staging bytes */
-        PK_TRY(vkctx_sync(ctx));
+        /* copies recorded into this slot still read/write the staging bytes: run them first
+         * (the slot's earlier submissions completed before it was recorded into again) */
+        if (ctx->staging_used > 0) PK_TRY(vkctx_sync(ctx));
         ctx->staging_used = 0;
         if (ctx->staging_cap < need) {
             size_t cap = ctx->staging_cap * 2 > need ? ctx->staging_cap * 2 : need;
@@ -237,12 +261,12 @@ pk_status vkctx_block_write(vkctx *ctx, pk_block *blk, size_t off, const void *s
     if (n == 0) return PK_OK;
     ctx->counters.bytes_to_device += n;
     vk_block *b = blk->impl;
-    if (b->mapped) {
-        /* recorded or submitted work may still use the old bytes: finish it first */
-        if (b->used_batch > ctx->completed) PK_TRY(vkctx_sync(ctx));
+    if (b->mapped && b->used_batch <= ctx->completed) { /* no work uses the block */
         memcpy((unsigned char *)b->mapped + off, src, n);
         return PK_OK;
     }
+    /* a copy recorded in order: recorded or submitted work that still uses the old bytes
+     * (a step arena reused while the previous step runs) needs no host wait */
     const unsigned char *p = src;
     while (n > 0) {
         size_t so, len;

@@ -38,7 +38,7 @@ static_assert(sizeof(pc_softmax) == 32, "pc_softmax layout");
 static_assert(sizeof(pc_cross_entropy) == 32, "pc_cross_entropy layout");
 static_assert(sizeof(pc_sum_scaled) == 16, "pc_sum_scaled layout");
 static_assert(sizeof(pc_loss) == 40, "pc_loss layout");
-static_assert(sizeof(pc_gather) == 20, "pc_gather layout");
+static_assert(sizeof(pc_gather) == 24, "pc_gather layout");
 static_assert(sizeof(pc_l2norm) == 28, "pc_l2norm layout");
 static_assert(sizeof(pc_dropout) == 28, "pc_dropout layout");
 
@@ -462,7 +462,8 @@ pk_status vk_gather_forward(pk_ctx *c, pk_node *n) {
                    .off_idx = vk_off(idx),
                    .off_o = vk_off(out),
                    .rows = (uint32_t)gp->rows,
-                   .d = (uint32_t)gp->d};
+                   .d = (uint32_t)gp->d,
+                   .vocab = (uint32_t)gp->vocab};
     vk_binding b[3] = {vk_bind(t), vk_bind(idx), vk_bind(out)};
     return vk_dispatch_1d(c, "nn/gather", 3, b, &p, sizeof p, (uint64_t)(gp->rows * gp->d));
 }
@@ -483,7 +484,8 @@ pk_status vk_gather_backward(pk_ctx *c, pk_node *n) {
                        .off_idx = (uint32_t)(vk_off(idx) + r0),
                        .off_o = (uint32_t)(vk_off(g) + r0 * gp->d),
                        .rows = (uint32_t)rows,
-                       .d = (uint32_t)gp->d};
+                       .d = (uint32_t)gp->d,
+                       .vocab = (uint32_t)gp->vocab};
         PK_TRY(vk_dispatch_1d(c, "nn/gather:back", 3, b, &p, sizeof p, (uint64_t)gp->d));
     }
     return PK_OK;

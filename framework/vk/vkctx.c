@@ -496,7 +496,7 @@ void vkctx_destroy(vkctx *ctx) {
         if (ctx->profile) vkctx_profile_report(ctx, stderr);
         vk_profile_destroy(ctx);
         vk_pipelines_destroy(ctx);
-        vk_staging_destroy(ctx);
+        vk_staging_destroy_all(ctx);
         for (int i = 0; i < VK_RING; i++) {
             if (ctx->ring[i].fence) vkDestroyFence(ctx->device, ctx->ring[i].fence, NULL);
             if (ctx->ring[i].pool) vkDestroyCommandPool(ctx->device, ctx->ring[i].pool, NULL);
@@ -566,6 +566,7 @@ static pk_status wait_slot(vkctx *ctx, int i, bool throttle) {
 /* Makes slot i the one recorded into: resets its pool and begins its command buffer (the slot
  * must be idle). */
 static pk_status record_into(vkctx *ctx, int i) {
+    vk_staging_switch(ctx, ctx->cur, i);
     ctx->cur = i;
     ctx->cmd_pool = ctx->ring[i].pool;
     ctx->cmd = ctx->ring[i].cmd;

@@ -16,10 +16,14 @@ void main() {
 #ifndef BACKWARD
     if (i >= pc.rows * pc.d) return;
     uint r = i / pc.d, j = i % pc.d;
-    o[pc.off_o + i] = tab[pc.off_t + uint(idx[pc.off_idx + r]) * pc.d + j];
+    int k = idx[pc.off_idx + r];
+    o[pc.off_o + i] = k >= 0 && uint(k) < pc.vocab ? tab[pc.off_t + uint(k) * pc.d + j] : 0.0;
 #else
     if (i >= pc.d) return;
-    for (uint r = 0u; r < pc.rows; r++)
-        tab[pc.off_t + uint(idx[pc.off_idx + r]) * pc.d + i] += o[pc.off_o + r * pc.d + i];
+    for (uint r = 0u; r < pc.rows; r++) {
+        int k = idx[pc.off_idx + r];
+        if (k >= 0 && uint(k) < pc.vocab)
+            tab[pc.off_t + uint(k) * pc.d + i] += o[pc.off_o + r * pc.d + i];
+    }
 #endif
 }

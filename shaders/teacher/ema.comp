@@ -7,17 +7,25 @@
 //             copied (batchnorm buffers)                         bindings: t, s, runs
 //   SEGMENTS + MULTI  the two-source update over a run table   bindings: t, s0, s1, runs
 //             (source 1 uses the same run offsets from its own base s1_offset)
+//   SEGMENTS + SWAP   exchanges teacher and student values over a run table (teacher_swap:
+//             the model runs with the teacher's weights, then swaps back; bit-exact)
+//                                                                bindings: t, s, runs
 // A grid-stride loop covers any n with a capped group count. `precise` keeps each fma one
 // operation where the driver honours it (Vulkan lets fma round twice; llvmpipe sometimes does).
 //! variant multi -DMULTI=1
 //! variant segments -DSEGMENTS=1
 //! variant segments_multi -DSEGMENTS=1 -DMULTI=1
+//! variant segments_swap -DSEGMENTS=1 -DSWAP=1
 #extension GL_GOOGLE_include_directive : require
 #include "teacher/ema_pc.h"
 
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) buffer T { float t[]; };   // teacher block
+#if defined(SWAP)
+layout(std430, set = 0, binding = 1) buffer S0 { float s0[]; }; // student block
+#else
 layout(std430, set = 0, binding = 1) readonly buffer S0 { float s0[]; }; // student block
+#endif
 #if defined(MULTI)
 layout(std430, set = 0, binding = 2) readonly buffer S1 { float s1[]; };
 #define RUNS_BINDING 3
@@ -57,6 +65,10 @@ void main() {
         bool copy = false;
 #endif
         float a = s0[pc.s_offset + rel];
+#if defined(SWAP)
+        s0[pc.s_offset + rel] = t[k];
+        t[k] = a;
+#else
         if (copy) {
             t[k] = a;
         } else {
@@ -68,5 +80,6 @@ void main() {
             t[k] = ema_lerp(t[k], a, pc.w0);
 #endif
         }
+#endif
     }
 }

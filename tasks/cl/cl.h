@@ -56,11 +56,13 @@ struct cl_method {
     pk_status (*task_begin)(cl_method *m, int task, int lo, int hi);
     pk_status (*epoch_begin)(cl_method *m, int task, int epoch);
     /* one optimiser step on x (B, C, S, S) with labels y (B) int32 in [lo, hi); *loss set to
-     * the mean over x. Under mpirun x is this rank's shard of the global batch and the method
-     * calls cl_average_grads(c, its trainable parameters, share) between the backward and the
-     * optimiser steps (share: 1 in a world of one and for even shards) */
+     * the loss tensor (1) of the step, the mean over x, which the runner reads or (Vulkan)
+     * sums on the device: a method reads nothing back. Under mpirun x is this rank's shard of
+     * the global batch and the method calls cl_average_grads(c, its trainable parameters,
+     * share) between the backward and the optimiser steps (share: 1 in a world of one and
+     * for even shards) */
     pk_status (*step)(cl_method *m, tensor *x, tensor *y, int lo, int hi, double share,
-                      double *loss);
+                      tensor **loss);
     /* scores (nvariants, B, seen) whose arg-max over a class range is the prediction */
     pk_status (*predict)(cl_method *m, tensor *x, int seen, float *scores);
     /* the tensors of its state for checkpoints (same list at every call); returns the count

@@ -36,13 +36,16 @@ typedef struct cl_state {
     float *task_seconds; /* (stages) */
     float *peak_mem;     /* (stages) bytes */
     float *loss_sum;     /* (2) running loss sum and count of the epoch */
+    tensor *loss_dev;    /* (1) off the CPU backend: loss_sum[0] on the device, added to by
+                            every step and read when the epoch is logged or saved */
     float *xb;
     int32_t *yb;
     float *scores;
     /* this process's training steps (timed, for metrics.json's "distributed") */
     int64_t steps_run;
     double step_secs, step_cpu;
-    dist_stats comm; /* communication inside them */
+    dist_stats comm;         /* communication inside them */
+    pk_step_counters vulkan; /* device traffic of the training steps (metrics.json "vulkan") */
 } cl_state;
 
 static double cpu_now(void) {
@@ -199,6 +202,13 @@ static pk_status upload_batch(cl_state *s, const float *x, const int32_t *y, con
     return tensor_upload(*yt, s->yb);
 }
 
+/* Off the CPU backend: the epoch's loss sum from the device into loss_sum[0] (one wait, when
+ * the epoch is logged or a checkpoint saved). The device adds the same floats in the same
+ * order as the host loop does on the CPU backend. */
+static pk_status loss_take(cl_state *s) {
+    return s->loss_dev ? tensor_download(s->loss_dev, &s->loss_sum[0]) : PK_OK;
+}
+
 /* Accuracies after stage `stage` on every seen task, for every variant, into s->acc. */
 static pk_status evaluate(cl_state *s, int stage) {
     const cl_options *o = s->o;
@@ -292,6 +302,7 @@ static pk_status write_results(cl_state *s, int rows, cl_result *res) {
         ts[t] = s->task_seconds[t], pm[t] = s->peak_mem[t];
     run_metric_array(s->run, "task_seconds", ts, ns);
     run_metric_array(s->run, "peak_memory_bytes", pm, ns);
+    run_metric_vulkan(s->run, s->c->dev, &s->vulkan);
     free(r), free(js);
     return run_metrics_write(s->run);
 }
@@ -394,6 +405,10 @@ static pk_status run_body(cl_state *s, cl_result *res) {
     if (!s->acc || !s->task_seconds || !s->peak_mem || !s->loss_sum || !s->xb || !s->yb ||
         !s->scores)
         return pk_error(PK_ERR_NOMEM, "cl: out of host memory");
+    if (s->c->backend != PK_BACKEND_CPU) {
+        s->loss_dev = tensor_new(s->c->state, PK_F32, 1, (int64_t[]){1});
+        if (!s->loss_dev) return pk_error(PK_ERR_NOMEM, "cl: out of device memory");
+    }
     for (size_t i = 0; i < (size_t)s->V * T * T; i++)
         s->acc[i] = NAN;
     cl_setup su = {.c = s->c,
@@ -463,6 +478,7 @@ static pk_status run_body(cl_state *s, cl_result *res) {
             pk_rng_shuffle(&er, (int32_t *)order, s->ntr_t[t]);
             int64_t spe = s->steps_per_epoch[t], k0 = (t == st0 && e == e0) ? off0 : 0;
             if (k0 == 0) s->loss_sum[0] = s->loss_sum[1] = 0;
+            if (s->loss_dev && (st = tensor_upload(s->loss_dev, &s->loss_sum[0])) != PK_OK) break;
             char label[64];
             snprintf(label, sizeof label, "task %d/%d epoch %d/%d", t + 1, s->stages, e + 1,
                      o->epochs);
@@ -477,29 +493,49 @@ static pk_status run_body(cl_state *s, cl_result *res) {
                 dist_shard(b, &first, &mine);
                 double share = (double)mine * run_world(s->run) / b;
                 if (mine == 0) first = 0, mine = 1;
-                if ((st = pk_step_begin(s->c)) != PK_OK) break;
-                tensor *xt, *yt;
+                pk_step_counters_begin(&s->vulkan, s->c->dev);
+                /* no wait for the previous step: the step arena's reuse is ordered on the
+                 * device, and the batch's upload is a recorded copy (Vulkan) */
+                if ((st = pk_step_reset(s->c)) != PK_OK) break;
+                tensor *xt, *yt, *lv = NULL;
                 if ((st = upload_batch(s, s->xtr, s->ytr, order + b0 + first, (int)mine, &xt,
                                        &yt)) != PK_OK)
                     break;
                 double loss = 0, w0 = run_now(), c0 = cpu_now();
                 dist_stats k0 = dist_stats_get();
-                if ((st = s->m->step(s->m, xt, yt, lo, hi, share, &loss)) != PK_OK) break;
+                if ((st = s->m->step(s->m, xt, yt, lo, hi, share, &lv)) != PK_OK) break;
+                /* this rank's part of the global batch's mean loss (the loss itself in a world
+                 * of one); the ranks' parts are summed when the epoch is logged or saved */
+                double part = share / run_world(s->run);
+                if (s->loss_dev)
+                    st = pk_accumulate(s->c, s->loss_dev,
+                                       part == 1.0 ? lv : pk_scale(s->c, lv, (float)part));
+                else {
+                    float v = 0;
+                    st = tensor_download(lv, &v);
+                    loss = v;
+                }
+                if (st == PK_OK) st = pk_device_submit(s->c->dev);
+                if (st != PK_OK) break;
+                pk_step_counters_mark(&s->vulkan, s->c->dev);
                 dist_stats k1 = dist_stats_get();
                 s->step_secs += run_now() - w0, s->step_cpu += cpu_now() - c0, s->steps_run++;
                 s->comm.seconds += k1.seconds - k0.seconds, s->comm.bytes += k1.bytes - k0.bytes;
                 s->comm.calls += k1.calls - k0.calls;
                 g++;
-                /* this rank's part of the global batch's mean loss (the loss itself in a world
-                 * of one); the ranks' parts are summed when the epoch is logged or saved */
-                s->loss_sum[0] += (float)(loss * (share / run_world(s->run))), s->loss_sum[1] += 1;
-                run_progress_update(s->run, k + 1, "loss %.4f",
-                                    s->loss_sum[0] * run_world(s->run) / s->loss_sum[1]);
+                if (!s->loss_dev) s->loss_sum[0] += (float)(loss * part);
+                s->loss_sum[1] += 1;
+                if (s->loss_dev) /* the loss is read when the epoch is logged */
+                    run_progress_update(s->run, k + 1, "step %lld", (long long)g);
+                else
+                    run_progress_update(s->run, k + 1, "loss %.4f",
+                                        s->loss_sum[0] * run_world(s->run) / s->loss_sum[1]);
                 bool stop = run_stop_requested(s->run) ||
                             (o->stop_after_steps > 0 && g >= o->stop_after_steps);
                 if (stop && k + 1 < spe) {
                     run_progress_end(s->run);
-                    st = dist_sum_f32(s->loss_sum, 1);
+                    st = loss_take(s);
+                    if (st == PK_OK) st = dist_sum_f32(s->loss_sum, 1);
                     if (st != PK_OK) break;
                     s->task_seconds[t] += (float)(run_now() - tw);
                     run_info(s->run, "stopping: checkpoint at step %lld (task %d, epoch %d)",
@@ -511,6 +547,7 @@ static pk_status run_body(cl_state *s, cl_result *res) {
             }
             run_progress_end(s->run);
             if (st != PK_OK) break;
+            if ((st = loss_take(s)) != PK_OK) break;
             if ((st = dist_sum_f32(s->loss_sum, 1)) != PK_OK) break; /* the world's sum */
             double row[5] = {t + 1, e + 1, (double)g, s->loss_sum[0] / s->loss_sum[1],
                              run_now() - tw + s->task_seconds[t]};

@@ -665,6 +665,17 @@ void run_metric_json(pk_run *r, const char *key, const char *json) {
     set_metric(r, key, dup_str(json));
 }
 
+void run_metric_vulkan(pk_run *r, pk_device *dev, const pk_step_counters *sc) {
+    char vk[560];
+    if (!dev || pk_device_backend(dev) != PK_BACKEND_VK ||
+        !pk_step_counters_json(sc, vk, sizeof vk - 40))
+        return;
+    size_t n = strlen(vk); /* ..."}" -> ..., "validation_errors": N} */
+    snprintf(vk + n - 1, sizeof vk - (n - 1), ", \"validation_errors\": %d}",
+             pk_device_validation_errors(dev));
+    run_metric_json(r, "vulkan", vk);
+}
+
 pk_status run_metrics_write(pk_run *r) {
     char path[4096];
     run_path(r, "metrics.json", path, sizeof path);

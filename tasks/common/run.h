@@ -87,6 +87,16 @@ void run_metric_array(pk_run *r, const char *key, const double *values, int n);
 /* Sets a JSON value given as text (an object, an array of objects, ...) in metrics.json. */
 void run_metric_json(pk_run *r, const char *key, const char *json);
 
+/* Sets metrics.json "vulkan" to the per-step device counters of a training loop
+ * (pk_step_counters_json: submissions, host waits, bytes each way, dispatches, descriptor
+ * allocations... averaged over the steps after the first) plus "validation_errors" (the
+ * validation layer's messages so far; 0 unless POLYAK_VALIDATE=1) when `dev` is a Vulkan
+ * device and at least two steps were marked; nothing otherwise (the CPU backend has no queue
+ * or bus).
+ * Every training command calls it, so `polyak report` and tools/gpu-check.sh find the same
+ * block in every run folder. (Added for issue 16.) */
+void run_metric_vulkan(pk_run *r, pk_device *dev, const pk_step_counters *sc);
+
 /* Writes metrics.json atomically with every key set so far, in the order first set. */
 pk_status run_metrics_write(pk_run *r);
 

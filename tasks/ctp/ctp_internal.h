@@ -40,8 +40,11 @@ typedef struct ctp_state {
     float *recall;        /* (T, T) R_m of task j after stage i (NaN: not measured) */
     float *final_metrics; /* 8: R_m, i2t r1 r5 r10, t2i r1 r5 r10, seconds */
     float sums[6];        /* this epoch: loss, ita, topo, image cos, text cos, steps */
+    tensor *sums_dev[3];  /* Vulkan in a world of one: sums[0..2] kept on the device, added to
+                             by every step and read when the epoch is logged */
     float mean[3], std[3], white[3]; /* image normalisation; white after it */
-    bool backbone_norm; /* mean/std are the --backbone's (its metadata), not the images' */
+    bool backbone_norm;      /* mean/std are the --backbone's (its metadata), not the images' */
+    pk_step_counters vulkan; /* device traffic of the training steps (metrics.json "vulkan") */
 } ctp_state;
 
 /* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill) when

@@ -145,8 +145,16 @@ static pk_status load_data(ctp_state *s) {
         const ctp_pair *p = &s->ps.p[i];
         int32_t *ids = s->tokens + (size_t)p->text * L;
         int real = ctp_encode(&s->vocab, p->caption, L, ids);
-        for (int k = 0; k < L; k++)
+        for (int k = 0; k < L; k++) {
             s->tmask[(size_t)p->text * L + k] = k < real ? 0.0f : -1e4f;
+            /* checked here, where the ids are made: on Vulkan the embedding cannot report an
+             * id outside its table (checking there would read every batch back) */
+            if (ids[k] < 0 || ids[k] >= s->vocab.n)
+                return pk_error(PK_ERR_INVALID,
+                                "ctp: caption \"%s\" encodes to id %d at position %d, outside "
+                                "the %d-piece vocabulary",
+                                p->caption, (int)ids[k], k, s->vocab.n);
+        }
     }
     /* images in [0, 1], then normalised per channel by the training images' mean and std
      * (the emoji are mostly white background: with a fixed 0.5/0.5 every background patch
@@ -220,6 +228,12 @@ static pk_status build(ctp_state *s) {
     mc.vision.img_size = s->S;
     pk_rng rng = {o->seed * 0x9E3779B97F4A7C15ull + 0xC7B};
     PK_TRY(ctp_model_create(s->c, &mc, "", &rng, &s->model));
+    /* Vulkan, one process: the epoch's loss sums on the device (under mpirun the ranks' ITA
+     * parts are summed on the host every step) */
+    for (int q = 0; q < 3 && s->c->backend != PK_BACKEND_CPU && dist_size() == 1; q++) {
+        s->sums_dev[q] = tensor_new(s->c->state, PK_F32, 1, (int64_t[]){1});
+        if (!s->sums_dev[q]) return pk_error(PK_ERR_NOMEM, "ctp: out of device memory");
+    }
     if (o->backbone) {
         const char *skip[] = {"head."};
         PK_TRY(backbone_load(s->c, s->model->visual, o->backbone, skip, 1));
@@ -330,11 +344,11 @@ float *ctp_download_new(const tensor *t) {
     return h;
 }
 
-/* keys (B + K, E) = [batch features; queue] and their ids, as a step tensor and host arrays. */
+/* keys (B + K, E) = [batch features; queue] and their ids, as a step tensor and host arrays
+ * (h: (B + K, E), the keys' values, so nothing is read back). */
 static tensor *keys_with_queue(pk_ctx *c, const float *feat, const int32_t *ids, int B,
-                               const ctp_queue *q, int32_t *kid) {
+                               const ctp_queue *q, int32_t *kid, float *h) {
     int E = q->dim, N = B + q->size;
-    float *h = malloc(sizeof(float) * (size_t)N * E);
     if (!h) return NULL;
     memcpy(h, feat, sizeof(float) * (size_t)B * E);
     memcpy(h + (size_t)B * E, q->feat, sizeof(float) * (size_t)q->size * E);
@@ -344,7 +358,6 @@ static tensor *keys_with_queue(pk_ctx *c, const float *feat, const int32_t *ids,
         kid[B + i] = (int32_t)q->ids[i];
     tensor *t = tensor_new(c->step, PK_F32, 2, (int64_t[]){N, E});
     if (t && tensor_upload(t, h) != PK_OK) t = NULL;
-    free(h);
     return t;
 }
 
@@ -407,7 +420,9 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     int64_t first64 = 0, n64 = 0;
     dist_shard(B, &first64, &n64);
     int first = (int)first64, n = (int)n64;
-    PK_TRY(pk_step_begin(c));
+    /* no wait for the previous step (submitted by the loop): the step arena's reuse is
+     * ordered on the device */
+    PK_TRY(pk_step_reset(c));
     c->training = true;
     /* ALBEF: the momentum update runs first in every forward (the same on every rank) */
     if (stage > 0 && uses_cm(o->method))
@@ -443,24 +458,19 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         if (st == PK_OK) st = gather_rows(txt_m, B, first, E, tm);
         if (st == PK_OK) {
             int32_t *kid_i = malloc(sizeof(int32_t) * (size_t)N);
-            keys_t = keys_with_queue(c, tm, groups, B, &s->qt, kid);
-            keys_i = kid_i ? keys_with_queue(c, im, groups, B, &s->qi, kid_i) : NULL;
+            float *kt = malloc(sizeof(float) * (size_t)N * E),
+                  *ki = malloc(sizeof(float) * (size_t)N * E);
+            keys_t = keys_with_queue(c, tm, groups, B, &s->qt, kid, kt);
+            keys_i = kid_i ? keys_with_queue(c, im, groups, B, &s->qi, kid_i, ki) : NULL;
             if (!keys_t || !keys_i) st = pk_error(PK_ERR_NOMEM, "ctp: cannot build the keys");
             if (st == PK_OK) {
-                /* targets of i2t from image_feat_m @ [text_feat_m; text_queue], and t2i alike */
-                float *kt = malloc(sizeof(float) * (size_t)N * E),
-                      *ki = malloc(sizeof(float) * (size_t)N * E);
-                if (kt && ki && tensor_download(keys_t, kt) == PK_OK &&
-                    tensor_download(keys_i, ki) == PK_OK) {
-                    size_t o0 = (size_t)first * E;
-                    ctp_soft_targets(im + o0, kt, groups + first, kid, n, N, E, T, (float)alpha,
-                                     ti);
-                    ctp_soft_targets(tm + o0, ki, groups + first, kid_i, n, N, E, T, (float)alpha,
-                                     tt);
-                } else
-                    st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
-                free(kt), free(ki);
+                /* targets of i2t from image_feat_m @ [text_feat_m; text_queue], and t2i alike
+                 * (the keys' host copies: the values uploaded) */
+                size_t o0 = (size_t)first * E;
+                ctp_soft_targets(im + o0, kt, groups + first, kid, n, N, E, T, (float)alpha, ti);
+                ctp_soft_targets(tm + o0, ki, groups + first, kid_i, n, N, E, T, (float)alpha, tt);
             }
+            free(kt), free(ki);
             free(kid_i);
         }
     }
@@ -528,7 +538,12 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     if (st == PK_OK) st = dist_average_grads_weighted(c, dist_size());
     if (st == PK_OK) st = optim_step(s->opt);
     if (st == PK_OK) st = optim_zero_grad(s->opt);
-    if (st == PK_OK) {
+    if (st == PK_OK && s->sums_dev[0]) { /* summed on the device, read at the epoch's end */
+        st = pk_accumulate(c, s->sums_dev[0], loss);
+        if (st == PK_OK) st = pk_accumulate(c, s->sums_dev[1], ita);
+        if (st == PK_OK && topo) st = pk_accumulate(c, s->sums_dev[2], topo);
+        out[0] = out[1] = out[2] = NAN;
+    } else if (st == PK_OK) {
         float v[3] = {0, 0, 0};
         st = tensor_download(loss, &v[0]);
         if (st == PK_OK) st = tensor_download(ita, &v[1]);
@@ -539,6 +554,8 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
             st = dist_sum_f64(w, 1);
             out[1] = w[0], out[0] = w[1] + o->ita_weight * w[0];
         }
+    }
+    if (st == PK_OK) {
         /* collapse watch: mean cosine between different pairs' momentum embeddings */
         for (int m = 0; m < 2; m++) {
             const float *f = m ? tm : im;
@@ -987,6 +1004,8 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             snprintf(label, sizeof label, "task %d epoch %d/%d", stage + 1, e + 1, o->epochs);
             run_progress_start(s->run, label, steps);
             memset(s->sums, 0, sizeof s->sums);
+            for (int q = 0; q < 3 && st == PK_OK && s->sums_dev[0]; q++)
+                st = pk_fill(s->c, s->sums_dev[q], 0.0f);
             double lr = o->lr;
             for (int k = 0; k < steps && st == PK_OK; k++) {
                 /* per task: 20 warm-up steps, then cosine to lr / 10 */
@@ -1000,21 +1019,32 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                 if (stage == 0 && e == 0) alpha *= (double)k / steps;
                 double t0 = run_now(), c0 = cpu_now(), v[5] = {0, 0, 0, 0, 0};
                 dist_stats k0 = dist_stats_get();
+                pk_step_counters_begin(&s->vulkan, s->c->dev);
                 st = train_step(s, stage, pool + (size_t)k * B, B, alpha, &er, v);
+                if (st == PK_OK) st = pk_device_submit(s->c->dev); /* no wait (Vulkan) */
+                if (st == PK_OK) pk_step_counters_mark(&s->vulkan, s->c->dev);
                 dist_stats k1 = dist_stats_get();
                 train_secs += run_now() - t0, train_cpu += cpu_now() - c0, steps_run++;
                 comm.seconds += k1.seconds - k0.seconds, comm.bytes += k1.bytes - k0.bytes;
                 comm.calls += k1.calls - k0.calls;
                 it++;
-                if (st == PK_OK && !isfinite(v[0]))
+                if (st == PK_OK && !s->sums_dev[0] && !isfinite(v[0]))
                     st = pk_error(PK_ERR_INVALID, "ctp: the loss is %g at step %lld", v[0],
                                   (long long)it);
-                for (int q = 0; q < 5; q++)
+                for (int q = s->sums_dev[0] ? 3 : 0; q < 5; q++)
                     s->sums[q] += (float)v[q];
                 s->sums[5] += 1;
-                run_progress_update(s->run, k + 1, "loss %.4f", s->sums[0] / s->sums[5]);
+                if (s->sums_dev[0]) /* the losses are read when the epoch is logged */
+                    run_progress_update(s->run, k + 1, "step %lld", (long long)it);
+                else
+                    run_progress_update(s->run, k + 1, "loss %.4f", s->sums[0] / s->sums[5]);
             }
             run_progress_end(s->run);
+            for (int q = 0; q < 3 && st == PK_OK && s->sums_dev[0]; q++)
+                st = tensor_download(s->sums_dev[q], &s->sums[q]);
+            if (st == PK_OK && !isfinite(s->sums[0]))
+                st = pk_error(PK_ERR_INVALID, "ctp: the loss sum of task %d epoch %d is %g",
+                              stage + 1, e + 1, s->sums[0]);
             if (st != PK_OK) break;
             double rm = NAN, i2t[3], t2i[3];
             bool last = e + 1 == o->epochs;
@@ -1058,6 +1088,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         res->train_seconds = train_secs, res->train_cpu_seconds = train_cpu;
         metrics_final(s, res);
         run_metric(s->run, "ranks", dist_size());
+        run_metric_vulkan(s->run, s->c->dev, &s->vulkan);
         if (steps_run > 0) { /* rank 0's training steps in this process */
             double k = 1.0 / (double)steps_run;
             char d[384];

@@ -1635,9 +1635,7 @@ pk_status gs_trainer_finish(gs_trainer *t, gs_eval *ev) {
     phases_metric(run, "ms_per_step", &tm->wall, tm->steps);
     phases_metric(run, "cpu_ms_per_step", &tm->cpu, tm->steps);
     run_metric(run, "timed_steps", (double)tm->steps);
-    char vk[512];
-    if (t->ctx->backend == PK_BACKEND_VK && pk_step_counters_json(&t->counters, vk, sizeof vk))
-        run_metric_json(run, "vulkan", vk);
+    run_metric_vulkan(run, t->ctx->dev, &t->counters);
     run_metric(run, "ranks", dist_size());
     if (tm->steps > 0) { /* rank 0's gradient allreduce (the densification checks excluded) */
         double k = 1.0 / (double)tm->steps;

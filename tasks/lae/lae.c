@@ -120,7 +120,7 @@ static tensor *logits(lae *l, tensor *x) {
 }
 
 static pk_status lae_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, double share,
-                          double *loss) {
+                          tensor **loss) {
     lae *l = m->self;
     tensor *lv = pk_cross_entropy(l->c, logits(l, x), y, lo, hi);
     if (!lv) return pk_error(PK_ERR_INVALID, "%s: forward failed: %s", m->name, polyak_error());
@@ -139,9 +139,7 @@ static pk_status lae_step(cl_method *m, tensor *x, tensor *y, int lo, int hi, do
     l->counters[0] = (float)optim_steps(l->head_opt);
     l->counters[1] = (float)optim_steps(l->pet_opt);
     l->counters[2] = l->offline ? (float)teacher_updates(l->offline) : 0;
-    float v;
-    PK_TRY(tensor_download(lv, &v));
-    *loss = v;
+    *loss = lv;
     return PK_OK;
 }
 

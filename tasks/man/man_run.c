@@ -188,9 +188,7 @@ static pk_status write_metrics(job *r, int done, const man_result *res) {
     run_metric_json(run, "memory_bytes", mem);
     run_metric(run, "epoch_seconds", ms(res->epoch_seconds));
     run_metric_str(run, "device", pk_device_get_info(r->c->dev)->name);
-    char vk[512];
-    if (r->c->backend == PK_BACKEND_VK && pk_step_counters_json(&res->vulkan, vk, sizeof vk))
-        run_metric_json(run, "vulkan", vk);
+    run_metric_vulkan(run, r->c->dev, &res->vulkan);
     run_metric(run, "ema_momentum", cfg->ema_momentum);
     run_metric_array(run, "lambda1_first_last", l1, 2);
     run_metric_array(run, "lambda2_first_last", l2, 2);

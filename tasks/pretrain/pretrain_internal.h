@@ -54,6 +54,8 @@ typedef struct pt_state {
     pk_optimizer *opt;      /* every parameter but the head's last layer */
     pk_optimizer *opt_last; /* DINO's last layer (frozen in the first epoch) */
     tensor *center;         /* (K) */
+    tensor *loss_sum;       /* (1) off the CPU backend: the epoch's loss sum, kept on the device
+                               and read at the epoch's end (or a stop), not every step */
     int ncrops, steps;      /* crops per image; steps per epoch */
     int local_batch;        /* this rank's images of every global batch (o.batch / ranks) */
     int64_t shard_first;    /* their first position in the global batch */
@@ -62,8 +64,9 @@ typedef struct pt_state {
     int32_t *labels;               /* (2 B) supervised labels */
     float *feat_train, *feat_test; /* (ntrain, D), (ntest, D) */
     int32_t *y_train, *y_test;
-    float *knn_curve; /* (epochs) per-epoch k-NN top-1, in checkpoints */
-    float acc[4];     /* this epoch so far: loss sum, steps, training seconds, unused */
+    float *knn_curve;        /* (epochs) per-epoch k-NN top-1, in checkpoints */
+    float acc[4];            /* this epoch so far: loss sum, steps, training seconds, unused */
+    pk_step_counters vulkan; /* device traffic of the training steps (metrics.json "vulkan") */
 } pt_state;
 
 /* The named configuration with the options' overrides. */
@@ -73,10 +76,13 @@ pk_status arch_config(const pretrain_options *o, vit_config *cfg);
 pk_status build_models(pt_state *s);
 
 /* One DINO step on the views in s->globals / s->locals: teacher and student forwards, the
- * loss, the centre update, backward and clipping; the loss value in *loss_out. */
+ * loss, the centre update, backward and clipping; the loss value in *loss_out (CPU backend),
+ * or (other backends) added into s->loss_sum on the device and *loss_out = NaN: nothing is
+ * read back and nothing waits. */
 pk_status dino_step(pt_state *s, int epoch, int64_t it, double *loss_out);
 
-/* One supervised step: cross-entropy of the head on both global crops of every image. */
+/* One supervised step: cross-entropy of the head on both global crops of every image (the
+ * loss as dino_step's). */
 pk_status supervised_step(pt_state *s, double *loss_out);
 
 /* Sets lr and weight decay of step `it`, steps the optimisers, zeroes the gradients and

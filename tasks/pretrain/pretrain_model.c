@@ -127,6 +127,11 @@ pk_status build_models(pt_state *s) {
         s->nparams = nb + 2;
     }
     if (o->method != PRETRAIN_DINO && o->method != PRETRAIN_SUPERVISED) return PK_OK;
+    if (s->c->backend != PK_BACKEND_CPU) {
+        s->loss_sum = tensor_new(s->c->state, PK_F32, 1, (int64_t[]){1});
+        if (!s->loss_sum) return PK_ERR_NOMEM;
+        PK_TRY(tensor_fill(s->loss_sum, 0.0f));
+    }
     /* optimiser groups: regularised, not regularised; DINO's last layer apart */
     tensor **reg = malloc(sizeof(tensor *) * (size_t)s->nparams);
     tensor **noreg = malloc(sizeof(tensor *) * (size_t)s->nparams);
@@ -198,30 +203,45 @@ static pk_status clip_gradients(pt_state *s) {
         }
         return PK_OK;
     }
-    /* other backends: the norms in one read-back, then g += (coef - 1) g on the device */
+    /* other backends, on the device without a read-back: every tensor's squared norm into
+     * one (n) vector, coef = clip / (norm + 1e-6) and g += (min(coef, 1) - 1) g, the CPU
+     * path's `if (coef < 1) g *= coef` (min(coef, 1) - 1 = -relu(1 - coef); 0 leaves g) */
     bool ge = pk_set_grad_enabled(c, false);
-    tensor **sq = malloc(sizeof(tensor *) * (size_t)s->nparams);
-    float *norms = malloc(sizeof(float) * (size_t)s->nparams);
-    pk_status st = PK_OK;
-    if (!sq || !norms) st = pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
-    for (int i = 0; i < s->nparams && st == PK_OK; i++) {
+    int n = s->nparams;
+    tensor **sq = malloc(sizeof(tensor *) * (size_t)n);
+    pk_status st = sq ? PK_OK : pk_error(PK_ERR_NOMEM, "pretrain: out of host memory");
+    for (int i = 0; i < n && st == PK_OK; i++) {
         tensor *g = s->params[i]->grad;
         tensor *flat = pk_reshape(c, g, 1, (int64_t[]){tensor_numel(g)});
-        sq[i] = pk_sum_all(c, pk_unary(c, PK_SQUARE, flat));
+        sq[i] = pk_sum_all(c, pk_unary(c, PK_SQUARE, flat)); // (1)
         if (!sq[i]) st = PK_ERR_INVALID;
     }
-    tensor *all = st == PK_OK ? concat_many(c, sq, s->nparams) : NULL;
-    if (st == PK_OK && !all) st = PK_ERR_INVALID;
-    if (st == PK_OK) st = tensor_download(all, norms);
-    for (int i = 0; i < s->nparams && st == PK_OK; i++) {
-        double coef = s->o.clip / (sqrt((double)norms[i]) + 1e-6);
-        if (coef >= 1.0) continue;
+    tensor *norms = st == PK_OK ? concat_many(c, sq, n) : NULL; // (n) squared norms
+    tensor *clip = norms ? tensor_new(c->step, PK_F32, 1, (int64_t[]){n}) : NULL;
+    if (st == PK_OK && (!clip || pk_fill(c, clip, (float)s->o.clip) != PK_OK)) st = PK_ERR_INVALID;
+    tensor *coef =
+        st == PK_OK ? pk_div(c, clip, pk_affine(c, pk_sqrt(c, norms), 1.0f, 1e-6f)) : NULL; // (n)
+    tensor *less1 = coef ? pk_scale(c, pk_relu(c, pk_affine(c, coef, -1.0f, 1.0f)), -1.0f) : NULL;
+    if (st == PK_OK && !less1) st = PK_ERR_INVALID;
+    for (int i = 0; i < n && st == PK_OK; i++) {
         tensor *g = s->params[i]->grad;
-        st = pk_accumulate(c, g, pk_scale(c, g, (float)(coef - 1.0)));
+        st = pk_accumulate(c, g, pk_mul(c, g, pk_slice(c, less1, 0, i, 1)));
     }
     pk_set_grad_enabled(c, ge);
-    free(sq), free(norms);
+    free(sq);
     return st;
+}
+
+/* The step's loss: read (CPU backend), or added into the device sum (others). */
+static pk_status take_loss(pt_state *s, tensor *loss, double *out) {
+    if (s->loss_sum) {
+        *out = NAN;
+        return pk_accumulate(s->c, s->loss_sum, loss);
+    }
+    float lv = 0;
+    PK_TRY(tensor_download(loss, &lv));
+    *out = lv;
+    return PK_OK;
 }
 
 /* One DINO step on the batch at `it` (views already in s->globals / s->locals). */
@@ -230,7 +250,9 @@ pk_status dino_step(pt_state *s, int epoch, int64_t it, double *loss_out) {
     const pretrain_options *o = &s->o;
     int b = s->local_batch, ch = s->train.c, g = o->global_size, l = o->local_size,
         nl = o->local_crops;
-    PK_TRY(pk_step_begin(c));
+    /* no wait for the previous step: its recording is submitted; the step arena's reuse is
+     * ordered on the device (pk_step_reset) */
+    PK_TRY(pk_step_reset(c));
     tensor *xg = tensor_new(c->step, PK_F32, 4, (int64_t[]){2 * b, ch, g, g});
     tensor *xl = nl ? tensor_new(c->step, PK_F32, 4, (int64_t[]){(int64_t)nl * b, ch, l, l}) : NULL;
     if (!xg || (nl && !xl)) return PK_ERR_NOMEM;
@@ -257,9 +279,7 @@ pk_status dino_step(pt_state *s, int epoch, int64_t it, double *loss_out) {
     if (!loss) return PK_ERR_INVALID;
     PK_TRY(dino_center_update_world(c, s->center, tout, o->center_momentum));
     PK_TRY(autograd_backward(c, loss));
-    float lv = 0;
-    PK_TRY(tensor_download(loss, &lv));
-    *loss_out = lv;
+    PK_TRY(take_loss(s, loss, loss_out));
     /* data parallel: the mean of the ranks' gradients, then DINO's per-tensor clipping (as
      * DDP's reduced gradients are what clip_gradients sees) */
     PK_TRY(dist_average_grads(c));
@@ -271,7 +291,7 @@ pk_status supervised_step(pt_state *s, double *loss_out) {
     pk_ctx *c = s->c;
     const pretrain_options *o = &s->o;
     int b = s->local_batch, ch = s->train.c, g = o->global_size;
-    PK_TRY(pk_step_begin(c));
+    PK_TRY(pk_step_reset(c));
     tensor *xg = tensor_new(c->step, PK_F32, 4, (int64_t[]){2 * b, ch, g, g});
     tensor *y = tensor_new(c->step, PK_I32, 1, (int64_t[]){2 * b});
     if (!xg || !y) return PK_ERR_NOMEM;
@@ -281,9 +301,7 @@ pk_status supervised_step(pt_state *s, double *loss_out) {
     tensor *loss = pk_cross_entropy(c, logits, y, 0, 0);
     if (!loss) return PK_ERR_INVALID;
     PK_TRY(autograd_backward(c, loss));
-    float lv = 0;
-    PK_TRY(tensor_download(loss, &lv));
-    *loss_out = lv;
+    PK_TRY(take_loss(s, loss, loss_out));
     PK_TRY(dist_average_grads(c));
     return clip_gradients(s);
 }

@@ -326,6 +326,25 @@ static pk_status world_sums(pt_state *s) {
     return PK_OK;
 }
 
+/* Off the CPU backend the epoch's loss sum lives on the device (s->loss_sum): put there from
+ * s->acc[0] when an epoch (or a resumed part of one) starts, read back into it when the epoch
+ * ends or a checkpoint is saved, the only host waits of the steps. The device adds the same
+ * floats in the same order as the host loop, so the sums are those of a per-step read. */
+static pk_status loss_sum_put(pt_state *s) {
+    return s->loss_sum ? tensor_upload(s->loss_sum, &s->acc[0]) : PK_OK;
+}
+
+static pk_status loss_sum_take(pt_state *s, int epoch) {
+    if (!s->loss_sum) return PK_OK;
+    PK_TRY(tensor_download(s->loss_sum, &s->acc[0]));
+    if (!isfinite(s->acc[0]))
+        return pk_error(PK_ERR_INVALID,
+                        "pretrain: the loss sum of epoch %d is %g after %.0f steps; try a smaller "
+                        "--lr",
+                        epoch + 1, s->acc[0], s->acc[1]);
+    return PK_OK;
+}
+
 /* Sets the counters that follow from the global step (optimisers, teacher). */
 static void set_counters(pt_state *s, int64_t it) {
     if (s->opt) optim_set_steps(s->opt, it);
@@ -587,9 +606,11 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         double lr = 0, wd = 0, mom = s->ema.n ? teacher_momentum(s->ema.t[0]) : 0;
         double temp = dino_teacher_temp(e, o->warmup_teacher_temp, o->teacher_temp,
                                         o->warmup_teacher_temp_epochs);
+        if ((st = loss_sum_put(s)) != PK_OK) break;
         for (int sidx = (int)(it - (int64_t)e * s->steps); sidx < s->steps && st == PK_OK;
              sidx++, it++) {
             double t0 = run_now(), c0 = cpu_now(), loss = 0;
+            pk_step_counters_begin(&s->vulkan, s->c->dev);
             /* this rank's shard of the global batch (all of it in a world of one) */
             const int32_t *idx = s->order + (size_t)sidx * o->batch + s->shard_first;
             st = aug_dino_batch_at(pk_ctx_pool(s->c), &s->aug, &s->train, idx, s->local_batch,
@@ -606,8 +627,11 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
                 st = supervised_step(s, &loss);
             }
             if (st == PK_OK) st = optimise(s, e, it, &lr, &wd);
+            /* the step's work goes to the device; nothing waits for it (Vulkan) */
+            if (st == PK_OK) st = pk_device_submit(s->c->dev);
             if (st != PK_OK) break;
-            if (!isfinite(loss)) {
+            pk_step_counters_mark(&s->vulkan, s->c->dev);
+            if (!s->loss_sum && !isfinite(loss)) {
                 st = pk_error(PK_ERR_INVALID,
                               "pretrain: the loss is %g at epoch %d step %d; try a smaller --lr",
                               loss, e + 1, sidx + 1);
@@ -617,15 +641,21 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
             dist_stats k1 = dist_stats_get();
             comm.seconds += k1.seconds - k0.seconds, comm.bytes += k1.bytes - k0.bytes;
             comm.calls += k1.calls - k0.calls;
-            s->acc[0] += (float)loss, s->acc[1] += 1, s->acc[2] += (float)dt;
+            if (!s->loss_sum) s->acc[0] += (float)loss;
+            s->acc[1] += 1, s->acc[2] += (float)dt;
             train_secs += dt, steps_timed++;
             train_cpu += cpu_now() - c0;
-            run_progress_update(s->run, sidx + 1, "loss %.4f lr %.2e", s->acc[0] / s->acc[1], lr);
+            if (s->loss_sum) /* the loss is read at the epoch's end */
+                run_progress_update(s->run, sidx + 1, "lr %.2e", lr);
+            else
+                run_progress_update(s->run, sidx + 1, "loss %.4f lr %.2e", s->acc[0] / s->acc[1],
+                                    lr);
             if (run_stop_requested(s->run) && sidx + 1 < s->steps) {
                 run_progress_end(s->run);
                 run_info(s->run, "stop requested: saving a checkpoint at step %lld",
                          (long long)(it + 1));
-                st = world_sums(s);
+                st = loss_sum_take(s, e);
+                if (st == PK_OK) st = world_sums(s);
                 if (st == PK_OK) st = run_checkpoint_save(s->run, it + 1, ck.t, ck.n, NULL);
                 res->stopped = true;
                 goto stopped;
@@ -634,7 +664,8 @@ static pk_status run_body(pt_state *s, pretrain_result *res) {
         run_progress_end(s->run);
         if (st != PK_OK) break;
         double t1 = run_now(), knn = 0;
-        st = world_sums(s);
+        st = loss_sum_take(s, e);
+        if (st == PK_OK) st = world_sums(s);
         if (st == PK_OK) st = evaluate_knn(s, nbank, &knn);
         if (st != PK_OK) break;
         double ev = run_now() - t1;
@@ -704,6 +735,7 @@ stopped:
         run_metric(s->run, "test_images", s->ntest);
         run_metric(s->run, "crops", s->ncrops);
         run_metric(s->run, "ranks", dist_size());
+        run_metric_vulkan(s->run, s->c->dev, &s->vulkan);
         if (steps_timed > 0) {
             double k = 1.0 / (double)steps_timed;
             char dj[320];
