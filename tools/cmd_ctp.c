@@ -21,7 +21,8 @@ int cmd_ctp(int argc, char **argv) {
         "  model: [--img-size S] [--patch P] [--dim D] [--depth N] [--heads H]\n"
         "       [--backbone FILE (polyak pretrain / timm ViT safetensors)]\n"
         "       [--text-mlm-epochs E (text encoder pretrained by masked language modelling on\n"
-        "        the training captions before task 1)]\n"
+        "        the training captions before task 1)] [--text-mlm-lr LR (5e-4)] [--text-mlm-wd W\n"
+        "        (0.02)]\n"
         "       [--txt-dim D] [--txt-depth N] [--txt-heads H] [--max-len L] [--vocab-size V]\n"
         "       [--embed E] [--queue K] [--temp T] [--momentum M]\n"
         "       [--alpha A (ALBEF's soft targets; 0 = hard targets, CTP's code and the default)]\n"
@@ -117,6 +118,8 @@ int cmd_ctp(int argc, char **argv) {
         POS_OPT("--temp", o.temp)
         POS_OPT("--momentum", o.momentum)
         POS_OPT("--topo-weight", o.topo_weight)
+        POS_OPT("--text-mlm-lr", o.text_mlm_lr)
+        POS_OPT("--text-mlm-wd", o.text_mlm_wd)
         else return cli_usage("ctp", usage, "unknown option");
 #undef INT_OPT
 #undef POS_OPT

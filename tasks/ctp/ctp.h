@@ -60,6 +60,9 @@ typedef struct ctp_options {
                                epochs with BERT's masked-language-model loss on the training
                                captions of the run's tasks (a stand-in for CTP's pretrained
                                BERT); 0: none */
+    double text_mlm_lr;     /* its AdamW's peak lr; 0: 5e-4 (not the run's --lr, so the text start
+                               stays the same when the continual lr changes) */
+    double text_mlm_wd;     /* its weight decay; 0: 0.02 */
     const char *task_field; /* manifest key of the task */
     double test_fraction;   /* when the manifest has no split; 0: 0.2 */
     const char *task_order; /* comma-separated task names or indices; NULL: file order,

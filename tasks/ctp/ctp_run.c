@@ -47,6 +47,8 @@ static void fill_defaults(ctp_options *o) {
     D(lr, 5e-4);
     D(weight_decay, 0.05);
     D(min_lr_ratio, 0.01);
+    D(text_mlm_lr, 5e-4);
+    D(text_mlm_wd, 0.02);
     D(patch, 4);
     D(dim, 96);
     D(depth, 3);
@@ -647,6 +649,12 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
         (unsigned long long)o->order_seed, (unsigned long long)o->seed, o->max_tasks,
         (int)o->no_inbatch, o->ita_weight);
     /* only when used, so the runs made before the option still resume */
+    if (k > 0 && (size_t)k < n && o->text_mlm_epochs > 0 &&
+        (o->text_mlm_lr != 5e-4 || o->text_mlm_wd != 0.02))
+        k += snprintf(buf + k - 1, n - (size_t)(k - 1),
+                      ", \"text_mlm_lr\": %g, \"text_mlm_wd\": %g}", o->text_mlm_lr,
+                      o->text_mlm_wd) -
+             1;
     if (k > 0 && (size_t)k < n && o->text_mlm_epochs > 0)
         k += snprintf(buf + k - 1, n - (size_t)(k - 1), ", \"text_mlm_epochs\": %d}",
                       o->text_mlm_epochs) -
@@ -666,7 +674,7 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
 /* ---- the text encoder's warm start ---- */
 
 /* BERT's masked-language-model pretraining of the text encoder (its own AdamW over the text
- * parameters, the model's lr and weight decay, 20 warm-up steps then cosine to lr / 10) on the
+ * parameters, --text-mlm-lr and --text-mlm-wd, 20 warm-up steps then cosine to lr / 10) on the
  * training captions of the run's tasks, one text per caption group; BERT's masking: 15% of the
  * word pieces (at least one), of them 80% [MASK], 10% a random piece, 10% unchanged; the
  * decoder is tied to the token embedding. Then the momentum model copies the model. Writes
@@ -699,9 +707,12 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
         else
             tp[nno++] = p;
     }
-    pk_param_group g[2] = {
-        {.name = "decay", .params = tdec, .n = ndec, .lr = o->lr, .weight_decay = o->weight_decay},
-        {.name = "no_decay", .params = tp, .n = nno, .lr = o->lr}};
+    pk_param_group g[2] = {{.name = "decay",
+                            .params = tdec,
+                            .n = ndec,
+                            .lr = o->text_mlm_lr,
+                            .weight_decay = o->text_mlm_wd},
+                           {.name = "no_decay", .params = tp, .n = nno, .lr = o->text_mlm_lr}};
     pk_optim_options oo = {.kind = PK_OPTIM_ADAMW,
                            .adamw = optim_adamw_defaults((pk_adamw_params){0})};
     pk_optimizer *opt = NULL;
@@ -723,8 +734,9 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
         run_progress_start(s->run, label, steps);
         for (int k = 0; k < steps && st == PK_OK; k++) {
             int64_t ts = (int64_t)e * steps + k;
-            double lr = ts < 20 ? o->lr * (ts + 1) / 20.0
-                                : o->lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * (double)ts / tot)));
+            double lr =
+                ts < 20 ? o->text_mlm_lr * (ts + 1) / 20.0
+                        : o->text_mlm_lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * (double)ts / tot)));
             optim_set_lr(opt, 0, lr);
             optim_set_lr(opt, 1, lr);
             int M = 0;
