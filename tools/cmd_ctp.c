@@ -12,15 +12,20 @@
 int cmd_ctp(int argc, char **argv) {
     const char *usage =
         "--data DIR|FILE --out DIR [--method ctp|seqf|joint|ctp-no-topo|ctp-no-cm]\n"
-        "       [--epochs E] [--batch B] [--lr LR] [--wd W] [--seed S] [--threads T] [--device D]\n"
+        "       [--epochs E] [--batch B] [--lr LR] [--wd W (0.05)] [--seed S] [--threads T]\n"
+        "       [--device D] [--warmup-steps N (0)] [--min-lr-ratio R (0.01: each task's cosine\n"
+        "        ends at lr * R)] [--keep-optimizer (one AdamW state across tasks; default: a new\n"
+        "        one at every task start, as CTP)]\n"
         "       [--task-order NAMES|INDICES (comma-separated)] [--order-seed S (a seeded order)]\n"
         "       [--max-tasks N] [--task-field KEY] [--test-fraction F] [--resume]\n"
         "  model: [--img-size S] [--patch P] [--dim D] [--depth N] [--heads H]\n"
         "       [--backbone FILE (polyak pretrain / timm ViT safetensors)]\n"
         "       [--text-mlm-epochs E (text encoder pretrained by masked language modelling on\n"
-        "        the training captions before task 1)]\n"
+        "        the training captions before task 1)] [--text-mlm-lr LR (5e-4)] [--text-mlm-wd W\n"
+        "        (0.02)]\n"
         "       [--txt-dim D] [--txt-depth N] [--txt-heads H] [--max-len L] [--vocab-size V]\n"
-        "       [--embed E] [--queue K] [--temp T] [--alpha A (0 = none)] [--momentum M]\n"
+        "       [--embed E] [--queue K] [--temp T] [--momentum M]\n"
+        "       [--alpha A (ALBEF's soft targets; 0 = hard targets, CTP's code and the default)]\n"
         "       [--topo-weight W] [--no-inbatch (ALBEF's ITA alone)] [--ita-weight W] "
         "[--stop-after-task N]\n"
         "DIR/FILE: pairs.jsonl, a COCO captions_*.json or pairs.csv (tools/get-emoji-pairs.sh\n"
@@ -38,6 +43,10 @@ int cmd_ctp(int argc, char **argv) {
         }
         if (strcmp(a, "--resume") == 0) {
             o.resume = true;
+            continue;
+        }
+        if (strcmp(a, "--keep-optimizer") == 0) {
+            o.keep_optimizer = true;
             continue;
         }
         if (strcmp(a, "--no-inbatch") == 0) {
@@ -76,6 +85,10 @@ int cmd_ctp(int argc, char **argv) {
             if (!cli_float("ctp", a, v, &d) || !(d >= 0))
                 return cli_usage("ctp", usage, "--ita-weight must be >= 0");
             o.ita_weight = d == 0 ? -1 : d;
+        } else if (strcmp(a, "--min-lr-ratio") == 0) {
+            if (!cli_float("ctp", a, v, &d) || !(d > 0 && d <= 1))
+                return cli_usage("ctp", usage, "--min-lr-ratio must be in (0, 1]");
+            o.min_lr_ratio = d;
         } else if (strcmp(a, "--test-fraction") == 0) {
             if (!cli_float("ctp", a, v, &d) || !(d > 0 && d < 1))
                 return cli_usage("ctp", usage, "--test-fraction must be in (0, 1)");
@@ -99,11 +112,14 @@ int cmd_ctp(int argc, char **argv) {
         INT_OPT("--max-tasks", o.max_tasks, 1, CTP_MAX_TASKS)
         INT_OPT("--text-mlm-epochs", o.text_mlm_epochs, 0, 100000)
         INT_OPT("--stop-after-task", o.stop_after_task, 1, CTP_MAX_TASKS)
+        INT_OPT("--warmup-steps", o.warmup_steps, 0, 1 << 30)
         POS_OPT("--lr", o.lr)
         POS_OPT("--wd", o.weight_decay)
         POS_OPT("--temp", o.temp)
         POS_OPT("--momentum", o.momentum)
         POS_OPT("--topo-weight", o.topo_weight)
+        POS_OPT("--text-mlm-lr", o.text_mlm_lr)
+        POS_OPT("--text-mlm-wd", o.text_mlm_wd)
         else return cli_usage("ctp", usage, "unknown option");
 #undef INT_OPT
 #undef POS_OPT
@@ -120,10 +136,11 @@ int cmd_ctp(int argc, char **argv) {
                -r.ntasks, o.out);
         return 0;
     }
-    printf("ctp %s: R_m %.2f%%, BWT %+.2f, i2t R@1/5/10 %.1f/%.1f/%.1f, t2i %.1f/%.1f/%.1f "
+    printf("ctp %s: R_m %.2f%%, BWT %+.2f (tasks seen pooled: %+.2f), i2t R@1/5/10 %.1f/%.1f/%.1f, "
+           "t2i %.1f/%.1f/%.1f "
            "(%d tasks, training %.0f s wall, %.0f s CPU); results in %s\n",
-           ctp_method_name(o.method), 100 * r.r_m, 100 * r.bwt, 100 * r.i2t[0], 100 * r.i2t[1],
-           100 * r.i2t[2], 100 * r.t2i[0], 100 * r.t2i[1], 100 * r.t2i[2], r.ntasks,
-           r.train_seconds, r.train_cpu_seconds, o.out);
+           ctp_method_name(o.method), 100 * r.r_m, 100 * r.bwt, 100 * r.bwt_cumulative,
+           100 * r.i2t[0], 100 * r.i2t[1], 100 * r.i2t[2], 100 * r.t2i[0], 100 * r.t2i[1],
+           100 * r.t2i[2], r.ntasks, r.train_seconds, r.train_cpu_seconds, o.out);
     return 0;
 }

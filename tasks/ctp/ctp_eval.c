@@ -143,6 +143,18 @@ pk_status ctp_evaluate(ctp_state *s, int stage, int hi, double *rm_seen, double 
     return st;
 }
 
+pk_status ctp_evaluate_prefixes(ctp_state *s, double *out) {
+    eval_set e;
+    pk_status st = eval_embed(s, &e);
+    for (int i = 0; i < s->T && st == PK_OK; i++) {
+        double a[3], b[3];
+        eval_recall(s, &e, 0, i, a, b);
+        out[i] = mean6(a, b);
+    }
+    eval_free(&e);
+    return st;
+}
+
 pk_status ctp_save_model(ctp_state *s) {
     int np = s->model->nparams;
     st_write_tensor *w = calloc((size_t)np + 1, sizeof *w);

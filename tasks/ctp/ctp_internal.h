@@ -36,8 +36,10 @@ typedef struct ctp_state {
     pk_optimizer *opt;
     ctp_queue qi, qt;
     float qptr[2];
-    float progress[4];    /* stages done, epochs done in the current stage, global step, 0 */
+    float progress[4];    /* stages done, epochs done in the current stage, global step, global
+                             step at the current task's start (0 with --keep-optimizer) */
     float *recall;        /* (T, T) R_m of task j after stage i (NaN: not measured) */
+    float *seen;          /* (T) R_m on tasks 0..i pooled after stage i (NaN: not measured) */
     float *final_metrics; /* 8: R_m, i2t r1 r5 r10, t2i r1 r5 r10, seconds */
     float sums[6];        /* this epoch: loss, ita, topo, image cos, text cos, steps */
     tensor *sums_dev[3];  /* Vulkan in a world of one: sums[0..2] kept on the device, added to
@@ -66,6 +68,10 @@ float *ctp_download_new(const tensor *t);
  * training up to task hi); *rm_seen, i2t and t2i on the tasks seen together. */
 pk_status ctp_evaluate(ctp_state *s, int stage, int hi, double *rm_seen, double i2t[3],
                        double t2i[3]);
+
+/* CTP's eval.py: R_m of the current model on the held-out pairs of tasks 0..i pooled, for
+ * every i < T (out: T values). */
+pk_status ctp_evaluate_prefixes(ctp_state *s, double *out);
 
 /* Writes model.safetensors: the trained parameters and the vocabulary (U8 "vocab"). */
 pk_status ctp_save_model(ctp_state *s);

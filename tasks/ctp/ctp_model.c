@@ -340,7 +340,8 @@ tensor *ctp_topology_loss(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref, 
                              k >= 2 ? mask : NULL);
         sum = sum ? pk_add(c, sum, kl) : kl;
     }
-    return pk_scale(c, sum, 0.25f);
+    /* CTP's code (models/clip_pretrain.py, CTP()): (i2t + t2i) / 2 + (i2i + t2t) / 2 */
+    return pk_scale(c, sum, 0.5f);
 }
 
 /* ---- momentum ---- */
@@ -349,6 +350,24 @@ pk_status ctp_compatible_update(pk_teacher *t, tensor *const *current, tensor *c
     tensor *const *src[2] = {current, previous};
     const float w[2] = {0.05f, 0.05f}; /* CTP: theta_c = 0.9 theta_c + 0.05 cur + 0.05 prev */
     return teacher_update_multi(t, 2, src, w, 0.9f);
+}
+
+double ctp_task_lr(int64_t step, int64_t total, double lr, int warmup, double min_ratio) {
+    if (warmup > 0 && step < warmup) return lr * (double)(step + 1) / warmup;
+    if (total <= 0) return lr;
+    double lo = lr * min_ratio;
+    const double pi = 3.14159265358979323846;
+    return lo + 0.5 * (lr - lo) * (1 + cos(pi * (double)step / (double)total));
+}
+
+pk_status ctp_optimizer_reset(pk_optimizer *o) {
+    char name[128];
+    for (int i = 0; i < optim_state_count(o); i++) {
+        tensor *t = optim_state_get(o, i, name, sizeof name);
+        if (t) PK_TRY(tensor_fill(t, 0.0f));
+    }
+    optim_set_steps(o, 0);
+    return PK_OK;
 }
 
 pk_status ctp_teacher_copy(pk_teacher *t, tensor *const *src) {

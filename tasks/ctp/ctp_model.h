@@ -18,6 +18,7 @@
 #include <stdbool.h>
 
 #include "nn/vit.h"
+#include "optim/optimizer.h"
 #include "teacher/teacher.h"
 
 typedef struct ctp_model_config {
@@ -82,15 +83,26 @@ tensor *ctp_contrastive_loss(pk_ctx *c, tensor *q, tensor *k, tensor *targets, f
 void ctp_soft_targets(const float *qm, const float *km, const int32_t *qid, const int32_t *kid,
                       int b, int n, int e, float temp, float alpha, float *targets);
 
-/* CTP's topology preservation: mean over i2t, t2i, i2i, t2t of KL(softmax(ref / T) ||
+/* CTP's topology preservation: (i2t + t2i) / 2 + (i2i + t2t) / 2 of KL(softmax(ref / T) ||
  * softmax(cur / T)) (batchmean) of in-batch similarity matrices, the diagonal masked out of
- * i2i and t2t. img, txt (B, E) current; img_ref, txt_ref (B, E) constants. -> (1,). */
+ * i2i and t2t (the official code's weighting: half the sum of the four, not their mean). img, txt
+ * (B, E) current; img_ref, txt_ref (B, E) constants. -> (1,). */
 tensor *ctp_topology_loss(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref, tensor *txt_ref,
                           float temp);
 
 /* CTP's compatible momentum update, one fused teacher call: t = 0.9 t + 0.05 current +
  * 0.05 previous (current, previous: tensors laid out as the teacher's students). */
 pk_status ctp_compatible_update(pk_teacher *t, tensor *const *current, tensor *const *previous);
+
+/* Learning rate at step `step` (from 0) of a task of `total` steps: CTP's
+ * utils.cosine_scheduler without warm-up, min + (lr - min) (1 + cos(pi step / total)) / 2 with
+ * min = lr * min_ratio; a linear warm-up (lr (step + 1) / warmup) replaces its first `warmup`
+ * steps. */
+double ctp_task_lr(int64_t step, int64_t total, double lr, int warmup, double min_ratio);
+
+/* Makes o a new optimizer again (CTP creates a new AdamW at every task start): every state
+ * tensor zeroed, the step count 0. */
+pk_status ctp_optimizer_reset(pk_optimizer *o);
 
 /* t = the tensors of `src` (laid out as t's students): a fused update with m 0, weight 1. */
 pk_status ctp_teacher_copy(pk_teacher *t, tensor *const *src);

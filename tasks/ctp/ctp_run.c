@@ -45,7 +45,10 @@ static void fill_defaults(ctp_options *o) {
     D(epochs, 5);
     D(batch, 32);
     D(lr, 5e-4);
-    D(weight_decay, 0.02);
+    D(weight_decay, 0.05);
+    D(min_lr_ratio, 0.01);
+    D(text_mlm_lr, 5e-4);
+    D(text_mlm_wd, 0.02);
     D(patch, 4);
     D(dim, 96);
     D(depth, 3);
@@ -61,7 +64,7 @@ static void fill_defaults(ctp_options *o) {
     D(momentum, 0.995);
     D(topo_weight, 1.0);
 #undef D
-    if (o->alpha == 0) o->alpha = 0.4;
+    if (o->warmup_steps < 0) o->warmup_steps = 0;
     if (o->ita_weight == 0) o->ita_weight = 1.0;
     if (o->ita_weight < 0) o->ita_weight = 0;
     if (o->alpha < 0) o->alpha = 0;
@@ -626,6 +629,25 @@ static pk_status ckpt_tensors(ctp_state *s, ckpt_list *l) {
     return PK_OK;
 }
 
+/* "ctp.seen" (T floats) beside the run_tensors: absent from the checkpoints written before it
+ * (then the values stay unknown, NaN). */
+static pk_status save_checkpoint(ctp_state *s, int64_t it, const ckpt_list *ck) {
+    int64_t shape[1] = {s->T};
+    st_write_tensor extra = {
+        .name = "ctp.seen", .dtype = ST_F32, .ndim = 1, .shape = shape, .data = s->seen};
+    return run_checkpoint_save_ex(s->run, it, ck->t, ck->n, &extra, 1, NULL);
+}
+
+static pk_status restore_seen(void *user, const ckpt_file *ck, const char *path) {
+    ctp_state *s = user;
+    const st_tensor *t = safetensors_find(&ck->st, "ctp.seen");
+    if (!t) return PK_OK;
+    if (t->dtype != ST_F32 || (int64_t)st_tensor_numel(t) != s->T)
+        return pk_error(PK_ERR_FORMAT, "%s: tensor ctp.seen: expected F32 with %d elements", path,
+                        s->T);
+    return st_tensor_to_f32(t, s->seen);
+}
+
 static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
     const ctp_options *o = &s->o;
     int k = snprintf(
@@ -644,9 +666,23 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
         (unsigned long long)o->order_seed, (unsigned long long)o->seed, o->max_tasks,
         (int)o->no_inbatch, o->ita_weight);
     /* only when used, so the runs made before the option still resume */
+    if (k > 0 && (size_t)k < n && o->text_mlm_epochs > 0 &&
+        (o->text_mlm_lr != 5e-4 || o->text_mlm_wd != 0.02))
+        k += snprintf(buf + k - 1, n - (size_t)(k - 1),
+                      ", \"text_mlm_lr\": %g, \"text_mlm_wd\": %g}", o->text_mlm_lr,
+                      o->text_mlm_wd) -
+             1;
     if (k > 0 && (size_t)k < n && o->text_mlm_epochs > 0)
         k += snprintf(buf + k - 1, n - (size_t)(k - 1), ", \"text_mlm_epochs\": %d}",
                       o->text_mlm_epochs) -
+             1;
+    /* the schedule and optimizer of the runs made before these options (20 warm-up steps,
+     * cosine to lr / 10, one AdamW throughout) leave no keys, so those runs still resume */
+    if (k > 0 && (size_t)k < n &&
+        (o->warmup_steps != 20 || o->min_lr_ratio != 0.1 || !o->keep_optimizer))
+        k += snprintf(buf + k - 1, n - (size_t)(k - 1),
+                      ", \"warmup_steps\": %d, \"min_lr_ratio\": %g, \"keep_optimizer\": %d}",
+                      o->warmup_steps, o->min_lr_ratio, (int)o->keep_optimizer) -
              1;
     if (k < 0 || (size_t)k >= n) return pk_error(PK_ERR_INVALID, "ctp: options too long");
     return PK_OK;
@@ -655,7 +691,7 @@ static pk_status options_json(const ctp_state *s, char *buf, size_t n) {
 /* ---- the text encoder's warm start ---- */
 
 /* BERT's masked-language-model pretraining of the text encoder (its own AdamW over the text
- * parameters, the model's lr and weight decay, 20 warm-up steps then cosine to lr / 10) on the
+ * parameters, --text-mlm-lr and --text-mlm-wd, 20 warm-up steps then cosine to lr / 10) on the
  * training captions of the run's tasks, one text per caption group; BERT's masking: 15% of the
  * word pieces (at least one), of them 80% [MASK], 10% a random piece, 10% unchanged; the
  * decoder is tied to the token embedding. Then the momentum model copies the model. Writes
@@ -688,9 +724,12 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
         else
             tp[nno++] = p;
     }
-    pk_param_group g[2] = {
-        {.name = "decay", .params = tdec, .n = ndec, .lr = o->lr, .weight_decay = o->weight_decay},
-        {.name = "no_decay", .params = tp, .n = nno, .lr = o->lr}};
+    pk_param_group g[2] = {{.name = "decay",
+                            .params = tdec,
+                            .n = ndec,
+                            .lr = o->text_mlm_lr,
+                            .weight_decay = o->text_mlm_wd},
+                           {.name = "no_decay", .params = tp, .n = nno, .lr = o->text_mlm_lr}};
     pk_optim_options oo = {.kind = PK_OPTIM_ADAMW,
                            .adamw = optim_adamw_defaults((pk_adamw_params){0})};
     pk_optimizer *opt = NULL;
@@ -712,8 +751,9 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
         run_progress_start(s->run, label, steps);
         for (int k = 0; k < steps && st == PK_OK; k++) {
             int64_t ts = (int64_t)e * steps + k;
-            double lr = ts < 20 ? o->lr * (ts + 1) / 20.0
-                                : o->lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * (double)ts / tot)));
+            double lr =
+                ts < 20 ? o->text_mlm_lr * (ts + 1) / 20.0
+                        : o->text_mlm_lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * (double)ts / tot)));
             optim_set_lr(opt, 0, lr);
             optim_set_lr(opt, 1, lr);
             int M = 0;
@@ -838,6 +878,20 @@ static void metrics_final(ctp_state *s, ctp_result *res) {
         res->i2t[k] = f[1 + k], res->t2i[k] = f[4 + k];
     run_metric(s->run, "R_m", f[0]);
     run_metric(s->run, "BWT", bwt);
+    /* CTP's eval.py: tasks 0..i pooled, right after task i against the final model */
+    double bc = NAN, seen[CTP_MAX_TASKS];
+    if (s->o.method != CTP_METHOD_JOINT && T > 1) {
+        bc = 0;
+        for (int i = 0; i < T - 1; i++)
+            bc += res->seen_final[i] - s->seen[i];
+        bc /= T - 1;
+    }
+    for (int i = 0; i < T; i++)
+        res->seen[i] = seen[i] = s->seen[i];
+    res->bwt_cumulative = bc;
+    run_metric_array(s->run, "R_m_seen", seen, T);
+    run_metric_array(s->run, "R_m_seen_final", res->seen_final, T);
+    run_metric(s->run, "BWT_cumulative", bc);
     char buf[160];
     snprintf(buf, sizeof buf, "{\"r1\": %.9g, \"r5\": %.9g, \"r10\": %.9g}", f[1], f[2], f[3]);
     run_metric_json(s->run, "i2t", buf);
@@ -859,11 +913,11 @@ static void print_table(ctp_state *s, const ctp_result *res) {
         run_info(s->run, "%s", line);
     }
     run_info(s->run,
-             "final: R_m %.2f%%  BWT %+.2f  i2t R@1/5/10 %.1f/%.1f/%.1f  t2i %.1f/%.1f/%.1f  "
-             "(training %.0f s, CPU %.0f s)",
-             100 * res->r_m, 100 * res->bwt, 100 * res->i2t[0], 100 * res->i2t[1],
-             100 * res->i2t[2], 100 * res->t2i[0], 100 * res->t2i[1], 100 * res->t2i[2],
-             res->train_seconds, res->train_cpu_seconds);
+             "final: R_m %.2f%%  BWT %+.2f  BWT (tasks seen pooled) %+.2f  i2t R@1/5/10 "
+             "%.1f/%.1f/%.1f  t2i %.1f/%.1f/%.1f  (training %.0f s, CPU %.0f s)",
+             100 * res->r_m, 100 * res->bwt, 100 * res->bwt_cumulative, 100 * res->i2t[0],
+             100 * res->i2t[1], 100 * res->i2t[2], 100 * res->t2i[0], 100 * res->t2i[1],
+             100 * res->t2i[2], res->train_seconds, res->train_cpu_seconds);
 }
 
 static pk_status run_body(ctp_state *s, ctp_result *res) {
@@ -909,9 +963,13 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     int T = s->T;
     s->recall = malloc(sizeof(float) * (size_t)T * T);
     s->final_metrics = calloc(8, sizeof(float));
-    if (!s->recall || !s->final_metrics) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    s->seen = malloc(sizeof(float) * (size_t)T);
+    if (!s->recall || !s->final_metrics || !s->seen)
+        return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
     for (int i = 0; i < T * T; i++)
         s->recall[i] = NAN;
+    for (int i = 0; i < T; i++)
+        s->seen[i] = NAN;
     run_metric_str(s->run, "kind", "ctp");
     run_metric_str(s->run, "method", ctp_method_name(o->method));
     {
@@ -942,7 +1000,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     ckpt_list ck = {0};
     pk_status st = ckpt_tensors(s, &ck);
     int64_t step0 = -1;
-    if (st == PK_OK) st = run_checkpoint_load(s->run, ck.t, ck.n, &step0, NULL);
+    if (st == PK_OK) st = run_checkpoint_load_ex(s->run, ck.t, ck.n, restore_seen, s, &step0, NULL);
     if (st != PK_OK) goto done;
     if (step0 >= 0) {
         s->qi.ptr = (int)s->qptr[0], s->qt.ptr = (int)s->qptr[1];
@@ -952,7 +1010,8 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
     } else
         memset(s->progress, 0, sizeof s->progress);
     int64_t it = step0 < 0 ? 0 : step0;
-    optim_set_steps(s->opt, it);
+    /* the optimizer's steps: since the task start unless one AdamW runs throughout */
+    optim_set_steps(s->opt, it - (int64_t)s->progress[3]);
     double train_secs = 0, train_cpu = 0;
     int64_t steps_run = 0; /* this process's training steps */
     dist_stats comm = {0}; /* communication inside them */
@@ -987,10 +1046,15 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
         int e0 = (int)s->progress[1];
         if (e0 == 0 && stage > 0 && uses_ref(o->method)) {
             /* CTP: the frozen reference and the momentum model start from the previous task's
-             * model */
+             * model (CTP's train_CTP.py deep-copies both at every task start; the ablation
+             * without the compatible momentum changes only the update rule) */
             st = ctp_teacher_copy(s->ref_t, s->model->params);
-            if (st == PK_OK && uses_cm(o->method))
-                st = ctp_teacher_copy(s->teacher, s->model->params);
+            if (st == PK_OK) st = ctp_teacher_copy(s->teacher, s->model->params);
+        }
+        if (e0 == 0 && st == PK_OK) {
+            /* CTP's train_*.py create a new AdamW at every task start */
+            if (stage > 0 && !o->keep_optimizer) st = ctp_optimizer_reset(s->opt);
+            s->progress[3] = o->keep_optimizer ? 0.0f : (float)it;
         }
         if (e0 == 0)
             run_info(s->run, "task %d/%d: %s (%d training pairs, %d steps per epoch)", stage + 1,
@@ -1008,10 +1072,9 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                 st = pk_fill(s->c, s->sums_dev[q], 0.0f);
             double lr = o->lr;
             for (int k = 0; k < steps && st == PK_OK; k++) {
-                /* per task: 20 warm-up steps, then cosine to lr / 10 */
+                /* per task: CTP's cosine from lr to lr * min_lr_ratio (--warmup-steps) */
                 int64_t ts = (int64_t)e * steps + k, tot = (int64_t)o->epochs * steps;
-                lr = ts < 20 ? o->lr * (ts + 1) / 20.0
-                             : o->lr * (0.1 + 0.9 * 0.5 * (1 + cos(M_PI * (double)ts / tot)));
+                lr = ctp_task_lr(ts, tot, o->lr, o->warmup_steps, o->min_lr_ratio);
                 optim_set_lr(s->opt, 0, lr);
                 optim_set_lr(s->opt, 1, lr);
                 /* ALBEF: alpha ramps up over the first epoch of the run */
@@ -1058,6 +1121,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             s->progress[1] = (float)(e + 1);
             if (last) {
                 s->progress[0] = (float)(stage + 1), s->progress[1] = 0;
+                if (o->method != CTP_METHOD_JOINT) s->seen[stage] = (float)rm;
                 s->final_metrics[0] = (float)rm;
                 for (int k = 0; k < 3; k++)
                     s->final_metrics[1 + k] = (float)i2t[k],
@@ -1070,7 +1134,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             }
             s->progress[2] = (float)it;
             if (st == PK_OK && (last || run_stop_requested(s->run)))
-                st = run_checkpoint_save(s->run, it, ck.t, ck.n, NULL);
+                st = save_checkpoint(s, it, &ck);
             if (st == PK_OK && run_stop_requested(s->run)) {
                 run_info(s->run, "stop requested: checkpoint at step %lld; --resume continues",
                          (long long)it);
@@ -1084,6 +1148,10 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             goto out;
         }
     }
+    for (int i = 0; i < T; i++)
+        res->seen_final[i] = NAN;
+    if (st == PK_OK && o->method != CTP_METHOD_JOINT) /* the final model on tasks 0..i */
+        st = ctp_evaluate_prefixes(s, res->seen_final);
     if (st == PK_OK) {
         res->train_seconds = train_secs, res->train_cpu_seconds = train_cpu;
         metrics_final(s, res);
@@ -1135,5 +1203,6 @@ pk_status ctp_run(const ctp_options *opt, ctp_result *res) {
     ctp_vocab_free(&s.vocab);
     ctp_pairs_free(&s.ps);
     free(s.images), free(s.tokens), free(s.tmask), free(s.recall), free(s.final_metrics);
+    free(s.seen);
     return st;
 }

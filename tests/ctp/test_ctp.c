@@ -548,6 +548,97 @@ START_TEST(compatible_momentum_matches_direct) {
 }
 END_TEST
 
+/* The per-task schedule against CTP's utils.cosine_scheduler written out (warm-up 0:
+ * min + 0.5 (init - min) (1 + cos(pi i / n)) for i in 0..n-1), and the warm-up's ramp. */
+START_TEST(task_lr_is_ctps_cosine) {
+    for (int it = 0; it < 20; it++) {
+        int64_t n = 1 + (int64_t)pkt_uniform(&g_rng, 0, 400);
+        double lr = 1e-5 + 1e-3 * pkt_uniform(&g_rng, 0, 1), ratio = pkt_uniform(&g_rng, 0.001f, 1);
+        double lo = lr * ratio;
+        for (int64_t i = 0; i < n; i++) {
+            double want = lo + 0.5 * (lr - lo) * (1 + cos(3.141592653589793 * (double)i / n));
+            double got = ctp_task_lr(i, n, lr, 0, ratio);
+            ck_assert_msg(fabs(got - want) <= 1e-12 * lr, "n %lld i %lld: %.12g, expected %.12g",
+                          (long long)n, (long long)i, got, want);
+        }
+        /* starts at the peak (no warm-up) */
+        ck_assert(fabs(ctp_task_lr(0, n, lr, 0, ratio) - lr) <= 1e-15 * lr);
+        /* with a warm-up of w steps: lr (i + 1) / w, then the same cosine */
+        int w = 1 + (int)pkt_uniform(&g_rng, 0, 30);
+        for (int64_t i = 0; i < n + 5; i++) {
+            double want = i < w
+                              ? lr * (double)(i + 1) / w
+                              : lo + 0.5 * (lr - lo) * (1 + cos(3.141592653589793 * (double)i / n));
+            ck_assert(fabs(ctp_task_lr(i, n, lr, w, ratio) - want) <= 1e-12 * lr);
+        }
+    }
+}
+END_TEST
+
+/* After ctp_optimizer_reset an AdamW steps exactly as a new one created on the same parameter
+ * values (CTP creates a new AdamW at every task start); without the reset it does not. */
+START_TEST(optimizer_reset_is_a_new_adamw) {
+    pk_ctx *c = pkt_ctx("cpu");
+    const int64_t sa[2] = {3, 70}, sb[1] = {9};
+    tensor *p[3][2];
+    pk_optimizer *o[3];
+    for (int k = 0; k < 3; k++) {
+        static const char *const na[3] = {"a0", "a1", "a2"}, *const nb[3] = {"b0", "b1", "b2"};
+        p[k][0] = pk_param_new(c, na[k], 2, sa);
+        p[k][1] = pk_param_new(c, nb[k], 1, sb);
+        pk_param_group g[2] = {
+            {.name = "decay", .params = &p[k][0], .n = 1, .lr = 1e-2, .weight_decay = 0.05},
+            {.name = "no_decay", .params = &p[k][1], .n = 1, .lr = 1e-2}};
+        pk_optim_options oo = {.kind = PK_OPTIM_ADAMW,
+                               .adamw = optim_adamw_defaults((pk_adamw_params){0})};
+        ck_assert_int_eq(optim_create(c, &oo, g, 2, &o[k]), PK_OK);
+    }
+    /* optimizers 0 and 1 take a few steps of random gradients (a first task) */
+    for (int step = 0; step < 4; step++)
+        for (int k = 0; k < 2; k++) {
+            for (int j = 0; j < 2; j++) {
+                int64_t n = tensor_numel(p[k][j]);
+                float *h = malloc(sizeof(float) * (size_t)n);
+                pkt_rng r = {1000 + 10 * (uint64_t)step + (uint64_t)j};
+                pkt_fill_uniform(&r, h, n, -1, 1);
+                ck_assert_int_eq(tensor_upload(p[k][j]->grad, h), PK_OK);
+                free(h);
+            }
+            ck_assert_int_eq(optim_step(o[k]), PK_OK);
+        }
+    ck_assert_int_eq(ctp_optimizer_reset(o[0]), PK_OK);
+    ck_assert_int_eq(optim_steps(o[0]), 0);
+    /* all three at the same parameters; one step of the same gradient */
+    for (int j = 0; j < 2; j++) {
+        int64_t n = tensor_numel(p[0][j]);
+        float *h = malloc(sizeof(float) * (size_t)n), *g = malloc(sizeof(float) * (size_t)n);
+        pkt_fill_uniform(&g_rng, h, n, -1, 1);
+        pkt_fill_uniform(&g_rng, g, n, -1, 1);
+        for (int k = 0; k < 3; k++) {
+            ck_assert_int_eq(tensor_upload(p[k][j], h), PK_OK);
+            ck_assert_int_eq(tensor_upload(p[k][j]->grad, g), PK_OK);
+        }
+        free(h), free(g);
+    }
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(optim_step(o[k]), PK_OK);
+    bool kept_differs = false;
+    for (int j = 0; j < 2; j++) {
+        int64_t n = tensor_numel(p[0][j]);
+        float *reset = pkt_download(p[0][j]), *kept = pkt_download(p[1][j]),
+              *fresh = pkt_download(p[2][j]);
+        ck_assert_msg(memcmp(reset, fresh, sizeof(float) * (size_t)n) == 0,
+                      "tensor %d: the reset optimizer's step differs from a new one's", j);
+        kept_differs |= memcmp(kept, fresh, sizeof(float) * (size_t)n) != 0;
+        free(reset), free(kept), free(fresh);
+    }
+    ck_assert_msg(kept_differs, "the optimizer that kept its state stepped as a new one");
+    for (int k = 0; k < 3; k++)
+        optim_destroy(o[k]);
+    pkt_ctx_done(c);
+}
+END_TEST
+
 START_TEST(recall_on_hand_made_similarities) {
     /* 4 images, 3 texts; images 0 and 1 show text 0, image 2 text 1, image 3 text 2 */
     const int32_t it[4] = {0, 0, 1, 2};
@@ -665,17 +756,33 @@ START_TEST(short_run_beats_chance) {
                   "R@1 %.3f / %.3f is not far above chance (1/16)", r.i2t[0], r.t2i[0]);
     ck_assert(isnan(r.recall[0][1]) && !isnan(r.recall[1][0]));
     ck_assert(fabs(r.bwt - (r.recall[1][0] - r.recall[0][0])) < 1e-6);
+    /* CTP's eval.py pools tasks 0..i: for i = 0 that is task 0's own pairs, so the pooled
+     * values of the first task are the matrix's column 0; the last pooled value after the last
+     * task is the final R_m; BWT over the pooled sets is their difference */
+    ck_assert(fabs(r.seen[0] - r.recall[0][0]) < 1e-6 &&
+              fabs(r.seen_final[0] - r.recall[1][0]) < 1e-6);
+    ck_assert(fabs(r.seen[1] - r.r_m) < 1e-6 && fabs(r.seen_final[1] - r.r_m) < 1e-6);
+    ck_assert(fabs(r.bwt_cumulative - (r.seen_final[0] - r.seen[0])) < 1e-6);
     /* the metrics file holds the fixed names */
     char p[600];
     snprintf(p, sizeof p, "%s/metrics.json", out);
     uint8_t *buf;
     size_t len;
     ck_assert_int_eq(io_read_file(p, &buf, &len), PK_OK);
-    const char *keys[] = {"\"kind\": \"ctp\"", "\"recall_matrix\"", "\"R_m\"",
-                          "\"BWT\"",           "\"i2t\"",           "\"t2i\"",
-                          "\"r10\"",           "\"task_names\"",    "\"method\": \"ctp\""};
+    const char *keys[] = {"\"kind\": \"ctp\"",
+                          "\"recall_matrix\"",
+                          "\"R_m\"",
+                          "\"BWT\"",
+                          "\"i2t\"",
+                          "\"t2i\"",
+                          "\"r10\"",
+                          "\"task_names\"",
+                          "\"method\": \"ctp\"",
+                          "\"R_m_seen\"",
+                          "\"R_m_seen_final\"",
+                          "\"BWT_cumulative\""};
     char *text = strndup((char *)buf, len);
-    for (int k = 0; k < 9; k++)
+    for (int k = 0; k < 12; k++)
         ck_assert_msg(strstr(text, keys[k]) != NULL, "metrics.json lacks %s:\n%s", keys[k], text);
     free(text), free(buf);
     remove_dir(d);
@@ -901,6 +1008,8 @@ int main(void) {
     tcase_add_test(unit, queue_is_fifo);
     tcase_add_test(unit, compatible_momentum_matches_direct);
     tcase_add_test(unit, recall_on_hand_made_similarities);
+    tcase_add_test(unit, task_lr_is_ctps_cosine);
+    tcase_add_test(unit, optimizer_reset_is_a_new_adamw);
     tcase_add_test(unit, mlm_loss_matches_direct);
     suite_add_tcase(s, unit);
     TCase *runs = tcase_create("runs");

@@ -7,7 +7,8 @@ Transcriptions (written from the papers' code as REFERENCE.md describes it, not 
   loss = -sum(log_softmax(sim, 1) * targets, 1).mean(), targets = alpha * softmax(sim_m, 1) +
   (1 - alpha) * positives (rows normalised), sim_m from the momentum features.
 - CTP's topology preservation: KL(softmax(ref / T) || softmax(cur / T)), batchmean, for i2t,
-  t2i, i2i and t2t, averaged; in i2i and t2t each row's own entry is left out of the softmax
+  t2i, i2i and t2t, weighted as KevinLight831/CTP's models/clip_pretrain.py (CTP()) adds them:
+  (i2t + t2i) / 2 + (i2i + t2t) / 2, i.e. half their sum; in i2i and t2t each row's own entry is left out of the softmax
   (here by dropping it: an independent form of the C code's additive mask).
 
 Cases contrast<i>: q (B, E), k (N, E), targets (B, N) -> loss, d loss/d q, d loss/d k.
@@ -53,7 +54,7 @@ def topo(img, txt, img_r, txt_r, temp):
             cur, ref = off_diagonal(cur), off_diagonal(ref)
         total = total + F.kl_div(F.log_softmax(cur / temp, dim=1), F.softmax(ref / temp, dim=1),
                                  reduction="batchmean")
-    return total / 4
+    return total / 2
 
 
 def main():
