@@ -363,9 +363,10 @@ int cmd_splat_train(int argc, char **argv) {
     if (info.photos && !info.start_step)
         run_info(run,
                  "settings for photos: %s background, densification from "
-                 "step %lld, %s (--background R,G,B, --densify-from N, --prune-big-scale F "
-                 "change them)",
+                 "step %lld to %lld, %s (--background R,G,B, --densify-from N, --densify-until N, "
+                 "--prune-big-scale F change them)",
                  info.random_background ? "random" : "fixed", (long long)info.densify_from,
+                 (long long)info.densify_until,
                  info.prune_big_scale > 0 ? "world-size prune" : "no world-size prune");
     if (info.levels)
         run_info(run,

@@ -200,7 +200,6 @@ gs_train_options gs_train_defaults(gs_train_options o) {
     if (!o.keep_checkpoints) o.keep_checkpoints = 3;
     if (!o.max_gaussians) o.max_gaussians = 5000000;
     if (!o.init_points) o.init_points = 100000;
-    if (!o.densify_until) o.densify_until = o.iters >= 30000 ? 15000 : o.iters / 2;
     if (!o.densify_interval) o.densify_interval = 100;
     if (!o.opacity_reset) o.opacity_reset = 3000;
     if (!o.sh_interval) o.sh_interval = 1000;
@@ -216,6 +215,11 @@ gs_train_options gs_train_for_scene(gs_train_options o, bool photos) {
     if (!o.densify_from)
         o.densify_from = photos ? (o.iters >= 2000 ? 200 : o.iters / 10)
                                 : (o.iters >= 5000 ? 500 : o.iters / 10);
+    /* photos: densification ends at step 1,000 (or half the run when shorter); renders: 3DGS's
+     * 15,000, or half the run when shorter (BENCHMARKS.md, issue 19: the window up to half the
+     * run overfits sparse real captures) */
+    int64_t half = o.iters >= 30000 ? 15000 : o.iters / 2;
+    if (!o.densify_until) o.densify_until = photos && half > 1000 ? 1000 : half;
     if (!o.prune_big_scale) o.prune_big_scale = photos ? -1 : 0.1;
     if (!o.random_background) o.random_background = photos ? 1 : -1;
     return o;
@@ -764,6 +768,7 @@ gs_train_info gs_trainer_info(const gs_trainer *t) {
                            .photos = strncmp(t->scene.kind, "colmap", 6) == 0,
                            .random_background = t->o.random_background > 0,
                            .densify_from = t->o.densify_from,
+                           .densify_until = t->o.densify_until,
                            .prune_big_scale = t->o.prune_big_scale,
                            .device_fallback = t->device_fallback,
                            .device_name = pk_device_get_info(t->ctx->dev)->name,

@@ -197,6 +197,8 @@ START_TEST(settings_by_scene) {
     gs_train_options o = gs_train_defaults((gs_train_options){.iters = 7000});
     gs_train_options p = gs_train_for_scene(o, true), r = gs_train_for_scene(o, false);
     ck_assert_int_eq(p.densify_from, 200);
+    ck_assert_int_eq(p.densify_until, 1000);
+    ck_assert_int_eq(r.densify_until, 3500);
     ck_assert_int_eq(p.random_background, 1);
     ck_assert(p.prune_big_scale < 0);
     ck_assert_int_eq(r.densify_from, 500);
@@ -205,10 +207,19 @@ START_TEST(settings_by_scene) {
     o.iters = 300;
     ck_assert_int_eq(gs_train_for_scene(o, true).densify_from, 30);
     ck_assert_int_eq(gs_train_for_scene(o, false).densify_from, 30);
-    o = (gs_train_options){
-        .iters = 7000, .densify_from = 500, .prune_big_scale = 0.1, .random_background = -1};
+    ck_assert_int_eq(gs_train_for_scene(o, true).densify_until, 150);
+    ck_assert_int_eq(gs_train_for_scene(o, false).densify_until, 150);
+    o.iters = 30000;
+    ck_assert_int_eq(gs_train_for_scene(o, true).densify_until, 1000);
+    ck_assert_int_eq(gs_train_for_scene(o, false).densify_until, 15000);
+    o = (gs_train_options){.iters = 7000,
+                           .densify_from = 500,
+                           .densify_until = 3500,
+                           .prune_big_scale = 0.1,
+                           .random_background = -1};
     p = gs_train_for_scene(gs_train_defaults(o), true);
     ck_assert_int_eq(p.densify_from, 500);
+    ck_assert_int_eq(p.densify_until, 3500);
     ck_assert_int_eq(p.random_background, -1);
     ck_assert_double_eq(p.prune_big_scale, 0.1);
 }
