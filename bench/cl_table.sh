@@ -3,34 +3,41 @@
 # split (default Fashion-MNIST, 5 tasks of 2 classes, the DINO backbone of `polyak pretrain`)
 # for 3 class orders (natural, and the seeded permutations 1 and 2) x {linear, seqft, lae,
 # joint} with the PETs adapter, lora and prefix; lae reports its ensemble, online-only and
-# offline-only accuracies from the same run. Runs JOBS runs at once (nice -n 5, 1 thread
+# offline-only accuracies from the same run. Runs JOBS runs at once (nice -n NICE, 1 thread
 # each), skips runs already finished in OUT, runs that another instance holds (OUT/<run>.lock,
 # so several instances may share OUT; remove a stale lock by hand) and resumes interrupted
 # ones, then prints the table (A_last, A_avg, forgetting in %, per order and their mean) and
 # the CPU time (user + sys) of all runs.
 #
 # Usage: bench/cl_table.sh            (environment: POLYAK OUT BACKBONE ARCH DATA TASKS
-#                                       EPOCHS BATCH PER_CLASS JOBS ORDERS PETS)
+#                                       EPOCHS BATCH PER_CLASS AUGMENT PET_BLOCKS JOBS NICE
+#                                       ORDERS PETS METHODS; ARCH empty: the backbone's
+#                                       metadata; PET_BLOCKS empty: polyak's default)
 set -euo pipefail
 POLYAK=${POLYAK:-./build/polyak}
 OUT=${OUT:-/tmp/cl_table}
 BACKBONE=${BACKBONE:-/work/runs/dino36/backbone.safetensors}
-ARCH=${ARCH:-vit_pico_patch7_28}
+ARCH=${ARCH-vit_pico_patch7_28}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 TASKS=${TASKS:-5}
 EPOCHS=${EPOCHS:-5}
 BATCH=${BATCH:-24}
 PER_CLASS=${PER_CLASS:-2000}   # training images per class (0: all)
+AUGMENT=${AUGMENT:-none}      # training augmentation: none or lae
+PET_BLOCKS=${PET_BLOCKS-}
 JOBS=${JOBS:-3}
+NICE=${NICE:-10}
+METHODS=${METHODS:-"linear seqft lae joint"}
 ORDERS=${ORDERS:-"0 1 2"}
 PETS=${PETS:-"adapter lora prefix"}
 mkdir -p "$OUT"
 
+has() { [[ " $METHODS " == *" $1 "* ]]; }
 runs=()
 for o in $ORDERS; do
-    runs+=("linear none $o")
+    has linear && runs+=("linear none $o")
     for p in $PETS; do
-        runs+=("seqft $p $o" "lae $p $o" "joint $p $o")
+        for m in seqft lae joint; do has $m && runs+=("$m $p $o"); done
     done
 done
 
@@ -45,13 +52,15 @@ one() {
     fi
     mkdir "$OUT/$name.lock" 2>/dev/null || return 0
     mkdir -p "$dir"
-    local args=(cl --method "$method" --backbone "$BACKBONE" --arch "$ARCH" --data "$DATA"
+    local args=(cl --method "$method" --backbone "$BACKBONE" --data "$DATA"
         --tasks "$TASKS" --epochs "$EPOCHS" --batch "$BATCH" --class-order-seed "$order"
-        --threads 1 --out "$dir" --resume)
+        --augment "$AUGMENT" --threads 1 --out "$dir" --resume)
+    [ -n "$ARCH" ] && args+=(--arch "$ARCH")
     [ "$pet" != none ] && args+=(--pet "$pet")
+    [ "$pet" != none ] && [ -n "$PET_BLOCKS" ] && args+=(--pet-blocks "$PET_BLOCKS")
     [ "$PER_CLASS" != 0 ] && args+=(--train-per-class "$PER_CLASS")
     echo "cl_table: $name" >&2
-    nice -n 5 /usr/bin/time -f "%U %S %e" -o "$dir/time.txt" "$POLYAK" "${args[@]}" \
+    nice -n "$NICE" /usr/bin/time -f "%U %S %e" -o "$dir/time.txt" "$POLYAK" "${args[@]}" \
         >"$dir/stdout.txt" 2>"$dir/stderr.txt" || echo "cl_table: $name failed" >&2
     rmdir "$OUT/$name.lock"
 }

@@ -18,19 +18,22 @@ int cmd_cl(int argc, char **argv) {
         "       --out DIR [--arch NAME] [--data DIR] [--pet adapter|lora|prefix]\n"
         "       [--pet-blocks N] [--rank R] [--prefix-length L] [--freeze-epochs N] [--ema M]\n"
         "       [--scenario class|task] [--first-task N] [--class-order-seed S] [--batch B]\n"
+        "       [--augment none|lae]\n"
         "       [--lr LR] [--train-per-class N] [--test-per-class N] [--eval-batch B]\n"
         "       [--image-size S] [--seed S] [--device D] [--threads T] [--resume]\n"
         "       [--stop-after-steps N]\n"
         "--backbone: a Polyak backbone (`polyak pretrain`) or a timm ViT checkpoint.\n"
         "--pet-blocks: PETs on the first N blocks (default min(5, depth), LAE's five).\n"
         "--freeze-epochs: lae's PET freeze at the start of tasks >= 2 (default 3; seqft 0).\n"
+        "--augment: training augmentation: none (default) or LAE's RandomResizedCrop (scale\n"
+        "     0.08-1, bilinear) + horizontal flip.\n"
         "--lr: Adam's constant rate (default 0.0028125 x batch / 24, LAE's, batch 24 default).\n"
         "DIR: Fashion-MNIST/MNIST IDX (default " FMNIST "), CIFAR-10/100 binary, or\n"
         "     train/ + test/ (val/) image-class folders (ImageNet-R, DomainNet layouts).\n"
         "Writes DIR/options.json, log.csv, metrics.json (kind \"cl\") and checkpoints.";
     cl_options o = {.data = FMNIST, .progress = stderr, .catch_signals = true};
     lae_options lo = {.pet = {.kind = PET_ADAPTER}, .freeze_epochs = -1};
-    const char *method = NULL, *pet = "adapter", *scenario = "class";
+    const char *method = NULL, *pet = "adapter", *scenario = "class", *augment = "none";
     bool pet_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -53,6 +56,8 @@ int cmd_cl(int argc, char **argv) {
             pet = v, pet_given = true;
         else if (strcmp(a, "--scenario") == 0)
             scenario = v;
+        else if (strcmp(a, "--augment") == 0)
+            augment = v;
         else if (strcmp(a, "--backbone") == 0)
             o.backbone = v;
         else if (strcmp(a, "--arch") == 0)
@@ -106,6 +111,12 @@ int cmd_cl(int argc, char **argv) {
         o.scenario = CL_TASK_INCREMENTAL;
     else
         return cli_usage("cl", usage, "--scenario expects class or task");
+    if (strcmp(augment, "none") == 0)
+        o.augment = CL_AUG_NONE;
+    else if (strcmp(augment, "lae") == 0)
+        o.augment = CL_AUG_LAE;
+    else
+        return cli_usage("cl", usage, "--augment expects none or lae");
     if (!pet_kind_parse(pet, &lo.pet.kind))
         return cli_usage("cl", usage, "--pet expects adapter, lora or prefix");
     cl_method *m = NULL;

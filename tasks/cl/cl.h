@@ -75,6 +75,11 @@ struct cl_method {
 
 typedef enum cl_scenario { CL_CLASS_INCREMENTAL, CL_TASK_INCREMENTAL } cl_scenario;
 
+/* Training augmentation: none, or LAE's (gqk/LAE libml/data/transform.py
+ * build_imagenet_transform(train=True)): RandomResizedCrop(S, scale (0.08, 1), ratio (3/4,
+ * 4/3), bilinear) then RandomHorizontalFlip(0.5), on the preprocessed S x S image. */
+typedef enum cl_augment { CL_AUG_NONE, CL_AUG_LAE } cl_augment;
+
 typedef struct cl_options {
     const char *out;         /* run folder (required) */
     const char *data;        /* data folder (dataset_dir.h) */
@@ -87,7 +92,9 @@ typedef struct cl_options {
     uint64_t class_order_seed; /* 0: natural order */
     bool joint;                /* all tasks' data at once (one training stage, all classes) */
     int epochs;                /* per task (required) */
-    int batch;                 /* 0: 24 */
+    cl_augment augment;        /* training augmentation (CL_AUG_NONE: none) */
+    int batch;                 /* 0: 24; an epoch's last partial batch is dropped (LAE's
+                                  drop_last) unless the task has fewer images than a batch */
     double lr;                 /* 0: 0.0028125 * batch / 24 (LAE's constant rate scaled by batch) */
     int train_per_class;       /* first N of a seeded permutation of each class (0: all) */
     int test_per_class;        /* (0: all) */
@@ -134,6 +141,18 @@ void cl_metrics(const double *r, const int *n, int T, double *a_last, double *a_
 pk_status cl_class_order(int classes, int tasks, int first_task, uint64_t seed, int *order,
                          int *start);
 
+/* LAE's training augmentation of one planar (C, S, S) image: torchvision's
+ * RandomResizedCrop.get_params (scale (0.08, 1), ratio (3/4, 4/3)) drawn from rng, the box
+ * resampled to S x S with PIL's bilinear filter (triangle, support widened when shrinking,
+ * weights normalised within the box), then a horizontal flip when a uniform draw is < 0.5.
+ * tmp holds C * S * S floats. Affine normalisation commutes with it, so src may be normalised. */
+void cl_augment_lae(const float *src, int c, int s, pk_rng *rng, float *dst, float *tmp);
+
+/* PIL's bilinear resampling of the box (top, left, bh, bw) of a planar (C, H, W) image to
+ * (C, S, S); tmp holds C * bh * S floats (exposed for tests). */
+void cl_resize_bilinear(const float *src, int c, int h, int w, const int box[4], int s, float *dst,
+                        float *tmp);
+
 /* Arg-max of scores[0..classes) over [lo, hi). */
 int cl_argmax(const float *scores, int lo, int hi);
 
@@ -141,8 +160,9 @@ int cl_argmax(const float *scores, int lo, int hi);
 
 struct pk_optimizer;
 
-/* A linear head over all classes: weight (classes, D), bias (classes), nn.Linear's default
- * initialisation (uniform in +-1/sqrt(D) for both), named <prefix>.weight / .bias. */
+/* A linear head over all classes: weight (classes, D), bias (classes), initialised as LAE's
+ * heads (gqk/LAE libml/model/head/simple.py weights_init: weight N(0, 0.001^2), bias 0),
+ * named <prefix>.weight / .bias. */
 pk_status cl_head_create(pk_ctx *c, const char *prefix, int dim, int classes, pk_rng *rng,
                          tensor **w, tensor **b);
 

@@ -22,9 +22,10 @@ pk_status cl_head_create(pk_ctx *c, const char *prefix, int dim, int classes, pk
     size_t n = (size_t)classes * (size_t)dim;
     float *v = malloc(sizeof(float) * (n + (size_t)classes));
     if (!v) return pk_error(PK_ERR_NOMEM, "cl: out of host memory");
-    double bound = 1.0 / sqrt((double)dim);
-    for (size_t i = 0; i < n + (size_t)classes; i++)
-        v[i] = (float)(bound * (2.0 * pk_rng_uniform(rng) - 1.0));
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(0.001 * pk_rng_normal(rng));
+    for (size_t i = 0; i < (size_t)classes; i++)
+        v[n + i] = 0.0f;
     pk_status s = tensor_upload(*w, v);
     if (s == PK_OK) s = tensor_upload(*b, v + n);
     free(v);

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "augment.h"
 #include "autograd.h"
 #include "backbone.h"
 #include "backbone_features.h"
@@ -38,7 +39,7 @@ typedef struct cl_state {
     float *loss_sum;     /* (2) running loss sum and count of the epoch */
     tensor *loss_dev;    /* (1) off the CPU backend: loss_sum[0] on the device, added to by
                             every step and read when the epoch is logged or saved */
-    float *xb;
+    float *xb, *aug_tmp;
     int32_t *yb;
     float *scores;
     /* this process's training steps (timed, for metrics.json's "distributed") */
@@ -69,7 +70,7 @@ static void state_free(cl_state *s) {
     free(s->order), free(s->start), free(s->pos_of);
     free(s->xtr), free(s->xte), free(s->ytr), free(s->yte);
     free(s->acc), free(s->task_seconds), free(s->peak_mem), free(s->loss_sum);
-    free(s->xb), free(s->yb), free(s->scores);
+    free(s->xb), free(s->aug_tmp), free(s->yb), free(s->scores);
     dataset_free(&s->train), dataset_free(&s->test);
     vit_destroy(s->bb);
     pk_ctx_destroy(s->c);
@@ -180,7 +181,9 @@ static pk_status load_data(cl_state *s) {
         if (s->ntr_t[t] == 0)
             return pk_error(PK_ERR_INVALID, "cl: task %d has no training images in %s", t + 1,
                             o->data);
-        s->steps_per_epoch[t] = (s->ntr_t[t] + o->batch - 1) / o->batch;
+        /* LAE's loader drops an epoch's last partial batch (drop_last: true); a task with
+         * fewer images than a batch takes them all in one step */
+        s->steps_per_epoch[t] = s->ntr_t[t] >= o->batch ? s->ntr_t[t] / o->batch : 1;
     }
     for (int t = 0; t < s->T; t++)
         PK_TRY(select_range(s->yte, s->nte, s->start[t], s->start[t + 1], &s->te_idx[t],
@@ -188,11 +191,20 @@ static pk_status load_data(cl_state *s) {
     return PK_OK;
 }
 
+/* The batch idx[0..b) of (x, y) as tensors. aug_seed != 0: training images augmented
+ * (o->augment), sample i seeded by (aug_seed, first + i), its position in the global batch,
+ * so a resumed run and every rank of a data-parallel one see the same pixels. */
 static pk_status upload_batch(cl_state *s, const float *x, const int32_t *y, const int *idx, int b,
-                              tensor **xt, tensor **yt) {
+                              uint64_t aug_seed, int64_t first, tensor **xt, tensor **yt) {
     size_t sz = (size_t)s->chans * (size_t)s->S * (size_t)s->S;
     for (int i = 0; i < b; i++) {
-        memcpy(s->xb + sz * (size_t)i, x + sz * (size_t)idx[i], sizeof(float) * sz);
+        const float *src = x + sz * (size_t)idx[i];
+        if (aug_seed && s->o->augment == CL_AUG_LAE) {
+            pk_rng r = {aug_mix(aug_seed, (uint64_t)(first + i))};
+            cl_augment_lae(src, s->chans, s->S, &r, s->xb + sz * (size_t)i, s->aug_tmp);
+        } else {
+            memcpy(s->xb + sz * (size_t)i, src, sizeof(float) * sz);
+        }
         s->yb[i] = y[idx[i]];
     }
     *xt = tensor_new(s->c->step, PK_F32, 4, (int64_t[]){b, s->chans, s->S, s->S});
@@ -226,7 +238,7 @@ static pk_status evaluate(cl_state *s, int stage) {
             int b = (int)mine - b0 < o->eval_batch ? (int)mine - b0 : o->eval_batch;
             PK_TRY(pk_step_begin(s->c));
             tensor *xt, *yt;
-            PK_TRY(upload_batch(s, s->xte, s->yte, te + b0, b, &xt, &yt));
+            PK_TRY(upload_batch(s, s->xte, s->yte, te + b0, b, 0, 0, &xt, &yt));
             PK_TRY(s->m->predict(s->m, xt, seen, s->scores));
             for (int v = 0; v < s->V; v++)
                 for (int i = 0; i < b; i++) {
@@ -341,14 +353,15 @@ static void options_json(const cl_state *s, char *buf, size_t n) {
     snprintf(buf, n,
              "{\"method\": \"%s\", %s\"backbone\": \"%s\", \"arch\": \"%s\", \"data\": \"%s\", "
              "\"scenario\": \"%s\", \"tasks\": %d, \"first_task\": %d, \"class_order_seed\": "
-             "%llu, \"joint\": %s, \"epochs\": %d, \"batch\": %d, \"lr\": %.9g, "
+             "%llu, \"joint\": %s, \"epochs\": %d, \"augment\": \"%s\", \"batch\": %d, "
+             "\"lr\": %.9g, "
              "\"train_per_class\": %d, \"test_per_class\": %d, \"image_size\": %d, "
              "\"seed\": %llu, \"threads\": %d}",
              o->method_name, o->extra_json ? o->extra_json : "", o->backbone, s->cfg.name, o->data,
              o->scenario == CL_TASK_INCREMENTAL ? "task" : "class", o->tasks, o->first_task,
              (unsigned long long)o->class_order_seed, o->joint ? "true" : "false", o->epochs,
-             o->batch, o->lr, o->train_per_class, o->test_per_class, s->S,
-             (unsigned long long)o->seed, o->threads);
+             o->augment == CL_AUG_LAE ? "lae" : "none", o->batch, o->lr, o->train_per_class,
+             o->test_per_class, s->S, (unsigned long long)o->seed, o->threads);
 }
 
 static pk_status run_body(cl_state *s, cl_result *res) {
@@ -400,10 +413,11 @@ static pk_status run_body(cl_state *s, cl_result *res) {
     s->peak_mem = calloc((size_t)s->stages, sizeof(float));
     s->loss_sum = calloc(2, sizeof(float));
     s->xb = malloc(sizeof(float) * sz * (size_t)eb);
+    s->aug_tmp = malloc(sizeof(float) * sz);
     s->yb = malloc(sizeof(int32_t) * (size_t)eb);
     s->scores = malloc(sizeof(float) * (size_t)s->V * (size_t)eb * (size_t)s->classes);
-    if (!s->acc || !s->task_seconds || !s->peak_mem || !s->loss_sum || !s->xb || !s->yb ||
-        !s->scores)
+    if (!s->acc || !s->task_seconds || !s->peak_mem || !s->loss_sum || !s->xb || !s->aug_tmp ||
+        !s->yb || !s->scores)
         return pk_error(PK_ERR_NOMEM, "cl: out of host memory");
     if (s->c->backend != PK_BACKEND_CPU) {
         s->loss_dev = tensor_new(s->c->state, PK_F32, 1, (int64_t[]){1});
@@ -498,8 +512,10 @@ static pk_status run_body(cl_state *s, cl_result *res) {
                  * device, and the batch's upload is a recorded copy (Vulkan) */
                 if ((st = pk_step_reset(s->c)) != PK_OK) break;
                 tensor *xt, *yt, *lv = NULL;
-                if ((st = upload_batch(s, s->xtr, s->ytr, order + b0 + first, (int)mine, &xt,
-                                       &yt)) != PK_OK)
+                /* the augmentation of global step g: a function of (seed, g) */
+                uint64_t aseed = aug_mix(o->seed * 0xD1B54A32D192ED03ull + 0xA5, (uint64_t)g + 1);
+                if ((st = upload_batch(s, s->xtr, s->ytr, order + b0 + first, (int)mine, aseed,
+                                       first, &xt, &yt)) != PK_OK)
                     break;
                 double loss = 0, w0 = run_now(), c0 = cpu_now();
                 dist_stats k0 = dist_stats_get();

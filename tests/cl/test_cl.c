@@ -1,7 +1,9 @@
 /* test_cl.c - the continual-learning runner: every metric on hand-made accuracy matrices,
  * class orders and task splits, a short run of each method (linear, seqft, lae with each PET,
- * joint) on a Fashion-MNIST subset with a random ViT backbone beating chance by a wide margin,
- * and resume: a run stopped mid-task, exactly at a task boundary and mid-task again, then
+ * joint) on a Fashion-MNIST subset with a random ViT backbone beating chance by a wide margin
+ * (LAE's drop_last: the steps they take), LAE's head initialisation, its training augmentation
+ * (bilinear resampling against linear functions, the flip, determinism), and resume (with the
+ * augmentation on): a run stopped mid-task, exactly at a task boundary and mid-task again, then
  * resumed each time, ends with the same state bytes and accuracies as the uninterrupted run. */
 #include <check.h>
 #include <math.h>
@@ -103,6 +105,111 @@ START_TEST(test_class_orders) {
 }
 END_TEST
 
+/* ---- LAE's head initialisation and training augmentation ---- */
+
+START_TEST(test_head_init) {
+    pk_ctx *c = pkt_ctx("cpu");
+    pk_rng rng = {(uint64_t)time(NULL)};
+    tensor *w, *b;
+    ck_assert_int_eq(cl_head_create(c, "head", 64, 100, &rng, &w, &b), PK_OK);
+    float *wv = malloc(sizeof(float) * 6400), bv[100];
+    ck_assert_int_eq(tensor_download(w, wv), PK_OK);
+    ck_assert_int_eq(tensor_download(b, bv), PK_OK);
+    /* LAE's weights_init: N(0, 0.001^2) weights, zero biases */
+    double m = 0, v = 0;
+    for (int i = 0; i < 6400; i++)
+        m += wv[i] / 6400.0, v += (double)wv[i] * wv[i] / 6400.0;
+    ck_assert_msg(fabs(m) < 5e-5 && fabs(sqrt(v) - 0.001) < 5e-5, "mean %g std %g", m, sqrt(v));
+    for (int i = 0; i < 100; i++)
+        ck_assert(bv[i] == 0.0f);
+    free(wv);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+/* f(y, x) = a + bx x + by y on an h x w grid (pixel centres at integer indices). */
+static void ramp(float *img, int h, int w, double a, double bx, double by) {
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            img[y * w + x] = (float)(a + bx * x + by * y);
+}
+
+START_TEST(test_resize_bilinear) {
+    pk_rng rng = {(uint64_t)time(NULL) ^ 77};
+    float src[2 * 28 * 28], dst[2 * 28 * 28], tmp[2 * 28 * 28];
+    double a = pk_rng_uniform(&rng), bx = pk_rng_uniform(&rng) - 0.5,
+           by = pk_rng_uniform(&rng) - 0.5;
+    ramp(src, 28, 28, a, bx, by);
+    for (int i = 0; i < 28 * 28; i++)
+        src[28 * 28 + i] = (float)pk_rng_uniform(&rng);
+    /* the whole image at its own size: the identity, bit for bit */
+    cl_resize_bilinear(src, 2, 28, 28, (int[]){0, 0, 28, 28}, 28, dst, tmp);
+    ck_assert_int_eq(memcmp(src, dst, sizeof src), 0);
+    /* a box enlarged: bilinear interpolation reproduces a linear function exactly wherever
+     * both neighbours of a sample lie in the box; output x samples the box at (x + 0.5) bw /
+     * S - 0.5 pixels from its left (PIL's centre convention) */
+    for (int trial = 0; trial < 20; trial++) {
+        int bh = 3 + (int)pk_rng_below(&rng, 26), bw = 3 + (int)pk_rng_below(&rng, 26);
+        int top = (int)pk_rng_below(&rng, (uint64_t)(28 - bh + 1));
+        int left = (int)pk_rng_below(&rng, (uint64_t)(28 - bw + 1));
+        cl_resize_bilinear(src, 1, 28, 28, (int[]){top, left, bh, bw}, 28, dst, tmp);
+        int checked = 0;
+        for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++) {
+                double px = (x + 0.5) * bw / 28.0 - 0.5, py = (y + 0.5) * bh / 28.0 - 0.5;
+                if (px < 0 || py < 0 || px > bw - 1 || py > bh - 1) continue;
+                double want = a + bx * (left + px) + by * (top + py);
+                ck_assert_msg(fabs(dst[y * 28 + x] - want) < 1e-5, "box %d %d %d %d at (%d, %d)",
+                              top, left, bh, bw, y, x);
+                checked++;
+            }
+        ck_assert_int_gt(checked, 28 * 28 / 4);
+    }
+    /* shrinking (PIL's triangle widened by the ratio): a linear function's symmetric weighted
+     * mean is its value at the centre, away from the edges */
+    cl_resize_bilinear(src, 1, 28, 28, (int[]){0, 0, 28, 28}, 14, dst, tmp);
+    for (int y = 2; y < 12; y++)
+        for (int x = 2; x < 12; x++) {
+            double want = a + bx * (2 * x + 0.5) + by * (2 * y + 0.5);
+            ck_assert(fabs(dst[y * 14 + x] - want) < 1e-5);
+        }
+}
+END_TEST
+
+START_TEST(test_augment_lae) {
+    uint64_t seed0 = (uint64_t)time(NULL);
+    float src[28 * 28], d1[28 * 28], d2[28 * 28], tmp[28 * 28];
+    /* a constant image stays constant (weights normalised within the box) */
+    for (int i = 0; i < 28 * 28; i++)
+        src[i] = 0.3f;
+    pk_rng r = {seed0};
+    cl_augment_lae(src, 1, 28, &r, d1, tmp);
+    for (int i = 0; i < 28 * 28; i++)
+        ck_assert(fabs(d1[i] - 0.3f) < 1e-6);
+    /* on a ramp rising to the right: the same seed, the same pixels; about half of the draws
+     * flip (the row falls), and the crops differ between draws */
+    ramp(src, 28, 28, 0.0, 1.0, 0.0);
+    int flipped = 0, distinct = 0;
+    float first[28];
+    for (int k = 0; k < 200; k++) {
+        pk_rng ra = {seed0 + (uint64_t)k}, rb = {seed0 + (uint64_t)k};
+        cl_augment_lae(src, 1, 28, &ra, d1, tmp);
+        cl_augment_lae(src, 1, 28, &rb, d2, tmp);
+        ck_assert_int_eq(memcmp(d1, d2, sizeof d1), 0);
+        flipped += d1[27] < d1[0];
+        /* every output lies in the range of the input */
+        for (int i = 0; i < 28 * 28; i++)
+            ck_assert(d1[i] >= -1e-5f && d1[i] <= 27 + 1e-5f);
+        if (k == 0)
+            memcpy(first, d1, sizeof first);
+        else
+            distinct += memcmp(first, d1, sizeof first) != 0;
+    }
+    ck_assert_msg(flipped > 70 && flipped < 130, "%d of 200 flipped", flipped);
+    ck_assert_int_gt(distinct, 190);
+}
+END_TEST
+
 /* ---- short runs ---- */
 
 static cl_options small_opts(const char *out) {
@@ -152,6 +259,12 @@ static void short_run(const char *name, pet_kind kind) {
     m->destroy(m);
     ck_assert_msg(st == PK_OK, "%s: %s", name, polyak_error());
     ck_assert(!r.stopped);
+    /* LAE's drop_last: 750 images per task in batches of 16 take 46 steps per epoch (joint:
+     * 1500 in one stage take 93) */
+    char ck[400];
+    snprintf(ck, sizeof ck, "%s/ckpt-%d.safetensors", out,
+             o.joint ? o.epochs * 93 : 2 * o.epochs * 46);
+    ck_assert_msg(access(ck, R_OK) == 0, "%s: no %s", name, ck);
     /* class-incremental over 10 classes: chance is 0.1 overall (the arg-max over all seen
      * classes), 0.2 on task 1 right after it (5 classes seen). A random backbone and 150
      * images per class give about 2.5x to 5x chance; the bounds ask for 2x to 3x. */
@@ -195,6 +308,7 @@ static void run_to(const char *out, int stop_after, bool resume, cl_result *r) {
     o.train_per_class = 32; /* 160 images per task: 10 steps per epoch, 40 per task */
     o.stop_after_steps = stop_after;
     o.resume = resume;
+    o.augment = CL_AUG_LAE; /* its draws are a function of (seed, step, sample): resumable */
     cl_method *m = make_method("lae", PET_LORA);
     pk_status st = cl_run(&o, m, r);
     m->destroy(m);
@@ -259,6 +373,9 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_metrics_hand_made);
     tcase_add_test(tc, test_class_orders);
+    tcase_add_test(tc, test_head_init);
+    tcase_add_test(tc, test_resize_bilinear);
+    tcase_add_test(tc, test_augment_lae);
     tcase_add_test(tc, test_run_linear);
     tcase_add_test(tc, test_run_seqft);
     tcase_add_test(tc, test_run_lae_adapter);
