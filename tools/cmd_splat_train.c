@@ -143,7 +143,7 @@ static const char *usage =
     "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
     "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
     "[--independent] [--consistency-weight W] [--weight-sigma S] [--devices LIST] "
-    "[--parallel-blocks G]";
+    "[--parallel-blocks G] [--weight-interval N]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -238,6 +238,9 @@ int cmd_splat_train(int argc, char **argv) {
             mo.block_steps = n, i++;
         } else if (strcmp(a, "--devices") == 0 && v) {
             mo.devices = v, i++;
+        } else if (strcmp(a, "--weight-interval") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            mo.weight_interval = n, i++;
         } else if (strcmp(a, "--parallel-blocks") == 0) {
             if (!cli_int(C, a, v, 1, 256, &n)) return cli_usage(C, usage, NULL);
             mo.parallel = (int)n, i++;
@@ -344,7 +347,7 @@ int cmd_splat_train(int argc, char **argv) {
         o.make_source_arg = &mo;
         o.source_json = mjson;
     } else if (mo.blocks || mo.block_steps || mo.no_teacher || mo.no_weighting || mo.independent ||
-               mo.devices || mo.parallel)
+               mo.devices || mo.parallel || mo.weight_interval)
         return cli_usage(C, usage, "--blocks and the Momentum-GS options need --model momentum-gs");
     o = gs_train_defaults(o);
     o.progress = stderr;

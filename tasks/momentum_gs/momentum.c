@@ -50,6 +50,14 @@ mgs_options mgs_defaults(mgs_options o) {
     if (!o.margin) o.margin = 0.1;
     if (!o.view_share) o.view_share = 0.25;
     if (!o.val_views) o.val_views = 4;
+    if (!o.parallel) { /* devices x ranks (a bad list is refused later, by devices_open) */
+        char names[8][64];
+        int nd = 1;
+        if (o.devices && *o.devices &&
+            pk_device_list_parse(o.devices, names, 8, PK_DEVICE_LIST_REPEATS, &nd) != PK_OK)
+            nd = 1;
+        o.parallel = nd * dist_size();
+    }
     return o;
 }
 

@@ -58,7 +58,7 @@
 #include "gs_scaffold.h"
 #include "gs_train.h"
 
-/* Options; mgs_defaults fills zero fields. */
+/* Options; mgs_defaults fills zero fields (call it in the process that trains). */
 typedef struct mgs_options {
     int blocks;              /* N (1: Scaffold-GS with the block machinery) */
     int64_t block_steps;     /* steps a block trains before the next one: 500 */
@@ -76,7 +76,8 @@ typedef struct mgs_options {
     const char *devices;     /* --devices LIST: comma-separated device specs (NULL: the
                                 trainer's device alone); the first is the trainer's */
     int parallel;            /* --parallel-blocks G: blocks trained at every step (0: devices x
-                                ranks) */
+                                ranks, set by mgs_defaults; recorded in the run's options, so
+                                a resume keeps it whatever its devices and ranks) */
     int threads;             /* CPU threads of the contexts of the further devices (0: all) */
 } mgs_options;
 
