@@ -721,6 +721,8 @@ static pk_status mgs_after_step(void *self, int64_t it) {
 
 /* ---- under mpirun: every block's state from the rank that trains it ---- */
 
+static int shared_tensors(mgs *m, tensor **all, int max);
+
 /* Appends n bytes to the pack scratch at *at. */
 static pk_status pack_put(mgs *m, size_t *at, const void *p, size_t n) {
     if (*at + n > m->pack_cap) {
@@ -850,6 +852,20 @@ static pk_status mgs_gather(void *self) {
     PK_TRY(dist_sum_i64((int64_t *)m->ck_rng, m->G));
     for (int l = 1; l < m->G; l++)
         if (m->lane_dev[l] < 0) m->lrng[l].state = m->ck_rng[l];
+    /* the decoder, its Adam state and the teacher are the same bits on every rank (each runs
+     * the same update on the same numbers): checked here, where a rank's drift would be saved */
+    tensor *all[64];
+    int na = shared_tensors(m, all, 64);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the bytes */
+    for (int i = 0; i < na; i++) {
+        size_t ne = (size_t)tensor_numel(all[i]);
+        if (ne > (size_t)(2 * m->P)) continue; /* (larger than the decoder: none is) */
+        PK_TRY(tensor_download(all[i], m->acc));
+        const uint8_t *p = (const uint8_t *)m->acc;
+        for (size_t k = 0; k < 4 * ne; k++)
+            h = (h ^ p[k]) * 1099511628211ull;
+    }
+    PK_TRY(dist_check_same(h, "the Momentum-GS decoder, its Adam state and teacher"));
     dist_stats c1 = dist_stats_get();
     m->comm.seconds += c1.seconds - c0.seconds, m->comm.bytes += c1.bytes - c0.bytes;
     m->comm.calls += c1.calls - c0.calls;
