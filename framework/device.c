@@ -279,7 +279,8 @@ bool pk_step_counters_json(const pk_step_counters *sc, char *buf, size_t cap) {
     return true;
 }
 
-pk_status pk_device_list_parse(const char *list, char specs[][64], int max, int *count) {
+pk_status pk_device_list_parse(const char *list, char specs[][64], int max, unsigned flags,
+                               int *count) {
     *count = 0;
     if (!list || !*list)
         return pk_error(PK_ERR_INVALID, "--devices: empty list (expected e.g. cpu,vk:0)");
@@ -305,7 +306,7 @@ pk_status pk_device_list_parse(const char *list, char specs[][64], int max, int 
                             "--devices %s: entry \"%s\" is no device (expected cpu, vk, vk:N or "
                             "vk:NAME)",
                             list, spec);
-        for (int k = 0; k < n; k++)
+        for (int k = 0; k < n && !(flags & PK_DEVICE_LIST_REPEATS); k++)
             if (strcmp(specs[k], spec) == 0)
                 return pk_error(PK_ERR_INVALID, "--devices %s: %s named twice", list, spec);
         if (n == max)

@@ -44,10 +44,16 @@ pk_status pk_device_list(pk_device_info *out, int max, int *count);
  * Asking for a Vulkan device that does not exist is an error naming those that do. */
 pk_status pk_device_open(const char *spec, pk_device **out);
 
+/* pk_device_list_parse flag: a device may be named more than once ("cpu,cpu": two contexts on
+ * the same device, for a command that runs one worker per entry, e.g. Momentum-GS). */
+#define PK_DEVICE_LIST_REPEATS 1u
+
 /* Splits a --devices list ("cpu,vk:0,vk:llvmpipe") into at most `max` specs of the forms
  * pk_device_open takes (spaces around commas ignored); refuses an empty list or entry, a spec
- * of another form, one named twice and more than `max`. Opens nothing. */
-pk_status pk_device_list_parse(const char *list, char specs[][64], int max, int *count);
+ * of another form, more than `max` and, unless `flags` has PK_DEVICE_LIST_REPEATS, one named
+ * twice. Opens nothing. The one parser of device lists. */
+pk_status pk_device_list_parse(const char *list, char specs[][64], int max, unsigned flags,
+                               int *count);
 
 /* Closes a device; accepts NULL. Blocks must have been freed. */
 void pk_device_close(pk_device *dev);

@@ -156,18 +156,15 @@ int cmd_splat_export(int argc, char **argv) {
         mo.margin = num(s, "margin", 0);
         mo.view_share = num(s, "view_share", 0);
         mo.val_views = (int)num(s, "val_views", 0);
-        mo.devices = str(s, "devices");
+        /* the blocks in parallel shape the model; the run's devices do not: every lane runs
+         * on the one device here */
+        mo.parallel = (int)num(s, "parallel_blocks", 1);
         mo.threads = o.threads;
         mo = mgs_defaults(mo);
         mjson = mgs_options_json(&mo);
         o.make_source = mgs_make_source;
         o.make_source_arg = &mo;
         o.source_json = mjson;
-        if (mo.devices) { /* the trainer's context is the first device */
-            static char first[64];
-            snprintf(first, sizeof first, "%.*s", (int)strcspn(mo.devices, ","), mo.devices);
-            o.device = first;
-        }
     }
     if (!o.data) {
         cJSON_Delete(j);

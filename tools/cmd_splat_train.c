@@ -10,8 +10,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 #include "commands.h"
+#include "device.h"
+#include "dist.h"
 #include "gs_prepare.h"
 #include "gs_source.h"
 #include "gs_train.h"
@@ -138,7 +142,8 @@ static const char *usage =
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
     "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
     "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
-    "[--independent] [--consistency-weight W] [--weight-sigma S] [--devices LIST]";
+    "[--independent] [--consistency-weight W] [--weight-sigma S] [--devices LIST] "
+    "[--parallel-blocks G] [--weight-interval N]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -233,6 +238,12 @@ int cmd_splat_train(int argc, char **argv) {
             mo.block_steps = n, i++;
         } else if (strcmp(a, "--devices") == 0 && v) {
             mo.devices = v, i++;
+        } else if (strcmp(a, "--weight-interval") == 0) {
+            if (!cli_int(C, a, v, 1, 100000000L, &n)) return cli_usage(C, usage, NULL);
+            mo.weight_interval = n, i++;
+        } else if (strcmp(a, "--parallel-blocks") == 0) {
+            if (!cli_int(C, a, v, 1, 256, &n)) return cli_usage(C, usage, NULL);
+            mo.parallel = (int)n, i++;
         } else if (strcmp(a, "--no-teacher") == 0) {
             mo.no_teacher = true;
         } else if (strcmp(a, "--no-weighting") == 0) {
@@ -304,16 +315,27 @@ int cmd_splat_train(int argc, char **argv) {
     if (fixed_background && !o.random_background) o.random_background = -1;
     char *mjson = NULL;
     bool momentum = o.model && strcmp(o.model, "momentum-gs") == 0;
-    char first_dev[64];
+    char devs[8][64];
     if (momentum && mo.devices) { /* the trainer's context is the first device */
-        size_t len = strcspn(mo.devices, ",");
-        if (len == 0 || len >= sizeof first_dev)
-            return cli_usage(C, usage, "--devices expects a list such as cpu,vk:0");
-        memcpy(first_dev, mo.devices, len);
-        first_dev[len] = 0;
-        if (o.device && strcmp(o.device, first_dev) != 0)
+        int nd = 0;
+        if (pk_device_list_parse(mo.devices, devs, 8, PK_DEVICE_LIST_REPEATS, &nd) != PK_OK)
+            return cli_usage(C, usage, polyak_error());
+        if (o.device && strcmp(o.device, devs[0]) != 0)
             return cli_usage(C, usage, "--device and the first of --devices differ");
-        o.device = first_dev;
+        o.device = devs[0];
+    }
+    if (momentum && o.resume && !mo.parallel) {
+        /* the blocks in parallel are the run's (they shape the model), whatever the devices and
+         * ranks of the resumed run */
+        char *path = io_path_join(o.out, "options.json");
+        uint8_t *text = NULL;
+        size_t len = 0;
+        if (path && io_read_file(path, &text, &len) != PK_OK) text = NULL;
+        cJSON *j = text ? cJSON_ParseWithLength((const char *)text, len) : NULL;
+        const cJSON *g = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "source"), "parallel_blocks");
+        if (cJSON_IsNumber(g)) mo.parallel = (int)g->valuedouble;
+        cJSON_Delete(j);
+        free(text), free(path);
     }
     if (momentum) {
         mo.voxel_size = o.voxel_size;
@@ -325,7 +347,7 @@ int cmd_splat_train(int argc, char **argv) {
         o.make_source_arg = &mo;
         o.source_json = mjson;
     } else if (mo.blocks || mo.block_steps || mo.no_teacher || mo.no_weighting || mo.independent ||
-               mo.devices)
+               mo.devices || mo.parallel || mo.weight_interval)
         return cli_usage(C, usage, "--blocks and the Momentum-GS options need --model momentum-gs");
     o = gs_train_defaults(o);
     o.progress = stderr;
@@ -354,11 +376,12 @@ int cmd_splat_train(int argc, char **argv) {
             run_info(run,
                      "block %d: %lld anchors, %d training views, %d validation views, device %d", b,
                      (long long)mi.anchors[b], mi.train_views[b], mi.val_views[b], mi.device_of[b]);
-        if (mi.devices > 1)
+        if (mi.lanes > 1)
             run_info(run,
-                     "%d devices (%s) in lockstep, one thread each; the decoder replicas are "
-                     "averaged every %lld steps",
-                     mi.devices, mo.devices, (long long)mo.block_steps);
+                     "%d blocks in parallel (lanes) on %d rank%s x %d device%s (%s): the shared "
+                     "decoder steps once per step on the mean of their weighted gradients",
+                     mi.lanes, dist_size(), dist_size() > 1 ? "s" : "", mi.devices,
+                     mi.devices > 1 ? "s" : "", mo.devices ? mo.devices : "the trainer's");
     }
     if (info.photos && !info.start_step)
         run_info(run,
@@ -450,8 +473,18 @@ int cmd_splat_train(int argc, char **argv) {
         run_metric_json(run, "blocks", buf);
         run_metric_str(run, "model", "momentum-gs");
         run_metric(run, "devices", mi.devices);
+        run_metric(run, "parallel_blocks", mi.lanes);
+        run_metric(run, "ranks", dist_size());
+        if (dist_size() > 1) {
+            char cj[200];
+            snprintf(cj, sizeof cj, "{\"seconds\": %.3f, \"bytes\": %lld, \"calls\": %lld}",
+                     mi.comm_seconds, (long long)mi.comm_bytes, (long long)mi.comm_calls);
+            run_metric_json(run, "momentum_comm", cj);
+        }
         char *bdir = io_path_join(o.out, "blocks");
-        pk_status bs = bdir ? mgs_write_blocks(gs_trainer_source(t), bdir) : PK_ERR_NOMEM;
+        pk_status bs = !dist_is_root() ? PK_OK /* rank 0 writes the run folder */
+                       : bdir          ? mgs_write_blocks(gs_trainer_source(t), bdir)
+                                       : PK_ERR_NOMEM;
         free(bdir);
         if (bs != PK_OK) {
             rc = cli_fail(C, "writing the block checkpoints");

@@ -78,6 +78,12 @@ typedef struct gs_source {
      * SH of degree sh_degree fitted over views `views` (n) of cams (tasks/gs/gs_bake.h). */
     pk_status (*bake)(void *self, const splat_camera *cams, const int *views, int n, int sh_degree,
                       pk_gaussians *g);
+    /* Optional (block-wise sources under mpirun, tasks/momentum_gs): makes this rank's copy of
+     * the model whole (every block from the rank that trains it). A collective: the trainer
+     * calls it on every rank before an evaluation and a checkpoint. A source with it reduces
+     * its own gradients across the ranks, so the trainer's data parallelism over cameras is
+     * off for it. */
+    pk_status (*gather)(void *self);
 } gs_source;
 
 /* ---- the explicit source (plain 3DGS) ---- */

@@ -669,10 +669,10 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     }
     if (!t->from_points) free(xyz);
     free(rgb);
-    if (s == PK_OK && dist_size() > 1 && !t->gx)
+    if (s == PK_OK && dist_size() > 1 && !t->gx && !t->src.gather)
         s = pk_error(PK_ERR_INVALID,
                      "--model %s under mpirun: data parallelism is implemented for the 3DGS "
-                     "source only (run Scaffold-GS / Momentum-GS as one process)",
+                     "source and Momentum-GS only (run Scaffold-GS as one process)",
                      t->o.model ? t->o.model : "custom");
     if (s != PK_OK) goto fail;
     t->st = splat_state_create();
@@ -1171,7 +1171,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         }
     }
     bool reduced_stats = false;
-    if (dist_size() > 1) {
+    if (dist_size() > 1 && !t->src.gather) { /* a gathering source reduces its own */
         PK_TRY(world_grads(t, &gr, degree, W, H, it < t->o.densify_until));
         reduced_stats = true;
     }
@@ -1385,6 +1385,7 @@ pk_status gs_trainer_view_metrics(gs_trainer *t, int v, double *psnr, double *ss
 pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
     *ev = (gs_eval){0};
     PK_TRY(sync_host(t));
+    if (t->src.gather) PK_TRY(t->src.gather(t->src.self)); /* every block on every rank */
     int degree = sh_degree_at(t, t->step);
     /* several ranks: each scores its shard of the held-out views and the scores are summed;
      * with renders to write, rank 0 scores (and writes) them all and sends the scores */
@@ -1457,6 +1458,7 @@ pk_status gs_trainer_evaluate(gs_trainer *t, bool write_renders, gs_eval *ev) {
 
 pk_status gs_trainer_checkpoint(gs_trainer *t) {
     PK_TRY(sync_host(t));
+    if (t->src.gather) PK_TRY(t->src.gather(t->src.self)); /* rank 0 saves every block */
     if (dist_size() > 1 &&
         t->gx) { /* the statistics rank 0 saves: the largest radii of every rank */
         PK_TRY(dist_max_f32(gs_explicit_max_radii(t->gx), t->src.count(t->src.self)));

@@ -1,14 +1,17 @@
 /* momentum.c - Momentum-GS: the partition, the camera-to-block rule, the block weights and the
- * block-wise Gaussian source (see momentum.h for the rules). On every device the active block's
- * anchors are uploaded per step by its Scaffold-GS source (host-resident otherwise); the
- * device's replica of the student decoder, its Adam state and its teacher stay on the device.
- * Further devices (--devices) run the same step in their own threads (dev_step), started by
- * pick_view and joined in after_step, where the replicas are averaged at block-step boundaries;
- * the merged model is baked into a 3DGS set (mgs_bake) and written per block (mgs_write_blocks).
+ * block-wise Gaussian source (see momentum.h for the rules). On every device a lane's active
+ * block's anchors are uploaded per step by its Scaffold-GS source (host-resident otherwise); the
+ * device's replica of the student decoder and its teacher stay on the device. The trainer's
+ * step runs this rank's first lane; device 0's further lanes run in mgs_step, every further
+ * device's lanes in its own thread (lane_step), started by pick_view; mgs_step then reduces the
+ * lanes' decoder gradients (across the ranks too) and steps the decoder once
+ * (reduce_and_step). The merged model is baked into a 3DGS set (mgs_bake) and written per block
+ * (mgs_write_blocks); under mpirun the blocks are gathered first (mgs_gather).
  *
  * The step, in Momentum-GS's order: the active block's view is rendered from its own anchors
  * with the shared decoder; loss = (0.8 L1 + 0.2 (1 - SSIM) + 0.01 volume + 50 consistency) x
- * block weight; the block's anchors and the student decoder step (Adam); the teacher follows
+ * block weight; the block's anchors step (Adam), the student decoder steps once on the lanes'
+ * mean gradient (Adam); the teacher follows
  * the student (m = 0.9) after every step; the block's anchors grow / prune on Scaffold-GS's
  * schedule (global step numbers; statistics only while the block is active); every 1,000 steps
  * each block's validation PSNR / SSIM (its held-out views rendered from its own anchors) is
@@ -27,6 +30,9 @@
 #include <cjson/cJSON.h>
 
 #include "autograd.h"
+#include "checkpoint.h"
+#include "device.h"
+#include "dist.h"
 #include "gs_bake.h"
 #include "io_util.h"
 #include "safetensors.h"
@@ -44,6 +50,14 @@ mgs_options mgs_defaults(mgs_options o) {
     if (!o.margin) o.margin = 0.1;
     if (!o.view_share) o.view_share = 0.25;
     if (!o.val_views) o.val_views = 4;
+    if (!o.parallel) { /* devices x ranks (a bad list is refused later, by devices_open) */
+        char names[8][64];
+        int nd = 1;
+        if (o.devices && *o.devices &&
+            pk_device_list_parse(o.devices, names, 8, PK_DEVICE_LIST_REPEATS, &nd) != PK_OK)
+            nd = 1;
+        o.parallel = nd * dist_size();
+    }
     return o;
 }
 
@@ -63,8 +77,8 @@ char *mgs_options_json(const mgs_options *o) {
     cJSON_AddNumberToObject(j, "margin", o->margin);
     cJSON_AddNumberToObject(j, "view_share", o->view_share);
     cJSON_AddNumberToObject(j, "val_views", o->val_views);
-    if (o->devices && strchr(o->devices, ',')) /* the checkpoint holds a replica per device */
-        cJSON_AddStringToObject(j, "devices", o->devices);
+    if (o->parallel > 1) /* the model depends on it; the devices and ranks do not */
+        cJSON_AddNumberToObject(j, "parallel_blocks", o->parallel);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -206,21 +220,22 @@ void mgs_block_weights(const double *psnr, const double *ssim, int n, double sig
 
 typedef struct mgs mgs;
 
-/* A further device (1 .. D-1): its context, replicas and step scratch; device 0 is the
- * trainer's context with the mgs's own shared / opt / teacher / tdec. */
+/* A device of this rank (0 .. D-1): device 0 is the trainer's context (its replica is the
+ * mgs's own `shared`, with the one optimizer and teacher); every further device has its own
+ * context, thread, decoder replica and teacher tensors (copies of device 0's after every step).
+ * Each runs its lanes (blocks trained at every step) in lane order. */
 typedef struct mgs_dev {
     mgs *m;
     int d;
     pk_ctx *ctx;
-    gs_decoder dec;      // the student replica
-    pk_optimizer *opt;   // its Adam
-    pk_teacher *teacher; // its teacher
-    gs_decoder tdec;     // the teacher's tensors as a decoder
+    gs_decoder dec;      // d > 0: the student replica (parameters only)
+    pk_teacher *teacher; // d > 0: the teacher's tensors (never updated here: copied)
+    gs_decoder tdec;     // d > 0: the teacher's tensors as a decoder
     pk_splat_renderer *renderer;
-    pk_rng rng;         // view order, background, growing of its blocks
     float *gt, *grad2d; // (3, H, W), (n, 2)
     int32_t *radii;     // (n)
     int64_t cap;
+    int *lanes, nlanes; // its lanes, in lane order (device 0: its first is the trainer's)
     pthread_t th;
     bool started;
     int64_t want, done; // step asked for / finished
@@ -264,16 +279,28 @@ struct mgs {
     char (*names)[96];
     int64_t (*shapes)[1];
     int64_t ck_i64[4];
-    /* devices: D, the block -> device map, each device's share, the further devices */
+    /* lanes: G blocks train at every step; lane l owns blocks b = l mod G */
+    int G;
+    int **lshare, *nlshare;     // (G) blocks of each lane, in block order
+    pk_rng *lrng;               // (G) lane generators; lane 0 uses the trainer's (env.rng)
+    int lane_first, lane_count; // this rank's lanes [first, first + count)
+    int *lane_dev;              // (G) device of this rank running the lane; -1: another rank
+    int *lane_rank;             // (G)
+    int64_t P;                  // decoder parameters
+    float *lgrad;               // (G, P) each lane's decoder gradient of the step
+    float *acc;                 // (2 P) the reduced gradient; replica pushes
+    uint64_t *ck_rng;           // (G) lane generators for checkpoints
+    bool dirty;                 // trained since the last gather
+    /* devices of this rank */
     int ndev;
-    int *dev_of;          // (nb)
-    int **share, *nshare; // (ndev) blocks of each device, in block order
-    mgs_dev *dev;         // (ndev); dev[0] unused but for its share
+    int *dev_of; // (nb) device of this rank a block is trained on (0 for other ranks' blocks)
+    mgs_dev *dev;
     pthread_mutex_t mu;
     pthread_cond_t go, fin;
     bool sync_init, quit;
-    float *avg_host;  // averaging scratch
-    uint64_t *ck_rng; // (ndev) generators for checkpoints
+    uint8_t *pack; // gather scratch
+    size_t pack_cap;
+    dist_stats comm; // communication of the decoder reduction and the gathers
 };
 
 static bool keep_fn(void *arg, const float p[3]) {
@@ -301,12 +328,20 @@ static void mgs_destroy(void *self) {
     free(m->m_sh), free(m->m_grad), free(m->ck_host), free(m->names), free(m->shapes);
     optim_destroy(m->opt);
     teacher_destroy(m->teacher);
-    for (int d = 1; d < m->ndev && m->dev; d++)
-        dev_free(&m->dev[d]);
-    for (int d = 0; d < m->ndev && m->share; d++)
-        free(m->share[d]);
-    free(m->share), free(m->nshare), free(m->dev), free(m->dev_of), free(m->avg_host);
-    free(m->ck_rng);
+    for (int d = 0; d < m->ndev && m->dev; d++) {
+        if (d > 0)
+            dev_free(&m->dev[d]);
+        else {
+            pk_splat_renderer_destroy(m->dev[0].renderer);
+            free(m->dev[0].gt), free(m->dev[0].grad2d), free(m->dev[0].radii);
+        }
+        free(m->dev[d].lanes);
+    }
+    for (int l = 0; l < m->G && m->lshare; l++)
+        free(m->lshare[l]);
+    free(m->lshare), free(m->nlshare), free(m->lrng), free(m->lane_dev), free(m->lane_rank);
+    free(m->lgrad), free(m->acc), free(m->ck_rng), free(m->pack);
+    free(m->dev), free(m->dev_of);
     if (m->sync_init) {
         pthread_mutex_destroy(&m->mu);
         pthread_cond_destroy(&m->go);
@@ -315,33 +350,43 @@ static void mgs_destroy(void *self) {
     free(m);
 }
 
-/* The block device d trains at step it: its share's turn, skipping blocks without views
- * (with one device: (it - 1) / block_steps mod N, as before devices existed). */
-static int block_at(const mgs *m, int d, int64_t it) {
-    int ns = m->nshare[d];
+/* The block lane l trains at step it: its share's turn, skipping blocks without views
+ * (with one lane: (it - 1) / block_steps mod N). */
+static int lane_block(const mgs *m, int l, int64_t it) {
+    int ns = m->nlshare[l];
     int q = (int)(((it - 1) / m->o.block_steps) % ns);
-    for (int k = 0; k < ns && m->ncams[m->share[d][q]] == 0; k++)
+    for (int k = 0; k < ns && m->ncams[m->lshare[l][q]] == 0; k++)
         q = (q + 1) % ns;
-    return m->share[d][q];
+    return m->lshare[l][q];
 }
+
+/* Lane l's generator (view order, background, growing): lane 0 the trainer's. */
+static pk_rng *lane_rng(mgs *m, int l) { return l == 0 ? m->env.rng : &m->lrng[l]; }
+
+/* Whether this rank trains block b. */
+static bool own_block(const mgs *m, int b) { return m->lane_dev[b % m->G] >= 0; }
 
 static void workers_start(mgs *m, int64_t it);
 
 static int mgs_pick_view(void *self, int64_t it, pk_rng *rng) {
+    (void)rng; /* the lane's own (the trainer's for lane 0) */
     mgs *m = self;
     m->cur_it = it;
-    /* every device's block of step it takes its smoothing step (mgs_weight_step) here, on this
-     * thread and before the devices start, so no device reads a weight while it is written */
+    m->dirty = true;
+    /* every lane's block of step it takes its smoothing step (mgs_weight_step) here, in lane
+     * order, on this thread and before the devices start (so no device reads a weight while it
+     * is written), on every rank alike */
     if (m->weighting && m->evals > 0)
-        for (int d = 0; d < m->ndev; d++)
-            mgs_weight_step(m->psnr_s, m->ssim_s, m->psnr_l, m->ssim_l, m->nb, block_at(m, d, it),
+        for (int l = 0; l < m->G; l++)
+            mgs_weight_step(m->psnr_s, m->ssim_s, m->psnr_l, m->ssim_l, m->nb, lane_block(m, l, it),
                             m->o.sigma, m->w);
     if (m->ndev > 1) workers_start(m, it); /* the further devices run step it meanwhile */
-    int b = block_at(m, 0, it);
+    int l = m->lane_first;                 /* the trainer's lane: device 0's first */
+    int b = lane_block(m, l, it);
     m->active = b;
-    if (m->ncams[b] == 0) return -1; /* no block of this device has views: any view */
+    if (m->ncams[b] == 0) return -1; /* no block of this lane has views: any view */
     if (m->opos[b] >= m->ncams[b]) {
-        pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
+        pk_rng_shuffle(lane_rng(m, l), m->order[b], m->ncams[b]);
         m->opos[b] = 0;
     }
     return m->cams[b][m->order[b][m->opos[b]++]];
@@ -376,18 +421,9 @@ static double mgs_loss_weight(void *self) {
     return m->weighting ? m->w[m->active] : 1.0;
 }
 
-static pk_status mgs_step(void *self, int64_t it) {
-    mgs *m = self;
-    gs_source *s = &m->bsrc[m->active];
-    PK_TRY(s->step(s->self, it));
-    if (m->shared_decoder) PK_TRY(gs_decoder_step(m->opt, m->env.iters, it));
-    if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
-    return PK_OK;
-}
+/* ---- lanes on the devices; the decoder reduction ---- */
 
-/* ---- further devices: one thread each, stepping in lockstep with the trainer ---- */
-
-/* Grows a device's per-step scratch to n Gaussians and hw pixels. */
+/* Grows a device's per-step scratch to n Gaussians. */
 static pk_status dev_reserve(mgs_dev *w, int64_t n) {
     if (n <= w->cap) return PK_OK;
     int64_t cap = n + n / 2 + 1024;
@@ -400,15 +436,32 @@ static pk_status dev_reserve(mgs_dev *w, int64_t n) {
     return PK_OK;
 }
 
-/* One training step `it` of device w on its active block: the trainer's step for a decoder
- * source (tasks/gs/gs_train.c train_render and gs_trainer_step), on w's context. */
-static pk_status dev_step(mgs_dev *w, int64_t it) {
+/* Moves the decoder gradient of device w (the sum of its backward walks since the last take)
+ * into lane l's row of lgrad and zeroes it. */
+static pk_status take_lane_grads(mgs *m, mgs_dev *w, int l) {
+    tensor *ps[12];
+    gs_decoder_params(w->d ? &w->dec : &m->shared, ps);
+    float *row = m->lgrad + (size_t)l * (size_t)m->P;
+    for (int i = 0; i < 12; i++) {
+        PK_TRY(tensor_download(ps[i]->grad, row));
+        PK_TRY(pk_grad_zero(w->ctx, ps[i]));
+        row += tensor_numel(ps[i]);
+    }
+    return PK_OK;
+}
+
+/* One training step `it` of lane l on device w: the trainer's step for a decoder source
+ * (tasks/gs/gs_train.c train_render and gs_trainer_step) on w's context with the lane's
+ * generator: render, weighted loss, backward, statistics, the block's anchor step, its growing;
+ * the decoder's gradient goes to the lane's row (the decoder steps once for all lanes). */
+static pk_status lane_step(mgs_dev *w, int l, int64_t it) {
     mgs *m = w->m;
     pk_ctx *c = w->ctx;
-    int b = block_at(m, w->d, it);
-    if (m->ncams[b] == 0) return PK_OK; /* no block of this device has views: it idles */
+    pk_rng *rng = lane_rng(m, l);
+    int b = lane_block(m, l, it);
+    if (m->ncams[b] == 0) return PK_OK; /* no block of this lane has views: it idles */
     if (m->opos[b] >= m->ncams[b]) {
-        pk_rng_shuffle(&w->rng, m->order[b], m->ncams[b]);
+        pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
         m->opos[b] = 0;
     }
     int v = m->cams[b][m->order[b][m->opos[b]++]];
@@ -419,7 +472,7 @@ static pk_status dev_step(mgs_dev *w, int64_t it) {
     PK_TRY(gs_trainer_ground_truth_into(m->env.trainer, v, w->gt, bg, &rnd));
     if (rnd)
         for (int k = 0; k < 3; k++)
-            bg[k] = (float)pk_rng_uniform(&w->rng);
+            bg[k] = (float)pk_rng_uniform(rng);
     PK_TRY(pk_step_begin(c));
     tensor *gt = tensor_new(c->step, PK_F32, 3, (int64_t[]){3, H, W});
     if (!gt || tensor_upload(gt, w->gt) != PK_OK)
@@ -449,12 +502,18 @@ static pk_status dev_step(mgs_dev *w, int64_t it) {
     PK_TRY(tensor_download(out.radii, w->radii));
     if (it < m->sco.update_until && it > m->sco.stat_from)
         s->add_stats(s->self, w->grad2d, w->radii, (int)W, (int)H);
-    PK_TRY(s->step(s->self, it));
-    if (m->shared_decoder) PK_TRY(gs_decoder_step(w->opt, m->env.iters, it));
-    if (m->use_teacher) PK_TRY(teacher_update(w->teacher));
+    PK_TRY(s->step(s->self, it)); /* the block's anchors (and its own decoder when independent) */
+    if (m->shared_decoder) PK_TRY(take_lane_grads(m, w, l));
     gs_scaffold_report rep;
-    PK_TRY(gs_scaffold_adjust(m->blk[b], it, &w->rng, &rep));
+    PK_TRY(gs_scaffold_adjust(m->blk[b], it, rng, &rep));
     m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
+    return PK_OK;
+}
+
+/* Device w's lanes of step it (device 0: all but its first, which the trainer ran). */
+static pk_status dev_lanes(mgs_dev *w, int64_t it) {
+    for (int k = w->d == 0 ? 1 : 0; k < w->nlanes; k++)
+        PK_TRY(lane_step(w, w->lanes[k], it));
     return PK_OK;
 }
 
@@ -468,7 +527,7 @@ static void *dev_main(void *arg) {
         if (m->quit) break;
         int64_t it = w->want;
         pthread_mutex_unlock(&m->mu);
-        pk_status st = dev_step(w, it);
+        pk_status st = dev_lanes(w, it);
         pthread_mutex_lock(&m->mu);
         if (st != PK_OK && w->status == PK_OK) {
             w->status = st;
@@ -537,63 +596,87 @@ static void workers_stop(mgs *m) {
 }
 
 static void dev_free(mgs_dev *w) {
-    optim_destroy(w->opt);
     teacher_destroy(w->teacher);
     pk_splat_renderer_destroy(w->renderer);
     free(w->gt), free(w->grad2d), free(w->radii);
     pk_ctx_destroy(w->ctx);
 }
 
-/* The replicated tensors of device d in a fixed order: decoder (12), Adam state, teacher. */
-static int replica_tensors(mgs *m, int d, tensor **all, int max) {
-    gs_decoder *dec = d ? &m->dev[d].dec : &m->shared;
-    pk_optimizer *opt = d ? m->dev[d].opt : m->opt;
-    pk_teacher *tc = d ? m->dev[d].teacher : m->teacher;
-    char nm[128];
-    int na = 0;
-    if (!m->shared_decoder) return 0;
-    tensor *ps[12];
-    gs_decoder_params(dec, ps);
-    for (int i = 0; i < 12; i++)
-        all[na++] = ps[i];
-    for (int i = 0; i < optim_state_count(opt) && na < max - 12; i++)
-        all[na++] = optim_state_get(opt, i, nm, sizeof nm);
-    if (m->use_teacher)
-        for (int i = 0; i < teacher_count(tc) && na < max; i++)
-            all[na++] = teacher_tensor(tc, i);
-    return na;
-}
-
-/* The shared-decoder rule: every replica (decoder, Adam moments, teacher) becomes the mean of
- * all, summed in device order on the host (the same bits on every device). */
-static pk_status average_replicas(mgs *m) {
+/* Copies device 0's decoder and teacher into every further device's replica: one download,
+ * an upload per device (the replicas are bit-identical to device 0's after every step). */
+static pk_status push_replicas(mgs *m) {
     if (m->ndev < 2 || !m->shared_decoder) return PK_OK;
-    tensor *all[8][64];
-    int na = replica_tensors(m, 0, all[0], 64);
-    for (int d = 1; d < m->ndev; d++)
-        if (replica_tensors(m, d, all[d], 64) != na)
-            return pk_error(PK_ERR_INVALID, "Momentum-GS: device %d's replica differs", d);
-    for (int i = 0; i < na; i++) {
-        size_t ne = (size_t)tensor_numel(all[0][i]);
-        float *h = realloc(m->avg_host, sizeof(float) * 2 * (ne + 1));
-        if (!h) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
-        m->avg_host = h;
-        float *acc = h, *one = h + ne + 1;
-        PK_TRY(tensor_download(all[0][i], acc));
+    tensor *src[24], *dst[24];
+    gs_decoder_params(&m->shared, src);
+    int n = 12;
+    if (m->use_teacher)
+        for (int i = 0; i < 12; i++)
+            src[n++] = teacher_tensor(m->teacher, i);
+    float *h = m->acc + m->P; /* the second half of the scratch */
+    for (int i = 0; i < n; i++) {
+        PK_TRY(tensor_download(src[i], h));
         for (int d = 1; d < m->ndev; d++) {
-            if ((size_t)tensor_numel(all[d][i]) != ne)
-                return pk_error(PK_ERR_INVALID, "Momentum-GS: replica tensor %d differs", i);
-            PK_TRY(tensor_download(all[d][i], one));
-            for (size_t k = 0; k < ne; k++)
-                acc[k] += one[k];
+            gs_decoder_params(&m->dev[d].dec, dst);
+            tensor *t = i < 12 ? dst[i] : teacher_tensor(m->dev[d].teacher, i - 12);
+            PK_TRY(tensor_upload(t, h));
         }
-        float inv = 1.0f / (float)m->ndev;
-        for (size_t k = 0; k < ne; k++)
-            acc[k] *= inv;
-        for (int d = 0; d < m->ndev; d++)
-            PK_TRY(tensor_upload(all[d][i], acc));
     }
     return PK_OK;
+}
+
+/* The shared-decoder rule: the decoder steps once per step on the weighted mean of its
+ * gradients over the G lanes, (1/G) sum_l w_b(l) g_b(l) (each lane's loss already carries its
+ * block's weight). The rows of the other ranks' lanes are gathered (every rank then holds all
+ * G rows, bit for bit) and summed in lane order on the host, so the result does not depend on
+ * how lanes are spread over devices and ranks; then device 0's Adam steps, the teacher
+ * follows (m 0.9), and the further devices get copies. */
+static pk_status reduce_and_step(mgs *m, int64_t it) {
+    int64_t P = m->P;
+    if (dist_size() > 1) {
+        dist_stats c0 = dist_stats_get();
+        PK_TRY(dist_gather_rows_f32(m->lgrad, m->G, P));
+        dist_stats c1 = dist_stats_get();
+        m->comm.seconds += c1.seconds - c0.seconds, m->comm.bytes += c1.bytes - c0.bytes;
+        m->comm.calls += c1.calls - c0.calls;
+    }
+    float *acc = m->acc;
+    memcpy(acc, m->lgrad, sizeof(float) * (size_t)P);
+    for (int l = 1; l < m->G; l++) {
+        const float *row = m->lgrad + (size_t)l * (size_t)P;
+        for (int64_t k = 0; k < P; k++)
+            acc[k] += row[k];
+    }
+    float inv = 1.0f / (float)m->G;
+    for (int64_t k = 0; k < P; k++)
+        acc[k] *= inv;
+    tensor *ps[12];
+    gs_decoder_params(&m->shared, ps);
+    const float *at = acc;
+    for (int i = 0; i < 12; i++) {
+        PK_TRY(tensor_upload(ps[i]->grad, at));
+        at += tensor_numel(ps[i]);
+    }
+    PK_TRY(gs_decoder_step(m->opt, m->env.iters, it));
+    if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
+    return push_replicas(m);
+}
+
+static pk_status mgs_step(void *self, int64_t it) {
+    mgs *m = self;
+    gs_source *s = &m->bsrc[m->active];
+    PK_TRY(s->step(s->self, it)); /* the trainer's lane: its block's anchors */
+    if (m->shared_decoder && m->G == 1) {
+        /* one lane in the world: its gradient is the mean; no round trip through the host */
+        PK_TRY(gs_decoder_step(m->opt, m->env.iters, it));
+        if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
+        return PK_OK;
+    }
+    if (m->shared_decoder) PK_TRY(take_lane_grads(m, &m->dev[0], m->lane_first));
+    pk_status st = dev_lanes(&m->dev[0], it); /* device 0's further lanes */
+    pk_status wst = workers_wait(m);          /* every device has finished step it */
+    PK_TRY(st);
+    PK_TRY(wst);
+    return m->shared_decoder ? reduce_and_step(m, it) : PK_OK;
 }
 
 /* Mean PSNR / SSIM of block b's validation views rendered from its own anchors. */
@@ -619,17 +702,174 @@ static pk_status block_metrics(mgs *m, int b, double *psnr, double *ssim) {
 static pk_status mgs_after_step(void *self, int64_t it) {
     mgs *m = self;
     gs_scaffold_report rep;
-    pk_status wst = workers_wait(m); /* every device has finished step it */
-    PK_TRY(wst);
-    PK_TRY(gs_scaffold_adjust(m->blk[m->active], it, m->env.rng, &rep));
+    PK_TRY(workers_wait(m)); /* (independent blocks with one lane: nothing to wait for) */
+    PK_TRY(gs_scaffold_adjust(m->blk[m->active], it, lane_rng(m, m->lane_first), &rep));
     m->anchors[m->active] = gs_scaffold_anchors(m->blk[m->active]);
-    if (m->ndev > 1 && (it % m->o.block_steps == 0 || it >= m->env.iters))
-        PK_TRY(average_replicas(m));
     if (m->weighting && it % m->o.weight_interval == 0) {
-        for (int b = 0; b < m->nb; b++)
-            PK_TRY(block_metrics(m, b, &m->psnr_l[b], &m->ssim_l[b]));
+        /* each rank validates the blocks it trains; the sums (zeros elsewhere) give every rank
+         * every block's values */
+        for (int b = 0; b < m->nb; b++) {
+            m->psnr_l[b] = m->ssim_l[b] = 0;
+            if (own_block(m, b)) PK_TRY(block_metrics(m, b, &m->psnr_l[b], &m->ssim_l[b]));
+        }
+        PK_TRY(dist_sum_f64(m->psnr_l, m->nb));
+        PK_TRY(dist_sum_f64(m->ssim_l, m->nb));
         m->evals++;
     }
+    return PK_OK;
+}
+
+/* ---- under mpirun: every block's state from the rank that trains it ---- */
+
+static int shared_tensors(mgs *m, tensor **all, int max);
+
+/* Appends n bytes to the pack scratch at *at. */
+static pk_status pack_put(mgs *m, size_t *at, const void *p, size_t n) {
+    if (*at + n > m->pack_cap) {
+        size_t cap = (*at + n) * 2 + 4096;
+        uint8_t *q = realloc(m->pack, cap);
+        if (!q) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory packing a block");
+        m->pack = q, m->pack_cap = cap;
+    }
+    memcpy(m->pack + *at, p, n);
+    *at += n;
+    return PK_OK;
+}
+
+/* Packs block b's checkpoint table, view order and position: per tensor its name (with the
+ * NUL), dtype, rank, shape and bytes. */
+static pk_status pack_block(mgs *m, int b, size_t *len) {
+    enum { MAXT = 96 };
+    st_write_tensor ts[MAXT];
+    int n = 0;
+    PK_TRY(m->bsrc[b].checkpoint_tensors(m->bsrc[b].self, ts, MAXT - 2, &n));
+    char on[32], pn[32];
+    snprintf(on, sizeof on, "mgs.order%d", b);
+    snprintf(pn, sizeof pn, "mgs.opos%d", b);
+    int64_t oshape[1] = {m->ncams[b]}, pshape[1] = {1};
+    ts[n++] = (st_write_tensor){on, ST_I32, 1, oshape, m->order[b]};
+    ts[n++] = (st_write_tensor){pn, ST_I64, 1, pshape, &m->opos[b]};
+    size_t at = 0;
+    int32_t cnt = n;
+    PK_TRY(pack_put(m, &at, &cnt, sizeof cnt));
+    for (int i = 0; i < n; i++) {
+        int32_t hdr[3] = {(int32_t)strlen(ts[i].name) + 1, (int32_t)ts[i].dtype, ts[i].ndim};
+        int64_t ne = 1;
+        for (int k = 0; k < ts[i].ndim; k++)
+            ne *= ts[i].shape[k];
+        uint64_t bytes = (uint64_t)ne * st_dtype_size(ts[i].dtype);
+        PK_TRY(pack_put(m, &at, hdr, sizeof hdr));
+        PK_TRY(pack_put(m, &at, ts[i].name, (size_t)hdr[0]));
+        PK_TRY(pack_put(m, &at, ts[i].shape, sizeof(int64_t) * (size_t)ts[i].ndim));
+        PK_TRY(pack_put(m, &at, &bytes, sizeof bytes));
+        PK_TRY(pack_put(m, &at, ts[i].data, (size_t)bytes));
+    }
+    *len = at;
+    return PK_OK;
+}
+
+/* Restores block b from a pack of pack_block (len bytes in m->pack). */
+static pk_status unpack_block(mgs *m, int b, size_t len) {
+    const uint8_t *p = m->pack, *end = m->pack + len;
+    int32_t cnt;
+    if (len < sizeof cnt) return pk_error(PK_ERR_FORMAT, "Momentum-GS: block %d: empty pack", b);
+    memcpy(&cnt, p, sizeof cnt);
+    p += sizeof cnt;
+    st_tensor *ts = calloc((size_t)cnt + 1, sizeof *ts);
+    if (!ts) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    pk_status st = PK_OK;
+    for (int i = 0; i < cnt && st == PK_OK; i++) {
+        int32_t hdr[3];
+        uint64_t bytes;
+        if (p + sizeof hdr > end) break;
+        memcpy(hdr, p, sizeof hdr);
+        p += sizeof hdr;
+        if (hdr[2] < 0 || hdr[2] > ST_MAX_DIMS || hdr[0] < 1 || p + hdr[0] + 8 * hdr[2] + 8 > end) {
+            st = pk_error(PK_ERR_FORMAT, "Momentum-GS: block %d: bad pack", b);
+            break;
+        }
+        ts[i].name = (char *)p;
+        p += hdr[0];
+        ts[i].dtype = (st_dtype)hdr[1];
+        ts[i].ndim = hdr[2];
+        memcpy(ts[i].shape, p, 8 * (size_t)hdr[2]);
+        p += 8 * hdr[2];
+        memcpy(&bytes, p, sizeof bytes);
+        p += sizeof bytes;
+        if (p + bytes > end) {
+            st = pk_error(PK_ERR_FORMAT, "Momentum-GS: block %d: truncated pack", b);
+            break;
+        }
+        ts[i].nbytes = (size_t)bytes;
+        ts[i].data = p;
+        p += bytes;
+    }
+    ckpt_file ck = {.st = {.n = cnt, .tensors = ts}};
+    if (st == PK_OK) st = m->bsrc[b].restore(m->bsrc[b].self, &ck);
+    char on[32], pn[32];
+    snprintf(on, sizeof on, "mgs.order%d", b);
+    snprintf(pn, sizeof pn, "mgs.opos%d", b);
+    const st_tensor *o = st == PK_OK ? safetensors_find(&ck.st, on) : NULL;
+    const st_tensor *q = st == PK_OK ? safetensors_find(&ck.st, pn) : NULL;
+    if (st == PK_OK && (!o || o->nbytes != sizeof(int32_t) * (size_t)m->ncams[b] || !q ||
+                        q->nbytes != sizeof(int64_t)))
+        st = pk_error(PK_ERR_FORMAT, "Momentum-GS: block %d: pack without its view order", b);
+    if (st == PK_OK) {
+        memcpy(m->order[b], o->data, o->nbytes);
+        memcpy(&m->opos[b], q->data, sizeof(int64_t));
+        m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
+    }
+    free(ts);
+    return st;
+}
+
+/* gs_source.gather: every block's state and every lane's generator from the rank that trains
+ * it, so every rank holds the whole model (for the merged renders of an evaluation) and rank 0
+ * can save it. Nothing to do in a world of one or when nothing trained since the last one. */
+static pk_status mgs_gather(void *self) {
+    mgs *m = self;
+    if (dist_size() < 2 || !m->dirty) return PK_OK;
+    dist_stats c0 = dist_stats_get();
+    for (int b = 0; b < m->nb; b++) {
+        int owner = m->lane_rank[b % m->G];
+        int64_t len = 0;
+        size_t sl = 0;
+        if (dist_rank() == owner) {
+            PK_TRY(pack_block(m, b, &sl));
+            len = (int64_t)sl;
+        }
+        PK_TRY(dist_bcast(&len, sizeof len, owner));
+        if (dist_rank() != owner && (size_t)len > m->pack_cap) {
+            uint8_t *q = realloc(m->pack, (size_t)len);
+            if (!q) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+            m->pack = q, m->pack_cap = (size_t)len;
+        }
+        PK_TRY(dist_bcast(m->pack, (size_t)len, owner));
+        if (dist_rank() != owner) PK_TRY(unpack_block(m, b, (size_t)len));
+    }
+    for (int l = 0; l < m->G; l++) /* lane 0's is the trainer's, on rank 0 */
+        m->ck_rng[l] = m->lane_dev[l] >= 0 ? lane_rng(m, l)->state : 0;
+    PK_TRY(dist_sum_i64((int64_t *)m->ck_rng, m->G));
+    for (int l = 1; l < m->G; l++)
+        if (m->lane_dev[l] < 0) m->lrng[l].state = m->ck_rng[l];
+    /* the decoder, its Adam state and the teacher are the same bits on every rank (each runs
+     * the same update on the same numbers): checked here, where a rank's drift would be saved */
+    tensor *all[64];
+    int na = shared_tensors(m, all, 64);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the bytes */
+    for (int i = 0; i < na; i++) {
+        size_t ne = (size_t)tensor_numel(all[i]);
+        if (ne > (size_t)(2 * m->P)) continue; /* (larger than the decoder: none is) */
+        PK_TRY(tensor_download(all[i], m->acc));
+        const uint8_t *p = (const uint8_t *)m->acc;
+        for (size_t k = 0; k < 4 * ne; k++)
+            h = (h ^ p[k]) * 1099511628211ull;
+    }
+    PK_TRY(dist_check_same(h, "the Momentum-GS decoder, its Adam state and teacher"));
+    dist_stats c1 = dist_stats_get();
+    m->comm.seconds += c1.seconds - c0.seconds, m->comm.bytes += c1.bytes - c0.bytes;
+    m->comm.calls += c1.calls - c0.calls;
+    m->dirty = false;
     return PK_OK;
 }
 
@@ -757,34 +997,38 @@ static pk_status mgs_bake(void *self, const splat_camera *cams, const int *views
 }
 
 /* ---- checkpoints: every block's table (prefixed b<i>.), the shared decoder, its Adam state,
- * the teacher and its update count, the block orders and the smoothed metrics ---- */
+ * the teacher and its update count, the block orders, the smoothed metrics and the lanes'
+ * generators (one decoder: the replicas are copies, so a run resumes on other devices or
+ * another number of ranks with the same --parallel-blocks) ---- */
+
+/* Device 0's decoder, Adam state and teacher in a fixed order (NULL-free, n <= max). */
+static int shared_tensors(mgs *m, tensor **all, int max) {
+    char nm[128];
+    int na = 0;
+    if (!m->shared_decoder) return 0;
+    tensor *ps[12];
+    gs_decoder_params(&m->shared, ps);
+    for (int i = 0; i < 12; i++)
+        all[na++] = ps[i];
+    for (int i = 0; i < optim_state_count(m->opt) && na < max - 12; i++)
+        all[na++] = optim_state_get(m->opt, i, nm, sizeof nm);
+    if (m->use_teacher)
+        for (int i = 0; i < teacher_count(m->teacher) && na < max; i++)
+            all[na++] = teacher_tensor(m->teacher, i);
+    return na;
+}
 
 static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int *n) {
     mgs *m = self;
+    PK_TRY(mgs_gather(m)); /* (the trainer has called it; a no-op then) */
     int k = 0;
     for (int b = 0; b < m->nb; b++) {
         int nk = 0;
         PK_TRY(m->bsrc[b].checkpoint_tensors(m->bsrc[b].self, out + k, max - k, &nk));
         k += nk;
     }
-    /* shared decoder + optimizer state + teacher, downloaded */
-    tensor *all[64 * 8];
-    char nm[128];
-    int na = 0;
-    if (m->shared_decoder) {
-        tensor *ps[12];
-        gs_decoder_params(&m->shared, ps);
-        for (int i = 0; i < 12; i++)
-            all[na++] = ps[i];
-        for (int i = 0; i < optim_state_count(m->opt) && na < 40; i++)
-            all[na++] = optim_state_get(m->opt, i, nm, sizeof nm);
-        if (m->use_teacher)
-            for (int i = 0; i < teacher_count(m->teacher); i++)
-                all[na++] = teacher_tensor(m->teacher, i);
-    }
-    int na0 = na; /* device 0's tensors are mgs.t<i>; the further devices' mgs.d<d>.t<i> */
-    for (int d = 1; d < m->ndev; d++)
-        na += replica_tensors(m, d, all + na, 64 * 8 - na);
+    tensor *all[64];
+    int na = shared_tensors(m, all, 64);
     int extra = na + 9 + 2 * m->nb; /* counters, 5 per-block doubles, opos, rng, orders */
     if (k + extra > max) return pk_error(PK_ERR_INVALID, "Momentum-GS: checkpoint table too small");
     free(m->names), free(m->shapes);
@@ -799,11 +1043,7 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
     size_t off = 0;
     int q = 0;
     for (int i = 0; i < na; i++, q++) {
-        if (i < na0)
-            snprintf(m->names[q], sizeof m->names[q], "mgs.t%d", i);
-        else
-            snprintf(m->names[q], sizeof m->names[q], "mgs.d%d.t%d", 1 + (i - na0) / na0,
-                     (i - na0) % na0);
+        snprintf(m->names[q], sizeof m->names[q], "mgs.t%d", i);
         PK_TRY(tensor_download(all[i], h + off));
         m->shapes[q][0] = tensor_numel(all[i]);
         out[k++] = (st_write_tensor){m->names[q], ST_F32, 1, m->shapes[q], h + off};
@@ -832,12 +1072,13 @@ static pk_status mgs_ckpt_tensors(void *self, st_write_tensor *out, int max, int
         m->shapes[q][0] = m->ncams[b];
         out[k++] = (st_write_tensor){m->names[q], ST_I32, 1, m->shapes[q], m->order[b]};
     }
-    if (m->ndev > 1) { /* the further devices' generators */
-        for (int d = 1; d < m->ndev; d++)
-            m->ck_rng[d - 1] = m->dev[d].rng.state;
+    if (m->G > 1) { /* the generators of lanes 1 .. G-1 (lane 0's is the trainer's) */
+        if (dist_size() < 2)
+            for (int l = 1; l < m->G; l++)
+                m->ck_rng[l] = m->lrng[l].state;
         snprintf(m->names[q], sizeof m->names[q], "mgs.rng");
-        m->shapes[q][0] = m->ndev - 1;
-        out[k++] = (st_write_tensor){m->names[q], ST_I64, 1, m->shapes[q], m->ck_rng};
+        m->shapes[q][0] = m->G - 1;
+        out[k++] = (st_write_tensor){m->names[q], ST_I64, 1, m->shapes[q], m->ck_rng + 1};
         q++;
     }
     *n = k;
@@ -859,41 +1100,21 @@ static pk_status mgs_restore(void *self, const ckpt_file *ck) {
         PK_TRY(m->bsrc[b].restore(m->bsrc[b].self, ck));
         m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
     }
-    tensor *all[64 * 8];
-    char nm[128];
-    int na = 0;
-    if (m->shared_decoder) {
-        tensor *ps[12];
-        gs_decoder_params(&m->shared, ps);
-        for (int i = 0; i < 12; i++)
-            all[na++] = ps[i];
-        for (int i = 0; i < optim_state_count(m->opt) && na < 40; i++)
-            all[na++] = optim_state_get(m->opt, i, nm, sizeof nm);
-        if (m->use_teacher)
-            for (int i = 0; i < teacher_count(m->teacher); i++)
-                all[na++] = teacher_tensor(m->teacher, i);
-    }
-    int na0 = na;
-    for (int d = 1; d < m->ndev; d++)
-        na += replica_tensors(m, d, all + na, 64 * 8 - na);
+    tensor *all[64];
+    int na = shared_tensors(m, all, 64);
     for (int i = 0; i < na; i++) {
         size_t ne = (size_t)tensor_numel(all[i]);
         float *h = realloc(m->ck_host, sizeof(float) * (ne + 1));
         if (!h) return pk_error(PK_ERR_NOMEM, "out of memory");
         m->ck_host = h;
         char name[32];
-        if (i < na0)
-            snprintf(name, sizeof name, "mgs.t%d", i);
-        else
-            snprintf(name, sizeof name, "mgs.d%d.t%d", 1 + (i - na0) / na0, (i - na0) % na0);
+        snprintf(name, sizeof name, "mgs.t%d", i);
         PK_TRY(take(ck, name, sizeof(float) * ne, h));
         PK_TRY(tensor_upload(all[i], h));
     }
     PK_TRY(take(ck, "mgs.counters", sizeof(int64_t) * 3, m->ck_i64));
-    for (int d = 0; d < m->ndev; d++) { /* lockstep: every replica has the same counts */
-        if (m->shared_decoder) optim_set_steps(d ? m->dev[d].opt : m->opt, m->ck_i64[0]);
-        if (m->use_teacher) teacher_set_updates(d ? m->dev[d].teacher : m->teacher, m->ck_i64[1]);
-    }
+    if (m->shared_decoder) optim_set_steps(m->opt, m->ck_i64[0]);
+    if (m->use_teacher) teacher_set_updates(m->teacher, m->ck_i64[1]);
     m->evals = m->ck_i64[2];
     size_t nb = (size_t)m->nb;
     PK_TRY(take(ck, "mgs.psnr", sizeof(double) * nb, m->psnr_s));
@@ -907,12 +1128,13 @@ static pk_status mgs_restore(void *self, const ckpt_file *ck) {
         snprintf(name, sizeof name, "mgs.order%d", b);
         PK_TRY(take(ck, name, sizeof(int32_t) * (size_t)m->ncams[b], m->order[b]));
     }
-    if (m->ndev > 1) {
-        PK_TRY(take(ck, "mgs.rng", sizeof(uint64_t) * (size_t)(m->ndev - 1), m->ck_rng));
-        for (int d = 1; d < m->ndev; d++)
-            m->dev[d].rng.state = m->ck_rng[d - 1];
+    if (m->G > 1) {
+        PK_TRY(take(ck, "mgs.rng", sizeof(uint64_t) * (size_t)(m->G - 1), m->ck_rng + 1));
+        for (int l = 1; l < m->G; l++)
+            m->lrng[l].state = m->ck_rng[l];
     }
-    return PK_OK;
+    m->dirty = false; /* every rank read the same file */
+    return push_replicas(m);
 }
 
 mgs_info mgs_source_info(const gs_source *src) {
@@ -929,7 +1151,12 @@ mgs_info mgs_source_info(const gs_source *src) {
                       .device_of = m->dev_of,
                       .validation_errors = verr,
                       .val_psnr = m->evals ? m->psnr_l : NULL,
-                      .val_ssim = m->evals ? m->ssim_l : NULL};
+                      .val_ssim = m->evals ? m->ssim_l : NULL,
+                      .lanes = m->G,
+                      .rank_of = m->lane_rank,
+                      .comm_seconds = m->comm.seconds,
+                      .comm_bytes = m->comm.bytes,
+                      .comm_calls = m->comm.calls};
 }
 
 /* A momentum teacher of decoder `dec` on c, and its tensors viewed as a decoder. */
@@ -966,70 +1193,96 @@ static pk_status copy_decoder(const gs_decoder *a, gs_decoder *b) {
     return PK_OK;
 }
 
-/* Parses --devices, deals the blocks and opens the further devices' contexts. */
+/* Parses --devices (pk_device_list_parse, repeats allowed: a worker per entry), deals the
+ * lanes over the ranks (contiguous: dist_shard) and this rank's lanes over its devices (round
+ * robin), and opens the further devices' contexts. */
 static pk_status devices_open(mgs *m, int nb) {
-    const char *list = m->o.devices && *m->o.devices ? m->o.devices : "";
     char names[8][64];
-    int nd = 0;
-    for (const char *p = list; *p && nd <= 8;) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (nd == 8) return pk_error(PK_ERR_INVALID, "--devices %s: at most 8 devices", list);
-        if (len == 0 || len >= sizeof names[0])
-            return pk_error(PK_ERR_INVALID, "--devices %s: empty or overlong device name", list);
-        memcpy(names[nd], p, len);
-        names[nd++][len] = 0;
-        p = e ? e + 1 : p + len;
-        if (e && !*p) return pk_error(PK_ERR_INVALID, "--devices %s: ends with a comma", list);
-    }
-    m->ndev = nd > 0 ? nd : 1;
-    if (m->ndev > nb)
+    int nd = 1;
+    if (m->o.devices && *m->o.devices)
+        PK_TRY(pk_device_list_parse(m->o.devices, names, 8, PK_DEVICE_LIST_REPEATS, &nd));
+    m->ndev = nd;
+    int R = dist_size();
+    int G = m->G = m->o.parallel > 0 ? m->o.parallel : nd * R;
+    if (G > nb)
         return pk_error(PK_ERR_INVALID,
-                        "--devices %s: %d devices for %d blocks (each device needs a block)", list,
-                        m->ndev, nb);
+                        "Momentum-GS: %d blocks in parallel (--parallel-blocks, default: devices x "
+                        "ranks = %d x %d) for %d blocks: each needs a block of its own",
+                        G, nd, R, nb);
+    int64_t first, count;
+    dist_shard(G, &first, &count);
+    if (count < nd)
+        return pk_error(PK_ERR_INVALID,
+                        "Momentum-GS: rank %d of %d has %lld of the %d parallel blocks for its %d "
+                        "devices (--devices %s): --parallel-blocks at least devices x ranks",
+                        dist_rank(), R, (long long)count, G, nd, m->o.devices ? m->o.devices : "");
+    m->lane_first = (int)first, m->lane_count = (int)count;
     m->dev_of = calloc((size_t)nb, sizeof(int));
-    m->share = calloc((size_t)m->ndev, sizeof *m->share);
-    m->nshare = calloc((size_t)m->ndev, sizeof(int));
-    m->dev = calloc((size_t)m->ndev, sizeof *m->dev);
-    m->ck_rng = calloc((size_t)m->ndev, sizeof(uint64_t));
-    if (!m->dev_of || !m->share || !m->nshare || !m->dev || !m->ck_rng)
+    m->dev = calloc((size_t)nd, sizeof *m->dev);
+    m->lshare = calloc((size_t)G, sizeof *m->lshare);
+    m->nlshare = calloc((size_t)G, sizeof(int));
+    m->lrng = calloc((size_t)G, sizeof *m->lrng);
+    m->lane_dev = malloc(sizeof(int) * (size_t)G);
+    m->lane_rank = malloc(sizeof(int) * (size_t)G);
+    m->ck_rng = calloc((size_t)G, sizeof(uint64_t));
+    if (!m->dev_of || !m->dev || !m->lshare || !m->nlshare || !m->lrng || !m->lane_dev ||
+        !m->lane_rank || !m->ck_rng)
         return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
-    for (int d = 0; d < m->ndev; d++) {
-        m->share[d] = malloc(sizeof(int) * (size_t)nb);
-        if (!m->share[d]) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    for (int d = 0; d < nd; d++) {
+        m->dev[d].m = m;
+        m->dev[d].d = d;
+        m->dev[d].lanes = malloc(sizeof(int) * (size_t)G);
+        if (!m->dev[d].lanes) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    }
+    for (int l = 0; l < G; l++) {
+        m->lshare[l] = malloc(sizeof(int) * (size_t)nb);
+        if (!m->lshare[l]) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+        /* each lane its own stream of draws, fixed by the run's seed (lane 0: the trainer's) */
+        m->lrng[l].state = m->env.rng->state ^ (0x9E3779B97F4A7C15ull * (uint64_t)l);
+        /* dist_shard's rule: rank r holds lanes [G r / R, G (r + 1) / R) */
+        m->lane_rank[l] = 0;
+        for (int r = 0; r < R; r++)
+            if ((int64_t)l >= (int64_t)G * r / R && (int64_t)l < (int64_t)G * (r + 1) / R)
+                m->lane_rank[l] = r;
+        m->lane_dev[l] = l >= first && l < first + count ? (int)((l - first) % nd) : -1;
+        if (m->lane_dev[l] >= 0) {
+            mgs_dev *w = &m->dev[m->lane_dev[l]];
+            w->lanes[w->nlanes++] = l;
+        }
     }
     for (int b = 0; b < nb; b++) {
-        int d = b % m->ndev;
-        m->dev_of[b] = d;
-        m->share[d][m->nshare[d]++] = b;
+        int l = b % G;
+        m->lshare[l][m->nlshare[l]++] = b;
+        m->dev_of[b] = m->lane_dev[l] >= 0 ? m->lane_dev[l] : 0;
     }
-    if (m->ndev == 1) return PK_OK;
-    if (pthread_mutex_init(&m->mu, NULL) != 0)
-        return pk_error(PK_ERR_INVALID, "Momentum-GS: cannot create a mutex");
-    pthread_cond_init(&m->go, NULL);
-    pthread_cond_init(&m->fin, NULL);
-    m->sync_init = true;
+    m->dev[0].ctx = m->env.ctx;
     int maxhw = 0; /* the largest training view */
     for (int i = 0; i < m->env.n_train; i++) {
         const splat_camera *c = &m->env.cams[m->env.train_idx[i]];
         if (c->width * c->height > maxhw) maxhw = c->width * c->height;
     }
-    for (int d = 1; d < m->ndev; d++) {
+    for (int d = 0; d < nd; d++) {
         mgs_dev *w = &m->dev[d];
-        w->m = m;
-        w->d = d;
-        /* each device its own stream of draws, fixed by the run's seed */
-        w->rng.state = m->env.rng->state ^ (0x9E3779B97F4A7C15ull * (uint64_t)d);
-        pk_ctx_options co = {
-            .device = names[d], .seed = m->env.rng->state, .threads = m->o.threads};
-        PK_TRY(pk_ctx_create(&co, &w->ctx));
-        if (!pk_op_get(PK_OP_SPLAT)->forward[w->ctx->backend])
-            return pk_error(PK_ERR_UNSUPPORTED,
-                            "--devices: device %s has no Gaussian rasterizer kernels", names[d]);
+        if (d == 0 && w->nlanes < 2) continue; /* the trainer renders its one lane */
+        if (d > 0) {
+            pk_ctx_options co = {
+                .device = names[d], .seed = m->env.rng->state, .threads = m->o.threads};
+            PK_TRY(pk_ctx_create(&co, &w->ctx));
+            if (!pk_op_get(PK_OP_SPLAT)->forward[w->ctx->backend])
+                return pk_error(PK_ERR_UNSUPPORTED,
+                                "--devices: device %s has no Gaussian rasterizer kernels",
+                                names[d]);
+        }
         PK_TRY(pk_splat_renderer_create(w->ctx, &w->renderer));
         w->gt = malloc(sizeof(float) * 3 * (size_t)(maxhw + 1));
         if (!w->gt) return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
     }
+    if (nd == 1) return PK_OK;
+    if (pthread_mutex_init(&m->mu, NULL) != 0)
+        return pk_error(PK_ERR_INVALID, "Momentum-GS: cannot create a mutex");
+    pthread_cond_init(&m->go, NULL);
+    pthread_cond_init(&m->fin, NULL);
+    m->sync_init = true;
     return PK_OK;
 }
 
@@ -1113,10 +1366,19 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
             pk_rng r0 = *env->rng; /* the same draws as device 0; overwritten by the copy */
             st = gs_decoder_init(w->ctx, "mgs.decoder", GS_SCAFFOLD_FEAT + 3, &r0, &w->dec);
             if (st == PK_OK) st = copy_decoder(&m->shared, &w->dec);
-            if (st == PK_OK) st = gs_decoder_optimizer(w->ctx, &w->dec, &w->opt);
         }
         if (st == PK_OK && m->use_teacher)
             st = make_teacher(w->ctx, &w->dec, o.momentum, &w->teacher, &w->tdec);
+    }
+    /* the lanes' gradient rows and the reduction's scratch */
+    if (st == PK_OK && m->shared_decoder) {
+        tensor *ps[12];
+        gs_decoder_params(&m->shared, ps);
+        for (int i = 0; i < 12; i++)
+            m->P += tensor_numel(ps[i]);
+        m->lgrad = calloc((size_t)m->G * (size_t)m->P, sizeof(float));
+        m->acc = calloc(2 * (size_t)m->P, sizeof(float));
+        if (!m->lgrad || !m->acc) st = pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
     }
     /* the voxel: one for all blocks (Scaffold-GS's rule over all points when not given) */
     if (st == PK_OK && !(m->sco.voxel_size > 0)) {
@@ -1170,7 +1432,8 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
                        .pick_view = mgs_pick_view,
                        .loss_weight = mgs_loss_weight,
                        .after_step = mgs_after_step,
-                       .bake = mgs_bake};
+                       .bake = mgs_bake,
+                       .gather = mgs_gather};
     return PK_OK;
 }
 

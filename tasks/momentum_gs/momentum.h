@@ -3,7 +3,8 @@
  * momentum teacher of that decoder (framework/teacher, m = 0.9) whose decodings the student must
  * match (consistency loss, weight 50), and block weights from each block's smoothed validation
  * PSNR / SSIM (mgs_weight_step). Blocks are cycled on each of one or more devices (--devices),
- * --block-steps at a time; anchors live in host memory, so an inactive block costs no device memory.
+ * --block-steps at a time; anchors live in host memory, so an inactive block costs no device
+ * memory.
  *
  * Owns: the partition (contraction, grid split, the camera-to-block rule), the block-weight
  * formula, the block-wise Gaussian source (a gs_source for gs_train.c's loop: view choice,
@@ -19,21 +20,30 @@
  * A block trains the anchors of the points inside its cell grown by `margin` of a cell on every
  * side, and keeps in the merged model only the anchors inside its own cell.
  *
- * Devices (--devices LIST, D devices): blocks are dealt to devices round robin (block b to
- * device b mod D; D <= blocks). Device d cycles through its share of the blocks, --block-steps
- * steps per block, device 0 on the trainer's thread and context, every further device in its
- * own thread with its own context, renderer and random generator. Blocks live in host memory
- * (anchors, their Adam moments and statistics); a step uploads only the visible anchors of the
- * device's active block, so inactive blocks cost no device memory. Steps are in lockstep: global
- * step `it` is step `it` on every device (the run does D block-steps per step; --iters counts
- * steps per device), and all devices finish step `it` before the trainer evaluates, saves or
- * starts step it + 1.
- * The shared decoder rule: every device holds a replica of the student decoder, its Adam state
- * and its teacher; replicas train independently within a round of --block-steps steps and are
- * replaced by their mean (parameters, Adam moments and teacher, averaged on the host in device
- * order, then uploaded to every device) after every step that is a multiple of --block-steps and
- * after the last step. With one device nothing is averaged: the single-device Momentum-GS.
- * Checkpoints hold every replica and every device's generator, so a resume is bit-exact.
+ * Blocks in parallel (--parallel-blocks G, default: devices x ranks): G lanes train at every
+ * step, lane l owning blocks b = l mod G and cycling through them --block-steps steps at a time
+ * (Momentum-GS's GPUs, each training one of its blocks at a time). The lanes are dealt to the
+ * ranks of an mpirun in contiguous runs (dist_shard) and, on each rank, round robin to its
+ * devices (--devices LIST, D entries; a device may repeat: cpu,cpu); device 0 is the trainer's
+ * thread and context, every further device has its own thread, context, renderer and decoder
+ * replica, and runs its lanes one after another. Each lane has its own generator (view order,
+ * random background, growing; lane 0's is the trainer's), so a run's arithmetic does not
+ * depend on how its lanes are spread: 2 devices, 1 device with 2 lanes and 2 ranks train the
+ * same model (bit for bit on the CPU backend, fixed background).
+ * The shared decoder rule (per-step averaging, Momentum-GS's DDP): every lane back-propagates its
+ * block's weighted loss, its decoder gradient is taken into a host row; the rows of all G lanes
+ * (gathered across the ranks, bit-exact) are summed in lane order and divided by G, so the
+ * decoder moves once per step on (1/G) sum_l w_b(l) g_b(l): the block weights set each block's
+ * share of the decoder's step. Device 0's Adam applies it, the teacher follows (m 0.9), and the
+ * parameters and teacher are copied to the further devices (and are bit-identical on every rank,
+ * which run the same update on the same numbers). With G = 1 the single lane's gradient is used
+ * as it is (no host round trip): the one-device Momentum-GS. Blocks live in host memory
+ * (anchors, their Adam moments and statistics); a step uploads only the visible anchors of a
+ * lane's active block. Under mpirun every rank holds every block but trains only its lanes';
+ * before an evaluation or a checkpoint every block's state goes from the rank that trains it to
+ * all (mgs_gather), and only rank 0 writes. Checkpoints hold one decoder (the replicas are
+ * copies), every block and every lane's generator, so a resume is bit-exact on the CPU, also
+ * with other devices or another number of ranks (--parallel-blocks must stay the same).
  *
  * Camera-to-block rule (stated, simpler than CityGaussian's SSIM drop): a view belongs to a
  * block when its camera centre lies in the block's cell, or when at least `view_share` of the
@@ -48,7 +58,7 @@
 #include "gs_scaffold.h"
 #include "gs_train.h"
 
-/* Options; mgs_defaults fills zero fields. */
+/* Options; mgs_defaults fills zero fields (call it in the process that trains). */
 typedef struct mgs_options {
     int blocks;              /* N (1: Scaffold-GS with the block machinery) */
     int64_t block_steps;     /* steps a block trains before the next one: 500 */
@@ -65,6 +75,9 @@ typedef struct mgs_options {
     int val_views;           /* validation views per block for its weight: 4 */
     const char *devices;     /* --devices LIST: comma-separated device specs (NULL: the
                                 trainer's device alone); the first is the trainer's */
+    int parallel;            /* --parallel-blocks G: blocks trained at every step (0: devices x
+                                ranks, set by mgs_defaults; recorded in the run's options, so
+                                a resume keeps it whatever its devices and ranks) */
     int threads;             /* CPU threads of the contexts of the further devices (0: all) */
 } mgs_options;
 
@@ -121,10 +134,14 @@ typedef struct mgs_info {
     const int64_t *anchors;
     const int *train_views, *val_views;
     const double *weights;
-    int devices;           /* D */
-    const int *device_of;  /* (blocks) the device each block trains on */
+    int devices;           /* D (this rank's) */
+    const int *device_of;  /* (blocks) the device of its rank each block trains on */
     int validation_errors; /* Vulkan validation messages of the further devices' contexts */
     const double *val_psnr, *val_ssim; /* each block's latest validation; NULL before the first */
+    int lanes;                         /* G: blocks trained at every step */
+    const int *rank_of;                /* (lanes) the rank each lane trains on */
+    double comm_seconds;               /* under mpirun: time in the decoder reduction and gathers */
+    int64_t comm_bytes, comm_calls;
 } mgs_info;
 
 /* Returns the facts of a source made by mgs_make_source. */

@@ -333,20 +333,31 @@ END_TEST
 START_TEST(devices_list_parsing) {
     char specs[8][64];
     int n = 0;
-    ck_assert_int_eq(pk_device_list_parse("cpu,vk:0, vk:llvmpipe", specs, 8, &n), PK_OK);
+    ck_assert_int_eq(pk_device_list_parse("cpu,vk:0, vk:llvmpipe", specs, 8, 0, &n), PK_OK);
     ck_assert_int_eq(n, 3);
     ck_assert_str_eq(specs[0], "cpu");
     ck_assert_str_eq(specs[1], "vk:0");
     ck_assert_str_eq(specs[2], "vk:llvmpipe");
-    ck_assert_int_eq(pk_device_list_parse("vk", specs, 8, &n), PK_OK);
+    ck_assert_int_eq(pk_device_list_parse("vk", specs, 8, 0, &n), PK_OK);
     ck_assert_int_eq(n, 1);
-    ck_assert_int_ne(pk_device_list_parse("", specs, 8, &n), PK_OK);
-    ck_assert_int_ne(pk_device_list_parse("cpu,,vk", specs, 8, &n), PK_OK);
+    ck_assert_int_ne(pk_device_list_parse("", specs, 8, 0, &n), PK_OK);
+    ck_assert_int_ne(pk_device_list_parse("cpu,,vk", specs, 8, 0, &n), PK_OK);
     ck_assert_ptr_nonnull(strstr(polyak_error(), "empty"));
-    ck_assert_int_ne(pk_device_list_parse("cpu,cpu", specs, 8, &n), PK_OK);
+    ck_assert_int_ne(pk_device_list_parse("cpu,cpu", specs, 8, 0, &n), PK_OK);
     ck_assert_ptr_nonnull(strstr(polyak_error(), "twice"));
-    ck_assert_int_ne(pk_device_list_parse("cpu,vk:0,vk:1", specs, 2, &n), PK_OK);
-    ck_assert_int_ne(pk_device_list_parse("gpu", specs, 8, &n), PK_OK);
+    /* repeats where the command asks for them (Momentum-GS: a worker per entry) */
+    ck_assert_int_eq(pk_device_list_parse("cpu, cpu,vk:0", specs, 8, PK_DEVICE_LIST_REPEATS, &n),
+                     PK_OK);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(specs[0], "cpu");
+    ck_assert_str_eq(specs[1], "cpu");
+    ck_assert_str_eq(specs[2], "vk:0");
+    ck_assert_int_ne(pk_device_list_parse("cpu,,cpu", specs, 8, PK_DEVICE_LIST_REPEATS, &n), PK_OK);
+    ck_assert_int_ne(pk_device_list_parse("cpu,cpu,cpu", specs, 2, PK_DEVICE_LIST_REPEATS, &n),
+                     PK_OK);
+    ck_assert_int_ne(pk_device_list_parse("cpu,gpu", specs, 8, PK_DEVICE_LIST_REPEATS, &n), PK_OK);
+    ck_assert_int_ne(pk_device_list_parse("cpu,vk:0,vk:1", specs, 2, 0, &n), PK_OK);
+    ck_assert_int_ne(pk_device_list_parse("gpu", specs, 8, 0, &n), PK_OK);
     ck_assert_ptr_nonnull(strstr(polyak_error(), "gpu"));
 }
 END_TEST
