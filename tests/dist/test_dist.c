@@ -60,7 +60,9 @@ static char g_exe[PATH_MAX], g_bin[PATH_MAX]; /* this program, and build/polyak 
 static pkt_rng g_rng;
 
 static void setup(void) {
-    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)clock() << 20;
+    /* TEST_DIST_SEED=N repeats a run whose seed a failure printed */
+    const char *env = getenv("TEST_DIST_SEED");
+    uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)clock() << 20;
     g_rng.s = seed;
     fprintf(stderr, "test_dist: seed %llu\n", (unsigned long long)seed);
 }
@@ -946,14 +948,14 @@ static void run_ok(const char *dir, const char *cmd, int want, const char *what)
 
 /* ---- cl (LAE) through the CLI ---- */
 
-/* 3 images per class, 2 tasks of 3 and 7 classes (--first-task 3), batch 8: task 1 has 9
- * images a epoch, steps of 8 and 1 (the short batch leaves rank 0 without a sample: it steps on
- * a stand-in with weight 0), task 2 has 21, steps of 8, 8 and 5 (shards of 2 and 3: weighted
- * 2/5 and 3/5 of the mean); epoch 1 of task 2 freezes the PETs (only the head trains), the
- * offline PETs follow from task 2 on: 10 steps, checkpoints ckpt-7 and ckpt-10 kept */
+/* 6 images per class, 2 tasks of 3 and 7 classes (--first-task 3), batch 8, the last partial
+ * batch of an epoch dropped (LAE's drop_last): task 1 has 18 images an epoch, 2 steps of 8;
+ * task 2 has 42, 5 steps of 8 (shards of 4 and 4); epoch 1 of task 2 freezes the PETs (only the
+ * head trains), the offline PETs follow from task 2 on: 14 steps, checkpoints ckpt-9 and
+ * ckpt-14 kept */
 #define CL_ARGS                                                                                    \
     "cl --method lae --pet adapter --tasks 2 --epochs 2 --freeze-epochs 1 --batch 8 "              \
-    "--first-task 3 --train-per-class 3 --test-per-class 6 --threads 1 --device cpu"
+    "--first-task 3 --train-per-class 6 --test-per-class 6 --threads 1 --device cpu"
 
 /* A random grayscale vit_pico_patch7_28 saved as a Polyak backbone at path. */
 static void make_backbone(const char *path, uint64_t seed) {
@@ -986,9 +988,8 @@ static double loss_difference(const char *a, const char *b, int rows) {
 /* 2 ranks x global batch 8 against 1 process x batch 8 (parameters, offline PETs, Adam state,
  * epoch losses), and resuming mid-epoch with another number of ranks (2 -> 1 and 1 -> 2)
  * against the uninterrupted process. Tolerance 1e-4 relative per tensor (measured ~3e-6 over
- * 10 steps: only the summation order differs); averaging the uneven shards of the short batch
- * unweighted (planted) measured 1.9. The offline PETs (an EMA teacher) are
- * bit-equal across the ranks: the harness compares a hash of every rank's state before each
+ * 10 steps before drop_last: only the summation order differs). The offline PETs (an EMA teacher)
+ * are bit-equal across the ranks: the harness compares a hash of every rank's state before each
  * checkpoint and the run fails otherwise. */
 START_TEST(cl_two_ranks_match_one_process) {
     char *dir = tmpdir();
@@ -1007,20 +1008,20 @@ START_TEST(cl_two_ranks_match_one_process) {
     CL_RUN(2, "two", "");
     CL_RUN(2, "r21", "--stop-after-steps 3"); /* task 1, epoch 2, after step 1 of 2 */
     CL_RUN(1, "r21", "--resume");
-    CL_RUN(1, "r12", "--stop-after-steps 6"); /* task 2, epoch 1 (frozen PETs), step 2 */
+    CL_RUN(1, "r12", "--stop-after-steps 6"); /* task 2, epoch 1 (frozen PETs), step 2 of 5 */
     CL_RUN(2, "r12", "--resume");
 #undef CL_RUN
     const char *skip[] = {"cl.task_seconds", "cl.peak_memory", "cl.accuracy"};
     int n = 0;
-    snprintf(a, sizeof a, "%s/two/ckpt-10.safetensors", dir);
-    snprintf(b, sizeof b, "%s/one/ckpt-10.safetensors", dir);
+    snprintf(a, sizeof a, "%s/two/ckpt-14.safetensors", dir);
+    snprintf(b, sizeof b, "%s/one/ckpt-14.safetensors", dir);
     double e = compare_ckpts(a, b, skip, 3, worst, &n);
     /* the run moved the PETs (a comparison of untouched tensors proves nothing) */
     char w2[96];
     int n2 = 0;
-    snprintf(a, sizeof a, "%s/one/ckpt-7.safetensors", dir);
+    snprintf(a, sizeof a, "%s/one/ckpt-9.safetensors", dir);
     double moved = compare_ckpts(a, b, skip, 3, w2, &n2);
-    ck_assert_msg(moved > 1e-4, "the last 3 steps changed nothing (%g)", moved);
+    ck_assert_msg(moved > 1e-4, "the last 5 steps changed nothing (%g)", moved);
     char one[700], two[700];
     snprintf(one, sizeof one, "%s/one", dir);
     snprintf(two, sizeof two, "%s/two", dir);
@@ -1035,7 +1036,7 @@ START_TEST(cl_two_ranks_match_one_process) {
     ck_assert_msg(el <= 1e-5, "cl: epoch losses of 2 ranks vs 1 process differ by %g", el);
     for (int k = 0; k < 2; k++) {
         const char *r = k ? "r12" : "r21";
-        snprintf(a, sizeof a, "%s/%s/ckpt-10.safetensors", dir, r);
+        snprintf(a, sizeof a, "%s/%s/ckpt-14.safetensors", dir, r);
         e = compare_ckpts(a, b, skip, 3, worst, &n);
         snprintf(two, sizeof two, "%s/%s", dir, r);
         el = loss_difference(two, one, 4);
@@ -1103,7 +1104,7 @@ static void make_shapes(const char *dir, uint64_t seed) {
 #define CTP_ARGS                                                                                   \
     "ctp --method ctp --epochs 3 --batch 8 --lr 2e-3 --img-size 16 --patch 4 --dim 32 "            \
     "--depth 1 --heads 2 --txt-dim 32 --txt-depth 1 --txt-heads 2 --max-len 8 --vocab-size 60 "    \
-    "--embed 32 --queue 24 --momentum 0.9 --threads 1 --device cpu"
+    "--embed 32 --queue 24 --momentum 0.9 --threads 1 --device cpu --keep-optimizer"
 
 /* 2 ranks x global batch 8 against 1 process x batch 8 after 12 steps: model, momentum
  * teacher, frozen reference, AdamW state and both feature queues within 1e-4 relative per
@@ -1115,7 +1116,11 @@ static void make_shapes(const char *dir, uint64_t seed) {
  * before each checkpoint. Planted errors: the gradient averaged instead of summed 0.75 (AdamW's
  * second moments; Adam's steps hardly change with the gradient's scale, so the optimizer state is
  * compared too), augmentation draws skipped for the other rank's rows 0.52, each rank's ITA rows
- * (scored on its own rows only) not weighted by their share 3.6. */
+ * (scored on its own rows only) not weighted by their share 3.6
+ * One AdamW throughout (--keep-optimizer): the default new AdamW at each task start takes a
+ * first step of g / (|g| + eps), so components whose gradient is at rounding level step +-lr by
+ * the summation order's sign (seed 3394716981: 0.107 relative on model.visual.cls_token after
+ * task 2's first steps); tests/ctp checks the reset optimizer itself. */
 START_TEST(ctp_two_ranks_match_one_process) {
     char *dir = tmpdir();
     unsigned long long seed = (g_rng.s % 100000) + 1;
