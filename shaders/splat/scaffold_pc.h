@@ -47,16 +47,16 @@ PK_PC_END(scaffold_select_pc)
 PK_PC_BEGIN(scaffold_stats_pc)
 PC_U32 n;
 PC_U32 k;
-PC_U32 off_op;    /* (n k) */
-PC_U32 off_vis;   /* (n) */
-PC_U32 off_g2d;   /* (n k, 2) d loss / d mean2D in pixels */
-PC_U32 off_radii; /* (n k) i32 */
+PC_U32 off_op;            /* (n k) */
+PC_U32 off_vis;           /* (n) */
+PC_U32 off_g2d;           /* (n k, 2) d loss / d mean2D in pixels */
+PC_U32 off_radii;         /* (n k) i32 */
 PC_U32 off_opacity_accum; /* (n) */
 PC_U32 off_anchor_denom;  /* (n) */
 PC_U32 off_offset_accum;  /* (n k) */
 PC_U32 off_offset_denom;  /* (n k) */
-PC_F32 hx; /* W / 2: pixel to NDC gradient */
-PC_F32 hy; /* H / 2 */
+PC_F32 hx;                /* W / 2: pixel to NDC gradient */
+PC_F32 hy;                /* H / 2 */
 PK_PC_END(scaffold_stats_pc)
 #endif
 
