@@ -75,8 +75,15 @@ typedef struct resample_1d {
     int stride;
 } resample_1d;
 
-static bool resample_make(int in, int out, resample_1d *r) {
-    double scale = (double)in / out, fs = scale > 1 ? scale : 1.0, support = 2.0 * fs;
+/* PIL's bilinear (triangle) kernel. */
+static double triangle(double x) {
+    if (x < 0) x = -x;
+    return x < 1 ? 1 - x : 0;
+}
+
+static bool resample_make(int in, int out, aug_filter f, resample_1d *r) {
+    double scale = (double)in / out, fs = scale > 1 ? scale : 1.0;
+    double support = (f == AUG_BILINEAR ? 1.0 : 2.0) * fs;
     r->stride = (int)ceil(support) * 2 + 1;
     r->lo = malloc(sizeof(int) * (size_t)out);
     r->n = malloc(sizeof(int) * (size_t)out);
@@ -91,7 +98,8 @@ static bool resample_make(int in, int out, resample_1d *r) {
         int n = hi - lo;
         if (n > r->stride) n = r->stride;
         for (int x = 0; x < n; x++) {
-            w[x] = bicubic((x + lo - center + 0.5) / fs);
+            double t = (x + lo - center + 0.5) / fs;
+            w[x] = f == AUG_BILINEAR ? triangle(t) : bicubic(t);
             sum += w[x];
         }
         for (int x = 0; x < n; x++)
@@ -105,9 +113,14 @@ static void resample_free(resample_1d *r) { free(r->lo), free(r->n), free(r->w);
 
 void aug_resize_box(const float *src, int c, int h, int w, const int box[4], int s, float *dst,
                     float *tmp) {
+    aug_resize_box_filter(AUG_BICUBIC, src, c, h, w, box, s, dst, tmp);
+}
+
+void aug_resize_box_filter(aug_filter f, const float *src, int c, int h, int w, const int box[4],
+                           int s, float *dst, float *tmp) {
     int top = box[0], left = box[1], bh = box[2], bw = box[3];
     resample_1d rx = {0}, ry = {0};
-    if (!resample_make(bw, s, &rx) || !resample_make(bh, s, &ry)) {
+    if (!resample_make(bw, s, f, &rx) || !resample_make(bh, s, f, &ry)) {
         /* out of host memory: nearest neighbour keeps the batch defined */
         for (int k = 0; k < c; k++)
             for (int y = 0; y < s; y++)
@@ -136,7 +149,9 @@ void aug_resize_box(const float *src, int c, int h, int w, const int box[4], int
                 double v = 0;
                 for (int i = 0; i < ry.n[y]; i++)
                     v += wt[i] * tmp[((size_t)k * bh + ry.lo[y] + i) * s + x];
-                o[x] = v < 0 ? 0.0f : v > 1 ? 1.0f : (float)v;
+                /* bicubic overshoots: clamped to [0, 1] as PIL clamps to bytes; bilinear
+                 * weights are convex, so its output stays in the input's range unclamped */
+                o[x] = f == AUG_BILINEAR ? (float)v : v < 0 ? 0.0f : v > 1 ? 1.0f : (float)v;
             }
         }
     }

@@ -54,6 +54,13 @@ void aug_rrc_params(pk_rng *rng, int h, int w, const double scale[2], int box[4]
 void aug_resize_box(const float *src, int c, int h, int w, const int box[4], int s, float *dst,
                     float *tmp);
 
+/* PIL's resampling filters that aug_resize_box_filter offers. */
+typedef enum aug_filter { AUG_BICUBIC, AUG_BILINEAR } aug_filter;
+
+/* aug_resize_box with PIL's bicubic (clamped to [0, 1]) or bilinear (unclamped) filter. */
+void aug_resize_box_filter(aug_filter f, const float *src, int c, int h, int w, const int box[4],
+                           int s, float *dst, float *tmp);
+
 /* Writes the views of one HWC uint8 image (h x w x channels), seeded by `seed`: g0, g1
  * (C, G, G) and locals[v] (C, L, L) for v < nlocal (locals may be NULL when nlocal is 0).
  * Returns false when host memory ran out. */
