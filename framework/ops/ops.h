@@ -200,6 +200,11 @@ pk_status pk_fill(pk_ctx *c, tensor *t, float value);
 /* dst += src (same numel, both contiguous f32); not recorded on the tape. */
 pk_status pk_accumulate(pk_ctx *c, tensor *dst, const tensor *src);
 
+/* dst = src's elements in row-major order: dst contiguous, src any view (strides, offset) of
+ * the same dtype (4-byte elements) and element count; one strided-copy dispatch on Vulkan (a
+ * ring buffer's rows written at an offset without the host). Not recorded on the tape. */
+pk_status pk_copy_into(pk_ctx *c, tensor *dst, const tensor *src);
+
 /* Builds a training batch on the device from a resident data set, without the host: for
  * sample s < p->n with plan row (idx, bits) = plan[p->first + s] (plan (rows, 2) i32),
  * t[s, c, y, x] = v = images[idx, sy, sx, c] / 255 (images (N, H, W, C) u8) at

@@ -41,6 +41,21 @@ pk_status pk_accumulate(pk_ctx *c, tensor *dst, const tensor *src) {
     return k ? k(c, &n) : pk_error(PK_ERR_UNSUPPORTED, "accumulate: no kernel on this backend");
 }
 
+pk_status pk_copy_into(pk_ctx *c, tensor *dst, const tensor *src) {
+    if (!dst || !src) return pk_error(PK_ERR_INVALID, "copy_into: NULL tensor");
+    if (dst->dtype != src->dtype || pk_dtype_size(src->dtype) != 4 ||
+        tensor_numel(dst) != tensor_numel(src) || !tensor_is_contiguous(dst))
+        return pk_error(PK_ERR_INVALID, "copy_into: needs a contiguous destination with the "
+                                        "source's dtype (4-byte) and element count");
+    pk_copy_params p = {.ndim = src->ndim, .offset = 0}; /* the kernel adds src's own offset */
+    memcpy(p.shape, src->shape, sizeof(int64_t) * (size_t)src->ndim);
+    memcpy(p.strides, src->strides, sizeof(int64_t) * (size_t)src->ndim);
+    pk_node n = {.op = PK_OP_COPY, .n_in = 1, .in = {(tensor *)src}, .n_out = 1, .out = {dst}};
+    memcpy(n.params, &p, sizeof p);
+    pk_kernel k = pk_op_get(PK_OP_COPY)->forward[c->backend];
+    return k ? k(c, &n) : pk_error(PK_ERR_UNSUPPORTED, "copy_into: no kernel on this backend");
+}
+
 /* ---- binary with broadcasting ---- */
 
 static tensor *binary(pk_ctx *c, pk_binary_kind kind, tensor *a, tensor *b) {

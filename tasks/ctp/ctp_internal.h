@@ -6,6 +6,7 @@
 #include "backbone.h"
 #include "ctp.h"
 #include "ctp_model.h"
+#include "ctp_resident.h"
 #include "ctp_tokenizer.h"
 #include "io_util.h"
 #include "optim/optimizer.h"
@@ -42,11 +43,16 @@ typedef struct ctp_state {
     float *seen;          /* (T) R_m on tasks 0..i pooled after stage i (NaN: not measured) */
     float *final_metrics; /* 8: R_m, i2t r1 r5 r10, t2i r1 r5 r10, seconds */
     float sums[6];        /* this epoch: loss, ita, topo, image cos, text cos, steps */
-    tensor *sums_dev[3];  /* Vulkan in a world of one: sums[0..2] kept on the device, added to
-                             by every step and read when the epoch is logged */
+    tensor *sums_dev[5];  /* Vulkan in a world of one: sums[0..4] kept on the device, added to
+                             by every step and read when the epoch is logged; such a run is
+                             resident (ctp_resident.h): the queues in `ring`, the targets and
+                             the collapse watch on the device, nothing read back in a step */
+    ctp_ring ring;        /* resident runs: the queues (qi, qt keep only their write positions) */
+    tensor *topo_mask;    /* resident runs: (batch, batch) the topology loss's diagonal mask */
     float mean[3], std[3], white[3]; /* image normalisation; white after it */
-    bool backbone_norm;      /* mean/std are the --backbone's (its metadata), not the images' */
-    pk_step_counters vulkan; /* device traffic of the training steps (metrics.json "vulkan") */
+    bool backbone_norm;          /* mean/std are the --backbone's (its metadata), not the images' */
+    pk_step_counters vulkan;     /* device traffic of the training steps (metrics.json "vulkan") */
+    pk_step_counters vulkan_mlm; /* the text MLM warm start's steps ("vulkan_text_mlm") */
 } ctp_state;
 
 /* A batch: images (B, C, S, S) with a random shift of up to 2 pixels (white fill) when

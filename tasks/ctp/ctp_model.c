@@ -328,6 +328,12 @@ tensor *ctp_topology_loss(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref, 
     pk_status s = tensor_upload(mask, h);
     free(h);
     if (s != PK_OK) return NULL;
+    return ctp_topology_loss_masked(c, img, txt, img_ref, txt_ref, mask, temp);
+}
+
+tensor *ctp_topology_loss_masked(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref,
+                                 tensor *txt_ref, tensor *mask, float temp) {
+    if (!img || !txt || !img_ref || !txt_ref || !mask) return NULL;
     float it = 1.0f / temp;
     tensor *sim[4][2] = {
         {pk_matmul(c, img, txt, false, true), pk_matmul(c, img_ref, txt_ref, false, true)},

@@ -90,6 +90,11 @@ void ctp_soft_targets(const float *qm, const float *km, const int32_t *qid, cons
 tensor *ctp_topology_loss(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref, tensor *txt_ref,
                           float temp);
 
+/* ctp_topology_loss with the diagonal mask given: mask (B, B), -1e4 on the diagonal and 0
+ * elsewhere (a tensor kept across steps, so nothing is uploaded per step). */
+tensor *ctp_topology_loss_masked(pk_ctx *c, tensor *img, tensor *txt, tensor *img_ref,
+                                 tensor *txt_ref, tensor *mask, float temp);
+
 /* CTP's compatible momentum update, one fused teacher call: t = 0.9 t + 0.05 current +
  * 0.05 previous (current, previous: tensors laid out as the teacher's students). */
 pk_status ctp_compatible_update(pk_teacher *t, tensor *const *current, tensor *const *previous);

@@ -233,7 +233,7 @@ static pk_status build(ctp_state *s) {
     PK_TRY(ctp_model_create(s->c, &mc, "", &rng, &s->model));
     /* Vulkan, one process: the epoch's loss sums on the device (under mpirun the ranks' ITA
      * parts are summed on the host every step) */
-    for (int q = 0; q < 3 && s->c->backend != PK_BACKEND_CPU && dist_size() == 1; q++) {
+    for (int q = 0; q < 5 && s->c->backend != PK_BACKEND_CPU && dist_size() == 1; q++) {
         s->sums_dev[q] = tensor_new(s->c->state, PK_F32, 1, (int64_t[]){1});
         if (!s->sums_dev[q]) return pk_error(PK_ERR_NOMEM, "ctp: out of device memory");
     }
@@ -284,6 +284,21 @@ static pk_status build(ctp_state *s) {
     pk_rng qr = {o->seed * 0x9E3779B97F4A7C15ull + 0x9E};
     PK_TRY(ctp_queue_init(&s->qi, o->queue, o->embed, &qr));
     PK_TRY(ctp_queue_init(&s->qt, o->queue, o->embed, &qr));
+    if (s->sums_dev[0]) { /* resident: the queues and the topology mask on the device */
+        PK_TRY(ctp_ring_create(s->c, &s->qi, &s->qt, &s->ring));
+        int Bm = o->batch;
+        s->topo_mask = tensor_new(s->c->state, PK_F32, 2, (int64_t[]){Bm, Bm});
+        float *h = calloc((size_t)Bm * Bm, sizeof(float));
+        if (!s->topo_mask || !h) {
+            free(h);
+            return pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+        }
+        for (int i = 0; i < Bm; i++) /* ctp_topology_loss's mask */
+            h[(size_t)i * Bm + i] = -1e4f;
+        pk_status st2 = tensor_upload(s->topo_mask, h);
+        free(h);
+        PK_TRY(st2);
+    }
     return PK_OK;
 }
 
@@ -413,6 +428,45 @@ static tensor *gathered_const(pk_ctx *c, tensor *own, int B, int first, int n, i
     return st == PK_OK ? t : NULL;
 }
 
+/* A resident step's keys and targets, on the device (the host path below builds them from the
+ * momentum features read back): keys (N, E) = [batch momentum features; queue] of each
+ * modality, ALBEF's ITA targets (B, N) from the caption groups (gid (B), uploaded with the
+ * batch, and the queue's) and the in-batch ITC's positives (B, B). */
+static pk_status resident_targets(ctp_state *s, tensor *img_m, tensor *txt_m, const int32_t *groups,
+                                  int B, double alpha, tensor **gid, tensor **keys_t,
+                                  tensor **keys_i, tensor **tgt_i, tensor **tgt_t, tensor **tgt_b) {
+    pk_ctx *c = s->c;
+    float T = (float)s->o.temp, *h = malloc(sizeof(float) * (size_t)B);
+    *gid = tensor_new(c->step, PK_F32, 1, (int64_t[]){B});
+    if (!h || !*gid) {
+        free(h);
+        return pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+    }
+    for (int i = 0; i < B; i++)
+        h[i] = (float)groups[i];
+    pk_status st = tensor_upload(*gid, h);
+    free(h);
+    PK_TRY(st);
+    bool g = pk_set_grad_enabled(c, false);
+    *keys_t = pk_concat(c, (tensor *[]){txt_m, s->ring.feat[1]}, 2, 0);
+    *keys_i = pk_concat(c, (tensor *[]){img_m, s->ring.feat[0]}, 2, 0);
+    tensor *pos = ctp_positives_dev(c, *gid, pk_concat(c, (tensor *[]){*gid, s->ring.ids}, 2, 0));
+    *tgt_i = ctp_soft_targets_dev(c, img_m, *keys_t, pos, T, (float)alpha);
+    *tgt_t = ctp_soft_targets_dev(c, txt_m, *keys_i, pos, T, (float)alpha);
+    *tgt_b = ctp_positives_dev(c, *gid, *gid);
+    pk_set_grad_enabled(c, g);
+    return *tgt_i && *tgt_t && *tgt_b ? PK_OK : PK_ERR_INVALID;
+}
+
+/* The kept topology mask for a batch of B <= --batch (its leading block). */
+static tensor *resident_topo_mask(ctp_state *s, int B) {
+    tensor *m = s->topo_mask;
+    if (B == m->shape[0]) return m;
+    tensor *v =
+        tensor_view(s->c->step, m, 2, (int64_t[]){B, B}, (int64_t[]){m->shape[1], 1}, m->offset);
+    return v ? pk_contiguous(s->c, v) : NULL;
+}
+
 static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, double alpha,
                             pk_rng *rng, double out[5]) {
     ctp_options *o = &s->o;
@@ -444,11 +498,14 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
                        : pk_error(PK_ERR_NOMEM, "ctp: out of memory");
     if (st == PK_OK)
         st = ctp_make_batch_rows(s, idx, B, first, n, rng, true, &x, &ids, &mask, groups);
+    /* resident (Vulkan, one process): keys, targets, collapse watch and queues on the device */
+    bool dev = s->ring.ids != NULL;
     tensor *img_ref = NULL, *txt_ref = NULL, *keys_t = NULL, *keys_i = NULL;
+    tensor *img_m = NULL, *txt_m = NULL, *gid = NULL, *tgt_i = NULL, *tgt_t = NULL, *tgt_b = NULL;
     if (st == PK_OK) {
         bool g = pk_set_grad_enabled(c, false);
-        tensor *img_m = ctp_image_embed(c, s->mom, x),
-               *txt_m = ctp_text_embed(c, s->mom, ids, mask);
+        img_m = ctp_image_embed(c, s->mom, x);
+        txt_m = ctp_text_embed(c, s->mom, ids, mask);
         if (stage > 0 && uses_topo(o->method)) {
             img_ref = gathered_const(c, ctp_image_embed(c, s->ref, x), B, first, n, E);
             txt_ref = gathered_const(c, ctp_text_embed(c, s->ref, ids, mask), B, first, n, E);
@@ -456,10 +513,13 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         }
         pk_set_grad_enabled(c, g);
         if (!img_m || !txt_m) st = PK_ERR_INVALID;
+        if (st == PK_OK && dev)
+            st = resident_targets(s, img_m, txt_m, groups, B, alpha, &gid, &keys_t, &keys_i, &tgt_i,
+                                  &tgt_t, &tgt_b);
         /* the momentum features of the whole global batch on every rank */
-        if (st == PK_OK) st = gather_rows(img_m, B, first, E, im);
-        if (st == PK_OK) st = gather_rows(txt_m, B, first, E, tm);
-        if (st == PK_OK) {
+        if (st == PK_OK && !dev) st = gather_rows(img_m, B, first, E, im);
+        if (st == PK_OK && !dev) st = gather_rows(txt_m, B, first, E, tm);
+        if (st == PK_OK && !dev) {
             int32_t *kid_i = malloc(sizeof(int32_t) * (size_t)N);
             float *kt = malloc(sizeof(float) * (size_t)N * E),
                   *ki = malloc(sizeof(float) * (size_t)N * E);
@@ -479,11 +539,13 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     }
     tensor *loss = NULL, *ita = NULL, *topo = NULL;
     if (st == PK_OK) {
-        tensor *tgt_i = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
-        tensor *tgt_t = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
-        if (!tgt_i || !tgt_t || tensor_upload(tgt_i, ti) != PK_OK ||
-            tensor_upload(tgt_t, tt) != PK_OK)
-            st = PK_ERR_NOMEM;
+        if (!dev) {
+            tgt_i = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
+            tgt_t = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, N});
+            if (!tgt_i || !tgt_t || tensor_upload(tgt_i, ti) != PK_OK ||
+                tensor_upload(tgt_t, tt) != PK_OK)
+                st = PK_ERR_NOMEM;
+        }
         tensor *img = NULL, *txt = NULL, *img_own = NULL, *txt_own = NULL;
         if (st == PK_OK) {
             img = img_own = ctp_image_embed(c, s->model, x);
@@ -501,15 +563,17 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         }
         if (st == PK_OK) {
             /* in-batch ITC: current features on both sides, positives = same caption group */
-            float *pos = malloc(sizeof(float) * (size_t)B * B);
-            tensor *tgt_b = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, B});
-            if (!pos || !tgt_b)
-                st = pk_error(PK_ERR_NOMEM, "ctp: out of memory");
-            else {
-                ctp_soft_targets(im, im, groups, groups, B, B, E, T, 0.0f, pos);
-                st = tensor_upload(tgt_b, pos);
+            if (!dev) {
+                float *pos = malloc(sizeof(float) * (size_t)B * B);
+                tgt_b = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, B});
+                if (!pos || !tgt_b)
+                    st = pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+                else {
+                    ctp_soft_targets(im, im, groups, groups, B, B, E, T, 0.0f, pos);
+                    st = tensor_upload(tgt_b, pos);
+                }
+                free(pos);
             }
-            free(pos);
             tensor *itc = pk_scale(c,
                                    pk_add(c, ctp_contrastive_loss(c, img, txt, tgt_b, T),
                                           ctp_contrastive_loss(c, txt, img, tgt_b, T)),
@@ -528,7 +592,9 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
             else
                 loss = pk_add(c, itc, ita_w);
             if (img_ref) {
-                topo = ctp_topology_loss(c, img, txt, img_ref, txt_ref, T);
+                topo = dev ? ctp_topology_loss_masked(c, img, txt, img_ref, txt_ref,
+                                                      resident_topo_mask(s, B), T)
+                           : ctp_topology_loss(c, img, txt, img_ref, txt_ref, T);
                 loss = pk_add(c, loss, pk_scale(c, topo, (float)o->topo_weight));
             }
             if (!loss) st = PK_ERR_INVALID;
@@ -545,7 +611,11 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
         st = pk_accumulate(c, s->sums_dev[0], loss);
         if (st == PK_OK) st = pk_accumulate(c, s->sums_dev[1], ita);
         if (st == PK_OK && topo) st = pk_accumulate(c, s->sums_dev[2], topo);
-        out[0] = out[1] = out[2] = NAN;
+        /* the collapse watch too (below, on the host, for the host path) */
+        if (st == PK_OK) st = pk_accumulate(c, s->sums_dev[3], ctp_mean_cos_dev(c, img_m));
+        if (st == PK_OK) st = pk_accumulate(c, s->sums_dev[4], ctp_mean_cos_dev(c, txt_m));
+        for (int q = 0; q < 5; q++)
+            out[q] = NAN;
     } else if (st == PK_OK) {
         float v[3] = {0, 0, 0};
         st = tensor_download(loss, &v[0]);
@@ -558,7 +628,7 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
             out[1] = w[0], out[0] = w[1] + o->ita_weight * w[0];
         }
     }
-    if (st == PK_OK) {
+    if (st == PK_OK && !dev) {
         /* collapse watch: mean cosine between different pairs' momentum embeddings */
         for (int m = 0; m < 2; m++) {
             const float *f = m ? tm : im;
@@ -574,7 +644,14 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
             out[3 + m] = B > 1 ? cs / ((double)B * (B - 1)) : 1.0;
         }
     }
-    if (st == PK_OK) {
+    if (st == PK_OK && dev) { /* enqueue: copies into the rings, after the keys read them */
+        st = ctp_ring_push(c, s->ring.feat[0], s->qi.ptr, img_m);
+        if (st == PK_OK) st = ctp_ring_push(c, s->ring.feat[1], s->qt.ptr, txt_m);
+        if (st == PK_OK) st = ctp_ring_push(c, s->ring.ids, s->qi.ptr, gid);
+        s->qi.ptr = (int)(((int64_t)s->qi.ptr + B) % s->qi.size);
+        s->qt.ptr = (int)(((int64_t)s->qt.ptr + B) % s->qt.size);
+        s->qptr[0] = (float)s->qi.ptr, s->qptr[1] = (float)s->qt.ptr;
+    } else if (st == PK_OK) {
         ctp_queue_push(&s->qi, im, groups, B);
         ctp_queue_push(&s->qt, tm, groups, B);
         s->qptr[0] = (float)s->qi.ptr, s->qptr[1] = (float)s->qt.ptr;
@@ -616,10 +693,23 @@ static pk_status ckpt_tensors(ctp_state *s, ckpt_list *l) {
         l->t[n] = (run_tensor){.name = l->names[n], .t = t};
     }
     int64_t qn = (int64_t)s->o.queue * s->o.embed;
-    l->t[n++] = (run_tensor){.name = "queue.image", .host = s->qi.feat, .numel = qn};
-    l->t[n++] = (run_tensor){.name = "queue.text", .host = s->qt.feat, .numel = qn};
-    l->t[n++] = (run_tensor){.name = "queue.image_ids", .host = s->qi.ids, .numel = s->o.queue};
-    l->t[n++] = (run_tensor){.name = "queue.text_ids", .host = s->qt.ids, .numel = s->o.queue};
+    if (s->ring.ids) { /* resident: the rings, flat as the host queues are saved */
+        tensor *f[2];
+        for (int m = 0; m < 2; m++) {
+            f[m] = tensor_view(s->c->state, s->ring.feat[m], 1, &qn, (int64_t[]){1},
+                               s->ring.feat[m]->offset);
+            if (!f[m]) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+        }
+        l->t[n++] = (run_tensor){.name = "queue.image", .t = f[0]};
+        l->t[n++] = (run_tensor){.name = "queue.text", .t = f[1]};
+        l->t[n++] = (run_tensor){.name = "queue.image_ids", .t = s->ring.ids};
+        l->t[n++] = (run_tensor){.name = "queue.text_ids", .t = s->ring.ids};
+    } else {
+        l->t[n++] = (run_tensor){.name = "queue.image", .host = s->qi.feat, .numel = qn};
+        l->t[n++] = (run_tensor){.name = "queue.text", .host = s->qt.feat, .numel = qn};
+        l->t[n++] = (run_tensor){.name = "queue.image_ids", .host = s->qi.ids, .numel = s->o.queue};
+        l->t[n++] = (run_tensor){.name = "queue.text_ids", .host = s->qt.ids, .numel = s->o.queue};
+    }
     l->t[n++] = (run_tensor){.name = "queue.ptr", .host = s->qptr, .numel = 2};
     l->t[n++] = (run_tensor){.name = "ctp.progress", .host = s->progress, .numel = 4};
     l->t[n++] =
@@ -742,10 +832,16 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
         st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
     pk_rng r = {o->seed * 0x9E3779B97F4A7C15ull + 0x313};
     double c0 = cpu_now(), lsum = 0, hits = 0, count = 0;
+    /* resident (Vulkan, one process): the epoch's loss and masked-piece hits are summed on the
+     * device (in the first two loss sums, free until the tasks start) and read when the epoch
+     * is logged; a step uploads its batch and reads nothing */
+    bool dev = s->sums_dev[0] != NULL;
     int64_t tot = (int64_t)o->text_mlm_epochs * steps;
     for (int e = 0; e < o->text_mlm_epochs && st == PK_OK; e++) {
         pk_rng_shuffle(&r, texts, nt);
         lsum = hits = count = 0;
+        for (int q = 0; q < 2 && dev && st == PK_OK; q++)
+            st = pk_fill(c, s->sums_dev[q], 0.0f);
         char label[64];
         snprintf(label, sizeof label, "text MLM epoch %d/%d", e + 1, o->text_mlm_epochs);
         run_progress_start(s->run, label, steps);
@@ -781,7 +877,9 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
                 }
             }
             if (M == 0) continue;
-            st = pk_step_begin(c);
+            pk_step_counters_begin(&s->vulkan_mlm, c->dev);
+            /* no wait for the previous step: the step arena's reuse is ordered on the device */
+            st = pk_step_reset(c);
             c->training = true;
             tensor *ids = tensor_new(c->step, PK_I32, 2, (int64_t[]){B, L});
             tensor *mask = tensor_new(c->step, PK_F32, 3, (int64_t[]){B, 1, L});
@@ -804,20 +902,31 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
                     c, pk_reshape(c, tok, 2, (int64_t[]){(int64_t)B * L, o->txt_dim}), pos);
                 tensor *lg = pk_matmul(c, h, s->model->text.tok_embed, false, true); // (M, V)
                 pk_set_grad_enabled(c, gr);
-                float *hl = lg ? ctp_download_new(lg) : NULL;
-                if (!hl) st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
-                for (int q = 0; q < M && st == PK_OK; q++) {
-                    int best = 0;
-                    for (int v = 1; v < V; v++)
-                        if (hl[(size_t)q * V + v] > hl[(size_t)q * V + best]) best = v;
-                    hits += best == hlab[q];
+                if (dev) { /* the first largest logit at the label, as the host's count */
+                    st = lg ? pk_count_correct(c, lg, lab, s->sums_dev[1]) : PK_ERR_INVALID;
+                } else {
+                    float *hl = lg ? ctp_download_new(lg) : NULL;
+                    if (!hl) st = pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+                    for (int q = 0; q < M && st == PK_OK; q++) {
+                        int best = 0;
+                        for (int v = 1; v < V; v++)
+                            if (hl[(size_t)q * V + v] > hl[(size_t)q * V + best]) best = v;
+                        hits += best == hlab[q];
+                    }
+                    free(hl);
                 }
                 count += M;
-                free(hl);
             }
             if (st == PK_OK) st = autograd_backward(c, loss);
             if (st == PK_OK) st = optim_step(opt);
             if (st == PK_OK) st = optim_zero_grad(opt);
+            if (dev) {
+                if (st == PK_OK) st = pk_accumulate(c, s->sums_dev[0], loss);
+                if (st == PK_OK) st = pk_device_submit(c->dev); /* no wait */
+                if (st == PK_OK) pk_step_counters_mark(&s->vulkan_mlm, c->dev);
+                run_progress_update(s->run, k + 1, "step %d", k + 1);
+                continue;
+            }
             float lv = 0;
             if (st == PK_OK) st = tensor_download(loss, &lv);
             if (st == PK_OK && !isfinite(lv))
@@ -826,6 +935,15 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
             run_progress_update(s->run, k + 1, "loss %.4f", lsum / (k + 1));
         }
         run_progress_end(s->run);
+        if (dev && st == PK_OK) { /* the epoch's sums, read when it is logged */
+            float v[2];
+            st = tensor_download(s->sums_dev[0], &v[0]);
+            if (st == PK_OK) st = tensor_download(s->sums_dev[1], &v[1]);
+            lsum = v[0], hits = v[1];
+            if (st == PK_OK && !isfinite(v[0]))
+                st = pk_error(PK_ERR_INVALID, "ctp: the MLM loss sum of epoch %d is %g", e + 1,
+                              v[0]);
+        }
         if (st == PK_OK)
             run_info(s->run, "text MLM epoch %d/%d: loss %.4f, masked-piece accuracy %.1f%%", e + 1,
                      o->text_mlm_epochs, lsum / steps, 100 * hits / (count ? count : 1));
@@ -835,6 +953,10 @@ static pk_status text_mlm(ctp_state *s, double *cpu) {
         run_metric(s->run, "text_mlm_loss", lsum / steps);
         run_metric(s->run, "text_mlm_accuracy", hits / (count ? count : 1));
         run_metric(s->run, "text_mlm_cpu_seconds", *cpu);
+        char vk[560];
+        if (pk_device_backend(c->dev) == PK_BACKEND_VK &&
+            pk_step_counters_json(&s->vulkan_mlm, vk, sizeof vk))
+            run_metric_json(s->run, "vulkan_text_mlm", vk);
         st = ctp_teacher_copy(s->teacher, s->model->params);
     }
     optim_destroy(opt);
@@ -1068,7 +1190,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
             snprintf(label, sizeof label, "task %d epoch %d/%d", stage + 1, e + 1, o->epochs);
             run_progress_start(s->run, label, steps);
             memset(s->sums, 0, sizeof s->sums);
-            for (int q = 0; q < 3 && st == PK_OK && s->sums_dev[0]; q++)
+            for (int q = 0; q < 5 && st == PK_OK && s->sums_dev[0]; q++)
                 st = pk_fill(s->c, s->sums_dev[q], 0.0f);
             double lr = o->lr;
             for (int k = 0; k < steps && st == PK_OK; k++) {
@@ -1094,7 +1216,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                 if (st == PK_OK && !s->sums_dev[0] && !isfinite(v[0]))
                     st = pk_error(PK_ERR_INVALID, "ctp: the loss is %g at step %lld", v[0],
                                   (long long)it);
-                for (int q = s->sums_dev[0] ? 3 : 0; q < 5; q++)
+                for (int q = s->sums_dev[0] ? 5 : 0; q < 5; q++)
                     s->sums[q] += (float)v[q];
                 s->sums[5] += 1;
                 if (s->sums_dev[0]) /* the losses are read when the epoch is logged */
@@ -1103,7 +1225,7 @@ static pk_status run_body(ctp_state *s, ctp_result *res) {
                     run_progress_update(s->run, k + 1, "loss %.4f", s->sums[0] / s->sums[5]);
             }
             run_progress_end(s->run);
-            for (int q = 0; q < 3 && st == PK_OK && s->sums_dev[0]; q++)
+            for (int q = 0; q < 5 && st == PK_OK && s->sums_dev[0]; q++)
                 st = tensor_download(s->sums_dev[q], &s->sums[q]);
             if (st == PK_OK && !isfinite(s->sums[0]))
                 st = pk_error(PK_ERR_INVALID, "ctp: the loss sum of task %d epoch %d is %g",
