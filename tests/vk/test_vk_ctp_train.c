@@ -5,7 +5,9 @@
  * uploaded; "vulkan_text_mlm" likewise for the warm start), logs the CPU backend's losses and
  * collapse watch (the host computes the queue, targets and mean cosines there), and a run
  * stopped after task 1 and resumed on Vulkan (the device queues saved and restored) logs the
- * same task-2 losses as the uninterrupted one.
+ * same task-2 losses as the uninterrupted one. The device parts one by one against the host
+ * code the CPU backend runs: positives and soft targets (ctp_soft_targets), the mean cosine,
+ * the ring's enqueue with a wrap (ctp_queue_push), pk_copy_into from a strided view.
  *
  * The data are coloured shapes captioned with their names (as tests/ctp), written to a
  * temporary folder. Validation (POLYAK_VALIDATE=1 under ctest) must report no message. */
@@ -15,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctp.h"
+#include "ctp_resident.h"
 #include "image.h"
+#include "ops/ops.h"
 #include "pk_test.h"
 
 static char g_dir[128];
@@ -206,6 +211,128 @@ static bool near(double a, double b, double rel, double abs_) {
     return isfinite(a) && isfinite(b) && fabs(a - b) <= abs_ + rel * fabs(b);
 }
 
+/* ---- the device parts against the host code ---- */
+
+static tensor *up(pk_ctx *c, int ndim, const int64_t *shape, const float *h) {
+    tensor *t = tensor_new(c->state, PK_F32, ndim, shape);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(tensor_upload(t, h), PK_OK);
+    return t;
+}
+
+static void unit_rows(pkt_rng *r, float *f, int n, int e) {
+    for (int i = 0; i < n; i++) {
+        double n2 = 0;
+        for (int k = 0; k < e; k++) {
+            f[i * e + k] = pkt_uniform(r, -1, 1);
+            n2 += (double)f[i * e + k] * f[i * e + k];
+        }
+        for (int k = 0; k < e; k++)
+            f[i * e + k] = (float)(f[i * e + k] / sqrt(n2));
+    }
+}
+
+START_TEST(resident_parts_match_host) {
+    pk_ctx *c = pkt_ctx("vk");
+    pkt_rng r = {(uint64_t)time(NULL)};
+    enum { B = 6, K = 10, N = B + K, E = 5 };
+    float qm[B * E], km[N * E], qidf[B], kidf[N], want[B * N], got[B * N];
+    int32_t qid[B], kid[N];
+    for (int i = 0; i < B; i++)
+        qid[i] = (int32_t)pkt_uniform(&r, 0, 3.99f), qidf[i] = (float)qid[i];
+    for (int j = 0; j < N; j++) { /* the keys begin with the batch; the queue: -1 or a group */
+        kid[j] = j < B ? qid[j] : (int32_t)pkt_uniform(&r, -1, 3.99f);
+        kidf[j] = (float)kid[j];
+    }
+    unit_rows(&r, qm, B, E), unit_rows(&r, km, N, E);
+    tensor *tq = up(c, 2, (int64_t[]){B, E}, qm), *tk = up(c, 2, (int64_t[]){N, E}, km);
+    tensor *tqid = up(c, 1, (int64_t[]){B}, qidf), *tkid = up(c, 1, (int64_t[]){N}, kidf);
+    for (int a = 0; a < 2; a++) {
+        float alpha = a ? 0.35f : 0.0f, temp = 0.1f;
+        ck_assert_int_eq(pk_step_begin(c), PK_OK);
+        ctp_soft_targets(qm, km, qid, kid, B, N, E, temp, alpha, want);
+        tensor *t = ctp_soft_targets_dev(c, tq, tk, ctp_positives_dev(c, tqid, tkid), temp, alpha);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_int_eq(tensor_download(t, got), PK_OK);
+        for (int i = 0; i < B * N; i++) /* the positives alone: 1 / count, exactly */
+            ck_assert_msg(a ? fabsf(got[i] - want[i]) <= 2e-6f : got[i] == want[i],
+                          "alpha %g, target %d: %.9g against %.9g", alpha, i, got[i], want[i]);
+    }
+    /* the collapse watch: mean cosine of different rows */
+    double cs = 0;
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++)
+            for (int k = 0; i != j && k < E; k++)
+                cs += (double)qm[i * E + k] * qm[j * E + k];
+    float mc;
+    ck_assert_int_eq(tensor_download(ctp_mean_cos_dev(c, tq), &mc), PK_OK);
+    ck_assert_msg(fabs(mc - cs / (B * (B - 1))) <= 1e-6, "mean cosine %.9g against %.9g", mc,
+                  cs / (B * (B - 1)));
+    /* the ring: two batches of 6 into 10 rows from position 7 (both wrap) */
+    ctp_queue hq;
+    pk_rng qr = {99};
+    ck_assert_int_eq(ctp_queue_init(&hq, K, E, &qr), PK_OK);
+    ctp_ring ring;
+    ck_assert_int_eq(ctp_ring_create(c, &hq, &hq, &ring), PK_OK);
+    hq.ptr = 7;
+    for (int round = 0; round < 2; round++) {
+        float f[B * E];
+        int32_t ids[B];
+        unit_rows(&r, f, B, E);
+        for (int i = 0; i < B; i++)
+            ids[i] = 10 * round + i, qidf[i] = (float)ids[i];
+        ck_assert_int_eq(pk_step_begin(c), PK_OK);
+        tensor *tf = tensor_new(c->step, PK_F32, 2, (int64_t[]){B, E}),
+               *ti = tensor_new(c->step, PK_F32, 1, (int64_t[]){B});
+        ck_assert(tf && ti);
+        ck_assert_int_eq(tensor_upload(tf, f), PK_OK);
+        ck_assert_int_eq(tensor_upload(ti, qidf), PK_OK);
+        ck_assert_int_eq(ctp_ring_push(c, ring.feat[0], hq.ptr, tf), PK_OK);
+        ck_assert_int_eq(ctp_ring_push(c, ring.ids, hq.ptr, ti), PK_OK);
+        ctp_queue_push(&hq, f, ids, B);
+    }
+    float rf[K * E], ri[K];
+    ck_assert_int_eq(tensor_download(ring.feat[0], rf), PK_OK);
+    ck_assert_int_eq(tensor_download(ring.ids, ri), PK_OK);
+    ck_assert_int_eq(memcmp(rf, hq.feat, sizeof rf), 0);
+    ck_assert_int_eq(memcmp(ri, hq.ids, sizeof ri), 0);
+    ctp_queue_free(&hq);
+    pkt_ctx_done(c);
+}
+END_TEST
+
+/* pk_copy_into from a transposed view into rows 2..4 of a poisoned destination, on both
+ * backends: the rows are the transpose, the rows around them untouched. */
+START_TEST(copy_into_a_view) {
+    for (int b = 0; b < 2; b++) {
+        pk_ctx *c = pkt_ctx(b ? "vk" : "cpu");
+        pkt_rng r = {(uint64_t)time(NULL) + (uint64_t)b};
+        float src[4 * 3], dst[7 * 4], want[7 * 4];
+        for (int i = 0; i < 12; i++)
+            src[i] = pkt_uniform(&r, -5, 5);
+        for (int i = 0; i < 28; i++)
+            want[i] = dst[i] = NAN;
+        for (int i = 0; i < 3; i++) /* dst rows 2..4 = src (4, 3) transposed */
+            for (int j = 0; j < 4; j++)
+                want[(2 + i) * 4 + j] = src[j * 3 + i];
+        tensor *ts = up(c, 2, (int64_t[]){4, 3}, src), *td = up(c, 2, (int64_t[]){7, 4}, dst);
+        tensor *v = tensor_view(c->state, ts, 2, (int64_t[]){3, 4}, (int64_t[]){1, 3}, ts->offset);
+        tensor *rows =
+            tensor_view(c->state, td, 2, (int64_t[]){3, 4}, (int64_t[]){4, 1}, td->offset + 2 * 4);
+        ck_assert(v && rows);
+        ck_assert_int_eq(pk_copy_into(c, rows, v), PK_OK);
+        ck_assert_int_eq(tensor_download(td, dst), PK_OK);
+        for (int i = 0; i < 28; i++)
+            ck_assert_msg(isnan(want[i]) ? isnan(dst[i]) : dst[i] == want[i],
+                          "%s: element %d is %g, expected %g", b ? "vk" : "cpu", i, dst[i],
+                          want[i]);
+        /* a destination that is not contiguous is refused */
+        ck_assert_int_ne(pk_copy_into(c, v, rows), PK_OK);
+        pkt_ctx_done(c);
+    }
+}
+END_TEST
+
 START_TEST(ctp_stays_on_device_and_matches_cpu) {
     char vk[320], cpu[320], res[320];
     snprintf(vk, sizeof vk, "%s/vk", g_dir);
@@ -268,6 +395,8 @@ static Suite *suite(void) {
     TCase *tc = tcase_create("vulkan");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300); /* lavapipe on a shared, loaded machine */
+    tcase_add_test(tc, resident_parts_match_host);
+    tcase_add_test(tc, copy_into_a_view);
     tcase_add_test(tc, ctp_stays_on_device_and_matches_cpu);
     suite_add_tcase(s, tc);
     return s;
