@@ -6,12 +6,14 @@
 #   .gl/        Debian's libvulkan1 (and GL loader) .debs   (the device README's recipe)
 #   .gpu/lib    the shared libraries the binaries link            } made here by
 #   .gpu/bin    build/polyak and the Vulkan test programs         } `sh tools/gpu-check.sh
-#   .gpu/fmnist 5,000 + 2,000 Fashion-MNIST images (gzip IDX)     }  --prepare` (~50 MB)
+#   .gpu/fmnist 5,000 + 2,000 Fashion-MNIST images (gzip IDX)     }  --prepare` (~52 MB)
+#   .gpu/emoji  2 emoji tasks x (192 + 48) pairs (ctp)            }
 # On the GPU machine (device tool: carry [".gl", ".gpu"]):
 #   sh tools/gpu-check.sh      (writes $OUT/gpu-check.log, metrics and benchmark JSON files)
 # Order: devices, bundled-scene splat train (1,000 steps on Vulkan, then the CPU backend on the
 # same run for the ms/step ratio), 300 Scaffold-GS steps on Vulkan, one MAN epoch on Vulkan, a
-# short DINO pretraining run on Vulkan (20 steps), op and splat benchmarks, Vulkan tests. Each
+# short DINO pretraining run on Vulkan (20 steps), a short CTP run on Vulkan (12 steps after a
+# text MLM epoch), op and splat benchmarks, Vulkan tests. Each
 # part has its own timeout and the whole stops starting parts after 7 minutes, so
 # one call stays under 8 minutes.
 set -eu
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 # The Vulkan test programs that travel (each ~1.3 MB: all of them would not fit the 64 MiB).
 TESTS="vk_test_vkctx vk_test_vk_resident vk_test_vk_splat_train vk_test_vk_scaffold_train
-vk_test_vk_train_loops ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
+vk_test_vk_train_loops vk_test_vk_ctp_train ops_test_ops_basic ops_test_ops_nn ops_test_ops_attention
 splat_test_splat_vk optim_test_optim_vk"
 
 if [ "${1:-}" = "--prepare" ]; then
@@ -60,6 +62,28 @@ for prefix, keep in (("train", 5000), ("t10k", 2000)):
         with gzip.open(f"{dst}/{name}", "wb") as f:
             f.write(struct.pack(">%dI" % (head // 4), *fields) + raw[head:head + keep * per])
 PY
+    # ctp's data: the first two tasks of the emoji benchmark (file order), 192 training and 48
+    # held-out pairs each, with their pictures
+    /usr/bin/python3 - "${EMOJI:-/work/data/emoji}" .gpu/emoji <<'PY'
+import json, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+tasks, count = [], {}
+os.makedirs(dst, exist_ok=True)
+with open(f"{dst}/pairs.jsonl", "w") as out:
+    for line in open(f"{src}/pairs.jsonl"):
+        p = json.loads(line)
+        if p["task"] not in tasks:
+            if len(tasks) == 2:
+                continue
+            tasks.append(p["task"])
+        key = (p["task"], p["split"])
+        if count.get(key, 0) >= (192 if p["split"] == "train" else 48):
+            continue
+        count[key] = count.get(key, 0) + 1
+        os.makedirs(os.path.dirname(f"{dst}/{p['image']}"), exist_ok=True)
+        shutil.copyfile(f"{src}/{p['image']}", f"{dst}/{p['image']}")
+        out.write(line)
+PY
     du -sh .gl .gpu
     echo "prepared: carry .gl and .gpu"
     exit 0
@@ -86,7 +110,7 @@ part() {
 # Prints a run's per-step Vulkan counters and ms per step from its metrics.json.
 counters() {
     echo "-- $1/metrics.json"
-    grep -E '^  "(device|vulkan|ms_per_step|cpu_ms_per_step|seconds_per_step|cpu_seconds_per_step|epoch_seconds|psnr|ssim|test_accuracy|knn_top1|gaussians)":' "$1/metrics.json" 2>/dev/null || echo "(no metrics)"
+    grep -E '^  "(device|vulkan|vulkan_text_mlm|ms_per_step|cpu_ms_per_step|seconds_per_step|cpu_seconds_per_step|epoch_seconds|psnr|ssim|test_accuracy|knn_top1|gaussians)":' "$1/metrics.json" 2>/dev/null || echo "(no metrics)"
 }
 # Copies a run's metrics.json to $OUT/$2 when it exists.
 keep() { [ -f "$1/metrics.json" ] && cp "$1/metrics.json" "$OUT/$2" || true; }
@@ -109,6 +133,9 @@ rm -rf "$run"; mkdir -p "$run"
     echo "== pretrain: DINO, vit_pico_patch7_28, 20 steps of 64 images (2 global + 6 local crops), Vulkan"
     part timeout 60 "$bin/polyak" pretrain --data .gpu/fmnist --out "$run/pretrain-vk" --method dino --arch vit_pico_patch7_28 --epochs 1 --batch 64 --train-limit 1280 --test-limit 500 --knn-train 1000 --local-crops 6 --probe adamw --probe-blocks 1 --probe-epochs 5 --device vk
     counters "$run/pretrain-vk"; keep "$run/pretrain-vk" pretrain-vk-metrics.json
+    echo "== ctp: CTP on 2 emoji tasks (192 + 48 pairs each), 32x32, batch 32, a text MLM epoch, Vulkan"
+    part timeout 90 "$bin/polyak" ctp --data .gpu/emoji --out "$run/ctp-vk" --method ctp --epochs 1 --batch 32 --img-size 32 --text-mlm-epochs 1 --device vk
+    counters "$run/ctp-vk"; keep "$run/ctp-vk" ctp-vk-metrics.json
     echo "== benchmarks"
     part timeout 90 "$bin/polyak" bench ops --device vk --no-peer --json "$OUT/bench-ops-vk.json"
     part timeout 60 "$bin/polyak" bench splat --device vk --json "$OUT/bench-splat-vk.json"
