@@ -368,7 +368,8 @@ START_TEST(ctp_stays_on_device_and_matches_cpu) {
                 i + 1, lv[i][0], lv[i][1], lv[i][2], lv[i][3], lv[i][4], lc[i][0], lc[i][1],
                 lc[i][2], lc[i][3], lc[i][4]);
         /* the device sums in float in other orders than the host's double loops: measured
-         * within 3e-7 relative; the topology loss starts at 0 (reference = model) */
+         * within 1.5e-7 relative, the small topology loss (5e-3) within 2e-7 absolute; it
+         * starts at 0 (reference = model) */
         for (int q = 0; q < 5; q++)
             ck_assert_msg(near(lv[i][q], lc[i][q], 1e-4, q == 2 ? 1e-5 : 0),
                           "epoch %d column %d: %.9g (vulkan) against %.9g", i + 1, q, lv[i][q],
