@@ -39,6 +39,9 @@ typedef struct cl_state {
     float *loss_sum;     /* (2) running loss sum and count of the epoch */
     tensor *loss_dev;    /* (1) off the CPU backend: loss_sum[0] on the device, added to by
                             every step and read when the epoch is logged or saved */
+    tensor *xtr_dev;     /* (ntr, chans * S * S) off the CPU backend without host augmentation:
+                            the preprocessed training images on the device, uploaded once; a
+                            step gathers its batch from them by index (pk_embedding) */
     float *xb, *aug_tmp;
     int32_t *yb;
     float *scores;
@@ -197,6 +200,20 @@ static pk_status load_data(cl_state *s) {
 static pk_status upload_batch(cl_state *s, const float *x, const int32_t *y, const int *idx, int b,
                               uint64_t aug_seed, int64_t first, tensor **xt, tensor **yt) {
     size_t sz = (size_t)s->chans * (size_t)s->S * (size_t)s->S;
+    if (aug_seed && s->xtr_dev) { /* training, resident: the rows gathered on the device */
+        tensor *it = tensor_new(s->c->step, PK_I32, 1, (int64_t[]){b});
+        *yt = tensor_new(s->c->step, PK_I32, 1, (int64_t[]){b});
+        if (!it || !*yt) return pk_error(PK_ERR_NOMEM, "cl: out of memory for a batch");
+        for (int i = 0; i < b; i++)
+            s->yb[i] = y[idx[i]];
+        PK_TRY(tensor_upload(it, idx)); /* int is int32_t (asserted below) */
+        PK_TRY(tensor_upload(*yt, s->yb));
+        bool g = pk_set_grad_enabled(s->c, false);
+        *xt = pk_reshape(s->c, pk_embedding(s->c, s->xtr_dev, it), 4,
+                         (int64_t[]){b, s->chans, s->S, s->S});
+        pk_set_grad_enabled(s->c, g);
+        return *xt ? PK_OK : PK_ERR_INVALID;
+    }
     for (int i = 0; i < b; i++) {
         const float *src = x + sz * (size_t)idx[i];
         if (aug_seed && s->o->augment == CL_AUG_LAE) {
@@ -213,6 +230,8 @@ static pk_status upload_batch(cl_state *s, const float *x, const int32_t *y, con
     PK_TRY(tensor_upload(*xt, s->xb));
     return tensor_upload(*yt, s->yb);
 }
+
+_Static_assert(sizeof(int) == sizeof(int32_t), "batch indices are uploaded as int32");
 
 /* Off the CPU backend: the epoch's loss sum from the device into loss_sum[0] (one wait, when
  * the epoch is logged or a checkpoint saved). The device adds the same floats in the same
@@ -422,6 +441,15 @@ static pk_status run_body(cl_state *s, cl_result *res) {
     if (s->c->backend != PK_BACKEND_CPU) {
         s->loss_dev = tensor_new(s->c->state, PK_F32, 1, (int64_t[]){1});
         if (!s->loss_dev) return pk_error(PK_ERR_NOMEM, "cl: out of device memory");
+        /* the training set on the device when one binding holds it (as MAN's): a step then
+         * uploads its indices and labels, not its images */
+        const pk_device_info *di = pk_device_get_info(s->c->dev);
+        uint64_t bytes = sizeof(float) * sz * (uint64_t)s->ntr;
+        if (o->augment == CL_AUG_NONE && di && bytes <= di->max_storage_buffer_range) {
+            s->xtr_dev = tensor_new(s->c->state, PK_F32, 2, (int64_t[]){s->ntr, (int64_t)sz});
+            if (!s->xtr_dev) return pk_error(PK_ERR_NOMEM, "cl: out of device memory");
+            PK_TRY(tensor_upload(s->xtr_dev, s->xtr));
+        }
     }
     for (size_t i = 0; i < (size_t)s->V * T * T; i++)
         s->acc[i] = NAN;

@@ -314,9 +314,9 @@ START_TEST(cl_lae_stays_on_device) {
     snprintf(cpu, sizeof cpu, "%s/cl_cpu", g_dir);
     ck_assert_msg(cl_once(vk, "vk") == PK_OK, "%s", polyak_error());
     ck_assert_msg(cl_once(cpu, "cpu") == PK_OK, "%s", polyak_error());
-    /* the batch: 4 preprocessed 28x28 grayscale images (float32) and their labels (int32);
-     * LAE's offline PETs follow by EMA on the device from task 2 on */
-    check_counters("cl (LAE)", vk, 4.0 * (4 * 28 * 28) + 4.0 * 4, 10);
+    /* the batch: the indices of 4 images in the training set on the device (int32) and their
+     * labels (int32); LAE's offline PETs follow by EMA on the device from task 2 on */
+    check_counters("cl (LAE)", vk, 4.0 * 4 + 4.0 * 4, 10);
     double lv[4], lc[4];
     ck_assert_int_eq(log_column(vk, 3, lv, 4), 2);
     ck_assert_int_eq(log_column(cpu, 3, lc, 4), 2);
