@@ -234,7 +234,8 @@ static void unit_rows(pkt_rng *r, float *f, int n, int e) {
 
 START_TEST(resident_parts_match_host) {
     pk_ctx *c = pkt_ctx("vk");
-    pkt_rng r = {(uint64_t)time(NULL)};
+    pkt_rng r = {(uint64_t)time(NULL) ^ (uint64_t)clock() << 20};
+    fprintf(stderr, "test_vk_ctp_train: resident parts, seed %llu\n", (unsigned long long)r.s);
     enum { B = 6, K = 10, N = B + K, E = 5 };
     float qm[B * E], km[N * E], qidf[B], kidf[N], want[B * N], got[B * N];
     int32_t qid[B], kid[N];
@@ -306,7 +307,8 @@ END_TEST
 START_TEST(copy_into_a_view) {
     for (int b = 0; b < 2; b++) {
         pk_ctx *c = pkt_ctx(b ? "vk" : "cpu");
-        pkt_rng r = {(uint64_t)time(NULL) + (uint64_t)b};
+        pkt_rng r = {((uint64_t)time(NULL) ^ (uint64_t)clock() << 20) + (uint64_t)b};
+        fprintf(stderr, "test_vk_ctp_train: copy_into, seed %llu\n", (unsigned long long)r.s);
         float src[4 * 3], dst[7 * 4], want[7 * 4];
         for (int i = 0; i < 12; i++)
             src[i] = pkt_uniform(&r, -5, 5);
