@@ -48,7 +48,10 @@ typedef struct ctp_state {
                              resident (ctp_resident.h): the queues in `ring`, the targets and
                              the collapse watch on the device, nothing read back in a step */
     ctp_ring ring;        /* resident runs: the queues (qi, qt keep only their write positions) */
-    tensor *topo_mask;    /* resident runs: (batch, batch) the topology loss's diagonal mask */
+    /* resident runs: the images, masks and group numbers on the device (data_dev.images NULL:
+     * the host makes the batches) */
+    ctp_data_dev data_dev;
+    tensor *topo_mask; /* resident runs: (batch, batch) the topology loss's diagonal mask */
     float mean[3], std[3], white[3]; /* image normalisation; white after it */
     bool backbone_norm;          /* mean/std are the --backbone's (its metadata), not the images' */
     pk_step_counters vulkan;     /* device traffic of the training steps (metrics.json "vulkan") */

@@ -1,8 +1,69 @@
-/* ctp_resident.c - the device side of a `polyak ctp` step (see ctp_resident.h): ring buffers
- * for the queues, the targets and the collapse watch from framework ops, nothing read back. */
+/* ctp_resident.c - the device side of a `polyak ctp` step (see ctp_resident.h): the data set
+ * and the batch, ring buffers for the queues, the targets and the collapse watch from framework
+ * ops, nothing read back. */
 #include "ctp_resident.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops/ops.h"
+
+pk_status ctp_data_dev_create(pk_ctx *c, const float *images, int n, int C, int S,
+                              const float *masks, int ntexts, int L, ctp_data_dev *d) {
+    memset(d, 0, sizeof *d);
+    d->C = C, d->S = S;
+    int P = S + 4;
+    size_t per = (size_t)C * P * P, bytes = sizeof(float) * per * (size_t)n;
+    const pk_device_info *di = pk_device_get_info(c->dev);
+    if (!di || bytes > di->max_storage_buffer_range) return PK_OK; /* the host makes batches */
+    float *h = malloc(bytes > sizeof(float) * (size_t)ntexts ? bytes : sizeof(float) * ntexts);
+    if (!h) return pk_error(PK_ERR_NOMEM, "ctp: out of host memory");
+    for (size_t i = 0; i < per * (size_t)n; i++)
+        h[i] = 1.0f; /* ctp_make_batch_rows's fill */
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < C; ch++)
+            for (int y = 0; y < S; y++)
+                memcpy(h + per * i + ((size_t)ch * P + y + 2) * P + 2,
+                       images + (((size_t)i * C + ch) * S + y) * S, sizeof(float) * (size_t)S);
+    pk_status st = PK_OK;
+    d->images = tensor_new(c->state, PK_F32, 4, (int64_t[]){n, C, P, P});
+    d->masks = tensor_new(c->state, PK_F32, 2, (int64_t[]){ntexts, L});
+    d->gnum = tensor_new(c->state, PK_F32, 2, (int64_t[]){ntexts, 1});
+    if (!d->images || !d->masks || !d->gnum)
+        st = pk_error(PK_ERR_NOMEM, "ctp: out of device memory for the data set");
+    if (st == PK_OK) st = tensor_upload(d->images, h);
+    if (st == PK_OK) st = tensor_upload(d->masks, masks);
+    for (int g = 0; g < ntexts; g++)
+        h[g] = (float)g;
+    if (st == PK_OK) st = tensor_upload(d->gnum, h);
+    free(h);
+    return st;
+}
+
+pk_status ctp_batch_dev(pk_ctx *c, const ctp_data_dev *d, const int32_t *idx, const int *dx,
+                        const int *dy, int B, tensor *groups, tensor **x, tensor **mask,
+                        tensor **gid) {
+    int C = d->C, S = d->S, P = S + 4, L = (int)d->masks->shape[1];
+    *x = tensor_new(c->step, PK_F32, 4, (int64_t[]){B, C, S, S});
+    if (!*x || !groups) return PK_ERR_NOMEM;
+    for (int b = 0; b < B; b++) {
+        /* x[b, ch, y, xx] = image[ch, y - dy, xx - dx] = padded[ch, y - dy + 2, xx - dx + 2] */
+        int64_t off = d->images->offset + (int64_t)idx[b] * C * P * P + (int64_t)(2 - dy[b]) * P +
+                      (2 - dx[b]);
+        tensor *win = tensor_view(c->step, d->images, 3, (int64_t[]){C, S, S},
+                                  (int64_t[]){(int64_t)P * P, P, 1}, off);
+        tensor *row =
+            tensor_view(c->step, *x, 3, (int64_t[]){C, S, S}, (int64_t[]){(int64_t)S * S, S, 1},
+                        (*x)->offset + (int64_t)b * C * S * S);
+        if (!win || !row) return PK_ERR_INVALID;
+        PK_TRY(pk_copy_into(c, row, win));
+    }
+    bool g = pk_set_grad_enabled(c, false);
+    *mask = pk_reshape(c, pk_embedding(c, d->masks, groups), 3, (int64_t[]){B, 1, L});
+    *gid = pk_reshape(c, pk_embedding(c, d->gnum, groups), 1, (int64_t[]){B});
+    pk_set_grad_enabled(c, g);
+    return *mask && *gid ? PK_OK : PK_ERR_INVALID;
+}
 
 pk_status ctp_ring_create(pk_ctx *c, const ctp_queue *qi, const ctp_queue *qt, ctp_ring *r) {
     int K = qi->size, E = qi->dim;

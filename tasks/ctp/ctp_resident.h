@@ -25,6 +25,30 @@ pk_status ctp_ring_create(pk_ctx *c, const ctp_queue *qi, const ctp_queue *qt, c
  * rows ptr, ptr + 1, ... modulo K: one copy dispatch per contiguous run (two when it wraps). */
 pk_status ctp_ring_push(pk_ctx *c, tensor *ring, int ptr, tensor *rows);
 
+/* The data set on the device (resident runs whose images fit one binding): every pair's
+ * image padded by 2 pixels of the shift augmentation's fill (1.0, as ctp_make_batch_rows), so a
+ * shifted image is a window of it; the caption groups' padding masks and their numbers (f32),
+ * gathered by group. */
+typedef struct ctp_data_dev {
+    tensor *images; /* (n, C, S + 4, S + 4) */
+    tensor *masks;  /* (ntexts, L) 0 for tokens, -1e4 for padding */
+    tensor *gnum;   /* (ntexts, 1) f32: row g holds g */
+    int C, S;
+} ctp_data_dev;
+
+/* Uploads images (n, C, S, S) padded, masks (ntexts, L) and the group numbers into c->state;
+ * leaves d->images NULL (nothing allocated) when the padded images exceed one binding. */
+pk_status ctp_data_dev_create(pk_ctx *c, const float *images, int n, int C, int S,
+                              const float *masks, int ntexts, int L, ctp_data_dev *d);
+
+/* A batch from the device data set: x (B, C, S, S) = pair idx[b]'s image shifted by (dx[b],
+ * dy[b]) in [-2, 2] with the fill where it leaves the picture (one copy dispatch a sample, its
+ * window's offset a push constant), mask (B, 1, L) and gid (B) f32 gathered by the groups
+ * (groups (B) i32, uploaded by the caller). */
+pk_status ctp_batch_dev(pk_ctx *c, const ctp_data_dev *d, const int32_t *idx, const int *dx,
+                        const int *dy, int B, tensor *groups, tensor **x, tensor **mask,
+                        tensor **gid);
+
 /* Normalised positives (B, N): p[i, j] = (qid[i] == kid[j]) / #{j : qid[i] == kid[j]}; qid (B)
  * and kid (N) f32 caption groups (integers). Every query must match a key (the keys begin with
  * the batch itself). Constants (no gradient). */

@@ -286,6 +286,8 @@ static pk_status build(ctp_state *s) {
     PK_TRY(ctp_queue_init(&s->qt, o->queue, o->embed, &qr));
     if (s->sums_dev[0]) { /* resident: the queues and the topology mask on the device */
         PK_TRY(ctp_ring_create(s->c, &s->qi, &s->qt, &s->ring));
+        PK_TRY(ctp_data_dev_create(s->c, s->images, s->ps.n, s->C, s->S, s->tmask, s->ps.ntexts,
+                                   o->max_len, &s->data_dev));
         int Bm = o->batch;
         s->topo_mask = tensor_new(s->c->state, PK_F32, 2, (int64_t[]){Bm, Bm});
         float *h = calloc((size_t)Bm * Bm, sizeof(float));
@@ -428,25 +430,53 @@ static tensor *gathered_const(pk_ctx *c, tensor *own, int B, int first, int n, i
     return st == PK_OK ? t : NULL;
 }
 
+/* A resident step's batch from the device data set (ctp_make_batch_rows's draws, pixels and
+ * tokens): the token ids and caption groups uploaded (int32), the shifted images, the masks
+ * and the groups as f32 (gid (B)) made on the device. */
+static pk_status resident_batch(ctp_state *s, const int32_t *idx, int B, pk_rng *rng, tensor **x,
+                                tensor **ids, tensor **mask, int32_t *groups, tensor **gid) {
+    pk_ctx *c = s->c;
+    int L = s->o.max_len, *dx = malloc(sizeof(int) * 2 * (size_t)B), *dy = dx ? dx + B : NULL;
+    int32_t *hi = malloc(sizeof(int32_t) * (size_t)B * L);
+    *ids = tensor_new(c->step, PK_I32, 2, (int64_t[]){B, L});
+    tensor *tg = tensor_new(c->step, PK_I32, 1, (int64_t[]){B});
+    pk_status st = dx && hi && *ids && tg ? PK_OK : pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+    for (int k = 0; k < B && st == PK_OK; k++) {
+        const ctp_pair *p = &s->ps.p[idx[k]];
+        dx[k] = (int)pk_rng_below(rng, 5) - 2, dy[k] = (int)pk_rng_below(rng, 5) - 2;
+        groups[k] = p->text;
+        memcpy(hi + (size_t)k * L, s->tokens + (size_t)p->text * L, sizeof(int32_t) * (size_t)L);
+    }
+    if (st == PK_OK) st = tensor_upload(*ids, hi);
+    if (st == PK_OK) st = tensor_upload(tg, groups);
+    if (st == PK_OK) st = ctp_batch_dev(c, &s->data_dev, idx, dx, dy, B, tg, x, mask, gid);
+    free(dx), free(hi);
+    return st;
+}
+
 /* A resident step's keys and targets, on the device (the host path below builds them from the
  * momentum features read back): keys (N, E) = [batch momentum features; queue] of each
- * modality, ALBEF's ITA targets (B, N) from the caption groups (gid (B), uploaded with the
- * batch, and the queue's) and the in-batch ITC's positives (B, B). */
+ * modality, ALBEF's ITA targets (B, N) from the caption groups (gid (B): from the device data
+ * set, or uploaded here when the host made the batch, and the queue's) and the in-batch ITC's
+ * positives (B, B). */
 static pk_status resident_targets(ctp_state *s, tensor *img_m, tensor *txt_m, const int32_t *groups,
                                   int B, double alpha, tensor **gid, tensor **keys_t,
                                   tensor **keys_i, tensor **tgt_i, tensor **tgt_t, tensor **tgt_b) {
     pk_ctx *c = s->c;
-    float T = (float)s->o.temp, *h = malloc(sizeof(float) * (size_t)B);
-    *gid = tensor_new(c->step, PK_F32, 1, (int64_t[]){B});
-    if (!h || !*gid) {
+    float T = (float)s->o.temp;
+    if (!*gid) {
+        float *h = malloc(sizeof(float) * (size_t)B);
+        *gid = tensor_new(c->step, PK_F32, 1, (int64_t[]){B});
+        if (!h || !*gid) {
+            free(h);
+            return pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+        }
+        for (int i = 0; i < B; i++)
+            h[i] = (float)groups[i];
+        pk_status st = tensor_upload(*gid, h);
         free(h);
-        return pk_error(PK_ERR_NOMEM, "ctp: out of memory");
+        PK_TRY(st);
     }
-    for (int i = 0; i < B; i++)
-        h[i] = (float)groups[i];
-    pk_status st = tensor_upload(*gid, h);
-    free(h);
-    PK_TRY(st);
     bool g = pk_set_grad_enabled(c, false);
     *keys_t = pk_concat(c, (tensor *[]){txt_m, s->ring.feat[1]}, 2, 0);
     *keys_i = pk_concat(c, (tensor *[]){img_m, s->ring.feat[0]}, 2, 0);
@@ -496,12 +526,15 @@ static pk_status train_step(ctp_state *s, int stage, const int32_t *idx, int B, 
     pk_status st = groups && kid && ti && tt && im && tm && ci && ct
                        ? PK_OK
                        : pk_error(PK_ERR_NOMEM, "ctp: out of memory");
-    if (st == PK_OK)
-        st = ctp_make_batch_rows(s, idx, B, first, n, rng, true, &x, &ids, &mask, groups);
-    /* resident (Vulkan, one process): keys, targets, collapse watch and queues on the device */
+    /* resident (Vulkan, one process): batch, keys, targets, collapse watch and queues on the
+     * device */
     bool dev = s->ring.ids != NULL;
     tensor *img_ref = NULL, *txt_ref = NULL, *keys_t = NULL, *keys_i = NULL;
     tensor *img_m = NULL, *txt_m = NULL, *gid = NULL, *tgt_i = NULL, *tgt_t = NULL, *tgt_b = NULL;
+    if (st == PK_OK && dev && s->data_dev.images)
+        st = resident_batch(s, idx, B, rng, &x, &ids, &mask, groups, &gid);
+    else if (st == PK_OK)
+        st = ctp_make_batch_rows(s, idx, B, first, n, rng, true, &x, &ids, &mask, groups);
     if (st == PK_OK) {
         bool g = pk_set_grad_enabled(c, false);
         img_m = ctp_image_embed(c, s->mom, x);

@@ -7,7 +7,8 @@
  * stopped after task 1 and resumed on Vulkan (the device queues saved and restored) logs the
  * same task-2 losses as the uninterrupted one. The device parts one by one against the host
  * code the CPU backend runs: positives and soft targets (ctp_soft_targets), the mean cosine,
- * the ring's enqueue with a wrap (ctp_queue_push), pk_copy_into from a strided view.
+ * the ring's enqueue with a wrap (ctp_queue_push), the batch from the device data set (the
+ * host's shift with its fill), pk_copy_into from a strided view.
  *
  * The data are coloured shapes captioned with their names (as tests/ctp), written to a
  * temporary folder. Validation (POLYAK_VALIDATE=1 under ctest) must report no message. */
@@ -298,6 +299,48 @@ START_TEST(resident_parts_match_host) {
     ck_assert_int_eq(memcmp(rf, hq.feat, sizeof rf), 0);
     ck_assert_int_eq(memcmp(ri, hq.ids, sizeof ri), 0);
     ctp_queue_free(&hq);
+    /* the batch from the device data set: ctp_make_batch_rows's shift (fill 1.0 outside the
+     * picture), masks and group numbers gathered by group */
+    enum { NI = 3, C = 3, S = 6, NT = 4, L = 5, NB = 5 };
+    float img[NI * C * S * S], msk[NT * L], xb[NB * C * S * S], mb[NB * L], gb[NB];
+    for (int i = 0; i < NI * C * S * S; i++)
+        img[i] = pkt_uniform(&r, -3, 3);
+    for (int i = 0; i < NT * L; i++)
+        msk[i] = pkt_uniform(&r, 0, 1) < 0.5f ? 0.0f : -1e4f;
+    ctp_data_dev dd;
+    ck_assert_int_eq(ctp_data_dev_create(c, img, NI, C, S, msk, NT, L, &dd), PK_OK);
+    ck_assert_ptr_nonnull(dd.images);
+    int32_t bidx[NB], bgrp[NB];
+    int dx[NB], dy[NB];
+    for (int b = 0; b < NB; b++) {
+        bidx[b] = (int32_t)pkt_uniform(&r, 0, NI - 0.01f),
+        bgrp[b] = (int32_t)pkt_uniform(&r, 0, NT - 0.01f);
+        dx[b] = b == 0 ? -2 : b == 1 ? 2 : (int)pkt_uniform(&r, -2, 2.99f);
+        dy[b] = b == 0 ? 2 : b == 1 ? -2 : (int)pkt_uniform(&r, -2, 2.99f);
+    }
+    ck_assert_int_eq(pk_step_begin(c), PK_OK);
+    tensor *tg = tensor_new(c->step, PK_I32, 1, (int64_t[]){NB}), *bx, *bm, *bg;
+    ck_assert(tg && tensor_upload(tg, bgrp) == PK_OK);
+    ck_assert_int_eq(ctp_batch_dev(c, &dd, bidx, dx, dy, NB, tg, &bx, &bm, &bg), PK_OK);
+    ck_assert_int_eq(tensor_download(bx, xb), PK_OK);
+    ck_assert_int_eq(tensor_download(bm, mb), PK_OK);
+    ck_assert_int_eq(tensor_download(bg, gb), PK_OK);
+    for (int b = 0; b < NB; b++) {
+        ck_assert(gb[b] == (float)bgrp[b]);
+        ck_assert_int_eq(memcmp(mb + b * L, msk + bgrp[b] * L, sizeof(float) * L), 0);
+        for (int ch = 0; ch < C; ch++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++) {
+                    int sy = y - dy[b], sx = x - dx[b];
+                    float want = sy < 0 || sy >= S || sx < 0 || sx >= S
+                                     ? 1.0f
+                                     : img[((bidx[b] * C + ch) * S + sy) * S + sx];
+                    float got = xb[((b * C + ch) * S + y) * S + x];
+                    ck_assert_msg(got == want,
+                                  "sample %d (shift %d, %d) pixel %d,%d,%d: %g, expected %g", b,
+                                  dx[b], dy[b], ch, y, x, got, want);
+                }
+    }
     pkt_ctx_done(c);
 }
 END_TEST
@@ -343,9 +386,9 @@ START_TEST(ctp_stays_on_device_and_matches_cpu) {
     ck_assert_msg(run_once(vk, "vk", 0, false) == PK_OK, "%s", polyak_error());
     ck_assert_msg(run_once(cpu, "cpu", 0, false) == PK_OK, "%s", polyak_error());
     char *m = slurp(vk, "metrics.json");
-    /* the batch: 8 images (3 x 16 x 16 f32), token ids and masks (8 x MAXLEN, 4 bytes each)
-     * and the 8 caption groups (f32) */
-    double batch = 4.0 * (BATCH * 3 * 16 * 16 + 2 * BATCH * MAXLEN + BATCH);
+    /* the batch: token ids (8 x MAXLEN) and caption groups (8), int32; the images and masks
+     * come from the data set on the device */
+    double batch = 4.0 * (BATCH * MAXLEN + BATCH);
     check_counters(m, "vulkan", 8, batch);
     /* the MLM batch (ids, mask, masked positions and labels) varies with the masking */
     check_counters(m, "vulkan_text_mlm", 4, -1);
