@@ -244,10 +244,20 @@ pk_status gs_trainer_bake(gs_trainer *t, int sh_degree, int view_stride, pk_gaus
 
 /* Thread-safe (reads only the loaded images): the full-size ground truth of view `view` into
  * out (3, H, W), the background it is composited over into bg, and whether training renders
- * draw a random background per step (*random_bg). For block-wise sources stepping other
- * devices in their own threads. */
+ * draw a random background per step (*random_bg); out may be NULL (only bg and *random_bg).
+ * For block-wise sources stepping other devices in their own threads. */
 pk_status gs_trainer_ground_truth_into(const gs_trainer *t, int view, float *out, float bg[3],
                                        bool *random_bg);
+
+/* Resident training (Vulkan, one process): the device copy of training view `view`'s
+ * full-size ground truth (3, H, W), uploaded once by the trainer; NULL otherwise. For
+ * block-wise sources stepping further blocks on the trainer's device. */
+struct tensor *gs_trainer_ground_truth_tensor(const gs_trainer *t, int view);
+
+/* The trainer's rasterizer state for training renders (its cameras in their slots; its pair
+ * count is checked at every read-back), for block-wise sources rendering further blocks on the
+ * trainer's context within a step. */
+struct pk_splat_renderer *gs_trainer_renderer(gs_trainer *t);
 
 /* Renders the Gaussians of a 3DGS PLY file through view `view` of the scene at `data`
  * (downscale as given) into rgb (3, H, W); *w, *h receive the size. For checking outputs. */
