@@ -662,7 +662,9 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
                              .iters = t->o.iters,
                              .xyz = xyz,
                              .n_points = np,
-                             .trainer = t};
+                             .trainer = t,
+                             .scaffold_interval = t->o.scaffold_interval,
+                             .scaffold_grad_threshold = t->o.scaffold_grad_threshold};
         s = t->o.make_source(t->o.make_source_arg, &env, &t->src);
     } else if (t->o.model && strcmp(t->o.model, "scaffold") == 0) {
         t->sco = gs_scaffold_defaults(

@@ -31,7 +31,9 @@ typedef struct gs_source_env {
     int64_t iters;
     const float *xyz; /* (n_points, 3) initial points (SfM or random) */
     int64_t n_points;
-    gs_trainer *trainer; /* for gs_trainer_view_metrics (valid once training starts) */
+    gs_trainer *trainer;            /* for gs_trainer_view_metrics (valid once training starts) */
+    int64_t scaffold_interval;      /* tests: gs_train_options.scaffold_interval (0: default) */
+    double scaffold_grad_threshold; /* tests: gs_train_options.scaffold_grad_threshold */
 } gs_source_env;
 
 /* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
@@ -78,7 +80,8 @@ typedef struct gs_train_options {
     void *make_source_arg;
     const char *source_json;
     int64_t vk_pairs;          /* tests: the Vulkan rasterizer's first pair capacity (0: its own) */
-    int64_t scaffold_interval; /* tests: Scaffold-GS's growing / pruning interval (0: 100) */
+    int64_t scaffold_interval; /* tests: Scaffold-GS's (and Momentum-GS's blocks') growing / pruning
+                                  interval (0: 100) */
     double scaffold_grad_threshold; /* tests: Scaffold-GS's growing threshold (0: 2e-4) */
     FILE *progress;                 /* the run's options, messages and progress lines; NULL: none */
     bool catch_signals;             /* SIGINT/SIGTERM request a stop (run_stop_requested) */

@@ -1598,6 +1598,8 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
     /* the shared decoder, its optimizer and teacher */
     m->sco = gs_scaffold_defaults(
         (gs_scaffold_options){.voxel_size = o.voxel_size,
+                              .update_interval = env->scaffold_interval,
+                              .grad_threshold = env->scaffold_grad_threshold,
                               .shared_decoder = m->shared_decoder ? &m->shared : NULL},
         env->iters);
     if (st == PK_OK && m->shared_decoder) {
