@@ -18,7 +18,8 @@
  * The training render and loss are ops on the tape (pk_splat, pk_l1, pk_ssim) on the chosen
  * device; evaluation renders call the CPU rasterizer directly and measure with gs_metrics.
  * On Vulkan with the 3DGS or the Scaffold-GS source in one process the source is resident
- * (gs_explicit_dev, gs_scaffold_dev): parameters (anchors; the decoders are device parameters
+ * (gs_explicit_dev, gs_scaffold_dev; a made source through its dev_* hooks: Momentum-GS on one
+ * device): parameters (anchors; the decoders are device parameters
  * anyway), Adam and statistics on the device, ground truths uploaded once, losses kept in
  * a device ring and read back (with the rasterizer's pair-count check) at most every
  * HIST_ROWS steps, before densification / opacity resets / adjust_anchor, at evaluations,

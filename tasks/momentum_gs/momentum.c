@@ -6,7 +6,9 @@
  * device's lanes in its own thread (lane_step), started by pick_view; mgs_step then reduces the
  * lanes' decoder gradients (across the ranks too) and steps the decoder once
  * (reduce_and_step). The merged model is baked into a 3DGS set (mgs_bake) and written per block
- * (mgs_write_blocks); under mpirun the blocks are gathered first (mgs_gather).
+ * (mgs_write_blocks); under mpirun the blocks are gathered first (mgs_gather). On Vulkan with
+ * one device in one process the blocks are resident instead (mgs_dev_*: every block's anchors
+ * on the device, the trainer's resident step, device 0's lanes without host round trips).
  *
  * The step, in Momentum-GS's order: the active block's view is rendered from its own anchors
  * with the shared decoder; loss = (0.8 L1 + 0.2 (1 - SSIM) + 0.01 volume + 50 consistency) x
