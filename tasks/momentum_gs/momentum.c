@@ -892,7 +892,8 @@ static pk_status mgs_dev_step(void *self, int64_t it) {
             PK_TRY(dev_copy(c, ps[i]->grad, g));
         }
     }
-    PK_TRY(gs_decoder_step(m->opt, m->env.iters, it));
+    /* the blocks' schedule length (the run's --iters unless Momentum-GS's own is set) */
+    PK_TRY(gs_decoder_step(m->opt, m->sco.max_steps, it));
     if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
     return PK_OK;
 }
