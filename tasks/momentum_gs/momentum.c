@@ -719,26 +719,17 @@ static pk_status block_metrics(mgs *m, int b, double *psnr, double *ssim) {
     return st;
 }
 
-/* gs_scaffold_adjust of block b at step it; resident, when due, between a download of the
- * block's device state and an upload of the result (the block's one round trip per
- * adjust_anchor interval). */
-static pk_status block_adjust(mgs *m, int b, int64_t it, pk_rng *rng) {
-    gs_scaffold_report rep;
-    bool dev = m->bdev && gs_scaffold_adjust_due(m->blk[b], it);
-    if (dev) PK_TRY(gs_scaffold_dev_download(m->bdev[b]));
-    PK_TRY(gs_scaffold_adjust(m->blk[b], it, rng, &rep));
-    if (dev) {
-        PK_TRY(gs_scaffold_dev_upload(m->bdev[b]));
-        m->bdirty[b] = m->bsnapped[b] = false;
-    }
-    m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
-    return PK_OK;
-}
+static pk_status adjust_resident(mgs *m, int64_t it);
 
 static pk_status mgs_after_step(void *self, int64_t it) {
     mgs *m = self;
+    gs_scaffold_report rep;
     PK_TRY(workers_wait(m)); /* (independent blocks with one lane: nothing to wait for) */
-    PK_TRY(block_adjust(m, m->active, it, lane_rng(m, m->lane_first)));
+    if (m->bdev)
+        PK_TRY(adjust_resident(m, it)); /* every lane's block (resident: deferred to here) */
+    else
+        PK_TRY(gs_scaffold_adjust(m->blk[m->active], it, lane_rng(m, m->lane_first), &rep));
+    m->anchors[m->active] = gs_scaffold_anchors(m->blk[m->active]);
     if (m->weighting && it % m->o.weight_interval == 0) {
         /* each rank validates the blocks it trains; the sums (zeros elsewhere) give every rank
          * every block's values */
@@ -868,7 +859,37 @@ static pk_status lane_step_dev(mgs *m, int l, int64_t it) {
                                          cam->height));
     PK_TRY(gs_scaffold_dev_step(m->bdev[b], it)); /* the block's anchors (own decoder too) */
     m->bdirty[b] = true, m->bsnapped[b] = false;
-    return block_adjust(m, b, it, rng);
+    return PK_OK; /* its adjust_anchor: adjust_resident, after the decoder's step */
+}
+
+/* Resident adjust_anchor at step it for the block of every lane on the device that trained
+ * (the host path's adjust in lane_step and mgs_after_step; each block draws from its lane's
+ * generator and nothing else reads those blocks, so the order is the host path's in effect):
+ * the due blocks' device state comes down first (one wait for all), the host adjusts them,
+ * their new anchors go up. */
+static pk_status adjust_resident(mgs *m, int64_t it) {
+    int due[256], nd = 0; /* lanes (<= blocks <= 256) */
+    for (int k = 0; k < m->dev[0].nlanes; k++) {
+        int l = m->dev[0].lanes[k];
+        int b = k == 0 ? m->active : lane_block(m, l, it);
+        if (k > 0 && m->ncams[b] == 0) continue; /* the lane idled (lane_step's rule) */
+        if (gs_scaffold_adjust_due(m->blk[b], it)) due[nd++] = k;
+    }
+    for (int i = 0; i < nd; i++) {
+        int b = due[i] == 0 ? m->active : lane_block(m, m->dev[0].lanes[due[i]], it);
+        PK_TRY(gs_scaffold_dev_download(m->bdev[b]));
+        m->bdirty[b] = false;
+    }
+    for (int i = 0; i < nd; i++) {
+        int l = m->dev[0].lanes[due[i]];
+        int b = due[i] == 0 ? m->active : lane_block(m, l, it);
+        gs_scaffold_report rep;
+        PK_TRY(gs_scaffold_adjust(m->blk[b], it, lane_rng(m, l), &rep));
+        PK_TRY(gs_scaffold_dev_upload(m->bdev[b]));
+        m->bsnapped[b] = false;
+        m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
+    }
+    return PK_OK;
 }
 
 /* The resident step: the trainer's lane's anchors, device 0's further lanes, then the decoder
