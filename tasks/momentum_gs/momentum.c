@@ -457,16 +457,18 @@ static pk_status dev_reserve(mgs_dev *w, int64_t n) {
 }
 
 /* Moves the decoder gradient of device w (the sum of its backward walks since the last take)
- * into lane l's row of lgrad and zeroes it. */
+ * into lane l's row of lgrad and zeroes it (every tensor read before any is zeroed: one wait
+ * on Vulkan, not one per tensor). */
 static pk_status take_lane_grads(mgs *m, mgs_dev *w, int l) {
     tensor *ps[12];
     gs_decoder_params(w->d ? &w->dec : &m->shared, ps);
     float *row = m->lgrad + (size_t)l * (size_t)m->P;
     for (int i = 0; i < 12; i++) {
         PK_TRY(tensor_download(ps[i]->grad, row));
-        PK_TRY(pk_grad_zero(w->ctx, ps[i]));
         row += tensor_numel(ps[i]);
     }
+    for (int i = 0; i < 12; i++)
+        PK_TRY(pk_grad_zero(w->ctx, ps[i]));
     return PK_OK;
 }
 
