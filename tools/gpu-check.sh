@@ -11,9 +11,10 @@
 # On the GPU machine (device tool: carry [".gl", ".gpu"]):
 #   sh tools/gpu-check.sh      (writes $OUT/gpu-check.log, metrics and benchmark JSON files)
 # Order: devices, bundled-scene splat train (1,000 steps on Vulkan, then the CPU backend on the
-# same run for the ms/step ratio), 300 Scaffold-GS steps on Vulkan, one MAN epoch on Vulkan, a
-# short DINO pretraining run on Vulkan (20 steps), a short CTP run on Vulkan (12 steps after a
-# text MLM epoch), op and splat benchmarks, Vulkan tests. Each
+# same run for the ms/step ratio), 300 Scaffold-GS steps on Vulkan, 200 Momentum-GS steps (4
+# blocks, 2 lanes) on Vulkan, one MAN epoch on Vulkan, a short DINO pretraining run on Vulkan
+# (20 steps), a short CTP run on Vulkan (12 steps after a text MLM epoch), op and splat
+# benchmarks, Vulkan tests. Each
 # part has its own timeout and the whole stops starting parts after 7 minutes, so
 # one call stays under 8 minutes.
 set -eu
@@ -127,6 +128,9 @@ rm -rf "$run"; mkdir -p "$run"
     echo "== splat train --model scaffold: bundled scene, 300 steps, Vulkan (resident decoder source)"
     part timeout 45 "$bin/polyak" splat train --data assets/scene --out "$run/scaffold-vk" --model scaffold --iters 300 --device vk
     counters "$run/scaffold-vk"; keep "$run/scaffold-vk" scaffold-vk-metrics.json
+    echo "== splat train --model momentum-gs: bundled scene, 4 blocks, 2 in parallel, 200 steps, Vulkan (resident blocks)"
+    part timeout 45 "$bin/polyak" splat train --data assets/scene --out "$run/mgs-vk" --model momentum-gs --blocks 4 --parallel-blocks 2 --block-steps 50 --iters 200 --device vk
+    counters "$run/mgs-vk"; keep "$run/mgs-vk" mgs-vk-metrics.json
     echo "== man: one epoch (5,000 Fashion-MNIST images, resnet32, dgl+man K=4), Vulkan"
     part timeout 120 "$bin/polyak" man --data .gpu/fmnist --out "$run/man-vk" --epochs 1 --blocks 4 --method dgl+man --batch 128 --test-limit 2000 --device vk
     counters "$run/man-vk"; keep "$run/man-vk" man-vk-metrics.json

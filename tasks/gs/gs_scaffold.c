@@ -1262,10 +1262,6 @@ pk_status gs_scaffold_dev_inputs(gs_scaffold_dev *d, const splat_camera *cam, pk
     pk_ctx *c = d->c;
     int64_t n = d->n, nk = n * K;
     if (n == 0) return pk_error(PK_ERR_INVALID, "Scaffold-GS: no anchors left to decode");
-    if (s->teacher)
-        return pk_error(PK_ERR_UNSUPPORTED,
-                        "Scaffold-GS: the resident source has no teacher decode (Momentum-GS "
-                        "runs its blocks through the host-array path)");
     for (int a = 0; a < A_COUNT; a++)
         PK_TRY(tensor_fill(d->p[a]->grad, 0.0f));
     int dw = s->dec->in - F;
@@ -1301,6 +1297,9 @@ pk_status gs_scaffold_dev_inputs(gs_scaffold_dev *d, const splat_camera *cam, pk
     if (!x) return pk_error(PK_ERR_INVALID, "Scaffold-GS: decoder input: %s", polyak_error());
     tensor *op, *cov, *col;
     PK_TRY(gs_decoder_forward(c, s->dec, x, &op, &cov, &col));
+    tensor *op_t = NULL, *cov_t = NULL, *col_t = NULL;
+    if (s->teacher && reg) /* Momentum-GS: the teacher decodes the same input (as decode) */
+        PK_TRY(gs_decoder_forward(c, s->teacher, x, &op_t, &cov_t, &col_t));
     tensor *o1 = pk_reshape(c, op, 1, (int64_t[]){nk});
     if (!o1) return pk_error(PK_ERR_INVALID, "Scaffold-GS: %s", polyak_error());
     /* the selection (visible anchor, opacity > 0) as masks */
@@ -1343,6 +1342,36 @@ pk_status gs_scaffold_dev_inputs(gs_scaffold_dev *d, const splat_camera *cam, pk
             pk_div(c, pk_sum_all(c, pk_mul(c, pk_exp(c, pk_sum(c, log_s, 1, false)), sel1)),
                    pk_sum_all(c, sel1)),
             0.01f);
+    if (reg && op_t) {
+        /* gs_consistency_loss over the host path's selection, as masks: the opacities of every
+         * visible anchor's offsets (vis), colour, scale and rotation of the selected Gaussians
+         * (sel); each term a masked sum over its element count */
+        tensor *cov_t2 = pk_reshape(c, cov_t, 2, (int64_t[]){nk, 7});
+        tensor *visk = pk_reshape(c, vis, 2, (int64_t[]){n, 1});
+        tensor *dop = pk_sub(c, op, op_t); // (n, k)
+        tensor *t_op = pk_div(c, pk_sum_all(c, pk_mul(c, pk_mul(c, dop, dop), visk)),
+                              pk_scale(c, pk_sum_all(c, vis), (float)K));
+        tensor *nsel = pk_sum_all(c, sel1);
+        tensor *dcol = pk_sub(c, colors, pk_reshape(c, col_t, 2, (int64_t[]){nk, 3}));
+        tensor *t_col = pk_div(c, pk_sum_all(c, pk_mul(c, pk_mul(c, dcol, dcol), sel)),
+                               pk_scale(c, nsel, 3.0f));
+        tensor *asc = pk_exp(c, ls_a); // (n, 1, 3) the anchors' exp(scaling[3:6])
+        tensor *sc_s = pk_mul(
+            c, asc,
+            pk_reshape(c, pk_sigmoid(c, pk_slice(c, cov2, 1, 0, 3)), 3, (int64_t[]){n, K, 3}));
+        tensor *sc_t = pk_mul(
+            c, asc,
+            pk_reshape(c, pk_sigmoid(c, pk_slice(c, cov_t2, 1, 0, 3)), 3, (int64_t[]){n, K, 3}));
+        tensor *dsc = pk_reshape(c, pk_sub(c, sc_s, sc_t), 2, (int64_t[]){nk, 3});
+        tensor *t_sc =
+            pk_div(c, pk_sum_all(c, pk_mul(c, pk_mul(c, dsc, dsc), sel)), pk_scale(c, nsel, 3.0f));
+        tensor *drot = pk_sub(c, pk_l2_normalize(c, quats, 1e-12f),
+                              pk_l2_normalize(c, pk_slice(c, cov_t2, 1, 3, 4), 1e-12f));
+        tensor *t_rot = pk_div(c, pk_sum_all(c, pk_mul(c, pk_mul(c, drot, drot), sel)),
+                               pk_scale(c, nsel, 4.0f));
+        tensor *cons = pk_add(c, pk_add(c, t_op, t_col), pk_add(c, t_sc, t_rot));
+        *reg = pk_add(c, *reg, pk_scale(c, cons, s->cons_weight));
+    }
     if (!means || !log_s || !quats || !logit || !colors || (reg && !*reg))
         return pk_error(PK_ERR_INVALID, "Scaffold-GS: decode: %s", polyak_error());
     d->last_op = o1, d->last_vis = vis;

@@ -173,7 +173,9 @@ bool gs_scaffold_stats_due(const gs_scaffold *s, int64_t it);
  * gs_scaffold_dev_download calls; gs_scaffold_dev_upload replaces the device copy after the
  * host changed the anchors (adjust_anchor, restore). A decode renders all n k neural Gaussians:
  * those not selected (culled anchor or opacity <= 0) are parked at the camera centre, which the
- * rasterizer's near test culls, so no count comes back to the host. No teacher (Momentum-GS). */
+ * rasterizer's near test culls, so no count comes back to the host. With a teacher
+ * (gs_scaffold_set_teacher, Momentum-GS) the decode adds the consistency loss over the same
+ * selection as masks. */
 typedef struct gs_scaffold_dev gs_scaffold_dev;
 
 /* Uploads the anchors of `s` into a new arena on c's Vulkan device (c: the decoders'). */
@@ -190,7 +192,9 @@ pk_status gs_scaffold_dev_download(gs_scaffold_dev *d);
 
 /* Zeroes the anchors' gradients and decodes every anchor through `cam` on the tape: the
  * render's inputs (n k Gaussians, colours) and 0.01 x the selected Gaussians' mean volume
- * (*reg; NULL: skipped). The caller sets background and means2d_grad. */
+ * (*reg; NULL: skipped), plus, with a teacher, weight x gs_consistency_loss (the opacity term
+ * over the visible anchors' offsets, the others over the selected Gaussians, by masks). The
+ * caller sets background and means2d_grad. */
 pk_status gs_scaffold_dev_inputs(gs_scaffold_dev *d, const splat_camera *cam, pk_splat_inputs *in,
                                  tensor **reg);
 

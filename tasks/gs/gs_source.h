@@ -84,6 +84,26 @@ typedef struct gs_source {
      * its own gradients across the ranks, so the trainer's data parallelism over cameras is
      * off for it. */
     pk_status (*gather)(void *self);
+    /* Optional (block-wise decoder sources, tasks/momentum_gs): resident training on Vulkan in
+     * one process (the trainer's path for gs_scaffold_dev, through the source). dev_begin moves
+     * the source to the device of c (after the trainer's renderer and cameras exist) and sets
+     * *on when it trains resident (false: the host-array path). Then every step calls
+     * dev_inputs (the render's inputs and extra loss on the tape, as produce_tensors),
+     * dev_add_stats (the render's statistics on the device, where the source's window says) and
+     * dev_step (instead of step); dev_host_due says whether step `it` needs the host copy
+     * (the trainer reads its losses back first); dev_download refreshes the host copy (before
+     * evaluations, checkpoints, exports); dev_snapshot / dev_rewind keep and restore the state
+     * a read-back that finds an overflowed render returns to (as gs_scaffold_dev_*). */
+    pk_status (*dev_begin)(void *self, pk_ctx *c, bool *on);
+    pk_status (*dev_inputs)(void *self, pk_ctx *c, const splat_camera *cam, pk_splat_inputs *in,
+                            tensor **reg);
+    pk_status (*dev_add_stats)(void *self, const tensor *means2d_grad, const tensor *radii,
+                               int width, int height);
+    pk_status (*dev_step)(void *self, int64_t it);
+    bool (*dev_host_due)(void *self, int64_t it);
+    pk_status (*dev_download)(void *self);
+    pk_status (*dev_snapshot)(void *self);
+    pk_status (*dev_rewind)(void *self);
 } gs_source;
 
 /* ---- the explicit source (plain 3DGS) ---- */

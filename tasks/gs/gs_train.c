@@ -18,7 +18,8 @@
  * The training render and loss are ops on the tape (pk_splat, pk_l1, pk_ssim) on the chosen
  * device; evaluation renders call the CPU rasterizer directly and measure with gs_metrics.
  * On Vulkan with the 3DGS or the Scaffold-GS source in one process the source is resident
- * (gs_explicit_dev, gs_scaffold_dev): parameters (anchors; the decoders are device parameters
+ * (gs_explicit_dev, gs_scaffold_dev; a made source through its dev_* hooks: Momentum-GS on one
+ * device): parameters (anchors; the decoders are device parameters
  * anyway), Adam and statistics on the device, ground truths uploaded once, losses kept in
  * a device ring and read back (with the rasterizer's pair-count check) at most every
  * HIST_ROWS steps, before densification / opacity resets / adjust_anchor, at evaluations,
@@ -103,6 +104,7 @@ struct gs_trainer {
     gs_explicit_dev *dev;
     gs_scaffold_dev *sdev; /* the same for the Scaffold-GS source (anchors; decoders are on the
                               device already) */
+    bool sres;             /* the same through the source's dev_* hooks (Momentum-GS) */
     bool host_stale;       // gx is older than dev
     pk_arena *gt_arena;    // the ground truths on the device
     tensor **gt_dev;       // (scene.n, levels + 1) training views' ground truth, NULL elsewhere
@@ -126,12 +128,14 @@ struct gs_trainer {
 };
 
 /* Whether the source lives on the device (resident training). */
-static bool resident(const gs_trainer *t) { return t->dev || t->sdev; }
+static bool resident(const gs_trainer *t) { return t->dev || t->sdev || t->sres; }
 
 /* Resident training: the state a flush that finds an overflowed render rewinds to (taken at
  * the end of each step that flushed). */
 static pk_status snapshot(gs_trainer *t) {
-    PK_TRY(t->dev ? gs_explicit_dev_snapshot(t->dev) : gs_scaffold_dev_snapshot(t->sdev));
+    PK_TRY(t->dev    ? gs_explicit_dev_snapshot(t->dev)
+           : t->sdev ? gs_scaffold_dev_snapshot(t->sdev)
+                     : t->src.dev_snapshot(t->src.self));
     t->snap_rng = t->rng;
     memcpy(t->snap_order, t->order, sizeof(int32_t) * (size_t)t->n_train);
     t->snap_order_pos = t->order_pos, t->snap_step = t->step, t->snap_seconds = t->seconds;
@@ -162,7 +166,9 @@ static pk_status flush(gs_trainer *t, bool current, double *loss, double *se, bo
     PK_TRY(tensor_fill(t->hist, 0.0f));
     if (over) {
         t->rewinds++;
-        PK_TRY(t->dev ? gs_explicit_dev_rewind(t->dev) : gs_scaffold_dev_rewind(t->sdev));
+        PK_TRY(t->dev    ? gs_explicit_dev_rewind(t->dev)
+               : t->sdev ? gs_scaffold_dev_rewind(t->sdev)
+                         : t->src.dev_rewind(t->src.self));
         t->rng = t->snap_rng;
         memcpy(t->order, t->snap_order, sizeof(int32_t) * (size_t)t->n_train);
         t->order_pos = t->snap_order_pos, t->step = t->snap_step, t->seconds = t->snap_seconds;
@@ -188,7 +194,9 @@ static pk_status sync_host(gs_trainer *t) {
     bool rewound;
     PK_TRY(flush(t, false, NULL, NULL, &rewound));
     if (!resident(t) || !t->host_stale) return PK_OK;
-    PK_TRY(t->dev ? gs_explicit_dev_download(t->dev) : gs_scaffold_dev_download(t->sdev));
+    PK_TRY(t->dev    ? gs_explicit_dev_download(t->dev)
+           : t->sdev ? gs_scaffold_dev_download(t->sdev)
+                     : t->src.dev_download(t->src.self));
     t->host_stale = false;
     return PK_OK;
 }
@@ -513,13 +521,17 @@ static pk_status restore(gs_trainer *t) {
  * ground truth (each level of the coarse-to-fine pyramid too) once. */
 static pk_status resident_setup(gs_trainer *t) {
     const char *env = getenv("POLYAK_GS_RESIDENT");
-    if (t->ctx->backend != PK_BACKEND_VK || (!t->gx && !t->sc) || dist_size() > 1 ||
-        (env && strcmp(env, "0") == 0))
+    if (t->ctx->backend != PK_BACKEND_VK || (!t->gx && !t->sc && !t->src.dev_begin) ||
+        dist_size() > 1 || (env && strcmp(env, "0") == 0))
         return PK_OK;
     if (t->gx)
         PK_TRY(gs_explicit_dev_create(t->gx, t->ctx, &t->dev));
-    else
+    else if (t->sc)
         PK_TRY(gs_scaffold_dev_create(t->sc, t->ctx, &t->sdev));
+    else {
+        PK_TRY(t->src.dev_begin(t->src.self, t->ctx, &t->sres));
+        if (!t->sres) return PK_OK; /* the source keeps the host-array path */
+    }
     for (int k = 0; k < t->n_train; k++) { /* the training cameras, each level */
         int v = t->train_idx[k];
         PK_TRY(pk_splat_renderer_add_cameras(t->renderer, &t->cams[v], 1));
@@ -651,7 +663,9 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
                              .iters = t->o.iters,
                              .xyz = xyz,
                              .n_points = np,
-                             .trainer = t};
+                             .trainer = t,
+                             .scaffold_interval = t->o.scaffold_interval,
+                             .scaffold_grad_threshold = t->o.scaffold_grad_threshold};
         s = t->o.make_source(t->o.make_source_arg, &env, &t->src);
     } else if (t->o.model && strcmp(t->o.model, "scaffold") == 0) {
         t->sco = gs_scaffold_defaults(
@@ -901,8 +915,10 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
         tensor *reg = NULL;
         if (t->dev)
             PK_TRY(gs_explicit_dev_inputs(t->dev, degree, &in));
-        else
+        else if (t->sdev)
             PK_TRY(gs_scaffold_dev_inputs(t->sdev, cam, &in, &reg));
+        else
+            PK_TRY(t->src.dev_inputs(t->src.self, c, cam, &in, &reg));
         int64_t n = in.means->shape[0];
         in.background[0] = bg[0], in.background[1] = bg[1], in.background[2] = bg[2];
         in.means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2});
@@ -916,6 +932,7 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
         tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
                               pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
         if (reg) loss = pk_add(c, loss, reg);
+        if (t->src.loss_weight) loss = pk_scale(c, loss, (float)t->src.loss_weight(t->src.self));
         if (!loss) return pk_error(PK_ERR_INVALID, "3DGS: loss: %s", polyak_error());
         stamp t4 = stamp_now();
         PK_TRY(autograd_backward(c, loss));
@@ -936,8 +953,10 @@ static pk_status train_render_once(gs_trainer *t, const splat_camera *cam, const
         *redo = 0;
         if (stats && t->dev)
             PK_TRY(gs_explicit_dev_add_stats(t->dev, in.means2d_grad, out.radii, (int)W, (int)H));
-        else if (stats)
+        else if (stats && t->sdev)
             PK_TRY(gs_scaffold_dev_add_stats(t->sdev, in.means2d_grad, out.radii, (int)W, (int)H));
+        else if (stats)
+            PK_TRY(t->src.dev_add_stats(t->src.self, in.means2d_grad, out.radii, (int)W, (int)H));
         stamp t6 = stamp_now();
         stamp sb1 = splat_backward_time(c);
         add_render_phases(tm, (stamp[7]){t0, t1, t2, t3, t4, t5, t6}, sb0, sb1);
@@ -1143,8 +1162,8 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     ADD_PHASE(tm, data, t1, t2);
     gs_array_grads gr = {0};
     double loss = 0, se = -1;
-    bool dev_stats =
-        (t->dev && it < t->o.densify_until) || (t->sdev && gs_scaffold_stats_due(t->sc, it));
+    bool dev_stats = (t->dev && it < t->o.densify_until) ||
+                     (t->sdev && gs_scaffold_stats_due(t->sc, it)) || t->sres;
     PK_TRY(train_render(t, cam, gt, gt_dev, degree, bg, dev_stats, &gr, &loss, &se));
     /* resident: read the losses back when the ring is full, before densification or an
      * opacity reset (the host needs the statistics then anyway) and at the last step */
@@ -1153,7 +1172,8 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         bool host_work = (t->gx && it < t->o.densify_until &&
                           ((it > t->o.densify_from && it % t->o.densify_interval == 0) ||
                            it % t->o.opacity_reset == 0)) ||
-                         (t->sc && gs_scaffold_adjust_due(t->sc, it));
+                         (t->sc && gs_scaffold_adjust_due(t->sc, it)) ||
+                         (t->sres && t->src.dev_host_due(t->src.self, it));
         /* the first step of the process reads back too: it sizes the rasterizer's pair
          * buffers, so a first frame over their initial capacity redoes one step, not the
          * HIST_ROWS steps up to the first regular read-back */
@@ -1196,7 +1216,7 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     } else if (t->gx && it < t->o.densify_until) {
         /* resident: train_render added them on the device */
         if (!reduced_stats && !t->dev) gs_explicit_add_stats(t->gx, gr.means2d, t->radii, W, H);
-    } else if (!t->gx && t->src.add_stats) /* the source keeps its own window */
+    } else if (!t->gx && t->src.add_stats && !t->sres) /* the source keeps its own window */
         t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
     stamp t5 = stamp_now();
     bool host_changed = false; /* resident: the host changed the Gaussians; upload them */
@@ -1254,6 +1274,9 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
             t->host_stale = true;
         } else if (t->sdev) {
             PK_TRY(gs_scaffold_dev_step(t->sdev, it));
+            t->host_stale = true;
+        } else if (t->sres) {
+            PK_TRY(t->src.dev_step(t->src.self, it));
             t->host_stale = true;
         } else
             PK_TRY(t->src.step(t->src.self, it));
@@ -1314,12 +1337,19 @@ pk_status gs_trainer_ground_truth_into(const gs_trainer *t, int view, float *out
                                        bool *random_bg) {
     if (view < 0 || view >= t->scene.n)
         return pk_error(PK_ERR_INVALID, "view %d outside the scene", view);
-    ground_truth(&t->images[view], t->o.background, out);
+    if (out) ground_truth(&t->images[view], t->o.background, out);
     for (int k = 0; k < 3; k++)
         bg[k] = t->o.background[k];
     *random_bg = t->o.random_background > 0;
     return PK_OK;
 }
+
+tensor *gs_trainer_ground_truth_tensor(const gs_trainer *t, int view) {
+    if (!t->gt_dev || view < 0 || view >= t->scene.n) return NULL;
+    return t->gt_dev[(size_t)view * (t->levels + 1)];
+}
+
+pk_splat_renderer *gs_trainer_renderer(gs_trainer *t) { return t->renderer; }
 
 const float *gs_trainer_ground_truth(gs_trainer *t, int view, int level, int *w, int *h) {
     if (view < 0 || view >= t->scene.n || level < 0 || level > t->levels) return NULL;

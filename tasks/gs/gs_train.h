@@ -31,7 +31,9 @@ typedef struct gs_source_env {
     int64_t iters;
     const float *xyz; /* (n_points, 3) initial points (SfM or random) */
     int64_t n_points;
-    gs_trainer *trainer; /* for gs_trainer_view_metrics (valid once training starts) */
+    gs_trainer *trainer;            /* for gs_trainer_view_metrics (valid once training starts) */
+    int64_t scaffold_interval;      /* tests: gs_train_options.scaffold_interval (0: default) */
+    double scaffold_grad_threshold; /* tests: gs_train_options.scaffold_grad_threshold */
 } gs_source_env;
 
 /* Options; zero fields take the defaults noted (gs_train_defaults fills them). */
@@ -78,7 +80,8 @@ typedef struct gs_train_options {
     void *make_source_arg;
     const char *source_json;
     int64_t vk_pairs;          /* tests: the Vulkan rasterizer's first pair capacity (0: its own) */
-    int64_t scaffold_interval; /* tests: Scaffold-GS's growing / pruning interval (0: 100) */
+    int64_t scaffold_interval; /* tests: Scaffold-GS's (and Momentum-GS's blocks') growing / pruning
+                                  interval (0: 100) */
     double scaffold_grad_threshold; /* tests: Scaffold-GS's growing threshold (0: 2e-4) */
     FILE *progress;                 /* the run's options, messages and progress lines; NULL: none */
     bool catch_signals;             /* SIGINT/SIGTERM request a stop (run_stop_requested) */
@@ -244,10 +247,20 @@ pk_status gs_trainer_bake(gs_trainer *t, int sh_degree, int view_stride, pk_gaus
 
 /* Thread-safe (reads only the loaded images): the full-size ground truth of view `view` into
  * out (3, H, W), the background it is composited over into bg, and whether training renders
- * draw a random background per step (*random_bg). For block-wise sources stepping other
- * devices in their own threads. */
+ * draw a random background per step (*random_bg); out may be NULL (only bg and *random_bg).
+ * For block-wise sources stepping other devices in their own threads. */
 pk_status gs_trainer_ground_truth_into(const gs_trainer *t, int view, float *out, float bg[3],
                                        bool *random_bg);
+
+/* Resident training (Vulkan, one process): the device copy of training view `view`'s
+ * full-size ground truth (3, H, W), uploaded once by the trainer; NULL otherwise. For
+ * block-wise sources stepping further blocks on the trainer's device. */
+struct tensor *gs_trainer_ground_truth_tensor(const gs_trainer *t, int view);
+
+/* The trainer's rasterizer state for training renders (its cameras in their slots; its pair
+ * count is checked at every read-back), for block-wise sources rendering further blocks on the
+ * trainer's context within a step. */
+struct pk_splat_renderer *gs_trainer_renderer(gs_trainer *t);
 
 /* Renders the Gaussians of a 3DGS PLY file through view `view` of the scene at `data`
  * (downscale as given) into rgb (3, H, W); *w, *h receive the size. For checking outputs. */

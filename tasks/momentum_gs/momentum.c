@@ -6,7 +6,9 @@
  * device's lanes in its own thread (lane_step), started by pick_view; mgs_step then reduces the
  * lanes' decoder gradients (across the ranks too) and steps the decoder once
  * (reduce_and_step). The merged model is baked into a 3DGS set (mgs_bake) and written per block
- * (mgs_write_blocks); under mpirun the blocks are gathered first (mgs_gather).
+ * (mgs_write_blocks); under mpirun the blocks are gathered first (mgs_gather). On Vulkan with
+ * one device in one process the blocks are resident instead (mgs_dev_*: every block's anchors
+ * on the device, the trainer's resident step, device 0's lanes without host round trips).
  *
  * The step, in Momentum-GS's order: the active block's view is rendered from its own anchors
  * with the shared decoder; loss = (0.8 L1 + 0.2 (1 - SSIM) + 0.01 volume + 50 consistency) x
@@ -301,6 +303,19 @@ struct mgs {
     uint8_t *pack; // gather scratch
     size_t pack_cap;
     dist_stats comm; // communication of the decoder reduction and the gathers
+    /* resident training (Vulkan, one device, one process; mgs_dev_begin): every block's
+     * anchors on the device (the decoder, its Adam state and teacher are there already) */
+    gs_scaffold_dev **bdev; // (nb), NULL: the host-array path
+    bool *bdirty;           // (nb) the device copy is newer than the host's
+    bool *bsnapped;         // (nb) the block's device snapshot is its current state
+    pk_arena *snap_arena;   // the decoder, its Adam state and teacher at the last snapshot
+    tensor *snap[64];
+    int snap_k;
+    int64_t snap_i64[3]; // optimizer steps, teacher updates, evals
+    double *snap_d;      // (5 nb) psnr_s, ssim_s, w, psnr_l, ssim_l
+    int64_t *snap_opos;  // (nb)
+    int32_t *snap_order; // (nb, n_train + 1)
+    uint64_t *snap_rng;  // (G) lane generators (lane 0's is the trainer's)
 };
 
 static bool keep_fn(void *arg, const float p[3]) {
@@ -342,6 +357,11 @@ static void mgs_destroy(void *self) {
     free(m->lshare), free(m->nlshare), free(m->lrng), free(m->lane_dev), free(m->lane_rank);
     free(m->lgrad), free(m->acc), free(m->ck_rng), free(m->pack);
     free(m->dev), free(m->dev_of);
+    for (int b = 0; m->bdev && b < m->nb; b++)
+        gs_scaffold_dev_destroy(m->bdev[b]);
+    pk_arena_destroy(m->snap_arena);
+    free(m->bdev), free(m->bdirty), free(m->bsnapped), free(m->snap_d), free(m->snap_opos);
+    free(m->snap_order), free(m->snap_rng);
     if (m->sync_init) {
         pthread_mutex_destroy(&m->mu);
         pthread_cond_destroy(&m->go);
@@ -437,16 +457,18 @@ static pk_status dev_reserve(mgs_dev *w, int64_t n) {
 }
 
 /* Moves the decoder gradient of device w (the sum of its backward walks since the last take)
- * into lane l's row of lgrad and zeroes it. */
+ * into lane l's row of lgrad and zeroes it (every tensor read before any is zeroed: one wait
+ * on Vulkan, not one per tensor). */
 static pk_status take_lane_grads(mgs *m, mgs_dev *w, int l) {
     tensor *ps[12];
     gs_decoder_params(w->d ? &w->dec : &m->shared, ps);
     float *row = m->lgrad + (size_t)l * (size_t)m->P;
     for (int i = 0; i < 12; i++) {
         PK_TRY(tensor_download(ps[i]->grad, row));
-        PK_TRY(pk_grad_zero(w->ctx, ps[i]));
         row += tensor_numel(ps[i]);
     }
+    for (int i = 0; i < 12; i++)
+        PK_TRY(pk_grad_zero(w->ctx, ps[i]));
     return PK_OK;
 }
 
@@ -699,11 +721,16 @@ static pk_status block_metrics(mgs *m, int b, double *psnr, double *ssim) {
     return st;
 }
 
+static pk_status adjust_resident(mgs *m, int64_t it);
+
 static pk_status mgs_after_step(void *self, int64_t it) {
     mgs *m = self;
     gs_scaffold_report rep;
     PK_TRY(workers_wait(m)); /* (independent blocks with one lane: nothing to wait for) */
-    PK_TRY(gs_scaffold_adjust(m->blk[m->active], it, lane_rng(m, m->lane_first), &rep));
+    if (m->bdev)
+        PK_TRY(adjust_resident(m, it)); /* every lane's block (resident: deferred to here) */
+    else
+        PK_TRY(gs_scaffold_adjust(m->blk[m->active], it, lane_rng(m, m->lane_first), &rep));
     m->anchors[m->active] = gs_scaffold_anchors(m->blk[m->active]);
     if (m->weighting && it % m->o.weight_interval == 0) {
         /* each rank validates the blocks it trains; the sums (zeros elsewhere) give every rank
@@ -719,9 +746,255 @@ static pk_status mgs_after_step(void *self, int64_t it) {
     return PK_OK;
 }
 
-/* ---- under mpirun: every block's state from the rank that trains it ---- */
-
 static int shared_tensors(mgs *m, tensor **all, int max);
+
+/* ---- resident training on Vulkan (one device, one process) ----
+ * Every block's anchors live on the device in its own gs_scaffold_dev for the whole run (no
+ * swapping: a block's turn costs nothing; device memory holds every block). The trainer's
+ * lane goes through the trainer's resident step (gs_train.c: dev_inputs, the loss into its
+ * device ring, dev_add_stats, dev_step); device 0's further lanes render on the trainer's
+ * context and rasterizer state in dev_step, their backward walks adding into the decoder's
+ * gradient, which is scaled by 1/G on the device before the one Adam step (the host path's
+ * (1/G) sum_l w_b(l) g_b(l), summed in lane order); the teacher follows on the device. Nothing
+ * is read back or uploaded in a step but an adjust_anchor step (the adjusted blocks' state
+ * down, the new anchors up) and a block-weight validation step (the blocks that trained since
+ * the last download come back for the validation renders, which run on the host-array path). */
+
+static pk_status mgs_dev_begin(void *self, pk_ctx *c, bool *on) {
+    mgs *m = self;
+    *on = false;
+    if (m->ndev > 1 || dist_size() > 1 || c != m->env.ctx) return PK_OK; /* the host path */
+    size_t nb = (size_t)m->nb, nt = (size_t)m->env.n_train + 1;
+    m->bdev = calloc(nb, sizeof *m->bdev);
+    m->bdirty = calloc(nb, sizeof(bool));
+    m->bsnapped = calloc(nb, sizeof(bool));
+    m->snap_d = calloc(5 * nb, sizeof(double));
+    m->snap_opos = calloc(nb, sizeof(int64_t));
+    m->snap_order = calloc(nb * nt, sizeof(int32_t));
+    m->snap_rng = calloc((size_t)m->G, sizeof(uint64_t));
+    if (!m->bdev || !m->bdirty || !m->bsnapped || !m->snap_d || !m->snap_opos || !m->snap_order ||
+        !m->snap_rng)
+        return pk_error(PK_ERR_NOMEM, "Momentum-GS: out of memory");
+    for (int b = 0; b < m->nb; b++)
+        PK_TRY(gs_scaffold_dev_create(m->blk[b], c, &m->bdev[b]));
+    tensor *all[64];
+    int na = shared_tensors(m, all, 64);
+    size_t bytes = 4096;
+    for (int i = 0; i < na; i++)
+        bytes += sizeof(float) * (size_t)tensor_numel(all[i]) + 4096;
+    PK_TRY(pk_arena_create(c->dev, "mgs-snapshot", bytes, &m->snap_arena));
+    for (int i = 0; i < na; i++)
+        if (!(m->snap[i] = tensor_new_like(m->snap_arena, all[i])))
+            return pk_error(PK_ERR_NOMEM, "Momentum-GS: device memory: %s", polyak_error());
+    m->snap_k = na;
+    *on = true;
+    return PK_OK;
+}
+
+static pk_status mgs_dev_inputs(void *self, pk_ctx *c, const splat_camera *cam, pk_splat_inputs *in,
+                                tensor **reg) {
+    mgs *m = self;
+    (void)c; /* the trainer's: the one the blocks live on */
+    return gs_scaffold_dev_inputs(m->bdev[m->active], cam, in, reg);
+}
+
+/* Whether step it adds growing statistics (mgs_add_stats's window). */
+static bool stats_due(const mgs *m, int64_t it) {
+    return it < m->sco.update_until && it > m->sco.stat_from;
+}
+
+static pk_status mgs_dev_add_stats(void *self, const tensor *g2d, const tensor *radii, int W,
+                                   int H) {
+    mgs *m = self;
+    if (!stats_due(m, m->cur_it)) return PK_OK;
+    return gs_scaffold_dev_add_stats(m->bdev[m->active], g2d, radii, W, H);
+}
+
+/* Device copy src into dst (same shape): -0 + src keeps every bit. */
+static pk_status dev_copy(pk_ctx *c, tensor *dst, const tensor *src) {
+    PK_TRY(pk_fill(c, dst, -0.0f));
+    return pk_accumulate(c, dst, src);
+}
+
+/* One block-step of lane l (not the trainer's) on the trainer's device: lane_step's work with
+ * the block resident, the ground truth the trainer uploaded, the trainer's rasterizer state
+ * (its pair count is checked at the trainer's read-backs) and no wait. */
+static pk_status lane_step_dev(mgs *m, int l, int64_t it) {
+    pk_ctx *c = m->env.ctx;
+    pk_rng *rng = lane_rng(m, l);
+    int b = lane_block(m, l, it);
+    if (m->ncams[b] == 0) return PK_OK; /* no block of this lane has views: it idles */
+    if (m->opos[b] >= m->ncams[b]) {
+        pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
+        m->opos[b] = 0;
+    }
+    int v = m->cams[b][m->order[b][m->opos[b]++]];
+    const splat_camera *cam = &m->env.cams[v];
+    float bg[3];
+    bool rnd;
+    PK_TRY(gs_trainer_ground_truth_into(m->env.trainer, v, NULL, bg, &rnd));
+    if (rnd)
+        for (int k = 0; k < 3; k++)
+            bg[k] = (float)pk_rng_uniform(rng);
+    tensor *gt = gs_trainer_ground_truth_tensor(m->env.trainer, v);
+    if (!gt) return pk_error(PK_ERR_INVALID, "Momentum-GS: view %d has no device ground truth", v);
+    PK_TRY(pk_step_reset(c)); /* no wait: the recording orders the step arena's reuse */
+    pk_splat_inputs in;
+    tensor *reg = NULL;
+    PK_TRY(gs_scaffold_dev_inputs(m->bdev[b], cam, &in, &reg));
+    int64_t n = in.means->shape[0];
+    for (int k = 0; k < 3; k++)
+        in.background[k] = bg[k];
+    in.means2d_grad = tensor_new(c->step, PK_F32, 2, (int64_t[]){n, 2});
+    if (!in.means2d_grad || tensor_fill(in.means2d_grad, 0) != PK_OK)
+        return pk_error(PK_ERR_NOMEM, "Momentum-GS: lane %d: %s", l, polyak_error());
+    pk_splat_outputs out;
+    PK_TRY(pk_splat(c, gs_trainer_renderer(m->env.trainer), cam, &in, &out));
+    tensor *loss = pk_add(c, pk_scale(c, pk_l1(c, out.rgb, gt), 0.8f),
+                          pk_affine(c, pk_ssim(c, out.rgb, gt), -0.2f, 0.2f));
+    if (reg) loss = pk_add(c, loss, reg);
+    loss = pk_scale(c, loss, (float)(m->weighting ? m->w[b] : 1.0));
+    if (!loss) return pk_error(PK_ERR_INVALID, "Momentum-GS: lane %d: loss: %s", l, polyak_error());
+    PK_TRY(autograd_backward(c, loss)); /* the decoder's gradient adds to the other lanes' */
+    if (stats_due(m, it))
+        PK_TRY(gs_scaffold_dev_add_stats(m->bdev[b], in.means2d_grad, out.radii, cam->width,
+                                         cam->height));
+    PK_TRY(gs_scaffold_dev_step(m->bdev[b], it)); /* the block's anchors (own decoder too) */
+    m->bdirty[b] = true, m->bsnapped[b] = false;
+    return PK_OK; /* its adjust_anchor: adjust_resident, after the decoder's step */
+}
+
+/* Resident adjust_anchor at step it for the block of every lane on the device that trained
+ * (the host path's adjust in lane_step and mgs_after_step; each block draws from its lane's
+ * generator and nothing else reads those blocks, so the order is the host path's in effect):
+ * the due blocks' device state comes down first (one wait for all), the host adjusts them,
+ * their new anchors go up. */
+static pk_status adjust_resident(mgs *m, int64_t it) {
+    int due[256], nd = 0; /* lanes (<= blocks <= 256) */
+    for (int k = 0; k < m->dev[0].nlanes; k++) {
+        int l = m->dev[0].lanes[k];
+        int b = k == 0 ? m->active : lane_block(m, l, it);
+        if (k > 0 && m->ncams[b] == 0) continue; /* the lane idled (lane_step's rule) */
+        if (gs_scaffold_adjust_due(m->blk[b], it)) due[nd++] = k;
+    }
+    for (int i = 0; i < nd; i++) {
+        int b = due[i] == 0 ? m->active : lane_block(m, m->dev[0].lanes[due[i]], it);
+        PK_TRY(gs_scaffold_dev_download(m->bdev[b]));
+        m->bdirty[b] = false;
+    }
+    for (int i = 0; i < nd; i++) {
+        int l = m->dev[0].lanes[due[i]];
+        int b = due[i] == 0 ? m->active : lane_block(m, l, it);
+        gs_scaffold_report rep;
+        PK_TRY(gs_scaffold_adjust(m->blk[b], it, lane_rng(m, l), &rep));
+        PK_TRY(gs_scaffold_dev_upload(m->bdev[b]));
+        m->bsnapped[b] = false;
+        m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
+    }
+    return PK_OK;
+}
+
+/* The resident step: the trainer's lane's anchors, device 0's further lanes, then the decoder
+ * once on the mean of the lanes' gradients (accumulated in place, scaled by 1/G) and the
+ * teacher (the host path's mgs_step and reduce_and_step without the host rows). */
+static pk_status mgs_dev_step(void *self, int64_t it) {
+    mgs *m = self;
+    int b = m->active;
+    PK_TRY(gs_scaffold_dev_step(m->bdev[b], it));
+    m->bdirty[b] = true, m->bsnapped[b] = false;
+    for (int k = 1; k < m->dev[0].nlanes; k++)
+        PK_TRY(lane_step_dev(m, m->dev[0].lanes[k], it));
+    if (!m->shared_decoder) return PK_OK;
+    if (m->G > 1) { /* grad = (1/G) grad: the host path's acc *= 1/G */
+        pk_ctx *c = m->env.ctx;
+        tensor *ps[12];
+        gs_decoder_params(&m->shared, ps);
+        for (int i = 0; i < 12; i++) {
+            tensor *g = pk_scale(c, ps[i]->grad, 1.0f / (float)m->G);
+            if (!g) return pk_error(PK_ERR_INVALID, "Momentum-GS: %s", polyak_error());
+            PK_TRY(dev_copy(c, ps[i]->grad, g));
+        }
+    }
+    /* the blocks' schedule length (the run's --iters unless Momentum-GS's own is set) */
+    PK_TRY(gs_decoder_step(m->opt, m->sco.max_steps, it));
+    if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
+    return PK_OK;
+}
+
+/* Steps that need the host copy: an adjust_anchor of any lane's block, a weight validation. */
+static bool mgs_dev_host_due(void *self, int64_t it) {
+    mgs *m = self;
+    for (int l = 0; l < m->G; l++)
+        if (gs_scaffold_adjust_due(m->blk[lane_block(m, l, it)], it)) return true;
+    return m->weighting && it % m->o.weight_interval == 0;
+}
+
+/* The host copy of every block that trained since its last download. */
+static pk_status mgs_dev_download(void *self) {
+    mgs *m = self;
+    for (int b = 0; b < m->nb; b++)
+        if (m->bdirty[b]) {
+            PK_TRY(gs_scaffold_dev_download(m->bdev[b]));
+            m->bdirty[b] = false;
+        }
+    return PK_OK;
+}
+
+static pk_status mgs_dev_snapshot(void *self) {
+    mgs *m = self;
+    for (int b = 0; b < m->nb; b++)
+        if (!m->bsnapped[b]) {
+            PK_TRY(gs_scaffold_dev_snapshot(m->bdev[b]));
+            m->bsnapped[b] = true;
+        }
+    tensor *all[64];
+    int na = shared_tensors(m, all, 64);
+    for (int i = 0; i < na && i < m->snap_k; i++)
+        PK_TRY(dev_copy(m->env.ctx, m->snap[i], all[i]));
+    m->snap_i64[0] = m->shared_decoder ? optim_steps(m->opt) : 0;
+    m->snap_i64[1] = m->use_teacher ? teacher_updates(m->teacher) : 0;
+    m->snap_i64[2] = m->evals;
+    size_t nb = (size_t)m->nb, nt = (size_t)m->env.n_train + 1;
+    const double *dd[5] = {m->psnr_s, m->ssim_s, m->w, m->psnr_l, m->ssim_l};
+    for (int i = 0; i < 5; i++)
+        memcpy(m->snap_d + i * nb, dd[i], sizeof(double) * nb);
+    memcpy(m->snap_opos, m->opos, sizeof(int64_t) * nb);
+    for (size_t b = 0; b < nb; b++)
+        memcpy(m->snap_order + b * nt, m->order[b], sizeof(int32_t) * (size_t)m->ncams[b]);
+    for (int l = 1; l < m->G; l++)
+        m->snap_rng[l] = m->lrng[l].state;
+    return PK_OK;
+}
+
+static pk_status mgs_dev_rewind(void *self) {
+    mgs *m = self;
+    for (int b = 0; b < m->nb; b++) {
+        PK_TRY(gs_scaffold_dev_rewind(m->bdev[b]));
+        m->bdirty[b] = true, m->bsnapped[b] = true;
+    }
+    tensor *all[64];
+    int na = shared_tensors(m, all, 64);
+    for (int i = 0; i < na && i < m->snap_k; i++)
+        PK_TRY(dev_copy(m->env.ctx, all[i], m->snap[i]));
+    if (m->shared_decoder) {
+        optim_set_steps(m->opt, m->snap_i64[0]);
+        PK_TRY(optim_zero_grad(m->opt)); /* the gradients of the renders being undone */
+    }
+    if (m->use_teacher) teacher_set_updates(m->teacher, m->snap_i64[1]);
+    m->evals = m->snap_i64[2];
+    size_t nb = (size_t)m->nb, nt = (size_t)m->env.n_train + 1;
+    double *dd[5] = {m->psnr_s, m->ssim_s, m->w, m->psnr_l, m->ssim_l};
+    for (int i = 0; i < 5; i++)
+        memcpy(dd[i], m->snap_d + i * nb, sizeof(double) * nb);
+    memcpy(m->opos, m->snap_opos, sizeof(int64_t) * nb);
+    for (size_t b = 0; b < nb; b++)
+        memcpy(m->order[b], m->snap_order + b * nt, sizeof(int32_t) * (size_t)m->ncams[b]);
+    for (int l = 1; l < m->G; l++)
+        m->lrng[l].state = m->snap_rng[l];
+    return PK_OK;
+}
+
+/* ---- under mpirun: every block's state from the rank that trains it ---- */
 
 /* Appends n bytes to the pack scratch at *at. */
 static pk_status pack_put(mgs *m, size_t *at, const void *p, size_t n) {
@@ -1351,6 +1624,8 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
     /* the shared decoder, its optimizer and teacher */
     m->sco = gs_scaffold_defaults(
         (gs_scaffold_options){.voxel_size = o.voxel_size,
+                              .update_interval = env->scaffold_interval,
+                              .grad_threshold = env->scaffold_grad_threshold,
                               .shared_decoder = m->shared_decoder ? &m->shared : NULL},
         env->iters);
     if (st == PK_OK && m->shared_decoder) {
@@ -1433,7 +1708,15 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
                        .loss_weight = mgs_loss_weight,
                        .after_step = mgs_after_step,
                        .bake = mgs_bake,
-                       .gather = mgs_gather};
+                       .gather = mgs_gather,
+                       .dev_begin = mgs_dev_begin,
+                       .dev_inputs = mgs_dev_inputs,
+                       .dev_add_stats = mgs_dev_add_stats,
+                       .dev_step = mgs_dev_step,
+                       .dev_host_due = mgs_dev_host_due,
+                       .dev_download = mgs_dev_download,
+                       .dev_snapshot = mgs_dev_snapshot,
+                       .dev_rewind = mgs_dev_rewind};
     return PK_OK;
 }
 

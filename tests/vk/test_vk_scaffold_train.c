@@ -8,8 +8,15 @@
  * read-back steps at most 2 host waits; (2) the per-step loss and training PSNR match the CPU run
  * (relative 1e-4, 1e-3 dB), the anchor count after every step is the same, and so is the held-out
  * PSNR (1e-3 dB), also when the rasterizer's pair buffers start at 64 pairs (the first read-back
- * finds the overflow and the trainer rewinds device and host to its snapshot). Exits 77 without a
- * Vulkan device. Validation is on (POLYAK_VALIDATE=1 from ctest). */
+ * finds the overflow and the trainer rewinds device and host to its snapshot).
+ * Momentum-GS (tasks/momentum_gs, resident on one device): 4 blocks, 2 in parallel (lanes),
+ * 4 steps per block turn (block swaps at steps 5 and 9), the teacher's consistency loss,
+ * anchor adjustment at step 4 (it runs, a round trip of the two trained blocks; in 4 steps
+ * it neither grows nor prunes) and a block-weight validation at step 6, 10 steps on lavapipe:
+ * (1) every step but the read-backs (1, 4, 6, 10) 0 bytes either way, 0 host waits, 0
+ * submissions, 0 descriptor allocations; (2) per-step loss within 1e-4 relative of the same run
+ * on the CPU backend (host-array path), the same anchor counts, held-out PSNR within 1e-3 dB.
+ * Exits 77 without a Vulkan device. Validation is on (POLYAK_VALIDATE=1 from ctest). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +26,7 @@
 
 #include "device.h"
 #include "gs_train.h"
+#include "momentum.h"
 #include "pk_test.h"
 
 #define ITERS 20
@@ -35,6 +43,26 @@ static void remove_dir(const char *dir) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Reads log.csv of run `out` into L (rows 1..n in order, none twice). */
+static void read_log(const char *out, int n, train_log *L) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/log.csv", out);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[256];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* header */
+    long long step, g;
+    double loss, psnr, sec;
+    while (L->rows < n && fgets(line, sizeof line, f) &&
+           sscanf(line, "%lld,%lf,%lf,%lld,%lf", &step, &loss, &psnr, &g, &sec) == 5) {
+        ck_assert_int_eq(step, L->rows + 1);
+        L->loss[L->rows] = loss, L->psnr[L->rows] = psnr, L->gaussians[L->rows] = g;
+        L->rows++;
+    }
+    ck_assert_ptr_null(fgets(line, sizeof line, f)); /* no row twice */
+    fclose(f);
 }
 
 /* Trains the small scaffold run on `device` (pairs: the Vulkan rasterizer's first capacity, 0:
@@ -100,22 +128,94 @@ static void train(const char *device, int64_t pairs, bool counters, train_log *L
     L->rewinds = gs_trainer_rewinds(t);
     ck_assert_int_eq(pk_device_validation_errors((pk_device *)gs_trainer_device(t)), 0);
     gs_trainer_destroy(t);
-    char path[300];
-    snprintf(path, sizeof path, "%s/log.csv", out);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    char line[256];
-    ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* header */
-    long long step, g;
-    double loss, psnr, sec;
-    while (L->rows < ITERS && fgets(line, sizeof line, f) &&
-           sscanf(line, "%lld,%lf,%lf,%lld,%lf", &step, &loss, &psnr, &g, &sec) == 5) {
-        ck_assert_int_eq(step, L->rows + 1);
-        L->loss[L->rows] = loss, L->psnr[L->rows] = psnr, L->gaussians[L->rows] = g;
-        L->rows++;
+    read_log(out, ITERS, L);
+    remove_dir(out);
+}
+
+#define MGS_ITERS 10
+
+/* Trains the small Momentum-GS run on `device` (pairs: the Vulkan rasterizer's first capacity,
+ * 0: its own), checking the per-step counters when `counters`; anchors[i]: every block's
+ * anchors summed after step i + 1. */
+static void train_mgs(const char *device, int64_t pairs, bool counters, train_log *L,
+                      int64_t *anchors) {
+    char out[] = "/tmp/polyak_vkmgs_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(out));
+    mgs_options mo = {.blocks = 4, .block_steps = 4, .parallel = 2, .weight_interval = 6};
+    char *json = mgs_options_json(&mo);
+    gs_train_options o = {.data = POLYAK_SOURCE_DIR "/assets/scene",
+                          .out = out,
+                          .device = device,
+                          .iters = MGS_ITERS,
+                          .downscale = 8,
+                          .init_points = 800,
+                          .threads = 1,
+                          .seed = 7,
+                          .model = "momentum-gs",
+                          .make_source = mgs_make_source,
+                          .make_source_arg = &mo,
+                          .source_json = json,
+                          .scaffold_interval = 4,
+                          .scaffold_grad_threshold = 2e-6,
+                          .vk_pairs = pairs};
+    o = gs_train_for_scene(gs_train_defaults(o), false);
+    gs_trainer *t = NULL;
+    ck_assert_msg(gs_trainer_create(&o, &t) == PK_OK, "%s", polyak_error());
+    memset(L, 0, sizeof *L);
+    pk_device_counters a, b;
+    pk_device_get_counters(gs_trainer_device(t), &a);
+    while (gs_trainer_step_count(t) < MGS_ITERS) {
+        gs_step_result r;
+        ck_assert_msg(gs_trainer_step(t, &r) == PK_OK, "%s", polyak_error());
+        ck_assert(!r.evaluated && !r.checkpointed);
+        if (r.rewound) {
+            ck_assert(!counters);
+            continue;
+        }
+        mgs_info info = mgs_source_info(gs_trainer_source(t));
+        anchors[r.step - 1] = 0;
+        for (int k = 0; k < info.blocks; k++)
+            anchors[r.step - 1] += info.anchors[k];
+        pk_device_get_counters(gs_trainer_device(t), &b);
+        if (counters) {
+            int64_t s = r.step;
+            uint64_t sub = b.submits - a.submits, wait = b.host_waits - a.host_waits;
+            uint64_t up = b.bytes_to_device - a.bytes_to_device;
+            uint64_t down = b.bytes_to_host - a.bytes_to_host;
+            uint64_t alloc = b.descriptor_allocs - a.descriptor_allocs;
+            fprintf(stderr,
+                    "test_vk_scaffold_train: momentum-gs step %lld: %llu submits, %llu host "
+                    "waits, %llu bytes up, %llu down, %llu dispatches, %llu descriptor "
+                    "allocations\n",
+                    (long long)s, (unsigned long long)sub, (unsigned long long)wait,
+                    (unsigned long long)up, (unsigned long long)down,
+                    (unsigned long long)(b.dispatches - a.dispatches), (unsigned long long)alloc);
+            if (s > 1) ck_assert_uint_eq(alloc, 0);
+            if (s == 1 || s == 4 || s == 6 || s == MGS_ITERS) {
+                ck_assert_uint_ge(wait, 1);
+                /* the validation at step 6 renders on the host-array path; the others wait at
+                 * most twice: the losses, and (step 4) both trained blocks' state in one wait
+                 * before their adjusted anchors go up */
+                if (s != 6) ck_assert_uint_le(wait, 2);
+                if (s == 4) ck_assert(up > 100000 && down > 100000);
+            } else {
+                ck_assert_uint_eq(sub, 0);
+                ck_assert_uint_eq(wait, 0);
+                ck_assert_uint_eq(up, 0);
+                ck_assert_uint_eq(down, 0);
+                ck_assert_uint_gt(b.dispatches - a.dispatches, 100);
+            }
+        }
+        a = b;
     }
-    ck_assert_ptr_null(fgets(line, sizeof line, f)); /* no row twice */
-    fclose(f);
+    gs_eval ev;
+    ck_assert_msg(gs_trainer_finish(t, &ev) == PK_OK, "%s", polyak_error());
+    L->eval_psnr = ev.psnr;
+    L->rewinds = gs_trainer_rewinds(t);
+    ck_assert_int_eq(pk_device_validation_errors((pk_device *)gs_trainer_device(t)), 0);
+    gs_trainer_destroy(t);
+    free(json);
+    read_log(out, MGS_ITERS, L);
     remove_dir(out);
 }
 
@@ -154,6 +254,41 @@ START_TEST(scaffold_resident) {
 }
 END_TEST
 
+START_TEST(momentum_resident) {
+    train_log cpu, vk, small;
+    int64_t acpu[MGS_ITERS], avk[MGS_ITERS], asmall[MGS_ITERS];
+    train_mgs("cpu", 0, false, &cpu, acpu);
+    train_mgs("vk", 0, true, &vk, avk);
+    train_mgs("vk", 64, false, &small, asmall);
+    ck_assert_int_eq(cpu.rows, MGS_ITERS);
+    ck_assert_int_eq(vk.rows, MGS_ITERS);
+    ck_assert_int_eq(small.rows, MGS_ITERS);
+    ck_assert_int_eq(vk.rewinds, 0);
+    ck_assert_int_ge(small.rewinds, 1);
+    double worst = 0;
+    for (int i = 0; i < MGS_ITERS; i++) {
+        const train_log *runs[2] = {&vk, &small};
+        for (int k = 0; k < 2; k++) {
+            double d = fabs(runs[k]->loss[i] - cpu.loss[i]) / cpu.loss[i];
+            if (d > worst) worst = d;
+            ck_assert_msg(d < 1e-4, "momentum-gs %s: step %d loss %g vs CPU %g",
+                          k ? "from 64 pairs" : "vk", i + 1, runs[k]->loss[i], cpu.loss[i]);
+            ck_assert(fabs(runs[k]->psnr[i] - cpu.psnr[i]) < 1e-3);
+        }
+        ck_assert_int_eq(avk[i], acpu[i]);
+        ck_assert_int_eq(asmall[i], acpu[i]);
+    }
+    fprintf(stderr,
+            "test_vk_scaffold_train: momentum-gs %d steps, %lld -> %lld anchors (4 blocks); worst "
+            "relative loss difference to the CPU %.2e; held-out PSNR cpu %.4f vk %.4f "
+            "vk-from-64-pairs %.4f (%lld rewinds)\n",
+            MGS_ITERS, (long long)acpu[0], (long long)acpu[MGS_ITERS - 1], worst, cpu.eval_psnr,
+            vk.eval_psnr, small.eval_psnr, (long long)small.rewinds);
+    ck_assert(fabs(vk.eval_psnr - cpu.eval_psnr) < 1e-3);
+    ck_assert(fabs(small.eval_psnr - cpu.eval_psnr) < 1e-3);
+}
+END_TEST
+
 int main(void) {
     if (!pkt_have_vulkan()) {
         fprintf(stderr, "test_vk_scaffold_train: no Vulkan device; skipped\n");
@@ -164,5 +299,9 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, scaffold_resident);
     suite_add_tcase(s, tc);
+    TCase *tm = tcase_create("momentum");
+    tcase_set_timeout(tm, 300);
+    tcase_add_test(tm, momentum_resident);
+    suite_add_tcase(s, tm);
     return pkt_run_suite(s);
 }
