@@ -1,8 +1,8 @@
 /* dist.c - the process world (dist.h): MPI when built with it (POLYAK_HAVE_MPI), a world of one
- * rank otherwise. Every collective is a blocking MPI call (the MPI library's own algorithms and
- * progress: the fastest wait there is) watched by a thread that ends the job when one has
- * waited past the deadline, so a rank whose peer is gone or stuck ends the job with a message
- * instead of hanging. */
+ * rank otherwise. Every collective waits for the other ranks in a polled, napping MPI_Ibarrier,
+ * then moves the data with the blocking MPI call (the MPI library's own algorithm and progress:
+ * the fastest there is); a watchdog thread ends the job when one has waited past the deadline,
+ * so a rank whose peer is gone or stuck ends the job with a message instead of hanging. */
 #include "dist.h"
 
 #include <errno.h>
@@ -195,11 +195,31 @@ static void watchdog_stop(void) {
     g_dog_on = false;
 }
 
-/* Marks the start of a blocking collective for the watchdog; returns its start time. */
+/* Marks the start of a collective for the watchdog and waits, cheaply, until every rank has
+ * reached it: an MPI_Ibarrier polled with MPI_Test, napping 20 us between polls after the
+ * first 200, so a rank that waits for a slower one leaves the core to it instead of spinning
+ * in the blocking call (which in OpenMPI polls without sleeping). The blocking call that
+ * follows then only moves the data. Returns the start time; a failed barrier ends the job. */
 static double arm(const char *what) {
     double t0 = wall_now();
     atomic_store(&g_armed_what, what);
     atomic_store(&g_armed_at, t0);
+    MPI_Request r;
+    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &r);
+    struct timespec nap = {0, 20000};
+    for (long spin = 0; rc == MPI_SUCCESS; spin++) {
+        int done = 0;
+        rc = MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+        if (done) break;
+        if (spin > 200) nanosleep(&nap, NULL);
+    }
+    if (rc != MPI_SUCCESS) {
+        char buf[MPI_MAX_ERROR_STRING];
+        char msg[MPI_MAX_ERROR_STRING + 128];
+        snprintf(msg, sizeof msg, "%s: waiting for the other ranks failed: %s", what,
+                 mpi_text(rc, buf));
+        dist_abort(2, msg);
+    }
     return t0;
 }
 
