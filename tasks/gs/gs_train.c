@@ -459,6 +459,8 @@ static char *format_options(const gs_trainer *t, bool all) {
     if (t->sc) { /* only scaffold runs carry these, so 3DGS checkpoints resume as before */
         cJSON_AddStringToObject(j, "model", "scaffold");
         cJSON_AddNumberToObject(j, "voxel_size", o->voxel_size);
+        if (o->scaffold_interval > 0) /* --anchor-interval; absent: the default, as before */
+            cJSON_AddNumberToObject(j, "anchor_interval", (double)o->scaffold_interval);
     }
     if (o->make_source) {
         cJSON_AddStringToObject(j, "model", o->model ? o->model : "custom");
