@@ -141,7 +141,8 @@ static const char *usage =
     "[--resolution-schedule S] [--densify-from N] [--densify-until N] [--densify-interval N] "
     "[--densify-grad-threshold G] [--opacity-reset N] [--sh-interval N] [--background R,G,B] "
     "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
-    "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
+    "[--voxel-size V] [--anchor-interval N] [--blocks N] [--block-steps S] [--no-teacher] "
+    "[--no-weighting] "
     "[--independent] [--consistency-weight W] [--weight-sigma S] [--devices LIST] "
     "[--parallel-blocks G] [--weight-interval N]";
 
@@ -265,6 +266,9 @@ int cmd_splat_train(int argc, char **argv) {
             double g = strtod(v, &end);
             if (*end || !(g >= 0)) return cli_usage(C, usage, "--voxel-size must be >= 0");
             o.voxel_size = g, i++;
+        } else if (strcmp(a, "--anchor-interval") == 0) {
+            if (!cli_int(C, a, v, 1, 1000000, &n)) return cli_usage(C, usage, NULL);
+            o.scaffold_interval = n, i++;
         } else if (strcmp(a, "--random-background") == 0) {
             o.random_background = 1;
         } else if (strcmp(a, "--threads") == 0) {

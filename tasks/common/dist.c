@@ -1,8 +1,12 @@
 /* dist.c - the process world (dist.h): MPI when built with it (POLYAK_HAVE_MPI), a world of one
- * rank otherwise. Every collective is a non-blocking MPI call polled to a deadline, so a rank
- * whose peer is gone or stuck ends the job with a message instead of hanging. */
+ * rank otherwise. Every collective waits for the other ranks in a polled, napping MPI_Ibarrier,
+ * then moves the data with the blocking MPI call (the MPI library's own algorithm and progress:
+ * the fastest there is); a watchdog thread ends the job when one has waited past the deadline,
+ * so a rank whose peer is gone or stuck ends the job with a message instead of hanging. */
 #include "dist.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +86,9 @@ static double wall_now(void) {
 
 static double g_timeout = 600; /* seconds a collective may wait (POLYAK_DIST_TIMEOUT) */
 
+static pk_status watchdog_start(void);
+static void watchdog_stop(void);
+
 pk_status dist_init(int *argc, char ***argv) {
     int inited = 0;
     MPI_Initialized(&inited);
@@ -100,10 +107,12 @@ pk_status dist_init(int *argc, char ***argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     const char *t = getenv("POLYAK_DIST_TIMEOUT");
     if (t && atof(t) > 0) g_timeout = atof(t);
+    if (g_size > 1) return watchdog_start();
     return PK_OK;
 }
 
 void dist_finalize(void) {
+    watchdog_stop();
     free(g_stage);
     g_stage = NULL, g_stage_cap = 0;
     int fin = 0;
@@ -119,32 +128,115 @@ static const char *mpi_text(int rc, char *buf) {
     return buf;
 }
 
-/* Waits for request r, polling; past the deadline the job ends (a peer is gone or stuck: no
- * collective can finish, and cancelling one is not possible in MPI). */
-static pk_status wait_req(MPI_Request *r, const char *what) {
-    double t0 = wall_now();
-    struct timespec nap = {0, 20000}; /* 20 us: leaves the cores to ranks still computing */
-    for (long spin = 0;; spin++) {
-        int done = 0;
-        int rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS) {
-            char buf[MPI_MAX_ERROR_STRING];
-            char msg[MPI_MAX_ERROR_STRING + 128];
-            snprintf(msg, sizeof msg, "%s failed: %s", what, mpi_text(rc, buf));
-            dist_abort(2, msg);
-        }
-        if (done) break;
-        if (spin > 200) nanosleep(&nap, NULL);
-        if ((spin & 1023) == 0 && wall_now() - t0 > g_timeout) {
-            char msg[256];
-            snprintf(msg, sizeof msg,
-                     "%s waited %.0f s for the other ranks (POLYAK_DIST_TIMEOUT); a rank is gone "
-                     "or stuck",
-                     what, g_timeout);
-            dist_abort(3, msg);
+/* The watchdog: a thread that sleeps while no collective is under way and, while one is,
+ * wakes every tenth of the deadline (at most every 0.1 s) to see whether it has waited past
+ * POLYAK_DIST_TIMEOUT. Then it prints the message and ends this process with _Exit: it calls no
+ * MPI function (MPI_Init_thread asked for MPI_THREAD_FUNNELED, so only the main thread may, and
+ * that one is inside the collective that cannot finish). mpirun ends the other ranks when one
+ * exits without MPI_Finalize; a launcher that does not (srun without --kill-on-bad-exit) leaves
+ * them to their own deadlines, which their collectives reach too. */
+static pthread_t g_dog;
+static bool g_dog_on;
+static pthread_mutex_t g_dog_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_dog_cv;
+static bool g_dog_quit;
+static _Atomic(double) g_armed_at; /* wall_now() when the current collective began; 0: none */
+static _Atomic(const char *) g_armed_what; /* its name, for the message */
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    double step = g_timeout / 10 < 0.1 ? g_timeout / 10 : 0.1;
+    pthread_mutex_lock(&g_dog_mu);
+    while (!g_dog_quit) {
+        double t = wall_now() + step;
+        struct timespec until = {(time_t)t, (long)((t - (double)(time_t)t) * 1e9)};
+        if (until.tv_nsec > 999999999) until.tv_nsec = 999999999; /* rounding: not EINVAL */
+        pthread_cond_timedwait(&g_dog_cv, &g_dog_mu, &until);     /* a timeout, or woken to quit */
+        double at = atomic_load(&g_armed_at);
+        if (at > 0 && wall_now() - at > g_timeout) {
+            const char *what = atomic_load(&g_armed_what);
+            fprintf(stderr,
+                    "polyak: rank %d of %d: %s waited %.0f s for the other ranks "
+                    "(POLYAK_DIST_TIMEOUT); a rank is gone or stuck; ending every rank\n",
+                    g_rank, g_size, what ? what : "a collective", g_timeout);
+            fflush(stderr);
+            _Exit(3);
         }
     }
+    pthread_mutex_unlock(&g_dog_mu);
+    return NULL;
+}
+
+/* Starts the watchdog thread (the condition variable times out on CLOCK_MONOTONIC). */
+static pk_status watchdog_start(void) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&g_dog_cv, &a);
+    pthread_condattr_destroy(&a);
+    g_dog_quit = false;
+    if (pthread_create(&g_dog, NULL, watchdog, NULL) != 0)
+        return pk_error(PK_ERR_IO, "rank %d of %d: cannot start the collective watchdog thread",
+                        g_rank, g_size);
+    g_dog_on = true;
+    return PK_OK;
+}
+
+/* Stops and joins the watchdog thread, if any. */
+static void watchdog_stop(void) {
+    if (!g_dog_on) return;
+    pthread_mutex_lock(&g_dog_mu);
+    g_dog_quit = true;
+    pthread_cond_signal(&g_dog_cv);
+    pthread_mutex_unlock(&g_dog_mu);
+    pthread_join(g_dog, NULL);
+    pthread_cond_destroy(&g_dog_cv);
+    g_dog_on = false;
+}
+
+/* Marks the start of a collective for the watchdog and waits, cheaply, until every rank has
+ * reached it: an MPI_Ibarrier polled with MPI_Test, napping between polls after the first
+ * 200, so a rank that waits for a slower one leaves the core to it instead of spinning
+ * in the blocking call (which in OpenMPI polls without sleeping). The blocking call that
+ * follows then only moves the data. Returns the start time; a failed barrier ends the job. */
+static double arm(const char *what) {
+    double t0 = wall_now();
+    atomic_store(&g_armed_what, what);
+    atomic_store(&g_armed_at, t0);
+    MPI_Request r;
+    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &r);
+    for (long spin = 0; rc == MPI_SUCCESS; spin++) {
+        int done = 0;
+        rc = MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+        if (done) break;
+        if (spin <= 200) continue;
+        /* naps of 1/16 of the time waited so far, 20 us to 1 ms: a long wait (the other rank
+         * still computing) costs a few hundred polls, not one every 20 us, and notices the
+         * arrival at most ~6% late */
+        double nap = (wall_now() - t0) / 16;
+        nap = nap < 20e-6 ? 20e-6 : nap > 1e-3 ? 1e-3 : nap;
+        nanosleep(&(struct timespec){0, (long)(nap * 1e9)}, NULL);
+    }
+    if (rc != MPI_SUCCESS) {
+        char buf[MPI_MAX_ERROR_STRING];
+        char msg[MPI_MAX_ERROR_STRING + 128];
+        snprintf(msg, sizeof msg, "%s: waiting for the other ranks failed: %s", what,
+                 mpi_text(rc, buf));
+        dist_abort(2, msg);
+    }
+    return t0;
+}
+
+/* Marks its end: a failed MPI call ends the job (the others are stuck in the collective). */
+static pk_status disarm(double t0, int rc, const char *what) {
+    atomic_store(&g_armed_at, 0.0);
     g_stats.seconds += wall_now() - t0;
+    if (rc != MPI_SUCCESS) {
+        char buf[MPI_MAX_ERROR_STRING];
+        char msg[MPI_MAX_ERROR_STRING + 128];
+        snprintf(msg, sizeof msg, "%s failed: %s", what, mpi_text(rc, buf));
+        dist_abort(2, msg);
+    }
     return PK_OK;
 }
 
@@ -155,15 +247,10 @@ static pk_status allreduce(void *x, int64_t n, MPI_Datatype type, size_t esize, 
     const int64_t piece = (int64_t)1 << 28;
     for (int64_t at = 0; at < n; at += piece) {
         int m = (int)(n - at < piece ? n - at : piece);
-        MPI_Request r;
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)x + (size_t)at * esize, m, type, op,
-                                MPI_COMM_WORLD, &r);
-        if (rc != MPI_SUCCESS) {
-            char buf[MPI_MAX_ERROR_STRING];
-            return pk_error(PK_ERR_IO, "rank %d of %d: %s: %s", g_rank, g_size, what,
-                            mpi_text(rc, buf));
-        }
-        PK_TRY(wait_req(&r, what));
+        double t0 = arm(what);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)at * esize, m, type, op,
+                               MPI_COMM_WORLD);
+        PK_TRY(disarm(t0, rc, what));
         g_stats.calls++;
         g_stats.bytes += (int64_t)m * (int64_t)esize;
     }
@@ -191,14 +278,9 @@ pk_status dist_bcast(void *buf, size_t bytes, int root) {
     const size_t piece = (size_t)1 << 30;
     for (size_t at = 0; at < bytes; at += piece) {
         int m = (int)(bytes - at < piece ? bytes - at : piece);
-        MPI_Request r;
-        int rc = MPI_Ibcast((char *)buf + at, m, MPI_BYTE, root, MPI_COMM_WORLD, &r);
-        if (rc != MPI_SUCCESS) {
-            char b[MPI_MAX_ERROR_STRING];
-            return pk_error(PK_ERR_IO, "rank %d of %d: broadcast: %s", g_rank, g_size,
-                            mpi_text(rc, b));
-        }
-        PK_TRY(wait_req(&r, "broadcast"));
+        double t0 = arm("broadcast");
+        int rc = MPI_Bcast((char *)buf + at, m, MPI_BYTE, root, MPI_COMM_WORLD);
+        PK_TRY(disarm(t0, rc, "broadcast"));
         g_stats.calls++;
         g_stats.bytes += m;
     }

@@ -26,9 +26,10 @@
  * On Vulkan the gradient blocks are staged through host memory once per step (download,
  * allreduce, upload); on the CPU backend they are reduced in place.
  *
- * Failure: every collective polls with a deadline (POLYAK_DIST_TIMEOUT seconds, default 600);
- * a rank that waits past it, or whose MPI call fails, prints "rank R of N: ..." and calls
- * MPI_Abort, which ends every rank; the CLI does the same when a command fails on any rank
+ * Failure: every collective is a blocking MPI call watched by a thread with a deadline
+ * (POLYAK_DIST_TIMEOUT seconds, default 600): a rank that waits past it prints "rank R of N:
+ * ..." and exits, which makes mpirun end every rank; one whose MPI call fails does the same
+ * through MPI_Abort; the CLI does the same when a command fails on any rank
  * (dist_abort). A rank killed by a signal is noticed by mpirun, which ends the others.
  *
  * Owns: MPI initialisation, rank / size, the reductions, sharding, abort, communication

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "dist.h"
 #include "gs_bake.h"
 #include "optim/optim_kernels.h"
 #include "optim/optim_vk.h"
@@ -76,6 +77,9 @@ struct gs_scaffold {
     int64_t nsel;
     float *opac;                     // (nvis * K) decoded opacity
     tensor *t_feat, *t_off, *t_scal; // leaves of the last training decode, or NULL
+    bool grads_ready;                // g[] already holds the step's (world-averaged) gradients
+    float *world;                    // data parallel: the packed allreduce buffer
+    size_t world_cap;
     /* host outputs of produce (evaluation renders) */
     float *h_means, *h_scales, *h_quats, *h_logits, *h_sh, *h_grad;
     int64_t h_cap;
@@ -240,7 +244,7 @@ static void scaffold_destroy(void *self) {
     free(s->anchor), free(s->opacity_accum), free(s->anchor_denom), free(s->offset_accum);
     free(s->offset_denom), free(s->vis), free(s->sel), free(s->opac);
     free(s->h_means), free(s->h_scales), free(s->h_quats), free(s->h_logits), free(s->h_sh);
-    free(s->h_grad), free(s->ck_host);
+    free(s->h_grad), free(s->ck_host), free(s->world);
     optim_destroy(s->opt);
     free(s);
 }
@@ -709,7 +713,8 @@ static pk_status scaffold_step(void *self, int64_t it) {
     gs_scaffold *s = self;
     int64_t T = s->o.max_steps;
     if (s->opt) PK_TRY(gs_decoder_step(s->opt, T, it));
-    PK_TRY(gs_scaffold_grads(s, NULL, NULL, NULL));
+    if (!s->grads_ready) PK_TRY(gs_scaffold_grads(s, NULL, NULL, NULL));
+    s->grads_ready = false;
     s->t_feat = s->t_off = s->t_scal = NULL;
     /* an adjust_anchor iteration replaces the anchor tensors in the official code before
      * optimizer.step(), which then skips them (no .grad): only the decoders step */
@@ -725,16 +730,20 @@ static pk_status scaffold_step(void *self, int64_t it) {
     return PK_OK;
 }
 
-static void scaffold_add_stats(void *self, const float *g2d, const int32_t *radii, int W, int H) {
-    gs_scaffold *s = self;
+/* Adds the statistics of the last training render (training_statis) to the accumulators
+ * opacity_accum, anchor_denom (m) and offset_accum, offset_denom (m K): the source's own, or
+ * zeroed buffers that collect one render's terms (data parallel: summed over the ranks). */
+static void stat_terms(const gs_scaffold *s, const float *g2d, const int32_t *radii, int W, int H,
+                       float *opacity_accum, float *anchor_denom, float *offset_accum,
+                       float *offset_denom) {
     /* training_statis: opacity (negative as 0) summed per visible anchor, its visit count */
     for (int64_t j = 0; j < s->nvis; j++) {
         int64_t i = s->vis[j];
         float sum = 0;
         for (int k = 0; k < K; k++)
             sum += s->opac[j * K + k] > 0 ? s->opac[j * K + k] : 0;
-        s->opacity_accum[i] += sum;
-        s->anchor_denom[i] += 1;
+        opacity_accum[i] += sum;
+        anchor_denom[i] += 1;
     }
     /* the NDC-space 2D-mean gradient norm of rendered (radius > 0) selected Gaussians */
     for (int64_t q = 0; q < s->nsel; q++) {
@@ -742,9 +751,90 @@ static void scaffold_add_stats(void *self, const float *g2d, const int32_t *radi
         int64_t j = s->sel[q] / K, k = s->sel[q] % K;
         int64_t i = s->vis[j];
         double gx = g2d[q * 2] * (W * 0.5), gy = g2d[q * 2 + 1] * (H * 0.5);
-        s->offset_accum[i * K + k] += (float)sqrt(gx * gx + gy * gy);
-        s->offset_denom[i * K + k] += 1;
+        offset_accum[i * K + k] += (float)sqrt(gx * gx + gy * gy);
+        offset_denom[i * K + k] += 1;
     }
+}
+
+static void scaffold_add_stats(void *self, const float *g2d, const int32_t *radii, int W, int H) {
+    gs_scaffold *s = self;
+    stat_terms(s, g2d, radii, W, H, s->opacity_accum, s->anchor_denom, s->offset_accum,
+               s->offset_denom);
+}
+
+pk_status gs_scaffold_reduce_world(gs_scaffold *s, const float *g2d, const int32_t *radii, int W,
+                                   int H, bool stats) {
+    PK_TRY(gs_scaffold_grads(s, NULL, NULL, NULL));
+    s->grads_ready = true;
+    if (dist_size() <= 1) {
+        if (stats) scaffold_add_stats(s, g2d, radii, W, H);
+        return PK_OK;
+    }
+    /* one buffer: the anchors' gradients (m x 68), then this render's statistic terms
+     * (m + m + m K + m K) when due */
+    int64_t n = s->n, wg = 0;
+    for (int a = 0; a < A_COUNT; a++)
+        wg += attr_w[a];
+    int64_t total = n * wg + (stats ? n * (2 + 2 * K) : 0);
+    if ((size_t)total > s->world_cap) {
+        float *b = realloc(s->world, sizeof(float) * (size_t)total);
+        if (!b) return pk_error(PK_ERR_NOMEM, "Scaffold-GS: out of memory for the allreduce");
+        s->world = b, s->world_cap = (size_t)total;
+    }
+    float *b = s->world;
+    int64_t at = 0;
+    for (int a = 0; a < A_COUNT; a++) {
+        memcpy(b + at, s->g[a], sizeof(float) * (size_t)(n * attr_w[a]));
+        at += n * attr_w[a];
+    }
+    float *oa = b + at, *ad = oa + n, *ga = ad + n, *gd = ga + n * K;
+    if (stats) {
+        memset(oa, 0, sizeof(float) * (size_t)(n * (2 + 2 * K)));
+        stat_terms(s, g2d, radii, W, H, oa, ad, ga, gd);
+    }
+    PK_TRY(dist_sum_f32(b, total));
+    float inv = 1.0f / (float)dist_size();
+    at = 0;
+    for (int a = 0; a < A_COUNT; a++) {
+        for (int64_t i = 0; i < n * attr_w[a]; i++)
+            s->g[a][i] = b[at + i] * inv;
+        at += n * attr_w[a];
+    }
+    if (stats)
+        for (int64_t i = 0; i < n; i++) {
+            s->opacity_accum[i] += oa[i], s->anchor_denom[i] += ad[i];
+            for (int k = 0; k < K; k++)
+                s->offset_accum[i * K + k] += ga[i * K + k],
+                    s->offset_denom[i * K + k] += gd[i * K + k];
+        }
+    /* the decoder's gradients (its own; a shared one is its owner's to reduce) */
+    if (!s->opt) return PK_OK;
+    tensor *ps[12];
+    gs_decoder_params(s->dec, ps);
+    return dist_average_grads_of(s->c, ps, 12, 1.0);
+}
+
+uint64_t gs_scaffold_hash(const gs_scaffold *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the bytes */
+    const float *parts[1 + 3 * A_COUNT] = {s->anchor};
+    size_t bytes[1 + 3 * A_COUNT] = {sizeof(float) * 3 * (size_t)s->n};
+    for (int a = 0; a < A_COUNT; a++) {
+        size_t nb = sizeof(float) * (size_t)attr_w[a] * (size_t)s->n;
+        parts[1 + 3 * a] = s->p[a], parts[2 + 3 * a] = s->m[a], parts[3 + 3 * a] = s->v[a];
+        bytes[1 + 3 * a] = bytes[2 + 3 * a] = bytes[3 + 3 * a] = nb;
+    }
+    for (int k = 0; k < 1 + 3 * A_COUNT; k++) {
+        const unsigned char *c = (const unsigned char *)parts[k];
+        for (size_t i = 0; i < bytes[k]; i++)
+            h = (h ^ c[i]) * 1099511628211ull;
+    }
+    const float *st[2] = {s->opacity_accum, s->anchor_denom};
+    for (int k = 0; k < 2; k++) {
+        const unsigned char *c = (const unsigned char *)st[k];
+        for (size_t i = 0; i < sizeof(float) * (size_t)s->n; i++)
+            h = (h ^ c[i]) * 1099511628211ull;
+    }
+    return h;
 }
 
 static int64_t scaffold_count(const void *self) {

@@ -155,6 +155,20 @@ pk_status gs_decoder_step(pk_optimizer *opt, int64_t max_steps, int64_t it);
  * by the source; any NULL is skipped. */
 pk_status gs_scaffold_grads(gs_scaffold *s, float **feat, float **offsets, float **scaling);
 
+/* Data parallel (tasks/common/dist.h), after the backward of this rank's view: averages the
+ * anchors' gradients of the last training decode over the ranks and, when `stats`, sums the
+ * ranks' statistics of their renders (what add_stats would add for this one: d mean2D in
+ * pixels g2d and radii of the selected Gaussians, image W x H) into every rank's accumulators,
+ * in one allreduce of m x 68 (+ m x 22) floats; then the decoder's own gradients (one
+ * allreduce of its parameters' range). The next step uses these averaged gradients. In a
+ * world of one it adds the statistics as add_stats does. */
+pk_status gs_scaffold_reduce_world(gs_scaffold *s, const float *g2d, const int32_t *radii, int W,
+                                   int H, bool stats);
+
+/* FNV-1a hash of the anchors, their parameters, Adam moments and opacity statistics (ranks
+ * compare it after growing and pruning). */
+uint64_t gs_scaffold_hash(const gs_scaffold *s);
+
 /* The growing / pruning statistics (host arrays owned by the source, for tests): opacity
  * accumulated per anchor (m), its visit count (m), the 2D-gradient norm summed per neural
  * Gaussian (m, k) and its count (m, k); any NULL is skipped. */

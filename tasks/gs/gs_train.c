@@ -467,6 +467,8 @@ static char *format_options(const gs_trainer *t, bool all) {
     if (t->sc) { /* only scaffold runs carry these, so 3DGS checkpoints resume as before */
         cJSON_AddStringToObject(j, "model", "scaffold");
         cJSON_AddNumberToObject(j, "voxel_size", o->voxel_size);
+        if (o->scaffold_interval > 0) /* --anchor-interval; absent: the default, as before */
+            cJSON_AddNumberToObject(j, "anchor_interval", (double)o->scaffold_interval);
     }
     if (o->make_source) {
         cJSON_AddStringToObject(j, "model", o->model ? o->model : "custom");
@@ -683,10 +685,10 @@ pk_status gs_trainer_create(const gs_train_options *opt, gs_trainer **out) {
     }
     if (!t->from_points) free(xyz);
     free(rgb);
-    if (s == PK_OK && dist_size() > 1 && !t->gx && !t->src.gather)
+    if (s == PK_OK && dist_size() > 1 && !t->gx && !t->sc && !t->src.gather)
         s = pk_error(PK_ERR_INVALID,
                      "--model %s under mpirun: data parallelism is implemented for the 3DGS "
-                     "source and Momentum-GS only (run Scaffold-GS as one process)",
+                     "and Scaffold-GS sources and Momentum-GS only (run it as one process)",
                      t->o.model ? t->o.model : "custom");
     if (s != PK_OK) goto fail;
     t->st = splat_state_create();
@@ -1192,7 +1194,15 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     }
     bool reduced_stats = false;
     if (dist_size() > 1 && !t->src.gather) { /* a gathering source reduces its own */
-        PK_TRY(world_grads(t, &gr, degree, W, H, it < t->o.densify_until));
+        if (t->sc) { /* anchors' and decoder's gradients, the growing statistics */
+            dist_stats c0 = dist_stats_get();
+            PK_TRY(gs_scaffold_reduce_world(t->sc, gr.means2d, t->radii, W, H,
+                                            gs_scaffold_stats_due(t->sc, it)));
+            dist_stats c1 = dist_stats_get();
+            t->comm.seconds += c1.seconds - c0.seconds, t->comm.bytes += c1.bytes - c0.bytes;
+            t->comm.calls += c1.calls - c0.calls;
+        } else
+            PK_TRY(world_grads(t, &gr, degree, W, H, it < t->o.densify_until));
         reduced_stats = true;
     }
     stamp t4 = stamp_now();
@@ -1211,7 +1221,8 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
     if (t->sc) {
         /* Scaffold-GS train.py: statistics inside (start_stat, update_until), then the step,
          * then adjust_anchor (the optimizer steps before the anchors change) */
-        if (!t->sdev && gs_scaffold_stats_due(t->sc, it)) /* resident: added on the device */
+        /* resident: added on the device; data parallel: added by gs_scaffold_reduce_world */
+        if (!t->sdev && !reduced_stats && gs_scaffold_stats_due(t->sc, it))
             t->src.add_stats(t->src.self, gr.means2d, t->radii, W, H);
     } else if (t->gx && it < t->o.densify_until) {
         /* resident: train_render added them on the device */
@@ -1287,6 +1298,10 @@ pk_status gs_trainer_step(gs_trainer *t, gs_step_result *r) {
         if (due) PK_TRY(sync_host(t)); /* resident: the anchors and statistics come back */
         PK_TRY(gs_scaffold_adjust(t->sc, it, &t->rng, &rep));
         if (due) PK_TRY(gs_scaffold_dev_upload(t->sdev));
+        /* data parallel: every rank grew and pruned from the same summed statistics with the
+         * same generator; a hash proves they hold the same anchors after it */
+        if (dist_size() > 1 && rep.before > 0)
+            PK_TRY(dist_check_same(gs_scaffold_hash(t->sc), "the anchors after growing"));
         r->densified = rep.before > 0;
         r->anchors = gs_scaffold_anchors(t->sc);
     }

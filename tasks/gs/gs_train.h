@@ -80,8 +80,8 @@ typedef struct gs_train_options {
     void *make_source_arg;
     const char *source_json;
     int64_t vk_pairs;          /* tests: the Vulkan rasterizer's first pair capacity (0: its own) */
-    int64_t scaffold_interval; /* tests: Scaffold-GS's (and Momentum-GS's blocks') growing / pruning
-                                  interval (0: 100) */
+    int64_t scaffold_interval; /* --anchor-interval: Scaffold-GS's (and Momentum-GS's blocks')
+                                  growing / pruning interval (0: 100) */
     double scaffold_grad_threshold; /* tests: Scaffold-GS's growing threshold (0: 2e-4) */
     FILE *progress;                 /* the run's options, messages and progress lines; NULL: none */
     bool catch_signals;             /* SIGINT/SIGTERM request a stop (run_stop_requested) */

@@ -18,7 +18,9 @@
  *   noise in every summation order) is not compared; the run compares a hash of every rank's
  *   state before each checkpoint and fails when the ranks differ (teachers bit-equal);
  * - splat train on the bundled scene: held-out PSNR of 2 ranks (two views a step) no more
- *   than 0.2 dB below one process at equal steps;
+ *   than 0.2 dB below one process at equal steps; the same for `--model scaffold` (anchors and
+ *   decoders averaged, growing / pruning statistics summed; the ranks' anchors compared
+ *   after every growing step);
  * - failure: a rank killed mid-run ends the job within seconds with mpirun's message naming
  *   it, the last checkpoint stays readable and `--resume` with 1 rank finishes; a rank that
  *   fails with an error ends every rank with a message naming it; a rank that stops answering
@@ -871,6 +873,68 @@ START_TEST(splat_two_ranks_keep_psnr) {
 }
 END_TEST
 
+/* ---- splat train --model scaffold ---- */
+
+/* The number of Gaussians in the first and the last row of a splat run's log.csv. */
+static void log_gaussians(const char *dir, long *first, long *last) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/log.csv", dir);
+    char *t = slurp(p);
+    *first = *last = -1;
+    for (char *line = strchr(t, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+        long step = 0, g = -1;
+        double loss, psnr;
+        if (sscanf(line + 1, "%ld,%lf,%lf,%ld", &step, &loss, &psnr, &g) != 4) continue;
+        if (*first < 0) *first = g;
+        *last = g;
+    }
+    free(t);
+}
+
+/* anchors grown and pruned at steps 10, 20, ..., 50 (the short run's window: until iters / 2) */
+#define SCAFFOLD_ARGS                                                                              \
+    "splat train --model scaffold --data '" POLYAK_SOURCE_DIR "/assets/scene' --iters 120 "        \
+    "--anchor-interval 10 --downscale 8 --init-points 4000 --threads 1 --device cpu"
+
+START_TEST(scaffold_two_ranks_keep_psnr) {
+    char *dir = tmpdir();
+    unsigned long long seed = (g_rng.s % 100000) + 1;
+    char cmd[16384], log[600], a[600], b[600];
+    snprintf(log, sizeof log, "%s/run.log", dir);
+    snprintf(a, sizeof a, "%s/one", dir);
+    snprintf(b, sizeof b, "%s/two", dir);
+    snprintf(cmd, sizeof cmd, "'%s' " SCAFFOLD_ARGS " --seed %llu --out '%s'", g_bin, seed, a);
+    int rc = sh(cmd, log);
+    char *out = slurp(log);
+    ck_assert_msg(rc == 0, "1 process failed (%d): %s", rc, out);
+    free(out);
+    /* every rank grows and prunes from the summed statistics; the run fails unless the
+     * ranks' anchors, their parameters, Adam moments and opacity statistics hash the same
+     * after each of the 5 adjustments (checked: without the allreduce of the anchors'
+     * gradients and statistics it fails at the first; whether any anchor is grown or pruned
+     * in 120 steps depends on the seed: 39,940 -> 14,740 neural Gaussians on one, none on
+     * another) */
+    snprintf(cmd, sizeof cmd,
+             "mpirun --oversubscribe -np 2 '%s' " SCAFFOLD_ARGS " --seed %llu --out '%s'", g_bin,
+             seed, b);
+    rc = sh(cmd, log);
+    out = slurp(log);
+    ck_assert_msg(rc == 0, "2 ranks failed (%d): %s", rc, out);
+    free(out);
+    double p1 = metrics_psnr(a), p2 = metrics_psnr(b);
+    long g0 = 0, g1 = 0;
+    log_gaussians(b, &g0, &g1);
+    fprintf(stderr,
+            "scaffold: held-out PSNR 1 process %.3f dB, 2 ranks %.3f dB (120 steps); 2 ranks' "
+            "neural Gaussians %ld -> %ld\n",
+            p1, p2, g0, g1);
+    ck_assert_msg(isfinite(p1) && isfinite(p2) && p1 > 10, "PSNR %g / %g", p1, p2);
+    ck_assert_msg(p2 >= p1 - 0.2, "2 ranks %.3f dB, more than 0.2 dB below 1 process %.3f", p2, p1);
+    ck_assert_msg(g0 > 0 && g1 > 0, "no Gaussians in the 2 ranks' log (%ld, %ld)", g0, g1);
+    rmrf(dir);
+}
+END_TEST
+
 /* ---- checkpoints of two runs ---- */
 
 /* The largest relative difference ||a - b|| / ||b|| over the F32 tensors of checkpoint pa
@@ -1379,6 +1443,7 @@ int main(int argc, char **argv) {
     ADD(man_sync_bn_matches_one_process_batch);
     ADD(dino_two_ranks_match_one_process);
     ADD(splat_two_ranks_keep_psnr);
+    ADD(scaffold_two_ranks_keep_psnr);
     ADD(cl_two_ranks_match_one_process);
     ADD(ctp_two_ranks_match_one_process);
     ADD(dino_resumes_on_two_ranks);
