@@ -1051,8 +1051,11 @@ static double loss_difference(const char *a, const char *b, int rows) {
 
 /* 2 ranks x global batch 8 against 1 process x batch 8 (parameters, offline PETs, Adam state,
  * epoch losses), and resuming mid-epoch with another number of ranks (2 -> 1 and 1 -> 2)
- * against the uninterrupted process. Tolerance 1e-4 relative per tensor (measured ~3e-6 over
- * 10 steps before drop_last: only the summation order differs). The offline PETs (an EMA teacher)
+ * against the uninterrupted process. Tolerance 5e-4 relative per tensor: only the summation
+ * order differs, typically 1e-6-1e-5 over these 14 steps, but seed 5585201353 gives 1.8e-4 on
+ * offline.pet.blocks.0.adapter.down.bias (5 values of norm 2e-3, largest difference 3.4e-7 where
+ * the weights beside it agree within 2e-6); a missing or doubled reduction is O(1). The offline
+ * PETs (an EMA teacher)
  * are bit-equal across the ranks: the harness compares a hash of every rank's state before each
  * checkpoint and the run fails otherwise. */
 START_TEST(cl_two_ranks_match_one_process) {
@@ -1095,7 +1098,7 @@ START_TEST(cl_two_ranks_match_one_process) {
             "losses %g\n",
             n, e, worst, el);
     ck_assert_msg(n > 20, "only %d tensors compared", n);
-    ck_assert_msg(e <= 1e-4, "cl: 2 ranks vs 1 process: relative difference %g (%s) > 1e-4", e,
+    ck_assert_msg(e <= 5e-4, "cl: 2 ranks vs 1 process: relative difference %g (%s) > 5e-4", e,
                   worst);
     ck_assert_msg(el <= 1e-5, "cl: epoch losses of 2 ranks vs 1 process differ by %g", el);
     for (int k = 0; k < 2; k++) {
@@ -1106,7 +1109,7 @@ START_TEST(cl_two_ranks_match_one_process) {
         el = loss_difference(two, one, 4);
         fprintf(stderr, "cl: resumed %s: largest relative difference %g (%s), epoch losses %g\n",
                 k ? "1 -> 2 ranks" : "2 -> 1 rank", e, worst, el);
-        ck_assert_msg(e <= 1e-4, "cl resumed %s: relative difference %g (%s) > 1e-4", r, e, worst);
+        ck_assert_msg(e <= 5e-4, "cl resumed %s: relative difference %g (%s) > 5e-4", r, e, worst);
         ck_assert_msg(el <= 1e-5, "cl resumed %s: epoch losses differ by %g", r, el);
     }
     rmrf(dir);
