@@ -9,7 +9,8 @@
 # Usage: bench/ctp_table.sh [DATA (default /work/data/emoji)] [OUT (default /work/runs/ctp-table)]
 #   env: EPOCHS (per task, default 8), JOBS (default 4), SEEDS (default "1 2 3"),
 #        METHODS (default "ctp seqf joint ctp-no-topo ctp-no-cm"), POLYAK (the binary),
-#        CTP_ARGS (extra options, default: the model of BENCHMARKS.md), NICE (default 5),
+#        CTP_ARGS (extra options, default: the model of BENCHMARKS.md at polyak's default lr,
+#        1e-4; the tables before 2026-12-08 passed --lr 5e-4), NICE (default 5),
 #        BACKBONE (a `polyak pretrain` backbone file: the image encoder starts from it; its
 #        configuration replaces --patch/--dim/--depth/--heads)
 # A finished run (metrics.json present) is not run again, so the script resumes a table.
@@ -22,7 +23,7 @@ jobs=${JOBS:-4}
 seeds=${SEEDS:-1 2 3}
 methods=${METHODS:-ctp seqf joint ctp-no-topo ctp-no-cm}
 polyak=${POLYAK:-$here/build/polyak}
-args=${CTP_ARGS:---lr 5e-4 --dim 64 --depth 2 --patch 8 --txt-dim 64 --txt-depth 2}
+args=${CTP_ARGS:---dim 64 --depth 2 --patch 8 --txt-dim 64 --txt-depth 2}
 nice=${NICE:-5}
 if [ -n "${BACKBONE:-}" ]; then
     [ -f "$BACKBONE" ] || { echo "ctp_table: no backbone $BACKBONE" >&2; exit 1; }

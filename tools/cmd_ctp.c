@@ -12,7 +12,8 @@
 int cmd_ctp(int argc, char **argv) {
     const char *usage =
         "--data DIR|FILE --out DIR [--method ctp|seqf|joint|ctp-no-topo|ctp-no-cm]\n"
-        "       [--epochs E] [--batch B] [--lr LR] [--wd W (0.05)] [--seed S] [--threads T]\n"
+        "       [--epochs E] [--batch B] [--lr LR (1e-4, CTP's init_lr; 5e-4 sends the\n"
+        "        pretrained starts to chance)] [--wd W (0.05)] [--seed S] [--threads T]\n"
         "       [--device D] [--warmup-steps N (0)] [--min-lr-ratio R (0.01: each task's cosine\n"
         "        ends at lr * R)] [--keep-optimizer (one AdamW state across tasks; default: a new\n"
         "        one at every task start, as CTP)]\n"

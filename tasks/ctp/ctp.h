@@ -32,7 +32,7 @@ typedef struct ctp_options {
     ctp_method method;
     int epochs;            /* per task; 0: 5 */
     int batch;             /* 0: 32 */
-    double lr;             /* peak AdamW lr; 0: 5e-4 */
+    double lr;             /* peak AdamW lr; 0: 1e-4 (CTP's init_lr) */
     double weight_decay;   /* 0: 0.05 (CTP's configs/base_seqF.yaml) */
     int warmup_steps;      /* linear warm-up steps at each task start; 0: none (CTP's
                               cosine_scheduler is called without one) */

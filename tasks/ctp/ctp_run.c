@@ -44,7 +44,7 @@ static void fill_defaults(ctp_options *o) {
     } while (0)
     D(epochs, 5);
     D(batch, 32);
-    D(lr, 5e-4);
+    D(lr, 1e-4); /* CTP's init_lr; 5e-4 without warm-up sends pretrained starts to chance */
     D(weight_decay, 0.05);
     D(min_lr_ratio, 0.01);
     D(text_mlm_lr, 5e-4);
