@@ -18,13 +18,14 @@ int cmd_cl(int argc, char **argv) {
         "       --out DIR [--arch NAME] [--data DIR] [--pet adapter|lora|prefix]\n"
         "       [--pet-blocks N] [--rank R] [--prefix-length L] [--freeze-epochs N] [--ema M]\n"
         "       [--scenario class|task] [--first-task N] [--class-order-seed S] [--batch B]\n"
-        "       [--augment none|lae]\n"
+        "       [--class-order ID,ID,...] [--augment none|lae]\n"
         "       [--lr LR] [--train-per-class N] [--test-per-class N] [--eval-batch B]\n"
         "       [--image-size S] [--seed S] [--device D] [--threads T] [--resume]\n"
         "       [--stop-after-steps N]\n"
         "--backbone: a Polyak backbone (`polyak pretrain`) or a timm ViT checkpoint.\n"
         "--pet-blocks: PETs on the first N blocks (default min(5, depth), LAE's five).\n"
         "--freeze-epochs: lae's PET freeze at the start of tasks >= 2 (default 3; seqft 0).\n"
+        "--class-order: an explicit order of all class ids (instead of --class-order-seed).\n"
         "--augment: training augmentation: none (default) or LAE's RandomResizedCrop (scale\n"
         "     0.08-1, bilinear) + horizontal flip.\n"
         "--lr: Adam's constant rate (default 0.0028125 x batch / 24, LAE's, batch 24 default).\n"
@@ -35,6 +36,7 @@ int cmd_cl(int argc, char **argv) {
     lae_options lo = {.pet = {.kind = PET_ADAPTER}, .freeze_epochs = -1};
     const char *method = NULL, *pet = "adapter", *scenario = "class", *augment = "none";
     bool pet_given = false;
+    int class_order[4096];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n = 0;
@@ -68,7 +70,22 @@ int cmd_cl(int argc, char **argv) {
             o.out = v;
         else if (strcmp(a, "--device") == 0)
             o.device = v;
-        else if (strcmp(a, "--class-order-seed") == 0) {
+        else if (strcmp(a, "--class-order") == 0) {
+            o.class_order_n = 0;
+            for (const char *p = v; *p;) {
+                char *end = NULL;
+                long id = strtol(p, &end, 10);
+                if (end == p || id < 0 || id > 1 << 30 || o.class_order_n == 4096 ||
+                    (*end && *end != ','))
+                    return cli_usage("cl", usage,
+                                     "--class-order expects class ids separated by commas");
+                class_order[o.class_order_n++] = (int)id;
+                p = *end ? end + 1 : end;
+            }
+            if (o.class_order_n == 0)
+                return cli_usage("cl", usage, "--class-order expects class ids");
+            o.class_order = class_order;
+        } else if (strcmp(a, "--class-order-seed") == 0) {
             if (!cli_int("cl", a, v, 0, 1L << 30, &n)) return 2;
             o.class_order_seed = (uint64_t)n;
         } else if (strcmp(a, "--seed") == 0) {

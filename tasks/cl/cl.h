@@ -4,11 +4,13 @@
  *
  * Scenarios: class-incremental (one head over all classes seen so far, the arg-max over
  * them; the default) and task-incremental (the arg-max within the test sample's own task).
+ * Class orders: natural, a seeded permutation, or an explicit list of class ids.
  * Results: the accuracy matrix R[i][j] (after task i, on task j's test classes), A_last (all
  * classes after the last task), A_avg (mean over steps of the accuracy over the classes seen
- * so far), average forgetting and BWT, per-task seconds and peak memory; in metrics.json
- * (kind "cl"), log.csv and a table printed at the end. A method may give several predictions
- * per input (LAE: ensemble, online, offline); each gets its own matrix and metrics.
+ * so far), average forgetting and BWT, per-task seconds and peak memory, the confusion counts
+ * after the last task (true against predicted class, up to CL_MAX_CONFUSION classes); in
+ * metrics.json (kind "cl"), log.csv and a table printed at the end. A method may give several
+ * predictions per input (LAE: ensemble, online, offline); each gets its own matrix and metrics.
  *
  * Under mpirun (tasks/common/dist.h) each rank steps on its shard of every batch, weighted by
  * its share of the samples (cl_average_grads), and scores its shard of the test samples; only
@@ -30,6 +32,8 @@
 
 #define CL_MAX_VARIANTS 3
 #define CL_MAX_MATRIX_TASKS 20 /* cl_result holds the matrices of runs up to this many tasks */
+#define CL_MAX_CONFUSION 100   /* metrics.json "confusion" for benchmarks up to this many classes */
+#define CL_MAX_RESULT_CONFUSION 20 /* cl_result holds it up to this many classes */
 
 typedef struct cl_method cl_method;
 
@@ -90,6 +94,9 @@ typedef struct cl_options {
     int tasks;                 /* number of tasks (required) */
     int first_task;            /* classes of the first task (0: equal split) */
     uint64_t class_order_seed; /* 0: natural order */
+    const int *class_order;    /* an explicit order of the class ids (a permutation of all
+                                  classes; NULL: class_order_seed decides) */
+    int class_order_n;         /* its length */
     bool joint;                /* all tasks' data at once (one training stage, all classes) */
     int epochs;                /* per task (required) */
     cl_augment augment;        /* training augmentation (CL_AUG_NONE: none) */
@@ -119,6 +126,11 @@ typedef struct cl_result {
     /* accuracy matrices R[v][i*T+j] (NaN where not measured) when T <= CL_MAX_MATRIX_TASKS;
      * joint runs fill row 0 only */
     double matrix[CL_MAX_VARIANTS][CL_MAX_MATRIX_TASKS * CL_MAX_MATRIX_TASKS];
+    /* the confusion counts after the last task, C[v][true * classes + predicted] in class-order
+     * positions, when classes <= CL_MAX_RESULT_CONFUSION and the last evaluation ran in this
+     * process (confusion_classes 0 otherwise) */
+    int confusion_classes;
+    int64_t confusion[CL_MAX_VARIANTS][CL_MAX_RESULT_CONFUSION * CL_MAX_RESULT_CONFUSION];
     double seconds, cpu_seconds;
     bool stopped; /* stopped early (stop_after_steps or a signal): resume to finish */
 } cl_result;
@@ -152,6 +164,10 @@ void cl_augment_lae(const float *src, int c, int s, pk_rng *rng, float *dst, flo
  * (C, S, S); tmp holds C * bh * S floats (exposed for tests). */
 void cl_resize_bilinear(const float *src, int c, int h, int w, const int box[4], int s, float *dst,
                         float *tmp);
+
+/* An explicit class order: list[0..n) must be a permutation of the class ids [0, classes);
+ * copied into order. An error names the first duplicate, missing or out-of-range id. */
+pk_status cl_class_order_explicit(const int *list, int n, int classes, int *order);
 
 /* Arg-max of scores[0..classes) over [lo, hi). */
 int cl_argmax(const float *scores, int lo, int hi);

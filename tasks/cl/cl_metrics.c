@@ -58,6 +58,28 @@ pk_status cl_class_order(int classes, int tasks, int first_task, uint64_t seed, 
     return PK_OK;
 }
 
+pk_status cl_class_order_explicit(const int *list, int n, int classes, int *order) {
+    if (n != classes)
+        return pk_error(PK_ERR_INVALID, "cl: --class-order lists %d class ids; the data has %d", n,
+                        classes);
+    bool seen[4096] = {false};
+    if (classes > 4096)
+        return pk_error(PK_ERR_INVALID, "cl: --class-order takes at most 4096 classes, not %d",
+                        classes);
+    for (int i = 0; i < n; i++) {
+        if (list[i] < 0 || list[i] >= classes)
+            return pk_error(PK_ERR_INVALID,
+                            "cl: --class-order entry %d is %d; expected a class id in [0, %d)",
+                            i + 1, list[i], classes);
+        if (seen[list[i]])
+            return pk_error(PK_ERR_INVALID, "cl: --class-order lists class %d twice", list[i]);
+        seen[list[i]] = true;
+    }
+    for (int i = 0; i < n; i++)
+        order[i] = list[i];
+    return PK_OK;
+}
+
 int cl_argmax(const float *scores, int lo, int hi) {
     int p = lo;
     for (int k = lo + 1; k < hi; k++)

@@ -45,6 +45,9 @@ typedef struct cl_state {
     float *xb, *aug_tmp;
     int32_t *yb;
     float *scores;
+    int64_t *conf;  /* (V, classes, classes) confusion counts of the last evaluation, or NULL
+                       (more than CL_MAX_CONFUSION classes) */
+    int conf_stage; /* the stage they belong to (-1: none evaluated in this process) */
     /* this process's training steps (timed, for metrics.json's "distributed") */
     int64_t steps_run;
     double step_secs, step_cpu;
@@ -73,7 +76,7 @@ static void state_free(cl_state *s) {
     free(s->order), free(s->start), free(s->pos_of);
     free(s->xtr), free(s->xte), free(s->ytr), free(s->yte);
     free(s->acc), free(s->task_seconds), free(s->peak_mem), free(s->loss_sum);
-    free(s->xb), free(s->aug_tmp), free(s->yb), free(s->scores);
+    free(s->xb), free(s->aug_tmp), free(s->yb), free(s->scores), free(s->conf);
     dataset_free(&s->train), dataset_free(&s->test);
     vit_destroy(s->bb);
     pk_ctx_destroy(s->c);
@@ -165,6 +168,8 @@ static pk_status load_data(cl_state *s) {
     if (!s->order || !s->pos_of || !s->start) return pk_error(PK_ERR_NOMEM, "cl: out of memory");
     PK_TRY(
         cl_class_order(s->classes, s->T, o->first_task, o->class_order_seed, s->order, s->start));
+    if (o->class_order)
+        PK_TRY(cl_class_order_explicit(o->class_order, o->class_order_n, s->classes, s->order));
     for (int i = 0; i < s->classes; i++)
         s->pos_of[s->order[i]] = i;
     PK_TRY(
@@ -240,12 +245,15 @@ static pk_status loss_take(cl_state *s) {
     return s->loss_dev ? tensor_download(s->loss_dev, &s->loss_sum[0]) : PK_OK;
 }
 
-/* Accuracies after stage `stage` on every seen task, for every variant, into s->acc. */
+/* Accuracies after stage `stage` on every seen task, for every variant, into s->acc; the
+ * confusion counts (true against predicted position) into s->conf. */
 static pk_status evaluate(cl_state *s, int stage) {
     const cl_options *o = s->o;
     int seen = o->joint ? s->classes : s->start[stage + 1];
     int last = o->joint ? s->T - 1 : stage;
     int row = o->joint ? 0 : stage;
+    size_t C = (size_t)s->classes;
+    if (s->conf) memset(s->conf, 0, sizeof(int64_t) * (size_t)s->V * C * C);
     for (int j = 0; j <= last; j++) {
         int64_t correct[CL_MAX_VARIANTS] = {0};
         int lo = s->start[j], hi = s->start[j + 1];
@@ -265,6 +273,7 @@ static pk_status evaluate(cl_state *s, int stage) {
                     int p = o->scenario == CL_TASK_INCREMENTAL ? cl_argmax(sc, lo, hi)
                                                                : cl_argmax(sc, 0, seen);
                     correct[v] += p == s->yb[i];
+                    if (s->conf) s->conf[((size_t)v * C + (size_t)s->yb[i]) * C + (size_t)p]++;
                 }
         }
         PK_TRY(dist_sum_i64(correct, s->V));
@@ -272,6 +281,39 @@ static pk_status evaluate(cl_state *s, int stage) {
             s->acc[((size_t)v * s->T + row) * s->T + j] =
                 s->nte_t[j] ? (float)((double)correct[v] / s->nte_t[j]) : NAN;
     }
+    if (s->conf) PK_TRY(dist_sum_i64(s->conf, (int64_t)((size_t)s->V * C * C)));
+    s->conf_stage = stage;
+    return PK_OK;
+}
+
+/* metrics.json "confusion" (+ "_<variant>") after the last task: row = true class-order
+ * position, column = predicted position, counts; and into res (small benchmarks). */
+static pk_status write_confusion(cl_state *s, cl_result *res) {
+    int C = s->classes;
+    if (!s->conf || s->conf_stage != s->stages - 1) return PK_OK;
+    char *js = malloc((size_t)C * (size_t)C * 22 + 64);
+    if (!js) return pk_error(PK_ERR_NOMEM, "cl: out of memory");
+    if (C <= CL_MAX_RESULT_CONFUSION) res->confusion_classes = C;
+    for (int v = 0; v < s->V; v++) {
+        const int64_t *cf = s->conf + (size_t)v * C * C;
+        size_t k = 0;
+        js[k++] = '[';
+        for (int i = 0; i < C; i++) {
+            k += (size_t)sprintf(js + k, "%s[", i ? ", " : "");
+            for (int j = 0; j < C; j++)
+                k += (size_t)sprintf(js + k, "%s%lld", j ? ", " : "", (long long)cf[i * C + j]);
+            js[k++] = ']';
+        }
+        js[k++] = ']', js[k] = 0;
+        if (C <= CL_MAX_RESULT_CONFUSION)
+            for (int i = 0; i < C * C; i++)
+                res->confusion[v][i] = cf[i];
+        const char *suf = v == 0 ? "" : s->m->variant[v];
+        char key[64];
+        snprintf(key, sizeof key, "confusion%s%s", *suf ? "_" : "", suf);
+        run_metric_json(s->run, key, js);
+    }
+    free(js);
     return PK_OK;
 }
 
@@ -335,6 +377,7 @@ static pk_status write_results(cl_state *s, int rows, cl_result *res) {
     run_metric_array(s->run, "peak_memory_bytes", pm, ns);
     run_metric_vulkan(s->run, s->c->dev, &s->vulkan);
     free(r), free(js);
+    PK_TRY(write_confusion(s, res));
     return run_metrics_write(s->run);
 }
 
@@ -369,33 +412,50 @@ static void print_table(cl_state *s, const cl_result *res) {
 
 static void options_json(const cl_state *s, char *buf, size_t n) {
     const cl_options *o = s->o;
+    /* an explicit class order: "class_order": [ids] */
+    char *co = malloc((size_t)o->class_order_n * 12 + 32);
+    if (co) {
+        size_t k = 0;
+        co[0] = 0;
+        if (o->class_order) {
+            k += (size_t)sprintf(co + k, "\"class_order\": [");
+            for (int i = 0; i < o->class_order_n; i++)
+                k += (size_t)sprintf(co + k, "%s%d", i ? ", " : "", o->class_order[i]);
+            sprintf(co + k, "], ");
+        }
+    }
     snprintf(buf, n,
              "{\"method\": \"%s\", %s\"backbone\": \"%s\", \"arch\": \"%s\", \"data\": \"%s\", "
              "\"scenario\": \"%s\", \"tasks\": %d, \"first_task\": %d, \"class_order_seed\": "
-             "%llu, \"joint\": %s, \"epochs\": %d, \"augment\": \"%s\", \"batch\": %d, "
+             "%llu, %s\"joint\": %s, \"epochs\": %d, \"augment\": \"%s\", \"batch\": %d, "
              "\"lr\": %.9g, "
              "\"train_per_class\": %d, \"test_per_class\": %d, \"image_size\": %d, "
              "\"seed\": %llu, \"threads\": %d}",
              o->method_name, o->extra_json ? o->extra_json : "", o->backbone, s->cfg.name, o->data,
              o->scenario == CL_TASK_INCREMENTAL ? "task" : "class", o->tasks, o->first_task,
-             (unsigned long long)o->class_order_seed, o->joint ? "true" : "false", o->epochs,
-             o->augment == CL_AUG_LAE ? "lae" : "none", o->batch, o->lr, o->train_per_class,
-             o->test_per_class, s->S, (unsigned long long)o->seed, o->threads);
+             (unsigned long long)o->class_order_seed, co ? co : "", o->joint ? "true" : "false",
+             o->epochs, o->augment == CL_AUG_LAE ? "lae" : "none", o->batch, o->lr,
+             o->train_per_class, o->test_per_class, s->S, (unsigned long long)o->seed, o->threads);
+    free(co);
 }
 
 static pk_status run_body(cl_state *s, cl_result *res) {
     const cl_options *o = s->o;
     double w0 = run_now(), c0 = cpu_now();
     PK_TRY(load_data(s));
-    char opts[4096];
-    options_json(s, opts, sizeof opts);
+    size_t nopts = 4096 + (size_t)o->class_order_n * 12;
+    char *opts = malloc(nopts);
+    if (!opts) return pk_error(PK_ERR_NOMEM, "cl: out of memory");
+    options_json(s, opts, nopts);
     run_options ro = {.out = o->out,
                       .task = "cl",
                       .options_json = opts,
                       .resume = o->resume,
                       .progress = o->progress,
                       .catch_signals = o->catch_signals};
-    PK_TRY(run_open(&ro, &s->run));
+    pk_status so = run_open(&ro, &s->run);
+    free(opts);
+    PK_TRY(so);
     run_metric_str(s->run, "kind", "cl");
     run_metric_str(s->run, "method", o->method_name);
     run_metric_str(s->run, "scenario",
@@ -435,6 +495,11 @@ static pk_status run_body(cl_state *s, cl_result *res) {
     s->aug_tmp = malloc(sizeof(float) * sz);
     s->yb = malloc(sizeof(int32_t) * (size_t)eb);
     s->scores = malloc(sizeof(float) * (size_t)s->V * (size_t)eb * (size_t)s->classes);
+    s->conf_stage = -1;
+    if (s->classes <= CL_MAX_CONFUSION) {
+        s->conf = calloc((size_t)s->V * (size_t)s->classes * (size_t)s->classes, sizeof(int64_t));
+        if (!s->conf) return pk_error(PK_ERR_NOMEM, "cl: out of host memory");
+    }
     if (!s->acc || !s->task_seconds || !s->peak_mem || !s->loss_sum || !s->xb || !s->aug_tmp ||
         !s->yb || !s->scores)
         return pk_error(PK_ERR_NOMEM, "cl: out of host memory");

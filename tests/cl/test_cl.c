@@ -100,6 +100,17 @@ START_TEST(test_class_orders) {
     ck_assert(same12 == 10 && ident < 10 && same13 < 10);
     ck_assert_int_ne(cl_class_order(10, 11, 0, 0, order, start), PK_OK);
     ck_assert_int_ne(cl_class_order(10, 5, 9, 0, order, start), PK_OK);
+    /* an explicit order: copied when a permutation, refused otherwise */
+    int list[10] = {4, 2, 0, 6, 1, 3, 5, 7, 8, 9};
+    ck_assert_int_eq(cl_class_order_explicit(list, 10, 10, order), PK_OK);
+    ck_assert_int_eq(memcmp(order, list, sizeof list), 0);
+    ck_assert_int_ne(cl_class_order_explicit(list, 9, 10, order), PK_OK);
+    list[9] = 4; /* a duplicate, 9 missing */
+    ck_assert_int_ne(cl_class_order_explicit(list, 10, 10, order), PK_OK);
+    list[9] = 10; /* out of range */
+    ck_assert_int_ne(cl_class_order_explicit(list, 10, 10, order), PK_OK);
+    list[9] = -1;
+    ck_assert_int_ne(cl_class_order_explicit(list, 10, 10, order), PK_OK);
     ck_assert_int_eq(cl_argmax((float[]){1, 3, 2, 5}, 0, 3), 1);
     ck_assert_int_eq(cl_argmax((float[]){1, 3, 2, 5}, 2, 4), 3);
 }
@@ -244,12 +255,42 @@ static cl_method *make_method(const char *name, pet_kind kind) {
     return m;
 }
 
+/* The confusion counts after the last task agree with the accuracy matrix's last row: each
+ * class's row sums to its test samples (test_per_class 40), each task's diagonal to its
+ * accuracy; nothing is predicted outside the seen classes. */
+static void check_confusion(const cl_result *r, int classes, int tasks) {
+    ck_assert_int_eq(r->confusion_classes, classes);
+    int per = classes / tasks;
+    for (int v = 0; v < r->nvariants; v++) {
+        const int64_t *cf = r->confusion[v];
+        for (int t = 0; t < tasks; t++) {
+            int64_t diag = 0;
+            for (int i = t * per; i < (t + 1) * per; i++) {
+                int64_t row = 0;
+                for (int j = 0; j < classes; j++) {
+                    ck_assert(cf[i * classes + j] >= 0);
+                    row += cf[i * classes + j];
+                }
+                ck_assert_int_eq(row, 40);
+                diag += cf[i * classes + i];
+            }
+            double acc = r->matrix[v][(tasks - 1) * tasks + t];
+            ck_assert_msg(fabs((double)diag / (40.0 * per) - acc) < 1e-6,
+                          "variant %d task %d: confusion diagonal %lld of %d, accuracy %.6f", v, t,
+                          (long long)diag, 40 * per, acc);
+        }
+    }
+}
+
 static void short_run(const char *name, pet_kind kind) {
     char out[320];
     make_backbone();
     snprintf(out, sizeof out, "%s/%s_%s", g_dir, name, pet_kind_name(kind));
     cl_options o = small_opts(out);
     o.method_name = name;
+    /* linear runs on an explicit class order: the natural tasks, each reversed */
+    static const int explicit_order[10] = {4, 3, 2, 1, 0, 9, 8, 7, 6, 5};
+    if (strcmp(name, "linear") == 0) o.class_order = explicit_order, o.class_order_n = 10;
     o.joint = strcmp(name, "joint") == 0;
     /* lae's freeze takes 3 of 5 epochs from task 2 on */
     if (strcmp(name, "lae") == 0) o.epochs = 5;
@@ -271,6 +312,19 @@ static void short_run(const char *name, pet_kind kind) {
     if (o.joint) {
         ck_assert_msg(r.a_last[0] > 0.3, "joint A_last %.3f", r.a_last[0]);
         return;
+    }
+    check_confusion(&r, 10, 2);
+    if (o.class_order) { /* the order reached the run: metrics.json's class_order */
+        char path[400], *txt = malloc(1 << 16);
+        snprintf(path, sizeof path, "%s/metrics.json", out);
+        FILE *f = fopen(path, "r");
+        ck_assert(f && txt);
+        size_t n = fread(txt, 1, (1 << 16) - 1, f);
+        txt[n] = 0;
+        fclose(f);
+        ck_assert_msg(strstr(txt, "\"class_order\": [4, 3, 2, 1, 0, 9, 8, 7, 6, 5]"), "%s", txt);
+        ck_assert(strstr(txt, "\"confusion\": [["));
+        free(txt);
     }
     double r00 = r.matrix[0][0], r11 = r.matrix[0][3];
     fprintf(stderr, "test_cl: %s/%s: R00 %.3f R11 %.3f A_last %.3f\n", name, pet_kind_name(kind),
