@@ -143,7 +143,7 @@ static const char *usage =
     "[--random-background] [--prune-big-scale F] [--model 3dgs|scaffold|momentum-gs] "
     "[--voxel-size V] [--blocks N] [--block-steps S] [--no-teacher] [--no-weighting] "
     "[--independent] [--consistency-weight W] [--weight-sigma S] [--devices LIST] "
-    "[--parallel-blocks G] [--weight-interval N]";
+    "[--parallel-blocks G] [--weight-interval N] [--consistency-grad all|features]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -250,6 +250,10 @@ int cmd_splat_train(int argc, char **argv) {
             mo.no_weighting = true;
         } else if (strcmp(a, "--independent") == 0) {
             mo.independent = true;
+        } else if (strcmp(a, "--consistency-grad") == 0 && v) {
+            if (strcmp(v, "features") != 0 && strcmp(v, "all") != 0)
+                return cli_usage(C, usage, "--consistency-grad must be all or features");
+            mo.cons_features = strcmp(v, "features") == 0, i++;
         } else if (strcmp(a, "--consistency-weight") == 0 && v) {
             char *end;
             double g = strtod(v, &end);
@@ -347,7 +351,7 @@ int cmd_splat_train(int argc, char **argv) {
         o.make_source_arg = &mo;
         o.source_json = mjson;
     } else if (mo.blocks || mo.block_steps || mo.no_teacher || mo.no_weighting || mo.independent ||
-               mo.devices || mo.parallel || mo.weight_interval)
+               mo.devices || mo.parallel || mo.weight_interval || mo.cons_features)
         return cli_usage(C, usage, "--blocks and the Momentum-GS options need --model momentum-gs");
     o = gs_train_defaults(o);
     o.progress = stderr;

@@ -65,6 +65,7 @@ struct gs_scaffold {
     gs_decoder *dec;                     // the decoder in use: &own or the shared one
     pk_optimizer *opt;                   // the decoder's optimizer, or NULL when shared
     const gs_decoder *teacher;
+    const gs_decoder *cons_student; // diagnostic: the consistency's student side, or NULL
     float cons_weight;
     bool (*keep)(void *arg, const float p[3]);
     void *keep_arg;
@@ -277,6 +278,10 @@ void gs_scaffold_set_prefix(gs_scaffold *s, const char *prefix) {
 void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float weight) {
     s->teacher = teacher;
     s->cons_weight = weight;
+}
+
+void gs_scaffold_set_consistency_student(gs_scaffold *s, const gs_decoder *copy) {
+    s->cons_student = copy;
 }
 
 void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float p[3]), void *arg) {
@@ -507,6 +512,9 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
          * generate_neural_gaussians_and_momentum_gaussians (its input is not detached) */
         PK_TRY(gs_decoder_forward(c, s->teacher, x, &op_t, &cov_t, &col_t));
     }
+    tensor *op_c = op, *cov_c = cov, *col_c = col; /* the consistency's student side */
+    if (op_t && s->cons_student)
+        PK_TRY(gs_decoder_forward(c, s->cons_student, x, &op_c, &cov_c, &col_c));
     /* the selection: neural opacity > 0 */
     if (!scratch(&s->opac, (size_t)(nv * K))) return pk_error(PK_ERR_NOMEM, "out of memory");
     PK_TRY(tensor_download(op, s->opac));
@@ -568,9 +576,17 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
                         pk_embedding(c, pk_reshape(c, cov_t, 2, (int64_t[]){nv * K, 7}), ti);
                     tensor *clt_g =
                         pk_embedding(c, pk_reshape(c, col_t, 2, (int64_t[]){nv * K, 3}), ti);
+                    tensor *cvc_g =
+                        cov_c == cov
+                            ? cv_g
+                            : pk_embedding(c, pk_reshape(c, cov_c, 2, (int64_t[]){nv * K, 7}), ti);
+                    tensor *clc_g =
+                        col_c == col
+                            ? cl_g
+                            : pk_embedding(c, pk_reshape(c, col_c, 2, (int64_t[]){nv * K, 3}), ti);
                     tensor *cons =
-                        gs_consistency_loss(c, pk_reshape(c, op, 1, (int64_t[]){nv * K}), cv_g,
-                                            cl_g, pk_reshape(c, op_t, 1, (int64_t[]){nv * K}),
+                        gs_consistency_loss(c, pk_reshape(c, op_c, 1, (int64_t[]){nv * K}), cvc_g,
+                                            clc_g, pk_reshape(c, op_t, 1, (int64_t[]){nv * K}),
                                             cvt_g, clt_g, pk_exp(c, pk_slice(c, sc_g, 1, 3, 3)));
                     *reg = pk_add(c, *reg, pk_scale(c, cons, s->cons_weight));
                 }

@@ -136,6 +136,11 @@ tensor *gs_consistency_loss(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_
  * weight x gs_consistency_loss to the extra loss term; NULL switches it off. */
 void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float weight);
 
+/* Diagnostic (not Momentum-GS): the student side of the consistency loss is decoded by `copy`, a
+ * gradient-free copy of the student decoder kept equal to it, so the loss reaches the anchors'
+ * features and scalings but not the decoder's parameters; NULL (default): the student itself. */
+void gs_scaffold_set_consistency_student(gs_scaffold *s, const gs_decoder *copy);
+
 /* Restricts every decode to anchors for which keep(arg, position) is true (NULL: all), e.g.
  * a block's own cell when blocks are merged. */
 void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float p[3]), void *arg);
