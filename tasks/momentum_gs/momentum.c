@@ -69,6 +69,7 @@ char *mgs_options_json(const mgs_options *o) {
     cJSON_AddNumberToObject(j, "block_steps", (double)o->block_steps);
     cJSON_AddBoolToObject(j, "teacher", !o->no_teacher && !o->independent);
     if (o->cons_features) cJSON_AddBoolToObject(j, "consistency_features_only", true);
+    if (o->cons_terms) cJSON_AddNumberToObject(j, "consistency_terms", o->cons_terms);
     cJSON_AddBoolToObject(j, "weighting", !o->no_weighting && !o->independent);
     cJSON_AddBoolToObject(j, "independent", o->independent);
     cJSON_AddNumberToObject(j, "momentum", o->momentum);
@@ -1453,6 +1454,7 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
             gs_scaffold_set_teacher(m->blk[b], d ? &m->dev[d].tdec : &m->tdec,
                                     (float)o.cons_weight);
         if (m->scopy) gs_scaffold_set_consistency_student(m->blk[b], &m->sdec);
+        if (m->use_teacher) gs_scaffold_set_consistency_terms(m->blk[b], o.cons_terms);
         m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
     }
     free(pts);

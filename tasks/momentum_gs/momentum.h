@@ -68,6 +68,7 @@ typedef struct mgs_options {
     bool independent;        /* divide and conquer: a decoder per block, no teacher, no weights */
     bool cons_features;      /* diagnostic: the consistency loss reaches the anchors only, not the
                                 student decoder's parameters (one device) */
+    int cons_terms;          /* diagnostic: GS_CONS_* mask of the consistency's terms (0: all) */
     double momentum;         /* teacher momentum: 0.9 */
     double cons_weight;      /* consistency weight: 50 */
     double sigma;            /* block-weight sigma: 10 */

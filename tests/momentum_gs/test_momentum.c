@@ -97,6 +97,13 @@ static tensor *build_cons(pk_ctx *c, tensor **in, const void *arg) {
     return gs_consistency_loss(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6]);
 }
 
+static int cons_mask; /* the terms build_cons_terms sums */
+
+static tensor *build_cons_terms(pk_ctx *c, tensor **in, const void *arg) {
+    (void)arg;
+    return gs_consistency_loss_terms(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6], cons_mask);
+}
+
 static double sigm(double x) { return 1 / (1 + exp(-x)); }
 
 START_TEST(consistency_loss_and_gradient) {
@@ -140,6 +147,17 @@ START_TEST(consistency_loss_and_gradient) {
     pkt_result res = pkt_case_run(c, &k, &one);
     ck_assert_int_eq(res.out_numel, 1);
     ck_assert_double_eq_tol(res.out[0], op + col + sc + rot, 1e-5 * (op + col + sc + rot));
+    /* the diagnostic's term masks: each term alone, and the loss without the rotation */
+    pkt_case kt = k;
+    kt.build = build_cons_terms;
+    double term[4] = {op, col, sc, rot};
+    for (int b = 0; b < 5; b++) {
+        cons_mask = b < 4 ? 1 << b : GS_CONS_ALL & ~GS_CONS_ROTATION;
+        double want = b < 4 ? term[b] : op + col + sc;
+        pkt_result rt = pkt_case_run(c, &kt, &one);
+        ck_assert_double_eq_tol(rt.out[0], want, 1e-5 * want);
+        pkt_result_free(&rt);
+    }
     /* no gradient reaches inputs that take none (the teacher's outputs here) */
     for (int i = 3; i < 6; i++)
         ck_assert_ptr_null(res.grad[i]);
