@@ -144,7 +144,8 @@ static const char *usage =
     "[--voxel-size V] [--anchor-interval N] [--blocks N] [--block-steps S] [--no-teacher] "
     "[--no-weighting] "
     "[--independent] [--consistency-weight W] [--weight-sigma S] [--devices LIST] "
-    "[--parallel-blocks G] [--weight-interval N]";
+    "[--parallel-blocks G] [--weight-interval N] [--consistency-grad all|features] "
+    "[--consistency-terms LIST]";
 
 int cmd_splat_train(int argc, char **argv) {
     gs_train_options o = {.seed = 0};
@@ -251,6 +252,29 @@ int cmd_splat_train(int argc, char **argv) {
             mo.no_weighting = true;
         } else if (strcmp(a, "--independent") == 0) {
             mo.independent = true;
+        } else if (strcmp(a, "--consistency-terms") == 0 && v) {
+            /* a diagnostic: a comma list of opacity, colour, scale, rotation */
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", v);
+            mo.cons_terms = 0;
+            for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+                 t = strtok_r(NULL, ",", &save)) {
+                int bit = strcmp(t, "opacity") == 0    ? GS_CONS_OPACITY
+                          : strcmp(t, "colour") == 0   ? GS_CONS_COLOUR
+                          : strcmp(t, "scale") == 0    ? GS_CONS_SCALE
+                          : strcmp(t, "rotation") == 0 ? GS_CONS_ROTATION
+                                                       : 0;
+                if (!bit)
+                    return cli_usage(C, usage,
+                                     "--consistency-terms: a comma list of opacity, colour, "
+                                     "scale, rotation");
+                mo.cons_terms |= bit;
+            }
+            i++;
+        } else if (strcmp(a, "--consistency-grad") == 0 && v) {
+            if (strcmp(v, "features") != 0 && strcmp(v, "all") != 0)
+                return cli_usage(C, usage, "--consistency-grad must be all or features");
+            mo.cons_features = strcmp(v, "features") == 0, i++;
         } else if (strcmp(a, "--consistency-weight") == 0 && v) {
             char *end;
             double g = strtod(v, &end);
@@ -351,7 +375,7 @@ int cmd_splat_train(int argc, char **argv) {
         o.make_source_arg = &mo;
         o.source_json = mjson;
     } else if (mo.blocks || mo.block_steps || mo.no_teacher || mo.no_weighting || mo.independent ||
-               mo.devices || mo.parallel || mo.weight_interval)
+               mo.devices || mo.parallel || mo.weight_interval || mo.cons_features || mo.cons_terms)
         return cli_usage(C, usage, "--blocks and the Momentum-GS options need --model momentum-gs");
     o = gs_train_defaults(o);
     o.progress = stderr;

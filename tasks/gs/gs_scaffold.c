@@ -66,6 +66,8 @@ struct gs_scaffold {
     gs_decoder *dec;                     // the decoder in use: &own or the shared one
     pk_optimizer *opt;                   // the decoder's optimizer, or NULL when shared
     const gs_decoder *teacher;
+    const gs_decoder *cons_student; // diagnostic: the consistency's student side, or NULL
+    int cons_terms;                 // diagnostic: the consistency's terms (0: all)
     float cons_weight;
     bool (*keep)(void *arg, const float p[3]);
     void *keep_arg;
@@ -283,6 +285,12 @@ void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float we
     s->cons_weight = weight;
 }
 
+void gs_scaffold_set_consistency_student(gs_scaffold *s, const gs_decoder *copy) {
+    s->cons_student = copy;
+}
+
+void gs_scaffold_set_consistency_terms(gs_scaffold *s, int mask) { s->cons_terms = mask; }
+
 void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float p[3]), void *arg) {
     s->keep = keep;
     s->keep_arg = arg;
@@ -290,13 +298,29 @@ void gs_scaffold_set_filter(gs_scaffold *s, bool (*keep)(void *arg, const float 
 
 tensor *gs_consistency_loss(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s, tensor *op_t,
                             tensor *cov_t, tensor *col_t, tensor *anchor_scale) {
-    if (!op_s || !cov_s || !col_s || !op_t || !cov_t || !col_t || !anchor_scale) return NULL;
-    /* scales as rendered: the anchor's scaling[3:6] x sigmoid(cov[:, 0:3]) */
-    tensor *sc = pk_mse(c, pk_mul(c, anchor_scale, pk_sigmoid(c, pk_slice(c, cov_s, 1, 0, 3))),
-                        pk_mul(c, anchor_scale, pk_sigmoid(c, pk_slice(c, cov_t, 1, 0, 3))));
-    tensor *rot = pk_mse(c, pk_l2_normalize(c, pk_slice(c, cov_s, 1, 3, 4), 1e-12f),
-                         pk_l2_normalize(c, pk_slice(c, cov_t, 1, 3, 4), 1e-12f));
-    return pk_add(c, pk_add(c, pk_mse(c, op_s, op_t), pk_mse(c, col_s, col_t)), pk_add(c, sc, rot));
+    return gs_consistency_loss_terms(c, op_s, cov_s, col_s, op_t, cov_t, col_t, anchor_scale,
+                                     GS_CONS_ALL);
+}
+
+tensor *gs_consistency_loss_terms(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s,
+                                  tensor *op_t, tensor *cov_t, tensor *col_t, tensor *anchor_scale,
+                                  int mask) {
+    if (!op_s || !cov_s || !col_s || !op_t || !cov_t || !col_t || !anchor_scale || !(mask & 15))
+        return NULL;
+    tensor *sum = NULL, *t[4] = {NULL, NULL, NULL, NULL};
+    if (mask & GS_CONS_OPACITY) t[0] = pk_mse(c, op_s, op_t);
+    if (mask & GS_CONS_COLOUR) t[1] = pk_mse(c, col_s, col_t);
+    if (mask & GS_CONS_SCALE) /* scales as rendered: anchor scaling[3:6] x sigmoid(cov[:, 0:3]) */
+        t[2] = pk_mse(c, pk_mul(c, anchor_scale, pk_sigmoid(c, pk_slice(c, cov_s, 1, 0, 3))),
+                      pk_mul(c, anchor_scale, pk_sigmoid(c, pk_slice(c, cov_t, 1, 0, 3))));
+    if (mask & GS_CONS_ROTATION)
+        t[3] = pk_mse(c, pk_l2_normalize(c, pk_slice(c, cov_s, 1, 3, 4), 1e-12f),
+                      pk_l2_normalize(c, pk_slice(c, cov_t, 1, 3, 4), 1e-12f));
+    /* the official order: (opacity + colour) + (scale + rotation) when all are present */
+    tensor *a = t[0] && t[1] ? pk_add(c, t[0], t[1]) : t[0] ? t[0] : t[1];
+    tensor *b = t[2] && t[3] ? pk_add(c, t[2], t[3]) : t[2] ? t[2] : t[3];
+    sum = a && b ? pk_add(c, a, b) : a ? a : b;
+    return sum;
 }
 
 static int cmpf(const void *a, const void *b) {
@@ -511,6 +535,9 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
          * generate_neural_gaussians_and_momentum_gaussians (its input is not detached) */
         PK_TRY(gs_decoder_forward(c, s->teacher, x, &op_t, &cov_t, &col_t));
     }
+    tensor *op_c = op, *cov_c = cov, *col_c = col; /* the consistency's student side */
+    if (op_t && s->cons_student)
+        PK_TRY(gs_decoder_forward(c, s->cons_student, x, &op_c, &cov_c, &col_c));
     /* the selection: neural opacity > 0 */
     if (!scratch(&s->opac, (size_t)(nv * K))) return pk_error(PK_ERR_NOMEM, "out of memory");
     PK_TRY(tensor_download(op, s->opac));
@@ -572,10 +599,19 @@ static pk_status decode(gs_scaffold *s, pk_ctx *c, const int32_t *idx, int64_t n
                         pk_embedding(c, pk_reshape(c, cov_t, 2, (int64_t[]){nv * K, 7}), ti);
                     tensor *clt_g =
                         pk_embedding(c, pk_reshape(c, col_t, 2, (int64_t[]){nv * K, 3}), ti);
-                    tensor *cons =
-                        gs_consistency_loss(c, pk_reshape(c, op, 1, (int64_t[]){nv * K}), cv_g,
-                                            cl_g, pk_reshape(c, op_t, 1, (int64_t[]){nv * K}),
-                                            cvt_g, clt_g, pk_exp(c, pk_slice(c, sc_g, 1, 3, 3)));
+                    tensor *cvc_g =
+                        cov_c == cov
+                            ? cv_g
+                            : pk_embedding(c, pk_reshape(c, cov_c, 2, (int64_t[]){nv * K, 7}), ti);
+                    tensor *clc_g =
+                        col_c == col
+                            ? cl_g
+                            : pk_embedding(c, pk_reshape(c, col_c, 2, (int64_t[]){nv * K, 3}), ti);
+                    tensor *cons = gs_consistency_loss_terms(
+                        c, pk_reshape(c, op_c, 1, (int64_t[]){nv * K}), cvc_g, clc_g,
+                        pk_reshape(c, op_t, 1, (int64_t[]){nv * K}), cvt_g, clt_g,
+                        pk_exp(c, pk_slice(c, sc_g, 1, 3, 3)),
+                        s->cons_terms ? s->cons_terms : GS_CONS_ALL);
                     *reg = pk_add(c, *reg, pk_scale(c, cons, s->cons_weight));
                 }
             }

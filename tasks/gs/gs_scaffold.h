@@ -131,10 +131,28 @@ void gs_scaffold_arrays(gs_scaffold *s, float **anchors, float **feat, float **o
 tensor *gs_consistency_loss(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s, tensor *op_t,
                             tensor *cov_t, tensor *col_t, tensor *anchor_scale);
 
+/* The terms of gs_consistency_loss, as bits of a mask (GS_CONS_ALL: the official loss). */
+enum { GS_CONS_OPACITY = 1, GS_CONS_COLOUR = 2, GS_CONS_SCALE = 4, GS_CONS_ROTATION = 8 };
+#define GS_CONS_ALL 15
+
+/* gs_consistency_loss summing only the terms in mask (a diagnostic; mask 0 is refused). */
+tensor *gs_consistency_loss_terms(pk_ctx *c, tensor *op_s, tensor *cov_s, tensor *col_s,
+                                  tensor *op_t, tensor *cov_t, tensor *col_t, tensor *anchor_scale,
+                                  int mask);
+
 /* Momentum-GS: training decodes also run `teacher` on the same inputs (its parameters take no
  * gradient, the anchors' features and scalings do through both decoders) and add
  * weight x gs_consistency_loss to the extra loss term; NULL switches it off. */
 void gs_scaffold_set_teacher(gs_scaffold *s, const gs_decoder *teacher, float weight);
+
+/* Diagnostic (not Momentum-GS): the student side of the consistency loss is decoded by `copy`, a
+ * gradient-free copy of the student decoder kept equal to it, so the loss reaches the anchors'
+ * features and scalings but not the decoder's parameters; NULL (default): the student itself. */
+void gs_scaffold_set_consistency_student(gs_scaffold *s, const gs_decoder *copy);
+
+/* Diagnostic (not Momentum-GS): the consistency loss sums only the terms in mask
+ * (gs_consistency_loss_terms); GS_CONS_ALL (the default) is the official loss. */
+void gs_scaffold_set_consistency_terms(gs_scaffold *s, int mask);
 
 /* Restricts every decode to anchors for which keep(arg, position) is true (NULL: all), e.g.
  * a block's own cell when blocks are merged. */

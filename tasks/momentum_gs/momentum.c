@@ -16,10 +16,11 @@
  * mean gradient (Adam); the teacher follows
  * the student (m = 0.9) after every step; the block's anchors grow / prune on Scaffold-GS's
  * schedule (global step numbers; statistics only while the block is active); every 1,000 steps
- * each block's validation PSNR / SSIM (its held-out views rendered from its own anchors) is
- * measured; from then on every step smooths the active block's values towards its latest
- * measurement (0.9 old + 0.1 new, as Momentum-GS's train.py does per iteration) and weighs its
- * loss against the best smoothed block (weights 1 before the first measurement). */
+ * each block's validation PSNR / SSIM (its training views 5, 13, 21, ... rendered from its own
+ * anchors, as Momentum-GS's training_report) is measured; from then on every step smooths the
+ * active block's values towards its latest measurement (0.9 old + 0.1 new, as Momentum-GS's
+ * train.py does per iteration) and weighs its loss against the best smoothed block (weights 1
+ * before the first measurement). */
 #include "momentum.h"
 
 #include <math.h>
@@ -51,7 +52,7 @@ mgs_options mgs_defaults(mgs_options o) {
     if (!o.weight_interval) o.weight_interval = 1000;
     if (!o.margin) o.margin = 0.1;
     if (!o.view_share) o.view_share = 0.25;
-    if (!o.val_views) o.val_views = 4;
+    if (!o.val_views) o.val_views = 64;
     if (!o.parallel) { /* devices x ranks (a bad list is refused later, by devices_open) */
         char names[8][64];
         int nd = 1;
@@ -69,6 +70,8 @@ char *mgs_options_json(const mgs_options *o) {
     cJSON_AddNumberToObject(j, "blocks", o->blocks);
     cJSON_AddNumberToObject(j, "block_steps", (double)o->block_steps);
     cJSON_AddBoolToObject(j, "teacher", !o->no_teacher && !o->independent);
+    if (o->cons_features) cJSON_AddBoolToObject(j, "consistency_features_only", true);
+    if (o->cons_terms) cJSON_AddNumberToObject(j, "consistency_terms", o->cons_terms);
     cJSON_AddBoolToObject(j, "weighting", !o->no_weighting && !o->independent);
     cJSON_AddBoolToObject(j, "independent", o->independent);
     cJSON_AddNumberToObject(j, "momentum", o->momentum);
@@ -262,6 +265,8 @@ struct mgs {
     pk_optimizer *opt;
     pk_teacher *teacher;
     gs_decoder tdec;
+    pk_teacher *scopy; // diagnostic --consistency-grad features: the student's copy, m = 0
+    gs_decoder sdec;
     bool shared_decoder, use_teacher, weighting;
     int active, eval_block; // eval_block -1: merged renders
     int64_t cur_it;
@@ -343,6 +348,7 @@ static void mgs_destroy(void *self) {
     free(m->m_sh), free(m->m_grad), free(m->ck_host), free(m->names), free(m->shapes);
     optim_destroy(m->opt);
     teacher_destroy(m->teacher);
+    teacher_destroy(m->scopy);
     for (int d = 0; d < m->ndev && m->dev; d++) {
         if (d > 0)
             dev_free(&m->dev[d]);
@@ -416,6 +422,8 @@ static pk_status mgs_produce_tensors(void *self, pk_ctx *c, const splat_camera *
                                      pk_splat_inputs *in, tensor **reg) {
     mgs *m = self;
     gs_source *s = &m->bsrc[m->active];
+    /* the diagnostic's copy = the student of this step (the decoder steps after every lane) */
+    if (m->scopy) PK_TRY(teacher_update(m->scopy));
     return s->produce_tensors(s->self, c, cam, in, reg);
 }
 
@@ -678,7 +686,7 @@ static pk_status reduce_and_step(mgs *m, int64_t it) {
         PK_TRY(tensor_upload(ps[i]->grad, at));
         at += tensor_numel(ps[i]);
     }
-    PK_TRY(gs_decoder_step(m->opt, m->env.iters, it));
+    PK_TRY(gs_decoder_step(m->opt, m->sco.max_steps, it));
     if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
     return push_replicas(m);
 }
@@ -689,7 +697,7 @@ static pk_status mgs_step(void *self, int64_t it) {
     PK_TRY(s->step(s->self, it)); /* the trainer's lane: its block's anchors */
     if (m->shared_decoder && m->G == 1) {
         /* one lane in the world: its gradient is the mean; no round trip through the host */
-        PK_TRY(gs_decoder_step(m->opt, m->env.iters, it));
+        PK_TRY(gs_decoder_step(m->opt, m->sco.max_steps, it));
         if (m->use_teacher) PK_TRY(teacher_update(m->teacher));
         return PK_OK;
     }
@@ -701,15 +709,27 @@ static pk_status mgs_step(void *self, int64_t it) {
     return m->shared_decoder ? reduce_and_step(m, it) : PK_OK;
 }
 
-/* Mean PSNR / SSIM of block b's validation views rendered from its own anchors. */
+int mgs_validation_views(const int *train, int ntrain, const int *held, int nheld, int cap,
+                         int *out) {
+    int n = 0;
+    for (int i = 5; i < ntrain && n < cap; i += 8)
+        out[n++] = train[i];
+    for (int i = 0; ntrain < 6 && i < nheld && n < cap; i++)
+        out[n++] = held[i];
+    if (n == 0) /* no held-out view either: its first training views */
+        for (int i = 0; i < ntrain && n < cap; i++)
+            out[n++] = train[i];
+    return n;
+}
+
+int64_t mgs_schedule_steps(int64_t iters) { return iters > 1 ? iters / 2 : 1; }
+
+/* Mean PSNR / SSIM of block b's validation views (mgs_validation_views) rendered from its own
+ * anchors. */
 static pk_status block_metrics(mgs *m, int b, double *psnr, double *ssim) {
     *psnr = *ssim = 0;
-    int n = m->nval[b] < m->o.val_views ? m->nval[b] : m->o.val_views;
-    const int *views = m->val[b];
-    if (n == 0) { /* no held-out view: its first training views */
-        n = m->ncams[b] < m->o.val_views ? m->ncams[b] : m->o.val_views;
-        views = m->cams[b];
-    }
+    int views[64], cap = m->o.val_views < 64 ? m->o.val_views : 64;
+    int n = mgs_validation_views(m->cams[b], m->ncams[b], m->val[b], m->nval[b], cap, views);
     m->eval_block = b;
     pk_status st = PK_OK;
     for (int i = 0; i < n && st == PK_OK; i++) {
@@ -764,6 +784,7 @@ static pk_status mgs_dev_begin(void *self, pk_ctx *c, bool *on) {
     mgs *m = self;
     *on = false;
     if (m->ndev > 1 || dist_size() > 1 || c != m->env.ctx) return PK_OK; /* the host path */
+    if (m->o.cons_features || m->o.cons_terms) return PK_OK; /* the diagnostics: host path only */
     size_t nb = (size_t)m->nb, nt = (size_t)m->env.n_train + 1;
     m->bdev = calloc(nb, sizeof *m->bdev);
     m->bdirty = calloc(nb, sizeof(bool));
@@ -1432,13 +1453,13 @@ mgs_info mgs_source_info(const gs_source *src) {
                       .comm_calls = m->comm.calls};
 }
 
-/* A momentum teacher of decoder `dec` on c, and its tensors viewed as a decoder. */
-static pk_status make_teacher(pk_ctx *c, const gs_decoder *dec, double momentum, pk_teacher **t,
-                              gs_decoder *tdec) {
+/* A teacher of decoder `dec` on c with momentum schedule ms, and its tensors viewed as a
+ * decoder. */
+static pk_status make_teacher_schedule(pk_ctx *c, const gs_decoder *dec, pk_momentum_schedule ms,
+                                       pk_teacher **t, gs_decoder *tdec) {
     tensor *ps[12];
     gs_decoder_params(dec, ps);
-    pk_teacher_options to = {.name = "mgs_teacher",
-                             .schedule = {.kind = PK_MOMENTUM_CONSTANT, .m0 = momentum}};
+    pk_teacher_options to = {.name = "mgs_teacher", .schedule = ms};
     PK_TRY(teacher_create(c, &to, ps, 12, t));
     *tdec = *dec;
     nn_linear *l[6] = {&tdec->op1, &tdec->op2, &tdec->cov1, &tdec->cov2, &tdec->col1, &tdec->col2};
@@ -1447,6 +1468,13 @@ static pk_status make_teacher(pk_ctx *c, const gs_decoder *dec, double momentum,
         l[i]->b = teacher_tensor(*t, 2 * i + 1);
     }
     return PK_OK;
+}
+
+/* A momentum teacher (constant m) of decoder `dec` on c. */
+static pk_status make_teacher(pk_ctx *c, const gs_decoder *dec, double momentum, pk_teacher **t,
+                              gs_decoder *tdec) {
+    return make_teacher_schedule(
+        c, dec, (pk_momentum_schedule){.kind = PK_MOMENTUM_CONSTANT, .m0 = momentum}, t, tdec);
 }
 
 /* Copies decoder a's parameters into b (another device's). */
@@ -1622,10 +1650,14 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
     /* devices: blocks dealt round robin; device 0 is the trainer's context */
     if (st == PK_OK) st = devices_open(m, nb);
     /* the shared decoder, its optimizer and teacher */
+    /* Momentum-GS's schedules (arguments/__init__.py): 60,000 iterations a block, the MLP and
+     * offset learning rates decaying over the first 30,000 (then held at their final values):
+     * over half the run, where Scaffold-GS decays over all of it */
     m->sco = gs_scaffold_defaults(
         (gs_scaffold_options){.voxel_size = o.voxel_size,
                               .update_interval = env->scaffold_interval,
                               .grad_threshold = env->scaffold_grad_threshold,
+                              .max_steps = mgs_schedule_steps(env->iters),
                               .shared_decoder = m->shared_decoder ? &m->shared : NULL},
         env->iters);
     if (st == PK_OK && m->shared_decoder) {
@@ -1634,6 +1666,16 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
     }
     if (st == PK_OK && m->use_teacher)
         st = make_teacher(env->ctx, &m->shared, o.momentum, &m->teacher, &m->tdec);
+    if (st == PK_OK && m->use_teacher && o.cons_features) {
+        if (m->ndev > 1)
+            st = pk_error(PK_ERR_INVALID, "Momentum-GS: the consistency diagnostic runs on one "
+                                          "device");
+        else /* momentum 0 (a cosine from 0 to 0): every update copies the student exactly */
+            st = make_teacher_schedule(
+                env->ctx, &m->shared,
+                (pk_momentum_schedule){.kind = PK_MOMENTUM_COSINE, .total_steps = 1}, &m->scopy,
+                &m->sdec);
+    }
     /* the further devices' replicas start as copies of device 0's */
     for (int d = 1; st == PK_OK && d < m->ndev; d++) {
         mgs_dev *w = &m->dev[d];
@@ -1687,6 +1729,8 @@ pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out) {
         if (m->use_teacher)
             gs_scaffold_set_teacher(m->blk[b], d ? &m->dev[d].tdec : &m->tdec,
                                     (float)o.cons_weight);
+        if (m->scopy) gs_scaffold_set_consistency_student(m->blk[b], &m->sdec);
+        if (m->use_teacher) gs_scaffold_set_consistency_terms(m->blk[b], o.cons_terms);
         m->anchors[b] = gs_scaffold_anchors(m->blk[b]);
     }
     free(pts);

@@ -48,8 +48,9 @@
  * Camera-to-block rule (stated, simpler than CityGaussian's SSIM drop): a view belongs to a
  * block when its camera centre lies in the block's cell, or when at least `view_share` of the
  * points it sees (in front of it, projecting into the image; at most 20,000 points sampled
- * evenly) lie in the block's cell. Held-out views are assigned by the same rule and are each
- * block's validation views. */
+ * evenly) lie in the block's cell. Held-out views are assigned by the same rule. A block's weight
+ * reads its training views 5, 13, 21, ... rendered from its own anchors (Momentum-GS's 'train'
+ * validation set); blocks with fewer than 6 training views fall back to their held-out views. */
 #ifndef POLYAK_MOMENTUM_H
 #define POLYAK_MOMENTUM_H
 #include <stdbool.h>
@@ -65,6 +66,9 @@ typedef struct mgs_options {
     bool no_teacher;         /* ablation: no teacher, no consistency loss */
     bool no_weighting;       /* ablation: all block weights 1 */
     bool independent;        /* divide and conquer: a decoder per block, no teacher, no weights */
+    bool cons_features;      /* diagnostic: the consistency loss reaches the anchors only, not the
+                                student decoder's parameters (one device) */
+    int cons_terms;          /* diagnostic: GS_CONS_* mask of the consistency's terms (0: all) */
     double momentum;         /* teacher momentum: 0.9 */
     double cons_weight;      /* consistency weight: 50 */
     double sigma;            /* block-weight sigma: 10 */
@@ -72,7 +76,7 @@ typedef struct mgs_options {
     double voxel_size;       /* anchor voxel (0: Scaffold-GS's rule over all points) */
     double margin;           /* block cell growth for its anchors (fraction of a cell): 0.1 */
     double view_share;       /* camera rule threshold: 0.25 */
-    int val_views;           /* validation views per block for its weight: 4 */
+    int val_views;           /* validation views per block for its weight: at most 64 */
     const char *devices;     /* --devices LIST: comma-separated device specs (NULL: the
                                 trainer's device alone); the first is the trainer's */
     int parallel;            /* --parallel-blocks G: blocks trained at every step (0: devices x
@@ -120,6 +124,17 @@ void mgs_block_weights(const double *psnr, const double *ssim, int n, double sig
  * none yet, 0, never sets the maximum). Returns w[b]. */
 double mgs_weight_step(double *psnr_s, double *ssim_s, const double *psnr_l, const double *ssim_l,
                        int n, int b, double sigma, double *w);
+
+/* The views a block's weight validates on (Momentum-GS's training_report: its last entry, the
+ * one the weights read, is the 'train' set): training views 5, 13, 21, ... of the block's
+ * `train` (ntrain, in training order); with fewer than 6, its held-out views `held`; with none
+ * either, its first training views. At most cap into out; returns how many. */
+int mgs_validation_views(const int *train, int ntrain, const int *held, int nheld, int cap,
+                         int *out);
+
+/* The steps over which the decoder's and the offsets' learning rates decay (then held at their
+ * final values): half of iters, as Momentum-GS's 30,000 of 60,000 (Scaffold-GS: all of them). */
+int64_t mgs_schedule_steps(int64_t iters);
 
 /* gs_train_options.make_source for Momentum-GS: `arg` is an mgs_options. */
 pk_status mgs_make_source(void *arg, const gs_source_env *env, gs_source *out);

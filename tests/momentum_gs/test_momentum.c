@@ -1,8 +1,10 @@
 /* test_momentum.c - Momentum-GS (tasks/momentum_gs): the block-weight formula on given
  * PSNR / SSIM values (numbers worked by hand), the consistency loss against a host computation
  * and its gradient against finite differences, the partition and the camera-to-block rule on a
- * hand-made layout, and 8 blocks trained on one device (merged model rendered, held-out PSNR
- * up) with a resumed run bit-identical to an uninterrupted one (CPU). */
+ * hand-made layout, the weights' validation views and the learning-rate schedule length, the
+ * consistency diagnostic (features only) against no teacher and the teacher, and 8 blocks
+ * trained on one device (merged model rendered, held-out PSNR up) with a resumed run bit-identical
+ * to an uninterrupted one (CPU). */
 #define _GNU_SOURCE /* mkdtemp */
 #include <check.h>
 #include <math.h>
@@ -59,11 +61,47 @@ START_TEST(block_weight_formula) {
 }
 END_TEST
 
+START_TEST(validation_views_and_schedule) {
+    /* Momentum-GS's 'train' validation set: training views 5, 13, 21, ... of the block */
+    int train[30], held[3] = {100, 101, 102}, out[64];
+    for (int i = 0; i < 30; i++)
+        train[i] = 2 * i + 1;
+    ck_assert_int_eq(mgs_validation_views(train, 30, held, 3, 64, out), 4);
+    ck_assert_int_eq(out[0], 11);
+    ck_assert_int_eq(out[1], 27); /* train[5], train[13] */
+    ck_assert_int_eq(out[2], 43);
+    ck_assert_int_eq(out[3], 59); /* train[21], train[29] */
+    ck_assert_int_eq(mgs_validation_views(train, 29, held, 3, 64, out), 3); /* no train[29] */
+    ck_assert_int_eq(mgs_validation_views(train, 30, held, 3, 2, out), 2);  /* capped */
+    ck_assert_int_eq(mgs_validation_views(train, 6, held, 3, 64, out), 1);
+    ck_assert_int_eq(out[0], 11);
+    /* fewer than 6 training views: the held-out ones; none: the first training views */
+    ck_assert_int_eq(mgs_validation_views(train, 5, held, 3, 64, out), 3);
+    ck_assert_int_eq(out[0], 100);
+    ck_assert_int_eq(out[2], 102);
+    ck_assert_int_eq(mgs_validation_views(train, 4, held, 0, 64, out), 4);
+    ck_assert_int_eq(out[0], 1);
+    ck_assert_int_eq(out[3], 7);
+    ck_assert_int_eq(mgs_validation_views(train, 0, held, 0, 64, out), 0);
+    /* the learning rates decay over half the run (30,000 of Momentum-GS's 60,000) */
+    ck_assert_int_eq(mgs_schedule_steps(60000), 30000);
+    ck_assert_int_eq(mgs_schedule_steps(750), 375);
+    ck_assert_int_eq(mgs_schedule_steps(1), 1);
+}
+END_TEST
+
 /* The consistency loss of the harness's inputs: student (op, cov, col), teacher likewise, the
  * selected Gaussians' anchor scales. */
 static tensor *build_cons(pk_ctx *c, tensor **in, const void *arg) {
     (void)arg;
     return gs_consistency_loss(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6]);
+}
+
+static int cons_mask; /* the terms build_cons_terms sums */
+
+static tensor *build_cons_terms(pk_ctx *c, tensor **in, const void *arg) {
+    (void)arg;
+    return gs_consistency_loss_terms(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6], cons_mask);
 }
 
 static double sigm(double x) { return 1 / (1 + exp(-x)); }
@@ -109,6 +147,17 @@ START_TEST(consistency_loss_and_gradient) {
     pkt_result res = pkt_case_run(c, &k, &one);
     ck_assert_int_eq(res.out_numel, 1);
     ck_assert_double_eq_tol(res.out[0], op + col + sc + rot, 1e-5 * (op + col + sc + rot));
+    /* the diagnostic's term masks: each term alone, and the loss without the rotation */
+    pkt_case kt = k;
+    kt.build = build_cons_terms;
+    double term[4] = {op, col, sc, rot};
+    for (int b = 0; b < 5; b++) {
+        cons_mask = b < 4 ? 1 << b : GS_CONS_ALL & ~GS_CONS_ROTATION;
+        double want = b < 4 ? term[b] : op + col + sc;
+        pkt_result rt = pkt_case_run(c, &kt, &one);
+        ck_assert_double_eq_tol(rt.out[0], want, 1e-5 * want);
+        pkt_result_free(&rt);
+    }
     /* no gradient reaches inputs that take none (the teacher's outputs here) */
     for (int i = 3; i < 6; i++)
         ck_assert_ptr_null(res.grad[i]);
@@ -309,10 +358,67 @@ START_TEST(eight_blocks_one_device_and_resume) {
 }
 END_TEST
 
+/* The tensors of checkpoint `dir`/checkpoints/ckpt-`step` whose names start with prefix: 1 when
+ * all of them are equal in checkpoints a and b, 0 when one differs. */
+static int same_tensors(const char *a, const char *b, int step, const char *prefix) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "checkpoints/ckpt-%d.safetensors", step);
+    char *ca = io_path_join(a, rel), *cb = io_path_join(b, rel);
+    ckpt_file ka, kb;
+    ck_assert_int_eq(checkpoint_open(ca, &ka), PK_OK);
+    ck_assert_int_eq(checkpoint_open(cb, &kb), PK_OK);
+    int same = 1, seen = 0;
+    for (int i = 0; i < ka.st.n; i++) {
+        const st_tensor *x = &ka.st.tensors[i];
+        if (strncmp(x->name, prefix, strlen(prefix)) != 0) continue;
+        const st_tensor *y = safetensors_find(&kb.st, x->name);
+        ck_assert_ptr_nonnull(y);
+        ck_assert_uint_eq(x->nbytes, y->nbytes);
+        same &= memcmp(x->data, y->data, x->nbytes) == 0;
+        seen++;
+    }
+    ck_assert_int_gt(seen, 0);
+    checkpoint_close(&ka), checkpoint_close(&kb);
+    free(ca), free(cb);
+    return same;
+}
+
+START_TEST(consistency_to_features_only) {
+    /* the diagnostic --consistency-grad features: the decoder moves as without a teacher
+     * (bit for bit), the anchor features as with one; the full teacher moves the decoder. Two
+     * steps: at step 1 the teacher equals the student (no consistency gradient at all). */
+    char *dir = tmpdir(), data[300], a[300], b[300], c[300];
+    snprintf(data, sizeof data, "%s/scene", dir);
+    snprintf(a, sizeof a, "%s/a", dir);
+    snprintf(b, sizeof b, "%s/b", dir);
+    snprintf(c, sizeof c, "%s/c", dir);
+    mkdir(data, 0777);
+    ts_make(data);
+    mgs_options base = {.blocks = 8, .block_steps = 6, .voxel_size = 0.05, .view_share = 0.1};
+    mgs_options na = base, nb = base, nc = base;
+    na.no_teacher = true;
+    nb.cons_features = true;
+    na = mgs_defaults(na), nb = mgs_defaults(nb), nc = mgs_defaults(nc);
+    train8(data, a, 2, 0, &na);
+    train8(data, b, 2, 0, &nb);
+    train8(data, c, 2, 0, &nc);
+    /* mgs.t*: the decoder and its Adam state (a has no teacher tensors after them) */
+    ck_assert(same_tensors(a, b, 2, "mgs.t"));
+    ck_assert(!same_tensors(a, b, 2, "b0.sc.anchor_feat"));
+    ck_assert(!same_tensors(a, c, 2, "mgs.t0")); /* the opacity MLP's first weight */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("momentum");
     TCase *t = tcase_create("momentum");
     tcase_add_test(t, block_weight_formula);
+    tcase_add_test(t, validation_views_and_schedule);
+    tcase_add_test(t, consistency_to_features_only);
     tcase_add_test(t, consistency_loss_and_gradient);
     tcase_add_test(t, partition_and_cameras);
     tcase_add_test(t, eight_blocks_one_device_and_resume);
