@@ -1,7 +1,10 @@
 /* cpu_attention.c - the CPU kernels of the fused attention op (pk_attention_params, ops.h).
  * Per (batch, head): S = scale Q K^T + mask (Tq, Tk), P = softmax(S) by rows, O = P V. The
  * products are OpenBLAS SGEMMs on the head's columns in place (the leading dimension is the
- * row stride), so no head is copied out and d(qkv) is written where qkv lives. The forward
+ * row stride), so no head is copied out and d(qkv) is written where qkv lives; small heads
+ * (ATT_DIRECT_ELEMS) use direct register-blocked vector loops over zero-padded copies of the
+ * head's K, V (transposed where a product needs it) instead, as a call into OpenBLAS costs more
+ * than their products. The forward
  * keeps only each row's log-sum-exp; the backward recomputes P from Q, K and it:
  *   dV += P^T dO, dP = dO V^T, D_i = dO_i . O_i, dS = P (dP - D), dQ += scale dS K,
  *   dK += scale dS^T Q.
@@ -152,6 +155,69 @@ att_row_ds(float *dp, const float *p, int64_t n, float dsum, float scale) {
         dp[j] = (dp[j] - dsum) * p[j] * scale;
 }
 
+/* Heads with Tk (d + dv) up to this many elements run on the direct kernels below instead of
+ * OpenBLAS: at ViT-pico sizes (T = 17 or 5, d = 16) an SGEMM call costs more in its interface
+ * and packing than its few thousand multiply-adds, and the attention took a fifth of a DINO
+ * step's CPU. */
+#define ATT_DIRECT_ELEMS 4096
+
+/* n rounded up to a whole number of 8-float vectors */
+#define ATT_PAD(n) (((n) + 7) & ~(int64_t)7)
+
+/* c (rows, np) = a (rows, w) b (w, np): a's element (i, k) at a[i ars + k acs], b contiguous
+ * rows of np floats (np a multiple of 8), c rows of np floats. Four rows of c at a time, each
+ * an accumulator in a register, so the sum over k is no chain of loads and stores. */
+static inline __attribute__((always_inline)) void att_mm(float *c, int64_t rows, int64_t np,
+                                                         const float *a, int64_t ars, int64_t acs,
+                                                         int64_t w, const float *b) {
+    for (int64_t j = 0; j < np; j += 8) {
+        int64_t i = 0;
+        for (; i + 4 <= rows; i += 4) {
+            att_v8 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+            const float *ai = a + i * ars;
+            for (int64_t k = 0; k < w; k++) {
+                att_v8 bv = ATT_LD(b + k * np + j);
+                const float *ak = ai + k * acs;
+                c0 += ak[0] * bv, c1 += ak[ars] * bv, c2 += ak[2 * ars] * bv;
+                c3 += ak[3 * ars] * bv;
+            }
+            ATT_ST(c + i * np + j, c0), ATT_ST(c + (i + 1) * np + j, c1);
+            ATT_ST(c + (i + 2) * np + j, c2), ATT_ST(c + (i + 3) * np + j, c3);
+        }
+        for (; i < rows; i++) {
+            att_v8 c0 = {0};
+            for (int64_t k = 0; k < w; k++)
+                c0 += a[i * ars + k * acs] * ATT_LD(b + k * np + j);
+            ATT_ST(c + i * np + j, c0);
+        }
+    }
+}
+
+/* dst (n, np) = n rows of width w (row stride rs), zero-padded to np columns. */
+static void att_pad_rows(float *dst, const float *src, int64_t n, int64_t w, int64_t rs,
+                         int64_t np) {
+    for (int64_t r = 0; r < n; r++) {
+        memcpy(dst + r * np, src + r * rs, sizeof(float) * (size_t)w);
+        memset(dst + r * np + w, 0, sizeof(float) * (size_t)(np - w));
+    }
+}
+
+/* dst (w, np) = the transpose of n rows of width w (row stride rs), zero-padded to np >= n. */
+static void att_pad_transpose(float *dst, const float *src, int64_t n, int64_t w, int64_t rs,
+                              int64_t np) {
+    memset(dst, 0, sizeof(float) * (size_t)(w * np));
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < w; c++)
+            dst[c * np + r] = src[r * rs + c];
+}
+
+/* y (n, w; row stride ys) += x (n, w; row stride xs). */
+static void att_add_rows(float *y, int64_t ys, const float *x, int64_t xs, int64_t n, int64_t w) {
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < w; c++)
+            y[r * ys + c] += x[r * xs + c];
+}
+
 typedef struct att_job {
     const pk_attention_params *p;
     const float *q, *k, *v, *m; // head 0's first column of batch 0 (m: NULL without a mask)
@@ -160,17 +226,59 @@ typedef struct att_job {
     float *gq, *gk, *gv;        // NULL where no gradient is wanted; laid out as q, k, v
     int64_t rows, nqb;          // query rows per block, blocks per (batch, head)
     bool serial;                // tasks run on the calling thread (see att_plan)
+    bool direct;                // the direct kernels, not OpenBLAS (see ATT_DIRECT_ELEMS)
     atomic_int failed;          // a chunk could not get scratch memory
 } att_job;
+
+/* Floats of scratch att_fwd_direct needs. */
+static int64_t att_fwd_direct_floats(const pk_attention_params *p, int64_t nr) {
+    int64_t tkp = ATT_PAD(p->tk), dvp = ATT_PAD(p->dv);
+    return p->d * tkp + p->tk * dvp + nr * tkp + nr * dvp;
+}
+
+/* att_fwd_range's tasks [t0, t1) on the direct kernels; w: att_fwd_direct_floats of scratch. */
+__attribute__((target_clones("avx2", "default"))) static void
+att_fwd_direct(const att_job *j, int64_t t0, int64_t t1, float *w) {
+    const pk_attention_params *p = j->p;
+    int64_t tk = p->tk, ro = p->heads * p->dv, nr = j->rows, last = -1;
+    int64_t tkp = ATT_PAD(tk), dvp = ATT_PAD(p->dv);
+    float *kt = w, *vp = kt + p->d * tkp, *s = vp + tk * dvp, *ot = s + nr * tkp;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t bh = t / j->nqb, b = bh / p->heads, h = bh % p->heads;
+        int64_t i0 = (t % j->nqb) * nr, rows = p->tq - i0 < nr ? p->tq - i0 : nr;
+        const float *q = j->q + (b * p->tq + i0) * p->q_rs + h * p->d;
+        float *o = j->o + (b * p->tq + i0) * ro + h * p->dv;
+        float *lse = j->lse + bh * p->tq + i0;
+        if (bh != last) { // K^T (d, Tk) and V (Tk, dv) of this (batch, head), padded
+            att_pad_transpose(kt, j->k + b * tk * p->k_rs + h * p->d, tk, p->d, p->k_rs, tkp);
+            att_pad_rows(vp, j->v + b * tk * p->v_rs + h * p->dv, tk, p->dv, p->v_rs, dvp);
+            last = bh;
+        }
+        att_mm(s, rows, tkp, q, p->q_rs, 1, p->d, kt); // S (rows, Tk) = Q K^T
+        for (int64_t i = 0; i < rows; i++) {
+            const float *m = j->m ? j->m + b * p->m_bs + (i0 + i) * p->m_rs : NULL;
+            lse[i] = att_row_softmax(s + i * tkp, tk, p->scale, m, p->m_cs);
+        }
+        att_mm(ot, rows, dvp, s, tkp, 1, tk, vp); // O (rows, dv) = P V
+        for (int64_t i = 0; i < rows; i++)
+            memcpy(o + i * ro, ot + i * dvp, sizeof(float) * (size_t)p->dv);
+    }
+}
 
 /* Forward of tasks [t0, t1): task t is (batch, head, block of j->rows query rows). */
 static void att_fwd_range(void *arg, int64_t t0, int64_t t1) {
     att_job *j = arg;
     const pk_attention_params *p = j->p;
     int64_t tk = p->tk, ro = p->heads * p->dv, nr = j->rows;
-    float *s = malloc(sizeof(float) * (size_t)(nr * tk));
+    size_t nf = (size_t)(j->direct ? att_fwd_direct_floats(p, nr) : nr * tk);
+    float *s = malloc(sizeof(float) * nf);
     if (!s) {
         atomic_store(&j->failed, 1);
+        return;
+    }
+    if (j->direct) {
+        att_fwd_direct(j, t0, t1, s);
+        free(s);
         return;
     }
     for (int64_t t = t0; t < t1; t++) {
@@ -195,15 +303,81 @@ static void att_fwd_range(void *arg, int64_t t0, int64_t t1) {
     free(s);
 }
 
+/* Floats of scratch att_bwd_direct needs. */
+static int64_t att_bwd_direct_floats(const pk_attention_params *p, int64_t nr) {
+    int64_t tk = p->tk, tkp = ATT_PAD(tk), dp = ATT_PAD(p->d), dvp = ATT_PAD(p->dv);
+    int64_t tr = nr > tk ? nr : tk, tc = dp > dvp ? dp : dvp;
+    return (p->d + p->dv) * tkp + tk * dp + 2 * nr * tkp + nr * (dp + dvp) + tr * tc;
+}
+
+/* att_bwd_range's tasks [t0, t1) on the direct kernels; w: att_bwd_direct_floats of scratch.
+ * The same products as the SGEMMs there, summed in another order. */
+__attribute__((target_clones("avx2", "default"))) static void
+att_bwd_direct(const att_job *j, int64_t t0, int64_t t1, float *w) {
+    const pk_attention_params *p = j->p;
+    int64_t tq = p->tq, tk = p->tk, ro = p->heads * p->dv, nr = j->rows;
+    int64_t tkp = ATT_PAD(tk), dp = ATT_PAD(p->d), dvp = ATT_PAD(p->dv);
+    bool want_s = j->gq || j->gk;
+    float *kt = w, *vt = kt + p->d * tkp, *kp = vt + p->dv * tkp, *s = kp + tk * dp;
+    float *ds = s + nr * tkp, *qp = ds + nr * tkp, *gop = qp + nr * dp, *tmp = gop + nr * dvp;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t b = t / p->heads, h = t % p->heads;
+        int64_t ko = b * tk * p->k_rs + h * p->d, vo = b * tk * p->v_rs + h * p->dv;
+        const float *k = j->k + ko, *v = j->v + vo;
+        att_pad_transpose(kt, k, tk, p->d, p->k_rs, tkp);              // K^T (d, Tk)
+        if (want_s) att_pad_transpose(vt, v, tk, p->dv, p->v_rs, tkp); // V^T (dv, Tk)
+        if (j->gq) att_pad_rows(kp, k, tk, p->d, p->k_rs, dp);         // K (Tk, d)
+        for (int64_t i0 = 0; i0 < tq; i0 += nr) {
+            int64_t rows = tq - i0 < nr ? tq - i0 : nr;
+            int64_t qo = (b * tq + i0) * p->q_rs + h * p->d, oo = (b * tq + i0) * ro + h * p->dv;
+            const float *q = j->q + qo, *o = j->o + oo, *go = j->go + oo;
+            const float *lse = j->lse + t * tq + i0;
+            att_mm(s, rows, tkp, q, p->q_rs, 1, p->d, kt); // P = exp(scale Q K^T + m - lse)
+            for (int64_t i = 0; i < rows; i++) {
+                const float *m = j->m ? j->m + b * p->m_bs + (i0 + i) * p->m_rs : NULL;
+                att_row_probs(s + i * tkp, tk, p->scale, m, p->m_cs, lse[i]);
+            }
+            if (j->gv) { // dV (Tk, dv) += P^T (Tk, rows) dO (rows, dv)
+                att_pad_rows(gop, go, rows, p->dv, ro, dvp);
+                att_mm(tmp, tk, dvp, s, 1, tkp, rows, gop);
+                att_add_rows(j->gv + vo, p->v_rs, tmp, dvp, tk, p->dv);
+            }
+            if (!want_s) continue;
+            att_mm(ds, rows, tkp, go, ro, 1, p->dv, vt); // dP (rows, Tk) = dO V^T
+            for (int64_t i = 0; i < rows; i++) {         // dS = scale P (dP - D_i), in place
+                float dsum = 0.0f;
+                for (int64_t c = 0; c < p->dv; c++)
+                    dsum += go[i * ro + c] * o[i * ro + c];
+                att_row_ds(ds + i * tkp, s + i * tkp, tk, dsum, p->scale);
+            }
+            if (j->gq) { // dQ (rows, d) += dS (rows, Tk) K (Tk, d)
+                att_mm(tmp, rows, dp, ds, tkp, 1, tk, kp);
+                att_add_rows(j->gq + qo, p->q_rs, tmp, dp, rows, p->d);
+            }
+            if (j->gk) { // dK (Tk, d) += dS^T (Tk, rows) Q (rows, d)
+                att_pad_rows(qp, q, rows, p->d, p->q_rs, dp);
+                att_mm(tmp, tk, dp, ds, 1, tkp, rows, qp);
+                att_add_rows(j->gk + ko, p->k_rs, tmp, dp, tk, p->d);
+            }
+        }
+    }
+}
+
 /* Backward of tasks [t0, t1): task t is (batch, head), over its query rows block by block. */
 static void att_bwd_range(void *arg, int64_t t0, int64_t t1) {
     att_job *j = arg;
     const pk_attention_params *p = j->p;
     int64_t tq = p->tq, tk = p->tk, ro = p->heads * p->dv, nr = j->rows;
     bool want_s = j->gq || j->gk; // dS is needed
-    float *s = malloc(sizeof(float) * (size_t)(nr * tk) * 2);
+    size_t nf = (size_t)(j->direct ? att_bwd_direct_floats(p, nr) : nr * tk * 2);
+    float *s = malloc(sizeof(float) * nf);
     if (!s) {
         atomic_store(&j->failed, 1);
+        return;
+    }
+    if (j->direct) {
+        att_bwd_direct(j, t0, t1, s);
+        free(s);
         return;
     }
     float *dp = s + nr * tk;
@@ -258,6 +432,12 @@ static void att_plan(pk_ctx *c, att_job *j) {
     bool both_threaded = pk_pool_threads(c->pool) > 1 && openblas_get_num_threads() > 1;
     j->rows = ATT_ROWS;
     j->serial = false;
+    j->direct = p->tk * (p->d + p->dv) <= ATT_DIRECT_ELEMS;
+    if (j->direct) { /* no OpenBLAS call: its threading does not matter */
+        if (j->rows > p->tq) j->rows = p->tq;
+        j->nqb = (p->tq + j->rows - 1) / j->rows;
+        return;
+    }
     if (both_threaded && ATT_ROWS * width > ATT_BLAS_SERIAL_MNK) {
         j->rows = ATT_BLAS_SERIAL_MNK / width;
         if (j->rows < 8) j->rows = ATT_ROWS, j->serial = true;

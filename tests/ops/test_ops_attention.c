@@ -1,7 +1,8 @@
 /* test_ops_attention.c - the fused attention op (pk_attention, pk_attention_heads,
  * pk_attention_qkv): CPU against PyTorch golden files (tests/golden/gold_attention.py) and finite
  * differences; CPU against a naive double-precision reference written here at ViT sizes (T = 50,
- * d = 32; T = 197, d = 64, H = 6), with masks, Tq != Tk, d != dv and d = 128; Vulkan against the
+ * d = 32; T = 197, d = 64, H = 6; T = 17 and 5, d = 16), with masks, Tq != Tk, d != dv and d = 128
+ * (small heads take the CPU's direct kernels, large ones OpenBLAS); Vulkan against the
  * goldens and the CPU; gradients adding onto existing ones; and the messages of bad inputs.
  * Contexts poison their step arenas, so an output element a kernel leaves unwritten is NaN. */
 #include <math.h>
@@ -67,6 +68,9 @@ static const att_shape shapes[] = {
     {1, 9, 130, 1, 128, 128, 0, 1}, // d = 128, keys beyond two 64-blocks, a key mask
     {3, 17, 5, 4, 8, 4, 0, 2},      // Tk < Tq, a (Tq, Tk) mask
     {1, 20, 300, 2, 128, 96, 0, 0}, // Tk d large: the CPU runs it serially when BLAS is threaded
+    {4, 17, 17, 4, 16, 16, 1, 0},   // vit_pico_patch7_28's global crops (the direct CPU kernels)
+    {8, 5, 5, 4, 16, 16, 1, 0},     // and its 14x14 local crops
+    {1, 100, 20, 2, 16, 8, 0, 1},   // direct kernels over two blocks of query rows, a key mask
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
