@@ -480,6 +480,15 @@ static pk_status take_lane_grads(mgs *m, mgs_dev *w, int l) {
     return PK_OK;
 }
 
+/* The next training view of block b: its views in an order reshuffled with rng after each pass. */
+static int lane_next_view(mgs *m, pk_rng *rng, int b) {
+    if (m->opos[b] >= m->ncams[b]) {
+        pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
+        m->opos[b] = 0;
+    }
+    return m->cams[b][m->order[b][m->opos[b]++]];
+}
+
 /* One training step `it` of lane l on device w: the trainer's step for a decoder source
  * (tasks/gs/gs_train.c train_render and gs_trainer_step) on w's context with the lane's
  * generator: render, weighted loss, backward, statistics, the block's anchor step, its growing;
@@ -490,11 +499,7 @@ static pk_status lane_step(mgs_dev *w, int l, int64_t it) {
     pk_rng *rng = lane_rng(m, l);
     int b = lane_block(m, l, it);
     if (m->ncams[b] == 0) return PK_OK; /* no block of this lane has views: it idles */
-    if (m->opos[b] >= m->ncams[b]) {
-        pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
-        m->opos[b] = 0;
-    }
-    int v = m->cams[b][m->order[b][m->opos[b]++]];
+    int v = lane_next_view(m, rng, b);
     const splat_camera *cam = &m->env.cams[v];
     int64_t H = cam->height, W = cam->width;
     float bg[3];
@@ -845,11 +850,7 @@ static pk_status lane_step_dev(mgs *m, int l, int64_t it) {
     pk_rng *rng = lane_rng(m, l);
     int b = lane_block(m, l, it);
     if (m->ncams[b] == 0) return PK_OK; /* no block of this lane has views: it idles */
-    if (m->opos[b] >= m->ncams[b]) {
-        pk_rng_shuffle(rng, m->order[b], m->ncams[b]);
-        m->opos[b] = 0;
-    }
-    int v = m->cams[b][m->order[b][m->opos[b]++]];
+    int v = lane_next_view(m, rng, b);
     const splat_camera *cam = &m->env.cams[v];
     float bg[3];
     bool rnd;
