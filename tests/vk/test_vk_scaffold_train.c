@@ -65,6 +65,49 @@ static void read_log(const char *out, int n, train_log *L) {
     fclose(f);
 }
 
+/* One step's counter differences, printed. */
+typedef struct {
+    uint64_t sub, wait, up, down, disp, alloc;
+} step_delta;
+
+static step_delta step_delta_of(const pk_device_counters *a, const pk_device_counters *b,
+                                const char *what, int64_t s) {
+    step_delta d = {b->submits - a->submits,
+                    b->host_waits - a->host_waits,
+                    b->bytes_to_device - a->bytes_to_device,
+                    b->bytes_to_host - a->bytes_to_host,
+                    b->dispatches - a->dispatches,
+                    b->descriptor_allocs - a->descriptor_allocs};
+    fprintf(stderr,
+            "test_vk_scaffold_train: %s step %lld: %llu submits, %llu host waits, %llu bytes up, "
+            "%llu down, %llu dispatches, %llu descriptor allocations\n",
+            what, (long long)s, (unsigned long long)d.sub, (unsigned long long)d.wait,
+            (unsigned long long)d.up, (unsigned long long)d.down, (unsigned long long)d.disp,
+            (unsigned long long)d.alloc);
+    return d;
+}
+
+/* A step between read-backs: nothing submitted, waited for or moved, its work recorded. */
+static void assert_quiet_step(const step_delta *d, uint64_t min_dispatches) {
+    ck_assert_uint_eq(d->sub, 0);
+    ck_assert_uint_eq(d->wait, 0);
+    ck_assert_uint_eq(d->up, 0);
+    ck_assert_uint_eq(d->down, 0);
+    ck_assert_uint_gt(d->disp, min_dispatches);
+}
+
+/* Ends a run: held-out PSNR, rewinds, no validation message; then its log.csv, and the folder
+ * goes. */
+static void finish_run(gs_trainer *t, const char *out, int iters, train_log *L) {
+    gs_eval ev;
+    ck_assert_msg(gs_trainer_finish(t, &ev) == PK_OK, "%s", polyak_error());
+    L->eval_psnr = ev.psnr;
+    L->rewinds = gs_trainer_rewinds(t);
+    ck_assert_int_eq(pk_device_validation_errors((pk_device *)gs_trainer_device(t)), 0);
+    gs_trainer_destroy(t);
+    read_log(out, iters, L);
+}
+
 /* Trains the small scaffold run on `device` (pairs: the Vulkan rasterizer's first capacity, 0:
  * its own), checking the per-step counters when `counters`, and reads log.csv. */
 static void train(const char *device, int64_t pairs, bool counters, train_log *L) {
@@ -96,39 +139,20 @@ static void train(const char *device, int64_t pairs, bool counters, train_log *L
         pk_device_get_counters(gs_trainer_device(t), &b);
         if (counters) {
             int64_t s = r.step;
-            uint64_t sub = b.submits - a.submits, wait = b.host_waits - a.host_waits;
-            uint64_t up = b.bytes_to_device - a.bytes_to_device;
-            uint64_t down = b.bytes_to_host - a.bytes_to_host;
-            uint64_t alloc = b.descriptor_allocs - a.descriptor_allocs;
-            fprintf(stderr,
-                    "test_vk_scaffold_train: step %lld: %llu submits, %llu host waits, %llu "
-                    "bytes up, %llu down, %llu dispatches, %llu descriptor allocations\n",
-                    (long long)s, (unsigned long long)sub, (unsigned long long)wait,
-                    (unsigned long long)up, (unsigned long long)down,
-                    (unsigned long long)(b.dispatches - a.dispatches), (unsigned long long)alloc);
+            step_delta d = step_delta_of(&a, &b, "scaffold", s);
             ck_assert(!r.rewound);
             ck_assert_int_eq(r.densified, s == 4 || s == 8);
-            if (s > 1) ck_assert_uint_eq(alloc, 0);
+            if (s > 1) ck_assert_uint_eq(d.alloc, 0);
             if (s == 1 || s == 4 || s == 8 || s == ITERS) {
-                ck_assert_uint_ge(wait, 1);
-                ck_assert_uint_le(wait, 2);
+                ck_assert_uint_ge(d.wait, 1);
+                ck_assert_uint_le(d.wait, 2);
             } else {
-                ck_assert_uint_eq(sub, 0);
-                ck_assert_uint_eq(wait, 0);
-                ck_assert_uint_eq(up, 0);
-                ck_assert_uint_eq(down, 0);
-                ck_assert_uint_gt(b.dispatches - a.dispatches, 50);
+                assert_quiet_step(&d, 50);
             }
         }
         a = b;
     }
-    gs_eval ev;
-    ck_assert_msg(gs_trainer_finish(t, &ev) == PK_OK, "%s", polyak_error());
-    L->eval_psnr = ev.psnr;
-    L->rewinds = gs_trainer_rewinds(t);
-    ck_assert_int_eq(pk_device_validation_errors((pk_device *)gs_trainer_device(t)), 0);
-    gs_trainer_destroy(t);
-    read_log(out, ITERS, L);
+    finish_run(t, out, ITERS, L);
     remove_dir(out);
 }
 
@@ -179,43 +203,23 @@ static void train_mgs(const char *device, int64_t pairs, bool counters, train_lo
         pk_device_get_counters(gs_trainer_device(t), &b);
         if (counters) {
             int64_t s = r.step;
-            uint64_t sub = b.submits - a.submits, wait = b.host_waits - a.host_waits;
-            uint64_t up = b.bytes_to_device - a.bytes_to_device;
-            uint64_t down = b.bytes_to_host - a.bytes_to_host;
-            uint64_t alloc = b.descriptor_allocs - a.descriptor_allocs;
-            fprintf(stderr,
-                    "test_vk_scaffold_train: momentum-gs step %lld: %llu submits, %llu host "
-                    "waits, %llu bytes up, %llu down, %llu dispatches, %llu descriptor "
-                    "allocations\n",
-                    (long long)s, (unsigned long long)sub, (unsigned long long)wait,
-                    (unsigned long long)up, (unsigned long long)down,
-                    (unsigned long long)(b.dispatches - a.dispatches), (unsigned long long)alloc);
-            if (s > 1) ck_assert_uint_eq(alloc, 0);
+            step_delta d = step_delta_of(&a, &b, "momentum-gs", s);
+            if (s > 1) ck_assert_uint_eq(d.alloc, 0);
             if (s == 1 || s == 4 || s == 6 || s == MGS_ITERS) {
-                ck_assert_uint_ge(wait, 1);
+                ck_assert_uint_ge(d.wait, 1);
                 /* the validation at step 6 renders on the host-array path; the others wait at
                  * most twice: the losses, and (step 4) both trained blocks' state in one wait
                  * before their adjusted anchors go up */
-                if (s != 6) ck_assert_uint_le(wait, 2);
-                if (s == 4) ck_assert(up > 100000 && down > 100000);
+                if (s != 6) ck_assert_uint_le(d.wait, 2);
+                if (s == 4) ck_assert(d.up > 100000 && d.down > 100000);
             } else {
-                ck_assert_uint_eq(sub, 0);
-                ck_assert_uint_eq(wait, 0);
-                ck_assert_uint_eq(up, 0);
-                ck_assert_uint_eq(down, 0);
-                ck_assert_uint_gt(b.dispatches - a.dispatches, 100);
+                assert_quiet_step(&d, 100);
             }
         }
         a = b;
     }
-    gs_eval ev;
-    ck_assert_msg(gs_trainer_finish(t, &ev) == PK_OK, "%s", polyak_error());
-    L->eval_psnr = ev.psnr;
-    L->rewinds = gs_trainer_rewinds(t);
-    ck_assert_int_eq(pk_device_validation_errors((pk_device *)gs_trainer_device(t)), 0);
-    gs_trainer_destroy(t);
     free(json);
-    read_log(out, MGS_ITERS, L);
+    finish_run(t, out, MGS_ITERS, L);
     remove_dir(out);
 }
 
